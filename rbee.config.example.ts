@@ -1,0 +1,17 @@
+// Copy to rbee.config.ts (or .js/.json/.yaml). Every key is optional; RBEE_* variables and CLI
+// flags override what is set here.
+import {defineConfig} from 'rbee';
+
+export default defineConfig({
+  hive: {
+    host: '127.0.0.1', // a non-loopback address needs a token
+    port: 7833,
+    // token: 'a-long-random-secret-string', // or RBEE_TOKEN
+    heartbeatIntervalMs: 5000, // how often workers report to the hive
+  },
+  workers: {
+    contextSize: 4096, // tokens of context per parallel sequence
+    threads: 2, // CPU threads per worker; default: the machine's physical cores
+    parallel: 4, // requests a worker generates at once; more wait in its queue
+  },
+});

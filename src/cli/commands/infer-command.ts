@@ -1,0 +1,59 @@
+import {Command} from 'commander';
+import {RbeeError} from '../../errors.js';
+import {parseWire} from '../../protocol/parse.js';
+import {InferStreamEventSchema, type InferRequest, type InferResponse} from '../../protocol/wire.js';
+import {globalOptions, hiveClient} from '../context.js';
+import {emit} from '../output.js';
+import {collect, integerFlag, numberFlag} from '../parse-flags.js';
+
+type InferOptions = {model?: string; maxTokens?: number; temperature?: number; seed?: number; stop?: string[]; stream: boolean};
+
+export function inferCommand(): Command {
+  return new Command('infer')
+    .description('generate text through the hive (tokens stream to the terminal)')
+    .argument('<prompt...>', 'the prompt')
+    .option('--model <model>', 'model to route to (default: the only one served)')
+    .option('--max-tokens <n>', 'tokens to generate at most', integerFlag('--max-tokens', 1, 32_768))
+    .option('--temperature <t>', '0 for greedy decoding', numberFlag('--temperature', 0, 2))
+    .option('--seed <n>', 'sampling seed', integerFlag('--seed', 0, 2 ** 32 - 1))
+    .option('--stop <text>', 'stop when this text is generated (repeatable)', collect)
+    .option('--no-stream', 'wait for the whole answer')
+    .action(async (promptWords: string[], options: InferOptions, command: Command) => {
+      const global = globalOptions(command);
+      const request: InferRequest = {
+        prompt: promptWords.join(' '),
+        ...(options.model === undefined ? {} : {model: options.model}),
+        ...(options.maxTokens === undefined ? {} : {max_tokens: options.maxTokens}),
+        ...(options.temperature === undefined ? {} : {temperature: options.temperature}),
+        ...(options.seed === undefined ? {} : {seed: options.seed}),
+        ...(options.stop === undefined ? {} : {stop: options.stop}),
+      };
+      const client = hiveClient(command, 600_000);
+      if (global.json === true || !options.stream) {
+        const response = await client.post<InferResponse>('/v1/infer', request, 600_000);
+        emit(global, response, () => response.text);
+        return;
+      }
+      let final: InferResponse | null = null;
+      await client.stream('/v1/infer', {...request, stream: true}, data => {
+        const parsed = parseWire(InferStreamEventSchema, JSON.parse(data), 'stream event');
+        if (!parsed.ok) {
+          throw new RbeeError('upstream_error', parsed.message);
+        }
+        const event = parsed.value;
+        if (event.type === 'token') {
+          process.stdout.write(event.text);
+        } else if (event.type === 'error') {
+          throw new RbeeError('upstream_error', `generation failed: ${event.error.message}`);
+        } else {
+          final = event;
+        }
+      });
+      process.stdout.write('\n');
+      if (final === null) {
+        throw new RbeeError('upstream_error', 'the stream ended without a final event');
+      }
+      const done: InferResponse = final;
+      process.stderr.write(`[${done.tokens_generated} tokens, ${done.finish_reason}, ${(done.duration_ms / 1000).toFixed(2)} s, ${done.worker_id}]\n`);
+    });
+}

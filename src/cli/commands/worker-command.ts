@@ -1,0 +1,112 @@
+import {Command} from 'commander';
+import {RbeeError} from '../../errors.js';
+import {createProgressBar} from '../../models/progress-bar.js';
+import type {SpawnWorkerRequest, WorkerInfo, WorkerList} from '../../protocol/wire.js';
+import {globalOptions, hiveClient} from '../context.js';
+import {formatAge, formatBytes, table} from '../format.js';
+import type {HiveClient} from '../hive-client.js';
+import {emit} from '../output.js';
+import {integerFlag} from '../parse-flags.js';
+import {workerRunCommand} from './worker-run-command.js';
+
+type SpawnOptions = {
+  model: string;
+  device: string;
+  type: string;
+  contextSize?: number;
+  threads?: number;
+  parallel?: number;
+  wait?: boolean;
+  timeout: number;
+};
+
+function describe(worker: WorkerInfo): string {
+  const reason = worker.reason === null ? '' : ` (${worker.reason})`;
+  return `${worker.worker_id}  ${worker.state}${reason}  ${worker.model} on ${worker.device}  ${worker.url}`;
+}
+
+/** Polls until the worker serves or fails; a download or load in progress shows as a bar on a terminal. */
+async function waitUntilReady(client: HiveClient, worker: WorkerInfo, timeoutSeconds: number): Promise<WorkerInfo> {
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  const bar = createProgressBar({label: worker.model});
+  let current = worker;
+  try {
+    while (current.state === 'starting') {
+      if (Date.now() > deadline) {
+        throw new RbeeError('timeout', `worker ${current.worker_id} was not ready after ${timeoutSeconds} s (state ${current.state})`);
+      }
+      await new Promise(resolve => setTimeout(resolve, 250));
+      current = await client.get<WorkerInfo>(`/v1/workers/${current.worker_id}`);
+      if (current.progress !== null && (current.progress.phase === 'downloading' || current.progress.phase === 'assembling' || current.progress.phase === 'verifying')) {
+        bar.update({phase: current.progress.phase, done: current.progress.done, total: current.progress.total});
+      }
+    }
+  } finally {
+    bar.done();
+  }
+  if (current.state !== 'ready' && current.state !== 'busy') {
+    throw new RbeeError('worker_failed', `worker ${current.worker_id} ${current.state}: ${current.reason ?? 'no reason given'}`);
+  }
+  return current;
+}
+
+export function workerCommand(): Command {
+  const worker = new Command('worker').description('spawn, list and stop workers (one process, one model, one device)');
+
+  worker.command('spawn')
+    .description('ask the hive for a worker')
+    .requiredOption('--model <model>', 'a GGUF path, hf:org/repo:file.gguf, or "default" (Gemma 3 270M)')
+    .option('--device <device>', 'cpu, cuda:N or metal', 'cpu')
+    .option('--type <type>', 'worker type', 'llamacpp')
+    .option('--context-size <tokens>', 'context per parallel request', integerFlag('--context-size', 128, 1_048_576))
+    .option('--threads <n>', 'CPU threads', integerFlag('--threads', 1, 1_024))
+    .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64))
+    .option('--wait', 'return only once the worker is ready (or failed)')
+    .option('--timeout <seconds>', 'with --wait: give up after this long', integerFlag('--timeout', 1, 86_400), 600)
+    .action(async (options: SpawnOptions, command: Command) => {
+      const client = hiveClient(command);
+      const request: SpawnWorkerRequest = {
+        model: options.model,
+        device: options.device,
+        type: options.type,
+        ...(options.contextSize === undefined ? {} : {context_size: options.contextSize}),
+        ...(options.threads === undefined ? {} : {threads: options.threads}),
+        ...(options.parallel === undefined ? {} : {parallel: options.parallel}),
+      };
+      let info = await client.post<WorkerInfo>('/v1/workers', request);
+      if (options.wait === true) {
+        info = await waitUntilReady(client, info, options.timeout);
+      }
+      emit(globalOptions(command), info, () => describe(info));
+    });
+
+  worker.command('list')
+    .description('list workers and their last heartbeat')
+    .option('--all', 'include stopped and failed workers')
+    .action(async (options: {all?: boolean}, command: Command) => {
+      const list = await hiveClient(command).get<WorkerList>(`/v1/workers${options.all === true ? '?all=1' : ''}`);
+      emit(globalOptions(command), list, () => list.workers.length === 0
+        ? 'no workers (spawn one: rbee worker spawn --model default --wait)'
+        : table(
+          ['ID', 'TYPE', 'MODEL', 'DEVICE', 'STATE', 'PID', 'REQS', 'TOKENS', 'MEM', 'HEARTBEAT'],
+          list.workers.map(item => [
+            item.worker_id, item.type, item.model, item.device, item.state, String(item.pid ?? '-'),
+            String(item.last_heartbeat?.requests_total ?? 0), String(item.last_heartbeat?.tokens_generated ?? 0),
+            formatBytes(item.device === 'cpu' ? item.last_heartbeat?.ram_used ?? 0 : item.last_heartbeat?.vram_used ?? 0),
+            formatAge(item.last_heartbeat_at),
+          ]),
+        ));
+    });
+
+  worker.command('stop')
+    .description('stop a worker (SIGTERM, grace period, then SIGKILL of its process group)')
+    .argument('<id>', 'worker id')
+    .action(async (id: string, _options: unknown, command: Command) => {
+      const info = await hiveClient(command, 120_000).delete<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
+      emit(globalOptions(command), info, () => describe(info));
+    });
+
+  worker.addCommand(workerRunCommand(), {hidden: true});
+  return worker;
+}
+

@@ -1,0 +1,75 @@
+import {Command} from 'commander';
+import {RbeeError} from '../../errors.js';
+import type {EngineLoader} from '../../worker/engine.js';
+import {runWorker} from '../../worker/run-worker.js';
+import {integerFlag} from '../parse-flags.js';
+
+type RunOptions = {
+  type: string;
+  workerId: string;
+  modelPath: string;
+  modelName?: string;
+  device: string;
+  host: string;
+  port: number;
+  hiveUrl?: string;
+  heartbeatInterval: number;
+  orphanTimeout?: number;
+  contextSize: number;
+  threads?: number;
+  parallel: number;
+  maxQueue: number;
+  drainTimeout: number;
+};
+
+async function engineLoader(type: string): Promise<EngineLoader> {
+  if (type === 'llamacpp') {
+    const {loadLlamaCppEmbedded} = await import('../../worker/engines/llamacpp-embedded.js');
+    return loadLlamaCppEmbedded;
+  }
+  throw new RbeeError('invalid_request', `unknown worker type "${type}"`);
+}
+
+/** The worker process itself; the hive starts it, people normally don't. */
+export function workerRunCommand(): Command {
+  return new Command('run')
+    .description('run one worker process in the foreground (started by the hive)')
+    .option('--type <type>', 'worker type', 'llamacpp')
+    .requiredOption('--worker-id <id>', 'id the hive knows this worker by')
+    .requiredOption('--model-path <path>', 'GGUF file')
+    .option('--model-name <name>', 'name the model is served as')
+    .option('--device <device>', 'cpu, cuda:N or metal', 'cpu')
+    .option('--host <address>', 'address to serve on', '127.0.0.1')
+    .requiredOption('--port <port>', 'port to serve on', integerFlag('--port', 0, 65_535))
+    .option('--hive-url <url>', 'hive to heartbeat to (none: standalone)')
+    .option('--heartbeat-interval <ms>', 'heartbeat interval', integerFlag('--heartbeat-interval', 50, 600_000), 5_000)
+    .option('--orphan-timeout <ms>', 'exit when the hive has not answered for this long (default: 3 intervals)', integerFlag('--orphan-timeout', 100, 86_400_000))
+    .option('--context-size <tokens>', 'context per parallel request', integerFlag('--context-size', 128, 1_048_576), 4_096)
+    .option('--threads <n>', 'CPU threads', integerFlag('--threads', 1, 1_024))
+    .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64), 4)
+    .option('--max-queue <n>', 'requests that may wait beyond --parallel', integerFlag('--max-queue', 0, 100_000), 256)
+    .option('--drain-timeout <ms>', 'on stop, how long in-flight requests may finish', integerFlag('--drain-timeout', 0, 600_000), 8_000)
+    .action(async (options: RunOptions) => {
+      const secret = process.env.RBEE_WORKER_SECRET ?? '';
+      if (options.hiveUrl !== undefined && secret === '') {
+        throw new RbeeError('invalid_request', 'RBEE_WORKER_SECRET must be set when --hive-url is given');
+      }
+      await runWorker({
+        workerId: options.workerId,
+        modelPath: options.modelPath,
+        modelName: options.modelName ?? options.modelPath,
+        device: options.device,
+        host: options.host,
+        port: options.port,
+        hiveUrl: options.hiveUrl,
+        secret,
+        heartbeatIntervalMs: options.heartbeatInterval,
+        orphanTimeoutMs: options.orphanTimeout ?? 3 * options.heartbeatInterval,
+        contextSize: options.contextSize,
+        threads: options.threads,
+        parallel: options.parallel,
+        maxQueue: options.maxQueue,
+        drainTimeoutMs: options.drainTimeout,
+      }, await engineLoader(options.type));
+    });
+}

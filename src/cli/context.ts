@@ -1,0 +1,19 @@
+import type {Command} from 'commander';
+import {envValue, hiveUrl} from '../config/env.js';
+import {HiveClient} from './hive-client.js';
+
+export type GlobalOptions = {hive?: string; token?: string; json?: boolean};
+
+/** The options every command shares, read from the root program (flags win over RBEE_* variables). */
+export function globalOptions(command: Command): GlobalOptions {
+  return command.optsWithGlobals<GlobalOptions>();
+}
+
+export function hiveClient(command: Command, timeoutMs?: number): HiveClient {
+  const options = globalOptions(command);
+  return new HiveClient({
+    url: options.hive ?? hiveUrl(),
+    token: options.token ?? envValue('RBEE_TOKEN'),
+    ...(timeoutMs === undefined ? {} : {timeoutMs}),
+  });
+}

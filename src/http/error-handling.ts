@@ -1,0 +1,39 @@
+import type {FastifyError, FastifyInstance} from 'fastify';
+import {isRbeeError, RbeeError} from '../errors.js';
+
+type FastifyErrorLike = Partial<FastifyError> & {message: string};
+
+/** What fastify's own errors (bad JSON, too large, wrong content type) mean on rbee's wire. */
+function fromFastify(error: FastifyErrorLike): RbeeError {
+  const status = error.statusCode ?? 500;
+  if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) {
+    return new RbeeError('invalid_json', `request body is not valid JSON: ${error.message}`, {cause: error, status: 400});
+  }
+  if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+    return new RbeeError('invalid_json', 'request body is empty; expected a JSON object', {cause: error, status: 400});
+  }
+  if (status >= 400 && status < 500) {
+    return new RbeeError('invalid_request', error.message, {cause: error, status});
+  }
+  return new RbeeError('internal', error.message, {cause: error, status: 500});
+}
+
+/**
+ * Every error leaves as `{error: {code, message}}` with a 4xx for the caller's mistakes, so a
+ * client can tell them apart from our failures, and no route can leak a stack trace.
+ */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyErrorLike, request, reply) => {
+    const rbeeError = isRbeeError(error) ? error : fromFastify(error);
+    if (rbeeError.status >= 500) {
+      request.log.error({err: error}, rbeeError.message);
+    }
+    if (rbeeError.status === 503) {
+      void reply.header('retry-after', '1');
+    }
+    void reply.status(rbeeError.status).send(rbeeError.toJSON());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send(new RbeeError('not_found', `no route ${request.method} ${request.url}`).toJSON());
+  });
+}

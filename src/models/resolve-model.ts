@@ -1,0 +1,91 @@
+/**
+ * Turns whatever model reference a user gave into a local GGUF file that an engine can load,
+ * downloading it first when needed.
+ */
+import fs from 'node:fs/promises';
+import {RbeeError} from '../errors.js';
+import {resolveDefaultModel} from './default-model.js';
+import {resolveHfModel} from './hf-model.js';
+import {modelNameFromFile, parseModelRef, type ModelRef} from './model-ref.js';
+
+export type ModelProgress = {phase: 'downloading' | 'assembling' | 'verifying'; done: number; total: number | null};
+
+export type ResolvedModel = {ref: string; kind: 'default' | 'path' | 'hf'; path: string; name: string};
+
+export type ResolveModelOptions = {
+  modelsDir: string;
+  env?: NodeJS.ProcessEnv;
+  onProgress?: (progress: ModelProgress) => void;
+  signal?: AbortSignal;
+};
+
+const ggufMagic = Buffer.from('GGUF', 'latin1');
+
+export async function resolveModel(ref: string, options: ResolveModelOptions): Promise<ResolvedModel> {
+  const parsed = parseModelRef(ref);
+  const shared = {
+    modelsDir: options.modelsDir,
+    ...(options.env === undefined ? {} : {env: options.env}),
+    ...(options.onProgress === undefined ? {} : {onProgress: options.onProgress}),
+    ...(options.signal === undefined ? {} : {signal: options.signal}),
+  };
+  let file: string;
+  switch (parsed.kind) {
+    case 'default':
+      file = await resolveDefaultModel(shared);
+      break;
+    case 'hf':
+      file = await resolveHfModel({...shared, ref: parsed});
+      break;
+    case 'path':
+      file = parsed.path;
+      break;
+  }
+  // Downloads are checked too: a proxy's HTML error page saved as a model is better caught here
+  // than as an obscure engine failure.
+  await assertGgufFile(file);
+  return {ref, kind: parsed.kind, path: file, name: modelNameFromFile(file)};
+}
+
+async function assertGgufFile(file: string): Promise<void> {
+  let handle: fs.FileHandle;
+  try {
+    const stats = await fs.stat(file);
+    if (!stats.isFile()) {
+      throw new RbeeError('model_not_found', `model file not found: ${file} (it is not a regular file)`);
+    }
+    handle = await fs.open(file, 'r');
+  } catch (error) {
+    if (error instanceof RbeeError) {
+      throw error;
+    }
+    throw new RbeeError('model_not_found', `model file not found: ${file}`, {cause: error});
+  }
+  try {
+    const magic = Buffer.alloc(ggufMagic.length);
+    const {bytesRead} = await handle.read(magic, 0, magic.length, 0);
+    if (bytesRead < magic.length || !magic.equals(ggufMagic)) {
+      throw new RbeeError('invalid_request', `${file} is not a GGUF file (it does not start with the GGUF magic bytes)`);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A short human description, for logs and progress labels; never throws. */
+export function describeModelRef(ref: string | ModelRef): string {
+  let parsed: ModelRef;
+  try {
+    parsed = typeof ref === 'string' ? parseModelRef(ref) : ref;
+  } catch {
+    return String(ref);
+  }
+  switch (parsed.kind) {
+    case 'default':
+      return 'default model (Gemma 3 270M Q4_K_M)';
+    case 'hf':
+      return `${parsed.file} from Hugging Face ${parsed.repo}${parsed.revision === 'main' ? '' : `@${parsed.revision}`}`;
+    case 'path':
+      return `local file ${parsed.path}`;
+  }
+}

@@ -1,0 +1,288 @@
+/**
+ * rbee's wire protocol: every JSON message that crosses a process boundary, as zod schemas with
+ * the exact snake_case names of the spec (architecture part 10). Other people's workers and
+ * dashboards speak this, so names here never change casually. Types come from z.infer only.
+ */
+import {z} from 'zod';
+
+const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits, ".", "_", ":" and "-" only');
+const bytes = z.number().int().nonnegative();
+const count = z.number().int().nonnegative();
+
+// ---------------------------------------------------------------------------------------------
+// Heartbeat: worker -> hive, every 5 s. One schema: the standard fields, then the optional
+// enhanced (multi-model, batch), most-enhanced (workflow) and group parts.
+
+export const WorkerStatusSchema = z.enum(['starting', 'ready', 'busy', 'error', 'stopping']);
+
+export const WorkflowProgressSchema = z.object({
+  prompt_id: z.string().min(1),
+  current_node: z.string(),
+  progress: z.number().min(0).max(1),
+});
+
+export const ShardWorkerStatusSchema = z.object({
+  worker_id: id,
+  status: z.enum(['healthy', 'unhealthy', 'starting', 'missing']),
+});
+
+export const HeartbeatSchema = z.object({
+  // standard
+  worker_id: id,
+  status: WorkerStatusSchema,
+  model: z.string().min(1).optional(),
+  device: z.string().min(1).optional(),
+  vram_used: bytes.optional(),
+  vram_total: bytes.optional(),
+  ram_used: bytes.optional(),
+  requests_total: count.optional(),
+  tokens_generated: count.optional(),
+  uptime_seconds: z.number().nonnegative().optional(),
+  last_request_at: z.iso.datetime({offset: true}).nullable().optional(),
+  adapter_type: z.string().min(1).optional(),
+  backend: z.string().min(1).optional(),
+  threads: z.number().int().positive().optional(),
+  error: z.string().optional(),
+  // enhanced: multi-model workers
+  loaded_models: z.array(z.string()).optional(),
+  vram_allocations: z.record(z.string(), bytes).optional(),
+  // enhanced: batch workers
+  batch_size: count.optional(),
+  queue_depth: count.optional(),
+  throughput_tokens_per_second: z.number().nonnegative().optional(),
+  // most enhanced: workflow workers
+  current_workflow: z.string().nullable().optional(),
+  workflow_progress: WorkflowProgressSchema.nullable().optional(),
+  // worker groups
+  group_id: id.optional(),
+  role: z.enum(['coordinator', 'shard']).optional(),
+  coordinator: id.optional(),
+  devices: z.array(z.string().min(1)).optional(),
+  vram_per_device: z.record(z.string(), bytes).optional(),
+  group_health: z.enum(['healthy', 'degraded']).optional(),
+  shard_workers: z.array(ShardWorkerStatusSchema).optional(),
+});
+export type Heartbeat = z.infer<typeof HeartbeatSchema>;
+export type WorkerStatus = z.infer<typeof WorkerStatusSchema>;
+
+export const HiveCommandSchema = z.discriminatedUnion('type', [
+  z.object({type: z.literal('shutdown'), reason: z.string().optional()}),
+  z.object({type: z.literal('unload_model'), model: z.string().min(1)}),
+  z.object({type: z.literal('drain'), reason: z.string().optional()}),
+]);
+export type HiveCommand = z.infer<typeof HiveCommandSchema>;
+
+export const HeartbeatAnswerSchema = z.object({
+  ack: z.boolean(),
+  commands: z.array(HiveCommandSchema),
+});
+export type HeartbeatAnswer = z.infer<typeof HeartbeatAnswerSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// rbee's own inference API: POST /v1/infer on a worker (direct) or on the hive (routed by model).
+
+const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(16)]);
+const sampling = {
+  max_tokens: z.number().int().min(1).max(32_768).optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  top_k: z.number().int().min(0).optional(),
+  top_p: z.number().gt(0).max(1).optional(),
+  seed: z.number().int().nonnegative().max(2 ** 32 - 1).optional(),
+  stop: stop.optional(),
+  stream: z.boolean().optional(),
+};
+
+export const InferRequestSchema = z.object({
+  prompt: z.string().min(1).max(1_000_000),
+  model: z.string().min(1).optional(),
+  ...sampling,
+});
+export type InferRequest = z.infer<typeof InferRequestSchema>;
+
+export const FinishReasonSchema = z.enum(['stop', 'length', 'cancelled']);
+export type FinishReason = z.infer<typeof FinishReasonSchema>;
+
+export const InferResponseSchema = z.object({
+  worker_id: id,
+  model: z.string(),
+  text: z.string(),
+  tokens_generated: count,
+  prompt_tokens: count,
+  finish_reason: FinishReasonSchema,
+  duration_ms: z.number().nonnegative(),
+});
+export type InferResponse = z.infer<typeof InferResponseSchema>;
+
+/** One Server-Sent Event `data:` payload of a streamed /v1/infer. */
+export const InferStreamEventSchema = z.discriminatedUnion('type', [
+  z.object({type: z.literal('token'), text: z.string()}),
+  InferResponseSchema.extend({type: z.literal('done')}),
+  z.object({type: z.literal('error'), error: z.object({code: z.string(), message: z.string()})}),
+]);
+export type InferStreamEvent = z.infer<typeof InferStreamEventSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI-compatible API, the subset rbee serves. Unknown OpenAI fields are ignored, as clients
+// send many; the ones rbee uses are validated.
+
+const textPart = z.object({type: z.literal('text'), text: z.string()});
+export const ChatMessageSchema = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant']),
+  content: z.union([z.string(), z.array(textPart)]),
+});
+export type ChatMessage = z.infer<typeof ChatMessageSchema>;
+
+export const ChatCompletionRequestSchema = z.object({
+  model: z.string().min(1),
+  messages: z.array(ChatMessageSchema).min(1).max(1_000),
+  max_completion_tokens: z.number().int().min(1).max(32_768).optional(),
+  n: z.literal(1).optional(),
+  ...sampling,
+});
+export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequestSchema>;
+
+export const CompletionRequestSchema = z.object({
+  model: z.string().min(1),
+  prompt: z.string().min(1).max(1_000_000),
+  n: z.literal(1).optional(),
+  ...sampling,
+});
+export type CompletionRequest = z.infer<typeof CompletionRequestSchema>;
+
+const usage = z.object({prompt_tokens: count, completion_tokens: count, total_tokens: count});
+const openAiFinish = z.enum(['stop', 'length']).nullable();
+
+export const ChatCompletionSchema = z.object({
+  id: z.string(),
+  object: z.literal('chat.completion'),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(z.object({
+    index: z.number().int(),
+    message: z.object({role: z.literal('assistant'), content: z.string()}),
+    finish_reason: openAiFinish,
+  })),
+  usage,
+});
+export type ChatCompletion = z.infer<typeof ChatCompletionSchema>;
+
+export const ChatCompletionChunkSchema = z.object({
+  id: z.string(),
+  object: z.literal('chat.completion.chunk'),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(z.object({
+    index: z.number().int(),
+    delta: z.object({role: z.literal('assistant').optional(), content: z.string().optional()}),
+    finish_reason: openAiFinish,
+  })),
+});
+export type ChatCompletionChunk = z.infer<typeof ChatCompletionChunkSchema>;
+
+export const TextCompletionSchema = z.object({
+  id: z.string(),
+  object: z.literal('text_completion'),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(z.object({index: z.number().int(), text: z.string(), finish_reason: openAiFinish})),
+  usage: usage.optional(),
+});
+export type TextCompletion = z.infer<typeof TextCompletionSchema>;
+
+export const ModelListSchema = z.object({
+  object: z.literal('list'),
+  data: z.array(z.object({
+    id: z.string(),
+    object: z.literal('model'),
+    created: z.number().int(),
+    owned_by: z.string(),
+  })),
+});
+export type ModelList = z.infer<typeof ModelListSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// Worker management: the hive's /v1/workers API.
+
+export const DeviceSchema = z.string().regex(/^(cpu|metal|cuda:\d{1,2})$/, 'one of "cpu", "metal", "cuda:N"');
+
+export const SpawnWorkerRequestSchema = z.object({
+  model: z.string().min(1).max(4_096),
+  device: DeviceSchema.default('cpu'),
+  type: z.string().min(1).max(214).default('llamacpp'),
+  context_size: z.number().int().min(128).max(1_048_576).optional(),
+  threads: z.number().int().min(1).max(1_024).optional(),
+  parallel: z.number().int().min(1).max(64).optional(),
+  heartbeat_interval_ms: z.number().int().min(50).max(600_000).optional(),
+});
+export type SpawnWorkerRequest = z.infer<typeof SpawnWorkerRequestSchema>;
+
+export const WorkerStateSchema = z.enum(['starting', 'ready', 'busy', 'stopping', 'stopped', 'failed']);
+export type WorkerState = z.infer<typeof WorkerStateSchema>;
+
+export const WorkerInfoSchema = z.object({
+  worker_id: id,
+  type: z.string(),
+  model: z.string(),
+  model_path: z.string().nullable(),
+  device: z.string(),
+  state: WorkerStateSchema,
+  reason: z.string().nullable(),
+  pid: z.number().int().nullable(),
+  port: z.number().int(),
+  url: z.string(),
+  started_at: z.string(),
+  last_heartbeat_at: z.string().nullable(),
+  last_heartbeat: HeartbeatSchema.nullable(),
+  progress: z.object({phase: z.string(), done: count, total: count.nullable()}).nullable(),
+});
+export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
+
+export const WorkerListSchema = z.object({workers: z.array(WorkerInfoSchema)});
+export type WorkerList = z.infer<typeof WorkerListSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// Worker groups (spec 1.5): the spawn request and the hive's answer.
+
+export const SpawnGroupRequestSchema = z.object({
+  model: z.string().min(1).max(4_096),
+  devices: z.array(DeviceSchema).min(2).max(64),
+  type: z.string().min(1).max(214).default('candle'),
+  coordinator_port: z.number().int().min(1).max(65_535).optional(),
+});
+export type SpawnGroupRequest = z.infer<typeof SpawnGroupRequestSchema>;
+
+export const SpawnGroupAnswerSchema = z.object({
+  group_id: id,
+  coordinator: z.object({worker_id: id, device: z.string(), port: z.number().int(), role: z.literal('coordinator')}),
+  workers: z.array(z.object({worker_id: id, device: z.string(), role: z.literal('shard')})),
+  total_vram: bytes,
+  model_vram: bytes,
+});
+export type SpawnGroupAnswer = z.infer<typeof SpawnGroupAnswerSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// Hive status and errors.
+
+export const DeviceInfoSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  memory_total: bytes,
+  memory_used: bytes,
+});
+export type DeviceInfo = z.infer<typeof DeviceInfoSchema>;
+
+export const HiveStatusSchema = z.object({
+  version: z.string(),
+  pid: z.number().int(),
+  uptime_seconds: z.number().nonnegative(),
+  url: z.string(),
+  workers: z.partialRecord(WorkerStateSchema, count),
+  models: z.array(z.string()),
+  devices: z.array(DeviceInfoSchema),
+});
+export type HiveStatus = z.infer<typeof HiveStatusSchema>;
+
+export const ErrorBodySchema = z.object({
+  error: z.object({code: z.string(), message: z.string()}),
+});
+export type ErrorBody = z.infer<typeof ErrorBodySchema>;

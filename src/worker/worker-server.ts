@@ -1,0 +1,147 @@
+/**
+ * The HTTP API every worker serves, whatever its engine: /health, rbee's /v1/infer and the
+ * OpenAI routes. Generation goes through the request queue, so the engine never sees more than
+ * it can batch.
+ */
+import Fastify, {type FastifyInstance, type FastifyReply} from 'fastify';
+import {RbeeError} from '../errors.js';
+import {clientGoneSignal} from '../http/client-gone.js';
+import {installErrorHandling} from '../http/error-handling.js';
+import {startSse, writeSse} from '../http/sse.js';
+import {validateBody} from '../http/validate-body.js';
+import {
+  ChatCompletionRequestSchema,
+  CompletionRequestSchema,
+  InferRequestSchema,
+  type InferResponse,
+  type ModelList,
+} from '../protocol/wire.js';
+import type {EngineChatMessage, GenerateOptions, GenerateResult} from './engine.js';
+import {chatChunk, chatCompletion, openAiId, textCompletion, toEngineMessages} from './openai-format.js';
+import type {WorkerRuntime} from './worker-runtime.js';
+
+type Sampling = {
+  max_tokens?: number | undefined;
+  temperature?: number | undefined;
+  top_k?: number | undefined;
+  top_p?: number | undefined;
+  seed?: number | undefined;
+  stop?: string | string[] | undefined;
+};
+
+const defaultMaxTokens = 256;
+
+function generateOptions(sampling: Sampling, signal: AbortSignal, onText?: (text: string) => void): GenerateOptions {
+  return {
+    maxTokens: sampling.max_tokens ?? defaultMaxTokens,
+    temperature: sampling.temperature ?? 0.8,
+    ...(sampling.top_k === undefined ? {} : {topK: sampling.top_k}),
+    ...(sampling.top_p === undefined ? {} : {topP: sampling.top_p}),
+    ...(sampling.seed === undefined ? {} : {seed: sampling.seed}),
+    stop: sampling.stop === undefined ? [] : [sampling.stop].flat(),
+    signal,
+    ...(onText === undefined ? {} : {onText}),
+  };
+}
+
+type Job = {kind: 'complete'; prompt: string} | {kind: 'chat'; messages: EngineChatMessage[]};
+
+export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
+  const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024});
+  installErrorHandling(app);
+
+  async function generate(job: Job, options: GenerateOptions): Promise<GenerateResult> {
+    const engine = runtime.readyEngine();
+    const result = await runtime.queue.run(
+      async () => job.kind === 'complete' ? engine.complete(job.prompt, options) : engine.chat(job.messages, options),
+      options.signal,
+    );
+    runtime.stats.recordRequest(result.tokensGenerated);
+    return result;
+  }
+
+  /** Streams over SSE; errors after the headers are sent become an error event, never a hang. */
+  async function stream(reply: FastifyReply, run: (signal: AbortSignal, send: (data: unknown) => void) => Promise<void>) {
+    runtime.readyEngine();
+    const signal = clientGoneSignal(reply.raw);
+    reply.hijack();
+    startSse(reply.raw);
+    try {
+      await run(signal, data => writeSse(reply.raw, data));
+    } catch (error) {
+      const rbeeError = error instanceof RbeeError ? error : new RbeeError('engine_error', (error as Error).message, {cause: error});
+      writeSse(reply.raw, {type: 'error', error: {code: rbeeError.code, message: rbeeError.message}});
+    }
+    reply.raw.end();
+  }
+
+  app.get('/health', async (_request, reply) => {
+    const health = runtime.health();
+    return reply.status(health.status === 'ready' || health.status === 'busy' ? 200 : 503).send(health);
+  });
+
+  app.get('/v1/models', async (): Promise<ModelList> => ({
+    object: 'list',
+    data: [{id: runtime.options.modelName, object: 'model', created: Math.floor(runtime.stats.startedAt / 1000), owned_by: 'rbee'}],
+  }));
+
+  app.post('/v1/infer', async (request, reply) => {
+    const body = validateBody(InferRequestSchema, request.body, 'infer request');
+    const started = Date.now();
+    const response = (result: GenerateResult): InferResponse => ({
+      worker_id: runtime.options.workerId,
+      model: runtime.options.modelName,
+      text: result.text,
+      tokens_generated: result.tokensGenerated,
+      prompt_tokens: result.promptTokens,
+      finish_reason: result.finishReason,
+      duration_ms: Date.now() - started,
+    });
+    if (body.stream === true) {
+      await stream(reply, async (signal, send) => {
+        const result = await generate({kind: 'complete', prompt: body.prompt}, generateOptions(body, signal, text => send({type: 'token', text})));
+        send({type: 'done', ...response(result)});
+      });
+      return;
+    }
+    const result = await generate({kind: 'complete', prompt: body.prompt}, generateOptions(body, clientGoneSignal(reply.raw)));
+    return response(result);
+  });
+
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const body = validateBody(ChatCompletionRequestSchema, request.body, 'chat completion request');
+    const sampling = {...body, max_tokens: body.max_completion_tokens ?? body.max_tokens};
+    const job: Job = {kind: 'chat', messages: toEngineMessages(body.messages)};
+    const id = openAiId('chatcmpl');
+    const model = runtime.options.modelName;
+    if (body.stream === true) {
+      await stream(reply, async (signal, send) => {
+        send(chatChunk(id, model, {role: 'assistant', content: ''}, null));
+        const result = await generate(job, generateOptions(sampling, signal, text => send(chatChunk(id, model, {content: text}, null))));
+        send(chatChunk(id, model, {}, result.finishReason));
+        send('[DONE]');
+      });
+      return;
+    }
+    return chatCompletion(id, model, await generate(job, generateOptions(sampling, clientGoneSignal(reply.raw))));
+  });
+
+  app.post('/v1/completions', async (request, reply) => {
+    const body = validateBody(CompletionRequestSchema, request.body, 'completion request');
+    const job: Job = {kind: 'complete', prompt: body.prompt};
+    const id = openAiId('cmpl');
+    const model = runtime.options.modelName;
+    if (body.stream === true) {
+      await stream(reply, async (signal, send) => {
+        const result = await generate(job, generateOptions(body, signal, text => send(textCompletion(id, model, text, null))));
+        send(textCompletion(id, model, '', result));
+        send('[DONE]');
+      });
+      return;
+    }
+    const result = await generate(job, generateOptions(body, clientGoneSignal(reply.raw)));
+    return textCompletion(id, model, result.text, result);
+  });
+
+  return app;
+}

@@ -1,0 +1,113 @@
+/**
+ * Runs the real CLI (bin/rbee.js, built into dist/) as child processes: a hive per test file in
+ * its own RBEE_HOME, and one-shot commands against it.
+ */
+import {type ChildProcess, spawn} from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {fileURLToPath} from 'node:url';
+import {execa, type Result} from 'execa';
+import {waitFor} from './process-tree.js';
+
+export const rbeeBin = fileURLToPath(new URL('../../bin/rbee.js', import.meta.url));
+
+export type RunningHive = {
+  url: string;
+  pid: number;
+  home: string;
+  child: ChildProcess;
+  stderr: () => string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+};
+
+export function tempHome(prefix = 'rbee-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export async function startHive(options: {args?: string[]; env?: NodeJS.ProcessEnv; home?: string} = {}): Promise<RunningHive> {
+  const home = options.home ?? tempHome();
+  const child = spawn(process.execPath, [rbeeBin, '--json', 'hive', 'start', '--port', '0', ...(options.args ?? [])], {
+    env: {...process.env, RBEE_HOME: home, ...options.env},
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', chunk => {
+    stdout += String(chunk);
+  });
+  child.stderr.on('data', chunk => {
+    stderr += String(chunk);
+  });
+  let exited = false;
+  const exit = new Promise<number | null>(resolve => child.once('exit', code => {
+    exited = true;
+    resolve(code);
+  }));
+  await waitFor(() => exited || stdout.trim().endsWith('}'), 20_000, `hive to start (stderr: ${stderr})`);
+  if (exited) {
+    throw new Error(`hive exited at start: ${stderr}`);
+  }
+  const started = JSON.parse(stdout) as {url: string; pid: number};
+  return {
+    url: started.url,
+    pid: started.pid,
+    home,
+    child,
+    stderr: () => stderr,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (!exited) {
+        child.kill(signal);
+      }
+      return exit;
+    },
+  };
+}
+
+export async function rbee(args: string[], options: {hive?: RunningHive; env?: NodeJS.ProcessEnv; timeout?: number} = {}): Promise<Result> {
+  return execa(process.execPath, [rbeeBin, ...args], {
+    reject: false,
+    timeout: options.timeout ?? 120_000,
+    env: {
+      ...process.env,
+      ...(options.hive === undefined ? {} : {RBEE_HIVE_URL: options.hive.url, RBEE_HOME: options.hive.home}),
+      ...options.env,
+    },
+  });
+}
+
+export async function postJson(url: string, body: unknown, init: RequestInit = {}): Promise<{status: number; body: any; headers: Headers}> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: {'content-type': 'application/json'},
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(120_000),
+    ...init,
+  });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // leave as text
+  }
+  return {status: response.status, body: parsed, headers: response.headers};
+}
+
+export async function getJson(url: string): Promise<{status: number; body: any}> {
+  const response = await fetch(url, {signal: AbortSignal.timeout(30_000)});
+  return {status: response.status, body: await response.json()};
+}
+
+/** SSE `data:` payloads of a streamed POST, in order. */
+export async function postStream(url: string, body: unknown): Promise<{status: number; events: string[]}> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: {'content-type': 'application/json'},
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(120_000),
+  });
+  const text = await response.text();
+  const events = text.split('\n\n').flatMap(block => block.split('\n')).filter(line => line.startsWith('data: ')).map(line => line.slice(6));
+  return {status: response.status, events};
+}
