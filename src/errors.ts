@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'worker_failed'
   | 'worker_not_ready'
   | 'device_unknown'
+  | 'insufficient_memory'
   | 'port_in_use'
   | 'bind_refused'
   | 'hive_unreachable'
@@ -34,6 +35,7 @@ const statusByCode: Record<ErrorCode, number> = {
   worker_failed: 500,
   worker_not_ready: 503,
   device_unknown: 400,
+  insufficient_memory: 409,
   port_in_use: 409,
   bind_refused: 400,
   hive_unreachable: 502,

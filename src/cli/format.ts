@@ -1,15 +1,5 @@
 /** Small human formatters shared by the commands' text output. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
-
+export {formatBytes} from '../models/progress-bar.js';
 export function formatAge(iso: string | null, now = Date.now()): string {
   if (iso === null) {
     return '-';

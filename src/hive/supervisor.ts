@@ -1,19 +1,27 @@
 /**
- * Starts, watches and stops worker processes. Each worker runs in its own process group
- * (detached), so a stop takes its engine grandchildren with it; the hive learns of a death from
- * the process exit at once, and of a hang from missed heartbeats.
+ * Starts, watches, restarts and stops worker processes.
+ *
+ * States: starting -> ready <-> busy -> stopping -> stopped | failed, with the reason kept. The
+ * hive learns of a death from the process exit at once, of a hang from missed heartbeats, and of a
+ * stuck load from a load that stops making progress. What ends a worker decides, with its
+ * restart policy, whether it comes back.
  */
 import {randomBytes, randomUUID} from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
-import {spawn, type ChildProcess} from 'node:child_process';
 import {RbeeError} from '../errors.js';
 import {parseModelRef} from '../models/model-ref.js';
 import {resolveModel, type ResolvedModel} from '../models/resolve-model.js';
-import type {DeviceInfo, SpawnWorkerRequest} from '../protocol/wire.js';
+import type {DeviceInfo, HiveCommand, SpawnPlan, SpawnWorkerRequest} from '../protocol/wire.js';
+import {orphanIntervals, workerDefaults} from '../worker/worker-defaults.js';
+import {admit, freeMemory} from './admission.js';
 import {freePort} from './free-port.js';
+import {checkModelPath} from './model-access.js';
+import {decideRestart, defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
+import type {StateStore} from './state-store.js';
 import {isAlive, type WorkerRecord} from './worker-record.js';
+import {isWorkerProcess, killGroup, launchWorkerProcess, watchAdoptedProcess, type ProcessEnd, type WatchedProcess} from './worker-process.js';
 
 const rbeeBin = fileURLToPath(new URL('../../bin/rbee.js', import.meta.url));
 
@@ -23,30 +31,48 @@ export type SupervisorOptions = {
   hiveUrl: () => string;
   modelsDir: string;
   logsDir: string;
+  /** null: any readable GGUF; otherwise model files must lie inside one of these folders. */
+  allowedModelDirs: string[] | null;
   devices: DeviceInfo[];
   heartbeatIntervalMs: number;
+  /** A worker exits when its hive has not answered for this long (default: 3 intervals). */
+  orphanTimeoutMs: number;
+  /** A starting worker whose download or load shows no progress for this long has stalled. */
+  loadStallTimeoutMs: number;
   /** SIGTERM, then this long to finish in-flight work, then SIGKILL of the whole group. */
   stopGraceMs: number;
+  restartLimits?: RestartLimits;
   defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined};
+  store: StateStore;
   env?: NodeJS.ProcessEnv;
   log: (message: string) => void;
+  onEvent?: (event: SupervisorEvent) => void;
 };
+
+export type SupervisorEvent = {type: 'state'; record: WorkerRecord} | {type: 'restart'; record: WorkerRecord};
+
+/** Why a worker's current process is ending, set by whoever ends it, read when it exits. */
+type Ending = {kind: 'requested' | 'failure'; reason: string};
 
 export class Supervisor {
   readonly workers = new Map<string, WorkerRecord>();
   readonly #options: SupervisorOptions;
-  readonly #exits = new Map<string, Promise<void>>();
+  readonly #processes = new Map<string, WatchedProcess>();
+  readonly #endings = new Map<string, Ending>();
+  readonly #runs = new Map<string, Promise<void>>();
+  readonly #pendingCommands = new Map<string, HiveCommand[]>();
+  readonly #restartTimers = new Map<string, NodeJS.Timeout>();
   readonly #watchdog: NodeJS.Timeout;
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
     fs.mkdirSync(options.logsDir, {recursive: true});
-    this.#watchdog = setInterval(() => this.#checkHeartbeats(), Math.max(50, Math.floor(options.heartbeatIntervalMs / 2)));
+    this.#watchdog = setInterval(() => this.#watch(), Math.max(50, Math.min(1_000, Math.floor(options.heartbeatIntervalMs / 2))));
     this.#watchdog.unref();
   }
 
-  /** Validates the request, records the worker and starts it; the answer does not wait for the model to load. */
-  async spawn(spec: SpawnWorkerRequest): Promise<WorkerRecord> {
+  /** Checks a spawn request; with `dry_run`, answers the plan; otherwise records the worker and starts it. */
+  async spawn(spec: SpawnWorkerRequest): Promise<WorkerRecord | SpawnPlan> {
     if (!(workerTypes as readonly string[]).includes(spec.type)) {
       throw new RbeeError('invalid_request', `unknown worker type "${spec.type}": available types are ${workerTypes.join(', ')}`);
     }
@@ -56,9 +82,13 @@ export class Supervisor {
     }
     const reference = parseModelRef(spec.model);
     // A local file is checked before answering, so a typo is a 4xx and not a failed worker.
-    const local = reference.kind === 'path'
-      ? await resolveModel(spec.model, {modelsDir: this.#options.modelsDir, ...this.#envOption()})
-      : null;
+    const local = reference.kind === 'path' ? await this.#resolve(spec.model) : null;
+    if (spec.dry_run) {
+      return this.#plan(spec, local);
+    }
+    if (local !== null) {
+      await this.#admitOrThrow(spec, local.path, null);
+    }
     const record: WorkerRecord = {
       id: `worker-${randomUUID().slice(0, 8)}`,
       spec,
@@ -75,10 +105,17 @@ export class Supervisor {
       lastHeartbeatAt: null,
       lastHeartbeat: null,
       progress: null,
+      lastProgressAt: new Date(),
       inFlight: 0,
+      restarts: 0,
+      restartTimes: [],
+      adopted: false,
+      reservedBytes: 0,
+      draining: false,
     };
     this.workers.set(record.id, record);
-    this.#exits.set(record.id, this.#prepareAndLaunch(record, local));
+    this.#persist(record);
+    this.#run(record, local);
     return record;
   }
 
@@ -101,25 +138,91 @@ export class Supervisor {
     return difference === 0;
   }
 
-  fail(record: WorkerRecord, reason: string): void {
+  /** Queues a command for the worker's next heartbeat answer. Shutdown and unload count as requested ends. */
+  command(id: string, command: HiveCommand): WorkerRecord {
+    const record = this.get(id);
     if (!isAlive(record.state)) {
+      throw new RbeeError('worker_not_ready', `worker ${id} is ${record.state}`);
+    }
+    if (command.type === 'drain') {
+      record.draining = true;
+    }
+    if (command.type === 'shutdown' || command.type === 'unload_model') {
+      this.#endings.set(id, {kind: 'requested', reason: command.type === 'shutdown' ? `shutdown: ${command.reason ?? 'asked'}` : `unloaded ${command.model}`});
+    }
+    this.#pendingCommands.set(id, [...(this.#pendingCommands.get(id) ?? []), command]);
+    return record;
+  }
+
+  /** Commands for a worker's heartbeat answer; a worker the hive gave up on is told to shut down. */
+  takeCommands(record: WorkerRecord): HiveCommand[] {
+    if (record.state === 'failed' || record.state === 'stopped') {
+      return [{type: 'shutdown', reason: record.reason ?? record.state}];
+    }
+    const commands = this.#pendingCommands.get(record.id) ?? [];
+    this.#pendingCommands.delete(record.id);
+    return commands;
+  }
+
+  /** A heartbeat from the worker: the hive's view of its state follows the worker's own. */
+  onHeartbeat(record: WorkerRecord): void {
+    const heartbeat = record.lastHeartbeat;
+    if (heartbeat === null || !isAlive(record.state) || record.state === 'stopping') {
       return;
     }
-    this.#options.log(`${record.id} failed: ${reason}`);
-    record.state = 'failed';
-    record.reason = reason;
-    this.#killGroup(record, 'SIGKILL');
+    if (heartbeat.status === 'error') {
+      this.fail(record, heartbeat.error ?? 'worker reported an error');
+    } else if (heartbeat.status === 'ready' || heartbeat.status === 'busy') {
+      if (record.state === 'starting') {
+        record.progress = null;
+        record.reservedBytes = 0;
+        record.reason = null;
+      }
+      this.#setState(record, heartbeat.status);
+    } else if (heartbeat.status === 'starting' && heartbeat.load_progress !== undefined) {
+      const done = Math.round(heartbeat.load_progress * 1000);
+      if (record.progress?.phase !== 'loading' || record.progress.done !== done) {
+        record.progress = {phase: 'loading', done, total: 1000};
+        record.lastProgressAt = new Date();
+      }
+    }
+  }
+
+  /** Ends the worker's process as a failure; the restart policy decides what follows. */
+  fail(record: WorkerRecord, reason: string): void {
+    if (!isAlive(record.state) || this.#endings.has(record.id)) {
+      return;
+    }
+    this.#options.log(`${record.id} failing: ${reason}`);
+    this.#endings.set(record.id, {kind: 'failure', reason});
+    if (record.pid === null) {
+      this.#end(record, 'failure', reason);
+    } else {
+      killGroup(record.pid, 'SIGKILL');
+    }
   }
 
   /** SIGTERM to the worker's group, SIGKILL after the grace period; resolves once the process is gone. */
   async stop(id: string, reason = 'stopped by request'): Promise<WorkerRecord> {
     const record = this.get(id);
+    const pendingRestart = this.#restartTimers.get(id);
+    if (pendingRestart !== undefined) {
+      clearTimeout(pendingRestart);
+      this.#restartTimers.delete(id);
+      this.#end(record, 'requested', reason);
+      return record;
+    }
     if (isAlive(record.state)) {
-      record.state = 'stopping';
-      record.reason = reason;
-      this.#killGroup(record, 'SIGTERM');
-      const escalation = setTimeout(() => this.#killGroup(record, 'SIGKILL'), this.#options.stopGraceMs);
-      await this.#exits.get(id);
+      this.#endings.set(id, {kind: 'requested', reason});
+      this.#setState(record, 'stopping', reason);
+      if (record.pid === null) {
+        // Still downloading: nothing to signal, the run sees the ending when the download returns.
+        this.#end(record, 'requested', reason);
+        return record;
+      }
+      killGroup(record.pid, 'SIGTERM');
+      const escalation = setTimeout(() => record.pid !== null && killGroup(record.pid, 'SIGKILL'), this.#options.stopGraceMs);
+      await this.#runs.get(id);
       clearTimeout(escalation);
     }
     return record;
@@ -130,37 +233,87 @@ export class Supervisor {
     await Promise.all([...this.workers.values()].filter(record => isAlive(record.state)).map(record => this.stop(record.id, reason)));
   }
 
+  /** After a hive restart: take back the workers a previous hive left running, restart none. */
+  adoptFromStore(): {adopted: string[]; failed: string[]} {
+    const adopted: string[] = [];
+    const failed: string[] = [];
+    for (const stored of this.#options.store.loadLive()) {
+      const record: WorkerRecord = {
+        id: stored.id, spec: stored.spec, modelName: stored.modelName, modelPath: stored.modelPath,
+        aliases: new Set([stored.spec.model, stored.modelName, ...(stored.modelPath === null ? [] : [stored.modelPath, path.basename(stored.modelPath)])]),
+        state: 'starting', reason: null, pid: stored.pid, port: stored.port, secret: stored.secret, startedAt: new Date(stored.startedAt),
+        launchedAt: new Date(), lastHeartbeatAt: null, lastHeartbeat: null, progress: null, lastProgressAt: new Date(),
+        inFlight: 0, restarts: stored.restarts, restartTimes: [], adopted: true, reservedBytes: 0, draining: false,
+      };
+      this.workers.set(record.id, record);
+      if (stored.pid !== null && isWorkerProcess(stored.pid, stored.id)) {
+        record.reason = 're-adopted after a hive restart; waiting for its heartbeat';
+        const watched = watchAdoptedProcess(stored.pid);
+        this.#processes.set(record.id, watched);
+        this.#runs.set(record.id, watched.ended.then(end => this.#onProcessEnd(record, end, path.join(this.#options.logsDir, `${record.id}.log`))));
+        this.#persist(record);
+        adopted.push(record.id);
+      } else {
+        record.pid = null;
+        this.#setState(record, 'failed', 'gone when the hive restarted');
+        failed.push(record.id);
+      }
+    }
+    return {adopted, failed};
+  }
+
+  /** What starting workers on a device will still allocate: admission counts it as taken. */
+  reservedOn(device: string, except: WorkerRecord | null): number {
+    let reserved = 0;
+    for (const record of this.workers.values()) {
+      if (record !== except && record.state === 'starting' && record.spec.device === device) {
+        reserved += record.reservedBytes;
+      }
+    }
+    return reserved;
+  }
+
+  #run(record: WorkerRecord, local: ResolvedModel | null): void {
+    const run = this.#prepareAndLaunch(record, local).catch(error => {
+      this.#end(record, 'failure', `could not start: ${(error as Error).message}`);
+    });
+    this.#runs.set(record.id, run);
+  }
+
   async #prepareAndLaunch(record: WorkerRecord, local: ResolvedModel | null): Promise<void> {
     let model = local;
     if (model === null) {
       try {
-        model = await resolveModel(record.spec.model, {
-          modelsDir: this.#options.modelsDir,
-          ...this.#envOption(),
-          onProgress: progress => {
-            record.progress = {phase: progress.phase, done: progress.done, total: progress.total};
-          },
+        model = await this.#resolve(record.spec.model, progress => {
+          record.progress = {phase: progress.phase, done: progress.done, total: progress.total};
+          record.lastProgressAt = new Date();
         });
       } catch (error) {
-        record.state = 'failed';
-        record.reason = `model ${record.spec.model}: ${(error as Error).message}`;
-        this.#options.log(`${record.id} failed: ${record.reason}`);
+        this.#end(record, 'failure', `model ${record.spec.model}: ${(error as Error).message}`);
+        return;
+      }
+      if (this.#endings.has(record.id) || !isAlive(record.state)) {
+        return; // stopped or failed while the model downloaded
+      }
+      try {
+        await this.#admitOrThrow(record.spec, model.path, record);
+      } catch (error) {
+        this.#end(record, 'failure', (error as Error).message);
         return;
       }
     }
     record.modelName = model.name;
     record.modelPath = model.path;
     record.aliases = new Set([record.spec.model, model.name, model.path, path.basename(model.path)]);
-    if (record.state !== 'starting') {
-      return; // stopped while the model downloaded
-    }
-    record.progress = {phase: 'loading', done: 0, total: null};
+    record.progress = {phase: 'loading', done: 0, total: 1000};
+    record.lastProgressAt = new Date();
     await this.#launch(record, model);
   }
 
   async #launch(record: WorkerRecord, model: ResolvedModel): Promise<void> {
     const {spec} = record;
     const defaults = this.#options.defaults;
+    const interval = spec.heartbeat_interval_ms ?? this.#options.heartbeatIntervalMs;
     const args = [
       rbeeBin, 'worker', 'run',
       '--type', spec.type,
@@ -170,94 +323,176 @@ export class Supervisor {
       '--device', spec.device,
       '--port', String(record.port),
       '--hive-url', this.#options.hiveUrl(),
-      '--heartbeat-interval', String(spec.heartbeat_interval_ms ?? this.#options.heartbeatIntervalMs),
+      '--heartbeat-interval', String(interval),
+      '--orphan-timeout', String(Math.max(this.#options.orphanTimeoutMs, orphanIntervals * interval)),
+      '--context-size', String(spec.context_size ?? defaults.contextSize ?? workerDefaults.contextSize),
+      '--parallel', String(spec.parallel ?? defaults.parallel ?? workerDefaults.parallel),
     ];
-    const contextSize = spec.context_size ?? defaults.contextSize;
     const threads = spec.threads ?? defaults.threads;
-    const parallel = spec.parallel ?? defaults.parallel;
-    if (contextSize !== undefined) args.push('--context-size', String(contextSize));
     if (threads !== undefined) args.push('--threads', String(threads));
-    if (parallel !== undefined) args.push('--parallel', String(parallel));
+    if (spec.max_queue !== undefined) args.push('--max-queue', String(spec.max_queue));
 
     const cuda = /^cuda:(\d+)$/.exec(spec.device);
     const logFile = path.join(this.#options.logsDir, `${record.id}.log`);
-    const logFd = fs.openSync(logFile, 'a');
-    let child: ChildProcess;
-    try {
-      // An argument array, never a shell. A log file descriptor, not a pipe, so the worker does not
-      // die of a broken pipe when the hive goes away (execa's typings admit only fds 1 and 2 here).
-      child = spawn(process.execPath, args, {
-        detached: true,
-        stdio: ['ignore', logFd, logFd],
-        env: {
-          ...(this.#options.env ?? process.env),
-          RBEE_WORKER_SECRET: record.secret,
-          ...(cuda === null ? {} : {CUDA_VISIBLE_DEVICES: cuda[1]}),
-        },
-      });
-    } finally {
-      fs.closeSync(logFd);
-    }
-    record.pid = child.pid ?? null;
-    record.launchedAt = new Date();
-    this.#options.log(`${record.id} launched: pid ${record.pid}, ${model.name} on ${spec.device}, port ${record.port}, log ${logFile}`);
-    const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>(resolve => {
-      child.once('error', error => {
-        record.reason = `could not start: ${error.message}`;
-        resolve([null, null]);
-      });
-      child.once('exit', (code, exitSignal) => resolve([code, exitSignal]));
+    const watched = launchWorkerProcess({
+      command: process.execPath,
+      args,
+      logFile,
+      env: {
+        ...(this.#options.env ?? process.env),
+        RBEE_WORKER_SECRET: record.secret,
+        ...(cuda === null ? {} : {CUDA_VISIBLE_DEVICES: cuda[1]}),
+      },
     });
-    this.#onExit(record, exitCode ?? undefined, signal, logFile);
+    record.pid = watched.pid > 0 ? watched.pid : null;
+    record.launchedAt = new Date();
+    record.lastHeartbeatAt = null;
+    this.#processes.set(record.id, watched);
+    this.#persist(record);
+    this.#options.log(`${record.id} launched: pid ${record.pid}, ${model.name} on ${spec.device}, port ${record.port}, log ${logFile}`);
+    const end = await watched.ended;
+    await this.#onProcessEnd(record, end, logFile);
   }
 
-  #onExit(record: WorkerRecord, exitCode: number | undefined, signal: string | null, logFile: string): void {
+  async #onProcessEnd(record: WorkerRecord, end: ProcessEnd, logFile: string): Promise<void> {
+    this.#processes.delete(record.id);
     // The group may still hold grandchildren (an engine subprocess): take them down too.
-    this.#killGroup(record, 'SIGKILL');
-    const how = signal === null ? `exited with code ${exitCode}` : `killed by ${signal}`;
-    if (record.state === 'stopping') {
-      record.state = 'stopped';
-      this.#options.log(`${record.id} stopped (${how})`);
-      return;
+    if (record.pid !== null) {
+      killGroup(record.pid, 'SIGKILL');
     }
-    if (record.state === 'failed') {
+    const how = end.error !== undefined
+      ? `could not start: ${end.error}`
+      : end.signal !== null ? `killed by ${end.signal}` : end.code === null ? 'exited' : `exited with code ${end.code}`;
+    const ending = this.#endings.get(record.id);
+    if (ending !== undefined) {
+      this.#end(record, ending.kind, `${ending.reason} (${how})`);
       return;
     }
     const lastError = record.lastHeartbeat?.error;
-    record.state = 'failed';
-    record.reason = `${how}${lastError === undefined ? '' : `: ${lastError}`} (log: ${logFile})`;
-    this.#options.log(`${record.id} failed: ${record.reason}`);
+    const clean = end.code === 0 && end.signal === null && end.error === undefined;
+    this.#end(record, clean ? 'clean-exit' : 'failure', `${how}${lastError === undefined ? '' : `: ${lastError}`} (log: ${logFile})`);
   }
 
-  #killGroup(record: WorkerRecord, signal: NodeJS.Signals): void {
-    if (record.pid === null) {
+  /** The current process is over: stop here for good, or come back after the policy's backoff. */
+  #end(record: WorkerRecord, kind: EndKind, reason: string): void {
+    this.#endings.delete(record.id);
+    this.#pendingCommands.delete(record.id);
+    record.pid = null;
+    record.inFlight = 0;
+    record.draining = false;
+    record.reservedBytes = 0;
+    const decision = decideRestart({
+      policy: record.spec.restart,
+      end: kind,
+      recentRestarts: record.restartTimes,
+      now: Date.now(),
+      limits: this.#options.restartLimits ?? defaultRestartLimits,
+    });
+    if (!decision.restart) {
+      const final = kind === 'failure' ? 'failed' : 'stopped';
+      this.#setState(record, final, kind === 'failure' && record.restarts > 0 ? `${reason}; ${decision.why}` : reason);
+      this.#options.log(`${record.id} ${final}: ${record.reason}`);
       return;
     }
-    try {
-      process.kill(-record.pid, signal);
-    } catch {
-      // The group is already gone.
+    this.#setState(record, 'starting', `restarting in ${decision.delayMs} ms after: ${reason}`);
+    this.#options.log(`${record.id} ${record.reason}`);
+    const timer = setTimeout(() => {
+      this.#restartTimers.delete(record.id);
+      if (record.state !== 'starting') {
+        return;
+      }
+      record.restarts++;
+      record.restartTimes.push(Date.now());
+      this.#options.onEvent?.({type: 'restart', record});
+      void freePort().then(port => {
+        record.port = port;
+        record.lastProgressAt = new Date();
+        this.#run(record, null);
+      });
+    }, decision.delayMs);
+    this.#restartTimers.set(record.id, timer);
+  }
+
+  #setState(record: WorkerRecord, state: WorkerRecord['state'], reason?: string): void {
+    const changed = record.state !== state || (reason !== undefined && record.reason !== reason);
+    record.state = state;
+    if (reason !== undefined) {
+      record.reason = reason;
+    }
+    if (changed) {
+      this.#persist(record);
+      this.#options.onEvent?.({type: 'state', record});
     }
   }
 
-  /** Three missed heartbeats mark a live but silent worker failed; it is then killed, never routed to. */
-  #checkHeartbeats(): void {
+  #persist(record: WorkerRecord): void {
+    this.#options.store.save({
+      id: record.id, spec: record.spec, modelName: record.modelName, modelPath: record.modelPath, state: record.state,
+      reason: record.reason, pid: record.pid, port: record.port, secret: record.secret,
+      startedAt: record.startedAt.toISOString(), restarts: record.restarts,
+    });
+  }
+
+  /**
+   * Missed heartbeats (3 intervals) mark a live but silent worker failed; a starting worker whose
+   * download or load made no progress for the stall timeout has stalled. Either is killed, never routed to.
+   */
+  #watch(): void {
     const now = Date.now();
     for (const record of this.workers.values()) {
-      if (!isAlive(record.state) || record.state === 'stopping' || record.launchedAt === null) {
+      if (!isAlive(record.state) || record.state === 'stopping' || this.#endings.has(record.id) || this.#restartTimers.has(record.id)) {
+        continue;
+      }
+      if (record.state === 'starting' && now - record.lastProgressAt.getTime() > this.#options.loadStallTimeoutMs) {
+        this.fail(record, `load stalled: no progress for ${Math.round((now - record.lastProgressAt.getTime()) / 1000)} s`);
+        continue;
+      }
+      if (record.launchedAt === null || record.pid === null) {
         continue;
       }
       const interval = record.spec.heartbeat_interval_ms ?? this.#options.heartbeatIntervalMs;
       const last = (record.lastHeartbeatAt ?? record.launchedAt).getTime();
       // Before its first heartbeat a worker is still starting Node and binding its port.
-      const limit = record.lastHeartbeatAt === null ? Math.max(3 * interval, 15_000) : 3 * interval + 1_000;
+      const limit = record.lastHeartbeatAt === null ? Math.max(3 * interval, 15_000) : 3 * interval;
       if (now - last > limit) {
         this.fail(record, `missed 3 heartbeats (none for ${now - last} ms)`);
       }
     }
   }
 
-  #envOption(): {env?: NodeJS.ProcessEnv} {
-    return this.#options.env === undefined ? {} : {env: this.#options.env};
+  async #resolve(reference: string, onProgress?: Parameters<typeof resolveModel>[1]['onProgress']): Promise<ResolvedModel> {
+    const model = await resolveModel(reference, {
+      modelsDir: this.#options.modelsDir,
+      ...(this.#options.env === undefined ? {} : {env: this.#options.env}),
+      ...(onProgress === undefined ? {} : {onProgress}),
+    });
+    const allowed = this.#options.allowedModelDirs === null ? null : [...this.#options.allowedModelDirs, this.#options.modelsDir];
+    return {...model, path: checkModelPath(model.path, allowed)};
+  }
+
+  #workerShape(spec: SpawnWorkerRequest): {contextSize: number; parallel: number} {
+    return {
+      contextSize: spec.context_size ?? this.#options.defaults.contextSize ?? workerDefaults.contextSize,
+      parallel: spec.parallel ?? this.#options.defaults.parallel ?? workerDefaults.parallel,
+    };
+  }
+
+  async #admitOrThrow(spec: SpawnWorkerRequest, modelPath: string, record: WorkerRecord | null): Promise<void> {
+    const verdict = await admit({modelPath, spec, ...this.#workerShape(spec), reserved: this.reservedOn(spec.device, record)});
+    if (record !== null) {
+      record.reservedBytes = verdict.estimate.total;
+    }
+    if (!verdict.fits && !spec.force) {
+      throw new RbeeError('insufficient_memory', verdict.reason ?? 'the model does not fit');
+    }
+  }
+
+  async #plan(spec: SpawnWorkerRequest, local: ResolvedModel | null): Promise<SpawnPlan> {
+    const base = {dry_run: true as const, model: local?.name ?? spec.model, model_path: local?.path ?? null, device: spec.device, type: spec.type};
+    if (local === null) {
+      return {...base, estimate: null, free_memory: await freeMemory(spec.device), fits: true, reason: 'the model is not downloaded yet: it is estimated after the download'};
+    }
+    const verdict = await admit({modelPath: local.path, spec, ...this.#workerShape(spec), reserved: this.reservedOn(spec.device, null)});
+    return {...base, estimate: verdict.estimate, free_memory: verdict.freeMemory, fits: verdict.fits, reason: verdict.reason};
   }
 }

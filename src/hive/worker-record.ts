@@ -20,8 +20,18 @@ export type WorkerRecord = {
   lastHeartbeatAt: Date | null;
   lastHeartbeat: Heartbeat | null;
   progress: WorkerProgress | null;
+  /** When the download or load last moved; a starting worker that stops moving has stalled. */
+  lastProgressAt: Date;
   /** Requests the hive is routing to it right now; the router prefers the least loaded. */
   inFlight: number;
+  restarts: number;
+  restartTimes: number[];
+  /** Taken over from a previous hive process rather than started by this one. */
+  adopted: boolean;
+  /** Memory admission counted for it while it loads (0 once it serves). */
+  reservedBytes: number;
+  /** Asked to drain: it finishes what it has and gets nothing new. */
+  draining: boolean;
 };
 
 export function workerUrl(record: WorkerRecord): string {
@@ -29,7 +39,7 @@ export function workerUrl(record: WorkerRecord): string {
 }
 
 export function isServing(record: WorkerRecord): boolean {
-  return record.state === 'ready' || record.state === 'busy';
+  return (record.state === 'ready' || record.state === 'busy') && !record.draining;
 }
 
 export function isAlive(state: WorkerState): boolean {
@@ -52,5 +62,9 @@ export function toWorkerInfo(record: WorkerRecord): WorkerInfo {
     last_heartbeat_at: record.lastHeartbeatAt?.toISOString() ?? null,
     last_heartbeat: record.lastHeartbeat,
     progress: record.progress,
+    restart: record.spec.restart,
+    restarts: record.restarts,
+    adopted: record.adopted,
+    draining: record.draining,
   };
 }

@@ -43,6 +43,8 @@ export const HeartbeatSchema = z.object({
   backend: z.string().min(1).optional(),
   threads: z.number().int().positive().optional(),
   error: z.string().optional(),
+  /** rbee extension: how far the model load has got (0..1), so the hive can tell a slow load from a stalled one. */
+  load_progress: z.number().min(0).max(1).optional(),
   // enhanced: multi-model workers
   loaded_models: z.array(z.string()).optional(),
   vram_allocations: z.record(z.string(), bytes).optional(),
@@ -205,6 +207,9 @@ export type ModelList = z.infer<typeof ModelListSchema>;
 
 export const DeviceSchema = z.string().regex(/^(cpu|metal|cuda:\d{1,2})$/, 'one of "cpu", "metal", "cuda:N"');
 
+export const RestartPolicySchema = z.enum(['never', 'on-failure', 'always']);
+export type RestartPolicy = z.infer<typeof RestartPolicySchema>;
+
 export const SpawnWorkerRequestSchema = z.object({
   model: z.string().min(1).max(4_096),
   device: DeviceSchema.default('cpu'),
@@ -212,9 +217,17 @@ export const SpawnWorkerRequestSchema = z.object({
   context_size: z.number().int().min(128).max(1_048_576).optional(),
   threads: z.number().int().min(1).max(1_024).optional(),
   parallel: z.number().int().min(1).max(64).optional(),
+  max_queue: z.number().int().min(0).max(100_000).optional(),
   heartbeat_interval_ms: z.number().int().min(50).max(600_000).optional(),
+  restart: RestartPolicySchema.default('on-failure'),
+  /** Spawn even when the memory estimate says the model will not fit. */
+  force: z.boolean().default(false),
+  /** Only say where the worker would go and what it would take; start nothing. */
+  dry_run: z.boolean().default(false),
 });
 export type SpawnWorkerRequest = z.infer<typeof SpawnWorkerRequestSchema>;
+/** What a client sends: the fields with defaults may be left out. */
+export type SpawnWorkerRequestInput = z.input<typeof SpawnWorkerRequestSchema>;
 
 export const WorkerStateSchema = z.enum(['starting', 'ready', 'busy', 'stopping', 'stopped', 'failed']);
 export type WorkerState = z.infer<typeof WorkerStateSchema>;
@@ -234,8 +247,32 @@ export const WorkerInfoSchema = z.object({
   last_heartbeat_at: z.string().nullable(),
   last_heartbeat: HeartbeatSchema.nullable(),
   progress: z.object({phase: z.string(), done: count, total: count.nullable()}).nullable(),
+  restart: RestartPolicySchema,
+  restarts: count,
+  adopted: z.boolean(),
+  draining: z.boolean(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
+
+export const MemoryEstimateSchema = z.object({
+  weights: bytes,
+  context: bytes,
+  total: bytes,
+});
+
+/** The answer to a spawn with `dry_run`: where the worker would go and whether it fits. */
+export const SpawnPlanSchema = z.object({
+  dry_run: z.literal(true),
+  model: z.string(),
+  model_path: z.string().nullable(),
+  device: z.string(),
+  type: z.string(),
+  estimate: MemoryEstimateSchema.nullable(),
+  free_memory: bytes,
+  fits: z.boolean(),
+  reason: z.string().nullable(),
+});
+export type SpawnPlan = z.infer<typeof SpawnPlanSchema>;
 
 export const WorkerListSchema = z.object({workers: z.array(WorkerInfoSchema)});
 export type WorkerList = z.infer<typeof WorkerListSchema>;

@@ -97,6 +97,7 @@ export async function runWorker(options: WorkerOptions, loadEngine: EngineLoader
       contextSize: options.contextSize,
       threads: options.threads,
       parallel: options.parallel,
+      onProgress: fraction => runtime.setLoadProgress(fraction),
     });
     runtime.setEngine(engine);
     log(`ready: ${options.modelName} on ${options.device} (${engine.backend}), http://${options.host}:${options.port}`);

@@ -27,6 +27,7 @@ export class WorkerRuntime {
   #engine: Engine | null = null;
   #failure: string | null = null;
   #stopping = false;
+  #loadProgress = 0;
 
   constructor(options: WorkerRuntimeOptions) {
     this.options = options;
@@ -39,6 +40,10 @@ export class WorkerRuntime {
 
   setEngine(engine: Engine): void {
     this.#engine = engine;
+  }
+
+  setLoadProgress(fraction: number): void {
+    this.#loadProgress = Math.min(1, Math.max(0, fraction));
   }
 
   fail(reason: string): void {
@@ -104,6 +109,7 @@ export class WorkerRuntime {
       batch_size: this.queue.running,
       throughput_tokens_per_second: this.stats.takeThroughput(),
       ...(this.#failure === null ? {} : {error: this.#failure}),
+      ...(engine === null && this.#failure === null ? {load_progress: this.#loadProgress} : {}),
     };
   }
 }

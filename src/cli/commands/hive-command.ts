@@ -1,57 +1,99 @@
+import path from 'node:path';
 import {Command} from 'commander';
 import {envValue, rbeeHome} from '../../config/env.js';
 import {loadConfig} from '../../config/load-config.js';
 import {startHive} from '../../hive/hive-server.js';
-import {globalOptions} from '../context.js';
+import {globalOptions, hiveClient} from '../context.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
 
-type StartOptions = {host?: string; port?: number; heartbeatInterval?: number; stopGrace?: number; config?: string};
+type StartOptions = {
+  host?: string;
+  port?: number;
+  heartbeatInterval?: number;
+  orphanTimeout?: number;
+  loadStallTimeout?: number;
+  stopGrace?: number;
+  modelDir?: string[];
+  config?: string;
+};
 
-export function hiveCommand(): Command {
-  const hive = new Command('hive').description('the per-machine daemon that runs workers');
-  hive.command('start')
+function fromEnv(name: 'RBEE_PORT' | 'RBEE_HEARTBEAT_INTERVAL_MS', min: number, max: number): number | undefined {
+  const value = envValue(name);
+  return value === undefined ? undefined : integerFlag(name, min, max)(value);
+}
+
+function startCommand(): Command {
+  return new Command('start')
     .description('run the hive in the foreground (Ctrl-C stops it and all its workers)')
-    .option('--host <address>', 'address to bind (env RBEE_HOST)')
+    .option('--host <address>', 'address to bind (env RBEE_HOST); beyond loopback needs a token')
     .option('--port <port>', 'port to bind (env RBEE_PORT)', integerFlag('--port', 0, 65_535))
     .option('--heartbeat-interval <ms>', 'worker heartbeat interval (env RBEE_HEARTBEAT_INTERVAL_MS)', integerFlag('--heartbeat-interval', 50, 600_000))
-    .option('--stop-grace <ms>', 'how long a stopping worker may finish before SIGKILL', integerFlag('--stop-grace', 0, 600_000), 10_000)
+    .option('--orphan-timeout <ms>', 'workers exit when the hive is silent this long (default: 3 intervals)', integerFlag('--orphan-timeout', 100, 86_400_000))
+    .option('--load-stall-timeout <ms>', 'fail a download or model load with no progress this long', integerFlag('--load-stall-timeout', 1_000, 86_400_000))
+    .option('--stop-grace <ms>', 'how long a stopping worker may finish before SIGKILL', integerFlag('--stop-grace', 0, 600_000))
+    .option('--model-dir <folder...>', 'model files must lie in these folders (env RBEE_MODEL_DIRS)')
     .option('--config <file>', 'config file (env RBEE_CONFIG)')
     .action(async (options: StartOptions, command: Command) => {
       const global = globalOptions(command);
       const explicitPath = options.config ?? envValue('RBEE_CONFIG');
       const {config, filepath} = await loadConfig(explicitPath === undefined ? {} : {explicitPath});
-      const envPort = envValue('RBEE_PORT');
-      const envInterval = envValue('RBEE_HEARTBEAT_INTERVAL_MS');
-      const parsePort = integerFlag('RBEE_PORT', 0, 65_535);
-      const parseInterval = integerFlag('RBEE_HEARTBEAT_INTERVAL_MS', 50, 600_000);
+      const envModelDirs = envValue('RBEE_MODEL_DIRS')?.split(path.delimiter).filter(dir => dir !== '');
+      const modelDirs = options.modelDir ?? envModelDirs ?? config.hive.modelDirs;
       const log = (message: string) => process.stderr.write(`[hive] ${message}\n`);
       const running = await startHive({
         host: options.host ?? envValue('RBEE_HOST') ?? config.hive.host ?? '127.0.0.1',
-        port: options.port ?? (envPort === undefined ? undefined : parsePort(envPort)) ?? config.hive.port ?? 7833,
+        port: options.port ?? fromEnv('RBEE_PORT', 0, 65_535) ?? config.hive.port ?? 7833,
         token: global.token ?? envValue('RBEE_TOKEN') ?? config.hive.token,
         rbeeHome: rbeeHome(),
-        heartbeatIntervalMs: options.heartbeatInterval ?? (envInterval === undefined ? undefined : parseInterval(envInterval)) ?? config.hive.heartbeatIntervalMs ?? 5_000,
-        stopGraceMs: options.stopGrace ?? 10_000,
+        heartbeatIntervalMs: options.heartbeatInterval ?? fromEnv('RBEE_HEARTBEAT_INTERVAL_MS', 50, 600_000) ?? config.hive.heartbeatIntervalMs ?? 5_000,
+        orphanTimeoutMs: options.orphanTimeout ?? config.hive.orphanTimeoutMs,
+        loadStallTimeoutMs: options.loadStallTimeout ?? config.hive.loadStallTimeoutMs,
+        stopGraceMs: options.stopGrace ?? config.hive.stopGraceMs ?? 10_000,
+        modelDirs: modelDirs?.map(dir => path.resolve(dir)),
         workerDefaults: config.workers,
         log,
       });
-      emit(global, {url: running.url, pid: process.pid, config: filepath, devices: running.devices}, () =>
+      emit(global, {url: running.url, pid: process.pid, config: filepath, devices: running.devices, adopted: running.adopted}, () =>
         `rbee hive listening on ${running.url} (pid ${process.pid})${filepath === null ? '' : `, config ${filepath}`}\n` +
         `devices: ${running.devices.map(device => device.id).join(', ')}`);
-      await new Promise<void>(resolve => {
-        let stopping = false;
-        const stop = (signal: string) => {
-          if (stopping) {
-            return;
-          }
-          stopping = true;
-          log(`${signal}: stopping workers`);
-          void running.close(`hive received ${signal}`).finally(resolve);
-        };
-        process.once('SIGINT', () => stop('SIGINT'));
-        process.once('SIGTERM', () => stop('SIGTERM'));
-      });
+      // Persistent listeners, not once(): a library's signal-exit hook re-raises a signal that
+      // has no other listener left, which would kill the hive before its workers are stopped.
+      const stop = (signal: string) => {
+        log(`${signal}: stopping workers`);
+        void running.close(`hive received ${signal}`);
+      };
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      await running.closed;
     });
-  return hive;
+}
+
+function stopCommand(): Command {
+  return new Command('stop')
+    .description('stop the hive and all its workers')
+    .action(async (_options: unknown, command: Command) => {
+      const client = hiveClient(command);
+      await client.post('/v1/shutdown', {});
+      // Wait until it is gone, so a script can start another at once.
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline) {
+        try {
+          await client.get('/health');
+        } catch {
+          emit(globalOptions(command), {stopped: true, url: client.url}, () => `hive at ${client.url} stopped`);
+          return;
+        }
+        await new Promise(resolve => setTimeout(resolve, 100));
+      }
+      emit(globalOptions(command), {stopped: false, url: client.url}, () => `hive at ${client.url} is still answering after 60 s`);
+      process.exitCode = 5;
+    });
+}
+
+export function hiveCommand(): Command {
+  return new Command('hive')
+    .description('the per-machine daemon that runs workers')
+    .addCommand(startCommand())
+    .addCommand(stopCommand());
 }

@@ -1,7 +1,8 @@
-import {Command} from 'commander';
+import path from 'node:path';
+import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {createProgressBar} from '../../models/progress-bar.js';
-import type {SpawnWorkerRequest, WorkerInfo, WorkerList} from '../../protocol/wire.js';
+import type {RestartPolicy, SpawnPlan, SpawnWorkerRequestInput, WorkerInfo, WorkerList} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../hive-client.js';
@@ -16,9 +17,24 @@ type SpawnOptions = {
   contextSize?: number;
   threads?: number;
   parallel?: number;
+  maxQueue?: number;
+  restart: string;
+  force?: boolean;
+  dryRun?: boolean;
   wait?: boolean;
   timeout: number;
 };
+
+function describePlan(plan: SpawnPlan): string {
+  const estimate = plan.estimate === null
+    ? 'memory: estimated once the model is downloaded'
+    : `memory: ~${formatBytes(plan.estimate.total)} (weights ${formatBytes(plan.estimate.weights)} + context ${formatBytes(plan.estimate.context)}), ${formatBytes(plan.free_memory)} free`;
+  return [
+    `would spawn a ${plan.type} worker for ${plan.model} on ${plan.device}`,
+    estimate,
+    plan.fits ? 'fits' : `does not fit: ${plan.reason ?? ''}`,
+  ].join('\n');
+}
 
 function describe(worker: WorkerInfo): string {
   const reason = worker.reason === null ? '' : ` (${worker.reason})`;
@@ -61,18 +77,38 @@ export function workerCommand(): Command {
     .option('--context-size <tokens>', 'context per parallel request', integerFlag('--context-size', 128, 1_048_576))
     .option('--threads <n>', 'CPU threads', integerFlag('--threads', 1, 1_024))
     .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64))
+    .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlag('--max-queue', 0, 100_000))
+    .addOption(new Option('--restart <policy>', 'restart after a failure').choices(['never', 'on-failure', 'always']).default('on-failure'))
+    .option('--force', 'spawn even if the memory estimate says it will not fit')
+    .option('--dry-run', 'print where the worker would go and how much memory it would take; start nothing')
     .option('--wait', 'return only once the worker is ready (or failed)')
     .option('--timeout <seconds>', 'with --wait: give up after this long', integerFlag('--timeout', 1, 86_400), 600)
     .action(async (options: SpawnOptions, command: Command) => {
       const client = hiveClient(command);
-      const request: SpawnWorkerRequest = {
+      const request: SpawnWorkerRequestInput = {
         model: options.model,
         device: options.device,
         type: options.type,
         ...(options.contextSize === undefined ? {} : {context_size: options.contextSize}),
         ...(options.threads === undefined ? {} : {threads: options.threads}),
         ...(options.parallel === undefined ? {} : {parallel: options.parallel}),
+        ...(options.maxQueue === undefined ? {} : {max_queue: options.maxQueue}),
+        restart: options.restart as RestartPolicy,
+        force: options.force === true,
+        dry_run: options.dryRun === true,
       };
+      if (request.model !== 'default' && !request.model.startsWith('hf:')) {
+        // The hive runs elsewhere (another working directory): send it an absolute path.
+        request.model = path.resolve(request.model);
+      }
+      if (options.dryRun === true) {
+        const plan = await client.post<SpawnPlan>('/v1/workers', request);
+        emit(globalOptions(command), plan, () => describePlan(plan));
+        if (!plan.fits) {
+          process.exitCode = 1;
+        }
+        return;
+      }
       let info = await client.post<WorkerInfo>('/v1/workers', request);
       if (options.wait === true) {
         info = await waitUntilReady(client, info, options.timeout);
@@ -104,6 +140,25 @@ export function workerCommand(): Command {
     .action(async (id: string, _options: unknown, command: Command) => {
       const info = await hiveClient(command, 120_000).delete<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
       emit(globalOptions(command), info, () => describe(info));
+    });
+
+  worker.command('drain')
+    .description('let a worker finish what it has and take nothing new (delivered with its next heartbeat)')
+    .argument('<id>', 'worker id')
+    .action(async (id: string, _options: unknown, command: Command) => {
+      const info = await hiveClient(command).post<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}/commands`, {type: 'drain', reason: 'rbee worker drain'});
+      emit(globalOptions(command), info, () => `${info.worker_id} will drain at its next heartbeat`);
+    });
+
+  worker.command('unload')
+    .description('unload a worker\'s model (a single-model worker then exits); delivered with its next heartbeat')
+    .argument('<id>', 'worker id')
+    .option('--model <model>', 'model to unload (default: the worker\'s model)')
+    .action(async (id: string, options: {model?: string}, command: Command) => {
+      const client = hiveClient(command);
+      const current = await client.get<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
+      const info = await client.post<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}/commands`, {type: 'unload_model', model: options.model ?? current.model});
+      emit(globalOptions(command), info, () => `${info.worker_id} will unload ${options.model ?? current.model} at its next heartbeat`);
     });
 
   worker.addCommand(workerRunCommand(), {hidden: true});

@@ -23,6 +23,10 @@ type Routed = {model?: string | undefined; stream?: boolean | undefined};
 async function relay(reply: FastifyReply, upstream: Response, streamed: boolean): Promise<void> {
   if (!streamed || !upstream.ok || upstream.body === null) {
     const text = await upstream.text();
+    const retryAfter = upstream.headers.get('retry-after');
+    if (retryAfter !== null) {
+      void reply.header('retry-after', retryAfter);
+    }
     await reply.status(upstream.status).header('content-type', upstream.headers.get('content-type') ?? 'application/json').send(text);
     return;
   }

@@ -1,14 +1,14 @@
 import type {FastifyInstance} from 'fastify';
 import {validateBody} from '../../http/validate-body.js';
-import {SpawnWorkerRequestSchema, type WorkerInfo, type WorkerList} from '../../protocol/wire.js';
+import {HiveCommandSchema, SpawnWorkerRequestSchema, type WorkerInfo, type WorkerList} from '../../protocol/wire.js';
 import type {Supervisor} from '../supervisor.js';
 import {isAlive, toWorkerInfo} from '../worker-record.js';
 
 export function registerWorkerRoutes(app: FastifyInstance, supervisor: Supervisor): void {
   app.post('/v1/workers', async (request, reply) => {
     const spec = validateBody(SpawnWorkerRequestSchema, request.body, 'spawn request');
-    const record = await supervisor.spawn(spec);
-    return reply.status(201).send(toWorkerInfo(record));
+    const result = await supervisor.spawn(spec);
+    return 'dry_run' in result ? result : reply.status(201).send(toWorkerInfo(result));
   });
 
   app.get<{Querystring: {all?: string}}>('/v1/workers', async (request): Promise<WorkerList> => {
@@ -22,4 +22,10 @@ export function registerWorkerRoutes(app: FastifyInstance, supervisor: Superviso
 
   app.delete<{Params: {id: string}}>('/v1/workers/:id', async (request): Promise<WorkerInfo> =>
     toWorkerInfo(await supervisor.stop(request.params.id)));
+
+  // Delivered with the worker's next heartbeat answer, as the spec's `commands`.
+  app.post<{Params: {id: string}}>('/v1/workers/:id/commands', async (request, reply) => {
+    const command = validateBody(HiveCommandSchema, request.body, 'worker command');
+    return reply.status(202).send(toWorkerInfo(supervisor.command(request.params.id, command)));
+  });
 }

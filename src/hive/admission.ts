@@ -1,0 +1,66 @@
+/**
+ * Admission: before a worker starts, estimate what its model will take (weights + KV cache for
+ * its context, from the GGUF's metadata) and compare with what the device has free, so a model
+ * that cannot fit is refused with a clear error instead of dying half-loaded.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import {execa} from 'execa';
+import type {SpawnWorkerRequest} from '../protocol/wire.js';
+
+export type MemoryEstimate = {weights: number; context: number; total: number};
+
+export type AdmissionVerdict = {estimate: MemoryEstimate; freeMemory: number; fits: boolean; reason: string | null};
+
+export async function estimateMemory(options: {modelPath: string; device: string; contextSize: number; parallel: number}): Promise<MemoryEstimate> {
+  const {readGgufFileInfo, GgufInsights} = await import('node-llama-cpp');
+  const info = await readGgufFileInfo(options.modelPath);
+  const insights = await GgufInsights.from(info);
+  const gpuLayers = options.device === 'cpu' ? 0 : insights.totalLayers;
+  const model = await insights.estimateModelResourceRequirementsV2({gpuLayers});
+  const context = await insights.estimateContextResourceRequirementsV2({
+    contextSize: options.contextSize * options.parallel,
+    modelGpuLayers: gpuLayers,
+    sequences: options.parallel,
+  });
+  const onDevice = (requirement: {cpuRam: number; gpuVram: number}) => (gpuLayers === 0 ? requirement.cpuRam : requirement.gpuVram);
+  const weights = onDevice(model);
+  const contextBytes = onDevice(context);
+  return {weights, context: contextBytes, total: weights + contextBytes};
+}
+
+/** Memory the device can still give: MemAvailable for the CPU, the driver's free figure for a GPU. */
+export async function freeMemory(device: string): Promise<number> {
+  const cuda = /^cuda:(\d+)$/.exec(device);
+  if (cuda !== null) {
+    const result = await execa('nvidia-smi', ['--query-gpu=memory.free', '--format=csv,noheader,nounits', '-i', cuda[1]!], {timeout: 10_000, reject: false});
+    const mib = Number(result.stdout.trim());
+    return result.exitCode === 0 && Number.isFinite(mib) ? mib * 1024 * 1024 : 0;
+  }
+  try {
+    const available = /^MemAvailable:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+    if (available !== null) {
+      return Number(available[1]) * 1024;
+    }
+  } catch {
+    // not Linux
+  }
+  return os.freemem();
+}
+
+/**
+ * The verdict for one spawn. `reserved` is what workers still loading on the same device will
+ * take but have not allocated yet, so two spawns in a row cannot both claim the same free memory.
+ */
+export async function admit(options: {modelPath: string; spec: SpawnWorkerRequest; contextSize: number; parallel: number; reserved: number}): Promise<AdmissionVerdict> {
+  const estimate = await estimateMemory({modelPath: options.modelPath, device: options.spec.device, contextSize: options.contextSize, parallel: options.parallel});
+  const free = Math.max(0, (await freeMemory(options.spec.device)) - options.reserved);
+  const fits = estimate.total <= free;
+  const mib = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MiB`;
+  return {
+    estimate,
+    freeMemory: free,
+    fits,
+    reason: fits ? null : `the model needs about ${mib(estimate.total)} (weights ${mib(estimate.weights)} + context ${mib(estimate.context)}) but ${options.spec.device} has ${mib(free)} free; lower context_size/parallel, pick another device, or pass force to try anyway`,
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * The hive's memory across restarts, in SQLite under RBEE_HOME: every worker's spec, pid, port and
+ * secret, so a hive that comes back can re-adopt the workers still alive instead of restarting them.
+ */
+import Database from 'better-sqlite3';
+import {parseWire} from '../protocol/parse.js';
+import {SpawnWorkerRequestSchema, WorkerStateSchema, type SpawnWorkerRequest, type WorkerState} from '../protocol/wire.js';
+
+export type StoredWorker = {
+  id: string;
+  spec: SpawnWorkerRequest;
+  modelName: string;
+  modelPath: string | null;
+  state: WorkerState;
+  reason: string | null;
+  pid: number | null;
+  port: number;
+  secret: string;
+  startedAt: string;
+  restarts: number;
+};
+
+type Row = {
+  id: string; spec: string; model_name: string; model_path: string | null; state: string; reason: string | null;
+  pid: number | null; port: number; secret: string; started_at: string; restarts: number;
+};
+
+export class StateStore {
+  readonly #db: Database.Database;
+  readonly #upsert: Database.Statement;
+
+  constructor(file: string) {
+    this.#db = new Database(file);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('busy_timeout = 2000');
+    this.#db.exec(`create table if not exists workers (
+      id text primary key,
+      spec text not null,
+      model_name text not null,
+      model_path text,
+      state text not null,
+      reason text,
+      pid integer,
+      port integer not null,
+      secret text not null,
+      started_at text not null,
+      restarts integer not null default 0,
+      updated_at text not null
+    )`);
+    this.#upsert = this.#db.prepare(`insert into workers
+      (id, spec, model_name, model_path, state, reason, pid, port, secret, started_at, restarts, updated_at)
+      values (@id, @spec, @model_name, @model_path, @state, @reason, @pid, @port, @secret, @started_at, @restarts, @updated_at)
+      on conflict(id) do update set spec = excluded.spec, model_name = excluded.model_name, model_path = excluded.model_path,
+        state = excluded.state, reason = excluded.reason, pid = excluded.pid, port = excluded.port, secret = excluded.secret,
+        restarts = excluded.restarts, updated_at = excluded.updated_at`);
+  }
+
+  save(worker: StoredWorker): void {
+    this.#upsert.run({
+      id: worker.id,
+      spec: JSON.stringify(worker.spec),
+      model_name: worker.modelName,
+      model_path: worker.modelPath,
+      state: worker.state,
+      reason: worker.reason,
+      pid: worker.pid,
+      port: worker.port,
+      secret: worker.secret,
+      started_at: worker.startedAt,
+      restarts: worker.restarts,
+      updated_at: new Date().toISOString(),
+    });
+  }
+
+  /** Workers a previous hive left running (not stopped or failed). Rows that no longer parse are skipped. */
+  loadLive(): StoredWorker[] {
+    const rows = this.#db.prepare(`select * from workers where state not in ('stopped', 'failed')`).all() as Row[];
+    const workers: StoredWorker[] = [];
+    for (const row of rows) {
+      const spec = parseWire(SpawnWorkerRequestSchema, safeJson(row.spec), 'stored spec');
+      const state = WorkerStateSchema.safeParse(row.state);
+      if (!spec.ok || !state.success) {
+        continue;
+      }
+      workers.push({
+        id: row.id, spec: spec.value, modelName: row.model_name, modelPath: row.model_path, state: state.data,
+        reason: row.reason, pid: row.pid, port: row.port, secret: row.secret, startedAt: row.started_at, restarts: row.restarts,
+      });
+    }
+    return workers;
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
