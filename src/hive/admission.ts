@@ -18,14 +18,16 @@ export async function estimateMemory(options: {modelPath: string; device: string
   const insights = await GgufInsights.from(info);
   const gpuLayers = options.device === 'cpu' ? 0 : insights.totalLayers;
   const model = await insights.estimateModelResourceRequirementsV2({gpuLayers});
-  const context = await insights.estimateContextResourceRequirementsV2({
-    contextSize: options.contextSize * options.parallel,
-    modelGpuLayers: gpuLayers,
-    sequences: options.parallel,
-  });
+  const contextOptions = {contextSize: options.contextSize * options.parallel, modelGpuLayers: gpuLayers, sequences: options.parallel};
+  // The simulated (V2) estimate matches what llama.cpp allocates, but stops growing past the
+  // context the model was trained on; beyond that the formula (V1) is the honest, larger figure.
+  const withinTraining = insights.trainContextSize === undefined || contextOptions.contextSize <= insights.trainContextSize;
+  const context = withinTraining
+    ? await insights.estimateContextResourceRequirementsV2(contextOptions)
+    : insights.estimateContextResourceRequirements(contextOptions);
   const onDevice = (requirement: {cpuRam: number; gpuVram: number}) => (gpuLayers === 0 ? requirement.cpuRam : requirement.gpuVram);
-  const weights = onDevice(model);
-  const contextBytes = onDevice(context);
+  const weights = Math.ceil(onDevice(model));
+  const contextBytes = Math.ceil(onDevice(context));
   return {weights, context: contextBytes, total: weights + contextBytes};
 }
 

@@ -31,9 +31,12 @@ export function pickWorker(supervisor: Supervisor, model: string | undefined): W
   }
   const matching = serving.filter(record => model !== undefined && record.aliases.has(model));
   if (matching.length === 0) {
-    const loading = records.some(record => isAlive(record.state) && model !== undefined && record.aliases.has(model));
-    if (loading) {
+    const alive = records.filter(record => isAlive(record.state) && model !== undefined && record.aliases.has(model));
+    if (alive.some(record => record.state === 'starting')) {
       throw new RbeeError('worker_not_ready', `model "${model}" is still loading; try again shortly`);
+    }
+    if (alive.some(record => record.draining)) {
+      throw new RbeeError('model_unavailable', `every worker for model "${model}" is draining`);
     }
     const served = servedModels(supervisor);
     throw new RbeeError('model_not_found', `no worker serves model "${model}"; served: ${served.length === 0 ? 'none' : served.join(', ')}`);
