@@ -1,3 +1,4 @@
+import path from 'node:path';
 import {cosmiconfig} from 'cosmiconfig';
 import {TypeScriptLoader} from 'cosmiconfig-typescript-loader';
 import {RbeeError} from '../errors.js';
@@ -11,14 +12,21 @@ export type LoadedConfig = {config: RbeeConfig; filepath: string | null};
  * it. `.ts` goes through jiti, so users need no TypeScript installed.
  */
 export async function loadConfig(options: {cwd?: string; explicitPath?: string} = {}): Promise<LoadedConfig> {
+  const cwd = options.cwd ?? process.cwd();
   const explorer = cosmiconfig('rbee', {
     loaders: {'.ts': TypeScriptLoader(), '.mts': TypeScriptLoader()},
+    searchPlaces: [
+      'rbee.config.ts', 'rbee.config.mts', 'rbee.config.js', 'rbee.config.mjs', 'rbee.config.cjs',
+      'rbee.config.json', 'rbee.config.yaml', 'rbee.config.yml', '.rbeerc', '.rbeerc.json', '.rbeerc.yaml', 'package.json',
+    ],
+    // Up to the filesystem root, not only the home folder: hives often run from /srv or /opt.
     searchStrategy: 'global',
+    stopDir: path.parse(path.resolve(cwd)).root,
   });
   let found;
   try {
     found = options.explicitPath === undefined
-      ? await explorer.search(options.cwd)
+      ? await explorer.search(cwd)
       : await explorer.load(options.explicitPath);
   } catch (error) {
     const where = options.explicitPath ?? 'rbee config';

@@ -1,8 +1,6 @@
 import path from 'node:path';
 import {Command} from 'commander';
 import {envValue, rbeeHome} from '../../config/env.js';
-import {loadConfig} from '../../config/load-config.js';
-import {startHive} from '../../hive/hive-server.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
@@ -35,6 +33,8 @@ function startCommand(): Command {
     .option('--model-dir <folder...>', 'model files must lie in these folders (env RBEE_MODEL_DIRS)')
     .option('--config <file>', 'config file (env RBEE_CONFIG)')
     .action(async (options: StartOptions, command: Command) => {
+      // Loaded here, not at the top: every other command stays fast to start.
+      const [{loadConfig}, {startHive}] = await Promise.all([import('../../config/load-config.js'), import('../../hive/hive-server.js')]);
       const global = globalOptions(command);
       const explicitPath = options.config ?? envValue('RBEE_CONFIG');
       const {config, filepath} = await loadConfig(explicitPath === undefined ? {} : {explicitPath});

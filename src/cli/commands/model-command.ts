@@ -1,7 +1,6 @@
 import {Command} from 'commander';
 import {modelsDir} from '../../config/env.js';
 import {createProgressBar} from '../../models/progress-bar.js';
-import {resolveModel} from '../../models/resolve-model.js';
 import {globalOptions} from '../context.js';
 import {emit} from '../output.js';
 
@@ -11,6 +10,7 @@ export function modelCommand(): Command {
     .description('download (or assemble) a model into the cache, with a progress bar')
     .argument('<model>', 'hf:org/repo:file.gguf, "default", or a local GGUF path to check')
     .action(async (reference: string, _options: unknown, command: Command) => {
+      const {resolveModel} = await import('../../models/resolve-model.js');
       const bar = createProgressBar({label: reference});
       const resolved = await resolveModel(reference, {modelsDir: modelsDir(), onProgress: progress => bar.update(progress)}).finally(() => bar.done());
       emit(globalOptions(command), resolved, () => `${resolved.name}: ${resolved.path}`);

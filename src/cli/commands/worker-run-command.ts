@@ -1,7 +1,6 @@
 import {Command} from 'commander';
 import {RbeeError} from '../../errors.js';
 import type {EngineLoader} from '../../worker/engine.js';
-import {runWorker} from '../../worker/run-worker.js';
 import {integerFlag} from '../parse-flags.js';
 
 type RunOptions = {
@@ -54,6 +53,8 @@ export function workerRunCommand(): Command {
       if (options.hiveUrl !== undefined && secret === '') {
         throw new RbeeError('invalid_request', 'RBEE_WORKER_SECRET must be set when --hive-url is given');
       }
+      // Loaded here, not at the top: the worker's start-up time is spawn-to-ready time.
+      const {runWorker} = await import('../../worker/run-worker.js');
       await runWorker({
         workerId: options.workerId,
         modelPath: options.modelPath,
