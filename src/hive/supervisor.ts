@@ -12,28 +12,22 @@ import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {RbeeError} from '../errors.js';
 import {parseModelRef} from '../models/model-ref.js';
-import {resolveModel, type ResolvedModel} from '../models/resolve-model.js';
-import type {DeviceInfo, HiveCommand, SpawnPlan, SpawnWorkerRequest} from '../protocol/wire.js';
+import type {ResolvedModel} from '../models/resolve-model.js';
+import type {HiveCommand, SpawnPlan, SpawnWorkerRequest} from '../protocol/wire.js';
 import {orphanIntervals, workerDefaults} from '../worker/worker-defaults.js';
-import {admit, freeMemory} from './admission.js';
+import {admitOrThrow, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import {freePort} from './free-port.js';
-import {checkModelPath} from './model-access.js';
+import {judgeHealth} from './health-judge.js';
 import {decideRestart, defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
 import type {StateStore} from './state-store.js';
-import {isAlive, type WorkerRecord} from './worker-record.js';
-import {isWorkerProcess, killGroup, launchWorkerProcess, watchAdoptedProcess, type ProcessEnd, type WatchedProcess} from './worker-process.js';
+import {createWorkerRecord, isAlive, modelAliases, type WorkerRecord} from './worker-record.js';
+import {isWorkerProcess, killGroup, launchWorkerProcess, watchAdoptedProcess, type ProcessEnd} from './worker-process.js';
 
 const rbeeBin = fileURLToPath(new URL('../../bin/rbee.js', import.meta.url));
 
-export const workerTypes = ['llamacpp'] as const;
-
-export type SupervisorOptions = {
+export type SupervisorOptions = SpawnCheckOptions & {
   hiveUrl: () => string;
-  modelsDir: string;
   logsDir: string;
-  /** null: any readable GGUF; otherwise model files must lie inside one of these folders. */
-  allowedModelDirs: string[] | null;
-  devices: DeviceInfo[];
   heartbeatIntervalMs: number;
   /** A worker exits when its hive has not answered for this long (default: 3 intervals). */
   orphanTimeoutMs: number;
@@ -44,7 +38,6 @@ export type SupervisorOptions = {
   restartLimits?: RestartLimits;
   defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined};
   store: StateStore;
-  env?: NodeJS.ProcessEnv;
   log: (message: string) => void;
   onEvent?: (event: SupervisorEvent) => void;
 };
@@ -57,7 +50,6 @@ type Ending = {kind: 'requested' | 'failure'; reason: string};
 export class Supervisor {
   readonly workers = new Map<string, WorkerRecord>();
   readonly #options: SupervisorOptions;
-  readonly #processes = new Map<string, WatchedProcess>();
   readonly #endings = new Map<string, Ending>();
   readonly #runs = new Map<string, Promise<void>>();
   readonly #pendingCommands = new Map<string, HiveCommand[]>();
@@ -73,46 +65,24 @@ export class Supervisor {
 
   /** Checks a spawn request; with `dry_run`, answers the plan; otherwise records the worker and starts it. */
   async spawn(spec: SpawnWorkerRequest): Promise<WorkerRecord | SpawnPlan> {
-    if (!(workerTypes as readonly string[]).includes(spec.type)) {
-      throw new RbeeError('invalid_request', `unknown worker type "${spec.type}": available types are ${workerTypes.join(', ')}`);
-    }
-    if (!this.#options.devices.some(device => device.id === spec.device)) {
-      const known = this.#options.devices.map(device => device.id).join(', ');
-      throw new RbeeError('device_unknown', `unknown device "${spec.device}": this machine has ${known}`);
-    }
+    checkTypeAndDevice(spec, this.#options.devices);
     const reference = parseModelRef(spec.model);
     // A local file is checked before answering, so a typo is a 4xx and not a failed worker.
-    const local = reference.kind === 'path' ? await this.#resolve(spec.model) : null;
+    const local = reference.kind === 'path' ? await resolveAllowedModel(spec.model, this.#options) : null;
     if (spec.dry_run) {
-      return this.#plan(spec, local);
+      return planSpawn(spec, local, this.reservedOn(spec.device, null), this.#options);
     }
     if (local !== null) {
-      await this.#admitOrThrow(spec, local.path, null);
+      await admitOrThrow(spec, local.path, this.reservedOn(spec.device, null), this.#options);
     }
-    const record: WorkerRecord = {
+    const record = createWorkerRecord({
       id: `worker-${randomUUID().slice(0, 8)}`,
       spec,
       modelName: local?.name ?? spec.model,
       modelPath: local?.path ?? null,
-      aliases: new Set([spec.model]),
-      state: 'starting',
-      reason: null,
-      pid: null,
       port: await freePort(),
       secret: randomBytes(24).toString('hex'),
-      startedAt: new Date(),
-      launchedAt: null,
-      lastHeartbeatAt: null,
-      lastHeartbeat: null,
-      progress: null,
-      lastProgressAt: new Date(),
-      inFlight: 0,
-      restarts: 0,
-      restartTimes: [],
-      adopted: false,
-      reservedBytes: 0,
-      draining: false,
-    };
+    });
     this.workers.set(record.id, record);
     this.#persist(record);
     this.#run(record, local);
@@ -125,17 +95,6 @@ export class Supervisor {
       throw new RbeeError('worker_not_found', `no worker "${id}" on this hive`);
     }
     return record;
-  }
-
-  verifySecret(record: WorkerRecord, secret: string | undefined): boolean {
-    if (secret === undefined || secret.length !== record.secret.length) {
-      return false;
-    }
-    let difference = 0;
-    for (let index = 0; index < secret.length; index++) {
-      difference |= secret.charCodeAt(index) ^ record.secret.charCodeAt(index);
-    }
-    return difference === 0;
   }
 
   /** Queues a command for the worker's next heartbeat answer. Shutdown and unload count as requested ends. */
@@ -238,18 +197,15 @@ export class Supervisor {
     const adopted: string[] = [];
     const failed: string[] = [];
     for (const stored of this.#options.store.loadLive()) {
-      const record: WorkerRecord = {
-        id: stored.id, spec: stored.spec, modelName: stored.modelName, modelPath: stored.modelPath,
-        aliases: new Set([stored.spec.model, stored.modelName, ...(stored.modelPath === null ? [] : [stored.modelPath, path.basename(stored.modelPath)])]),
-        state: 'starting', reason: null, pid: stored.pid, port: stored.port, secret: stored.secret, startedAt: new Date(stored.startedAt),
-        launchedAt: new Date(), lastHeartbeatAt: null, lastHeartbeat: null, progress: null, lastProgressAt: new Date(),
-        inFlight: 0, restarts: stored.restarts, restartTimes: [], adopted: true, reservedBytes: 0, draining: false,
-      };
+      const record = createWorkerRecord({
+        id: stored.id, spec: stored.spec, modelName: stored.modelName, modelPath: stored.modelPath, port: stored.port,
+        secret: stored.secret, pid: stored.pid, startedAt: new Date(stored.startedAt), launchedAt: new Date(),
+        restarts: stored.restarts, adopted: true,
+      });
       this.workers.set(record.id, record);
       if (stored.pid !== null && isWorkerProcess(stored.pid, stored.id)) {
         record.reason = 're-adopted after a hive restart; waiting for its heartbeat';
         const watched = watchAdoptedProcess(stored.pid);
-        this.#processes.set(record.id, watched);
         this.#runs.set(record.id, watched.ended.then(end => this.#onProcessEnd(record, end, path.join(this.#options.logsDir, `${record.id}.log`))));
         this.#persist(record);
         adopted.push(record.id);
@@ -284,7 +240,7 @@ export class Supervisor {
     let model = local;
     if (model === null) {
       try {
-        model = await this.#resolve(record.spec.model, progress => {
+        model = await resolveAllowedModel(record.spec.model, this.#options, progress => {
           record.progress = {phase: progress.phase, done: progress.done, total: progress.total};
           record.lastProgressAt = new Date();
         });
@@ -296,7 +252,8 @@ export class Supervisor {
         return; // stopped or failed while the model downloaded
       }
       try {
-        await this.#admitOrThrow(record.spec, model.path, record);
+        const verdict = await admitOrThrow(record.spec, model.path, this.reservedOn(record.spec.device, record), this.#options);
+        record.reservedBytes = verdict.estimate.total;
       } catch (error) {
         this.#end(record, 'failure', (error as Error).message);
         return;
@@ -304,7 +261,7 @@ export class Supervisor {
     }
     record.modelName = model.name;
     record.modelPath = model.path;
-    record.aliases = new Set([record.spec.model, model.name, model.path, path.basename(model.path)]);
+    record.aliases = modelAliases(record.spec.model, model.name, model.path);
     record.progress = {phase: 'loading', done: 0, total: 1000};
     record.lastProgressAt = new Date();
     await this.#launch(record, model);
@@ -347,7 +304,6 @@ export class Supervisor {
     record.pid = watched.pid > 0 ? watched.pid : null;
     record.launchedAt = new Date();
     record.lastHeartbeatAt = null;
-    this.#processes.set(record.id, watched);
     this.#persist(record);
     this.#options.log(`${record.id} launched: pid ${record.pid}, ${model.name} on ${spec.device}, port ${record.port}, log ${logFile}`);
     const end = await watched.ended;
@@ -355,7 +311,6 @@ export class Supervisor {
   }
 
   async #onProcessEnd(record: WorkerRecord, end: ProcessEnd, logFile: string): Promise<void> {
-    this.#processes.delete(record.id);
     // The group may still hold grandchildren (an engine subprocess): take them down too.
     if (record.pid !== null) {
       killGroup(record.pid, 'SIGKILL');
@@ -433,66 +388,16 @@ export class Supervisor {
     });
   }
 
-  /**
-   * Missed heartbeats (3 intervals) mark a live but silent worker failed; a starting worker whose
-   * download or load made no progress for the stall timeout has stalled. Either is killed, never routed to.
-   */
   #watch(): void {
     const now = Date.now();
     for (const record of this.workers.values()) {
       if (!isAlive(record.state) || record.state === 'stopping' || this.#endings.has(record.id) || this.#restartTimers.has(record.id)) {
         continue;
       }
-      if (record.state === 'starting' && now - record.lastProgressAt.getTime() > this.#options.loadStallTimeoutMs) {
-        this.fail(record, `load stalled: no progress for ${Math.round((now - record.lastProgressAt.getTime()) / 1000)} s`);
-        continue;
-      }
-      if (record.launchedAt === null || record.pid === null) {
-        continue;
-      }
-      const interval = record.spec.heartbeat_interval_ms ?? this.#options.heartbeatIntervalMs;
-      const last = (record.lastHeartbeatAt ?? record.launchedAt).getTime();
-      // Before its first heartbeat a worker is still starting Node and binding its port.
-      const limit = record.lastHeartbeatAt === null ? Math.max(3 * interval, 15_000) : 3 * interval;
-      if (now - last > limit) {
-        this.fail(record, `missed 3 heartbeats (none for ${now - last} ms)`);
+      const problem = judgeHealth(record, now, this.#options);
+      if (problem !== null) {
+        this.fail(record, problem);
       }
     }
-  }
-
-  async #resolve(reference: string, onProgress?: Parameters<typeof resolveModel>[1]['onProgress']): Promise<ResolvedModel> {
-    const model = await resolveModel(reference, {
-      modelsDir: this.#options.modelsDir,
-      ...(this.#options.env === undefined ? {} : {env: this.#options.env}),
-      ...(onProgress === undefined ? {} : {onProgress}),
-    });
-    const allowed = this.#options.allowedModelDirs === null ? null : [...this.#options.allowedModelDirs, this.#options.modelsDir];
-    return {...model, path: checkModelPath(model.path, allowed)};
-  }
-
-  #workerShape(spec: SpawnWorkerRequest): {contextSize: number; parallel: number} {
-    return {
-      contextSize: spec.context_size ?? this.#options.defaults.contextSize ?? workerDefaults.contextSize,
-      parallel: spec.parallel ?? this.#options.defaults.parallel ?? workerDefaults.parallel,
-    };
-  }
-
-  async #admitOrThrow(spec: SpawnWorkerRequest, modelPath: string, record: WorkerRecord | null): Promise<void> {
-    const verdict = await admit({modelPath, spec, ...this.#workerShape(spec), reserved: this.reservedOn(spec.device, record)});
-    if (record !== null) {
-      record.reservedBytes = verdict.estimate.total;
-    }
-    if (!verdict.fits && !spec.force) {
-      throw new RbeeError('insufficient_memory', verdict.reason ?? 'the model does not fit');
-    }
-  }
-
-  async #plan(spec: SpawnWorkerRequest, local: ResolvedModel | null): Promise<SpawnPlan> {
-    const base = {dry_run: true as const, model: local?.name ?? spec.model, model_path: local?.path ?? null, device: spec.device, type: spec.type};
-    if (local === null) {
-      return {...base, estimate: null, free_memory: await freeMemory(spec.device), fits: true, reason: 'the model is not downloaded yet: it is estimated after the download'};
-    }
-    const verdict = await admit({modelPath: local.path, spec, ...this.#workerShape(spec), reserved: this.reservedOn(spec.device, null)});
-    return {...base, estimate: verdict.estimate, free_memory: verdict.freeMemory, fits: verdict.fits, reason: verdict.reason};
   }
 }

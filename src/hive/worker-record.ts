@@ -1,3 +1,5 @@
+import {timingSafeEqual} from 'node:crypto';
+import path from 'node:path';
 import type {Heartbeat, SpawnWorkerRequest, WorkerInfo, WorkerState} from '../protocol/wire.js';
 
 export type WorkerProgress = {phase: string; done: number; total: number | null};
@@ -67,4 +69,42 @@ export function toWorkerInfo(record: WorkerRecord): WorkerInfo {
     adopted: record.adopted,
     draining: record.draining,
   };
+}
+
+/** A record with every counter at rest; `fields` says what is known of the worker so far. */
+export function createWorkerRecord(fields: Pick<WorkerRecord, 'id' | 'spec' | 'modelName' | 'modelPath' | 'port' | 'secret'> & Partial<WorkerRecord>): WorkerRecord {
+  return {
+    aliases: modelAliases(fields.spec.model, fields.modelName, fields.modelPath),
+    state: 'starting',
+    reason: null,
+    pid: null,
+    startedAt: new Date(),
+    launchedAt: null,
+    lastHeartbeatAt: null,
+    lastHeartbeat: null,
+    progress: null,
+    lastProgressAt: new Date(),
+    inFlight: 0,
+    restarts: 0,
+    restartTimes: [],
+    adopted: false,
+    reservedBytes: 0,
+    draining: false,
+    ...fields,
+  };
+}
+
+/** Every name a request may use for a model: the reference it was spawned with, its name, its path and file name. */
+export function modelAliases(reference: string, name: string, modelPath: string | null): Set<string> {
+  return new Set([reference, name, ...(modelPath === null ? [] : [modelPath, path.basename(modelPath)])]);
+}
+
+/** Constant-time comparison, so the secret cannot be guessed a byte at a time from response times. */
+export function hasSecret(record: WorkerRecord, secret: string | undefined): boolean {
+  if (secret === undefined) {
+    return false;
+  }
+  const given = Buffer.from(secret);
+  const expected = Buffer.from(record.secret);
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }

@@ -121,7 +121,8 @@ test.serial('afterwards the hive and the worker still serve a normal request', a
   t.is((await getJson(`${hive.url}/health`)).status, 200);
   t.true(isAlive(hive.pid));
   const info = WorkerInfoSchema.parse((await getJson(`${hive.url}/v1/workers/${worker.worker_id}`)).body);
-  t.is(info.state, 'ready');
+  // 'busy' if its last heartbeat fell inside the burst: still serving either way.
+  t.true(info.state === 'ready' || info.state === 'busy', info.state);
   t.is(info.pid, worker.pid, 'the same worker process: it was not restarted');
   t.is(info.restarts, 0);
   for (const base of [hive.url, worker.url]) {

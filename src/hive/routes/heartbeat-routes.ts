@@ -5,6 +5,7 @@ import {HeartbeatSchema, type HeartbeatAnswer} from '../../protocol/wire.js';
 import {workerSecretHeader} from '../../worker/heartbeat-loop.js';
 import type {HiveMetrics} from '../metrics.js';
 import type {Supervisor} from '../supervisor.js';
+import {hasSecret} from '../worker-record.js';
 
 export function registerHeartbeatRoutes(app: FastifyInstance, supervisor: Supervisor, metrics: HiveMetrics): void {
   app.post('/v1/heartbeat', async (request): Promise<HeartbeatAnswer> => {
@@ -18,7 +19,7 @@ export function registerHeartbeatRoutes(app: FastifyInstance, supervisor: Superv
         throw new RbeeError('worker_not_found', `heartbeat from unknown worker "${heartbeat.worker_id}"`);
       }
       const secret = request.headers[workerSecretHeader];
-      if (!supervisor.verifySecret(record, typeof secret === 'string' ? secret : undefined)) {
+      if (!hasSecret(record, typeof secret === 'string' ? secret : undefined)) {
         result = 'bad_secret';
         throw new RbeeError('unauthorized', `heartbeat for "${heartbeat.worker_id}" does not carry that worker's secret`);
       }

@@ -1,0 +1,22 @@
+import type {WorkerRecord} from './worker-record.js';
+
+export type HealthLimits = {heartbeatIntervalMs: number; loadStallTimeoutMs: number};
+
+/**
+ * Why a worker the hive thinks is running must be failed now, or null. Missed heartbeats
+ * (3 intervals) catch a live but hung worker; a starting worker whose download or load has not
+ * moved for the stall timeout has stalled, however long the whole load may take.
+ */
+export function judgeHealth(record: WorkerRecord, now: number, limits: HealthLimits): string | null {
+  if (record.state === 'starting' && now - record.lastProgressAt.getTime() > limits.loadStallTimeoutMs) {
+    return `load stalled: no progress for ${Math.round((now - record.lastProgressAt.getTime()) / 1000)} s`;
+  }
+  if (record.launchedAt === null || record.pid === null) {
+    return null;
+  }
+  const interval = record.spec.heartbeat_interval_ms ?? limits.heartbeatIntervalMs;
+  const last = (record.lastHeartbeatAt ?? record.launchedAt).getTime();
+  // Before its first heartbeat a worker is still starting Node and binding its port.
+  const limit = record.lastHeartbeatAt === null ? Math.max(3 * interval, 15_000) : 3 * interval;
+  return now - last > limit ? `missed 3 heartbeats (none for ${now - last} ms)` : null;
+}

@@ -1,0 +1,65 @@
+/**
+ * What a spawn must pass before a worker is recorded: a known type and device, a model file the
+ * hive may open, and (unless forced) enough free memory for it.
+ */
+import {RbeeError} from '../errors.js';
+import {resolveModel, type ModelProgress, type ResolvedModel} from '../models/resolve-model.js';
+import type {DeviceInfo, SpawnPlan, SpawnWorkerRequest} from '../protocol/wire.js';
+import {workerDefaults} from '../worker/worker-defaults.js';
+import {admit, freeMemory, type AdmissionVerdict} from './admission.js';
+import {checkModelPath} from './model-access.js';
+
+export const workerTypes = ['llamacpp'] as const;
+
+export type SpawnCheckOptions = {
+  modelsDir: string;
+  allowedModelDirs: string[] | null;
+  devices: DeviceInfo[];
+  defaults: {contextSize?: number | undefined; parallel?: number | undefined};
+  env?: NodeJS.ProcessEnv;
+};
+
+export function checkTypeAndDevice(spec: SpawnWorkerRequest, devices: DeviceInfo[]): void {
+  if (!(workerTypes as readonly string[]).includes(spec.type)) {
+    throw new RbeeError('invalid_request', `unknown worker type "${spec.type}": available types are ${workerTypes.join(', ')}`);
+  }
+  if (!devices.some(device => device.id === spec.device)) {
+    throw new RbeeError('device_unknown', `unknown device "${spec.device}": this machine has ${devices.map(device => device.id).join(', ')}`);
+  }
+}
+
+/** Resolves (downloading if need be) and checks the model file against the allowed folders. */
+export async function resolveAllowedModel(reference: string, options: SpawnCheckOptions, onProgress?: (progress: ModelProgress) => void): Promise<ResolvedModel> {
+  const model = await resolveModel(reference, {
+    modelsDir: options.modelsDir,
+    ...(options.env === undefined ? {} : {env: options.env}),
+    ...(onProgress === undefined ? {} : {onProgress}),
+  });
+  const allowed = options.allowedModelDirs === null ? null : [...options.allowedModelDirs, options.modelsDir];
+  return {...model, path: checkModelPath(model.path, allowed)};
+}
+
+function workerShape(spec: SpawnWorkerRequest, options: SpawnCheckOptions): {contextSize: number; parallel: number} {
+  return {
+    contextSize: spec.context_size ?? options.defaults.contextSize ?? workerDefaults.contextSize,
+    parallel: spec.parallel ?? options.defaults.parallel ?? workerDefaults.parallel,
+  };
+}
+
+/** The admission verdict; throws insufficient_memory when it does not fit and the spec does not force it. */
+export async function admitOrThrow(spec: SpawnWorkerRequest, modelPath: string, reserved: number, options: SpawnCheckOptions): Promise<AdmissionVerdict> {
+  const verdict = await admit({modelPath, spec, ...workerShape(spec, options), reserved});
+  if (!verdict.fits && !spec.force) {
+    throw new RbeeError('insufficient_memory', verdict.reason ?? 'the model does not fit');
+  }
+  return verdict;
+}
+
+export async function planSpawn(spec: SpawnWorkerRequest, local: ResolvedModel | null, reserved: number, options: SpawnCheckOptions): Promise<SpawnPlan> {
+  const base = {dry_run: true as const, model: local?.name ?? spec.model, model_path: local?.path ?? null, device: spec.device, type: spec.type};
+  if (local === null) {
+    return {...base, estimate: null, free_memory: await freeMemory(spec.device), fits: true, reason: 'the model is not downloaded yet: it is estimated after the download'};
+  }
+  const verdict = await admit({modelPath: local.path, spec, ...workerShape(spec, options), reserved});
+  return {...base, estimate: verdict.estimate, free_memory: verdict.freeMemory, fits: verdict.fits, reason: verdict.reason};
+}

@@ -1,0 +1,33 @@
+import test from 'ava';
+import {judgeHealth} from '../../src/hive/health-judge.js';
+import {createWorkerRecord} from '../../src/hive/worker-record.js';
+import {SpawnWorkerRequestSchema} from '../../src/protocol/wire.js';
+
+const limits = {heartbeatIntervalMs: 1_000, loadStallTimeoutMs: 10_000};
+const now = Date.parse('2026-11-27T12:00:00Z');
+const ago = (ms: number) => new Date(now - ms);
+const record = (fields: Parameters<typeof createWorkerRecord>[0] extends infer F ? Partial<F> : never) => createWorkerRecord({
+  id: 'worker-1', spec: SpawnWorkerRequestSchema.parse({model: 'm'}), modelName: 'm', modelPath: null, port: 1, secret: 's', ...fields,
+});
+
+test('a ready worker heard from within 3 intervals is healthy; past them it has missed 3 heartbeats', t => {
+  t.is(judgeHealth(record({state: 'ready', pid: 10, launchedAt: ago(60_000), lastHeartbeatAt: ago(2_900)}), now, limits), null);
+  t.regex(judgeHealth(record({state: 'ready', pid: 10, launchedAt: ago(60_000), lastHeartbeatAt: ago(3_100)}), now, limits) ?? '', /missed 3 heartbeats/);
+});
+
+test('a worker gets a start-up grace before its first heartbeat', t => {
+  t.is(judgeHealth(record({pid: 10, launchedAt: ago(14_000), lastProgressAt: ago(1_000)}), now, limits), null);
+  t.regex(judgeHealth(record({pid: 10, launchedAt: ago(16_000), lastProgressAt: ago(1_000)}), now, limits) ?? '', /missed 3 heartbeats/);
+});
+
+test('a load stalls only when its progress stops moving, however long the load takes', t => {
+  const slowButMoving = record({pid: 10, launchedAt: ago(600_000), lastHeartbeatAt: ago(500), lastProgressAt: ago(9_000)});
+  t.is(judgeHealth(slowButMoving, now, limits), null);
+  const stuck = record({pid: 10, launchedAt: ago(600_000), lastHeartbeatAt: ago(500), lastProgressAt: ago(11_000)});
+  t.regex(judgeHealth(stuck, now, limits) ?? '', /load stalled: no progress for 11 s/);
+});
+
+test('a download with no process yet is judged by its progress alone', t => {
+  t.is(judgeHealth(record({lastProgressAt: ago(5_000)}), now, limits), null);
+  t.regex(judgeHealth(record({lastProgressAt: ago(20_000)}), now, limits) ?? '', /load stalled/);
+});
