@@ -1,3 +1,18 @@
-// The package's public entry: what a config file or a client program imports.
+// The package's public entry: what a config file, an adapter plugin or a client program imports.
 export {defineConfig, type UserConfig} from './config/schema.js';
 export {RbeeError, type ErrorCode} from './errors.js';
+export {
+  assertAdapter,
+  defineAdapter,
+  parseAdapterOptions,
+  type AdapterContext,
+  type AdapterHeartbeat,
+  type AdapterInferRequest,
+  type EngineChatMessage,
+  type EngineProcess,
+  type EngineProcessExit,
+  type GenerateResult,
+  type RbeeAdapter,
+} from './adapters/adapter-api.js';
+export {engineJson, engineSse, parsePrometheusText, processRss} from './adapters/engine-http.js';
+export {findLlamaCpp, type LlamaCppInstall} from './engines/llama-cpp-build.js';

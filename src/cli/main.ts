@@ -1,6 +1,7 @@
 /** The rbee CLI: parses, runs one command, and maps failures to a one-line error and an exit code. */
 import {Command, CommanderError} from 'commander';
 import {environmentHelp} from '../config/env.js';
+import {enginesCommand} from './commands/engines-command.js';
 import {hiveCommand} from './commands/hive-command.js';
 import {inferCommand} from './commands/infer-command.js';
 import {modelCommand} from './commands/model-command.js';
@@ -23,6 +24,7 @@ program.addCommand(workerCommand());
 program.addCommand(inferCommand());
 program.addCommand(statusCommand());
 program.addCommand(modelCommand());
+program.addCommand(enginesCommand());
 
 // addCommand does not pass these settings down; every level must throw instead of exiting.
 function inheritSettings(command: Command): void {

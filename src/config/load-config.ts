@@ -11,7 +11,7 @@ export type LoadedConfig = {config: RbeeConfig; filepath: string | null};
  * Finds rbee.config.{ts,mjs,js,json,yaml} from `cwd` up (or loads `explicitPath`) and validates
  * it. `.ts` goes through jiti, so users need no TypeScript installed.
  */
-export async function loadConfig(options: {cwd?: string; explicitPath?: string} = {}): Promise<LoadedConfig> {
+export async function loadConfig(options: {cwd?: string; explicitPath?: string | undefined} = {}): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd();
   const explorer = cosmiconfig('rbee', {
     loaders: {'.ts': TypeScriptLoader(), '.mts': TypeScriptLoader()},

@@ -1,4 +1,14 @@
 import {z} from 'zod';
+import type {RbeeAdapter} from '../adapters/adapter-api.js';
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** An adapter plugin: an npm package name or a path, optionally with its options, or an adapter object. */
+const AdapterEntrySchema = z.union([
+  z.string().min(1),
+  z.tuple([z.string().min(1), z.record(z.string(), z.unknown())]),
+  z.custom<RbeeAdapter>(value => isObject(value) && typeof value.name === 'string', 'an adapter object (from a factory), a package name, or a path'),
+]);
 
 /** The one schema of rbee.config.* files. Strict, so a misspelt key is an error, not a silent default. */
 export const ConfigSchema = z.strictObject({
@@ -17,6 +27,10 @@ export const ConfigSchema = z.strictObject({
     threads: z.number().int().min(1).max(1_024).optional(),
     parallel: z.number().int().min(1).max(64).optional(),
   }).default({}),
+  /** Adapter plugins, beside the built-in ones. */
+  adapters: z.array(AdapterEntrySchema).default([]),
+  /** Options for the built-in adapters, by worker type (e.g. `llamacpp: {engine: 'llama-server'}`). */
+  types: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
 });
 
 export type RbeeConfig = z.output<typeof ConfigSchema>;

@@ -17,6 +17,7 @@ import {Supervisor} from './supervisor.js';
 import {StateStore} from './state-store.js';
 import {createHiveMetrics, type HiveMetrics} from './metrics.js';
 import type {RestartLimits} from './restart-policy.js';
+import type {AdapterSet} from '../adapters/load-adapters.js';
 import {orphanIntervals} from '../worker/worker-defaults.js';
 
 export type HiveOptions = {
@@ -32,6 +33,10 @@ export type HiveOptions = {
   modelDirs?: string[] | undefined;
   restartLimits?: RestartLimits | undefined;
   stopGraceMs: number;
+  /** The adapters this hive offers (built-in and plugins) and the plugins that failed to load. */
+  adapters: AdapterSet;
+  /** Passed on to workers, which load their adapter plugins from it. */
+  configPath: string | null;
   workerDefaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined};
   env?: NodeJS.ProcessEnv;
   log: (message: string) => void;
@@ -74,6 +79,8 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   const supervisor = new Supervisor({
     hiveUrl: () => url,
     modelsDir,
+    workerTypes: options.adapters.adapters.map(loaded => loaded.adapter.type),
+    configPath: options.configPath,
     logsDir: path.join(options.rbeeHome, 'logs'),
     allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),
     devices,
@@ -155,6 +162,12 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
       devices,
     };
   });
+  app.get('/v1/adapters', async () => ({
+    adapters: options.adapters.adapters.map(loaded => ({
+      name: loaded.adapter.name, type: loaded.adapter.type, description: loaded.adapter.description ?? null, source: loaded.source, built_in: loaded.builtIn,
+    })),
+    errors: options.adapters.errors,
+  }));
   registerHeartbeatRoutes(app, supervisor, hiveMetrics);
   registerWorkerRoutes(app, supervisor);
   registerInferenceRoutes(app, supervisor);

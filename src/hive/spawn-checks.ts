@@ -9,9 +9,9 @@ import {workerDefaults} from '../worker/worker-defaults.js';
 import {admit, freeMemory, type AdmissionVerdict} from './admission.js';
 import {checkModelPath} from './model-access.js';
 
-export const workerTypes = ['llamacpp'] as const;
-
 export type SpawnCheckOptions = {
+  /** Worker types the loaded adapters offer. */
+  workerTypes: string[];
   modelsDir: string;
   allowedModelDirs: string[] | null;
   devices: DeviceInfo[];
@@ -19,12 +19,12 @@ export type SpawnCheckOptions = {
   env?: NodeJS.ProcessEnv;
 };
 
-export function checkTypeAndDevice(spec: SpawnWorkerRequest, devices: DeviceInfo[]): void {
-  if (!(workerTypes as readonly string[]).includes(spec.type)) {
-    throw new RbeeError('invalid_request', `unknown worker type "${spec.type}": available types are ${workerTypes.join(', ')}`);
+export function checkTypeAndDevice(spec: SpawnWorkerRequest, options: Pick<SpawnCheckOptions, 'workerTypes' | 'devices'>): void {
+  if (!options.workerTypes.includes(spec.type)) {
+    throw new RbeeError('invalid_request', `unknown worker type "${spec.type}": available types are ${options.workerTypes.join(', ')}`);
   }
-  if (!devices.some(device => device.id === spec.device)) {
-    throw new RbeeError('device_unknown', `unknown device "${spec.device}": this machine has ${devices.map(device => device.id).join(', ')}`);
+  if (!options.devices.some(device => device.id === spec.device)) {
+    throw new RbeeError('device_unknown', `unknown device "${spec.device}": this machine has ${options.devices.map(device => device.id).join(', ')}`);
   }
 }
 

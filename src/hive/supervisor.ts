@@ -16,7 +16,7 @@ import type {ResolvedModel} from '../models/resolve-model.js';
 import type {HiveCommand, SpawnPlan, SpawnWorkerRequest} from '../protocol/wire.js';
 import {orphanIntervals, workerDefaults} from '../worker/worker-defaults.js';
 import {admitOrThrow, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
-import {freePort} from './free-port.js';
+import {freePort} from '../http/free-port.js';
 import {judgeHealth} from './health-judge.js';
 import {decideRestart, defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
 import type {StateStore} from './state-store.js';
@@ -27,6 +27,8 @@ const rbeeBin = fileURLToPath(new URL('../../bin/rbee.js', import.meta.url));
 
 export type SupervisorOptions = SpawnCheckOptions & {
   hiveUrl: () => string;
+  /** The hive's config file, passed to workers for their adapter plugins. */
+  configPath: string | null;
   logsDir: string;
   heartbeatIntervalMs: number;
   /** A worker exits when its hive has not answered for this long (default: 3 intervals). */
@@ -65,7 +67,7 @@ export class Supervisor {
 
   /** Checks a spawn request; with `dry_run`, answers the plan; otherwise records the worker and starts it. */
   async spawn(spec: SpawnWorkerRequest): Promise<WorkerRecord | SpawnPlan> {
-    checkTypeAndDevice(spec, this.#options.devices);
+    checkTypeAndDevice(spec, this.#options);
     const reference = parseModelRef(spec.model);
     // A local file is checked before answering, so a typo is a 4xx and not a failed worker.
     const local = reference.kind === 'path' ? await resolveAllowedModel(spec.model, this.#options) : null;
@@ -288,6 +290,7 @@ export class Supervisor {
     const threads = spec.threads ?? defaults.threads;
     if (threads !== undefined) args.push('--threads', String(threads));
     if (spec.max_queue !== undefined) args.push('--max-queue', String(spec.max_queue));
+    if (this.#options.configPath !== null) args.push('--config', this.#options.configPath);
 
     const cuda = /^cuda:(\d+)$/.exec(spec.device);
     const logFile = path.join(this.#options.logsDir, `${record.id}.log`);

@@ -1,11 +1,13 @@
 /**
- * A worker process from start to exit: serve HTTP at once (health says "starting"), load the
- * model, report ready, obey the hive's commands, and exit cleanly on SIGTERM or when the hive
- * is gone, so no worker ever outlives its owner holding memory.
+ * A worker process from start to exit: serve HTTP at once (health says "starting"), start the
+ * adapter's engine and wait until it is ready, obey the hive's commands, and exit cleanly on
+ * SIGTERM or when the hive is gone, engines included, so no worker outlives its owner holding memory.
  */
+import type {AdapterContext, RbeeAdapter} from '../adapters/adapter-api.js';
+import {spawnEngineProcess, stopAllEngines} from '../adapters/engine-process.js';
 import {toRbeeError} from '../errors.js';
+import {freePort} from '../http/free-port.js';
 import type {HiveCommand} from '../protocol/wire.js';
-import type {EngineLoader} from './engine.js';
 import {startHeartbeatLoop, type HeartbeatLoop} from './heartbeat-loop.js';
 import {WorkerRuntime} from './worker-runtime.js';
 import {createWorkerServer} from './worker-server.js';
@@ -30,15 +32,43 @@ export type WorkerOptions = {
 
 const log = (message: string) => process.stderr.write(`[worker] ${message}\n`);
 
-export async function runWorker(options: WorkerOptions, loadEngine: EngineLoader): Promise<void> {
-  const runtime = new WorkerRuntime({
+/** How often `ready()` is asked while the engine loads. */
+const readyPollMs = 200;
+
+export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): Promise<void> {
+  let runtime: WorkerRuntime | null = null;
+  let engineOutputLines = 0;
+  const context: AdapterContext = {
+    workerId: options.workerId,
+    modelPath: options.modelPath,
+    modelName: options.modelName,
+    device: options.device,
+    contextSize: options.contextSize,
+    threads: options.threads,
+    parallel: options.parallel,
+    log: message => log(`${adapter.name}: ${message}`),
+    freePort: () => freePort(),
+    spawnEngine: spawn => spawnEngineProcess({
+      ...spawn,
+      onOutput: line => {
+        process.stderr.write(`[engine] ${line}\n`);
+        // An engine that reports no progress of its own still shows life by what it prints while
+        // it loads; that keeps the hive's stall timeout from failing a slow but moving load.
+        engineOutputLines++;
+        runtime?.setLoadProgress(Math.min(0.99, engineOutputLines / (engineOutputLines + 200)));
+      },
+    }),
+    reportLoadProgress: fraction => runtime?.setLoadProgress(fraction),
+  };
+  runtime = new WorkerRuntime({
     workerId: options.workerId,
     modelName: options.modelName,
     device: options.device,
     parallel: options.parallel,
     maxQueue: options.maxQueue,
-  });
-  const server = createWorkerServer(runtime);
+  }, adapter, context);
+  const worker = runtime;
+  const server = createWorkerServer(worker);
   let heartbeat: HeartbeatLoop | null = null;
   let exiting = false;
 
@@ -48,14 +78,14 @@ export async function runWorker(options: WorkerOptions, loadEngine: EngineLoader
     }
     exiting = true;
     log(`stopping (${reason})`);
-    runtime.markStopping();
-    const drained = runtime.queue.idle();
+    worker.markStopping();
     const timeout = new Promise(resolve => setTimeout(resolve, options.drainTimeoutMs).unref());
-    await Promise.race([drained, timeout]);
+    await Promise.race([worker.queue.idle(), timeout]);
     await heartbeat?.beatNow();
     heartbeat?.stop();
     await server.close().catch(() => undefined);
-    await runtime.engine?.close().catch(() => undefined);
+    await adapter.stop(context).catch(error => log(`${adapter.name} stop failed: ${(error as Error).message}`));
+    await stopAllEngines(3_000);
     process.exit(code);
   }
 
@@ -65,7 +95,7 @@ export async function runWorker(options: WorkerOptions, loadEngine: EngineLoader
         void shutdown(`hive asked: ${command.reason ?? 'shutdown'}`);
       } else if (command.type === 'drain') {
         log(`draining (${command.reason ?? 'hive asked'})`);
-        runtime.queue.drain();
+        worker.queue.drain();
       } else if (command.model === options.modelName || command.model === options.modelPath) {
         // A single-model worker unloads its model by ending: its memory goes back to the device.
         void shutdown(`hive asked to unload ${command.model}`);
@@ -83,7 +113,7 @@ export async function runWorker(options: WorkerOptions, loadEngine: EngineLoader
       secret: options.secret,
       intervalMs: options.heartbeatIntervalMs,
       orphanTimeoutMs: options.orphanTimeoutMs,
-      payload: () => runtime.heartbeat(),
+      payload: () => worker.heartbeat(),
       onCommands: obey,
       onOrphaned: () => void shutdown(`no answer from the hive for ${options.orphanTimeoutMs} ms`),
       log,
@@ -91,22 +121,21 @@ export async function runWorker(options: WorkerOptions, loadEngine: EngineLoader
   }
 
   try {
-    const engine = await loadEngine({
-      modelPath: options.modelPath,
-      device: options.device,
-      contextSize: options.contextSize,
-      threads: options.threads,
-      parallel: options.parallel,
-      onProgress: fraction => runtime.setLoadProgress(fraction),
-    });
-    runtime.setEngine(engine);
-    log(`ready: ${options.modelName} on ${options.device} (${engine.backend}), http://${options.host}:${options.port}`);
+    await adapter.start(context);
+    while (adapter.ready !== undefined && !(await adapter.ready(context))) {
+      if (exiting) {
+        return;
+      }
+      await new Promise(resolve => setTimeout(resolve, readyPollMs));
+    }
+    worker.markReady();
+    log(`ready: ${options.modelName} on ${options.device} (${adapter.name}), http://${options.host}:${options.port}`);
   } catch (error) {
     const rbeeError = toRbeeError(error, 'engine_error');
-    runtime.fail(`${rbeeError.code}: ${rbeeError.message}`);
-    log(`failed to load the model: ${rbeeError.message}`);
+    worker.fail(`${rbeeError.code}: ${rbeeError.message}`);
+    log(`failed to start ${adapter.name}: ${rbeeError.message}`);
     await heartbeat?.beatNow();
-    await shutdown('model load failed', 1);
+    await shutdown('engine start failed', 1);
     return;
   }
   await heartbeat?.beatNow();

@@ -1,6 +1,6 @@
 import {RbeeError} from '../errors.js';
+import type {AdapterContext, AdapterHeartbeat, RbeeAdapter} from '../adapters/adapter-api.js';
 import type {Heartbeat, WorkerStatus} from '../protocol/wire.js';
-import type {Engine} from './engine.js';
 import {RequestQueue} from './request-queue.js';
 import {WorkerStats} from './worker-stats.js';
 
@@ -24,30 +24,38 @@ export class WorkerRuntime {
   readonly options: WorkerRuntimeOptions;
   readonly stats = new WorkerStats();
   readonly queue: RequestQueue;
-  #engine: Engine | null = null;
+  readonly adapter: RbeeAdapter;
+  readonly context: AdapterContext;
+  #ready = false;
   #failure: string | null = null;
   #stopping = false;
   #loadProgress = 0;
 
-  constructor(options: WorkerRuntimeOptions) {
+  constructor(options: WorkerRuntimeOptions, adapter: RbeeAdapter, context: AdapterContext) {
     this.options = options;
+    this.adapter = adapter;
+    this.context = context;
     this.queue = new RequestQueue({capacity: options.parallel, maxWaiting: options.maxQueue});
   }
 
-  get engine(): Engine | null {
-    return this.#engine;
+  markReady(): void {
+    this.#ready = true;
   }
 
-  setEngine(engine: Engine): void {
-    this.#engine = engine;
+  get ready(): boolean {
+    return this.#ready;
   }
 
   setLoadProgress(fraction: number): void {
-    this.#loadProgress = Math.min(1, Math.max(0, fraction));
+    this.#loadProgress = Math.min(1, Math.max(this.#loadProgress, fraction));
   }
 
   fail(reason: string): void {
-    this.#failure = reason;
+    this.#failure ??= reason;
+  }
+
+  get failure(): string | null {
+    return this.#failure;
   }
 
   markStopping(): void {
@@ -62,7 +70,7 @@ export class WorkerRuntime {
     if (this.#stopping) {
       return 'stopping';
     }
-    if (this.#engine === null) {
+    if (!this.#ready) {
       return 'starting';
     }
     return this.queue.running >= this.queue.capacity ? 'busy' : 'ready';
@@ -78,38 +86,45 @@ export class WorkerRuntime {
     };
   }
 
-  /** The engine, or a 503 while the model loads or after a failure. */
-  readyEngine(): Engine {
-    if (this.#engine === null || this.#failure !== null) {
-      throw new RbeeError('worker_not_ready', `worker ${this.options.workerId} is ${this.status()}: it cannot generate yet`);
+  /** Throws a 503 while the model loads, after a failure, or while stopping. */
+  assertServing(): void {
+    if (!this.#ready || this.#failure !== null) {
+      throw new RbeeError('worker_not_ready', `worker ${this.options.workerId} is ${this.status()}: it cannot generate now`);
     }
-    return this.#engine;
   }
 
   async heartbeat(): Promise<Heartbeat> {
-    const engine = this.#engine;
-    const memory = engine === null
-      ? {vramUsed: 0, vramTotal: 0, ramUsed: process.memoryUsage().rss}
-      : await engine.memory();
+    let engine: AdapterHeartbeat = {};
+    if (this.#ready && this.#failure === null && this.adapter.heartbeat !== undefined) {
+      try {
+        engine = await this.adapter.heartbeat(this.context);
+      } catch (error) {
+        engine = {error: `adapter ${this.adapter.name} heartbeat failed: ${(error as Error).message}`};
+      }
+    }
+    if (engine.error !== undefined) {
+      this.fail(engine.error);
+    }
+    const {error: _error, ...figures} = engine;
     return {
       worker_id: this.options.workerId,
       status: this.status(),
       model: this.options.modelName,
       device: this.options.device,
-      vram_used: memory.vramUsed,
-      vram_total: memory.vramTotal,
-      ram_used: memory.ramUsed,
+      adapter_type: this.adapter.adapterType ?? this.adapter.type,
+      vram_used: 0,
+      vram_total: 0,
+      ram_used: process.memoryUsage().rss,
       requests_total: this.stats.requestsTotal,
       tokens_generated: this.stats.tokensGenerated,
       uptime_seconds: this.stats.uptimeSeconds(),
       last_request_at: this.stats.lastRequestAt?.toISOString() ?? null,
-      ...(engine === null ? {} : {adapter_type: engine.adapterType, backend: engine.backend}),
-      ...(engine?.threads === undefined ? {} : {threads: engine.threads}),
       queue_depth: this.queue.depth,
       batch_size: this.queue.running,
       throughput_tokens_per_second: this.stats.takeThroughput(),
+      ...figures,
       ...(this.#failure === null ? {} : {error: this.#failure}),
-      ...(engine === null && this.#failure === null ? {load_progress: this.#loadProgress} : {}),
+      ...(!this.#ready && this.#failure === null ? {load_progress: this.#loadProgress} : {}),
     };
   }
 }

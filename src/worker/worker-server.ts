@@ -16,7 +16,8 @@ import {
   type InferResponse,
   type ModelList,
 } from '../protocol/wire.js';
-import type {EngineChatMessage, GenerateOptions, GenerateResult} from './engine.js';
+import type {AdapterInferRequest} from '../adapters/adapter-api.js';
+import type {EngineChatMessage, GenerateResult} from './engine.js';
 import {chatChunk, chatCompletion, openAiId, textCompletion, toEngineMessages} from './openai-format.js';
 import type {WorkerRuntime} from './worker-runtime.js';
 
@@ -31,8 +32,13 @@ type Sampling = {
 
 const defaultMaxTokens = 256;
 
-function generateOptions(sampling: Sampling, signal: AbortSignal, onText?: (text: string) => void): GenerateOptions {
+type Job = {kind: 'complete'; prompt: string} | {kind: 'chat'; messages: EngineChatMessage[]};
+
+function inferRequest(job: Job, sampling: Sampling, signal: AbortSignal, onText?: (text: string) => void): AdapterInferRequest {
   return {
+    kind: job.kind,
+    prompt: job.kind === 'complete' ? job.prompt : '',
+    messages: job.kind === 'chat' ? job.messages : [],
     maxTokens: sampling.max_tokens ?? defaultMaxTokens,
     temperature: sampling.temperature ?? 0.8,
     ...(sampling.top_k === undefined ? {} : {topK: sampling.top_k}),
@@ -40,29 +46,25 @@ function generateOptions(sampling: Sampling, signal: AbortSignal, onText?: (text
     ...(sampling.seed === undefined ? {} : {seed: sampling.seed}),
     stop: sampling.stop === undefined ? [] : [sampling.stop].flat(),
     signal,
-    ...(onText === undefined ? {} : {onText}),
+    onText: onText ?? (() => undefined),
   };
 }
-
-type Job = {kind: 'complete'; prompt: string} | {kind: 'chat'; messages: EngineChatMessage[]};
 
 export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
   const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024});
   installErrorHandling(app);
 
-  async function generate(job: Job, options: GenerateOptions): Promise<GenerateResult> {
-    const engine = runtime.readyEngine();
-    const result = await runtime.queue.run(
-      async () => job.kind === 'complete' ? engine.complete(job.prompt, options) : engine.chat(job.messages, options),
-      options.signal,
-    );
+  async function generate(job: Job, sampling: Sampling, signal: AbortSignal, onText?: (text: string) => void): Promise<GenerateResult> {
+    runtime.assertServing();
+    const request = inferRequest(job, sampling, signal, onText);
+    const result = await runtime.queue.run(() => runtime.adapter.infer(request, runtime.context), signal);
     runtime.stats.recordRequest(result.tokensGenerated);
     return result;
   }
 
   /** Streams over SSE; errors after the headers are sent become an error event, never a hang. */
   async function stream(reply: FastifyReply, run: (signal: AbortSignal, send: (data: unknown) => void) => Promise<void>) {
-    runtime.readyEngine();
+    runtime.assertServing();
     const signal = clientGoneSignal(reply.raw);
     reply.hijack();
     startSse(reply.raw);
@@ -99,12 +101,12 @@ export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
     });
     if (body.stream === true) {
       await stream(reply, async (signal, send) => {
-        const result = await generate({kind: 'complete', prompt: body.prompt}, generateOptions(body, signal, text => send({type: 'token', text})));
+        const result = await generate({kind: 'complete', prompt: body.prompt}, body, signal, text => send({type: 'token', text}));
         send({type: 'done', ...response(result)});
       });
       return;
     }
-    const result = await generate({kind: 'complete', prompt: body.prompt}, generateOptions(body, clientGoneSignal(reply.raw)));
+    const result = await generate({kind: 'complete', prompt: body.prompt}, body, clientGoneSignal(reply.raw));
     return response(result);
   });
 
@@ -117,13 +119,13 @@ export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
     if (body.stream === true) {
       await stream(reply, async (signal, send) => {
         send(chatChunk(id, model, {role: 'assistant', content: ''}, null));
-        const result = await generate(job, generateOptions(sampling, signal, text => send(chatChunk(id, model, {content: text}, null))));
+        const result = await generate(job, sampling, signal, text => send(chatChunk(id, model, {content: text}, null)));
         send(chatChunk(id, model, {}, result.finishReason));
         send('[DONE]');
       });
       return;
     }
-    return chatCompletion(id, model, await generate(job, generateOptions(sampling, clientGoneSignal(reply.raw))));
+    return chatCompletion(id, model, await generate(job, sampling, clientGoneSignal(reply.raw)));
   });
 
   app.post('/v1/completions', async (request, reply) => {
@@ -133,13 +135,13 @@ export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
     const model = runtime.options.modelName;
     if (body.stream === true) {
       await stream(reply, async (signal, send) => {
-        const result = await generate(job, generateOptions(body, signal, text => send(textCompletion(id, model, text, null))));
+        const result = await generate(job, body, signal, text => send(textCompletion(id, model, text, null)));
         send(textCompletion(id, model, '', result));
         send('[DONE]');
       });
       return;
     }
-    const result = await generate(job, generateOptions(body, clientGoneSignal(reply.raw)));
+    const result = await generate(job, body, clientGoneSignal(reply.raw));
     return textCompletion(id, model, result.text, result);
   });
 

@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import {WorkerInfoSchema} from '../../src/protocol/wire.js';
-import {freePort} from '../../src/hive/free-port.js';
+import {freePort} from '../../src/http/free-port.js';
 import {isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
 import {getJson, postJson, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';

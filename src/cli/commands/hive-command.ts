@@ -34,14 +34,24 @@ function startCommand(): Command {
     .option('--config <file>', 'config file (env RBEE_CONFIG)')
     .action(async (options: StartOptions, command: Command) => {
       // Loaded here, not at the top: every other command stays fast to start.
-      const [{loadConfig}, {startHive}] = await Promise.all([import('../../config/load-config.js'), import('../../hive/hive-server.js')]);
+      const [{loadConfig}, {startHive}, {adaptersOf}] = await Promise.all([
+        import('../../config/load-config.js'), import('../../hive/hive-server.js'), import('../../adapters/configured-adapters.js'),
+      ]);
       const global = globalOptions(command);
       const explicitPath = options.config ?? envValue('RBEE_CONFIG');
-      const {config, filepath} = await loadConfig(explicitPath === undefined ? {} : {explicitPath});
+      const loaded = await loadConfig(explicitPath === undefined ? {} : {explicitPath});
+      const {config, filepath} = loaded;
       const envModelDirs = envValue('RBEE_MODEL_DIRS')?.split(path.delimiter).filter(dir => dir !== '');
       const modelDirs = options.modelDir ?? envModelDirs ?? config.hive.modelDirs;
       const log = (message: string) => process.stderr.write(`[hive] ${message}\n`);
+      const adapters = await adaptersOf(loaded);
+      for (const error of adapters.errors) {
+        // One bad plugin must not stop the hive: it runs without it and says why.
+        log(`adapter ${error.source} not loaded: ${error.message}`);
+      }
       const running = await startHive({
+        adapters,
+        configPath: filepath,
         host: options.host ?? envValue('RBEE_HOST') ?? config.hive.host ?? '127.0.0.1',
         port: options.port ?? fromEnv('RBEE_PORT', 0, 65_535) ?? config.hive.port ?? 7833,
         token: global.token ?? envValue('RBEE_TOKEN') ?? config.hive.token,

@@ -1,6 +1,6 @@
 import {Command} from 'commander';
 import {RbeeError} from '../../errors.js';
-import type {EngineLoader} from '../../worker/engine.js';
+import {workerDefaults} from '../../worker/worker-defaults.js';
 import {integerFlag} from '../parse-flags.js';
 
 type RunOptions = {
@@ -19,14 +19,19 @@ type RunOptions = {
   parallel: number;
   maxQueue: number;
   drainTimeout: number;
+  config?: string;
 };
 
-async function engineLoader(type: string): Promise<EngineLoader> {
-  if (type === 'llamacpp') {
-    const {loadLlamaCppEmbedded} = await import('../../worker/engines/llamacpp-embedded.js');
-    return loadLlamaCppEmbedded;
+/** The adapter for `type`, from the built-in ones and the plugins of the hive's config. */
+async function adapterFor(type: string, configPath: string | undefined) {
+  const {loadConfiguredAdapters} = await import('../../adapters/configured-adapters.js');
+  const {adapters, errors} = await loadConfiguredAdapters(configPath);
+  const found = adapters.find(loaded => loaded.adapter.type === type);
+  if (found === undefined) {
+    const broken = errors.map(error => `${error.source}: ${error.message}`).join('; ');
+    throw new RbeeError('invalid_request', `unknown worker type "${type}": available types are ${adapters.map(loaded => loaded.adapter.type).join(', ')}${broken === '' ? '' : ` (not loaded: ${broken})`}`);
   }
-  throw new RbeeError('invalid_request', `unknown worker type "${type}"`);
+  return found.adapter;
 }
 
 /** The worker process itself; the hive starts it, people normally don't. */
@@ -41,13 +46,14 @@ export function workerRunCommand(): Command {
     .option('--host <address>', 'address to serve on', '127.0.0.1')
     .requiredOption('--port <port>', 'port to serve on', integerFlag('--port', 0, 65_535))
     .option('--hive-url <url>', 'hive to heartbeat to (none: standalone)')
-    .option('--heartbeat-interval <ms>', 'heartbeat interval', integerFlag('--heartbeat-interval', 50, 600_000), 5_000)
+    .option('--heartbeat-interval <ms>', 'heartbeat interval', integerFlag('--heartbeat-interval', 50, 600_000), workerDefaults.heartbeatIntervalMs)
     .option('--orphan-timeout <ms>', 'exit when the hive has not answered for this long (default: 3 intervals)', integerFlag('--orphan-timeout', 100, 86_400_000))
-    .option('--context-size <tokens>', 'context per parallel request', integerFlag('--context-size', 128, 1_048_576), 4_096)
+    .option('--context-size <tokens>', 'context per parallel request', integerFlag('--context-size', 128, 1_048_576), workerDefaults.contextSize)
     .option('--threads <n>', 'CPU threads', integerFlag('--threads', 1, 1_024))
-    .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64), 4)
-    .option('--max-queue <n>', 'requests that may wait beyond --parallel', integerFlag('--max-queue', 0, 100_000), 256)
-    .option('--drain-timeout <ms>', 'on stop, how long in-flight requests may finish', integerFlag('--drain-timeout', 0, 600_000), 8_000)
+    .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64), workerDefaults.parallel)
+    .option('--max-queue <n>', 'requests that may wait beyond --parallel', integerFlag('--max-queue', 0, 100_000), workerDefaults.maxQueue)
+    .option('--config <file>', 'the hive\'s config file, for its adapter plugins')
+    .option('--drain-timeout <ms>', 'on stop, how long in-flight requests may finish', integerFlag('--drain-timeout', 0, 600_000), workerDefaults.drainTimeoutMs)
     .action(async (options: RunOptions) => {
       const secret = process.env.RBEE_WORKER_SECRET ?? '';
       if (options.hiveUrl !== undefined && secret === '') {
@@ -55,6 +61,7 @@ export function workerRunCommand(): Command {
       }
       // Loaded here, not at the top: the worker's start-up time is spawn-to-ready time.
       const {runWorker} = await import('../../worker/run-worker.js');
+      const adapter = await adapterFor(options.type, options.config);
       await runWorker({
         workerId: options.workerId,
         modelPath: options.modelPath,
@@ -71,6 +78,6 @@ export function workerRunCommand(): Command {
         parallel: options.parallel,
         maxQueue: options.maxQueue,
         drainTimeoutMs: options.drainTimeout,
-      }, await engineLoader(options.type));
+      }, adapter);
     });
 }

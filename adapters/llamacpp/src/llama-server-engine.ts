@@ -1,0 +1,178 @@
+/**
+ * llama.cpp's own llama-server as the engine: rbee's /v1/infer goes to its /completion, chat to
+ * its OpenAI route, and the heartbeat reads its /slots, /metrics and the process's memory.
+ */
+import {
+  RbeeError,
+  engineJson,
+  engineSse,
+  parsePrometheusText,
+  processRss,
+  type AdapterContext,
+  type AdapterHeartbeat,
+  type AdapterInferRequest,
+  type EngineProcess,
+  type GenerateResult,
+} from 'rbee';
+
+type CompletionEvent = {content?: string; stop?: boolean; tokens_predicted?: number; tokens_evaluated?: number; stop_type?: string};
+type ChatChunk = {
+  choices?: Array<{delta?: {content?: string | null}; finish_reason?: string | null}>;
+  usage?: {prompt_tokens?: number; completion_tokens?: number};
+};
+
+export class LlamaServerEngine {
+  readonly #base: string;
+  readonly #process: EngineProcess;
+  #failure: string | null = null;
+  #stopping = false;
+
+  private constructor(base: string, engine: EngineProcess) {
+    this.#base = base;
+    this.#process = engine;
+    void engine.exited.then(exit => {
+      if (!this.#stopping) {
+        const how = exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
+        this.#failure = `llama-server ${how}: ${engine.recentOutput().split('\n').slice(-3).join(' | ')}`;
+      }
+    });
+  }
+
+  static start(context: AdapterContext, serverPath: string, port: number, extraArgs: string[]): LlamaServerEngine {
+    const args = [
+      '--model', context.modelPath,
+      '--host', '127.0.0.1',
+      '--port', String(port),
+      '--ctx-size', String(context.contextSize * context.parallel),
+      '--parallel', String(context.parallel),
+      '--n-gpu-layers', context.device === 'cpu' ? '0' : '999',
+      '--metrics',
+      '--slots',
+      '--no-webui',
+      '--jinja',
+      ...(context.threads === undefined ? [] : ['--threads', String(context.threads)]),
+      ...extraArgs,
+    ];
+    context.log(`starting ${serverPath} on port ${port}`);
+    const engine = context.spawnEngine({command: serverPath, args});
+    return new LlamaServerEngine(`http://127.0.0.1:${port}`, engine);
+  }
+
+  get pid(): number {
+    return this.#process.pid;
+  }
+
+  /** llama-server answers /health with 503 while it loads and 200 once the model is in. */
+  async ready(): Promise<boolean> {
+    this.#throwIfFailed();
+    try {
+      const response = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000)});
+      return response.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  async infer(request: AdapterInferRequest): Promise<GenerateResult> {
+    this.#throwIfFailed();
+    return request.kind === 'chat' ? this.#chat(request) : this.#complete(request);
+  }
+
+  async heartbeat(): Promise<AdapterHeartbeat> {
+    if (this.#failure !== null) {
+      return {error: this.#failure};
+    }
+    const ramUsed = await processRss(this.#process.pid);
+    try {
+      const [slots, metricsText] = await Promise.all([
+        engineJson<Array<{is_processing?: boolean}>>(`${this.#base}/slots`, {timeoutMs: 2_000}),
+        fetch(`${this.#base}/metrics`, {signal: AbortSignal.timeout(2_000)}).then(response => response.text()),
+      ]);
+      const metrics = parsePrometheusText(metricsText);
+      return {
+        ...(ramUsed === undefined ? {} : {ram_used: ramUsed}),
+        batch_size: slots.filter(slot => slot.is_processing === true).length,
+        queue_depth: metrics.get('llamacpp:requests_deferred') ?? 0,
+      };
+    } catch (error) {
+      return {...(ramUsed === undefined ? {} : {ram_used: ramUsed}), error: `llama-server is not answering: ${(error as Error).message}`};
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#process.kill('SIGTERM');
+    const timeout = new Promise(resolve => setTimeout(resolve, 5_000).unref());
+    await Promise.race([this.#process.exited, timeout]);
+    this.#process.kill('SIGKILL');
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== null) {
+      throw new RbeeError('engine_error', this.#failure);
+    }
+  }
+
+  #sampling(request: AdapterInferRequest) {
+    return {
+      temperature: request.temperature,
+      ...(request.topK === undefined ? {} : {top_k: request.topK}),
+      ...(request.topP === undefined ? {} : {top_p: request.topP}),
+      ...(request.seed === undefined ? {} : {seed: request.seed}),
+      ...(request.stop.length === 0 ? {} : {stop: request.stop}),
+      stream: true,
+    };
+  }
+
+  async #complete(request: AdapterInferRequest): Promise<GenerateResult> {
+    let text = '';
+    let final: CompletionEvent = {};
+    await engineSse(`${this.#base}/completion`, {prompt: request.prompt, n_predict: request.maxTokens, cache_prompt: true, ...this.#sampling(request)}, {
+      signal: request.signal,
+      onData: data => {
+        const event = JSON.parse(data) as CompletionEvent;
+        if (event.content !== undefined && event.content !== '') {
+          text += event.content;
+          request.onText(event.content);
+        }
+        if (event.stop === true) {
+          final = event;
+        }
+      },
+    });
+    const finishReason = request.signal.aborted ? 'cancelled' : final.stop_type === 'limit' ? 'length' : 'stop';
+    return {text, tokensGenerated: final.tokens_predicted ?? 0, promptTokens: final.tokens_evaluated ?? 0, finishReason};
+  }
+
+  async #chat(request: AdapterInferRequest): Promise<GenerateResult> {
+    let text = '';
+    let finish: string | null = null;
+    let usage: ChatChunk['usage'] = {};
+    let chunks = 0;
+    await engineSse(`${this.#base}/v1/chat/completions`, {
+      messages: request.messages,
+      max_tokens: request.maxTokens,
+      stream_options: {include_usage: true},
+      ...this.#sampling(request),
+    }, {
+      signal: request.signal,
+      onData: data => {
+        if (data === '[DONE]') {
+          return;
+        }
+        const chunk = JSON.parse(data) as ChatChunk;
+        const choice = chunk.choices?.[0];
+        const content = choice?.delta?.content;
+        if (typeof content === 'string' && content !== '') {
+          text += content;
+          chunks++;
+          request.onText(content);
+        }
+        finish = choice?.finish_reason ?? finish;
+        usage = chunk.usage ?? usage;
+      },
+    });
+    const finishReason = request.signal.aborted ? 'cancelled' : finish === 'length' ? 'length' : 'stop';
+    return {text, tokensGenerated: usage?.completion_tokens ?? chunks, promptTokens: usage?.prompt_tokens ?? 0, finishReason};
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The adapter API: how any engine becomes an rbee worker. Built-in adapters use exactly this,
+ * so a third-party adapter (an npm package or a file exporting a factory) has the same power.
+ *
+ * An adapter is a typed object from a factory, vite-plugin style:
+ *
+ *   export default function myEngine(options?: MyOptions) {
+ *     const settings = parseAdapterOptions('acme:my-engine', MyOptionsSchema, options);
+ *     return defineAdapter({name: 'acme:my-engine', type: 'my-engine', start, ready, infer, heartbeat, stop});
+ *   }
+ */
+import {z} from 'zod';
+import {RbeeError} from '../errors.js';
+import {parseWire} from '../protocol/parse.js';
+import type {Heartbeat} from '../protocol/wire.js';
+import type {EngineChatMessage, GenerateResult} from '../worker/engine.js';
+
+export type {EngineChatMessage, GenerateResult} from '../worker/engine.js';
+
+/** One generation, already validated and translated from rbee's or the OpenAI wire format. */
+export type AdapterInferRequest = {
+  /** `complete`: raw text continuation of `prompt`. `chat`: `messages` through the model's chat template. */
+  kind: 'complete' | 'chat';
+  prompt: string;
+  messages: EngineChatMessage[];
+  maxTokens: number;
+  temperature: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  stop: string[];
+  /** Aborted when the client goes away or the worker stops: stop generating and resolve with what you have. */
+  signal: AbortSignal;
+  /** Call with each piece of text as it is generated (streaming clients see it at once). */
+  onText: (text: string) => void;
+};
+
+export type EngineProcessExit = {code: number | null; signal: NodeJS.Signals | null};
+
+/** An engine subprocess started through the context: it lives in the worker's process group and dies with it. */
+export type EngineProcess = {
+  pid: number;
+  exited: Promise<EngineProcessExit>;
+  /** The engine's last output lines, for error messages. */
+  recentOutput(): string;
+  kill(signal?: NodeJS.Signals): void;
+};
+
+export type AdapterContext = {
+  workerId: string;
+  modelPath: string;
+  modelName: string;
+  /** cpu | cuda:N | metal */
+  device: string;
+  contextSize: number;
+  threads: number | undefined;
+  parallel: number;
+  log: (message: string) => void;
+  /** A free loopback port, for an engine that serves HTTP. */
+  freePort: () => Promise<number>;
+  /** Starts an engine with an argument array (never a shell); its output goes to the worker's log. */
+  spawnEngine: (options: {command: string; args: string[]; env?: Record<string, string>}) => EngineProcess;
+  /** Report how far the model load has got (0..1); a load that stops moving is failed by the hive. */
+  reportLoadProgress: (fraction: number) => void;
+};
+
+/** What an adapter adds to the worker's heartbeat: memory figures and the enhanced fields it knows. */
+export type AdapterHeartbeat = Partial<Pick<Heartbeat,
+  | 'vram_used' | 'vram_total' | 'ram_used' | 'loaded_models' | 'vram_allocations' | 'batch_size' | 'queue_depth'
+  | 'throughput_tokens_per_second' | 'current_workflow' | 'workflow_progress' | 'backend' | 'threads'>> & {
+  /** Set when the engine has failed (crashed, unreachable): the worker reports `error` and the hive fails it. */
+  error?: string;
+};
+
+export type RbeeAdapter = {
+  /** Namespaced, like vite plugins: "rbee:llamacpp", "acme:my-engine". */
+  name: string;
+  /** The worker type users pick with `rbee worker spawn --type <type>`. */
+  type: string;
+  /** Reported as `adapter_type` in the heartbeat, e.g. "llama.cpp". */
+  adapterType?: string;
+  description?: string;
+  /** Start the engine (spawn it, or load the model in process). */
+  start: (context: AdapterContext) => Promise<void>;
+  /** Polled after start until true; the load's progress is what keeps it from stalling. */
+  ready?: (context: AdapterContext) => Promise<boolean>;
+  infer: (request: AdapterInferRequest, context: AdapterContext) => Promise<GenerateResult>;
+  heartbeat?: (context: AdapterContext) => Promise<AdapterHeartbeat>;
+  /** Stop the engine cleanly; the worker's process group is killed afterwards regardless. */
+  stop: (context: AdapterContext) => Promise<void>;
+};
+
+const hook = z.custom<(...args: never[]) => unknown>(value => typeof value === 'function', 'expected a function');
+
+const AdapterShapeSchema = z.object({
+  name: z.string().regex(/^[a-z0-9@][a-z0-9._/-]*:[a-z0-9][a-z0-9._-]*$/, 'a namespaced name like "vendor:engine"'),
+  type: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, ".", "_" or "-"'),
+  adapterType: z.string().min(1).optional(),
+  description: z.string().optional(),
+  start: hook,
+  ready: hook.optional(),
+  infer: hook,
+  heartbeat: hook.optional(),
+  stop: hook,
+});
+
+/** Checks a value is an adapter; the error names the plugin (`source`) and the wrong field. */
+export function assertAdapter(value: unknown, source: string): RbeeAdapter {
+  const parsed = parseWire(AdapterShapeSchema, value, `adapter from ${source}`);
+  if (!parsed.ok) {
+    throw new RbeeError('invalid_request', parsed.message);
+  }
+  return value as RbeeAdapter;
+}
+
+/** Types an adapter and checks its shape at once, so a broken plugin fails where it is defined. */
+export function defineAdapter<T extends RbeeAdapter>(adapter: T): T {
+  assertAdapter(adapter, typeof adapter?.name === 'string' ? adapter.name : 'defineAdapter()');
+  return adapter;
+}
+
+/** Validates an adapter factory's options; the error names the adapter and the option. */
+export function parseAdapterOptions<S extends z.ZodType>(adapterName: string, schema: S, options: unknown): z.output<S> {
+  const parsed = parseWire(schema, options ?? {}, `options of adapter ${adapterName}`);
+  if (!parsed.ok) {
+    throw new RbeeError('invalid_request', parsed.message);
+  }
+  return parsed.value;
+}

@@ -1,0 +1,84 @@
+/**
+ * Small HTTP helpers for adapters whose engine is a server (llama-server, vLLM, TensorRT-LLM,
+ * ...): JSON calls with a timeout, Server-Sent Events, and Prometheus text. Exported for plugins.
+ */
+import {RbeeError} from '../errors.js';
+
+export async function engineJson<T>(url: string, options: {method?: string; body?: unknown; timeoutMs?: number; signal?: AbortSignal} = {}): Promise<T> {
+  const signals = [AbortSignal.timeout(options.timeoutMs ?? 10_000), ...(options.signal === undefined ? [] : [options.signal])];
+  const response = await fetch(url, {
+    method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
+    ...(options.body === undefined ? {} : {headers: {'content-type': 'application/json'}, body: JSON.stringify(options.body)}),
+    signal: AbortSignal.any(signals),
+  });
+  const text = await response.text();
+  if (!response.ok) {
+    throw new RbeeError('upstream_error', `${url} answered ${response.status}: ${text.slice(0, 300)}`);
+  }
+  return JSON.parse(text) as T;
+}
+
+/** POSTs and calls `onData` with each SSE `data:` payload until the stream ends or `signal` aborts. */
+export async function engineSse(url: string, body: unknown, options: {signal: AbortSignal; onData: (data: string) => void}): Promise<void> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: {'content-type': 'application/json', accept: 'text/event-stream'},
+    body: JSON.stringify(body),
+    signal: options.signal,
+  });
+  if (!response.ok || response.body === null) {
+    throw new RbeeError('upstream_error', `${url} answered ${response.status}: ${(await response.text()).slice(0, 300)}`);
+  }
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for await (const chunk of response.body) {
+      buffer += decoder.decode(chunk, {stream: true});
+      let newline = buffer.indexOf('\n');
+      while (newline !== -1) {
+        const line = buffer.slice(0, newline).replace(/\r$/, '');
+        buffer = buffer.slice(newline + 1);
+        if (line.startsWith('data:')) {
+          options.onData(line.slice(5).trimStart());
+        }
+        newline = buffer.indexOf('\n');
+      }
+    }
+  } catch (error) {
+    if (options.signal.aborted) {
+      return; // the client went away: what was generated so far stands
+    }
+    throw error;
+  }
+}
+
+/** Prometheus text exposition: each sample's value by metric name (labels dropped, values summed). */
+export function parsePrometheusText(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) {
+      continue;
+    }
+    const match = /^([A-Za-z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (match === null) {
+      continue;
+    }
+    const value = Number(match[3]);
+    if (Number.isFinite(value)) {
+      samples.set(match[1]!, (samples.get(match[1]!) ?? 0) + value);
+    }
+  }
+  return samples;
+}
+
+/** Resident memory of a process in bytes (Linux /proc), or undefined where it cannot be read. */
+export async function processRss(pid: number): Promise<number | undefined> {
+  try {
+    const {readFile} = await import('node:fs/promises');
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+    return match === null ? undefined : Number(match[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}

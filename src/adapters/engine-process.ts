@@ -1,0 +1,67 @@
+/**
+ * Engine subprocesses for adapters. They stay in the worker's process group (the worker is its
+ * group's leader), so the hive's stop or a worker's own exit takes them down: no engine survives
+ * its worker holding VRAM.
+ */
+import {spawn} from 'node:child_process';
+import type {EngineProcess, EngineProcessExit} from './adapter-api.js';
+
+const live = new Set<EngineProcess>();
+
+export function spawnEngineProcess(options: {
+  command: string;
+  args: string[];
+  env?: Record<string, string>;
+  onOutput: (line: string) => void;
+}): EngineProcess {
+  // An argument array, never a shell; not detached, so it shares the worker's process group.
+  const child = spawn(options.command, options.args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {...process.env, ...options.env},
+  });
+  let recent: string[] = [];
+  const onData = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (line.trim() === '') {
+        continue;
+      }
+      recent = [...recent.slice(-19), line];
+      options.onOutput(line);
+    }
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const exited = new Promise<EngineProcessExit>(resolve => {
+    child.once('error', error => {
+      recent.push(`could not start ${options.command}: ${error.message}`);
+      resolve({code: null, signal: null});
+    });
+    child.once('exit', (code, signal) => resolve({code, signal}));
+  });
+  const engine: EngineProcess = {
+    pid: child.pid ?? -1,
+    exited,
+    recentOutput: () => recent.join('\n'),
+    kill(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+      }
+    },
+  };
+  live.add(engine);
+  void exited.then(() => live.delete(engine));
+  return engine;
+}
+
+/** SIGTERM every engine still running, SIGKILL whatever is left after `graceMs`. */
+export async function stopAllEngines(graceMs: number): Promise<void> {
+  const engines = [...live];
+  for (const engine of engines) {
+    engine.kill('SIGTERM');
+  }
+  const timeout = new Promise(resolve => setTimeout(resolve, graceMs).unref());
+  await Promise.race([Promise.all(engines.map(engine => engine.exited)), timeout]);
+  for (const engine of live) {
+    engine.kill('SIGKILL');
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Finds every adapter a hive or worker may use: the built-in ones, then those the config lists
+ * (adapter objects, npm package names, or file paths, each optionally with options). Built-in
+ * adapters are loaded by exactly the same path as a plugin.
+ */
+import fs from 'node:fs';
+import {createRequire} from 'node:module';
+import path from 'node:path';
+import {fileURLToPath, pathToFileURL} from 'node:url';
+import {RbeeError} from '../errors.js';
+import {assertAdapter, type RbeeAdapter} from './adapter-api.js';
+
+/** An entry of the config's `adapters` list. */
+export type AdapterEntry = string | [string, Record<string, unknown>] | RbeeAdapter;
+
+export type LoadedAdapter = {adapter: RbeeAdapter; source: string; builtIn: boolean};
+
+/** A plugin that could not be loaded: the rest load anyway, so one bad plugin cannot stop a hive. */
+export type AdapterLoadError = {source: string; message: string};
+
+export type AdapterSet = {adapters: LoadedAdapter[]; errors: AdapterLoadError[]};
+
+const builtInRoot = fileURLToPath(new URL('../builtin-adapters/', import.meta.url));
+
+/** Built-in adapters, by folder under adapters/ in the source tree. */
+export const builtInAdapterModules = ['llamacpp'] as const;
+
+function isPathSpecifier(specifier: string): boolean {
+  return specifier.startsWith('.') || path.isAbsolute(specifier);
+}
+
+/** Resolves a package name or a path (relative to `baseDir`) to a file URL to import. */
+export function resolveAdapterModule(specifier: string, baseDir: string): string {
+  if (isPathSpecifier(specifier)) {
+    const resolved = path.resolve(baseDir, specifier);
+    if (!fs.existsSync(resolved)) {
+      throw new RbeeError('not_found', `adapter ${specifier}: no such file or folder (${resolved})`);
+    }
+    if (fs.statSync(resolved).isDirectory()) {
+      // A folder is a package: its package.json says where the entry is.
+      return pathToFileURL(createRequire(path.join(resolved, 'package.json')).resolve(resolved)).href;
+    }
+    return pathToFileURL(resolved).href;
+  }
+  try {
+    return pathToFileURL(createRequire(path.join(baseDir, 'package.json')).resolve(specifier)).href;
+  } catch (error) {
+    throw new RbeeError('not_found', `adapter ${specifier}: package not found from ${baseDir} (npm install it first)`, {cause: error});
+  }
+}
+
+/** Imports a plugin module and turns its export (a factory or an adapter object) into a checked adapter. */
+export async function importAdapter(specifier: string, options: {baseDir: string; adapterOptions?: Record<string, unknown>}): Promise<RbeeAdapter> {
+  const url = resolveAdapterModule(specifier, options.baseDir);
+  let module: Record<string, unknown>;
+  try {
+    module = (await import(url)) as Record<string, unknown>;
+  } catch (error) {
+    throw new RbeeError('invalid_request', `adapter ${specifier} failed to load: ${(error as Error).message}`, {cause: error});
+  }
+  const exported = module.default ?? module.adapter;
+  if (exported === undefined) {
+    throw new RbeeError('invalid_request', `adapter ${specifier} exports nothing usable: expected a default export (an adapter factory or object)`);
+  }
+  let value: unknown = exported;
+  if (typeof exported === 'function') {
+    try {
+      value = await (exported as (options?: unknown) => unknown)(options.adapterOptions);
+    } catch (error) {
+      throw new RbeeError('invalid_request', `adapter ${specifier}: its factory threw: ${(error as Error).message}`, {cause: error});
+    }
+  }
+  return assertAdapter(value, specifier);
+}
+
+export function entrySource(entry: AdapterEntry): string {
+  if (typeof entry === 'string') {
+    return entry;
+  }
+  return Array.isArray(entry) ? entry[0] : `config (${String((entry as {name?: unknown}).name ?? 'unnamed')})`;
+}
+
+async function loadEntry(entry: AdapterEntry, baseDir: string): Promise<RbeeAdapter> {
+  if (typeof entry === 'string') {
+    return importAdapter(entry, {baseDir});
+  }
+  if (Array.isArray(entry)) {
+    return importAdapter(entry[0], {baseDir, adapterOptions: entry[1]});
+  }
+  return assertAdapter(entry, entrySource(entry));
+}
+
+export async function loadAdapters(options: {entries: readonly AdapterEntry[]; baseDir: string; builtInOptions?: Record<string, Record<string, unknown>>}): Promise<AdapterSet> {
+  const adapters: LoadedAdapter[] = [];
+  const errors: AdapterLoadError[] = [];
+  const add = async (source: string, builtIn: boolean, load: () => Promise<RbeeAdapter>) => {
+    try {
+      const adapter = await load();
+      const clash = adapters.find(other => other.adapter.type === adapter.type || other.adapter.name === adapter.name);
+      if (clash !== undefined) {
+        throw new RbeeError('invalid_request', `adapter ${adapter.name} (${source}) clashes with ${clash.adapter.name} (${clash.source}): its type "${adapter.type}" or name is taken`);
+      }
+      adapters.push({adapter, source, builtIn});
+    } catch (error) {
+      errors.push({source, message: (error as Error).message});
+    }
+  };
+  for (const name of builtInAdapterModules) {
+    const adapterOptions = options.builtInOptions?.[name];
+    await add(`built-in ${name}`, true, () => importAdapter(path.join(builtInRoot, name, 'src', 'index.js'), {
+      baseDir: builtInRoot,
+      ...(adapterOptions === undefined ? {} : {adapterOptions}),
+    }));
+  }
+  for (const entry of options.entries) {
+    await add(entrySource(entry), false, () => loadEntry(entry, options.baseDir));
+  }
+  return {adapters, errors};
+}

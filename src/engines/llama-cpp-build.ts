@@ -1,0 +1,120 @@
+/**
+ * Builds llama.cpp's own programs (llama-server, ggml-rpc-server, llama-bench, llama-quantize) from
+ * the source node-llama-cpp ships as a git bundle, so users and CI get a real llama-server from
+ * the npm registry alone. Nothing is downloaded at build time; the result is cached by version.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {createRequire} from 'node:module';
+import {execa} from 'execa';
+import {RbeeError} from '../errors.js';
+
+export const llamaCppPrograms = ['llama-server', 'ggml-rpc-server', 'llama-bench', 'llama-quantize'] as const;
+export type LlamaCppProgram = (typeof llamaCppPrograms)[number];
+
+export type LlamaCppInstall = {version: string; binDir: string; programs: Record<LlamaCppProgram, string>};
+
+export type BuildProgress = {phase: 'clone' | 'configure' | 'build' | 'done'; done: number; total: number | null};
+
+function nodeLlamaCppDir(): string {
+  const require = createRequire(import.meta.url);
+  // The package's exports hide package.json; its main entry lies in dist/, one level below the root.
+  return path.resolve(path.dirname(require.resolve('node-llama-cpp')), '..');
+}
+
+/** node-llama-cpp's version and the llama.cpp release it bundles: the cache key. */
+export function bundledLlamaCppVersion(): {nodeLlamaCpp: string; llamaCpp: string; bundle: string} {
+  const root = nodeLlamaCppDir();
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {version: string};
+  const info = JSON.parse(fs.readFileSync(path.join(root, 'llama', 'llama.cpp.info.json'), 'utf8')) as {tag: string};
+  return {nodeLlamaCpp: pkg.version, llamaCpp: info.tag, bundle: path.join(root, 'llama', 'gitRelease.bundle')};
+}
+
+export function llamaCppCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.RBEE_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'rbee');
+  const version = bundledLlamaCppVersion();
+  return path.join(base, 'llama.cpp', `${version.llamaCpp}-nlc${version.nodeLlamaCpp}-${process.platform}-${process.arch}`);
+}
+
+function installAt(dir: string): LlamaCppInstall | null {
+  const binDir = path.join(dir, 'bin');
+  const programs = Object.fromEntries(llamaCppPrograms.map(name => [name, path.join(binDir, name)])) as Record<LlamaCppProgram, string>;
+  const complete = fs.existsSync(path.join(dir, 'complete')) && Object.values(programs).every(file => fs.existsSync(file));
+  return complete ? {version: path.basename(dir), binDir, programs} : null;
+}
+
+/** The cached build, if one is complete. */
+export function findLlamaCpp(env: NodeJS.ProcessEnv = process.env): LlamaCppInstall | null {
+  return installAt(llamaCppCacheDir(env));
+}
+
+export async function installLlamaCpp(options: {env?: NodeJS.ProcessEnv; jobs?: number; onProgress?: (progress: BuildProgress) => void; log?: (line: string) => void} = {}): Promise<LlamaCppInstall> {
+  const env = options.env ?? process.env;
+  const target = llamaCppCacheDir(env);
+  const existing = installAt(target);
+  if (existing !== null) {
+    return existing;
+  }
+  const version = bundledLlamaCppVersion();
+  fs.mkdirSync(path.dirname(target), {recursive: true});
+  const work = fs.mkdtempSync(path.join(path.dirname(target), `.build-${path.basename(target)}-`));
+  const source = path.join(work, 'src');
+  const build = path.join(work, 'build');
+  const log = options.log ?? (() => undefined);
+  const run = async (command: string, args: string[], onLine?: (line: string) => void) => {
+    const child = execa(command, args, {all: true, reject: false, env: {...env, GIT_TERMINAL_PROMPT: '0'}});
+    child.all?.setEncoding('utf8');
+    let tail = '';
+    child.all?.on('data', (chunk: string) => {
+      tail = (tail + chunk).slice(-4_000);
+      for (const line of chunk.split('\n')) {
+        if (line.trim() !== '') {
+          log(line);
+          onLine?.(line);
+        }
+      }
+    });
+    const result = await child;
+    if (result.exitCode !== 0) {
+      throw new RbeeError('engine_error', `${command} ${args.slice(0, 2).join(' ')} failed (exit ${result.exitCode}): ${tail.split('\n').slice(-8).join('\n')}`);
+    }
+  };
+  try {
+    options.onProgress?.({phase: 'clone', done: 0, total: null});
+    await run('git', ['clone', '--quiet', version.bundle, source]);
+    options.onProgress?.({phase: 'configure', done: 0, total: null});
+    await run('cmake', [
+      '-S', source, '-B', build, '-G', 'Ninja', '-DCMAKE_BUILD_TYPE=Release',
+      // Nothing may download at build time: no prebuilt web UI, no HTTPS client.
+      '-DLLAMA_USE_PREBUILT_UI=OFF', '-DLLAMA_OPENSSL=OFF', '-DLLAMA_CURL=OFF',
+      '-DLLAMA_BUILD_SERVER=ON', '-DLLAMA_BUILD_TOOLS=ON', '-DLLAMA_BUILD_TESTS=OFF', '-DLLAMA_BUILD_EXAMPLES=OFF',
+      '-DGGML_RPC=ON', '-DBUILD_SHARED_LIBS=OFF',
+    ]);
+    const jobs = options.jobs ?? Math.max(1, os.availableParallelism());
+    await run('cmake', ['--build', build, '--parallel', String(jobs), '--target', ...llamaCppPrograms], line => {
+      const step = /^\[(\d+)\/(\d+)\]/.exec(line);
+      if (step !== null) {
+        options.onProgress?.({phase: 'build', done: Number(step[1]), total: Number(step[2])});
+      }
+    });
+    const staging = `${target}.staging-${process.pid}`;
+    fs.rmSync(staging, {recursive: true, force: true});
+    fs.mkdirSync(path.join(staging, 'bin'), {recursive: true});
+    for (const program of llamaCppPrograms) {
+      fs.copyFileSync(path.join(build, 'bin', program), path.join(staging, 'bin', program));
+      fs.chmodSync(path.join(staging, 'bin', program), 0o755);
+    }
+    fs.writeFileSync(path.join(staging, 'complete'), `${JSON.stringify(version)}\n`);
+    fs.rmSync(target, {recursive: true, force: true});
+    fs.renameSync(staging, target);
+    options.onProgress?.({phase: 'done', done: 1, total: 1});
+    const installed = installAt(target);
+    if (installed === null) {
+      throw new RbeeError('engine_error', `llama.cpp build finished but ${target} is incomplete`);
+    }
+    return installed;
+  } finally {
+    fs.rmSync(work, {recursive: true, force: true});
+  }
+}
