@@ -1,6 +1,7 @@
 /** The rbee CLI: parses, runs one command, and maps failures to a one-line error and an exit code. */
 import {Command, CommanderError} from 'commander';
 import {environmentHelp} from '../config/env.js';
+import {adapterCommand} from './commands/adapter-command.js';
 import {enginesCommand} from './commands/engines-command.js';
 import {hiveCommand} from './commands/hive-command.js';
 import {inferCommand} from './commands/infer-command.js';
@@ -25,6 +26,7 @@ program.addCommand(inferCommand());
 program.addCommand(statusCommand());
 program.addCommand(modelCommand());
 program.addCommand(enginesCommand());
+program.addCommand(adapterCommand());
 
 // addCommand does not pass these settings down; every level must throw instead of exiting.
 function inheritSettings(command: Command): void {

@@ -9,7 +9,7 @@ export type HealthLimits = {heartbeatIntervalMs: number; loadStallTimeoutMs: num
  */
 export function judgeHealth(record: WorkerRecord, now: number, limits: HealthLimits): string | null {
   if (record.state === 'starting' && now - record.lastProgressAt.getTime() > limits.loadStallTimeoutMs) {
-    return `load stalled: no progress for ${Math.round((now - record.lastProgressAt.getTime()) / 1000)} s`;
+    return `load stalled: no progress for ${Math.round((now - record.lastProgressAt.getTime()) / 1000)} s (worker type ${record.spec.type})`;
   }
   if (record.launchedAt === null || record.pid === null) {
     return null;

@@ -132,7 +132,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     log(`ready: ${options.modelName} on ${options.device} (${adapter.name}), http://${options.host}:${options.port}`);
   } catch (error) {
     const rbeeError = toRbeeError(error, 'engine_error');
-    worker.fail(`${rbeeError.code}: ${rbeeError.message}`);
+    worker.fail(`adapter ${adapter.name} failed to start: ${rbeeError.message}`);
     log(`failed to start ${adapter.name}: ${rbeeError.message}`);
     await heartbeat?.beatNow();
     await shutdown('engine start failed', 1);

@@ -25,11 +25,12 @@ export function tempHome(prefix = 'rbee-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-export async function startHive(options: {args?: string[]; env?: NodeJS.ProcessEnv; home?: string} = {}): Promise<RunningHive> {
+export async function startHive(options: {args?: string[]; env?: NodeJS.ProcessEnv; home?: string; cwd?: string} = {}): Promise<RunningHive> {
   const home = options.home ?? tempHome();
   const child = spawn(process.execPath, [rbeeBin, '--json', 'hive', 'start', '--port', '0', ...(options.args ?? [])], {
     env: {...process.env, RBEE_HOME: home, ...options.env},
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.cwd === undefined ? {} : {cwd: options.cwd}),
   });
   let stdout = '';
   let stderr = '';
@@ -64,10 +65,11 @@ export async function startHive(options: {args?: string[]; env?: NodeJS.ProcessE
   };
 }
 
-export async function rbee(args: string[], options: {hive?: RunningHive; env?: NodeJS.ProcessEnv; timeout?: number} = {}): Promise<Result> {
+export async function rbee(args: string[], options: {hive?: RunningHive; env?: NodeJS.ProcessEnv; timeout?: number; cwd?: string} = {}): Promise<Result> {
   return execa(process.execPath, [rbeeBin, ...args], {
     reject: false,
     timeout: options.timeout ?? 120_000,
+    ...(options.cwd === undefined ? {} : {cwd: options.cwd}),
     env: {
       ...process.env,
       ...(options.hive === undefined ? {} : {RBEE_HIVE_URL: options.hive.url, RBEE_HOME: options.hive.home}),
