@@ -18,4 +18,18 @@ export default defineConfig({
     threads: 2, // CPU threads per worker; default: the machine's physical cores
     parallel: 4, // requests a worker generates at once; more wait in its queue
   },
+  // Adapter plugins beside the built-in ones: package names, paths (relative to this file),
+  // [name, options] pairs, or adapter objects from a factory. `rbee adapter add` edits JSON/YAML configs.
+  adapters: [
+    // 'rbee-adapter-acme',
+    // ['./adapters/my-engine.js', {endpoint: 'http://127.0.0.1:9000'}],
+  ],
+  // Options of the built-in adapters, by worker type.
+  types: {
+    llamacpp: {
+      engine: 'auto', // 'embedded' (node-llama-cpp in the worker), 'llama-server', or 'auto': llama-server when serverPath is set
+      // serverPath: '/usr/local/bin/llama-server', // or RBEE_LLAMA_SERVER; `rbee engines install llama.cpp` builds one
+      serverArgs: [],
+    },
+  },
 });

