@@ -11,6 +11,8 @@ import {execa} from 'execa';
 import {RbeeError} from '../errors.js';
 
 export const llamaCppPrograms = ['llama-server', 'ggml-rpc-server', 'llama-bench', 'llama-quantize'] as const;
+/** Bump when the cmake flags change, so cached builds of the old recipe are not reused. */
+const buildRecipe = 2;
 export type LlamaCppProgram = (typeof llamaCppPrograms)[number];
 
 export type LlamaCppInstall = {version: string; binDir: string; programs: Record<LlamaCppProgram, string>};
@@ -34,7 +36,37 @@ export function bundledLlamaCppVersion(): {nodeLlamaCpp: string; llamaCpp: strin
 export function llamaCppCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const base = env.RBEE_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'rbee');
   const version = bundledLlamaCppVersion();
-  return path.join(base, 'llama.cpp', `${version.llamaCpp}-nlc${version.nodeLlamaCpp}-${process.platform}-${process.arch}`);
+  // The build recipe's own version is part of the key: a changed recipe rebuilds instead of reusing.
+  return path.join(base, 'llama.cpp', `${version.llamaCpp}-nlc${version.nodeLlamaCpp}-r${buildRecipe}-${process.platform}-${process.arch}`);
+}
+
+/**
+ * CPU features to compile for. On x86-64 Linux they are read off /proc/cpuinfo instead of
+ * -march=native, so that AMX stays off: virtual machines often advertise AMX without granting
+ * its tile state, and llama.cpp's AMX kernels then crash (seen here: SIGSEGV in
+ * ggml_backend_amx_mul_mat). Elsewhere (Apple silicon, ARM) native is right.
+ */
+function cpuFeatureFlags(): string[] {
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    return ['-DGGML_NATIVE=ON'];
+  }
+  let flags = '';
+  try {
+    flags = /^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '';
+  } catch {
+    return ['-DGGML_NATIVE=OFF'];
+  }
+  const has = (flag: string) => flags.split(/\s+/).includes(flag);
+  const feature = (name: string, present: boolean) => `-DGGML_${name}=${present ? 'ON' : 'OFF'}`;
+  const avx512 = has('avx512f') && has('avx512bw') && has('avx512vl') && has('avx512dq') && has('avx512cd');
+  return [
+    '-DGGML_NATIVE=OFF',
+    feature('SSE42', has('sse4_2')), feature('AVX', has('avx')), feature('AVX2', has('avx2')), feature('BMI2', has('bmi2')),
+    feature('FMA', has('fma')), feature('F16C', has('f16c')), feature('AVX_VNNI', has('avx_vnni')),
+    feature('AVX512', avx512), feature('AVX512_VBMI', avx512 && has('avx512_vbmi')), feature('AVX512_VNNI', avx512 && has('avx512_vnni')),
+    feature('AVX512_BF16', avx512 && has('avx512_bf16')),
+    '-DGGML_AMX_TILE=OFF', '-DGGML_AMX_INT8=OFF', '-DGGML_AMX_BF16=OFF',
+  ];
 }
 
 function installAt(dir: string): LlamaCppInstall | null {
@@ -84,18 +116,24 @@ export async function installLlamaCpp(options: {env?: NodeJS.ProcessEnv; jobs?: 
     options.onProgress?.({phase: 'clone', done: 0, total: null});
     await run('git', ['clone', '--quiet', version.bundle, source]);
     options.onProgress?.({phase: 'configure', done: 0, total: null});
+    const ninja = (await execa('ninja', ['--version'], {reject: false})).exitCode === 0;
     await run('cmake', [
-      '-S', source, '-B', build, '-G', 'Ninja', '-DCMAKE_BUILD_TYPE=Release',
+      '-S', source, '-B', build, ...(ninja ? ['-G', 'Ninja'] : []), '-DCMAKE_BUILD_TYPE=Release',
       // Nothing may download at build time: no prebuilt web UI, no HTTPS client.
       '-DLLAMA_USE_PREBUILT_UI=OFF', '-DLLAMA_OPENSSL=OFF', '-DLLAMA_CURL=OFF',
       '-DLLAMA_BUILD_SERVER=ON', '-DLLAMA_BUILD_TOOLS=ON', '-DLLAMA_BUILD_TESTS=OFF', '-DLLAMA_BUILD_EXAMPLES=OFF',
       '-DGGML_RPC=ON', '-DBUILD_SHARED_LIBS=OFF',
+      ...cpuFeatureFlags(),
     ]);
     const jobs = options.jobs ?? Math.max(1, os.availableParallelism());
     await run('cmake', ['--build', build, '--parallel', String(jobs), '--target', ...llamaCppPrograms], line => {
+      // Ninja prints "[12/343]", make prints "[ 45%]".
       const step = /^\[(\d+)\/(\d+)\]/.exec(line);
+      const percent = /^\[\s*(\d+)%\]/.exec(line);
       if (step !== null) {
         options.onProgress?.({phase: 'build', done: Number(step[1]), total: Number(step[2])});
+      } else if (percent !== null) {
+        options.onProgress?.({phase: 'build', done: Number(percent[1]), total: 100});
       }
     });
     const staging = `${target}.staging-${process.pid}`;
