@@ -14,5 +14,5 @@ export {
   type GenerateResult,
   type RbeeAdapter,
 } from './adapters/adapter-api.js';
-export {engineJson, engineSse, parsePrometheusText, processRss} from './adapters/engine-http.js';
+export {engineJson, engineSse, openAiStream, parsePrometheusText, processRss} from './adapters/engine-http.js';
 export {findLlamaCpp, type LlamaCppInstall} from './engines/llama-cpp-build.js';

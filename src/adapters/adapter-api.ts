@@ -80,6 +80,8 @@ export type RbeeAdapter = {
   /** Reported as `adapter_type` in the heartbeat, e.g. "llama.cpp". */
   adapterType?: string;
   description?: string;
+  /** What `--model` must name for this engine: a GGUF file (the default), a model folder, or either. */
+  modelFormat?: 'gguf' | 'directory' | 'any';
   /** Start the engine (spawn it, or load the model in process). */
   start: (context: AdapterContext) => Promise<void>;
   /** Polled after start until true; the load's progress is what keeps it from stalling. */
@@ -97,6 +99,7 @@ const AdapterShapeSchema = z.object({
   type: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, ".", "_" or "-"'),
   adapterType: z.string().min(1).optional(),
   description: z.string().optional(),
+  modelFormat: z.enum(['gguf', 'directory', 'any']).optional(),
   start: hook,
   ready: hook.optional(),
   infer: hook,

@@ -1,8 +1,11 @@
 /**
  * Small HTTP helpers for adapters whose engine is a server (llama-server, vLLM, TensorRT-LLM,
- * ...): JSON calls with a timeout, Server-Sent Events, and Prometheus text. Exported for plugins.
+ * ...): JSON calls with a timeout, Server-Sent Events, OpenAI-compatible streaming, and Prometheus
+ * text. Exported for plugins.
  */
 import {RbeeError} from '../errors.js';
+import type {GenerateResult} from '../worker/engine.js';
+import type {AdapterInferRequest} from './adapter-api.js';
 
 export async function engineJson<T>(url: string, options: {method?: string; body?: unknown; timeoutMs?: number; signal?: AbortSignal} = {}): Promise<T> {
   const signals = [AbortSignal.timeout(options.timeoutMs ?? 10_000), ...(options.signal === undefined ? [] : [options.signal])];
@@ -81,4 +84,66 @@ export async function processRss(pid: number): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+type OpenAiChunk = {
+  choices?: Array<{text?: string | null; delta?: {content?: string | null}; finish_reason?: string | null}>;
+  usage?: {prompt_tokens?: number; completion_tokens?: number} | null;
+  error?: {message?: string} | string;
+};
+
+/**
+ * One generation through an OpenAI-compatible server (vLLM, TensorRT-LLM, llama-server, ...):
+ * `complete` goes to /v1/completions and `chat` to /v1/chat/completions, streamed, with the
+ * sampling translated and each text delta passed to `request.onText`. `baseUrl` is the server's
+ * origin; `model` the name it serves the model as; `extraBody` is merged into the request body.
+ */
+export async function openAiStream(
+  baseUrl: string,
+  request: AdapterInferRequest,
+  options: {model: string; extraBody?: Record<string, unknown>},
+): Promise<GenerateResult> {
+  const chat = request.kind === 'chat';
+  const body = {
+    model: options.model,
+    ...(chat ? {messages: request.messages} : {prompt: request.prompt}),
+    max_tokens: request.maxTokens,
+    temperature: request.temperature,
+    ...(request.topK === undefined ? {} : {top_k: request.topK}),
+    ...(request.topP === undefined ? {} : {top_p: request.topP}),
+    ...(request.seed === undefined ? {} : {seed: request.seed}),
+    ...(request.stop.length === 0 ? {} : {stop: request.stop}),
+    ...options.extraBody,
+    stream: true,
+    stream_options: {include_usage: true},
+  };
+  let text = '';
+  let pieces = 0;
+  let finish: string | null = null;
+  let usage: OpenAiChunk['usage'] = null;
+  await engineSse(`${baseUrl}/v1/${chat ? 'chat/completions' : 'completions'}`, body, {
+    signal: request.signal,
+    onData: data => {
+      if (data === '[DONE]') {
+        return;
+      }
+      const chunk = JSON.parse(data) as OpenAiChunk;
+      if (chunk.error !== undefined) {
+        const message = typeof chunk.error === 'string' ? chunk.error : chunk.error.message ?? JSON.stringify(chunk.error);
+        throw new RbeeError('upstream_error', `${baseUrl} failed mid-stream: ${message}`);
+      }
+      const choice = chunk.choices?.[0];
+      const piece = chat ? choice?.delta?.content : choice?.text;
+      if (typeof piece === 'string' && piece !== '') {
+        text += piece;
+        pieces++;
+        request.onText(piece);
+      }
+      finish = choice?.finish_reason ?? finish;
+      usage = chunk.usage ?? usage;
+    },
+  });
+  const finishReason = request.signal.aborted ? 'cancelled' : finish === 'length' ? 'length' : 'stop';
+  const counts = usage as OpenAiChunk['usage'];
+  return {text, tokensGenerated: counts?.completion_tokens ?? pieces, promptTokens: counts?.prompt_tokens ?? 0, finishReason};
 }

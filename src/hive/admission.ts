@@ -12,7 +12,24 @@ export type MemoryEstimate = {weights: number; context: number; total: number};
 
 export type AdmissionVerdict = {estimate: MemoryEstimate; freeMemory: number; fits: boolean; reason: string | null};
 
+/**
+ * A model folder (vLLM, TensorRT-LLM) has no GGUF metadata to read: its weight files are the
+ * estimate, and the engine's own cache sizing (e.g. vLLM's gpu_memory_utilization) decides the rest.
+ */
+function estimateFolder(folder: string): MemoryEstimate {
+  let weights = 0;
+  for (const entry of fs.readdirSync(folder, {withFileTypes: true, recursive: true})) {
+    if (entry.isFile() && /\.(safetensors|bin|pt|pth|engine)$/.test(entry.name)) {
+      weights += fs.statSync(`${entry.parentPath}/${entry.name}`).size;
+    }
+  }
+  return {weights, context: 0, total: weights};
+}
+
 export async function estimateMemory(options: {modelPath: string; device: string; contextSize: number; parallel: number}): Promise<MemoryEstimate> {
+  if (fs.statSync(options.modelPath).isDirectory()) {
+    return estimateFolder(options.modelPath);
+  }
   const {readGgufFileInfo, GgufInsights} = await import('node-llama-cpp');
   const info = await readGgufFileInfo(options.modelPath);
   const insights = await GgufInsights.from(info);

@@ -80,6 +80,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
     hiveUrl: () => url,
     modelsDir,
     workerTypes: options.adapters.adapters.map(loaded => loaded.adapter.type),
+    modelFormats: Object.fromEntries(options.adapters.adapters.map(loaded => [loaded.adapter.type, loaded.adapter.modelFormat ?? 'gguf'])),
     configPath: options.configPath,
     logsDir: path.join(options.rbeeHome, 'logs'),
     allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),

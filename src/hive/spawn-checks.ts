@@ -3,15 +3,16 @@
  * hive may open, and (unless forced) enough free memory for it.
  */
 import {RbeeError} from '../errors.js';
-import {resolveModel, type ModelProgress, type ResolvedModel} from '../models/resolve-model.js';
+import {resolveModel, type ModelFormat, type ModelProgress, type ResolvedModel} from '../models/resolve-model.js';
 import type {DeviceInfo, SpawnPlan, SpawnWorkerRequest} from '../protocol/wire.js';
 import {workerDefaults} from '../worker/worker-defaults.js';
 import {admit, freeMemory, type AdmissionVerdict} from './admission.js';
 import {checkModelPath} from './model-access.js';
 
 export type SpawnCheckOptions = {
-  /** Worker types the loaded adapters offer. */
+  /** Worker types the loaded adapters offer, with the model format each loads. */
   workerTypes: string[];
+  modelFormats: Record<string, ModelFormat>;
   modelsDir: string;
   allowedModelDirs: string[] | null;
   devices: DeviceInfo[];
@@ -29,9 +30,10 @@ export function checkTypeAndDevice(spec: SpawnWorkerRequest, options: Pick<Spawn
 }
 
 /** Resolves (downloading if need be) and checks the model file against the allowed folders. */
-export async function resolveAllowedModel(reference: string, options: SpawnCheckOptions, onProgress?: (progress: ModelProgress) => void): Promise<ResolvedModel> {
+export async function resolveAllowedModel(reference: string, type: string, options: SpawnCheckOptions, onProgress?: (progress: ModelProgress) => void): Promise<ResolvedModel> {
   const model = await resolveModel(reference, {
     modelsDir: options.modelsDir,
+    format: options.modelFormats[type] ?? 'gguf',
     ...(options.env === undefined ? {} : {env: options.env}),
     ...(onProgress === undefined ? {} : {onProgress}),
   });

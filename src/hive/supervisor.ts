@@ -70,7 +70,7 @@ export class Supervisor {
     checkTypeAndDevice(spec, this.#options);
     const reference = parseModelRef(spec.model);
     // A local file is checked before answering, so a typo is a 4xx and not a failed worker.
-    const local = reference.kind === 'path' ? await resolveAllowedModel(spec.model, this.#options) : null;
+    const local = reference.kind === 'path' ? await resolveAllowedModel(spec.model, spec.type, this.#options) : null;
     if (spec.dry_run) {
       return planSpawn(spec, local, this.reservedOn(spec.device, null), this.#options);
     }
@@ -242,7 +242,7 @@ export class Supervisor {
     let model = local;
     if (model === null) {
       try {
-        model = await resolveAllowedModel(record.spec.model, this.#options, progress => {
+        model = await resolveAllowedModel(record.spec.model, record.spec.type, this.#options, progress => {
           record.progress = {phase: progress.phase, done: progress.done, total: progress.total};
           record.lastProgressAt = new Date();
         });

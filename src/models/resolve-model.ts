@@ -3,6 +3,7 @@
  * downloading it first when needed.
  */
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import {RbeeError} from '../errors.js';
 import {resolveDefaultModel} from './default-model.js';
 import {resolveHfModel} from './hf-model.js';
@@ -12,8 +13,13 @@ export type ModelProgress = {phase: 'downloading' | 'assembling' | 'verifying'; 
 
 export type ResolvedModel = {ref: string; kind: 'default' | 'path' | 'hf'; path: string; name: string};
 
+/** What the engine loads: one GGUF file (llama.cpp), a model folder (vLLM, TensorRT-LLM), or either. */
+export type ModelFormat = 'gguf' | 'directory' | 'any';
+
 export type ResolveModelOptions = {
   modelsDir: string;
+  /** Default: 'gguf'. */
+  format?: ModelFormat;
   env?: NodeJS.ProcessEnv;
   onProgress?: (progress: ModelProgress) => void;
   signal?: AbortSignal;
@@ -41,10 +47,25 @@ export async function resolveModel(ref: string, options: ResolveModelOptions): P
       file = parsed.path;
       break;
   }
+  const format = options.format ?? 'gguf';
+  if (format !== 'gguf' && parsed.kind === 'path' && (await isDirectory(file))) {
+    return {ref, kind: parsed.kind, path: file, name: path.basename(file)};
+  }
+  if (format === 'directory') {
+    throw new RbeeError('model_not_found', `model folder not found: ${file} (this worker type loads a model folder)`);
+  }
   // Downloads are checked too: a proxy's HTML error page saved as a model is better caught here
   // than as an obscure engine failure.
   await assertGgufFile(file);
   return {ref, kind: parsed.kind, path: file, name: modelNameFromFile(file)};
+}
+
+async function isDirectory(file: string): Promise<boolean> {
+  try {
+    return (await fs.stat(file)).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 async function assertGgufFile(file: string): Promise<void> {

@@ -119,10 +119,11 @@ export class WorkerRuntime {
       tokens_generated: this.stats.tokensGenerated,
       uptime_seconds: this.stats.uptimeSeconds(),
       last_request_at: this.stats.lastRequestAt?.toISOString() ?? null,
-      queue_depth: this.queue.depth,
       batch_size: this.queue.running,
       throughput_tokens_per_second: this.stats.takeThroughput(),
       ...figures,
+      // Requests waiting in the worker's own queue are waiting too, whatever the engine queues.
+      queue_depth: this.queue.depth + (figures.queue_depth ?? 0),
       ...(this.#failure === null ? {} : {error: this.#failure}),
       ...(!this.#ready && this.#failure === null ? {load_progress: this.#loadProgress} : {}),
     };

@@ -40,7 +40,7 @@ export function workerRunCommand(): Command {
     .description('run one worker process in the foreground (started by the hive)')
     .option('--type <type>', 'worker type', 'llamacpp')
     .requiredOption('--worker-id <id>', 'id the hive knows this worker by')
-    .requiredOption('--model-path <path>', 'GGUF file')
+    .requiredOption('--model-path <path>', 'the model: a GGUF file, or a folder for engines that load one')
     .option('--model-name <name>', 'name the model is served as')
     .option('--device <device>', 'cpu, cuda:N or metal', 'cpu')
     .option('--host <address>', 'address to serve on', '127.0.0.1')

@@ -1,0 +1,94 @@
+/**
+ * Memory of an engine that is a tree of processes (vLLM's API server starts an EngineCore
+ * process that holds the weights): RAM from /proc, VRAM from nvidia-smi's per-process table.
+ * Linux only; elsewhere the figures are simply absent.
+ */
+import {execFile} from 'node:child_process';
+import fs from 'node:fs';
+import {processRss} from 'rbee';
+
+type ProcStat = {pid: number; ppid: number; pgrp: number};
+
+function readStat(pid: number): ProcStat | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return {pid, ppid: Number(fields[1]), pgrp: Number(fields[2])};
+  } catch {
+    return null;
+  }
+}
+
+function allStats(): ProcStat[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  return names.filter(name => /^\d+$/.test(name)).map(name => readStat(Number(name))).filter((stat): stat is ProcStat => stat !== null);
+}
+
+/** `root` and every live descendant of it. */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const stat of allStats()) {
+    children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), stat.pid]);
+  }
+  const found = [root];
+  for (let index = 0; index < found.length; index++) {
+    found.push(...(children.get(found[index]!) ?? []));
+  }
+  return found;
+}
+
+/** Resident memory of `root` and its descendants, in bytes; undefined where /proc cannot be read. */
+export async function processTreeRss(root: number): Promise<number | undefined> {
+  const sizes = await Promise.all(processTree(root).map(pid => processRss(pid)));
+  const known = sizes.filter((size): size is number => size !== undefined);
+  return known.length === 0 ? undefined : known.reduce((sum, size) => sum + size, 0);
+}
+
+function run(command: string, args: string[]): Promise<string | null> {
+  return new Promise(resolve => {
+    execFile(command, args, {timeout: 3_000, encoding: 'utf8'}, (error, stdout) => resolve(error === null ? stdout : null));
+  });
+}
+
+let nvidiaSmiMissing = false;
+
+/**
+ * VRAM held by the processes of `pid`'s process group (the worker's group, which every engine
+ * process shares), from `nvidia-smi --query-compute-apps`, plus the card's total when `gpuIndex`
+ * is given. Undefined when nvidia-smi is absent or fails, so the caller reports nothing rather
+ * than a wrong number. RBEE_NVIDIA_SMI names another program (an unusual install, or a test).
+ */
+export async function groupVram(pid: number, gpuIndex: number | undefined): Promise<{used: number; total: number | undefined} | undefined> {
+  if (nvidiaSmiMissing) {
+    return undefined;
+  }
+  const apps = await run(process.env.RBEE_NVIDIA_SMI ?? 'nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits']);
+  if (apps === null) {
+    nvidiaSmiMissing = true;
+    return undefined;
+  }
+  const group = readStat(pid)?.pgrp;
+  if (group === undefined) {
+    return undefined;
+  }
+  let usedMiB = 0;
+  for (const line of apps.split('\n')) {
+    const [appPid, memory] = line.split(',').map(field => Number(field.trim()));
+    if (appPid !== undefined && memory !== undefined && Number.isFinite(memory) && readStat(appPid)?.pgrp === group) {
+      usedMiB += memory;
+    }
+  }
+  let total: number | undefined;
+  if (gpuIndex !== undefined) {
+    const totalText = await run(process.env.RBEE_NVIDIA_SMI ?? 'nvidia-smi', ['--query-gpu=memory.total', '--format=csv,noheader,nounits', '-i', String(gpuIndex)]);
+    const totalMiB = Number(totalText?.trim());
+    total = totalText !== null && Number.isFinite(totalMiB) ? totalMiB * 1024 * 1024 : undefined;
+  }
+  return {used: usedMiB * 1024 * 1024, total};
+}

@@ -1,0 +1,187 @@
+/**
+ * A `vllm serve` subprocess as the engine: rbee's generations go to its OpenAI routes, the
+ * heartbeat reads its /v1/models, its Prometheus /metrics (running and waiting requests, the
+ * generated-token counter) and the memory of its processes.
+ */
+import {
+  RbeeError,
+  engineJson,
+  openAiStream,
+  parsePrometheusText,
+  type AdapterContext,
+  type AdapterHeartbeat,
+  type AdapterInferRequest,
+  type EngineProcess,
+  type GenerateResult,
+} from 'rbee';
+import {groupVram, processTreeRss} from './process-memory.js';
+
+export type VllmLaunch = {
+  command: string;
+  args: string[];
+  servedModelName: string | undefined;
+  maxModelLen: number | undefined;
+  gpuMemoryUtilization: number | undefined;
+};
+
+type ModelList = {data?: Array<{id?: string}>};
+
+/** Heartbeats in a row whose /metrics or /v1/models failed while the process lived, before the engine counts as hung. */
+const unansweredLimit = 3;
+
+export class VllmEngine {
+  readonly servedName: string;
+  readonly #base: string;
+  readonly #process: EngineProcess;
+  readonly #context: AdapterContext;
+  #failure: string | null = null;
+  #stopping = false;
+  #unanswered = 0;
+  #lastTokens: {count: number; at: number} | null = null;
+
+  private constructor(context: AdapterContext, base: string, engine: EngineProcess, servedName: string) {
+    this.#context = context;
+    this.#base = base;
+    this.#process = engine;
+    this.servedName = servedName;
+    void engine.exited.then(exit => {
+      if (!this.#stopping) {
+        const how = exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
+        const output = engine.recentOutput().split('\n').slice(-3).join(' | ');
+        this.#failure = `vllm (pid ${engine.pid}) ${how}${output === '' ? '' : `: ${output}`}`;
+      }
+    });
+  }
+
+  /** The `vllm serve` arguments for a context: loopback only, on the given port. */
+  static arguments(context: AdapterContext, launch: VllmLaunch, port: number): string[] {
+    return [
+      'serve', context.modelPath,
+      '--host', '127.0.0.1',
+      '--port', String(port),
+      '--served-model-name', launch.servedModelName ?? context.modelName,
+      '--max-model-len', String(launch.maxModelLen ?? context.contextSize),
+      '--max-num-seqs', String(context.parallel),
+      ...(launch.gpuMemoryUtilization === undefined ? [] : ['--gpu-memory-utilization', String(launch.gpuMemoryUtilization)]),
+      ...launch.args,
+    ];
+  }
+
+  static async start(context: AdapterContext, launch: VllmLaunch): Promise<VllmEngine> {
+    const port = await context.freePort();
+    const args = VllmEngine.arguments(context, launch, port);
+    context.log(`starting ${launch.command} ${args.join(' ')}`);
+    // For cuda:N the hive has already narrowed CUDA_VISIBLE_DEVICES to the card.
+    const engine = context.spawnEngine({command: launch.command, args});
+    return new VllmEngine(context, `http://127.0.0.1:${port}`, engine, launch.servedModelName ?? context.modelName);
+  }
+
+  get pid(): number {
+    return this.#process.pid;
+  }
+
+  /** vLLM answers /health only once the model is loaded; ready when /v1/models also lists it. */
+  async ready(): Promise<boolean> {
+    this.#throwIfFailed();
+    try {
+      const health = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000)});
+      await health.body?.cancel();
+      if (!health.ok) {
+        return false;
+      }
+      const models = await engineJson<ModelList>(`${this.#base}/v1/models`, {timeoutMs: 2_000});
+      return (models.data ?? []).some(model => model.id === this.servedName);
+    } catch {
+      return false;
+    }
+  }
+
+  async infer(request: AdapterInferRequest): Promise<GenerateResult> {
+    this.#throwIfFailed();
+    try {
+      return await openAiStream(this.#base, request, {model: this.servedName});
+    } catch (error) {
+      // A dropped connection is most often the engine dying: give its exit a moment to land so
+      // the client hears why, not just "terminated".
+      await Promise.race([this.#process.exited, new Promise(resolve => setTimeout(resolve, 1_000).unref())]);
+      this.#throwIfFailed();
+      throw error;
+    }
+  }
+
+  async heartbeat(): Promise<AdapterHeartbeat> {
+    if (this.#failure !== null) {
+      return {error: this.#failure};
+    }
+    const [ramUsed, vram] = await Promise.all([processTreeRss(this.#process.pid), this.#vram()]);
+    const memory: AdapterHeartbeat = {
+      ...(ramUsed === undefined ? {} : {ram_used: ramUsed}),
+      ...(vram === undefined ? {} : {vram_used: vram.used, ...(vram.total === undefined ? {} : {vram_total: vram.total})}),
+      vram_allocations: {[this.servedName]: vram?.used ?? 0},
+    };
+    let models: ModelList;
+    let metrics: Map<string, number>;
+    try {
+      [models, metrics] = await Promise.all([
+        engineJson<ModelList>(`${this.#base}/v1/models`, {timeoutMs: 3_000}),
+        fetch(`${this.#base}/metrics`, {signal: AbortSignal.timeout(3_000)}).then(async response => {
+          if (!response.ok) {
+            throw new Error(`/metrics answered ${response.status}`);
+          }
+          return parsePrometheusText(await response.text());
+        }),
+      ]);
+      this.#unanswered = 0;
+    } catch (error) {
+      if (this.#failure !== null) {
+        return {error: this.#failure};
+      }
+      this.#unanswered++;
+      const message = `vllm is not answering (${this.#unanswered} heartbeat(s) in a row): ${(error as Error).message}`;
+      this.#context.log(message);
+      return this.#unanswered >= unansweredLimit ? {...memory, error: message} : memory;
+    }
+    const generated = metrics.get('vllm:generation_tokens_total');
+    return {
+      ...memory,
+      loaded_models: (models.data ?? []).flatMap(model => (typeof model.id === 'string' ? [model.id] : [])),
+      batch_size: Math.round(metrics.get('vllm:num_requests_running') ?? 0),
+      queue_depth: Math.round(metrics.get('vllm:num_requests_waiting') ?? 0),
+      ...(generated === undefined ? {} : {throughput_tokens_per_second: this.#throughput(generated)}),
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#process.kill('SIGTERM');
+    // vLLM shuts its EngineCore down on SIGTERM; the worker kills the whole group afterwards anyway.
+    const timeout = new Promise(resolve => setTimeout(resolve, 8_000).unref());
+    await Promise.race([this.#process.exited, timeout]);
+    this.#process.kill('SIGKILL');
+  }
+
+  /** Tokens per second since the previous heartbeat, from vLLM's generated-token counter. */
+  #throughput(count: number): number {
+    const now = Date.now();
+    const previous = this.#lastTokens;
+    this.#lastTokens = {count, at: now};
+    if (previous === null || now <= previous.at || count < previous.count) {
+      return 0;
+    }
+    return Math.round(((count - previous.count) / ((now - previous.at) / 1000)) * 100) / 100;
+  }
+
+  async #vram(): Promise<{used: number; total: number | undefined} | undefined> {
+    const match = /^cuda:(\d+)$/.exec(this.#context.device);
+    if (match === null) {
+      return undefined;
+    }
+    return groupVram(this.#process.pid, Number(match[1]));
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== null) {
+      throw new RbeeError('engine_error', this.#failure);
+    }
+  }
+}
