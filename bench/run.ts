@@ -1,9 +1,10 @@
 /**
  * rbee's benchmarks, in sequence: (a) spawn → ready against a bare node-llama-cpp process,
- * (b) routing overhead of the hive against the worker asked directly. Writes
+ * (b) routing overhead of the hive against the worker asked directly, (c) heartbeat ingest of one
+ * hive at 1k/5k/10k simulated workers, (d) how fast a hive notices a killed or hung worker. Writes
  * bench/results/<yyyy-mm-dd>-cpu-<host>.{json,md} and prints the medians, p90s and ratios.
  *
- *   npm run build && node --import tsx bench/run.ts [--only spawn|routing] [--runs N] [--quick]
+ *   npm run build && node --import tsx bench/run.ts [--only spawn|routing|ingest|crash] [--runs N] [--quick]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,24 +14,28 @@ import {parseArgs} from 'node:util';
 import {resolveModel} from '../src/models/resolve-model.js';
 import {cleanupAll, installExitHandlers} from './lib/cleanup.js';
 import {rbeeBin} from './lib/hive-process.js';
+import {crashTables, ingestTables} from './lib/ingest-crash-tables.js';
 import {machineInfo, machineSlug, modelInfo, type MachineInfo, type ModelInfo} from './lib/machine.js';
 import {median} from './lib/stats.js';
 import {fmt, fmtRatio, renderMarkdown, renderText, type Table} from './lib/table.js';
+import {runCrashDetection, type CrashResult} from './crash-detection.js';
+import {runHeartbeatIngest, type IngestResult} from './heartbeat-ingest.js';
 import {runRoutingOverhead, type RoutingResult} from './routing-overhead.js';
 import {runSpawnReady, type SpawnReadyResult} from './spawn-ready.js';
 
 const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
 
-type Options = {only: 'spawn' | 'routing' | null; runs: number; tinyRequests: number; quick: boolean; render: string | null};
+const benchmarks = ['spawn', 'routing', 'ingest', 'crash'] as const;
+type Options = {only: (typeof benchmarks)[number] | null; runs: number; tinyRequests: number; quick: boolean; render: string | null};
 
 function usage(message?: string): never {
   if (message !== undefined) {
     process.stderr.write(`bench: ${message}\n`);
   }
-  process.stderr.write('usage: node --import tsx bench/run.ts [--only spawn|routing] [--runs N] [--quick]\n' +
+  process.stderr.write('usage: node --import tsx bench/run.ts [--only spawn|routing|ingest|crash] [--runs N] [--quick]\n' +
     '       node --import tsx bench/run.ts --render bench/results/<file>.json\n' +
-    '  --runs N         spawn runs per side and routing rounds per configuration (default 5; --quick: 2)\n' +
-    '  --quick          2 runs/rounds and 10 tiny requests each way instead of 30, for a smoke check\n' +
+    '  --runs N         spawn runs per side, routing rounds per configuration, crash/hang rounds (default 5; --quick: 2)\n' +
+    '  --quick          2 runs/rounds, 10 tiny requests each way instead of 30, 3 s ingest windows instead of 10\n' +
     '  --render <json>  measure nothing: rewrite the .md beside a results .json and print its tables\n');
   process.exit(message === undefined ? 0 : 2);
 }
@@ -51,8 +56,8 @@ function parseOptions(argv: string[]): Options {
     usage();
   }
   const only = values.only ?? null;
-  if (only !== null && only !== 'spawn' && only !== 'routing') {
-    usage(`--only must be spawn or routing, not "${only}"`);
+  if (only !== null && !(benchmarks as readonly string[]).includes(only)) {
+    usage(`--only must be one of ${benchmarks.join(', ')}, not "${only}"`);
   }
   const quick = values.quick === true;
   let runs = quick ? 2 : 5;
@@ -62,7 +67,7 @@ function parseOptions(argv: string[]): Options {
       usage(`--runs must be an integer from 1 to 50, not "${values.runs}"`);
     }
   }
-  return {only, runs, tinyRequests: quick ? 10 : 30, quick, render: values.render ?? null};
+  return {only: only as Options['only'], runs, tinyRequests: quick ? 10 : 30, quick, render: values.render ?? null};
 }
 
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
@@ -134,6 +139,9 @@ type BenchDocument = {
   model: ModelInfo;
   spawn_ready: SpawnReadyResult | null;
   routing_overhead: RoutingResult | null;
+  /** Absent from results recorded before these two benchmarks existed. */
+  heartbeat_ingest?: IngestResult | null;
+  crash_detection?: CrashResult | null;
 };
 
 function machineMarkdown(document: BenchDocument): string {
@@ -161,6 +169,8 @@ function report(document: BenchDocument, jsonFile: string): void {
   const tables = [
     ...(document.spawn_ready === null ? [] : spawnTables(document.spawn_ready)),
     ...(document.routing_overhead === null ? [] : routingTables(document.routing_overhead)),
+    ...(document.heartbeat_ingest == null ? [] : ingestTables(document.heartbeat_ingest)),
+    ...(document.crash_detection == null ? [] : crashTables(document.crash_detection)),
   ];
   const markdownFile = jsonFile.replace(/\.json$/, '.md');
   fs.writeFileSync(markdownFile, [
@@ -202,6 +212,8 @@ async function main(): Promise<void> {
 
   let spawn: SpawnReadyResult | null = null;
   let routing: RoutingResult | null = null;
+  let ingest: IngestResult | null = null;
+  let crash: CrashResult | null = null;
   if (options.only === null || options.only === 'spawn') {
     log(`(a) spawn → ready, ${options.runs} runs each`);
     spawn = await runSpawnReady({modelPath: model.path, runs: options.runs, threads: 2, contextSize: 2048, heartbeatIntervalMs: 200, warmup: true, log});
@@ -219,6 +231,15 @@ async function main(): Promise<void> {
       maxTokens: 64,
       log,
     });
+  }
+  if (options.only === null || options.only === 'ingest') {
+    const windowSeconds = options.quick ? 3 : 10;
+    log(`(c) heartbeat ingest, 1k/5k/10k simulated workers, ${windowSeconds} s each`);
+    ingest = await runHeartbeatIngest({levels: [1_000, 5_000, 10_000], windowSeconds, warmupSeconds: 2, sockets: 256, log});
+  }
+  if (options.only === null || options.only === 'crash') {
+    log(`(d) crash and hang detection, ${options.runs} rounds each`);
+    crash = await runCrashDetection({modelPath: model.path, runs: options.runs, log});
   }
   const wallSeconds = (performance.now() - began) / 1000;
   const loadAfter = os.loadavg().map(value => Math.round(value * 100) / 100);
@@ -238,6 +259,8 @@ async function main(): Promise<void> {
     model,
     spawn_ready: spawn,
     routing_overhead: routing,
+    heartbeat_ingest: ingest,
+    crash_detection: crash,
   };
   fs.writeFileSync(jsonFile, `${JSON.stringify(document, null, 2)}\n`);
   report(document, jsonFile);

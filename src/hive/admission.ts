@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import {execa} from 'execa';
+import {RbeeError} from '../errors.js';
 import type {SpawnWorkerRequest} from '../protocol/wire.js';
 
 export type MemoryEstimate = {weights: number; context: number; total: number};
@@ -31,8 +32,12 @@ export async function estimateMemory(options: {modelPath: string; device: string
     return estimateFolder(options.modelPath);
   }
   const {readGgufFileInfo, GgufInsights} = await import('node-llama-cpp');
-  const info = await readGgufFileInfo(options.modelPath);
-  const insights = await GgufInsights.from(info);
+  let insights: Awaited<ReturnType<typeof GgufInsights.from>>;
+  try {
+    insights = await GgufInsights.from(await readGgufFileInfo(options.modelPath));
+  } catch (error) {
+    throw new RbeeError('invalid_request', `${options.modelPath} is not a readable GGUF model: ${(error as Error).message}`, {cause: error});
+  }
   const gpuLayers = options.device === 'cpu' ? 0 : insights.totalLayers;
   const model = await insights.estimateModelResourceRequirementsV2({gpuLayers});
   const contextOptions = {contextSize: options.contextSize * options.parallel, modelGpuLayers: gpuLayers, sequences: options.parallel};

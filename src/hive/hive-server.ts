@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Fastify, {type FastifyInstance} from 'fastify';
 import {RbeeError} from '../errors.js';
-import {installErrorHandling} from '../http/error-handling.js';
+import {frameworkErrorHandler, installErrorHandling} from '../http/error-handling.js';
 import type {DeviceInfo, HiveStatus, WorkerState} from '../protocol/wire.js';
 import {listDevices} from './devices.js';
 import {servedModels} from './router.js';
@@ -69,7 +69,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
     throw new RbeeError('bind_refused', `refusing to bind ${options.host} without a token: set RBEE_TOKEN (or hive.token in rbee.config.ts), or bind 127.0.0.1`);
   }
   const devices = await listDevices();
-  const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024});
+  const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024, frameworkErrors: frameworkErrorHandler});
   installErrorHandling(app);
   fs.mkdirSync(options.rbeeHome, {recursive: true});
   const store = new StateStore(path.join(options.rbeeHome, 'hive.sqlite'));

@@ -61,7 +61,8 @@ export class Supervisor {
   constructor(options: SupervisorOptions) {
     this.#options = options;
     fs.mkdirSync(options.logsDir, {recursive: true});
-    this.#watchdog = setInterval(() => this.#watch(), Math.max(50, Math.min(1_000, Math.floor(options.heartbeatIntervalMs / 2))));
+    // A fixed fine tick, not the hive's interval: a worker may heartbeat faster than the hive's default.
+    this.#watchdog = setInterval(() => this.#watch(), Math.max(25, Math.min(250, Math.floor(options.heartbeatIntervalMs / 2))));
     this.#watchdog.unref();
   }
 
@@ -159,6 +160,8 @@ export class Supervisor {
     if (record.pid === null) {
       this.#end(record, 'failure', reason);
     } else {
+      // Failed at once, not when the kernel has torn the process down: nothing is routed to it meanwhile.
+      this.#setState(record, 'failed', reason);
       killGroup(record.pid, 'SIGKILL');
     }
   }

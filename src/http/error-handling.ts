@@ -1,4 +1,4 @@
-import type {FastifyError, FastifyInstance} from 'fastify';
+import type {FastifyError, FastifyInstance, FastifyReply, FastifyRequest} from 'fastify';
 import {isRbeeError, RbeeError} from '../errors.js';
 
 type FastifyErrorLike = Partial<FastifyError> & {message: string};
@@ -16,6 +16,12 @@ function fromFastify(error: FastifyErrorLike): RbeeError {
     return new RbeeError('invalid_request', error.message, {cause: error, status});
   }
   return new RbeeError('internal', error.message, {cause: error, status: 500});
+}
+
+/** For fastify's `frameworkErrors`: errors raised before routing (a malformed URL) get rbee's format too. */
+export function frameworkErrorHandler(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const rbeeError = new RbeeError('invalid_request', `bad request URL: ${error.message}`, {cause: error, status: 400});
+  void reply.status(400).send(rbeeError.toJSON());
 }
 
 /**

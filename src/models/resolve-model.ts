@@ -82,14 +82,39 @@ async function assertGgufFile(file: string): Promise<void> {
     }
     throw new RbeeError('model_not_found', `model file not found: ${file}`, {cause: error});
   }
+  let header: Buffer;
+  let bytesRead: number;
   try {
-    const magic = Buffer.alloc(ggufMagic.length);
-    const {bytesRead} = await handle.read(magic, 0, magic.length, 0);
-    if (bytesRead < magic.length || !magic.equals(ggufMagic)) {
-      throw new RbeeError('invalid_request', `${file} is not a GGUF file (it does not start with the GGUF magic bytes)`);
-    }
+    header = Buffer.alloc(24);
+    ({bytesRead} = await handle.read(header, 0, header.length, 0));
+  } catch (error) {
+    throw new RbeeError('invalid_request', `cannot read model file ${file}: ${(error as Error).message}`, {cause: error});
   } finally {
     await handle.close();
+  }
+  if (bytesRead < ggufMagic.length || !header.subarray(0, ggufMagic.length).equals(ggufMagic)) {
+    throw new RbeeError('invalid_request', `${file} is not a GGUF file (it does not start with the GGUF magic bytes)`);
+  }
+  checkGgufHeader(file, header, bytesRead);
+}
+
+/**
+ * The fixed GGUF header (magic, version, tensor count, metadata count), checked before any
+ * parser sees the file: a truncated or garbage file must fail here in microseconds, not make a
+ * GGUF reader chase bogus lengths through gigabytes.
+ */
+function checkGgufHeader(file: string, header: Buffer, bytesRead: number): void {
+  if (bytesRead < 24) {
+    throw new RbeeError('invalid_request', `${file} is not a valid GGUF file: ${bytesRead} bytes is shorter than the GGUF header`);
+  }
+  const version = header.readUInt32LE(4);
+  const tensors = header.readBigUInt64LE(8);
+  const entries = header.readBigUInt64LE(16);
+  if (version < 2 || version > 3) {
+    throw new RbeeError('invalid_request', `${file} is not a valid GGUF file: unsupported GGUF version ${version}`);
+  }
+  if (tensors === 0n || tensors > 1_000_000n || entries === 0n || entries > 100_000n) {
+    throw new RbeeError('invalid_request', `${file} is not a valid GGUF file: implausible header (${tensors} tensors, ${entries} metadata entries)`);
   }
 }
 

@@ -6,7 +6,7 @@
 import Fastify, {type FastifyInstance, type FastifyReply} from 'fastify';
 import {RbeeError} from '../errors.js';
 import {clientGoneSignal} from '../http/client-gone.js';
-import {installErrorHandling} from '../http/error-handling.js';
+import {frameworkErrorHandler, installErrorHandling} from '../http/error-handling.js';
 import {startSse, writeSse} from '../http/sse.js';
 import {validateBody} from '../http/validate-body.js';
 import {
@@ -51,7 +51,7 @@ function inferRequest(job: Job, sampling: Sampling, signal: AbortSignal, onText?
 }
 
 export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
-  const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024});
+  const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024, frameworkErrors: frameworkErrorHandler});
   installErrorHandling(app);
 
   async function generate(job: Job, sampling: Sampling, signal: AbortSignal, onText?: (text: string) => void): Promise<GenerateResult> {

@@ -14,11 +14,12 @@ import {
 } from '../../src/models/default-model.js';
 import type {ModelProgress} from '../../src/models/resolve-model.js';
 import {sendBytes, startFixtureServer, type FixtureServer} from '../helpers/http-fixture-server.js';
+import {fakeGguf} from '../helpers/fake-gguf.js';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 // Four slices of a fake model; together they start with the GGUF magic like the real one.
-const slices = [0, 1, 2, 3].map(index => Buffer.concat([Buffer.from(index === 0 ? 'GGUF' : ''), Buffer.alloc(40_000 + index, index + 1)]));
+const slices = [0, 1, 2, 3].map(index => (index === 0 ? fakeGguf(Buffer.alloc(40_000, 1)) : Buffer.alloc(40_000 + index, index + 1)));
 const model = Buffer.concat(slices);
 
 const parts = [1, 2, 3, 4].map(number => ({

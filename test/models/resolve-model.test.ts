@@ -6,8 +6,9 @@ import test from 'ava';
 import {RbeeError} from '../../src/errors.js';
 import {resolveModel, type ModelProgress} from '../../src/models/resolve-model.js';
 import {sendBytes, startFixtureServer} from '../helpers/http-fixture-server.js';
+import {fakeGguf} from '../helpers/fake-gguf.js';
 
-const model = Buffer.concat([Buffer.from('GGUF'), randomBytes(64 * 1024)]);
+const model = fakeGguf(randomBytes(64 * 1024));
 const modelSha256 = createHash('sha256').update(model).digest('hex');
 
 async function tempDir(t: {teardown(fn: () => Promise<void>): void}): Promise<string> {
