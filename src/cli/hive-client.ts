@@ -30,7 +30,15 @@ export class HiveClient {
 
   /** POSTs a streaming request and calls `onData` with each SSE `data:` payload. */
   async stream(path: string, body: unknown, onData: (data: string) => void, signal?: AbortSignal): Promise<void> {
-    const response = await this.#fetch('POST', path, body, signal);
+    await this.#readSse(await this.#fetch('POST', path, body, signal), onData);
+  }
+
+  /** Follows a GET event stream (the hive's /v1/events) until it ends or `signal` aborts. */
+  async subscribe(path: string, onData: (data: string) => void, signal?: AbortSignal): Promise<void> {
+    await this.#readSse(await this.#fetch('GET', path, undefined, signal), onData);
+  }
+
+  async #readSse(response: Response, onData: (data: string) => void): Promise<void> {
     if (!response.ok || response.body === null) {
       throw await this.#errorFrom(response);
     }

@@ -2,6 +2,7 @@
 import {Command, CommanderError} from 'commander';
 import {environmentHelp} from '../config/env.js';
 import {adapterCommand} from './commands/adapter-command.js';
+import {completionCommand} from './commands/completion-command.js';
 import {enginesCommand} from './commands/engines-command.js';
 import {hiveCommand} from './commands/hive-command.js';
 import {inferCommand} from './commands/infer-command.js';
@@ -27,6 +28,7 @@ program.addCommand(statusCommand());
 program.addCommand(modelCommand());
 program.addCommand(enginesCommand());
 program.addCommand(adapterCommand());
+program.addCommand(completionCommand(() => program));
 
 // addCommand does not pass these settings down; every level must throw instead of exiting.
 function inheritSettings(command: Command): void {

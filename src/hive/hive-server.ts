@@ -14,6 +14,8 @@ import {registerHeartbeatRoutes} from './routes/heartbeat-routes.js';
 import {registerInferenceRoutes} from './routes/inference-routes.js';
 import {registerWorkerRoutes} from './routes/worker-routes.js';
 import {Supervisor} from './supervisor.js';
+import {EventStream} from './event-stream.js';
+import {toWorkerInfo} from './worker-record.js';
 import {StateStore} from './state-store.js';
 import {createHiveMetrics, type HiveMetrics} from './metrics.js';
 import type {RestartLimits} from './restart-policy.js';
@@ -75,6 +77,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   const store = new StateStore(path.join(options.rbeeHome, 'hive.sqlite'));
   let url = '';
   let metrics: HiveMetrics | null = null;
+  const events = new EventStream();
   const modelsDir = path.join(options.rbeeHome, 'models');
   const supervisor = new Supervisor({
     hiveUrl: () => url,
@@ -98,6 +101,8 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
       if (event.type === 'restart') {
         metrics?.restarts.inc();
       }
+      const change = event.type === 'restart' ? 'restarting' : event.type;
+      events.publish({type: 'worker', at: new Date().toISOString(), change, worker: toWorkerInfo(event.record)});
     },
   });
   metrics = createHiveMetrics(supervisor);
@@ -132,6 +137,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   const close = (reason = 'hive stopping'): Promise<void> => {
     closing ??= (async () => {
       await supervisor.stopAll(reason);
+      events.close();
       await app.close();
       store.close();
       markClosed();
@@ -169,7 +175,10 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
     })),
     errors: options.adapters.errors,
   }));
-  registerHeartbeatRoutes(app, supervisor, hiveMetrics);
+  events.register(app, () => ({
+    type: 'snapshot', at: new Date().toISOString(), hive: {url, pid: process.pid, version}, workers: [...supervisor.workers.values()].map(toWorkerInfo),
+  }));
+  registerHeartbeatRoutes(app, supervisor, hiveMetrics, events);
   registerWorkerRoutes(app, supervisor);
   registerInferenceRoutes(app, supervisor);
 

@@ -44,7 +44,7 @@ export type SupervisorOptions = SpawnCheckOptions & {
   onEvent?: (event: SupervisorEvent) => void;
 };
 
-export type SupervisorEvent = {type: 'state'; record: WorkerRecord} | {type: 'restart'; record: WorkerRecord};
+export type SupervisorEvent = {type: 'spawned' | 'state' | 'restart'; record: WorkerRecord};
 
 /** Why a worker's current process is ending, set by whoever ends it, read when it exits. */
 type Ending = {kind: 'requested' | 'failure'; reason: string};
@@ -88,6 +88,7 @@ export class Supervisor {
     });
     this.workers.set(record.id, record);
     this.#persist(record);
+    this.#options.onEvent?.({type: 'spawned', record});
     this.#run(record, local);
     return record;
   }

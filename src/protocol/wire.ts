@@ -278,6 +278,20 @@ export const WorkerListSchema = z.object({workers: z.array(WorkerInfoSchema)});
 export type WorkerList = z.infer<typeof WorkerListSchema>;
 
 // ---------------------------------------------------------------------------------------------
+// The hive's live event stream (GET /v1/events, SSE): what dashboards and `status --watch` read.
+
+const at = z.iso.datetime({offset: true});
+
+export const HiveEventSchema = z.discriminatedUnion('type', [
+  /** First event on every connection: the whole current state, so a client needs nothing else to start. */
+  z.object({type: z.literal('snapshot'), at, hive: z.object({url: z.string(), pid: z.number().int(), version: z.string()}), workers: z.array(WorkerInfoSchema)}),
+  z.object({type: z.literal('heartbeat'), at, worker_id: id, heartbeat: HeartbeatSchema}),
+  /** A worker was spawned, changed state, or is restarting; `worker` is its full current record. */
+  z.object({type: z.literal('worker'), at, change: z.enum(['spawned', 'state', 'restarting']), worker: WorkerInfoSchema}),
+]);
+export type HiveEvent = z.infer<typeof HiveEventSchema>;
+
+// ---------------------------------------------------------------------------------------------
 // Worker groups (spec 1.5): the spawn request and the hive's answer.
 
 export const SpawnGroupRequestSchema = z.object({

@@ -1,23 +1,85 @@
 import {Command} from 'commander';
-import type {HiveStatus, WorkerList} from '../../protocol/wire.js';
+import {RbeeError} from '../../errors.js';
+import {parseWire} from '../../protocol/parse.js';
+import {HiveEventSchema, type HiveEvent, type HiveStatus, type WorkerInfo, type WorkerList} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
-import {formatBytes} from '../format.js';
+import {formatAge, formatBytes, table} from '../format.js';
+import type {HiveClient} from '../hive-client.js';
 import {emit} from '../output.js';
+
+function describeStatus(status: HiveStatus): string {
+  const states = Object.entries(status.workers).map(([state, count]) => `${count} ${state}`).join(', ');
+  return [
+    `hive ${status.url} (pid ${status.pid}, up ${status.uptime_seconds} s, rbee ${status.version})`,
+    `devices: ${status.devices.map(device => `${device.id} ${formatBytes(device.memory_used)}/${formatBytes(device.memory_total)}`).join(', ')}`,
+    `workers: ${states === '' ? 'none' : states}`,
+    `models: ${status.models.length === 0 ? 'none' : status.models.join(', ')}`,
+  ].join('\n');
+}
+
+function describeWorkers(workers: Iterable<WorkerInfo>): string {
+  const rows = [...workers].map(worker => [
+    worker.worker_id, worker.model, worker.device, worker.state,
+    String(worker.last_heartbeat?.requests_total ?? 0), String(worker.last_heartbeat?.tokens_generated ?? 0),
+    String(worker.last_heartbeat?.queue_depth ?? 0), formatAge(worker.last_heartbeat_at),
+  ]);
+  return rows.length === 0 ? 'no workers' : table(['ID', 'MODEL', 'DEVICE', 'STATE', 'REQS', 'TOKENS', 'QUEUE', 'HEARTBEAT'], rows);
+}
+
+/**
+ * Follows the hive's event stream. With --json: one event per line (NDJSON), as the hive sends
+ * them. Otherwise a line per change, and the table again at most once a second.
+ */
+async function watch(client: HiveClient, json: boolean, signal: AbortSignal): Promise<void> {
+  const workers = new Map<string, WorkerInfo>();
+  let lastTable = 0;
+  await client.subscribe('/v1/events', data => {
+    const parsed = parseWire(HiveEventSchema, JSON.parse(data), 'hive event');
+    if (!parsed.ok) {
+      throw new RbeeError('upstream_error', parsed.message);
+    }
+    const event: HiveEvent = parsed.value;
+    if (json) {
+      process.stdout.write(`${JSON.stringify(event)}\n`);
+      return;
+    }
+    if (event.type === 'snapshot') {
+      event.workers.forEach(worker => workers.set(worker.worker_id, worker));
+      process.stdout.write(`watching ${event.hive.url} (Ctrl-C to stop)\n`);
+    } else if (event.type === 'worker') {
+      workers.set(event.worker.worker_id, event.worker);
+      process.stdout.write(`${event.at} ${event.worker.worker_id} ${event.change}: ${event.worker.state}${event.worker.reason === null ? '' : ` (${event.worker.reason})`}\n`);
+    } else {
+      const known = workers.get(event.worker_id);
+      if (known !== undefined) {
+        workers.set(event.worker_id, {...known, last_heartbeat: event.heartbeat, last_heartbeat_at: event.at});
+      }
+    }
+    if (Date.now() - lastTable > 1_000) {
+      lastTable = Date.now();
+      process.stdout.write(`${describeWorkers(workers.values())}\n\n`);
+    }
+  }, signal);
+}
 
 export function statusCommand(): Command {
   return new Command('status')
-    .description('the hive, its devices, workers and models')
-    .action(async (_options: unknown, command: Command) => {
+    .description('the hive, its devices, workers and models; --watch follows the live event stream')
+    .option('--watch', 'follow heartbeats and worker changes (with --json: NDJSON, one event a line)')
+    .action(async (options: {watch?: boolean}, command: Command) => {
+      const global = globalOptions(command);
       const client = hiveClient(command);
+      if (options.watch === true) {
+        const controller = new AbortController();
+        process.once('SIGINT', () => controller.abort());
+        await watch(client, global.json === true, controller.signal).catch(error => {
+          if (!controller.signal.aborted) {
+            throw error;
+          }
+        });
+        return;
+      }
       const [status, list] = await Promise.all([client.get<HiveStatus>('/v1/status'), client.get<WorkerList>('/v1/workers')]);
-      emit(globalOptions(command), {...status, worker_list: list.workers}, () => {
-        const states = Object.entries(status.workers).map(([state, count]) => `${count} ${state}`).join(', ');
-        return [
-          `hive ${status.url} (pid ${status.pid}, up ${status.uptime_seconds} s, rbee ${status.version})`,
-          `devices: ${status.devices.map(device => `${device.id} ${formatBytes(device.memory_used)}/${formatBytes(device.memory_total)}`).join(', ')}`,
-          `workers: ${states === '' ? 'none' : states}`,
-          `models: ${status.models.length === 0 ? 'none' : status.models.join(', ')}`,
-        ].join('\n');
-      });
+      emit(global, {...status, worker_list: list.workers}, () => `${describeStatus(status)}\n\n${describeWorkers(list.workers)}`);
     });
 }

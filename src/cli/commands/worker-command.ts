@@ -142,6 +142,31 @@ export function workerCommand(): Command {
       emit(globalOptions(command), info, () => describe(info));
     });
 
+  worker.command('wait')
+    .description('wait until a worker reaches a state (for scripts and CI)')
+    .argument('<id>', 'worker id')
+    .addOption(new Option('--state <state>', 'state to wait for').choices(['ready', 'stopped', 'failed']).default('ready'))
+    .option('--timeout <seconds>', 'give up after this long (exit code 5)', integerFlag('--timeout', 1, 86_400), 120)
+    .action(async (id: string, options: {state: 'ready' | 'stopped' | 'failed'; timeout: number}, command: Command) => {
+      const client = hiveClient(command);
+      const deadline = Date.now() + options.timeout * 1000;
+      // Terminal states: once there, a worker will not reach the wanted one by waiting.
+      const terminal = new Set(['stopped', 'failed']);
+      let info = await client.get<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
+      const reached = (state: string) => state === options.state || (options.state === 'ready' && state === 'busy');
+      while (!reached(info.state)) {
+        if (terminal.has(info.state)) {
+          throw new RbeeError('worker_failed', `worker ${id} is ${info.state} (${info.reason ?? 'no reason given'}); it will not become ${options.state}`);
+        }
+        if (Date.now() > deadline) {
+          throw new RbeeError('timeout', `worker ${id} is still ${info.state} after ${options.timeout} s`);
+        }
+        await new Promise(resolve => setTimeout(resolve, 200));
+        info = await client.get<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
+      }
+      emit(globalOptions(command), info, () => describe(info));
+    });
+
   worker.command('drain')
     .description('let a worker finish what it has and take nothing new (delivered with its next heartbeat)')
     .argument('<id>', 'worker id')

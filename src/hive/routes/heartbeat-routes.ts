@@ -3,11 +3,12 @@ import {RbeeError} from '../../errors.js';
 import {validateBody} from '../../http/validate-body.js';
 import {HeartbeatSchema, type HeartbeatAnswer} from '../../protocol/wire.js';
 import {workerSecretHeader} from '../../worker/heartbeat-loop.js';
+import type {EventStream} from '../event-stream.js';
 import type {HiveMetrics} from '../metrics.js';
 import type {Supervisor} from '../supervisor.js';
 import {hasSecret} from '../worker-record.js';
 
-export function registerHeartbeatRoutes(app: FastifyInstance, supervisor: Supervisor, metrics: HiveMetrics): void {
+export function registerHeartbeatRoutes(app: FastifyInstance, supervisor: Supervisor, metrics: HiveMetrics, events: EventStream): void {
   app.post('/v1/heartbeat', async (request): Promise<HeartbeatAnswer> => {
     const timer = metrics.heartbeatSeconds.startTimer();
     let result = 'invalid';
@@ -26,6 +27,7 @@ export function registerHeartbeatRoutes(app: FastifyInstance, supervisor: Superv
       record.lastHeartbeat = heartbeat;
       record.lastHeartbeatAt = new Date();
       supervisor.onHeartbeat(record);
+      events.publish({type: 'heartbeat', at: record.lastHeartbeatAt.toISOString(), worker_id: record.id, heartbeat});
       result = 'accepted';
       return {ack: true, commands: supervisor.takeCommands(record)};
     } finally {

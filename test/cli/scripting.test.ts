@@ -1,0 +1,81 @@
+/** The CLI as CI scripts use it: the README's recipe run as written, worker wait, the event stream, completion. */
+import {spawn} from 'node:child_process';
+import fs from 'node:fs';
+import {fileURLToPath} from 'node:url';
+import test from 'ava';
+import {execa} from 'execa';
+import {freePort} from '../../src/http/free-port.js';
+import {HiveEventSchema, type HiveEvent} from '../../src/protocol/wire.js';
+import {waitFor} from '../helpers/process-tree.js';
+import {postJson, rbee, rbeeBin, startHive, tempHome} from '../helpers/rbee-process.js';
+import {defaultModelPath} from '../helpers/test-model.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+test.serial('the README\'s CI recipe runs as written', async t => {
+  const readme = fs.readFileSync(`${root}README.md`, 'utf8');
+  const recipe = /<!-- ci-recipe[^>]*-->\n```bash\n([\s\S]*?)```/.exec(readme)?.[1];
+  t.truthy(recipe, 'the README has the marked recipe');
+  const home = tempHome('rbee-ci-recipe-');
+  // The recipe assembles the default model into RBEE_HOME; point it at the shared test cache instead.
+  fs.mkdirSync(`${home}/models/default`, {recursive: true});
+  const model = await defaultModelPath();
+  fs.symlinkSync(model, `${home}/models/default/gemma-3-270m-q4_k_m.gguf`);
+  fs.copyFileSync(`${model}.sha256`, `${home}/models/default/gemma-3-270m-q4_k_m.gguf.sha256`);
+  const run = await execa('bash', ['-c', recipe!], {
+    cwd: root, reject: false, timeout: 240_000, all: true,
+    env: {...process.env, RBEE_HOME: home, RBEE_CI_PORT: String(await freePort())},
+  });
+  t.is(run.exitCode, 0, String(run.all).slice(-2_000));
+});
+
+test.serial('worker wait, status --watch --json (NDJSON events), and exit codes for scripts', async t => {
+  const hive = await startHive({args: ['--heartbeat-interval', '300']});
+  const watcher = spawn(process.execPath, [rbeeBin, '--json', 'status', '--watch'], {env: {...process.env, RBEE_HIVE_URL: hive.url}});
+  const events: HiveEvent[] = [];
+  let buffer = '';
+  watcher.stdout.on('data', chunk => {
+    buffer += String(chunk);
+    const lines = buffer.split('\n');
+    buffer = lines.pop()!;
+    events.push(...lines.map(line => HiveEventSchema.parse(JSON.parse(line))));
+  });
+  try {
+    await waitFor(() => events.length > 0, 10_000, 'the snapshot');
+    t.is(events[0]!.type, 'snapshot');
+    const spawned = await postJson(`${hive.url}/v1/workers`, {model: await defaultModelPath(), threads: 1, parallel: 1, context_size: 512});
+    const id = spawned.body.worker_id as string;
+    const waited = await rbee(['--json', 'worker', 'wait', id, '--state', 'ready', '--timeout', '60'], {hive});
+    t.is(waited.exitCode, 0, String(waited.stderr));
+    t.is(JSON.parse(String(waited.stdout)).state, 'ready');
+    await waitFor(() => events.some(event => event.type === 'heartbeat' && event.worker_id === id), 5_000, 'a heartbeat event');
+    t.true(events.some(event => event.type === 'worker' && event.change === 'spawned' && event.worker.worker_id === id));
+    const timedOut = await rbee(['worker', 'wait', id, '--state', 'stopped', '--timeout', '1'], {hive});
+    t.is(timedOut.exitCode, 5);
+    t.regex(String(timedOut.stderr), /still ready after 1 s/);
+    await rbee(['worker', 'stop', id], {hive});
+    await waitFor(() => events.some(event => event.type === 'worker' && event.worker.worker_id === id && event.worker.state === 'stopped'), 5_000, 'the stopped event');
+    const never = await rbee(['worker', 'wait', id, '--state', 'ready', '--timeout', '30'], {hive});
+    t.is(never.exitCode, 1, 'a stopped worker will not become ready: fail at once');
+    t.is((await rbee(['worker', 'wait', 'worker-nobody'], {hive})).exitCode, 4);
+  } finally {
+    watcher.kill();
+    await hive.stop();
+  }
+});
+
+test('completion scripts complete commands and flags from the command tree', async t => {
+  const script = String((await rbee(['completion', 'bash'])).stdout);
+  const complete = async (...words: string[]) => {
+    const run = await execa('bash', ['-c', `${script}\nCOMP_WORDS=(${words.map(word => `'${word}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _rbee_complete; echo "\${COMPREPLY[*]}"`]);
+    return run.stdout.split(' ');
+  };
+  t.deepEqual(await complete('rbee', 'wo'), ['worker']);
+  t.true((await complete('rbee', 'worker', '')).includes('spawn'));
+  t.deepEqual(await complete('rbee', 'worker', 'spawn', '--mo'), ['--model']);
+  t.deepEqual(await complete('rbee', 'worker', 'spawn', '--model', 'default', '--dev'), ['--device']);
+  const fish = String((await rbee(['completion', 'fish'])).stdout);
+  t.regex(fish, /complete -c rbee -n '__fish_seen_subcommand_from spawn' -l model/);
+  t.regex(String((await rbee(['completion', 'zsh'])).stdout), /bashcompinit/);
+  t.is((await rbee(['completion', 'powershell'])).exitCode, 2);
+});
