@@ -1,0 +1,223 @@
+/**
+ * `rbee dashboard`: header, live worker table, detail (or help) pane and a key line, sized to the
+ * terminal. Reads the hive only through `api` (its event stream and HTTP API).
+ */
+import {Box, useApp, useInput, useStdout} from 'ink';
+import {useEffect, useMemo, useReducer, useRef} from 'react';
+import {hiveUrl} from '../../config/env.js';
+import type {DeviceInfo, WorkerInfo} from '../../protocol/wire.js';
+import {layoutColumns} from '../columns.js';
+import {restartRequest, type DashboardApi} from '../dashboard-api.js';
+import {isAliveState, type HiveModel} from '../model.js';
+import {selectableIds, tableLines, type TableLine} from '../rows.js';
+import {initialView, keyIntent, reduceView, type ViewAction, type ViewState, type WorkerAction} from '../view-state.js';
+import {useHiveModel, type HiveModelOptions} from '../hooks/useHiveModel.js';
+import {useTerminalSize} from '../hooks/useTerminalSize.js';
+import {useWorkerLog} from '../hooks/useWorkerLog.js';
+import {DetailPane, detailPaneHeight} from './DetailPane.js';
+import {Footer} from './Footer.js';
+import {Header} from './Header.js';
+import {HelpPane, helpPaneHeight} from './HelpPane.js';
+import {ColorsContext} from './Line.js';
+import {WorkerTable} from './WorkerTable.js';
+
+export type DashboardProps = {
+  api: DashboardApi;
+  /** Colour the lines; by default, when the terminal has colours and NO_COLOR is not set. */
+  colors?: boolean;
+  options?: HiveModelOptions & {logLines?: number};
+};
+
+function emptyText(model: HiveModel, view: ViewState): string {
+  const {connection} = model;
+  if (model.workers.size === 0 && connection.phase === 'connecting') {
+    return `connecting to ${model.url}…`;
+  }
+  if (model.workers.size === 0 && connection.phase === 'reconnecting') {
+    return `no answer from the hive yet (${connection.error})`;
+  }
+  if (view.filter !== '') {
+    return `no worker matches "${view.filter}" (esc clears the filter)`;
+  }
+  const hint = `rbee worker spawn --model default --wait${model.url === hiveUrl({}) ? '' : ` --hive ${model.url}`}`;
+  const ended = [...model.workers.values()].filter(row => row.history).length;
+  return ended > 0
+    ? `No running workers (${ended} ended before: a shows them). Spawn one: ${hint}`
+    : `No workers on this hive yet. Spawn one: ${hint}`;
+}
+
+/** Line heights of the panes for a terminal of `rows` lines: the table keeps at least 3 worker lines. */
+function layoutHeights(rows: number, panes: {detail: boolean; help: boolean; logs: boolean; logLines: number}) {
+  // One line short of the screen: ink clears the whole terminal on every frame when its output fills it.
+  const available = Math.max(8, rows - 1);
+  const fixed = 3 + 1 + 1; // header, table header, footer
+  let fieldLines = 6;
+  let logLines = panes.logs ? panes.logLines : 0;
+  const pane = () => (panes.help ? helpPaneHeight : panes.detail ? detailPaneHeight(fieldLines, logLines) : 0);
+  while (available - fixed - pane() < 3 && (logLines > 1 || fieldLines > 1)) {
+    if (logLines > 1) {
+      logLines--;
+    } else {
+      fieldLines--;
+    }
+  }
+  const showPane = available - fixed - pane() >= 3;
+  return {body: available - fixed - (showPane ? pane() : 0), fieldLines, logLines, showPane};
+}
+
+/** Whether the terminal shows colours: ink's stdout says, and NO_COLOR or FORCE_COLOR=0 turn them off. */
+function terminalHasColors(stdout: NodeJS.WriteStream): boolean {
+  if ((process.env.NO_COLOR ?? '') !== '' || process.env.FORCE_COLOR === '0') {
+    return false;
+  }
+  return stdout.isTTY === true && typeof stdout.hasColors === 'function' && stdout.hasColors();
+}
+
+export function Dashboard({api, colors, options = {}}: DashboardProps) {
+  const {exit} = useApp();
+  const {stdout} = useStdout();
+  const colored = useMemo(() => colors ?? terminalHasColors(stdout), [colors, stdout]);
+  const {columns, rows} = useTerminalSize();
+  const model = useHiveModel(api, options);
+  const [view, dispatchView] = useReducer(reduceView, initialView);
+
+  const lines: TableLine[] = useMemo(() => tableLines(model.workers.values(), {filter: view.filter, showHistory: view.showHistory}), [model.workers, view.filter, view.showHistory]);
+  const ids = useMemo(() => selectableIds(lines), [lines]);
+  const selectedId = view.selectedId !== null && ids.includes(view.selectedId) ? view.selectedId : (ids[0] ?? null);
+  const selected = selectedId === null ? null : model.workers.get(selectedId) ?? null;
+  const workflow = useMemo(() => [...model.workers.values()].some(row => row.info.last_heartbeat?.workflow_progress != null), [model.workers]);
+  const tableColumns = useMemo(() => layoutColumns(columns, {workflow}), [columns, workflow]);
+  const devices = useMemo(() => new Map<string, DeviceInfo>(model.devices.map(device => [device.id, device])), [model.devices]);
+  const panes = {detail: selected !== null, help: view.showHelp, logs: view.showLogs};
+  const room = layoutHeights(rows, {...panes, logLines: options.logLines ?? 8});
+  const log = useWorkerLog(api, selectedId, view.showLogs && room.showPane && !view.showHelp, room.logLines);
+  // A short log leaves its room to the table.
+  const heights = layoutHeights(rows, {...panes, logLines: Math.min(room.logLines, Math.max(1, log?.lines.length ?? 1))});
+
+  // The window of lines shown follows the selection, moving only when it would leave the window.
+  const offset = useRef(0);
+  const selectedLine = selectedId === null ? 0 : lines.findIndex(line => line.kind === 'worker' && line.row.info.worker_id === selectedId);
+  if (selectedLine < offset.current) {
+    // Keep a group's title line in view with its first member.
+    offset.current = Math.max(0, selectedLine > 0 && lines[selectedLine - 1]?.kind === 'group' ? selectedLine - 1 : selectedLine);
+  } else if (selectedLine >= offset.current + heights.body) {
+    offset.current = selectedLine - heights.body + 1;
+  }
+  offset.current = Math.max(0, Math.min(offset.current, lines.length - heights.body));
+
+  // The latest model for async work started from a key press.
+  const latest = useRef(model);
+  latest.current = model;
+
+  // Keys read the state of the last render plus what they changed since, not the closure's: ink
+  // re-registers this handler in an effect, and a paste delivers several keys before any render.
+  const current = useRef({view, ids, selected});
+  current.current = {view, ids, selected};
+  const update = (action: ViewAction) => {
+    current.current = {...current.current, view: reduceView(current.current.view, action)};
+    dispatchView(action);
+  };
+
+  const perform = async (action: WorkerAction, workerId: string) => {
+    const worker: WorkerInfo | undefined = latest.current.workers.get(workerId)?.info;
+    if (worker === undefined) {
+      return;
+    }
+    update({type: 'started', action, workerId});
+    update({type: 'notice', notice: {text: `${action === 'stop' ? 'stopping' : 'restarting'} ${workerId}…`, tone: 'info'}});
+    try {
+      if (action === 'stop') {
+        const info = await api.stopWorker(workerId);
+        update({type: 'finished', workerId, notice: {text: `${workerId} ${info.state}`, tone: 'success'}});
+        return;
+      }
+      if (isAliveState(worker.state)) {
+        await api.stopWorker(workerId);
+      }
+      const spawned = await api.spawnWorker(restartRequest(worker));
+      update({type: 'finished', workerId, notice: {text: `restarted ${workerId} as ${spawned.worker_id}`, tone: 'success'}});
+      update({type: 'select', id: spawned.worker_id});
+    } catch (error) {
+      update({type: 'finished', workerId, notice: {text: `${action} ${workerId} failed: ${(error as Error).message}`, tone: 'error'}});
+    }
+  };
+
+  useInput((input, key) => {
+    const {view, ids, selected} = current.current;
+    const intent = keyIntent(view, input, key);
+    switch (intent.kind) {
+      case 'none':
+        return;
+      case 'quit':
+        exit();
+        return;
+      case 'view': {
+        const action: ViewAction = intent.action.type === 'move' ? {type: 'move', delta: intent.action.delta, ids} : intent.action as ViewAction;
+        update(action);
+        if (view.notice !== null && action.type !== 'move') {
+          update({type: 'notice', notice: null});
+        }
+        return;
+      }
+      case 'ask': {
+        if (selected === null) {
+          update({type: 'notice', notice: {text: 'no worker selected', tone: 'error'}});
+        } else if (view.pending[selected.info.worker_id] !== undefined) {
+          update({type: 'notice', notice: {text: `${selected.info.worker_id}: a ${view.pending[selected.info.worker_id]} is already under way`, tone: 'error'}});
+        } else if (intent.action === 'stop' && !isAliveState(selected.info.state)) {
+          update({type: 'notice', notice: {text: `${selected.info.worker_id} is already ${selected.info.state}`, tone: 'error'}});
+        } else {
+          update({type: 'ask', action: intent.action, workerId: selected.info.worker_id});
+        }
+        return;
+      }
+      case 'confirmed':
+        update({type: 'answer'});
+        void perform(intent.action, intent.workerId);
+    }
+  });
+
+  // A notice fades after 8 s, unless a newer one replaced it.
+  useEffect(() => {
+    if (view.notice === null || Object.keys(view.pending).length > 0) {
+      return;
+    }
+    const timer = setTimeout(() => dispatchView({type: 'notice', notice: null}), 8_000);
+    return () => clearTimeout(timer);
+  }, [view.notice, view.pending]);
+
+  const muted = model.connection.phase !== 'live';
+  const first = lines.length === 0 ? 0 : offset.current + 1;
+  return (
+    <ColorsContext.Provider value={colored}>
+      <Box flexDirection="column" width={columns}>
+        <Header model={model} width={columns} showing={{from: first, to: Math.min(lines.length, offset.current + heights.body), of: lines.length}} />
+        <WorkerTable
+          lines={lines}
+          columns={tableColumns}
+          width={columns}
+          offset={offset.current}
+          height={heights.body}
+          selectedId={selectedId}
+          context={{now: model.now, devices}}
+          muted={muted}
+          empty={emptyText(model, view)}
+        />
+        {!heights.showPane ? null : view.showHelp
+          ? <HelpPane width={columns} />
+          : selected === null ? null : (
+            <DetailPane
+              row={selected}
+              now={model.now}
+              width={columns}
+              fieldLines={heights.fieldLines}
+              logLines={view.showLogs ? heights.logLines : 0}
+              log={log}
+              pending={view.pending[selected.info.worker_id]}
+            />
+          )}
+        <Footer view={view} width={columns} confirming={view.confirm === null ? null : model.workers.get(view.confirm.workerId)?.info ?? null} />
+      </Box>
+    </ColorsContext.Provider>
+  );
+}

@@ -1,0 +1,26 @@
+/** The bottom line: the y/n question, the filter being typed, or the last notice and the keys. */
+import type {WorkerInfo} from '../../protocol/wire.js';
+import type {Segment} from '../ansi.js';
+import type {ViewState} from '../view-state.js';
+import {Line} from './Line.js';
+
+const hints = '↑↓/jk select · s stop · r restart · l logs · / filter · a ended · ? help · q quit';
+const toneColor = {info: 'cyan', success: 'green', error: 'red'} as const;
+
+export function Footer({view, confirming, width}: {view: ViewState; confirming: WorkerInfo | null; width: number}) {
+  let segments: Segment[];
+  if (view.confirm !== null) {
+    const target = confirming === null ? view.confirm.workerId : `${confirming.worker_id} (${confirming.model} on ${confirming.device})`;
+    const question = view.confirm.action === 'stop' ? `Stop ${target}?` : `Restart ${target}: stop it, then spawn the same model, device and type?`;
+    segments = [{text: `${question} y/n`, color: 'yellow', bold: true}];
+  } else if (view.editingFilter) {
+    segments = [{text: `/${view.filter}█`, color: 'cyan'}, {text: '   enter keeps the filter · esc clears it', color: 'gray'}];
+  } else {
+    segments = [
+      ...(view.filter === '' ? [] : [{text: `filter "${view.filter}" · `, color: 'cyan' as const}]),
+      ...(view.notice === null ? [] : [{text: `${view.notice.text} · `, color: toneColor[view.notice.tone]}]),
+      {text: hints, color: 'gray'},
+    ];
+  }
+  return <Line width={width} segments={segments} />;
+}

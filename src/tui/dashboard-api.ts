@@ -1,0 +1,97 @@
+/**
+ * Everything the dashboard asks of a hive, as one interface: the event stream, status, stop and
+ * spawn over the HTTP API, and a worker's log. The real one wraps HiveClient; tests and the
+ * benchmark pass their own.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type {HiveClient} from '../cli/hive-client.js';
+import type {HiveStatus, SpawnWorkerRequestInput, WorkerInfo} from '../protocol/wire.js';
+import {printable} from './format.js';
+
+export type LogTail = {
+  /** The file read, or the path it would have on the hive's machine. */
+  path: string;
+  lines: string[];
+  /** Where the lines come from, or why there are none. */
+  note: string;
+};
+
+export type DashboardApi = {
+  readonly url: string;
+  /** Follows GET /v1/events, calling `onData` with each SSE data payload, until the stream ends or `signal` aborts. */
+  subscribe(onData: (data: string) => void, signal: AbortSignal): Promise<void>;
+  status(): Promise<HiveStatus>;
+  stopWorker(id: string): Promise<WorkerInfo>;
+  spawnWorker(request: SpawnWorkerRequestInput): Promise<WorkerInfo>;
+  workerLog(id: string, lines: number): Promise<LogTail>;
+};
+
+/** Whether the hive runs on this machine, so its log files are ours to read. */
+export function isLoopbackUrl(url: string): boolean {
+  try {
+    const host = new URL(url).hostname;
+    return host === '127.0.0.1' || host === 'localhost' || host === '[::1]' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What `rbee worker spawn` would send to start the same worker again: its model (the resolved file
+ * when the hive has one), device, type and restart policy, and the thread count it reported.
+ * Context size and parallelism are not in WorkerInfo: the new worker gets the defaults.
+ */
+export function restartRequest(worker: WorkerInfo): SpawnWorkerRequestInput {
+  return {
+    model: worker.model_path ?? worker.model,
+    device: worker.device,
+    type: worker.type,
+    restart: worker.restart,
+    ...(worker.last_heartbeat?.threads === undefined ? {} : {threads: worker.last_heartbeat.threads}),
+  };
+}
+
+/** The last `count` lines of a file, reading at most its last 64 KiB. */
+export async function tailFile(file: string, count: number): Promise<string[]> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const {size} = await handle.stat();
+    const length = Math.min(size, 64 * 1024);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    const lines = buffer.toString('utf8').split(/\r?\n/);
+    if (length < size) {
+      lines.shift(); // a partial first line
+    }
+    while (lines.length > 0 && lines.at(-1) === '') {
+      lines.pop();
+    }
+    return lines.slice(-count).map(printable);
+  } finally {
+    await handle.close();
+  }
+}
+
+export function hiveDashboardApi(client: HiveClient, options: {home: string}): DashboardApi {
+  const local = isLoopbackUrl(client.url);
+  return {
+    url: client.url,
+    subscribe: (onData, signal) => client.subscribe('/v1/events', onData, signal),
+    status: () => client.get<HiveStatus>('/v1/status'),
+    stopWorker: id => client.delete<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`, 120_000),
+    spawnWorker: request => client.post<WorkerInfo>('/v1/workers', request),
+    async workerLog(id, lines) {
+      const file = path.join(options.home, 'logs', `${id}.log`);
+      if (!local) {
+        return {path: file, lines: [], note: `the hive is remote and has no log API yet: on its machine, see <RBEE_HOME>/logs/${id}.log`};
+      }
+      try {
+        return {path: file, lines: await tailFile(file, lines), note: `local hive: read from ${file}`};
+      } catch (error) {
+        const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file (is RBEE_HOME the hive\'s?)' : (error as Error).message;
+        return {path: file, lines: [], note: `local hive: ${file}: ${reason}`};
+      }
+    },
+  };
+}

@@ -1,0 +1,27 @@
+/**
+ * The dashboard's entry, imported only by `rbee dashboard`'s action: this is where ink and React
+ * are loaded, so every other command starts without them.
+ */
+import {render} from 'ink';
+import type {HiveClient} from '../cli/hive-client.js';
+import {Dashboard} from './components/Dashboard.js';
+import {hiveDashboardApi} from './dashboard-api.js';
+
+const enterAlternateScreen = '\u001B[?1049h\u001B[H';
+const leaveAlternateScreen = '\u001B[?1049l';
+
+export async function runDashboard(options: {client: HiveClient; home: string}): Promise<void> {
+  const api = hiveDashboardApi(options.client, {home: options.home});
+  // Its own screen, as top and htop do: the shell's scrollback is left as it was on quit.
+  process.stdout.write(enterAlternateScreen);
+  const restore = () => process.stdout.write(leaveAlternateScreen);
+  process.once('exit', restore);
+  const instance = render(<Dashboard api={api} />, {exitOnCtrlC: true, patchConsole: true, maxFps: 30});
+  try {
+    await instance.waitUntilExit();
+  } finally {
+    instance.cleanup();
+    process.off('exit', restore);
+    restore();
+  }
+}

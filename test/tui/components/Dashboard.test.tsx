@@ -1,0 +1,284 @@
+/** @jsxRuntime automatic @jsxImportSource react */
+// (tsx compiles test files outside tsconfig.json's include: the pragma gives them its react-jsx setting.)
+/** The whole dashboard against a fake hive: frames read with lastFrame(), keys sent on stdin. */
+import test from 'ava';
+import {Dashboard} from '../../../src/tui/components/Dashboard.js';
+import {fakeHive, heartbeatEvent, iso, workerInfo, type FakeHive} from '../helpers/fake-hive.js';
+import {renderTui, type RenderedTui} from '../helpers/render.js';
+
+const fast = {flushMs: 10, tickMs: 50, statusEveryMs: 200, backoff: {initialMs: 30, maxMs: 60}};
+
+function start(hive: FakeHive, size: {columns?: number; rows?: number} = {columns: 160, rows: 40}): RenderedTui {
+  return renderTui(<Dashboard api={hive} options={fast} />, size);
+}
+
+const now = Date.now();
+const twoWorkers = () => [
+  workerInfo({worker_id: 'worker-aaaa1111', started_at: iso(now - 60_000), last_heartbeat_at: iso(now), last_heartbeat: null}),
+  workerInfo({worker_id: 'worker-bbbb2222', model: 'qwen2.5-0.5b', type: 'vllm', device: 'cuda:0', started_at: iso(now - 30_000)}),
+];
+
+test('header, rows and the detail pane of the first worker', async t => {
+  const hive = fakeHive(twoWorkers());
+  const ui = start(hive, {columns: 160, rows: 40});
+  try {
+    const frame = await ui.waitForFrame(/worker-bbbb2222/);
+    t.regex(frame, /rbee dashboard {2}http:\/\/127\.0\.0\.1:7833 {2}hive pid 100 · rbee 0\.1\.0 {2}● live/);
+    t.regex(frame, /workers 2 ready/);
+    t.regex(frame, /ID +TYPE +MODEL +DEVICE +STATUS +VRAM\/RAM +REQS +TOK\/S +QUEUE +UPTIME +HEARTBEAT/);
+    t.regex(frame, /› worker-aaaa1111 +llamacpp +gemma-3-270m-q4_k_m +cpu +ready/);
+    t.regex(frame, / {2}worker-bbbb2222 +vllm +qwen2\.5-0\.5b +cuda:0 +ready/);
+    await ui.waitForFrame(/devices cpu ██░░░░░░ 4\.0G\/16\.0G/);
+    t.regex(ui.frame(), /│ worker-aaaa1111 · llamacpp · gemma-3-270m-q4_k_m on cpu · ready · last heartbeat \d+\.\ds ago \(interval not seen yet; stale after 15s\) · pid 4242/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('heartbeats fill the row: RAM bar, sparkline, queue; the detail pane lists the heartbeat', async t => {
+  const hive = fakeHive(twoWorkers());
+  const ui = start(hive, {columns: 160, rows: 40});
+  try {
+    await ui.waitForFrame(/devices cpu/);
+    await ui.waitForFrame(/4\.0G\/16\.0G/);
+    hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 10, requests_total: 7}, Date.now() - 1_000));
+    hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 20, requests_total: 9, queue_depth: 2}, Date.now()));
+    const frame = await ui.waitForFrame(/████░░░░ 8\.0G\/16\.0G +9 +▅█ +20\.0 +2/);
+    t.regex(frame, /throughput_tokens_per_second 20/);
+    t.regex(frame, /ram_used +8\.0G \(8589934592\)/);
+    t.regex(frame, /requests_total +9/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('j/k and arrows move the selection, and the detail pane follows', async t => {
+  const ui = start(fakeHive(twoWorkers()));
+  try {
+    await ui.waitForFrame(/› worker-aaaa1111/);
+    ui.press('j');
+    await ui.waitForFrame(/› worker-bbbb2222/);
+    t.regex(ui.frame(), /│ worker-bbbb2222 · vllm · qwen2\.5-0\.5b on cuda:0/);
+    ui.press('j');
+    await new Promise(resolve => setTimeout(resolve, 50));
+    t.regex(ui.frame(), /› worker-bbbb2222/, 'stays on the last line');
+    ui.press('up');
+    await ui.waitForFrame(/› worker-aaaa1111/);
+    ui.press('down');
+    await ui.waitForFrame(/› worker-bbbb2222/);
+    ui.press('k');
+    await ui.waitForFrame(/› worker-aaaa1111/);
+    t.pass();
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('s asks y/n: n leaves the worker alone, y stops it through the API', async t => {
+  const hive = fakeHive(twoWorkers());
+  let release!: () => void;
+  hive.holdStops = new Promise(resolve => {
+    release = resolve;
+  });
+  const ui = start(hive);
+  try {
+    await ui.waitForFrame(/› worker-aaaa1111/);
+    ui.press('j');
+    await ui.waitForFrame(/› worker-bbbb2222/);
+    ui.press('s');
+    await ui.waitForFrame(/Stop worker-bbbb2222 \(qwen2\.5-0\.5b on cuda:0\)\? y\/n/);
+    ui.press('n');
+    await ui.waitForFrame(frame => !frame.includes('y/n'));
+    t.deepEqual(hive.stops, []);
+    ui.press('s');
+    await ui.waitForFrame(/Stop worker-bbbb2222/);
+    ui.press('y');
+    await ui.waitForFrame(/stopping worker-bbbb2222…/);
+    t.deepEqual(hive.stops, ['worker-bbbb2222']);
+    t.regex(ui.frame(), /stop requested/);
+    // The hive reports the change on its event stream; the answer to DELETE comes after.
+    hive.emit({type: 'worker', at: new Date().toISOString(), change: 'state', worker: workerInfo({worker_id: 'worker-bbbb2222', model: 'qwen2.5-0.5b', type: 'vllm', device: 'cuda:0', state: 'stopping', started_at: iso(now - 30_000)})});
+    await ui.waitForFrame(/worker-bbbb2222 +vllm +qwen2\.5-0\.5b +cuda:0 +stopping/);
+    release();
+    await ui.waitForFrame(/worker-bbbb2222 stopped/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('r asks, then stops and spawns the same model, device and type, and selects the new worker', async t => {
+  const hive = fakeHive(twoWorkers());
+  const ui = start(hive);
+  try {
+    await ui.waitForFrame(/› worker-aaaa1111/);
+    ui.press('r');
+    await ui.waitForFrame(/Restart worker-aaaa1111 .*y\/n/);
+    ui.press('y');
+    await ui.waitForFrame(/restarted worker-aaaa1111 as worker-new1/);
+    t.deepEqual(hive.stops, ['worker-aaaa1111']);
+    t.deepEqual(hive.spawns, [{model: '/models/gemma-3-270m-q4_k_m.gguf', device: 'cpu', type: 'llamacpp', restart: 'on-failure'}]);
+    hive.emit({type: 'worker', at: new Date().toISOString(), change: 'spawned', worker: workerInfo({worker_id: 'worker-new1', state: 'starting', started_at: new Date().toISOString()})});
+    await ui.waitForFrame(/› worker-new1 +llamacpp .* starting/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('/ filters by id, model, type or state; esc clears', async t => {
+  const ui = start(fakeHive(twoWorkers()));
+  try {
+    await ui.waitForFrame(/worker-bbbb2222/);
+    ui.press('/');
+    await ui.waitForFrame(/\/█ {3}enter keeps the filter/);
+    ui.press('q');
+    ui.press('w');
+    ui.press('e');
+    let frame = await ui.waitForFrame(/\/qwe█/);
+    t.notRegex(frame, /worker-aaaa1111 +llamacpp/);
+    t.regex(frame, /worker-bbbb2222/);
+    ui.press('enter');
+    frame = await ui.waitForFrame(/filter "qwe"/);
+    ui.press('/');
+    ui.press('x');
+    frame = await ui.waitForFrame(/no worker matches "qwex"/);
+    ui.press('escape');
+    frame = await ui.waitForFrame(frame => !frame.includes('/qwex') && frame.includes('worker-aaaa1111'));
+    t.regex(frame, /worker-bbbb2222/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('? shows the keys, l shows the worker\'s log lines', async t => {
+  const hive = fakeHive(twoWorkers());
+  hive.logs['worker-aaaa1111'] = {path: '/tmp/logs/worker-aaaa1111.log', lines: ['[worker] loading', '[worker] ready: gemma on cpu'], note: 'local hive: read from /tmp/logs/worker-aaaa1111.log'};
+  const ui = start(hive);
+  try {
+    await ui.waitForFrame(/› worker-aaaa1111/);
+    ui.press('?');
+    let frame = await ui.waitForFrame(/keys/);
+    t.regex(frame, /s +stop the selected worker \(asks y\/n\)/);
+    ui.press('escape');
+    await ui.waitForFrame(frame => !frame.includes('this help'));
+    ui.press('l');
+    frame = await ui.waitForFrame(/\[worker\] ready: gemma on cpu/);
+    t.regex(frame, /log: local hive: read from \/tmp\/logs\/worker-aaaa1111\.log/);
+    t.regex(frame, /\[worker\] loading/);
+    ui.press('l');
+    await ui.waitForFrame(frame => !frame.includes('[worker] loading'));
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('q quits', async t => {
+  const ui = start(fakeHive(twoWorkers()));
+  await ui.waitForFrame(/worker-aaaa1111/);
+  const framesBefore = ui.frames.length;
+  ui.press('q');
+  // Exited: the app unmounts, and no frame comes after.
+  await new Promise(resolve => setTimeout(resolve, 200));
+  const framesAfter = ui.frames.length;
+  await new Promise(resolve => setTimeout(resolve, 200));
+  t.is(ui.frames.length, framesAfter, 'no more renders after q');
+  t.true(framesAfter >= framesBefore);
+  ui.unmount();
+});
+
+test('an empty hive says how to spawn a worker', async t => {
+  const ui = start(fakeHive([]));
+  try {
+    const frame = await ui.waitForFrame(/No workers on this hive yet/);
+    t.regex(frame, /Spawn one: rbee worker spawn --model default --wait/);
+    t.regex(frame, /workers none/);
+  } finally {
+    ui.unmount();
+  }
+  const other = start(fakeHive([], {url: 'http://10.0.0.2:9000'}));
+  try {
+    await other.waitForFrame(/rbee worker spawn --model default --wait --hive http:\/\/10\.0\.0\.2:9000/);
+    t.pass();
+  } finally {
+    other.unmount();
+  }
+});
+
+test('a hive restart: reconnecting… with the last state kept, then live again from the new snapshot', async t => {
+  const hive = fakeHive(twoWorkers());
+  const ui = start(hive);
+  try {
+    await ui.waitForFrame(/● live/);
+    hive.refuse = 'no hive at http://127.0.0.1:7833';
+    hive.end();
+    let frame = await ui.waitForFrame(/○ reconnecting… \(attempt \d+.*\): no hive at http:\/\/127\.0\.0\.1:7833/);
+    t.regex(frame, /worker-aaaa1111/, 'the last known workers stay');
+    await ui.waitForFrame(/attempt [3-9]/);
+    hive.snapshots.push({...hive.snapshots[0]!, type: 'snapshot', workers: [workerInfo({worker_id: 'worker-cccc3333'})]} as never);
+    hive.refuse = null;
+    frame = await ui.waitForFrame(/● live/);
+    frame = await ui.waitForFrame(/worker-cccc3333/);
+    t.notRegex(frame, /worker-aaaa1111/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('a resize re-lays the table out: narrow terminals drop columns, wide ones get them back', async t => {
+  const ui = start(fakeHive(twoWorkers()), {columns: 160, rows: 40});
+  try {
+    await ui.waitForFrame(/TYPE +MODEL/);
+    ui.resize(70, 20);
+    const narrow = await ui.waitForFrame(frame => !frame.includes('TYPE') && frame.includes('worker-aaaa1111'));
+    t.true(narrow.split('\n').every(line => line.length <= 70), 'no line wider than the terminal');
+    t.true(narrow.split('\n').length <= 19, 'one line short of the terminal');
+    ui.resize(160, 40);
+    await ui.waitForFrame(/TYPE +MODEL/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('stale heartbeats are flagged in the row and counted in the header', async t => {
+  const old = Date.now() - 20_000;
+  const ui = start(fakeHive([workerInfo({worker_id: 'worker-stale', last_heartbeat_at: iso(old), last_heartbeat: null})]));
+  try {
+    const frame = await ui.waitForFrame(/⚠ 1 stale/);
+    t.regex(frame, /worker-stale .*⚠ 2\ds/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('groups render as a tree of coordinator and shards', async t => {
+  const hive = fakeHive([
+    workerInfo({worker_id: 'worker-coord', started_at: iso(now - 3_000)}),
+    workerInfo({worker_id: 'worker-shard1', started_at: iso(now - 2_000)}),
+  ]);
+  const ui = start(hive, {columns: 160, rows: 40});
+  try {
+    await ui.waitForFrame(/worker-shard1/);
+    hive.emit(heartbeatEvent({worker_id: 'worker-coord', group_id: 'g-llama', role: 'coordinator', group_health: 'healthy'}, Date.now()));
+    hive.emit(heartbeatEvent({worker_id: 'worker-shard1', group_id: 'g-llama', role: 'shard', coordinator: 'worker-coord'}, Date.now()));
+    const frame = await ui.waitForFrame(/▾ group g-llama · coordinator worker-coord · 1 shard · healthy/);
+    t.regex(frame, /› ├ worker-coord/);
+    t.regex(frame, / {2}└ worker-shard1/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('500 workers: only the lines that fit are drawn, and the window follows the selection', async t => {
+  const many = Array.from({length: 500}, (_, index) => workerInfo({worker_id: `worker-${String(index).padStart(4, '0')}`, started_at: iso(now - 500_000 + index)}));
+  const ui = start(fakeHive(many), {columns: 160, rows: 30});
+  try {
+    let frame = await ui.waitForFrame(/rows 1-\d+ of 500/);
+    t.true(frame.split('\n').length <= 29);
+    t.notRegex(frame, /worker-0400/);
+    ui.press('pageDown');
+    ui.press('pageDown');
+    frame = await ui.waitForFrame(/› worker-0020/);
+    t.regex(frame, /rows \d+-\d+ of 500/);
+  } finally {
+    ui.unmount();
+  }
+});
