@@ -1,8 +1,13 @@
 /**
- * A one-line terminal progress bar for model downloads. Drawn only on a TTY (a log file should
- * not fill with carriage returns); elsewhere it writes one line per phase.
+ * A one-line terminal progress bar for whatever a person waits on: model downloads (bytes), model
+ * loads and engine builds (steps). Drawn only on a TTY (a log file should not fill with carriage
+ * returns); elsewhere it writes one line per phase.
  */
 import type {ModelProgress} from './resolve-model.js';
+
+/** Progress counted in steps rather than bytes: no sizes, no transfer rate. */
+export type StepProgress = {phase: 'loading' | 'building'; done: number; total: number | null; unit: 'steps'};
+export type BarProgress = ModelProgress | StepProgress;
 
 export type ProgressStream = {write(chunk: string): unknown; isTTY?: boolean; columns?: number};
 
@@ -14,7 +19,7 @@ export type ProgressBarOptions = {
 };
 
 export type ProgressBar = {
-  update(progress: ModelProgress): void;
+  update(progress: BarProgress): void;
   done(message?: string): void;
 };
 
@@ -26,7 +31,7 @@ export function createProgressBar(options: ProgressBarOptions): ProgressBar {
   const stream = options.stream ?? process.stderr;
   const now = options.now ?? Date.now;
   const interactive = stream.isTTY === true;
-  let phase: ModelProgress['phase'] | null = null;
+  let phase: BarProgress['phase'] | null = null;
   let samples: {time: number; done: number}[] = [];
   let lastDrawAt = -Infinity;
   let drawn = false;
@@ -43,7 +48,8 @@ export function createProgressBar(options: ProgressBarOptions): ProgressBar {
         phase = progress.phase;
         samples = [];
         if (!interactive) {
-          stream.write(`${options.label}: ${progress.phase}${progress.total === null ? '' : ` ${formatBytes(progress.total)}`}\n`);
+          const size = progress.total === null || 'unit' in progress ? '' : ` ${formatBytes(progress.total)}`;
+          stream.write(`${options.label}: ${progress.phase}${size}\n`);
         }
       }
       samples.push({time, done: progress.done});
@@ -84,8 +90,13 @@ function rate(samples: {time: number; done: number}[]): number | null {
   return ((last.done - first.done) * 1000) / (last.time - first.time);
 }
 
-function renderLine(label: string, progress: ModelProgress, bytesPerSecond: number | null): string {
+function renderLine(label: string, progress: BarProgress, bytesPerSecond: number | null): string {
   const parts = [label, progress.phase];
+  if ('unit' in progress) {
+    const fraction = progress.total !== null && progress.total > 0 ? Math.min(1, progress.done / progress.total) : 0;
+    const filled = Math.round(fraction * 24);
+    return [...parts, `[${'#'.repeat(filled)}${'-'.repeat(24 - filled)}]`, `${Math.floor(fraction * 100)}%`].join(' ');
+  }
   if (progress.total !== null && progress.total > 0) {
     const fraction = Math.min(1, progress.done / progress.total);
     const width = 24;

@@ -46,3 +46,12 @@ test('formats sizes and durations for humans', t => {
   t.is(formatDuration(9.4), '0:09');
   t.is(formatDuration(3725), '1:02:05');
 });
+
+test('step progress (a model load, an engine build) shows a bar and a percentage, no sizes or rates', t => {
+  const written: string[] = [];
+  const bar = createProgressBar({label: 'gemma', stream: {isTTY: true, columns: 120, write: chunk => written.push(String(chunk))}, now: () => 0});
+  bar.update({phase: 'loading', done: 500, total: 1000, unit: 'steps'});
+  const line = written.join('');
+  t.regex(line, /gemma loading \[#{12}-{12}\] 50%/);
+  t.notRegex(line, /B\/s|KiB|ETA/);
+});

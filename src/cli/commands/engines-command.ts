@@ -18,7 +18,7 @@ export function enginesCommand(): Command {
         ...(options.jobs === undefined ? {} : {jobs: options.jobs}),
         onProgress: progress => {
           if (progress.phase === 'build') {
-            bar.update({phase: 'assembling', done: progress.done, total: progress.total});
+            bar.update({phase: 'building', done: progress.done, total: progress.total, unit: 'steps'});
           }
         },
         ...(options.verbose === true ? {log: (line: string) => process.stderr.write(`${line}\n`)} : {}),

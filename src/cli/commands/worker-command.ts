@@ -53,8 +53,11 @@ async function waitUntilReady(client: HiveClient, worker: WorkerInfo, timeoutSec
       }
       await new Promise(resolve => setTimeout(resolve, 250));
       current = await client.get<WorkerInfo>(`/v1/workers/${current.worker_id}`);
-      if (current.progress !== null && (current.progress.phase === 'downloading' || current.progress.phase === 'assembling' || current.progress.phase === 'verifying')) {
-        bar.update({phase: current.progress.phase, done: current.progress.done, total: current.progress.total});
+      const progress = current.progress;
+      if (progress !== null && (progress.phase === 'downloading' || progress.phase === 'assembling' || progress.phase === 'verifying')) {
+        bar.update({phase: progress.phase, done: progress.done, total: progress.total});
+      } else if (progress !== null && progress.phase === 'loading') {
+        bar.update({phase: 'loading', done: progress.done, total: progress.total, unit: 'steps'});
       }
     }
   } finally {
