@@ -10,7 +10,7 @@ import {layoutColumns} from '../columns.js';
 import {restartRequest, type DashboardApi} from '../dashboard-api.js';
 import {isAliveState, type HiveModel} from '../model.js';
 import {selectableIds, tableLines, type TableLine} from '../rows.js';
-import {initialView, keyIntent, reduceView, type ViewAction, type ViewState, type WorkerAction} from '../view-state.js';
+import {initialView, keyIntent, reduceView, type KeyPress, type ViewAction, type ViewState, type WorkerAction} from '../view-state.js';
 import {useHiveModel, type HiveModelOptions} from '../hooks/useHiveModel.js';
 import {useTerminalSize} from '../hooks/useTerminalSize.js';
 import {useWorkerLog} from '../hooks/useWorkerLog.js';
@@ -111,8 +111,8 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
 
   // Keys read the state of the last render plus what they changed since, not the closure's: ink
   // re-registers this handler in an effect, and a paste delivers several keys before any render.
-  const current = useRef({view, ids, selected});
-  current.current = {view, ids, selected};
+  const current = useRef({view, ids});
+  current.current = {view, ids};
   const update = (action: ViewAction) => {
     current.current = {...current.current, view: reduceView(current.current.view, action)};
     dispatchView(action);
@@ -142,8 +142,8 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
     }
   };
 
-  useInput((input, key) => {
-    const {view, ids, selected} = current.current;
+  const handleKey = (input: string, key: KeyPress) => {
+    const {view, ids} = current.current;
     const intent = keyIntent(view, input, key);
     switch (intent.kind) {
       case 'none':
@@ -160,7 +160,10 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
         return;
       }
       case 'ask': {
-        if (selected === null) {
+        // The selection as the keys before this one left it.
+        const id = view.selectedId !== null && ids.includes(view.selectedId) ? view.selectedId : ids[0];
+        const selected = id === undefined ? undefined : latest.current.workers.get(id);
+        if (selected === undefined) {
           update({type: 'notice', notice: {text: 'no worker selected', tone: 'error'}});
         } else if (view.pending[selected.info.worker_id] !== undefined) {
           update({type: 'notice', notice: {text: `${selected.info.worker_id}: a ${view.pending[selected.info.worker_id]} is already under way`, tone: 'error'}});
@@ -175,6 +178,18 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
         update({type: 'answer'});
         void perform(intent.action, intent.workerId);
     }
+  };
+
+  useInput((input, key) => {
+    // Keys typed faster than the dashboard reads them arrive together, as one string (as a paste
+    // does): outside the filter, each character is its own key.
+    if (!current.current.view.editingFilter && input.length > 1 && key.ctrl !== true && key.meta !== true) {
+      for (const char of input) {
+        handleKey(char, {});
+      }
+      return;
+    }
+    handleKey(input, key);
   });
 
   // A notice fades after 8 s, unless a newer one replaced it.

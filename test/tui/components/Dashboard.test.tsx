@@ -106,6 +106,21 @@ test('s asks y/n: n leaves the worker alone, y stops it through the API', async 
   }
 });
 
+test('keys typed faster than they are read arrive together and still count one by one', async t => {
+  const hive = fakeHive(twoWorkers());
+  const ui = start(hive);
+  try {
+    await ui.waitForFrame(/› worker-aaaa1111/);
+    ui.press('js');
+    await ui.waitForFrame(/Stop worker-bbbb2222 \(qwen2\.5-0\.5b on cuda:0\)\? y\/n/);
+    ui.press('y');
+    await ui.waitForFrame(/worker-bbbb2222 stopped/);
+    t.deepEqual(hive.stops, ['worker-bbbb2222']);
+  } finally {
+    ui.unmount();
+  }
+});
+
 test('r asks, then stops and spawns the same model, device and type, and selects the new worker', async t => {
   const hive = fakeHive(twoWorkers());
   const ui = start(hive);
