@@ -62,7 +62,7 @@ export type LlamaServerOverheadOptions = {
   workerDirect?: boolean;
   /**
    * Before each batch, wait (at most `quietWaitMs`, default 30 s) until other processes use under
-   * `quietCores` (default 0.25) of a core over 0.5 s: a shared machine's bursts fall between batches.
+   * `quietCores` (default 0.25) of a core over two 0.5 s windows in a row: a shared machine's bursts fall between batches.
    */
   quietCores?: number;
   quietWaitMs?: number;
@@ -73,6 +73,8 @@ export type LlamaServerOverheadOptions = {
   retryDisturbed?: number;
   /** Time all the discarded tries of a run may take together, waits included (default 8 min). */
   retryBudgetMs?: number;
+  /** No round starts once this much time has passed since the start (default none); at least one always runs. */
+  budgetMs?: number;
   /** Per stream (default 600 s); the caller's deadline bounds the whole run anyway. */
   streamTimeoutMs?: number;
 };
@@ -140,7 +142,9 @@ export type LlamaServerOverheadResult = {
     temperature: 0;
     seed: 1;
     prompt: string;
+    /** Rounds asked for, and rounds run (fewer when the time budget ran out). */
     rounds: number;
+    rounds_done: number;
     concurrencies: number[];
     worker_direct: boolean;
     mode: string;
@@ -266,6 +270,7 @@ function ratios(numerator: SideSummary, denominator: SideSummary) {
 }
 
 export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions): Promise<LlamaServerOverheadResult> {
+  const runBegan = performance.now();
   const workerDirect = options.workerDirect ?? true;
   const cached = findLlamaCpp();
   const project = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-bench-llama-server-'));
@@ -325,16 +330,19 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
     const retryDisturbed = options.retryDisturbed ?? 2;
     const retryBudgetMs = options.retryBudgetMs ?? 8 * 60_000;
     let retrySpentMs = 0;
+    // Quiet = two 0.5 s windows in a row under quietCores: a build's short pause between two compiler runs is not quiet.
     const waitForQuiet = async (): Promise<Batch['quiet']> => {
       const began = performance.now();
+      let quietWindows = 0;
       for (;;) {
         const before = cpuNow();
         const from = performance.now();
         await sleep(500);
         const after = cpuNow();
         const foreign = ((after.machine_busy - before.machine_busy) - (trackedOf(after) - trackedOf(before))) / ((performance.now() - from) / 1000);
+        quietWindows = foreign <= quietCores ? quietWindows + 1 : 0;
         const waited = performance.now() - began;
-        if (foreign <= quietCores || waited >= quietWaitMs) {
+        if (quietWindows >= 2 || waited >= quietWaitMs) {
           return {waited_ms: round(waited, 0), foreign_cores: round(foreign, 2)};
         }
       }
@@ -408,13 +416,21 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
       await batch(side, options.parallel, -1);
     }
 
-    const results: ConcurrencyResult[] = [];
-    for (const concurrency of options.concurrencies) {
-      const batches: Batch[] = [];
-      const discarded: ConcurrencyResult['discarded'] = [];
-      const foreignCores = (entry: Batch) => entry.cpu_s.foreign / (entry.wall_ms / 1000);
-      for (let roundIndex = 0; roundIndex < options.rounds; roundIndex++) {
-        const order = roundIndex % 2 === 0 ? sides : [...sides].reverse();
+    // A round runs every configuration, so a run cut short by its time budget still has all of them.
+    const batchesOf = new Map(options.concurrencies.map(concurrency => [concurrency, [] as Batch[]]));
+    const discardedOf = new Map(options.concurrencies.map(concurrency => [concurrency, [] as ConcurrencyResult['discarded']]));
+    const foreignCores = (entry: Batch) => entry.cpu_s.foreign / (entry.wall_ms / 1000);
+    const budgetEnd = runBegan + (options.budgetMs ?? Number.POSITIVE_INFINITY);
+    let roundsDone = 0;
+    for (let roundIndex = 0; roundIndex < options.rounds; roundIndex++) {
+      if (roundIndex > 0 && performance.now() > budgetEnd) {
+        options.log(`time budget of ${Math.round((options.budgetMs ?? 0) / 60_000)} min spent: stopping after ${roundsDone} of ${options.rounds} rounds`);
+        break;
+      }
+      const order = roundIndex % 2 === 0 ? sides : [...sides].reverse();
+      for (const concurrency of options.concurrencies) {
+        const batches = batchesOf.get(concurrency)!;
+        const discarded = discardedOf.get(concurrency)!;
         for (const side of order) {
           for (let attempt = 0; ; attempt++) {
             const attemptBegan = performance.now();
@@ -423,7 +439,7 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
             const again = disturbed && attempt < retryDisturbed && retrySpentMs < retryBudgetMs;
             options.log(`c=${concurrency} round ${roundIndex + 1}/${options.rounds} ${side.padEnd(6)}: TTFT median ${median(result.streams.map(stream => stream.ttftMs)).toFixed(0)} ms, ` +
               `per-stream ${median(result.streams.map(stream => stream.decodeTokensPerSecond)).toFixed(1)} tok/s, aggregate ${result.aggregate_tps.toFixed(1)} tok/s, ` +
-              `wall ${result.wall_ms.toFixed(0)} ms${result.quiet.waited_ms > 600 ? ` (after ${(result.quiet.waited_ms / 1000).toFixed(1)} s waiting for quiet)` : ''}, busy slots/decode ${result.server.busy_slots_per_decode.toFixed(2)}, ` +
+              `wall ${result.wall_ms.toFixed(0)} ms${result.quiet.waited_ms > 1_500 ? ` (after ${(result.quiet.waited_ms / 1000).toFixed(1)} s waiting for quiet)` : ''}, busy slots/decode ${result.server.busy_slots_per_decode.toFixed(2)}, ` +
               `other processes ${foreignCores(result).toFixed(2)} cores${again ? ': disturbed, running it again' : ''}`);
             if (!again) {
               batches.push(result);
@@ -441,13 +457,20 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
           }
         }
       }
+      roundsDone++;
+    }
+
+    const results: ConcurrencyResult[] = [];
+    for (const concurrency of options.concurrencies) {
+      const batches = batchesOf.get(concurrency)!;
+      const discarded = discardedOf.get(concurrency)!;
       const of = (side: Side) => batches.filter(entry => entry.side === side);
       const peerSummary = summarizeSide(of('peer'), 'peer');
       const rbeeSummary = summarizeSide(of('rbee'), 'rbee');
       const workerSummary = workerDirect ? summarizeSide(of('worker'), 'worker') : null;
       results.push({
         concurrency,
-        rounds: options.rounds,
+        rounds: roundsDone,
         peer: peerSummary,
         rbee: rbeeSummary,
         worker: workerSummary,
@@ -487,6 +510,7 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
         seed: 1,
         prompt,
         rounds: options.rounds,
+        rounds_done: roundsDone,
         concurrencies: options.concurrencies,
         worker_direct: workerDirect,
         mode: 'both stacks up for the whole run; one asked at a time, the other idle',
@@ -551,7 +575,7 @@ export function llamaServerOverheadTables(result: LlamaServerOverheadResult): Ta
   const unquiet = allBatches.filter(batch => batch.quiet.foreign_cores > config.quiet_gate.cores).length;
   const idle = result.concurrency.map(entry => `${entry.concurrency}: rbee idle during peer batches ${fmt(entry.peer.cpu_s_per_batch.idle_side, 3)} s, peer idle during rbee batches ${fmt(entry.rbee.cpu_s_per_batch.idle_side, 3)} s`).join('; ');
   const tables: Table[] = [{
-    title: `(e) llama-server alone (peer) vs behind rbee: adapter + worker + hive (threads ${config.threads}, parallel ${config.parallel}, context ${config.context_size_per_sequence}/sequence = --ctx-size ${config.context_size_per_sequence * config.parallel}, ${config.max_tokens} tokens; ${config.rounds} rounds each, alternating)`,
+    title: `(e) llama-server alone (peer) vs behind rbee: adapter + worker + hive (threads ${config.threads}, parallel ${config.parallel}, context ${config.context_size_per_sequence}/sequence = --ctx-size ${config.context_size_per_sequence * config.parallel}, ${config.max_tokens} tokens; ${config.rounds_done} rounds each, alternating${config.rounds_done < config.rounds ? `: ${config.rounds} asked, the time budget ran out` : ''})`,
     header: ['measure', 'peer median', 'peer p90', 'rbee median', 'rbee p90', 'rbee/peer'],
     rows: headline,
     notes: [
@@ -678,7 +702,8 @@ async function main(): Promise<void> {
     throw new Error('no cached llama-server build: run `node bin/rbee.js engines install llama.cpp` first');
   }
   // Bounded: whatever happens, the run ends and cleans up by this deadline.
-  installExitHandlers(Math.max(20, 10 + runs * 5) * 60_000);
+  const deadlineMs = Math.max(20, 10 + runs * 5) * 60_000;
+  installExitHandlers(deadlineMs);
   const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 
   const started = new Date();
@@ -698,6 +723,8 @@ async function main(): Promise<void> {
     contextSize: 1024,
     maxTokens: 64,
     log,
+    // No new round in the last 10 minutes before the deadline: a short run beats none on a busy machine.
+    budgetMs: deadlineMs - 10 * 60_000,
   });
   const document: Document = {
     schema: 'rbee-bench-llama-server-overhead/1',
