@@ -16,3 +16,17 @@ export {
 } from './adapters/adapter-api.js';
 export {engineJson, engineSse, openAiStream, parsePrometheusText, processRss} from './adapters/engine-http.js';
 export {findLlamaCpp, type LlamaCppInstall} from './engines/llama-cpp-build.js';
+export {
+  loadNativeBinding,
+  loadNativeModel,
+  nativeBindingAvailable,
+  NativeEngineError,
+  type NativeChatMessage,
+  type NativeErrorCode,
+  type NativeGenerateRequest,
+  type NativeGenerateResult,
+  type NativeLoadOptions,
+  type NativeMemoryInfo,
+  type NativeModel,
+  type NativeModelInfo,
+} from './native/index.js';

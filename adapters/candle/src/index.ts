@@ -1,0 +1,103 @@
+/**
+ * rbee's candle adapter: the bespoke worker engine, Rust and Candle in the worker process
+ * (native/, built by `npm run build:native`), written against the public adapter API like any
+ * plugin. It loads the binding lazily: a machine without the built .node can still load this
+ * adapter, and `start` then fails with an error that says how to build it.
+ *
+ *   rbee worker spawn --type candle --model default --device cpu
+ */
+import {z} from 'zod';
+import {
+  RbeeError,
+  defineAdapter,
+  loadNativeModel,
+  parseAdapterOptions,
+  type AdapterContext,
+  type AdapterInferRequest,
+  type GenerateResult,
+  type NativeModel,
+  type RbeeAdapter,
+} from 'rbee';
+
+const name = 'rbee:candle';
+
+export const CandleOptionsSchema = z.strictObject({
+  /** CPU threads for the matrix multiplications (default: the worker's `--threads`, else all cores). */
+  threads: z.number().int().min(1).max(1_024).optional(),
+});
+export type CandleOptions = z.input<typeof CandleOptionsSchema>;
+
+function backendOf(device: string): string {
+  if (device.startsWith('cuda:')) {
+    return 'cuda';
+  }
+  return device === 'metal' ? 'metal' : 'cpu';
+}
+
+export default function candle(options?: CandleOptions): RbeeAdapter {
+  const settings = parseAdapterOptions(name, CandleOptionsSchema, options);
+  let model: NativeModel | null = null;
+  let threads: number | undefined;
+
+  const loaded = (): NativeModel => {
+    if (model === null) {
+      throw new RbeeError('worker_not_ready', 'the candle engine is not started');
+    }
+    return model;
+  };
+
+  return defineAdapter({
+    name,
+    type: 'candle',
+    adapterType: 'candle',
+    description: "rbee's Rust/Candle engine in process (GGUF; build it with `npm run build:native`)",
+    modelFormat: 'gguf',
+    async start(context: AdapterContext) {
+      threads = settings.threads ?? context.threads;
+      context.reportLoadProgress(0);
+      model = await loadNativeModel({
+        path: context.modelPath,
+        device: context.device,
+        contextSize: context.contextSize,
+        ...(threads === undefined ? {} : {threads}),
+        onProgress: fraction => context.reportLoadProgress(fraction),
+      });
+      const {info} = model;
+      context.log(`candle: ${info.architecture} (${info.layers} layers, ${info.vocabSize} tokens) on ${info.device}, context ${info.contextSize}`);
+      if (context.parallel > 1) {
+        context.log(`candle: requests run one at a time on this engine (parallel ${context.parallel} queues them)`);
+      }
+    },
+    async ready() {
+      return model !== null;
+    },
+    async infer(request: AdapterInferRequest): Promise<GenerateResult> {
+      const result = await loaded().generate({
+        ...(request.kind === 'chat' ? {messages: request.messages} : {prompt: request.prompt}),
+        maxTokens: request.maxTokens,
+        temperature: request.temperature,
+        ...(request.topK === undefined ? {} : {topK: request.topK}),
+        ...(request.topP === undefined ? {} : {topP: request.topP}),
+        ...(request.seed === undefined ? {} : {seed: request.seed}),
+        stop: request.stop,
+        signal: request.signal,
+        onText: request.onText,
+      });
+      return {text: result.text, tokensGenerated: result.tokensGenerated, promptTokens: result.promptTokens, finishReason: result.finishReason};
+    },
+    async heartbeat(context: AdapterContext) {
+      const memory = loaded().memory();
+      return {
+        backend: backendOf(context.device),
+        ...(threads === undefined ? {} : {threads}),
+        ram_used: memory.rss,
+        vram_used: memory.vramUsed ?? 0,
+        vram_total: memory.vramTotal ?? 0,
+      };
+    },
+    async stop() {
+      model?.close();
+      model = null;
+    },
+  });
+}

@@ -1,0 +1,16 @@
+//! `LoadOptions`: what `Model.load` takes.
+
+use napi_derive::napi;
+
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// A GGUF file.
+    pub path: String,
+    /// cpu (the default), cuda:N or metal.
+    pub device: Option<String>,
+    /// Positions in the KV cache; default min(the model's training context, 4096).
+    pub context_size: Option<u32>,
+    /// CPU threads for the matrix multiplications and attention (first load in a process wins).
+    pub threads: Option<u32>,
+}

@@ -1,0 +1,321 @@
+//! The engine without napi: load a GGUF onto a device, turn a prompt (raw text or chat messages)
+//! into tokens, and generate with streaming, stop strings, sampling and cancellation. The napi
+//! binding runs `generate` on its own thread; everything here is synchronous and testable.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use candle_core::Device;
+
+use crate::chat_template::{ChatMessage, ChatTemplate};
+use crate::error::{EngineError, EngineResult, ErrorCode};
+use crate::gguf::{self, Metadata};
+use crate::model::config::Config;
+use crate::model::Transformer;
+use crate::sampling::{Sampler, SamplingParams};
+use crate::stop::{Pushed, TextStream};
+use crate::tokenizer::Tokenizer;
+
+/// llama.cpp's default batch: prompts are evaluated in slices of this many tokens, which keeps
+/// the numerics of long prompts the same as llama.cpp's and lets a cancel land between slices.
+pub const PREFILL_BATCH: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub path: String,
+    pub device: String,
+    pub context_size: Option<usize>,
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub architecture: String,
+    pub name: Option<String>,
+    pub device: String,
+    pub context_size: usize,
+    pub train_context_size: usize,
+    pub vocab_size: usize,
+    pub layers: usize,
+    pub embedding_size: usize,
+    pub bos_token: Option<u32>,
+    pub eos_token: Option<u32>,
+    pub eog_tokens: Vec<u32>,
+    pub tokenizer: String,
+    pub has_chat_template: bool,
+    pub weight_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub file_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Prompt {
+    /// Raw text, continued as is (BOS added if the model wants one; special tokens not parsed).
+    Text(String),
+    /// Chat messages through the GGUF's chat template (special tokens parsed).
+    Chat(Vec<ChatMessage>),
+    /// Token ids, evaluated as given.
+    Tokens(Vec<u32>),
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub prompt: Prompt,
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    Cancelled,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateOutcome {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub finish_reason: FinishReason,
+}
+
+/// A loaded model. The tokenizer, template and info are read-only and usable from any thread
+/// while a generation runs; the transformer (weights and KV cache) is behind a mutex, so
+/// generations on one model run one at a time.
+pub struct Engine {
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+    pub info: ModelInfo,
+    pub device: Device,
+    model: Mutex<Transformer>,
+}
+
+/// "cpu", "cuda:N" or "metal" to a Candle device: a malformed string is `device_unknown`, a
+/// device this build or machine does not have is `device_unavailable`.
+pub fn parse_device(device: &str) -> EngineResult<Device> {
+    if device == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    if let Some(index) = device.strip_prefix("cuda:") {
+        let index: usize = index
+            .parse()
+            .map_err(|_| EngineError::new(ErrorCode::DeviceUnknown, format!("unknown device \"{device}\": expected cpu, cuda:N or metal")))?;
+        if !cfg!(feature = "cuda") {
+            return Err(EngineError::new(
+                ErrorCode::DeviceUnavailable,
+                format!("device {device} is not available: this build of the candle engine has no CUDA support (build it with `npm run build:native -- --features cuda`)"),
+            ));
+        }
+        return Device::new_cuda(index)
+            .map_err(|e| EngineError::new(ErrorCode::DeviceUnavailable, format!("device {device} is not available: {e}")));
+    }
+    if device == "metal" {
+        if !cfg!(feature = "metal") {
+            return Err(EngineError::new(ErrorCode::DeviceUnavailable, "device metal is not available: this build of the candle engine has no Metal support"));
+        }
+        return Device::new_metal(0).map_err(|e| EngineError::new(ErrorCode::DeviceUnavailable, format!("device metal is not available: {e}")));
+    }
+    Err(EngineError::new(ErrorCode::DeviceUnknown, format!("unknown device \"{device}\": expected cpu, cuda:N or metal")))
+}
+
+static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// The CPU threads this process computes with (set by the first model load).
+pub fn threads() -> usize {
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+fn configure_threads(threads: Option<usize>) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let threads = threads.filter(|t| *t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let _ = THREADS.set(threads);
+        // Candle's matmul pool reads this once, at its first use.
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        }
+    });
+}
+
+impl Engine {
+    pub fn load(options: &LoadOptions, progress: &mut dyn FnMut(f64)) -> EngineResult<Self> {
+        let device = parse_device(&options.device)?;
+        configure_threads(options.threads);
+        let mut file = gguf::open(Path::new(&options.path))?;
+        let config = Config::from_gguf(&file.content.metadata, &file.content.tensor_infos)?;
+        let md = Metadata(&file.content.metadata);
+        let tokenizer = Tokenizer::from_metadata(&md)?;
+        // The GGUF's own template; without one, the format its special tokens say it was trained on.
+        let template = match md.string("tokenizer.chat_template") {
+            Some(source) => Some(ChatTemplate::new(source)?),
+            None if tokenizer.token_id("<start_of_turn>").is_some() => Some(ChatTemplate::new(crate::chat_template::GEMMA_TEMPLATE)?),
+            None if tokenizer.token_id("<|start_header_id|>").is_some() => Some(ChatTemplate::new(crate::chat_template::LLAMA3_TEMPLATE)?),
+            None if tokenizer.token_id("<|im_start|>").is_some() => Some(ChatTemplate::new(crate::chat_template::CHATML_TEMPLATE)?),
+            None => None,
+        };
+        let name = md.string("general.name").map(str::to_string);
+        let context_size = options.context_size.filter(|c| *c > 0).unwrap_or(config.train_context.min(4096));
+        if context_size > config.train_context.max(1) * 4 {
+            return Err(EngineError::invalid_request(format!(
+                "context size {context_size} is more than 4 times what the model was trained for ({})",
+                config.train_context
+            )));
+        }
+        let model = Transformer::load(config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?;
+        let info = ModelInfo {
+            architecture: config.arch.name().to_string(),
+            name,
+            device: options.device.clone(),
+            context_size,
+            train_context_size: config.train_context,
+            vocab_size: tokenizer.vocab_size(),
+            layers: config.n_layer,
+            embedding_size: config.n_embd,
+            bos_token: tokenizer.bos,
+            eos_token: tokenizer.eos,
+            eog_tokens: tokenizer.eog_ids(),
+            tokenizer: tokenizer.model_name.clone(),
+            has_chat_template: template.is_some(),
+            weight_bytes: model.weight_bytes as u64,
+            kv_cache_bytes: model.cache_bytes() as u64,
+            file_bytes: file.file_size,
+        };
+        Ok(Self { tokenizer, template, info, device, model: Mutex::new(model) })
+    }
+
+    fn special_text(&self, id: Option<u32>) -> String {
+        id.and_then(|id| self.tokenizer.token_text(id)).unwrap_or("").to_string()
+    }
+
+    pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> EngineResult<String> {
+        let template = self.template.as_ref().ok_or_else(|| {
+            EngineError::new(ErrorCode::TemplateError, "the model has no chat template (tokenizer.chat_template): use a completion prompt")
+        })?;
+        template.render(messages, &self.special_text(self.tokenizer.bos), &self.special_text(self.tokenizer.eos), true)
+    }
+
+    pub fn prompt_tokens(&self, prompt: &Prompt) -> EngineResult<Vec<u32>> {
+        let tokens = match prompt {
+            Prompt::Text(text) => self.tokenizer.encode(text, true, false),
+            Prompt::Tokens(tokens) => {
+                if let Some(bad) = tokens.iter().find(|t| **t as usize >= self.tokenizer.vocab_size()) {
+                    return Err(EngineError::invalid_request(format!("token {bad} is outside the vocabulary of {}", self.tokenizer.vocab_size())));
+                }
+                tokens.clone()
+            }
+            Prompt::Chat(messages) => {
+                let text = self.apply_chat_template(messages)?;
+                // The template writes the BOS itself when the model wants one.
+                let bos_text = self.special_text(self.tokenizer.bos);
+                let add_bos = !(bos_text.is_empty() || text.starts_with(&bos_text));
+                self.tokenizer.encode(&text, add_bos, true)
+            }
+        };
+        if tokens.is_empty() {
+            return Err(EngineError::invalid_request("the prompt is empty"));
+        }
+        Ok(tokens)
+    }
+
+    /// The logits after evaluating `tokens` from position 0 (in prefill batches, as `generate`).
+    pub fn logits(&self, tokens: &[u32]) -> EngineResult<Vec<f32>> {
+        let mut model = self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if tokens.is_empty() || tokens.len() > model.context_size() {
+            return Err(EngineError::invalid_request(format!("{} tokens do not fit the context", tokens.len())));
+        }
+        let mut logits = Vec::new();
+        let mut position = 0;
+        for chunk in tokens.chunks(PREFILL_BATCH) {
+            logits = model.forward(chunk, position)?;
+            position += chunk.len();
+        }
+        Ok(logits)
+    }
+
+    /// Generates one answer. `on_text` gets each piece of text as soon as it is safe to show;
+    /// `cancel` is checked before every forward pass, so a cancel lands within one token.
+    pub fn generate(
+        &self,
+        request: &GenerateRequest,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+        on_token: &mut dyn FnMut(u32),
+    ) -> EngineResult<GenerateOutcome> {
+        request.sampling.validate()?;
+        let prompt = self.prompt_tokens(&request.prompt)?;
+        // A panic in an earlier generation leaves the cache half-written, which the next
+        // request overwrites from position 0 anyway.
+        let mut model = self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let context = model.context_size();
+        if prompt.len() >= context {
+            return Err(EngineError::new(
+                ErrorCode::PromptTooLong,
+                format!("the prompt is {} tokens; the context holds {context} (and needs room for at least one more)", prompt.len()),
+            ));
+        }
+        let mut sampler = Sampler::new(request.sampling);
+        let mut stream = TextStream::new(&request.stop);
+        let mut generated = Vec::new();
+        let finish = |reason: FinishReason, stream: &mut TextStream, generated: Vec<u32>, on_text: &mut dyn FnMut(&str)| {
+            let rest = stream.finish();
+            if !rest.is_empty() {
+                on_text(&rest);
+            }
+            GenerateOutcome { text: stream.text().to_string(), tokens: generated, prompt_tokens: prompt.len(), finish_reason: reason }
+        };
+        if request.max_tokens == 0 {
+            return Ok(finish(FinishReason::Length, &mut stream, generated, on_text));
+        }
+        let mut logits = Vec::new();
+        let mut position = 0;
+        for chunk in prompt.chunks(PREFILL_BATCH) {
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(finish(FinishReason::Cancelled, &mut stream, generated, on_text));
+            }
+            logits = model.forward(chunk, position)?;
+            position += chunk.len();
+        }
+        loop {
+            let token = sampler.sample(&logits);
+            if self.tokenizer.is_eog(token) {
+                return Ok(finish(FinishReason::Stop, &mut stream, generated, on_text));
+            }
+            generated.push(token);
+            on_token(token);
+            match stream.push(&self.tokenizer.token_bytes(token, false)) {
+                Pushed::Text(text) => {
+                    if !text.is_empty() {
+                        on_text(&text);
+                    }
+                }
+                Pushed::Stopped(text) => {
+                    if !text.is_empty() {
+                        on_text(&text);
+                    }
+                    return Ok(finish(FinishReason::Stop, &mut stream, generated, on_text));
+                }
+            }
+            if generated.len() >= request.max_tokens || position >= context {
+                return Ok(finish(FinishReason::Length, &mut stream, generated, on_text));
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(finish(FinishReason::Cancelled, &mut stream, generated, on_text));
+            }
+            logits = model.forward(&[token], position)?;
+            position += 1;
+        }
+    }
+}

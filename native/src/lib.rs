@@ -1,0 +1,25 @@
+//! rbee's bespoke worker engine: GGUF models run with Candle, exposed to Node through napi-rs.
+//! The engine (`engine`, `model`, `tokenizer`, ...) is plain Rust, tested with `cargo test`;
+//! the `binding_*` modules are the napi surface, one exported type per file.
+
+pub mod chat_template;
+pub mod engine;
+pub mod memory;
+pub mod error;
+pub mod ggml_math;
+pub mod model;
+pub mod gguf;
+pub mod sampling;
+pub mod stop;
+pub mod tokenizer;
+
+mod binding_chat_message;
+mod binding_generate_options;
+mod binding_generate_result;
+mod binding_generation;
+mod binding_generation_event;
+mod binding_load_options;
+mod binding_memory_info;
+mod binding_model;
+mod binding_model_info;
+mod binding_native_error;

@@ -1,0 +1,282 @@
+//! The decoder: Gemma 3, Llama, Qwen 2 and Qwen 3 GGUFs through one transformer loop, with the
+//! quantized matrix multiplications done by Candle (`QMatMul`) and the rest written to follow
+//! llama.cpp's CPU kernels (see `ggml_math`, `attention`, `rope`). The KV cache is allocated once
+//! per model (f16, `context_size` positions) and written in place; a new request just starts
+//! over at position 0.
+
+pub mod attention;
+pub mod config;
+pub mod qmatmul;
+pub mod rope;
+
+use std::io::{Read, Seek};
+
+use candle_core::quantized::{gguf_file::Content, QTensor};
+use candle_core::Device;
+
+use crate::error::{EngineError, EngineResult};
+use crate::ggml_math;
+use attention::{AttentionShape, LayerCache};
+use config::{Activation, Config};
+use qmatmul::QWeight;
+use rope::Rope;
+
+struct Linear {
+    weight: QWeight,
+    bias: Option<Vec<f32>>,
+    out_features: usize,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    post_attn_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    post_ffn_norm: Option<Vec<f32>>,
+    rope: usize,
+}
+
+pub struct Transformer {
+    pub config: Config,
+    device: Device,
+    tok_embd: QWeight,
+    /// None: tied to the token embeddings.
+    output: Option<Linear>,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+    ropes: Vec<Rope>,
+    cache: Vec<LayerCache>,
+    capacity: usize,
+    /// Bytes of weights held (quantized, as loaded).
+    pub weight_bytes: usize,
+}
+
+struct Loader<'a, R: Read + Seek> {
+    content: &'a Content,
+    reader: &'a mut R,
+    device: &'a Device,
+    bytes: usize,
+    loaded: usize,
+    total: usize,
+    progress: &'a mut dyn FnMut(f64),
+}
+
+impl<R: Read + Seek> Loader<'_, R> {
+    fn qtensor(&mut self, name: &str) -> EngineResult<QTensor> {
+        let tensor = self
+            .content
+            .tensor(self.reader, name, self.device)
+            .map_err(|e| EngineError::invalid_gguf(format!("tensor {name}: {e}")))?;
+        self.bytes += tensor.storage_size_in_bytes();
+        self.loaded += 1;
+        (self.progress)(self.loaded as f64 / self.total.max(1) as f64);
+        Ok(tensor)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    fn vector(&mut self, name: &str) -> EngineResult<Vec<f32>> {
+        let tensor = self.qtensor(name)?;
+        let values = tensor.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(values)
+    }
+
+    fn optional_vector(&mut self, name: &str) -> EngineResult<Option<Vec<f32>>> {
+        if self.has(name) {
+            self.vector(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn linear(&mut self, prefix: &str) -> EngineResult<Linear> {
+        let tensor = self.qtensor(&format!("{prefix}.weight"))?;
+        let out_features = tensor.shape().dims()[0];
+        let weight = QWeight::new(tensor)?;
+        let bias = self.optional_vector(&format!("{prefix}.bias"))?;
+        Ok(Linear { weight, bias, out_features })
+    }
+}
+
+impl Linear {
+    /// x: (rows, in) row-major; returns (rows, out).
+    fn forward(&self, x: Vec<f32>, rows: usize) -> EngineResult<Vec<f32>> {
+        let mut y = self.weight.forward(&x, rows)?;
+        if let Some(bias) = &self.bias {
+            for row in y.chunks_mut(self.out_features) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += *b;
+                }
+            }
+        }
+        Ok(y)
+    }
+}
+
+fn norm_rows(x: &[f32], weight: &[f32], eps: f32, width: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for (src, dst) in x.chunks(width).zip(out.chunks_mut(width)) {
+        ggml_math::rms_norm(src, weight, eps, dst);
+    }
+    out
+}
+
+impl Transformer {
+    pub fn load<R: Read + Seek>(
+        config: Config,
+        content: &Content,
+        reader: &mut R,
+        device: &Device,
+        context_size: usize,
+        progress: &mut dyn FnMut(f64),
+    ) -> EngineResult<Self> {
+        if !device.is_cpu() {
+            return Err(EngineError::new(
+                crate::error::ErrorCode::DeviceUnavailable,
+                "the candle engine's GPU forward pass is not implemented yet: only device \"cpu\" runs",
+            ));
+        }
+        let total = content.tensor_infos.len();
+        let mut loader = Loader { content, reader, device, bytes: 0, loaded: 0, total, progress };
+        let tok_embd = QWeight::new(loader.qtensor("token_embd.weight")?)?;
+        let output = if loader.has("output.weight") { Some(loader.linear("output")?) } else { None };
+        let output_norm = loader.vector("output_norm.weight")?;
+        let freq_factors = loader.optional_vector("rope_freqs.weight")?;
+        let mut ropes = vec![Rope::new(config.n_rot, config.rope_base, config.rope_freq_scale, freq_factors.clone(), config.rope_neox)];
+        if config.swa_window.is_some() {
+            ropes.push(Rope::new(config.n_rot, config.rope_base_swa, 1.0, freq_factors, config.rope_neox));
+        }
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for il in 0..config.n_layer {
+            let p = format!("blk.{il}");
+            let layer = Layer {
+                attn_norm: loader.vector(&format!("{p}.attn_norm.weight"))?,
+                wq: loader.linear(&format!("{p}.attn_q"))?,
+                wk: loader.linear(&format!("{p}.attn_k"))?,
+                wv: loader.linear(&format!("{p}.attn_v"))?,
+                wo: loader.linear(&format!("{p}.attn_output"))?,
+                q_norm: loader.optional_vector(&format!("{p}.attn_q_norm.weight"))?,
+                k_norm: loader.optional_vector(&format!("{p}.attn_k_norm.weight"))?,
+                post_attn_norm: loader.optional_vector(&format!("{p}.post_attention_norm.weight"))?,
+                ffn_norm: loader.vector(&format!("{p}.ffn_norm.weight"))?,
+                gate: loader.linear(&format!("{p}.ffn_gate"))?,
+                up: loader.linear(&format!("{p}.ffn_up"))?,
+                down: loader.linear(&format!("{p}.ffn_down"))?,
+                post_ffn_norm: loader.optional_vector(&format!("{p}.post_ffw_norm.weight"))?,
+                rope: usize::from(config.is_swa(il)),
+            };
+            if layer.wq.out_features != config.n_head * config.head_dim || layer.wk.out_features != config.n_head_kv * config.head_dim {
+                return Err(EngineError::invalid_gguf(format!(
+                    "layer {il}: attention projections of {} and {} do not match {} heads of {} ({} KV heads)",
+                    layer.wq.out_features, layer.wk.out_features, config.n_head, config.head_dim, config.n_head_kv
+                )));
+            }
+            layers.push(layer);
+        }
+        let weight_bytes = loader.bytes;
+        let capacity = context_size.max(1);
+        let cache = (0..config.n_layer).map(|_| LayerCache::new(config.n_head_kv, capacity, config.head_dim)).collect();
+        Ok(Self { config, device: device.clone(), tok_embd, output, output_norm, layers, ropes, cache, capacity, weight_bytes })
+    }
+
+    pub fn context_size(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.iter().map(|c| (c.k.len() + c.v.len()) * 2).sum()
+    }
+
+    /// Runs `tokens` at positions `start..` (the cache must hold `0..start`) and returns the
+    /// logits of the last one.
+    pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
+        let cfg = &self.config;
+        let n = tokens.len();
+        if n == 0 || start + n > self.capacity {
+            return Err(EngineError::internal(format!("forward of {n} tokens at {start} does not fit {} positions", self.capacity)));
+        }
+        let (d, hd) = (cfg.n_embd, cfg.head_dim);
+        let mut x = self.tok_embd.rows(tokens)?;
+        if let Some(scale) = cfg.embed_scale {
+            for v in x.iter_mut() {
+                *v *= scale;
+            }
+        }
+        let threads = crate::engine::threads();
+        let shape_full = AttentionShape { n_head: cfg.n_head, n_head_kv: cfg.n_head_kv, head_dim: hd, scale: cfg.kq_scale, window: None, threads };
+        for (il, layer) in self.layers.iter().enumerate() {
+            let h = norm_rows(&x, &layer.attn_norm, cfg.eps, d);
+            let mut q = layer.wq.forward(h.clone(), n)?;
+            let mut k = layer.wk.forward(h.clone(), n)?;
+            let v = layer.wv.forward(h, n)?;
+            if let Some(w) = &layer.q_norm {
+                q = norm_rows(&q, w, cfg.eps, hd);
+            }
+            if let Some(w) = &layer.k_norm {
+                k = norm_rows(&k, w, cfg.eps, hd);
+            }
+            let rope = &self.ropes[layer.rope];
+            rope.apply(&mut q, n, cfg.n_head, hd, start);
+            rope.apply(&mut k, n, cfg.n_head_kv, hd, start);
+            if let Some(scale) = cfg.q_scale {
+                for v in q.iter_mut() {
+                    *v *= scale;
+                }
+            }
+            let shape = AttentionShape { window: if cfg.is_swa(il) { cfg.swa_window } else { None }, ..shape_full };
+            self.cache[il].store(&k, &v, n, &shape, self.capacity, start);
+            let mut attn = vec![0f32; n * cfg.n_head * hd];
+            attention::attend(&q, &self.cache[il], self.capacity, &shape, start, n, &mut attn);
+            let mut o = layer.wo.forward(attn, n)?;
+            if let Some(w) = &layer.post_attn_norm {
+                o = norm_rows(&o, w, cfg.eps, d);
+            }
+            for (a, b) in o.iter_mut().zip(&x) {
+                *a += *b;
+            }
+            let residual = o;
+            let h = norm_rows(&residual, &layer.ffn_norm, cfg.eps, d);
+            let gate = layer.gate.forward(h.clone(), n)?;
+            let up = layer.up.forward(h, n)?;
+            let mut act = vec![0f32; gate.len()];
+            match cfg.activation {
+                Activation::Gelu => ggml_math::geglu(&gate, &up, &mut act),
+                Activation::Silu => ggml_math::swiglu(&gate, &up, &mut act),
+            }
+            let mut f = layer.down.forward(act, n)?;
+            if let Some(w) = &layer.post_ffn_norm {
+                f = norm_rows(&f, w, cfg.eps, d);
+            }
+            for (a, b) in f.iter_mut().zip(&residual) {
+                *a += *b;
+            }
+            x = f;
+        }
+        let last = &x[(n - 1) * d..n * d];
+        let h = norm_rows(last, &self.output_norm, cfg.eps, d);
+        let mut logits = match &self.output {
+            Some(output) => output.forward(h, 1)?,
+            None => self.tok_embd.forward(&h, 1)?,
+        };
+        if let Some(cap) = cfg.final_logit_softcap {
+            for v in logits.iter_mut() {
+                *v = (*v * (1.0 / cap)).tanh() * cap;
+            }
+        }
+        Ok(logits)
+    }
+}

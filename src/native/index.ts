@@ -1,0 +1,272 @@
+/**
+ * The typed face of rbee's candle engine (native/: Rust, Candle, napi-rs). This module is the
+ * only importer of the generated loader (native/index.js); it imports it lazily, so importing
+ * `rbee` never fails on a machine where the .node has not been built (`npm run build:native`).
+ *
+ * The binding returns expected failures as values (`{code, message}`); here they become
+ * `NativeEngineError`s: an RbeeError whose `code` is rbee's stable error code (and HTTP status)
+ * and whose `nativeCode` says exactly what happened (invalid_gguf, prompt_too_long, ...).
+ */
+import {RbeeError, type ErrorCode} from '../errors.js';
+import type * as Binding from '../../native/index.js';
+
+export type NativeErrorCode =
+  | 'invalid_gguf'
+  | 'unsupported_architecture'
+  | 'unsupported_tokenizer'
+  | 'device_unknown'
+  | 'device_unavailable'
+  | 'file_not_found'
+  | 'prompt_too_long'
+  | 'invalid_request'
+  | 'template_error'
+  | 'model_closed'
+  | 'binding_missing'
+  | 'internal';
+
+/** How each native failure maps onto rbee's stable codes (and so its HTTP status). */
+const rbeeCodeOf: Record<NativeErrorCode, ErrorCode> = {
+  invalid_gguf: 'engine_error',
+  unsupported_architecture: 'engine_error',
+  unsupported_tokenizer: 'engine_error',
+  device_unknown: 'device_unknown',
+  device_unavailable: 'device_unknown',
+  file_not_found: 'model_not_found',
+  prompt_too_long: 'invalid_request',
+  invalid_request: 'invalid_request',
+  template_error: 'invalid_request',
+  model_closed: 'worker_not_ready',
+  binding_missing: 'engine_error',
+  internal: 'internal',
+};
+
+function isNativeErrorCode(code: string): code is NativeErrorCode {
+  return Object.hasOwn(rbeeCodeOf, code);
+}
+
+export class NativeEngineError extends RbeeError {
+  /** The engine's own code: invalid_gguf, unsupported_architecture, device_unavailable, prompt_too_long, ... */
+  readonly nativeCode: NativeErrorCode;
+
+  constructor(nativeCode: NativeErrorCode, message: string, options: {cause?: unknown} = {}) {
+    super(rbeeCodeOf[nativeCode], message, options);
+    this.nativeCode = nativeCode;
+  }
+
+  override toJSON(): {error: {code: ErrorCode; message: string}} {
+    return {error: {code: this.code, message: `${this.nativeCode}: ${this.message}`}};
+  }
+}
+
+function fromNative(error: Binding.NativeError): NativeEngineError {
+  return new NativeEngineError(isNativeErrorCode(error.code) ? error.code : 'internal', error.message);
+}
+
+function isNativeError(value: unknown): value is Binding.NativeError {
+  return typeof value === 'object' && value !== null && !(value instanceof Error)
+    && typeof (value as {code?: unknown}).code === 'string' && typeof (value as {message?: unknown}).message === 'string';
+}
+
+let bindingPromise: Promise<typeof Binding> | undefined;
+
+/** The generated loader, imported once; a clear error when the .node was never built. */
+export async function loadNativeBinding(): Promise<typeof Binding> {
+  bindingPromise ??= import('../../native/index.js').catch((error: unknown) => {
+    bindingPromise = undefined;
+    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new NativeEngineError('binding_missing', `rbee's candle engine is not built for this machine (${reason}): run \`npm run build:native\` (needs Rust and cargo)`, {cause: error});
+  });
+  return bindingPromise;
+}
+
+/** Whether the native binding loads here (it is built and matches this platform). */
+export async function nativeBindingAvailable(): Promise<boolean> {
+  try {
+    await loadNativeBinding();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export type NativeLoadOptions = {
+  /** A GGUF file. */
+  path: string;
+  /** cpu (the default), cuda:N or metal. */
+  device?: string;
+  /** KV cache positions; default min(the model's training context, 4096). */
+  contextSize?: number;
+  /** CPU threads (the first model loaded in a process sets them). */
+  threads?: number;
+  /** Load progress, 0..1. */
+  onProgress?: (fraction: number) => void;
+};
+
+export type NativeModelInfo = Binding.ModelInfo;
+export type NativeMemoryInfo = Binding.MemoryInfo;
+export type NativeChatMessage = {role: string; content: string};
+
+export type NativeGenerateRequest = {
+  /** Raw text to continue (BOS added as the model asks; special-token text is not parsed). */
+  prompt?: string;
+  /** Chat messages, through the GGUF's chat template. */
+  messages?: NativeChatMessage[];
+  /** Token ids, evaluated as given. */
+  tokens?: number[];
+  maxTokens: number;
+  /** 0 (the default) is greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  stop?: string[];
+  /** Aborting stops the generation before its next token; it then resolves with finishReason 'cancelled'. */
+  signal?: AbortSignal;
+  /** Each piece of text as soon as it is final (never text a stop string later removes). */
+  onText?: (text: string) => void;
+};
+
+export type NativeGenerateResult = {
+  text: string;
+  /** Generated token ids (the end-of-generation token excluded). */
+  tokens: number[];
+  tokensGenerated: number;
+  promptTokens: number;
+  finishReason: 'stop' | 'length' | 'cancelled';
+  promptMs: number;
+  totalMs: number;
+};
+
+export type NativeModel = {
+  readonly info: NativeModelInfo;
+  /** Generations on one model run one at a time, in call order. */
+  generate(request: NativeGenerateRequest): Promise<NativeGenerateResult>;
+  tokenize(text: string, options?: {addSpecial?: boolean; parseSpecial?: boolean}): number[];
+  detokenize(tokens: number[], options?: {special?: boolean}): string;
+  applyChatTemplate(messages: NativeChatMessage[]): string;
+  memory(): NativeMemoryInfo;
+  close(): void;
+};
+
+function finishReasonOf(value: string): NativeGenerateResult['finishReason'] {
+  return value === 'length' || value === 'cancelled' ? value : 'stop';
+}
+
+class LoadedModel implements NativeModel {
+  readonly #binding: typeof Binding;
+  readonly #model: Binding.Model;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(binding: typeof Binding, model: Binding.Model) {
+    this.#binding = binding;
+    this.#model = model;
+  }
+
+  get info(): NativeModelInfo {
+    return this.#model.info;
+  }
+
+  generate(request: NativeGenerateRequest): Promise<NativeGenerateResult> {
+    const run = this.#queue.then(() => this.#generate(request));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  #generate(request: NativeGenerateRequest): Promise<NativeGenerateResult> {
+    const {signal, onText} = request;
+    if (signal?.aborted) {
+      return Promise.resolve({text: '', tokens: [], tokensGenerated: 0, promptTokens: 0, finishReason: 'cancelled', promptMs: 0, totalMs: 0});
+    }
+    return new Promise((resolve, reject) => {
+      let cancel: (() => void) | undefined;
+      const settle = () => {
+        if (cancel !== undefined) {
+          signal?.removeEventListener('abort', cancel);
+        }
+      };
+      const started = this.#model.generate({
+        ...(request.prompt === undefined ? {} : {prompt: request.prompt}),
+        ...(request.messages === undefined ? {} : {messages: request.messages}),
+        ...(request.tokens === undefined ? {} : {tokens: request.tokens}),
+        maxTokens: request.maxTokens,
+        ...(request.temperature === undefined ? {} : {temperature: request.temperature}),
+        ...(request.topK === undefined ? {} : {topK: request.topK}),
+        ...(request.topP === undefined ? {} : {topP: request.topP}),
+        ...(request.seed === undefined ? {} : {seed: request.seed}),
+        ...(request.stop === undefined ? {} : {stop: request.stop}),
+      }, event => {
+        if (event.kind === 'text') {
+          try {
+            onText?.(event.text ?? '');
+          } catch {
+            // A failing listener must not take the generation down with it.
+          }
+        } else if (event.kind === 'done' && event.result !== undefined) {
+          settle();
+          const result = event.result;
+          resolve({...result, finishReason: finishReasonOf(result.finishReason)});
+        } else {
+          settle();
+          reject(event.error === undefined ? new NativeEngineError('internal', `unexpected generation event ${event.kind}`) : fromNative(event.error));
+        }
+      });
+      if (!(started instanceof this.#binding.Generation)) {
+        reject(isNativeError(started) ? fromNative(started) : new NativeEngineError('internal', 'the generation did not start'));
+        return;
+      }
+      cancel = () => started.cancel();
+      signal?.addEventListener('abort', cancel, {once: true});
+    });
+  }
+
+  tokenize(text: string, options: {addSpecial?: boolean; parseSpecial?: boolean} = {}): number[] {
+    const result = this.#model.tokenize(text, options.addSpecial ?? true, options.parseSpecial ?? false);
+    if (isNativeError(result)) {
+      throw fromNative(result);
+    }
+    return Array.from(result);
+  }
+
+  detokenize(tokens: number[], options: {special?: boolean} = {}): string {
+    const result = this.#model.detokenize(tokens, options.special ?? false);
+    if (isNativeError(result)) {
+      throw fromNative(result);
+    }
+    return result;
+  }
+
+  applyChatTemplate(messages: NativeChatMessage[]): string {
+    const result = this.#model.applyChatTemplate(messages);
+    if (isNativeError(result)) {
+      throw fromNative(result);
+    }
+    return result;
+  }
+
+  memory(): NativeMemoryInfo {
+    return this.#model.memory();
+  }
+
+  close(): void {
+    this.#model.close();
+  }
+}
+
+/**
+ * Loads a GGUF with the candle engine, off the JS thread. Throws a NativeEngineError: its
+ * `nativeCode` is binding_missing, file_not_found, invalid_gguf, unsupported_architecture,
+ * unsupported_tokenizer, device_unknown, device_unavailable, template_error or invalid_request.
+ */
+export async function loadNativeModel(options: NativeLoadOptions): Promise<NativeModel> {
+  const binding = await loadNativeBinding();
+  const loaded = await binding.Model.load({
+    path: options.path,
+    ...(options.device === undefined ? {} : {device: options.device}),
+    ...(options.contextSize === undefined ? {} : {contextSize: options.contextSize}),
+    ...(options.threads === undefined ? {} : {threads: options.threads}),
+  }, options.onProgress);
+  if (!(loaded instanceof binding.Model)) {
+    throw isNativeError(loaded) ? fromNative(loaded) : new NativeEngineError('internal', 'the model load returned nothing usable');
+  }
+  return new LoadedModel(binding, loaded);
+}

@@ -1,0 +1,107 @@
+/**
+ * Token for token against llama.cpp: greedy decoding of the default model (Gemma 3 270M Q4_K_M)
+ * by node-llama-cpp (in process, CPU, its defaults: flash attention "auto") and by the candle
+ * engine, on four prompts, 32 tokens each. The candle engine follows ggml's CPU kernels (the
+ * quantized dot products, flash attention's f16 accumulation, the f16 GELU table ...), so the
+ * tokens should agree exactly; where float differences part them the test logs the first
+ * divergence and still requires 90% of the positions to agree.
+ */
+import {getLlama, LlamaCompletion, LlamaLogLevel} from 'node-llama-cpp';
+import {loadNativeModel} from '../../src/native/index.js';
+import {defaultModelPath} from '../helpers/test-model.js';
+import {nativeTest} from './native-helpers.js';
+
+const {serial} = await nativeTest();
+
+const prompts = [
+  'The capital of France is',
+  'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
+  // 95 tokens: long enough for llama.cpp's tiled flash-attention kernel (64 rows or more).
+  'Once upon a time, in a small village at the edge of a great forest, there lived an old woodcutter and his three daughters. '
+    + 'The eldest was proud, the second was clever, and the youngest was kind to every creature she met. One winter morning, '
+    + "she found a small fox caught in a hunter's trap near the frozen river. Although her hands were cold and her father had "
+    + 'warned her never to wander so far from home, she knelt in the snow and',
+  'Q: What are the three primary colors?\nA:',
+];
+const maxTokens = 32;
+
+serial('greedy decoding matches llama.cpp token for token on the default model', async t => {
+  const modelPath = await defaultModelPath();
+
+  const llama = await getLlama({gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false});
+  const reference: {prompt: number[]; tokens: number[]}[] = [];
+  try {
+    const llamaModel = await llama.loadModel({modelPath});
+    const context = await llamaModel.createContext({contextSize: 2048, threads: 2});
+    const sequence = context.getSequence();
+    for (const prompt of prompts) {
+      await sequence.clearHistory();
+      const completion = new LlamaCompletion({contextSequence: sequence, autoDisposeSequence: false});
+      const tokens: number[] = [];
+      await completion.generateCompletion(prompt, {maxTokens, temperature: 0, onToken: chunk => tokens.push(...chunk)});
+      completion.dispose({disposeSequence: false});
+      reference.push({prompt: [llamaModel.tokens.bos!, ...llamaModel.tokenize(prompt, false)], tokens});
+    }
+    await context.dispose();
+    await llamaModel.dispose();
+  } finally {
+    await llama.dispose();
+  }
+
+  const model = await loadNativeModel({path: modelPath, contextSize: 2048, threads: 2});
+  try {
+    let agreedOverall = 0;
+    let totalOverall = 0;
+    for (const [index, prompt] of prompts.entries()) {
+      const expected = reference[index]!;
+      t.deepEqual(model.tokenize(prompt), expected.prompt, `prompt ${index}: the same prompt tokens (BOS included)`);
+      const result = await model.generate({prompt, maxTokens, temperature: 0});
+      const length = Math.max(result.tokens.length, expected.tokens.length);
+      let agreed = 0;
+      let firstDivergence: number | undefined;
+      for (let position = 0; position < length; position++) {
+        if (result.tokens[position] === expected.tokens[position]) {
+          agreed++;
+        } else {
+          firstDivergence ??= position;
+        }
+      }
+      agreedOverall += agreed;
+      totalOverall += length;
+      t.log(`prompt ${index} (${expected.prompt.length} tokens): ${agreed}/${length} positions agree${firstDivergence === undefined ? '' : `, first divergence at ${firstDivergence}`}`);
+      t.true(length >= 1);
+      t.true(agreed / length >= 0.9, `prompt ${index}: ${agreed}/${length} agree (first divergence at ${firstDivergence})\ncandle:    ${result.tokens.join(',')}\nllama.cpp: ${expected.tokens.join(',')}`);
+    }
+    t.log(`overall: ${agreedOverall}/${totalOverall} positions agree`);
+  } finally {
+    model.close();
+  }
+});
+
+serial('a long greedy generation stays with llama.cpp past 256 cached tokens (its split decode kernel)', async t => {
+  const modelPath = await defaultModelPath();
+  const prompt = 'List of countries and their capitals:\n';
+  const length = 300;
+  const llama = await getLlama({gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false});
+  const expected: number[] = [];
+  try {
+    const llamaModel = await llama.loadModel({modelPath});
+    const context = await llamaModel.createContext({contextSize: 2048, threads: 2});
+    const completion = new LlamaCompletion({contextSequence: context.getSequence()});
+    await completion.generateCompletion(prompt, {maxTokens: length, temperature: 0, onToken: chunk => expected.push(...chunk)});
+    await context.dispose();
+    await llamaModel.dispose();
+  } finally {
+    await llama.dispose();
+  }
+  const model = await loadNativeModel({path: modelPath, contextSize: 2048, threads: 2});
+  try {
+    const result = await model.generate({prompt, maxTokens: length, temperature: 0});
+    const firstDivergence = expected.findIndex((token, i) => result.tokens[i] !== token);
+    const agreed = expected.filter((token, i) => result.tokens[i] === token).length;
+    t.log(`${agreed}/${expected.length} positions agree${firstDivergence === -1 ? '' : `, first divergence at ${firstDivergence}`}`);
+    t.true(agreed / expected.length >= 0.9, `first divergence at ${firstDivergence}`);
+  } finally {
+    model.close();
+  }
+});
