@@ -1,9 +1,12 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import {Command} from 'commander';
 import {envValue, rbeeHome} from '../../config/env.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
+import {isProcessAlive} from '../../hive/worker-process.js';
+import type {HiveStatus} from '../../protocol/wire.js';
 
 type StartOptions = {
   host?: string;
@@ -79,24 +82,48 @@ function startCommand(): Command {
     });
 }
 
+function isLoopbackUrl(url: string): boolean {
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** A hive on this machine is still running (and not a recycled pid: it names `hive` where procfs tells). */
+function isHiveAlive(pid: number): boolean {
+  if (!isProcessAlive(pid)) {
+    return false;
+  }
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('hive');
+  } catch {
+    return true;
+  }
+}
+
 function stopCommand(): Command {
   return new Command('stop')
-    .description('stop the hive and all its workers')
+    .description('stop the hive and all its workers, and wait until they are gone')
     .action(async (_options: unknown, command: Command) => {
       const client = hiveClient(command);
+      const {pid} = await client.get<HiveStatus>('/v1/status');
       await client.post('/v1/shutdown', {});
-      // Wait until it is gone, so a script can start another at once.
+      // Wait until it is gone, so a script can start another at once: first the port, then, on this
+      // machine, the process itself (it is still closing its state store after the port closes).
+      const local = isLoopbackUrl(client.url);
       const deadline = Date.now() + 60_000;
       while (Date.now() < deadline) {
+        let answering = true;
         try {
           await client.get('/health');
         } catch {
+          answering = false;
+        }
+        if (!answering && (!local || !isHiveAlive(pid))) {
           emit(globalOptions(command), {stopped: true, url: client.url}, () => `hive at ${client.url} stopped`);
           return;
         }
         await new Promise(resolve => setTimeout(resolve, 100));
       }
-      emit(globalOptions(command), {stopped: false, url: client.url}, () => `hive at ${client.url} is still answering after 60 s`);
+      emit(globalOptions(command), {stopped: false, url: client.url}, () => `hive at ${client.url} is still running after 60 s`);
       process.exitCode = 5;
     });
 }
