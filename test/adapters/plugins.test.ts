@@ -29,7 +29,7 @@ test.serial('rbee adapter add validates the plugin and records it; list shows wh
   t.deepEqual(JSON.parse(fs.readFileSync(path.join(project, 'rbee.config.json'), 'utf8')), {adapters: ['./plugins/adapter-echo']});
   const listed = await rbee(['--json', 'adapter', 'list'], {cwd: project});
   const list = JSON.parse(String(listed.stdout)) as {adapters: Array<{type: string; source: string; built_in: boolean}>};
-  t.deepEqual(list.adapters.map(entry => [entry.type, entry.source, entry.built_in]), [['llamacpp', 'built-in llamacpp', true], ['vllm', 'built-in vllm', true], ['tensorrt-llm', 'built-in tensorrt-llm', true], ['echo', './plugins/adapter-echo', false]]);
+  t.deepEqual(list.adapters.map(entry => [entry.type, entry.source, entry.built_in]), [['llamacpp', 'built-in llamacpp', true], ['candle', 'built-in candle', true], ['vllm', 'built-in vllm', true], ['tensorrt-llm', 'built-in tensorrt-llm', true], ['echo', './plugins/adapter-echo', false]]);
 });
 
 test.serial('bad plugins are refused by adapter add, naming the plugin, and the config is unchanged', async t => {
@@ -52,7 +52,7 @@ test.serial('the plugin serves through the hive: spawn --type echo, infer, strea
   ]}));
   hive = await startHive({cwd: project, args: ['--heartbeat-interval', '300', '--load-stall-timeout', '2000']});
   const adapters = (await getJson(`${hive.url}/v1/adapters`)).body as {adapters: Array<{type: string}>; errors: Array<{source: string; message: string}>};
-  t.deepEqual(adapters.adapters.map(entry => entry.type), ['llamacpp', 'vllm', 'tensorrt-llm', 'echo', 'throwing-start', 'never-ready']);
+  t.deepEqual(adapters.adapters.map(entry => entry.type), ['llamacpp', 'candle', 'vllm', 'tensorrt-llm', 'echo', 'throwing-start', 'never-ready']);
   t.deepEqual(adapters.errors.map(error => error.source), ['./bad/exports-nothing.js', './bad/wrong-shape.js']);
   t.regex(hive.stderr(), /adapter \.\/bad\/exports-nothing\.js not loaded/);
 

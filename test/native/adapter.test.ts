@@ -1,11 +1,9 @@
 /**
- * The candle adapter (adapters/candle) through the hive, as a plugin would be until it is
- * built in: a worker of type `candle` loads the default model in process, answers rbee's and
- * the OpenAI API (plain and streamed), heartbeats memory figures, and stops.
+ * The built-in candle adapter (adapters/candle, written against the public plugin API) through
+ * the hive: a worker of type `candle` loads the default model in process, answers rbee's and the
+ * OpenAI API (plain and streamed), heartbeats memory figures, and stops.
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import {fileURLToPath} from 'node:url';
 import test from 'ava';
 import {HeartbeatSchema, InferResponseSchema} from '../../src/protocol/wire.js';
 import {isAlive, waitFor} from '../helpers/process-tree.js';
@@ -14,8 +12,6 @@ import {defaultModelPath} from '../helpers/test-model.js';
 import {nativeTest} from './native-helpers.js';
 
 const {serial} = await nativeTest();
-// The compiled adapter (npm run build), loaded by path like any plugin.
-const adapter = fileURLToPath(new URL('../../dist/builtin-adapters/candle/src/index.js', import.meta.url));
 let hive: RunningHive | undefined;
 
 test.after.always(async () => {
@@ -23,12 +19,9 @@ test.after.always(async () => {
 });
 
 serial('a candle worker serves the default model through the hive: infer, stream, chat, heartbeat, stop', async t => {
-  t.true(fs.existsSync(adapter), `${adapter} is built (npm run build)`);
-  const project = tempHome('rbee-candle-');
-  fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({adapters: [adapter]}));
-  hive = await startHive({cwd: project, args: ['--heartbeat-interval', '300']});
-  const adapters = (await getJson(`${hive.url}/v1/adapters`)).body as {adapters: Array<{type: string}>; errors: unknown[]};
-  t.true(adapters.adapters.some(entry => entry.type === 'candle'), JSON.stringify(adapters));
+  hive = await startHive({cwd: tempHome('rbee-candle-'), args: ['--heartbeat-interval', '300']});
+  const adapters = (await getJson(`${hive.url}/v1/adapters`)).body as {adapters: Array<{type: string; built_in: boolean}>; errors: unknown[]};
+  t.true(adapters.adapters.some(entry => entry.type === 'candle' && entry.built_in), JSON.stringify(adapters));
 
   const model = await defaultModelPath();
   const spawned = await rbee(['--json', 'worker', 'spawn', '--type', 'candle', '--model', model, '--threads', '2', '--context-size', '1024', '--restart', 'never', '--wait', '--timeout', '120'], {hive});
