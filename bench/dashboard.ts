@@ -205,7 +205,7 @@ async function dashboardWindow(stub: Stub, options: DashboardBenchOptions): Prom
   delete process.env.CONTINUOUS_INTEGRATION;
   // React's production build, as `rbee dashboard` loads it.
   process.env.NODE_ENV ??= 'production';
-  const [{render}, React, {Dashboard}] = await Promise.all([import('ink'), import('react'), import('../src/tui/components/Dashboard.js')]);
+  const [{render}, React, {Dashboard}, {dashboardRenderOptions}] = await Promise.all([import('ink'), import('react'), import('../src/tui/components/Dashboard.js'), import('../src/tui/run-dashboard.js')]);
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-bench-dashboard-'));
   const counted = countingApi(hiveDashboardApi(new HiveClient({url: stub.url, token: undefined}), {home}));
   const stdout = new CountingStdout(options.columns, options.rows);
@@ -220,7 +220,7 @@ async function dashboardWindow(stub: Stub, options: DashboardBenchOptions): Prom
     stderr: new CountingStdout(options.columns, options.rows) as unknown as NodeJS.WriteStream,
     exitOnCtrlC: false,
     patchConsole: false,
-    maxFps: 30, // as bin/rbee.js dashboard renders
+    ...dashboardRenderOptions,
     onRender: ({renderTime}) => {
       frames++;
       renderTimes.push(renderTime);
@@ -318,7 +318,7 @@ function reducerMicrobench(workers: number): number {
   const infos = Array.from({length: workers}, (_, index) => ({
     worker_id: `worker-${index}`, type: 'llamacpp', model: 'm', model_path: null, device: 'cpu', state: 'ready' as const, reason: null, pid: 1,
     port: 1, url: 'http://127.0.0.1:1', started_at: new Date(at).toISOString(), last_heartbeat_at: null, last_heartbeat: null, progress: null,
-    restart: 'on-failure' as const, restarts: 0, adopted: false, draining: false,
+    restart: 'on-failure' as const, restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null,
   }));
   let model = reduceModel(initialModel('http://bench', at), {type: 'events', now: at, events: [{type: 'snapshot', at: new Date(at).toISOString(), hive: {url: 'http://bench', pid: 1, version: 'b'}, workers: infos}]});
   const perBatch = Math.max(1, Math.round(workers / 10));

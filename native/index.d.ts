@@ -47,6 +47,12 @@ export declare class Model {
   get closed(): boolean
 }
 
+/**
+ * "cpu" always; "cuda" and "metal" when built with that feature (the device itself may still be
+ * missing at run time: loading on it then fails with `device_unavailable`).
+ */
+export declare function backends(): Array<string>
+
 export interface ChatMessage {
   /** system, user or assistant (whatever the template accepts). */
   role: string

@@ -773,7 +773,8 @@ if (
   }
 }
 
-const { Generation, Model } = nativeBinding
+const { Generation, Model, backends } = nativeBinding
 export { Generation }
 export { Model }
+export { backends }
 export const __napiBindingTarget = __napiLoadedBindingTarget

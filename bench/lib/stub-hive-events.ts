@@ -29,7 +29,7 @@ const sims: Sim[] = Array.from({length: workers}, (_, index) => {
       worker_id: id, type: workflow ? 'comfyui' : index % 5 === 0 ? 'vllm' : 'llamacpp', model: models[index % models.length]!,
       model_path: `/models/${models[index % models.length]}.gguf`, device, state: 'ready', reason: null, pid: 10_000 + index,
       port: 40_000 + index, url: `http://127.0.0.1:${40_000 + index}`, started_at: new Date(startedAt - index * 1_000).toISOString(),
-      last_heartbeat_at: null, last_heartbeat: null, progress: null, restart: 'on-failure', restarts: 0, adopted: false, draining: false,
+      last_heartbeat_at: null, last_heartbeat: null, progress: null, restart: 'on-failure', restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null,
     },
     requests: index * 3,
     tokens: index * 300,

@@ -13,6 +13,7 @@ pub mod sampling;
 pub mod stop;
 pub mod tokenizer;
 
+mod binding_backends;
 mod binding_chat_message;
 mod binding_generate_options;
 mod binding_generate_result;

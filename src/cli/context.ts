@@ -1,12 +1,13 @@
 import type {Command} from 'commander';
-import {envValue, hiveUrl} from '../config/env.js';
+import {envFlag, envValue, hiveUrl} from '../config/env.js';
 import {HiveClient} from './hive-client.js';
 
 export type GlobalOptions = {hive?: string; token?: string; json?: boolean};
 
 /** The options every command shares, read from the root program (flags win over RBEE_* variables). */
 export function globalOptions(command: Command): GlobalOptions {
-  return command.optsWithGlobals<GlobalOptions>();
+  const options = command.optsWithGlobals<GlobalOptions>();
+  return {...options, json: options.json === true || envFlag('RBEE_JSON')};
 }
 
 export function hiveClient(command: Command, timeoutMs?: number): HiveClient {

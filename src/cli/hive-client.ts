@@ -33,18 +33,48 @@ export class HiveClient {
     await this.#readSse(await this.#fetch('POST', path, body, signal), onData);
   }
 
-  /** Follows a GET event stream (the hive's /v1/events) until it ends or `signal` aborts. */
-  async subscribe(path: string, onData: (data: string) => void, signal?: AbortSignal): Promise<void> {
-    await this.#readSse(await this.#fetch('GET', path, undefined, signal), onData);
+  /**
+   * Follows a GET event stream (the hive's /v1/events) until it ends or `signal` aborts. With
+   * `stallMs`, a stream that stays silent that long — no event and not even the hive's keep-alive —
+   * is given up with a `timeout` error: a hung hive keeps its socket open, so nothing else tells.
+   */
+  async subscribe(path: string, onData: (data: string) => void, signal?: AbortSignal, stallMs?: number): Promise<void> {
+    const controller = new AbortController();
+    const abort = () => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', abort, {once: true});
+    let stalled = false;
+    let watchdog: NodeJS.Timeout | undefined;
+    const heard = () => {
+      if (stallMs !== undefined) {
+        clearTimeout(watchdog);
+        watchdog = setTimeout(() => {
+          stalled = true;
+          controller.abort();
+        }, stallMs);
+      }
+    };
+    try {
+      heard();
+      await this.#readSse(await this.#fetch('GET', path, undefined, controller.signal), onData, heard);
+    } catch (error) {
+      if (stalled) {
+        throw new RbeeError('timeout', `the hive at ${this.url} sent nothing for ${stallMs! / 1000} s, not even a keep-alive: it is hung, or the network is`, {cause: error});
+      }
+      throw error;
+    } finally {
+      clearTimeout(watchdog);
+      signal?.removeEventListener('abort', abort);
+    }
   }
 
-  async #readSse(response: Response, onData: (data: string) => void): Promise<void> {
+  async #readSse(response: Response, onData: (data: string) => void, onChunk?: () => void): Promise<void> {
     if (!response.ok || response.body === null) {
       throw await this.#errorFrom(response);
     }
     const decoder = new TextDecoder();
     let buffer = '';
     for await (const chunk of response.body) {
+      onChunk?.();
       buffer += decoder.decode(chunk, {stream: true});
       let boundary = buffer.indexOf('\n\n');
       while (boundary !== -1) {

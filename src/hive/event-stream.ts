@@ -5,7 +5,7 @@
 import type {FastifyInstance} from 'fastify';
 import type {ServerResponse} from 'node:http';
 import {startSse} from '../http/sse.js';
-import type {HiveEvent} from '../protocol/wire.js';
+import {eventKeepAliveMs, type HiveEvent} from '../protocol/wire.js';
 
 type Client = {response: ServerResponse};
 
@@ -37,8 +37,9 @@ export class EventStream {
       const client: Client = {response: reply.raw};
       reply.raw.write(`data: ${JSON.stringify(snapshot())}\n\n`);
       this.#clients.add(client);
-      // A comment every 15 s keeps proxies from closing an idle stream.
-      const keepAlive = setInterval(() => reply.raw.write(': keep-alive\n\n'), 15_000);
+      // A comment every few seconds keeps proxies from closing an idle stream, and tells a
+      // follower that a silent stream means a hung hive, not a quiet one.
+      const keepAlive = setInterval(() => reply.raw.write(': keep-alive\n\n'), eventKeepAliveMs);
       request.raw.socket.on('close', () => {
         clearInterval(keepAlive);
         this.#clients.delete(client);

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Fastify, {type FastifyInstance} from 'fastify';
 import {RbeeError} from '../errors.js';
+import {nativeBackends} from '../native/index.js';
 import {frameworkErrorHandler, installErrorHandling} from '../http/error-handling.js';
 import type {DeviceInfo, HiveStatus, WorkerState} from '../protocol/wire.js';
 import {listDevices} from './devices.js';
@@ -83,6 +84,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
     hiveUrl: () => url,
     modelsDir,
     workerTypes: options.adapters.adapters.map(loaded => loaded.adapter.type),
+    candleBackends: nativeBackends,
     modelFormats: Object.fromEntries(options.adapters.adapters.map(loaded => [loaded.adapter.type, loaded.adapter.modelFormat ?? 'gguf'])),
     configPath: options.configPath,
     logsDir: path.join(options.rbeeHome, 'logs'),

@@ -4,7 +4,7 @@
  */
 import {RbeeError} from '../errors.js';
 import {resolveModel, type ModelFormat, type ModelProgress, type ResolvedModel} from '../models/resolve-model.js';
-import type {DeviceInfo, SpawnPlan, SpawnWorkerRequest} from '../protocol/wire.js';
+import type {DeviceInfo, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
 import {workerDefaults} from '../worker/worker-defaults.js';
 import {admit, freeMemory, type AdmissionVerdict} from './admission.js';
 import {checkModelPath} from './model-access.js';
@@ -12,6 +12,8 @@ import {checkModelPath} from './model-access.js';
 export type SpawnCheckOptions = {
   /** Worker types the loaded adapters offer, with the model format each loads. */
   workerTypes: string[];
+  /** Backends the built candle engine runs on (none when it is not built): for the default type. */
+  candleBackends: () => Promise<readonly string[]>;
   modelFormats: Record<string, ModelFormat>;
   modelsDir: string;
   allowedModelDirs: string[] | null;
@@ -20,8 +22,8 @@ export type SpawnCheckOptions = {
   env?: NodeJS.ProcessEnv;
 };
 
-export function checkTypeAndDevice(spec: SpawnWorkerRequest, options: Pick<SpawnCheckOptions, 'workerTypes' | 'devices'>): void {
-  if (!options.workerTypes.includes(spec.type)) {
+export function checkTypeAndDevice(spec: SpawnWorkerRequestBody, options: Pick<SpawnCheckOptions, 'workerTypes' | 'devices'>): void {
+  if (spec.type !== undefined && !options.workerTypes.includes(spec.type)) {
     throw new RbeeError('invalid_request', `unknown worker type "${spec.type}": available types are ${options.workerTypes.join(', ')}`);
   }
   if (!options.devices.some(device => device.id === spec.device)) {

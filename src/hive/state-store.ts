@@ -4,7 +4,7 @@
  */
 import Database from 'better-sqlite3';
 import {parseWire} from '../protocol/parse.js';
-import {SpawnWorkerRequestSchema, WorkerStateSchema, type SpawnWorkerRequest, type WorkerState} from '../protocol/wire.js';
+import {WorkerSpecSchema, WorkerStateSchema, type SpawnWorkerRequest, type WorkerState} from '../protocol/wire.js';
 
 export type StoredWorker = {
   id: string;
@@ -77,7 +77,7 @@ export class StateStore {
     const rows = this.#db.prepare(`select * from workers where state not in ('stopped', 'failed')`).all() as Row[];
     const workers: StoredWorker[] = [];
     for (const row of rows) {
-      const spec = parseWire(SpawnWorkerRequestSchema, safeJson(row.spec), 'stored spec');
+      const spec = parseWire(WorkerSpecSchema, safeJson(row.spec), 'stored spec');
       const state = WorkerStateSchema.safeParse(row.state);
       if (!spec.ok || !state.success) {
         continue;

@@ -13,7 +13,8 @@ import {fileURLToPath} from 'node:url';
 import {RbeeError} from '../errors.js';
 import {parseModelRef} from '../models/model-ref.js';
 import type {ResolvedModel} from '../models/resolve-model.js';
-import type {HiveCommand, SpawnPlan, SpawnWorkerRequest} from '../protocol/wire.js';
+import type {HiveCommand, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
+import {defaultWorkerType} from './default-worker-type.js';
 import {orphanIntervals, workerDefaults} from '../worker/worker-defaults.js';
 import {admitOrThrow, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import {freePort} from '../http/free-port.js';
@@ -67,8 +68,12 @@ export class Supervisor {
   }
 
   /** Checks a spawn request; with `dry_run`, answers the plan; otherwise records the worker and starts it. */
-  async spawn(spec: SpawnWorkerRequest): Promise<WorkerRecord | SpawnPlan> {
-    checkTypeAndDevice(spec, this.#options);
+  async spawn(request: SpawnWorkerRequestBody): Promise<WorkerRecord | SpawnPlan> {
+    checkTypeAndDevice(request, this.#options);
+    const spec: SpawnWorkerRequest = {
+      ...request,
+      type: request.type ?? defaultWorkerType(request.device, {types: this.#options.workerTypes, candleBackends: await this.#options.candleBackends()}),
+    };
     const reference = parseModelRef(spec.model);
     // A local file is checked before answering, so a typo is a 4xx and not a failed worker.
     const local = reference.kind === 'path' ? await resolveAllowedModel(spec.model, spec.type, this.#options) : null;

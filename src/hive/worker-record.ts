@@ -68,6 +68,10 @@ export function toWorkerInfo(record: WorkerRecord): WorkerInfo {
     restarts: record.restarts,
     adopted: record.adopted,
     draining: record.draining,
+    context_size: record.spec.context_size ?? null,
+    parallel: record.spec.parallel ?? null,
+    threads: record.spec.threads ?? null,
+    max_queue: record.spec.max_queue ?? null,
   };
 }
 

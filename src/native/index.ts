@@ -89,6 +89,21 @@ export async function nativeBindingAvailable(): Promise<boolean> {
   }
 }
 
+let backendsPromise: Promise<readonly string[]> | undefined;
+
+/**
+ * The devices this build of the engine can run on ("cpu", and "cuda" or "metal" when built with
+ * that feature); none when it is not built. Asked once: the answer cannot change while running.
+ */
+export async function nativeBackends(): Promise<readonly string[]> {
+  backendsPromise ??= loadNativeBinding().then(
+    // A .node built before backends() existed is a CPU build.
+    binding => (typeof binding.backends === 'function' ? binding.backends() : ['cpu']),
+    () => [],
+  );
+  return backendsPromise;
+}
+
 export type NativeLoadOptions = {
   /** A GGUF file. */
   path: string;

@@ -213,7 +213,8 @@ export type RestartPolicy = z.infer<typeof RestartPolicySchema>;
 export const SpawnWorkerRequestSchema = z.object({
   model: z.string().min(1).max(4_096),
   device: DeviceSchema.default('cpu'),
-  type: z.string().min(1).max(214).default('llamacpp'),
+  /** Left out: the hive picks the fastest engine it has for the device (see the benchmarks). */
+  type: z.string().min(1).max(214).optional(),
   context_size: z.number().int().min(128).max(1_048_576).optional(),
   threads: z.number().int().min(1).max(1_024).optional(),
   parallel: z.number().int().min(1).max(64).optional(),
@@ -225,7 +226,10 @@ export const SpawnWorkerRequestSchema = z.object({
   /** Only say where the worker would go and what it would take; start nothing. */
   dry_run: z.boolean().default(false),
 });
-export type SpawnWorkerRequest = z.infer<typeof SpawnWorkerRequestSchema>;
+export type SpawnWorkerRequestBody = z.infer<typeof SpawnWorkerRequestSchema>;
+/** A spawn request once the hive has chosen its worker type: what it records and runs. */
+export const WorkerSpecSchema = SpawnWorkerRequestSchema.required({type: true});
+export type SpawnWorkerRequest = z.infer<typeof WorkerSpecSchema>;
 /** What a client sends: the fields with defaults may be left out. */
 export type SpawnWorkerRequestInput = z.input<typeof SpawnWorkerRequestSchema>;
 
@@ -251,6 +255,11 @@ export const WorkerInfoSchema = z.object({
   restarts: count,
   adopted: z.boolean(),
   draining: z.boolean(),
+  /** The shape it was spawned with (null: the engine's or the hive's default), so it can be spawned again alike. */
+  context_size: count.nullable(),
+  parallel: count.nullable(),
+  threads: count.nullable(),
+  max_queue: count.nullable(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
 
@@ -281,6 +290,11 @@ export type WorkerList = z.infer<typeof WorkerListSchema>;
 // The hive's live event stream (GET /v1/events, SSE): what dashboards and `status --watch` read.
 
 const at = z.iso.datetime({offset: true});
+
+/** How often the hive's idle event stream carries a keep-alive comment (`: keep-alive`). */
+export const eventKeepAliveMs = 2_000;
+/** How long a follower waits on a silent event stream before it calls the hive hung: 3 keep-alives. */
+export const eventStallMs = 3 * eventKeepAliveMs;
 
 export const HiveEventSchema = z.discriminatedUnion('type', [
   /** First event on every connection: the whole current state, so a client needs nothing else to start. */

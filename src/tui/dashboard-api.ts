@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type {HiveClient} from '../cli/hive-client.js';
-import type {HiveStatus, SpawnWorkerRequestInput, WorkerInfo} from '../protocol/wire.js';
+import {eventStallMs, type HiveStatus, type SpawnWorkerRequestInput, type WorkerInfo} from '../protocol/wire.js';
 import {printable} from './format.js';
 
 export type LogTail = {
@@ -48,7 +48,10 @@ export function restartRequest(worker: WorkerInfo): SpawnWorkerRequestInput {
     device: worker.device,
     type: worker.type,
     restart: worker.restart,
-    ...(worker.last_heartbeat?.threads === undefined ? {} : {threads: worker.last_heartbeat.threads}),
+    ...(worker.context_size === null ? {} : {context_size: worker.context_size}),
+    ...(worker.parallel === null ? {} : {parallel: worker.parallel}),
+    ...(worker.max_queue === null ? {} : {max_queue: worker.max_queue}),
+    ...(worker.threads !== null ? {threads: worker.threads} : worker.last_heartbeat?.threads === undefined ? {} : {threads: worker.last_heartbeat.threads}),
   };
 }
 
@@ -77,7 +80,7 @@ export function hiveDashboardApi(client: HiveClient, options: {home: string}): D
   const local = isLoopbackUrl(client.url);
   return {
     url: client.url,
-    subscribe: (onData, signal) => client.subscribe('/v1/events', onData, signal),
+    subscribe: (onData, signal) => client.subscribe('/v1/events', onData, signal, eventStallMs),
     status: () => client.get<HiveStatus>('/v1/status'),
     stopWorker: id => client.delete<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`, 120_000),
     spawnWorker: request => client.post<WorkerInfo>('/v1/workers', request),

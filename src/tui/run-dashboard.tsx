@@ -7,6 +7,13 @@ import type {HiveClient} from '../cli/hive-client.js';
 import {Dashboard} from './components/Dashboard.js';
 import {hiveDashboardApi} from './dashboard-api.js';
 
+/**
+ * How ink draws the dashboard (the benchmark renders with the same): at most 30 frames a second.
+ * Not ink's incrementalRendering: it cut the terminal output 5x in the benchmark, but in tmux it
+ * appended changed lines below the old ones instead of rewriting them (the e2e test caught it).
+ */
+export const dashboardRenderOptions = {maxFps: 30} as const;
+
 const enterAlternateScreen = '\u001B[?1049h\u001B[H';
 const leaveAlternateScreen = '\u001B[?1049l';
 
@@ -16,7 +23,7 @@ export async function runDashboard(options: {client: HiveClient; home: string}):
   process.stdout.write(enterAlternateScreen);
   const restore = () => process.stdout.write(leaveAlternateScreen);
   process.once('exit', restore);
-  const instance = render(<Dashboard api={api} />, {exitOnCtrlC: true, patchConsole: true, maxFps: 30});
+  const instance = render(<Dashboard api={api} />, {...dashboardRenderOptions, exitOnCtrlC: true, patchConsole: true});
   try {
     await instance.waitUntilExit();
   } finally {

@@ -64,6 +64,47 @@ test.serial('worker wait, status --watch --json (NDJSON events), and exit codes 
   }
 });
 
+test.serial('RBEE_* variables stand in for flags: RBEE_JSON, RBEE_MODEL, RBEE_DEVICE, RBEE_WORKER_TYPE, RBEE_THREADS; flags win; a bad value names its variable', async t => {
+  const hive = await startHive();
+  try {
+    const model = await defaultModelPath();
+    const env = {RBEE_JSON: '1', RBEE_MODEL: model, RBEE_DEVICE: 'cpu', RBEE_WORKER_TYPE: 'llamacpp', RBEE_THREADS: '1', RBEE_CONTEXT_SIZE: '512'};
+    const planned = await rbee(['worker', 'spawn', '--dry-run'], {hive, env});
+    t.is(planned.exitCode, 0, String(planned.stderr));
+    t.like(JSON.parse(String(planned.stdout)), {type: 'llamacpp', device: 'cpu', model: 'gemma-3-270m-q4_k_m'});
+    const flagWins = await rbee(['worker', 'spawn', '--dry-run', '--type', 'nonesuch'], {hive, env});
+    t.is(flagWins.exitCode, 2, 'a request the hive refuses as invalid is a usage error');
+    t.regex(JSON.parse(String(flagWins.stdout)).error.message, /unknown worker type "nonesuch"/, 'RBEE_JSON makes errors JSON too');
+    const bad = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: {...env, RBEE_THREADS: 'many'}});
+    t.is(bad.exitCode, 2);
+    t.regex(String(bad.stderr), /RBEE_THREADS/);
+    const status = await rbee(['status'], {hive, env: {RBEE_JSON: 'yes'}});
+    t.is(JSON.parse(String(status.stdout)).url, hive.url);
+    const human = await rbee(['status'], {hive, env: {RBEE_JSON: '0'}});
+    t.throws(() => JSON.parse(String(human.stdout)), undefined, 'RBEE_JSON=0 is off');
+  } finally {
+    await hive.stop();
+  }
+});
+
+test.serial('status --watch gives up on a hung hive (SIGSTOP): exit code 5 once three keep-alives are missed', async t => {
+  const hive = await startHive();
+  try {
+    const watcher = execa(process.execPath, [rbeeBin, '--json', 'status', '--watch'], {reject: false, timeout: 30_000, env: {...process.env, RBEE_HIVE_URL: hive.url}});
+    await new Promise(resolve => setTimeout(resolve, 3_000));
+    process.kill(hive.pid, 'SIGSTOP');
+    const stoppedAt = Date.now();
+    const result = await watcher;
+    const waited = Date.now() - stoppedAt;
+    t.is(result.exitCode, 5, String(result.stderr));
+    t.regex(String(result.stderr), /sent nothing for 6 s, not even a keep-alive/);
+    t.true(waited < 15_000, `gave up ${waited} ms after the hive hung`);
+  } finally {
+    process.kill(hive.pid, 'SIGCONT');
+    await hive.stop();
+  }
+});
+
 test('completion scripts complete commands and flags from the command tree', async t => {
   const script = String((await rbee(['completion', 'bash'])).stdout);
   const complete = async (...words: string[]) => {

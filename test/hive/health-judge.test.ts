@@ -1,13 +1,13 @@
 import test from 'ava';
 import {judgeHealth} from '../../src/hive/health-judge.js';
 import {createWorkerRecord} from '../../src/hive/worker-record.js';
-import {SpawnWorkerRequestSchema} from '../../src/protocol/wire.js';
+import {WorkerSpecSchema} from '../../src/protocol/wire.js';
 
 const limits = {heartbeatIntervalMs: 1_000, loadStallTimeoutMs: 10_000};
 const now = Date.parse('2026-11-27T12:00:00Z');
 const ago = (ms: number) => new Date(now - ms);
 const record = (fields: Parameters<typeof createWorkerRecord>[0] extends infer F ? Partial<F> : never) => createWorkerRecord({
-  id: 'worker-1', spec: SpawnWorkerRequestSchema.parse({model: 'm'}), modelName: 'm', modelPath: null, port: 1, secret: 's', ...fields,
+  id: 'worker-1', spec: WorkerSpecSchema.parse({model: 'm', type: 'llamacpp'}), modelName: 'm', modelPath: null, port: 1, secret: 's', ...fields,
 });
 
 test('a ready worker heard from within 3 intervals is healthy; past them it has missed 3 heartbeats', t => {

@@ -1,4 +1,4 @@
-import {Command} from 'commander';
+import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {parseWire} from '../../protocol/parse.js';
 import {InferStreamEventSchema, type InferRequest, type InferResponse} from '../../protocol/wire.js';
@@ -12,7 +12,7 @@ export function inferCommand(): Command {
   return new Command('infer')
     .description('generate text through the hive (tokens stream to the terminal)')
     .argument('<prompt...>', 'the prompt')
-    .option('--model <model>', 'model to route to (default: the only one served)')
+    .addOption(new Option('--model <model>', 'model to route to (default: the only one served)').env('RBEE_MODEL'))
     .option('--max-tokens <n>', 'tokens to generate at most', integerFlag('--max-tokens', 1, 32_768))
     .option('--temperature <t>', '0 for greedy decoding', numberFlag('--temperature', 0, 2))
     .option('--seed <n>', 'sampling seed', integerFlag('--seed', 0, 2 ** 32 - 1))

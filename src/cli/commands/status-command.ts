@@ -1,7 +1,7 @@
 import {Command} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {parseWire} from '../../protocol/parse.js';
-import {HiveEventSchema, type HiveEvent, type HiveStatus, type WorkerInfo, type WorkerList} from '../../protocol/wire.js';
+import {HiveEventSchema, eventStallMs, type HiveEvent, type HiveStatus, type WorkerInfo, type WorkerList} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../hive-client.js';
@@ -59,7 +59,7 @@ async function watch(client: HiveClient, json: boolean, signal: AbortSignal): Pr
       lastTable = Date.now();
       process.stdout.write(`${describeWorkers(workers.values())}\n\n`);
     }
-  }, signal);
+  }, signal, eventStallMs);
 }
 
 export function statusCommand(): Command {

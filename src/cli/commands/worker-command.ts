@@ -13,7 +13,7 @@ import {workerRunCommand} from './worker-run-command.js';
 type SpawnOptions = {
   model: string;
   device: string;
-  type: string;
+  type?: string;
   contextSize?: number;
   threads?: number;
   parallel?: number;
@@ -74,24 +74,24 @@ export function workerCommand(): Command {
 
   worker.command('spawn')
     .description('ask the hive for a worker')
-    .requiredOption('--model <model>', 'a GGUF path, hf:org/repo:file.gguf, or "default" (Gemma 3 270M)')
-    .option('--device <device>', 'cpu, cuda:N or metal', 'cpu')
-    .option('--type <type>', 'worker type', 'llamacpp')
-    .option('--context-size <tokens>', 'context per parallel request', integerFlag('--context-size', 128, 1_048_576))
-    .option('--threads <n>', 'CPU threads', integerFlag('--threads', 1, 1_024))
+    .addOption(new Option('--model <model>', 'a GGUF path, hf:org/repo:file.gguf, or "default" (Gemma 3 270M)').env('RBEE_MODEL').makeOptionMandatory())
+    .addOption(new Option('--device <device>', 'cpu, cuda:N or metal').env('RBEE_DEVICE').default('cpu'))
+    .addOption(new Option('--type <type>', 'worker type (default: the fastest engine for the device)').env('RBEE_WORKER_TYPE'))
+    .addOption(new Option('--context-size <tokens>', 'context per parallel request').env('RBEE_CONTEXT_SIZE').argParser(integerFlag('--context-size', 128, 1_048_576)))
+    .addOption(new Option('--threads <n>', 'CPU threads').env('RBEE_THREADS').argParser(integerFlag('--threads', 1, 1_024)))
     .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64))
     .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlag('--max-queue', 0, 100_000))
     .addOption(new Option('--restart <policy>', 'restart after a failure').choices(['never', 'on-failure', 'always']).default('on-failure'))
     .option('--force', 'spawn even if the memory estimate says it will not fit')
     .option('--dry-run', 'print where the worker would go and how much memory it would take; start nothing')
     .option('--wait', 'return only once the worker is ready (or failed)')
-    .option('--timeout <seconds>', 'with --wait: give up after this long', integerFlag('--timeout', 1, 86_400), 600)
+    .addOption(new Option('--timeout <seconds>', 'with --wait: give up after this long').env('RBEE_TIMEOUT').argParser(integerFlag('--timeout', 1, 86_400)).default(600))
     .action(async (options: SpawnOptions, command: Command) => {
       const client = hiveClient(command);
       const request: SpawnWorkerRequestInput = {
         model: options.model,
         device: options.device,
-        type: options.type,
+        ...(options.type === undefined ? {} : {type: options.type}),
         ...(options.contextSize === undefined ? {} : {context_size: options.contextSize}),
         ...(options.threads === undefined ? {} : {threads: options.threads}),
         ...(options.parallel === undefined ? {} : {parallel: options.parallel}),
@@ -149,7 +149,7 @@ export function workerCommand(): Command {
     .description('wait until a worker reaches a state (for scripts and CI)')
     .argument('<id>', 'worker id')
     .addOption(new Option('--state <state>', 'state to wait for').choices(['ready', 'stopped', 'failed']).default('ready'))
-    .option('--timeout <seconds>', 'give up after this long (exit code 5)', integerFlag('--timeout', 1, 86_400), 120)
+    .addOption(new Option('--timeout <seconds>', 'give up after this long (exit code 5)').env('RBEE_TIMEOUT').argParser(integerFlag('--timeout', 1, 86_400)).default(120))
     .action(async (id: string, options: {state: 'ready' | 'stopped' | 'failed'; timeout: number}, command: Command) => {
       const client = hiveClient(command);
       const deadline = Date.now() + options.timeout * 1000;

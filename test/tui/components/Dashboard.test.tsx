@@ -14,7 +14,7 @@ function start(hive: FakeHive, size: {columns?: number; rows?: number} = {column
 
 const now = Date.now();
 const twoWorkers = () => [
-  workerInfo({worker_id: 'worker-aaaa1111', started_at: iso(now - 60_000), last_heartbeat_at: iso(now), last_heartbeat: null}),
+  workerInfo({worker_id: 'worker-aaaa1111', started_at: iso(now - 60_000), last_heartbeat_at: iso(now), last_heartbeat: null, context_size: 512, parallel: 2, threads: 1}),
   workerInfo({worker_id: 'worker-bbbb2222', model: 'qwen2.5-0.5b', type: 'vllm', device: 'cuda:0', started_at: iso(now - 30_000)}),
 ];
 
@@ -121,7 +121,7 @@ test('keys typed faster than they are read arrive together and still count one b
   }
 });
 
-test('r asks, then stops and spawns the same model, device and type, and selects the new worker', async t => {
+test('r asks, then stops and spawns the same model, device, type and shape, and selects the new worker', async t => {
   const hive = fakeHive(twoWorkers());
   const ui = start(hive);
   try {
@@ -131,7 +131,7 @@ test('r asks, then stops and spawns the same model, device and type, and selects
     ui.press('y');
     await ui.waitForFrame(/restarted worker-aaaa1111 as worker-new1/);
     t.deepEqual(hive.stops, ['worker-aaaa1111']);
-    t.deepEqual(hive.spawns, [{model: '/models/gemma-3-270m-q4_k_m.gguf', device: 'cpu', type: 'llamacpp', restart: 'on-failure'}]);
+    t.deepEqual(hive.spawns, [{model: '/models/gemma-3-270m-q4_k_m.gguf', device: 'cpu', type: 'llamacpp', restart: 'on-failure', context_size: 512, parallel: 2, threads: 1}]);
     hive.emit({type: 'worker', at: new Date().toISOString(), change: 'spawned', worker: workerInfo({worker_id: 'worker-new1', state: 'starting', started_at: new Date().toISOString()})});
     await ui.waitForFrame(/› worker-new1 +llamacpp .* starting/);
   } finally {
