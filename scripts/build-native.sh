@@ -11,10 +11,10 @@
 #   RBEE_NATIVE_TARGET_CPU     -C target-cpu for x86_64 (default: native; x86-64-v3 for a portable binary)
 #   CARGO_TARGET_DIR           default native/target (git-ignored)
 #
-# CUDA (not wired yet): candle's cuda feature needs nvcc; on a machine without the CUDA toolkit,
-# `pip install nvidia-cuda-nvcc-cu13` (or -cu12) provides one. Then, e.g. for an H100:
-#   PATH=$(python -c 'import nvidia.cuda_nvcc,os;print(os.path.dirname(nvidia.cuda_nvcc.__file__))')/bin:$PATH \
+# CUDA: scripts/build-native-cuda.sh (an H100 build with a CUDA 13.0 toolkit from PyPI wheels, in
+# its own target dir, into native/cuda/); with a real CUDA toolkit on the PATH,
 #   CUDA_COMPUTE_CAP=90 CUDARC_CUDA_VERSION=13000 scripts/build-native.sh --features cuda
+# also works, but replaces the CPU .node.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
