@@ -50,6 +50,8 @@ impl Model {
             device: options.device.unwrap_or_else(|| "cpu".to_string()),
             context_size: options.context_size.map(|c| c as usize),
             threads: options.threads.map(|t| t as usize),
+            // Chosen by device (or RBEE_CANDLE_FORWARD), not from JavaScript.
+            forward: None,
         };
         std::thread::Builder::new()
             .name("rbee-candle-load".into())

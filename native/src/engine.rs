@@ -12,7 +12,7 @@ use crate::chat_template::{ChatMessage, ChatTemplate};
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::gguf::{self, Metadata};
 use crate::model::config::Config;
-use crate::model::Transformer;
+use crate::model::decoder::{Decoder, ForwardPath};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::stop::{Pushed, TextStream};
 use crate::tokenizer::Tokenizer;
@@ -27,6 +27,8 @@ pub struct LoadOptions {
     pub device: String,
     pub context_size: Option<usize>,
     pub threads: Option<usize>,
+    /// None: `RBEE_CANDLE_FORWARD`, else the ggml path on the CPU and the tensor path on GPUs.
+    pub forward: Option<ForwardPath>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub struct ModelInfo {
     pub architecture: String,
     pub name: Option<String>,
     pub device: String,
+    /// The forward pass this model runs with.
+    pub forward: ForwardPath,
     pub context_size: usize,
     pub train_context_size: usize,
     pub vocab_size: usize,
@@ -93,14 +97,14 @@ pub struct GenerateOutcome {
 }
 
 /// A loaded model. The tokenizer, template and info are read-only and usable from any thread
-/// while a generation runs; the transformer (weights and KV cache) is behind a mutex, so
+/// while a generation runs; the decoder (weights and KV cache) is behind a mutex, so
 /// generations on one model run one at a time.
 pub struct Engine {
     pub tokenizer: Tokenizer,
     pub template: Option<ChatTemplate>,
     pub info: ModelInfo,
     pub device: Device,
-    model: Mutex<Transformer>,
+    model: Mutex<Decoder>,
 }
 
 /// "cpu", "cuda:N" or "metal" to a Candle device: a malformed string is `device_unknown`, a
@@ -153,6 +157,7 @@ fn configure_threads(threads: Option<usize>) {
 impl Engine {
     pub fn load(options: &LoadOptions, progress: &mut dyn FnMut(f64)) -> EngineResult<Self> {
         let device = parse_device(&options.device)?;
+        let forward = ForwardPath::select(&device, options.forward)?;
         configure_threads(options.threads);
         let mut file = gguf::open(Path::new(&options.path))?;
         let config = Config::from_gguf(&file.content.metadata, &file.content.tensor_infos)?;
@@ -174,11 +179,12 @@ impl Engine {
                 config.train_context
             )));
         }
-        let model = Transformer::load(config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?;
+        let model = Decoder::load(forward, config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?;
         let info = ModelInfo {
             architecture: config.arch.name().to_string(),
             name,
             device: options.device.clone(),
+            forward: model.path(),
             context_size,
             train_context_size: config.train_context,
             vocab_size: tokenizer.vocab_size(),
@@ -189,7 +195,7 @@ impl Engine {
             eog_tokens: tokenizer.eog_ids(),
             tokenizer: tokenizer.model_name.clone(),
             has_chat_template: template.is_some(),
-            weight_bytes: model.weight_bytes as u64,
+            weight_bytes: model.weight_bytes() as u64,
             kv_cache_bytes: model.cache_bytes() as u64,
             file_bytes: file.file_size,
         };

@@ -3,11 +3,16 @@
 //! llama.cpp's CPU kernels (see `ggml_math`, `attention`, `rope`). The KV cache is allocated once
 //! per model (f16, `context_size` positions) and written in place; a new request just starts
 //! over at position 0.
+//!
+//! This is the CPU path; `tensor` holds the same decoder built from Candle tensor ops for GPUs,
+//! and `decoder` picks between the two.
 
 pub mod attention;
 pub mod config;
+pub mod decoder;
 pub mod qmatmul;
 pub mod rope;
+pub mod tensor;
 
 use std::io::{Read, Seek};
 
@@ -71,9 +76,14 @@ struct Loader<'a, R: Read + Seek> {
 
 impl<R: Read + Seek> Loader<'_, R> {
     fn qtensor(&mut self, name: &str) -> EngineResult<QTensor> {
+        let device = self.device;
+        self.qtensor_on(name, device)
+    }
+
+    fn qtensor_on(&mut self, name: &str, device: &Device) -> EngineResult<QTensor> {
         let tensor = self
             .content
-            .tensor(self.reader, name, self.device)
+            .tensor(self.reader, name, device)
             .map_err(|e| EngineError::invalid_gguf(format!("tensor {name}: {e}")))?;
         self.bytes += tensor.storage_size_in_bytes();
         self.loaded += 1;
@@ -85,8 +95,10 @@ impl<R: Read + Seek> Loader<'_, R> {
         self.content.tensor_infos.contains_key(name)
     }
 
+    /// A small tensor (a norm weight, a bias) as f32 values on the host: read straight into host
+    /// memory whatever the model's device, since both forward paths start from these values.
     fn vector(&mut self, name: &str) -> EngineResult<Vec<f32>> {
-        let tensor = self.qtensor(name)?;
+        let tensor = self.qtensor_on(name, &Device::Cpu)?;
         let values = tensor.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
         Ok(values)
     }
@@ -143,7 +155,7 @@ impl Transformer {
         if !device.is_cpu() {
             return Err(EngineError::new(
                 crate::error::ErrorCode::DeviceUnavailable,
-                "the candle engine's GPU forward pass is not implemented yet: only device \"cpu\" runs",
+                "the ggml forward path runs on the CPU only: GPUs take the tensor path",
             ));
         }
         let total = content.tensor_infos.len();

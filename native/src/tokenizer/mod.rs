@@ -425,6 +425,6 @@ fn parse_byte_token(text: &str) -> Option<u8> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_llama_cpp_ids;

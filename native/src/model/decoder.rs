@@ -1,0 +1,125 @@
+//! Which forward pass runs a model. The ggml path (`Transformer`) follows llama.cpp's CPU kernels
+//! to the bit and only runs on the CPU; the tensor path (`TensorTransformer`) is built from Candle
+//! tensor ops and runs on any Candle device. GPUs always take the tensor path; the CPU takes the
+//! ggml path unless the tensor path is asked for (to test it where there is no GPU).
+
+use std::io::{Read, Seek};
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::Device;
+
+use super::config::Config;
+use super::tensor::TensorTransformer;
+use super::Transformer;
+use crate::error::{EngineError, EngineResult, ErrorCode};
+
+/// Read when the load options do not name a path: `ggml` or `tensor`.
+pub const FORWARD_ENV: &str = "RBEE_CANDLE_FORWARD";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardPath {
+    /// llama.cpp's CPU kernels, replicated (CPU only).
+    Ggml,
+    /// Candle tensor ops (any device).
+    Tensor,
+}
+
+impl ForwardPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardPath::Ggml => "ggml",
+            ForwardPath::Tensor => "tensor",
+        }
+    }
+
+    pub fn parse(value: &str) -> EngineResult<Self> {
+        match value {
+            "ggml" => Ok(ForwardPath::Ggml),
+            "tensor" => Ok(ForwardPath::Tensor),
+            other => Err(EngineError::invalid_request(format!("unknown forward path \"{other}\": expected ggml or tensor"))),
+        }
+    }
+
+    /// The path for `device`: `requested`, else `RBEE_CANDLE_FORWARD`, else the device's default.
+    pub fn select(device: &Device, requested: Option<ForwardPath>) -> EngineResult<Self> {
+        let requested = match requested {
+            Some(path) => Some(path),
+            None => match std::env::var(FORWARD_ENV) {
+                Ok(value) if !value.is_empty() => {
+                    Some(Self::parse(&value).map_err(|e| EngineError::invalid_request(format!("{FORWARD_ENV}: {}", e.message)))?)
+                }
+                _ => None,
+            },
+        };
+        match (requested, device.is_cpu()) {
+            (Some(ForwardPath::Ggml), false) => Err(EngineError::new(
+                ErrorCode::DeviceUnavailable,
+                "the ggml forward path runs on the CPU only: use the tensor path (the default) on a GPU",
+            )),
+            (Some(path), _) => Ok(path),
+            (None, true) => Ok(ForwardPath::Ggml),
+            (None, false) => Ok(ForwardPath::Tensor),
+        }
+    }
+}
+
+/// A loaded model behind either forward path; the engine sees one interface.
+pub enum Decoder {
+    Ggml(Transformer),
+    Tensor(TensorTransformer),
+}
+
+impl Decoder {
+    #[allow(clippy::too_many_arguments)]
+    pub fn load<R: Read + Seek>(
+        path: ForwardPath,
+        config: Config,
+        content: &Content,
+        reader: &mut R,
+        device: &Device,
+        context_size: usize,
+        progress: &mut dyn FnMut(f64),
+    ) -> EngineResult<Self> {
+        Ok(match path {
+            ForwardPath::Ggml => Decoder::Ggml(Transformer::load(config, content, reader, device, context_size, progress)?),
+            ForwardPath::Tensor => Decoder::Tensor(TensorTransformer::load(config, content, reader, device, context_size, progress)?),
+        })
+    }
+
+    pub fn path(&self) -> ForwardPath {
+        match self {
+            Decoder::Ggml(_) => ForwardPath::Ggml,
+            Decoder::Tensor(_) => ForwardPath::Tensor,
+        }
+    }
+
+    pub fn context_size(&self) -> usize {
+        match self {
+            Decoder::Ggml(model) => model.context_size(),
+            Decoder::Tensor(model) => model.context_size(),
+        }
+    }
+
+    pub fn cache_bytes(&self) -> usize {
+        match self {
+            Decoder::Ggml(model) => model.cache_bytes(),
+            Decoder::Tensor(model) => model.cache_bytes(),
+        }
+    }
+
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Decoder::Ggml(model) => model.weight_bytes,
+            Decoder::Tensor(model) => model.weight_bytes,
+        }
+    }
+
+    /// Runs `tokens` at positions `start..` (the cache must hold `0..start`) and returns the
+    /// logits of the last one.
+    pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
+        match self {
+            Decoder::Ggml(model) => model.forward(tokens, start),
+            Decoder::Tensor(model) => model.forward(tokens, start),
+        }
+    }
+}
