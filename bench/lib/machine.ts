@@ -63,9 +63,24 @@ export function modelInfo(name: string, file: string): ModelInfo {
   return {name, path: file, file: path.basename(file), size_bytes: size, size_mib: Math.round((size / 1024 ** 2) * 10) / 10};
 }
 
+/** A name safe in a file name: lower case, `a-z0-9-` only, at most 40 characters. */
+export function fileSlug(text: string): string {
+  return text.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40);
+}
+
+/** The host part of a results file name: the short host name, or `cpu<cores>` when the host has no usable name. */
+export function hostSlug(info: MachineInfo): string {
+  const host = fileSlug(info.hostname.split('.')[0] ?? '');
+  return host.length >= 2 && host !== 'localhost' ? host : `cpu${info.cores}`;
+}
+
 /** The results file's machine part: `cpu-<host name>`, or `cpu-cpu<cores>` when the host has no usable name. */
 export function machineSlug(info: MachineInfo): string {
-  const host = (info.hostname.toLowerCase().split('.')[0] ?? '').replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40);
-  const usable = host.length >= 2 && host !== 'localhost';
-  return `cpu-${usable ? host : `cpu${info.cores}`}`;
+  return `cpu-${hostSlug(info)}`;
+}
+
+/** yyyy-mm-dd in local time: the date part of a results file name. */
+export function localDate(date: Date): string {
+  const pad = (value: number) => String(value).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
 }

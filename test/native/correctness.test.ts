@@ -7,22 +7,14 @@
  * divergence and still requires 90% of the positions to agree.
  */
 import {getLlama, LlamaCompletion, LlamaLogLevel} from 'node-llama-cpp';
+import {agreement, agreementPrompts} from '../../bench/lib/agreement-prompts.js';
 import {loadNativeModel} from '../../src/native/index.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 import {nativeTest} from './native-helpers.js';
 
 const {serial} = await nativeTest();
 
-const prompts = [
-  'The capital of France is',
-  'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
-  // 95 tokens: long enough for llama.cpp's tiled flash-attention kernel (64 rows or more).
-  'Once upon a time, in a small village at the edge of a great forest, there lived an old woodcutter and his three daughters. '
-    + 'The eldest was proud, the second was clever, and the youngest was kind to every creature she met. One winter morning, '
-    + "she found a small fox caught in a hunter's trap near the frozen river. Although her hands were cold and her father had "
-    + 'warned her never to wander so far from home, she knelt in the snow and',
-  'Q: What are the three primary colors?\nA:',
-];
+const prompts = agreementPrompts;
 const maxTokens = 32;
 
 serial('greedy decoding matches llama.cpp token for token on the default model', async t => {
@@ -56,16 +48,7 @@ serial('greedy decoding matches llama.cpp token for token on the default model',
       const expected = reference[index]!;
       t.deepEqual(model.tokenize(prompt), expected.prompt, `prompt ${index}: the same prompt tokens (BOS included)`);
       const result = await model.generate({prompt, maxTokens, temperature: 0});
-      const length = Math.max(result.tokens.length, expected.tokens.length);
-      let agreed = 0;
-      let firstDivergence: number | undefined;
-      for (let position = 0; position < length; position++) {
-        if (result.tokens[position] === expected.tokens[position]) {
-          agreed++;
-        } else {
-          firstDivergence ??= position;
-        }
-      }
+      const {agreed, length, firstDivergence} = agreement(result.tokens, expected.tokens);
       agreedOverall += agreed;
       totalOverall += length;
       t.log(`prompt ${index} (${expected.prompt.length} tokens): ${agreed}/${length} positions agree${firstDivergence === undefined ? '' : `, first divergence at ${firstDivergence}`}`);
