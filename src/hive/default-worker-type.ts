@@ -9,7 +9,10 @@ type Backend = 'cpu' | 'cuda' | 'metal';
 
 /** Fastest first, per device backend. */
 export const fastestEngines: Record<Backend, readonly string[]> = {
+  // 2-core VM, Gemma 3 270M Q4_K_M (2026-11-27-cpu-vm-candle.md): candle decodes at 0.49x, prompts at 0.29x llama.cpp.
   cpu: ['llamacpp', 'candle'],
+  // H100 (2026-11-27-gpu-h100-*-candle.md): candle prompts faster (1.10x Gemma 270M, 1.25x an 8B), but decodes
+  // at 0.18x and 0.49x llama.cpp; decode is what a served request mostly waits for.
   cuda: ['llamacpp', 'candle'],
   // Not measured: llama.cpp's Metal backend is the one known to work.
   metal: ['llamacpp', 'candle'],
