@@ -16,3 +16,14 @@ pub fn backends() -> Vec<String> {
     }
     built
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_always_and_each_gpu_backend_exactly_when_built_in() {
+        let built = super::backends();
+        assert_eq!(built[0], "cpu");
+        assert_eq!(built.iter().any(|b| b == "cuda"), cfg!(feature = "cuda"));
+        assert_eq!(built.iter().any(|b| b == "metal"), cfg!(feature = "metal"));
+    }
+}

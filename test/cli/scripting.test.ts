@@ -72,6 +72,9 @@ test.serial('RBEE_* variables stand in for flags: RBEE_JSON, RBEE_MODEL, RBEE_DE
     const planned = await rbee(['worker', 'spawn', '--dry-run'], {hive, env});
     t.is(planned.exitCode, 0, String(planned.stderr));
     t.like(JSON.parse(String(planned.stdout)), {type: 'llamacpp', device: 'cpu', model: 'gemma-3-270m-q4_k_m'});
+    const {RBEE_WORKER_TYPE: _, ...untyped} = env;
+    const defaulted = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: untyped});
+    t.is(JSON.parse(String(defaulted.stdout)).type, 'llamacpp', 'no type named: the fastest engine on the CPU');
     const flagWins = await rbee(['worker', 'spawn', '--dry-run', '--type', 'nonesuch'], {hive, env});
     t.is(flagWins.exitCode, 2, 'a request the hive refuses as invalid is a usage error');
     t.regex(JSON.parse(String(flagWins.stdout)).error.message, /unknown worker type "nonesuch"/, 'RBEE_JSON makes errors JSON too');

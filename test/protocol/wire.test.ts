@@ -151,7 +151,8 @@ test('infer response', roundTrip, InferResponseSchema, {
 test('spawn request gets its defaults', t => {
   const parsed = SpawnWorkerRequestSchema.parse({model: 'default'});
   t.is(parsed.device, 'cpu');
-  t.is(parsed.type, 'llamacpp');
+  t.is(parsed.type, undefined, 'left to the hive: the fastest engine it has for the device');
+  t.is(parsed.restart, 'on-failure');
 });
 
 test('heartbeat: wrong types and values', rejects, HeartbeatSchema,

@@ -184,4 +184,16 @@ impl Config {
     pub fn is_swa(&self, layer: usize) -> bool {
         self.swa_window.is_some() && self.swa_layers[layer]
     }
+
+    /// A layer's query and key projections must produce the heads the metadata promises: a
+    /// mismatched file would otherwise fail deep inside the first forward pass.
+    pub fn check_attention_shape(&self, layer: usize, q_features: usize, k_features: usize) -> EngineResult<()> {
+        if q_features != self.n_head * self.head_dim || k_features != self.n_head_kv * self.head_dim {
+            return Err(EngineError::invalid_gguf(format!(
+                "layer {layer}: attention projections of {q_features} and {k_features} do not match {} heads of {} ({} KV heads)",
+                self.n_head, self.head_dim, self.n_head_kv
+            )));
+        }
+        Ok(())
+    }
 }

@@ -102,12 +102,7 @@ impl TensorTransformer {
         let mut layers = Vec::with_capacity(config.n_layer);
         for il in 0..config.n_layer {
             let layer = weights::layer(&mut loader, il)?;
-            if layer.wq.out_features != config.n_head * config.head_dim || layer.wk.out_features != config.n_head_kv * config.head_dim {
-                return Err(EngineError::invalid_gguf(format!(
-                    "layer {il}: attention projections of {} and {} do not match {} heads of {} ({} KV heads)",
-                    layer.wq.out_features, layer.wk.out_features, config.n_head, config.head_dim, config.n_head_kv
-                )));
-            }
+            config.check_attention_shape(il, layer.wq.out_features, layer.wk.out_features)?;
             layers.push(layer);
         }
         let weight_bytes = loader.bytes;
