@@ -107,6 +107,12 @@ pub struct Engine {
     model: Mutex<Decoder>,
 }
 
+/// A Candle error's message without the backtrace Candle appends to driver errors: a user
+/// needs "invalid device ordinal", not the frames that led there.
+fn first_line(error: &candle_core::Error) -> String {
+    error.to_string().lines().next().unwrap_or_default().trim_end().to_string()
+}
+
 /// "cpu", "cuda:N" or "metal" to a Candle device: a malformed string is `device_unknown`, a
 /// device this build or machine does not have is `device_unavailable`.
 pub fn parse_device(device: &str) -> EngineResult<Device> {
@@ -120,17 +126,17 @@ pub fn parse_device(device: &str) -> EngineResult<Device> {
         if !cfg!(feature = "cuda") {
             return Err(EngineError::new(
                 ErrorCode::DeviceUnavailable,
-                format!("device {device} is not available: this build of the candle engine has no CUDA support (build it with `npm run build:native -- --features cuda`)"),
+                format!("device {device} is not available: this build of the candle engine has no CUDA support (build one with `scripts/build-native-cuda.sh`)"),
             ));
         }
         return Device::new_cuda(index)
-            .map_err(|e| EngineError::new(ErrorCode::DeviceUnavailable, format!("device {device} is not available: {e}")));
+            .map_err(|e| EngineError::new(ErrorCode::DeviceUnavailable, format!("device {device} is not available: {}", first_line(&e))));
     }
     if device == "metal" {
         if !cfg!(feature = "metal") {
             return Err(EngineError::new(ErrorCode::DeviceUnavailable, "device metal is not available: this build of the candle engine has no Metal support"));
         }
-        return Device::new_metal(0).map_err(|e| EngineError::new(ErrorCode::DeviceUnavailable, format!("device metal is not available: {e}")));
+        return Device::new_metal(0).map_err(|e| EngineError::new(ErrorCode::DeviceUnavailable, format!("device metal is not available: {}", first_line(&e))));
     }
     Err(EngineError::new(ErrorCode::DeviceUnknown, format!("unknown device \"{device}\": expected cpu, cuda:N or metal")))
 }
