@@ -9,60 +9,30 @@
  * The comparison also loads the model on the CPU in the same run, so the GPU's tokens are set
  * against both llama.cpp's and the candle engine's own CPU path.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {parseArgs} from 'node:util';
 import {agreement, agreementPrompts} from './lib/agreement-prompts.js';
+import {llamaCppGreedy} from './lib/llama-cpp-reference.js';
+import {hashFile} from '../src/models/download.js';
 import {loadNativeModel} from '../src/native/index.js';
 
 type Reference = {model_sha256: string; engine: string; max_tokens: number; prompts: Array<{prompt: string; prompt_tokens: number[]; tokens: number[]}>};
 
-function sha256(file: string): string {
-  const hash = crypto.createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buffer = Buffer.alloc(8 << 20);
-    let read: number;
-    while ((read = fs.readSync(fd, buffer, 0, buffer.length, null)) > 0) {
-      hash.update(buffer.subarray(0, read));
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest('hex');
-}
-
 async function record(modelPath: string, maxTokens: number, out: string): Promise<void> {
-  const {getLlama, LlamaCompletion, LlamaLogLevel} = await import('node-llama-cpp');
-  const llama = await getLlama({gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false});
-  const prompts: Reference['prompts'] = [];
-  try {
-    const model = await llama.loadModel({modelPath});
-    const context = await model.createContext({contextSize: 2048, threads: 2});
-    const sequence = context.getSequence();
-    for (const prompt of agreementPrompts) {
-      await sequence.clearHistory();
-      const completion = new LlamaCompletion({contextSequence: sequence, autoDisposeSequence: false});
-      const tokens: number[] = [];
-      await completion.generateCompletion(prompt, {maxTokens, temperature: 0, onToken: chunk => tokens.push(...chunk)});
-      completion.dispose({disposeSequence: false});
-      prompts.push({prompt, prompt_tokens: [model.tokens.bos!, ...model.tokenize(prompt, false)], tokens});
-    }
-    await context.dispose();
-    await model.dispose();
-  } finally {
-    await llama.dispose();
-  }
-  const reference: Reference = {model_sha256: sha256(modelPath), engine: 'node-llama-cpp 3.21.1, CPU, greedy', max_tokens: maxTokens, prompts};
+  const recorded = await llamaCppGreedy(modelPath, agreementPrompts, maxTokens);
+  const reference: Reference = {
+    model_sha256: await hashFile(modelPath), engine: 'node-llama-cpp 3.21.1, CPU, greedy', max_tokens: maxTokens,
+    prompts: recorded.map(entry => ({prompt: entry.prompt, prompt_tokens: entry.promptTokens, tokens: entry.tokens})),
+  };
   fs.writeFileSync(out, `${JSON.stringify(reference, null, 1)}\n`);
-  console.log(`recorded ${prompts.length} prompts x ${maxTokens} tokens to ${out}`);
+  console.log(`recorded ${recorded.length} prompts x ${maxTokens} tokens to ${out}`);
 }
 
 async function compare(modelPath: string, device: string, referenceFile: string, outDir: string | undefined): Promise<boolean> {
   const reference = JSON.parse(fs.readFileSync(referenceFile, 'utf8')) as Reference;
-  if (sha256(modelPath) !== reference.model_sha256) {
+  if (await hashFile(modelPath) !== reference.model_sha256) {
     throw new Error(`${modelPath} is not the model the reference was recorded with (sha256 ${reference.model_sha256})`);
   }
   const report: string[] = [];

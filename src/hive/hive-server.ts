@@ -8,6 +8,7 @@ import Fastify, {type FastifyInstance} from 'fastify';
 import {RbeeError} from '../errors.js';
 import {nativeBackends} from '../native/index.js';
 import {frameworkErrorHandler, installErrorHandling} from '../http/error-handling.js';
+import {isLoopback} from '../http/loopback.js';
 import type {DeviceInfo, HiveStatus, WorkerState} from '../protocol/wire.js';
 import {listDevices} from './devices.js';
 import {servedModels} from './router.js';
@@ -57,10 +58,6 @@ export type Hive = {
 };
 
 const version = '0.1.0';
-
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
 
 function bearer(header: string | undefined): string | undefined {
   const match = header === undefined ? null : /^Bearer\s+(.+)$/i.exec(header);

@@ -6,6 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type {HiveClient} from '../cli/hive-client.js';
+import {isLoopbackUrl} from '../http/loopback.js';
 import {eventStallMs, type HiveStatus, type SpawnWorkerRequestInput, type WorkerInfo} from '../protocol/wire.js';
 import {printable} from './format.js';
 
@@ -26,16 +27,6 @@ export type DashboardApi = {
   spawnWorker(request: SpawnWorkerRequestInput): Promise<WorkerInfo>;
   workerLog(id: string, lines: number): Promise<LogTail>;
 };
-
-/** Whether the hive runs on this machine, so its log files are ours to read. */
-export function isLoopbackUrl(url: string): boolean {
-  try {
-    const host = new URL(url).hostname;
-    return host === '127.0.0.1' || host === 'localhost' || host === '[::1]' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-  } catch {
-    return false;
-  }
-}
 
 /**
  * What `rbee worker spawn` would send to start the same worker again: its model (the resolved file

@@ -6,8 +6,8 @@
  * tokens should agree exactly; where float differences part them the test logs the first
  * divergence and still requires 90% of the positions to agree.
  */
-import {getLlama, LlamaCompletion, LlamaLogLevel} from 'node-llama-cpp';
 import {agreement, agreementPrompts} from '../../bench/lib/agreement-prompts.js';
+import {llamaCppGreedy} from '../../bench/lib/llama-cpp-reference.js';
 import {loadNativeModel} from '../../src/native/index.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 import {nativeTest} from './native-helpers.js';
@@ -20,25 +20,7 @@ const maxTokens = 32;
 serial('greedy decoding matches llama.cpp token for token on the default model', async t => {
   const modelPath = await defaultModelPath();
 
-  const llama = await getLlama({gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false});
-  const reference: {prompt: number[]; tokens: number[]}[] = [];
-  try {
-    const llamaModel = await llama.loadModel({modelPath});
-    const context = await llamaModel.createContext({contextSize: 2048, threads: 2});
-    const sequence = context.getSequence();
-    for (const prompt of prompts) {
-      await sequence.clearHistory();
-      const completion = new LlamaCompletion({contextSequence: sequence, autoDisposeSequence: false});
-      const tokens: number[] = [];
-      await completion.generateCompletion(prompt, {maxTokens, temperature: 0, onToken: chunk => tokens.push(...chunk)});
-      completion.dispose({disposeSequence: false});
-      reference.push({prompt: [llamaModel.tokens.bos!, ...llamaModel.tokenize(prompt, false)], tokens});
-    }
-    await context.dispose();
-    await llamaModel.dispose();
-  } finally {
-    await llama.dispose();
-  }
+  const reference = await llamaCppGreedy(modelPath, prompts, maxTokens);
 
   const model = await loadNativeModel({path: modelPath, contextSize: 2048, threads: 2});
   try {
@@ -46,12 +28,12 @@ serial('greedy decoding matches llama.cpp token for token on the default model',
     let totalOverall = 0;
     for (const [index, prompt] of prompts.entries()) {
       const expected = reference[index]!;
-      t.deepEqual(model.tokenize(prompt), expected.prompt, `prompt ${index}: the same prompt tokens (BOS included)`);
+      t.deepEqual(model.tokenize(prompt), expected.promptTokens, `prompt ${index}: the same prompt tokens (BOS included)`);
       const result = await model.generate({prompt, maxTokens, temperature: 0});
       const {agreed, length, firstDivergence} = agreement(result.tokens, expected.tokens);
       agreedOverall += agreed;
       totalOverall += length;
-      t.log(`prompt ${index} (${expected.prompt.length} tokens): ${agreed}/${length} positions agree${firstDivergence === undefined ? '' : `, first divergence at ${firstDivergence}`}`);
+      t.log(`prompt ${index} (${expected.promptTokens.length} tokens): ${agreed}/${length} positions agree${firstDivergence === undefined ? '' : `, first divergence at ${firstDivergence}`}`);
       t.true(length >= 1);
       t.true(agreed / length >= 0.9, `prompt ${index}: ${agreed}/${length} agree (first divergence at ${firstDivergence})\ncandle:    ${result.tokens.join(',')}\nllama.cpp: ${expected.tokens.join(',')}`);
     }
@@ -65,18 +47,7 @@ serial('a long greedy generation stays with llama.cpp past 256 cached tokens (it
   const modelPath = await defaultModelPath();
   const prompt = 'List of countries and their capitals:\n';
   const length = 300;
-  const llama = await getLlama({gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false});
-  const expected: number[] = [];
-  try {
-    const llamaModel = await llama.loadModel({modelPath});
-    const context = await llamaModel.createContext({contextSize: 2048, threads: 2});
-    const completion = new LlamaCompletion({contextSequence: context.getSequence()});
-    await completion.generateCompletion(prompt, {maxTokens: length, temperature: 0, onToken: chunk => expected.push(...chunk)});
-    await context.dispose();
-    await llamaModel.dispose();
-  } finally {
-    await llama.dispose();
-  }
+  const expected = (await llamaCppGreedy(modelPath, [prompt], length))[0]!.tokens;
   const model = await loadNativeModel({path: modelPath, contextSize: 2048, threads: 2});
   try {
     const result = await model.generate({prompt, maxTokens: length, temperature: 0});

@@ -6,6 +6,7 @@ import {globalOptions, hiveClient} from '../context.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
 import {isProcessAlive} from '../../hive/worker-process.js';
+import {isLoopbackUrl} from '../../http/loopback.js';
 import type {HiveStatus} from '../../protocol/wire.js';
 
 type StartOptions = {
@@ -80,11 +81,6 @@ function startCommand(): Command {
       process.on('SIGTERM', () => stop('SIGTERM'));
       await running.closed;
     });
-}
-
-function isLoopbackUrl(url: string): boolean {
-  const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 /** A hive on this machine is still running (and not a recycled pid: it names `hive` where procfs tells). */
