@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'model_not_found'
   | 'model_unavailable'
   | 'worker_not_found'
+  | 'group_not_found'
   | 'worker_failed'
   | 'worker_not_ready'
   | 'device_unknown'
@@ -32,6 +33,7 @@ const statusByCode: Record<ErrorCode, number> = {
   model_not_found: 404,
   model_unavailable: 503,
   worker_not_found: 404,
+  group_not_found: 404,
   worker_failed: 500,
   worker_not_ready: 503,
   device_unknown: 400,

@@ -6,6 +6,7 @@ export {
   defineAdapter,
   parseAdapterOptions,
   type AdapterContext,
+  type AdapterGroup,
   type AdapterHeartbeat,
   type AdapterInferRequest,
   type EngineChatMessage,

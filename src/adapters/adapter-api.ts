@@ -46,6 +46,20 @@ export type EngineProcess = {
   kill(signal?: NodeJS.Signals): void;
 };
 
+/** A worker's part in a worker group: one model spread over several devices, one process each. */
+export type AdapterGroup = {
+  groupId: string;
+  /** The coordinator loads the model and serves requests; a shard holds the layers it is sent. */
+  role: 'coordinator' | 'shard';
+  coordinatorId: string;
+  /** Every device of the group, the coordinator's first. */
+  devices: string[];
+  /** Shard: the `host:port` its engine must listen on for the coordinator. */
+  endpoint: string | null;
+  /** Coordinator: the shards to drive, each an engine endpoint (and its worker, for health). */
+  shards: Array<{workerId: string; device: string; endpoint: string}>;
+};
+
 export type AdapterContext = {
   workerId: string;
   modelPath: string;
@@ -62,6 +76,8 @@ export type AdapterContext = {
   spawnEngine: (options: {command: string; args: string[]; env?: Record<string, string>}) => EngineProcess;
   /** Report how far the model load has got (0..1); a load that stops moving is failed by the hive. */
   reportLoadProgress: (fraction: number) => void;
+  /** Set when the worker is a member of a worker group (only for adapters with `groups: true`). */
+  group?: AdapterGroup;
 };
 
 /** What an adapter adds to the worker's heartbeat: memory figures and the enhanced fields it knows. */
@@ -82,6 +98,8 @@ export type RbeeAdapter = {
   description?: string;
   /** What `--model` must name for this engine: a GGUF file (the default), a model folder, or either. */
   modelFormat?: 'gguf' | 'directory' | 'any';
+  /** Whether it can run as a member of a worker group (`rbee worker spawn-group`): it reads `context.group`. */
+  groups?: boolean;
   /** Start the engine (spawn it, or load the model in process). */
   start: (context: AdapterContext) => Promise<void>;
   /** Polled after start until true; the load's progress is what keeps it from stalling. */
@@ -100,6 +118,7 @@ const AdapterShapeSchema = z.object({
   adapterType: z.string().min(1).optional(),
   description: z.string().optional(),
   modelFormat: z.enum(['gguf', 'directory', 'any']).optional(),
+  groups: z.boolean().optional(),
   start: hook,
   ready: hook.optional(),
   infer: hook,

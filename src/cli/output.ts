@@ -17,6 +17,7 @@ const exitCodeByError: Partial<Record<ErrorCode, number>> = {
   hive_unreachable: exitCodes.hiveUnreachable,
   not_found: exitCodes.notFound,
   worker_not_found: exitCodes.notFound,
+  group_not_found: exitCodes.notFound,
   model_not_found: exitCodes.notFound,
   timeout: exitCodes.timeout,
   invalid_request: exitCodes.usage,

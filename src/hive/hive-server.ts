@@ -18,6 +18,8 @@ import {registerWorkerRoutes} from './routes/worker-routes.js';
 import {Supervisor} from './supervisor.js';
 import {EventStream} from './event-stream.js';
 import {toWorkerInfo} from './worker-record.js';
+import {toGroupInfo} from './group-record.js';
+import {registerGroupRoutes} from './routes/group-routes.js';
 import {StateStore} from './state-store.js';
 import {createHiveMetrics, type HiveMetrics} from './metrics.js';
 import type {RestartLimits} from './restart-policy.js';
@@ -81,6 +83,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
     hiveUrl: () => url,
     modelsDir,
     workerTypes: options.adapters.adapters.map(loaded => loaded.adapter.type),
+    groupTypes: options.adapters.adapters.filter(loaded => loaded.adapter.groups === true).map(loaded => loaded.adapter.type),
     candleBackends: nativeBackends,
     modelFormats: Object.fromEntries(options.adapters.adapters.map(loaded => [loaded.adapter.type, loaded.adapter.modelFormat ?? 'gguf'])),
     configPath: options.configPath,
@@ -97,6 +100,10 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
     ...(options.env === undefined ? {} : {env: options.env}),
     log: options.log,
     onEvent: event => {
+      if (event.type === 'group') {
+        events.publish({type: 'group', at: new Date().toISOString(), change: event.change, group: toGroupInfo(event.group, supervisor.workers)});
+        return;
+      }
       if (event.type === 'restart') {
         metrics?.restarts.inc();
       }
@@ -176,9 +183,11 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   }));
   events.register(app, () => ({
     type: 'snapshot', at: new Date().toISOString(), hive: {url, pid: process.pid, version}, workers: [...supervisor.workers.values()].map(toWorkerInfo),
+    groups: [...supervisor.groups.values()].map(group => toGroupInfo(group, supervisor.workers)),
   }));
   registerHeartbeatRoutes(app, supervisor, hiveMetrics, events);
   registerWorkerRoutes(app, supervisor);
+  registerGroupRoutes(app, supervisor);
   registerInferenceRoutes(app, supervisor);
 
   try {

@@ -35,6 +35,10 @@ export function pickWorker(supervisor: Supervisor, model: string | undefined): W
     if (alive.some(record => record.state === 'starting')) {
       throw new RbeeError('worker_not_ready', `model "${model}" is still loading; try again shortly`);
     }
+    const group = alive.find(record => record.group?.membership.role === 'coordinator')?.group?.group;
+    if (group !== undefined && group.health !== 'healthy') {
+      throw new RbeeError(group.health === 'starting' ? 'worker_not_ready' : 'model_unavailable', `model "${model}" is served by worker group ${group.id}, which is ${group.health}${group.reason === null ? '' : `: ${group.reason}`}`);
+    }
     if (alive.some(record => record.draining)) {
       throw new RbeeError('model_unavailable', `every worker for model "${model}" is draining`);
     }

@@ -4,7 +4,18 @@
  */
 import Database from 'better-sqlite3';
 import {parseWire} from '../protocol/parse.js';
-import {WorkerSpecSchema, WorkerStateSchema, type SpawnWorkerRequest, type WorkerState} from '../protocol/wire.js';
+import {z} from 'zod';
+import {GroupMembershipSchema, SpawnGroupRequestSchema, WorkerSpecSchema, WorkerStateSchema, type SpawnWorkerRequest, type WorkerState} from '../protocol/wire.js';
+
+/** A group member's tie to its group, enough to rebuild the group when a restarted hive re-adopts it. */
+const StoredGroupSchema = z.object({
+  membership: GroupMembershipSchema,
+  spec: SpawnGroupRequestSchema.required({type: true}),
+  started_at: z.string(),
+  model_bytes: z.number().int().nonnegative(),
+  total_bytes: z.number().int().nonnegative(),
+});
+export type StoredGroup = z.infer<typeof StoredGroupSchema>;
 
 export type StoredWorker = {
   id: string;
@@ -18,11 +29,12 @@ export type StoredWorker = {
   secret: string;
   startedAt: string;
   restarts: number;
+  group: StoredGroup | null;
 };
 
 type Row = {
   id: string; spec: string; model_name: string; model_path: string | null; state: string; reason: string | null;
-  pid: number | null; port: number; secret: string; started_at: string; restarts: number;
+  pid: number | null; port: number; secret: string; started_at: string; restarts: number; group_json: string | null;
 };
 
 export class StateStore {
@@ -47,12 +59,17 @@ export class StateStore {
       restarts integer not null default 0,
       updated_at text not null
     )`);
+    // Databases from before worker groups lack the column.
+    const columns = this.#db.prepare('pragma table_info(workers)').all() as Array<{name: string}>;
+    if (!columns.some(column => column.name === 'group_json')) {
+      this.#db.exec('alter table workers add column group_json text');
+    }
     this.#upsert = this.#db.prepare(`insert into workers
-      (id, spec, model_name, model_path, state, reason, pid, port, secret, started_at, restarts, updated_at)
-      values (@id, @spec, @model_name, @model_path, @state, @reason, @pid, @port, @secret, @started_at, @restarts, @updated_at)
+      (id, spec, model_name, model_path, state, reason, pid, port, secret, started_at, restarts, group_json, updated_at)
+      values (@id, @spec, @model_name, @model_path, @state, @reason, @pid, @port, @secret, @started_at, @restarts, @group_json, @updated_at)
       on conflict(id) do update set spec = excluded.spec, model_name = excluded.model_name, model_path = excluded.model_path,
         state = excluded.state, reason = excluded.reason, pid = excluded.pid, port = excluded.port, secret = excluded.secret,
-        restarts = excluded.restarts, updated_at = excluded.updated_at`);
+        restarts = excluded.restarts, group_json = excluded.group_json, updated_at = excluded.updated_at`);
   }
 
   save(worker: StoredWorker): void {
@@ -68,6 +85,7 @@ export class StateStore {
       secret: worker.secret,
       started_at: worker.startedAt,
       restarts: worker.restarts,
+      group_json: worker.group === null ? null : JSON.stringify(worker.group),
       updated_at: new Date().toISOString(),
     });
   }
@@ -79,12 +97,14 @@ export class StateStore {
     for (const row of rows) {
       const spec = parseWire(WorkerSpecSchema, safeJson(row.spec), 'stored spec');
       const state = WorkerStateSchema.safeParse(row.state);
-      if (!spec.ok || !state.success) {
+      const group = row.group_json === null ? null : parseWire(StoredGroupSchema, safeJson(row.group_json), 'stored group');
+      if (!spec.ok || !state.success || (group !== null && !group.ok)) {
         continue;
       }
       workers.push({
         id: row.id, spec: spec.value, modelName: row.model_name, modelPath: row.model_path, state: state.data,
         reason: row.reason, pid: row.pid, port: row.port, secret: row.secret, startedAt: row.started_at, restarts: row.restarts,
+        group: group === null ? null : group.value,
       });
     }
     return workers;

@@ -13,20 +13,24 @@ import {fileURLToPath} from 'node:url';
 import {RbeeError} from '../errors.js';
 import {parseModelRef} from '../models/model-ref.js';
 import type {ResolvedModel} from '../models/resolve-model.js';
-import type {HiveCommand, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
+import type {HiveCommand, SpawnGroupRequest, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
+import {planGroup, type PlannedMember} from './group-plan.js';
+import {isGroupOver, judgeGroup, memberIds, type GroupRecord} from './group-record.js';
 import {defaultWorkerType} from './default-worker-type.js';
 import {orphanIntervals, workerDefaults} from '../worker/worker-defaults.js';
 import {admitOrThrow, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import {freePort} from '../http/free-port.js';
 import {judgeHealth} from './health-judge.js';
 import {decideRestart, defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
-import type {StateStore} from './state-store.js';
+import type {StateStore, StoredGroup} from './state-store.js';
 import {createWorkerRecord, isAlive, modelAliases, type WorkerRecord} from './worker-record.js';
 import {isWorkerProcess, killGroup, launchWorkerProcess, watchAdoptedProcess, type ProcessEnd} from './worker-process.js';
 
 const rbeeBin = fileURLToPath(new URL('../../bin/rbee.js', import.meta.url));
 
 export type SupervisorOptions = SpawnCheckOptions & {
+  /** Worker types whose adapter can run in a group (as coordinator or shard). */
+  groupTypes: string[];
   hiveUrl: () => string;
   /** The hive's config file, passed to workers for their adapter plugins. */
   configPath: string | null;
@@ -45,13 +49,16 @@ export type SupervisorOptions = SpawnCheckOptions & {
   onEvent?: (event: SupervisorEvent) => void;
 };
 
-export type SupervisorEvent = {type: 'spawned' | 'state' | 'restart'; record: WorkerRecord};
+export type SupervisorEvent =
+  | {type: 'spawned' | 'state' | 'restart'; record: WorkerRecord}
+  | {type: 'group'; change: 'spawned' | 'health'; group: GroupRecord};
 
 /** Why a worker's current process is ending, set by whoever ends it, read when it exits. */
 type Ending = {kind: 'requested' | 'failure'; reason: string};
 
 export class Supervisor {
   readonly workers = new Map<string, WorkerRecord>();
+  readonly groups = new Map<string, GroupRecord>();
   readonly #options: SupervisorOptions;
   readonly #endings = new Map<string, Ending>();
   readonly #runs = new Map<string, Promise<void>>();
@@ -96,6 +103,43 @@ export class Supervisor {
     this.#options.onEvent?.({type: 'spawned', record});
     this.#run(record, local);
     return record;
+  }
+
+  /** Checks and records a worker group, then starts its shards and its coordinator (which waits for them). */
+  async spawnGroup(request: SpawnGroupRequest): Promise<GroupRecord> {
+    const plan = await planGroup(request, {...this.#options, reservedOn: device => this.reservedOn(device, null)});
+    const {group} = plan;
+    this.groups.set(group.id, group);
+    const records = [plan.coordinator, ...plan.shards].map(member => this.#groupMember(member, group, plan.local));
+    this.#options.onEvent?.({type: 'group', change: 'spawned', group});
+    for (const record of records) {
+      this.workers.set(record.id, record);
+      this.#persist(record);
+      this.#options.onEvent?.({type: 'spawned', record});
+    }
+    for (const record of records) {
+      this.#run(record, record.group?.membership.role === 'shard' ? null : plan.local);
+    }
+    return group;
+  }
+
+  getGroup(id: string): GroupRecord {
+    const group = this.groups.get(id);
+    if (group === undefined) {
+      throw new RbeeError('group_not_found', `no worker group "${id}" on this hive`);
+    }
+    return group;
+  }
+
+  /** Stops every member (coordinator first, so it lets go of its shards); resolves once all are gone. */
+  async stopGroup(id: string, reason = 'group stopped by request'): Promise<GroupRecord> {
+    const group = this.getGroup(id);
+    if (!isGroupOver(group.health)) {
+      this.#setGroupHealth(group, 'stopped', reason);
+    }
+    await this.#stopOne(group.coordinatorId, reason);
+    await Promise.all(group.shardIds.map(shard => this.#stopOne(shard, reason)));
+    return group;
   }
 
   get(id: string): WorkerRecord {
@@ -154,6 +198,8 @@ export class Supervisor {
         record.lastProgressAt = new Date();
       }
     }
+    // The coordinator's heartbeat says whether it still reaches every shard.
+    this.#judgeGroupOf(record);
   }
 
   /** Ends the worker's process as a failure; the restart policy decides what follows. */
@@ -172,8 +218,18 @@ export class Supervisor {
     }
   }
 
-  /** SIGTERM to the worker's group, SIGKILL after the grace period; resolves once the process is gone. */
+  /** Stops a worker; a member of a group stops its whole group, which cannot serve without it. */
   async stop(id: string, reason = 'stopped by request'): Promise<WorkerRecord> {
+    const record = this.get(id);
+    if (record.group !== null) {
+      await this.stopGroup(record.group.group.id, `${reason} (member ${id})`);
+      return record;
+    }
+    return this.#stopOne(id, reason);
+  }
+
+  /** SIGTERM to the worker's process group, SIGKILL after the grace period; resolves once the process is gone. */
+  async #stopOne(id: string, reason: string): Promise<WorkerRecord> {
     const record = this.get(id);
     const pendingRestart = this.#restartTimers.get(id);
     if (pendingRestart !== undefined) {
@@ -200,23 +256,39 @@ export class Supervisor {
 
   async stopAll(reason: string): Promise<void> {
     clearInterval(this.#watchdog);
-    await Promise.all([...this.workers.values()].filter(record => isAlive(record.state)).map(record => this.stop(record.id, reason)));
+    for (const group of this.groups.values()) {
+      if (!isGroupOver(group.health)) {
+        this.#setGroupHealth(group, 'stopped', reason);
+      }
+    }
+    await Promise.all([...this.workers.values()].filter(record => isAlive(record.state)).map(record => this.#stopOne(record.id, reason)));
   }
 
   /** After a hive restart: take back the workers a previous hive left running, restart none. */
   adoptFromStore(): {adopted: string[]; failed: string[]} {
     const adopted: string[] = [];
     const failed: string[] = [];
-    for (const stored of this.#options.store.loadLive()) {
+    const stored = this.#options.store.loadLive();
+    // Every record first, then the liveness checks: a group judged on a dead member must see all its members.
+    const records = stored.map(worker => {
       const record = createWorkerRecord({
-        id: stored.id, spec: stored.spec, modelName: stored.modelName, modelPath: stored.modelPath, port: stored.port,
-        secret: stored.secret, pid: stored.pid, startedAt: new Date(stored.startedAt), launchedAt: new Date(),
-        restarts: stored.restarts, adopted: true,
+        id: worker.id, spec: worker.spec, modelName: worker.modelName, modelPath: worker.modelPath, port: worker.port,
+        secret: worker.secret, pid: worker.pid, startedAt: new Date(worker.startedAt), launchedAt: new Date(),
+        restarts: worker.restarts, adopted: true,
       });
+      if (worker.group !== null) {
+        record.group = {group: this.#adoptedGroup(worker.group), membership: worker.group.membership};
+        if (worker.group.membership.role === 'shard') {
+          record.aliases = new Set();
+        }
+      }
       this.workers.set(record.id, record);
-      if (stored.pid !== null && isWorkerProcess(stored.pid, stored.id)) {
+      return record;
+    });
+    for (const record of records) {
+      if (record.pid !== null && isWorkerProcess(record.pid, record.id)) {
         record.reason = 're-adopted after a hive restart; waiting for its heartbeat';
-        const watched = watchAdoptedProcess(stored.pid);
+        const watched = watchAdoptedProcess(record.pid);
         this.#runs.set(record.id, watched.ended.then(end => this.#onProcessEnd(record, end, path.join(this.#options.logsDir, `${record.id}.log`))));
         this.#persist(record);
         adopted.push(record.id);
@@ -227,6 +299,26 @@ export class Supervisor {
       }
     }
     return {adopted, failed};
+  }
+
+  #adoptedGroup(stored: StoredGroup): GroupRecord {
+    const {membership} = stored;
+    let group = this.groups.get(membership.group_id);
+    if (group === undefined) {
+      group = {
+        id: membership.group_id,
+        spec: stored.spec,
+        coordinatorId: membership.coordinator,
+        shardIds: membership.devices.slice(1).map((_device, index) => `${membership.group_id}-${index + 1}`),
+        health: 'starting',
+        reason: 're-adopted after a hive restart; waiting for heartbeats',
+        startedAt: new Date(stored.started_at),
+        modelBytes: stored.model_bytes,
+        totalBytes: stored.total_bytes,
+      };
+      this.groups.set(group.id, group);
+    }
+    return group;
   }
 
   /** What starting workers on a device will still allocate: admission counts it as taken. */
@@ -248,6 +340,13 @@ export class Supervisor {
   }
 
   async #prepareAndLaunch(record: WorkerRecord, local: ResolvedModel | null): Promise<void> {
+    if (record.group?.membership.role === 'shard') {
+      // A shard's engine holds the layers its coordinator sends it: it opens no model file of its own.
+      record.progress = {phase: 'loading', done: 0, total: 1000};
+      record.lastProgressAt = new Date();
+      await this.#launch(record, {ref: record.spec.model, kind: 'path', path: record.spec.model, name: record.modelName});
+      return;
+    }
     let model = local;
     if (model === null) {
       try {
@@ -300,6 +399,7 @@ export class Supervisor {
     if (threads !== undefined) args.push('--threads', String(threads));
     if (spec.max_queue !== undefined) args.push('--max-queue', String(spec.max_queue));
     if (this.#options.configPath !== null) args.push('--config', this.#options.configPath);
+    if (record.group !== null) args.push('--group', JSON.stringify(record.group.membership));
 
     const cuda = /^cuda:(\d+)$/.exec(spec.device);
     const logFile = path.join(this.#options.logsDir, `${record.id}.log`);
@@ -389,7 +489,53 @@ export class Supervisor {
     if (changed) {
       this.#persist(record);
       this.#options.onEvent?.({type: 'state', record});
+      this.#judgeGroupOf(record);
     }
+  }
+
+  #groupMember(member: PlannedMember, group: GroupRecord, local: ResolvedModel | null): WorkerRecord {
+    const shard = member.membership.role === 'shard';
+    const record = createWorkerRecord({
+      id: member.id,
+      spec: member.spec,
+      modelName: local?.name ?? member.spec.model,
+      modelPath: shard ? null : local?.path ?? null,
+      port: member.port,
+      secret: randomBytes(24).toString('hex'),
+      group: {group, membership: member.membership},
+    });
+    if (shard) {
+      record.aliases = new Set(); // never routed to: requests go to the coordinator
+    }
+    return record;
+  }
+
+  /** After a member changed: the group's health follows, and a member lost ends the whole group. */
+  #judgeGroupOf(record: WorkerRecord): void {
+    const group = record.group?.group;
+    if (group === undefined || isGroupOver(group.health)) {
+      return;
+    }
+    const members = memberIds(group).map(id => this.workers.get(id)).filter(member => member !== undefined);
+    const verdict = judgeGroup(group, members);
+    if (verdict.health === group.health && verdict.reason === group.reason) {
+      return;
+    }
+    this.#setGroupHealth(group, verdict.health, verdict.reason);
+    if (verdict.health === 'failed') {
+      this.#options.log(`${group.id} failed: ${verdict.reason}; stopping its other members`);
+      for (const member of members) {
+        if (isAlive(member.state) && member.state !== 'stopping') {
+          void this.#stopOne(member.id, `group ${group.id} failed: ${verdict.reason}`);
+        }
+      }
+    }
+  }
+
+  #setGroupHealth(group: GroupRecord, health: GroupRecord['health'], reason: string | null): void {
+    group.health = health;
+    group.reason = reason;
+    this.#options.onEvent?.({type: 'group', change: 'health', group});
   }
 
   #persist(record: WorkerRecord): void {
@@ -397,6 +543,10 @@ export class Supervisor {
       id: record.id, spec: record.spec, modelName: record.modelName, modelPath: record.modelPath, state: record.state,
       reason: record.reason, pid: record.pid, port: record.port, secret: record.secret,
       startedAt: record.startedAt.toISOString(), restarts: record.restarts,
+      group: record.group === null ? null : {
+        membership: record.group.membership, spec: record.group.group.spec, started_at: record.group.group.startedAt.toISOString(),
+        model_bytes: record.group.group.modelBytes, total_bytes: record.group.group.totalBytes,
+      },
     });
   }
 

@@ -1,6 +1,7 @@
 import {timingSafeEqual} from 'node:crypto';
 import path from 'node:path';
 import type {Heartbeat, SpawnWorkerRequest, WorkerInfo, WorkerState} from '../protocol/wire.js';
+import type {GroupMember} from './group-record.js';
 
 export type WorkerProgress = {phase: string; done: number; total: number | null};
 
@@ -34,13 +35,19 @@ export type WorkerRecord = {
   reservedBytes: number;
   /** Asked to drain: it finishes what it has and gets nothing new. */
   draining: boolean;
+  /** Its part in a worker group, or null for a worker of its own. */
+  group: GroupMember | null;
 };
 
 export function workerUrl(record: WorkerRecord): string {
   return `http://127.0.0.1:${record.port}`;
 }
 
+/** Whether requests may go to it now. A group serves through its coordinator, and only while every member is there. */
 export function isServing(record: WorkerRecord): boolean {
+  if (record.group !== null && (record.group.membership.role !== 'coordinator' || record.group.group.health !== 'healthy')) {
+    return false;
+  }
   return (record.state === 'ready' || record.state === 'busy') && !record.draining;
 }
 
@@ -72,6 +79,8 @@ export function toWorkerInfo(record: WorkerRecord): WorkerInfo {
     parallel: record.spec.parallel ?? null,
     threads: record.spec.threads ?? null,
     max_queue: record.spec.max_queue ?? null,
+    group_id: record.group?.group.id ?? null,
+    role: record.group?.membership.role ?? null,
   };
 }
 
@@ -94,6 +103,7 @@ export function createWorkerRecord(fields: Pick<WorkerRecord, 'id' | 'spec' | 'm
     adopted: false,
     reservedBytes: 0,
     draining: false,
+    group: null,
     ...fields,
   };
 }

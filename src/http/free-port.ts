@@ -18,3 +18,13 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
     });
   });
 }
+
+/** Whether a loopback port can be bound now: a fixed port asked for is checked before anything starts on it. */
+export async function isPortFree(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise(resolve => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen({host, port}, () => server.close(() => resolve(true)));
+  });
+}

@@ -6,7 +6,7 @@
 import type {ModelProgress} from './resolve-model.js';
 
 /** Progress counted in steps rather than bytes: no sizes, no transfer rate. */
-export type StepProgress = {phase: 'loading' | 'building'; done: number; total: number | null; unit: 'steps'};
+export type StepProgress = {phase: 'loading' | 'building'; done: number; total: number | null; unit: 'steps'; detail?: string};
 export type BarProgress = ModelProgress | StepProgress;
 
 export type ProgressStream = {write(chunk: string): unknown; isTTY?: boolean; columns?: number};
@@ -95,7 +95,7 @@ function renderLine(label: string, progress: BarProgress, bytesPerSecond: number
   if ('unit' in progress) {
     const fraction = progress.total !== null && progress.total > 0 ? Math.min(1, progress.done / progress.total) : 0;
     const filled = Math.round(fraction * 24);
-    return [...parts, `[${'#'.repeat(filled)}${'-'.repeat(24 - filled)}]`, `${Math.floor(fraction * 100)}%`].join(' ');
+    return [...parts, `[${'#'.repeat(filled)}${'-'.repeat(24 - filled)}]`, `${Math.floor(fraction * 100)}%`, ...(progress.detail === undefined ? [] : [progress.detail])].join(' ');
   }
   if (progress.total !== null && progress.total > 0) {
     const fraction = Math.min(1, progress.done / progress.total);

@@ -203,6 +203,35 @@ export const ModelListSchema = z.object({
 export type ModelList = z.infer<typeof ModelListSchema>;
 
 // ---------------------------------------------------------------------------------------------
+// Worker groups (spec 1.5): one model over several devices, a coordinator and its shards.
+
+export const GroupRoleSchema = z.enum(['coordinator', 'shard']);
+export type GroupRole = z.infer<typeof GroupRoleSchema>;
+
+/** starting: members loading; healthy: all serve; degraded: a member is missing (no routing); failed/stopped: ended. */
+export const GroupHealthSchema = z.enum(['starting', 'healthy', 'degraded', 'failed', 'stopped']);
+export type GroupHealth = z.infer<typeof GroupHealthSchema>;
+
+/** `host:port`, loopback or not: where a shard's engine listens for its coordinator. */
+const endpoint = z.string().regex(/^[A-Za-z0-9.:[\]-]+:\d{1,5}$/, 'host:port');
+
+/**
+ * What the hive tells a group member's worker process (`rbee worker run --group <json>`): its
+ * role, and for a coordinator the shards it drives. Crosses a process boundary, so it is validated.
+ */
+export const GroupMembershipSchema = z.object({
+  group_id: id,
+  role: GroupRoleSchema,
+  coordinator: id,
+  devices: z.array(z.string().min(1)).min(2).max(64),
+  /** A shard's engine endpoint (it listens there); a coordinator's is unused. */
+  endpoint: endpoint.nullable(),
+  /** For the coordinator: each shard's worker (health at `url`/health) and engine endpoint. */
+  shards: z.array(z.object({worker_id: id, device: z.string().min(1), url: z.string().url(), endpoint})).max(63),
+});
+export type GroupMembership = z.infer<typeof GroupMembershipSchema>;
+
+// ---------------------------------------------------------------------------------------------
 // Worker management: the hive's /v1/workers API.
 
 export const DeviceSchema = z.string().regex(/^(cpu|metal|cuda:\d{1,2})$/, 'one of "cpu", "metal", "cuda:N"');
@@ -260,6 +289,9 @@ export const WorkerInfoSchema = z.object({
   parallel: count.nullable(),
   threads: count.nullable(),
   max_queue: count.nullable(),
+  /** Set for the members of a worker group (known before their first heartbeat). */
+  group_id: id.nullable().default(null),
+  role: GroupRoleSchema.nullable().default(null),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
 
@@ -286,6 +318,49 @@ export type SpawnPlan = z.infer<typeof SpawnPlanSchema>;
 export const WorkerListSchema = z.object({workers: z.array(WorkerInfoSchema)});
 export type WorkerList = z.infer<typeof WorkerListSchema>;
 
+export const SpawnGroupRequestSchema = z.object({
+  model: z.string().min(1).max(4_096),
+  /** The coordinator runs on the first, a shard on each of the others. "cpu" may repeat (one process each). */
+  devices: z.array(DeviceSchema).min(2).max(64),
+  /** Left out: the first loaded adapter that can run groups (llamacpp: llama-server over ggml RPC shards). */
+  type: z.string().min(1).max(214).optional(),
+  /** The coordinator's HTTP port, the group's one endpoint (default: a free one). */
+  coordinator_port: z.number().int().min(1).max(65_535).optional(),
+  context_size: z.number().int().min(128).max(1_048_576).optional(),
+  threads: z.number().int().min(1).max(1_024).optional(),
+  parallel: z.number().int().min(1).max(64).optional(),
+  heartbeat_interval_ms: z.number().int().min(50).max(600_000).optional(),
+  /** Spawn even when the model is larger than the group's devices have free. */
+  force: z.boolean().default(false),
+});
+export type SpawnGroupRequest = z.infer<typeof SpawnGroupRequestSchema>;
+export type SpawnGroupRequestInput = z.input<typeof SpawnGroupRequestSchema>;
+
+export const SpawnGroupAnswerSchema = z.object({
+  group_id: id,
+  coordinator: z.object({worker_id: id, device: z.string(), port: z.number().int(), role: z.literal('coordinator')}),
+  workers: z.array(z.object({worker_id: id, device: z.string(), role: z.literal('shard')})),
+  total_vram: bytes,
+  model_vram: bytes,
+});
+export type SpawnGroupAnswer = z.infer<typeof SpawnGroupAnswerSchema>;
+
+/** The hive's record of a group: GET /v1/groups[/:id], and the `group` events. */
+export const GroupInfoSchema = SpawnGroupAnswerSchema.extend({
+  model: z.string(),
+  type: z.string(),
+  devices: z.array(z.string()),
+  health: GroupHealthSchema,
+  reason: z.string().nullable(),
+  /** The group's one endpoint: its coordinator's. */
+  url: z.string(),
+  started_at: z.string(),
+});
+export type GroupInfo = z.infer<typeof GroupInfoSchema>;
+
+export const GroupListSchema = z.object({groups: z.array(GroupInfoSchema)});
+export type GroupList = z.infer<typeof GroupListSchema>;
+
 // ---------------------------------------------------------------------------------------------
 // The hive's live event stream (GET /v1/events, SSE): what dashboards and `status --watch` read.
 
@@ -298,32 +373,17 @@ export const eventStallMs = 3 * eventKeepAliveMs;
 
 export const HiveEventSchema = z.discriminatedUnion('type', [
   /** First event on every connection: the whole current state, so a client needs nothing else to start. */
-  z.object({type: z.literal('snapshot'), at, hive: z.object({url: z.string(), pid: z.number().int(), version: z.string()}), workers: z.array(WorkerInfoSchema)}),
+  z.object({
+    type: z.literal('snapshot'), at, hive: z.object({url: z.string(), pid: z.number().int(), version: z.string()}),
+    workers: z.array(WorkerInfoSchema), groups: z.array(GroupInfoSchema).default([]),
+  }),
   z.object({type: z.literal('heartbeat'), at, worker_id: id, heartbeat: HeartbeatSchema}),
   /** A worker was spawned, changed state, or is restarting; `worker` is its full current record. */
   z.object({type: z.literal('worker'), at, change: z.enum(['spawned', 'state', 'restarting']), worker: WorkerInfoSchema}),
+  /** A group was spawned or its health changed; `group` is its full current record. */
+  z.object({type: z.literal('group'), at, change: z.enum(['spawned', 'health']), group: GroupInfoSchema}),
 ]);
 export type HiveEvent = z.infer<typeof HiveEventSchema>;
-
-// ---------------------------------------------------------------------------------------------
-// Worker groups (spec 1.5): the spawn request and the hive's answer.
-
-export const SpawnGroupRequestSchema = z.object({
-  model: z.string().min(1).max(4_096),
-  devices: z.array(DeviceSchema).min(2).max(64),
-  type: z.string().min(1).max(214).default('candle'),
-  coordinator_port: z.number().int().min(1).max(65_535).optional(),
-});
-export type SpawnGroupRequest = z.infer<typeof SpawnGroupRequestSchema>;
-
-export const SpawnGroupAnswerSchema = z.object({
-  group_id: id,
-  coordinator: z.object({worker_id: id, device: z.string(), port: z.number().int(), role: z.literal('coordinator')}),
-  workers: z.array(z.object({worker_id: id, device: z.string(), role: z.literal('shard')})),
-  total_vram: bytes,
-  model_vram: bytes,
-});
-export type SpawnGroupAnswer = z.infer<typeof SpawnGroupAnswerSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // Hive status and errors.

@@ -3,7 +3,7 @@
  * GET /v1/status: a pure reducer, events → model. Time comes in with each action, so the same
  * actions always give the same model (the tests and the benchmark feed it directly).
  */
-import type {DeviceInfo, HiveEvent, HiveStatus, WorkerInfo, WorkerState} from '../protocol/wire.js';
+import type {DeviceInfo, GroupInfo, HiveEvent, HiveStatus, WorkerInfo, WorkerState} from '../protocol/wire.js';
 
 /** The hive's default heartbeat interval: what staleness is judged by until a worker's own interval is seen. */
 export const defaultHeartbeatIntervalMs = 5_000;
@@ -34,6 +34,8 @@ export type HiveModel = {
   hive: {url: string; pid: number; version: string} | null;
   connection: ConnectionState;
   workers: ReadonlyMap<string, WorkerRow>;
+  /** Worker groups by id, as the hive judges them (their health included). */
+  groups: ReadonlyMap<string, GroupInfo>;
   devices: readonly DeviceInfo[];
   /** The newest time the model has been told of (ms since the epoch): ages are measured against it. */
   now: number;
@@ -50,7 +52,7 @@ export type ModelAction =
   | {type: 'tick'; now: number};
 
 export function initialModel(url: string, now: number): HiveModel {
-  return {url, hive: null, connection: {phase: 'connecting', since: now}, workers: new Map(), devices: [], now, events: 0, rejected: 0};
+  return {url, hive: null, connection: {phase: 'connecting', since: now}, workers: new Map(), groups: new Map(), devices: [], now, events: 0, rejected: 0};
 }
 
 export function isAliveState(state: WorkerState): boolean {
@@ -100,7 +102,7 @@ function applySnapshot(model: HiveModel, event: Extract<HiveEvent, {type: 'snaps
     // A worker seen alive by this dashboard stays visible after it ends; one that was already over is history.
     workers.set(info.worker_id, rowFrom(info, previous, previous?.history ?? !isAliveState(info.state)));
   }
-  return {...model, hive: event.hive, workers};
+  return {...model, hive: event.hive, workers, groups: new Map(event.groups.map(group => [group.group_id, group]))};
 }
 
 /** Applies a batch of events at once: one copy of the worker map per batch, however many heartbeats it holds. */
@@ -123,6 +125,8 @@ function applyEvents(model: HiveModel, events: readonly HiveEvent[], now: number
       if (row !== undefined) {
         writable().set(event.worker_id, applyHeartbeat(row, event));
       }
+    } else if (event.type === 'group') {
+      next = {...next, groups: new Map(next.groups).set(event.group.group_id, event.group)};
     } else {
       const id = event.worker.worker_id;
       writable().set(id, rowFrom(event.worker, next.workers.get(id), false));

@@ -1,13 +1,17 @@
 /**
  * The table's rows from the model: filtered, in a stable order, and with worker groups as a tree
- * (a group line, its coordinator, then its shards) when heartbeats carry group_id and role.
+ * (a group line, its coordinator, then its shards). Membership comes from the hive's worker record
+ * (known before the first heartbeat) or, for workers another hive describes, from their heartbeats.
  */
+import type {GroupHealth, GroupInfo, WorkerInfo} from '../protocol/wire.js';
 import {isAliveState, type WorkerRow} from './model.js';
 
 export type GroupLine = {
   kind: 'group';
   groupId: string;
-  health: 'healthy' | 'degraded' | null;
+  /** The hive's judgement when it sent one, else what the coordinator's heartbeat says. */
+  health: GroupHealth | null;
+  reason: string | null;
   coordinator: string | null;
   shards: number;
 };
@@ -21,7 +25,15 @@ export type WorkerLine = {
 
 export type TableLine = GroupLine | WorkerLine;
 
-export type RowOptions = {filter: string; showHistory: boolean};
+export type RowOptions = {filter: string; showHistory: boolean; groups?: ReadonlyMap<string, GroupInfo>};
+
+function groupOf(info: WorkerInfo): string | undefined {
+  return info.group_id ?? info.last_heartbeat?.group_id;
+}
+
+function roleOf(info: WorkerInfo): string | undefined {
+  return info.role ?? info.last_heartbeat?.role;
+}
 
 /** Whether a worker matches the filter: a case-insensitive substring of its id, model, type, state, device or group. */
 export function matchesFilter(row: WorkerRow, filter: string): boolean {
@@ -30,7 +42,7 @@ export function matchesFilter(row: WorkerRow, filter: string): boolean {
     return true;
   }
   const {info} = row;
-  const group = info.last_heartbeat?.group_id ?? '';
+  const group = groupOf(info) ?? '';
   return [info.worker_id, info.model, info.type, info.state, info.device, group].some(field => field.toLowerCase().includes(needle));
 }
 
@@ -49,7 +61,7 @@ export function tableLines(workers: Iterable<WorkerRow>, options: RowOptions): T
   const shown = [...workers].filter(row => (options.showHistory || !row.history) && matchesFilter(row, options.filter)).sort(order);
   const groups = new Map<string, WorkerRow[]>();
   for (const row of shown) {
-    const group = row.info.last_heartbeat?.group_id;
+    const group = groupOf(row.info);
     if (group !== undefined) {
       groups.set(group, [...(groups.get(group) ?? []), row]);
     }
@@ -57,7 +69,7 @@ export function tableLines(workers: Iterable<WorkerRow>, options: RowOptions): T
   const lines: TableLine[] = [];
   const placed = new Set<string>();
   for (const row of shown) {
-    const groupId = row.info.last_heartbeat?.group_id;
+    const groupId = groupOf(row.info);
     if (groupId === undefined) {
       lines.push({kind: 'worker', row, branch: ''});
       continue;
@@ -67,12 +79,14 @@ export function tableLines(workers: Iterable<WorkerRow>, options: RowOptions): T
     }
     placed.add(groupId);
     // The group goes where its first member would have gone: coordinator first, then shards.
-    const members = [...(groups.get(groupId) ?? [])].sort((a, b) => Number(a.info.last_heartbeat?.role !== 'coordinator') - Number(b.info.last_heartbeat?.role !== 'coordinator'));
-    const coordinator = members.find(member => member.info.last_heartbeat?.role === 'coordinator') ?? null;
+    const members = [...(groups.get(groupId) ?? [])].sort((a, b) => Number(roleOf(a.info) !== 'coordinator') - Number(roleOf(b.info) !== 'coordinator'));
+    const coordinator = members.find(member => roleOf(member.info) === 'coordinator') ?? null;
+    const judged = options.groups?.get(groupId);
     lines.push({
       kind: 'group',
       groupId,
-      health: coordinator?.info.last_heartbeat?.group_health ?? null,
+      health: judged?.health ?? coordinator?.info.last_heartbeat?.group_health ?? null,
+      reason: judged?.reason ?? null,
       coordinator: coordinator?.info.worker_id ?? null,
       shards: members.filter(member => member !== coordinator).length,
     });

@@ -7,7 +7,8 @@ import type {AdapterContext, RbeeAdapter} from '../adapters/adapter-api.js';
 import {spawnEngineProcess, stopAllEngines} from '../adapters/engine-process.js';
 import {toRbeeError} from '../errors.js';
 import {freePort} from '../http/free-port.js';
-import type {HiveCommand} from '../protocol/wire.js';
+import type {GroupMembership, HiveCommand} from '../protocol/wire.js';
+import {adapterGroup} from './group-heartbeat.js';
 import {startHeartbeatLoop, type HeartbeatLoop} from './heartbeat-loop.js';
 import {WorkerRuntime} from './worker-runtime.js';
 import {createWorkerServer} from './worker-server.js';
@@ -28,6 +29,8 @@ export type WorkerOptions = {
   parallel: number;
   maxQueue: number;
   drainTimeoutMs: number;
+  /** Set for a member of a worker group: its role and, for a coordinator, its shards. */
+  group?: GroupMembership | undefined;
 };
 
 const log = (message: string) => process.stderr.write(`[worker] ${message}\n`);
@@ -59,6 +62,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       },
     }),
     reportLoadProgress: fraction => runtime?.setLoadProgress(fraction),
+    ...(options.group === undefined ? {} : {group: adapterGroup(options.group)}),
   };
   runtime = new WorkerRuntime({
     workerId: options.workerId,
@@ -66,6 +70,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     device: options.device,
     parallel: options.parallel,
     maxQueue: options.maxQueue,
+    group: options.group,
   }, adapter, context);
   const worker = runtime;
   const server = createWorkerServer(worker);

@@ -1,6 +1,7 @@
 import {RbeeError} from '../errors.js';
 import type {AdapterContext, AdapterHeartbeat, RbeeAdapter} from '../adapters/adapter-api.js';
-import type {Heartbeat, WorkerStatus} from '../protocol/wire.js';
+import type {GroupMembership, Heartbeat, WorkerStatus} from '../protocol/wire.js';
+import {groupHeartbeatFields} from './group-heartbeat.js';
 import {RequestQueue} from './request-queue.js';
 import {WorkerStats} from './worker-stats.js';
 
@@ -10,6 +11,7 @@ export type WorkerRuntimeOptions = {
   device: string;
   parallel: number;
   maxQueue: number;
+  group?: GroupMembership | undefined;
 };
 
 export type WorkerHealth = {
@@ -106,6 +108,7 @@ export class WorkerRuntime {
       this.fail(engine.error);
     }
     const {error: _error, ...figures} = engine;
+    const group = this.options.group === undefined ? {} : await groupHeartbeatFields(this.options.group, this.#ready && this.#failure === null);
     return {
       worker_id: this.options.workerId,
       status: this.status(),
@@ -126,6 +129,7 @@ export class WorkerRuntime {
       queue_depth: this.queue.depth + (figures.queue_depth ?? 0),
       ...(this.#failure === null ? {} : {error: this.#failure}),
       ...(!this.#ready && this.#failure === null ? {load_progress: this.#loadProgress} : {}),
+      ...group,
     };
   }
 }

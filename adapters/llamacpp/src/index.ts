@@ -9,6 +9,7 @@ import {z} from 'zod';
 import {RbeeError, defineAdapter, findLlamaCpp, parseAdapterOptions, type AdapterContext, type RbeeAdapter} from 'rbee';
 import {EmbeddedLlamaCpp} from './embedded-engine.js';
 import {LlamaServerEngine} from './llama-server-engine.js';
+import {acceptsConnections, RpcShardEngine} from './rpc-shard-engine.js';
 
 const name = 'rbee:llamacpp';
 
@@ -18,6 +19,10 @@ export const LlamaCppOptionsSchema = z.strictObject({
   serverPath: z.string().min(1).optional(),
   /** Extra llama-server arguments, appended as given (an array: no shell involved). */
   serverArgs: z.array(z.string()).default([]),
+  /** A ggml-rpc-server binary, for the shards of worker groups. */
+  rpcServerPath: z.string().min(1).optional(),
+  /** How long a group's coordinator waits for its shards' engines to listen. */
+  shardWaitMs: z.number().int().min(1_000).max(3_600_000).default(120_000),
 });
 export type LlamaCppOptions = z.input<typeof LlamaCppOptionsSchema>;
 
@@ -34,12 +39,34 @@ function onPath(program: string): string | undefined {
   return undefined;
 }
 
-function findServer(configured: string | undefined): string {
-  const found = configured ?? process.env.RBEE_LLAMA_SERVER ?? onPath('llama-server') ?? findLlamaCpp()?.programs['llama-server'];
+function findProgram(program: 'llama-server' | 'ggml-rpc-server', configured: string | undefined, option: string, variable: string): string {
+  const found = configured ?? process.env[variable] ?? onPath(program) ?? findLlamaCpp()?.programs[program];
   if (found === undefined) {
-    throw new RbeeError('engine_error', 'no llama-server found: set serverPath, RBEE_LLAMA_SERVER, put it on PATH, or run `rbee engines install llama.cpp`');
+    throw new RbeeError('engine_error', `no ${program} found: set ${option}, ${variable}, put it on PATH, or run \`rbee engines install llama.cpp\``);
   }
   return found;
+}
+
+/** A coordinator starts llama-server only once every shard's engine listens: it connects to them at load. */
+async function waitForShards(context: AdapterContext, endpoints: string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const waiting = new Set(endpoints);
+  while (waiting.size > 0) {
+    for (const endpoint of [...waiting]) {
+      if (await acceptsConnections(endpoint)) {
+        waiting.delete(endpoint);
+      }
+    }
+    if (waiting.size === 0) {
+      return;
+    }
+    if (Date.now() > deadline) {
+      throw new RbeeError('timeout', `shards not listening after ${Math.round(timeoutMs / 1000)} s: ${[...waiting].join(', ')}`);
+    }
+    // Shards coming up is progress of the group's load, small but real.
+    context.reportLoadProgress(0.05 * (endpoints.length - waiting.size) / endpoints.length);
+    await new Promise(resolve => setTimeout(resolve, 250));
+  }
 }
 
 export default function llamacpp(options?: LlamaCppOptions): RbeeAdapter {
@@ -48,8 +75,12 @@ export default function llamacpp(options?: LlamaCppOptions): RbeeAdapter {
   const useServer = settings.engine === 'llama-server' || (settings.engine === 'auto' && configuredServer !== undefined);
   let embedded: EmbeddedLlamaCpp | null = null;
   let server: LlamaServerEngine | null = null;
+  let shard: RpcShardEngine | null = null;
 
   const engine = () => {
+    if (shard !== null) {
+      throw new RbeeError('invalid_request', 'this worker is a shard of a worker group: send requests to its coordinator (or the hive)');
+    }
     const running = server ?? embedded;
     if (running === null) {
       throw new RbeeError('worker_not_ready', 'the llama.cpp engine is not started');
@@ -62,19 +93,35 @@ export default function llamacpp(options?: LlamaCppOptions): RbeeAdapter {
     type: 'llamacpp',
     adapterType: 'llama.cpp',
     description: useServer ? 'llama.cpp through a llama-server subprocess' : 'llama.cpp in process (node-llama-cpp)',
+    // Groups: llama-server on the coordinator drives a ggml-rpc-server on each shard's device.
+    groups: true,
     async start(context: AdapterContext) {
-      if (useServer) {
-        server = LlamaServerEngine.start(context, findServer(settings.serverPath), await context.freePort(), settings.serverArgs);
+      const group = context.group;
+      if (group?.role === 'shard') {
+        if (group.endpoint === null) {
+          throw new RbeeError('invalid_request', `shard ${context.workerId} was given no endpoint to listen on`);
+        }
+        shard = RpcShardEngine.start(context, findProgram('ggml-rpc-server', settings.rpcServerPath, 'rpcServerPath', 'RBEE_GGML_RPC_SERVER'), group.endpoint);
+      } else if (group?.role === 'coordinator') {
+        const endpoints = group.shards.map(member => member.endpoint);
+        await waitForShards(context, endpoints, settings.shardWaitMs);
+        server = LlamaServerEngine.start(context, findProgram('llama-server', settings.serverPath, 'serverPath', 'RBEE_LLAMA_SERVER'), await context.freePort(), settings.serverArgs, endpoints);
+      } else if (useServer) {
+        server = LlamaServerEngine.start(context, findProgram('llama-server', settings.serverPath, 'serverPath', 'RBEE_LLAMA_SERVER'), await context.freePort(), settings.serverArgs);
       } else {
         embedded = await EmbeddedLlamaCpp.load(context);
       }
     },
     async ready() {
+      if (shard !== null) {
+        return shard.ready();
+      }
       return server === null ? embedded !== null : server.ready();
     },
     infer: request => engine().infer(request),
-    heartbeat: async () => engine().heartbeat(),
+    heartbeat: async () => (shard === null ? engine().heartbeat() : shard.heartbeat()),
     async stop() {
+      await shard?.stop();
       await server?.stop();
       await embedded?.close();
     },

@@ -38,14 +38,17 @@ export class LlamaServerEngine {
     });
   }
 
-  static start(context: AdapterContext, serverPath: string, port: number, extraArgs: string[]): LlamaServerEngine {
+  /** `rpc`: the shard endpoints of a worker group; every layer is offloaded, spread over them (and a local GPU). */
+  static start(context: AdapterContext, serverPath: string, port: number, extraArgs: string[], rpc: string[] = []): LlamaServerEngine {
+    const offload = context.device !== 'cpu' || rpc.length > 0;
     const args = [
       '--model', context.modelPath,
       '--host', '127.0.0.1',
       '--port', String(port),
       '--ctx-size', String(context.contextSize * context.parallel),
       '--parallel', String(context.parallel),
-      '--n-gpu-layers', context.device === 'cpu' ? '0' : '999',
+      '--n-gpu-layers', offload ? '999' : '0',
+      ...(rpc.length === 0 ? [] : ['--rpc', rpc.join(',')]),
       '--metrics',
       '--slots',
       '--no-webui',

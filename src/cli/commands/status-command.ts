@@ -49,6 +49,9 @@ async function watch(client: HiveClient, json: boolean, signal: AbortSignal): Pr
     } else if (event.type === 'worker') {
       workers.set(event.worker.worker_id, event.worker);
       process.stdout.write(`${event.at} ${event.worker.worker_id} ${event.change}: ${event.worker.state}${event.worker.reason === null ? '' : ` (${event.worker.reason})`}\n`);
+    } else if (event.type === 'group') {
+      const {group} = event;
+      process.stdout.write(`${event.at} ${group.group_id} ${event.change}: ${group.health}${group.reason === null ? '' : ` (${group.reason})`}\n`);
     } else {
       const known = workers.get(event.worker_id);
       if (known !== undefined) {

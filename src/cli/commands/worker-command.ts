@@ -2,13 +2,14 @@ import path from 'node:path';
 import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {createProgressBar} from '../../models/progress-bar.js';
-import type {RestartPolicy, SpawnPlan, SpawnWorkerRequestInput, WorkerInfo, WorkerList} from '../../protocol/wire.js';
+import type {GroupInfo, RestartPolicy, SpawnPlan, SpawnWorkerRequestInput, WorkerInfo, WorkerList} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../hive-client.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
 import {workerRunCommand} from './worker-run-command.js';
+import {describeGroup, groupsCommand, spawnGroupCommand} from './group-commands.js';
 
 type SpawnOptions = {
   model: string;
@@ -138,10 +139,16 @@ export function workerCommand(): Command {
     });
 
   worker.command('stop')
-    .description('stop a worker (SIGTERM, grace period, then SIGKILL of its process group)')
-    .argument('<id>', 'worker id')
+    .description('stop a worker (SIGTERM, grace period, then SIGKILL of its process group), or a whole worker group by its id')
+    .argument('<id>', 'worker id, or group id')
     .action(async (id: string, _options: unknown, command: Command) => {
-      const info = await hiveClient(command, 120_000).delete<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
+      const client = hiveClient(command, 120_000);
+      if (/^group-[0-9a-f]{8}$/.test(id)) {
+        const group = await client.delete<GroupInfo>(`/v1/groups/${encodeURIComponent(id)}`);
+        emit(globalOptions(command), group, () => describeGroup(group));
+        return;
+      }
+      const info = await client.delete<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
       emit(globalOptions(command), info, () => describe(info));
     });
 
@@ -189,6 +196,8 @@ export function workerCommand(): Command {
       emit(globalOptions(command), info, () => `${info.worker_id} will unload ${options.model ?? current.model} at its next heartbeat`);
     });
 
+  worker.addCommand(spawnGroupCommand());
+  worker.addCommand(groupsCommand());
   worker.addCommand(workerRunCommand(), {hidden: true});
   return worker;
 }

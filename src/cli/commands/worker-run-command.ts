@@ -1,5 +1,7 @@
 import {Command} from 'commander';
 import {RbeeError} from '../../errors.js';
+import {parseWire} from '../../protocol/parse.js';
+import {GroupMembershipSchema, type GroupMembership} from '../../protocol/wire.js';
 import {workerDefaults} from '../../worker/worker-defaults.js';
 import {integerFlag} from '../parse-flags.js';
 
@@ -20,7 +22,26 @@ type RunOptions = {
   maxQueue: number;
   drainTimeout: number;
   config?: string;
+  group?: string;
 };
+
+/** The hive passes a member its part in a worker group as JSON; it is checked like any wire message. */
+function parseGroup(text: string | undefined): GroupMembership | undefined {
+  if (text === undefined) {
+    return undefined;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new RbeeError('invalid_request', `--group: not JSON: ${(error as Error).message}`, {cause: error});
+  }
+  const parsed = parseWire(GroupMembershipSchema, value, '--group');
+  if (!parsed.ok) {
+    throw new RbeeError('invalid_request', parsed.message);
+  }
+  return parsed.value;
+}
 
 /** The adapter for `type`, from the built-in ones and the plugins of the hive's config. */
 async function adapterFor(type: string, configPath: string | undefined) {
@@ -53,6 +74,7 @@ export function workerRunCommand(): Command {
     .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64), workerDefaults.parallel)
     .option('--max-queue <n>', 'requests that may wait beyond --parallel', integerFlag('--max-queue', 0, 100_000), workerDefaults.maxQueue)
     .option('--config <file>', 'the hive\'s config file, for its adapter plugins')
+    .option('--group <json>', 'this worker\'s part in a worker group (the hive sets it)')
     .option('--drain-timeout <ms>', 'on stop, how long in-flight requests may finish', integerFlag('--drain-timeout', 0, 600_000), workerDefaults.drainTimeoutMs)
     .action(async (options: RunOptions) => {
       const secret = process.env.RBEE_WORKER_SECRET ?? '';
@@ -60,8 +82,12 @@ export function workerRunCommand(): Command {
         throw new RbeeError('invalid_request', 'RBEE_WORKER_SECRET must be set when --hive-url is given');
       }
       // Loaded here, not at the top: the worker's start-up time is spawn-to-ready time.
+      const group = parseGroup(options.group);
       const {runWorker} = await import('../../worker/run-worker.js');
       const adapter = await adapterFor(options.type, options.config);
+      if (group !== undefined && adapter.groups !== true) {
+        throw new RbeeError('invalid_request', `--group: worker type "${options.type}" cannot run in a worker group`);
+      }
       await runWorker({
         workerId: options.workerId,
         modelPath: options.modelPath,
@@ -78,6 +104,7 @@ export function workerRunCommand(): Command {
         parallel: options.parallel,
         maxQueue: options.maxQueue,
         drainTimeoutMs: options.drainTimeout,
+        group,
       }, adapter);
     });
 }

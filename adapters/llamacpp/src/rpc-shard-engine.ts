@@ -1,0 +1,77 @@
+/**
+ * A worker group's shard: llama.cpp's ggml-rpc-server, which holds whatever layers its coordinator's
+ * llama-server sends it and computes them on its device. It serves no requests of its own.
+ */
+import net from 'node:net';
+import {RbeeError, processRss, type AdapterContext, type AdapterHeartbeat, type EngineProcess} from 'rbee';
+
+function splitEndpoint(endpoint: string): {host: string; port: number} {
+  const colon = endpoint.lastIndexOf(':');
+  return {host: endpoint.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(endpoint.slice(colon + 1))};
+}
+
+/** Whether something accepts TCP connections at `endpoint` now. */
+export function acceptsConnections(endpoint: string, timeoutMs = 1_000): Promise<boolean> {
+  const {host, port} = splitEndpoint(endpoint);
+  return new Promise(resolve => {
+    const socket = net.connect({host, port});
+    const done = (accepted: boolean) => {
+      socket.destroy();
+      resolve(accepted);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+export class RpcShardEngine {
+  readonly #endpoint: string;
+  readonly #process: EngineProcess;
+  #failure: string | null = null;
+  #stopping = false;
+
+  private constructor(endpoint: string, engine: EngineProcess) {
+    this.#endpoint = endpoint;
+    this.#process = engine;
+    void engine.exited.then(exit => {
+      if (!this.#stopping) {
+        const how = exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
+        this.#failure = `ggml-rpc-server ${how}: ${engine.recentOutput().split('\n').slice(-3).join(' | ')}`;
+      }
+    });
+  }
+
+  static start(context: AdapterContext, binary: string, endpoint: string): RpcShardEngine {
+    const {host, port} = splitEndpoint(endpoint);
+    const args = ['--host', host, '--port', String(port), ...(context.threads === undefined ? [] : ['--threads', String(context.threads)])];
+    context.log(`starting ${binary} for group ${context.group?.groupId ?? '?'} on ${endpoint}`);
+    return new RpcShardEngine(endpoint, context.spawnEngine({command: binary, args}));
+  }
+
+  async ready(): Promise<boolean> {
+    this.#throwIfFailed();
+    return acceptsConnections(this.#endpoint);
+  }
+
+  async heartbeat(): Promise<AdapterHeartbeat> {
+    if (this.#failure !== null) {
+      return {error: this.#failure};
+    }
+    const ramUsed = await processRss(this.#process.pid);
+    return ramUsed === undefined ? {} : {ram_used: ramUsed};
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#process.kill('SIGTERM');
+    await Promise.race([this.#process.exited, new Promise(resolve => setTimeout(resolve, 3_000).unref())]);
+    this.#process.kill('SIGKILL');
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== null) {
+      throw new RbeeError('engine_error', this.#failure);
+    }
+  }
+}

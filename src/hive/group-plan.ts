@@ -1,0 +1,131 @@
+/**
+ * Turns a spawn-group request into its members before anything starts: the coordinator on the
+ * first device, a shard on each of the others, each with its worker port, and each shard with the
+ * engine endpoint its coordinator will drive. Bad requests are refused here, as a 4xx, with nothing
+ * recorded: an unknown device, a type that cannot shard, a taken port, a model that does not fit.
+ */
+import {randomUUID} from 'node:crypto';
+import {RbeeError} from '../errors.js';
+import {freePort, isPortFree} from '../http/free-port.js';
+import {parseModelRef} from '../models/model-ref.js';
+import type {ResolvedModel} from '../models/resolve-model.js';
+import type {GroupMembership, SpawnGroupRequest, SpawnWorkerRequest} from '../protocol/wire.js';
+import {workerDefaults} from '../worker/worker-defaults.js';
+import {estimateMemory, freeMemory} from './admission.js';
+import type {GroupRecord} from './group-record.js';
+import {checkTypeAndDevice, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
+
+export type GroupPlanOptions = SpawnCheckOptions & {
+  /** Worker types whose adapter can run as a coordinator or a shard. */
+  groupTypes: string[];
+  /** What workers still loading on a device will take. */
+  reservedOn: (device: string) => number;
+};
+
+export type PlannedMember = {id: string; spec: SpawnWorkerRequest; port: number; membership: GroupMembership};
+
+export type GroupPlan = {group: GroupRecord; coordinator: PlannedMember; shards: PlannedMember[]; local: ResolvedModel | null};
+
+function groupType(request: SpawnGroupRequest, options: GroupPlanOptions): string {
+  const type = request.type ?? options.groupTypes[0];
+  if (type === undefined) {
+    throw new RbeeError('invalid_request', 'no loaded adapter can run worker groups (llamacpp can, with llama-server and ggml-rpc-server built: rbee engines install llama.cpp)');
+  }
+  if (!options.groupTypes.includes(type)) {
+    throw new RbeeError('invalid_request', `type: worker type "${type}" cannot run worker groups; types that can: ${options.groupTypes.join(', ') || 'none'}`);
+  }
+  return type;
+}
+
+function checkDevices(devices: readonly string[], type: string, options: GroupPlanOptions): void {
+  const seen = new Set<string>();
+  for (const device of devices) {
+    checkTypeAndDevice({model: '-', device, type, restart: 'never', force: false, dry_run: false}, options);
+    // Two shards on one GPU would only split its memory; on the CPU, processes are the point.
+    if (device !== 'cpu' && seen.has(device)) {
+      throw new RbeeError('invalid_request', `devices: ${device} is named twice; each GPU holds one member of a group`);
+    }
+    seen.add(device);
+  }
+}
+
+/** The whole model against what the group's devices have free together. */
+function devicesMemory(devices: readonly string[], options: GroupPlanOptions): number {
+  return [...new Set(devices)].reduce((sum, device) => sum + (options.devices.find(known => known.id === device)?.memory_total ?? 0), 0);
+}
+
+async function admitGroup(request: SpawnGroupRequest, model: ResolvedModel, options: GroupPlanOptions): Promise<number> {
+  const contextSize = request.context_size ?? options.defaults.contextSize ?? workerDefaults.contextSize;
+  const parallel = request.parallel ?? options.defaults.parallel ?? workerDefaults.parallel;
+  const estimate = await estimateMemory({modelPath: model.path, device: request.devices[0]!, contextSize, parallel});
+  const unique = [...new Set(request.devices)];
+  let free = 0;
+  for (const device of unique) {
+    free += Math.max(0, (await freeMemory(device)) - options.reservedOn(device));
+  }
+  if (estimate.total > free && !request.force) {
+    const mib = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MiB`;
+    throw new RbeeError('insufficient_memory', `the model needs about ${mib(estimate.total)} but ${unique.join(', ')} have ${mib(free)} free together; add devices, lower context_size/parallel, or pass force`);
+  }
+  return estimate.total;
+}
+
+export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOptions): Promise<GroupPlan> {
+  const type = groupType(request, options);
+  checkDevices(request.devices, type, options);
+  if (request.coordinator_port !== undefined && !(await isPortFree(request.coordinator_port))) {
+    throw new RbeeError('port_in_use', `coordinator_port: port ${request.coordinator_port} is already in use`);
+  }
+  const local = parseModelRef(request.model).kind === 'path' ? await resolveAllowedModel(request.model, type, options) : null;
+  const modelBytes = local === null ? 0 : await admitGroup(request, local, options);
+
+  const groupId = `group-${randomUUID().slice(0, 8)}`;
+  const coordinatorId = `${groupId}-0`;
+  const spec = (device: string): SpawnWorkerRequest => ({
+    model: request.model,
+    device,
+    type,
+    ...(request.context_size === undefined ? {} : {context_size: request.context_size}),
+    ...(request.threads === undefined ? {} : {threads: request.threads}),
+    ...(request.parallel === undefined ? {} : {parallel: request.parallel}),
+    ...(request.heartbeat_interval_ms === undefined ? {} : {heartbeat_interval_ms: request.heartbeat_interval_ms}),
+    // A group comes back whole or not at all; a lone member restarting cannot rejoin its layers.
+    restart: 'never',
+    force: true,
+    dry_run: false,
+  });
+  const base = {group_id: groupId, coordinator: coordinatorId, devices: request.devices};
+  const shards: PlannedMember[] = [];
+  for (const [index, device] of request.devices.slice(1).entries()) {
+    const id = `${groupId}-${index + 1}`;
+    shards.push({
+      id,
+      spec: spec(device),
+      port: await freePort(),
+      membership: {...base, role: 'shard', endpoint: `127.0.0.1:${await freePort()}`, shards: []},
+    });
+  }
+  const coordinator: PlannedMember = {
+    id: coordinatorId,
+    spec: spec(request.devices[0]!),
+    port: request.coordinator_port ?? await freePort(),
+    membership: {
+      ...base,
+      role: 'coordinator',
+      endpoint: null,
+      shards: shards.map(shard => ({worker_id: shard.id, device: shard.spec.device, url: `http://127.0.0.1:${shard.port}`, endpoint: shard.membership.endpoint!})),
+    },
+  };
+  const group: GroupRecord = {
+    id: groupId,
+    spec: {...request, type},
+    coordinatorId,
+    shardIds: shards.map(shard => shard.id),
+    health: 'starting',
+    reason: null,
+    startedAt: new Date(),
+    modelBytes,
+    totalBytes: devicesMemory(request.devices, options),
+  };
+  return {group, coordinator, shards, local};
+}
