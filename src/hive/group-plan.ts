@@ -4,7 +4,7 @@
  * engine endpoint its coordinator will drive. Bad requests are refused here, as a 4xx, with nothing
  * recorded: an unknown device, a type that cannot shard, a taken port, a model that does not fit.
  */
-import {randomUUID} from 'node:crypto';
+import {randomBytes, randomUUID} from 'node:crypto';
 import {RbeeError} from '../errors.js';
 import {freePort, isPortFree} from '../http/free-port.js';
 import {parseModelRef} from '../models/model-ref.js';
@@ -14,6 +14,7 @@ import {workerDefaults} from '../worker/worker-defaults.js';
 import {estimateMemory, freeMemory} from './admission.js';
 import type {GroupRecord} from './group-record.js';
 import {checkTypeAndDevice, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
+import {createWorkerRecord, type WorkerRecord} from './worker-record.js';
 
 export type GroupPlanOptions = SpawnCheckOptions & {
   /** Worker types whose adapter can run as a coordinator or a shard. */
@@ -128,4 +129,22 @@ export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOp
     totalBytes: devicesMemory(request.devices, options),
   };
   return {group, coordinator, shards, local};
+}
+
+/** A planned member as a worker record: a shard opens no model file and is never routed to. */
+export function groupMemberRecord(member: PlannedMember, group: GroupRecord, local: ResolvedModel | null): WorkerRecord {
+  const shard = member.membership.role === 'shard';
+  const record = createWorkerRecord({
+    id: member.id,
+    spec: member.spec,
+    modelName: local?.name ?? member.spec.model,
+    modelPath: shard ? null : local?.path ?? null,
+    port: member.port,
+    secret: randomBytes(24).toString('hex'),
+    group: {group, membership: member.membership},
+  });
+  if (shard) {
+    record.aliases = new Set();
+  }
+  return record;
 }

@@ -4,6 +4,7 @@
  * and says whether the group, as a whole, can serve.
  */
 import type {GroupHealth, GroupInfo, GroupMembership, SpawnGroupRequest} from '../protocol/wire.js';
+import type {StoredGroup} from './state-store.js';
 import {workerUrl, type WorkerRecord} from './worker-record.js';
 
 export type GroupSpec = SpawnGroupRequest & {type: string};
@@ -74,5 +75,21 @@ export function toGroupInfo(group: GroupRecord, workers: ReadonlyMap<string, Wor
     reason: group.reason,
     url: coordinator === undefined ? '' : workerUrl(coordinator),
     started_at: group.startedAt.toISOString(),
+  };
+}
+
+/** A group rebuilt from what a member stored, when a restarted hive re-adopts it; its health is heard anew. */
+export function groupFromStored(stored: StoredGroup): GroupRecord {
+  const {membership} = stored;
+  return {
+    id: membership.group_id,
+    spec: stored.spec,
+    coordinatorId: membership.coordinator,
+    shardIds: membership.devices.slice(1).map((_device, index) => `${membership.group_id}-${index + 1}`),
+    health: 'starting',
+    reason: 're-adopted after a hive restart; waiting for heartbeats',
+    startedAt: new Date(stored.started_at),
+    modelBytes: stored.model_bytes,
+    totalBytes: stored.total_bytes,
   };
 }

@@ -5,6 +5,7 @@
 import Database from 'better-sqlite3';
 import {parseWire} from '../protocol/parse.js';
 import {z} from 'zod';
+import type {WorkerRecord} from './worker-record.js';
 import {GroupMembershipSchema, SpawnGroupRequestSchema, WorkerSpecSchema, WorkerStateSchema, type SpawnWorkerRequest, type WorkerState} from '../protocol/wire.js';
 
 /** A group member's tie to its group, enough to rebuild the group when a restarted hive re-adopts it. */
@@ -121,4 +122,17 @@ function safeJson(text: string): unknown {
   } catch {
     return null;
   }
+}
+
+export function toStoredWorker(record: WorkerRecord): StoredWorker {
+  const group = record.group;
+  return {
+    id: record.id, spec: record.spec, modelName: record.modelName, modelPath: record.modelPath, state: record.state,
+    reason: record.reason, pid: record.pid, port: record.port, secret: record.secret,
+    startedAt: record.startedAt.toISOString(), restarts: record.restarts,
+    group: group === null ? null : {
+      membership: group.membership, spec: group.group.spec, started_at: group.group.startedAt.toISOString(),
+      model_bytes: group.group.modelBytes, total_bytes: group.group.totalBytes,
+    },
+  };
 }

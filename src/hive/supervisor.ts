@@ -14,15 +14,15 @@ import {RbeeError} from '../errors.js';
 import {parseModelRef} from '../models/model-ref.js';
 import type {ResolvedModel} from '../models/resolve-model.js';
 import type {HiveCommand, SpawnGroupRequest, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
-import {planGroup, type PlannedMember} from './group-plan.js';
-import {isGroupOver, judgeGroup, memberIds, type GroupRecord} from './group-record.js';
+import {groupMemberRecord, planGroup} from './group-plan.js';
+import {groupFromStored, isGroupOver, judgeGroup, memberIds, type GroupRecord} from './group-record.js';
+import {workerRunArgs} from './worker-command-line.js';
 import {defaultWorkerType} from './default-worker-type.js';
-import {orphanIntervals, workerDefaults} from '../worker/worker-defaults.js';
 import {admitOrThrow, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import {freePort} from '../http/free-port.js';
 import {judgeHealth} from './health-judge.js';
 import {decideRestart, defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
-import type {StateStore, StoredGroup} from './state-store.js';
+import {toStoredWorker, type StateStore, type StoredGroup} from './state-store.js';
 import {createWorkerRecord, isAlive, modelAliases, type WorkerRecord} from './worker-record.js';
 import {isWorkerProcess, killGroup, launchWorkerProcess, watchAdoptedProcess, type ProcessEnd} from './worker-process.js';
 
@@ -110,7 +110,7 @@ export class Supervisor {
     const plan = await planGroup(request, {...this.#options, reservedOn: device => this.reservedOn(device, null)});
     const {group} = plan;
     this.groups.set(group.id, group);
-    const records = [plan.coordinator, ...plan.shards].map(member => this.#groupMember(member, group, plan.local));
+    const records = [plan.coordinator, ...plan.shards].map(member => groupMemberRecord(member, group, plan.local));
     this.#options.onEvent?.({type: 'group', change: 'spawned', group});
     for (const record of records) {
       this.workers.set(record.id, record);
@@ -302,20 +302,9 @@ export class Supervisor {
   }
 
   #adoptedGroup(stored: StoredGroup): GroupRecord {
-    const {membership} = stored;
-    let group = this.groups.get(membership.group_id);
+    let group = this.groups.get(stored.membership.group_id);
     if (group === undefined) {
-      group = {
-        id: membership.group_id,
-        spec: stored.spec,
-        coordinatorId: membership.coordinator,
-        shardIds: membership.devices.slice(1).map((_device, index) => `${membership.group_id}-${index + 1}`),
-        health: 'starting',
-        reason: 're-adopted after a hive restart; waiting for heartbeats',
-        startedAt: new Date(stored.started_at),
-        modelBytes: stored.model_bytes,
-        totalBytes: stored.total_bytes,
-      };
+      group = groupFromStored(stored);
       this.groups.set(group.id, group);
     }
     return group;
@@ -379,27 +368,7 @@ export class Supervisor {
 
   async #launch(record: WorkerRecord, model: ResolvedModel): Promise<void> {
     const {spec} = record;
-    const defaults = this.#options.defaults;
-    const interval = spec.heartbeat_interval_ms ?? this.#options.heartbeatIntervalMs;
-    const args = [
-      rbeeBin, 'worker', 'run',
-      '--type', spec.type,
-      '--worker-id', record.id,
-      '--model-path', model.path,
-      '--model-name', model.name,
-      '--device', spec.device,
-      '--port', String(record.port),
-      '--hive-url', this.#options.hiveUrl(),
-      '--heartbeat-interval', String(interval),
-      '--orphan-timeout', String(Math.max(this.#options.orphanTimeoutMs, orphanIntervals * interval)),
-      '--context-size', String(spec.context_size ?? defaults.contextSize ?? workerDefaults.contextSize),
-      '--parallel', String(spec.parallel ?? defaults.parallel ?? workerDefaults.parallel),
-    ];
-    const threads = spec.threads ?? defaults.threads;
-    if (threads !== undefined) args.push('--threads', String(threads));
-    if (spec.max_queue !== undefined) args.push('--max-queue', String(spec.max_queue));
-    if (this.#options.configPath !== null) args.push('--config', this.#options.configPath);
-    if (record.group !== null) args.push('--group', JSON.stringify(record.group.membership));
+    const args = [rbeeBin, ...workerRunArgs(record, model, this.#options)];
 
     const cuda = /^cuda:(\d+)$/.exec(spec.device);
     const logFile = path.join(this.#options.logsDir, `${record.id}.log`);
@@ -493,23 +462,6 @@ export class Supervisor {
     }
   }
 
-  #groupMember(member: PlannedMember, group: GroupRecord, local: ResolvedModel | null): WorkerRecord {
-    const shard = member.membership.role === 'shard';
-    const record = createWorkerRecord({
-      id: member.id,
-      spec: member.spec,
-      modelName: local?.name ?? member.spec.model,
-      modelPath: shard ? null : local?.path ?? null,
-      port: member.port,
-      secret: randomBytes(24).toString('hex'),
-      group: {group, membership: member.membership},
-    });
-    if (shard) {
-      record.aliases = new Set(); // never routed to: requests go to the coordinator
-    }
-    return record;
-  }
-
   /** After a member changed: the group's health follows, and a member lost ends the whole group. */
   #judgeGroupOf(record: WorkerRecord): void {
     const group = record.group?.group;
@@ -539,15 +491,7 @@ export class Supervisor {
   }
 
   #persist(record: WorkerRecord): void {
-    this.#options.store.save({
-      id: record.id, spec: record.spec, modelName: record.modelName, modelPath: record.modelPath, state: record.state,
-      reason: record.reason, pid: record.pid, port: record.port, secret: record.secret,
-      startedAt: record.startedAt.toISOString(), restarts: record.restarts,
-      group: record.group === null ? null : {
-        membership: record.group.membership, spec: record.group.group.spec, started_at: record.group.group.startedAt.toISOString(),
-        model_bytes: record.group.group.modelBytes, total_bytes: record.group.group.totalBytes,
-      },
-    });
+    this.#options.store.save(toStoredWorker(record));
   }
 
   #watch(): void {

@@ -126,8 +126,9 @@ test('hive answer with commands (spec)', roundTrip, HeartbeatAnswerSchema, {
 test('spawn-group request', roundTrip, SpawnGroupRequestSchema, {
   model: 'meta-llama/Llama-3-70b',
   devices: ['cuda:0', 'cuda:1', 'cuda:2', 'cuda:3'],
-  type: 'candle',
+  type: 'llamacpp',
   coordinator_port: 9001,
+  force: false,
 });
 
 test('spawn-group answer (spec)', roundTrip, SpawnGroupAnswerSchema, {

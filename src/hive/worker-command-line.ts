@@ -1,0 +1,39 @@
+import type {ResolvedModel} from '../models/resolve-model.js';
+import {orphanIntervals, workerDefaults} from '../worker/worker-defaults.js';
+import type {WorkerRecord} from './worker-record.js';
+
+export type WorkerArgOptions = {
+  hiveUrl: () => string;
+  heartbeatIntervalMs: number;
+  orphanTimeoutMs: number;
+  configPath: string | null;
+  defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined};
+};
+
+/** `rbee worker run`'s arguments for a record: an argument array, never a shell string. */
+export function workerRunArgs(record: WorkerRecord, model: Pick<ResolvedModel, 'path' | 'name'>, options: WorkerArgOptions): string[] {
+  const {spec} = record;
+  const {defaults} = options;
+  const interval = spec.heartbeat_interval_ms ?? options.heartbeatIntervalMs;
+  const args = [
+    'worker', 'run',
+    '--type', spec.type,
+    '--worker-id', record.id,
+    '--model-path', model.path,
+    '--model-name', model.name,
+    '--device', spec.device,
+    '--port', String(record.port),
+    '--hive-url', options.hiveUrl(),
+    '--heartbeat-interval', String(interval),
+    // A worker must not give up on its hive sooner than the hive would on it.
+    '--orphan-timeout', String(Math.max(options.orphanTimeoutMs, orphanIntervals * interval)),
+    '--context-size', String(spec.context_size ?? defaults.contextSize ?? workerDefaults.contextSize),
+    '--parallel', String(spec.parallel ?? defaults.parallel ?? workerDefaults.parallel),
+  ];
+  const threads = spec.threads ?? defaults.threads;
+  if (threads !== undefined) args.push('--threads', String(threads));
+  if (spec.max_queue !== undefined) args.push('--max-queue', String(spec.max_queue));
+  if (options.configPath !== null) args.push('--config', options.configPath);
+  if (record.group !== null) args.push('--group', JSON.stringify(record.group.membership));
+  return args;
+}
