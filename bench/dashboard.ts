@@ -2,8 +2,8 @@
  * (f) Dashboard: what `rbee dashboard` costs to keep open on a big hive. 500 simulated workers
  * heartbeat once a second (bench/lib/stub-hive-events.ts, its own process, loopback SSE: the same
  * GET /v1/events and GET /v1/status the dashboard reads from a hive); this process is the
- * dashboard: the real event feed, reducer and ink render of <Dashboard> on a 160 × 40 terminal
- * whose output is counted and dropped.
+ * dashboard: the real event feed, reducer and ink render of <Dashboard> (ink prepared as `rbee dashboard`
+ * prepares it: prepareInk) on a 160 × 40 terminal whose output is counted and dropped.
  *
  *   frames/s      = ink renders (its onRender callback) ÷ wall time; also the frames actually written
  *   CPU           = Δ process.cpuUsage() (user + system) ÷ wall time, % of one core
@@ -205,7 +205,8 @@ async function dashboardWindow(stub: Stub, options: DashboardBenchOptions): Prom
   delete process.env.CONTINUOUS_INTEGRATION;
   // React's production build, as `rbee dashboard` loads it.
   process.env.NODE_ENV ??= 'production';
-  const [{render}, React, {Dashboard}, {dashboardRenderOptions}] = await Promise.all([import('ink'), import('react'), import('../src/tui/components/Dashboard.js'), import('../src/tui/run-dashboard.js')]);
+  const [{render}, React, {Dashboard}, {dashboardRenderOptions, prepareInk}] = await Promise.all([import('ink'), import('react'), import('../src/tui/components/Dashboard.js'), import('../src/tui/run-dashboard.js')]);
+  await prepareInk();
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-bench-dashboard-'));
   const counted = countingApi(hiveDashboardApi(new HiveClient({url: stub.url, token: undefined}), {home}));
   const stdout = new CountingStdout(options.columns, options.rows);
@@ -281,6 +282,9 @@ async function feedOnlyWindow(stub: Stub, options: DashboardBenchOptions): Promi
     onConnection: connection => {
       model = reduceModel(model, {type: 'connection', connection});
     },
+    onRejected: count => {
+      model = reduceModel(model, {type: 'rejected', count});
+    },
   });
   try {
     const result = await measure(options.windowSeconds, stub.pid, async sample => {
@@ -292,6 +296,9 @@ async function feedOnlyWindow(stub: Stub, options: DashboardBenchOptions): Promi
     });
     if (model.workers.size !== options.workers) {
       throw new Error(`the feed saw ${model.workers.size} workers, not ${options.workers}`);
+    }
+    if (model.rejected > 0) {
+      throw new Error(`the feed dropped ${model.rejected} events of the stub as malformed: the stub must send valid events`);
     }
     return {
       kind: 'feed-only',
@@ -318,9 +325,9 @@ function reducerMicrobench(workers: number): number {
   const infos = Array.from({length: workers}, (_, index) => ({
     worker_id: `worker-${index}`, type: 'llamacpp', model: 'm', model_path: null, device: 'cpu', state: 'ready' as const, reason: null, pid: 1,
     port: 1, url: 'http://127.0.0.1:1', started_at: new Date(at).toISOString(), last_heartbeat_at: null, last_heartbeat: null, progress: null,
-    restart: 'on-failure' as const, restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null,
+    restart: 'on-failure' as const, restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null, group_id: null, role: null,
   }));
-  let model = reduceModel(initialModel('http://bench', at), {type: 'events', now: at, events: [{type: 'snapshot', at: new Date(at).toISOString(), hive: {url: 'http://bench', pid: 1, version: 'b'}, workers: infos}]});
+  let model = reduceModel(initialModel('http://bench', at), {type: 'events', now: at, events: [{type: 'snapshot', at: new Date(at).toISOString(), hive: {url: 'http://bench', pid: 1, version: 'b'}, workers: infos, groups: []}]});
   const perBatch = Math.max(1, Math.round(workers / 10));
   const batches: HiveEvent[][] = Array.from({length: 200}, (_, batch) => Array.from({length: perBatch}, (_, index) => {
     const id = `worker-${(batch * perBatch + index) % workers}`;
@@ -395,7 +402,7 @@ export function dashboardTables(result: DashboardBenchResult): Table[] {
     ],
     notes: [
       `goal (≥ ${summary.goal.frames_per_second} frames/s and ≤ ${summary.goal.cpu_percent} % of a core): ${summary.goal.met ? 'met' : 'NOT met'}.`,
-      `dashboard = this process running the real <Dashboard> (event feed → reducer → React → ink, heartbeats handed over every 200 ms, colours on, ink at most 30 fps, a j/k key every 2 s) on a counted, discarded ${config.terminal} terminal; feed only = the same event feed and reducer without React or ink. Both read the stub hive over loopback SSE.`,
+      `dashboard = this process running the real <Dashboard> (event feed with full schema validation → reducer → React → ink with the dashboard's row cache, src/tui/ink-row-cache.ts, as 'rbee dashboard' runs it; heartbeats handed over every 200 ms, colours on, ink at most 30 fps, a j/k key every 2 s) on a counted, discarded ${config.terminal} terminal; feed only = the same event feed and reducer without React or ink. Both read the stub hive over loopback SSE.`,
       `reducer alone: ${fmt(result.reducer_us_per_event, 3)} µs per heartbeat (${config.workers}-worker model, batches of ${Math.round(config.workers / 10)}).`,
       `per window (dashboard CPU % / frames/s): ${dashboards.map(window => `${fmt(window.cpu_percent, 2)} / ${fmt(window.frames_per_second, 2)}`).join('; ')}.`,
       'the stub hive runs in its own process: its CPU is shown, not counted. On a shared machine other processes can take the cores: compare with the feed-only column of the same run.',

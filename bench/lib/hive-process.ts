@@ -46,12 +46,12 @@ function groupAlive(pid: number): boolean {
   }
 }
 
-export async function startHiveProcess(options: {args?: string[]; startTimeoutMs?: number; stopTimeoutMs?: number} = {}): Promise<HiveProcess> {
+export async function startHiveProcess(options: {args?: string[]; env?: Record<string, string>; startTimeoutMs?: number; stopTimeoutMs?: number} = {}): Promise<HiveProcess> {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-bench-'));
   // cwd is the empty home, so no rbee.config.* of the checkout (or above it) changes the hive.
   const child = spawn(process.execPath, [rbeeBin, '--json', 'hive', 'start', '--host', '127.0.0.1', '--port', '0', ...(options.args ?? [])], {
     cwd: home,
-    env: cleanEnv(home),
+    env: {...cleanEnv(home), ...options.env},
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

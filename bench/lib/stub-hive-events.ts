@@ -30,6 +30,8 @@ const sims: Sim[] = Array.from({length: workers}, (_, index) => {
       model_path: `/models/${models[index % models.length]}.gguf`, device, state: 'ready', reason: null, pid: 10_000 + index,
       port: 40_000 + index, url: `http://127.0.0.1:${40_000 + index}`, started_at: new Date(startedAt - index * 1_000).toISOString(),
       last_heartbeat_at: null, last_heartbeat: null, progress: null, restart: 'on-failure', restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null,
+      // Workers 20..23: one group (see heartbeatOf), as the hive's records say.
+      group_id: index >= 20 && index < 24 ? 'group-bench' : null, role: index === 20 ? 'coordinator' : index > 20 && index < 24 ? 'shard' : null,
     },
     requests: index * 3,
     tokens: index * 300,
@@ -88,7 +90,7 @@ const server = http.createServer((request, response) => {
     return;
   }
   response.writeHead(200, {'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive'});
-  const snapshot: HiveEvent = {type: 'snapshot', at: new Date().toISOString(), hive: {url: status.url, pid: process.pid, version: status.version}, workers: sims.map(sim => sim.info)};
+  const snapshot: HiveEvent = {type: 'snapshot', at: new Date().toISOString(), hive: {url: status.url, pid: process.pid, version: status.version}, workers: sims.map(sim => sim.info), groups: []};
   response.write(`data: ${JSON.stringify(snapshot)}\n\n`);
   // Every 10 ms, the heartbeats that fell due since the last tick, each its own event.
   const offset = Math.floor(((Date.now() % intervalMs) / intervalMs) * workers);

@@ -3,7 +3,7 @@
  * strings with a colour. Pure, so the layout is tested without rendering and a row is one ink
  * <Text> (cheap to render at 500 workers).
  */
-import type {DeviceInfo} from '../protocol/wire.js';
+import type {DeviceInfo, GroupHealth} from '../protocol/wire.js';
 import type {Color, Segment} from './ansi.js';
 import {bar, compactAgeSeconds, compactBytes, compactDuration, compactRate, fit, sparkline} from './format.js';
 import {heartbeatAge, isAliveState, isStale, type WorkerRow} from './model.js';
@@ -155,13 +155,18 @@ function workerCell(key: ColumnKey, line: Extract<TableLine, {kind: 'worker'}>, 
   }
 }
 
+const groupHealthColor: Record<GroupHealth | 'unknown', Segment['color']> = {
+  healthy: 'green', starting: 'yellow', degraded: 'red', failed: 'red', stopped: 'gray', unknown: 'gray',
+};
+
 /** One table line as cells, each exactly its column's width (a group line is one wide cell). */
 export function lineCells(line: TableLine, columns: readonly Column[], context: CellContext): Cell[] {
   if (line.kind === 'group') {
     const width = columns.reduce((sum, column) => sum + column.width, 0) + columns.length - 1;
     const health = line.health ?? 'health unknown';
-    const text = `▾ group ${line.groupId} · coordinator ${line.coordinator ?? '(not heard yet)'} · ${line.shards} shard${line.shards === 1 ? '' : 's'} · ${health}`;
-    return [{text: fit(text, width), color: line.health === 'degraded' ? 'red' : line.health === 'healthy' ? 'green' : 'gray', bold: true}];
+    const reason = line.reason === null ? '' : ` (${line.reason})`;
+    const text = `▾ group ${line.groupId} · coordinator ${line.coordinator ?? '(not heard yet)'} · ${line.shards} shard${line.shards === 1 ? '' : 's'} · ${health}${reason}`;
+    return [{text: fit(text, width), color: groupHealthColor[line.health ?? 'unknown'], bold: true}];
   }
   return columns.map(column => workerCell(column.key, line, context, column.width, column.align));
 }

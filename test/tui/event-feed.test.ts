@@ -1,7 +1,7 @@
 /** The event feed: validation, batching, and reconnecting with backoff. */
 import test from 'ava';
 import type {HiveEvent} from '../../src/protocol/wire.js';
-import {backoffDelay, startEventFeed} from '../../src/tui/event-feed.js';
+import {backoffDelay, parseHiveEvent, startEventFeed} from '../../src/tui/event-feed.js';
 import type {ConnectionState} from '../../src/tui/model.js';
 import {waitFor} from '../helpers/process-tree.js';
 import {fakeHive, heartbeatEvent, t0, workerInfo} from './helpers/fake-hive.js';
@@ -56,4 +56,17 @@ test('a closed stream and a refused connection are retried with backoff until th
   } finally {
     feed.stop();
   }
+});
+
+test('every event is held to the wire schema, heartbeats included', t => {
+  const good = heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: 3}, t0);
+  t.deepEqual(parseHiveEvent(JSON.stringify(good)), good);
+  const bad = (heartbeat: Record<string, unknown>, event: Record<string, unknown> = {}) => JSON.stringify({...good, ...event, heartbeat: {...(good as {heartbeat: object}).heartbeat, ...heartbeat}});
+  t.is(parseHiveEvent(bad({group_id: 5})), null, 'a numeric group_id');
+  t.is(parseHiveEvent(bad({role: 'boss'})), null, 'an unknown role');
+  t.is(parseHiveEvent(bad({vram_used: -1})), null, 'negative bytes');
+  t.is(parseHiveEvent(bad({model: 7})), null, 'a numeric model');
+  t.is(parseHiveEvent(bad({}, {at: 'yesterday'})), null, 'a time that is not one');
+  t.is(parseHiveEvent(bad({}, {worker_id: 'w-b'})), null, 'a heartbeat filed under another worker');
+  t.is(parseHiveEvent('{"type":"heartbeat"'), null, 'not JSON');
 });

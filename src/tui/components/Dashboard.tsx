@@ -81,7 +81,7 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
   const model = useHiveModel(api, options);
   const [view, dispatchView] = useReducer(reduceView, initialView);
 
-  const lines: TableLine[] = useMemo(() => tableLines(model.workers.values(), {filter: view.filter, showHistory: view.showHistory}), [model.workers, view.filter, view.showHistory]);
+  const lines: TableLine[] = useMemo(() => tableLines(model.workers.values(), {filter: view.filter, showHistory: view.showHistory, groups: model.groups}), [model.workers, model.groups, view.filter, view.showHistory]);
   const ids = useMemo(() => selectableIds(lines), [lines]);
   const selectedId = view.selectedId !== null && ids.includes(view.selectedId) ? view.selectedId : (ids[0] ?? null);
   const selected = selectedId === null ? null : model.workers.get(selectedId) ?? null;

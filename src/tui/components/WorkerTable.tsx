@@ -41,7 +41,7 @@ function sameLine(a: TableLine, b: TableLine): boolean {
   if (a.kind === 'worker' && b.kind === 'worker') {
     return a.row === b.row && a.branch === b.branch;
   }
-  return a.kind === 'group' && b.kind === 'group' && a.groupId === b.groupId && a.health === b.health && a.coordinator === b.coordinator && a.shards === b.shards;
+  return a.kind === 'group' && b.kind === 'group' && a.groupId === b.groupId && a.health === b.health && a.reason === b.reason && a.coordinator === b.coordinator && a.shards === b.shards;
 }
 
 /** A row is drawn again when its worker changed, or a second passed (its ages), or the layout did. */

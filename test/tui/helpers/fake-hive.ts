@@ -21,13 +21,13 @@ export function workerInfo(fields: Partial<WorkerInfo> & {worker_id: string}): W
   return {
     type: 'llamacpp', model: 'gemma-3-270m-q4_k_m', model_path: '/models/gemma-3-270m-q4_k_m.gguf', device: 'cpu',
     state: 'ready', reason: null, pid: 4242, port: 40_001, url: 'http://127.0.0.1:40001', started_at: iso(t0 - 60_000),
-    last_heartbeat_at: null, last_heartbeat: null, progress: null, restart: 'on-failure', restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null,
+    last_heartbeat_at: null, last_heartbeat: null, progress: null, restart: 'on-failure', restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null, group_id: null, role: null,
     ...fields,
   };
 }
 
 export function snapshot(workers: WorkerInfo[], at = t0): HiveEvent {
-  return {type: 'snapshot', at: iso(at), hive: {url: 'http://127.0.0.1:7833', pid: 100, version: '0.1.0'}, workers};
+  return {type: 'snapshot', at: iso(at), hive: {url: 'http://127.0.0.1:7833', pid: 100, version: '0.1.0'}, workers, groups: []};
 }
 
 export function heartbeatEvent(fields: Partial<Heartbeat> & {worker_id: string}, at: number): HiveEvent {

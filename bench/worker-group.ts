@@ -1,0 +1,219 @@
+/**
+ * (g) Worker groups: what spreading one model over several devices costs, against one worker
+ * holding it all, both through the same hive in the same run. The group is `rbee worker
+ * spawn-group` (llama-server on the coordinator over a ggml-rpc-server per shard); the peer is one
+ * llamacpp worker on the first device with the same engine (llama-server), so the difference is the
+ * sharding and nothing else.
+ *
+ *   spawn → ready   the hive's spawn answer to `healthy` (group) / `ready` (worker), model cached
+ *   decode tok/s    streamed greedy generations through the hive (first token to done), median
+ *   ttft ms         request to first token (prompt read + first step), median
+ *   memory          per device: GPU memory used (nvidia-smi) above what it was before the spawn;
+ *                   on the CPU, the resident memory of the member processes and their engines
+ *
+ *   node --import tsx bench/worker-group.ts --model <gguf> --devices cuda:0,cuda:1 [--runs 5] [--max-tokens 128]
+ *     [--threads N] [--label name] [--out bench/results]
+ * The engines are found as the adapter finds them (RBEE_LLAMA_SERVER / RBEE_GGML_RPC_SERVER, PATH, or
+ * `rbee engines install llama.cpp`'s cache).
+ */
+import {execFileSync} from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import {parseArgs} from 'node:util';
+import {cleanupAll, installExitHandlers} from './lib/cleanup.js';
+import {nvidiaGpus} from './lib/gpu-info.js';
+import {startHiveProcess, type HiveProcess} from './lib/hive-process.js';
+import {deleteJson, getJson, pollUntil, postJson, streamInfer} from './lib/http.js';
+import {machineInfo} from './lib/machine.js';
+import {median, ratio, round} from './lib/stats.js';
+import {fmt, fmtRatio, renderMarkdown, renderText, type Table} from './lib/table.js';
+
+type Setup = 'single worker' | 'group';
+
+type Run = {
+  setup: Setup;
+  devices: string[];
+  spawn_to_ready_ms: number;
+  decode_tokens_per_second: number[];
+  ttft_ms: number[];
+  tokens_generated: number[];
+  memory_bytes: Record<string, number>;
+  text: string;
+};
+
+const {values: args} = parseArgs({
+  options: {
+    model: {type: 'string'},
+    devices: {type: 'string', default: 'cpu,cpu'},
+    runs: {type: 'string', default: '5'},
+    'max-tokens': {type: 'string', default: '128'},
+    threads: {type: 'string'},
+    label: {type: 'string'},
+    out: {type: 'string'},
+  },
+});
+
+const prompt = 'Write a short story about a lighthouse keeper who finds a message in a bottle.';
+
+function gpuMemoryUsed(): Map<string, number> {
+  const used = new Map<string, number>();
+  try {
+    const text = execFileSync('nvidia-smi', ['--query-gpu=index,memory.used', '--format=csv,noheader,nounits'], {timeout: 15_000}).toString();
+    for (const line of text.trim().split('\n')) {
+      const [index, mib] = line.split(',').map(cell => cell.trim());
+      used.set(`cuda:${index}`, Number(mib) * 2 ** 20);
+    }
+  } catch {
+    // no GPU: CPU figures only
+  }
+  return used;
+}
+
+function treeRss(pid: number): number {
+  let total = 0;
+  const children = (parent: number): number[] => {
+    try {
+      return fs.readFileSync(`/proc/${parent}/task/${parent}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  };
+  const stack = [pid];
+  while (stack.length > 0) {
+    const current = stack.pop()!;
+    try {
+      total += Number(/^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${current}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+    } catch {
+      continue;
+    }
+    stack.push(...children(current));
+  }
+  return total;
+}
+
+async function measure(hive: HiveProcess, setup: Setup, devices: string[], model: string): Promise<Run> {
+  const before = gpuMemoryUsed();
+  const threads = args.threads === undefined ? {} : {threads: Number(args.threads)};
+  const began = performance.now();
+  let memberIds: string[];
+  let stop: () => Promise<unknown>;
+  if (setup === 'group') {
+    const spawned = await postJson(`${hive.url}/v1/groups`, {model, devices, context_size: 2048, parallel: 1, force: true, ...threads});
+    if (spawned.status !== 201) {
+      throw new Error(`spawn-group: ${JSON.stringify(spawned.body)}`);
+    }
+    const id = spawned.body.group_id as string;
+    await pollUntil('the group to be healthy', async () => {
+      const group = (await getJson(`${hive.url}/v1/groups/${id}`)).body;
+      if (group.health === 'failed') {
+        throw new Error(`group failed: ${group.reason}`);
+      }
+      return group.health === 'healthy' ? true : undefined;
+    }, 600_000, 50);
+    memberIds = [spawned.body.coordinator.worker_id, ...spawned.body.workers.map((shard: {worker_id: string}) => shard.worker_id)];
+    stop = () => deleteJson(`${hive.url}/v1/groups/${id}`, 120_000);
+  } else {
+    const spawned = await postJson(`${hive.url}/v1/workers`, {model, device: devices[0], type: 'llamacpp', context_size: 2048, parallel: 1, restart: 'never', force: true, ...threads});
+    if (spawned.status !== 201) {
+      throw new Error(`spawn: ${JSON.stringify(spawned.body)}`);
+    }
+    const id = spawned.body.worker_id as string;
+    await pollUntil('the worker to be ready', async () => {
+      const worker = (await getJson(`${hive.url}/v1/workers/${id}`)).body;
+      if (worker.state === 'failed') {
+        throw new Error(`worker failed: ${worker.reason}`);
+      }
+      return worker.state === 'ready' ? true : undefined;
+    }, 600_000, 50);
+    memberIds = [id];
+    stop = () => deleteJson(`${hive.url}/v1/workers/${id}`, 120_000);
+  }
+  const spawnToReady = performance.now() - began;
+  const pids = await Promise.all(memberIds.map(async id => (await getJson(`${hive.url}/v1/workers/${id}`)).body.pid as number));
+  pids.forEach(pid => hive.trackWorker(pid));
+
+  const run: Run = {setup, devices, spawn_to_ready_ms: round(spawnToReady, 0), decode_tokens_per_second: [], ttft_ms: [], tokens_generated: [], memory_bytes: {}, text: ''};
+  // One warm-up generation (CUDA graphs, caches), then the measured ones.
+  for (let index = 0; index <= Number(args.runs); index++) {
+    const timing = await streamInfer(`${hive.url}/v1/infer`, {prompt, max_tokens: Number(args['max-tokens']), temperature: 0});
+    if (index > 0) {
+      run.decode_tokens_per_second.push(round(timing.decodeTokensPerSecond, 1));
+      run.ttft_ms.push(round(timing.ttftMs, 1));
+      run.tokens_generated.push(timing.tokensGenerated);
+    }
+  }
+  const answer = await postJson(`${hive.url}/v1/infer`, {prompt, max_tokens: 24, temperature: 0});
+  run.text = String(answer.body.text ?? '');
+  const after = gpuMemoryUsed();
+  for (const device of new Set(devices)) {
+    run.memory_bytes[device] = device === 'cpu'
+      ? pids.reduce((sum, pid) => sum + treeRss(pid), 0)
+      : Math.max(0, (after.get(device) ?? 0) - (before.get(device) ?? 0));
+  }
+  await stop();
+  return run;
+}
+
+async function engineEnv(): Promise<Record<string, string>> {
+  let server = process.env.RBEE_LLAMA_SERVER;
+  let rpc = process.env.RBEE_GGML_RPC_SERVER;
+  if (server === undefined || rpc === undefined) {
+    const {findLlamaCpp} = await import('../src/engines/llama-cpp-build.js');
+    const installed = findLlamaCpp();
+    if (installed === null) {
+      throw new Error('no llama.cpp build: run `rbee engines install llama.cpp`, or set RBEE_LLAMA_SERVER and RBEE_GGML_RPC_SERVER');
+    }
+    server ??= installed.programs['llama-server'];
+    rpc ??= installed.programs['ggml-rpc-server'];
+  }
+  return {RBEE_LLAMA_SERVER: server, RBEE_GGML_RPC_SERVER: rpc};
+}
+
+async function main(): Promise<void> {
+  installExitHandlers(30 * 60_000);
+  const model = args.model;
+  if (model === undefined || !fs.existsSync(model)) {
+    throw new Error('--model <gguf> is required and must exist');
+  }
+  const devices = args.devices.split(',').map(device => device.trim());
+  // The single worker runs llama-server too, like the coordinator (a set RBEE_LLAMA_SERVER selects it): the same engine on both sides.
+  const hive = await startHiveProcess({args: ['--heartbeat-interval', '1000'], env: await engineEnv()});
+  const runs: Run[] = [];
+  try {
+    runs.push(await measure(hive, 'single worker', devices.slice(0, 1), model));
+    runs.push(await measure(hive, 'group', devices, model));
+  } finally {
+    await hive.stop();
+  }
+  const [single, group] = runs as [Run, Run];
+  const decode = (run: Run) => median(run.decode_tokens_per_second);
+  const gib = (bytes: number | undefined) => (bytes === undefined ? '-' : `${fmt(bytes / 2 ** 30, 2)} GiB`);
+  const gpus = nvidiaGpus();
+  const where = gpus.length > 0 ? `${gpus.length} × ${gpus[0]!.name}` : `${machineInfo().cpu_model}, ${machineInfo().cores} cores (CPU only)`;
+  const table: Table = {
+    title: `Worker group vs one worker, ${path.basename(model)} — ${where}`,
+    header: ['setup', 'devices', 'spawn → ready', 'decode tok/s (median)', 'ttft ms (median)', ...[...new Set(devices)].map(device => `memory ${device}`)],
+    rows: runs.map(run => [
+      run.setup, run.devices.join(','), `${fmt(run.spawn_to_ready_ms / 1000, 1)} s`, fmt(decode(run)), fmt(median(run.ttft_ms)),
+      ...[...new Set(devices)].map(device => gib(run.memory_bytes[device])),
+    ]),
+    notes: [
+      `group / single decode: ${fmtRatio(ratio(decode(group), decode(single)))}; ${args.runs} measured generations of ${args['max-tokens']} tokens each (greedy), after one warm-up`,
+      `same greedy text from both: ${single.text === group.text ? 'yes' : `no (single: ${JSON.stringify(single.text)}, group: ${JSON.stringify(group.text)})`}`,
+    ],
+  };
+  process.stdout.write(`${renderText(table)}\n`);
+  if (args.out !== undefined) {
+    fs.mkdirSync(args.out, {recursive: true});
+    const label = args.label ?? 'worker-group';
+    const result = {machine: {...machineInfo(), gpus}, model: path.basename(model), model_bytes: fs.statSync(model).size, runs, group_over_single_decode: ratio(decode(group), decode(single))};
+    fs.writeFileSync(path.join(args.out, `${label}.json`), `${JSON.stringify(result, null, 2)}\n`);
+    fs.writeFileSync(path.join(args.out, `${label}.md`), `${renderMarkdown(table)}\n`);
+  }
+}
+
+main().then(cleanupAll, async error => {
+  process.stderr.write(`worker-group bench: ${(error as Error).stack ?? String(error)}\n`);
+  await cleanupAll();
+  process.exitCode = 1;
+});
