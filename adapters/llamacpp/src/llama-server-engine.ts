@@ -3,7 +3,6 @@
  * its OpenAI route, and the heartbeat reads its /slots, /metrics and the process's memory.
  */
 import {
-  RbeeError,
   engineJson,
   engineSse,
   parsePrometheusText,
@@ -14,6 +13,7 @@ import {
   type EngineProcess,
   type GenerateResult,
 } from 'rbee';
+import {WatchedEngine} from './watched-engine.js';
 
 type CompletionEvent = {content?: string; stop?: boolean; tokens_predicted?: number; tokens_evaluated?: number; stop_type?: string};
 type ChatChunk = {
@@ -23,19 +23,11 @@ type ChatChunk = {
 
 export class LlamaServerEngine {
   readonly #base: string;
-  readonly #process: EngineProcess;
-  #failure: string | null = null;
-  #stopping = false;
+  readonly #engine: WatchedEngine;
 
   private constructor(base: string, engine: EngineProcess) {
     this.#base = base;
-    this.#process = engine;
-    void engine.exited.then(exit => {
-      if (!this.#stopping) {
-        const how = exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
-        this.#failure = `llama-server ${how}: ${engine.recentOutput().split('\n').slice(-3).join(' | ')}`;
-      }
-    });
+    this.#engine = new WatchedEngine('llama-server', engine);
   }
 
   /** `rpc`: the shard endpoints of a worker group; every layer is offloaded, spread over them (and a local GPU). */
@@ -62,12 +54,12 @@ export class LlamaServerEngine {
   }
 
   get pid(): number {
-    return this.#process.pid;
+    return this.#engine.process.pid;
   }
 
   /** llama-server answers /health with 503 while it loads and 200 once the model is in. */
   async ready(): Promise<boolean> {
-    this.#throwIfFailed();
+    this.#engine.throwIfFailed();
     try {
       const response = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000)});
       return response.ok;
@@ -77,15 +69,15 @@ export class LlamaServerEngine {
   }
 
   async infer(request: AdapterInferRequest): Promise<GenerateResult> {
-    this.#throwIfFailed();
+    this.#engine.throwIfFailed();
     return request.kind === 'chat' ? this.#chat(request) : this.#complete(request);
   }
 
   async heartbeat(): Promise<AdapterHeartbeat> {
-    if (this.#failure !== null) {
-      return {error: this.#failure};
+    if (this.#engine.failure !== null) {
+      return {error: this.#engine.failure};
     }
-    const ramUsed = await processRss(this.#process.pid);
+    const ramUsed = await processRss(this.#engine.process.pid);
     try {
       const [slots, metricsText] = await Promise.all([
         engineJson<Array<{is_processing?: boolean}>>(`${this.#base}/slots`, {timeoutMs: 2_000}),
@@ -103,17 +95,7 @@ export class LlamaServerEngine {
   }
 
   async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#process.kill('SIGTERM');
-    const timeout = new Promise(resolve => setTimeout(resolve, 5_000).unref());
-    await Promise.race([this.#process.exited, timeout]);
-    this.#process.kill('SIGKILL');
-  }
-
-  #throwIfFailed(): void {
-    if (this.#failure !== null) {
-      throw new RbeeError('engine_error', this.#failure);
-    }
+    await this.#engine.stop(5_000);
   }
 
   #sampling(request: AdapterInferRequest) {

@@ -3,7 +3,8 @@
  * llama-server sends it and computes them on its device. It serves no requests of its own.
  */
 import net from 'node:net';
-import {RbeeError, processRss, type AdapterContext, type AdapterHeartbeat, type EngineProcess} from 'rbee';
+import {processRss, type AdapterContext, type AdapterHeartbeat, type EngineProcess} from 'rbee';
+import {WatchedEngine} from './watched-engine.js';
 
 function splitEndpoint(endpoint: string): {host: string; port: number} {
   const colon = endpoint.lastIndexOf(':');
@@ -27,19 +28,11 @@ export function acceptsConnections(endpoint: string, timeoutMs = 1_000): Promise
 
 export class RpcShardEngine {
   readonly #endpoint: string;
-  readonly #process: EngineProcess;
-  #failure: string | null = null;
-  #stopping = false;
+  readonly #engine: WatchedEngine;
 
   private constructor(endpoint: string, engine: EngineProcess) {
     this.#endpoint = endpoint;
-    this.#process = engine;
-    void engine.exited.then(exit => {
-      if (!this.#stopping) {
-        const how = exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
-        this.#failure = `ggml-rpc-server ${how}: ${engine.recentOutput().split('\n').slice(-3).join(' | ')}`;
-      }
-    });
+    this.#engine = new WatchedEngine('ggml-rpc-server', engine);
   }
 
   static start(context: AdapterContext, binary: string, endpoint: string): RpcShardEngine {
@@ -50,28 +43,19 @@ export class RpcShardEngine {
   }
 
   async ready(): Promise<boolean> {
-    this.#throwIfFailed();
+    this.#engine.throwIfFailed();
     return acceptsConnections(this.#endpoint);
   }
 
   async heartbeat(): Promise<AdapterHeartbeat> {
-    if (this.#failure !== null) {
-      return {error: this.#failure};
+    if (this.#engine.failure !== null) {
+      return {error: this.#engine.failure};
     }
-    const ramUsed = await processRss(this.#process.pid);
+    const ramUsed = await processRss(this.#engine.process.pid);
     return ramUsed === undefined ? {} : {ram_used: ramUsed};
   }
 
   async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#process.kill('SIGTERM');
-    await Promise.race([this.#process.exited, new Promise(resolve => setTimeout(resolve, 3_000).unref())]);
-    this.#process.kill('SIGKILL');
-  }
-
-  #throwIfFailed(): void {
-    if (this.#failure !== null) {
-      throw new RbeeError('engine_error', this.#failure);
-    }
+    await this.#engine.stop(3_000);
   }
 }

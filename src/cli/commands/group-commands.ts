@@ -2,7 +2,6 @@
  * Worker groups from the command line: `rbee worker spawn-group` (one model over several devices,
  * one endpoint) and `rbee worker groups`. Stopping goes through `rbee worker stop <group-id>`.
  */
-import path from 'node:path';
 import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {createProgressBar} from '../../models/progress-bar.js';
@@ -12,15 +11,12 @@ import {table} from '../format.js';
 import type {HiveClient} from '../hive-client.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
+import {modelOption, modelReference, shapeFields, shapeOptions, timeoutOption, type SpawnShape} from './spawn-options.js';
 
-type SpawnGroupOptions = {
-  model: string;
+type SpawnGroupOptions = SpawnShape & {
   devices: string[];
   type?: string;
   coordinatorPort?: number;
-  contextSize?: number;
-  threads?: number;
-  parallel?: number;
   force?: boolean;
   wait?: boolean;
   timeout: number;
@@ -90,36 +86,33 @@ function deviceList(value: string): string[] {
 }
 
 export function spawnGroupCommand(): Command {
-  return new Command('spawn-group')
+  const command = new Command('spawn-group')
     .description('spawn one model sharded over several devices: a coordinator (one endpoint) and a shard per extra device')
-    .addOption(new Option('--model <model>', 'a GGUF path, hf:org/repo:file.gguf, or "default"').env('RBEE_MODEL').makeOptionMandatory())
+    .addOption(modelOption())
     .addOption(new Option('--devices <list>', 'comma-separated, the coordinator\'s first: cuda:0,cuda:1 ("cpu" may repeat)').env('RBEE_DEVICES').argParser(deviceList).makeOptionMandatory())
     .addOption(new Option('--type <type>', 'worker type (default: the first that can run groups, llamacpp)').env('RBEE_WORKER_TYPE'))
     .option('--coordinator-port <port>', 'the group\'s endpoint port (default: a free one)', integerFlag('--coordinator-port', 1, 65_535))
-    .addOption(new Option('--context-size <tokens>', 'context per parallel request').env('RBEE_CONTEXT_SIZE').argParser(integerFlag('--context-size', 128, 1_048_576)))
-    .addOption(new Option('--threads <n>', 'CPU threads per member').env('RBEE_THREADS').argParser(integerFlag('--threads', 1, 1_024)))
-    .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64))
     .option('--force', 'spawn even if the model looks larger than the devices have free')
     .option('--wait', 'return only once every member serves (or the group failed)')
-    .addOption(new Option('--timeout <seconds>', 'with --wait: give up after this long').env('RBEE_TIMEOUT').argParser(integerFlag('--timeout', 1, 86_400)).default(600))
-    .action(async (options: SpawnGroupOptions, command: Command) => {
-      const client = hiveClient(command);
+    .addOption(timeoutOption())
+    .action(async (options: SpawnGroupOptions, sub: Command) => {
+      const client = hiveClient(sub);
       const request: SpawnGroupRequestInput = {
-        model: options.model === 'default' || options.model.startsWith('hf:') ? options.model : path.resolve(options.model),
+        model: modelReference(options.model),
         devices: options.devices,
         ...(options.type === undefined ? {} : {type: options.type}),
         ...(options.coordinatorPort === undefined ? {} : {coordinator_port: options.coordinatorPort}),
-        ...(options.contextSize === undefined ? {} : {context_size: options.contextSize}),
-        ...(options.threads === undefined ? {} : {threads: options.threads}),
-        ...(options.parallel === undefined ? {} : {parallel: options.parallel}),
+        ...shapeFields(options),
         force: options.force === true,
       };
       let group = await client.post<GroupInfo>('/v1/groups', request);
       if (options.wait === true) {
         group = await waitUntilHealthy(client, group, options.timeout);
       }
-      emit(globalOptions(command), group, () => describeGroup(group));
+      emit(globalOptions(sub), group, () => describeGroup(group));
     });
+  shapeOptions('CPU threads per member').forEach(option => command.addOption(option));
+  return command;
 }
 
 export function groupsCommand(): Command {

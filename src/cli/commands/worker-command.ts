@@ -1,4 +1,3 @@
-import path from 'node:path';
 import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {createProgressBar} from '../../models/progress-bar.js';
@@ -10,6 +9,7 @@ import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
 import {workerRunCommand} from './worker-run-command.js';
 import {describeGroup, groupsCommand, spawnGroupCommand} from './group-commands.js';
+import {modelOption, modelReference, shapeFields, shapeOptions, timeoutOption} from './spawn-options.js';
 
 type SpawnOptions = {
   model: string;
@@ -73,38 +73,29 @@ async function waitUntilReady(client: HiveClient, worker: WorkerInfo, timeoutSec
 export function workerCommand(): Command {
   const worker = new Command('worker').description('spawn, list and stop workers (one process, one model, one device)');
 
-  worker.command('spawn')
+  const spawn = worker.command('spawn')
     .description('ask the hive for a worker')
-    .addOption(new Option('--model <model>', 'a GGUF path, hf:org/repo:file.gguf, or "default" (Gemma 3 270M)').env('RBEE_MODEL').makeOptionMandatory())
+    .addOption(modelOption())
     .addOption(new Option('--device <device>', 'cpu, cuda:N or metal').env('RBEE_DEVICE').default('cpu'))
     .addOption(new Option('--type <type>', 'worker type (default: the fastest engine for the device)').env('RBEE_WORKER_TYPE'))
-    .addOption(new Option('--context-size <tokens>', 'context per parallel request').env('RBEE_CONTEXT_SIZE').argParser(integerFlag('--context-size', 128, 1_048_576)))
-    .addOption(new Option('--threads <n>', 'CPU threads').env('RBEE_THREADS').argParser(integerFlag('--threads', 1, 1_024)))
-    .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64))
     .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlag('--max-queue', 0, 100_000))
     .addOption(new Option('--restart <policy>', 'restart after a failure').choices(['never', 'on-failure', 'always']).default('on-failure'))
     .option('--force', 'spawn even if the memory estimate says it will not fit')
     .option('--dry-run', 'print where the worker would go and how much memory it would take; start nothing')
     .option('--wait', 'return only once the worker is ready (or failed)')
-    .addOption(new Option('--timeout <seconds>', 'with --wait: give up after this long').env('RBEE_TIMEOUT').argParser(integerFlag('--timeout', 1, 86_400)).default(600))
+    .addOption(timeoutOption())
     .action(async (options: SpawnOptions, command: Command) => {
       const client = hiveClient(command);
       const request: SpawnWorkerRequestInput = {
-        model: options.model,
+        model: modelReference(options.model),
         device: options.device,
         ...(options.type === undefined ? {} : {type: options.type}),
-        ...(options.contextSize === undefined ? {} : {context_size: options.contextSize}),
-        ...(options.threads === undefined ? {} : {threads: options.threads}),
-        ...(options.parallel === undefined ? {} : {parallel: options.parallel}),
+        ...shapeFields(options),
         ...(options.maxQueue === undefined ? {} : {max_queue: options.maxQueue}),
         restart: options.restart as RestartPolicy,
         force: options.force === true,
         dry_run: options.dryRun === true,
       };
-      if (request.model !== 'default' && !request.model.startsWith('hf:')) {
-        // The hive runs elsewhere (another working directory): send it an absolute path.
-        request.model = path.resolve(request.model);
-      }
       if (options.dryRun === true) {
         const plan = await client.post<SpawnPlan>('/v1/workers', request);
         emit(globalOptions(command), plan, () => describePlan(plan));
@@ -119,6 +110,7 @@ export function workerCommand(): Command {
       }
       emit(globalOptions(command), info, () => describe(info));
     });
+  shapeOptions('CPU threads').forEach(option => spawn.addOption(option));
 
   worker.command('list')
     .description('list workers and their last heartbeat')

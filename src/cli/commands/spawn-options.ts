@@ -1,0 +1,35 @@
+/** The flags `worker spawn` and `worker spawn-group` share, with their RBEE_* twins, and what they become on the wire. */
+import path from 'node:path';
+import {Option} from 'commander';
+import {integerFlag} from '../parse-flags.js';
+
+export type SpawnShape = {model: string; contextSize?: number; threads?: number; parallel?: number};
+
+export function modelOption(): Option {
+  return new Option('--model <model>', 'a GGUF path, hf:org/repo:file.gguf, or "default" (Gemma 3 270M)').env('RBEE_MODEL').makeOptionMandatory();
+}
+
+export function shapeOptions(threadsWhat: string): Option[] {
+  return [
+    new Option('--context-size <tokens>', 'context per parallel request').env('RBEE_CONTEXT_SIZE').argParser(integerFlag('--context-size', 128, 1_048_576)),
+    new Option('--threads <n>', threadsWhat).env('RBEE_THREADS').argParser(integerFlag('--threads', 1, 1_024)),
+    new Option('--parallel <n>', 'requests generated at once').argParser(integerFlag('--parallel', 1, 64)),
+  ];
+}
+
+export function timeoutOption(): Option {
+  return new Option('--timeout <seconds>', 'with --wait: give up after this long').env('RBEE_TIMEOUT').argParser(integerFlag('--timeout', 1, 86_400)).default(600);
+}
+
+/** The model as the hive must see it: the hive runs elsewhere (another working directory), so a path goes absolute. */
+export function modelReference(model: string): string {
+  return model === 'default' || model.startsWith('hf:') ? model : path.resolve(model);
+}
+
+export function shapeFields(options: SpawnShape): {context_size?: number; threads?: number; parallel?: number} {
+  return {
+    ...(options.contextSize === undefined ? {} : {context_size: options.contextSize}),
+    ...(options.threads === undefined ? {} : {threads: options.threads}),
+    ...(options.parallel === undefined ? {} : {parallel: options.parallel}),
+  };
+}
