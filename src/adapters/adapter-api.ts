@@ -76,6 +76,11 @@ export type AdapterContext = {
   spawnEngine: (options: {command: string; args: string[]; env?: Record<string, string>}) => EngineProcess;
   /** Report how far the model load has got (0..1); a load that stops moving is failed by the hive. */
   reportLoadProgress: (fraction: number) => void;
+  /**
+   * Report that the engine has failed (a subprocess died, say) now rather than at the next heartbeat:
+   * the worker reports `error` to the hive at once, and the hive fails it (and its group) without waiting.
+   */
+  reportFailure: (reason: string) => void;
   /** Set when the worker is a member of a worker group (only for adapters with `groups: true`). */
   group?: AdapterGroup;
 };

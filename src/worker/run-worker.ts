@@ -62,6 +62,10 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       },
     }),
     reportLoadProgress: fraction => runtime?.setLoadProgress(fraction),
+    reportFailure: reason => {
+      runtime?.fail(reason);
+      void heartbeat?.beatNow();
+    },
     ...(options.group === undefined ? {} : {group: adapterGroup(options.group)}),
   };
   runtime = new WorkerRuntime({

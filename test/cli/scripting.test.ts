@@ -75,6 +75,8 @@ test.serial('RBEE_* variables stand in for flags: RBEE_JSON, RBEE_MODEL, RBEE_DE
     const {RBEE_WORKER_TYPE: _, ...untyped} = env;
     const defaulted = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: untyped});
     t.is(JSON.parse(String(defaulted.stdout)).type, 'llamacpp', 'no type named: the fastest engine on the CPU');
+    const emptyType = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: {...env, RBEE_WORKER_TYPE: ''}});
+    t.is(JSON.parse(String(emptyType.stdout)).type, 'llamacpp', 'RBEE_WORKER_TYPE set to nothing: the hive chooses');
     const flagWins = await rbee(['worker', 'spawn', '--dry-run', '--type', 'nonesuch'], {hive, env});
     t.is(flagWins.exitCode, 2, 'a request the hive refuses as invalid is a usage error');
     t.regex(JSON.parse(String(flagWins.stdout)).error.message, /unknown worker type "nonesuch"/, 'RBEE_JSON makes errors JSON too');
@@ -83,6 +85,7 @@ test.serial('RBEE_* variables stand in for flags: RBEE_JSON, RBEE_MODEL, RBEE_DE
     t.regex(String(bad.stderr), /RBEE_THREADS/);
     const status = await rbee(['status'], {hive, env: {RBEE_JSON: 'yes'}});
     t.is(JSON.parse(String(status.stdout)).url, hive.url);
+    t.deepEqual(JSON.parse(String(status.stdout)).groups, [], 'worker groups are part of the status');
     const human = await rbee(['status'], {hive, env: {RBEE_JSON: '0'}});
     t.throws(() => JSON.parse(String(human.stdout)), undefined, 'RBEE_JSON=0 is off');
   } finally {

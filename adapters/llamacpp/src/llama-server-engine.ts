@@ -25,9 +25,9 @@ export class LlamaServerEngine {
   readonly #base: string;
   readonly #engine: WatchedEngine;
 
-  private constructor(base: string, engine: EngineProcess) {
+  private constructor(base: string, engine: EngineProcess, context: AdapterContext) {
     this.#base = base;
-    this.#engine = new WatchedEngine('llama-server', engine);
+    this.#engine = new WatchedEngine('llama-server', engine, context);
   }
 
   /** `rpc`: the shard endpoints of a worker group; every layer is offloaded, spread over them (and a local GPU). */
@@ -50,7 +50,7 @@ export class LlamaServerEngine {
     ];
     context.log(`starting ${serverPath} on port ${port}`);
     const engine = context.spawnEngine({command: serverPath, args});
-    return new LlamaServerEngine(`http://127.0.0.1:${port}`, engine);
+    return new LlamaServerEngine(`http://127.0.0.1:${port}`, engine, context);
   }
 
   get pid(): number {

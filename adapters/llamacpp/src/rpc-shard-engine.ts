@@ -30,16 +30,16 @@ export class RpcShardEngine {
   readonly #endpoint: string;
   readonly #engine: WatchedEngine;
 
-  private constructor(endpoint: string, engine: EngineProcess) {
+  private constructor(endpoint: string, engine: EngineProcess, context: AdapterContext) {
     this.#endpoint = endpoint;
-    this.#engine = new WatchedEngine('ggml-rpc-server', engine);
+    this.#engine = new WatchedEngine('ggml-rpc-server', engine, context);
   }
 
   static start(context: AdapterContext, binary: string, endpoint: string): RpcShardEngine {
     const {host, port} = splitEndpoint(endpoint);
     const args = ['--host', host, '--port', String(port), ...(context.threads === undefined ? [] : ['--threads', String(context.threads)])];
     context.log(`starting ${binary} for group ${context.group?.groupId ?? '?'} on ${endpoint}`);
-    return new RpcShardEngine(endpoint, context.spawnEngine({command: binary, args}));
+    return new RpcShardEngine(endpoint, context.spawnEngine({command: binary, args}), context);
   }
 
   async ready(): Promise<boolean> {

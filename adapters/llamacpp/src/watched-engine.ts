@@ -2,19 +2,21 @@
  * An engine subprocess whose unexpected exit is a failure to report: what llama-server and
  * ggml-rpc-server share. A stop asked for is not a failure.
  */
-import {RbeeError, type EngineProcess} from 'rbee';
+import {RbeeError, type AdapterContext, type EngineProcess} from 'rbee';
 
 export class WatchedEngine {
   readonly process: EngineProcess;
   #failure: string | null = null;
   #stopping = false;
 
-  constructor(name: string, engine: EngineProcess) {
+  constructor(name: string, engine: EngineProcess, context: Pick<AdapterContext, 'reportFailure'>) {
     this.process = engine;
     void engine.exited.then(exit => {
       if (!this.#stopping) {
         const how = exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
         this.#failure = `${name} ${how}: ${engine.recentOutput().split('\n').slice(-3).join(' | ')}`;
+        // The hive hears of it now, not at the next heartbeat: a group's other members go at once too.
+        context.reportFailure(this.#failure);
       }
     });
   }

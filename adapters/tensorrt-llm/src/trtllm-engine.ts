@@ -67,6 +67,7 @@ export class TrtllmEngine {
         const how = exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
         const output = engine.recentOutput().split('\n').slice(-3).join(' | ');
         this.#failure = `trtllm-serve (pid ${engine.pid}) ${how}${output === '' ? '' : `: ${output}`}`;
+        context.reportFailure(this.#failure);
       }
       this.#removeOptionsFile();
     });

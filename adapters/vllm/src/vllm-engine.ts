@@ -49,6 +49,7 @@ export class VllmEngine {
         const how = exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
         const output = engine.recentOutput().split('\n').slice(-3).join(' | ');
         this.#failure = `vllm (pid ${engine.pid}) ${how}${output === '' ? '' : `: ${output}`}`;
+        context.reportFailure(this.#failure);
       }
     });
   }

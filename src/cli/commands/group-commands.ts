@@ -100,7 +100,8 @@ export function spawnGroupCommand(): Command {
       const request: SpawnGroupRequestInput = {
         model: modelReference(options.model),
         devices: options.devices,
-        ...(options.type === undefined ? {} : {type: options.type}),
+        // An empty RBEE_WORKER_TYPE (set, but to nothing) leaves the choice to the hive.
+        ...(options.type === undefined || options.type === '' ? {} : {type: options.type}),
         ...(options.coordinatorPort === undefined ? {} : {coordinator_port: options.coordinatorPort}),
         ...shapeFields(options),
         force: options.force === true,

@@ -1,7 +1,7 @@
 import {Command} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {parseWire} from '../../protocol/parse.js';
-import {HiveEventSchema, eventStallMs, type HiveEvent, type HiveStatus, type WorkerInfo, type WorkerList} from '../../protocol/wire.js';
+import {HiveEventSchema, eventStallMs, type GroupList, type HiveEvent, type HiveStatus, type WorkerInfo, type WorkerList} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../hive-client.js';
@@ -15,6 +15,10 @@ function describeStatus(status: HiveStatus): string {
     `workers: ${states === '' ? 'none' : states}`,
     `models: ${status.models.length === 0 ? 'none' : status.models.join(', ')}`,
   ].join('\n');
+}
+
+function describeGroups(groups: GroupList['groups']): string {
+  return groups.map(group => `group ${group.group_id}: ${group.health}${group.reason === null ? '' : ` (${group.reason})`}, ${group.model} on ${group.devices.join(',')}, ${group.url}`).join('\n');
 }
 
 function describeWorkers(workers: Iterable<WorkerInfo>): string {
@@ -82,7 +86,10 @@ export function statusCommand(): Command {
         });
         return;
       }
-      const [status, list] = await Promise.all([client.get<HiveStatus>('/v1/status'), client.get<WorkerList>('/v1/workers')]);
-      emit(global, {...status, worker_list: list.workers}, () => `${describeStatus(status)}\n\n${describeWorkers(list.workers)}`);
+      const [status, list, groups] = await Promise.all([
+        client.get<HiveStatus>('/v1/status'), client.get<WorkerList>('/v1/workers'), client.get<GroupList>('/v1/groups'),
+      ]);
+      const text = () => [describeStatus(status), describeGroups(groups.groups), describeWorkers(list.workers)].filter(part => part !== '').join('\n\n');
+      emit(global, {...status, worker_list: list.workers, groups: groups.groups}, text);
     });
 }

@@ -89,7 +89,8 @@ export function workerCommand(): Command {
       const request: SpawnWorkerRequestInput = {
         model: modelReference(options.model),
         device: options.device,
-        ...(options.type === undefined ? {} : {type: options.type}),
+        // An empty RBEE_WORKER_TYPE (set, but to nothing) leaves the choice to the hive.
+        ...(options.type === undefined || options.type === '' ? {} : {type: options.type}),
         ...shapeFields(options),
         ...(options.maxQueue === undefined ? {} : {max_queue: options.maxQueue}),
         restart: options.restart as RestartPolicy,
