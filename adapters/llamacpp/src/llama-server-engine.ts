@@ -6,7 +6,7 @@ import {
   engineJson,
   engineSse,
   parsePrometheusText,
-  processRss,
+  engineMemory,
   type AdapterContext,
   type AdapterHeartbeat,
   type AdapterInferRequest,
@@ -23,10 +23,12 @@ type ChatChunk = {
 
 export class LlamaServerEngine {
   readonly #base: string;
+  readonly #device: string;
   readonly #engine: WatchedEngine;
 
   private constructor(base: string, engine: EngineProcess, context: AdapterContext) {
     this.#base = base;
+    this.#device = context.device;
     this.#engine = new WatchedEngine('llama-server', engine, context);
   }
 
@@ -77,7 +79,7 @@ export class LlamaServerEngine {
     if (this.#engine.failure !== null) {
       return {error: this.#engine.failure};
     }
-    const ramUsed = await processRss(this.#engine.process.pid);
+    const memory = await engineMemory(this.#engine.process.pid, this.#device);
     try {
       const [slots, metricsText] = await Promise.all([
         engineJson<Array<{is_processing?: boolean}>>(`${this.#base}/slots`, {timeoutMs: 2_000}),
@@ -85,12 +87,12 @@ export class LlamaServerEngine {
       ]);
       const metrics = parsePrometheusText(metricsText);
       return {
-        ...(ramUsed === undefined ? {} : {ram_used: ramUsed}),
+        ...memory,
         batch_size: slots.filter(slot => slot.is_processing === true).length,
         queue_depth: metrics.get('llamacpp:requests_deferred') ?? 0,
       };
     } catch (error) {
-      return {...(ramUsed === undefined ? {} : {ram_used: ramUsed}), error: `llama-server is not answering: ${(error as Error).message}`};
+      return {...memory, error: `llama-server is not answering: ${(error as Error).message}`};
     }
   }
 

@@ -3,7 +3,7 @@
  * llama-server sends it and computes them on its device. It serves no requests of its own.
  */
 import net from 'node:net';
-import {processRss, type AdapterContext, type AdapterHeartbeat, type EngineProcess} from 'rbee';
+import {engineMemory, type AdapterContext, type AdapterHeartbeat, type EngineProcess} from 'rbee';
 import {WatchedEngine} from './watched-engine.js';
 
 function splitEndpoint(endpoint: string): {host: string; port: number} {
@@ -28,10 +28,12 @@ export function acceptsConnections(endpoint: string, timeoutMs = 1_000): Promise
 
 export class RpcShardEngine {
   readonly #endpoint: string;
+  readonly #device: string;
   readonly #engine: WatchedEngine;
 
   private constructor(endpoint: string, engine: EngineProcess, context: AdapterContext) {
     this.#endpoint = endpoint;
+    this.#device = context.device;
     this.#engine = new WatchedEngine('ggml-rpc-server', engine, context);
   }
 
@@ -51,8 +53,7 @@ export class RpcShardEngine {
     if (this.#engine.failure !== null) {
       return {error: this.#engine.failure};
     }
-    const ramUsed = await processRss(this.#engine.process.pid);
-    return ramUsed === undefined ? {} : {ram_used: ramUsed};
+    return engineMemory(this.#engine.process.pid, this.#device);
   }
 
   async stop(): Promise<void> {

@@ -10,13 +10,13 @@ import {
   RbeeError,
   engineJson,
   openAiStream,
+  processTreeRss,
   type AdapterContext,
   type AdapterHeartbeat,
   type AdapterInferRequest,
   type EngineProcess,
   type GenerateResult,
 } from 'rbee';
-import {processTreeRss} from './process-memory.js';
 
 export type TrtllmLaunch = {
   command: string;

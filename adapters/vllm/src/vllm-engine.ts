@@ -6,6 +6,8 @@
 import {
   RbeeError,
   engineJson,
+  groupVram,
+  processTreeRss,
   openAiStream,
   parsePrometheusText,
   type AdapterContext,
@@ -14,7 +16,6 @@ import {
   type EngineProcess,
   type GenerateResult,
 } from 'rbee';
-import {groupVram, processTreeRss} from './process-memory.js';
 
 export type VllmLaunch = {
   command: string;

@@ -1,11 +1,13 @@
 /**
- * Memory of an engine that is a tree of processes (vLLM's API server starts an EngineCore
- * process that holds the weights): RAM from /proc, VRAM from nvidia-smi's per-process table.
- * Linux only; elsewhere the figures are simply absent.
+ * Memory of an engine subprocess, for adapters' heartbeats: RAM of its process tree from /proc (vLLM's
+ * API server starts an EngineCore process that holds the weights; trtllm-serve starts executors), VRAM
+ * of the worker's process group from nvidia-smi's per-process table. Linux only; elsewhere the
+ * figures are simply absent, never guessed.
  */
 import {execFile} from 'node:child_process';
 import fs from 'node:fs';
-import {processRss} from 'rbee';
+import type {AdapterHeartbeat} from './adapter-api.js';
+import {processRss} from './engine-http.js';
 
 type ProcStat = {pid: number; ppid: number; pgrp: number};
 
@@ -91,4 +93,17 @@ export async function groupVram(pid: number, gpuIndex: number | undefined): Prom
     total = totalText !== null && Number.isFinite(totalMiB) ? totalMiB * 1024 * 1024 : undefined;
   }
   return {used: usedMiB * 1024 * 1024, total};
+}
+
+/**
+ * What an engine holds, as heartbeat fields: `ram_used` of its process tree and, on `cuda:N`, the
+ * VRAM its worker's process group holds on the card and the card's total. Absent figures stay absent.
+ */
+export async function engineMemory(pid: number, device: string): Promise<Pick<AdapterHeartbeat, 'ram_used' | 'vram_used' | 'vram_total'>> {
+  const cuda = /^cuda:(\d+)$/.exec(device);
+  const [ramUsed, vram] = await Promise.all([processTreeRss(pid), cuda === null ? undefined : groupVram(pid, Number(cuda[1]))]);
+  return {
+    ...(ramUsed === undefined ? {} : {ram_used: ramUsed}),
+    ...(vram === undefined ? {} : {vram_used: vram.used, ...(vram.total === undefined ? {} : {vram_total: vram.total})}),
+  };
 }
