@@ -7,18 +7,47 @@ import type {AdapterGroup} from '../adapters/adapter-api.js';
 import type {GroupMembership, Heartbeat} from '../protocol/wire.js';
 
 type ShardStatus = NonNullable<Heartbeat['shard_workers']>[number]['status'];
+type Vram = {vram_used: number; vram_total: number};
+type ShardHealth = {status: ShardStatus; vram: Vram | null};
 
-async function shardStatus(url: string, timeoutMs: number): Promise<ShardStatus> {
+const bytes = (value: unknown): number | null => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : null);
+
+/** A shard worker's /health: whether it serves, and its engine's device memory when it says. */
+async function shardHealth(url: string, timeoutMs: number): Promise<ShardHealth> {
   try {
     const response = await fetch(`${url}/health`, {signal: AbortSignal.timeout(timeoutMs)});
+    const body = await response.json().catch(() => null) as {status?: unknown; vram_used?: unknown; vram_total?: unknown} | null;
+    const used = bytes(body?.vram_used);
+    const total = bytes(body?.vram_total);
+    const vram = used === null || total === null ? null : {vram_used: used, vram_total: total};
     if (response.ok) {
-      return 'healthy';
+      return {status: 'healthy', vram};
     }
-    const body = await response.json().catch(() => null) as {status?: unknown} | null;
-    return body?.status === 'starting' ? 'starting' : 'unhealthy';
+    return {status: body?.status === 'starting' ? 'starting' : 'unhealthy', vram};
   } catch {
-    return 'missing';
+    return {status: 'missing', vram: null};
   }
+}
+
+/**
+ * The spec's `vram_per_device` and `vram_total`: each member's engine memory filed under its device
+ * (the coordinator's first), GPUs only; a card counted once in the total however many members use it.
+ */
+function groupVram(membership: GroupMembership, own: Vram, shards: readonly ShardHealth[]): Partial<Heartbeat> {
+  const members: Array<[string, Vram | null]> = [[membership.devices[0]!, own], ...membership.shards.map((shard, index) => [shard.device, shards[index]?.vram ?? null] as [string, Vram | null])];
+  const perDevice: Record<string, number> = {};
+  const totals = new Map<string, number>();
+  for (const [device, vram] of members) {
+    if (device === 'cpu' || vram === null) {
+      continue;
+    }
+    perDevice[device] = (perDevice[device] ?? 0) + vram.vram_used;
+    totals.set(device, Math.max(totals.get(device) ?? 0, vram.vram_total));
+  }
+  if (totals.size === 0) {
+    return {};
+  }
+  return {vram_per_device: perDevice, vram_total: [...totals.values()].reduce((sum, total) => sum + total, 0)};
 }
 
 export function adapterGroup(membership: GroupMembership): AdapterGroup {
@@ -32,15 +61,23 @@ export function adapterGroup(membership: GroupMembership): AdapterGroup {
   };
 }
 
-/** `probe`: whether to ask the shards now (a coordinator still loading has nothing to judge yet). */
-export async function groupHeartbeatFields(membership: GroupMembership, probe: boolean, timeoutMs = 1_500): Promise<Partial<Heartbeat>> {
+/**
+ * `serving`: the coordinator's own engine memory once it serves, or null while it loads (nothing
+ * to judge yet: the shards are not asked).
+ */
+export async function groupHeartbeatFields(membership: GroupMembership, serving: Vram | null, timeoutMs = 1_500): Promise<Partial<Heartbeat>> {
   if (membership.role === 'shard') {
     return {group_id: membership.group_id, role: 'shard', coordinator: membership.coordinator};
   }
   const base: Partial<Heartbeat> = {group_id: membership.group_id, role: 'coordinator', devices: membership.devices};
-  if (!probe) {
+  if (serving === null) {
     return base;
   }
-  const shards = await Promise.all(membership.shards.map(async shard => ({worker_id: shard.worker_id, status: await shardStatus(shard.url, timeoutMs)})));
-  return {...base, shard_workers: shards, group_health: shards.every(shard => shard.status === 'healthy') ? 'healthy' : 'degraded'};
+  const shards = await Promise.all(membership.shards.map(shard => shardHealth(shard.url, timeoutMs)));
+  return {
+    ...base,
+    ...groupVram(membership, serving, shards),
+    shard_workers: shards.map((shard, index) => ({worker_id: membership.shards[index]!.worker_id, status: shard.status})),
+    group_health: shards.every(shard => shard.status === 'healthy') ? 'healthy' : 'degraded',
+  };
 }

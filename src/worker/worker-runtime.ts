@@ -19,6 +19,9 @@ export type WorkerHealth = {
   worker_id: string;
   model: string;
   error?: string;
+  /** The engine's device memory at the last heartbeat: a group's coordinator sums its shards' for `vram_per_device`. */
+  vram_used?: number;
+  vram_total?: number;
 };
 
 /** The worker's state, shared by its HTTP server and its heartbeat loop. */
@@ -32,6 +35,7 @@ export class WorkerRuntime {
   #failure: string | null = null;
   #stopping = false;
   #loadProgress = 0;
+  #lastVram: {vram_used: number; vram_total: number} | null = null;
 
   constructor(options: WorkerRuntimeOptions, adapter: RbeeAdapter, context: AdapterContext) {
     this.options = options;
@@ -85,6 +89,7 @@ export class WorkerRuntime {
       worker_id: this.options.workerId,
       model: this.options.modelName,
       ...(this.#failure === null ? {} : {error: this.#failure}),
+      ...this.#lastVram,
     };
   }
 
@@ -108,7 +113,9 @@ export class WorkerRuntime {
       this.fail(engine.error);
     }
     const {error: _error, ...figures} = engine;
-    const group = this.options.group === undefined ? {} : await groupHeartbeatFields(this.options.group, this.#ready && this.#failure === null);
+    const vram = {vram_used: figures.vram_used ?? 0, vram_total: figures.vram_total ?? 0};
+    this.#lastVram = vram;
+    const group = this.options.group === undefined ? {} : await groupHeartbeatFields(this.options.group, this.#ready && this.#failure === null ? vram : null);
     return {
       worker_id: this.options.workerId,
       status: this.status(),
