@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type {HiveClient} from '../cli/hive-client.js';
 import {isLoopbackUrl} from '../http/loopback.js';
-import {eventStallMs, type HiveStatus, type SpawnWorkerRequestInput, type WorkerInfo} from '../protocol/wire.js';
+import {eventStallMs, type GroupInfo, type HiveStatus, type SpawnGroupRequestInput, type SpawnWorkerRequestInput, type WorkerInfo} from '../protocol/wire.js';
 import {printable} from './format.js';
 
 export type LogTail = {
@@ -25,6 +25,8 @@ export type DashboardApi = {
   status(): Promise<HiveStatus>;
   stopWorker(id: string): Promise<WorkerInfo>;
   spawnWorker(request: SpawnWorkerRequestInput): Promise<WorkerInfo>;
+  stopGroup(id: string): Promise<GroupInfo>;
+  spawnGroup(request: SpawnGroupRequestInput): Promise<GroupInfo>;
   workerLog(id: string, lines: number): Promise<LogTail>;
 };
 
@@ -43,6 +45,21 @@ export function restartRequest(worker: WorkerInfo): SpawnWorkerRequestInput {
     ...(worker.parallel === null ? {} : {parallel: worker.parallel}),
     ...(worker.max_queue === null ? {} : {max_queue: worker.max_queue}),
     ...(worker.threads !== null ? {threads: worker.threads} : worker.last_heartbeat?.threads === undefined ? {} : {threads: worker.last_heartbeat.threads}),
+  };
+}
+
+/**
+ * What `rbee worker spawn-group` would send to start the same group again: the coordinator's model
+ * file, the group's devices and type, and the shape its coordinator was spawned with.
+ */
+export function groupRestartRequest(group: GroupInfo, coordinator: WorkerInfo | undefined): SpawnGroupRequestInput {
+  return {
+    model: coordinator?.model_path ?? group.model,
+    devices: group.devices,
+    type: group.type,
+    ...(coordinator?.context_size == null ? {} : {context_size: coordinator.context_size}),
+    ...(coordinator?.parallel == null ? {} : {parallel: coordinator.parallel}),
+    ...(coordinator?.threads == null ? {} : {threads: coordinator.threads}),
   };
 }
 
@@ -75,6 +92,8 @@ export function hiveDashboardApi(client: HiveClient, options: {home: string}): D
     status: () => client.get<HiveStatus>('/v1/status'),
     stopWorker: id => client.delete<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`, 120_000),
     spawnWorker: request => client.post<WorkerInfo>('/v1/workers', request),
+    stopGroup: id => client.delete<GroupInfo>(`/v1/groups/${encodeURIComponent(id)}`, 120_000),
+    spawnGroup: request => client.post<GroupInfo>('/v1/groups', request),
     async workerLog(id, lines) {
       const file = path.join(options.home, 'logs', `${id}.log`);
       if (!local) {

@@ -7,7 +7,7 @@ import {useEffect, useMemo, useReducer, useRef} from 'react';
 import {hiveUrl} from '../../config/env.js';
 import type {DeviceInfo, WorkerInfo} from '../../protocol/wire.js';
 import {layoutColumns} from '../columns.js';
-import {restartRequest, type DashboardApi} from '../dashboard-api.js';
+import {groupRestartRequest, restartRequest, type DashboardApi} from '../dashboard-api.js';
 import {isAliveState, type HiveModel} from '../model.js';
 import {selectableIds, tableLines, type TableLine} from '../rows.js';
 import {initialView, keyIntent, reduceView, type KeyPress, type ViewAction, type ViewState, type WorkerAction} from '../view-state.js';
@@ -123,9 +123,22 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
     if (worker === undefined) {
       return;
     }
+    const group = worker.group_id === null ? undefined : latest.current.groups.get(worker.group_id);
     update({type: 'started', action, workerId});
-    update({type: 'notice', notice: {text: `${action === 'stop' ? 'stopping' : 'restarting'} ${workerId}…`, tone: 'info'}});
+    update({type: 'notice', notice: {text: `${action === 'stop' ? 'stopping' : 'restarting'} ${group === undefined ? workerId : `group ${group.group_id}`}…`, tone: 'info'}});
     try {
+      if (group !== undefined) {
+        // A member serves only with its group: the group is stopped, or spawned again, whole.
+        const stopped = group.health === 'failed' || group.health === 'stopped' ? group : await api.stopGroup(group.group_id);
+        if (action === 'stop') {
+          update({type: 'finished', workerId, notice: {text: `group ${group.group_id} ${stopped.health}`, tone: 'success'}});
+          return;
+        }
+        const spawned = await api.spawnGroup(groupRestartRequest(group, latest.current.workers.get(group.coordinator.worker_id)?.info));
+        update({type: 'finished', workerId, notice: {text: `restarted group ${group.group_id} as ${spawned.group_id}`, tone: 'success'}});
+        update({type: 'select', id: spawned.coordinator.worker_id});
+        return;
+      }
       if (action === 'stop') {
         const info = await api.stopWorker(workerId);
         update({type: 'finished', workerId, notice: {text: `${workerId} ${info.state}`, tone: 'success'}});

@@ -3,7 +3,7 @@
 /** The whole dashboard against a fake hive: frames read with lastFrame(), keys sent on stdin. */
 import test from 'ava';
 import {Dashboard} from '../../../src/tui/components/Dashboard.js';
-import {fakeHive, heartbeatEvent, iso, workerInfo, type FakeHive} from '../helpers/fake-hive.js';
+import {fakeHive, groupInfo, heartbeatEvent, iso, snapshot, workerInfo, type FakeHive} from '../helpers/fake-hive.js';
 import {renderTui, type RenderedTui} from '../helpers/render.js';
 
 const fast = {flushMs: 10, tickMs: 50, statusEveryMs: 200, backoff: {initialMs: 30, maxMs: 60}};
@@ -215,6 +215,33 @@ test('an empty hive says how to spawn a worker', async t => {
     t.pass();
   } finally {
     other.unmount();
+  }
+});
+
+test('s and r on a group member act on the whole group: the question says so; r spawns the group again and selects its new coordinator', async t => {
+  const members = [
+    workerInfo({worker_id: 'group-g1-0', group_id: 'group-g1', role: 'coordinator', device: 'cuda:0', started_at: iso(now - 20_000), context_size: 1024, threads: 4}),
+    workerInfo({worker_id: 'group-g1-1', group_id: 'group-g1', role: 'shard', device: 'cuda:1', model_path: null, started_at: iso(now - 20_000)}),
+  ];
+  const hive = fakeHive(members);
+  hive.snapshots = [snapshot(members, now, [groupInfo('group-g1')])];
+  const ui = start(hive);
+  try {
+    await ui.waitForFrame(/▾ group group-g1 · coordinator group-g1-0 · 1 shard · healthy/);
+    ui.press('j');
+    ui.press('s');
+    await ui.waitForFrame(/Stop group-g1-1 .*\? Its whole group group-g1 stops with it\. y\/n/);
+    ui.press('n');
+    ui.press('r');
+    await ui.waitForFrame(/Restart group group-g1: stop every member, then spawn the same model on the same devices\? y\/n/);
+    ui.press('y');
+    await ui.waitForFrame(/restarted group group-g1 as group-new1/);
+    t.deepEqual(hive.groupStops, ['group-g1']);
+    t.deepEqual(hive.stops, [], 'no member is stopped on its own');
+    t.deepEqual(hive.groupSpawns, [{model: '/models/gemma-3-270m-q4_k_m.gguf', devices: ['cuda:0', 'cuda:1'], type: 'llamacpp', context_size: 1024, threads: 4}]);
+    t.deepEqual(hive.spawns, [], 'no lone worker is spawned in a member\'s place');
+  } finally {
+    ui.unmount();
   }
 });
 

@@ -2,7 +2,7 @@
  * A hive for the TUI tests, without a hive: worker and heartbeat fixtures, and a DashboardApi
  * whose event stream the test drives (emit, end, refuse) and whose calls it records.
  */
-import type {Heartbeat, HiveEvent, HiveStatus, SpawnWorkerRequestInput, WorkerInfo} from '../../../src/protocol/wire.js';
+import type {GroupInfo, Heartbeat, HiveEvent, HiveStatus, SpawnGroupRequestInput, SpawnWorkerRequestInput, WorkerInfo} from '../../../src/protocol/wire.js';
 import type {DashboardApi, LogTail} from '../../../src/tui/dashboard-api.js';
 
 export const t0 = Date.parse('2026-11-27T12:00:00.000Z');
@@ -26,8 +26,17 @@ export function workerInfo(fields: Partial<WorkerInfo> & {worker_id: string}): W
   };
 }
 
-export function snapshot(workers: WorkerInfo[], at = t0): HiveEvent {
-  return {type: 'snapshot', at: iso(at), hive: {url: 'http://127.0.0.1:7833', pid: 100, version: '0.1.0'}, workers, groups: []};
+/** A two-member group on cuda:0 (coordinator `<id>-0`) and cuda:1 (shard `<id>-1`). */
+export function groupInfo(id: string, fields: Partial<GroupInfo> = {}): GroupInfo {
+  return {
+    group_id: id, coordinator: {worker_id: `${id}-0`, device: 'cuda:0', port: 9001, role: 'coordinator'},
+    workers: [{worker_id: `${id}-1`, device: 'cuda:1', role: 'shard'}], total_vram: 0, model_vram: 0, model: 'gemma-3-270m-q4_k_m',
+    type: 'llamacpp', devices: ['cuda:0', 'cuda:1'], health: 'healthy', reason: null, url: 'http://127.0.0.1:9001', started_at: iso(t0), ...fields,
+  };
+}
+
+export function snapshot(workers: WorkerInfo[], at = t0, groups: GroupInfo[] = []): HiveEvent {
+  return {type: 'snapshot', at: iso(at), hive: {url: 'http://127.0.0.1:7833', pid: 100, version: '0.1.0'}, workers, groups};
 }
 
 export function heartbeatEvent(fields: Partial<Heartbeat> & {worker_id: string}, at: number): HiveEvent {
@@ -52,6 +61,8 @@ export type FakeHive = DashboardApi & {
   end(): void;
   stops: string[];
   spawns: SpawnWorkerRequestInput[];
+  groupStops: string[];
+  groupSpawns: SpawnGroupRequestInput[];
   logs: Record<string, LogTail>;
   /** Stop calls wait for this before answering, when set. */
   holdStops: Promise<void> | null;
@@ -66,6 +77,8 @@ export function fakeHive(workers: WorkerInfo[], options: {url?: string} = {}): F
     connections: 0,
     stops: [],
     spawns: [],
+    groupStops: [],
+    groupSpawns: [],
     logs: {},
     holdStops: null,
     emit(event) {
@@ -105,6 +118,14 @@ export function fakeHive(workers: WorkerInfo[], options: {url?: string} = {}): F
     async spawnWorker(request) {
       hive.spawns.push(request);
       return workerInfo({worker_id: `worker-new${hive.spawns.length}`, state: 'starting', model: request.model});
+    },
+    async stopGroup(id) {
+      hive.groupStops.push(id);
+      return {...groupInfo(id), health: 'stopped', reason: 'group stopped by request'};
+    },
+    async spawnGroup(request) {
+      hive.groupSpawns.push(request);
+      return {...groupInfo(`group-new${hive.groupSpawns.length}`), health: 'starting'};
     },
     async workerLog(id, lines) {
       const log = hive.logs[id] ?? {path: `/tmp/logs/${id}.log`, lines: [], note: 'no log'};
