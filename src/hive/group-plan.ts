@@ -12,7 +12,7 @@ import type {ResolvedModel} from '../models/resolve-model.js';
 import type {GroupMembership, SpawnGroupRequest, SpawnWorkerRequest} from '../protocol/wire.js';
 import {workerDefaults} from '../worker/worker-defaults.js';
 import {estimateMemory, freeMemory} from './admission.js';
-import type {GroupRecord} from './group-record.js';
+import type {GroupRecord, GroupSpec} from './group-record.js';
 import {checkTypeAndDevice, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import {createWorkerRecord, type WorkerRecord} from './worker-record.js';
 
@@ -71,26 +71,22 @@ async function admitGroup(request: SpawnGroupRequest, model: ResolvedModel, opti
   return estimate.total;
 }
 
-export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOptions): Promise<GroupPlan> {
-  const type = groupType(request, options);
-  checkDevices(request.devices, type, options);
-  if (request.coordinator_port !== undefined && !(await isPortFree(request.coordinator_port))) {
-    throw new RbeeError('port_in_use', `coordinator_port: port ${request.coordinator_port} is already in use`);
-  }
-  const local = parseModelRef(request.model).kind === 'path' ? await resolveAllowedModel(request.model, type, options) : null;
-  const modelBytes = local === null ? 0 : await admitGroup(request, local, options);
-
-  const groupId = `group-${randomUUID().slice(0, 8)}`;
+/**
+ * The members' ids, specs, ports and memberships: the coordinator `<group>-0` on the first device,
+ * shard `<group>-i` on each other one, each shard with an engine endpoint of its own. Ports are
+ * fresh each time, so a group restarted after a failure is laid out anew under the same ids.
+ */
+export async function layoutMembers(groupId: string, request: GroupSpec): Promise<{coordinator: PlannedMember; shards: PlannedMember[]}> {
   const coordinatorId = `${groupId}-0`;
   const spec = (device: string): SpawnWorkerRequest => ({
     model: request.model,
     device,
-    type,
+    type: request.type,
     ...(request.context_size === undefined ? {} : {context_size: request.context_size}),
     ...(request.threads === undefined ? {} : {threads: request.threads}),
     ...(request.parallel === undefined ? {} : {parallel: request.parallel}),
     ...(request.heartbeat_interval_ms === undefined ? {} : {heartbeat_interval_ms: request.heartbeat_interval_ms}),
-    // A group comes back whole or not at all; a lone member restarting cannot rejoin its layers.
+    // A group comes back whole or not at all (the group's own policy): a lone member restarting cannot rejoin its layers.
     restart: 'never',
     force: true,
     dry_run: false,
@@ -98,9 +94,8 @@ export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOp
   const base = {group_id: groupId, coordinator: coordinatorId, devices: request.devices};
   const shards: PlannedMember[] = [];
   for (const [index, device] of request.devices.slice(1).entries()) {
-    const id = `${groupId}-${index + 1}`;
     shards.push({
-      id,
+      id: `${groupId}-${index + 1}`,
       spec: spec(device),
       port: await freePort(),
       membership: {...base, role: 'shard', endpoint: `127.0.0.1:${await freePort()}`, shards: []},
@@ -117,16 +112,32 @@ export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOp
       shards: shards.map(shard => ({worker_id: shard.id, device: shard.spec.device, url: `http://127.0.0.1:${shard.port}`, endpoint: shard.membership.endpoint!})),
     },
   };
+  return {coordinator, shards};
+}
+
+export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOptions): Promise<GroupPlan> {
+  const type = groupType(request, options);
+  checkDevices(request.devices, type, options);
+  if (request.coordinator_port !== undefined && !(await isPortFree(request.coordinator_port))) {
+    throw new RbeeError('port_in_use', `coordinator_port: port ${request.coordinator_port} is already in use`);
+  }
+  const local = parseModelRef(request.model).kind === 'path' ? await resolveAllowedModel(request.model, type, options) : null;
+  const modelBytes = local === null ? 0 : await admitGroup(request, local, options);
+
+  const groupId = `group-${randomUUID().slice(0, 8)}`;
+  const {coordinator, shards} = await layoutMembers(groupId, {...request, type});
   const group: GroupRecord = {
     id: groupId,
     spec: {...request, type},
-    coordinatorId,
+    coordinatorId: coordinator.id,
     shardIds: shards.map(shard => shard.id),
     health: 'starting',
     reason: null,
     startedAt: new Date(),
     modelBytes,
     totalBytes: devicesMemory(request.devices, options),
+    restarts: 0,
+    restartTimes: [],
   };
   return {group, coordinator, shards, local};
 }

@@ -21,6 +21,9 @@ export type GroupRecord = {
   modelBytes: number;
   /** Memory of the group's devices together (a repeated "cpu" counted once). */
   totalBytes: number;
+  /** Times the whole group was spawned again after a failure, and when (for the policy's limits). */
+  restarts: number;
+  restartTimes: number[];
 };
 
 /** A worker's part in its group: what its process is told (`membership`) and the group it serves. */
@@ -68,6 +71,8 @@ export function toGroupInfo(group: GroupRecord, workers: ReadonlyMap<string, Wor
     workers: group.shardIds.map((id, index) => ({worker_id: id, device: group.spec.devices[index + 1]!, role: 'shard' as const})),
     total_vram: group.totalBytes,
     model_vram: group.modelBytes,
+    restart: group.spec.restart,
+    restarts: group.restarts,
     model: coordinator?.modelName ?? group.spec.model,
     type: group.spec.type,
     devices: group.spec.devices,
@@ -91,5 +96,7 @@ export function groupFromStored(stored: StoredGroup): GroupRecord {
     startedAt: new Date(stored.started_at),
     modelBytes: stored.model_bytes,
     totalBytes: stored.total_bytes,
+    restarts: 0,
+    restartTimes: [],
   };
 }

@@ -14,7 +14,7 @@ import {RbeeError} from '../errors.js';
 import {parseModelRef} from '../models/model-ref.js';
 import type {ResolvedModel} from '../models/resolve-model.js';
 import type {HiveCommand, SpawnGroupRequest, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
-import {groupMemberRecord, planGroup} from './group-plan.js';
+import {groupMemberRecord, layoutMembers, planGroup} from './group-plan.js';
 import {groupFromStored, isGroupOver, judgeGroup, memberIds, type GroupRecord} from './group-record.js';
 import {workerRunArgs} from './worker-command-line.js';
 import {defaultWorkerType} from './default-worker-type.js';
@@ -134,6 +134,8 @@ export class Supervisor {
   /** Stops every member (coordinator first, so it lets go of its shards); resolves once all are gone. */
   async stopGroup(id: string, reason = 'group stopped by request'): Promise<GroupRecord> {
     const group = this.getGroup(id);
+    clearTimeout(this.#restartTimers.get(id));
+    this.#restartTimers.delete(id);
     if (!isGroupOver(group.health)) {
       this.#setGroupHealth(group, 'stopped', reason);
     }
@@ -257,6 +259,8 @@ export class Supervisor {
   async stopAll(reason: string): Promise<void> {
     clearInterval(this.#watchdog);
     for (const group of this.groups.values()) {
+      clearTimeout(this.#restartTimers.get(group.id));
+      this.#restartTimers.delete(group.id);
       if (!isGroupOver(group.health)) {
         this.#setGroupHealth(group, 'stopped', reason);
       }
@@ -481,6 +485,57 @@ export class Supervisor {
           void this.#stopOne(member.id, `group ${group.id} failed: ${verdict.reason}`);
         }
       }
+      void this.#restartGroupLater(group, verdict.reason ?? 'a member failed');
+    }
+  }
+
+  /** A failed group comes back whole, by its restart policy, once every member's process is gone. */
+  async #restartGroupLater(group: GroupRecord, reason: string): Promise<void> {
+    await Promise.all(memberIds(group).map(id => this.#runs.get(id)));
+    if (group.health !== 'failed') {
+      return; // stopped on request meanwhile
+    }
+    const decision = decideRestart({
+      policy: group.spec.restart, end: 'failure', recentRestarts: group.restartTimes, now: Date.now(), limits: this.#options.restartLimits ?? defaultRestartLimits,
+    });
+    if (!decision.restart) {
+      if (group.restarts > 0) {
+        this.#setGroupHealth(group, 'failed', `${reason}; ${decision.why}`);
+      }
+      return;
+    }
+    this.#setGroupHealth(group, 'starting', `restarting in ${decision.delayMs} ms after: ${reason}`);
+    this.#options.log(`${group.id} ${group.reason}`);
+    const timer = setTimeout(() => {
+      this.#restartTimers.delete(group.id);
+      if (group.health === 'starting') {
+        this.#relaunchGroup(group).catch(error => this.#setGroupHealth(group, 'failed', `could not restart: ${(error as Error).message}`));
+      }
+    }, decision.delayMs);
+    this.#restartTimers.set(group.id, timer);
+  }
+
+  /** Every member again under its id, on fresh ports, the coordinator driving the new shard endpoints. */
+  async #relaunchGroup(group: GroupRecord): Promise<void> {
+    group.restarts++;
+    group.restartTimes.push(Date.now());
+    const {coordinator, shards} = await layoutMembers(group.id, group.spec);
+    // All members are starting before any is judged: a half-restarted group must not read as failed.
+    const records = [coordinator, ...shards].map(member => {
+      const record = this.get(member.id);
+      Object.assign(record, {
+        port: member.port, group: {group, membership: member.membership}, state: 'starting', reason: `restarted with group ${group.id}`,
+        restarts: record.restarts + 1, lastProgressAt: new Date(), launchedAt: null, lastHeartbeat: null, lastHeartbeatAt: null, progress: null,
+      } satisfies Partial<WorkerRecord>);
+      record.restartTimes.push(Date.now());
+      return record;
+    });
+    this.#setGroupHealth(group, 'starting', null);
+    for (const record of records) {
+      this.#persist(record);
+      this.#options.onEvent?.({type: 'restart', record});
+      const model = record.modelPath === null ? null : {ref: record.spec.model, kind: 'path' as const, path: record.modelPath, name: record.modelName};
+      this.#run(record, record.group?.membership.role === 'shard' ? null : model);
     }
   }
 

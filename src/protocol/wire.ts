@@ -332,6 +332,8 @@ export const SpawnGroupRequestSchema = z.object({
   heartbeat_interval_ms: z.number().int().min(50).max(600_000).optional(),
   /** Spawn even when the model is larger than the group's devices have free. */
   force: z.boolean().default(false),
+  /** After a member fails, the whole group is spawned again (backoff and limits as for a worker), or not. */
+  restart: RestartPolicySchema.default('on-failure'),
 });
 export type SpawnGroupRequest = z.infer<typeof SpawnGroupRequestSchema>;
 export type SpawnGroupRequestInput = z.input<typeof SpawnGroupRequestSchema>;
@@ -347,6 +349,8 @@ export type SpawnGroupAnswer = z.infer<typeof SpawnGroupAnswerSchema>;
 
 /** The hive's record of a group: GET /v1/groups[/:id], and the `group` events. */
 export const GroupInfoSchema = SpawnGroupAnswerSchema.extend({
+  restart: RestartPolicySchema.default('on-failure'),
+  restarts: count.default(0),
   model: z.string(),
   type: z.string(),
   devices: z.array(z.string()),

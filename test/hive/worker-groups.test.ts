@@ -30,9 +30,9 @@ async function hive(options: {home?: string; port?: number} = {}): Promise<Runni
   return started;
 }
 
-async function spawnGroup(target: RunningHive, devices: string): Promise<GroupInfo> {
+async function spawnGroup(target: RunningHive, devices: string, restart = 'never'): Promise<GroupInfo> {
   const model = await defaultModelPath();
-  const spawned = await rbee(['--json', 'worker', 'spawn-group', '--model', model, '--devices', devices, '--threads', '1', '--context-size', '512', '--wait', '--timeout', '120'], {hive: target});
+  const spawned = await rbee(['--json', 'worker', 'spawn-group', '--model', model, '--devices', devices, '--threads', '1', '--context-size', '512', '--restart', restart, '--wait', '--timeout', '120'], {hive: target});
   if (spawned.exitCode !== 0) {
     throw new Error(`spawn-group failed: ${String(spawned.stderr)}`);
   }
@@ -124,6 +124,28 @@ serial('spawn-group: a coordinator and two shards serve one model through one en
   t.true(after.status >= 400, 'nothing serves the model any more');
   const listed = await rbee(['--json', 'worker', 'groups', '--all'], {hive: target});
   t.is(JSON.parse(String(listed.stdout)).groups[0].health, 'failed');
+});
+
+serial('a group whose member fails comes back whole by its restart policy: same ids, new processes, serving again', async t => {
+  const target = await hive();
+  const spawned = await spawnGroup(target, 'cpu,cpu', 'on-failure');
+  const ids = [spawned.coordinator.worker_id, spawned.workers[0]!.worker_id];
+  const before = await Promise.all(ids.map(id => worker(target, id)));
+  const shardEngine = rpcServerOf(before[1]!.pid!);
+  t.truthy(shardEngine);
+  process.kill(shardEngine!, 'SIGKILL');
+  await waitFor(async () => (await group(target, spawned.group_id)).restarts === 1, 20_000, 'the group to be spawned again');
+  await waitFor(async () => (await group(target, spawned.group_id)).health === 'healthy', 60_000, 'the restarted group to be healthy');
+  const after = await Promise.all(ids.map(id => worker(target, id)));
+  t.deepEqual(after.map(member => member.state), ['ready', 'ready']);
+  t.true(after.every((member, index) => member.pid !== before[index]!.pid), 'new processes under the same ids');
+  t.deepEqual(after.map(member => member.restarts), [1, 1]);
+  t.false(isAlive(before[0]!.pid!), 'the old coordinator is gone');
+  const answer = await postJson(`${target.url}/v1/infer`, {prompt: 'Hello', max_tokens: 4, temperature: 0});
+  t.is(answer.status, 200, JSON.stringify(answer.body));
+  t.is(answer.body.worker_id, spawned.coordinator.worker_id);
+  const stopped = await rbee(['--json', 'worker', 'stop', spawned.group_id], {hive: target});
+  t.is(GroupInfoSchema.parse(JSON.parse(String(stopped.stdout))).health, 'stopped');
 });
 
 serial('rbee worker stop <group-id> stops every member and engine; stopping one member stops its group', async t => {

@@ -129,6 +129,7 @@ test('spawn-group request', roundTrip, SpawnGroupRequestSchema, {
   type: 'llamacpp',
   coordinator_port: 9001,
   force: false,
+  restart: 'on-failure',
 });
 
 test('spawn-group answer (spec)', roundTrip, SpawnGroupAnswerSchema, {

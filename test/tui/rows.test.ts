@@ -65,7 +65,7 @@ test('heartbeats with group_id and role make a tree: group line, coordinator, sh
 test('a group from the hive\'s records: members placed before any heartbeat, its health and reason as the hive judged them', t => {
   const group = {
     group_id: 'group-1', coordinator: {worker_id: 'group-1-0', device: 'cuda:0', port: 9001, role: 'coordinator' as const},
-    workers: [{worker_id: 'group-1-1', device: 'cuda:1', role: 'shard' as const}], total_vram: 0, model_vram: 0, model: 'm', type: 'llamacpp',
+    workers: [{worker_id: 'group-1-1', device: 'cuda:1', role: 'shard' as const}], total_vram: 0, model_vram: 0, restart: 'never' as const, restarts: 0, model: 'm', type: 'llamacpp',
     devices: ['cuda:0', 'cuda:1'], health: 'starting' as const, reason: null, url: 'http://127.0.0.1:9001', started_at: iso(t0),
   };
   let model = modelOf([

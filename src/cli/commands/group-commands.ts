@@ -5,7 +5,7 @@
 import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {createProgressBar} from '../../models/progress-bar.js';
-import type {GroupInfo, GroupList, SpawnGroupRequestInput, WorkerInfo} from '../../protocol/wire.js';
+import type {GroupInfo, GroupList, RestartPolicy, SpawnGroupRequestInput, WorkerInfo} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {table} from '../format.js';
 import type {HiveClient} from '../hive-client.js';
@@ -17,6 +17,7 @@ type SpawnGroupOptions = SpawnShape & {
   devices: string[];
   type?: string;
   coordinatorPort?: number;
+  restart: RestartPolicy;
   force?: boolean;
   wait?: boolean;
   timeout: number;
@@ -92,6 +93,7 @@ export function spawnGroupCommand(): Command {
     .addOption(new Option('--devices <list>', 'comma-separated, the coordinator\'s first: cuda:0,cuda:1 ("cpu" may repeat)').env('RBEE_DEVICES').argParser(deviceList).makeOptionMandatory())
     .addOption(new Option('--type <type>', 'worker type (default: the first that can run groups, llamacpp)').env('RBEE_WORKER_TYPE'))
     .option('--coordinator-port <port>', 'the group\'s endpoint port (default: a free one)', integerFlag('--coordinator-port', 1, 65_535))
+    .addOption(new Option('--restart <policy>', 'after a member fails, spawn the whole group again').choices(['never', 'on-failure', 'always']).default('on-failure'))
     .option('--force', 'spawn even if the model looks larger than the devices have free')
     .option('--wait', 'return only once every member serves (or the group failed)')
     .addOption(timeoutOption())
@@ -104,6 +106,7 @@ export function spawnGroupCommand(): Command {
         ...(options.type === undefined || options.type === '' ? {} : {type: options.type}),
         ...(options.coordinatorPort === undefined ? {} : {coordinator_port: options.coordinatorPort}),
         ...shapeFields(options),
+        restart: options.restart,
         force: options.force === true,
       };
       let group = await client.post<GroupInfo>('/v1/groups', request);

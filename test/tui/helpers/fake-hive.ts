@@ -30,7 +30,7 @@ export function workerInfo(fields: Partial<WorkerInfo> & {worker_id: string}): W
 export function groupInfo(id: string, fields: Partial<GroupInfo> = {}): GroupInfo {
   return {
     group_id: id, coordinator: {worker_id: `${id}-0`, device: 'cuda:0', port: 9001, role: 'coordinator'},
-    workers: [{worker_id: `${id}-1`, device: 'cuda:1', role: 'shard'}], total_vram: 0, model_vram: 0, model: 'gemma-3-270m-q4_k_m',
+    workers: [{worker_id: `${id}-1`, device: 'cuda:1', role: 'shard'}], total_vram: 0, model_vram: 0, restart: 'on-failure', restarts: 0, model: 'gemma-3-270m-q4_k_m',
     type: 'llamacpp', devices: ['cuda:0', 'cuda:1'], health: 'healthy', reason: null, url: 'http://127.0.0.1:9001', started_at: iso(t0), ...fields,
   };
 }
