@@ -14,15 +14,15 @@ import {RbeeError} from '../errors.js';
 import {parseModelRef} from '../models/model-ref.js';
 import type {ResolvedModel} from '../models/resolve-model.js';
 import type {HiveCommand, SpawnGroupRequest, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
-import {groupMemberRecord, layoutMembers, planGroup} from './group-plan.js';
-import {groupFromStored, isGroupOver, judgeGroup, memberIds, type GroupRecord} from './group-record.js';
+import type {GroupRecord} from './group-record.js';
+import {WorkerGroups} from './worker-groups.js';
 import {workerRunArgs} from './worker-command-line.js';
 import {defaultWorkerType} from './default-worker-type.js';
 import {admitOrThrow, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import {freePort} from '../http/free-port.js';
 import {judgeHealth} from './health-judge.js';
 import {decideRestart, defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
-import {toStoredWorker, type StateStore, type StoredGroup} from './state-store.js';
+import {toStoredWorker, type StateStore} from './state-store.js';
 import {createWorkerRecord, isAlive, modelAliases, type WorkerRecord} from './worker-record.js';
 import {isWorkerProcess, killGroup, launchWorkerProcess, watchAdoptedProcess, type ProcessEnd} from './worker-process.js';
 
@@ -58,7 +58,7 @@ type Ending = {kind: 'requested' | 'failure'; reason: string};
 
 export class Supervisor {
   readonly workers = new Map<string, WorkerRecord>();
-  readonly groups = new Map<string, GroupRecord>();
+  readonly #groups: WorkerGroups;
   readonly #options: SupervisorOptions;
   readonly #endings = new Map<string, Ending>();
   readonly #runs = new Map<string, Promise<void>>();
@@ -68,6 +68,26 @@ export class Supervisor {
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
+    this.#groups = new WorkerGroups({
+      workers: this.workers,
+      planOptions: () => ({...this.#options, reservedOn: device => this.reservedOn(device, null)}),
+      add: record => {
+        this.workers.set(record.id, record);
+        this.#persist(record);
+        this.#options.onEvent?.({type: 'spawned', record});
+      },
+      relaunched: record => {
+        this.#persist(record);
+        this.#options.onEvent?.({type: 'restart', record});
+      },
+      run: (record, local) => this.#run(record, local),
+      stop: (id, reason) => this.#stopOne(id, reason),
+      ended: id => this.#runs.get(id),
+      emit: group => this.#options.onEvent?.({type: 'group', change: 'health', group}),
+      spawned: group => this.#options.onEvent?.({type: 'group', change: 'spawned', group}),
+      log: message => this.#options.log(message),
+      restartLimits: options.restartLimits ?? defaultRestartLimits,
+    });
     fs.mkdirSync(options.logsDir, {recursive: true});
     // A fixed fine tick, not the hive's interval: a worker may heartbeat faster than the hive's default.
     this.#watchdog = setInterval(() => this.#watch(), Math.max(25, Math.min(250, Math.floor(options.heartbeatIntervalMs / 2))));
@@ -106,42 +126,22 @@ export class Supervisor {
   }
 
   /** Checks and records a worker group, then starts its shards and its coordinator (which waits for them). */
-  async spawnGroup(request: SpawnGroupRequest): Promise<GroupRecord> {
-    const plan = await planGroup(request, {...this.#options, reservedOn: device => this.reservedOn(device, null)});
-    const {group} = plan;
-    this.groups.set(group.id, group);
-    const records = [plan.coordinator, ...plan.shards].map(member => groupMemberRecord(member, group, plan.local));
-    this.#options.onEvent?.({type: 'group', change: 'spawned', group});
-    for (const record of records) {
-      this.workers.set(record.id, record);
-      this.#persist(record);
-      this.#options.onEvent?.({type: 'spawned', record});
-    }
-    for (const record of records) {
-      this.#run(record, record.group?.membership.role === 'shard' ? null : plan.local);
-    }
-    return group;
+  spawnGroup(request: SpawnGroupRequest): Promise<GroupRecord> {
+    return this.#groups.spawn(request);
   }
 
   getGroup(id: string): GroupRecord {
-    const group = this.groups.get(id);
-    if (group === undefined) {
-      throw new RbeeError('group_not_found', `no worker group "${id}" on this hive`);
-    }
-    return group;
+    return this.#groups.get(id);
   }
 
   /** Stops every member (coordinator first, so it lets go of its shards); resolves once all are gone. */
-  async stopGroup(id: string, reason = 'group stopped by request'): Promise<GroupRecord> {
-    const group = this.getGroup(id);
-    clearTimeout(this.#restartTimers.get(id));
-    this.#restartTimers.delete(id);
-    if (!isGroupOver(group.health)) {
-      this.#setGroupHealth(group, 'stopped', reason);
-    }
-    await this.#stopOne(group.coordinatorId, reason);
-    await Promise.all(group.shardIds.map(shard => this.#stopOne(shard, reason)));
-    return group;
+  stopGroup(id: string, reason = 'group stopped by request'): Promise<GroupRecord> {
+    return this.#groups.stop(id, reason);
+  }
+
+  /** The hive's worker groups, by id. */
+  get groups(): ReadonlyMap<string, GroupRecord> {
+    return this.#groups.groups;
   }
 
   get(id: string): WorkerRecord {
@@ -201,7 +201,7 @@ export class Supervisor {
       }
     }
     // The coordinator's heartbeat says whether it still reaches every shard.
-    this.#judgeGroupOf(record);
+    this.#groups.onMemberChange(record);
   }
 
   /** Ends the worker's process as a failure; the restart policy decides what follows. */
@@ -258,13 +258,7 @@ export class Supervisor {
 
   async stopAll(reason: string): Promise<void> {
     clearInterval(this.#watchdog);
-    for (const group of this.groups.values()) {
-      clearTimeout(this.#restartTimers.get(group.id));
-      this.#restartTimers.delete(group.id);
-      if (!isGroupOver(group.health)) {
-        this.#setGroupHealth(group, 'stopped', reason);
-      }
-    }
+    this.#groups.markAllStopped(reason);
     await Promise.all([...this.workers.values()].filter(record => isAlive(record.state)).map(record => this.#stopOne(record.id, reason)));
   }
 
@@ -281,7 +275,7 @@ export class Supervisor {
         restarts: worker.restarts, adopted: true,
       });
       if (worker.group !== null) {
-        record.group = {group: this.#adoptedGroup(worker.group), membership: worker.group.membership};
+        record.group = {group: this.#groups.adopt(worker.group), membership: worker.group.membership};
         if (worker.group.membership.role === 'shard') {
           record.aliases = new Set();
         }
@@ -303,15 +297,6 @@ export class Supervisor {
       }
     }
     return {adopted, failed};
-  }
-
-  #adoptedGroup(stored: StoredGroup): GroupRecord {
-    let group = this.groups.get(stored.membership.group_id);
-    if (group === undefined) {
-      group = groupFromStored(stored);
-      this.groups.set(group.id, group);
-    }
-    return group;
   }
 
   /** What starting workers on a device will still allocate: admission counts it as taken. */
@@ -462,87 +447,8 @@ export class Supervisor {
     if (changed) {
       this.#persist(record);
       this.#options.onEvent?.({type: 'state', record});
-      this.#judgeGroupOf(record);
+      this.#groups.onMemberChange(record);
     }
-  }
-
-  /** After a member changed: the group's health follows, and a member lost ends the whole group. */
-  #judgeGroupOf(record: WorkerRecord): void {
-    const group = record.group?.group;
-    if (group === undefined || isGroupOver(group.health)) {
-      return;
-    }
-    const members = memberIds(group).map(id => this.workers.get(id)).filter(member => member !== undefined);
-    const verdict = judgeGroup(group, members);
-    if (verdict.health === group.health && verdict.reason === group.reason) {
-      return;
-    }
-    this.#setGroupHealth(group, verdict.health, verdict.reason);
-    if (verdict.health === 'failed') {
-      this.#options.log(`${group.id} failed: ${verdict.reason}; stopping its other members`);
-      for (const member of members) {
-        if (isAlive(member.state) && member.state !== 'stopping') {
-          void this.#stopOne(member.id, `group ${group.id} failed: ${verdict.reason}`);
-        }
-      }
-      void this.#restartGroupLater(group, verdict.reason ?? 'a member failed');
-    }
-  }
-
-  /** A failed group comes back whole, by its restart policy, once every member's process is gone. */
-  async #restartGroupLater(group: GroupRecord, reason: string): Promise<void> {
-    await Promise.all(memberIds(group).map(id => this.#runs.get(id)));
-    if (group.health !== 'failed') {
-      return; // stopped on request meanwhile
-    }
-    const decision = decideRestart({
-      policy: group.spec.restart, end: 'failure', recentRestarts: group.restartTimes, now: Date.now(), limits: this.#options.restartLimits ?? defaultRestartLimits,
-    });
-    if (!decision.restart) {
-      if (group.restarts > 0) {
-        this.#setGroupHealth(group, 'failed', `${reason}; ${decision.why}`);
-      }
-      return;
-    }
-    this.#setGroupHealth(group, 'starting', `restarting in ${decision.delayMs} ms after: ${reason}`);
-    this.#options.log(`${group.id} ${group.reason}`);
-    const timer = setTimeout(() => {
-      this.#restartTimers.delete(group.id);
-      if (group.health === 'starting') {
-        this.#relaunchGroup(group).catch(error => this.#setGroupHealth(group, 'failed', `could not restart: ${(error as Error).message}`));
-      }
-    }, decision.delayMs);
-    this.#restartTimers.set(group.id, timer);
-  }
-
-  /** Every member again under its id, on fresh ports, the coordinator driving the new shard endpoints. */
-  async #relaunchGroup(group: GroupRecord): Promise<void> {
-    group.restarts++;
-    group.restartTimes.push(Date.now());
-    const {coordinator, shards} = await layoutMembers(group.id, group.spec);
-    // All members are starting before any is judged: a half-restarted group must not read as failed.
-    const records = [coordinator, ...shards].map(member => {
-      const record = this.get(member.id);
-      Object.assign(record, {
-        port: member.port, group: {group, membership: member.membership}, state: 'starting', reason: `restarted with group ${group.id}`,
-        restarts: record.restarts + 1, lastProgressAt: new Date(), launchedAt: null, lastHeartbeat: null, lastHeartbeatAt: null, progress: null,
-      } satisfies Partial<WorkerRecord>);
-      record.restartTimes.push(Date.now());
-      return record;
-    });
-    this.#setGroupHealth(group, 'starting', null);
-    for (const record of records) {
-      this.#persist(record);
-      this.#options.onEvent?.({type: 'restart', record});
-      const model = record.modelPath === null ? null : {ref: record.spec.model, kind: 'path' as const, path: record.modelPath, name: record.modelName};
-      this.#run(record, record.group?.membership.role === 'shard' ? null : model);
-    }
-  }
-
-  #setGroupHealth(group: GroupRecord, health: GroupRecord['health'], reason: string | null): void {
-    group.health = health;
-    group.reason = reason;
-    this.#options.onEvent?.({type: 'group', change: 'health', group});
   }
 
   #persist(record: WorkerRecord): void {
