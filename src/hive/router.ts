@@ -22,6 +22,10 @@ export function pickWorker(supervisor: Supervisor, model: string | undefined): W
   const serving = records.filter(isServing);
   if (model === undefined) {
     const models = servedModels(supervisor);
+    const loading = records.some(record => record.state === 'starting' || record.group?.group.health === 'starting');
+    if (models.length === 0 && loading) {
+      throw new RbeeError('worker_not_ready', 'no model is being served yet: a worker (or worker group) is still starting; try again shortly');
+    }
     if (models.length !== 1) {
       throw new RbeeError('invalid_request', models.length === 0
         ? 'no model is being served: spawn a worker first (rbee worker spawn --model default)'
@@ -35,7 +39,9 @@ export function pickWorker(supervisor: Supervisor, model: string | undefined): W
     if (alive.some(record => record.state === 'starting')) {
       throw new RbeeError('worker_not_ready', `model "${model}" is still loading; try again shortly`);
     }
-    const group = alive.find(record => record.group?.membership.role === 'coordinator')?.group?.group;
+    // A group's coordinator counts even while its process is gone: a group waiting to restart is "starting".
+    const group = records.find(record => model !== undefined && record.aliases.has(model) && record.group?.membership.role === 'coordinator'
+      && (isAlive(record.state) || record.group.group.health === 'starting'))?.group?.group;
     if (group !== undefined && group.health !== 'healthy') {
       throw new RbeeError(group.health === 'starting' ? 'worker_not_ready' : 'model_unavailable', `model "${model}" is served by worker group ${group.id}, which is ${group.health}${group.reason === null ? '' : `: ${group.reason}`}`);
     }

@@ -267,7 +267,7 @@ export class Supervisor {
     const adopted: string[] = [];
     const failed: string[] = [];
     const stored = this.#options.store.loadLive();
-    // Every record first, then the liveness checks: a group judged on a dead member must see all its members.
+    // Every record first, then the liveness checks (groups are judged after them, see WorkerGroups.adoptAll).
     const records = stored.map(worker => {
       const record = createWorkerRecord({
         id: worker.id, spec: worker.spec, modelName: worker.modelName, modelPath: worker.modelPath, port: worker.port,
@@ -283,19 +283,21 @@ export class Supervisor {
       this.workers.set(record.id, record);
       return record;
     });
-    for (const record of records) {
-      if (record.pid !== null && isWorkerProcess(record.pid, record.id)) {
-        record.reason = 're-adopted after a hive restart; waiting for its heartbeat';
-        const watched = watchAdoptedProcess(record.pid);
-        this.#runs.set(record.id, watched.ended.then(end => this.#onProcessEnd(record, end, path.join(this.#options.logsDir, `${record.id}.log`))));
-        this.#persist(record);
-        adopted.push(record.id);
-      } else {
-        record.pid = null;
-        this.#setState(record, 'failed', 'gone when the hive restarted');
-        failed.push(record.id);
+    this.#groups.adoptAll(() => {
+      for (const record of records) {
+        if (record.pid !== null && isWorkerProcess(record.pid, record.id)) {
+          record.reason = 're-adopted after a hive restart; waiting for its heartbeat';
+          const watched = watchAdoptedProcess(record.pid);
+          this.#runs.set(record.id, watched.ended.then(end => this.#onProcessEnd(record, end, path.join(this.#options.logsDir, `${record.id}.log`))));
+          this.#persist(record);
+          adopted.push(record.id);
+        } else {
+          record.pid = null;
+          this.#setState(record, 'failed', 'gone when the hive restarted');
+          failed.push(record.id);
+        }
       }
-    }
+    });
     return {adopted, failed};
   }
 
@@ -368,7 +370,9 @@ export class Supervisor {
       env: {
         ...(this.#options.env ?? process.env),
         RBEE_WORKER_SECRET: record.secret,
-        ...(cuda === null ? {} : {CUDA_VISIBLE_DEVICES: cuda[1]}),
+        // One worker, one device: a GPU worker sees its card only, a CPU worker none (a CUDA build of an
+        // engine would otherwise take memory on every card it can see, unaccounted).
+        ...(cuda !== null ? {CUDA_VISIBLE_DEVICES: cuda[1]} : spec.device === 'cpu' ? {CUDA_VISIBLE_DEVICES: ''} : {}),
       },
     });
     record.pid = watched.pid > 0 ? watched.pid : null;

@@ -35,6 +35,10 @@ export class WorkerGroups {
   readonly groups = new Map<string, GroupRecord>();
   readonly #host: GroupHost;
   readonly #restartTimers = new Map<string, NodeJS.Timeout>();
+  /** Groups between a member's loss and their relaunch: their members' ends are expected, not judged. */
+  readonly #restarting = new Set<string>();
+  /** While a restarted hive re-adopts: nothing is judged until every member's liveness is known. */
+  #adopting = false;
 
   constructor(host: GroupHost) {
     this.#host = host;
@@ -65,7 +69,8 @@ export class WorkerGroups {
   async stop(id: string, reason: string): Promise<GroupRecord> {
     const group = this.get(id);
     this.#cancelRestart(id);
-    if (!isGroupOver(group.health)) {
+    // Also a failed group, or one waiting to restart: stopped on request, it does not come back.
+    if (group.health !== 'stopped') {
       this.#setHealth(group, 'stopped', reason);
     }
     await this.#host.stop(group.coordinatorId, reason);
@@ -83,6 +88,24 @@ export class WorkerGroups {
     }
   }
 
+  /**
+   * Re-adoption after a hive restart: `check` settles every member's liveness with nothing judged
+   * meanwhile (a group judged on its first dead member would signal siblings whose pids are not
+   * checked yet); then each group is judged once. A group found broken is ended, not restarted,
+   * as a lone worker found gone is not.
+   */
+  adoptAll(check: () => void): void {
+    this.#adopting = true;
+    try {
+      check();
+    } finally {
+      this.#adopting = false;
+    }
+    for (const group of this.groups.values()) {
+      this.#judge(group, {restart: false});
+    }
+  }
+
   /** The group a re-adopted member belongs to, rebuilt from what it stored the first time one is seen. */
   adopt(stored: StoredGroup): GroupRecord {
     let group = this.groups.get(stored.membership.group_id);
@@ -96,55 +119,78 @@ export class WorkerGroups {
   /** After a member changed (state, heartbeat): the group's health follows, and a member lost ends the whole group. */
   onMemberChange(record: WorkerRecord): void {
     const group = record.group?.group;
-    if (group === undefined || isGroupOver(group.health)) {
-      return;
-    }
-    const members = memberIds(group).map(id => this.#host.workers.get(id)).filter(member => member !== undefined);
-    const verdict = judgeGroup(group, members);
-    if (verdict.health === group.health && verdict.reason === group.reason) {
-      return;
-    }
-    this.#setHealth(group, verdict.health, verdict.reason);
-    if (verdict.health === 'failed') {
-      this.#host.log(`${group.id} failed: ${verdict.reason}; stopping its other members`);
-      for (const member of members) {
-        if (isAlive(member.state) && member.state !== 'stopping') {
-          void this.#host.stop(member.id, `group ${group.id} failed: ${verdict.reason}`);
-        }
-      }
-      void this.#restartLater(group, verdict.reason ?? 'a member failed');
+    if (group !== undefined && !this.#adopting) {
+      this.#judge(group, {restart: true});
     }
   }
 
-  /** A failed group comes back whole, by its restart policy, once every member's process is gone. */
-  async #restartLater(group: GroupRecord, reason: string): Promise<void> {
-    await Promise.all(memberIds(group).map(id => this.#host.ended(id)));
-    if (group.health !== 'failed') {
-      return; // stopped on request meanwhile
-    }
-    const decision = decideRestart({policy: group.spec.restart, end: 'failure', recentRestarts: group.restartTimes, now: Date.now(), limits: this.#host.restartLimits});
-    if (!decision.restart) {
-      if (group.restarts > 0) {
-        this.#setHealth(group, 'failed', `${reason}; ${decision.why}`);
-      }
+  #judge(group: GroupRecord, options: {restart: boolean}): void {
+    if (isGroupOver(group.health) || this.#restarting.has(group.id)) {
       return;
     }
-    this.#setHealth(group, 'starting', `restarting in ${decision.delayMs} ms after: ${reason}`);
-    this.#host.log(`${group.id} ${group.reason}`);
+    const ids = memberIds(group);
+    const members = ids.map(id => this.#host.workers.get(id)).filter(member => member !== undefined);
+    const missing = ids.filter(id => !this.#host.workers.has(id));
+    // A member the hive no longer knows (its row was over when a restarted hive read them) is gone too.
+    const verdict = missing.length > 0
+      ? {health: 'failed' as const, reason: `member ${missing.join(', ')} is gone (not re-adopted)`}
+      : judgeGroup(group, members);
+    if (verdict.health === group.health && verdict.reason === group.reason) {
+      return;
+    }
+    if (verdict.health !== 'failed') {
+      this.#setHealth(group, verdict.health, verdict.reason);
+      return;
+    }
+    const reason = verdict.reason ?? 'a member failed';
+    const decision = options.restart && missing.length === 0
+      ? decideRestart({policy: group.spec.restart, end: 'failure', recentRestarts: group.restartTimes, now: Date.now(), limits: this.#host.restartLimits})
+      : {restart: false as const, why: 'found broken when the hive restarted'};
+    this.#host.log(`${group.id} failed: ${reason}; stopping its other members`);
+    if (decision.restart) {
+      // Starting again, not failed: scripts waiting on it and requests for its model are told to wait.
+      this.#restarting.add(group.id);
+      this.#setHealth(group, 'starting', `restarting in ${decision.delayMs} ms after: ${reason}`);
+    } else {
+      this.#setHealth(group, 'failed', group.restarts > 0 ? `${reason}; ${decision.why}` : reason);
+    }
+    for (const member of members) {
+      if (isAlive(member.state) && member.state !== 'stopping') {
+        void this.#host.stop(member.id, `group ${group.id} failed: ${reason}`);
+      }
+    }
+    if (decision.restart) {
+      void this.#restartAfter(group, decision.delayMs);
+    }
+  }
+
+  /** The group comes back whole after the backoff, once every member's process is gone. */
+  async #restartAfter(group: GroupRecord, delayMs: number): Promise<void> {
+    const ready = Promise.all(memberIds(group).map(id => this.#host.ended(id)));
     const timer = setTimeout(() => {
       this.#restartTimers.delete(group.id);
-      if (group.health === 'starting') {
-        this.#relaunch(group).catch(error => this.#setHealth(group, 'failed', `could not restart: ${(error as Error).message}`));
-      }
-    }, decision.delayMs);
+      void ready.then(() => {
+        if (this.#restarting.has(group.id)) {
+          this.#relaunch(group).catch(error => {
+            this.#restarting.delete(group.id);
+            this.#setHealth(group, 'failed', `could not restart: ${(error as Error).message}`);
+          });
+        }
+      });
+    }, delayMs);
+    // A hive that is closing does not wait for a group to come back.
+    timer.unref();
     this.#restartTimers.set(group.id, timer);
   }
 
   /** Every member again under its id, on fresh ports, the coordinator driving the new shard endpoints. */
   async #relaunch(group: GroupRecord): Promise<void> {
+    const {coordinator, shards} = await layoutMembers(group.id, group.spec);
+    if (!this.#restarting.has(group.id)) {
+      return; // stopped while the ports were found
+    }
     group.restarts++;
     group.restartTimes.push(Date.now());
-    const {coordinator, shards} = await layoutMembers(group.id, group.spec);
     // All members are starting before any is judged: a half-restarted group must not read as failed.
     const records = [coordinator, ...shards].map(member => {
       const record = this.#host.workers.get(member.id);
@@ -158,6 +204,7 @@ export class WorkerGroups {
       record.restartTimes.push(Date.now());
       return record;
     });
+    this.#restarting.delete(group.id);
     this.#setHealth(group, 'starting', null);
     for (const record of records) {
       this.#host.relaunched(record);
@@ -169,6 +216,7 @@ export class WorkerGroups {
   #cancelRestart(id: string): void {
     clearTimeout(this.#restartTimers.get(id));
     this.#restartTimers.delete(id);
+    this.#restarting.delete(id);
   }
 
   #setHealth(group: GroupRecord, health: GroupRecord['health'], reason: string | null): void {

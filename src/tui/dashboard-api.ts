@@ -50,13 +50,15 @@ export function restartRequest(worker: WorkerInfo): SpawnWorkerRequestInput {
 
 /**
  * What `rbee worker spawn-group` would send to start the same group again: the coordinator's model
- * file, the group's devices and type, and the shape its coordinator was spawned with.
+ * file, the group's devices, type and restart policy, and the shape its coordinator was spawned with.
+ * Its coordinator port is not kept: GroupInfo does not say whether one was asked for.
  */
 export function groupRestartRequest(group: GroupInfo, coordinator: WorkerInfo | undefined): SpawnGroupRequestInput {
   return {
     model: coordinator?.model_path ?? group.model,
     devices: group.devices,
     type: group.type,
+    restart: group.restart,
     ...(coordinator?.context_size == null ? {} : {context_size: coordinator.context_size}),
     ...(coordinator?.parallel == null ? {} : {parallel: coordinator.parallel}),
     ...(coordinator?.threads == null ? {} : {threads: coordinator.threads}),

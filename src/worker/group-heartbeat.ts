@@ -33,7 +33,7 @@ async function shardHealth(url: string, timeoutMs: number): Promise<ShardHealth>
  * The spec's `vram_per_device` and `vram_total`: each member's engine memory filed under its device
  * (the coordinator's first), GPUs only; a card counted once in the total however many members use it.
  */
-function groupVram(membership: GroupMembership, own: Vram, shards: readonly ShardHealth[]): Partial<Heartbeat> {
+function groupVram(membership: GroupMembership, own: Vram | null, shards: readonly ShardHealth[]): Partial<Heartbeat> {
   const members: Array<[string, Vram | null]> = [[membership.devices[0]!, own], ...membership.shards.map((shard, index) => [shard.device, shards[index]?.vram ?? null] as [string, Vram | null])];
   const perDevice: Record<string, number> = {};
   const totals = new Map<string, number>();
@@ -62,21 +62,21 @@ export function adapterGroup(membership: GroupMembership): AdapterGroup {
 }
 
 /**
- * `serving`: the coordinator's own engine memory once it serves, or null while it loads (nothing
- * to judge yet: the shards are not asked).
+ * `serving`: whether the coordinator serves (while it loads there is nothing to judge yet: the
+ * shards are not asked); `own`: its engine's device memory, when measured.
  */
-export async function groupHeartbeatFields(membership: GroupMembership, serving: Vram | null, timeoutMs = 1_500): Promise<Partial<Heartbeat>> {
+export async function groupHeartbeatFields(membership: GroupMembership, serving: boolean, own: Vram | null, timeoutMs = 1_500): Promise<Partial<Heartbeat>> {
   if (membership.role === 'shard') {
     return {group_id: membership.group_id, role: 'shard', coordinator: membership.coordinator};
   }
   const base: Partial<Heartbeat> = {group_id: membership.group_id, role: 'coordinator', devices: membership.devices};
-  if (serving === null) {
+  if (!serving) {
     return base;
   }
   const shards = await Promise.all(membership.shards.map(shard => shardHealth(shard.url, timeoutMs)));
   return {
     ...base,
-    ...groupVram(membership, serving, shards),
+    ...groupVram(membership, own, shards),
     shard_workers: shards.map((shard, index) => ({worker_id: membership.shards[index]!.worker_id, status: shard.status})),
     group_health: shards.every(shard => shard.status === 'healthy') ? 'healthy' : 'degraded',
   };

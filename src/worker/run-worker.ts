@@ -75,6 +75,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     parallel: options.parallel,
     maxQueue: options.maxQueue,
     group: options.group,
+    groupProbeTimeoutMs: Math.max(50, Math.min(1_500, Math.floor(options.heartbeatIntervalMs / 3))),
   }, adapter, context);
   const worker = runtime;
   const server = createWorkerServer(worker);

@@ -12,6 +12,8 @@ export type WorkerRuntimeOptions = {
   parallel: number;
   maxQueue: number;
   group?: GroupMembership | undefined;
+  /** How long a coordinator waits for each shard's /health: well inside one heartbeat interval. */
+  groupProbeTimeoutMs?: number | undefined;
 };
 
 export type WorkerHealth = {
@@ -113,9 +115,12 @@ export class WorkerRuntime {
       this.fail(engine.error);
     }
     const {error: _error, ...figures} = engine;
-    const vram = {vram_used: figures.vram_used ?? 0, vram_total: figures.vram_total ?? 0};
+    // Device memory only when the engine measured it: a group's sums must not count a guess.
+    const vram = figures.vram_used === undefined ? null : {vram_used: figures.vram_used, vram_total: figures.vram_total ?? 0};
     this.#lastVram = vram;
-    const group = this.options.group === undefined ? {} : await groupHeartbeatFields(this.options.group, this.#ready && this.#failure === null ? vram : null);
+    const group = this.options.group === undefined
+      ? {}
+      : await groupHeartbeatFields(this.options.group, this.#ready && this.#failure === null, vram, this.options.groupProbeTimeoutMs);
     return {
       worker_id: this.options.workerId,
       status: this.status(),

@@ -132,7 +132,7 @@ export function workerCommand(): Command {
     });
 
   worker.command('stop')
-    .description('stop a worker (SIGTERM, grace period, then SIGKILL of its process group), or a whole worker group by its id')
+    .description('stop a worker (SIGTERM, grace period, then SIGKILL of its process group), or a worker group by its id (a group member stops its whole group)')
     .argument('<id>', 'worker id, or group id')
     .action(async (id: string, _options: unknown, command: Command) => {
       const client = hiveClient(command, 120_000);
@@ -142,7 +142,7 @@ export function workerCommand(): Command {
         return;
       }
       const info = await client.delete<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
-      emit(globalOptions(command), info, () => describe(info));
+      emit(globalOptions(command), info, () => `${describe(info)}${info.group_id === null ? '' : `\n(a member of group ${info.group_id}: the whole group was stopped)`}`);
     });
 
   worker.command('wait')

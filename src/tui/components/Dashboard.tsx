@@ -129,7 +129,8 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
     try {
       if (group !== undefined) {
         // A member serves only with its group: the group is stopped, or spawned again, whole.
-        const stopped = group.health === 'failed' || group.health === 'stopped' ? group : await api.stopGroup(group.group_id);
+        // Always asked, even of a failed group: one waiting to restart would otherwise come back on its own.
+        const stopped = await api.stopGroup(group.group_id);
         if (action === 'stop') {
           update({type: 'finished', workerId, notice: {text: `group ${group.group_id} ${stopped.health}`, tone: 'success'}});
           return;

@@ -238,7 +238,7 @@ test('s and r on a group member act on the whole group: the question says so; r 
     await ui.waitForFrame(/restarted group group-g1 as group-new1/);
     t.deepEqual(hive.groupStops, ['group-g1']);
     t.deepEqual(hive.stops, [], 'no member is stopped on its own');
-    t.deepEqual(hive.groupSpawns, [{model: '/models/gemma-3-270m-q4_k_m.gguf', devices: ['cuda:0', 'cuda:1'], type: 'llamacpp', context_size: 1024, threads: 4}]);
+    t.deepEqual(hive.groupSpawns, [{model: '/models/gemma-3-270m-q4_k_m.gguf', devices: ['cuda:0', 'cuda:1'], type: 'llamacpp', restart: 'on-failure', context_size: 1024, threads: 4}]);
     t.deepEqual(hive.spawns, [], 'no lone worker is spawned in a member\'s place');
   } finally {
     ui.unmount();

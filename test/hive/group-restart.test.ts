@@ -1,0 +1,112 @@
+/** WorkerGroups' policy without processes: a lost member ends the group, which comes back whole unless stopped. */
+import test from 'ava';
+import type {GroupRecord} from '../../src/hive/group-record.js';
+import {WorkerGroups, type GroupHost} from '../../src/hive/worker-groups.js';
+import {createWorkerRecord, type WorkerRecord} from '../../src/hive/worker-record.js';
+import type {WorkerState} from '../../src/protocol/wire.js';
+
+function setup(restart: 'never' | 'on-failure' = 'on-failure') {
+  const workers = new Map<string, WorkerRecord>();
+  const calls = {runs: [] as string[], stops: [] as string[], health: [] as string[]};
+  const host: GroupHost = {
+    workers,
+    planOptions: () => {
+      throw new Error('not used');
+    },
+    add: record => workers.set(record.id, record),
+    relaunched: () => undefined,
+    run: record => calls.runs.push(record.id),
+    stop: async (id, reason) => {
+      calls.stops.push(id);
+      const record = workers.get(id)!;
+      record.state = 'stopped';
+      record.reason = reason;
+      return record;
+    },
+    ended: () => Promise.resolve(),
+    emit: group => calls.health.push(`${group.health}${group.reason === null ? '' : `: ${group.reason}`}`),
+    spawned: () => undefined,
+    log: () => undefined,
+    restartLimits: {baseDelayMs: 20, maxDelayMs: 100, maxRestarts: 2, windowMs: 60_000},
+  };
+  const groups = new WorkerGroups(host);
+  const group: GroupRecord = {
+    id: 'group-1', spec: {model: 'm', devices: ['cpu', 'cpu'], type: 'llamacpp', force: false, restart},
+    coordinatorId: 'group-1-0', shardIds: ['group-1-1'], health: 'healthy', reason: null, startedAt: new Date(), modelBytes: 0, totalBytes: 0,
+    restarts: 0, restartTimes: [],
+  };
+  groups.groups.set(group.id, group);
+  for (const [index, role] of (['coordinator', 'shard'] as const).entries()) {
+    const record = createWorkerRecord({
+      id: `group-1-${index}`, spec: {model: 'm', device: 'cpu', type: 'llamacpp', restart: 'never', force: true, dry_run: false},
+      modelName: 'm', modelPath: index === 0 ? '/m.gguf' : null, port: 1, secret: 's',
+      group: {group, membership: {group_id: 'group-1', role, coordinator: 'group-1-0', devices: ['cpu', 'cpu'], endpoint: role === 'shard' ? '127.0.0.1:1' : null, shards: []}},
+    });
+    record.state = 'ready';
+    workers.set(record.id, record);
+  }
+  const lose = (id: string, state: WorkerState = 'failed') => {
+    const record = workers.get(id)!;
+    record.state = state;
+    record.reason = 'killed by SIGKILL';
+    groups.onMemberChange(record);
+  };
+  return {groups, group, workers, calls, lose};
+}
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
+test('a lost member: the others are stopped, the group reads "starting" at once, then comes back whole on the same ids', async t => {
+  const {group, calls, lose} = setup();
+  lose('group-1-1');
+  t.deepEqual(calls.stops, ['group-1-0']);
+  t.is(group.health, 'starting', 'waiting to restart, not failed: scripts and requests are told to wait');
+  t.regex(group.reason ?? '', /restarting in 20 ms after: shard group-1-1 on cpu is failed/);
+  await sleep(150);
+  t.deepEqual(calls.runs.sort(), ['group-1-0', 'group-1-1']);
+  t.is(group.restarts, 1);
+  t.is(group.health, 'starting');
+});
+
+test('stopped while it waits to restart: it stays stopped and nothing is started', async t => {
+  const {groups, group, calls, lose} = setup();
+  lose('group-1-0');
+  await groups.stop('group-1', 'asked');
+  await sleep(150);
+  t.deepEqual(calls.runs, []);
+  t.is(group.health, 'stopped');
+  t.is(group.restarts, 0);
+});
+
+test('restart "never": failed, and stays so; a stop afterwards marks it stopped', async t => {
+  const {groups, group, calls, lose} = setup('never');
+  lose('group-1-1');
+  t.is(group.health, 'failed');
+  await sleep(80);
+  t.deepEqual(calls.runs, []);
+  await groups.stop('group-1', 'asked');
+  t.is(group.health, 'stopped');
+});
+
+test('re-adoption: nothing is judged until every member is checked; a group found broken is ended, not restarted', async t => {
+  const {groups, group, workers, calls} = setup();
+  group.health = 'starting';
+  groups.adoptAll(() => {
+    const dead = workers.get('group-1-0')!;
+    dead.state = 'failed';
+    groups.onMemberChange(dead);
+    t.deepEqual(calls.stops, [], 'no sibling is signalled before its own pid is checked');
+  });
+  t.is(group.health, 'failed');
+  t.deepEqual(calls.stops, ['group-1-1']);
+  await sleep(80);
+  t.deepEqual(calls.runs, []);
+});
+
+test('a member the restarted hive does not know is gone too', t => {
+  const {groups, group, workers} = setup();
+  workers.delete('group-1-1');
+  groups.adoptAll(() => undefined);
+  t.is(group.health, 'failed');
+  t.regex(group.reason ?? '', /group-1-1 is gone/);
+});
