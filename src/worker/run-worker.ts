@@ -37,6 +37,8 @@ const log = (message: string) => process.stderr.write(`[worker] ${message}\n`);
 
 /** How often `ready()` is asked while the engine loads. */
 const readyPollMs = 200;
+/** How long an engine failure's report waits for the requests in flight to be answered. */
+const failureReportWaitMs = 2_000;
 
 export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): Promise<void> {
   let runtime: WorkerRuntime | null = null;
@@ -64,7 +66,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     reportLoadProgress: fraction => runtime?.setLoadProgress(fraction),
     reportFailure: reason => {
       runtime?.fail(reason);
-      void heartbeat?.beatNow();
+      void reportFailureNow();
     },
     ...(options.group === undefined ? {} : {group: adapterGroup(options.group)}),
   };
@@ -111,6 +113,18 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
         void shutdown(`hive asked to unload ${command.model}`);
       }
     }
+  }
+
+  /**
+   * Tells the hive of an engine failure now rather than at the next heartbeat, but only once the
+   * requests in flight have had their answer (an engine_error): the hive kills a failed worker's
+   * process group, and a client must not get a reset connection instead. Bounded: a request stuck
+   * on a dead engine does not hold the report back for long.
+   */
+  async function reportFailureNow(): Promise<void> {
+    await Promise.race([worker.queue.idle(), new Promise(resolve => setTimeout(resolve, failureReportWaitMs).unref())]);
+    await new Promise(resolve => setTimeout(resolve, 100).unref());
+    await heartbeat?.beatNow();
   }
 
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
