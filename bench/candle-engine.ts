@@ -13,7 +13,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {parseArgs} from 'node:util';
 import {resolveModel} from '../src/models/resolve-model.js';
 import {startCandleSide} from './lib/candle-side.js';
 import {
@@ -27,6 +26,7 @@ import {
   type CandleSample,
   type TokenAgreement,
 } from './lib/candle-engine-report.js';
+import {parseArgsOrUsage} from './lib/args.js';
 import {cleanupAll, installExitHandlers, onCleanup} from './lib/cleanup.js';
 import {gpuOfDevice, memoryRooflineTBps, nvidiaGpus} from './lib/gpu-info.js';
 import {repoRoot} from './lib/hive-process.js';
@@ -115,36 +115,23 @@ function parsePeer(text: string, device: string): PeerSpec {
 }
 
 function parseOptions(argv: string[]): Options {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        model: {type: 'string'},
-        device: {type: 'string', default: 'cpu'},
-        threads: {type: 'string'},
-        'prompt-tokens': {type: 'string'},
-        'decode-tokens': {type: 'string'},
-        context: {type: 'string'},
-        runs: {type: 'string'},
-        peer: {type: 'string', multiple: true},
-        out: {type: 'string'},
-        label: {type: 'string'},
-        'roofline-tbps': {type: 'string'},
-        'quiet-wait-ms': {type: 'string'},
-        retries: {type: 'string'},
-        render: {type: 'string'},
-        help: {type: 'boolean', short: 'h', default: false},
-      },
-      strict: true,
-    });
-  } catch (error) {
-    usage((error as Error).message);
-  }
-  const {values} = parsed;
-  if (values.help === true) {
-    usage();
-  }
+  const values = parseArgsOrUsage(argv, {
+    model: {type: 'string'},
+    device: {type: 'string', default: 'cpu'},
+    threads: {type: 'string'},
+    'prompt-tokens': {type: 'string'},
+    'decode-tokens': {type: 'string'},
+    context: {type: 'string'},
+    runs: {type: 'string'},
+    peer: {type: 'string', multiple: true},
+    out: {type: 'string'},
+    label: {type: 'string'},
+    'roofline-tbps': {type: 'string'},
+    'quiet-wait-ms': {type: 'string'},
+    retries: {type: 'string'},
+    render: {type: 'string'},
+    help: {type: 'boolean', short: 'h', default: false},
+  }, usage);
   const device = values.device ?? 'cpu';
   if (!/^(cpu|cuda:\d+|metal)$/.test(device)) {
     usage(`--device must be cpu, cuda:N or metal, not "${device}"`);

@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
-import {parseArgs} from 'node:util';
 import {resolveModel} from '../src/models/resolve-model.js';
+import {parseArgsOrUsage} from './lib/args.js';
 import {cleanupAll, installExitHandlers} from './lib/cleanup.js';
 import {rbeeBin} from './lib/hive-process.js';
 import {crashTables, ingestTables} from './lib/ingest-crash-tables.js';
@@ -41,20 +41,9 @@ function usage(message?: string): never {
 }
 
 function parseOptions(argv: string[]): Options {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {only: {type: 'string'}, runs: {type: 'string'}, quick: {type: 'boolean', default: false}, render: {type: 'string'}, help: {type: 'boolean', short: 'h', default: false}},
-      strict: true,
-    });
-  } catch (error) {
-    usage((error as Error).message);
-  }
-  const {values} = parsed;
-  if (values.help === true) {
-    usage();
-  }
+  const values = parseArgsOrUsage(argv, {
+    only: {type: 'string'}, runs: {type: 'string'}, quick: {type: 'boolean', default: false}, render: {type: 'string'}, help: {type: 'boolean', short: 'h', default: false},
+  }, usage);
   const only = values.only ?? null;
   if (only !== null && !(benchmarks as readonly string[]).includes(only)) {
     usage(`--only must be one of ${benchmarks.join(', ')}, not "${only}"`);

@@ -19,7 +19,7 @@
 import {execFileSync} from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import {parseArgs} from 'node:util';
+import {parseArgsOrUsage} from './lib/args.js';
 import {cleanupAll, installExitHandlers} from './lib/cleanup.js';
 import {nvidiaGpus} from './lib/gpu-info.js';
 import {startHiveProcess, type HiveProcess} from './lib/hive-process.js';
@@ -41,17 +41,25 @@ type Run = {
   text: string;
 };
 
-const {values: args} = parseArgs({
-  options: {
-    model: {type: 'string'},
-    devices: {type: 'string', default: 'cpu,cpu'},
-    runs: {type: 'string', default: '5'},
-    'max-tokens': {type: 'string', default: '128'},
-    threads: {type: 'string'},
-    label: {type: 'string'},
-    out: {type: 'string'},
-  },
-});
+function usage(message?: string): never {
+  if (message !== undefined) {
+    process.stderr.write(`bench:group: ${message}\n`);
+  }
+  process.stderr.write('usage: node --import tsx bench/worker-group.ts --model <gguf> [--devices cpu,cpu | cuda:0,cuda:1,...] [--runs 5]\n' +
+    '       [--max-tokens 128] [--threads N] [--label name] [--out folder]\n');
+  process.exit(message === undefined ? 0 : 2);
+}
+
+const args = parseArgsOrUsage(process.argv.slice(2), {
+  model: {type: 'string'},
+  devices: {type: 'string', default: 'cpu,cpu'},
+  runs: {type: 'string', default: '5'},
+  'max-tokens': {type: 'string', default: '128'},
+  threads: {type: 'string'},
+  label: {type: 'string'},
+  out: {type: 'string'},
+  help: {type: 'boolean', short: 'h', default: false},
+}, usage);
 
 const prompt = 'Write a short story about a lighthouse keeper who finds a message in a bottle.';
 
@@ -91,42 +99,37 @@ function treeRss(pid: number): number {
   return total;
 }
 
+/** POSTs a spawn to `collection`, then polls `collection/<id>` until it is ready; a failure ends the benchmark. */
+async function spawnUntil(collection: string, body: object, idOf: (answer: any) => string, ready: (record: any) => boolean, failed: (record: any) => boolean): Promise<any> {
+  const spawned = await postJson(collection, body);
+  if (spawned.status !== 201) {
+    throw new Error(`POST ${collection}: ${JSON.stringify(spawned.body)}`);
+  }
+  const url = `${collection}/${idOf(spawned.body)}`;
+  return pollUntil(`${url} to be ready`, async () => {
+    const record = (await getJson(url)).body;
+    if (failed(record)) {
+      throw new Error(`${url} failed: ${record.reason}`);
+    }
+    return ready(record) ? record : undefined;
+  }, 600_000, 50);
+}
+
 async function measure(hive: HiveProcess, setup: Setup, devices: string[], model: string): Promise<Run> {
   const before = gpuMemoryUsed();
   const threads = args.threads === undefined ? {} : {threads: Number(args.threads)};
   const began = performance.now();
+  const shape = {context_size: 2048, parallel: 1, restart: 'never', force: true, ...threads};
   let memberIds: string[];
   let stop: () => Promise<unknown>;
   if (setup === 'group') {
-    const spawned = await postJson(`${hive.url}/v1/groups`, {model, devices, context_size: 2048, parallel: 1, force: true, ...threads});
-    if (spawned.status !== 201) {
-      throw new Error(`spawn-group: ${JSON.stringify(spawned.body)}`);
-    }
-    const id = spawned.body.group_id as string;
-    await pollUntil('the group to be healthy', async () => {
-      const group = (await getJson(`${hive.url}/v1/groups/${id}`)).body;
-      if (group.health === 'failed') {
-        throw new Error(`group failed: ${group.reason}`);
-      }
-      return group.health === 'healthy' ? true : undefined;
-    }, 600_000, 50);
-    memberIds = [spawned.body.coordinator.worker_id, ...spawned.body.workers.map((shard: {worker_id: string}) => shard.worker_id)];
-    stop = () => deleteJson(`${hive.url}/v1/groups/${id}`, 120_000);
+    const group = await spawnUntil(`${hive.url}/v1/groups`, {model, devices, ...shape}, body => body.group_id, body => body.health === 'healthy', body => body.health === 'failed');
+    memberIds = [group.coordinator.worker_id, ...group.workers.map((shard: {worker_id: string}) => shard.worker_id)];
+    stop = () => deleteJson(`${hive.url}/v1/groups/${group.group_id}`, 120_000);
   } else {
-    const spawned = await postJson(`${hive.url}/v1/workers`, {model, device: devices[0], type: 'llamacpp', context_size: 2048, parallel: 1, restart: 'never', force: true, ...threads});
-    if (spawned.status !== 201) {
-      throw new Error(`spawn: ${JSON.stringify(spawned.body)}`);
-    }
-    const id = spawned.body.worker_id as string;
-    await pollUntil('the worker to be ready', async () => {
-      const worker = (await getJson(`${hive.url}/v1/workers/${id}`)).body;
-      if (worker.state === 'failed') {
-        throw new Error(`worker failed: ${worker.reason}`);
-      }
-      return worker.state === 'ready' ? true : undefined;
-    }, 600_000, 50);
-    memberIds = [id];
-    stop = () => deleteJson(`${hive.url}/v1/workers/${id}`, 120_000);
+    const worker = await spawnUntil(`${hive.url}/v1/workers`, {model, device: devices[0], type: 'llamacpp', ...shape}, body => body.worker_id, body => body.state === 'ready', body => body.state === 'failed');
+    memberIds = [worker.worker_id];
+    stop = () => deleteJson(`${hive.url}/v1/workers/${worker.worker_id}`, 120_000);
   }
   const spawnToReady = performance.now() - began;
   const pids = await Promise.all(memberIds.map(async id => (await getJson(`${hive.url}/v1/workers/${id}`)).body.pid as number));
@@ -173,7 +176,7 @@ async function main(): Promise<void> {
   installExitHandlers(30 * 60_000);
   const model = args.model;
   if (model === undefined || !fs.existsSync(model)) {
-    throw new Error('--model <gguf> is required and must exist');
+    usage('--model <gguf> is required and must exist');
   }
   const devices = args.devices.split(',').map(device => device.trim());
   // The single worker runs llama-server too, like the coordinator (a set RBEE_LLAMA_SERVER selects it): the same engine on both sides.

@@ -86,13 +86,28 @@ export async function groupVram(pid: number, gpuIndex: number | undefined): Prom
       usedMiB += memory;
     }
   }
-  let total: number | undefined;
-  if (gpuIndex !== undefined) {
-    const totalText = await run(process.env.RBEE_NVIDIA_SMI ?? 'nvidia-smi', ['--query-gpu=memory.total', '--format=csv,noheader,nounits', '-i', String(gpuIndex)]);
-    const totalMiB = Number(totalText?.trim());
-    total = totalText !== null && Number.isFinite(totalMiB) ? totalMiB * 1024 * 1024 : undefined;
+  return {used: usedMiB * 1024 * 1024, total: gpuIndex === undefined ? undefined : await cardTotal(gpuIndex)};
+}
+
+/** A card's memory does not change while the process runs: asked of nvidia-smi once per card, not every heartbeat. */
+const cardTotals = new Map<string, Promise<number | undefined>>();
+
+function cardTotal(gpuIndex: number): Promise<number | undefined> {
+  const program = process.env.RBEE_NVIDIA_SMI ?? 'nvidia-smi';
+  const key = `${program}\0${gpuIndex}`;
+  let total = cardTotals.get(key);
+  if (total === undefined) {
+    total = run(program, ['--query-gpu=memory.total', '--format=csv,noheader,nounits', '-i', String(gpuIndex)]).then(text => {
+      const mib = Number(text?.trim());
+      if (text === null || !Number.isFinite(mib)) {
+        cardTotals.delete(key); // ask again next time rather than remember a failure
+        return undefined;
+      }
+      return mib * 1024 * 1024;
+    });
+    cardTotals.set(key, total);
   }
-  return {used: usedMiB * 1024 * 1024, total};
+  return total;
 }
 
 /**

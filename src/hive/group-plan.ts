@@ -41,7 +41,7 @@ function groupType(request: SpawnGroupRequest, options: GroupPlanOptions): strin
 function checkDevices(devices: readonly string[], type: string, options: GroupPlanOptions): void {
   const seen = new Set<string>();
   for (const device of devices) {
-    checkTypeAndDevice({model: '-', device, type, restart: 'never', force: false, dry_run: false}, options);
+    checkTypeAndDevice({device, type}, options);
     // Two shards on one GPU would only split its memory; on the CPU, processes are the point.
     if (device !== 'cpu' && seen.has(device)) {
       throw new RbeeError('invalid_request', `devices: ${device} is named twice; each GPU holds one member of a group`);

@@ -22,7 +22,7 @@ export type SpawnCheckOptions = {
   env?: NodeJS.ProcessEnv;
 };
 
-export function checkTypeAndDevice(spec: SpawnWorkerRequestBody, options: Pick<SpawnCheckOptions, 'workerTypes' | 'devices'>): void {
+export function checkTypeAndDevice(spec: Pick<SpawnWorkerRequestBody, 'type' | 'device'>, options: Pick<SpawnCheckOptions, 'workerTypes' | 'devices'>): void {
   if (spec.type !== undefined && !options.workerTypes.includes(spec.type)) {
     throw new RbeeError('invalid_request', `unknown worker type "${spec.type}": available types are ${options.workerTypes.join(', ')}`);
   }

@@ -71,11 +71,7 @@ export class Supervisor {
     this.#groups = new WorkerGroups({
       workers: this.workers,
       planOptions: () => ({...this.#options, reservedOn: device => this.reservedOn(device, null)}),
-      add: record => {
-        this.workers.set(record.id, record);
-        this.#persist(record);
-        this.#options.onEvent?.({type: 'spawned', record});
-      },
+      add: record => this.#add(record),
       relaunched: record => {
         this.#persist(record);
         this.#options.onEvent?.({type: 'restart', record});
@@ -118,9 +114,7 @@ export class Supervisor {
       port: await freePort(),
       secret: randomBytes(24).toString('hex'),
     });
-    this.workers.set(record.id, record);
-    this.#persist(record);
-    this.#options.onEvent?.({type: 'spawned', record});
+    this.#add(record);
     this.#run(record, local);
     return record;
   }
@@ -453,6 +447,13 @@ export class Supervisor {
       this.#options.onEvent?.({type: 'state', record});
       this.#groups.onMemberChange(record);
     }
+  }
+
+  /** A new worker: recorded, persisted, announced (it is started separately). */
+  #add(record: WorkerRecord): void {
+    this.workers.set(record.id, record);
+    this.#persist(record);
+    this.#options.onEvent?.({type: 'spawned', record});
   }
 
   #persist(record: WorkerRecord): void {

@@ -67,6 +67,21 @@ export const HeartbeatSchema = z.object({
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;
 export type WorkerStatus = z.infer<typeof WorkerStatusSchema>;
 
+/**
+ * A worker's GET /health (200 while it serves, 503 otherwise). A group's coordinator reads its shards'
+ * to judge the group and to sum device memory for `vram_per_device`.
+ */
+export const WorkerHealthSchema = z.object({
+  status: z.union([WorkerStatusSchema, z.literal('draining')]),
+  worker_id: id,
+  model: z.string(),
+  error: z.string().optional(),
+  /** The engine's device memory at its last heartbeat, when it measured it. */
+  vram_used: bytes.optional(),
+  vram_total: bytes.optional(),
+});
+export type WorkerHealth = z.infer<typeof WorkerHealthSchema>;
+
 export const HiveCommandSchema = z.discriminatedUnion('type', [
   z.object({type: z.literal('shutdown'), reason: z.string().optional()}),
   z.object({type: z.literal('unload_model'), model: z.string().min(1)}),

@@ -4,23 +4,21 @@
  * the shards whether it can still reach them (spec: the coordinator reports `group_health`).
  */
 import type {AdapterGroup} from '../adapters/adapter-api.js';
-import type {GroupMembership, Heartbeat} from '../protocol/wire.js';
+import {WorkerHealthSchema, type GroupMembership, type Heartbeat} from '../protocol/wire.js';
 
 type ShardStatus = NonNullable<Heartbeat['shard_workers']>[number]['status'];
 type Vram = {vram_used: number; vram_total: number};
 type ShardHealth = {status: ShardStatus; vram: Vram | null};
 
-const bytes = (value: unknown): number | null => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : null);
-
 /** A shard worker's /health: whether it serves, and its engine's device memory when it says. */
 async function shardHealth(url: string, timeoutMs: number): Promise<ShardHealth> {
   try {
     const response = await fetch(`${url}/health`, {signal: AbortSignal.timeout(timeoutMs)});
-    const body = await response.json().catch(() => null) as {status?: unknown; vram_used?: unknown; vram_total?: unknown} | null;
-    const used = bytes(body?.vram_used);
-    const total = bytes(body?.vram_total);
-    const vram = used === null || total === null ? null : {vram_used: used, vram_total: total};
-    if (response.ok) {
+    const parsed = WorkerHealthSchema.safeParse(await response.json().catch(() => null));
+    // An answer that is not a worker's health says nothing about the shard's memory, nor that it serves.
+    const body = parsed.success ? parsed.data : null;
+    const vram = body?.vram_used === undefined || body.vram_total === undefined ? null : {vram_used: body.vram_used, vram_total: body.vram_total};
+    if (response.ok && body !== null) {
       return {status: 'healthy', vram};
     }
     return {status: body?.status === 'starting' ? 'starting' : 'unhealthy', vram};

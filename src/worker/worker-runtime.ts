@@ -1,6 +1,6 @@
 import {RbeeError} from '../errors.js';
 import type {AdapterContext, AdapterHeartbeat, RbeeAdapter} from '../adapters/adapter-api.js';
-import type {GroupMembership, Heartbeat, WorkerStatus} from '../protocol/wire.js';
+import type {GroupMembership, Heartbeat, WorkerHealth, WorkerStatus} from '../protocol/wire.js';
 import {groupHeartbeatFields} from './group-heartbeat.js';
 import {RequestQueue} from './request-queue.js';
 import {WorkerStats} from './worker-stats.js';
@@ -16,15 +16,6 @@ export type WorkerRuntimeOptions = {
   groupProbeTimeoutMs?: number | undefined;
 };
 
-export type WorkerHealth = {
-  status: WorkerStatus | 'draining';
-  worker_id: string;
-  model: string;
-  error?: string;
-  /** The engine's device memory at the last heartbeat: a group's coordinator sums its shards' for `vram_per_device`. */
-  vram_used?: number;
-  vram_total?: number;
-};
 
 /** The worker's state, shared by its HTTP server and its heartbeat loop. */
 export class WorkerRuntime {

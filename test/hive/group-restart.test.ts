@@ -97,7 +97,7 @@ test('re-adoption: nothing is judged until every member is checked; a group foun
     groups.onMemberChange(dead);
     t.deepEqual(calls.stops, [], 'no sibling is signalled before its own pid is checked');
   });
-  t.is(group.health, 'failed');
+  t.is(group.health as string, 'failed', 'judged once, after the checks');
   t.deepEqual(calls.stops, ['group-1-1']);
   await sleep(80);
   t.deepEqual(calls.runs, []);
