@@ -1,15 +1,34 @@
 #!/usr/bin/env node
-// Runs the candle engine's Rust tests (cargo test), then the whole ava suite, and ends with the one
-// line CI reads: "N passed, N failed[, N skipped]", the two suites' totals together.
-// Both outputs are passed through so the log keeps every test's line.
-// RBEE_SKIP_CARGO_TESTS=1 runs ava alone (arguments, e.g. a file, go to ava).
+// Runs the candle engine's Rust tests (cargo test), then every ava test file, and ends with the one
+// line CI reads: "N passed, N failed[, N skipped]", both suites together.
+//
+// Each test file runs in an ava process of its own (two at a time by default), with ava's default
+// reporter, whose per-test lines this script counts. Why not one ava run with --tap: ava's inactivity
+// timeout ends the whole run (files not yet started are never run, so never counted), and ava 7's TAP
+// reporter crashes on that timeout ("Cannot set properties of undefined (setting 'name')"), losing
+// the totals. Here a hung file costs only its own pending tests, which ava lists and this script
+// counts as failed; a file whose ava dies without reporting counts one failure more.
+//
+//   node scripts/run-tests.mjs                        # cargo tests, then every test file
+//   node scripts/run-tests.mjs test/hive/fuzz.test.ts # only these files (cargo tests skipped)
+//   node scripts/run-tests.mjs --unit                 # the fast inner loop: no real engines or models
+//
+// Environment: RBEE_SKIP_CARGO_TESTS=1 (ava only), RBEE_TEST_JOBS (files at a time, default 2),
+// RBEE_TEST_FILE_TIMEOUT (seconds a file may take before it is killed, default 1200).
 import {spawn, spawnSync} from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import {fileURLToPath} from 'node:url';
+import {parseAvaOutput, testFiles, unitTestFiles} from './test-files.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const cargoTotals = {pass: 0, fail: 0, skip: 0};
+const args = process.argv.slice(2);
+const unitOnly = args.includes('--unit');
+const named = args.filter(arg => arg !== '--unit');
+const totals = {pass: 0, fail: 0, skip: 0};
+const failures = [];
 
-if (process.env.RBEE_SKIP_CARGO_TESTS !== '1' && process.argv.length <= 2) {
+if (process.env.RBEE_SKIP_CARGO_TESTS !== '1' && named.length === 0 && !unitOnly) {
   runCargoTests();
 }
 
@@ -20,52 +39,91 @@ function runCargoTests() {
   let sawResult = false;
   for (const match of (cargo.stdout ?? '').matchAll(/^test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored/gm)) {
     sawResult = true;
-    cargoTotals.pass += Number(match[1]);
-    cargoTotals.fail += Number(match[2]);
-    cargoTotals.skip += Number(match[3]);
+    totals.pass += Number(match[1]);
+    totals.fail += Number(match[2]);
+    totals.skip += Number(match[3]);
+  }
+  for (const match of (cargo.stdout ?? '').matchAll(/^test (\S+) \.\.\. FAILED$/gm)) {
+    failures.push(`cargo › ${match[1]}`);
   }
   if (cargo.status !== 0 && !sawResult) {
     // cargo could not build or run the tests at all: count it, never report green.
     process.stdout.write(`cargo test exited with ${cargo.status ?? cargo.signal} before reporting results\n`);
-    cargoTotals.fail += 1;
+    totals.fail += 1;
+    failures.push('cargo test (did not run)');
   }
 }
 
-const cargoFailed = cargoTotals.fail;
-const avaCli = fileURLToPath(new URL('../node_modules/ava/entrypoints/cli.mjs', import.meta.url));
-const child = spawn(process.execPath, [avaCli, '--tap', ...process.argv.slice(2)], {stdio: ['ignore', 'pipe', 'inherit']});
+const files = named.length > 0 ? named : unitOnly ? unitTestFiles(root) : testFiles(root);
+const jobs = Math.max(1, Number(process.env.RBEE_TEST_JOBS ?? 2) || 2);
+const fileTimeoutMs = (Number(process.env.RBEE_TEST_FILE_TIMEOUT ?? 1200) || 1200) * 1000;
+const avaCli = path.join(root, 'node_modules/ava/entrypoints/cli.mjs');
+const started = Date.now();
 
-const avaTotals = {pass: 0, fail: 0, skip: 0, todo: 0};
-let notOk = 0;
-let buffer = '';
-child.stdout.on('data', chunk => {
-  process.stdout.write(chunk);
-  buffer += String(chunk);
-  let newline = buffer.indexOf('\n');
-  while (newline !== -1) {
-    const line = buffer.slice(0, newline);
-    buffer = buffer.slice(newline + 1);
-    const total = /^# (pass|fail|skip|todo) (\d+)$/.exec(line.trim());
-    if (total) {
-      avaTotals[total[1]] = Number(total[2]);
-    }
-    if (/^not ok \d+/.test(line) && !/# (TODO|SKIP)/.test(line)) {
-      notOk++;
-    }
-    newline = buffer.indexOf('\n');
-  }
-});
+/** Runs one file in its own ava; resolves with its counts once ava has exited. */
+function runFile(file) {
+  return new Promise(resolve => {
+    const fileStarted = Date.now();
+    // detached: the file's ava and every process its tests left behind can be killed as one group.
+    const child = spawn(process.execPath, [avaCli, file], {
+      cwd: root,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {...process.env, FORCE_COLOR: '0', NO_COLOR: '1'},
+    });
+    let output = '';
+    child.stdout.on('data', chunk => (output += chunk));
+    child.stderr.on('data', chunk => (output += chunk));
+    let killed = false;
+    const watchdog = setTimeout(() => {
+      killed = true;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {}
+    }, fileTimeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(watchdog);
+      const counts = parseAvaOutput(output);
+      const notes = [];
+      if (killed) {
+        notes.push(`killed after ${fileTimeoutMs / 1000} s`);
+      }
+      if (code !== 0 && counts.fail === 0) {
+        // ava failed without a failing test line (a crash, a file that would not load): count it.
+        counts.fail += 1;
+        counts.failed.push(`${file} (ava exited with ${code ?? signal} without a failing test line)`);
+      }
+      resolve({file, output, counts, code, signal, notes, seconds: (Date.now() - fileStarted) / 1000});
+    });
+  });
+}
 
-child.on('exit', code => {
-  let avaFailed = Math.max(avaTotals.fail, notOk);
-  if (code !== 0 && avaFailed === 0) {
-    // ava failed without a failing test (a crash, a timeout, no files): count it, never report green.
-    avaFailed = 1;
-    process.stdout.write(`ava exited with code ${code} without a failing test line\n`);
-  }
-  const passed = cargoTotals.pass + avaTotals.pass;
-  const failed = cargoFailed + avaFailed;
-  const skipped = cargoTotals.skip + avaTotals.skip + avaTotals.todo;
-  process.stdout.write(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}\n`);
-  process.exit(code === 0 && failed === 0 ? 0 : 1);
-});
+function report({file, output, counts, notes, seconds}) {
+  process.stdout.write(`\n# ${file}\n`);
+  process.stdout.write(output.endsWith('\n') ? output : `${output}\n`);
+  process.stdout.write(`# ${file}: ${counts.pass} passed, ${counts.fail} failed, ${counts.skip} skipped in ${seconds.toFixed(1)} s${notes.length > 0 ? ` (${notes.join('; ')})` : ''}\n`);
+  totals.pass += counts.pass;
+  totals.fail += counts.fail;
+  totals.skip += counts.skip;
+  failures.push(...counts.failed.map(title => (title.startsWith(file) ? title : `${file} › ${title}`)));
+}
+
+const queue = [...files];
+await Promise.all(
+  Array.from({length: Math.min(jobs, queue.length)}, async () => {
+    while (queue.length > 0) {
+      report(await runFile(queue.shift()));
+    }
+  }),
+);
+
+if (files.length === 0) {
+  process.stdout.write('no test files\n');
+  totals.fail += 1;
+}
+if (failures.length > 0) {
+  process.stdout.write(`\nFailed:\n${failures.map(title => `  ${title}`).join('\n')}\n`);
+}
+process.stdout.write(`\n${files.length} test files in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+process.stdout.write(`${totals.pass} passed, ${totals.fail} failed${totals.skip > 0 ? `, ${totals.skip} skipped` : ''}\n`);
+process.exit(totals.fail === 0 ? 0 : 1);

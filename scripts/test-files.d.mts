@@ -1,0 +1,5 @@
+export type AvaCounts = {pass: number; fail: number; skip: number; failed: string[]};
+export function isIntegrationTest(source: string): boolean;
+export function testFiles(root: string): string[];
+export function unitTestFiles(root: string): string[];
+export function parseAvaOutput(output: string): AvaCounts;

@@ -1,0 +1,82 @@
+// What scripts/run-tests.mjs needs to know about test files: which ones form the fast unit loop, and
+// how to count one ava run's results from its default reporter.
+import fs from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Imports that mark an integration test: it starts real processes (hive, workers, engines) or needs
+ * the prepared assets (the real test model, llama-server, the native engine). Every other test file
+ * is a unit test and belongs to `npm run test:unit`.
+ */
+const integrationMarkers = [
+  /helpers\/test-model/,
+  /helpers\/rbee-process/,
+  /helpers\/process-tree/,
+  /native-helpers/,
+  /from 'node:child_process'/,
+  /from 'execa'/,
+];
+
+export function isIntegrationTest(source) {
+  return integrationMarkers.some(marker => marker.test(source));
+}
+
+/** Test files (relative to root, sorted) under test/, fixtures excluded. */
+export function testFiles(root) {
+  const found = [];
+  const walk = dir => {
+    for (const entry of fs.readdirSync(path.join(root, dir), {withFileTypes: true})) {
+      const relative = `${dir}/${entry.name}`;
+      if (entry.isDirectory() && entry.name !== 'fixtures') {
+        walk(relative);
+      } else if (/\.test\.tsx?$/.test(entry.name)) {
+        found.push(relative);
+      }
+    }
+  };
+  walk('test');
+  return found.sort();
+}
+
+export function unitTestFiles(root) {
+  return testFiles(root).filter(file => !isIntegrationTest(fs.readFileSync(path.join(root, file), 'utf8')));
+}
+
+/**
+ * Counts one ava run (one file, default reporter, no colours). Its per-test lines sit two spaces in:
+ * `✔ title`, `✔ [expected fail] title`, `✘ [fail]: title …`, `- [skip] title`, `- [todo] title`, and
+ * after an inactivity timeout `◌ title` for each test still pending (counted as failed); any other
+ * `✘ …` line is a file-level crash (one failure). Everything
+ * after the `─` rule is failure detail and is not read. Logs (`ℹ`) sit deeper and never match.
+ */
+export function parseAvaOutput(output) {
+  const counts = {pass: 0, fail: 0, skip: 0, failed: []};
+  for (const line of output.split('\n')) {
+    if (/^ {2}─\s*$/.test(line)) {
+      break;
+    }
+    let match;
+    if ((match = /^ {2}✔ (.*)$/.exec(line))) {
+      counts.pass += 1;
+    } else if ((match = /^ {2}✘ \[fail\]: (.*)$/.exec(line))) {
+      counts.fail += 1;
+      counts.failed.push(match[1]);
+    } else if (/^ {2}- \[(skip|todo)\] /.test(line)) {
+      counts.skip += 1;
+    } else if ((match = /^ {2}◌ (.*)$/.exec(line))) {
+      counts.fail += 1;
+      counts.failed.push(`${match[1]} (pending at ava's timeout)`);
+    } else if ((match = /^ {2}(Uncaught exception|Unhandled rejection) in (.*)$/.exec(line))) {
+      counts.fail += 1;
+      counts.failed.push(`${match[1].toLowerCase()} in ${match[2]}`);
+    } else if ((match = /^ {2}✘ (?!\[fail\]|Timed out while running tests)(.*)$/.exec(line))) {
+      // A file-level crash (exited with a code or signal, internal error, no tests found): one failure.
+      counts.fail += 1;
+      counts.failed.push(match[1]);
+    } else if ((match = /^ {2}(Failed to exit when running .*)$/.exec(line))) {
+      counts.fail += 1;
+      counts.failed.push(match[1]);
+    }
+  }
+  return counts;
+}
