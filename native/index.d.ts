@@ -37,6 +37,12 @@ export declare class Model {
    * returned at once as a `NativeError` value.
    */
   generate(options: GenerateOptions, onEvent: (event: GenerationEvent) => void): Generation | NativeError
+  /**
+   * Teacher forcing, for comparisons with other engines: evaluates `prompt` (token ids, as
+   * `tokenize` gives them) and then each of `forced` in turn, resolving to the `top` most
+   * probable next tokens before each forced token. Runs on its own thread like `generate`.
+   */
+  nextTokenProbabilities(prompt: Array<number>, forced: Array<number>, top: number): Promise<TokenProbability[][] | NativeError>
   /** Resident memory of the process, the model's own bytes, and VRAM on a CUDA device. */
   memory(): MemoryInfo
   /**
@@ -95,6 +101,13 @@ export interface GenerationEvent {
   error?: NativeError
 }
 
+/**
+ * Which of llama.cpp's CPU builds the exact CPU path follows in this process: "avx512" or "avx2"
+ * (the one llama.cpp loads on this CPU, unless `RBEE_CANDLE_GGML_SIMD` says otherwise). Tests
+ * and benchmarks name it beside every agreement figure.
+ */
+export declare function ggmlSimdLevel(): string
+
 export interface LoadOptions {
   /** A GGUF file. */
   path: string
@@ -141,4 +154,10 @@ export interface ModelInfo {
 export interface NativeError {
   code: string
   message: string
+}
+
+/** One candidate next token and its probability. */
+export interface TokenProbability {
+  token: number
+  probability: number
 }

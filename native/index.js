@@ -773,8 +773,9 @@ if (
   }
 }
 
-const { Generation, Model, backends } = nativeBinding
+const { Generation, Model, backends, ggmlSimdLevel } = nativeBinding
 export { Generation }
 export { Model }
 export { backends }
+export { ggmlSimdLevel }
 export const __napiBindingTarget = __napiLoadedBindingTarget

@@ -17,6 +17,17 @@ pub fn backends() -> Vec<String> {
     built
 }
 
+/// Which of llama.cpp's CPU builds the exact CPU path follows in this process: "avx512" or "avx2"
+/// (the one llama.cpp loads on this CPU, unless `RBEE_CANDLE_GGML_SIMD` says otherwise). Tests
+/// and benchmarks name it beside every agreement figure.
+#[napi]
+pub fn ggml_simd_level() -> String {
+    match crate::ggml_math::SimdLevel::current() {
+        crate::ggml_math::SimdLevel::Avx512 => "avx512".to_string(),
+        crate::ggml_math::SimdLevel::Avx2 => "avx2".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

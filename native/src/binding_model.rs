@@ -25,6 +25,14 @@ use crate::error::{EngineError, ErrorCode};
 type ProgressCallback = ThreadsafeFunction<f64, (), f64, Status, false>;
 type EventCallback = ThreadsafeFunction<GenerationEvent, (), GenerationEvent, Status, false>;
 
+/// One candidate next token and its probability.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct TokenProbability {
+    pub token: u32,
+    pub probability: f64,
+}
+
 #[napi]
 pub struct Model {
     engine: Mutex<Option<Arc<Engine>>>,
@@ -165,6 +173,37 @@ impl Model {
             Ok(_) => Either::A(Generation { cancelled }),
             Err(error) => Either::B(NativeError::internal(format!("cannot start the generation thread: {error}"))),
         }
+    }
+
+    /// Teacher forcing, for comparisons with other engines: evaluates `prompt` (token ids, as
+    /// `tokenize` gives them) and then each of `forced` in turn, resolving to the `top` most
+    /// probable next tokens before each forced token. Runs on its own thread like `generate`.
+    #[napi(ts_return_type = "Promise<TokenProbability[][] | NativeError>")]
+    pub fn next_token_probabilities<'env>(&self, env: &'env Env, prompt: Vec<u32>, forced: Vec<u32>, top: u32) -> Result<Object<'env>> {
+        let (deferred, promise) = env.create_deferred()?;
+        let engine = self.engine();
+        std::thread::Builder::new()
+            .name("rbee-candle-score".into())
+            .spawn(move || {
+                let outcome = engine.map(|engine| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.next_token_probabilities(&prompt, &forced, top as usize)))
+                });
+                deferred.resolve(move |_env| {
+                    Ok(match outcome {
+                        Ok(Ok(Ok(distributions))) => Either::A(
+                            distributions
+                                .into_iter()
+                                .map(|pairs| pairs.into_iter().map(|(token, probability)| TokenProbability { token, probability }).collect())
+                                .collect::<Vec<Vec<TokenProbability>>>(),
+                        ),
+                        Ok(Ok(Err(error))) => Either::B(NativeError::from(error)),
+                        Ok(Err(panic)) => Either::B(NativeError::internal(format!("the evaluation panicked: {}", panic_message(panic)))),
+                        Err(error) => Either::B(error),
+                    })
+                });
+            })
+            .map_err(|e| Error::from_reason(format!("cannot start the evaluation thread: {e}")))?;
+        Ok(promise)
     }
 
     /// Resident memory of the process, the model's own bytes, and VRAM on a CUDA device.

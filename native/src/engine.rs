@@ -257,6 +257,41 @@ impl Engine {
         Ok(logits)
     }
 
+    /// Teacher forcing: evaluates `prompt` as `generate` does (prefill batches), then feeds
+    /// `forced` one token at a time (the decode path), and returns, before each forced token, the
+    /// `top` most probable next tokens with their softmax probabilities (computed in f64). What a
+    /// comparison with another engine needs that greedy tokens alone cannot give: after the first
+    /// near-tie that rounds the other way, greedy continuations no longer say anything.
+    pub fn next_token_probabilities(&self, prompt: &[u32], forced: &[u32], top: usize) -> EngineResult<Vec<Vec<(u32, f64)>>> {
+        let mut model = self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let context = model.context_size();
+        if prompt.is_empty() || prompt.len() + forced.len() > context {
+            return Err(EngineError::invalid_request(format!(
+                "{} prompt and {} forced tokens do not fit the context of {context}",
+                prompt.len(),
+                forced.len()
+            )));
+        }
+        if let Some(&bad) = prompt.iter().chain(forced).find(|&&token| token as usize >= self.info.vocab_size) {
+            return Err(EngineError::invalid_request(format!("token {bad} is outside the vocabulary of {}", self.info.vocab_size)));
+        }
+        let mut logits = Vec::new();
+        let mut position = 0;
+        for chunk in prompt.chunks(PREFILL_BATCH) {
+            logits = model.forward(chunk, position)?;
+            position += chunk.len();
+        }
+        let mut distributions = Vec::with_capacity(forced.len());
+        for (index, &token) in forced.iter().enumerate() {
+            distributions.push(top_probabilities(&logits, top));
+            if index + 1 < forced.len() {
+                logits = model.forward(&[token], position)?;
+                position += 1;
+            }
+        }
+        Ok(distributions)
+    }
+
     /// Generates one answer. `on_text` gets each piece of text as soon as it is safe to show;
     /// `cancel` is checked before every forward pass, so a cancel lands within one token.
     pub fn generate(
@@ -330,4 +365,19 @@ impl Engine {
             position += 1;
         }
     }
+}
+
+/// The `top` most probable tokens of a softmax over `logits` (f64 sums), most probable first.
+fn top_probabilities(logits: &[f32], top: usize) -> Vec<(u32, f64)> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&logit| (logit as f64 - max).exp()).sum();
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    let top = top.min(order.len());
+    if top == 0 {
+        return Vec::new();
+    }
+    order.select_nth_unstable_by(top - 1, |&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+    order.truncate(top);
+    order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    order.into_iter().map(|token| (token, (logits[token as usize] as f64 - max).exp() / sum)).collect()
 }

@@ -28,9 +28,22 @@ export const environmentSettings = [
   {name: 'RBEE_TIMEOUT', description: 'seconds `worker spawn --wait`, `spawn-group --wait` and `worker wait` wait (--timeout)', fallback: '600 / 120'},
   {name: 'RBEE_LLAMA_SERVER', description: 'llama-server binary for the llamacpp adapter (its `serverPath`)', fallback: '(PATH, else `rbee engines install llama.cpp`)'},
   {name: 'RBEE_GGML_RPC_SERVER', description: 'ggml-rpc-server binary for worker group shards (`rpcServerPath`)', fallback: '(PATH, else `rbee engines install llama.cpp`)'},
+  {name: 'RBEE_VLLM', description: 'vllm program for the vllm adapter', fallback: '`vllm` on PATH'},
+  {name: 'RBEE_TRTLLM_SERVE', description: 'trtllm-serve program for the tensorrt-llm adapter', fallback: '`trtllm-serve` on PATH'},
+  {name: 'RBEE_NVIDIA_SMI', description: 'nvidia-smi program asked for per-process GPU memory', fallback: '`nvidia-smi` on PATH'},
+  {name: 'RBEE_CACHE_DIR', description: 'where engine builds (llama.cpp) are cached', fallback: '~/.cache/rbee'},
+  {name: 'RBEE_CANDLE_FORWARD', description: 'candle forward pass: ggml (exact llama.cpp CPU arithmetic) or tensor (Candle ops, GPUs)', fallback: 'ggml on CPU, tensor on GPUs'},
+  {name: 'RBEE_CANDLE_GGML_SIMD', description: "which llama.cpp CPU build the candle CPU path follows: avx512 or avx2", fallback: 'the one llama.cpp loads on this CPU'},
+  {name: 'RBEE_CANDLE_GGML_AMX', description: "candle CPU path follows llama.cpp's AMX kernels: 1 or 0", fallback: 'detected (Sapphire Rapids and later)'},
+  {name: 'RBEE_CANDLE_ATTENTION', description: "candle CPU attention: `standard` follows llama.cpp without flash attention", fallback: 'flash attention'},
+  {name: 'RBEE_CANDLE_KV_DTYPE', description: 'candle tensor-path KV cache type: f32 or f16', fallback: 'f32'},
+  {name: 'RBEE_CANDLE_PARALLEL_MIN_WORK', description: 'candle CPU: smallest matrix product (weights x rows) split over threads', fallback: '8388608'},
 ] as const satisfies readonly Setting[];
 
 export type SettingName = (typeof environmentSettings)[number]['name'];
+
+/** Set by the hive for the workers it starts (never by users), so not in `rbee --help`. */
+export const internalVariables = ['RBEE_WORKER_SECRET'] as const;
 
 export function envValue(name: SettingName, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const value = env[name];

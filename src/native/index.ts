@@ -104,6 +104,19 @@ export async function nativeBackends(): Promise<readonly string[]> {
   return backendsPromise;
 }
 
+/**
+ * Which of llama.cpp's CPU builds the engine's exact CPU path follows in this process: "avx512"
+ * or "avx2", the one llama.cpp loads on this CPU unless RBEE_CANDLE_GGML_SIMD overrides it.
+ */
+export async function nativeGgmlSimdLevel(): Promise<'avx512' | 'avx2'> {
+  const binding = await loadNativeBinding();
+  const level = binding.ggmlSimdLevel();
+  if (level !== 'avx512' && level !== 'avx2') {
+    throw new Error(`the native engine reported an unknown SIMD level "${level}"`);
+  }
+  return level;
+}
+
 export type NativeLoadOptions = {
   /** A GGUF file. */
   path: string;
@@ -152,6 +165,8 @@ export type NativeGenerateResult = {
   totalMs: number;
 };
 
+export type NativeTokenProbability = {token: number; probability: number};
+
 export type NativeModel = {
   readonly info: NativeModelInfo;
   /** Generations on one model run one at a time, in call order. */
@@ -159,6 +174,11 @@ export type NativeModel = {
   tokenize(text: string, options?: {addSpecial?: boolean; parseSpecial?: boolean}): number[];
   detokenize(tokens: number[], options?: {special?: boolean}): string;
   applyChatTemplate(messages: NativeChatMessage[]): string;
+  /**
+   * Teacher forcing: the `top` most probable next tokens before each of `forced`, after `prompt`
+   * (token ids). For comparisons with other engines; queued with the generations.
+   */
+  nextTokenProbabilities(prompt: number[], forced: number[], top: number): Promise<NativeTokenProbability[][]>;
   memory(): NativeMemoryInfo;
   close(): void;
 };
@@ -256,6 +276,18 @@ class LoadedModel implements NativeModel {
       throw fromNative(result);
     }
     return result;
+  }
+
+  nextTokenProbabilities(prompt: number[], forced: number[], top: number): Promise<NativeTokenProbability[][]> {
+    const run = this.#queue.then(async () => {
+      const result = await this.#model.nextTokenProbabilities(prompt, forced, top);
+      if (isNativeError(result)) {
+        throw fromNative(result);
+      }
+      return result;
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
   }
 
   memory(): NativeMemoryInfo {
