@@ -67,14 +67,16 @@ export async function verifyCachedFile(options: {file: string; sidecar: CacheChe
   if (stats.size !== sidecar.size) {
     throw damaged(file, `${stats.size} bytes where ${sidecar.size} were downloaded`, pullCommand);
   }
-  if (options.depth === 'quick' && stats.mtimeMs === sidecar.mtime_ms) {
+  // Within a millisecond: tools that keep mtimes (cp -p, rsync -t) do not all keep the nanoseconds.
+  const unchanged = Math.abs(stats.mtimeMs - sidecar.mtime_ms) < 1;
+  if (options.depth === 'quick' && unchanged) {
     return;
   }
   const sha256 = await hashFile(file);
   if (sha256 !== sidecar.sha256) {
     throw damaged(file, `its sha256 is ${sha256}, ${sidecar.sha256} was downloaded`, pullCommand);
   }
-  if (stats.mtimeMs !== sidecar.mtime_ms) {
+  if (!unchanged) {
     // Touched but whole (copied back, say): the next quick check need not hash it again.
     await writeCacheChecksum(file, {...sidecar, mtime_ms: stats.mtimeMs});
   }
