@@ -8,7 +8,7 @@ import test from 'ava';
 import {findLlamaCpp} from '../../src/engines/llama-cpp-build.js';
 import {HeartbeatSchema, InferResponseSchema, InferStreamEventSchema} from '../../src/protocol/wire.js';
 import {descendants, isAlive, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, postStream, rbee, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, postStream, rbee, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 const installed = findLlamaCpp();
@@ -37,7 +37,7 @@ serial('llama-server behind the adapter: ready, infer plain and streamed, heartb
   t.truthy(server, 'the worker runs a llama-server child');
 
   const greedy = {prompt: 'The capital of France is', max_tokens: 12, temperature: 0, seed: 3};
-  const direct = InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, greedy)).body);
+  const direct = InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, greedy, {headers: await workerAuth(hive.url, worker.worker_id)})).body);
   t.true(direct.text.length > 0);
   t.is(direct.tokens_generated, 12);
   t.true(direct.prompt_tokens > 0);

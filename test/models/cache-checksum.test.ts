@@ -88,7 +88,7 @@ test('a same-size corruption is caught by the hash: at once when the mtime moved
   await resolveModel(ref, {modelsDir: path.join(home, 'models'), env});
   const original = await fs.stat(file);
   const bytes = await fs.readFile(file);
-  bytes[bytes.length - 1] ^= 0xff;
+  bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 0xff, bytes.length - 1);
   await fs.writeFile(file, bytes);
 
   const moved = await t.throwsAsync(resolveModel(ref, {modelsDir: path.join(home, 'models'), env}), {instanceOf: RbeeError});
