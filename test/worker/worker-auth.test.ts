@@ -11,6 +11,7 @@ import {groupHeartbeatFields} from '../../src/worker/group-heartbeat.js';
 import {shardKeysVariable, takeWorkerCredentials, workerSecretVariable} from '../../src/worker/worker-auth.js';
 import {WorkerRuntime} from '../../src/worker/worker-runtime.js';
 import {createWorkerServer} from '../../src/worker/worker-server.js';
+import {rbee} from '../helpers/rbee-process.js';
 
 test('the credentials are read from the environment and taken out of it, so engines do not inherit them', t => {
   const env: NodeJS.ProcessEnv = {[workerSecretVariable]: 's3cret', [shardKeysVariable]: JSON.stringify({'group-1-1': 'k1'}), PATH: '/bin'};
@@ -63,4 +64,10 @@ test('a coordinator reaches its shards with their keys; without them a shard rea
   };
   t.like(await groupHeartbeatFields(membership, true, null, 2_000, {'group-1-1': key}), {group_health: 'healthy', shard_workers: [{worker_id: 'group-1-1', status: 'healthy'}]});
   t.like(await groupHeartbeatFields(membership, true, null, 2_000, {}), {group_health: 'degraded', shard_workers: [{worker_id: 'group-1-1', status: 'unhealthy'}]});
+});
+
+test('a worker started without a secret (standalone, no hive) refuses to serve beyond loopback', async t => {
+  const result = await rbee(['worker', 'run', '--worker-id', 'solo', '--model-path', '/nonexistent.gguf', '--host', '0.0.0.0', '--port', '0'], {env: {RBEE_WORKER_SECRET: ''}, timeout: 30_000});
+  t.is(result.exitCode, 2, String(result.stderr));
+  t.regex(String(result.stderr), /--host 0\.0\.0\.0: a worker without RBEE_WORKER_SECRET \(and so without a key\) serves loopback only/);
 });
