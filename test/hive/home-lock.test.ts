@@ -11,7 +11,6 @@ import type {AddressInfo} from 'node:net';
 import path from 'node:path';
 import test from 'ava';
 import Database from 'better-sqlite3';
-import {StateStore} from '../../src/hive/state-store.js';
 import {WorkerSpecSchema} from '../../src/protocol/wire.js';
 import {isAlive, waitFor} from '../helpers/process-tree.js';
 import {getJson, rbee, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
@@ -66,15 +65,20 @@ test.serial('a hive start on a taken port adopts nothing, writes nothing and exi
   // A home a crashed hive left with one live worker: the start must not take it over.
   const home = tempHome();
   const workerId = 'worker-left0001';
+  const plainSecret = 'legacy-plain-secret-0123456789abcdef';
   // A stand-in for that worker: a live process whose command line names the worker id, as a real one does.
   const leftWorker = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', workerId], {stdio: 'ignore', detached: true});
   t.teardown(() => leftWorker.kill('SIGKILL'));
-  const store = new StateStore(path.join(home, 'hive.sqlite'));
-  store.save({
-    id: workerId, spec: WorkerSpecSchema.parse({model: '/m.gguf', type: 'llamacpp'}), modelName: 'm', modelPath: '/m.gguf', state: 'ready',
-    reason: null, pid: leftWorker.pid!, port: 1, secretHash: 'a'.repeat(64), startedAt: new Date().toISOString(), restarts: 0, group: null,
-  });
-  store.close();
+  // The row as an older hive wrote it (the secret in plain text): what a home from before this version holds.
+  const legacy = new Database(path.join(home, 'hive.sqlite'));
+  legacy.exec(`create table workers (id text primary key, spec text not null, model_name text not null, model_path text,
+    state text not null, reason text, pid integer, port integer not null, secret text not null, started_at text not null,
+    restarts integer not null default 0, updated_at text not null, group_json text)`);
+  legacy.prepare(`insert into workers values (?, ?, 'm', '/m.gguf', 'ready', null, ?, 1, ?, ?, 0, ?, null)`).run(
+    workerId, JSON.stringify(WorkerSpecSchema.parse({model: '/m.gguf', type: 'llamacpp'})), leftWorker.pid!, plainSecret,
+    new Date().toISOString(), new Date().toISOString(),
+  );
+  legacy.close();
   const db = new Database(path.join(home, 'hive.sqlite'), {readonly: true});
   const rowBefore = db.prepare('select * from workers').all();
   db.close();
@@ -101,4 +105,11 @@ test.serial('a hive start on a taken port adopts nothing, writes nothing and exi
   const next = await startHive({home});
   hives.push(next);
   await waitFor(async () => (await getJson(`${next.url}/v1/workers/${workerId}`)).status === 200, 5_000, 'the next hive to adopt the row');
+  // Reading it, that hive replaced the plain-text secret by its hash, leaving no copy in the files.
+  for (const file of fs.readdirSync(home).filter(name => name.startsWith('hive.sqlite'))) {
+    t.false(fs.readFileSync(path.join(home, file)).includes(plainSecret), `${file} no longer holds the plain secret`);
+  }
+  const migrated = new Database(path.join(home, 'hive.sqlite'), {readonly: true});
+  t.deepEqual(migrated.prepare('select secret, secret_sha256 from workers').get(), {secret: '', secret_sha256: createHash('sha256').update(plainSecret).digest('hex')});
+  migrated.close();
 });
