@@ -16,10 +16,12 @@ export type ErrorCode =
   | 'device_unknown'
   | 'insufficient_memory'
   | 'port_in_use'
+  | 'home_locked'
   | 'bind_refused'
   | 'hive_unreachable'
   | 'download_failed'
   | 'checksum_mismatch'
+  | 'damaged_cache_entry'
   | 'engine_error'
   | 'upstream_error'
   | 'timeout'
@@ -39,10 +41,12 @@ const statusByCode: Record<ErrorCode, number> = {
   device_unknown: 400,
   insufficient_memory: 409,
   port_in_use: 409,
+  home_locked: 409,
   bind_refused: 400,
   hive_unreachable: 502,
   download_failed: 502,
   checksum_mismatch: 502,
+  damaged_cache_entry: 500,
   engine_error: 500,
   upstream_error: 502,
   timeout: 504,

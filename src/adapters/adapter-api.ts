@@ -72,6 +72,14 @@ export type AdapterContext = {
   log: (message: string) => void;
   /** A free loopback port, for an engine that serves HTTP. */
   freePort: () => Promise<number>;
+  /**
+   * A random key for this worker's engine, fresh per worker process. Loopback is not private (any
+   * local user can connect), so an engine that serves HTTP binds 127.0.0.1 and demands this key
+   * where it can (llama-server: LLAMA_API_KEY, vLLM: VLLM_API_KEY), and the adapter sends it
+   * (`Authorization: Bearer`, or `apiKey` of the engine-http helpers). Pass it through `spawnEngine`'s
+   * `env`, never its `args`: another user can read any process's arguments.
+   */
+  engineKey: string;
   /** Starts an engine with an argument array (never a shell); its output goes to the worker's log. */
   spawnEngine: (options: {command: string; args: string[]; env?: Record<string, string>}) => EngineProcess;
   /** Report how far the model load has got (0..1); a load that stops moving is failed by the hive. */

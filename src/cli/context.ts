@@ -1,5 +1,6 @@
 import type {Command} from 'commander';
-import {envFlag, envValue, hiveUrl} from '../config/env.js';
+import {resolveApiToken} from '../config/api-token.js';
+import {envFlag, hiveUrl} from '../config/env.js';
 import {HiveClient} from './hive-client.js';
 
 export type GlobalOptions = {hive?: string; token?: string; json?: boolean};
@@ -14,7 +15,7 @@ export function hiveClient(command: Command, timeoutMs?: number): HiveClient {
   const options = globalOptions(command);
   return new HiveClient({
     url: options.hive ?? hiveUrl(),
-    token: options.token ?? envValue('RBEE_TOKEN'),
+    token: resolveApiToken({flag: options.token}),
     ...(timeoutMs === undefined ? {} : {timeoutMs}),
   });
 }

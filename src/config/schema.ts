@@ -1,5 +1,6 @@
 import {z} from 'zod';
 import type {RbeeAdapter} from '../adapters/adapter-api.js';
+import {ApiTokenSchema} from './api-token.js';
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -15,7 +16,7 @@ export const ConfigSchema = z.strictObject({
   hive: z.strictObject({
     host: z.string().min(1).optional(),
     port: z.number().int().min(0).max(65_535).optional(),
-    token: z.string().min(16, 'at least 16 characters').optional(),
+    token: ApiTokenSchema.optional(),
     heartbeatIntervalMs: z.number().int().min(50).max(600_000).optional(),
     orphanTimeoutMs: z.number().int().min(100).max(86_400_000).optional(),
     loadStallTimeoutMs: z.number().int().min(1_000).max(86_400_000).optional(),

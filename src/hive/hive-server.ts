@@ -2,13 +2,16 @@
  * The hive daemon: one fastify server (heartbeats, workers, inference, status) over a supervisor
  * of worker processes. Loopback by default; any other address needs a token.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import Fastify, {type FastifyInstance} from 'fastify';
 import {RbeeError} from '../errors.js';
 import {nativeBackends} from '../native/index.js';
 import {frameworkErrorHandler, installErrorHandling} from '../http/error-handling.js';
 import {isLoopback} from '../http/loopback.js';
+import {checkApiToken} from '../config/api-token.js';
+import {bearer, sameSecret} from '../http/secrets.js';
+import {ensurePrivateDir, narrowTree} from '../config/private-home.js';
+import {lockHome, type HomeLock} from './home-lock.js';
 import type {DeviceInfo, HiveStatus, WorkerState} from '../protocol/wire.js';
 import {listDevices} from './devices.js';
 import {servedModels} from './router.js';
@@ -61,19 +64,30 @@ export type Hive = {
 
 const version = '0.1.0';
 
-function bearer(header: string | undefined): string | undefined {
-  const match = header === undefined ? null : /^Bearer\s+(.+)$/i.exec(header);
-  return match?.[1];
-}
-
 export async function startHive(options: HiveOptions): Promise<Hive> {
   if (!isLoopback(options.host) && options.token === undefined) {
     throw new RbeeError('bind_refused', `refusing to bind ${options.host} without a token: set RBEE_TOKEN (or hive.token in rbee.config.ts), or bind 127.0.0.1`);
   }
+  if (options.token !== undefined) {
+    checkApiToken(options.token, 'the hive\'s token');
+  }
+  // The home is locked before anything in it is read or written: a second hive touches nothing.
+  ensurePrivateDir(options.rbeeHome);
+  const lock = lockHome(options.rbeeHome);
+  try {
+    return await startLockedHive(options, lock);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hive> {
+  narrowTree(options.rbeeHome);
   const devices = await listDevices();
   const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024, frameworkErrors: frameworkErrorHandler});
   installErrorHandling(app);
-  fs.mkdirSync(options.rbeeHome, {recursive: true});
+  // Opened on first use, after the port is bound: a start that fails to bind writes nothing.
   const store = new StateStore(path.join(options.rbeeHome, 'hive.sqlite'));
   let url = '';
   let metrics: HiveMetrics | null = null;
@@ -113,11 +127,6 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   });
   metrics = createHiveMetrics(supervisor);
   const hiveMetrics = metrics;
-  const {adopted, failed} = supervisor.adoptFromStore();
-  if (adopted.length > 0 || failed.length > 0) {
-    options.log(`re-adopted ${adopted.length} worker(s) left by the previous hive${failed.length > 0 ? `; ${failed.length} were gone and are marked failed` : ''}`);
-  }
-
   if (options.token !== undefined) {
     const token = options.token;
     app.addHook('onRequest', async request => {
@@ -125,7 +134,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
       if (request.url === '/health' || request.url === '/v1/heartbeat') {
         return;
       }
-      if (bearer(request.headers.authorization) !== token) {
+      if (!sameSecret(bearer(request.headers.authorization), token)) {
         throw new RbeeError('unauthorized', 'missing or wrong API token: send "Authorization: Bearer <token>"');
       }
     });
@@ -146,6 +155,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
       events.close();
       await app.close();
       store.close();
+      lock.release();
       markClosed();
     })();
     return closing;
@@ -193,7 +203,9 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   try {
     await app.listen({host: options.host, port: options.port});
   } catch (error) {
-    // Leave adopted workers alone: they belong to whichever hive holds the port.
+    // Nothing was adopted nor written yet: the caller releases the home and exits at once.
+    await supervisor.stopAll('hive could not bind');
+    events.close();
     store.close();
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       throw new RbeeError('port_in_use', `port ${options.port} on ${options.host} is already in use (another hive?); pick another with --port`, {cause: error});
@@ -204,6 +216,12 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   const port = typeof address === 'object' && address !== null ? address.port : options.port;
   // Workers always reach the hive over loopback, whatever address it serves clients on.
   url = `http://${isLoopback(options.host) && options.host !== '::1' ? options.host : '127.0.0.1'}:${port}`;
+  lock.setUrl(url);
+  // Adopted only now that this hive holds the home and its port; no request is handled before this runs.
+  const {adopted, failed} = supervisor.adoptFromStore();
+  if (adopted.length > 0 || failed.length > 0) {
+    options.log(`re-adopted ${adopted.length} worker(s) left by the previous hive${failed.length > 0 ? `; ${failed.length} were gone and are marked failed` : ''}`);
+  }
 
   return {app, supervisor, devices, url, adopted, close, closed};
 }

@@ -310,6 +310,13 @@ export const WorkerInfoSchema = z.object({
 });
 export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
 
+/**
+ * GET /v1/workers/:id/key: what opens a worker's own port (`Authorization: Bearer <key>`) for a
+ * client the hive lets in, to call the worker directly. Never part of WorkerInfo (events, lists).
+ */
+export const WorkerKeySchema = z.object({worker_id: id, url: z.string(), key: z.string()});
+export type WorkerKey = z.infer<typeof WorkerKeySchema>;
+
 export const MemoryEstimateSchema = z.object({
   weights: bytes,
   context: bytes,

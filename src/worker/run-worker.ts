@@ -7,6 +7,7 @@ import type {AdapterContext, RbeeAdapter} from '../adapters/adapter-api.js';
 import {spawnEngineProcess, stopAllEngines} from '../adapters/engine-process.js';
 import {toRbeeError} from '../errors.js';
 import {freePort} from '../http/free-port.js';
+import {randomSecret} from '../http/secrets.js';
 import type {GroupMembership, HiveCommand} from '../protocol/wire.js';
 import {adapterGroup} from './group-heartbeat.js';
 import {startHeartbeatLoop, type HeartbeatLoop} from './heartbeat-loop.js';
@@ -22,6 +23,10 @@ export type WorkerOptions = {
   port: number;
   hiveUrl: string | undefined;
   secret: string;
+  /** What the worker's HTTP server demands of every request; null: standalone, loopback only. */
+  key: string | null;
+  /** A coordinator's keys to its shards' ports, by worker id. */
+  shardKeys?: Record<string, string> | undefined;
   heartbeatIntervalMs: number;
   orphanTimeoutMs: number;
   contextSize: number;
@@ -53,6 +58,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     parallel: options.parallel,
     log: message => log(`${adapter.name}: ${message}`),
     freePort: () => freePort(),
+    engineKey: randomSecret(),
     spawnEngine: spawn => spawnEngineProcess({
       ...spawn,
       onOutput: line => {
@@ -77,10 +83,11 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     parallel: options.parallel,
     maxQueue: options.maxQueue,
     group: options.group,
+    shardKeys: options.shardKeys ?? {},
     groupProbeTimeoutMs: Math.max(50, Math.min(1_500, Math.floor(options.heartbeatIntervalMs / 3))),
   }, adapter, context);
   const worker = runtime;
-  const server = createWorkerServer(worker);
+  const server = createWorkerServer(worker, {key: options.key});
   let heartbeat: HeartbeatLoop | null = null;
   let exiting = false;
 

@@ -12,6 +12,8 @@ export type WorkerRuntimeOptions = {
   parallel: number;
   maxQueue: number;
   group?: GroupMembership | undefined;
+  /** A coordinator's keys to its shards' ports, by worker id. */
+  shardKeys?: Record<string, string> | undefined;
   /** How long a coordinator waits for each shard's /health: well inside one heartbeat interval. */
   groupProbeTimeoutMs?: number | undefined;
 };
@@ -111,7 +113,7 @@ export class WorkerRuntime {
     this.#lastVram = vram;
     const group = this.options.group === undefined
       ? {}
-      : await groupHeartbeatFields(this.options.group, this.#ready && this.#failure === null, vram, this.options.groupProbeTimeoutMs);
+      : await groupHeartbeatFields(this.options.group, this.#ready && this.#failure === null, vram, this.options.groupProbeTimeoutMs, this.options.shardKeys ?? {});
     return {
       worker_id: this.options.workerId,
       status: this.status(),

@@ -20,6 +20,7 @@ import type {AdapterInferRequest} from '../adapters/adapter-api.js';
 import type {EngineChatMessage, GenerateResult} from './engine.js';
 import {chatChunk, chatCompletion, openAiId, textCompletion, toEngineMessages} from './openai-format.js';
 import type {WorkerRuntime} from './worker-runtime.js';
+import {requireWorkerKey} from './worker-auth.js';
 
 type Sampling = {
   max_tokens?: number | undefined;
@@ -50,9 +51,12 @@ function inferRequest(job: Job, sampling: Sampling, signal: AbortSignal, onText?
   };
 }
 
-export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
+export function createWorkerServer(runtime: WorkerRuntime, auth: {key: string | null}): FastifyInstance {
   const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024, frameworkErrors: frameworkErrorHandler});
   installErrorHandling(app);
+  if (auth.key !== null) {
+    requireWorkerKey(app, auth.key);
+  }
 
   async function generate(job: Job, sampling: Sampling, signal: AbortSignal, onText?: (text: string) => void): Promise<GenerateResult> {
     runtime.assertServing();

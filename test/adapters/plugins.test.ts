@@ -9,7 +9,7 @@ import {fileURLToPath} from 'node:url';
 import test from 'ava';
 import {HeartbeatSchema, InferResponseSchema} from '../../src/protocol/wire.js';
 import {isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, postStream, rbee, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, postStream, rbee, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/', import.meta.url));
@@ -61,7 +61,7 @@ test.serial('the plugin serves through the hive: spawn --type echo, infer, strea
   t.is(spawned.exitCode, 0, String(spawned.stderr));
   const worker = JSON.parse(String(spawned.stdout)) as {worker_id: string; url: string; pid: number};
 
-  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 5});
+  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 5}, {headers: await workerAuth(hive.url, worker.worker_id)});
   t.is(direct.status, 200, JSON.stringify(direct.body));
   t.is(InferResponseSchema.parse(direct.body).text, 'bees make honey bees make ');
   const streamed = await postStream(`${hive.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 3, stream: true, model: path.basename(model)});

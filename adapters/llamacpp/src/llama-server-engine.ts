@@ -3,6 +3,7 @@
  * its OpenAI route, and the heartbeat reads its /slots, /metrics and the process's memory.
  */
 import {
+  engineAuthorization,
   engineJson,
   engineSse,
   parsePrometheusText,
@@ -25,10 +26,12 @@ export class LlamaServerEngine {
   readonly #base: string;
   readonly #device: string;
   readonly #engine: WatchedEngine;
+  readonly #apiKey: string;
 
   private constructor(base: string, engine: EngineProcess, context: AdapterContext) {
     this.#base = base;
     this.#device = context.device;
+    this.#apiKey = context.engineKey;
     this.#engine = new WatchedEngine('llama-server', engine, context);
   }
 
@@ -51,7 +54,8 @@ export class LlamaServerEngine {
       ...extraArgs,
     ];
     context.log(`starting ${serverPath} on port ${port}`);
-    const engine = context.spawnEngine({command: serverPath, args});
+    // The key by environment (llama-server reads LLAMA_API_KEY like --api-key), so it is not in its argv.
+    const engine = context.spawnEngine({command: serverPath, args, env: {LLAMA_API_KEY: context.engineKey}});
     return new LlamaServerEngine(`http://127.0.0.1:${port}`, engine, context);
   }
 
@@ -63,7 +67,7 @@ export class LlamaServerEngine {
   async ready(): Promise<boolean> {
     this.#engine.throwIfFailed();
     try {
-      const response = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000)});
+      const response = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000), headers: engineAuthorization(this.#apiKey)});
       return response.ok;
     } catch {
       return false;
@@ -82,8 +86,13 @@ export class LlamaServerEngine {
     const memory = await engineMemory(this.#engine.process.pid, this.#device);
     try {
       const [slots, metricsText] = await Promise.all([
-        engineJson<Array<{is_processing?: boolean}>>(`${this.#base}/slots`, {timeoutMs: 2_000}),
-        fetch(`${this.#base}/metrics`, {signal: AbortSignal.timeout(2_000)}).then(response => response.text()),
+        engineJson<Array<{is_processing?: boolean}>>(`${this.#base}/slots`, {timeoutMs: 2_000, apiKey: this.#apiKey}),
+        fetch(`${this.#base}/metrics`, {signal: AbortSignal.timeout(2_000), headers: engineAuthorization(this.#apiKey)}).then(response => {
+          if (!response.ok) {
+            throw new Error(`/metrics answered ${response.status}`);
+          }
+          return response.text();
+        }),
       ]);
       const metrics = parsePrometheusText(metricsText);
       return {
@@ -116,6 +125,7 @@ export class LlamaServerEngine {
     let final: CompletionEvent = {};
     await engineSse(`${this.#base}/completion`, {prompt: request.prompt, n_predict: request.maxTokens, cache_prompt: true, ...this.#sampling(request)}, {
       signal: request.signal,
+      apiKey: this.#apiKey,
       onData: data => {
         const event = JSON.parse(data) as CompletionEvent;
         if (event.content !== undefined && event.content !== '') {
@@ -143,6 +153,7 @@ export class LlamaServerEngine {
       ...this.#sampling(request),
     }, {
       signal: request.signal,
+      apiKey: this.#apiKey,
       onData: data => {
         if (data === '[DONE]') {
           return;

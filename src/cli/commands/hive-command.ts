@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {Command} from 'commander';
 import {envValue, rbeeHome} from '../../config/env.js';
+import {resolveApiToken} from '../../config/api-token.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
@@ -58,7 +59,7 @@ function startCommand(): Command {
         configPath: filepath,
         host: options.host ?? envValue('RBEE_HOST') ?? config.hive.host ?? '127.0.0.1',
         port: options.port ?? fromEnv('RBEE_PORT', 0, 65_535) ?? config.hive.port ?? 7833,
-        token: global.token ?? envValue('RBEE_TOKEN') ?? config.hive.token,
+        token: resolveApiToken({flag: global.token, config: {token: config.hive.token, path: filepath}}),
         rbeeHome: rbeeHome(),
         heartbeatIntervalMs: options.heartbeatInterval ?? fromEnv('RBEE_HEARTBEAT_INTERVAL_MS', 50, 600_000) ?? config.hive.heartbeatIntervalMs ?? 5_000,
         orphanTimeoutMs: options.orphanTimeout ?? config.hive.orphanTimeoutMs,

@@ -1,5 +1,6 @@
 import {Command} from 'commander';
-import {modelsDir} from '../../config/env.js';
+import {modelsDir, rbeeHome} from '../../config/env.js';
+import {ensurePrivateDir} from '../../config/private-home.js';
 import {createProgressBar} from '../../models/progress-bar.js';
 import {globalOptions} from '../context.js';
 import {emit} from '../output.js';
@@ -9,10 +10,15 @@ export function modelCommand(): Command {
   model.command('pull')
     .description('download (or assemble) a model into the cache, with a progress bar')
     .argument('<model>', 'hf:org/repo:file.gguf, "default", or a local GGUF path to check')
-    .action(async (reference: string, _options: unknown, command: Command) => {
+    .option('--force', 'download (or assemble) it again even if the cache has it, e.g. after a "damaged cache entry" error')
+    .action(async (reference: string, options: {force?: boolean}, command: Command) => {
       const {resolveModel} = await import('../../models/resolve-model.js');
+      ensurePrivateDir(rbeeHome());
       const bar = createProgressBar({label: reference});
-      const resolved = await resolveModel(reference, {modelsDir: modelsDir(), onProgress: progress => bar.update(progress)}).finally(() => bar.done());
+      // A pull hashes a cached copy whole: it is how a user checks the cache, not just fills it.
+      const resolved = await resolveModel(reference, {
+        modelsDir: modelsDir(), onProgress: progress => bar.update(progress), verify: 'full', force: options.force === true,
+      }).finally(() => bar.done());
       emit(globalOptions(command), resolved, () => `${resolved.name}: ${resolved.path}`);
     });
   return model;

@@ -4,6 +4,8 @@ import {parseWire} from '../../protocol/parse.js';
 import {GroupMembershipSchema, type GroupMembership} from '../../protocol/wire.js';
 import {workerDefaults} from '../../worker/worker-defaults.js';
 import {integerFlag} from '../parse-flags.js';
+import {isLoopback} from '../../http/loopback.js';
+import {takeWorkerCredentials, workerSecretVariable} from '../../worker/worker-auth.js';
 
 type RunOptions = {
   type: string;
@@ -77,9 +79,12 @@ export function workerRunCommand(): Command {
     .option('--group <json>', 'this worker\'s part in a worker group (the hive sets it)')
     .option('--drain-timeout <ms>', 'on stop, how long in-flight requests may finish', integerFlag('--drain-timeout', 0, 600_000), workerDefaults.drainTimeoutMs)
     .action(async (options: RunOptions) => {
-      const secret = process.env.RBEE_WORKER_SECRET ?? '';
-      if (options.hiveUrl !== undefined && secret === '') {
-        throw new RbeeError('invalid_request', 'RBEE_WORKER_SECRET must be set when --hive-url is given');
+      const credentials = takeWorkerCredentials();
+      if (options.hiveUrl !== undefined && credentials.key === null) {
+        throw new RbeeError('invalid_request', `${workerSecretVariable} must be set when --hive-url is given`);
+      }
+      if (credentials.key === null && !isLoopback(options.host)) {
+        throw new RbeeError('invalid_request', `--host ${options.host}: a worker without ${workerSecretVariable} (and so without a key) serves loopback only`);
       }
       // Loaded here, not at the top: the worker's start-up time is spawn-to-ready time.
       const group = parseGroup(options.group);
@@ -96,7 +101,9 @@ export function workerRunCommand(): Command {
         host: options.host,
         port: options.port,
         hiveUrl: options.hiveUrl,
-        secret,
+        secret: credentials.secret,
+        key: credentials.key,
+        shardKeys: credentials.shardKeys,
         heartbeatIntervalMs: options.heartbeatInterval,
         orphanTimeoutMs: options.orphanTimeout ?? 3 * options.heartbeatInterval,
         contextSize: options.contextSize,

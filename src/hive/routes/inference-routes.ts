@@ -16,7 +16,7 @@ import {
 } from '../../protocol/wire.js';
 import {pickWorker, servedModels} from '../router.js';
 import type {Supervisor} from '../supervisor.js';
-import {workerUrl} from '../worker-record.js';
+import {workerAuthorization, workerUrl} from '../worker-record.js';
 
 type Routed = {model?: string | undefined; stream?: boolean | undefined};
 
@@ -62,7 +62,7 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
         try {
           upstream = await fetch(`${workerUrl(worker)}${path}`, {
             method: 'POST',
-            headers: {'content-type': 'application/json'},
+            headers: {'content-type': 'application/json', ...workerAuthorization(worker)},
             body: JSON.stringify(request.body),
             signal,
           });
