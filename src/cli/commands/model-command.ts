@@ -1,5 +1,6 @@
 import {Command} from 'commander';
-import {modelsDir} from '../../config/env.js';
+import {modelsDir, rbeeHome} from '../../config/env.js';
+import {makeDirectory} from '../../config/make-directory.js';
 import {createProgressBar} from '../../models/progress-bar.js';
 import {globalOptions} from '../context.js';
 import {emit} from '../output.js';
@@ -12,6 +13,7 @@ export function modelCommand(): Command {
     .action(async (reference: string, _options: unknown, command: Command) => {
       const {resolveModel} = await import('../../models/resolve-model.js');
       const bar = createProgressBar({label: reference});
+      makeDirectory(rbeeHome(), 'RBEE_HOME');
       const resolved = await resolveModel(reference, {modelsDir: modelsDir(), onProgress: progress => bar.update(progress)}).finally(() => bar.done());
       emit(globalOptions(command), resolved, () => `${resolved.name}: ${resolved.path}`);
     });
