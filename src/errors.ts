@@ -5,6 +5,7 @@
 export type ErrorCode =
   | 'invalid_request'
   | 'invalid_json'
+  | 'context_length_exceeded'
   | 'unauthorized'
   | 'not_found'
   | 'model_not_found'
@@ -23,6 +24,7 @@ export type ErrorCode =
   | 'checksum_mismatch'
   | 'damaged_cache_entry'
   | 'engine_error'
+  | 'adapter_error'
   | 'upstream_error'
   | 'timeout'
   | 'internal';
@@ -30,6 +32,7 @@ export type ErrorCode =
 const statusByCode: Record<ErrorCode, number> = {
   invalid_request: 400,
   invalid_json: 400,
+  context_length_exceeded: 400,
   unauthorized: 401,
   not_found: 404,
   model_not_found: 404,
@@ -48,6 +51,7 @@ const statusByCode: Record<ErrorCode, number> = {
   checksum_mismatch: 502,
   damaged_cache_entry: 500,
   engine_error: 500,
+  adapter_error: 502,
   upstream_error: 502,
   timeout: 504,
   internal: 500,
@@ -57,11 +61,14 @@ export class RbeeError extends Error {
   override readonly name = 'RbeeError';
   readonly code: ErrorCode;
   readonly status: number;
+  /** The request field at fault, when one is (OpenAI clients read it as `param`). */
+  readonly field: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options: {cause?: unknown; status?: number} = {}) {
+  constructor(code: ErrorCode, message: string, options: {cause?: unknown; status?: number; field?: string | undefined} = {}) {
     super(message, options.cause === undefined ? undefined : {cause: options.cause});
     this.code = code;
     this.status = options.status ?? statusByCode[code];
+    this.field = options.field;
   }
 
   toJSON(): {error: {code: ErrorCode; message: string}} {

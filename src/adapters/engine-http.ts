@@ -28,8 +28,12 @@ export async function engineJson<T>(url: string, options: {method?: string; body
   return JSON.parse(text) as T;
 }
 
-/** POSTs and calls `onData` with each SSE `data:` payload until the stream ends or `signal` aborts. */
-export async function engineSse(url: string, body: unknown, options: {signal: AbortSignal; onData: (data: string) => void; apiKey?: string}): Promise<void> {
+/**
+ * POSTs and calls `onData` with each SSE `data:` payload until the stream ends or `signal` aborts.
+ * With `isEnd`, a stream that closes before a payload for which it is true is an engine failure
+ * (`engine_error`): an engine that crashed or dropped the connection must not read as one that finished.
+ */
+export async function engineSse(url: string, body: unknown, options: {signal: AbortSignal; onData: (data: string) => void; isEnd?: (data: string) => boolean; apiKey?: string}): Promise<void> {
   const response = await fetch(url, {
     method: 'POST',
     headers: {'content-type': 'application/json', accept: 'text/event-stream', ...engineAuthorization(options.apiKey)},
@@ -41,6 +45,7 @@ export async function engineSse(url: string, body: unknown, options: {signal: Ab
   }
   const decoder = new TextDecoder();
   let buffer = '';
+  let ended = false;
   try {
     for await (const chunk of response.body) {
       buffer += decoder.decode(chunk, {stream: true});
@@ -49,7 +54,9 @@ export async function engineSse(url: string, body: unknown, options: {signal: Ab
         const line = buffer.slice(0, newline).replace(/\r$/, '');
         buffer = buffer.slice(newline + 1);
         if (line.startsWith('data:')) {
-          options.onData(line.slice(5).trimStart());
+          const data = line.slice(5).trimStart();
+          ended ||= options.isEnd?.(data) === true;
+          options.onData(data);
         }
         newline = buffer.indexOf('\n');
       }
@@ -58,8 +65,16 @@ export async function engineSse(url: string, body: unknown, options: {signal: Ab
     if (options.signal.aborted) {
       return; // the client went away: what was generated so far stands
     }
-    throw error;
+    throw new RbeeError('engine_error', `${url}: the engine's stream broke off: ${(error as Error).message}`, {cause: error});
   }
+  if (options.isEnd !== undefined && !ended && !options.signal.aborted) {
+    throw new RbeeError('engine_error', `${url}: the engine closed its stream before the end marker (it crashed or dropped the connection); the answer is incomplete`);
+  }
+}
+
+/** The end of an OpenAI-compatible stream: `[DONE]`, or a chunk that gives a finish reason. */
+export function isOpenAiStreamEnd(data: string): boolean {
+  return data === '[DONE]' || /"finish_reason"\s*:\s*"/.test(data);
 }
 
 /** Prometheus text exposition: each sample's value by metric name (labels dropped, values summed). */
@@ -132,6 +147,7 @@ export async function openAiStream(
   await engineSse(`${baseUrl}/v1/${chat ? 'chat/completions' : 'completions'}`, body, {
     signal: request.signal,
     ...(options.apiKey === undefined ? {} : {apiKey: options.apiKey}),
+    isEnd: isOpenAiStreamEnd,
     onData: data => {
       if (data === '[DONE]') {
         return;

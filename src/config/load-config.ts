@@ -29,8 +29,8 @@ export async function loadConfig(options: {cwd?: string; explicitPath?: string |
       ? await explorer.search(cwd)
       : await explorer.load(options.explicitPath);
   } catch (error) {
-    const where = options.explicitPath ?? 'rbee config';
-    throw new RbeeError('invalid_request', `failed to load config from ${where}: ${(error as Error).message}`, {cause: error});
+    const where = (error as {filepath?: unknown}).filepath ?? options.explicitPath ?? `the rbee config found from ${cwd}`;
+    throw new RbeeError('invalid_request', `config ${String(where)} failed to load: ${firstCauseLine(error)}`, {cause: error});
   }
   if (found === null || found.isEmpty === true) {
     return {config: ConfigSchema.parse({}), filepath: found?.filepath ?? null};
@@ -41,4 +41,20 @@ export async function loadConfig(options: {cwd?: string; explicitPath?: string |
     throw new RbeeError('invalid_request', parsed.message);
   }
   return {config: parsed.value, filepath: found.filepath};
+}
+
+/**
+ * The line of a loader's error that says what is wrong. Loaders wrap the real error under a
+ * generic heading ("TypeScriptLoader failed to compile TypeScript:"), and a CLI prints one line.
+ */
+export function firstCauseLine(error: unknown): string {
+  const lines = (error instanceof Error ? error.message : String(error)).split('\n').map(line => line.trim()).filter(line => line !== '');
+  const meaningful = lines.length > 1 && lines[0]!.endsWith(':') ? lines.slice(1) : lines;
+  const [first, next] = meaningful;
+  if (first === undefined) {
+    return error instanceof Error && error.cause !== undefined ? firstCauseLine(error.cause) : 'unknown error';
+  }
+  // A parse error's position comes on its own line: keep it with the message.
+  const position = next !== undefined && /:\d+:\d+\)?$/.test(next) ? ` (at ${next.replace(/^at\s+/, '')})` : '';
+  return `${first}${position}`;
 }

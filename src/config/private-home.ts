@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {RbeeError} from '../errors.js';
+import {makeDirectory} from './make-directory.js';
 
 export const privateDirMode = 0o700;
 export const privateFileMode = 0o600;
@@ -23,15 +24,9 @@ function describeMode(mode: number): string {
  * can read it.
  */
 export function ensurePrivateDir(dir: string, what = 'RBEE_HOME'): void {
-  try {
-    fs.mkdirSync(dir, {recursive: true, mode: privateDirMode});
-  } catch (error) {
-    throw new RbeeError('invalid_request', `${what} ${dir} cannot be created: ${(error as Error).message}`, {cause: error});
-  }
+  // Not fs.mkdirSync's `recursive`: it spins forever under a parent that refuses children (/proc/x).
+  makeDirectory(dir, what, privateDirMode);
   const stats = fs.statSync(dir);
-  if (!stats.isDirectory()) {
-    throw new RbeeError('invalid_request', `${what} ${dir} is not a folder`);
-  }
   const uid = process.getuid?.();
   if (uid !== undefined && stats.uid !== uid) {
     throw new RbeeError('invalid_request', `${what} ${dir} belongs to uid ${stats.uid}, not to this user (uid ${uid}): rbee keeps its state only in a folder of its own`);

@@ -38,6 +38,8 @@ export type HiveOptions = {
   /** Workers exit when the hive has not answered them for this long; a restarted hive must be back sooner. */
   orphanTimeoutMs?: number | undefined;
   loadStallTimeoutMs?: number | undefined;
+  /** How long a worker may leave a request unanswered before the hive checks it is alive (then retries elsewhere). */
+  workerTimeoutMs?: number | undefined;
   /** Folders model files must lie in; undefined: any readable file on a loopback hive, RBEE_HOME/models otherwise. */
   modelDirs?: string[] | undefined;
   restartLimits?: RestartLimits | undefined;
@@ -46,7 +48,7 @@ export type HiveOptions = {
   adapters: AdapterSet;
   /** Passed on to workers, which load their adapter plugins from it. */
   configPath: string | null;
-  workerDefaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined};
+  workerDefaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined; readyTimeoutMs?: number | undefined};
   env?: NodeJS.ProcessEnv;
   log: (message: string) => void;
 };
@@ -198,7 +200,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   registerHeartbeatRoutes(app, supervisor, hiveMetrics, events);
   registerWorkerRoutes(app, supervisor);
   registerGroupRoutes(app, supervisor);
-  registerInferenceRoutes(app, supervisor);
+  registerInferenceRoutes(app, supervisor, {workerTimeoutMs: options.workerTimeoutMs ?? 2_000, log: options.log});
 
   try {
     await app.listen({host: options.host, port: options.port});

@@ -54,7 +54,7 @@ export type SupervisorOptions = SpawnCheckOptions & {
   /** SIGTERM, then this long to finish in-flight work, then SIGKILL of the whole group. */
   stopGraceMs: number;
   restartLimits?: RestartLimits;
-  defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined};
+  defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined; readyTimeoutMs?: number | undefined};
   store: StateStore;
   log: (message: string) => void;
   onEvent?: (event: SupervisorEvent) => void;
@@ -196,6 +196,7 @@ export class Supervisor {
         record.progress = null;
         record.reservedBytes = 0;
         record.reason = null;
+        record.lastFailure = null;
       }
       this.#setState(record, heartbeat.status);
     } else if (heartbeat.status === 'starting' && heartbeat.load_progress !== undefined) {
@@ -441,6 +442,9 @@ export class Supervisor {
     record.inFlight = 0;
     record.draining = false;
     record.reservedBytes = 0;
+    if (kind === 'failure') {
+      record.lastFailure = reason;
+    }
     const decision = decideRestart({
       policy: record.spec.restart,
       end: kind,

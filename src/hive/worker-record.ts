@@ -43,6 +43,8 @@ export type WorkerRecord = {
   draining: boolean;
   /** Its part in a worker group, or null for a worker of its own. */
   group: GroupMember | null;
+  /** Why its last process failed; kept while it restarts, cleared once it serves. */
+  lastFailure: string | null;
 };
 
 export function workerUrl(record: WorkerRecord): string {
@@ -87,6 +89,7 @@ export function toWorkerInfo(record: WorkerRecord): WorkerInfo {
     max_queue: record.spec.max_queue ?? null,
     group_id: record.group?.group.id ?? null,
     role: record.group?.membership.role ?? null,
+    last_failure: record.lastFailure,
   };
 }
 
@@ -111,6 +114,7 @@ export function createWorkerRecord(fields: Pick<WorkerRecord, 'id' | 'spec' | 'm
     reservedBytes: 0,
     draining: false,
     group: null,
+    lastFailure: null,
     ...fields,
   };
 }

@@ -29,7 +29,8 @@ export class WorkerRuntime {
   #ready = false;
   #failure: string | null = null;
   #stopping = false;
-  #loadProgress = 0;
+  /** null until the adapter reports progress: only then can the hive tell a stalled load from a slow one. */
+  #loadProgress: number | null = null;
   #lastVram: {vram_used: number; vram_total: number} | null = null;
 
   constructor(options: WorkerRuntimeOptions, adapter: RbeeAdapter, context: AdapterContext) {
@@ -48,7 +49,7 @@ export class WorkerRuntime {
   }
 
   setLoadProgress(fraction: number): void {
-    this.#loadProgress = Math.min(1, Math.max(this.#loadProgress, fraction));
+    this.#loadProgress = Math.min(1, Math.max(this.#loadProgress ?? 0, fraction));
   }
 
   fail(reason: string): void {
@@ -133,7 +134,7 @@ export class WorkerRuntime {
       // Requests waiting in the worker's own queue are waiting too, whatever the engine queues.
       queue_depth: this.queue.depth + (figures.queue_depth ?? 0),
       ...(this.#failure === null ? {} : {error: this.#failure}),
-      ...(!this.#ready && this.#failure === null ? {load_progress: this.#loadProgress} : {}),
+      ...(!this.#ready && this.#failure === null && this.#loadProgress !== null ? {load_progress: this.#loadProgress} : {}),
       ...group,
     };
   }

@@ -6,6 +6,7 @@ import {
   engineAuthorization,
   engineJson,
   engineSse,
+  isOpenAiStreamEnd,
   parsePrometheusText,
   engineMemory,
   type AdapterContext,
@@ -74,6 +75,13 @@ export class LlamaServerEngine {
     }
   }
 
+  /** Tokens of a prompt (of a chat's message texts, without the template's few), by llama-server's own tokenizer. */
+  async countTokens(prompt: Pick<AdapterInferRequest, 'kind' | 'prompt' | 'messages'>): Promise<number> {
+    const content = prompt.kind === 'chat' ? prompt.messages.map(message => message.content).join('\n') : prompt.prompt;
+    const answer = await engineJson<{tokens?: unknown[]}>(`${this.#base}/tokenize`, {body: {content}, timeoutMs: 10_000, apiKey: this.#apiKey});
+    return answer.tokens?.length ?? 0;
+  }
+
   async infer(request: AdapterInferRequest): Promise<GenerateResult> {
     this.#engine.throwIfFailed();
     return request.kind === 'chat' ? this.#chat(request) : this.#complete(request);
@@ -126,6 +134,8 @@ export class LlamaServerEngine {
     await engineSse(`${this.#base}/completion`, {prompt: request.prompt, n_predict: request.maxTokens, cache_prompt: true, ...this.#sampling(request)}, {
       signal: request.signal,
       apiKey: this.#apiKey,
+      // llama-server's native stream ends with an event that has `"stop": true`.
+      isEnd: data => /"stop"\s*:\s*true/.test(data),
       onData: data => {
         const event = JSON.parse(data) as CompletionEvent;
         if (event.content !== undefined && event.content !== '') {
@@ -154,6 +164,7 @@ export class LlamaServerEngine {
     }, {
       signal: request.signal,
       apiKey: this.#apiKey,
+      isEnd: isOpenAiStreamEnd,
       onData: data => {
         if (data === '[DONE]') {
           return;

@@ -3,6 +3,8 @@ import path from 'node:path';
 import {Command} from 'commander';
 import {envValue, rbeeHome} from '../../config/env.js';
 import {resolveApiToken} from '../../config/api-token.js';
+import {ensurePrivateDir} from '../../config/private-home.js';
+import {RbeeError} from '../../errors.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
@@ -16,6 +18,7 @@ type StartOptions = {
   heartbeatInterval?: number;
   orphanTimeout?: number;
   loadStallTimeout?: number;
+  workerTimeout?: number;
   stopGrace?: number;
   modelDir?: string[];
   config?: string;
@@ -23,7 +26,11 @@ type StartOptions = {
 
 function fromEnv(name: 'RBEE_PORT' | 'RBEE_HEARTBEAT_INTERVAL_MS', min: number, max: number): number | undefined {
   const value = envValue(name);
-  return value === undefined ? undefined : integerFlag(name, min, max)(value);
+  try {
+    return value === undefined ? undefined : integerFlag(name, min, max)(value);
+  } catch (error) {
+    throw new RbeeError('invalid_request', (error as Error).message, {cause: error});
+  }
 }
 
 function startCommand(): Command {
@@ -34,6 +41,7 @@ function startCommand(): Command {
     .option('--heartbeat-interval <ms>', 'worker heartbeat interval (env RBEE_HEARTBEAT_INTERVAL_MS)', integerFlag('--heartbeat-interval', 50, 600_000))
     .option('--orphan-timeout <ms>', 'workers exit when the hive is silent this long (default: 3 intervals)', integerFlag('--orphan-timeout', 100, 86_400_000))
     .option('--load-stall-timeout <ms>', 'fail a download or model load with no progress this long', integerFlag('--load-stall-timeout', 1_000, 86_400_000))
+    .option('--worker-timeout <ms>', 'a worker silent this long on a request is checked (its /health); a hung one\'s requests go to another worker (default 2000)', integerFlag('--worker-timeout', 50, 600_000))
     .option('--stop-grace <ms>', 'how long a stopping worker may finish before SIGKILL', integerFlag('--stop-grace', 0, 600_000))
     .option('--model-dir <folder...>', 'model files must lie in these folders (env RBEE_MODEL_DIRS)')
     .option('--config <file>', 'config file (env RBEE_CONFIG)')
@@ -43,6 +51,8 @@ function startCommand(): Command {
         import('../../config/load-config.js'), import('../../hive/hive-server.js'), import('../../adapters/configured-adapters.js'),
       ]);
       const global = globalOptions(command);
+      const home = rbeeHome();
+      ensurePrivateDir(home);
       const explicitPath = options.config ?? envValue('RBEE_CONFIG');
       const loaded = await loadConfig(explicitPath === undefined ? {} : {explicitPath});
       const {config, filepath} = loaded;
@@ -60,10 +70,11 @@ function startCommand(): Command {
         host: options.host ?? envValue('RBEE_HOST') ?? config.hive.host ?? '127.0.0.1',
         port: options.port ?? fromEnv('RBEE_PORT', 0, 65_535) ?? config.hive.port ?? 7833,
         token: resolveApiToken({flag: global.token, config: {token: config.hive.token, path: filepath}}),
-        rbeeHome: rbeeHome(),
+        rbeeHome: home,
         heartbeatIntervalMs: options.heartbeatInterval ?? fromEnv('RBEE_HEARTBEAT_INTERVAL_MS', 50, 600_000) ?? config.hive.heartbeatIntervalMs ?? 5_000,
         orphanTimeoutMs: options.orphanTimeout ?? config.hive.orphanTimeoutMs,
         loadStallTimeoutMs: options.loadStallTimeout ?? config.hive.loadStallTimeoutMs,
+        workerTimeoutMs: options.workerTimeout ?? config.hive.workerTimeoutMs,
         stopGraceMs: options.stopGrace ?? config.hive.stopGraceMs ?? 10_000,
         modelDirs: modelDirs?.map(dir => path.resolve(dir)),
         workerDefaults: config.workers,

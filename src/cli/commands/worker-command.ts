@@ -19,6 +19,7 @@ type SpawnOptions = {
   threads?: number;
   parallel?: number;
   maxQueue?: number;
+  readyTimeout?: number;
   restart: string;
   force?: boolean;
   dryRun?: boolean;
@@ -42,15 +43,26 @@ function describe(worker: WorkerInfo): string {
   return `${worker.worker_id}  ${worker.state}${reason}  ${worker.model} on ${worker.device}  ${worker.url}`;
 }
 
-/** Polls until the worker serves or fails; a download or load in progress shows as a bar on a terminal. */
+/**
+ * Polls until the worker serves or fails; a download or load in progress shows as a bar on a terminal.
+ * A failure the hive restarts the worker after is said at once (stderr), and is what a timeout reports.
+ */
 async function waitUntilReady(client: HiveClient, worker: WorkerInfo, timeoutSeconds: number): Promise<WorkerInfo> {
   const deadline = Date.now() + timeoutSeconds * 1000;
   const bar = createProgressBar({label: worker.model});
   let current = worker;
+  let toldFailure: string | null = null;
   try {
     while (current.state === 'starting') {
+      if (current.last_failure !== null && current.last_failure !== toldFailure) {
+        toldFailure = current.last_failure;
+        bar.done();
+        process.stderr.write(`rbee: worker ${current.worker_id} failed: ${current.last_failure}\n` +
+          `rbee: the hive restarts it (restart policy ${current.restart}, ${current.restarts} restart(s) so far); waiting up to ${timeoutSeconds} s in all\n`);
+      }
       if (Date.now() > deadline) {
-        throw new RbeeError('timeout', `worker ${current.worker_id} was not ready after ${timeoutSeconds} s (state ${current.state})`);
+        const last = current.last_failure === null ? '' : `; its last failure: ${current.last_failure}`;
+        throw new RbeeError('timeout', `worker ${current.worker_id} was not ready after ${timeoutSeconds} s (state ${current.state})${last}`);
       }
       await new Promise(resolve => setTimeout(resolve, 250));
       current = await client.get<WorkerInfo>(`/v1/workers/${current.worker_id}`);
@@ -79,6 +91,7 @@ export function workerCommand(): Command {
     .addOption(new Option('--device <device>', 'cpu, cuda:N or metal').env('RBEE_DEVICE').default('cpu'))
     .addOption(new Option('--type <type>', 'worker type (default: the fastest engine for the device)').env('RBEE_WORKER_TYPE'))
     .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlag('--max-queue', 0, 100_000))
+    .option('--ready-timeout <ms>', 'fail the worker when its engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlag('--ready-timeout', 100, 86_400_000))
     .addOption(new Option('--restart <policy>', 'restart after a failure').choices(['never', 'on-failure', 'always']).default('on-failure'))
     .option('--force', 'spawn even if the memory estimate says it will not fit')
     .option('--dry-run', 'print where the worker would go and how much memory it would take; start nothing')
@@ -93,6 +106,7 @@ export function workerCommand(): Command {
         ...(options.type === undefined || options.type === '' ? {} : {type: options.type}),
         ...shapeFields(options),
         ...(options.maxQueue === undefined ? {} : {max_queue: options.maxQueue}),
+        ...(options.readyTimeout === undefined ? {} : {ready_timeout_ms: options.readyTimeout}),
         restart: options.restart as RestartPolicy,
         force: options.force === true,
         dry_run: options.dryRun === true,

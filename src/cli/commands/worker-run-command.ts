@@ -23,6 +23,7 @@ type RunOptions = {
   parallel: number;
   maxQueue: number;
   drainTimeout: number;
+  readyTimeout?: number;
   config?: string;
   group?: string;
 };
@@ -77,6 +78,7 @@ export function workerRunCommand(): Command {
     .option('--max-queue <n>', 'requests that may wait beyond --parallel', integerFlag('--max-queue', 0, 100_000), workerDefaults.maxQueue)
     .option('--config <file>', 'the hive\'s config file, for its adapter plugins')
     .option('--group <json>', 'this worker\'s part in a worker group (the hive sets it)')
+    .option('--ready-timeout <ms>', 'fail when the engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlag('--ready-timeout', 100, 86_400_000))
     .option('--drain-timeout <ms>', 'on stop, how long in-flight requests may finish', integerFlag('--drain-timeout', 0, 600_000), workerDefaults.drainTimeoutMs)
     .action(async (options: RunOptions) => {
       const credentials = takeWorkerCredentials();
@@ -111,6 +113,7 @@ export function workerRunCommand(): Command {
         parallel: options.parallel,
         maxQueue: options.maxQueue,
         drainTimeoutMs: options.drainTimeout,
+        readyTimeoutMs: options.readyTimeout,
         group,
       }, adapter);
     });
