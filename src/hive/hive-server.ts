@@ -2,6 +2,7 @@
  * The hive daemon: one fastify server (heartbeats, workers, inference, status) over a supervisor
  * of worker processes. Loopback by default; any other address needs a token.
  */
+import {rbeeVersion} from '../version.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import Fastify, {type FastifyInstance} from 'fastify';
@@ -59,7 +60,7 @@ export type Hive = {
   closed: Promise<void>;
 };
 
-const version = '0.1.0';
+const version = rbeeVersion;
 
 function bearer(header: string | undefined): string | undefined {
   const match = header === undefined ? null : /^Bearer\s+(.+)$/i.exec(header);
@@ -86,6 +87,9 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
     groupTypes: options.adapters.adapters.filter(loaded => loaded.adapter.groups === true).map(loaded => loaded.adapter.type),
     candleBackends: nativeBackends,
     modelFormats: Object.fromEntries(options.adapters.adapters.map(loaded => [loaded.adapter.type, loaded.adapter.modelFormat ?? 'gguf'])),
+    checkAdapterOptions: async (type, adapterOptions) => {
+      await options.adapters.adapters.find(loaded => loaded.adapter.type === type)?.withOptions(adapterOptions);
+    },
     configPath: options.configPath,
     logsDir: path.join(options.rbeeHome, 'logs'),
     allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),

@@ -33,6 +33,7 @@ export function workerRunArgs(record: WorkerRecord, model: Pick<ResolvedModel, '
   const threads = spec.threads ?? defaults.threads;
   if (threads !== undefined) args.push('--threads', String(threads));
   if (spec.max_queue !== undefined) args.push('--max-queue', String(spec.max_queue));
+  if (spec.adapter_options !== undefined) args.push('--adapter-options', JSON.stringify(spec.adapter_options));
   if (options.configPath !== null) args.push('--config', options.configPath);
   if (record.group !== null) args.push('--group', JSON.stringify(record.group.membership));
   return args;

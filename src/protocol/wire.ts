@@ -254,6 +254,16 @@ export const DeviceSchema = z.string().regex(/^(cpu|metal|cuda:\d{1,2})$/, 'one 
 export const RestartPolicySchema = z.enum(['never', 'on-failure', 'always']);
 export type RestartPolicy = z.infer<typeof RestartPolicySchema>;
 
+/**
+ * Per-worker options for the worker type's adapter (`--adapter-option key=value`), merged over the
+ * config's options for it and checked by the adapter's own factory when the hive takes the spawn.
+ */
+export const AdapterOptionsSchema = z.record(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]{0,63}$/, 'an option name: letters, digits, "_" or "-"'),
+  z.union([z.string().max(4_096), z.number(), z.boolean(), z.null()]),
+).refine(options => Object.keys(options).length <= 64, 'at most 64 options');
+export type AdapterOptions = z.infer<typeof AdapterOptionsSchema>;
+
 export const SpawnWorkerRequestSchema = z.object({
   model: z.string().min(1).max(4_096),
   device: DeviceSchema.default('cpu'),
@@ -264,6 +274,7 @@ export const SpawnWorkerRequestSchema = z.object({
   parallel: z.number().int().min(1).max(64).optional(),
   max_queue: z.number().int().min(0).max(100_000).optional(),
   heartbeat_interval_ms: z.number().int().min(50).max(600_000).optional(),
+  adapter_options: AdapterOptionsSchema.optional(),
   restart: RestartPolicySchema.default('on-failure'),
   /** Spawn even when the memory estimate says the model will not fit. */
   force: z.boolean().default(false),

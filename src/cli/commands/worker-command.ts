@@ -6,7 +6,7 @@ import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../hive-client.js';
 import {emit} from '../output.js';
-import {integerFlag} from '../parse-flags.js';
+import {integerFlag, keyValueFlag} from '../parse-flags.js';
 import {workerRunCommand} from './worker-run-command.js';
 import {describeGroup, groupsCommand, spawnGroupCommand} from './group-commands.js';
 import {modelOption, modelReference, shapeFields, shapeOptions, timeoutOption} from './spawn-options.js';
@@ -24,6 +24,7 @@ type SpawnOptions = {
   dryRun?: boolean;
   wait?: boolean;
   timeout: number;
+  adapterOption?: Record<string, string | number | boolean | null>;
 };
 
 function describePlan(plan: SpawnPlan): string {
@@ -78,6 +79,7 @@ export function workerCommand(): Command {
     .addOption(modelOption())
     .addOption(new Option('--device <device>', 'cpu, cuda:N or metal').env('RBEE_DEVICE').default('cpu'))
     .addOption(new Option('--type <type>', 'worker type (default: the fastest engine for the device)').env('RBEE_WORKER_TYPE'))
+    .option('--adapter-option <key=value>', 'an option for the worker type\'s adapter, over the config\'s (repeatable; checked by the adapter)', keyValueFlag('--adapter-option'))
     .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlag('--max-queue', 0, 100_000))
     .addOption(new Option('--restart <policy>', 'restart after a failure').choices(['never', 'on-failure', 'always']).default('on-failure'))
     .option('--force', 'spawn even if the memory estimate says it will not fit')
@@ -93,6 +95,7 @@ export function workerCommand(): Command {
         ...(options.type === undefined || options.type === '' ? {} : {type: options.type}),
         ...shapeFields(options),
         ...(options.maxQueue === undefined ? {} : {max_queue: options.maxQueue}),
+        ...(options.adapterOption === undefined ? {} : {adapter_options: options.adapterOption}),
         restart: options.restart as RestartPolicy,
         force: options.force === true,
         dry_run: options.dryRun === true,
