@@ -1,5 +1,6 @@
 import type {Command} from 'commander';
-import {envFlag, envValue, hiveUrl} from '../config/env.js';
+import {envFlag, envValue, hiveUrl, rbeeHome} from '../config/env.js';
+import {runningHive} from '../hive/pid-file.js';
 import {HiveClient} from './hive-client.js';
 
 export type GlobalOptions = {hive?: string; token?: string; json?: boolean};
@@ -10,10 +11,15 @@ export function globalOptions(command: Command): GlobalOptions {
   return {...options, json: options.json === true || envFlag('RBEE_JSON')};
 }
 
+/** Where the hive is: --hive, else RBEE_HIVE_URL, else the one running on this RBEE_HOME (its pid file), else the default port. */
+export function hiveLocation(hive: string | undefined): string {
+  return hive ?? envValue('RBEE_HIVE_URL') ?? runningHive(rbeeHome())?.url ?? hiveUrl();
+}
+
 export function hiveClient(command: Command, timeoutMs?: number): HiveClient {
   const options = globalOptions(command);
   return new HiveClient({
-    url: options.hive ?? hiveUrl(),
+    url: hiveLocation(options.hive),
     token: options.token ?? envValue('RBEE_TOKEN'),
     ...(timeoutMs === undefined ? {} : {timeoutMs}),
   });

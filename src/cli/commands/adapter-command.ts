@@ -13,13 +13,19 @@ async function loadLocalConfig(options: ConfigOption) {
   return loadConfig(explicitPath === undefined || explicitPath === '' ? {} : {explicitPath});
 }
 
-/** Package names stay as they are; paths are stored relative to the config file, which is where they are resolved. */
+/**
+ * Package names stay as they are. Paths are resolved from the config file's folder: one inside it
+ * is stored relative (the project moves with it), one elsewhere absolute (the home's config).
+ */
 function specifierFor(spec: string, configDir: string): string {
   if (!spec.startsWith('.') && !path.isAbsolute(spec)) {
     return spec;
   }
   const relative = path.relative(configDir, path.resolve(spec));
-  return relative.startsWith('.') ? relative : `./${relative}`;
+  if (relative.startsWith('..') || path.isAbsolute(relative)) {
+    return path.resolve(spec);
+  }
+  return `./${relative}`;
 }
 
 export function adapterCommand(): Command {
