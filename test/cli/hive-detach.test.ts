@@ -21,8 +21,8 @@ test('hive start --detach returns once the hive answers; it runs in its own sess
     }
   });
   const started = await rbee(['--json', 'hive', 'start', '--detach', '--port', '0'], {env: envFor(home), timeout: 150_000});
-  t.is(started.exitCode, 0, started.stderr);
-  const answer = JSON.parse(started.stdout) as {pid: number; url: string; log: string; detached: boolean};
+  t.is(started.exitCode, 0, String(started.stderr));
+  const answer = JSON.parse(String(started.stdout)) as {pid: number; url: string; log: string; detached: boolean};
   pid = answer.pid;
   t.true(answer.detached);
   t.true(isAlive(pid), 'the hive outlives the command that started it');
@@ -37,12 +37,12 @@ test('hive start --detach returns once the hive answers; it runs in its own sess
   t.true(fs.readFileSync(answer.log, 'utf8').includes(answer.url), 'the hive\'s own output is in its log');
 
   const status = await rbee(['--json', 'status'], {env: envFor(home)});
-  t.is(status.exitCode, 0, status.stderr);
-  t.is((JSON.parse(status.stdout) as {pid: number}).pid, pid);
+  t.is(status.exitCode, 0, String(status.stderr));
+  t.is((JSON.parse(String(status.stdout)) as {pid: number}).pid, pid);
 
   const stopped = await rbee(['--json', 'hive', 'stop'], {env: envFor(home), timeout: 90_000});
-  t.is(stopped.exitCode, 0, stopped.stderr);
-  t.deepEqual(JSON.parse(stopped.stdout), {stopped: true, url: answer.url});
+  t.is(stopped.exitCode, 0, String(stopped.stderr));
+  t.deepEqual(JSON.parse(String(stopped.stdout)), {stopped: true, url: answer.url});
   t.false(isAlive(pid));
   t.false(fs.existsSync(pidFile), 'a stopped hive takes its pid file with it');
 });
@@ -54,7 +54,7 @@ test('hive start --detach fails with the hive\'s own error when the hive cannot 
   const home = tempHome();
   const failed = await rbee(['--json', 'hive', 'start', '--detach', '--port', port], {env: envFor(home), timeout: 150_000});
   t.is(failed.exitCode, 1);
-  const body = JSON.parse(failed.stdout) as {error: {code: string; message: string}};
+  const body = JSON.parse(String(failed.stdout)) as {error: {code: string; message: string}};
   t.is(body.error.code, 'port_in_use');
   t.regex(body.error.message, new RegExp(`the hive did not start: port ${port}`));
   t.false(fs.existsSync(path.join(home, 'hive.pid')));
@@ -65,8 +65,8 @@ test('a foreground hive writes the pid file too, so commands in another terminal
   t.teardown(() => hive.stop());
   await waitFor(() => fs.existsSync(path.join(hive.home, 'hive.pid')), 10_000, 'the pid file');
   const list = await rbee(['--json', 'worker', 'list'], {env: envFor(hive.home)});
-  t.is(list.exitCode, 0, list.stderr);
-  t.deepEqual(JSON.parse(list.stdout), {workers: []});
+  t.is(list.exitCode, 0, String(list.stderr));
+  t.deepEqual(JSON.parse(String(list.stdout)), {workers: []});
   await hive.stop();
   t.false(fs.existsSync(path.join(hive.home, 'hive.pid')));
 });
