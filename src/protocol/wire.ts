@@ -213,6 +213,10 @@ export const ModelListSchema = z.object({
     object: z.literal('model'),
     created: z.number().int(),
     owned_by: z.string(),
+    /** rbee: true for a base (pretrained, not instruction-tuned) model, such as the default; absent when not known. */
+    base_model: z.boolean().optional(),
+    /** rbee: what a client should know before using the model (why chat answers may echo the prompt). */
+    notice: z.string().optional(),
   })),
 });
 export type ModelList = z.infer<typeof ModelListSchema>;

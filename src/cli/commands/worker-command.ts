@@ -1,5 +1,6 @@
 import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
+import {baseModelNotice} from '../../models/base-model.js';
 import {createProgressBar} from '../../models/progress-bar.js';
 import type {GroupInfo, RestartPolicy, SpawnPlan, SpawnWorkerRequestInput, WorkerInfo, WorkerList} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
@@ -109,6 +110,9 @@ export function workerCommand(): Command {
         return;
       }
       let info = await client.post<WorkerInfo>('/v1/workers', request);
+      if (options.model === 'default' && globalOptions(command).json !== true) {
+        process.stderr.write(`note: ${baseModelNotice}\n`);
+      }
       if (options.wait === true) {
         info = await waitUntilReady(client, info, options.timeout);
       }

@@ -2,6 +2,7 @@
  * The hive's inference API: validates the request itself (a bad one never reaches a worker), picks
  * a worker and relays the worker's answer, streams included, byte for byte.
  */
+import {baseModelNotice, isDefaultBaseModel} from '../../models/base-model.js';
 import type {FastifyInstance, FastifyReply} from 'fastify';
 import type {z} from 'zod';
 import {RbeeError} from '../../errors.js';
@@ -82,6 +83,9 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
 
   app.get('/v1/models', async (): Promise<ModelList> => ({
     object: 'list',
-    data: servedModels(supervisor).map(id => ({id, object: 'model', created: 0, owned_by: 'rbee'})),
+    data: servedModels(supervisor).map(id => {
+      const base = [...supervisor.workers.values()].some(record => record.modelName === id && isDefaultBaseModel(record.modelPath));
+      return {id, object: 'model' as const, created: 0, owned_by: 'rbee', ...(base ? {base_model: true, notice: baseModelNotice} : {})};
+    }),
   }));
 }
