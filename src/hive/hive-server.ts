@@ -192,7 +192,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   registerHeartbeatRoutes(app, supervisor, hiveMetrics, events);
   registerWorkerRoutes(app, supervisor);
   registerGroupRoutes(app, supervisor);
-  registerInferenceRoutes(app, supervisor);
+  registerInferenceRoutes(app, supervisor, {active: () => events.clients > 0, publish: event => events.publish(event)});
 
   try {
     await app.listen({host: options.host, port: options.port});

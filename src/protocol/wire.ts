@@ -45,6 +45,8 @@ export const HeartbeatSchema = z.object({
   error: z.string().optional(),
   /** rbee extension: how far the model load has got (0..1), so the hive can tell a slow load from a stalled one. */
   load_progress: z.number().min(0).max(1).optional(),
+  /** rbee extension: CPU used by the worker's process tree since its previous heartbeat, in % of one core. */
+  cpu_percent: z.number().nonnegative().optional(),
   // enhanced: multi-model workers
   loaded_models: z.array(z.string()).optional(),
   vram_allocations: z.record(z.string(), bytes).optional(),
@@ -416,6 +418,16 @@ export const HiveEventSchema = z.discriminatedUnion('type', [
   z.object({type: z.literal('worker'), at, change: z.enum(['spawned', 'state', 'restarting']), worker: WorkerInfoSchema}),
   /** A group was spawned or its health changed; `group` is its full current record. */
   z.object({type: z.literal('group'), at, change: z.enum(['spawned', 'health']), group: GroupInfoSchema}),
+  /**
+   * A request the hive routed: `started`, `progress` (streams, at most once a second) and `ended`,
+   * with the worker's requests in flight through the hive and the tokens relayed since the last
+   * event (counted from the answer: usage figures, or one per streamed event). Sent only while
+   * someone follows the stream; lets a dashboard show busy and tok/s as they happen.
+   */
+  z.object({
+    type: z.literal('request'), at, worker_id: id, phase: z.enum(['started', 'progress', 'ended']), in_flight: count,
+    tokens: count.optional(), duration_ms: count.optional(), status: z.number().int().optional(),
+  }),
 ]);
 export type HiveEvent = z.infer<typeof HiveEventSchema>;
 

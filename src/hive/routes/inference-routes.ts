@@ -17,13 +17,20 @@ import {
 } from '../../protocol/wire.js';
 import {pickWorker, servedModels} from '../router.js';
 import type {Supervisor} from '../supervisor.js';
+import {answerTokens, streamTokens, type RequestEventSink} from '../request-events.js';
 import {workerUrl} from '../worker-record.js';
 
 type Routed = {model?: string | undefined; stream?: boolean | undefined};
 
-async function relay(reply: FastifyReply, upstream: Response, streamed: boolean): Promise<void> {
+/** Called with the tokens relayed so far (a whole answer once, a stream as it goes); null when nobody follows events. */
+type TokenTap = ((tokens: number) => void) | null;
+
+async function relay(reply: FastifyReply, upstream: Response, streamed: boolean, path: string, tap: TokenTap): Promise<void> {
   if (!streamed || !upstream.ok || upstream.body === null) {
     const text = await upstream.text();
+    if (tap !== null && upstream.ok) {
+      tap(answerTokens(text));
+    }
     const retryAfter = upstream.headers.get('retry-after');
     if (retryAfter !== null) {
       void reply.header('retry-after', retryAfter);
@@ -41,6 +48,9 @@ async function relay(reply: FastifyReply, upstream: Response, streamed: boolean)
   try {
     for await (const chunk of upstream.body) {
       reply.raw.write(chunk);
+      if (tap !== null) {
+        tap(streamTokens(path, chunk));
+      }
     }
   } catch (error) {
     // The worker died or the connection broke mid-stream: end the client's stream with an error, never a hang.
@@ -51,13 +61,36 @@ async function relay(reply: FastifyReply, upstream: Response, streamed: boolean)
   reply.raw.end();
 }
 
-export function registerInferenceRoutes(app: FastifyInstance, supervisor: Supervisor): void {
+/** Progress events of a stream: at most one a second per request. */
+const progressEveryMs = 1_000;
+
+export function registerInferenceRoutes(app: FastifyInstance, supervisor: Supervisor, events?: RequestEventSink): void {
   function route<S extends z.ZodType<Routed>>(path: string, schema: S, what: string): void {
     app.post(path, async (request, reply) => {
       const body = validateBody(schema, request.body, what);
       const worker = pickWorker(supervisor, body.model);
       const signal = clientGoneSignal(reply.raw);
       worker.inFlight++;
+      const started = Date.now();
+      const following = events?.active() === true ? events : null;
+      let pending = 0;
+      let lastProgress = started;
+      const event = (phase: 'started' | 'progress' | 'ended', extra: {status?: number} = {}) => {
+        following?.publish({
+          type: 'request', at: new Date().toISOString(), worker_id: worker.id, phase, in_flight: worker.inFlight,
+          ...(phase === 'started' ? {} : {tokens: pending}), ...(phase === 'ended' ? {duration_ms: Date.now() - started} : {}), ...extra,
+        });
+        pending = 0;
+      };
+      const tap: TokenTap = following === null ? null : tokens => {
+        pending += tokens;
+        if (Date.now() - lastProgress >= progressEveryMs) {
+          lastProgress = Date.now();
+          event('progress');
+        }
+      };
+      event('started');
+      let status: number | undefined;
       try {
         let upstream: Response;
         try {
@@ -70,9 +103,11 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
         } catch (error) {
           throw new RbeeError('upstream_error', `worker ${worker.id} did not answer: ${(error as Error).message}`, {cause: error});
         }
-        await relay(reply, upstream, body.stream === true);
+        status = upstream.status;
+        await relay(reply, upstream, body.stream === true, path, tap);
       } finally {
         worker.inFlight--;
+        event('ended', status === undefined ? {} : {status});
       }
     });
   }

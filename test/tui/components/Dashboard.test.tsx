@@ -25,7 +25,7 @@ test('header, rows and the detail pane of the first worker', async t => {
     const frame = await ui.waitForFrame(/worker-bbbb2222/);
     t.regex(frame, /rbee dashboard {2}http:\/\/127\.0\.0\.1:7833 {2}hive pid 100 · rbee 0\.1\.0 {2}● live/);
     t.regex(frame, /workers 2 ready/);
-    t.regex(frame, /ID +TYPE +MODEL +DEVICE +STATUS +VRAM\/RAM +REQS +TOK\/S +QUEUE +UPTIME +HEARTBEAT/);
+    t.regex(frame, /ID +TYPE +MODEL +DEVICE +STATUS +VRAM\/RAM +CPU% +REQS +TOK\/S +QUEUE +UPTIME +HEARTBEAT/);
     t.regex(frame, /› worker-aaaa1111 +llamacpp +gemma-3-270m-q4_k_m +cpu +ready/);
     t.regex(frame, / {2}worker-bbbb2222 +vllm +qwen2\.5-0\.5b +cuda:0 +ready/);
     await ui.waitForFrame(/devices cpu ██░░░░░░ 4\.0G\/16\.0G/);
@@ -43,10 +43,12 @@ test('heartbeats fill the row: RAM bar, sparkline, queue; the detail pane lists 
     await ui.waitForFrame(/4\.0G\/16\.0G/);
     hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 10, requests_total: 7}, Date.now() - 1_000));
     hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 20, requests_total: 9, queue_depth: 2}, Date.now()));
-    const frame = await ui.waitForFrame(/████░░░░ 8\.0G\/16\.0G +9 +▅█ +20\.0 +2/);
-    t.regex(frame, /throughput_tokens_per_second 20/);
-    t.regex(frame, /ram_used +8\.0G \(8589934592\)/);
-    t.regex(frame, /requests_total +9/);
+    const frame = await ui.waitForFrame(/████░░░░ 8\.0G\/16\.0G +- +9 +▅█ +20\.0 +2/);
+    // The detail pane says it in words, not as the heartbeat's keys.
+    t.regex(frame, /│ Ready: idle, 2 waiting in its queue\. +│/);
+    t.regex(frame, /│ Throughput: 20\.0 tokens\/s at its last heartbeat · \d+ tokens in 9 requests since it started\. +│/);
+    t.regex(frame, /│ Memory: 8\.0G RAM of 16\.0G on cpu \(50%\)\. +│/);
+    t.notRegex(frame, /throughput_tokens_per_second|ram_used/);
   } finally {
     ui.unmount();
   }
@@ -133,7 +135,10 @@ test('r asks, then stops and spawns the same model, device, type and shape, and 
     t.deepEqual(hive.stops, ['worker-aaaa1111']);
     t.deepEqual(hive.spawns, [{model: '/models/gemma-3-270m-q4_k_m.gguf', device: 'cpu', type: 'llamacpp', restart: 'on-failure', context_size: 512, parallel: 2, threads: 1}]);
     hive.emit({type: 'worker', at: new Date().toISOString(), change: 'spawned', worker: workerInfo({worker_id: 'worker-new1', state: 'starting', started_at: new Date().toISOString()})});
-    await ui.waitForFrame(/› worker-new1 +llamacpp .* starting/);
+    // The new worker takes the old one's row, marked as restarted; the old row is gone from the table.
+    const frame = await ui.waitForFrame(/› ↻ worker-new1 +llamacpp .* starting/);
+    t.notRegex(frame, /worker-aaaa1111 +llamacpp/);
+    t.regex(frame, /restarted by this dashboard from worker-aaaa1111/);
   } finally {
     ui.unmount();
   }
