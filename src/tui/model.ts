@@ -88,7 +88,8 @@ function rowFrom(info: WorkerInfo, previous: WorkerRow | undefined, history: boo
   return {
     info, heartbeatAt, intervalMs: previous?.intervalMs ?? null, throughput, history,
     inFlight: isAliveState(info.state) ? previous?.inFlight ?? 0 : 0,
-    requestEventAt: previous?.requestEventAt ?? null,
+    // The hive's record is newer than any request event before it: its state is the truth again.
+    requestEventAt: null,
     activity: previous?.activity ?? [],
   };
 }

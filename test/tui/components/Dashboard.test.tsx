@@ -329,3 +329,60 @@ test('500 workers: only the lines that fit are drawn, and the window follows the
     ui.unmount();
   }
 });
+
+test('request events drive busy and TOK/S at once, and the totals line adds them up with memory per device', async t => {
+  const hive = fakeHive(twoWorkers());
+  const ui = start(hive);
+  try {
+    await ui.waitForFrame(/totals 2 workers running · 0 req\/s · 0 tok\/s/);
+    const at = Date.now();
+    hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 2 * 1024 ** 3, cpu_percent: 150}, at));
+    hive.emit({type: 'request', at: iso(at), worker_id: 'worker-aaaa1111', phase: 'started', in_flight: 1});
+    let frame = await ui.waitForFrame(/› worker-aaaa1111 +llamacpp .* busy .* 150 /);
+    t.regex(frame, /workers 1 busy · 1 ready/);
+    t.regex(frame, /totals 2 workers running \(1 busy\) · 0 req\/s · 0 tok\/s · memory held: cpu 2\.0G \(1\) · cuda:0 0B \(1\)/);
+    t.regex(frame, /│ Busy: 1 request in flight through the hive\./);
+    hive.emit({type: 'request', at: iso(at + 500), worker_id: 'worker-aaaa1111', phase: 'ended', in_flight: 0, tokens: 50});
+    frame = await ui.waitForFrame(/› worker-aaaa1111 +llamacpp .* ready .* 10\.0 /);
+    t.regex(frame, /totals 2 workers running · 0\.2 req\/s · 10\.0 tok\/s/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('o sorts by the next key (the footer says which); type names are shown whole', async t => {
+  const hive = fakeHive([
+    ...twoWorkers(),
+    workerInfo({worker_id: 'worker-0000cccc', type: 'tensorrt-llm', model: 'llama-8b', device: 'cuda:0', started_at: iso(now - 10_000)}),
+  ]);
+  const ui = start(hive);
+  try {
+    let frame = await ui.waitForFrame(/worker-0000cccc .*o sort \(started\)/s);
+    t.regex(frame, /worker-0000cccc +tensorrt-llm +llama-8b/);
+    t.true(frame.indexOf('worker-aaaa1111') < frame.indexOf('worker-0000cccc'), 'by start time');
+    ui.press('o');
+    frame = await ui.waitForFrame(/o sort \(id\)/);
+    const rows = frame.split('\n').filter(line => /^[ ›] +worker-/.test(line)).map(line => /worker-\w+/.exec(line)![0]);
+    t.deepEqual(rows, ['worker-0000cccc', 'worker-aaaa1111', 'worker-bbbb2222']);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('with two workers the table is two lines tall and the detail pane takes the screen: sentences, then the throughput chart', async t => {
+  const hive = fakeHive(twoWorkers());
+  const ui = start(hive, {columns: 160, rows: 40});
+  try {
+    await ui.waitForFrame(/devices cpu/);
+    for (let index = 0; index < 6; index++) {
+      hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', throughput_tokens_per_second: 5 * (index + 1)}, Date.now() - (6 - index) * 1_000));
+    }
+    const frame = await ui.waitForFrame(/tokens\/s at each of the last 6 heartbeats \(top: 30\.0\)/);
+    const lines = frame.split('\n');
+    t.true(lines.length >= 38, `the frame fills the terminal (${lines.length} lines)`);
+    t.true(lines.filter(line => line.trim() === '').length <= 2, 'no stretch of blank lines');
+    t.regex(frame, /│ ██+ +│/, 'chart bars');
+  } finally {
+    ui.unmount();
+  }
+});
