@@ -12,10 +12,11 @@ import {modelCommand} from './commands/model-command.js';
 import {statusCommand} from './commands/status-command.js';
 import {workerCommand} from './commands/worker-command.js';
 import {exitCodes, reportFailure} from './output.js';
+import {rbeeVersion} from '../version.js';
 
 const program = new Command('rbee')
   .description('self-hosted inference: one control plane for the GPUs and CPUs you own')
-  .version('0.1.0')
+  .version(rbeeVersion)
   .option('--hive <url>', 'hive to talk to (env RBEE_HIVE_URL)')
   .option('--token <token>', 'API token (env RBEE_TOKEN)')
   .option('--json', 'print one JSON document on stdout')
@@ -43,6 +44,16 @@ function inheritSettings(command: Command): void {
 inheritSettings(program);
 
 const json = process.argv.includes('--json') || envFlag('RBEE_JSON');
+// `rbee --help | head` closes the pipe early: that is the reader's choice, not a failure to report.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') {
+      process.exit(process.exitCode ?? exitCodes.ok);
+    }
+    throw error;
+  });
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {

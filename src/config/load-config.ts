@@ -1,17 +1,19 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import {cosmiconfig} from 'cosmiconfig';
 import {TypeScriptLoader} from 'cosmiconfig-typescript-loader';
 import {RbeeError} from '../errors.js';
+import {homeConfigPath} from './env.js';
 import {parseWire} from '../protocol/parse.js';
 import {ConfigSchema, type RbeeConfig} from './schema.js';
 
 export type LoadedConfig = {config: RbeeConfig; filepath: string | null};
 
 /**
- * Finds rbee.config.{ts,mjs,js,json,yaml} from `cwd` up (or loads `explicitPath`) and validates
- * it. `.ts` goes through jiti, so users need no TypeScript installed.
+ * Finds rbee.config.{ts,mjs,js,json,yaml} from `cwd` up (or loads `explicitPath`), else the home's
+ * rbee.config.json (where `rbee adapter add` writes), and validates it. `.ts` goes through jiti, so users need no TypeScript installed.
  */
-export async function loadConfig(options: {cwd?: string; explicitPath?: string | undefined} = {}): Promise<LoadedConfig> {
+export async function loadConfig(options: {cwd?: string; explicitPath?: string | undefined; env?: NodeJS.ProcessEnv} = {}): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd();
   const explorer = cosmiconfig('rbee', {
     loaders: {'.ts': TypeScriptLoader(), '.mts': TypeScriptLoader()},
@@ -25,9 +27,15 @@ export async function loadConfig(options: {cwd?: string; explicitPath?: string |
   });
   let found;
   try {
-    found = options.explicitPath === undefined
-      ? await explorer.search(cwd)
-      : await explorer.load(options.explicitPath);
+    if (options.explicitPath !== undefined) {
+      found = await explorer.load(options.explicitPath);
+    } else {
+      found = await explorer.search(cwd);
+      const home = homeConfigPath(options.env);
+      if (found === null && fs.existsSync(home)) {
+        found = await explorer.load(home);
+      }
+    }
   } catch (error) {
     const where = (error as {filepath?: unknown}).filepath ?? options.explicitPath ?? `the rbee config found from ${cwd}`;
     throw new RbeeError('invalid_request', `config ${String(where)} failed to load: ${firstCauseLine(error)}`, {cause: error});

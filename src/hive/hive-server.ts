@@ -2,6 +2,7 @@
  * The hive daemon: one fastify server (heartbeats, workers, inference, status) over a supervisor
  * of worker processes. Loopback by default; any other address needs a token.
  */
+import {rbeeVersion} from '../version.js';
 import path from 'node:path';
 import Fastify, {type FastifyInstance} from 'fastify';
 import {RbeeError} from '../errors.js';
@@ -64,7 +65,7 @@ export type Hive = {
   closed: Promise<void>;
 };
 
-const version = '0.1.0';
+const version = rbeeVersion;
 
 export async function startHive(options: HiveOptions): Promise<Hive> {
   if (!isLoopback(options.host) && options.token === undefined) {
@@ -102,6 +103,9 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     groupTypes: options.adapters.adapters.filter(loaded => loaded.adapter.groups === true).map(loaded => loaded.adapter.type),
     candleBackends: nativeBackends,
     modelFormats: Object.fromEntries(options.adapters.adapters.map(loaded => [loaded.adapter.type, loaded.adapter.modelFormat ?? 'gguf'])),
+    checkAdapterOptions: async (type, adapterOptions) => {
+      await options.adapters.adapters.find(loaded => loaded.adapter.type === type)?.withOptions(adapterOptions);
+    },
     configPath: options.configPath,
     logsDir: path.join(options.rbeeHome, 'logs'),
     allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),
@@ -200,7 +204,10 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   registerHeartbeatRoutes(app, supervisor, hiveMetrics, events);
   registerWorkerRoutes(app, supervisor);
   registerGroupRoutes(app, supervisor);
-  registerInferenceRoutes(app, supervisor, {workerTimeoutMs: options.workerTimeoutMs ?? 2_000, log: options.log});
+  registerInferenceRoutes(app, supervisor, {
+    workerTimeoutMs: options.workerTimeoutMs ?? 2_000, log: options.log,
+    events: {active: () => events.clients > 0, publish: event => events.publish(event)},
+  });
 
   try {
     await app.listen({host: options.host, port: options.port});

@@ -4,40 +4,23 @@
  *
  * The lock is an exclusive SQLite lock (a POSIX advisory lock the kernel drops when the process
  * dies, however it dies): a crashed hive leaves no stale lock to judge by pid, and a recycled pid
- * cannot keep a home locked. `hive.json` beside it only tells a second hive who holds the lock.
+ * cannot keep a home locked. `hive.json` beside it (home-owner.ts) tells a second hive, and the
+ * CLI, which hive holds the lock and where it answers.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import {z} from 'zod';
-import {ensurePrivateFile, writePrivateFile} from '../config/private-home.js';
+import {ensurePrivateFile} from '../config/private-home.js';
 import {RbeeError} from '../errors.js';
-
-const OwnerSchema = z.object({pid: z.number().int().positive(), url: z.string().nullable(), started_at: z.string()});
-export type HomeOwner = z.infer<typeof OwnerSchema>;
+import {readHomeOwner, removeHomeOwner, writeHomeOwner, type HomeOwner} from './home-owner.js';
 
 export type HomeLock = {
-  /** Records where the hive listens, once it does, for a second hive's error message. */
+  /** Records where the hive listens, once it does: for a second hive's error message and for the CLI to find it. */
   setUrl(url: string): void;
   release(): void;
 };
 
 export function homeLockPath(home: string): string {
   return path.join(home, 'hive.lock');
-}
-
-export function homeOwnerPath(home: string): string {
-  return path.join(home, 'hive.json');
-}
-
-/** Who holds the home, as the holder wrote it; null while it has not written it yet (or it is unreadable). */
-export function readHomeOwner(home: string): HomeOwner | null {
-  try {
-    const parsed = OwnerSchema.safeParse(JSON.parse(fs.readFileSync(homeOwnerPath(home), 'utf8')));
-    return parsed.success ? parsed.data : null;
-  } catch {
-    return null;
-  }
 }
 
 /** Takes the home's lock or throws `home_locked` naming the hive that holds it. Touches nothing else in the home. */
@@ -60,22 +43,24 @@ export function lockHome(home: string): HomeLock {
     throw new RbeeError('home_locked', `${who} is running on RBEE_HOME ${home}: stop it first (rbee hive stop${owner?.url ? ` --hive ${owner.url}` : ''}) or use another RBEE_HOME`, {cause: error});
   }
   const owner: HomeOwner = {pid: process.pid, url: null, started_at: new Date().toISOString()};
-  writePrivateFile(homeOwnerPath(home), `${JSON.stringify(owner)}\n`);
+  writeHomeOwner(home, owner);
   let released = false;
+  // A hive that exits without closing (an uncaught error) takes its record along; the kernel frees the lock.
+  const onExit = () => removeHomeOwner(home);
+  process.once('exit', onExit);
   return {
     setUrl(url: string) {
       owner.url = url;
-      writePrivateFile(homeOwnerPath(home), `${JSON.stringify(owner)}\n`);
+      writeHomeOwner(home, owner);
     },
     release() {
       if (released) {
         return;
       }
       released = true;
+      process.off('exit', onExit);
       // The owner file first: once the lock is free, a new hive may write its own.
-      if (readHomeOwner(home)?.pid === process.pid) {
-        fs.rmSync(homeOwnerPath(home), {force: true});
-      }
+      removeHomeOwner(home);
       db.close();
     },
   };

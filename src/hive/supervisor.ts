@@ -18,7 +18,7 @@ import type {GroupRecord} from './group-record.js';
 import {WorkerGroups} from './worker-groups.js';
 import {workerRunArgs} from './worker-command-line.js';
 import {defaultWorkerType} from './default-worker-type.js';
-import {admitOrThrow, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
+import {admitOrThrow, checkAdapterOptions, checkEngineBuilt, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import {freePort} from '../http/free-port.js';
 import {judgeHealth} from './health-judge.js';
 import {decideRestart, defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
@@ -108,6 +108,8 @@ export class Supervisor {
       ...request,
       type: request.type ?? defaultWorkerType(request.device, {types: this.#options.workerTypes, candleBackends: await this.#options.candleBackends()}),
     };
+    await checkEngineBuilt(spec, this.#options);
+    await checkAdapterOptions(spec, this.#options);
     const reference = parseModelRef(spec.model);
     // A local file is checked before answering, so a typo is a 4xx and not a failed worker.
     const local = reference.kind === 'path' ? await resolveAllowedModel(spec.model, spec.type, this.#options) : null;

@@ -35,6 +35,7 @@ export function workerRunArgs(record: WorkerRecord, model: Pick<ResolvedModel, '
   if (spec.max_queue !== undefined) args.push('--max-queue', String(spec.max_queue));
   const readyTimeout = spec.ready_timeout_ms ?? defaults.readyTimeoutMs;
   if (readyTimeout !== undefined) args.push('--ready-timeout', String(readyTimeout));
+  if (spec.adapter_options !== undefined) args.push('--adapter-options', JSON.stringify(spec.adapter_options));
   if (options.configPath !== null) args.push('--config', options.configPath);
   if (record.group !== null) args.push('--group', JSON.stringify(record.group.membership));
   return args;

@@ -45,6 +45,8 @@ export const HeartbeatSchema = z.object({
   error: z.string().optional(),
   /** rbee extension: how far the model load has got (0..1), so the hive can tell a slow load from a stalled one. */
   load_progress: z.number().min(0).max(1).optional(),
+  /** rbee extension: CPU used by the worker's process tree since its previous heartbeat, in % of one core. */
+  cpu_percent: z.number().nonnegative().optional(),
   // enhanced: multi-model workers
   loaded_models: z.array(z.string()).optional(),
   vram_allocations: z.record(z.string(), bytes).optional(),
@@ -263,6 +265,10 @@ export const ModelListSchema = z.object({
     object: z.literal('model'),
     created: z.number().int(),
     owned_by: z.string(),
+    /** rbee: true for a base (pretrained, not instruction-tuned) model, such as the default; absent when not known. */
+    base_model: z.boolean().optional(),
+    /** rbee: what a client should know before using the model (why chat answers may echo the prompt). */
+    notice: z.string().optional(),
   })),
 });
 export type ModelList = z.infer<typeof ModelListSchema>;
@@ -304,6 +310,16 @@ export const DeviceSchema = z.string().regex(/^(cpu|metal|cuda:\d{1,2})$/, 'one 
 export const RestartPolicySchema = z.enum(['never', 'on-failure', 'always']);
 export type RestartPolicy = z.infer<typeof RestartPolicySchema>;
 
+/**
+ * Per-worker options for the worker type's adapter (`--adapter-option key=value`), merged over the
+ * config's options for it and checked by the adapter's own factory when the hive takes the spawn.
+ */
+export const AdapterOptionsSchema = z.record(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]{0,63}$/, 'an option name: letters, digits, "_" or "-"'),
+  z.union([z.string().max(4_096), z.number(), z.boolean(), z.null()]),
+).refine(options => Object.keys(options).length <= 64, 'at most 64 options');
+export type AdapterOptions = z.infer<typeof AdapterOptionsSchema>;
+
 export const SpawnWorkerRequestSchema = z.strictObject({
   model: z.string().min(1).max(4_096),
   device: DeviceSchema.default('cpu'),
@@ -316,6 +332,7 @@ export const SpawnWorkerRequestSchema = z.strictObject({
   heartbeat_interval_ms: z.number().int().min(50).max(600_000).optional(),
   /** How long the engine may take to become ready, in all (default: its adapter's, else 10 min). */
   ready_timeout_ms: z.number().int().min(100).max(86_400_000).optional(),
+  adapter_options: AdapterOptionsSchema.optional(),
   restart: RestartPolicySchema.default('on-failure'),
   /** Spawn even when the memory estimate says the model will not fit. */
   force: z.boolean().default(false),
@@ -462,6 +479,16 @@ export const HiveEventSchema = z.discriminatedUnion('type', [
   z.object({type: z.literal('worker'), at, change: z.enum(['spawned', 'state', 'restarting']), worker: WorkerInfoSchema}),
   /** A group was spawned or its health changed; `group` is its full current record. */
   z.object({type: z.literal('group'), at, change: z.enum(['spawned', 'health']), group: GroupInfoSchema}),
+  /**
+   * A request the hive routed: `started`, `progress` (streams, at most once a second) and `ended`,
+   * with the worker's requests in flight through the hive and the tokens relayed since the last
+   * event (counted from the answer: usage figures, or one per streamed event). Sent only while
+   * someone follows the stream; lets a dashboard show busy and tok/s as they happen.
+   */
+  z.object({
+    type: z.literal('request'), at, worker_id: id, phase: z.enum(['started', 'progress', 'ended']), in_flight: count,
+    tokens: count.optional(), duration_ms: count.optional(), status: z.number().int().optional(),
+  }),
 ]);
 export type HiveEvent = z.infer<typeof HiveEventSchema>;
 

@@ -1,3 +1,4 @@
+import {createCpuMeter} from './cpu-meter.js';
 import {RbeeError} from '../errors.js';
 import type {AdapterContext, AdapterHeartbeat, RbeeAdapter} from '../adapters/adapter-api.js';
 import type {GroupMembership, Heartbeat, WorkerHealth, WorkerStatus} from '../protocol/wire.js';
@@ -32,6 +33,7 @@ export class WorkerRuntime {
   /** null until the adapter reports progress: only then can the hive tell a stalled load from a slow one. */
   #loadProgress: number | null = null;
   #lastVram: {vram_used: number; vram_total: number} | null = null;
+  readonly #cpu = createCpuMeter();
 
   constructor(options: WorkerRuntimeOptions, adapter: RbeeAdapter, context: AdapterContext) {
     this.options = options;
@@ -124,6 +126,7 @@ export class WorkerRuntime {
       vram_used: 0,
       vram_total: 0,
       ram_used: process.memoryUsage().rss,
+      cpu_percent: this.#cpu.sample(),
       requests_total: this.stats.requestsTotal,
       tokens_generated: this.stats.tokensGenerated,
       uptime_seconds: this.stats.uptimeSeconds(),

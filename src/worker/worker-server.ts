@@ -3,6 +3,7 @@
  * OpenAI routes. Generation goes through the request queue, so the engine never sees more than
  * it can batch.
  */
+import {baseModelNotice, isDefaultBaseModel} from '../models/base-model.js';
 import Fastify, {type FastifyInstance, type FastifyReply} from 'fastify';
 import {RbeeError, toRbeeError} from '../errors.js';
 import {clientGoneSignal} from '../http/client-gone.js';
@@ -138,7 +139,10 @@ export function createWorkerServer(runtime: WorkerRuntime, auth: {key: string | 
 
   app.get('/v1/models', async (): Promise<ModelList> => ({
     object: 'list',
-    data: [{id: runtime.options.modelName, object: 'model', created: Math.floor(runtime.stats.startedAt / 1000), owned_by: 'rbee'}],
+    data: [{
+      id: runtime.options.modelName, object: 'model', created: Math.floor(runtime.stats.startedAt / 1000), owned_by: 'rbee',
+      ...(isDefaultBaseModel(runtime.context.modelPath) ? {base_model: true, notice: baseModelNotice} : {}),
+    }],
   }));
 
   app.post('/v1/infer', async (request, reply) => {

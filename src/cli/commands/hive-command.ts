@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import {Command} from 'commander';
 import {envValue, rbeeHome} from '../../config/env.js';
@@ -8,7 +7,7 @@ import {RbeeError} from '../../errors.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
-import {isProcessAlive} from '../../hive/worker-process.js';
+import {isHiveAlive} from '../../hive/home-owner.js';
 import {isLoopbackUrl} from '../../http/loopback.js';
 import type {HiveStatus} from '../../protocol/wire.js';
 
@@ -22,6 +21,7 @@ type StartOptions = {
   stopGrace?: number;
   modelDir?: string[];
   config?: string;
+  detach?: boolean;
 };
 
 function fromEnv(name: 'RBEE_PORT' | 'RBEE_HEARTBEAT_INTERVAL_MS', min: number, max: number): number | undefined {
@@ -45,7 +45,16 @@ function startCommand(): Command {
     .option('--stop-grace <ms>', 'how long a stopping worker may finish before SIGKILL', integerFlag('--stop-grace', 0, 600_000))
     .option('--model-dir <folder...>', 'model files must lie in these folders (env RBEE_MODEL_DIRS)')
     .option('--config <file>', 'config file (env RBEE_CONFIG)')
+    .option('--detach', 'run in the background (own session, log in RBEE_HOME/logs/hive.log); return once it answers')
     .action(async (options: StartOptions, command: Command) => {
+      if (options.detach === true) {
+        const {startDetachedHive} = await import('../detach-hive.js');
+        const args = process.argv.slice(2).filter(arg => arg !== '--detach');
+        const detached = await startDetachedHive({home: rbeeHome(), args, timeoutMs: 120_000});
+        emit(globalOptions(command), {...detached, detached: true}, () =>
+          `rbee hive running in the background on ${detached.url} (pid ${detached.pid}); log: ${detached.log}\nstop it with: rbee hive stop`);
+        return;
+      }
       // Loaded here, not at the top: every other command stays fast to start.
       const [{loadConfig}, {startHive}, {adaptersOf}] = await Promise.all([
         import('../../config/load-config.js'), import('../../hive/hive-server.js'), import('../../adapters/configured-adapters.js'),
@@ -91,25 +100,16 @@ function startCommand(): Command {
       };
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
+      // SIGHUP: a foreground hive's terminal closed; a detached one has none to lose.
+      process.on('SIGHUP', () => stop('SIGHUP'));
+      // The home's record of this hive (hive.json) is the hive's own: written under its lock, removed as it closes.
       await running.closed;
     });
 }
 
-/** A hive on this machine is still running (and not a recycled pid: it names `hive` where procfs tells). */
-function isHiveAlive(pid: number): boolean {
-  if (!isProcessAlive(pid)) {
-    return false;
-  }
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('hive');
-  } catch {
-    return true;
-  }
-}
-
 function stopCommand(): Command {
   return new Command('stop')
-    .description('stop the hive and all its workers, and wait until they are gone')
+    .description('stop the hive and all its workers, and wait until they are gone (finds the one running on RBEE_HOME without --hive)')
     .action(async (_options: unknown, command: Command) => {
       const client = hiveClient(command);
       const {pid} = await client.get<HiveStatus>('/v1/status');

@@ -1,12 +1,13 @@
 import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
+import {baseModelNotice} from '../../models/base-model.js';
 import {createProgressBar} from '../../models/progress-bar.js';
 import type {GroupInfo, RestartPolicy, SpawnPlan, SpawnWorkerRequestInput, WorkerInfo, WorkerList} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../hive-client.js';
 import {emit} from '../output.js';
-import {integerFlag} from '../parse-flags.js';
+import {integerFlag, keyValueFlag} from '../parse-flags.js';
 import {workerRunCommand} from './worker-run-command.js';
 import {describeGroup, groupsCommand, spawnGroupCommand} from './group-commands.js';
 import {modelOption, modelReference, shapeFields, shapeOptions, timeoutOption} from './spawn-options.js';
@@ -25,6 +26,7 @@ type SpawnOptions = {
   dryRun?: boolean;
   wait?: boolean;
   timeout: number;
+  adapterOption?: Record<string, string | number | boolean | null>;
 };
 
 function describePlan(plan: SpawnPlan): string {
@@ -90,6 +92,7 @@ export function workerCommand(): Command {
     .addOption(modelOption())
     .addOption(new Option('--device <device>', 'cpu, cuda:N or metal').env('RBEE_DEVICE').default('cpu'))
     .addOption(new Option('--type <type>', 'worker type (default: the fastest engine for the device)').env('RBEE_WORKER_TYPE'))
+    .option('--adapter-option <key=value>', 'an option for the worker type\'s adapter, over the config\'s (repeatable; checked by the adapter)', keyValueFlag('--adapter-option'))
     .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlag('--max-queue', 0, 100_000))
     .option('--ready-timeout <ms>', 'fail the worker when its engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlag('--ready-timeout', 100, 86_400_000))
     .addOption(new Option('--restart <policy>', 'restart after a failure').choices(['never', 'on-failure', 'always']).default('on-failure'))
@@ -107,6 +110,7 @@ export function workerCommand(): Command {
         ...shapeFields(options),
         ...(options.maxQueue === undefined ? {} : {max_queue: options.maxQueue}),
         ...(options.readyTimeout === undefined ? {} : {ready_timeout_ms: options.readyTimeout}),
+        ...(options.adapterOption === undefined ? {} : {adapter_options: options.adapterOption}),
         restart: options.restart as RestartPolicy,
         force: options.force === true,
         dry_run: options.dryRun === true,
@@ -120,6 +124,9 @@ export function workerCommand(): Command {
         return;
       }
       let info = await client.post<WorkerInfo>('/v1/workers', request);
+      if (options.model === 'default' && globalOptions(command).json !== true) {
+        process.stderr.write(`note: ${baseModelNotice}\n`);
+      }
       if (options.wait === true) {
         info = await waitUntilReady(client, info, options.timeout);
       }

@@ -6,6 +6,7 @@
 import type {FastifyInstance, FastifyReply, FastifyRequest} from 'fastify';
 import type {z} from 'zod';
 import {RbeeError} from '../../errors.js';
+import {baseModelNotice, isDefaultBaseModel} from '../../models/base-model.js';
 import {clientGoneSignal} from '../../http/client-gone.js';
 import {isOpenAiRoute, toOpenAiError} from '../../http/error-handling.js';
 import {writeSse} from '../../http/sse.js';
@@ -17,6 +18,7 @@ import {
   type ModelList,
 } from '../../protocol/wire.js';
 import {Router, servedModels} from '../router.js';
+import {answerTokens, streamTokens, type RequestEventSink} from '../request-events.js';
 import type {Supervisor} from '../supervisor.js';
 import {workerAuthorization, workerUrl, type WorkerRecord} from '../worker-record.js';
 import {StreamEndWatch} from './stream-end.js';
@@ -31,7 +33,15 @@ export type InferenceRouteOptions = {
    */
   workerTimeoutMs: number;
   log: (message: string) => void;
+  /** Where `request` events go (for dashboards); they are built only while someone follows them. */
+  events?: RequestEventSink | undefined;
 };
+
+/** Called with the tokens relayed so far (a whole answer once, a stream as it goes); null when nobody follows events. */
+type TokenTap = ((tokens: number) => void) | null;
+
+/** Progress events of a stream: at most one a second per request. */
+const progressEveryMs = 1_000;
 
 /**
  * The one place a hive-to-worker request is built, so whatever a worker requires of its callers goes
@@ -104,12 +114,15 @@ async function sendToWorker(worker: WorkerRecord, path: string, body: Buffer, ca
   }
 }
 
-async function relayWhole(reply: FastifyReply, worker: WorkerRecord, upstream: Response): Promise<void> {
+async function relayWhole(reply: FastifyReply, worker: WorkerRecord, upstream: Response, tap: TokenTap): Promise<void> {
   let text: string;
   try {
     text = await upstream.text();
   } catch (error) {
     throw new RbeeError('upstream_error', `worker ${worker.id} broke off its answer: ${(error as Error).message}`, {cause: error});
+  }
+  if (tap !== null && upstream.ok) {
+    tap(answerTokens(text));
   }
   const retryAfter = upstream.headers.get('retry-after');
   if (retryAfter !== null) {
@@ -123,7 +136,8 @@ async function relayWhole(reply: FastifyReply, worker: WorkerRecord, upstream: R
  * its engine died, or the connection broke) gets an error event: a cut-off answer never reads as
  * a finished one.
  */
-async function relayStream(reply: FastifyReply, worker: WorkerRecord, upstream: Response & {body: ReadableStream<Uint8Array>}, openAi: boolean): Promise<void> {
+async function relayStream(reply: FastifyReply, worker: WorkerRecord, upstream: Response & {body: ReadableStream<Uint8Array>}, path: string, tap: TokenTap): Promise<void> {
+  const openAi = isOpenAiRoute(path);
   reply.hijack();
   reply.raw.writeHead(upstream.status, {
     'content-type': upstream.headers.get('content-type') ?? 'text/event-stream',
@@ -137,6 +151,9 @@ async function relayStream(reply: FastifyReply, worker: WorkerRecord, upstream: 
     for await (const chunk of upstream.body) {
       end.push(chunk);
       reply.raw.write(chunk);
+      if (tap !== null) {
+        tap(streamTokens(path, chunk));
+      }
     }
   } catch (error) {
     broke = (error as Error).message;
@@ -174,6 +191,27 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
     const onGone = () => cancel.abort(clientGone.reason);
     clientGone.addEventListener('abort', onGone, {once: true});
     worker.inFlight++;
+    // Events are per worker tried: a request retried on another worker ends (without a status) on the first.
+    const started = Date.now();
+    const following = options.events?.active() === true ? options.events : null;
+    let pending = 0;
+    let lastProgress = started;
+    let status: number | undefined;
+    const event = (phase: 'started' | 'progress' | 'ended', extra: {status?: number} = {}) => {
+      following?.publish({
+        type: 'request', at: new Date().toISOString(), worker_id: worker.id, phase, in_flight: worker.inFlight,
+        ...(phase === 'started' ? {} : {tokens: pending}), ...(phase === 'ended' ? {duration_ms: Date.now() - started} : {}), ...extra,
+      });
+      pending = 0;
+    };
+    const tap: TokenTap = following === null ? null : tokens => {
+      pending += tokens;
+      if (Date.now() - lastProgress >= progressEveryMs) {
+        lastProgress = Date.now();
+        event('progress');
+      }
+    };
+    event('started');
     try {
       const sent = await sendToWorker(worker, path, raw, cancel, options.workerTimeoutMs);
       if (sent.kind === 'failed') {
@@ -196,15 +234,17 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
           return other;
         }
       }
+      status = upstream.status;
       if (streamed && upstream.ok && upstream.body !== null) {
-        await relayStream(reply, worker, upstream as Response & {body: ReadableStream<Uint8Array>}, isOpenAiRoute(path));
+        await relayStream(reply, worker, upstream as Response & {body: ReadableStream<Uint8Array>}, path, tap);
       } else {
-        await relayWhole(reply, worker, upstream);
+        await relayWhole(reply, worker, upstream, tap);
       }
       return 'done';
     } finally {
       worker.inFlight--;
       clientGone.removeEventListener('abort', onGone);
+      event('ended', status === undefined ? {} : {status});
     }
   }
 
@@ -242,7 +282,10 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
 
   app.get('/v1/models', async (): Promise<ModelList> => ({
     object: 'list',
-    data: servedModels(supervisor).map(id => ({id, object: 'model', created: 0, owned_by: 'rbee'})),
+    data: servedModels(supervisor).map(id => {
+      const base = [...supervisor.workers.values()].some(record => record.modelName === id && isDefaultBaseModel(record.modelPath));
+      return {id, object: 'model' as const, created: 0, owned_by: 'rbee', ...(base ? {base_model: true, notice: baseModelNotice} : {})};
+    }),
   }));
 }
 
