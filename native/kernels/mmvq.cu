@@ -221,7 +221,7 @@ using namespace rbee;
   extern "C" __global__ void __launch_bounds__(MMVQ_THREADS) rbee_mmvq_##name##_##NC(MmvqArgs a) {       \
     mmvq_body<T, NC>(a);                                                                                 \
   }                                                                                                      \
-  extern "C" __global__ void __launch_bounds__(GLU_THREADS) rbee_mmvq_glu_##name##_##NC(GluArgs a) {     \
+  extern "C" __global__ void __launch_bounds__(GLU_THREADS, (NC) <= 4 ? 2 : 1) rbee_mmvq_glu_##name##_##NC(GluArgs a) {     \
     glu_body<T, NC>(a);                                                                                  \
   }
 
