@@ -903,6 +903,7 @@ static void check_embed() {
 
 // Times `launch(stream, i)` captured n times into one graph, replayed; returns µs per launch.
 static double time_graph(const std::function<void(cudaStream_t, int)>& launch, int n, int replays = 5) {
+  CK(cudaDeviceSynchronize());  // buffers are set up on the legacy stream, which a non-blocking one does not wait for
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   cudaGraph_t g;
@@ -1496,6 +1497,7 @@ static void step_bench(bool quick) {
       auto it = g_best_wpr.find(fmt("attn/%d/%d/%d/%d", 128, 8, B, ctx));
       const int nsplit = it != g_best_wpr.end() ? it->second : 16;
       StepBuffers b(B, nsplit);
+      CK(cudaDeviceSynchronize());  // its cudaMemsets ran on the legacy stream
       std::vector<int> tok(B, 1234), pos(B, ctx), slot(B);
       for (int i = 0; i < B; ++i) slot[i] = i;
       b.slot.up(slot);
