@@ -13,7 +13,7 @@
 
 namespace rbee {
 
-// rbee_rmsnorm_q8_1 — grid: rows; block: 256; dynamic shared memory: K * 4 bytes.
+// rbee_rmsnorm_q8_1 — grid: rows; block: 1024; dynamic shared memory: K * 4 bytes.
 struct NormArgs {
   float* x;              // [rows][ldx] residual stream; written when `pre` is given
   const float* pre;      // optional [rows][ldpre]: x += rmsnorm(pre) * w_pre first (Gemma's post norms)

@@ -245,7 +245,7 @@ static void launch_glu(cudaStream_t st, int type, int nc, GluArgs a) {
   glu_fn(type, nc)<<<a.F / 32, 256, 0, st>>>(a);
 }
 static void launch_norm(cudaStream_t st, int rows, NormArgs a) {
-  rbee_rmsnorm_q8_1<<<rows, 256, a.K * sizeof(float), st>>>(a);
+  rbee_rmsnorm_q8_1<<<rows, 1024, a.K * sizeof(float), st>>>(a);
 }
 static void launch_rope(cudaStream_t st, int rows, RopeArgs a) {
   rbee_rope_kv<<<dim3(a.n_head + 2 * a.n_kv, rows), a.hd / 2, 0, st>>>(a);

@@ -105,18 +105,18 @@ inline Q8 quantize_rows(const float* x, int rows, int K) {
   return a;
 }
 
-// The kernel's RMSNorm scale, its reduction order replayed: 256 thread partials (fmaf in index
-// order), a butterfly per warp, a butterfly of the 8 warp sums.
+// The kernel's RMSNorm scale, its reduction order replayed: 1024 thread partials (fmaf in index
+// order), a butterfly per warp, a butterfly of the 32 warp sums.
 inline float norm_scale(const float* row, int K, float eps) {
-  float part[256];
-  for (int t = 0; t < 256; ++t) {
+  float part[1024];
+  for (int t = 0; t < 1024; ++t) {
     float acc = 0.0f;
-    for (int i = t; i < K; i += 256) acc = std::fma(row[i], row[i], acc);
+    for (int i = t; i < K; i += 1024) acc = std::fma(row[i], row[i], acc);
     part[t] = acc;
   }
-  float warps[8];
-  for (int w = 0; w < 8; ++w) warps[w] = butterfly32(part + 32 * w, 32);
-  const float ss = butterfly32(warps, 8);
+  float warps[32];
+  for (int w = 0; w < 32; ++w) warps[w] = butterfly32(part + 32 * w, 32);
+  const float ss = butterfly32(warps, 32);
   return 1.0f / std::sqrt(ss / (float)K + eps);
 }
 

@@ -5,7 +5,7 @@
 //! - Activations are ggml's q8_1 blocks as its CUDA `quantize_q8_1` makes them: d = amax / 127,
 //!   q = round(x / d) (half away from zero), s = the sum of the 32 unquantized values in the order
 //!   of a warp's xor butterfly; d and s stored as f16.
-//! - RMSNorm before the quantization sums the squares in the kernel's order (256 threads, then a
+//! - RMSNorm before the quantization sums the squares in the kernel's order (1024 threads, then a
 //!   butterfly per warp, then one over the warp sums) and divides by an IEEE square root.
 //! - A weight row is read in units of 32 values, one per q8_1 block. Each unit's integer sum is
 //!   exact; its value is `d * d8 * isum` (Q4_0, Q5_0, Q8_0, Q6_K) or `d * d8 * isum - dmin * min *
@@ -95,10 +95,10 @@ pub fn quantize(x: &[f32]) -> Vec<BlockQ8_1> {
 
 /// The RMSNorm scale as `rbee_rmsnorm_q8_1` computes it (its reduction order replayed).
 pub fn norm_scale(x: &[f32], eps: f32) -> f32 {
-    let mut part = [0f32; 256];
+    let mut part = [0f32; 1024];
     for (t, p) in part.iter_mut().enumerate() {
         let mut acc = 0f32;
-        for v in x.iter().skip(t).step_by(256) {
+        for v in x.iter().skip(t).step_by(1024) {
             acc = v.mul_add(*v, acc);
         }
         *p = acc;
