@@ -103,7 +103,7 @@ test.serial('the plugin serves through the hive: spawn --type echo, infer, strea
   const prefixed = await rbee(['--json', 'worker', 'spawn', '--type', 'echo', '--model', model, '--adapter-option', 'prefix=>> ', '--wait', '--timeout', '60'], {hive});
   t.is(prefixed.exitCode, 0, String(prefixed.stderr));
   const prefixedWorker = JSON.parse(String(prefixed.stdout)) as {worker_id: string; url: string};
-  const answer = await postJson(`${prefixedWorker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 2});
+  const answer = await postJson(`${prefixedWorker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 2}, {headers: await workerAuth(hive.url, prefixedWorker.worker_id)});
   t.is(InferResponseSchema.parse(answer.body).text, '>> bees make ');
   await rbee(['worker', 'stop', prefixedWorker.worker_id], {hive});
 

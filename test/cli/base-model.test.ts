@@ -8,7 +8,7 @@ import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import test from 'ava';
 import {ModelListSchema} from '../../src/protocol/wire.js';
-import {getJson, rbee, startHive, tempHome} from '../helpers/rbee-process.js';
+import {getJson, rbee, startHive, tempHome, workerAuth} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 const echoAdapter = fileURLToPath(new URL('../fixtures/adapter-echo', import.meta.url));
@@ -35,8 +35,9 @@ test('spawning the default model prints a one-line notice that it is a base mode
   const json = await rbee(['--json', 'worker', 'list'], {hive});
   const [worker] = (JSON.parse(String(json.stdout)) as {workers: Array<{url: string; worker_id: string}>}).workers;
 
-  for (const base of [hive.url, worker!.url]) {
-    const models = ModelListSchema.parse((await getJson(`${base}/v1/models`)).body);
+  // The worker's own port asks for its key, like any direct caller.
+  for (const [base, headers] of [[hive.url, {}], [worker!.url, await workerAuth(hive.url, worker!.worker_id)]] as const) {
+    const models = ModelListSchema.parse((await getJson(`${base}/v1/models`, headers)).body);
     t.is(models.data.length, 1);
     t.like(models.data[0], {id: 'gemma-3-270m-q4_k_m', base_model: true});
     t.regex(models.data[0]!.notice ?? '', /base Gemma 3 270M/);
