@@ -38,8 +38,24 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-/** Starts `rbee <args>` (a `hive start` command line without --detach) detached and waits (at most `timeoutMs`) until it serves. */
-export async function startDetachedHive(options: {home: string; args: string[]; timeoutMs: number}): Promise<DetachedHive> {
+/** `args` without `name`'s values (`--name value` and `--name=value`). */
+export function withoutOption(args: readonly string[], name: string): string[] {
+  const kept: string[] = [];
+  for (let index = 0; index < args.length; index++) {
+    if (args[index] === name) {
+      index++;
+    } else if (!args[index]!.startsWith(`${name}=`)) {
+      kept.push(args[index]!);
+    }
+  }
+  return kept;
+}
+
+/**
+ * Starts `rbee <args>` (a `hive start` command line without --detach) detached and waits (at most
+ * `timeoutMs`) until it serves. `env` is added to the hive's environment (secrets go there, not in args).
+ */
+export async function startDetachedHive(options: {home: string; args: string[]; timeoutMs: number; env?: Record<string, string>}): Promise<DetachedHive> {
   const log = hiveLogPath(options.home);
   ensurePrivateDir(options.home);
   ensurePrivateDir(path.dirname(log), 'the hive\'s log folder');
@@ -52,7 +68,7 @@ export async function startDetachedHive(options: {home: string; args: string[]; 
     child = spawn(process.execPath, [cliMain, ...options.args], {
       detached: true,
       stdio: ['ignore', fd, fd],
-      env: {...process.env, RBEE_HOME: options.home},
+      env: {...process.env, ...options.env, RBEE_HOME: options.home},
     });
   } finally {
     fs.closeSync(fd);

@@ -71,3 +71,29 @@ test('a foreground hive writes the record too, so commands in another terminal f
   await hive.stop();
   t.false(fs.existsSync(recordOf(hive.home)));
 });
+
+test('hive start --detach hands --token to the hive by environment, never on its command line; a short one is refused before any spawn', async t => {
+  const home = tempHome();
+  const short = await rbee(['--json', '--token', 'short', 'hive', 'start', '--detach', '--port', '0'], {env: envFor(home), timeout: 60_000});
+  t.is(short.exitCode, 2, String(short.stderr));
+  t.regex((JSON.parse(String(short.stdout)) as {error: {message: string}}).error.message, /--token: .*at least 16/);
+  t.false(fs.existsSync(recordOf(home)), 'no hive was started');
+
+  const token = 'detached-hive-token-0123456789';
+  let pid = 0;
+  t.teardown(() => {
+    if (pid > 0 && isAlive(pid)) {
+      process.kill(pid, 'SIGKILL');
+    }
+  });
+  const started = await rbee(['--json', '--token', token, 'hive', 'start', '--detach', '--port', '0'], {env: envFor(home), timeout: 150_000});
+  t.is(started.exitCode, 0, String(started.stderr));
+  const answer = JSON.parse(String(started.stdout)) as {pid: number; url: string};
+  pid = answer.pid;
+  t.false(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(token), 'the token is not in the hive\'s argv (world-readable in /proc)');
+  t.is((await fetch(`${answer.url}/v1/status`)).status, 401, 'the hive got the token: it demands it');
+  t.is((await fetch(`${answer.url}/v1/status`, {headers: {authorization: `Bearer ${token}`}})).status, 200);
+  const stopped = await rbee(['--json', '--token', token, 'hive', 'stop'], {env: envFor(home), timeout: 90_000});
+  t.is(stopped.exitCode, 0, String(stopped.stderr));
+  t.false(isAlive(pid));
+});

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import {Command} from 'commander';
 import {envValue, rbeeHome} from '../../config/env.js';
-import {resolveApiToken} from '../../config/api-token.js';
+import {checkApiToken, resolveApiToken} from '../../config/api-token.js';
 import {ensurePrivateDir} from '../../config/private-home.js';
 import {RbeeError} from '../../errors.js';
 import {globalOptions, hiveClient} from '../context.js';
@@ -47,11 +47,15 @@ function startCommand(): Command {
     .option('--config <file>', 'config file (env RBEE_CONFIG)')
     .option('--detach', 'run in the background (own session, log in RBEE_HOME/logs/hive.log); return once it answers')
     .action(async (options: StartOptions, command: Command) => {
+      const global = globalOptions(command);
       if (options.detach === true) {
-        const {startDetachedHive} = await import('../detach-hive.js');
-        const args = process.argv.slice(2).filter(arg => arg !== '--detach');
-        const detached = await startDetachedHive({home: rbeeHome(), args, timeoutMs: 120_000});
-        emit(globalOptions(command), {...detached, detached: true}, () =>
+        const {startDetachedHive, withoutOption} = await import('../detach-hive.js');
+        // The token reaches the detached hive by environment: on its command line it would be readable in
+        // /proc by any local user for the hive's whole life. Checked here, so a bad one fails before the spawn.
+        const token = global.token === undefined ? undefined : checkApiToken(global.token, '--token');
+        const args = withoutOption(process.argv.slice(2).filter(arg => arg !== '--detach'), '--token');
+        const detached = await startDetachedHive({home: rbeeHome(), args, timeoutMs: 120_000, env: token === undefined ? {} : {RBEE_TOKEN: token}});
+        emit(global, {...detached, detached: true}, () =>
           `rbee hive running in the background on ${detached.url} (pid ${detached.pid}); log: ${detached.log}\nstop it with: rbee hive stop`);
         return;
       }
@@ -59,7 +63,6 @@ function startCommand(): Command {
       const [{loadConfig}, {startHive}, {adaptersOf}] = await Promise.all([
         import('../../config/load-config.js'), import('../../hive/hive-server.js'), import('../../adapters/configured-adapters.js'),
       ]);
-      const global = globalOptions(command);
       const home = rbeeHome();
       ensurePrivateDir(home);
       const explicitPath = options.config ?? envValue('RBEE_CONFIG');
