@@ -325,7 +325,7 @@ function reducerMicrobench(workers: number): number {
   const infos = Array.from({length: workers}, (_, index) => ({
     worker_id: `worker-${index}`, type: 'llamacpp', model: 'm', model_path: null, device: 'cpu', state: 'ready' as const, reason: null, pid: 1,
     port: 1, url: 'http://127.0.0.1:1', started_at: new Date(at).toISOString(), last_heartbeat_at: null, last_heartbeat: null, progress: null,
-    restart: 'on-failure' as const, restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null, group_id: null, role: null,
+    restart: 'on-failure' as const, restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null, group_id: null, role: null, last_failure: null,
   }));
   let model = reduceModel(initialModel('http://bench', at), {type: 'events', now: at, events: [{type: 'snapshot', at: new Date(at).toISOString(), hive: {url: 'http://bench', pid: 1, version: 'b'}, workers: infos, groups: []}]});
   const perBatch = Math.max(1, Math.round(workers / 10));

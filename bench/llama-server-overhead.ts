@@ -189,7 +189,7 @@ function alive(pid: number): boolean {
 }
 
 async function startRbee(options: LlamaServerOverheadOptions, configFile: string): Promise<{
-  hive: HiveProcess; workerId: string; workerUrl: string; workerPid: number; readyMs: number; serverPid: number; serverArgv: string[];
+  hive: HiveProcess; workerId: string; workerUrl: string; workerKey: string; workerPid: number; readyMs: number; serverPid: number; serverArgv: string[]; serverKey: string | undefined;
 }> {
   const hive = await startHiveProcess({args: ['--config', configFile]});
   options.log(`hive ${hive.url} (pid ${hive.pid}), config ${configFile}`);
@@ -225,7 +225,10 @@ async function startRbee(options: LlamaServerOverheadOptions, configFile: string
       throw new Error(`worker ${workerId} (pid ${info.pid}) runs ${servers.length} llama-server processes, not 1: did the config's engine "llama-server" apply?`);
     }
     const serverPid = servers[0]!;
-    return {hive, workerId, workerUrl: info.url, workerPid: info.pid, readyMs, serverPid, serverArgv: cmdline(serverPid)};
+    // The worker's port and its llama-server each demand a key: the worker's from the hive, the engine's from its environment.
+    const key = await getJson(`${hive.url}/v1/workers/${workerId}/key`);
+    const serverKey = fs.readFileSync(`/proc/${serverPid}/environ`, 'utf8').split('\0').find(entry => entry.startsWith('LLAMA_API_KEY='))?.slice('LLAMA_API_KEY='.length);
+    return {hive, workerId, workerUrl: info.url, workerKey: key.body.key as string, workerPid: info.pid, readyMs, serverPid, serverArgv: cmdline(serverPid), serverKey};
   } catch (error) {
     await hive.stop();
     throw error;
@@ -304,11 +307,14 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
 
     const running = {peer, rbee};
     const sides: Side[] = workerDirect ? ['peer', 'rbee', 'worker'] : ['peer', 'rbee'];
-    const target: Record<Side, {url: string; body: Record<string, unknown>; format: 'llama-server' | 'rbee'; serverUrl: string}> = {
+    const target: Record<Side, {url: string; body: Record<string, unknown>; format: 'llama-server' | 'rbee'; serverUrl: string; headers?: Record<string, string>; serverKey?: string}> = {
       // What the adapter sends to its llama-server for a /v1/infer (llama-server-engine.ts #complete).
       peer: {url: `${peer.url}/completion`, body: {prompt, n_predict: options.maxTokens, cache_prompt: true, temperature: 0, seed: 1}, format: 'llama-server', serverUrl: peer.url},
-      rbee: {url: `${rbee.hive.url}/v1/infer`, body: {prompt, max_tokens: options.maxTokens, temperature: 0, seed: 1}, format: 'rbee', serverUrl: workerServerUrl},
-      worker: {url: `${rbee.workerUrl}/v1/infer`, body: {prompt, max_tokens: options.maxTokens, temperature: 0, seed: 1}, format: 'rbee', serverUrl: workerServerUrl},
+      rbee: {url: `${rbee.hive.url}/v1/infer`, body: {prompt, max_tokens: options.maxTokens, temperature: 0, seed: 1}, format: 'rbee', serverUrl: workerServerUrl, ...(rbee.serverKey === undefined ? {} : {serverKey: rbee.serverKey})},
+      worker: {
+        url: `${rbee.workerUrl}/v1/infer`, body: {prompt, max_tokens: options.maxTokens, temperature: 0, seed: 1}, format: 'rbee', serverUrl: workerServerUrl,
+        headers: {authorization: `Bearer ${rbee.workerKey}`}, ...(rbee.serverKey === undefined ? {} : {serverKey: rbee.serverKey}),
+      },
     };
 
     const cpuNow = (): CpuSample => {
@@ -349,10 +355,10 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
     };
 
     const batch = async (side: Side, concurrency: number, roundIndex: number): Promise<Batch> => {
-      const {url, body, format, serverUrl} = target[side];
+      const {url, body, format, serverUrl, headers, serverKey} = target[side];
       // Also lets the last batch's llama.cpp threads stop spinning and the sockets settle.
       const quiet = await waitForQuiet();
-      const metricsBefore = await scrapeMetrics(serverUrl);
+      const metricsBefore = await scrapeMetrics(serverUrl, serverKey);
       const cpuBefore = cpuNow();
       // Once a second, where the requests wait: in llama-server's own queue (deferred) or elsewhere.
       const queue = {sampling: true, maxProcessing: 0, maxDeferred: 0};
@@ -362,21 +368,21 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
           await sleep(50);
           if (queue.sampling && performance.now() >= next) {
             next += 1_000;
-            const seen = await scrapeMetrics(serverUrl).catch(() => ({} as Record<string, number>));
+            const seen = await scrapeMetrics(serverUrl, serverKey).catch(() => ({} as Record<string, number>));
             queue.maxProcessing = Math.max(queue.maxProcessing, seen['llamacpp:requests_processing'] ?? 0);
             queue.maxDeferred = Math.max(queue.maxDeferred, seen['llamacpp:requests_deferred'] ?? 0);
           }
         }
       })();
       const began = performance.now();
-      const streams = await Promise.all(Array.from({length: concurrency}, () => timedStream(url, body, format, options.streamTimeoutMs ?? 600_000)))
+      const streams = await Promise.all(Array.from({length: concurrency}, () => timedStream(url, body, format, options.streamTimeoutMs ?? 600_000, headers)))
         .finally(() => {
           queue.sampling = false;
         });
       const wall = performance.now() - began;
       const cpuAfter = cpuNow();
       await sampler;
-      const metricsAfter = await scrapeMetrics(serverUrl);
+      const metricsAfter = await scrapeMetrics(serverUrl, serverKey);
       const delta = Object.fromEntries(Object.keys(cpuBefore).map(key => [key, cpuAfter[key as keyof CpuSample] - cpuBefore[key as keyof CpuSample]])) as CpuSample;
       const tracked = trackedOf(delta);
       const metric = (name: string, source: Record<string, number>) => source[`llamacpp:${name}`] ?? Number.NaN;

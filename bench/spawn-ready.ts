@@ -88,13 +88,15 @@ async function rbeeOnce(hive: HiveProcess, options: SpawnReadyOptions, run: numb
   }
   const id = created.body.worker_id as string;
   const workerUrl = created.body.url as string;
+  // The worker's own port answers only with its key, which the hive gives from the spawn on.
+  const workerKey = (await getJson(`${hive.url}/v1/workers/${id}/key`)).body.key as string;
   let pid: number | null = null;
   let healthReadyAt: number | null = null;
   try {
     const readyAt = await pollUntil(`worker ${id} to be ready`, async () => {
       const [info, health] = await Promise.all([
         getJson(`${hive.url}/v1/workers/${id}`),
-        healthReadyAt === null ? fetch(`${workerUrl}/health`, {signal: AbortSignal.timeout(2_000)}).then(response => {
+        healthReadyAt === null ? fetch(`${workerUrl}/health`, {signal: AbortSignal.timeout(2_000), headers: {authorization: `Bearer ${workerKey}`}}).then(response => {
           void response.body?.cancel();
           return response.status;
         }, () => 0) : Promise.resolve(200),

@@ -14,5 +14,5 @@ trap 'kill -TERM "$hive" 2>/dev/null || true; wait "$hive" 2>/dev/null || true' 
 for _ in $(seq 1 100); do rbee status >/dev/null 2>&1 && break; sleep 0.2; done
 
 rbee worker spawn --model default --wait
-rbee infer --max-tokens 64 --temperature 0 "${1:-Write one sentence about bees:}"
+rbee infer --max-tokens 32 --temperature 0 "${1:-The capital of France is}"
 rbee worker list

@@ -5,6 +5,7 @@
 export type ErrorCode =
   | 'invalid_request'
   | 'invalid_json'
+  | 'context_length_exceeded'
   | 'unauthorized'
   | 'not_found'
   | 'model_not_found'
@@ -16,11 +17,14 @@ export type ErrorCode =
   | 'device_unknown'
   | 'insufficient_memory'
   | 'port_in_use'
+  | 'home_locked'
   | 'bind_refused'
   | 'hive_unreachable'
   | 'download_failed'
   | 'checksum_mismatch'
+  | 'damaged_cache_entry'
   | 'engine_error'
+  | 'adapter_error'
   | 'upstream_error'
   | 'timeout'
   | 'internal';
@@ -28,6 +32,7 @@ export type ErrorCode =
 const statusByCode: Record<ErrorCode, number> = {
   invalid_request: 400,
   invalid_json: 400,
+  context_length_exceeded: 400,
   unauthorized: 401,
   not_found: 404,
   model_not_found: 404,
@@ -39,11 +44,14 @@ const statusByCode: Record<ErrorCode, number> = {
   device_unknown: 400,
   insufficient_memory: 409,
   port_in_use: 409,
+  home_locked: 409,
   bind_refused: 400,
   hive_unreachable: 502,
   download_failed: 502,
   checksum_mismatch: 502,
+  damaged_cache_entry: 500,
   engine_error: 500,
+  adapter_error: 502,
   upstream_error: 502,
   timeout: 504,
   internal: 500,
@@ -53,11 +61,14 @@ export class RbeeError extends Error {
   override readonly name = 'RbeeError';
   readonly code: ErrorCode;
   readonly status: number;
+  /** The request field at fault, when one is (OpenAI clients read it as `param`). */
+  readonly field: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options: {cause?: unknown; status?: number} = {}) {
+  constructor(code: ErrorCode, message: string, options: {cause?: unknown; status?: number; field?: string | undefined} = {}) {
     super(message, options.cause === undefined ? undefined : {cause: options.cause});
     this.code = code;
     this.status = options.status ?? statusByCode[code];
+    this.field = options.field;
   }
 
   toJSON(): {error: {code: ErrorCode; message: string}} {

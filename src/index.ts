@@ -15,7 +15,7 @@ export {
   type GenerateResult,
   type RbeeAdapter,
 } from './adapters/adapter-api.js';
-export {engineJson, engineSse, openAiStream, parsePrometheusText, processRss} from './adapters/engine-http.js';
+export {engineAuthorization, engineJson, engineSse, isOpenAiStreamEnd, openAiStream, parsePrometheusText, processRss} from './adapters/engine-http.js';
 export {engineMemory, groupVram, processTree, processTreeRss} from './adapters/process-memory.js';
 export {findLlamaCpp, type LlamaCppInstall} from './engines/llama-cpp-build.js';
 export {

@@ -186,9 +186,12 @@ export async function startLlamaServer(serverPath: string, args: string[], optio
   return {pid, url, port, argv: [serverPath, ...args], readyMs: performance.now() - began, output: () => output, stop};
 }
 
-/** Unlabelled samples of a Prometheus text page (llama-server's /metrics has no labels). */
-export async function scrapeMetrics(url: string): Promise<Record<string, number>> {
-  const response = await fetch(`${url}/metrics`, {signal: AbortSignal.timeout(5_000)});
+/**
+ * Unlabelled samples of a Prometheus text page (llama-server's /metrics has no labels). `apiKey`: the
+ * key a worker's llama-server was started with (LLAMA_API_KEY); none for one started bare.
+ */
+export async function scrapeMetrics(url: string, apiKey?: string): Promise<Record<string, number>> {
+  const response = await fetch(`${url}/metrics`, {signal: AbortSignal.timeout(5_000), ...(apiKey === undefined ? {} : {headers: {authorization: `Bearer ${apiKey}`}})});
   const text = await response.text();
   if (!response.ok) {
     throw new Error(`GET ${url}/metrics answered ${response.status}: ${text.slice(0, 200)}`);

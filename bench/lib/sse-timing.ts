@@ -27,11 +27,12 @@ export type TimedStream = {
 type LlamaEvent = {content?: string; stop?: boolean; tokens_predicted?: number; stop_type?: string; error?: {message?: string}};
 type RbeeEvent = {type: string; text?: string; tokens_generated?: number; finish_reason?: string; error?: {code: string; message: string}};
 
-export async function timedStream(url: string, body: Record<string, unknown>, format: StreamFormat, timeoutMs = 180_000): Promise<TimedStream> {
+/** `headers`: what the server demands beyond the body (a worker's key: `Authorization: Bearer …`). */
+export async function timedStream(url: string, body: Record<string, unknown>, format: StreamFormat, timeoutMs = 180_000, headers: Record<string, string> = {}): Promise<TimedStream> {
   const startedAt = performance.now();
   const response = await fetch(url, {
     method: 'POST',
-    headers: {'content-type': 'application/json'},
+    headers: {'content-type': 'application/json', ...headers},
     body: JSON.stringify({...body, stream: true}),
     signal: AbortSignal.timeout(timeoutMs),
   });

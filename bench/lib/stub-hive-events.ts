@@ -31,7 +31,7 @@ const sims: Sim[] = Array.from({length: workers}, (_, index) => {
       port: 40_000 + index, url: `http://127.0.0.1:${40_000 + index}`, started_at: new Date(startedAt - index * 1_000).toISOString(),
       last_heartbeat_at: null, last_heartbeat: null, progress: null, restart: 'on-failure', restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null,
       // Workers 20..23: one group (see heartbeatOf), as the hive's records say.
-      group_id: index >= 20 && index < 24 ? 'group-bench' : null, role: index === 20 ? 'coordinator' : index > 20 && index < 24 ? 'shard' : null,
+      group_id: index >= 20 && index < 24 ? 'group-bench' : null, role: index === 20 ? 'coordinator' : index > 20 && index < 24 ? 'shard' : null, last_failure: null,
     },
     requests: index * 3,
     tokens: index * 300,

@@ -12,7 +12,7 @@
 import {z} from 'zod';
 import {RbeeError} from '../errors.js';
 import {parseWire} from '../protocol/parse.js';
-import type {Heartbeat} from '../protocol/wire.js';
+import {FinishReasonSchema, type Heartbeat} from '../protocol/wire.js';
 import type {EngineChatMessage, GenerateResult} from '../worker/engine.js';
 
 export type {EngineChatMessage, GenerateResult} from '../worker/engine.js';
@@ -72,6 +72,14 @@ export type AdapterContext = {
   log: (message: string) => void;
   /** A free loopback port, for an engine that serves HTTP. */
   freePort: () => Promise<number>;
+  /**
+   * A random key for this worker's engine, fresh per worker process. Loopback is not private (any
+   * local user can connect), so an engine that serves HTTP binds 127.0.0.1 and demands this key
+   * where it can (llama-server: LLAMA_API_KEY, vLLM: VLLM_API_KEY), and the adapter sends it
+   * (`Authorization: Bearer`, or `apiKey` of the engine-http helpers). Pass it through `spawnEngine`'s
+   * `env`, never its `args`: another user can read any process's arguments.
+   */
+  engineKey: string;
   /** Starts an engine with an argument array (never a shell); its output goes to the worker's log. */
   spawnEngine: (options: {command: string; args: string[]; env?: Record<string, string>}) => EngineProcess;
   /** Report how far the model load has got (0..1); a load that stops moving is failed by the hive. */
@@ -105,11 +113,23 @@ export type RbeeAdapter = {
   modelFormat?: 'gguf' | 'directory' | 'any';
   /** Whether it can run as a member of a worker group (`rbee worker spawn-group`): it reads `context.group`. */
   groups?: boolean;
+  /**
+   * How long start plus ready may take in all before the worker gives up (default 10 min); a spawn's
+   * `ready_timeout_ms` overrides it. Progress reported with `reportLoadProgress` is judged on its own:
+   * a reported load that stops moving fails sooner (the hive's load-stall timeout).
+   */
+  readyTimeoutMs?: number;
   /** Start the engine (spawn it, or load the model in process). */
   start: (context: AdapterContext) => Promise<void>;
-  /** Polled after start until true; the load's progress is what keeps it from stalling. */
+  /** Polled after start until true. Only `context.reportLoadProgress` counts as progress, not engine output. */
   ready?: (context: AdapterContext) => Promise<boolean>;
   infer: (request: AdapterInferRequest, context: AdapterContext) => Promise<GenerateResult>;
+  /**
+   * The prompt's length in the model's tokens (for chat, at least the messages' own tokens). With it,
+   * the worker refuses a prompt its context cannot hold with a 400 before it queues, instead of letting
+   * the engine chew on it.
+   */
+  countTokens?: (prompt: Pick<AdapterInferRequest, 'kind' | 'prompt' | 'messages'>, context: AdapterContext) => Promise<number>;
   heartbeat?: (context: AdapterContext) => Promise<AdapterHeartbeat>;
   /** Stop the engine cleanly; the worker's process group is killed afterwards regardless. */
   stop: (context: AdapterContext) => Promise<void>;
@@ -124,9 +144,11 @@ const AdapterShapeSchema = z.object({
   description: z.string().optional(),
   modelFormat: z.enum(['gguf', 'directory', 'any']).optional(),
   groups: z.boolean().optional(),
+  readyTimeoutMs: z.number().int().min(100).max(86_400_000).optional(),
   start: hook,
   ready: hook.optional(),
   infer: hook,
+  countTokens: hook.optional(),
   heartbeat: hook.optional(),
   stop: hook,
 });
@@ -151,6 +173,41 @@ export function parseAdapterOptions<S extends z.ZodType>(adapterName: string, sc
   const parsed = parseWire(schema, options ?? {}, `options of adapter ${adapterName}`);
   if (!parsed.ok) {
     throw new RbeeError('invalid_request', parsed.message);
+  }
+  return parsed.value;
+}
+
+const GenerateResultSchema = z.object({
+  text: z.string(),
+  tokensGenerated: z.number().int().nonnegative(),
+  promptTokens: z.number().int().nonnegative(),
+  finishReason: FinishReasonSchema,
+});
+
+/**
+ * A plugin's `infer` answer is input from outside like any other: checked before it reaches a
+ * client, so a broken plugin is a 502 that names it, never a 200 with a number for text.
+ */
+export function checkInferResult(adapterName: string, value: unknown): GenerateResult {
+  const parsed = parseWire(GenerateResultSchema, value, `infer result from adapter ${adapterName}`);
+  if (!parsed.ok) {
+    throw new RbeeError('adapter_error', parsed.message);
+  }
+  return parsed.value;
+}
+
+/** A piece of streamed text from a plugin (`onText`): a string, or the request fails naming the plugin. */
+export function checkStreamedText(adapterName: string, value: unknown): RbeeError | null {
+  return typeof value === 'string'
+    ? null
+    : new RbeeError('adapter_error', `adapter ${adapterName} streamed an invalid event: onText expects a string, got ${value === null ? 'null' : typeof value}`);
+}
+
+/** A plugin's `countTokens` answer: a token count, or the request fails naming the plugin. */
+export function checkTokenCount(adapterName: string, value: unknown): number {
+  const parsed = parseWire(z.number().int().nonnegative(), value, `token count from adapter ${adapterName}`);
+  if (!parsed.ok) {
+    throw new RbeeError('adapter_error', parsed.message);
   }
   return parsed.value;
 }

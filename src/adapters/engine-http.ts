@@ -1,17 +1,24 @@
 /**
  * Small HTTP helpers for adapters whose engine is a server (llama-server, vLLM, TensorRT-LLM,
  * ...): JSON calls with a timeout, Server-Sent Events, OpenAI-compatible streaming, and Prometheus
- * text. Exported for plugins.
+ * text. Exported for plugins. Each takes the engine's `apiKey` (an adapter's `context.engineKey`),
+ * sent as `Authorization: Bearer`: an engine on loopback is still reachable by every local user.
  */
 import {RbeeError} from '../errors.js';
 import type {GenerateResult} from '../worker/engine.js';
 import type {AdapterInferRequest} from './adapter-api.js';
 
-export async function engineJson<T>(url: string, options: {method?: string; body?: unknown; timeoutMs?: number; signal?: AbortSignal} = {}): Promise<T> {
+/** The `Authorization` header for an engine started with `apiKey` (none without one). */
+export function engineAuthorization(apiKey: string | undefined): Record<string, string> {
+  return apiKey === undefined || apiKey === '' ? {} : {authorization: `Bearer ${apiKey}`};
+}
+
+export async function engineJson<T>(url: string, options: {method?: string; body?: unknown; timeoutMs?: number; signal?: AbortSignal; apiKey?: string} = {}): Promise<T> {
   const signals = [AbortSignal.timeout(options.timeoutMs ?? 10_000), ...(options.signal === undefined ? [] : [options.signal])];
   const response = await fetch(url, {
     method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
-    ...(options.body === undefined ? {} : {headers: {'content-type': 'application/json'}, body: JSON.stringify(options.body)}),
+    headers: {...engineAuthorization(options.apiKey), ...(options.body === undefined ? {} : {'content-type': 'application/json'})},
+    ...(options.body === undefined ? {} : {body: JSON.stringify(options.body)}),
     signal: AbortSignal.any(signals),
   });
   const text = await response.text();
@@ -21,11 +28,15 @@ export async function engineJson<T>(url: string, options: {method?: string; body
   return JSON.parse(text) as T;
 }
 
-/** POSTs and calls `onData` with each SSE `data:` payload until the stream ends or `signal` aborts. */
-export async function engineSse(url: string, body: unknown, options: {signal: AbortSignal; onData: (data: string) => void}): Promise<void> {
+/**
+ * POSTs and calls `onData` with each SSE `data:` payload until the stream ends or `signal` aborts.
+ * With `isEnd`, a stream that closes before a payload for which it is true is an engine failure
+ * (`engine_error`): an engine that crashed or dropped the connection must not read as one that finished.
+ */
+export async function engineSse(url: string, body: unknown, options: {signal: AbortSignal; onData: (data: string) => void; isEnd?: (data: string) => boolean; apiKey?: string}): Promise<void> {
   const response = await fetch(url, {
     method: 'POST',
-    headers: {'content-type': 'application/json', accept: 'text/event-stream'},
+    headers: {'content-type': 'application/json', accept: 'text/event-stream', ...engineAuthorization(options.apiKey)},
     body: JSON.stringify(body),
     signal: options.signal,
   });
@@ -34,6 +45,7 @@ export async function engineSse(url: string, body: unknown, options: {signal: Ab
   }
   const decoder = new TextDecoder();
   let buffer = '';
+  let ended = false;
   try {
     for await (const chunk of response.body) {
       buffer += decoder.decode(chunk, {stream: true});
@@ -42,7 +54,9 @@ export async function engineSse(url: string, body: unknown, options: {signal: Ab
         const line = buffer.slice(0, newline).replace(/\r$/, '');
         buffer = buffer.slice(newline + 1);
         if (line.startsWith('data:')) {
-          options.onData(line.slice(5).trimStart());
+          const data = line.slice(5).trimStart();
+          ended ||= options.isEnd?.(data) === true;
+          options.onData(data);
         }
         newline = buffer.indexOf('\n');
       }
@@ -51,8 +65,16 @@ export async function engineSse(url: string, body: unknown, options: {signal: Ab
     if (options.signal.aborted) {
       return; // the client went away: what was generated so far stands
     }
-    throw error;
+    throw new RbeeError('engine_error', `${url}: the engine's stream broke off: ${(error as Error).message}`, {cause: error});
   }
+  if (options.isEnd !== undefined && !ended && !options.signal.aborted) {
+    throw new RbeeError('engine_error', `${url}: the engine closed its stream before the end marker (it crashed or dropped the connection); the answer is incomplete`);
+  }
+}
+
+/** The end of an OpenAI-compatible stream: `[DONE]`, or a chunk that gives a finish reason. */
+export function isOpenAiStreamEnd(data: string): boolean {
+  return data === '[DONE]' || /"finish_reason"\s*:\s*"/.test(data);
 }
 
 /** Prometheus text exposition: each sample's value by metric name (labels dropped, values summed). */
@@ -96,12 +118,13 @@ type OpenAiChunk = {
  * One generation through an OpenAI-compatible server (vLLM, TensorRT-LLM, llama-server, ...):
  * `complete` goes to /v1/completions and `chat` to /v1/chat/completions, streamed, with the
  * sampling translated and each text delta passed to `request.onText`. `baseUrl` is the server's
- * origin; `model` the name it serves the model as; `extraBody` is merged into the request body.
+ * origin; `model` the name it serves the model as; `extraBody` is merged into the request body;
+ * `apiKey` the key the server was started with.
  */
 export async function openAiStream(
   baseUrl: string,
   request: AdapterInferRequest,
-  options: {model: string; extraBody?: Record<string, unknown>},
+  options: {model: string; extraBody?: Record<string, unknown>; apiKey?: string},
 ): Promise<GenerateResult> {
   const chat = request.kind === 'chat';
   const body = {
@@ -123,6 +146,8 @@ export async function openAiStream(
   let usage: OpenAiChunk['usage'] = null;
   await engineSse(`${baseUrl}/v1/${chat ? 'chat/completions' : 'completions'}`, body, {
     signal: request.signal,
+    ...(options.apiKey === undefined ? {} : {apiKey: options.apiKey}),
+    isEnd: isOpenAiStreamEnd,
     onData: data => {
       if (data === '[DONE]') {
         return;

@@ -13,7 +13,17 @@ import {assertAdapter, type RbeeAdapter} from './adapter-api.js';
 /** An entry of the config's `adapters` list. */
 export type AdapterEntry = string | [string, Record<string, unknown>] | RbeeAdapter;
 
-export type LoadedAdapter = {adapter: RbeeAdapter; source: string; builtIn: boolean};
+export type LoadedAdapter = {
+  adapter: RbeeAdapter;
+  source: string;
+  builtIn: boolean;
+  /**
+   * The adapter again from its factory, with per-worker options over the config's: a worker with
+   * `--adapter-option`s runs this one, and the hive calls it at spawn so the adapter's own checks
+   * refuse a bad option before any process starts.
+   */
+  withOptions: (options: Record<string, unknown>) => Promise<RbeeAdapter>;
+};
 
 /** A plugin that could not be loaded: the rest load anyway, so one bad plugin cannot stop a hive. */
 export type AdapterLoadError = {source: string; message: string};
@@ -49,12 +59,23 @@ export function resolveAdapterModule(specifier: string, baseDir: string): string
   }
 }
 
+const typeScriptFile = /\.[cm]?ts$/;
+
+/** Node runs JavaScript; a plugin written as a .ts file goes through jiti (as a .ts config does), so it needs no build. */
+async function importModule(url: string): Promise<Record<string, unknown>> {
+  if (!typeScriptFile.test(new URL(url).pathname)) {
+    return (await import(url)) as Record<string, unknown>;
+  }
+  const {createJiti} = await import('jiti');
+  return createJiti(import.meta.url, {interopDefault: false}).import<Record<string, unknown>>(fileURLToPath(url));
+}
+
 /** Imports a plugin module and turns its export (a factory or an adapter object) into a checked adapter. */
 export async function importAdapter(specifier: string, options: {baseDir: string; adapterOptions?: Record<string, unknown>}): Promise<RbeeAdapter> {
   const url = resolveAdapterModule(specifier, options.baseDir);
   let module: Record<string, unknown>;
   try {
-    module = (await import(url)) as Record<string, unknown>;
+    module = await importModule(url);
   } catch (error) {
     throw new RbeeError('invalid_request', `adapter ${specifier} failed to load: ${(error as Error).message}`, {cause: error});
   }
@@ -80,12 +101,15 @@ export function entrySource(entry: AdapterEntry): string {
   return Array.isArray(entry) ? entry[0] : `config (${String((entry as {name?: unknown}).name ?? 'unnamed')})`;
 }
 
-async function loadEntry(entry: AdapterEntry, baseDir: string): Promise<RbeeAdapter> {
+async function loadEntry(entry: AdapterEntry, baseDir: string, extra?: Record<string, unknown>): Promise<RbeeAdapter> {
   if (typeof entry === 'string') {
-    return importAdapter(entry, {baseDir});
+    return importAdapter(entry, {baseDir, ...(extra === undefined ? {} : {adapterOptions: extra})});
   }
   if (Array.isArray(entry)) {
-    return importAdapter(entry[0], {baseDir, adapterOptions: entry[1]});
+    return importAdapter(entry[0], {baseDir, adapterOptions: {...entry[1], ...extra}});
+  }
+  if (extra !== undefined) {
+    throw new RbeeError('invalid_request', `adapter ${entrySource(entry)} is an object in the config, not a factory: it takes no per-worker options`);
   }
   return assertAdapter(entry, entrySource(entry));
 }
@@ -93,27 +117,27 @@ async function loadEntry(entry: AdapterEntry, baseDir: string): Promise<RbeeAdap
 export async function loadAdapters(options: {entries: readonly AdapterEntry[]; baseDir: string; builtInOptions?: Record<string, Record<string, unknown>>}): Promise<AdapterSet> {
   const adapters: LoadedAdapter[] = [];
   const errors: AdapterLoadError[] = [];
-  const add = async (source: string, builtIn: boolean, load: () => Promise<RbeeAdapter>) => {
+  const add = async (source: string, builtIn: boolean, load: (extra?: Record<string, unknown>) => Promise<RbeeAdapter>) => {
     try {
       const adapter = await load();
       const clash = adapters.find(other => other.adapter.type === adapter.type || other.adapter.name === adapter.name);
       if (clash !== undefined) {
         throw new RbeeError('invalid_request', `adapter ${adapter.name} (${source}) clashes with ${clash.adapter.name} (${clash.source}): its type "${adapter.type}" or name is taken`);
       }
-      adapters.push({adapter, source, builtIn});
+      adapters.push({adapter, source, builtIn, withOptions: extra => load(extra)});
     } catch (error) {
       errors.push({source, message: (error as Error).message});
     }
   };
   for (const name of builtInAdapterModules) {
     const adapterOptions = options.builtInOptions?.[name];
-    await add(`built-in ${name}`, true, () => importAdapter(path.join(builtInRoot, name, 'src', 'index.js'), {
+    await add(`built-in ${name}`, true, extra => importAdapter(path.join(builtInRoot, name, 'src', 'index.js'), {
       baseDir: builtInRoot,
-      ...(adapterOptions === undefined ? {} : {adapterOptions}),
+      ...(adapterOptions === undefined && extra === undefined ? {} : {adapterOptions: {...adapterOptions, ...extra}}),
     }));
   }
   for (const entry of options.entries) {
-    await add(entrySource(entry), false, () => loadEntry(entry, options.baseDir));
+    await add(entrySource(entry), false, extra => loadEntry(entry, options.baseDir, extra));
   }
   return {adapters, errors};
 }

@@ -1,5 +1,7 @@
 import type {Command} from 'commander';
-import {envFlag, envValue, hiveUrl} from '../config/env.js';
+import {resolveApiToken} from '../config/api-token.js';
+import {envFlag, envValue, hiveUrl, rbeeHome} from '../config/env.js';
+import {runningHive} from '../hive/home-owner.js';
 import {HiveClient} from './hive-client.js';
 
 export type GlobalOptions = {hive?: string; token?: string; json?: boolean};
@@ -10,11 +12,16 @@ export function globalOptions(command: Command): GlobalOptions {
   return {...options, json: options.json === true || envFlag('RBEE_JSON')};
 }
 
+/** Where the hive is: --hive, else RBEE_HIVE_URL, else the one running on this RBEE_HOME (its hive.json), else the default port. */
+export function hiveLocation(hive: string | undefined): string {
+  return hive ?? envValue('RBEE_HIVE_URL') ?? runningHive(rbeeHome())?.url ?? hiveUrl();
+}
+
 export function hiveClient(command: Command, timeoutMs?: number): HiveClient {
   const options = globalOptions(command);
   return new HiveClient({
-    url: options.hive ?? hiveUrl(),
-    token: options.token ?? envValue('RBEE_TOKEN'),
+    url: hiveLocation(options.hive),
+    token: resolveApiToken({flag: options.token}),
     ...(timeoutMs === undefined ? {} : {timeoutMs}),
   });
 }

@@ -1,6 +1,7 @@
 /** The rbee CLI: parses, runs one command, and maps failures to a one-line error and an exit code. */
 import {Command, CommanderError} from 'commander';
 import {environmentHelp, envFlag} from '../config/env.js';
+import {RbeeError} from '../errors.js';
 import {adapterCommand} from './commands/adapter-command.js';
 import {completionCommand} from './commands/completion-command.js';
 import {dashboardCommand} from './commands/dashboard-command.js';
@@ -11,10 +12,11 @@ import {modelCommand} from './commands/model-command.js';
 import {statusCommand} from './commands/status-command.js';
 import {workerCommand} from './commands/worker-command.js';
 import {exitCodes, reportFailure} from './output.js';
+import {rbeeVersion} from '../version.js';
 
 const program = new Command('rbee')
   .description('self-hosted inference: one control plane for the GPUs and CPUs you own')
-  .version('0.1.0')
+  .version(rbeeVersion)
   .option('--hive <url>', 'hive to talk to (env RBEE_HIVE_URL)')
   .option('--token <token>', 'API token (env RBEE_TOKEN)')
   .option('--json', 'print one JSON document on stdout')
@@ -41,12 +43,31 @@ function inheritSettings(command: Command): void {
 }
 inheritSettings(program);
 
+const json = process.argv.includes('--json') || envFlag('RBEE_JSON');
+// `rbee --help | head` closes the pipe early: that is the reader's choice, not a failure to report.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') {
+      process.exit(process.exitCode ?? exitCodes.ok);
+    }
+    throw error;
+  });
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof CommanderError) {
+  if (error instanceof CommanderError && error.code !== 'commander.invalidArgument') {
+    // Commander has said what was wrong on stderr; a script asked for JSON gets it as one document too.
+    if (json && error.exitCode !== 0) {
+      const message = error.code === 'commander.help' ? 'no command given (see rbee --help)' : error.message.replace(/^error: /, '');
+      process.stdout.write(`${JSON.stringify({error: {code: 'invalid_request', message}})}\n`);
+    }
     process.exitCode = error.exitCode === 0 ? exitCodes.ok : exitCodes.usage;
+  } else if (error instanceof CommanderError) {
+    // A flag parser run by a command itself (a variable's value, say): commander has printed nothing.
+    process.exitCode = reportFailure(new RbeeError('invalid_request', error.message, {cause: error}), {json});
   } else {
-    process.exitCode = reportFailure(error, {json: process.argv.includes('--json') || envFlag('RBEE_JSON')});
+    process.exitCode = reportFailure(error, {json});
   }
 }

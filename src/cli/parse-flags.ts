@@ -24,3 +24,24 @@ export function numberFlag(name: string, min: number, max: number) {
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+type OptionValue = string | number | boolean | null;
+
+/**
+ * A repeatable `key=value` flag into an options object. Numbers, true, false and null are read as
+ * such (an adapter's schema expects `threads: 4`, not "4"); anything else stays a string.
+ */
+export function keyValueFlag(name: string) {
+  return (text: string, previous: Record<string, OptionValue> = {}): Record<string, OptionValue> => {
+    const match = /^([A-Za-z_][A-Za-z0-9_-]{0,63})=(.*)$/s.exec(text);
+    if (match === null) {
+      throw new InvalidArgumentError(`${name} takes key=value (a key of letters, digits, "_" or "-"), got "${text}"`);
+    }
+    const [, key, raw] = match as unknown as [string, string, string];
+    let value: OptionValue = raw;
+    if (/^(true|false|null)$/.test(raw) || (raw.trim() !== '' && Number.isFinite(Number(raw)) && /^-?[\d.]+(e-?\d+)?$/i.test(raw))) {
+      value = JSON.parse(raw) as OptionValue;
+    }
+    return {...previous, [key]: value};
+  };
+}

@@ -30,7 +30,11 @@ export function editConfigFile(file: string, edit: (data: Record<string, unknown
   edit(data);
   const output = format === 'json' ? `${JSON.stringify(data, null, 2)}\n` : yaml.dump(data);
   // Write beside and rename: a crash mid-write never leaves half a config.
+  // A new file (the home's config) is private like everything under RBEE_HOME; an existing one keeps its mode.
+  const mode = fs.existsSync(file) ? fs.statSync(file).mode & 0o777 : 0o600;
+  fs.mkdirSync(path.dirname(file), {recursive: true, mode: 0o700});
   const temporary = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(temporary, output);
+  fs.writeFileSync(temporary, output, {mode});
+  fs.chmodSync(temporary, mode);
   fs.renameSync(temporary, file);
 }

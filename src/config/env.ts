@@ -59,6 +59,11 @@ export function rbeeHome(env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(envValue('RBEE_HOME', env) ?? path.join(os.homedir(), '.rbee'));
 }
 
+/** The config a hive reads when none is named and none is found from its working folder up; `rbee adapter add` writes here. */
+export function homeConfigPath(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(rbeeHome(env), 'rbee.config.json');
+}
+
 export function modelsDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(rbeeHome(env), 'models');
 }

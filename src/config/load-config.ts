@@ -1,17 +1,19 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import {cosmiconfig} from 'cosmiconfig';
 import {TypeScriptLoader} from 'cosmiconfig-typescript-loader';
 import {RbeeError} from '../errors.js';
+import {homeConfigPath} from './env.js';
 import {parseWire} from '../protocol/parse.js';
 import {ConfigSchema, type RbeeConfig} from './schema.js';
 
 export type LoadedConfig = {config: RbeeConfig; filepath: string | null};
 
 /**
- * Finds rbee.config.{ts,mjs,js,json,yaml} from `cwd` up (or loads `explicitPath`) and validates
- * it. `.ts` goes through jiti, so users need no TypeScript installed.
+ * Finds rbee.config.{ts,mjs,js,json,yaml} from `cwd` up (or loads `explicitPath`), else the home's
+ * rbee.config.json (where `rbee adapter add` writes), and validates it. `.ts` goes through jiti, so users need no TypeScript installed.
  */
-export async function loadConfig(options: {cwd?: string; explicitPath?: string | undefined} = {}): Promise<LoadedConfig> {
+export async function loadConfig(options: {cwd?: string; explicitPath?: string | undefined; env?: NodeJS.ProcessEnv} = {}): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd();
   const explorer = cosmiconfig('rbee', {
     loaders: {'.ts': TypeScriptLoader(), '.mts': TypeScriptLoader()},
@@ -25,12 +27,18 @@ export async function loadConfig(options: {cwd?: string; explicitPath?: string |
   });
   let found;
   try {
-    found = options.explicitPath === undefined
-      ? await explorer.search(cwd)
-      : await explorer.load(options.explicitPath);
+    if (options.explicitPath !== undefined) {
+      found = await explorer.load(options.explicitPath);
+    } else {
+      found = await explorer.search(cwd);
+      const home = homeConfigPath(options.env);
+      if (found === null && fs.existsSync(home)) {
+        found = await explorer.load(home);
+      }
+    }
   } catch (error) {
-    const where = options.explicitPath ?? 'rbee config';
-    throw new RbeeError('invalid_request', `failed to load config from ${where}: ${(error as Error).message}`, {cause: error});
+    const where = (error as {filepath?: unknown}).filepath ?? options.explicitPath ?? `the rbee config found from ${cwd}`;
+    throw new RbeeError('invalid_request', `config ${String(where)} failed to load: ${firstCauseLine(error)}`, {cause: error});
   }
   if (found === null || found.isEmpty === true) {
     return {config: ConfigSchema.parse({}), filepath: found?.filepath ?? null};
@@ -41,4 +49,20 @@ export async function loadConfig(options: {cwd?: string; explicitPath?: string |
     throw new RbeeError('invalid_request', parsed.message);
   }
   return {config: parsed.value, filepath: found.filepath};
+}
+
+/**
+ * The line of a loader's error that says what is wrong. Loaders wrap the real error under a
+ * generic heading ("TypeScriptLoader failed to compile TypeScript:"), and a CLI prints one line.
+ */
+export function firstCauseLine(error: unknown): string {
+  const lines = (error instanceof Error ? error.message : String(error)).split('\n').map(line => line.trim()).filter(line => line !== '');
+  const meaningful = lines.length > 1 && lines[0]!.endsWith(':') ? lines.slice(1) : lines;
+  const [first, next] = meaningful;
+  if (first === undefined) {
+    return error instanceof Error && error.cause !== undefined ? firstCauseLine(error.cause) : 'unknown error';
+  }
+  // A parse error's position comes on its own line: keep it with the message.
+  const position = next !== undefined && /:\d+:\d+\)?$/.test(next) ? ` (at ${next.replace(/^at\s+/, '')})` : '';
+  return `${first}${position}`;
 }

@@ -1,5 +1,6 @@
 import {z} from 'zod';
 import type {RbeeAdapter} from '../adapters/adapter-api.js';
+import {ApiTokenSchema} from './api-token.js';
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -15,10 +16,12 @@ export const ConfigSchema = z.strictObject({
   hive: z.strictObject({
     host: z.string().min(1).optional(),
     port: z.number().int().min(0).max(65_535).optional(),
-    token: z.string().min(16, 'at least 16 characters').optional(),
+    token: ApiTokenSchema.optional(),
     heartbeatIntervalMs: z.number().int().min(50).max(600_000).optional(),
     orphanTimeoutMs: z.number().int().min(100).max(86_400_000).optional(),
     loadStallTimeoutMs: z.number().int().min(1_000).max(86_400_000).optional(),
+    /** How long a worker may leave a request unanswered before the hive checks it and retries elsewhere. */
+    workerTimeoutMs: z.number().int().min(50).max(600_000).optional(),
     stopGraceMs: z.number().int().min(0).max(600_000).optional(),
     modelDirs: z.array(z.string().min(1)).optional(),
   }).default({}),
@@ -26,6 +29,8 @@ export const ConfigSchema = z.strictObject({
     contextSize: z.number().int().min(128).max(1_048_576).optional(),
     threads: z.number().int().min(1).max(1_024).optional(),
     parallel: z.number().int().min(1).max(64).optional(),
+    /** How long a worker's engine may take to become ready (default: its adapter's, else 10 min). */
+    readyTimeoutMs: z.number().int().min(100).max(86_400_000).optional(),
   }).default({}),
   /** Adapter plugins, beside the built-in ones. */
   adapters: z.array(AdapterEntrySchema).default([]),

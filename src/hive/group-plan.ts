@@ -4,7 +4,8 @@
  * engine endpoint its coordinator will drive. Bad requests are refused here, as a 4xx, with nothing
  * recorded: an unknown device, a type that cannot shard, a taken port, a model that does not fit.
  */
-import {randomBytes, randomUUID} from 'node:crypto';
+import {randomUUID} from 'node:crypto';
+import {randomSecret} from '../http/secrets.js';
 import {RbeeError} from '../errors.js';
 import {freePort, isPortFree} from '../http/free-port.js';
 import {parseModelRef} from '../models/model-ref.js';
@@ -151,7 +152,7 @@ export function groupMemberRecord(member: PlannedMember, group: GroupRecord, loc
     modelName: local?.name ?? member.spec.model,
     modelPath: shard ? null : local?.path ?? null,
     port: member.port,
-    secret: randomBytes(24).toString('hex'),
+    secret: randomSecret(),
     group: {group, membership: member.membership},
   });
   if (shard) {

@@ -8,7 +8,10 @@ export type HealthLimits = {heartbeatIntervalMs: number; loadStallTimeoutMs: num
  * moved for the stall timeout has stalled, however long the whole load may take.
  */
 export function judgeHealth(record: WorkerRecord, now: number, limits: HealthLimits): string | null {
-  if (record.state === 'starting' && now - record.lastProgressAt.getTime() > limits.loadStallTimeoutMs) {
+  // A load is judged by its progress only once the engine reports some: one that reports none (its
+  // output is no measure) is bounded by the worker's ready timeout instead, and by its heartbeats.
+  const measured = record.progress?.phase !== 'loading' || (record.lastHeartbeatAt !== null && record.lastHeartbeat?.load_progress !== undefined);
+  if (record.state === 'starting' && measured && now - record.lastProgressAt.getTime() > limits.loadStallTimeoutMs) {
     return `load stalled: no progress for ${Math.round((now - record.lastProgressAt.getTime()) / 1000)} s (worker type ${record.spec.type})`;
   }
   if (record.launchedAt === null || record.pid === null) {

@@ -2,13 +2,17 @@
  * The hive daemon: one fastify server (heartbeats, workers, inference, status) over a supervisor
  * of worker processes. Loopback by default; any other address needs a token.
  */
-import fs from 'node:fs';
+import {rbeeVersion} from '../version.js';
 import path from 'node:path';
 import Fastify, {type FastifyInstance} from 'fastify';
 import {RbeeError} from '../errors.js';
 import {nativeBackends} from '../native/index.js';
 import {frameworkErrorHandler, installErrorHandling} from '../http/error-handling.js';
 import {isLoopback} from '../http/loopback.js';
+import {checkApiToken} from '../config/api-token.js';
+import {bearer, sameSecret} from '../http/secrets.js';
+import {ensurePrivateDir, narrowTree} from '../config/private-home.js';
+import {lockHome, type HomeLock} from './home-lock.js';
 import type {DeviceInfo, HiveStatus, WorkerState} from '../protocol/wire.js';
 import {listDevices} from './devices.js';
 import {servedModels} from './router.js';
@@ -35,6 +39,8 @@ export type HiveOptions = {
   /** Workers exit when the hive has not answered them for this long; a restarted hive must be back sooner. */
   orphanTimeoutMs?: number | undefined;
   loadStallTimeoutMs?: number | undefined;
+  /** How long a worker may leave a request unanswered before the hive checks it is alive (then retries elsewhere). */
+  workerTimeoutMs?: number | undefined;
   /** Folders model files must lie in; undefined: any readable file on a loopback hive, RBEE_HOME/models otherwise. */
   modelDirs?: string[] | undefined;
   restartLimits?: RestartLimits | undefined;
@@ -43,7 +49,7 @@ export type HiveOptions = {
   adapters: AdapterSet;
   /** Passed on to workers, which load their adapter plugins from it. */
   configPath: string | null;
-  workerDefaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined};
+  workerDefaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined; readyTimeoutMs?: number | undefined};
   env?: NodeJS.ProcessEnv;
   log: (message: string) => void;
 };
@@ -59,21 +65,32 @@ export type Hive = {
   closed: Promise<void>;
 };
 
-const version = '0.1.0';
-
-function bearer(header: string | undefined): string | undefined {
-  const match = header === undefined ? null : /^Bearer\s+(.+)$/i.exec(header);
-  return match?.[1];
-}
+const version = rbeeVersion;
 
 export async function startHive(options: HiveOptions): Promise<Hive> {
   if (!isLoopback(options.host) && options.token === undefined) {
     throw new RbeeError('bind_refused', `refusing to bind ${options.host} without a token: set RBEE_TOKEN (or hive.token in rbee.config.ts), or bind 127.0.0.1`);
   }
+  if (options.token !== undefined) {
+    checkApiToken(options.token, 'the hive\'s token');
+  }
+  // The home is locked before anything in it is read or written: a second hive touches nothing.
+  ensurePrivateDir(options.rbeeHome);
+  const lock = lockHome(options.rbeeHome);
+  try {
+    return await startLockedHive(options, lock);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hive> {
+  narrowTree(options.rbeeHome);
   const devices = await listDevices();
   const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024, frameworkErrors: frameworkErrorHandler});
   installErrorHandling(app);
-  fs.mkdirSync(options.rbeeHome, {recursive: true});
+  // Opened on first use, after the port is bound: a start that fails to bind writes nothing.
   const store = new StateStore(path.join(options.rbeeHome, 'hive.sqlite'));
   let url = '';
   let metrics: HiveMetrics | null = null;
@@ -86,6 +103,9 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
     groupTypes: options.adapters.adapters.filter(loaded => loaded.adapter.groups === true).map(loaded => loaded.adapter.type),
     candleBackends: nativeBackends,
     modelFormats: Object.fromEntries(options.adapters.adapters.map(loaded => [loaded.adapter.type, loaded.adapter.modelFormat ?? 'gguf'])),
+    checkAdapterOptions: async (type, adapterOptions) => {
+      await options.adapters.adapters.find(loaded => loaded.adapter.type === type)?.withOptions(adapterOptions);
+    },
     configPath: options.configPath,
     logsDir: path.join(options.rbeeHome, 'logs'),
     allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),
@@ -113,11 +133,6 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   });
   metrics = createHiveMetrics(supervisor);
   const hiveMetrics = metrics;
-  const {adopted, failed} = supervisor.adoptFromStore();
-  if (adopted.length > 0 || failed.length > 0) {
-    options.log(`re-adopted ${adopted.length} worker(s) left by the previous hive${failed.length > 0 ? `; ${failed.length} were gone and are marked failed` : ''}`);
-  }
-
   if (options.token !== undefined) {
     const token = options.token;
     app.addHook('onRequest', async request => {
@@ -125,7 +140,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
       if (request.url === '/health' || request.url === '/v1/heartbeat') {
         return;
       }
-      if (bearer(request.headers.authorization) !== token) {
+      if (!sameSecret(bearer(request.headers.authorization), token)) {
         throw new RbeeError('unauthorized', 'missing or wrong API token: send "Authorization: Bearer <token>"');
       }
     });
@@ -146,6 +161,7 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
       events.close();
       await app.close();
       store.close();
+      lock.release();
       markClosed();
     })();
     return closing;
@@ -188,12 +204,17 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   registerHeartbeatRoutes(app, supervisor, hiveMetrics, events);
   registerWorkerRoutes(app, supervisor);
   registerGroupRoutes(app, supervisor);
-  registerInferenceRoutes(app, supervisor);
+  registerInferenceRoutes(app, supervisor, {
+    workerTimeoutMs: options.workerTimeoutMs ?? 2_000, log: options.log,
+    events: {active: () => events.clients > 0, publish: event => events.publish(event)},
+  });
 
   try {
     await app.listen({host: options.host, port: options.port});
   } catch (error) {
-    // Leave adopted workers alone: they belong to whichever hive holds the port.
+    // Nothing was adopted nor written yet: the caller releases the home and exits at once.
+    await supervisor.stopAll('hive could not bind');
+    events.close();
     store.close();
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       throw new RbeeError('port_in_use', `port ${options.port} on ${options.host} is already in use (another hive?); pick another with --port`, {cause: error});
@@ -204,6 +225,12 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   const port = typeof address === 'object' && address !== null ? address.port : options.port;
   // Workers always reach the hive over loopback, whatever address it serves clients on.
   url = `http://${isLoopback(options.host) && options.host !== '::1' ? options.host : '127.0.0.1'}:${port}`;
+  lock.setUrl(url);
+  // Adopted only now that this hive holds the home and its port; no request is handled before this runs.
+  const {adopted, failed} = supervisor.adoptFromStore();
+  if (adopted.length > 0 || failed.length > 0) {
+    options.log(`re-adopted ${adopted.length} worker(s) left by the previous hive${failed.length > 0 ? `; ${failed.length} were gone and are marked failed` : ''}`);
+  }
 
   return {app, supervisor, devices, url, adopted, close, closed};
 }

@@ -14,10 +14,54 @@ export function servedModels(supervisor: Supervisor): string[] {
 }
 
 /**
- * Picks the least loaded ready worker for a model, by any of its names. With no model named and
- * exactly one model served, that one: the common single-model hive needs no model field.
+ * Spreads requests over the workers serving a model: the least busy (fewest requests in flight
+ * through the hive) wins, and ties go round-robin, so sequential requests do not all land on the
+ * first worker. `avoid` names workers to pass over while another one serves the model (one that
+ * just failed to answer, say).
  */
-export function pickWorker(supervisor: Supervisor, model: string | undefined): WorkerRecord {
+export class Router {
+  readonly #supervisor: Supervisor;
+  #turn = 0;
+
+  constructor(supervisor: Supervisor) {
+    this.#supervisor = supervisor;
+  }
+
+  pick(model: string | undefined, avoid: ReadonlySet<string> = new Set()): WorkerRecord {
+    const matching = servingWorkers(this.#supervisor, model);
+    const preferred = matching.filter(record => !avoid.has(record.id));
+    return this.#leastBusy(preferred.length > 0 ? preferred : matching);
+  }
+
+  /** Another worker for the same model than those in `tried`, or null when there is none. */
+  pickOther(model: string | undefined, tried: ReadonlySet<string>, avoid: ReadonlySet<string> = new Set()): WorkerRecord | null {
+    let others: WorkerRecord[];
+    try {
+      others = servingWorkers(this.#supervisor, model).filter(record => !tried.has(record.id));
+    } catch {
+      return null;
+    }
+    if (others.length === 0) {
+      return null;
+    }
+    const preferred = others.filter(record => !avoid.has(record.id));
+    return this.#leastBusy(preferred.length > 0 ? preferred : others);
+  }
+
+  #leastBusy(records: WorkerRecord[]): WorkerRecord {
+    const fewest = Math.min(...records.map(record => record.inFlight));
+    const tied = records.filter(record => record.inFlight === fewest);
+    const chosen = tied[this.#turn % tied.length]!;
+    this.#turn = (this.#turn + 1) % 1_000_000;
+    return chosen;
+  }
+}
+
+/**
+ * The ready workers for a model, by any of its names; throws the reason when there are none. With
+ * no model named and exactly one model served, that one: the common single-model hive needs no model field.
+ */
+function servingWorkers(supervisor: Supervisor, model: string | undefined): WorkerRecord[] {
   const records = [...supervisor.workers.values()];
   const serving = records.filter(isServing);
   if (model === undefined) {
@@ -51,5 +95,5 @@ export function pickWorker(supervisor: Supervisor, model: string | undefined): W
     const served = servedModels(supervisor);
     throw new RbeeError('model_not_found', `no worker serves model "${model}"; served: ${served.length === 0 ? 'none' : served.join(', ')}`);
   }
-  return matching.reduce((best, record) => (record.inFlight < best.inFlight ? record : best));
+  return matching;
 }

@@ -6,7 +6,9 @@ import {RbeeError} from '../errors.js';
 import {resolveModel, type ModelFormat, type ModelProgress, type ResolvedModel} from '../models/resolve-model.js';
 import type {DeviceInfo, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
 import {workerDefaults} from '../worker/worker-defaults.js';
+import {nativeMissingMessage} from '../native/index.js';
 import {admit, freeMemory, type AdmissionVerdict} from './admission.js';
+import {backendOf} from './default-worker-type.js';
 import {checkModelPath} from './model-access.js';
 
 export type SpawnCheckOptions = {
@@ -15,6 +17,8 @@ export type SpawnCheckOptions = {
   /** Backends the built candle engine runs on (none when it is not built): for the default type. */
   candleBackends: () => Promise<readonly string[]>;
   modelFormats: Record<string, ModelFormat>;
+  /** Builds the type's adapter with a spawn's `adapter_options`, so the adapter's own checks refuse a bad one (throws). */
+  checkAdapterOptions?: (type: string, options: Record<string, unknown>) => Promise<void>;
   modelsDir: string;
   allowedModelDirs: string[] | null;
   devices: DeviceInfo[];
@@ -28,6 +32,34 @@ export function checkTypeAndDevice(spec: Pick<SpawnWorkerRequestBody, 'type' | '
   }
   if (!options.devices.some(device => device.id === spec.device)) {
     throw new RbeeError('device_unknown', `unknown device "${spec.device}": this machine has ${options.devices.map(device => device.id).join(', ')}`);
+  }
+}
+
+/**
+ * A candle spawn on a hive whose package carries no built engine fails here, at once, with what to
+ * do, rather than as a worker that fails (and restarts) at load; every other type is unaffected.
+ */
+export async function checkAdapterOptions(spec: Pick<SpawnWorkerRequest, 'type' | 'adapter_options'>, options: Pick<SpawnCheckOptions, 'checkAdapterOptions'>): Promise<void> {
+  if (spec.adapter_options === undefined || options.checkAdapterOptions === undefined) {
+    return;
+  }
+  try {
+    await options.checkAdapterOptions(spec.type, spec.adapter_options);
+  } catch (error) {
+    throw new RbeeError('invalid_request', `adapter_options: ${(error as Error).message}`, {cause: error});
+  }
+}
+
+export async function checkEngineBuilt(spec: Pick<SpawnWorkerRequest, 'type' | 'device'>, options: Pick<SpawnCheckOptions, 'candleBackends'>): Promise<void> {
+  if (spec.type !== 'candle') {
+    return;
+  }
+  const backends = await options.candleBackends();
+  if (backends.length === 0) {
+    throw new RbeeError('invalid_request', nativeMissingMessage());
+  }
+  if (!backends.includes(backendOf(spec.device))) {
+    throw new RbeeError('invalid_request', `this build of rbee's candle engine runs on ${backends.join(', ')}, not ${spec.device}: rebuild it with that feature (native/README.md) or pick another --type`);
   }
 }
 

@@ -6,7 +6,7 @@
  * stuck load from a load that stops making progress. What ends a worker decides, with its
  * restart policy, whether it comes back.
  */
-import {randomBytes, randomUUID} from 'node:crypto';
+import {randomUUID} from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
@@ -18,15 +18,26 @@ import type {GroupRecord} from './group-record.js';
 import {WorkerGroups} from './worker-groups.js';
 import {workerRunArgs} from './worker-command-line.js';
 import {defaultWorkerType} from './default-worker-type.js';
-import {admitOrThrow, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
+import {admitOrThrow, checkAdapterOptions, checkEngineBuilt, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import {freePort} from '../http/free-port.js';
 import {judgeHealth} from './health-judge.js';
 import {decideRestart, defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
 import {toStoredWorker, type StateStore} from './state-store.js';
-import {createWorkerRecord, isAlive, modelAliases, type WorkerRecord} from './worker-record.js';
+import {createWorkerRecord, isAlive, modelAliases, renewSecret, workerKey, type WorkerRecord} from './worker-record.js';
+import {randomSecret} from '../http/secrets.js';
+import {shardKeysVariable} from '../worker/worker-auth.js';
 import {isWorkerProcess, killGroup, launchWorkerProcess, watchAdoptedProcess, type ProcessEnd} from './worker-process.js';
 
 const rbeeBin = fileURLToPath(new URL('../../bin/rbee.js', import.meta.url));
+
+/**
+ * The hive's environment minus what a worker (and the engines and plugins it runs) must not see:
+ * the API token, and any worker credential the hive itself was started with.
+ */
+export function workerEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const {RBEE_TOKEN: _token, RBEE_WORKER_SECRET: _secret, [shardKeysVariable]: _keys, ...rest} = env;
+  return rest;
+}
 
 export type SupervisorOptions = SpawnCheckOptions & {
   /** Worker types whose adapter can run in a group (as coordinator or shard). */
@@ -43,7 +54,7 @@ export type SupervisorOptions = SpawnCheckOptions & {
   /** SIGTERM, then this long to finish in-flight work, then SIGKILL of the whole group. */
   stopGraceMs: number;
   restartLimits?: RestartLimits;
-  defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined};
+  defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined; readyTimeoutMs?: number | undefined};
   store: StateStore;
   log: (message: string) => void;
   onEvent?: (event: SupervisorEvent) => void;
@@ -84,7 +95,7 @@ export class Supervisor {
       log: message => this.#options.log(message),
       restartLimits: options.restartLimits ?? defaultRestartLimits,
     });
-    fs.mkdirSync(options.logsDir, {recursive: true});
+    fs.mkdirSync(options.logsDir, {recursive: true, mode: 0o700});
     // A fixed fine tick, not the hive's interval: a worker may heartbeat faster than the hive's default.
     this.#watchdog = setInterval(() => this.#watch(), Math.max(25, Math.min(250, Math.floor(options.heartbeatIntervalMs / 2))));
     this.#watchdog.unref();
@@ -97,6 +108,8 @@ export class Supervisor {
       ...request,
       type: request.type ?? defaultWorkerType(request.device, {types: this.#options.workerTypes, candleBackends: await this.#options.candleBackends()}),
     };
+    await checkEngineBuilt(spec, this.#options);
+    await checkAdapterOptions(spec, this.#options);
     const reference = parseModelRef(spec.model);
     // A local file is checked before answering, so a typo is a 4xx and not a failed worker.
     const local = reference.kind === 'path' ? await resolveAllowedModel(spec.model, spec.type, this.#options) : null;
@@ -112,7 +125,7 @@ export class Supervisor {
       modelName: local?.name ?? spec.model,
       modelPath: local?.path ?? null,
       port: await freePort(),
-      secret: randomBytes(24).toString('hex'),
+      secret: randomSecret(),
     });
     this.#add(record);
     this.#run(record, local);
@@ -185,6 +198,7 @@ export class Supervisor {
         record.progress = null;
         record.reservedBytes = 0;
         record.reason = null;
+        record.lastFailure = null;
       }
       this.#setState(record, heartbeat.status);
     } else if (heartbeat.status === 'starting' && heartbeat.load_progress !== undefined) {
@@ -265,7 +279,7 @@ export class Supervisor {
     const records = stored.map(worker => {
       const record = createWorkerRecord({
         id: worker.id, spec: worker.spec, modelName: worker.modelName, modelPath: worker.modelPath, port: worker.port,
-        secret: worker.secret, pid: worker.pid, startedAt: new Date(worker.startedAt), launchedAt: new Date(),
+        secret: null, secretHash: worker.secretHash, pid: worker.pid, startedAt: new Date(worker.startedAt), launchedAt: new Date(),
         restarts: worker.restarts, adopted: true,
       });
       if (worker.group !== null) {
@@ -362,8 +376,9 @@ export class Supervisor {
       args,
       logFile,
       env: {
-        ...(this.#options.env ?? process.env),
-        RBEE_WORKER_SECRET: record.secret,
+        ...workerEnvironment(this.#options.env ?? process.env),
+        RBEE_WORKER_SECRET: this.#secretOf(record),
+        ...this.#shardKeys(record),
         // One worker, one device: a GPU worker sees its card only, a CPU worker none (a CUDA build of an
         // engine would otherwise take memory on every card it can see, unaccounted).
         ...(cuda !== null ? {CUDA_VISIBLE_DEVICES: cuda[1]} : spec.device === 'cpu' ? {CUDA_VISIBLE_DEVICES: ''} : {}),
@@ -376,6 +391,31 @@ export class Supervisor {
     this.#options.log(`${record.id} launched: pid ${record.pid}, ${model.name} on ${spec.device}, port ${record.port}, log ${logFile}`);
     const end = await watched.ended;
     await this.#onProcessEnd(record, end, logFile);
+  }
+
+  /** The worker's heartbeat secret; a re-adopted worker that never proved its own gets a fresh one for its new process. */
+  #secretOf(record: WorkerRecord): string {
+    if (record.secret === null) {
+      renewSecret(record, randomSecret());
+    }
+    return record.secret!;
+  }
+
+  /** A coordinator probes its shards' own ports: it gets their keys (never their secrets), by environment. */
+  #shardKeys(record: WorkerRecord): Record<string, string> {
+    const membership = record.group?.membership;
+    if (membership?.role !== 'coordinator' || membership.shards.length === 0) {
+      return {};
+    }
+    const keys: Record<string, string> = {};
+    for (const shard of membership.shards) {
+      const member = this.workers.get(shard.worker_id);
+      if (member !== undefined) {
+        this.#secretOf(member);
+        keys[shard.worker_id] = workerKey(member)!;
+      }
+    }
+    return {[shardKeysVariable]: JSON.stringify(keys)};
   }
 
   async #onProcessEnd(record: WorkerRecord, end: ProcessEnd, logFile: string): Promise<void> {
@@ -404,6 +444,9 @@ export class Supervisor {
     record.inFlight = 0;
     record.draining = false;
     record.reservedBytes = 0;
+    if (kind === 'failure') {
+      record.lastFailure = reason;
+    }
     const decision = decideRestart({
       policy: record.spec.restart,
       end: kind,

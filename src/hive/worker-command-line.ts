@@ -7,7 +7,7 @@ export type WorkerArgOptions = {
   heartbeatIntervalMs: number;
   orphanTimeoutMs: number;
   configPath: string | null;
-  defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined};
+  defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined; readyTimeoutMs?: number | undefined};
 };
 
 /** `rbee worker run`'s arguments for a record: an argument array, never a shell string. */
@@ -33,6 +33,9 @@ export function workerRunArgs(record: WorkerRecord, model: Pick<ResolvedModel, '
   const threads = spec.threads ?? defaults.threads;
   if (threads !== undefined) args.push('--threads', String(threads));
   if (spec.max_queue !== undefined) args.push('--max-queue', String(spec.max_queue));
+  const readyTimeout = spec.ready_timeout_ms ?? defaults.readyTimeoutMs;
+  if (readyTimeout !== undefined) args.push('--ready-timeout', String(readyTimeout));
+  if (spec.adapter_options !== undefined) args.push('--adapter-options', JSON.stringify(spec.adapter_options));
   if (options.configPath !== null) args.push('--config', options.configPath);
   if (record.group !== null) args.push('--group', JSON.stringify(record.group.membership));
   return args;

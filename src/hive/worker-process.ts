@@ -9,7 +9,8 @@ export type ProcessEnd = {code: number | null; signal: NodeJS.Signals | null; er
 export type WatchedProcess = {pid: number; ended: Promise<ProcessEnd>};
 
 export function launchWorkerProcess(options: {command: string; args: string[]; env: NodeJS.ProcessEnv; logFile: string}): WatchedProcess {
-  const logFd = fs.openSync(options.logFile, 'a');
+  // 0600: a worker's log may hold prompts and paths; it is its owner's only.
+  const logFd = fs.openSync(options.logFile, 'a', 0o600);
   try {
     // An argument array, never a shell. The log is a file descriptor the child owns, not a pipe
     // through the hive, so the worker does not die of a broken pipe when the hive goes away and

@@ -1,7 +1,7 @@
-import {timingSafeEqual} from 'node:crypto';
 import path from 'node:path';
 import type {Heartbeat, SpawnWorkerRequest, WorkerInfo, WorkerState} from '../protocol/wire.js';
 import type {GroupMember} from './group-record.js';
+import {matchesHash, sha256Hex, workerKeyOf} from '../http/secrets.js';
 
 export type WorkerProgress = {phase: string; done: number; total: number | null};
 
@@ -17,7 +17,13 @@ export type WorkerRecord = {
   reason: string | null;
   pid: number | null;
   port: number;
-  secret: string;
+  /**
+   * The heartbeat secret its process was given, in memory only; null for a worker re-adopted from
+   * the store (which keeps only the hash) until its first heartbeat proves it.
+   */
+  secret: string | null;
+  /** sha256 (hex) of the secret: what heartbeats are checked against, and what is stored. */
+  secretHash: string;
   startedAt: Date;
   launchedAt: Date | null;
   lastHeartbeatAt: Date | null;
@@ -37,6 +43,8 @@ export type WorkerRecord = {
   draining: boolean;
   /** Its part in a worker group, or null for a worker of its own. */
   group: GroupMember | null;
+  /** Why its last process failed; kept while it restarts, cleared once it serves. */
+  lastFailure: string | null;
 };
 
 export function workerUrl(record: WorkerRecord): string {
@@ -81,12 +89,14 @@ export function toWorkerInfo(record: WorkerRecord): WorkerInfo {
     max_queue: record.spec.max_queue ?? null,
     group_id: record.group?.group.id ?? null,
     role: record.group?.membership.role ?? null,
+    last_failure: record.lastFailure,
   };
 }
 
 /** A record with every counter at rest; `fields` says what is known of the worker so far. */
 export function createWorkerRecord(fields: Pick<WorkerRecord, 'id' | 'spec' | 'modelName' | 'modelPath' | 'port' | 'secret'> & Partial<WorkerRecord>): WorkerRecord {
   return {
+    secretHash: fields.secret === null ? '' : sha256Hex(fields.secret),
     aliases: modelAliases(fields.spec.model, fields.modelName, fields.modelPath),
     state: 'starting',
     reason: null,
@@ -104,6 +114,7 @@ export function createWorkerRecord(fields: Pick<WorkerRecord, 'id' | 'spec' | 'm
     reservedBytes: 0,
     draining: false,
     group: null,
+    lastFailure: null,
     ...fields,
   };
 }
@@ -113,12 +124,24 @@ export function modelAliases(reference: string, name: string, modelPath: string 
   return new Set([reference, name, ...(modelPath === null ? [] : [modelPath, path.basename(modelPath)])]);
 }
 
-/** Constant-time comparison, so the secret cannot be guessed a byte at a time from response times. */
+/** Whether `secret` is the worker's, compared as sha256 digests in constant time. */
 export function hasSecret(record: WorkerRecord, secret: string | undefined): boolean {
-  if (secret === undefined) {
-    return false;
-  }
-  const given = Buffer.from(secret);
-  const expected = Buffer.from(record.secret);
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  return record.secretHash !== '' && matchesHash(secret, record.secretHash);
+}
+
+/** Gives the record a fresh heartbeat secret (before a launch: the process it goes to is new). */
+export function renewSecret(record: WorkerRecord, secret: string): void {
+  record.secret = secret;
+  record.secretHash = sha256Hex(secret);
+}
+
+/** The key the worker's own HTTP server demands (null while a re-adopted worker has not heartbeated yet). */
+export function workerKey(record: WorkerRecord): string | null {
+  return record.secret === null ? null : workerKeyOf(record.secret);
+}
+
+/** The header that opens the worker's port (none while its key is unknown: the worker then answers 401). */
+export function workerAuthorization(record: WorkerRecord): Record<string, string> {
+  const key = workerKey(record);
+  return key === null ? {} : {authorization: `Bearer ${key}`};
 }

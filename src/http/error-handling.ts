@@ -1,5 +1,39 @@
 import type {FastifyError, FastifyInstance, FastifyReply, FastifyRequest} from 'fastify';
 import {isRbeeError, RbeeError} from '../errors.js';
+import type {OpenAiErrorBody} from '../protocol/wire.js';
+
+/** Routes whose clients are OpenAI SDKs: their errors take OpenAI's shape, everywhere else rbee's. */
+const openAiRoutes = new Set(['/v1/chat/completions', '/v1/completions', '/v1/models']);
+
+export function isOpenAiRoute(url: string | undefined): boolean {
+  return url !== undefined && openAiRoutes.has(url.split('?')[0]!);
+}
+
+function openAiType(status: number): string {
+  if (status === 401) {
+    return 'authentication_error';
+  }
+  if (status === 403) {
+    return 'permission_error';
+  }
+  if (status === 404) {
+    return 'not_found_error';
+  }
+  if (status === 429) {
+    return 'rate_limit_error';
+  }
+  return status < 500 ? 'invalid_request_error' : 'server_error';
+}
+
+/** An error as the OpenAI SDKs expect it: `{error: {message, type, param, code}}`. */
+export function toOpenAiError(error: RbeeError): OpenAiErrorBody {
+  return {error: {message: error.message, type: openAiType(error.status), param: error.field ?? null, code: error.code}};
+}
+
+/** The error body for a route: OpenAI's shape on the OpenAI routes, rbee's `{error: {code, message}}` elsewhere. */
+export function errorBody(error: RbeeError, url: string | undefined): OpenAiErrorBody | ReturnType<RbeeError['toJSON']> {
+  return isOpenAiRoute(url) ? toOpenAiError(error) : error.toJSON();
+}
 
 type FastifyErrorLike = Partial<FastifyError> & {message: string};
 
@@ -37,7 +71,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (rbeeError.status === 503) {
       void reply.header('retry-after', '1');
     }
-    void reply.status(rbeeError.status).send(rbeeError.toJSON());
+    void reply.status(rbeeError.status).send(errorBody(rbeeError, request.routeOptions.url ?? request.url));
   });
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send(new RbeeError('not_found', `no route ${request.method} ${request.url}`).toJSON());

@@ -9,7 +9,8 @@ export function validateBody<S extends z.ZodType>(schema: S, body: unknown, what
   }
   const parsed = parseWire(schema, body, what);
   if (!parsed.ok) {
-    throw new RbeeError('invalid_request', parsed.message);
+    const field = parsed.issues[0]?.field;
+    throw new RbeeError('invalid_request', parsed.message, {field: field === '(body)' ? undefined : field});
   }
   return parsed.value;
 }

@@ -4,6 +4,7 @@
  * GGUF file; we fetch them through the PEP 503 simple index, stream the slices out in order
  * into one file and accept it only if its sha256 is the one recorded here.
  */
+import {defaultModelFileName} from './base-model.js';
 import {createHash, randomUUID} from 'node:crypto';
 import {createWriteStream} from 'node:fs';
 import fs from 'node:fs/promises';
@@ -44,7 +45,7 @@ const gemmaParts = [1, 2, 3, 4].map(
 );
 
 export const defaultModelSpec: DefaultModelSpec = {
-  fileName: 'gemma-3-270m-q4_k_m.gguf',
+  fileName: defaultModelFileName,
   version: '1.0.0',
   sha256: 'a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818',
   size: 253_113_024,

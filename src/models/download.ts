@@ -28,9 +28,17 @@ export type DownloadOptions = {
   retries?: number;
   /** First pause between attempts; doubles after each. */
   retryDelayMs?: number;
+  /** Runs once the bytes are verified, before the file appears under `destination`: a crash in between leaves no unrecorded file. */
+  beforeRename?: (verified: {sha256: string; size: number; checkedAgainst: DownloadResult['checkedAgainst']; partPath: string}) => Promise<void>;
 };
 
-export type DownloadResult = {path: string; sha256: string; size: number};
+export type DownloadResult = {
+  path: string;
+  sha256: string;
+  size: number;
+  /** Where the checksum was checked against: the caller's, the server's, or nowhere (computed here only). */
+  checkedAgainst: 'expected' | 'server' | null;
+};
 
 const retryableStatuses = new Set([408, 425, 429, 500, 502, 503, 504]);
 const transientCodes = new Set([
@@ -69,7 +77,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
   const retries = options.retries ?? 4;
   const retryDelayMs = options.retryDelayMs ?? 500;
   const state: DownloadState = {options, partPath: `${destination}.part`};
-  await fs.mkdir(path.dirname(destination), {recursive: true});
+  await fs.mkdir(path.dirname(destination), {recursive: true, mode: 0o700});
 
   for (let attempt = 0; ; attempt++) {
     signal?.throwIfAborted();
@@ -104,8 +112,10 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
         `download of ${url} has sha256 ${result.sha256}, expected ${expected}; the partial file was deleted`,
       );
     }
+    const checkedAgainst = options.expectedSha256 !== undefined ? 'expected' : state.advertisedSha256 !== undefined ? 'server' : null;
+    await options.beforeRename?.({sha256: result.sha256, size: result.size, checkedAgainst, partPath: state.partPath});
     await fs.rename(state.partPath, destination);
-    return {path: destination, sha256: result.sha256, size: result.size};
+    return {path: destination, sha256: result.sha256, size: result.size, checkedAgainst};
   }
 }
 
@@ -200,7 +210,8 @@ async function attemptDownload(state: DownloadState): Promise<AttemptResult> {
         yield chunk;
       }
     },
-    createWriteStream(state.partPath, {flags: status === 206 ? 'a' : 'w'}),
+    // 0600: model files live in RBEE_HOME, private to its owner.
+    createWriteStream(state.partPath, {flags: status === 206 ? 'a' : 'w', mode: 0o600}),
   );
   if (total !== null && done !== total) {
     throw new IncompleteBodyError(`received ${done} of ${total} bytes from ${url}`);

@@ -5,7 +5,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import {RbeeError} from '../errors.js';
-import {resolveDefaultModel} from './default-model.js';
+import {defaultModelPath, resolveDefaultModel} from './default-model.js';
+import type {VerifyDepth} from './cache-checksum.js';
 import {resolveHfModel} from './hf-model.js';
 import {modelNameFromFile, parseModelRef, type ModelRef} from './model-ref.js';
 
@@ -23,6 +24,10 @@ export type ResolveModelOptions = {
   env?: NodeJS.ProcessEnv;
   onProgress?: (progress: ModelProgress) => void;
   signal?: AbortSignal;
+  /** How a cached download is checked before use: `quick` (the default) or `full` (hashed, as `model pull` does). */
+  verify?: VerifyDepth;
+  /** Fetch a downloaded model again even if a cached copy is there (`model pull --force`). */
+  force?: boolean;
 };
 
 const ggufMagic = Buffer.from('GGUF', 'latin1');
@@ -38,10 +43,16 @@ export async function resolveModel(ref: string, options: ResolveModelOptions): P
   let file: string;
   switch (parsed.kind) {
     case 'default':
+      if (options.force === true) {
+        // Assembled again from its parts (verified against the pinned sha256) once this copy is gone.
+        await fs.rm(defaultModelPath(options.modelsDir), {force: true});
+      }
       file = await resolveDefaultModel(shared);
       break;
     case 'hf':
-      file = await resolveHfModel({...shared, ref: parsed});
+      file = await resolveHfModel({
+        ...shared, ref: parsed, ...(options.verify === undefined ? {} : {verify: options.verify}), ...(options.force === undefined ? {} : {force: options.force}),
+      });
       break;
     case 'path':
       file = parsed.path;

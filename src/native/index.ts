@@ -7,6 +7,8 @@
  * `NativeEngineError`s: an RbeeError whose `code` is rbee's stable error code (and HTTP status)
  * and whose `nativeCode` says exactly what happened (invalid_gguf, prompt_too_long, ...).
  */
+import fs from 'node:fs';
+import {fileURLToPath} from 'node:url';
 import {RbeeError, type ErrorCode} from '../errors.js';
 import type * as Binding from '../../native/index.js';
 
@@ -69,12 +71,25 @@ function isNativeError(value: unknown): value is Binding.NativeError {
 
 let bindingPromise: Promise<typeof Binding> | undefined;
 
+/**
+ * Says how to get the engine where rbee runs: a source checkout builds it; an installed package
+ * carries it only if it was packed after a build (see native/README.md, "Packaging").
+ */
+export function nativeMissingMessage(reason?: string): string {
+  const platform = `${process.platform}-${process.arch}`;
+  const checkout = fs.existsSync(fileURLToPath(new URL('../../native/Cargo.toml', import.meta.url)));
+  const how = checkout
+    ? 'run `npm run build:native` in the rbee checkout (needs Rust and cargo)'
+    : `this rbee package was packed without it for ${platform}: install one packed after \`npm run build:native\`, or pick another --type (llamacpp runs the same GGUF models)`;
+  return `rbee's candle engine is not built for this machine${reason === undefined ? '' : ` (${reason})`}: ${how}`;
+}
+
 /** The generated loader, imported once; a clear error when the .node was never built. */
 export async function loadNativeBinding(): Promise<typeof Binding> {
   bindingPromise ??= import('../../native/index.js').catch((error: unknown) => {
     bindingPromise = undefined;
     const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
-    throw new NativeEngineError('binding_missing', `rbee's candle engine is not built for this machine (${reason}): run \`npm run build:native\` (needs Rust and cargo)`, {cause: error});
+    throw new NativeEngineError('binding_missing', nativeMissingMessage(reason), {cause: error});
   });
   return bindingPromise;
 }

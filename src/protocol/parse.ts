@@ -15,10 +15,14 @@ export function parseWire<S extends z.ZodType>(schema: S, value: unknown, what: 
   if (result.success) {
     return {ok: true, value: result.data};
   }
-  const issues = result.error.issues.map((issue): FieldIssue => ({
-    field: issue.path.length === 0 ? '(body)' : issue.path.map(String).join('.'),
-    message: issue.message,
-  }));
+  const issues = result.error.issues.flatMap((issue): FieldIssue[] => {
+    const at = issue.path.map(String);
+    // A strict schema's unknown keys are named one by one, each as the field at fault.
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map(key => ({field: [...at, key].join('.'), message: 'unknown field'}));
+    }
+    return [{field: at.length === 0 ? '(body)' : at.join('.'), message: issue.message}];
+  });
   const listed = issues.slice(0, 5).map(issue => `\`${issue.field}\`: ${issue.message}`).join('; ');
   const more = issues.length > 5 ? ` (and ${issues.length - 5} more)` : '';
   return {ok: false, issues, message: `invalid ${what}: ${listed}${more}`};

@@ -45,6 +45,8 @@ export const HeartbeatSchema = z.object({
   error: z.string().optional(),
   /** rbee extension: how far the model load has got (0..1), so the hive can tell a slow load from a stalled one. */
   load_progress: z.number().min(0).max(1).optional(),
+  /** rbee extension: CPU used by the worker's process tree since its previous heartbeat, in % of one core. */
+  cpu_percent: z.number().nonnegative().optional(),
   // enhanced: multi-model workers
   loaded_models: z.array(z.string()).optional(),
   vram_allocations: z.record(z.string(), bytes).optional(),
@@ -82,10 +84,11 @@ export const WorkerHealthSchema = z.object({
 });
 export type WorkerHealth = z.infer<typeof WorkerHealthSchema>;
 
+// Strict: a command is also a request body (POST /v1/workers/:id/commands), where a misspelt field must not pass.
 export const HiveCommandSchema = z.discriminatedUnion('type', [
-  z.object({type: z.literal('shutdown'), reason: z.string().optional()}),
-  z.object({type: z.literal('unload_model'), model: z.string().min(1)}),
-  z.object({type: z.literal('drain'), reason: z.string().optional()}),
+  z.strictObject({type: z.literal('shutdown'), reason: z.string().optional()}),
+  z.strictObject({type: z.literal('unload_model'), model: z.string().min(1)}),
+  z.strictObject({type: z.literal('drain'), reason: z.string().optional()}),
 ]);
 export type HiveCommand = z.infer<typeof HiveCommandSchema>;
 
@@ -97,6 +100,7 @@ export type HeartbeatAnswer = z.infer<typeof HeartbeatAnswerSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // rbee's own inference API: POST /v1/infer on a worker (direct) or on the hive (routed by model).
+// Request bodies are strict: an unknown field is a 400 naming it, never silently ignored.
 
 const stop = z.union([z.string().min(1), z.array(z.string().min(1)).max(16)]);
 const sampling = {
@@ -109,7 +113,7 @@ const sampling = {
   stream: z.boolean().optional(),
 };
 
-export const InferRequestSchema = z.object({
+export const InferRequestSchema = z.strictObject({
   prompt: z.string().min(1).max(1_000_000),
   model: z.string().min(1).optional(),
   ...sampling,
@@ -139,8 +143,10 @@ export const InferStreamEventSchema = z.discriminatedUnion('type', [
 export type InferStreamEvent = z.infer<typeof InferStreamEventSchema>;
 
 // ---------------------------------------------------------------------------------------------
-// OpenAI-compatible API, the subset rbee serves. Unknown OpenAI fields are ignored, as clients
-// send many; the ones rbee uses are validated.
+// OpenAI-compatible API, the subset rbee serves. Request bodies accept every field OpenAI documents
+// (clients send many, often at their defaults) and reject any other with a 400 naming it. Fields
+// that would change the answer in a way rbee cannot honour (tools, penalties, logprobs, ...) are
+// accepted only at their neutral value, so a client is never told "ok" for something not done.
 
 const textPart = z.object({type: z.literal('text'), text: z.string()});
 export const ChatMessageSchema = z.object({
@@ -149,20 +155,64 @@ export const ChatMessageSchema = z.object({
 });
 export type ChatMessage = z.infer<typeof ChatMessageSchema>;
 
-export const ChatCompletionRequestSchema = z.object({
+const isEmpty = (value: unknown) => value === null || (Array.isArray(value) ? value.length === 0
+  : typeof value === 'object' && Object.keys(value).length === 0);
+/** A documented OpenAI field rbee does not implement: accepted only when it asks for nothing. */
+const neutralOnly = (isNeutral: (value: unknown) => boolean, what: string) =>
+  z.unknown().refine(isNeutral, `${what} is not supported by rbee; leave it out (or at its default)`).optional();
+
+export const StreamOptionsSchema = z.strictObject({
+  include_usage: z.boolean().optional(),
+  include_obfuscation: z.boolean().optional(),
+}).nullable();
+
+/** Fields of both OpenAI generation routes that carry no semantics rbee must honour, or are honoured as told. */
+const openAiCommon = {
+  n: z.literal(1).nullable().optional(),
+  stream_options: StreamOptionsSchema.optional(),
+  user: z.string().max(4_096).optional(),
+  frequency_penalty: neutralOnly(value => value === null || value === 0, 'a frequency penalty'),
+  presence_penalty: neutralOnly(value => value === null || value === 0, 'a presence penalty'),
+  logit_bias: neutralOnly(isEmpty, 'logit_bias'),
+};
+
+export const ChatCompletionRequestSchema = z.strictObject({
   model: z.string().min(1),
   messages: z.array(ChatMessageSchema).min(1).max(1_000),
   max_completion_tokens: z.number().int().min(1).max(32_768).optional(),
-  n: z.literal(1).optional(),
   ...sampling,
+  ...openAiCommon,
+  metadata: z.record(z.string(), z.string()).nullable().optional(),
+  store: z.boolean().nullable().optional(),
+  service_tier: z.string().nullable().optional(),
+  prompt_cache_key: z.string().optional(),
+  safety_identifier: z.string().optional(),
+  parallel_tool_calls: z.boolean().optional(),
+  reasoning_effort: z.string().nullable().optional(),
+  verbosity: z.string().nullable().optional(),
+  logprobs: neutralOnly(value => value === null || value === false, 'logprobs'),
+  top_logprobs: neutralOnly(value => value === null || value === 0, 'top_logprobs'),
+  response_format: neutralOnly(value => value === null || (typeof value === 'object' && (value as {type?: unknown}).type === 'text'), 'a response_format other than text'),
+  tools: neutralOnly(isEmpty, 'tools'),
+  tool_choice: neutralOnly(value => value === null || value === 'none' || value === 'auto', 'tool_choice'),
+  functions: neutralOnly(isEmpty, 'functions'),
+  function_call: neutralOnly(value => value === null || value === 'none' || value === 'auto', 'function_call'),
+  modalities: neutralOnly(value => value === null || (Array.isArray(value) && value.every(item => item === 'text')), 'a modality other than text'),
+  audio: neutralOnly(value => value === null, 'audio output'),
+  prediction: neutralOnly(value => value === null, 'predicted outputs'),
+  web_search_options: neutralOnly(value => value === null, 'web search'),
 });
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequestSchema>;
 
-export const CompletionRequestSchema = z.object({
+export const CompletionRequestSchema = z.strictObject({
   model: z.string().min(1),
   prompt: z.string().min(1).max(1_000_000),
-  n: z.literal(1).optional(),
   ...sampling,
+  ...openAiCommon,
+  best_of: neutralOnly(value => value === null || value === 1, 'best_of'),
+  echo: neutralOnly(value => value === null || value === false, 'echo'),
+  logprobs: neutralOnly(value => value === null || value === 0, 'logprobs'),
+  suffix: neutralOnly(value => value === null || value === '', 'suffix'),
 });
 export type CompletionRequest = z.infer<typeof CompletionRequestSchema>;
 
@@ -193,6 +243,8 @@ export const ChatCompletionChunkSchema = z.object({
     delta: z.object({role: z.literal('assistant').optional(), content: z.string().optional()}),
     finish_reason: openAiFinish,
   })),
+  /** With `stream_options.include_usage`: null on every chunk but the last, which has no choices. */
+  usage: usage.nullable().optional(),
 });
 export type ChatCompletionChunk = z.infer<typeof ChatCompletionChunkSchema>;
 
@@ -202,7 +254,7 @@ export const TextCompletionSchema = z.object({
   created: z.number().int(),
   model: z.string(),
   choices: z.array(z.object({index: z.number().int(), text: z.string(), finish_reason: openAiFinish})),
-  usage: usage.optional(),
+  usage: usage.nullable().optional(),
 });
 export type TextCompletion = z.infer<typeof TextCompletionSchema>;
 
@@ -213,6 +265,10 @@ export const ModelListSchema = z.object({
     object: z.literal('model'),
     created: z.number().int(),
     owned_by: z.string(),
+    /** rbee: true for a base (pretrained, not instruction-tuned) model, such as the default; absent when not known. */
+    base_model: z.boolean().optional(),
+    /** rbee: what a client should know before using the model (why chat answers may echo the prompt). */
+    notice: z.string().optional(),
   })),
 });
 export type ModelList = z.infer<typeof ModelListSchema>;
@@ -254,7 +310,17 @@ export const DeviceSchema = z.string().regex(/^(cpu|metal|cuda:\d{1,2})$/, 'one 
 export const RestartPolicySchema = z.enum(['never', 'on-failure', 'always']);
 export type RestartPolicy = z.infer<typeof RestartPolicySchema>;
 
-export const SpawnWorkerRequestSchema = z.object({
+/**
+ * Per-worker options for the worker type's adapter (`--adapter-option key=value`), merged over the
+ * config's options for it and checked by the adapter's own factory when the hive takes the spawn.
+ */
+export const AdapterOptionsSchema = z.record(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]{0,63}$/, 'an option name: letters, digits, "_" or "-"'),
+  z.union([z.string().max(4_096), z.number(), z.boolean(), z.null()]),
+).refine(options => Object.keys(options).length <= 64, 'at most 64 options');
+export type AdapterOptions = z.infer<typeof AdapterOptionsSchema>;
+
+export const SpawnWorkerRequestSchema = z.strictObject({
   model: z.string().min(1).max(4_096),
   device: DeviceSchema.default('cpu'),
   /** Left out: the hive picks the fastest engine it has for the device (see the benchmarks). */
@@ -264,6 +330,9 @@ export const SpawnWorkerRequestSchema = z.object({
   parallel: z.number().int().min(1).max(64).optional(),
   max_queue: z.number().int().min(0).max(100_000).optional(),
   heartbeat_interval_ms: z.number().int().min(50).max(600_000).optional(),
+  /** How long the engine may take to become ready, in all (default: its adapter's, else 10 min). */
+  ready_timeout_ms: z.number().int().min(100).max(86_400_000).optional(),
+  adapter_options: AdapterOptionsSchema.optional(),
   restart: RestartPolicySchema.default('on-failure'),
   /** Spawn even when the memory estimate says the model will not fit. */
   force: z.boolean().default(false),
@@ -307,8 +376,17 @@ export const WorkerInfoSchema = z.object({
   /** Set for the members of a worker group (known before their first heartbeat). */
   group_id: id.nullable().default(null),
   role: GroupRoleSchema.nullable().default(null),
+  /** Why its last process failed, kept while it restarts, so a client waiting for it can say why at once. */
+  last_failure: z.string().nullable().default(null),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
+
+/**
+ * GET /v1/workers/:id/key: what opens a worker's own port (`Authorization: Bearer <key>`) for a
+ * client the hive lets in, to call the worker directly. Never part of WorkerInfo (events, lists).
+ */
+export const WorkerKeySchema = z.object({worker_id: id, url: z.string(), key: z.string()});
+export type WorkerKey = z.infer<typeof WorkerKeySchema>;
 
 export const MemoryEstimateSchema = z.object({
   weights: bytes,
@@ -333,7 +411,7 @@ export type SpawnPlan = z.infer<typeof SpawnPlanSchema>;
 export const WorkerListSchema = z.object({workers: z.array(WorkerInfoSchema)});
 export type WorkerList = z.infer<typeof WorkerListSchema>;
 
-export const SpawnGroupRequestSchema = z.object({
+export const SpawnGroupRequestSchema = z.strictObject({
   model: z.string().min(1).max(4_096),
   /** The coordinator runs on the first, a shard on each of the others. "cpu" may repeat (one process each). */
   devices: z.array(DeviceSchema).min(2).max(64),
@@ -401,6 +479,16 @@ export const HiveEventSchema = z.discriminatedUnion('type', [
   z.object({type: z.literal('worker'), at, change: z.enum(['spawned', 'state', 'restarting']), worker: WorkerInfoSchema}),
   /** A group was spawned or its health changed; `group` is its full current record. */
   z.object({type: z.literal('group'), at, change: z.enum(['spawned', 'health']), group: GroupInfoSchema}),
+  /**
+   * A request the hive routed: `started`, `progress` (streams, at most once a second) and `ended`,
+   * with the worker's requests in flight through the hive and the tokens relayed since the last
+   * event (counted from the answer: usage figures, or one per streamed event). Sent only while
+   * someone follows the stream; lets a dashboard show busy and tok/s as they happen.
+   */
+  z.object({
+    type: z.literal('request'), at, worker_id: id, phase: z.enum(['started', 'progress', 'ended']), in_flight: count,
+    tokens: count.optional(), duration_ms: count.optional(), status: z.number().int().optional(),
+  }),
 ]);
 export type HiveEvent = z.infer<typeof HiveEventSchema>;
 
@@ -430,3 +518,12 @@ export const ErrorBodySchema = z.object({
   error: z.object({code: z.string(), message: z.string()}),
 });
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+
+/**
+ * Errors on the OpenAI routes, shaped as the OpenAI SDKs read them: `type` is OpenAI's class,
+ * `param` the request field at fault (or null), `code` rbee's stable code. A superset of ErrorBody.
+ */
+export const OpenAiErrorBodySchema = z.object({
+  error: z.object({message: z.string(), type: z.string(), param: z.string().nullable(), code: z.string().nullable()}),
+});
+export type OpenAiErrorBody = z.infer<typeof OpenAiErrorBodySchema>;

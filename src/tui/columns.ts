@@ -6,12 +6,12 @@
 import type {DeviceInfo, GroupHealth} from '../protocol/wire.js';
 import type {Color, Segment} from './ansi.js';
 import {bar, compactAgeSeconds, compactBytes, compactDuration, compactRate, fit, sparkline} from './format.js';
-import {heartbeatAge, isAliveState, isStale, type WorkerRow} from './model.js';
+import {heartbeatAge, isAliveState, isStale, shownState, workerRates, type WorkerRow} from './model.js';
 import type {TableLine} from './rows.js';
 
 export type Cell = Segment;
 
-export type ColumnKey = 'id' | 'type' | 'model' | 'device' | 'status' | 'memory' | 'requests' | 'throughput' | 'queue' | 'workflow' | 'uptime' | 'heartbeat';
+export type ColumnKey = 'id' | 'type' | 'model' | 'device' | 'status' | 'memory' | 'cpu' | 'requests' | 'throughput' | 'queue' | 'workflow' | 'uptime' | 'heartbeat';
 
 type ColumnSpec = {title: string; width: number; align: 'left' | 'right'; /** Dropped first when the terminal is narrow: higher goes first; 0 never. */ drop: number};
 
@@ -26,6 +26,7 @@ const specs: Record<ColumnKey, ColumnSpec> = {
   device: {title: 'DEVICE', width: 7, align: 'left', drop: 5},
   status: {title: 'STATUS', width: 8, align: 'left', drop: 0},
   memory: {title: 'VRAM/RAM', width: memoryBarWidth + 1 + 11, align: 'left', drop: 2},
+  cpu: {title: 'CPU%', width: 5, align: 'right', drop: 6},
   requests: {title: 'REQS', width: 6, align: 'right', drop: 6},
   throughput: {title: 'TOK/S', width: sparkWidth + 1 + 5, align: 'left', drop: 3},
   queue: {title: 'QUEUE', width: 5, align: 'right', drop: 7},
@@ -34,14 +35,27 @@ const specs: Record<ColumnKey, ColumnSpec> = {
   heartbeat: {title: 'HEARTBEAT', width: 9, align: 'right', drop: 1},
 };
 
-const order: ColumnKey[] = ['id', 'type', 'model', 'device', 'status', 'memory', 'requests', 'throughput', 'queue', 'workflow', 'uptime', 'heartbeat'];
+const order: ColumnKey[] = ['id', 'type', 'model', 'device', 'status', 'memory', 'cpu', 'requests', 'throughput', 'queue', 'workflow', 'uptime', 'heartbeat'];
 
 export type Column = {key: ColumnKey; title: string; width: number; align: 'left' | 'right'};
 
+/** The longest type name a type column holds whole; longer ones (plugins may use 64) are cut. */
+const maxTypeWidth = 24;
+
+/** The type column's width for these rows: their longest type name, so "tensorrt-llm" is never cut. */
+export function typeColumnWidth(types: Iterable<string>): number {
+  let width = specs.type.width;
+  for (const type of types) {
+    width = Math.max(width, Math.min(maxTypeWidth, type.length));
+  }
+  return width;
+}
+
 /** Columns with a row gutter of 2 and one space between cells; the model column takes what is left (up to 40). */
-export function layoutColumns(width: number, options: {workflow: boolean}): Column[] {
+export function layoutColumns(width: number, options: {workflow: boolean; typeWidth?: number}): Column[] {
   const keys = order.filter(key => key !== 'workflow' || options.workflow);
-  const used = (set: ColumnKey[]) => 2 + set.reduce((sum, key) => sum + specs[key].width, 0) + (set.length - 1);
+  const widthOf = (key: ColumnKey) => (key === 'type' ? options.typeWidth ?? specs.type.width : specs[key].width);
+  const used = (set: ColumnKey[]) => 2 + set.reduce((sum, key) => sum + widthOf(key), 0) + (set.length - 1);
   const droppable = keys.filter(key => specs[key].drop > 0).sort((a, b) => specs[b].drop - specs[a].drop);
   let chosen = keys;
   while (used(chosen) > width && droppable.length > 0) {
@@ -52,7 +66,7 @@ export function layoutColumns(width: number, options: {workflow: boolean}): Colu
   return chosen.map(key => ({
     key,
     title: specs[key].title,
-    width: key === 'model' ? specs.model.width + Math.min(spare, 28) : specs[key].width,
+    width: key === 'model' ? specs.model.width + Math.min(spare, 28) : widthOf(key),
     align: specs[key].align,
   }));
 }
@@ -114,17 +128,25 @@ function workerCell(key: ColumnKey, line: Extract<TableLine, {kind: 'worker'}>, 
       return plain(info.model);
     case 'device':
       return plain(info.device);
-    case 'status':
-      return plain(info.draining && isAliveState(info.state) ? 'draining' : info.state, stateColors[info.state]);
+    case 'status': {
+      const state = shownState(row);
+      return plain(info.draining && isAliveState(state) ? 'draining' : state, stateColors[state]);
+    }
+    case 'cpu': {
+      const percent = heartbeat?.cpu_percent;
+      return percent === undefined || !isAliveState(info.state) ? plain('-') : plain(percent >= 100 ? String(Math.round(percent)) : percent.toFixed(1));
+    }
     case 'memory':
       return memoryCell(row, context, width);
     case 'requests':
       return plain(heartbeat?.requests_total === undefined ? '-' : String(heartbeat.requests_total));
     case 'throughput': {
-      if (row.throughput.length === 0) {
+      const rates = workerRates(row, context.now);
+      if (row.throughput.length === 0 && rates.source !== 'requests') {
         return plain('-');
       }
-      return plain(`${sparkline(row.throughput, sparkWidth)} ${compactRate(row.throughput.at(-1) ?? 0).padStart(5)}`, 'cyan');
+      // The sparkline is the heartbeats' history; the figure is the live one when the hive routed requests lately.
+      return plain(`${sparkline(row.throughput, sparkWidth).padEnd(sparkWidth)} ${compactRate(rates.tokensPerSecond).padStart(5)}`, 'cyan');
     }
     case 'queue': {
       const depth = heartbeat?.queue_depth;

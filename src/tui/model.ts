@@ -27,7 +27,18 @@ export type WorkerRow = {
   throughput: readonly number[];
   /** Already stopped or failed when the dashboard first saw it: history, hidden unless asked for. */
   history: boolean;
+  /** Requests in flight through the hive, from its request events (0 until one is seen). */
+  inFlight: number;
+  /** When the last request event for this worker came (ms), or null: newer than the heartbeat, it wins. */
+  requestEventAt: number | null;
+  /** Tokens and ended requests the request events reported, per moment, within the rate window. */
+  activity: readonly ActivitySample[];
 };
+
+export type ActivitySample = {at: number; tokens: number; requests: number};
+
+/** The window request rates are averaged over: short enough to follow a burst, long enough to be steady. */
+export const rateWindowMs = 5_000;
 
 export type HiveModel = {
   url: string;
@@ -74,7 +85,26 @@ function rowFrom(info: WorkerInfo, previous: WorkerRow | undefined, history: boo
   if (!sameHeartbeat && info.last_heartbeat?.throughput_tokens_per_second !== undefined) {
     throughput = [...throughput, info.last_heartbeat.throughput_tokens_per_second].slice(-throughputHistory);
   }
-  return {info, heartbeatAt, intervalMs: previous?.intervalMs ?? null, throughput, history};
+  return {
+    info, heartbeatAt, intervalMs: previous?.intervalMs ?? null, throughput, history,
+    inFlight: isAliveState(info.state) ? previous?.inFlight ?? 0 : 0,
+    // The hive's record is newer than any request event before it: its state is the truth again.
+    requestEventAt: null,
+    activity: previous?.activity ?? [],
+  };
+}
+
+function applyRequest(row: WorkerRow, event: Extract<HiveEvent, {type: 'request'}>, now: number): WorkerRow {
+  const at = parseTime(event.at) ?? now;
+  const tokens = event.tokens ?? 0;
+  const requests = event.phase === 'ended' ? 1 : 0;
+  const kept = row.activity.length > 0 && row.activity[0]!.at < at - rateWindowMs ? row.activity.filter(sample => sample.at >= at - rateWindowMs) : row.activity;
+  return {
+    ...row,
+    inFlight: event.in_flight,
+    requestEventAt: at,
+    activity: tokens === 0 && requests === 0 ? kept : [...kept, {at, tokens, requests}],
+  };
 }
 
 function applyHeartbeat(row: WorkerRow, event: Extract<HiveEvent, {type: 'heartbeat'}>): WorkerRow {
@@ -127,6 +157,11 @@ function applyEvents(model: HiveModel, events: readonly HiveEvent[], now: number
       }
     } else if (event.type === 'group') {
       next = {...next, groups: new Map(next.groups).set(event.group.group_id, event.group)};
+    } else if (event.type === 'request') {
+      const row = next.workers.get(event.worker_id);
+      if (row !== undefined) {
+        writable().set(event.worker_id, applyRequest(row, event, now));
+      }
     } else {
       const id = event.worker.worker_id;
       writable().set(id, rowFrom(event.worker, next.workers.get(id), false));
@@ -174,10 +209,91 @@ export function countByState(model: HiveModel): {states: Partial<Record<WorkerSt
   const states: Partial<Record<WorkerState, number>> = {};
   let stale = 0;
   for (const row of model.workers.values()) {
-    states[row.info.state] = (states[row.info.state] ?? 0) + 1;
+    const state = shownState(row);
+    states[state] = (states[state] ?? 0) + 1;
     if (isStale(row, model.now)) {
       stale++;
     }
   }
   return {states, stale};
+}
+
+/**
+ * The state to show: the hive's record, corrected by request events newer than the last heartbeat
+ * (a worker the hive just sent a request is busy now, not at its next heartbeat).
+ */
+export function shownState(row: WorkerRow): WorkerState {
+  const {state} = row.info;
+  if (state !== 'ready' && state !== 'busy') {
+    return state;
+  }
+  if (row.inFlight > 0) {
+    return 'busy';
+  }
+  const fresher = row.requestEventAt !== null && (row.heartbeatAt === null || row.requestEventAt >= row.heartbeatAt);
+  return fresher ? 'ready' : state;
+}
+
+export type WorkerRates = {tokensPerSecond: number; requestsPerSecond: number; source: 'requests' | 'heartbeat' | 'none'};
+
+/**
+ * Tokens and requests a second: from the request events of the last window when the hive has
+ * routed this worker any (live), else the throughput its last heartbeat reported.
+ */
+export function workerRates(row: WorkerRow, now: number): WorkerRates {
+  if (row.requestEventAt !== null && (row.inFlight > 0 || now - row.requestEventAt < rateWindowMs)) {
+    let tokens = 0;
+    let requests = 0;
+    for (const sample of row.activity) {
+      if (sample.at >= now - rateWindowMs) {
+        tokens += sample.tokens;
+        requests += sample.requests;
+      }
+    }
+    return {tokensPerSecond: tokens / (rateWindowMs / 1_000), requestsPerSecond: requests / (rateWindowMs / 1_000), source: 'requests'};
+  }
+  const reported = isAliveState(row.info.state) ? row.info.last_heartbeat?.throughput_tokens_per_second : undefined;
+  return reported === undefined ? {tokensPerSecond: 0, requestsPerSecond: 0, source: 'none'} : {tokensPerSecond: reported, requestsPerSecond: 0, source: 'heartbeat'};
+}
+
+/** Memory a worker holds on its device (RAM for cpu workers, VRAM otherwise), from its last heartbeat. */
+export function workerMemory(row: WorkerRow): number {
+  const heartbeat = row.info.last_heartbeat;
+  if (heartbeat === null || !isAliveState(row.info.state)) {
+    return 0;
+  }
+  return (row.info.device === 'cpu' ? heartbeat.ram_used : heartbeat.vram_used) ?? 0;
+}
+
+export type HiveTotals = {
+  workers: number;
+  busy: number;
+  tokensPerSecond: number;
+  requestsPerSecond: number;
+  /** Memory the live workers hold, per device, with how many workers hold it. */
+  memory: ReadonlyMap<string, {bytes: number; workers: number}>;
+};
+
+/** The header's totals: one pass over the workers, only when the model changes. */
+export function hiveTotals(model: HiveModel): HiveTotals {
+  let workers = 0;
+  let busy = 0;
+  let tokensPerSecond = 0;
+  let requestsPerSecond = 0;
+  const memory = new Map<string, {bytes: number; workers: number}>();
+  for (const row of model.workers.values()) {
+    if (!isAliveState(row.info.state)) {
+      continue;
+    }
+    workers++;
+    if (shownState(row) === 'busy') {
+      busy++;
+    }
+    const rates = workerRates(row, model.now);
+    tokensPerSecond += rates.tokensPerSecond;
+    requestsPerSecond += rates.requestsPerSecond;
+    const held = memory.get(row.info.device) ?? {bytes: 0, workers: 0};
+    memory.set(row.info.device, {bytes: held.bytes + workerMemory(row), workers: held.workers + 1});
+  }
+  return {workers, busy, tokensPerSecond, requestsPerSecond, memory};
 }

@@ -4,7 +4,7 @@
  * (known before the first heartbeat) or, for workers another hive describes, from their heartbeats.
  */
 import type {GroupHealth, GroupInfo, WorkerInfo} from '../protocol/wire.js';
-import {isAliveState, type WorkerRow} from './model.js';
+import {isAliveState, shownState, workerMemory, workerRates, type WorkerRow} from './model.js';
 
 export type GroupLine = {
   kind: 'group';
@@ -19,13 +19,26 @@ export type GroupLine = {
 export type WorkerLine = {
   kind: 'worker';
   row: WorkerRow;
-  /** Tree drawing before the id: '' outside a group, '├ ' / '└ ' inside one. */
+  /** Before the id: '' outside a group, '├ ' / '└ ' inside one, '↻ ' for a worker this dashboard restarted. */
   branch: string;
 };
 
 export type TableLine = GroupLine | WorkerLine;
 
-export type RowOptions = {filter: string; showHistory: boolean; groups?: ReadonlyMap<string, GroupInfo>};
+/** What the table is ordered by (`o` cycles through them). Live workers always come before ended ones. */
+export const sortKeys = ['started', 'id', 'type', 'model', 'state', 'tok/s', 'memory', 'cpu'] as const;
+export type SortKey = (typeof sortKeys)[number];
+
+export type RowOptions = {
+  filter: string;
+  showHistory: boolean;
+  groups?: ReadonlyMap<string, GroupInfo>;
+  sort?: SortKey;
+  /** For rates (tok/s order). */
+  now?: number;
+  /** Workers this dashboard restarted: new id → the id it replaced. The new row takes the old one's place. */
+  links?: ReadonlyMap<string, string>;
+};
 
 function groupOf(info: WorkerInfo): string | undefined {
   return info.group_id ?? info.last_heartbeat?.group_id;
@@ -46,19 +59,62 @@ export function matchesFilter(row: WorkerRow, filter: string): boolean {
   return [info.worker_id, info.model, info.type, info.state, info.device, group].some(field => field.toLowerCase().includes(needle));
 }
 
-function order(a: WorkerRow, b: WorkerRow): number {
-  const ended = Number(!isAliveState(a.info.state)) - Number(!isAliveState(b.info.state));
+type Ordered = {row: WorkerRow; startedAt: string; key: string | number};
+
+function sortValue(row: WorkerRow, sort: SortKey, now: number): string | number {
+  switch (sort) {
+    case 'started':
+      return 0;
+    case 'id':
+      return row.info.worker_id;
+    case 'type':
+      return row.info.type;
+    case 'model':
+      return row.info.model;
+    case 'state':
+      return shownState(row);
+    // Biggest first: negated, so one ascending comparison serves every key.
+    case 'tok/s':
+      return -workerRates(row, now).tokensPerSecond;
+    case 'memory':
+      return -workerMemory(row);
+    case 'cpu':
+      return -(row.info.last_heartbeat?.cpu_percent ?? 0);
+  }
+}
+
+function order(a: Ordered, b: Ordered): number {
+  const ended = Number(!isAliveState(a.row.info.state)) - Number(!isAliveState(b.row.info.state));
   if (ended !== 0) {
     return ended;
   }
-  if (a.info.started_at !== b.info.started_at) {
-    return a.info.started_at < b.info.started_at ? -1 : 1;
+  if (a.key !== b.key) {
+    return a.key < b.key ? -1 : 1;
   }
-  return a.info.worker_id < b.info.worker_id ? -1 : a.info.worker_id > b.info.worker_id ? 1 : 0;
+  if (a.startedAt !== b.startedAt) {
+    return a.startedAt < b.startedAt ? -1 : 1;
+  }
+  return a.row.info.worker_id < b.row.info.worker_id ? -1 : a.row.info.worker_id > b.row.info.worker_id ? 1 : 0;
 }
 
 export function tableLines(workers: Iterable<WorkerRow>, options: RowOptions): TableLine[] {
-  const shown = [...workers].filter(row => (options.showHistory || !row.history) && matchesFilter(row, options.filter)).sort(order);
+  const all = [...workers];
+  const links = options.links ?? new Map<string, string>();
+  const byId = new Map(all.map(row => [row.info.worker_id, row]));
+  // A worker replaced by its restart is shown by its successor, in its place.
+  const replaced = new Set([...links].filter(([successor]) => byId.has(successor)).map(([, previous]) => previous));
+  const firstStart = (row: WorkerRow): string => {
+    const previous = links.get(row.info.worker_id);
+    const before = previous === undefined ? undefined : byId.get(previous);
+    return before === undefined ? row.info.started_at : firstStart(before);
+  };
+  const sort = options.sort ?? 'started';
+  const now = options.now ?? Date.now();
+  const shown = all
+    .filter(row => !replaced.has(row.info.worker_id) && (options.showHistory || !row.history) && matchesFilter(row, options.filter))
+    .map((row): Ordered => ({row, startedAt: firstStart(row), key: sortValue(row, sort, now)}))
+    .sort(order)
+    .map(entry => entry.row);
   const groups = new Map<string, WorkerRow[]>();
   for (const row of shown) {
     const group = groupOf(row.info);
@@ -71,7 +127,7 @@ export function tableLines(workers: Iterable<WorkerRow>, options: RowOptions): T
   for (const row of shown) {
     const groupId = groupOf(row.info);
     if (groupId === undefined) {
-      lines.push({kind: 'worker', row, branch: ''});
+      lines.push({kind: 'worker', row, branch: links.has(row.info.worker_id) ? '↻ ' : ''});
       continue;
     }
     if (placed.has(groupId)) {

@@ -3,6 +3,8 @@
  * keys become intents here, purely; the Dashboard component carries out the ones that call the hive.
  */
 
+import {sortKeys, type SortKey} from './rows.js';
+
 export type Notice = {text: string; tone: 'info' | 'success' | 'error'};
 
 export type WorkerAction = 'stop' | 'restart';
@@ -19,6 +21,9 @@ export type ViewState = {
   notice: Notice | null;
   /** Stops and restarts this dashboard has asked for and not yet heard back about. */
   pending: Readonly<Record<string, WorkerAction>>;
+  sort: SortKey;
+  /** Workers this dashboard restarted: new id → the id it replaced (the row stays in place, linked). */
+  links: ReadonlyMap<string, string>;
 };
 
 export type ViewAction =
@@ -33,7 +38,9 @@ export type ViewAction =
   | {type: 'answer'}
   | {type: 'started'; action: WorkerAction; workerId: string}
   | {type: 'finished'; workerId: string; notice: Notice}
-  | {type: 'notice'; notice: Notice | null};
+  | {type: 'notice'; notice: Notice | null}
+  | {type: 'sort'}
+  | {type: 'link'; from: string; to: string};
 
 export const initialView: ViewState = {
   selectedId: null,
@@ -45,6 +52,8 @@ export const initialView: ViewState = {
   confirm: null,
   notice: null,
   pending: {},
+  sort: 'started',
+  links: new Map(),
 };
 
 export function reduceView(view: ViewState, action: ViewAction): ViewState {
@@ -89,6 +98,10 @@ export function reduceView(view: ViewState, action: ViewAction): ViewState {
     }
     case 'notice':
       return {...view, notice: action.notice};
+    case 'sort':
+      return {...view, sort: sortKeys[(sortKeys.indexOf(view.sort) + 1) % sortKeys.length]!};
+    case 'link':
+      return {...view, links: new Map(view.links).set(action.to, action.from)};
   }
 }
 
@@ -174,6 +187,8 @@ export function keyIntent(state: ViewState, input: string, key: KeyPress): Inten
       return view({type: 'toggle', pane: 'help'});
     case 'a':
       return view({type: 'toggle', pane: 'history'});
+    case 'o':
+      return view({type: 'sort'});
     default:
       return none;
   }
@@ -186,6 +201,7 @@ export const keyHelp: ReadonlyArray<readonly [string, string]> = [
   ['l', 'show or hide its recent log lines'],
   ['/', 'filter by id, model, type, state or device (enter keeps it, esc clears)'],
   ['a', 'show or hide workers that had already ended when the dashboard started'],
+  ['o', `sort by the next key: ${sortKeys.join(', ')} (live workers first)`],
   ['?', 'this help (esc closes)'],
   ['q, Ctrl-C', 'quit (workers keep running)'],
 ];

@@ -11,9 +11,12 @@ type Vram = {vram_used: number; vram_total: number};
 type ShardHealth = {status: ShardStatus; vram: Vram | null};
 
 /** A shard worker's /health: whether it serves, and its engine's device memory when it says. */
-async function shardHealth(url: string, timeoutMs: number): Promise<ShardHealth> {
+async function shardHealth(url: string, key: string | undefined, timeoutMs: number): Promise<ShardHealth> {
   try {
-    const response = await fetch(`${url}/health`, {signal: AbortSignal.timeout(timeoutMs)});
+    const response = await fetch(`${url}/health`, {
+      signal: AbortSignal.timeout(timeoutMs),
+      ...(key === undefined ? {} : {headers: {authorization: `Bearer ${key}`}}),
+    });
     const parsed = WorkerHealthSchema.safeParse(await response.json().catch(() => null));
     // An answer that is not a worker's health says nothing about the shard's memory, nor that it serves.
     const body = parsed.success ? parsed.data : null;
@@ -60,10 +63,13 @@ export function adapterGroup(membership: GroupMembership): AdapterGroup {
 }
 
 /**
+ * `shardKeys`: the keys to the shards' own ports, by worker id (the hive gives them to the coordinator).
  * `serving`: whether the coordinator serves (while it loads there is nothing to judge yet: the
  * shards are not asked); `own`: its engine's device memory, when measured.
  */
-export async function groupHeartbeatFields(membership: GroupMembership, serving: boolean, own: Vram | null, timeoutMs = 1_500): Promise<Partial<Heartbeat>> {
+export async function groupHeartbeatFields(
+  membership: GroupMembership, serving: boolean, own: Vram | null, timeoutMs = 1_500, shardKeys: Record<string, string> = {},
+): Promise<Partial<Heartbeat>> {
   if (membership.role === 'shard') {
     return {group_id: membership.group_id, role: 'shard', coordinator: membership.coordinator};
   }
@@ -71,7 +77,7 @@ export async function groupHeartbeatFields(membership: GroupMembership, serving:
   if (!serving) {
     return base;
   }
-  const shards = await Promise.all(membership.shards.map(shard => shardHealth(shard.url, timeoutMs)));
+  const shards = await Promise.all(membership.shards.map(shard => shardHealth(shard.url, shardKeys[shard.worker_id], timeoutMs)));
   return {
     ...base,
     ...groupVram(membership, own, shards),

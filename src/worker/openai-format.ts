@@ -27,37 +27,46 @@ export function chatCompletion(id: string, model: string, result: GenerateResult
     created: nowSeconds(),
     model,
     choices: [{index: 0, message: {role: 'assistant', content: result.text}, finish_reason: openAiFinish(result.finishReason)}],
-    usage: {
-      prompt_tokens: result.promptTokens,
-      completion_tokens: result.tokensGenerated,
-      total_tokens: result.promptTokens + result.tokensGenerated,
-    },
+    usage: usageOf(result),
   };
 }
 
-export function chatChunk(id: string, model: string, delta: {role?: 'assistant'; content?: string}, finish: FinishReason | null): ChatCompletionChunk {
+function usageOf(result: GenerateResult) {
+  return {prompt_tokens: result.promptTokens, completion_tokens: result.tokensGenerated, total_tokens: result.promptTokens + result.tokensGenerated};
+}
+
+/** A stream chunk; with `include_usage` asked for, `usage: null` as OpenAI sends on all but the usage chunk. */
+export function chatChunk(id: string, model: string, delta: {role?: 'assistant'; content?: string}, finish: FinishReason | null, withUsage = false): ChatCompletionChunk {
   return {
     id,
     object: 'chat.completion.chunk',
     created: nowSeconds(),
     model,
     choices: [{index: 0, delta, finish_reason: finish === null ? null : openAiFinish(finish)}],
+    ...(withUsage ? {usage: null} : {}),
   };
 }
 
-export function textCompletion(id: string, model: string, text: string, result: GenerateResult | null): TextCompletion {
+/**
+ * The last chunk before `[DONE]` of a stream asked with `stream_options.include_usage`: no choices,
+ * the whole request's token counts.
+ */
+export function usageChunk(object: 'chat.completion.chunk' | 'text_completion', id: string, model: string, result: GenerateResult): ChatCompletionChunk | TextCompletion {
+  const base = {id, created: nowSeconds(), model, choices: [], usage: usageOf(result)};
+  return object === 'chat.completion.chunk' ? {...base, object} : {...base, object};
+}
+
+/**
+ * A text completion, or one chunk of a streamed one. Streamed, usage comes only as the separate
+ * usage chunk (when asked for), as OpenAI streams it.
+ */
+export function textCompletion(id: string, model: string, text: string, result: GenerateResult | null, streamed?: {streamed: true; usage: boolean}): TextCompletion {
   return {
     id,
     object: 'text_completion',
     created: nowSeconds(),
     model,
     choices: [{index: 0, text, finish_reason: result === null ? null : openAiFinish(result.finishReason)}],
-    ...(result === null ? {} : {
-      usage: {
-        prompt_tokens: result.promptTokens,
-        completion_tokens: result.tokensGenerated,
-        total_tokens: result.promptTokens + result.tokensGenerated,
-      },
-    }),
+    ...(streamed === undefined ? (result === null ? {} : {usage: usageOf(result)}) : streamed.usage ? {usage: null} : {}),
   };
 }

@@ -5,8 +5,9 @@
  */
 import type {AdapterContext, RbeeAdapter} from '../adapters/adapter-api.js';
 import {spawnEngineProcess, stopAllEngines} from '../adapters/engine-process.js';
-import {toRbeeError} from '../errors.js';
+import {RbeeError, toRbeeError} from '../errors.js';
 import {freePort} from '../http/free-port.js';
+import {randomSecret} from '../http/secrets.js';
 import type {GroupMembership, HiveCommand} from '../protocol/wire.js';
 import {adapterGroup} from './group-heartbeat.js';
 import {startHeartbeatLoop, type HeartbeatLoop} from './heartbeat-loop.js';
@@ -22,6 +23,10 @@ export type WorkerOptions = {
   port: number;
   hiveUrl: string | undefined;
   secret: string;
+  /** What the worker's HTTP server demands of every request; null: standalone, loopback only. */
+  key: string | null;
+  /** A coordinator's keys to its shards' ports, by worker id. */
+  shardKeys?: Record<string, string> | undefined;
   heartbeatIntervalMs: number;
   orphanTimeoutMs: number;
   contextSize: number;
@@ -29,6 +34,8 @@ export type WorkerOptions = {
   parallel: number;
   maxQueue: number;
   drainTimeoutMs: number;
+  /** How long start plus ready may take in all (undefined: the adapter's `readyTimeoutMs`, else 10 min). */
+  readyTimeoutMs?: number | undefined;
   /** Set for a member of a worker group: its role and, for a coordinator, its shards. */
   group?: GroupMembership | undefined;
 };
@@ -39,10 +46,11 @@ const log = (message: string) => process.stderr.write(`[worker] ${message}\n`);
 const readyPollMs = 200;
 /** How long an engine failure's report waits for the requests in flight to be answered. */
 const failureReportWaitMs = 2_000;
+/** An engine that is not ready after this long, however much it logs, has failed to start. */
+export const defaultReadyTimeoutMs = 10 * 60_000;
 
 export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): Promise<void> {
   let runtime: WorkerRuntime | null = null;
-  let engineOutputLines = 0;
   const context: AdapterContext = {
     workerId: options.workerId,
     modelPath: options.modelPath,
@@ -53,15 +61,12 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     parallel: options.parallel,
     log: message => log(`${adapter.name}: ${message}`),
     freePort: () => freePort(),
+    engineKey: randomSecret(),
     spawnEngine: spawn => spawnEngineProcess({
       ...spawn,
-      onOutput: line => {
-        process.stderr.write(`[engine] ${line}\n`);
-        // An engine that reports no progress of its own still shows life by what it prints while
-        // it loads; that keeps the hive's stall timeout from failing a slow but moving load.
-        engineOutputLines++;
-        runtime?.setLoadProgress(Math.min(0.99, engineOutputLines / (engineOutputLines + 200)));
-      },
+      // Output is not progress: an engine can log forever and never serve. Progress is only what
+      // the adapter reports; the ready timeout bounds the rest.
+      onOutput: line => process.stderr.write(`[engine] ${line}\n`),
     }),
     reportLoadProgress: fraction => runtime?.setLoadProgress(fraction),
     reportFailure: reason => {
@@ -77,10 +82,11 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     parallel: options.parallel,
     maxQueue: options.maxQueue,
     group: options.group,
+    shardKeys: options.shardKeys ?? {},
     groupProbeTimeoutMs: Math.max(50, Math.min(1_500, Math.floor(options.heartbeatIntervalMs / 3))),
   }, adapter, context);
   const worker = runtime;
-  const server = createWorkerServer(worker);
+  const server = createWorkerServer(worker, {key: options.key});
   let heartbeat: HeartbeatLoop | null = null;
   let exiting = false;
 
@@ -144,11 +150,17 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     });
   }
 
+  const readyTimeoutMs = options.readyTimeoutMs ?? adapter.readyTimeoutMs ?? defaultReadyTimeoutMs;
+  const readyBy = Date.now() + readyTimeoutMs;
   try {
-    await adapter.start(context);
-    while (adapter.ready !== undefined && !(await adapter.ready(context))) {
+    const notReady = () => notReadyError(readyTimeoutMs);
+    await withReadyTimeout(adapter.start(context), readyTimeoutMs, notReady);
+    while (adapter.ready !== undefined && !(await withReadyTimeout(adapter.ready(context), readyBy - Date.now(), notReady))) {
       if (exiting) {
         return;
+      }
+      if (Date.now() >= readyBy) {
+        throw notReady();
       }
       await new Promise(resolve => setTimeout(resolve, readyPollMs));
     }
@@ -163,4 +175,22 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     return;
   }
   await heartbeat?.beatNow();
+}
+
+function notReadyError(timeoutMs: number): RbeeError {
+  return new RbeeError('timeout', `not ready after ${Math.round(timeoutMs / 100) / 10} s, its ready timeout (a slower engine needs ready_timeout_ms on the spawn, or workers.readyTimeoutMs in the config)`);
+}
+
+/** A start or ready call that outlasts the time left to become ready fails; it is not awaited further. */
+async function withReadyTimeout<T>(work: Promise<T>, leftMs: number, timedOut: () => RbeeError): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(timedOut()), Math.max(0, leftMs));
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

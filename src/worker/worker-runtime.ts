@@ -1,3 +1,4 @@
+import {createCpuMeter} from './cpu-meter.js';
 import {RbeeError} from '../errors.js';
 import type {AdapterContext, AdapterHeartbeat, RbeeAdapter} from '../adapters/adapter-api.js';
 import type {GroupMembership, Heartbeat, WorkerHealth, WorkerStatus} from '../protocol/wire.js';
@@ -12,6 +13,8 @@ export type WorkerRuntimeOptions = {
   parallel: number;
   maxQueue: number;
   group?: GroupMembership | undefined;
+  /** A coordinator's keys to its shards' ports, by worker id. */
+  shardKeys?: Record<string, string> | undefined;
   /** How long a coordinator waits for each shard's /health: well inside one heartbeat interval. */
   groupProbeTimeoutMs?: number | undefined;
 };
@@ -27,8 +30,10 @@ export class WorkerRuntime {
   #ready = false;
   #failure: string | null = null;
   #stopping = false;
-  #loadProgress = 0;
+  /** null until the adapter reports progress: only then can the hive tell a stalled load from a slow one. */
+  #loadProgress: number | null = null;
   #lastVram: {vram_used: number; vram_total: number} | null = null;
+  readonly #cpu = createCpuMeter();
 
   constructor(options: WorkerRuntimeOptions, adapter: RbeeAdapter, context: AdapterContext) {
     this.options = options;
@@ -46,7 +51,7 @@ export class WorkerRuntime {
   }
 
   setLoadProgress(fraction: number): void {
-    this.#loadProgress = Math.min(1, Math.max(this.#loadProgress, fraction));
+    this.#loadProgress = Math.min(1, Math.max(this.#loadProgress ?? 0, fraction));
   }
 
   fail(reason: string): void {
@@ -111,7 +116,7 @@ export class WorkerRuntime {
     this.#lastVram = vram;
     const group = this.options.group === undefined
       ? {}
-      : await groupHeartbeatFields(this.options.group, this.#ready && this.#failure === null, vram, this.options.groupProbeTimeoutMs);
+      : await groupHeartbeatFields(this.options.group, this.#ready && this.#failure === null, vram, this.options.groupProbeTimeoutMs, this.options.shardKeys ?? {});
     return {
       worker_id: this.options.workerId,
       status: this.status(),
@@ -121,6 +126,7 @@ export class WorkerRuntime {
       vram_used: 0,
       vram_total: 0,
       ram_used: process.memoryUsage().rss,
+      cpu_percent: this.#cpu.sample(),
       requests_total: this.stats.requestsTotal,
       tokens_generated: this.stats.tokensGenerated,
       uptime_seconds: this.stats.uptimeSeconds(),
@@ -131,7 +137,7 @@ export class WorkerRuntime {
       // Requests waiting in the worker's own queue are waiting too, whatever the engine queues.
       queue_depth: this.queue.depth + (figures.queue_depth ?? 0),
       ...(this.#failure === null ? {} : {error: this.#failure}),
-      ...(!this.#ready && this.#failure === null ? {load_progress: this.#loadProgress} : {}),
+      ...(!this.#ready && this.#failure === null && this.#loadProgress !== null ? {load_progress: this.#loadProgress} : {}),
       ...group,
     };
   }

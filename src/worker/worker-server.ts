@@ -3,10 +3,11 @@
  * OpenAI routes. Generation goes through the request queue, so the engine never sees more than
  * it can batch.
  */
+import {baseModelNotice, isDefaultBaseModel} from '../models/base-model.js';
 import Fastify, {type FastifyInstance, type FastifyReply} from 'fastify';
-import {RbeeError} from '../errors.js';
+import {RbeeError, toRbeeError} from '../errors.js';
 import {clientGoneSignal} from '../http/client-gone.js';
-import {frameworkErrorHandler, installErrorHandling} from '../http/error-handling.js';
+import {frameworkErrorHandler, installErrorHandling, toOpenAiError} from '../http/error-handling.js';
 import {startSse, writeSse} from '../http/sse.js';
 import {validateBody} from '../http/validate-body.js';
 import {
@@ -16,10 +17,11 @@ import {
   type InferResponse,
   type ModelList,
 } from '../protocol/wire.js';
-import type {AdapterInferRequest} from '../adapters/adapter-api.js';
+import {checkInferResult, checkStreamedText, checkTokenCount, type AdapterInferRequest} from '../adapters/adapter-api.js';
 import type {EngineChatMessage, GenerateResult} from './engine.js';
-import {chatChunk, chatCompletion, openAiId, textCompletion, toEngineMessages} from './openai-format.js';
+import {chatChunk, chatCompletion, openAiId, textCompletion, toEngineMessages, usageChunk} from './openai-format.js';
 import type {WorkerRuntime} from './worker-runtime.js';
+import {requireWorkerKey} from './worker-auth.js';
 
 type Sampling = {
   max_tokens?: number | undefined;
@@ -50,29 +52,82 @@ function inferRequest(job: Job, sampling: Sampling, signal: AbortSignal, onText?
   };
 }
 
-export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
+export function createWorkerServer(runtime: WorkerRuntime, auth: {key: string | null}): FastifyInstance {
   const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024, frameworkErrors: frameworkErrorHandler});
   installErrorHandling(app);
+  if (auth.key !== null) {
+    requireWorkerKey(app, auth.key);
+  }
 
+  /** Refuses, before it queues, a prompt the worker's context cannot hold (when the adapter can count tokens). */
+  async function checkContextFits(job: Job): Promise<void> {
+    const {adapter, context} = runtime;
+    if (adapter.countTokens === undefined) {
+      return;
+    }
+    const prompt = {kind: job.kind, prompt: job.kind === 'complete' ? job.prompt : '', messages: job.kind === 'chat' ? job.messages : []};
+    const tokens = checkTokenCount(adapter.name, await adapter.countTokens(prompt, context));
+    if (tokens >= context.contextSize) {
+      throw new RbeeError('context_length_exceeded', `the prompt is ${tokens} tokens but this worker's context holds ${context.contextSize} (its context_size): shorten the prompt, or spawn a worker with a larger --context-size`, {field: job.kind === 'chat' ? 'messages' : 'prompt'});
+    }
+  }
+
+  /**
+   * One generation through the queue. What the adapter streams and returns is checked (it may be
+   * a third party's plugin); a bad piece stops the generation and fails the request naming the plugin.
+   */
   async function generate(job: Job, sampling: Sampling, signal: AbortSignal, onText?: (text: string) => void): Promise<GenerateResult> {
     runtime.assertServing();
-    const request = inferRequest(job, sampling, signal, onText);
-    const result = await runtime.queue.run(() => runtime.adapter.infer(request, runtime.context), signal);
+    await checkContextFits(job);
+    const adapterName = runtime.adapter.name;
+    const badEvent = new AbortController();
+    const request = inferRequest(job, sampling, AbortSignal.any([signal, badEvent.signal]), text => {
+      const problem = badEvent.signal.aborted ? null : checkStreamedText(adapterName, text);
+      if (problem !== null) {
+        badEvent.abort(problem);
+      } else if (!badEvent.signal.aborted) {
+        onText?.(text);
+      }
+    });
+    let answer: unknown;
+    try {
+      answer = await runtime.queue.run(() => runtime.adapter.infer(request, runtime.context), signal);
+    } catch (error) {
+      throw badEvent.signal.aborted ? badEvent.signal.reason : error;
+    }
+    if (badEvent.signal.aborted) {
+      throw badEvent.signal.reason;
+    }
+    const result = checkInferResult(adapterName, answer);
     runtime.stats.recordRequest(result.tokensGenerated);
     return result;
   }
 
-  /** Streams over SSE; errors after the headers are sent become an error event, never a hang. */
-  async function stream(reply: FastifyReply, run: (signal: AbortSignal, send: (data: unknown) => void) => Promise<void>) {
+  /**
+   * Streams over SSE, opening the stream only with its first event: until then (queue admission,
+   * the context check, an engine that fails before its first token) an error is a plain HTTP answer
+   * with its status (503 + Retry-After, 400, 5xx). After that it is an error event, never a hang.
+   */
+  async function stream(reply: FastifyReply, format: 'rbee' | 'openai', run: (signal: AbortSignal, send: (data: unknown) => void) => Promise<void>) {
     runtime.assertServing();
     const signal = clientGoneSignal(reply.raw);
-    reply.hijack();
-    startSse(reply.raw);
+    let open = false;
+    const send = (data: unknown) => {
+      if (!open) {
+        open = true;
+        reply.hijack();
+        startSse(reply.raw);
+      }
+      writeSse(reply.raw, data);
+    };
     try {
-      await run(signal, data => writeSse(reply.raw, data));
+      await run(signal, send);
     } catch (error) {
-      const rbeeError = error instanceof RbeeError ? error : new RbeeError('engine_error', (error as Error).message, {cause: error});
-      writeSse(reply.raw, {type: 'error', error: {code: rbeeError.code, message: rbeeError.message}});
+      const rbeeError = toRbeeError(error, 'engine_error');
+      if (!open) {
+        throw rbeeError;
+      }
+      writeSse(reply.raw, format === 'openai' ? toOpenAiError(rbeeError) : {type: 'error', error: {code: rbeeError.code, message: rbeeError.message}});
     }
     reply.raw.end();
   }
@@ -84,7 +139,10 @@ export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
 
   app.get('/v1/models', async (): Promise<ModelList> => ({
     object: 'list',
-    data: [{id: runtime.options.modelName, object: 'model', created: Math.floor(runtime.stats.startedAt / 1000), owned_by: 'rbee'}],
+    data: [{
+      id: runtime.options.modelName, object: 'model', created: Math.floor(runtime.stats.startedAt / 1000), owned_by: 'rbee',
+      ...(isDefaultBaseModel(runtime.context.modelPath) ? {base_model: true, notice: baseModelNotice} : {}),
+    }],
   }));
 
   app.post('/v1/infer', async (request, reply) => {
@@ -100,7 +158,7 @@ export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
       duration_ms: Date.now() - started,
     });
     if (body.stream === true) {
-      await stream(reply, async (signal, send) => {
+      await stream(reply, 'rbee', async (signal, send) => {
         const result = await generate({kind: 'complete', prompt: body.prompt}, body, signal, text => send({type: 'token', text}));
         send({type: 'done', ...response(result)});
       });
@@ -117,10 +175,25 @@ export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
     const id = openAiId('chatcmpl');
     const model = runtime.options.modelName;
     if (body.stream === true) {
-      await stream(reply, async (signal, send) => {
-        send(chatChunk(id, model, {role: 'assistant', content: ''}, null));
-        const result = await generate(job, sampling, signal, text => send(chatChunk(id, model, {content: text}, null)));
-        send(chatChunk(id, model, {}, result.finishReason));
+      const usage = body.stream_options?.include_usage === true;
+      await stream(reply, 'openai', async (signal, send) => {
+        // The role chunk goes with the first token, so nothing is sent before the request is admitted.
+        let announced = false;
+        const announce = () => {
+          if (!announced) {
+            announced = true;
+            send(chatChunk(id, model, {role: 'assistant', content: ''}, null, usage));
+          }
+        };
+        const result = await generate(job, sampling, signal, text => {
+          announce();
+          send(chatChunk(id, model, {content: text}, null, usage));
+        });
+        announce();
+        send(chatChunk(id, model, {}, result.finishReason, usage));
+        if (usage) {
+          send(usageChunk('chat.completion.chunk', id, model, result));
+        }
         send('[DONE]');
       });
       return;
@@ -134,9 +207,13 @@ export function createWorkerServer(runtime: WorkerRuntime): FastifyInstance {
     const id = openAiId('cmpl');
     const model = runtime.options.modelName;
     if (body.stream === true) {
-      await stream(reply, async (signal, send) => {
-        const result = await generate(job, body, signal, text => send(textCompletion(id, model, text, null)));
-        send(textCompletion(id, model, '', result));
+      const usage = body.stream_options?.include_usage === true;
+      await stream(reply, 'openai', async (signal, send) => {
+        const result = await generate(job, body, signal, text => send(textCompletion(id, model, text, null, {streamed: true, usage})));
+        send(textCompletion(id, model, '', result, {streamed: true, usage}));
+        if (usage) {
+          send(usageChunk('text_completion', id, model, result));
+        }
         send('[DONE]');
       });
       return;

@@ -8,7 +8,7 @@ import test from 'ava';
 import {findLlamaCpp} from '../../src/engines/llama-cpp-build.js';
 import {HeartbeatSchema, InferResponseSchema, InferStreamEventSchema} from '../../src/protocol/wire.js';
 import {descendants, isAlive, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, postStream, rbee, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, postStream, rbee, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 const installed = findLlamaCpp();
@@ -35,9 +35,18 @@ serial('llama-server behind the adapter: ready, infer plain and streamed, heartb
   const worker = JSON.parse(String(spawned.stdout)) as {worker_id: string; url: string; pid: number; model: string};
   const [server] = descendants(worker.pid).filter(pid => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('llama-server'));
   t.truthy(server, 'the worker runs a llama-server child');
+  // llama-server binds loopback with a key from its environment (LLAMA_API_KEY), never on its command line.
+  const argv = fs.readFileSync(`/proc/${server}/cmdline`, 'utf8').split('\0');
+  const engineKey = fs.readFileSync(`/proc/${server}/environ`, 'utf8').split('\0').find(entry => entry.startsWith('LLAMA_API_KEY='))?.slice('LLAMA_API_KEY='.length);
+  t.truthy(engineKey);
+  t.false(argv.some(arg => arg.includes(engineKey!)));
+  t.is(argv[argv.indexOf('--host') + 1], '127.0.0.1');
+  const engineUrl = `http://127.0.0.1:${argv[argv.indexOf('--port') + 1]}`;
+  t.is((await postJson(`${engineUrl}/completion`, {prompt: 'x', n_predict: 1})).status, 401, 'no generation without the key');
+  t.is((await getJson(`${engineUrl}/slots`, {authorization: `Bearer ${engineKey}`})).status, 200);
 
   const greedy = {prompt: 'The capital of France is', max_tokens: 12, temperature: 0, seed: 3};
-  const direct = InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, greedy)).body);
+  const direct = InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, greedy, {headers: await workerAuth(hive.url, worker.worker_id)})).body);
   t.true(direct.text.length > 0);
   t.is(direct.tokens_generated, 12);
   t.true(direct.prompt_tokens > 0);

@@ -15,7 +15,7 @@ import test from 'ava';
 import {execa} from 'execa';
 import {HeartbeatSchema, InferResponseSchema, InferStreamEventSchema, type Heartbeat} from '../../src/protocol/wire.js';
 import {descendants, isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, postStream, rbee, rbeeBin, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, postStream, rbee, rbeeBin, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 const standin = fileURLToPath(new URL('../fixtures/standins/trtllm-standin.mjs', import.meta.url));
@@ -96,16 +96,16 @@ test.serial('stand-in trtllm-serve: infer plain and streamed, direct and through
   const worker = first!;
   const engine = engineOf(worker);
   const model = await defaultModelPath();
-  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 5, temperature: 0.3, top_k: 4, top_p: 0.9, seed: 5});
+  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 5, temperature: 0.3, top_k: 4, top_p: 0.9, seed: 5}, {headers: await workerAuth(hive!.url, worker.worker_id)});
   t.is(direct.status, 200, JSON.stringify(direct.body));
   t.like(InferResponseSchema.parse(direct.body), {text: 'bees make honey bees make ', tokens_generated: 5, prompt_tokens: 3, finish_reason: 'length'});
   // trtllm-serve serves a model given as a file path under that path (from /v1/models).
   t.like((await getJson(`${engine.url}/standin/last-request`)).body, {
     model, prompt: 'bees make honey', max_tokens: 5, temperature: 0.3, top_k: 4, top_p: 0.9, seed: 5, stream: true, stream_options: {include_usage: true},
   });
-  t.like(InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, {prompt: 'bees EOS', max_tokens: 10})).body), {text: 'bees EOS ', finish_reason: 'stop'});
+  t.like(InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, {prompt: 'bees EOS', max_tokens: 10}, {headers: await workerAuth(hive!.url, worker.worker_id)})).body), {text: 'bees EOS ', finish_reason: 'stop'});
 
-  const streamed = await postStream(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 3, stream: true});
+  const streamed = await postStream(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 3, stream: true}, await workerAuth(hive!.url, worker.worker_id));
   const events = streamed.events.map(data => InferStreamEventSchema.parse(JSON.parse(data)));
   t.deepEqual(events.flatMap(event => (event.type === 'token' ? [event.text] : [])), ['bees ', 'make ', 'honey ']);
   t.like(events.at(-1), {type: 'done', finish_reason: 'length'});
@@ -166,7 +166,7 @@ test.serial('stand-in trtllm-serve: stopping the worker stops the engine, remove
 test.serial('stand-in trtllm-serve: an engine that dies mid-request answers engine_error naming the exit, and the hive fails the worker', async t => {
   const worker = await spawnWorker(t);
   const engine = engineOf(worker);
-  const crashed = await postJson(`${worker.url}/v1/infer`, {prompt: 'please CRASH now', max_tokens: 5});
+  const crashed = await postJson(`${worker.url}/v1/infer`, {prompt: 'please CRASH now', max_tokens: 5}, {headers: await workerAuth(hive!.url, worker.worker_id)});
   t.is(crashed.status, 500, JSON.stringify(crashed.body));
   t.is(crashed.body.error.code, 'engine_error');
   t.regex(crashed.body.error.message, /trtllm-serve \(pid \d+\) exited with code 1: .*engine core died \(CRASH prompt/);

@@ -15,7 +15,7 @@ import {fileURLToPath} from 'node:url';
 import test from 'ava';
 import {HeartbeatSchema, InferResponseSchema, InferStreamEventSchema, type Heartbeat} from '../../src/protocol/wire.js';
 import {descendants, isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, postStream, rbee, rbeeBin, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, postStream, rbee, rbeeBin, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 const standin = fileURLToPath(new URL('../fixtures/standins/vllm-standin.mjs', import.meta.url));
@@ -85,7 +85,12 @@ test.serial('stand-in vLLM: spawn --type vllm runs `vllm serve` with the worker\
     '--max-num-seqs', '3',
     '--max-num-seqs', '1',
   ]);
-  const models = await getJson(`${engine.url}/v1/models`);
+  // The engine demands its key (given by environment, not argv) on its /v1 routes, as vLLM's --api-key does.
+  t.is((await getJson(`${engine.url}/v1/models`)).status, 401);
+  const engineKey = fs.readFileSync(`/proc/${engine.pid}/environ`, 'utf8').split('\0').find(entry => entry.startsWith('VLLM_API_KEY='))?.slice('VLLM_API_KEY='.length);
+  t.truthy(engineKey, 'vllm serve gets VLLM_API_KEY');
+  t.false(engine.args.some(arg => arg.includes(engineKey!)), 'the key is not on its command line');
+  const models = await getJson(`${engine.url}/v1/models`, {authorization: `Bearer ${engineKey}`});
   t.deepEqual(models.body.data.map((model: {id: string}) => model.id), [first.model]);
   t.is((await workerInfo(first.worker_id)).state, 'ready');
 });
@@ -93,7 +98,7 @@ test.serial('stand-in vLLM: spawn --type vllm runs `vllm serve` with the worker\
 test.serial('stand-in vLLM: infer plain and streamed, direct and through the hive, chat; sampling reaches the engine translated', async t => {
   const worker = first!;
   const engine = engineOf(worker);
-  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 5, temperature: 0.2, top_k: 7, top_p: 0.5, seed: 11, stop: ['zzz']});
+  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 5, temperature: 0.2, top_k: 7, top_p: 0.5, seed: 11, stop: ['zzz']}, {headers: await workerAuth(hive!.url, worker.worker_id)});
   t.is(direct.status, 200, JSON.stringify(direct.body));
   t.like(InferResponseSchema.parse(direct.body), {text: 'bees make honey bees make ', tokens_generated: 5, prompt_tokens: 3, finish_reason: 'length'});
   t.like((await getJson(`${engine.url}/standin/last-request`)).body, {
@@ -101,12 +106,12 @@ test.serial('stand-in vLLM: infer plain and streamed, direct and through the hiv
     stream: true, stream_options: {include_usage: true},
   });
 
-  const eos = InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, {prompt: 'bees EOS', max_tokens: 10})).body);
+  const eos = InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, {prompt: 'bees EOS', max_tokens: 10}, {headers: await workerAuth(hive!.url, worker.worker_id)})).body);
   t.like(eos, {text: 'bees EOS ', finish_reason: 'stop'});
-  const stopped = InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, {prompt: 'one two three four', max_tokens: 10, stop: ['three']})).body);
+  const stopped = InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, {prompt: 'one two three four', max_tokens: 10, stop: ['three']}, {headers: await workerAuth(hive!.url, worker.worker_id)})).body);
   t.like(stopped, {text: 'one two ', finish_reason: 'stop'});
 
-  const streamed = await postStream(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 3, stream: true});
+  const streamed = await postStream(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 3, stream: true}, await workerAuth(hive!.url, worker.worker_id));
   const events = streamed.events.map(data => InferStreamEventSchema.parse(JSON.parse(data)));
   t.deepEqual(events.flatMap(event => (event.type === 'token' ? [event.text] : [])), ['bees ', 'make ', 'honey ']);
   t.like(events.at(-1), {type: 'done', finish_reason: 'length'});
@@ -179,7 +184,7 @@ test.serial('stand-in vLLM: an engine killed under the worker makes the heartbea
 test.serial('stand-in vLLM: an engine that dies mid-request answers engine_error naming the exit, and the hive fails the worker', async t => {
   const worker = await spawnWorker(t);
   const engine = engineOf(worker);
-  const crashed = await postJson(`${worker.url}/v1/infer`, {prompt: 'please CRASH now', max_tokens: 5});
+  const crashed = await postJson(`${worker.url}/v1/infer`, {prompt: 'please CRASH now', max_tokens: 5}, {headers: await workerAuth(hive!.url, worker.worker_id)});
   t.is(crashed.status, 500, JSON.stringify(crashed.body));
   t.is(crashed.body.error.code, 'engine_error');
   t.regex(crashed.body.error.message, /vllm \(pid \d+\) exited with code 1: .*engine core died \(CRASH prompt/);

@@ -78,13 +78,14 @@ export async function rbee(args: string[], options: {hive?: RunningHive; env?: N
   });
 }
 
-export async function postJson(url: string, body: unknown, init: RequestInit = {}): Promise<{status: number; body: any; headers: Headers}> {
+export async function postJson(url: string, body: unknown, init: Omit<RequestInit, 'headers'> & {headers?: Record<string, string>} = {}): Promise<{status: number; body: any; headers: Headers}> {
+  const {headers, ...rest} = init;
   const response = await fetch(url, {
     method: 'POST',
-    headers: {'content-type': 'application/json'},
+    headers: {'content-type': 'application/json', ...headers},
     body: typeof body === 'string' ? body : JSON.stringify(body),
     signal: AbortSignal.timeout(120_000),
-    ...init,
+    ...rest,
   });
   const text = await response.text();
   let parsed: unknown = text;
@@ -96,20 +97,32 @@ export async function postJson(url: string, body: unknown, init: RequestInit = {
   return {status: response.status, body: parsed, headers: response.headers};
 }
 
-export async function getJson(url: string): Promise<{status: number; body: any}> {
-  const response = await fetch(url, {signal: AbortSignal.timeout(30_000)});
+export async function getJson(url: string, headers: Record<string, string> = {}): Promise<{status: number; body: any}> {
+  const response = await fetch(url, {signal: AbortSignal.timeout(30_000), headers});
   return {status: response.status, body: await response.json()};
 }
 
 /** SSE `data:` payloads of a streamed POST, in order. */
-export async function postStream(url: string, body: unknown): Promise<{status: number; events: string[]}> {
+export async function postStream(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{status: number; events: string[]}> {
   const response = await fetch(url, {
     method: 'POST',
-    headers: {'content-type': 'application/json'},
+    headers: {'content-type': 'application/json', ...headers},
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(120_000),
   });
   const text = await response.text();
   const events = text.split('\n\n').flatMap(block => block.split('\n')).filter(line => line.startsWith('data: ')).map(line => line.slice(6));
   return {status: response.status, events};
+}
+
+/**
+ * What opens a worker's own port: its key, asked of the hive (GET /v1/workers/:id/key), as the
+ * header to send. `hiveHeaders`: the hive's own token header, when it has one.
+ */
+export async function workerAuth(hiveUrl: string, workerId: string, hiveHeaders: Record<string, string> = {}): Promise<Record<string, string>> {
+  const answer = await getJson(`${hiveUrl}/v1/workers/${workerId}/key`, hiveHeaders);
+  if (answer.status !== 200) {
+    throw new Error(`GET /v1/workers/${workerId}/key answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+  }
+  return {authorization: `Bearer ${(answer.body as {key: string}).key}`};
 }

@@ -5,7 +5,7 @@
 import test from 'ava';
 import {HeartbeatSchema, InferResponseSchema, ChatCompletionSchema, ChatCompletionChunkSchema, WorkerInfoSchema, InferStreamEventSchema} from '../../src/protocol/wire.js';
 import {descendants, isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, postStream, rbee, startHive, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, postStream, rbee, startHive, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 let hive: RunningHive;
@@ -43,7 +43,10 @@ test.serial('spawn -> ready -> heartbeats -> infer (direct and through the hive)
   t.true((heartbeat.ram_used ?? 0) > 100 * 1024 * 1024, 'the model is in memory');
 
   // /v1/infer directly on the worker and through the hive; greedy decoding repeats itself.
-  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'The capital of France is', ...greedy});
+  // The worker's own port opens only with the key the hive holds.
+  t.is((await postJson(`${worker.url}/v1/infer`, {prompt: 'x'})).status, 401);
+  const workerKey = await workerAuth(hive.url, worker.worker_id);
+  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'The capital of France is', ...greedy}, {headers: workerKey});
   t.is(direct.status, 200, JSON.stringify(direct.body));
   const directAnswer = InferResponseSchema.parse(direct.body);
   t.true(directAnswer.text.length > 0);
@@ -64,13 +67,13 @@ test.serial('spawn -> ready -> heartbeats -> infer (direct and through the hive)
 
   // OpenAI chat completions, plain and streamed, direct and through the hive.
   const messages = [{role: 'user', content: 'Say hello in one word.'}];
-  for (const base of [worker.url, hive.url]) {
-    const chat = await postJson(`${base}/v1/chat/completions`, {model: 'gemma-3-270m-q4_k_m', messages, ...greedy});
+  for (const [base, headers] of [[worker.url, workerKey], [hive.url, {}]] as const) {
+    const chat = await postJson(`${base}/v1/chat/completions`, {model: 'gemma-3-270m-q4_k_m', messages, ...greedy}, {headers});
     t.is(chat.status, 200, JSON.stringify(chat.body));
     const completion = ChatCompletionSchema.parse(chat.body);
     t.true(completion.choices[0]!.message.content.length > 0);
     t.true(completion.usage.completion_tokens > 0);
-    const chatStream = await postStream(`${base}/v1/chat/completions`, {model: 'gemma-3-270m-q4_k_m', messages, stream: true, ...greedy});
+    const chatStream = await postStream(`${base}/v1/chat/completions`, {model: 'gemma-3-270m-q4_k_m', messages, stream: true, ...greedy}, headers);
     t.is(chatStream.events.at(-1), '[DONE]');
     const chunks = chatStream.events.slice(0, -1).map(data => ChatCompletionChunkSchema.parse(JSON.parse(data)));
     const streamedText = chunks.map(chunk => chunk.choices[0]?.delta.content ?? '').join('');

@@ -31,3 +31,14 @@ test('a download with no process yet is judged by its progress alone', t => {
   t.is(judgeHealth(record({lastProgressAt: ago(5_000)}), now, limits), null);
   t.regex(judgeHealth(record({lastProgressAt: ago(20_000)}), now, limits) ?? '', /load stalled/);
 });
+
+test('a load whose engine reports no progress is left to the ready timeout: its output is not progress, and it does not stall', t => {
+  const loading = {phase: 'loading', done: 0, total: 1000};
+  const silent = record({pid: 10, launchedAt: ago(600_000), lastHeartbeatAt: ago(500), lastProgressAt: ago(500_000), progress: loading});
+  t.is(judgeHealth(silent, now, limits), null);
+  const reported = record({
+    pid: 10, launchedAt: ago(600_000), lastHeartbeatAt: ago(500), lastProgressAt: ago(11_000), progress: loading,
+    lastHeartbeat: {worker_id: 'worker-1', status: 'starting', load_progress: 0.4},
+  });
+  t.regex(judgeHealth(reported, now, limits) ?? '', /load stalled/);
+});

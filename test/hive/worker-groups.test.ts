@@ -9,7 +9,7 @@ import {findLlamaCpp} from '../../src/engines/llama-cpp-build.js';
 import {freePort} from '../../src/http/free-port.js';
 import {GroupInfoSchema, HeartbeatSchema, HiveEventSchema, InferResponseSchema, WorkerInfoSchema, type GroupInfo} from '../../src/protocol/wire.js';
 import {descendants, isAlive, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, rbee, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, rbee, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 const installed = findLlamaCpp();
@@ -94,9 +94,9 @@ serial('spawn-group: a coordinator and two shards serve one model through one en
   t.is(answer.worker_id, spawned.coordinator.worker_id, 'requests go to the coordinator');
   t.is(answer.tokens_generated, 12);
   t.true(answer.text.trim().length > 0);
-  const direct = await postJson(`${spawned.url}/v1/infer`, {prompt: 'The capital of France is', max_tokens: 12, temperature: 0});
+  const direct = await postJson(`${spawned.url}/v1/infer`, {prompt: 'The capital of France is', max_tokens: 12, temperature: 0}, {headers: await workerAuth(target.url, spawned.coordinator.worker_id)});
   t.is(InferResponseSchema.parse(direct.body).text, answer.text, 'the group endpoint itself answers alike');
-  const toShard = await postJson(`${members[1]!.url}/v1/infer`, {prompt: 'x', max_tokens: 2});
+  const toShard = await postJson(`${members[1]!.url}/v1/infer`, {prompt: 'x', max_tokens: 2}, {headers: await workerAuth(target.url, members[1]!.worker_id)});
   t.true(toShard.status >= 400, 'a shard serves no requests of its own');
 
   await waitFor(async () => (await worker(target, ids[0]!)).last_heartbeat?.shard_workers !== undefined, 5_000, 'a coordinator heartbeat with its shards');

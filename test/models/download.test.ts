@@ -35,7 +35,7 @@ test('downloads a file, checks the advertised sha256 and reports progress', asyn
 
   const result = await downloadFile({url: `${server.url}/file.bin`, destination, onProgress: p => progress.push(p)});
 
-  t.deepEqual(result, {path: destination, sha256: bodySha256, size: body.length});
+  t.deepEqual(result, {path: destination, sha256: bodySha256, size: body.length, checkedAgainst: 'server'});
   t.true((await fs.readFile(destination)).equals(body));
   t.false(await exists(`${destination}.part`));
   t.deepEqual(progress.at(-1), {phase: 'downloading', done: body.length, total: body.length});

@@ -7,7 +7,7 @@ import path from 'node:path';
 import test from 'ava';
 import {HeartbeatSchema, InferResponseSchema} from '../../src/protocol/wire.js';
 import {isAlive, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, postStream, rbee, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, postStream, rbee, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 import {nativeTest} from './native-helpers.js';
 
@@ -28,7 +28,7 @@ serial('a candle worker serves the default model through the hive: infer, stream
   t.is(spawned.exitCode, 0, String(spawned.stderr));
   const worker = JSON.parse(String(spawned.stdout)) as {worker_id: string; url: string; pid: number};
 
-  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'The capital of France is', max_tokens: 12, temperature: 0});
+  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'The capital of France is', max_tokens: 12, temperature: 0}, {headers: await workerAuth(hive.url, worker.worker_id)});
   t.is(direct.status, 200, JSON.stringify(direct.body));
   const answer = InferResponseSchema.parse(direct.body);
   t.is(answer.text, ' the capital of the country of France. It is the largest');

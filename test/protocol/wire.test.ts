@@ -4,6 +4,8 @@ import type {z} from 'zod';
 import {parseWire} from '../../src/protocol/parse.js';
 import {
   ChatCompletionRequestSchema,
+  CompletionRequestSchema,
+  HiveCommandSchema,
   HeartbeatAnswerSchema,
   HeartbeatSchema,
   InferRequestSchema,
@@ -170,3 +172,23 @@ test('chat: no messages, bad role', rejects, ChatCompletionRequestSchema, {model
 test('spawn: device not of the known forms', rejects, SpawnWorkerRequestSchema, {model: 'x', device: 'gpu0'}, ['device']);
 test('spawn-group: a single device', rejects, SpawnGroupRequestSchema, {model: 'x', devices: ['cuda:0']}, ['devices']);
 test('a body that is not an object', rejects, InferRequestSchema, 'prompt', ['(body)']);
+
+// Request bodies are strict: an unknown field is named, never ignored (a `dry_run` the group API
+// does not know once spawned real groups).
+test('spawn-group: an unknown field', rejects, SpawnGroupRequestSchema, {model: 'x', devices: ['cpu', 'cpu'], dry_run: true}, ['dry_run']);
+test('spawn: unknown fields', rejects, SpawnWorkerRequestSchema, {model: 'x', dryrun: true, nested: {a: 1}}, ['dryrun', 'nested']);
+test('infer: a misspelt field', rejects, InferRequestSchema, {prompt: 'x', max_token: 4}, ['max_token']);
+test('worker command: an unknown field', rejects, HiveCommandSchema, {type: 'drain', force: true}, ['force']);
+test('chat: a field OpenAI does not document', rejects, ChatCompletionRequestSchema, {model: 'm', messages: [{role: 'user', content: 'x'}], dry_run: true}, ['dry_run']);
+test('chat: documented fields rbee cannot honour, set', rejects, ChatCompletionRequestSchema,
+  {model: 'm', messages: [{role: 'user', content: 'x'}], tools: [{type: 'function'}], logprobs: true, presence_penalty: 1}, ['tools', 'logprobs', 'presence_penalty']);
+test('completion: echo asked for', rejects, CompletionRequestSchema, {model: 'm', prompt: 'x', echo: true}, ['echo']);
+test('chat: documented fields at their defaults, as SDKs send them', roundTrip, ChatCompletionRequestSchema, {
+  model: 'm', messages: [{role: 'user', content: 'x'}], stream: true, stream_options: {include_usage: true}, n: 1, user: 'u', frequency_penalty: 0,
+  presence_penalty: 0, logit_bias: {}, logprobs: false, tools: [], tool_choice: 'none', response_format: {type: 'text'}, metadata: {a: 'b'}, store: false,
+  parallel_tool_calls: true, seed: 1,
+});
+test('a heartbeat may carry fields of a newer worker (not a request body: stays open)', roundTrip, HeartbeatSchema, {worker_id: 'w', status: 'ready'});
+test('heartbeat extension fields pass', t => {
+  t.true(parseWire(HeartbeatSchema, {worker_id: 'w', status: 'ready', kv_cache_usage: 0.4}, 'heartbeat').ok);
+});

@@ -36,7 +36,7 @@ test('bars, sizes, durations, ages, rates', t => {
 
 test('narrow terminals drop the least useful columns first; id, model and status always stay', t => {
   const wide = layoutColumns(160, {workflow: false}).map(column => column.key);
-  t.deepEqual(wide, ['id', 'type', 'model', 'device', 'status', 'memory', 'requests', 'throughput', 'queue', 'uptime', 'heartbeat']);
+  t.deepEqual(wide, ['id', 'type', 'model', 'device', 'status', 'memory', 'cpu', 'requests', 'throughput', 'queue', 'uptime', 'heartbeat']);
   t.true(layoutColumns(160, {workflow: true}).some(column => column.key === 'workflow'));
   const narrow = layoutColumns(80, {workflow: false}).map(column => column.key);
   t.true((['id', 'model', 'status', 'heartbeat'] as const).every(key => narrow.includes(key)));

@@ -99,6 +99,12 @@ export class EmbeddedLlamaCpp {
     }
   }
 
+  /** Tokens of a prompt (of a chat's message texts, without the template's few). */
+  async countTokens(prompt: Pick<AdapterInferRequest, 'kind' | 'prompt' | 'messages'>): Promise<number> {
+    const text = prompt.kind === 'chat' ? prompt.messages.map(message => message.content).join('\n') : prompt.prompt;
+    return this.#model.tokenize(text).length;
+  }
+
   async infer(request: AdapterInferRequest): Promise<GenerateResult> {
     return this.#withSequence(async sequence => (request.kind === 'chat'
       ? this.#chat(sequence, request)

@@ -119,6 +119,7 @@ export default function llamacpp(options?: LlamaCppOptions): RbeeAdapter {
       return server === null ? embedded !== null : server.ready();
     },
     infer: request => engine().infer(request),
+    countTokens: prompt => engine().countTokens(prompt),
     heartbeat: async () => (shard === null ? engine().heartbeat() : shard.heartbeat()),
     async stop() {
       await shard?.stop();

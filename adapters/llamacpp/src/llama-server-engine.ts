@@ -3,8 +3,10 @@
  * its OpenAI route, and the heartbeat reads its /slots, /metrics and the process's memory.
  */
 import {
+  engineAuthorization,
   engineJson,
   engineSse,
+  isOpenAiStreamEnd,
   parsePrometheusText,
   engineMemory,
   type AdapterContext,
@@ -25,10 +27,12 @@ export class LlamaServerEngine {
   readonly #base: string;
   readonly #device: string;
   readonly #engine: WatchedEngine;
+  readonly #apiKey: string;
 
   private constructor(base: string, engine: EngineProcess, context: AdapterContext) {
     this.#base = base;
     this.#device = context.device;
+    this.#apiKey = context.engineKey;
     this.#engine = new WatchedEngine('llama-server', engine, context);
   }
 
@@ -51,7 +55,8 @@ export class LlamaServerEngine {
       ...extraArgs,
     ];
     context.log(`starting ${serverPath} on port ${port}`);
-    const engine = context.spawnEngine({command: serverPath, args});
+    // The key by environment (llama-server reads LLAMA_API_KEY like --api-key), so it is not in its argv.
+    const engine = context.spawnEngine({command: serverPath, args, env: {LLAMA_API_KEY: context.engineKey}});
     return new LlamaServerEngine(`http://127.0.0.1:${port}`, engine, context);
   }
 
@@ -63,11 +68,18 @@ export class LlamaServerEngine {
   async ready(): Promise<boolean> {
     this.#engine.throwIfFailed();
     try {
-      const response = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000)});
+      const response = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000), headers: engineAuthorization(this.#apiKey)});
       return response.ok;
     } catch {
       return false;
     }
+  }
+
+  /** Tokens of a prompt (of a chat's message texts, without the template's few), by llama-server's own tokenizer. */
+  async countTokens(prompt: Pick<AdapterInferRequest, 'kind' | 'prompt' | 'messages'>): Promise<number> {
+    const content = prompt.kind === 'chat' ? prompt.messages.map(message => message.content).join('\n') : prompt.prompt;
+    const answer = await engineJson<{tokens?: unknown[]}>(`${this.#base}/tokenize`, {body: {content}, timeoutMs: 10_000, apiKey: this.#apiKey});
+    return answer.tokens?.length ?? 0;
   }
 
   async infer(request: AdapterInferRequest): Promise<GenerateResult> {
@@ -82,8 +94,13 @@ export class LlamaServerEngine {
     const memory = await engineMemory(this.#engine.process.pid, this.#device);
     try {
       const [slots, metricsText] = await Promise.all([
-        engineJson<Array<{is_processing?: boolean}>>(`${this.#base}/slots`, {timeoutMs: 2_000}),
-        fetch(`${this.#base}/metrics`, {signal: AbortSignal.timeout(2_000)}).then(response => response.text()),
+        engineJson<Array<{is_processing?: boolean}>>(`${this.#base}/slots`, {timeoutMs: 2_000, apiKey: this.#apiKey}),
+        fetch(`${this.#base}/metrics`, {signal: AbortSignal.timeout(2_000), headers: engineAuthorization(this.#apiKey)}).then(response => {
+          if (!response.ok) {
+            throw new Error(`/metrics answered ${response.status}`);
+          }
+          return response.text();
+        }),
       ]);
       const metrics = parsePrometheusText(metricsText);
       return {
@@ -116,6 +133,9 @@ export class LlamaServerEngine {
     let final: CompletionEvent = {};
     await engineSse(`${this.#base}/completion`, {prompt: request.prompt, n_predict: request.maxTokens, cache_prompt: true, ...this.#sampling(request)}, {
       signal: request.signal,
+      apiKey: this.#apiKey,
+      // llama-server's native stream ends with an event that has `"stop": true`.
+      isEnd: data => /"stop"\s*:\s*true/.test(data),
       onData: data => {
         const event = JSON.parse(data) as CompletionEvent;
         if (event.content !== undefined && event.content !== '') {
@@ -143,6 +163,8 @@ export class LlamaServerEngine {
       ...this.#sampling(request),
     }, {
       signal: request.signal,
+      apiKey: this.#apiKey,
+      isEnd: isOpenAiStreamEnd,
       onData: data => {
         if (data === '[DONE]') {
           return;

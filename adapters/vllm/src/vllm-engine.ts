@@ -5,6 +5,7 @@
  */
 import {
   RbeeError,
+  engineAuthorization,
   engineJson,
   groupVram,
   processTreeRss,
@@ -74,7 +75,8 @@ export class VllmEngine {
     const args = VllmEngine.arguments(context, launch, port);
     context.log(`starting ${launch.command} ${args.join(' ')}`);
     // For cuda:N the hive has already narrowed CUDA_VISIBLE_DEVICES to the card.
-    const engine = context.spawnEngine({command: launch.command, args});
+    // The key by environment (vLLM reads VLLM_API_KEY like --api-key), so it is not in its argv.
+    const engine = context.spawnEngine({command: launch.command, args, env: {VLLM_API_KEY: context.engineKey}});
     return new VllmEngine(context, `http://127.0.0.1:${port}`, engine, launch.servedModelName ?? context.modelName);
   }
 
@@ -82,16 +84,20 @@ export class VllmEngine {
     return this.#process.pid;
   }
 
+  get #auth(): Record<string, string> {
+    return engineAuthorization(this.#context.engineKey);
+  }
+
   /** vLLM answers /health only once the model is loaded; ready when /v1/models also lists it. */
   async ready(): Promise<boolean> {
     this.#throwIfFailed();
     try {
-      const health = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000)});
+      const health = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000), headers: this.#auth});
       await health.body?.cancel();
       if (!health.ok) {
         return false;
       }
-      const models = await engineJson<ModelList>(`${this.#base}/v1/models`, {timeoutMs: 2_000});
+      const models = await engineJson<ModelList>(`${this.#base}/v1/models`, {timeoutMs: 2_000, apiKey: this.#context.engineKey});
       return (models.data ?? []).some(model => model.id === this.servedName);
     } catch {
       return false;
@@ -101,7 +107,7 @@ export class VllmEngine {
   async infer(request: AdapterInferRequest): Promise<GenerateResult> {
     this.#throwIfFailed();
     try {
-      return await openAiStream(this.#base, request, {model: this.servedName});
+      return await openAiStream(this.#base, request, {model: this.servedName, apiKey: this.#context.engineKey});
     } catch (error) {
       // A dropped connection is most often the engine dying: give its exit a moment to land so
       // the client hears why, not just "terminated".
@@ -125,8 +131,8 @@ export class VllmEngine {
     let metrics: Map<string, number>;
     try {
       [models, metrics] = await Promise.all([
-        engineJson<ModelList>(`${this.#base}/v1/models`, {timeoutMs: 3_000}),
-        fetch(`${this.#base}/metrics`, {signal: AbortSignal.timeout(3_000)}).then(async response => {
+        engineJson<ModelList>(`${this.#base}/v1/models`, {timeoutMs: 3_000, apiKey: this.#context.engineKey}),
+        fetch(`${this.#base}/metrics`, {signal: AbortSignal.timeout(3_000), headers: this.#auth}).then(async response => {
           if (!response.ok) {
             throw new Error(`/metrics answered ${response.status}`);
           }

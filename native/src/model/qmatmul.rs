@@ -29,7 +29,7 @@ const QK8_0: usize = 32;
 const QK_K: usize = 256;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Q8_0,
     Q5_0,
     Q4_0,
@@ -140,8 +140,8 @@ fn hsum8(v: &[f32; 8]) -> f32 {
 
 /// Activation rows quantized to Q8_0: 32 int8 per block and the block's f16 scale (as f32).
 pub struct ActQ8_0 {
-    qs: Vec<i8>,
-    d: Vec<f32>,
+    pub(crate) qs: Vec<i8>,
+    pub(crate) d: Vec<f32>,
     blocks: usize,
 }
 
@@ -249,7 +249,7 @@ fn unpack_q8_family(kind: Kind, raw: &[u8], out: &mut [i8; 32]) -> f32 {
 
 /// The eight 4-product lanes of one 32-block (`mul_sum_i8_pairs`), with AVX2 where available.
 #[inline]
-fn block_lanes(kind: Kind, raw: &[u8], x: &[i8], w: &mut [i8; 32]) -> ([i32; 8], f32) {
+pub(crate) fn block_lanes(kind: Kind, raw: &[u8], x: &[i8], w: &mut [i8; 32]) -> ([i32; 8], f32) {
     #[cfg(target_arch = "x86_64")]
     {
         if simd::available() {
@@ -263,7 +263,7 @@ fn block_lanes(kind: Kind, raw: &[u8], x: &[i8], w: &mut [i8; 32]) -> ([i32; 8],
 
 /// ggml_vec_dot_q6_K_q8_K's eight integer lanes before the -32 correction.
 #[inline]
-fn q6k_lanes(raw: &[u8], x: &[i8], q: &mut [u8; QK_K], sc: &mut [i32; 16]) -> ([i32; 8], f32) {
+pub(crate) fn q6k_lanes(raw: &[u8], x: &[i8], q: &mut [u8; QK_K], sc: &mut [i32; 16]) -> ([i32; 8], f32) {
     #[cfg(target_arch = "x86_64")]
     {
         if simd::available() {
@@ -289,7 +289,7 @@ fn q6k_lanes(raw: &[u8], x: &[i8], q: &mut [u8; QK_K], sc: &mut [i32; 16]) -> ([
 
 /// The exact Q4_K superblock sum of scale * q4 * q8.
 #[inline]
-fn q4k_isum(raw: &[u8], q: &mut [u8; QK_K], sc: &[i32; 8], x: &[i8]) -> i32 {
+pub(crate) fn q4k_isum(raw: &[u8], q: &mut [u8; QK_K], sc: &[i32; 8], x: &[i8]) -> i32 {
     #[cfg(target_arch = "x86_64")]
     {
         if simd::available() {
@@ -313,7 +313,7 @@ fn q4k_isum(raw: &[u8], q: &mut [u8; QK_K], sc: &[i32; 8], x: &[i8]) -> i32 {
 
 /// Q4_K sub-block scales, mins, d and dmin, without unpacking the quants.
 #[inline]
-fn q4k_header(raw: &[u8], sc: &mut [i32; 8], mn: &mut [i32; 8]) -> (f32, f32) {
+pub(crate) fn q4k_header(raw: &[u8], sc: &mut [i32; 8], mn: &mut [i32; 8]) -> (f32, f32) {
     for s in 0..8 {
         let (a, b) = scale_min_k4(s, &raw[4..16]);
         sc[s] = a;

@@ -13,30 +13,56 @@ async function loadLocalConfig(options: ConfigOption) {
   return loadConfig(explicitPath === undefined || explicitPath === '' ? {} : {explicitPath});
 }
 
-/** Package names stay as they are; paths are stored relative to the config file, which is where they are resolved. */
+/**
+ * Package names stay as they are. Paths are resolved from the config file's folder: one inside it
+ * is stored relative (the project moves with it), one elsewhere absolute (the home's config).
+ */
 function specifierFor(spec: string, configDir: string): string {
   if (!spec.startsWith('.') && !path.isAbsolute(spec)) {
     return spec;
   }
   const relative = path.relative(configDir, path.resolve(spec));
-  return relative.startsWith('.') ? relative : `./${relative}`;
+  if (relative.startsWith('..') || path.isAbsolute(relative)) {
+    return path.resolve(spec);
+  }
+  return `./${relative}`;
 }
 
 export function adapterCommand(): Command {
   const adapter = new Command('adapter').description('adapter plugins: engines beyond the built-in ones');
 
   adapter.command('add')
-    .description('check that a package or file exports an adapter, then record it in the config')
+    .description('check that a package or file (.js or .ts) exports an adapter, then record it in the config the hive reads')
     .argument('<plugin>', 'an npm package name (installed) or a path to a module or package folder')
-    .option('--config <file>', 'config file to record it in (default: the one found, else ./rbee.config.json)')
+    .option('--config <file>', `config file to record it in (default: the one found from here up, else ${'$'}RBEE_HOME/rbee.config.json)`)
     .action(async (spec: string, options: ConfigOption, command: Command) => {
-      const [{importAdapter}, {editConfigFile, isEditableConfig}, {adaptersOf}] = await Promise.all([
-        import('../../adapters/load-adapters.js'), import('../../config/edit-config.js'), import('../../adapters/configured-adapters.js'),
+      const [{importAdapter, resolveAdapterModule}, {editConfigFile, isEditableConfig}, {adaptersOf}, {homeConfigPath}] = await Promise.all([
+        import('../../adapters/load-adapters.js'), import('../../config/edit-config.js'), import('../../adapters/configured-adapters.js'), import('../../config/env.js'),
       ]);
       const loaded = await loadLocalConfig(options);
-      const file = loaded.filepath ?? path.resolve(options.config ?? 'rbee.config.json');
-      const specifier = specifierFor(spec, path.dirname(file));
-      const plugin = await importAdapter(specifier, {baseDir: path.dirname(file)});
+      // Where a hive started from here would read it: the config it finds, else the home's.
+      const file = loaded.filepath ?? path.resolve(options.config ?? homeConfigPath());
+      const baseDir = path.dirname(file);
+      const specifier = specifierFor(spec, baseDir);
+      const plugin = await importAdapter(specifier, {baseDir});
+      const entries = loaded.config.adapters.filter((entry): entry is string | [string, Record<string, unknown>] => typeof entry === 'string' || Array.isArray(entry));
+      const moduleOf = (entry: string) => {
+        try {
+          return resolveAdapterModule(entry, baseDir);
+        } catch {
+          return null;
+        }
+      };
+      const target = resolveAdapterModule(specifier, baseDir);
+      const already = entries.find(entry => {
+        const source = Array.isArray(entry) ? entry[0] : entry;
+        return source === specifier || moduleOf(source) === target;
+      });
+      const result = {name: plugin.name, type: plugin.type, source: specifier, config: file};
+      if (already !== undefined) {
+        emit(globalOptions(command), {...result, already_added: true}, () => `${plugin.name} (worker type "${plugin.type}") is already added in ${file}`);
+        return;
+      }
       const existing = await adaptersOf(loaded);
       const clash = existing.adapters.find(other => other.adapter.type === plugin.type || other.adapter.name === plugin.name);
       if (clash !== undefined) {
@@ -49,8 +75,33 @@ export function adapterCommand(): Command {
         const list = Array.isArray(data.adapters) ? data.adapters : [];
         data.adapters = [...list, specifier];
       });
-      const result = {name: plugin.name, type: plugin.type, source: specifier, config: file};
-      emit(globalOptions(command), result, () => `added ${plugin.name} (worker type "${plugin.type}") to ${file}\nspawn it with: rbee worker spawn --type ${plugin.type} --model …  (restart the hive first)`);
+      emit(globalOptions(command), {...result, already_added: false}, () => `added ${plugin.name} (worker type "${plugin.type}") to ${file}\nspawn it with: rbee worker spawn --type ${plugin.type} --model …  (restart the hive first: it loads adapters when it starts)`);
+    });
+
+  adapter.command('init')
+    .description('scaffold an adapter plugin package (an engine stand-in, and a test that drives it through rbee/testing)')
+    .argument('<dir>', 'folder to create (its name becomes the package name)')
+    .option('--name <name>', 'the adapter\'s namespaced name (default: local:<folder>)')
+    .option('--type <type>', 'the worker type it adds (default: the folder name)')
+    .action(async (dir: string, options: {name?: string; type?: string}, command: Command) => {
+      const [{scaffoldAdapter}, {rbeeVersion}] = await Promise.all([import('./adapter-scaffold.js'), import('../../version.js')]);
+      const folder = path.resolve(dir);
+      const base = path.basename(folder).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+/, '') || 'engine';
+      const type = options.type ?? base.replace(/^rbee-adapter-/, '');
+      const name = options.name ?? `local:${type}`;
+      // The same rules the hive applies when it loads the adapter, so the scaffold loads as written.
+      if (!/^[a-z0-9@][a-z0-9._/-]*:[a-z0-9][a-z0-9._-]*$/.test(name)) {
+        throw new RbeeError('invalid_request', `--name: "${name}" is not a namespaced name like "vendor:engine"`);
+      }
+      if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(type)) {
+        throw new RbeeError('invalid_request', `--type: "${type}" must be lowercase letters, digits, ".", "_" or "-"`);
+      }
+      const written = scaffoldAdapter({dir: folder, name, type, rbeeVersion});
+      emit(globalOptions(command), {dir: folder, name, type, files: written}, () => [
+        `created ${name} (worker type "${type}") in ${folder}:`,
+        ...written.map(file => `  ${path.relative(folder, file)}`),
+        `next: cd ${dir} && npm install && npm test, then rbee adapter add ${dir}`,
+      ].join('\n'));
     });
 
   adapter.command('list')

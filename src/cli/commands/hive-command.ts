@@ -1,11 +1,13 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import {Command} from 'commander';
 import {envValue, rbeeHome} from '../../config/env.js';
+import {checkApiToken, resolveApiToken} from '../../config/api-token.js';
+import {ensurePrivateDir} from '../../config/private-home.js';
+import {RbeeError} from '../../errors.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
-import {isProcessAlive} from '../../hive/worker-process.js';
+import {isHiveAlive} from '../../hive/home-owner.js';
 import {isLoopbackUrl} from '../../http/loopback.js';
 import type {HiveStatus} from '../../protocol/wire.js';
 
@@ -15,14 +17,20 @@ type StartOptions = {
   heartbeatInterval?: number;
   orphanTimeout?: number;
   loadStallTimeout?: number;
+  workerTimeout?: number;
   stopGrace?: number;
   modelDir?: string[];
   config?: string;
+  detach?: boolean;
 };
 
 function fromEnv(name: 'RBEE_PORT' | 'RBEE_HEARTBEAT_INTERVAL_MS', min: number, max: number): number | undefined {
   const value = envValue(name);
-  return value === undefined ? undefined : integerFlag(name, min, max)(value);
+  try {
+    return value === undefined ? undefined : integerFlag(name, min, max)(value);
+  } catch (error) {
+    throw new RbeeError('invalid_request', (error as Error).message, {cause: error});
+  }
 }
 
 function startCommand(): Command {
@@ -33,15 +41,30 @@ function startCommand(): Command {
     .option('--heartbeat-interval <ms>', 'worker heartbeat interval (env RBEE_HEARTBEAT_INTERVAL_MS)', integerFlag('--heartbeat-interval', 50, 600_000))
     .option('--orphan-timeout <ms>', 'workers exit when the hive is silent this long (default: 3 intervals)', integerFlag('--orphan-timeout', 100, 86_400_000))
     .option('--load-stall-timeout <ms>', 'fail a download or model load with no progress this long', integerFlag('--load-stall-timeout', 1_000, 86_400_000))
+    .option('--worker-timeout <ms>', 'a worker silent this long on a request is checked (its /health); a hung one\'s requests go to another worker (default 2000)', integerFlag('--worker-timeout', 50, 600_000))
     .option('--stop-grace <ms>', 'how long a stopping worker may finish before SIGKILL', integerFlag('--stop-grace', 0, 600_000))
     .option('--model-dir <folder...>', 'model files must lie in these folders (env RBEE_MODEL_DIRS)')
     .option('--config <file>', 'config file (env RBEE_CONFIG)')
+    .option('--detach', 'run in the background (own session, log in RBEE_HOME/logs/hive.log); return once it answers')
     .action(async (options: StartOptions, command: Command) => {
+      const global = globalOptions(command);
+      if (options.detach === true) {
+        const {startDetachedHive, withoutOption} = await import('../detach-hive.js');
+        // The token reaches the detached hive by environment: on its command line it would be readable in
+        // /proc by any local user for the hive's whole life. Checked here, so a bad one fails before the spawn.
+        const token = global.token === undefined ? undefined : checkApiToken(global.token, '--token');
+        const args = withoutOption(process.argv.slice(2).filter(arg => arg !== '--detach'), '--token');
+        const detached = await startDetachedHive({home: rbeeHome(), args, timeoutMs: 120_000, env: token === undefined ? {} : {RBEE_TOKEN: token}});
+        emit(global, {...detached, detached: true}, () =>
+          `rbee hive running in the background on ${detached.url} (pid ${detached.pid}); log: ${detached.log}\nstop it with: rbee hive stop`);
+        return;
+      }
       // Loaded here, not at the top: every other command stays fast to start.
       const [{loadConfig}, {startHive}, {adaptersOf}] = await Promise.all([
         import('../../config/load-config.js'), import('../../hive/hive-server.js'), import('../../adapters/configured-adapters.js'),
       ]);
-      const global = globalOptions(command);
+      const home = rbeeHome();
+      ensurePrivateDir(home);
       const explicitPath = options.config ?? envValue('RBEE_CONFIG');
       const loaded = await loadConfig(explicitPath === undefined ? {} : {explicitPath});
       const {config, filepath} = loaded;
@@ -58,11 +81,12 @@ function startCommand(): Command {
         configPath: filepath,
         host: options.host ?? envValue('RBEE_HOST') ?? config.hive.host ?? '127.0.0.1',
         port: options.port ?? fromEnv('RBEE_PORT', 0, 65_535) ?? config.hive.port ?? 7833,
-        token: global.token ?? envValue('RBEE_TOKEN') ?? config.hive.token,
-        rbeeHome: rbeeHome(),
+        token: resolveApiToken({flag: global.token, config: {token: config.hive.token, path: filepath}}),
+        rbeeHome: home,
         heartbeatIntervalMs: options.heartbeatInterval ?? fromEnv('RBEE_HEARTBEAT_INTERVAL_MS', 50, 600_000) ?? config.hive.heartbeatIntervalMs ?? 5_000,
         orphanTimeoutMs: options.orphanTimeout ?? config.hive.orphanTimeoutMs,
         loadStallTimeoutMs: options.loadStallTimeout ?? config.hive.loadStallTimeoutMs,
+        workerTimeoutMs: options.workerTimeout ?? config.hive.workerTimeoutMs,
         stopGraceMs: options.stopGrace ?? config.hive.stopGraceMs ?? 10_000,
         modelDirs: modelDirs?.map(dir => path.resolve(dir)),
         workerDefaults: config.workers,
@@ -79,25 +103,16 @@ function startCommand(): Command {
       };
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
+      // SIGHUP: a foreground hive's terminal closed; a detached one has none to lose.
+      process.on('SIGHUP', () => stop('SIGHUP'));
+      // The home's record of this hive (hive.json) is the hive's own: written under its lock, removed as it closes.
       await running.closed;
     });
 }
 
-/** A hive on this machine is still running (and not a recycled pid: it names `hive` where procfs tells). */
-function isHiveAlive(pid: number): boolean {
-  if (!isProcessAlive(pid)) {
-    return false;
-  }
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('hive');
-  } catch {
-    return true;
-  }
-}
-
 function stopCommand(): Command {
   return new Command('stop')
-    .description('stop the hive and all its workers, and wait until they are gone')
+    .description('stop the hive and all its workers, and wait until they are gone (finds the one running on RBEE_HOME without --hive)')
     .action(async (_options: unknown, command: Command) => {
       const client = hiveClient(command);
       const {pid} = await client.get<HiveStatus>('/v1/status');

@@ -11,7 +11,7 @@ type InferOptions = {model?: string; maxTokens?: number; temperature?: number; s
 export function inferCommand(): Command {
   return new Command('infer')
     .description('generate text through the hive (tokens stream to the terminal)')
-    .argument('<prompt...>', 'the prompt')
+    .argument('<prompt...>', 'the prompt, continued as text (e.g. "The capital of France is": the default model completes, it does not chat)')
     .addOption(new Option('--model <model>', 'model to route to (default: the only one served)').env('RBEE_MODEL'))
     .option('--max-tokens <n>', 'tokens to generate at most', integerFlag('--max-tokens', 1, 32_768))
     .option('--temperature <t>', '0 for greedy decoding', numberFlag('--temperature', 0, 2))

@@ -6,7 +6,7 @@ import {integerFlag} from '../parse-flags.js';
 export type SpawnShape = {model: string; contextSize?: number; threads?: number; parallel?: number};
 
 export function modelOption(): Option {
-  return new Option('--model <model>', 'a GGUF path, hf:org/repo:file.gguf, or "default" (Gemma 3 270M)').env('RBEE_MODEL').makeOptionMandatory();
+  return new Option('--model <model>', 'a GGUF path, hf:org/repo:file.gguf, or "default" (the base Gemma 3 270M: it completes text, it does not chat)').env('RBEE_MODEL').makeOptionMandatory();
 }
 
 export function shapeOptions(threadsWhat: string): Option[] {

@@ -56,7 +56,7 @@ async function watch(client: HiveClient, json: boolean, signal: AbortSignal): Pr
     } else if (event.type === 'group') {
       const {group} = event;
       process.stdout.write(`${event.at} ${group.group_id} ${event.change}: ${group.health}${group.reason === null ? '' : ` (${group.reason})`}\n`);
-    } else {
+    } else if (event.type === 'heartbeat') {
       const known = workers.get(event.worker_id);
       if (known !== undefined) {
         workers.set(event.worker_id, {...known, last_heartbeat: event.heartbeat, last_heartbeat_at: event.at});

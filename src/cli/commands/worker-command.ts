@@ -1,12 +1,13 @@
 import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
+import {baseModelNotice} from '../../models/base-model.js';
 import {createProgressBar} from '../../models/progress-bar.js';
 import type {GroupInfo, RestartPolicy, SpawnPlan, SpawnWorkerRequestInput, WorkerInfo, WorkerList} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../hive-client.js';
 import {emit} from '../output.js';
-import {integerFlag} from '../parse-flags.js';
+import {integerFlag, keyValueFlag} from '../parse-flags.js';
 import {workerRunCommand} from './worker-run-command.js';
 import {describeGroup, groupsCommand, spawnGroupCommand} from './group-commands.js';
 import {modelOption, modelReference, shapeFields, shapeOptions, timeoutOption} from './spawn-options.js';
@@ -19,11 +20,13 @@ type SpawnOptions = {
   threads?: number;
   parallel?: number;
   maxQueue?: number;
+  readyTimeout?: number;
   restart: string;
   force?: boolean;
   dryRun?: boolean;
   wait?: boolean;
   timeout: number;
+  adapterOption?: Record<string, string | number | boolean | null>;
 };
 
 function describePlan(plan: SpawnPlan): string {
@@ -42,15 +45,26 @@ function describe(worker: WorkerInfo): string {
   return `${worker.worker_id}  ${worker.state}${reason}  ${worker.model} on ${worker.device}  ${worker.url}`;
 }
 
-/** Polls until the worker serves or fails; a download or load in progress shows as a bar on a terminal. */
+/**
+ * Polls until the worker serves or fails; a download or load in progress shows as a bar on a terminal.
+ * A failure the hive restarts the worker after is said at once (stderr), and is what a timeout reports.
+ */
 async function waitUntilReady(client: HiveClient, worker: WorkerInfo, timeoutSeconds: number): Promise<WorkerInfo> {
   const deadline = Date.now() + timeoutSeconds * 1000;
   const bar = createProgressBar({label: worker.model});
   let current = worker;
+  let toldFailure: string | null = null;
   try {
     while (current.state === 'starting') {
+      if (current.last_failure !== null && current.last_failure !== toldFailure) {
+        toldFailure = current.last_failure;
+        bar.done();
+        process.stderr.write(`rbee: worker ${current.worker_id} failed: ${current.last_failure}\n` +
+          `rbee: the hive restarts it (restart policy ${current.restart}, ${current.restarts} restart(s) so far); waiting up to ${timeoutSeconds} s in all\n`);
+      }
       if (Date.now() > deadline) {
-        throw new RbeeError('timeout', `worker ${current.worker_id} was not ready after ${timeoutSeconds} s (state ${current.state})`);
+        const last = current.last_failure === null ? '' : `; its last failure: ${current.last_failure}`;
+        throw new RbeeError('timeout', `worker ${current.worker_id} was not ready after ${timeoutSeconds} s (state ${current.state})${last}`);
       }
       await new Promise(resolve => setTimeout(resolve, 250));
       current = await client.get<WorkerInfo>(`/v1/workers/${current.worker_id}`);
@@ -78,7 +92,9 @@ export function workerCommand(): Command {
     .addOption(modelOption())
     .addOption(new Option('--device <device>', 'cpu, cuda:N or metal').env('RBEE_DEVICE').default('cpu'))
     .addOption(new Option('--type <type>', 'worker type (default: the fastest engine for the device)').env('RBEE_WORKER_TYPE'))
+    .option('--adapter-option <key=value>', 'an option for the worker type\'s adapter, over the config\'s (repeatable; checked by the adapter)', keyValueFlag('--adapter-option'))
     .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlag('--max-queue', 0, 100_000))
+    .option('--ready-timeout <ms>', 'fail the worker when its engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlag('--ready-timeout', 100, 86_400_000))
     .addOption(new Option('--restart <policy>', 'restart after a failure').choices(['never', 'on-failure', 'always']).default('on-failure'))
     .option('--force', 'spawn even if the memory estimate says it will not fit')
     .option('--dry-run', 'print where the worker would go and how much memory it would take; start nothing')
@@ -93,6 +109,8 @@ export function workerCommand(): Command {
         ...(options.type === undefined || options.type === '' ? {} : {type: options.type}),
         ...shapeFields(options),
         ...(options.maxQueue === undefined ? {} : {max_queue: options.maxQueue}),
+        ...(options.readyTimeout === undefined ? {} : {ready_timeout_ms: options.readyTimeout}),
+        ...(options.adapterOption === undefined ? {} : {adapter_options: options.adapterOption}),
         restart: options.restart as RestartPolicy,
         force: options.force === true,
         dry_run: options.dryRun === true,
@@ -106,6 +124,9 @@ export function workerCommand(): Command {
         return;
       }
       let info = await client.post<WorkerInfo>('/v1/workers', request);
+      if (options.model === 'default' && globalOptions(command).json !== true) {
+        process.stderr.write(`note: ${baseModelNotice}\n`);
+      }
       if (options.wait === true) {
         info = await waitUntilReady(client, info, options.timeout);
       }

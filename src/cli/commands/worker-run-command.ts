@@ -1,9 +1,11 @@
 import {Command} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {parseWire} from '../../protocol/parse.js';
-import {GroupMembershipSchema, type GroupMembership} from '../../protocol/wire.js';
+import {AdapterOptionsSchema, GroupMembershipSchema, type AdapterOptions, type GroupMembership} from '../../protocol/wire.js';
 import {workerDefaults} from '../../worker/worker-defaults.js';
 import {integerFlag} from '../parse-flags.js';
+import {isLoopback} from '../../http/loopback.js';
+import {takeWorkerCredentials, workerSecretVariable} from '../../worker/worker-auth.js';
 
 type RunOptions = {
   type: string;
@@ -21,8 +23,10 @@ type RunOptions = {
   parallel: number;
   maxQueue: number;
   drainTimeout: number;
+  readyTimeout?: number;
   config?: string;
   group?: string;
+  adapterOptions?: string;
 };
 
 /** The hive passes a member its part in a worker group as JSON; it is checked like any wire message. */
@@ -43,8 +47,26 @@ function parseGroup(text: string | undefined): GroupMembership | undefined {
   return parsed.value;
 }
 
-/** The adapter for `type`, from the built-in ones and the plugins of the hive's config. */
-async function adapterFor(type: string, configPath: string | undefined) {
+/** The hive passes a spawn's `adapter_options` as JSON, checked against the same schema as the request. */
+function parseAdapterOptionsFlag(text: string | undefined): AdapterOptions | undefined {
+  if (text === undefined) {
+    return undefined;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new RbeeError('invalid_request', `--adapter-options: not JSON: ${(error as Error).message}`, {cause: error});
+  }
+  const parsed = parseWire(AdapterOptionsSchema, value, '--adapter-options');
+  if (!parsed.ok) {
+    throw new RbeeError('invalid_request', parsed.message);
+  }
+  return parsed.value;
+}
+
+/** The adapter for `type`, from the built-in ones and the plugins of the hive's config (with this worker's options, if any). */
+async function adapterFor(type: string, configPath: string | undefined, adapterOptions: AdapterOptions | undefined) {
   const {loadConfiguredAdapters} = await import('../../adapters/configured-adapters.js');
   const {adapters, errors} = await loadConfiguredAdapters(configPath);
   const found = adapters.find(loaded => loaded.adapter.type === type);
@@ -52,7 +74,7 @@ async function adapterFor(type: string, configPath: string | undefined) {
     const broken = errors.map(error => `${error.source}: ${error.message}`).join('; ');
     throw new RbeeError('invalid_request', `unknown worker type "${type}": available types are ${adapters.map(loaded => loaded.adapter.type).join(', ')}${broken === '' ? '' : ` (not loaded: ${broken})`}`);
   }
-  return found.adapter;
+  return adapterOptions === undefined ? found.adapter : found.withOptions(adapterOptions);
 }
 
 /** The worker process itself; the hive starts it, people normally don't. */
@@ -74,17 +96,22 @@ export function workerRunCommand(): Command {
     .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64), workerDefaults.parallel)
     .option('--max-queue <n>', 'requests that may wait beyond --parallel', integerFlag('--max-queue', 0, 100_000), workerDefaults.maxQueue)
     .option('--config <file>', 'the hive\'s config file, for its adapter plugins')
+    .option('--adapter-options <json>', 'options for the adapter\'s factory, over the config\'s (the hive sets them)')
     .option('--group <json>', 'this worker\'s part in a worker group (the hive sets it)')
+    .option('--ready-timeout <ms>', 'fail when the engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlag('--ready-timeout', 100, 86_400_000))
     .option('--drain-timeout <ms>', 'on stop, how long in-flight requests may finish', integerFlag('--drain-timeout', 0, 600_000), workerDefaults.drainTimeoutMs)
     .action(async (options: RunOptions) => {
-      const secret = process.env.RBEE_WORKER_SECRET ?? '';
-      if (options.hiveUrl !== undefined && secret === '') {
-        throw new RbeeError('invalid_request', 'RBEE_WORKER_SECRET must be set when --hive-url is given');
+      const credentials = takeWorkerCredentials();
+      if (options.hiveUrl !== undefined && credentials.key === null) {
+        throw new RbeeError('invalid_request', `${workerSecretVariable} must be set when --hive-url is given`);
+      }
+      if (credentials.key === null && !isLoopback(options.host)) {
+        throw new RbeeError('invalid_request', `--host ${options.host}: a worker without ${workerSecretVariable} (and so without a key) serves loopback only`);
       }
       // Loaded here, not at the top: the worker's start-up time is spawn-to-ready time.
       const group = parseGroup(options.group);
       const {runWorker} = await import('../../worker/run-worker.js');
-      const adapter = await adapterFor(options.type, options.config);
+      const adapter = await adapterFor(options.type, options.config, parseAdapterOptionsFlag(options.adapterOptions));
       if (group !== undefined && adapter.groups !== true) {
         throw new RbeeError('invalid_request', `--group: worker type "${options.type}" cannot run in a worker group`);
       }
@@ -96,7 +123,9 @@ export function workerRunCommand(): Command {
         host: options.host,
         port: options.port,
         hiveUrl: options.hiveUrl,
-        secret,
+        secret: credentials.secret,
+        key: credentials.key,
+        shardKeys: credentials.shardKeys,
         heartbeatIntervalMs: options.heartbeatInterval,
         orphanTimeoutMs: options.orphanTimeout ?? 3 * options.heartbeatInterval,
         contextSize: options.contextSize,
@@ -104,6 +133,7 @@ export function workerRunCommand(): Command {
         parallel: options.parallel,
         maxQueue: options.maxQueue,
         drainTimeoutMs: options.drainTimeout,
+        readyTimeoutMs: options.readyTimeout,
         group,
       }, adapter);
     });

@@ -24,6 +24,8 @@ export function registerHeartbeatRoutes(app: FastifyInstance, supervisor: Superv
         result = 'bad_secret';
         throw new RbeeError('unauthorized', `heartbeat for "${heartbeat.worker_id}" does not carry that worker's secret`);
       }
+      // A re-adopted worker's secret was known only by its hash: its key to the worker port comes from it.
+      record.secret ??= secret as string;
       record.lastHeartbeat = heartbeat;
       record.lastHeartbeatAt = new Date();
       supervisor.onHeartbeat(record);

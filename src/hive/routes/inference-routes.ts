@@ -1,11 +1,14 @@
 /**
  * The hive's inference API: validates the request itself (a bad one never reaches a worker), picks
- * a worker and relays the worker's answer, streams included, byte for byte.
+ * a worker and relays the worker's answer, streams included, byte for byte: the request's own bytes
+ * go to the worker as they came (never re-serialized), and the answer's bytes come back unchanged.
  */
-import type {FastifyInstance, FastifyReply} from 'fastify';
+import type {FastifyInstance, FastifyReply, FastifyRequest} from 'fastify';
 import type {z} from 'zod';
 import {RbeeError} from '../../errors.js';
+import {baseModelNotice, isDefaultBaseModel} from '../../models/base-model.js';
 import {clientGoneSignal} from '../../http/client-gone.js';
+import {isOpenAiRoute, toOpenAiError} from '../../http/error-handling.js';
 import {writeSse} from '../../http/sse.js';
 import {validateBody} from '../../http/validate-body.js';
 import {
@@ -14,22 +17,127 @@ import {
   InferRequestSchema,
   type ModelList,
 } from '../../protocol/wire.js';
-import {pickWorker, servedModels} from '../router.js';
+import {Router, servedModels} from '../router.js';
+import {answerTokens, streamTokens, type RequestEventSink} from '../request-events.js';
 import type {Supervisor} from '../supervisor.js';
-import {workerUrl} from '../worker-record.js';
+import {workerAuthorization, workerUrl, type WorkerRecord} from '../worker-record.js';
+import {StreamEndWatch} from './stream-end.js';
 
 type Routed = {model?: string | undefined; stream?: boolean | undefined};
 
-async function relay(reply: FastifyReply, upstream: Response, streamed: boolean): Promise<void> {
-  if (!streamed || !upstream.ok || upstream.body === null) {
-    const text = await upstream.text();
-    const retryAfter = upstream.headers.get('retry-after');
-    if (retryAfter !== null) {
-      void reply.header('retry-after', retryAfter);
-    }
-    await reply.status(upstream.status).header('content-type', upstream.headers.get('content-type') ?? 'application/json').send(text);
-    return;
+export type InferenceRouteOptions = {
+  /**
+   * How long a worker may leave a request without an answer before the hive asks its /health (and
+   * again every such period): a worker that answers neither is taken for hung, and a request it
+   * has not started answering goes to another worker.
+   */
+  workerTimeoutMs: number;
+  log: (message: string) => void;
+  /** Where `request` events go (for dashboards); they are built only while someone follows them. */
+  events?: RequestEventSink | undefined;
+};
+
+/** Called with the tokens relayed so far (a whole answer once, a stream as it goes); null when nobody follows events. */
+type TokenTap = ((tokens: number) => void) | null;
+
+/** Progress events of a stream: at most one a second per request. */
+const progressEveryMs = 1_000;
+
+/**
+ * The one place a hive-to-worker request is built, so whatever a worker requires of its callers goes
+ * here: every route of a worker's port, /health included, answers 401 without the worker's key.
+ */
+function workerFetch(worker: WorkerRecord, path: string, init: {method: 'GET' | 'POST'; body?: Buffer; signal: AbortSignal}): Promise<Response> {
+  const headers: Record<string, string> = {
+    ...(init.body === undefined ? {} : {'content-type': 'application/json'}),
+    ...workerAuthorization(worker),
+  };
+  return fetch(`${workerUrl(worker)}${path}`, {
+    method: init.method,
+    headers,
+    // A Buffer is a Uint8Array; only its type's buffer parameter (ArrayBufferLike) keeps it from being a BodyInit.
+    ...(init.body === undefined ? {} : {body: init.body as Uint8Array<ArrayBuffer>}),
+    signal: init.signal,
+  });
+}
+
+async function answersHealth(worker: WorkerRecord, timeoutMs: number): Promise<boolean> {
+  try {
+    const response = await workerFetch(worker, '/health', {method: 'GET', signal: AbortSignal.timeout(timeoutMs)});
+    await response.body?.cancel();
+    return true; // any answer, 503 included: the process is alive and serving HTTP
+  } catch {
+    return false;
   }
+}
+
+type Sent =
+  | {kind: 'response'; response: Response}
+  | {kind: 'failed'; error: RbeeError; hung: boolean};
+
+/**
+ * POSTs the request to a worker and waits for its answer to begin, watching the worker meanwhile:
+ * a worker that has not answered within the timeout is asked for its /health, and one that does
+ * not answer that either (SIGSTOPped, wedged) is given up on at once rather than at its missed
+ * heartbeats. `cancel` aborts the request (and, later, the relay of its answer) when the client goes.
+ */
+async function sendToWorker(worker: WorkerRecord, path: string, body: Buffer, cancel: AbortController, timeoutMs: number): Promise<Sent> {
+  let answered = false;
+  let hung = false;
+  let timer: NodeJS.Timeout | undefined;
+  const watch = () => {
+    timer = setTimeout(() => {
+      void answersHealth(worker, timeoutMs).then(alive => {
+        if (answered) {
+          return;
+        }
+        if (alive) {
+          watch();
+        } else {
+          hung = true;
+          cancel.abort(new Error('worker hung'));
+        }
+      });
+    }, timeoutMs);
+  };
+  watch();
+  try {
+    return {kind: 'response', response: await workerFetch(worker, path, {method: 'POST', body, signal: cancel.signal})};
+  } catch (error) {
+    const message = hung
+      ? `worker ${worker.id} did not answer within ${timeoutMs} ms, nor did its /health: it looks hung`
+      : `worker ${worker.id} did not answer: ${(error as Error).message}`;
+    return {kind: 'failed', error: new RbeeError(hung ? 'timeout' : 'upstream_error', message, {cause: error}), hung};
+  } finally {
+    answered = true;
+    clearTimeout(timer);
+  }
+}
+
+async function relayWhole(reply: FastifyReply, worker: WorkerRecord, upstream: Response, tap: TokenTap): Promise<void> {
+  let text: string;
+  try {
+    text = await upstream.text();
+  } catch (error) {
+    throw new RbeeError('upstream_error', `worker ${worker.id} broke off its answer: ${(error as Error).message}`, {cause: error});
+  }
+  if (tap !== null && upstream.ok) {
+    tap(answerTokens(text));
+  }
+  const retryAfter = upstream.headers.get('retry-after');
+  if (retryAfter !== null) {
+    void reply.header('retry-after', retryAfter);
+  }
+  await reply.status(upstream.status).header('content-type', upstream.headers.get('content-type') ?? 'application/json').send(text);
+}
+
+/**
+ * Relays a stream as it comes. A stream that ends without the worker's end marker (the worker or
+ * its engine died, or the connection broke) gets an error event: a cut-off answer never reads as
+ * a finished one.
+ */
+async function relayStream(reply: FastifyReply, worker: WorkerRecord, upstream: Response & {body: ReadableStream<Uint8Array>}, path: string, tap: TokenTap): Promise<void> {
+  const openAi = isOpenAiRoute(path);
   reply.hijack();
   reply.raw.writeHead(upstream.status, {
     'content-type': upstream.headers.get('content-type') ?? 'text/event-stream',
@@ -37,51 +145,147 @@ async function relay(reply: FastifyReply, upstream: Response, streamed: boolean)
     connection: 'keep-alive',
   });
   reply.raw.flushHeaders();
+  const end = new StreamEndWatch();
+  let broke: string | null = null;
   try {
     for await (const chunk of upstream.body) {
+      end.push(chunk);
       reply.raw.write(chunk);
+      if (tap !== null) {
+        tap(streamTokens(path, chunk));
+      }
     }
   } catch (error) {
-    // The worker died or the connection broke mid-stream: end the client's stream with an error, never a hang.
-    if (!reply.raw.destroyed) {
-      writeSse(reply.raw, {type: 'error', error: {code: 'worker_failed', message: `worker stream broke: ${(error as Error).message}`}});
-    }
+    broke = (error as Error).message;
+  }
+  if (!reply.raw.destroyed && (broke !== null || !end.ended(openAi))) {
+    const error = new RbeeError('worker_failed', `worker ${worker.id}'s stream ended before its end marker (${broke ?? 'the connection closed'}): the worker or its engine failed mid-answer`);
+    writeSse(reply.raw, openAi ? toOpenAiError(error) : {type: 'error', error: {code: error.code, message: error.message}});
   }
   reply.raw.end();
 }
 
-export function registerInferenceRoutes(app: FastifyInstance, supervisor: Supervisor): void {
-  function route<S extends z.ZodType<Routed>>(path: string, schema: S, what: string): void {
-    app.post(path, async (request, reply) => {
-      const body = validateBody(schema, request.body, what);
-      const worker = pickWorker(supervisor, body.model);
-      const signal = clientGoneSignal(reply.raw);
-      worker.inFlight++;
-      try {
-        let upstream: Response;
-        try {
-          upstream = await fetch(`${workerUrl(worker)}${path}`, {
-            method: 'POST',
-            headers: {'content-type': 'application/json'},
-            body: JSON.stringify(request.body),
-            signal,
-          });
-        } catch (error) {
-          throw new RbeeError('upstream_error', `worker ${worker.id} did not answer: ${(error as Error).message}`, {cause: error});
+type RawBodyRequest = FastifyRequest & {rawBody?: Buffer};
+
+export function registerInferenceRoutes(app: FastifyInstance, supervisor: Supervisor, options: InferenceRouteOptions): void {
+  const router = new Router(supervisor);
+  /** Workers that just failed to answer: passed over while another serves, until their next heartbeat. */
+  const unanswered = new Map<string, number>();
+  const avoid = (): Set<string> => {
+    for (const [id, since] of unanswered) {
+      const heard = supervisor.workers.get(id)?.lastHeartbeatAt?.getTime() ?? 0;
+      if (heard > since || !supervisor.workers.has(id)) {
+        unanswered.delete(id);
+      }
+    }
+    return new Set(unanswered.keys());
+  };
+
+  /**
+   * One try on one worker: the answer relayed ('done'), or the worker to try next when this one
+   * could not take the request (unreachable, hung, or refusing for now with a 503) and `next` offers one.
+   */
+  async function attempt(worker: WorkerRecord, path: string, raw: Buffer, streamed: boolean, reply: FastifyReply, clientGone: AbortSignal,
+    next: () => WorkerRecord | null): Promise<'done' | WorkerRecord> {
+    const cancel = new AbortController();
+    const onGone = () => cancel.abort(clientGone.reason);
+    clientGone.addEventListener('abort', onGone, {once: true});
+    worker.inFlight++;
+    // Events are per worker tried: a request retried on another worker ends (without a status) on the first.
+    const started = Date.now();
+    const following = options.events?.active() === true ? options.events : null;
+    let pending = 0;
+    let lastProgress = started;
+    let status: number | undefined;
+    const event = (phase: 'started' | 'progress' | 'ended', extra: {status?: number} = {}) => {
+      following?.publish({
+        type: 'request', at: new Date().toISOString(), worker_id: worker.id, phase, in_flight: worker.inFlight,
+        ...(phase === 'started' ? {} : {tokens: pending}), ...(phase === 'ended' ? {duration_ms: Date.now() - started} : {}), ...extra,
+      });
+      pending = 0;
+    };
+    const tap: TokenTap = following === null ? null : tokens => {
+      pending += tokens;
+      if (Date.now() - lastProgress >= progressEveryMs) {
+        lastProgress = Date.now();
+        event('progress');
+      }
+    };
+    event('started');
+    try {
+      const sent = await sendToWorker(worker, path, raw, cancel, options.workerTimeoutMs);
+      if (sent.kind === 'failed') {
+        if (sent.hung) {
+          unanswered.set(worker.id, Date.now());
         }
-        await relay(reply, upstream, body.stream === true);
-      } finally {
-        worker.inFlight--;
+        const other = next();
+        if (other === null) {
+          throw sent.error;
+        }
+        options.log(`${sent.error.message}; the request goes to ${other.id}`);
+        return other;
+      }
+      const upstream = sent.response;
+      // A worker that refuses for now (queue full, draining, loading) leaves the request to another.
+      if (upstream.status === 503) {
+        const other = next();
+        if (other !== null) {
+          await upstream.body?.cancel();
+          return other;
+        }
+      }
+      status = upstream.status;
+      if (streamed && upstream.ok && upstream.body !== null) {
+        await relayStream(reply, worker, upstream as Response & {body: ReadableStream<Uint8Array>}, path, tap);
+      } else {
+        await relayWhole(reply, worker, upstream, tap);
+      }
+      return 'done';
+    } finally {
+      worker.inFlight--;
+      clientGone.removeEventListener('abort', onGone);
+      event('ended', status === undefined ? {} : {status});
+    }
+  }
+
+  function route<S extends z.ZodType<Routed>>(scope: FastifyInstance, path: string, schema: S, what: string): void {
+    scope.post(path, async (request: RawBodyRequest, reply) => {
+      const body = validateBody(schema, request.body, what);
+      const raw = request.rawBody ?? Buffer.from(JSON.stringify(request.body));
+      const clientGone = clientGoneSignal(reply.raw);
+      const tried = new Set<string>();
+      // One retry, on another ready worker, for a request no worker has begun to answer.
+      const next = () => (tried.size < 2 && !clientGone.aborted ? router.pickOther(body.model, tried, avoid()) : null);
+      let worker = router.pick(body.model, avoid());
+      for (;;) {
+        tried.add(worker.id);
+        const outcome = await attempt(worker, path, raw, body.stream === true, reply, clientGone, next);
+        if (outcome === 'done') {
+          return;
+        }
+        worker = outcome;
       }
     });
   }
 
-  route('/v1/infer', InferRequestSchema, 'infer request');
-  route('/v1/chat/completions', ChatCompletionRequestSchema, 'chat completion request');
-  route('/v1/completions', CompletionRequestSchema, 'completion request');
+  void app.register(async scope => {
+    // The body's own bytes are kept for the worker: parsing is safe at any depth, re-serializing is not.
+    const parseJson = scope.getDefaultJsonParser('error', 'error');
+    scope.addContentTypeParser('application/json', {parseAs: 'buffer'}, (request: RawBodyRequest, body: Buffer, done) => {
+      request.rawBody = body;
+      parseJson(request, body.toString('utf8'), done);
+    });
+    route(scope, '/v1/infer', InferRequestSchema, 'infer request');
+    route(scope, '/v1/chat/completions', ChatCompletionRequestSchema, 'chat completion request');
+    route(scope, '/v1/completions', CompletionRequestSchema, 'completion request');
+  });
 
   app.get('/v1/models', async (): Promise<ModelList> => ({
     object: 'list',
-    data: servedModels(supervisor).map(id => ({id, object: 'model', created: 0, owned_by: 'rbee'})),
+    data: servedModels(supervisor).map(id => {
+      const base = [...supervisor.workers.values()].some(record => record.modelName === id && isDefaultBaseModel(record.modelPath));
+      return {id, object: 'model' as const, created: 0, owned_by: 'rbee', ...(base ? {base_model: true, notice: baseModelNotice} : {})};
+    }),
   }));
 }
+

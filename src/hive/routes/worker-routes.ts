@@ -1,8 +1,9 @@
 import type {FastifyInstance} from 'fastify';
 import {validateBody} from '../../http/validate-body.js';
-import {HiveCommandSchema, SpawnWorkerRequestSchema, type WorkerInfo, type WorkerList} from '../../protocol/wire.js';
+import {RbeeError} from '../../errors.js';
+import {HiveCommandSchema, SpawnWorkerRequestSchema, type WorkerInfo, type WorkerKey, type WorkerList} from '../../protocol/wire.js';
 import type {Supervisor} from '../supervisor.js';
-import {isAlive, toWorkerInfo} from '../worker-record.js';
+import {isAlive, toWorkerInfo, workerKey, workerUrl} from '../worker-record.js';
 
 export function registerWorkerRoutes(app: FastifyInstance, supervisor: Supervisor): void {
   app.post('/v1/workers', async (request, reply) => {
@@ -19,6 +20,16 @@ export function registerWorkerRoutes(app: FastifyInstance, supervisor: Superviso
 
   app.get<{Params: {id: string}}>('/v1/workers/:id', async (request): Promise<WorkerInfo> =>
     toWorkerInfo(supervisor.get(request.params.id)));
+
+  // Behind the API token like every route: a client the hive lets in may reach the worker directly.
+  app.get<{Params: {id: string}}>('/v1/workers/:id/key', async (request): Promise<WorkerKey> => {
+    const record = supervisor.get(request.params.id);
+    const key = workerKey(record);
+    if (key === null || !isAlive(record.state)) {
+      throw new RbeeError('worker_not_ready', `worker ${record.id} is ${record.state}${key === null ? ' and has not heartbeated since the hive restarted' : ''}: no key to give`);
+    }
+    return {worker_id: record.id, url: workerUrl(record), key};
+  });
 
   app.delete<{Params: {id: string}}>('/v1/workers/:id', async (request): Promise<WorkerInfo> =>
     toWorkerInfo(await supervisor.stop(request.params.id)));

@@ -6,7 +6,7 @@ import {Box, useApp, useInput, useStdout} from 'ink';
 import {useEffect, useMemo, useReducer, useRef} from 'react';
 import {hiveUrl} from '../../config/env.js';
 import type {DeviceInfo, WorkerInfo} from '../../protocol/wire.js';
-import {layoutColumns} from '../columns.js';
+import {layoutColumns, typeColumnWidth} from '../columns.js';
 import {groupRestartRequest, restartRequest, type DashboardApi} from '../dashboard-api.js';
 import {isAliveState, type HiveModel} from '../model.js';
 import {selectableIds, tableLines, type TableLine} from '../rows.js';
@@ -14,9 +14,9 @@ import {initialView, keyIntent, reduceView, type KeyPress, type ViewAction, type
 import {useHiveModel, type HiveModelOptions} from '../hooks/useHiveModel.js';
 import {useTerminalSize} from '../hooks/useTerminalSize.js';
 import {useWorkerLog} from '../hooks/useWorkerLog.js';
-import {DetailPane, detailPaneHeight} from './DetailPane.js';
+import {describedLines, DetailPane, detailPaneHeight} from './DetailPane.js';
 import {Footer} from './Footer.js';
-import {Header} from './Header.js';
+import {Header, headerHeight} from './Header.js';
 import {HelpPane, helpPaneHeight} from './HelpPane.js';
 import {ColorsContext} from './Line.js';
 import {WorkerTable} from './WorkerTable.js';
@@ -46,23 +46,45 @@ function emptyText(model: HiveModel, view: ViewState): string {
     : `No workers on this hive yet. Spawn one: ${hint}`;
 }
 
-/** Line heights of the panes for a terminal of `rows` lines: the table keeps at least 3 worker lines. */
-function layoutHeights(rows: number, panes: {detail: boolean; help: boolean; logs: boolean; logLines: number}) {
+/** Chart lines at most, under the sentences: more says nothing more. */
+const maxChartLines = 20;
+
+type PaneNeeds = {help: boolean; detail: {sentences: number; chart: boolean} | null; logs: boolean; logLines: number};
+
+/**
+ * Line heights for a terminal of `rows` lines. The table gets the lines it has (at least 3) and the
+ * detail pane what is left: its sentences, the log lines asked for, then a throughput chart, so a
+ * hive of two workers does not leave most of the screen blank.
+ */
+function layoutHeights(rows: number, tableLineCount: number, panes: PaneNeeds) {
   // One line short of the screen: ink clears the whole terminal on every frame when its output fills it.
   const available = Math.max(8, rows - 1);
-  const fixed = 3 + 1 + 1; // header, table header, footer
-  let fieldLines = 6;
+  const space = available - headerHeight - 1 - 1; // header, table header, footer
+  if (panes.help) {
+    const showPane = space - helpPaneHeight >= 3;
+    return {body: space - (showPane ? helpPaneHeight : 0), fieldLines: 0, logLines: 0, showPane};
+  }
+  if (panes.detail === null) {
+    return {body: space, fieldLines: 0, logLines: 0, showPane: false};
+  }
+  let fieldLines = Math.max(1, panes.detail.sentences);
   let logLines = panes.logs ? panes.logLines : 0;
-  const pane = () => (panes.help ? helpPaneHeight : panes.detail ? detailPaneHeight(fieldLines, logLines) : 0);
-  while (available - fixed - pane() < 3 && (logLines > 1 || fieldLines > 1)) {
+  while (space - detailPaneHeight(fieldLines, logLines) < 3 && (logLines > 1 || fieldLines > 1)) {
     if (logLines > 1) {
       logLines--;
     } else {
       fieldLines--;
     }
   }
-  const showPane = available - fixed - pane() >= 3;
-  return {body: available - fixed - (showPane ? pane() : 0), fieldLines, logLines, showPane};
+  if (space - detailPaneHeight(fieldLines, logLines) < 3) {
+    return {body: space, fieldLines, logLines, showPane: false};
+  }
+  const body = Math.max(3, Math.min(tableLineCount, space - detailPaneHeight(fieldLines, logLines)));
+  const spare = space - body - detailPaneHeight(fieldLines, logLines);
+  if (panes.detail.chart && spare >= 4) {
+    fieldLines += Math.min(spare, maxChartLines + 1);
+  }
+  return {body: space - detailPaneHeight(fieldLines, logLines), fieldLines, logLines, showPane: true};
 }
 
 /** Whether the terminal shows colours: ink's stdout says, and NO_COLOR or FORCE_COLOR=0 turn them off. */
@@ -81,18 +103,30 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
   const model = useHiveModel(api, options);
   const [view, dispatchView] = useReducer(reduceView, initialView);
 
-  const lines: TableLine[] = useMemo(() => tableLines(model.workers.values(), {filter: view.filter, showHistory: view.showHistory, groups: model.groups}), [model.workers, model.groups, view.filter, view.showHistory]);
+  // Rates move with time, so only the tok/s order is redone on a clock tick.
+  const sortNow = view.sort === 'tok/s' ? model.now : 0;
+  const lines: TableLine[] = useMemo(
+    () => tableLines(model.workers.values(), {filter: view.filter, showHistory: view.showHistory, groups: model.groups, sort: view.sort, now: sortNow || model.now, links: view.links}),
+    [model.workers, model.groups, view.filter, view.showHistory, view.sort, view.links, sortNow],
+  );
   const ids = useMemo(() => selectableIds(lines), [lines]);
   const selectedId = view.selectedId !== null && ids.includes(view.selectedId) ? view.selectedId : (ids[0] ?? null);
   const selected = selectedId === null ? null : model.workers.get(selectedId) ?? null;
   const workflow = useMemo(() => [...model.workers.values()].some(row => row.info.last_heartbeat?.workflow_progress != null), [model.workers]);
-  const tableColumns = useMemo(() => layoutColumns(columns, {workflow}), [columns, workflow]);
+  const typeWidth = useMemo(() => typeColumnWidth(Array.from(model.workers.values(), row => row.info.type)), [model.workers]);
+  const tableColumns = useMemo(() => layoutColumns(columns, {workflow, typeWidth}), [columns, workflow, typeWidth]);
   const devices = useMemo(() => new Map<string, DeviceInfo>(model.devices.map(device => [device.id, device])), [model.devices]);
-  const panes = {detail: selected !== null, help: view.showHelp, logs: view.showLogs};
-  const room = layoutHeights(rows, {...panes, logLines: options.logLines ?? 8});
+  const restartedFrom = selectedId === null ? undefined : view.links.get(selectedId);
+  const selectedGroupId = selected?.info.group_id ?? selected?.info.last_heartbeat?.group_id;
+  const selectedGroup = selectedGroupId === undefined || selectedGroupId === null ? undefined : model.groups.get(selectedGroupId);
+  const deviceMemory = selected === null ? undefined : devices.get(selected.info.device)?.memory_total;
+  const detailContext = {now: model.now, deviceMemory, group: selectedGroup, restartedFrom};
+  const detail = selected === null ? null : {sentences: describedLines(selected, detailContext), chart: selected.throughput.length > 1};
+  const panes = {help: view.showHelp, detail, logs: view.showLogs};
+  const room = layoutHeights(rows, lines.length, {...panes, logLines: options.logLines ?? 8});
   const log = useWorkerLog(api, selectedId, view.showLogs && room.showPane && !view.showHelp, room.logLines);
   // A short log leaves its room to the table.
-  const heights = layoutHeights(rows, {...panes, logLines: Math.min(room.logLines, Math.max(1, log?.lines.length ?? 1))});
+  const heights = layoutHeights(rows, lines.length, {...panes, logLines: Math.min(room.logLines, Math.max(1, log?.lines.length ?? 1))});
 
   // The window of lines shown follows the selection, moving only when it would leave the window.
   const offset = useRef(0);
@@ -150,6 +184,8 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
       }
       const spawned = await api.spawnWorker(restartRequest(worker));
       update({type: 'finished', workerId, notice: {text: `restarted ${workerId} as ${spawned.worker_id}`, tone: 'success'}});
+      // The new worker takes the old one's row, marked ↻, and the pane says where it came from.
+      update({type: 'link', from: workerId, to: spawned.worker_id});
       update({type: 'select', id: spawned.worker_id});
     } catch (error) {
       update({type: 'finished', workerId, notice: {text: `${action} ${workerId} failed: ${(error as Error).message}`, tone: 'error'}});
@@ -243,6 +279,9 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
               logLines={view.showLogs ? heights.logLines : 0}
               log={log}
               pending={view.pending[selected.info.worker_id]}
+              deviceMemory={deviceMemory}
+              group={selectedGroup}
+              restartedFrom={restartedFrom}
             />
           )}
         <Footer view={view} width={columns} confirming={view.confirm === null ? null : model.workers.get(view.confirm.workerId)?.info ?? null} />

@@ -1,63 +1,45 @@
-/** The selected worker: its record in one line, its last heartbeat as key/values, and its recent log lines. */
+/**
+ * The selected worker: its record in one line, what it is doing in sentences, its throughput as a
+ * chart in the lines left over, and its recent log lines on demand.
+ */
 import {Box} from 'ink';
-import type {Heartbeat} from '../../protocol/wire.js';
+import type {GroupInfo} from '../../protocol/wire.js';
 import type {LogTail} from '../dashboard-api.js';
 import type {Segment} from '../ansi.js';
-import {compactAge, compactBytes, fit} from '../format.js';
-import {heartbeatAge, staleAfterMs, type WorkerRow} from '../model.js';
+import {describeWorker, throughputChart} from '../describe-worker.js';
+import {compactAge, compactRate} from '../format.js';
+import {heartbeatAge, shownState, staleAfterMs, type WorkerRow} from '../model.js';
 import {stateColors} from '../columns.js';
 import {Line, TextLine} from './Line.js';
-
-const byteKeys = new Set(['vram_used', 'vram_total', 'ram_used']);
-
-function valueText(key: string, value: unknown): string {
-  if (typeof value === 'number' && byteKeys.has(key)) {
-    return `${compactBytes(value)} (${value})`;
-  }
-  if (typeof value === 'string') {
-    return value;
-  }
-  return JSON.stringify(value) ?? String(value);
-}
-
-/** The heartbeat's fields in columns (filled top to bottom), at most `lines` lines; a last cell says what did not fit. */
-export function heartbeatGrid(heartbeat: Heartbeat, width: number, lines: number): {cellWidth: number; rows: string[][]} {
-  const entries = Object.entries(heartbeat).filter(([, value]) => value !== undefined).map(([key, value]) => [key, valueText(key, value)] as const);
-  // Columns of at least 40 (the longest key is 28), sharing the width between them, 2 spaces apart.
-  const perLine = Math.max(1, Math.floor((width + 2) / 42));
-  const cellWidth = Math.max(1, Math.floor((width + 2) / perLine) - 2);
-  if (entries.length === 0 || lines <= 0) {
-    return {cellWidth, rows: []};
-  }
-  const capacity = perLine * lines;
-  const shown = entries.length > capacity ? [...entries.slice(0, capacity - 1), ['…', `${entries.length - capacity + 1} more fields`] as const] : entries;
-  const count = Math.ceil(shown.length / perLine);
-  const columns = Array.from({length: perLine}, (_, column) => shown.slice(column * count, (column + 1) * count));
-  const keyWidths = columns.map(column => Math.min(28, Math.max(0, ...column.map(([key]) => key.length))));
-  const rows = Array.from({length: count}, (_, row) => columns.flatMap((column, index) => {
-    const entry = column[row];
-    return entry === undefined ? [] : [`${fit(entry[0], keyWidths[index]!)} ${entry[1]}`];
-  }));
-  return {cellWidth, rows};
-}
 
 /** Border, title line, field lines, and with logs a note line and the log lines. */
 export function detailPaneHeight(fieldLines: number, logLines: number): number {
   return 2 + 1 + fieldLines + (logLines > 0 ? 1 + logLines : 0);
 }
 
+/** Below this many spare lines the chart is left out: a chart two lines tall says nothing. */
+const minChartLines = 3;
+
 export type DetailPaneProps = {
   row: WorkerRow;
   now: number;
   width: number;
-  /** Lines for the heartbeat fields, and for log lines (0: logs hidden). */
+  /** Lines for the sentences and the chart, and for log lines (0: logs hidden). */
   fieldLines: number;
   logLines: number;
   log: LogTail | null;
   pending: string | undefined;
+  deviceMemory: number | undefined;
+  group: GroupInfo | undefined;
+  restartedFrom: string | undefined;
 };
 
-export function DetailPane({row, now, width, fieldLines, logLines, log, pending}: DetailPaneProps) {
+/** How many lines the sentences of this worker take, so the layout can give the rest to the table or the chart. */
+export function describedLines(row: WorkerRow, context: Pick<DetailPaneProps, 'now' | 'deviceMemory' | 'group' | 'restartedFrom'>): number {
+  return describeWorker(row, context).length;
+}
+
+export function DetailPane({row, now, width, fieldLines, logLines, log, pending, deviceMemory, group, restartedFrom}: DetailPaneProps) {
   const {info} = row;
   const inner = Math.max(10, width - 4);
   const age = heartbeatAge(row, now);
@@ -65,24 +47,28 @@ export function DetailPane({row, now, width, fieldLines, logLines, log, pending}
   const heartbeatLine = age === null
     ? 'no heartbeat yet'
     : `last heartbeat ${compactAge(age)} ago (${interval}; stale after ${Math.round(staleAfterMs(row) / 1_000)}s)`;
-  const grid = info.last_heartbeat === null ? {cellWidth: 0, rows: []} : heartbeatGrid(info.last_heartbeat, inner, fieldLines);
+  const state = shownState(row);
   const title: Segment[] = [
     {text: info.worker_id, bold: true},
     {text: ` · ${info.type} · ${info.model} on ${info.device} · `},
-    {text: `${info.state}${info.reason === null ? '' : ` (${info.reason})`}`, color: stateColors[info.state]},
+    {text: `${state}${info.reason === null ? '' : ` (${info.reason})`}`, color: stateColors[state]},
     ...(pending === undefined ? [] : [{text: ` · ${pending} requested`, color: 'magenta' as const}]),
-    {text: ` · ${heartbeatLine} · pid ${info.pid ?? '-'} · ${info.url} · restarts ${info.restarts} (${info.restart})${info.adopted ? ' · adopted' : ''}${info.draining ? ' · draining' : ''}`, color: 'gray'},
+    {text: ` · ${heartbeatLine} · pid ${info.pid ?? '-'} · ${info.url}`, color: 'gray'},
   ];
+  const sentences = describeWorker(row, {now, deviceMemory, group, restartedFrom}).slice(0, fieldLines);
+  const spare = fieldLines - sentences.length;
+  const chart = spare >= minChartLines + 1 && row.throughput.length > 1 ? throughputChart(row.throughput, spare - 1, inner) : [];
+  const peak = Math.max(0, ...row.throughput);
   return (
     <Box flexDirection="column" borderStyle="round" borderColor="gray" paddingX={1} width={width} height={detailPaneHeight(fieldLines, logLines)}>
       <Line width={inner} segments={title} />
-      {grid.rows.length === 0
-        ? <TextLine width={inner} text={info.last_heartbeat === null ? 'no heartbeat received yet' : ''} color="gray" />
-        : grid.rows.map((cells, row) => (
-          <Box key={row} flexDirection="row" columnGap={2}>
-            {cells.map((cell, index) => <TextLine key={index} width={grid.cellWidth} text={cell} />)}
-          </Box>
-        ))}
+      {sentences.map((sentence, index) => <TextLine key={index} width={inner} text={sentence} />)}
+      {chart.length === 0 ? null : (
+        <Box flexDirection="column">
+          <TextLine width={inner} text={`tokens/s at each of the last ${row.throughput.length} heartbeats (top: ${compactRate(peak)})`} color="gray" />
+          {chart.map((line, index) => <TextLine key={index} width={inner} text={line} color="cyan" />)}
+        </Box>
+      )}
       {logLines > 0 ? (
         <Box flexDirection="column">
           <TextLine width={inner} text={log === null ? 'log: reading…' : `log: ${log.note}`} color="gray" />

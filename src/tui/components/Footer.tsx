@@ -4,7 +4,7 @@ import type {Segment} from '../ansi.js';
 import type {ViewState} from '../view-state.js';
 import {Line} from './Line.js';
 
-const hints = '↑↓/jk select · s stop · r restart · l logs · / filter · a ended · ? help · q quit';
+const hints = (sort: string) => `↑↓/jk select · s stop · r restart · l logs · / filter · o sort (${sort}) · a ended · ? help · q quit`;
 const toneColor = {info: 'cyan', success: 'green', error: 'red'} as const;
 
 export function Footer({view, confirming, width}: {view: ViewState; confirming: WorkerInfo | null; width: number}) {
@@ -22,7 +22,7 @@ export function Footer({view, confirming, width}: {view: ViewState; confirming: 
     segments = [
       ...(view.filter === '' ? [] : [{text: `filter "${view.filter}" · `, color: 'cyan' as const}]),
       ...(view.notice === null ? [] : [{text: `${view.notice.text} · `, color: toneColor[view.notice.tone]}]),
-      {text: hints, color: 'gray'},
+      {text: hints(view.sort), color: 'gray'},
     ];
   }
   return <Line width={width} segments={segments} />;

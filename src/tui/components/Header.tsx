@@ -1,10 +1,11 @@
-/** The top three lines: which hive and how the connection is, its devices, and workers by state. */
+/** The top four lines: which hive and how the connection is, its devices, workers by state, and the totals. */
 import {Box} from 'ink';
 import type {DeviceInfo} from '../../protocol/wire.js';
 import type {Segment} from '../ansi.js';
 import {stateColors} from '../columns.js';
-import {bar, compactBytes} from '../format.js';
-import {countByState, type ConnectionState, type HiveModel} from '../model.js';
+import {bar, compactBytes, compactRate} from '../format.js';
+import {countByState, hiveTotals, type ConnectionState, type HiveModel} from '../model.js';
+import {useMemo} from 'react';
 import {Line} from './Line.js';
 
 function connectionSegment(connection: ConnectionState, now: number): Segment {
@@ -19,6 +20,8 @@ function connectionSegment(connection: ConnectionState, now: number): Segment {
     }
   }
 }
+
+export const headerHeight = 4;
 
 function deviceText(device: DeviceInfo): string {
   if (device.memory_total <= 0) {
@@ -53,11 +56,20 @@ export function Header({model, width, showing}: {model: HiveModel; width: number
     ...(showing.of > 0 ? [{text: `  (rows ${showing.from}-${showing.to} of ${showing.of})`, color: 'gray' as const}] : []),
     ...(model.rejected > 0 ? [{text: `  ${model.rejected} malformed events dropped`, color: 'yellow' as const}] : []),
   ];
+  const totals = useMemo(() => hiveTotals(model), [model.workers, model.now]);
+  const held = [...totals.memory].sort(([a], [b]) => a.localeCompare(b)).map(([device, memory]) => `${device} ${compactBytes(memory.bytes)} (${memory.workers})`).join(' · ');
+  const sums: Segment[] = [
+    {text: 'totals ', bold: true},
+    {text: `${totals.workers} worker${totals.workers === 1 ? '' : 's'} running${totals.busy > 0 ? ` (${totals.busy} busy)` : ''}`},
+    {text: ` · ${compactRate(totals.requestsPerSecond)} req/s · ${compactRate(totals.tokensPerSecond)} tok/s`, color: 'cyan'},
+    ...(held === '' ? [] : [{text: ` · memory held: ${held}`}]),
+  ];
   return (
     <Box flexDirection="column">
       <Line width={width} segments={hive} />
       <Line width={width} segments={devices} muted={!live} />
       <Line width={width} segments={workers} muted={!live} />
+      <Line width={width} segments={sums} muted={!live} />
     </Box>
   );
 }

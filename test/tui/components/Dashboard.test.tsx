@@ -25,7 +25,7 @@ test('header, rows and the detail pane of the first worker', async t => {
     const frame = await ui.waitForFrame(/worker-bbbb2222/);
     t.regex(frame, /rbee dashboard {2}http:\/\/127\.0\.0\.1:7833 {2}hive pid 100 · rbee 0\.1\.0 {2}● live/);
     t.regex(frame, /workers 2 ready/);
-    t.regex(frame, /ID +TYPE +MODEL +DEVICE +STATUS +VRAM\/RAM +REQS +TOK\/S +QUEUE +UPTIME +HEARTBEAT/);
+    t.regex(frame, /ID +TYPE +MODEL +DEVICE +STATUS +VRAM\/RAM +CPU% +REQS +TOK\/S +QUEUE +UPTIME +HEARTBEAT/);
     t.regex(frame, /› worker-aaaa1111 +llamacpp +gemma-3-270m-q4_k_m +cpu +ready/);
     t.regex(frame, / {2}worker-bbbb2222 +vllm +qwen2\.5-0\.5b +cuda:0 +ready/);
     await ui.waitForFrame(/devices cpu ██░░░░░░ 4\.0G\/16\.0G/);
@@ -43,10 +43,12 @@ test('heartbeats fill the row: RAM bar, sparkline, queue; the detail pane lists 
     await ui.waitForFrame(/4\.0G\/16\.0G/);
     hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 10, requests_total: 7}, Date.now() - 1_000));
     hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 20, requests_total: 9, queue_depth: 2}, Date.now()));
-    const frame = await ui.waitForFrame(/████░░░░ 8\.0G\/16\.0G +9 +▅█ +20\.0 +2/);
-    t.regex(frame, /throughput_tokens_per_second 20/);
-    t.regex(frame, /ram_used +8\.0G \(8589934592\)/);
-    t.regex(frame, /requests_total +9/);
+    const frame = await ui.waitForFrame(/████░░░░ 8\.0G\/16\.0G +- +9 +▅█ +20\.0 +2/);
+    // The detail pane says it in words, not as the heartbeat's keys.
+    t.regex(frame, /│ Ready: idle, 2 waiting in its queue\. +│/);
+    t.regex(frame, /│ Throughput: 20\.0 tokens\/s at its last heartbeat · \d+ tokens in 9 requests since it started\. +│/);
+    t.regex(frame, /│ Memory: 8\.0G RAM of 16\.0G on cpu \(50%\)\. +│/);
+    t.notRegex(frame, /throughput_tokens_per_second|ram_used/);
   } finally {
     ui.unmount();
   }
@@ -133,7 +135,10 @@ test('r asks, then stops and spawns the same model, device, type and shape, and 
     t.deepEqual(hive.stops, ['worker-aaaa1111']);
     t.deepEqual(hive.spawns, [{model: '/models/gemma-3-270m-q4_k_m.gguf', device: 'cpu', type: 'llamacpp', restart: 'on-failure', context_size: 512, parallel: 2, threads: 1}]);
     hive.emit({type: 'worker', at: new Date().toISOString(), change: 'spawned', worker: workerInfo({worker_id: 'worker-new1', state: 'starting', started_at: new Date().toISOString()})});
-    await ui.waitForFrame(/› worker-new1 +llamacpp .* starting/);
+    // The new worker takes the old one's row, marked as restarted; the old row is gone from the table.
+    const frame = await ui.waitForFrame(/› ↻ worker-new1 +llamacpp .* starting/);
+    t.notRegex(frame, /worker-aaaa1111 +llamacpp/);
+    t.regex(frame, /restarted by this dashboard from worker-aaaa1111/);
   } finally {
     ui.unmount();
   }
@@ -320,6 +325,63 @@ test('500 workers: only the lines that fit are drawn, and the window follows the
     ui.press('pageDown');
     frame = await ui.waitForFrame(/› worker-0020/);
     t.regex(frame, /rows \d+-\d+ of 500/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('request events drive busy and TOK/S at once, and the totals line adds them up with memory per device', async t => {
+  const hive = fakeHive(twoWorkers());
+  const ui = start(hive);
+  try {
+    await ui.waitForFrame(/totals 2 workers running · 0 req\/s · 0 tok\/s/);
+    const at = Date.now();
+    hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 2 * 1024 ** 3, cpu_percent: 150}, at));
+    hive.emit({type: 'request', at: iso(at), worker_id: 'worker-aaaa1111', phase: 'started', in_flight: 1});
+    let frame = await ui.waitForFrame(/› worker-aaaa1111 +llamacpp .* busy .* 150 /);
+    t.regex(frame, /workers 1 busy · 1 ready/);
+    t.regex(frame, /totals 2 workers running \(1 busy\) · 0 req\/s · 0 tok\/s · memory held: cpu 2\.0G \(1\) · cuda:0 0B \(1\)/);
+    t.regex(frame, /│ Busy: 1 request in flight through the hive\./);
+    hive.emit({type: 'request', at: iso(at + 500), worker_id: 'worker-aaaa1111', phase: 'ended', in_flight: 0, tokens: 50});
+    frame = await ui.waitForFrame(/› worker-aaaa1111 +llamacpp .* ready .* 10\.0 /);
+    t.regex(frame, /totals 2 workers running · 0\.2 req\/s · 10\.0 tok\/s/);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('o sorts by the next key (the footer says which); type names are shown whole', async t => {
+  const hive = fakeHive([
+    ...twoWorkers(),
+    workerInfo({worker_id: 'worker-0000cccc', type: 'tensorrt-llm', model: 'llama-8b', device: 'cuda:0', started_at: iso(now - 10_000)}),
+  ]);
+  const ui = start(hive);
+  try {
+    let frame = await ui.waitForFrame(/worker-0000cccc .*o sort \(started\)/s);
+    t.regex(frame, /worker-0000cccc +tensorrt-llm +llama-8b/);
+    t.true(frame.indexOf('worker-aaaa1111') < frame.indexOf('worker-0000cccc'), 'by start time');
+    ui.press('o');
+    frame = await ui.waitForFrame(/o sort \(id\)/);
+    const rows = frame.split('\n').filter(line => /^[ ›] +worker-/.test(line)).map(line => /worker-\w+/.exec(line)![0]);
+    t.deepEqual(rows, ['worker-0000cccc', 'worker-aaaa1111', 'worker-bbbb2222']);
+  } finally {
+    ui.unmount();
+  }
+});
+
+test('with two workers the table is two lines tall and the detail pane takes the screen: sentences, then the throughput chart', async t => {
+  const hive = fakeHive(twoWorkers());
+  const ui = start(hive, {columns: 160, rows: 40});
+  try {
+    await ui.waitForFrame(/devices cpu/);
+    for (let index = 0; index < 6; index++) {
+      hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', throughput_tokens_per_second: 5 * (index + 1)}, Date.now() - (6 - index) * 1_000));
+    }
+    const frame = await ui.waitForFrame(/tokens\/s at each of the last 6 heartbeats \(top: 30\.0\)/);
+    const lines = frame.split('\n');
+    t.true(lines.length >= 38, `the frame fills the terminal (${lines.length} lines)`);
+    t.true(lines.filter(line => line.trim() === '').length <= 2, 'no stretch of blank lines');
+    t.regex(frame, /│ ██+ +│/, 'chart bars');
   } finally {
     ui.unmount();
   }

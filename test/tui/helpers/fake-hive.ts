@@ -21,7 +21,7 @@ export function workerInfo(fields: Partial<WorkerInfo> & {worker_id: string}): W
   return {
     type: 'llamacpp', model: 'gemma-3-270m-q4_k_m', model_path: '/models/gemma-3-270m-q4_k_m.gguf', device: 'cpu',
     state: 'ready', reason: null, pid: 4242, port: 40_001, url: 'http://127.0.0.1:40001', started_at: iso(t0 - 60_000),
-    last_heartbeat_at: null, last_heartbeat: null, progress: null, restart: 'on-failure', restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null, group_id: null, role: null,
+    last_heartbeat_at: null, last_heartbeat: null, progress: null, restart: 'on-failure', restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null, group_id: null, role: null, last_failure: null,
     ...fields,
   };
 }
