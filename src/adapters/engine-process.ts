@@ -5,6 +5,7 @@
  */
 import {spawn} from 'node:child_process';
 import type {EngineProcess, EngineProcessExit} from './adapter-api.js';
+import {lineSplitter} from './line-splitter.js';
 
 const live = new Set<EngineProcess>();
 
@@ -20,17 +21,16 @@ export function spawnEngineProcess(options: {
     env: {...process.env, ...options.env},
   });
   let recent: string[] = [];
-  const onData = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.trim() === '') {
-        continue;
-      }
-      recent = [...recent.slice(-19), line];
-      options.onOutput(line);
-    }
+  const onLine = (line: string) => {
+    recent = [...recent.slice(-19), line];
+    options.onOutput(line);
   };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
+  // One splitter per stream: a line may arrive in several chunks, and the two streams interleave.
+  for (const stream of [child.stdout, child.stderr]) {
+    const lines = lineSplitter(onLine);
+    stream.on('data', (chunk: Buffer) => lines.push(chunk));
+    stream.once('end', () => lines.end());
+  }
   const exited = new Promise<EngineProcessExit>(resolve => {
     child.once('error', error => {
       recent.push(`could not start ${options.command}: ${error.message}`);
