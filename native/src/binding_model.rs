@@ -47,10 +47,7 @@ fn closed() -> NativeError {
 impl Model {
     /// Loads a GGUF on a Rust thread. Resolves to the model, or to a `NativeError` value for an
     /// expected failure (invalid_gguf, unsupported_architecture, device_unavailable, ...).
-    #[napi(
-        ts_args_type = "options: LoadOptions, onProgress?: (fraction: number) => void",
-        ts_return_type = "Promise<Model | NativeError>"
-    )]
+    #[napi(ts_args_type = "options: LoadOptions, onProgress?: (fraction: number) => void", ts_return_type = "Promise<Model | NativeError>")]
     pub fn load(env: &Env, options: LoadOptions, on_progress: Option<ProgressCallback>) -> Result<Object<'_>> {
         let (deferred, promise) = env.create_deferred()?;
         let load_options = engine::LoadOptions {
@@ -185,9 +182,8 @@ impl Model {
         std::thread::Builder::new()
             .name("rbee-candle-score".into())
             .spawn(move || {
-                let outcome = engine.map(|engine| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.next_token_probabilities(&prompt, &forced, top as usize)))
-                });
+                let outcome = engine
+                    .map(|engine| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.next_token_probabilities(&prompt, &forced, top as usize))));
                 deferred.resolve(move |_env| {
                     Ok(match outcome {
                         Ok(Ok(Ok(distributions))) => Either::A(

@@ -97,10 +97,7 @@ impl ChatTemplate {
 
     pub fn render(&self, messages: &[ChatMessage], bos_token: &str, eos_token: &str, add_generation_prompt: bool) -> EngineResult<String> {
         let template = self.env.get_template("chat").map_err(|e| EngineError::new(ErrorCode::TemplateError, e.to_string()))?;
-        let messages: Vec<Value> = messages
-            .iter()
-            .map(|m| context! { role => m.role.clone(), content => m.content.clone() })
-            .collect();
+        let messages: Vec<Value> = messages.iter().map(|m| context! { role => m.role.clone(), content => m.content.clone() }).collect();
         template
             .render(context! {
                 messages => messages,
@@ -120,19 +117,14 @@ mod tests {
     fn renders_a_chatml_template_with_python_methods() {
         let source = "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'].strip() + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
         let template = ChatTemplate::new(source).unwrap();
-        let text = template
-            .render(&[ChatMessage { role: "user".into(), content: "  hi  ".into() }], "<s>", "</s>", true)
-            .unwrap();
+        let text = template.render(&[ChatMessage { role: "user".into(), content: "  hi  ".into() }], "<s>", "</s>", true).unwrap();
         assert_eq!(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     }
 
     #[test]
     fn the_gemma_fallback_template_renders_turns() {
         let template = ChatTemplate::new(GEMMA_TEMPLATE).unwrap();
-        let messages = [
-            ChatMessage { role: "system".into(), content: "Be brief.".into() },
-            ChatMessage { role: "user".into(), content: " Hi ".into() },
-        ];
+        let messages = [ChatMessage { role: "system".into(), content: "Be brief.".into() }, ChatMessage { role: "user".into(), content: " Hi ".into() }];
         let text = template.render(&messages, "<bos>", "<eos>", true).unwrap();
         assert_eq!(text, "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n");
         let bad = [ChatMessage { role: "assistant".into(), content: "x".into() }];

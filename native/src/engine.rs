@@ -120,13 +120,14 @@ pub fn parse_device(device: &str) -> EngineResult<Device> {
         return Ok(Device::Cpu);
     }
     if let Some(index) = device.strip_prefix("cuda:") {
-        let index: usize = index
-            .parse()
-            .map_err(|_| EngineError::new(ErrorCode::DeviceUnknown, format!("unknown device \"{device}\": expected cpu, cuda:N or metal")))?;
+        let index: usize =
+            index.parse().map_err(|_| EngineError::new(ErrorCode::DeviceUnknown, format!("unknown device \"{device}\": expected cpu, cuda:N or metal")))?;
         if !cfg!(feature = "cuda") {
             return Err(EngineError::new(
                 ErrorCode::DeviceUnavailable,
-                format!("device {device} is not available: this build of the candle engine has no CUDA support (build one with `scripts/build-native-cuda.sh`)"),
+                format!(
+                    "device {device} is not available: this build of the candle engine has no CUDA support (build one with `scripts/build-native-cuda.sh`)"
+                ),
             ));
         }
         return Device::new_cuda(index)
@@ -213,9 +214,10 @@ impl Engine {
     }
 
     pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> EngineResult<String> {
-        let template = self.template.as_ref().ok_or_else(|| {
-            EngineError::new(ErrorCode::TemplateError, "the model has no chat template (tokenizer.chat_template): use a completion prompt")
-        })?;
+        let template = self
+            .template
+            .as_ref()
+            .ok_or_else(|| EngineError::new(ErrorCode::TemplateError, "the model has no chat template (tokenizer.chat_template): use a completion prompt"))?;
         template.render(messages, &self.special_text(self.tokenizer.bos), &self.special_text(self.tokenizer.eos), true)
     }
 

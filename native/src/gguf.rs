@@ -24,8 +24,7 @@ pub fn open(path: &Path) -> EngineResult<GgufFile> {
     })?;
     let file_size = file.metadata().map_err(|e| EngineError::invalid_gguf(format!("cannot stat {}: {e}", path.display())))?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let content = Content::read(&mut reader)
-        .map_err(|e| EngineError::invalid_gguf(format!("{} is not a readable GGUF file: {e}", path.display())))?;
+    let content = Content::read(&mut reader).map_err(|e| EngineError::invalid_gguf(format!("{} is not a readable GGUF file: {e}", path.display())))?;
     for (name, info) in &content.tensor_infos {
         let elements = info.shape.elem_count();
         let block = info.ggml_dtype.block_size();
@@ -84,9 +83,7 @@ impl<'a> Metadata<'a> {
     pub fn u64_opt(&self, key: &str) -> EngineResult<Option<u64>> {
         match self.0.get(key) {
             None => Ok(None),
-            Some(value) => as_u64(value)
-                .map(Some)
-                .ok_or_else(|| EngineError::invalid_gguf(format!("metadata {key} is not an unsigned integer: {value:?}"))),
+            Some(value) => as_u64(value).map(Some).ok_or_else(|| EngineError::invalid_gguf(format!("metadata {key} is not an unsigned integer: {value:?}"))),
         }
     }
 
@@ -103,18 +100,16 @@ impl<'a> Metadata<'a> {
         match self.0.get(key) {
             None => Ok(None),
             Some(Value::Array(values)) => Ok(values.first().and_then(as_u64).map(|v| v as usize)),
-            Some(value) => as_u64(value)
-                .map(|v| Some(v as usize))
-                .ok_or_else(|| EngineError::invalid_gguf(format!("metadata {key} is not an unsigned integer"))),
+            Some(value) => {
+                as_u64(value).map(|v| Some(v as usize)).ok_or_else(|| EngineError::invalid_gguf(format!("metadata {key} is not an unsigned integer")))
+            }
         }
     }
 
     pub fn f64_opt(&self, key: &str) -> EngineResult<Option<f64>> {
         match self.0.get(key) {
             None => Ok(None),
-            Some(value) => as_f64(value)
-                .map(Some)
-                .ok_or_else(|| EngineError::invalid_gguf(format!("metadata {key} is not a number: {value:?}"))),
+            Some(value) => as_f64(value).map(Some).ok_or_else(|| EngineError::invalid_gguf(format!("metadata {key} is not a number: {value:?}"))),
         }
     }
 

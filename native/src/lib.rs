@@ -4,11 +4,11 @@
 
 pub mod chat_template;
 pub mod engine;
-pub mod memory;
 pub mod error;
 pub mod ggml_math;
-pub mod model;
 pub mod gguf;
+pub mod memory;
+pub mod model;
 pub mod sampling;
 pub mod stop;
 pub mod tokenizer;

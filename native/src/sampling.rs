@@ -119,12 +119,7 @@ impl Sampler {
 
 /// The indices of the `k` largest logits, largest first (ties: lower index first).
 fn top_indices(logits: &[f32], k: usize) -> Vec<u32> {
-    let order = |a: &u32, b: &u32| {
-        logits[*b as usize]
-            .partial_cmp(&logits[*a as usize])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(b))
-    };
+    let order = |a: &u32, b: &u32| logits[*b as usize].partial_cmp(&logits[*a as usize]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b));
     let mut indices: Vec<u32> = (0..logits.len() as u32).collect();
     if k < indices.len() {
         indices.select_nth_unstable_by(k, order);

@@ -74,11 +74,7 @@ impl TextStream {
         let longest = self.stops.iter().map(|s| s.len()).max().unwrap_or(0);
         if longest > 0 {
             let from = floor_boundary(&self.text, before.saturating_sub(longest - 1));
-            let found = self
-                .stops
-                .iter()
-                .filter_map(|stop| self.text[from..].find(stop.as_str()).map(|at| from + at))
-                .min();
+            let found = self.stops.iter().filter_map(|stop| self.text[from..].find(stop.as_str()).map(|at| from + at)).min();
             if let Some(at) = found {
                 self.text.truncate(at);
                 self.stopped = true;

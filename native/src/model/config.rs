@@ -74,9 +74,7 @@ fn unsupported(message: String) -> EngineError {
 impl Config {
     pub fn from_gguf(metadata: &HashMap<String, Value>, tensors: &HashMap<String, TensorInfo>) -> EngineResult<Self> {
         let md = Metadata(metadata);
-        let arch_name = md
-            .string("general.architecture")
-            .ok_or_else(|| EngineError::invalid_gguf("general.architecture is missing"))?;
+        let arch_name = md.string("general.architecture").ok_or_else(|| EngineError::invalid_gguf("general.architecture is missing"))?;
         let arch = match arch_name {
             "llama" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
@@ -92,7 +90,8 @@ impl Config {
         let key = |k: &str| format!("{arch_name}.{k}");
         let n_layer = md.usize(&key("block_count"))?;
         let n_embd = md.usize(&key("embedding_length"))?;
-        let n_head = md.usize_or_first(&key("attention.head_count"))?.ok_or_else(|| EngineError::invalid_gguf(format!("{} is missing", key("attention.head_count"))))?;
+        let n_head =
+            md.usize_or_first(&key("attention.head_count"))?.ok_or_else(|| EngineError::invalid_gguf(format!("{} is missing", key("attention.head_count"))))?;
         let n_head_kv = md.usize_or_first(&key("attention.head_count_kv"))?.unwrap_or(n_head);
         if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 {
             return Err(EngineError::invalid_gguf(format!("{n_head} attention heads cannot share {n_head_kv} KV heads")));
@@ -123,10 +122,8 @@ impl Config {
             return Err(unsupported(format!("{arch_name} with experts (mixture of experts) is not implemented")));
         }
         let train_context = md.u64_opt(&key("context_length"))?.map(|v| v as usize).unwrap_or(4096);
-        let n_vocab = tensors
-            .get("token_embd.weight")
-            .map(|t| t.shape.dims()[0])
-            .ok_or_else(|| EngineError::invalid_gguf("tensor token_embd.weight is missing"))?;
+        let n_vocab =
+            tensors.get("token_embd.weight").map(|t| t.shape.dims()[0]).ok_or_else(|| EngineError::invalid_gguf("tensor token_embd.weight is missing"))?;
 
         let default_kq = 1.0 / (head_dim as f32).sqrt();
         let mut config = Config {

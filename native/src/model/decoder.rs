@@ -45,17 +45,14 @@ impl ForwardPath {
         let requested = match requested {
             Some(path) => Some(path),
             None => match std::env::var(FORWARD_ENV) {
-                Ok(value) if !value.is_empty() => {
-                    Some(Self::parse(&value).map_err(|e| EngineError::invalid_request(format!("{FORWARD_ENV}: {}", e.message)))?)
-                }
+                Ok(value) if !value.is_empty() => Some(Self::parse(&value).map_err(|e| EngineError::invalid_request(format!("{FORWARD_ENV}: {}", e.message)))?),
                 _ => None,
             },
         };
         match (requested, device.is_cpu()) {
-            (Some(ForwardPath::Ggml), false) => Err(EngineError::new(
-                ErrorCode::DeviceUnavailable,
-                "the ggml forward path runs on the CPU only: use the tensor path (the default) on a GPU",
-            )),
+            (Some(ForwardPath::Ggml), false) => {
+                Err(EngineError::new(ErrorCode::DeviceUnavailable, "the ggml forward path runs on the CPU only: use the tensor path (the default) on a GPU"))
+            }
             (Some(path), _) => Ok(path),
             (None, true) => Ok(ForwardPath::Ggml),
             (None, false) => Ok(ForwardPath::Tensor),

@@ -82,10 +82,7 @@ impl<R: Read + Seek> Loader<'_, R> {
     }
 
     fn qtensor_on(&mut self, name: &str, device: &Device) -> EngineResult<QTensor> {
-        let tensor = self
-            .content
-            .tensor(self.reader, name, device)
-            .map_err(|e| EngineError::invalid_gguf(format!("tensor {name}: {e}")))?;
+        let tensor = self.content.tensor(self.reader, name, device).map_err(|e| EngineError::invalid_gguf(format!("tensor {name}: {e}")))?;
         self.bytes += tensor.storage_size_in_bytes();
         self.loaded += 1;
         (self.progress)(self.loaded as f64 / self.total.max(1) as f64);
@@ -154,10 +151,7 @@ impl Transformer {
         progress: &mut dyn FnMut(f64),
     ) -> EngineResult<Self> {
         if !device.is_cpu() {
-            return Err(EngineError::new(
-                crate::error::ErrorCode::DeviceUnavailable,
-                "the ggml forward path runs on the CPU only: GPUs take the tensor path",
-            ));
+            return Err(EngineError::new(crate::error::ErrorCode::DeviceUnavailable, "the ggml forward path runs on the CPU only: GPUs take the tensor path"));
         }
         let total = content.tensor_infos.len();
         let mut loader = Loader { content, reader, device, bytes: 0, loaded: 0, total, progress };

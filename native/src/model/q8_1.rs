@@ -348,11 +348,9 @@ mod tests {
     /// mul_sum_i8_pairs (qmatmul's block kernels, same weights after the offset).
     #[test]
     fn small_block_integer_sums_equal_the_cpu_kernels() {
-        for (dtype, t, kind) in [
-            (GgmlDType::Q8_0, WeightType::Q8_0, Kind::Q8_0),
-            (GgmlDType::Q4_0, WeightType::Q4_0, Kind::Q4_0),
-            (GgmlDType::Q5_0, WeightType::Q5_0, Kind::Q5_0),
-        ] {
+        for (dtype, t, kind) in
+            [(GgmlDType::Q8_0, WeightType::Q8_0, Kind::Q8_0), (GgmlDType::Q4_0, WeightType::Q4_0, Kind::Q4_0), (GgmlDType::Q5_0, WeightType::Q5_0, Kind::Q5_0)]
+        {
             let (_, data) = blocks(dtype, 8, 512, 7);
             let y = random_i8(32, 8);
             let mut w = [0i8; 32];

@@ -205,9 +205,7 @@ pub fn quantize_q8_k(x: &[f32], rows: usize) -> ActQ8K {
 /// small for the hand-off to pay (a decode step's layer matmuls on a small model).
 fn for_columns(n: usize, work: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
     static PARALLEL_MIN_WORK: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let min_work = *PARALLEL_MIN_WORK.get_or_init(|| {
-        std::env::var("RBEE_CANDLE_PARALLEL_MIN_WORK").ok().and_then(|v| v.parse().ok()).unwrap_or(8 << 20)
-    });
+    let min_work = *PARALLEL_MIN_WORK.get_or_init(|| std::env::var("RBEE_CANDLE_PARALLEL_MIN_WORK").ok().and_then(|v| v.parse().ok()).unwrap_or(8 << 20));
     if work < min_work {
         f(0..n);
     } else {

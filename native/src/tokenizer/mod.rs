@@ -31,9 +31,28 @@ pub enum TokenizerKind {
 
 /// Texts llama.cpp treats as end of generation whatever their ids (llama-vocab.cpp).
 const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
-    "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
-    "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>", "[e~[",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+    "[e~[",
 ];
 
 pub struct Tokenizer {
@@ -93,9 +112,7 @@ impl Tokenizer {
             }
         };
         let pre = md.string("tokenizer.ggml.pre").unwrap_or("default").to_string();
-        let tokens = md
-            .strings("tokenizer.ggml.tokens")?
-            .ok_or_else(|| EngineError::invalid_gguf("tokenizer.ggml.tokens is missing"))?;
+        let tokens = md.strings("tokenizer.ggml.tokens")?.ok_or_else(|| EngineError::invalid_gguf("tokenizer.ggml.tokens is missing"))?;
         let n = tokens.len();
         let scores = match md.f32s("tokenizer.ggml.scores")? {
             Some(scores) if scores.len() >= n => scores,
@@ -170,9 +187,7 @@ impl Tokenizer {
             attrs[id as usize] = ATTR_NORMAL;
         }
 
-        let mut special_cache: Vec<u32> = (0..n as u32)
-            .filter(|&id| attrs[id as usize] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN) != 0)
-            .collect();
+        let mut special_cache: Vec<u32> = (0..n as u32).filter(|&id| attrs[id as usize] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN) != 0).collect();
         special_cache.sort_by(|a, b| tokens[*b as usize].len().cmp(&tokens[*a as usize].len()));
 
         let mut byte_tokens = [None; 256];
@@ -191,9 +206,8 @@ impl Tokenizer {
         }
 
         let bpe = if kind == TokenizerKind::Bpe {
-            let merges = md
-                .strings("tokenizer.ggml.merges")?
-                .ok_or_else(|| EngineError::invalid_gguf("tokenizer.ggml.merges is missing for a gpt2 tokenizer"))?;
+            let merges =
+                md.strings("tokenizer.ggml.merges")?.ok_or_else(|| EngineError::invalid_gguf("tokenizer.ggml.merges is missing for a gpt2 tokenizer"))?;
             Some(bpe::Bpe::new(&pre, &merges)?)
         } else {
             None

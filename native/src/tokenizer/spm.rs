@@ -37,10 +37,7 @@ impl PartialOrd for Bigram {
 impl Ord for Bigram {
     /// Max-heap order: the higher score first; for equal scores the smaller `left` first.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .partial_cmp(&other.score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| other.left.cmp(&self.left))
+        self.score.partial_cmp(&other.score).unwrap_or(Ordering::Equal).then_with(|| other.left.cmp(&self.left))
     }
 }
 

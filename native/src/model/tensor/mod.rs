@@ -106,9 +106,8 @@ impl TensorTransformer {
             layers.push(layer);
         }
         let weight_bytes = loader.bytes;
-        let cache = (0..config.n_layer)
-            .map(|_| LayerKvCache::new(config.n_head_kv, capacity, config.head_dim, kv_dtype, device))
-            .collect::<EngineResult<Vec<_>>>()?;
+        let cache =
+            (0..config.n_layer).map(|_| LayerKvCache::new(config.n_head_kv, capacity, config.head_dim, kv_dtype, device)).collect::<EngineResult<Vec<_>>>()?;
         Ok(Self { config, device: device.clone(), embeddings, output, output_norm, layers, ropes, cache, capacity, weight_bytes })
     }
 

@@ -114,9 +114,7 @@ fn real_gemma_tensor_path_keeps_the_engine_behaviour() {
     // Streamed piece by piece, and stopped by the context at the latest (the last sampled token
     // needs no position of its own).
     let (mut streamed, mut count) = (String::new(), 0);
-    let outcome = engine
-        .generate(&greedy_request("The capital of France is", 100), &cancel, &mut |text| streamed.push_str(text), &mut |_| count += 1)
-        .unwrap();
+    let outcome = engine.generate(&greedy_request("The capital of France is", 100), &cancel, &mut |text| streamed.push_str(text), &mut |_| count += 1).unwrap();
     assert_eq!(streamed, outcome.text);
     assert_eq!(count, outcome.tokens.len());
     assert!(outcome.prompt_tokens + outcome.tokens.len() <= 16 + 1);
