@@ -7,7 +7,7 @@ import http from 'node:http';
 import test from 'ava';
 import {ErrorBodySchema, InferResponseSchema, WorkerInfoSchema, type WorkerInfo} from '../../src/protocol/wire.js';
 import {isAlive, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, startHive, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, startHive, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 const concurrent = 1_000;
@@ -125,8 +125,9 @@ test.serial('afterwards the hive and the worker still serve a normal request', a
   t.true(info.state === 'ready' || info.state === 'busy', info.state);
   t.is(info.pid, worker.pid, 'the same worker process: it was not restarted');
   t.is(info.restarts, 0);
-  for (const base of [hive.url, worker.url]) {
-    const answer = await postJson(`${base}/v1/infer`, {...request, max_tokens: 4});
+  // The worker's own port answers only with its key (asked of the hive, as a client of the hive would).
+  for (const [base, headers] of [[hive.url, {}], [worker.url, await workerAuth(hive.url, worker.worker_id)]] as const) {
+    const answer = await postJson(`${base}/v1/infer`, {...request, max_tokens: 4}, {headers});
     t.is(answer.status, 200, `${base}: ${JSON.stringify(answer.body)}`);
     t.true(InferResponseSchema.parse(answer.body).tokens_generated >= 1);
   }
