@@ -13,6 +13,9 @@ const integrationMarkers = [
   /helpers\/rbee-process/,
   /helpers\/process-tree/,
   /native-helpers/,
+  // Shared suites and modules that start processes themselves.
+  /agreement-suite/,
+  /adapters\/engine-process/,
   /from 'node:child_process'/,
   /from 'execa'/,
 ];
