@@ -43,14 +43,28 @@ export async function referenceLlama(options: {cpuVariant?: string} = {}) {
   return {llama, cpuVariant: cpuVariant ?? 'unknown'};
 }
 
-export async function llamaCppGreedy(modelPath: string, prompts: readonly string[], maxTokens: number, options: {cpuVariant?: string} = {}): Promise<GreedyReference[] & {cpuVariant: string}> {
-  const {LlamaCompletion} = await importNodeLlamaCpp(options.cpuVariant);
+type ReferenceModel = Awaited<ReturnType<Awaited<ReturnType<typeof referenceLlama>>['llama']['loadModel']>>;
+type ReferenceSequence = ReturnType<Awaited<ReturnType<ReferenceModel['createContext']>>['getSequence']>;
+
+/** `model` loaded on llama.cpp's CPU build, one context sequence (2048 tokens, 2 threads) for `use`, everything freed after. */
+async function withReferenceSequence<T>(modelPath: string, options: {cpuVariant?: string}, use: (model: ReferenceModel, sequence: ReferenceSequence) => Promise<T>): Promise<T & {cpuVariant: string}> {
   const {llama, cpuVariant} = await referenceLlama(options);
-  const references: GreedyReference[] = [];
   try {
     const model = await llama.loadModel({modelPath});
     const context = await model.createContext({contextSize: 2048, threads: 2});
-    const sequence = context.getSequence();
+    const result = await use(model, context.getSequence());
+    await context.dispose();
+    await model.dispose();
+    return Object.assign(result as T & object, {cpuVariant}) as T & {cpuVariant: string};
+  } finally {
+    await llama.dispose();
+  }
+}
+
+export async function llamaCppGreedy(modelPath: string, prompts: readonly string[], maxTokens: number, options: {cpuVariant?: string} = {}): Promise<GreedyReference[] & {cpuVariant: string}> {
+  const {LlamaCompletion} = await importNodeLlamaCpp(options.cpuVariant);
+  return withReferenceSequence(modelPath, options, async (model, sequence) => {
+    const references: GreedyReference[] = [];
     for (const prompt of prompts) {
       await sequence.clearHistory();
       const completion = new LlamaCompletion({contextSequence: sequence, autoDisposeSequence: false});
@@ -59,12 +73,8 @@ export async function llamaCppGreedy(modelPath: string, prompts: readonly string
       completion.dispose({disposeSequence: false});
       references.push({prompt, promptTokens: [model.tokens.bos!, ...model.tokenize(prompt, false)], tokens});
     }
-    await context.dispose();
-    await model.dispose();
-  } finally {
-    await llama.dispose();
-  }
-  return Object.assign(references, {cpuVariant});
+    return references;
+  });
 }
 
 /** One next-token distribution: the most probable tokens, most probable first. */
@@ -88,12 +98,8 @@ export async function llamaCppTeacherReference(
   options: {cpuVariant?: string; top?: number} = {},
 ): Promise<TeacherReference[] & {cpuVariant: string}> {
   const top = options.top ?? 8;
-  const {llama, cpuVariant} = await referenceLlama(options);
-  const references: TeacherReference[] = [];
-  try {
-    const model = await llama.loadModel({modelPath});
-    const context = await model.createContext({contextSize: 2048, threads: 2});
-    const sequence = context.getSequence();
+  return withReferenceSequence(modelPath, options, async (model, sequence) => {
+    const references: TeacherReference[] = [];
     const next = {probabilities: true, options: {temperature: 1, topK: 0, topP: 1, minP: 0}} as const;
     for (const prompt of prompts) {
       await sequence.clearHistory();
@@ -126,10 +132,6 @@ export async function llamaCppTeacherReference(
       }
       references.push({prompt, promptTokens, tokens, distributions});
     }
-    await context.dispose();
-    await model.dispose();
-  } finally {
-    await llama.dispose();
-  }
-  return Object.assign(references, {cpuVariant});
+    return references;
+  });
 }

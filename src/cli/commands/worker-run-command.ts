@@ -1,7 +1,8 @@
 import {Command} from 'commander';
+import type {z} from 'zod';
 import {RbeeError} from '../../errors.js';
 import {parseWire} from '../../protocol/parse.js';
-import {AdapterOptionsSchema, GroupMembershipSchema, type AdapterOptions, type GroupMembership} from '../../protocol/wire.js';
+import {AdapterOptionsSchema, GroupMembershipSchema, type AdapterOptions} from '../../protocol/wire.js';
 import {workerDefaults} from '../../worker/worker-defaults.js';
 import {integerFlag} from '../parse-flags.js';
 import {isLoopback} from '../../http/loopback.js';
@@ -29,8 +30,11 @@ type RunOptions = {
   adapterOptions?: string;
 };
 
-/** The hive passes a member its part in a worker group as JSON; it is checked like any wire message. */
-function parseGroup(text: string | undefined): GroupMembership | undefined {
+/**
+ * A flag the hive passes as JSON (a member's part in a worker group, a spawn's `adapter_options`),
+ * checked against its wire schema like any wire message.
+ */
+function parseJsonFlag<S extends z.ZodType>(schema: S, text: string | undefined, flag: string): z.output<S> | undefined {
   if (text === undefined) {
     return undefined;
   }
@@ -38,27 +42,9 @@ function parseGroup(text: string | undefined): GroupMembership | undefined {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new RbeeError('invalid_request', `--group: not JSON: ${(error as Error).message}`, {cause: error});
+    throw new RbeeError('invalid_request', `${flag}: not JSON: ${(error as Error).message}`, {cause: error});
   }
-  const parsed = parseWire(GroupMembershipSchema, value, '--group');
-  if (!parsed.ok) {
-    throw new RbeeError('invalid_request', parsed.message);
-  }
-  return parsed.value;
-}
-
-/** The hive passes a spawn's `adapter_options` as JSON, checked against the same schema as the request. */
-function parseAdapterOptionsFlag(text: string | undefined): AdapterOptions | undefined {
-  if (text === undefined) {
-    return undefined;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new RbeeError('invalid_request', `--adapter-options: not JSON: ${(error as Error).message}`, {cause: error});
-  }
-  const parsed = parseWire(AdapterOptionsSchema, value, '--adapter-options');
+  const parsed = parseWire(schema, value, flag);
   if (!parsed.ok) {
     throw new RbeeError('invalid_request', parsed.message);
   }
@@ -109,9 +95,9 @@ export function workerRunCommand(): Command {
         throw new RbeeError('invalid_request', `--host ${options.host}: a worker without ${workerSecretVariable} (and so without a key) serves loopback only`);
       }
       // Loaded here, not at the top: the worker's start-up time is spawn-to-ready time.
-      const group = parseGroup(options.group);
+      const group = parseJsonFlag(GroupMembershipSchema, options.group, '--group');
       const {runWorker} = await import('../../worker/run-worker.js');
-      const adapter = await adapterFor(options.type, options.config, parseAdapterOptionsFlag(options.adapterOptions));
+      const adapter = await adapterFor(options.type, options.config, parseJsonFlag(AdapterOptionsSchema, options.adapterOptions, '--adapter-options'));
       if (group !== undefined && adapter.groups !== true) {
         throw new RbeeError('invalid_request', `--group: worker type "${options.type}" cannot run in a worker group`);
       }
