@@ -49,7 +49,7 @@ const workers: Array<{id: string; secret: string}> = [];
 for (let index = 0; index < count; index++) {
   const id = `sim-${String(index).padStart(6, '0')}`;
   const secret = randomBytes(24).toString('hex');
-  hive.supervisor.workers.set(id, createWorkerRecord({
+  hive.supervisor.addExternal(createWorkerRecord({
     id,
     spec: {model: 'bench-sim', device: 'cpu', type: 'llamacpp', restart: 'never', force: false, dry_run: false},
     modelName: 'bench-sim',
@@ -72,7 +72,7 @@ const stop = () => {
   }
   stopping = true;
   // The simulated workers have no process: forget them rather than have stopAll record 10k stops in SQLite.
-  hive.supervisor.workers.clear();
+  workers.forEach(worker => hive.supervisor.forgetExternal(worker.id));
   void hive.close('benchmark over').finally(() => process.exit(0));
 };
 process.on('SIGTERM', stop);

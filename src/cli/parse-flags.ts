@@ -1,4 +1,5 @@
 import {InvalidArgumentError} from 'commander';
+import type {Range} from '../config/limits.js';
 
 /** Commander argument parsers that name the flag and what they received, as usage errors (exit 2). */
 export function integerFlag(name: string, min: number, max: number) {
@@ -9,6 +10,11 @@ export function integerFlag(name: string, min: number, max: number) {
     }
     return number;
   };
+}
+
+/** An integer flag within one of the shared bounds (config/limits.ts). */
+export function integerFlagIn(name: string, range: Range) {
+  return integerFlag(name, range.min, range.max);
 }
 
 export function numberFlag(name: string, min: number, max: number) {

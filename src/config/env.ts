@@ -4,14 +4,15 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import {defaults} from './limits.js';
 
 type Setting = {name: string; description: string; fallback: string};
 
 export const environmentSettings = [
   {name: 'RBEE_HOME', description: 'state and model cache folder', fallback: '~/.rbee'},
-  {name: 'RBEE_HIVE_URL', description: 'hive the CLI talks to (--hive)', fallback: 'http://127.0.0.1:7833'},
+  {name: 'RBEE_HIVE_URL', description: 'hive the CLI talks to (--hive)', fallback: `http://${defaults.hiveHost}:${defaults.hivePort}`},
   {name: 'RBEE_HOST', description: 'address `hive start` binds (--host)', fallback: '127.0.0.1'},
-  {name: 'RBEE_PORT', description: 'port `hive start` binds (--port)', fallback: '7833'},
+  {name: 'RBEE_PORT', description: 'port `hive start` binds (--port)', fallback: String(defaults.hivePort)},
   {name: 'RBEE_TOKEN', description: 'API token; required to bind beyond loopback', fallback: '(none)'},
   {name: 'RBEE_HEARTBEAT_INTERVAL_MS', description: 'worker heartbeat interval', fallback: '5000'},
   {name: 'RBEE_MODEL_DIRS', description: 'folders model files must lie in (path-list); default: any file on loopback', fallback: '(none)'},
@@ -69,7 +70,7 @@ export function modelsDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 export function hiveUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return envValue('RBEE_HIVE_URL', env) ?? 'http://127.0.0.1:7833';
+  return envValue('RBEE_HIVE_URL', env) ?? `http://${defaults.hiveHost}:${defaults.hivePort}`;
 }
 
 export function hfEndpoint(env: NodeJS.ProcessEnv = process.env): string {

@@ -1,6 +1,7 @@
 import {z} from 'zod';
 import type {RbeeAdapter} from '../adapters/adapter-api.js';
 import {ApiTokenSchema} from './api-token.js';
+import {integerIn, limits} from './limits.js';
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -15,22 +16,22 @@ const AdapterEntrySchema = z.union([
 export const ConfigSchema = z.strictObject({
   hive: z.strictObject({
     host: z.string().min(1).optional(),
-    port: z.number().int().min(0).max(65_535).optional(),
+    port: integerIn(limits.port).optional(),
     token: ApiTokenSchema.optional(),
-    heartbeatIntervalMs: z.number().int().min(50).max(600_000).optional(),
-    orphanTimeoutMs: z.number().int().min(100).max(86_400_000).optional(),
-    loadStallTimeoutMs: z.number().int().min(1_000).max(86_400_000).optional(),
+    heartbeatIntervalMs: integerIn(limits.heartbeatIntervalMs).optional(),
+    orphanTimeoutMs: integerIn(limits.orphanTimeoutMs).optional(),
+    loadStallTimeoutMs: integerIn(limits.loadStallTimeoutMs).optional(),
     /** How long a worker may leave a request unanswered before the hive checks it and retries elsewhere. */
-    workerTimeoutMs: z.number().int().min(50).max(600_000).optional(),
-    stopGraceMs: z.number().int().min(0).max(600_000).optional(),
+    workerTimeoutMs: integerIn(limits.workerTimeoutMs).optional(),
+    stopGraceMs: integerIn(limits.stopGraceMs).optional(),
     modelDirs: z.array(z.string().min(1)).optional(),
   }).default({}),
   workers: z.strictObject({
-    contextSize: z.number().int().min(128).max(1_048_576).optional(),
-    threads: z.number().int().min(1).max(1_024).optional(),
-    parallel: z.number().int().min(1).max(64).optional(),
+    contextSize: integerIn(limits.contextSize).optional(),
+    threads: integerIn(limits.threads).optional(),
+    parallel: integerIn(limits.parallel).optional(),
     /** How long a worker's engine may take to become ready (default: its adapter's, else 10 min). */
-    readyTimeoutMs: z.number().int().min(100).max(86_400_000).optional(),
+    readyTimeoutMs: integerIn(limits.readyTimeoutMs).optional(),
   }).default({}),
   /** Adapter plugins, beside the built-in ones. */
   adapters: z.array(AdapterEntrySchema).default([]),

@@ -76,9 +76,13 @@ export async function freeMemory(device: string): Promise<number> {
  * The verdict for one spawn. `reserved` is what workers still loading on the same device will
  * take but have not allocated yet, so two spawns in a row cannot both claim the same free memory.
  */
-export async function admit(options: {modelPath: string; spec: SpawnWorkerRequest; contextSize: number; parallel: number; reserved: number}): Promise<AdmissionVerdict> {
+export async function admit(options: {
+  modelPath: string; spec: SpawnWorkerRequest; contextSize: number; parallel: number; reserved: number;
+  /** The free-memory probe (the driver's figure for a GPU); injected where a test stands in for the device. */
+  probe?: (device: string) => Promise<number>;
+}): Promise<AdmissionVerdict> {
   const estimate = await estimateMemory({modelPath: options.modelPath, device: options.spec.device, contextSize: options.contextSize, parallel: options.parallel});
-  const free = Math.max(0, (await freeMemory(options.spec.device)) - options.reserved);
+  const free = Math.max(0, (await (options.probe ?? freeMemory)(options.spec.device)) - options.reserved);
   const fits = estimate.total <= free;
   const mib = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MiB`;
   return {

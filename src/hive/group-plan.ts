@@ -138,7 +138,6 @@ export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOp
     modelBytes,
     totalBytes: devicesMemory(request.devices, options),
     restarts: 0,
-    restartTimes: [],
   };
   return {group, coordinator, shards, local};
 }
@@ -154,9 +153,7 @@ export function groupMemberRecord(member: PlannedMember, group: GroupRecord, loc
     port: member.port,
     secret: randomSecret(),
     group: {group, membership: member.membership},
+    ...(shard ? {aliases: new Set<string>()} : {}),
   });
-  if (shard) {
-    record.aliases = new Set();
-  }
   return record;
 }

@@ -5,7 +5,7 @@
  */
 import type {GroupHealth, GroupInfo, GroupMembership, SpawnGroupRequest} from '../protocol/wire.js';
 import type {StoredGroup} from './state-store.js';
-import {workerUrl, type WorkerRecord} from './worker-record.js';
+import {workerUrl, type WorkerView} from './worker-record.js';
 
 export type GroupSpec = SpawnGroupRequest & {type: string};
 
@@ -21,9 +21,8 @@ export type GroupRecord = {
   modelBytes: number;
   /** Memory of the group's devices together (a repeated "cpu" counted once). */
   totalBytes: number;
-  /** Times the whole group was spawned again after a failure, and when (for the policy's limits). */
+  /** Times the whole group was spawned again after a failure (the restart scheduler keeps when, for the policy's limits). */
   restarts: number;
-  restartTimes: number[];
 };
 
 /** A worker's part in its group: what its process is told (`membership`) and the group it serves. */
@@ -42,7 +41,7 @@ export function isGroupOver(health: GroupHealth): boolean {
  * the model's layers are spread over all of them, so none can serve alone. A coordinator that
  * cannot reach a shard says so in its heartbeat (`group_health: degraded`) before anything dies.
  */
-export function judgeGroup(group: GroupRecord, members: readonly WorkerRecord[]): {health: GroupHealth; reason: string | null} {
+export function judgeGroup(group: GroupRecord, members: readonly WorkerView[]): {health: GroupHealth; reason: string | null} {
   if (isGroupOver(group.health)) {
     return {health: group.health, reason: group.reason};
   }
@@ -63,7 +62,7 @@ export function judgeGroup(group: GroupRecord, members: readonly WorkerRecord[])
   return {health: 'healthy', reason: null};
 }
 
-export function toGroupInfo(group: GroupRecord, workers: ReadonlyMap<string, WorkerRecord>): GroupInfo {
+export function toGroupInfo(group: GroupRecord, workers: {get(id: string): WorkerView | undefined}): GroupInfo {
   const coordinator = workers.get(group.coordinatorId);
   return {
     group_id: group.id,
@@ -97,6 +96,5 @@ export function groupFromStored(stored: StoredGroup): GroupRecord {
     modelBytes: stored.model_bytes,
     totalBytes: stored.total_bytes,
     restarts: 0,
-    restartTimes: [],
   };
 }

@@ -1,4 +1,5 @@
-import type {WorkerRecord} from './worker-record.js';
+import {defaults} from '../config/limits.js';
+import type {WorkerView} from './worker-record.js';
 
 export type HealthLimits = {heartbeatIntervalMs: number; loadStallTimeoutMs: number};
 
@@ -7,7 +8,7 @@ export type HealthLimits = {heartbeatIntervalMs: number; loadStallTimeoutMs: num
  * (3 intervals) catch a live but hung worker; a starting worker whose download or load has not
  * moved for the stall timeout has stalled, however long the whole load may take.
  */
-export function judgeHealth(record: WorkerRecord, now: number, limits: HealthLimits): string | null {
+export function judgeHealth(record: WorkerView, now: number, limits: HealthLimits): string | null {
   // A load is judged by its progress only once the engine reports some: one that reports none (its
   // output is no measure) is bounded by the worker's ready timeout instead, and by its heartbeats.
   const measured = record.progress?.phase !== 'loading' || (record.lastHeartbeatAt !== null && record.lastHeartbeat?.load_progress !== undefined);
@@ -20,6 +21,7 @@ export function judgeHealth(record: WorkerRecord, now: number, limits: HealthLim
   const interval = record.spec.heartbeat_interval_ms ?? limits.heartbeatIntervalMs;
   const last = (record.lastHeartbeatAt ?? record.launchedAt).getTime();
   // Before its first heartbeat a worker is still starting Node and binding its port.
-  const limit = record.lastHeartbeatAt === null ? Math.max(3 * interval, 15_000) : 3 * interval;
-  return now - last > limit ? `missed 3 heartbeats (none for ${now - last} ms)` : null;
+  const missed = defaults.missedHeartbeats * interval;
+  const limit = record.lastHeartbeatAt === null ? Math.max(missed, defaults.firstHeartbeatGraceMs) : missed;
+  return now - last > limit ? `missed ${defaults.missedHeartbeats} heartbeats (none for ${now - last} ms)` : null;
 }

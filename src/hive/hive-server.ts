@@ -29,6 +29,7 @@ import {createHiveMetrics, type HiveMetrics} from './metrics.js';
 import type {RestartLimits} from './restart-policy.js';
 import type {AdapterSet} from '../adapters/load-adapters.js';
 import {orphanIntervals} from '../worker/worker-defaults.js';
+import {defaults} from '../config/limits.js';
 
 export type HiveOptions = {
   host: string;
@@ -112,7 +113,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     devices,
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     orphanTimeoutMs: options.orphanTimeoutMs ?? orphanIntervals * options.heartbeatIntervalMs,
-    loadStallTimeoutMs: options.loadStallTimeoutMs ?? 120_000,
+    loadStallTimeoutMs: options.loadStallTimeoutMs ?? defaults.loadStallTimeoutMs,
     stopGraceMs: options.stopGraceMs,
     ...(options.restartLimits === undefined ? {} : {restartLimits: options.restartLimits}),
     defaults: options.workerDefaults,
@@ -205,7 +206,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   registerWorkerRoutes(app, supervisor);
   registerGroupRoutes(app, supervisor);
   registerInferenceRoutes(app, supervisor, {
-    workerTimeoutMs: options.workerTimeoutMs ?? 2_000, log: options.log,
+    workerTimeoutMs: options.workerTimeoutMs ?? defaults.workerTimeoutMs, log: options.log,
     events: {active: () => events.clients > 0, publish: event => events.publish(event)},
   });
 

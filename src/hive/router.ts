@@ -1,6 +1,6 @@
 import {RbeeError} from '../errors.js';
 import type {Supervisor} from './supervisor.js';
-import {isAlive, isServing, type WorkerRecord} from './worker-record.js';
+import {isAlive, isServing, type WorkerView} from './worker-record.js';
 
 /** The models the hive can answer for now: one entry per served model name. */
 export function servedModels(supervisor: Supervisor): string[] {
@@ -27,15 +27,15 @@ export class Router {
     this.#supervisor = supervisor;
   }
 
-  pick(model: string | undefined, avoid: ReadonlySet<string> = new Set()): WorkerRecord {
+  pick(model: string | undefined, avoid: ReadonlySet<string> = new Set()): WorkerView {
     const matching = servingWorkers(this.#supervisor, model);
     const preferred = matching.filter(record => !avoid.has(record.id));
     return this.#leastBusy(preferred.length > 0 ? preferred : matching);
   }
 
   /** Another worker for the same model than those in `tried`, or null when there is none. */
-  pickOther(model: string | undefined, tried: ReadonlySet<string>, avoid: ReadonlySet<string> = new Set()): WorkerRecord | null {
-    let others: WorkerRecord[];
+  pickOther(model: string | undefined, tried: ReadonlySet<string>, avoid: ReadonlySet<string> = new Set()): WorkerView | null {
+    let others: WorkerView[];
     try {
       others = servingWorkers(this.#supervisor, model).filter(record => !tried.has(record.id));
     } catch {
@@ -48,7 +48,7 @@ export class Router {
     return this.#leastBusy(preferred.length > 0 ? preferred : others);
   }
 
-  #leastBusy(records: WorkerRecord[]): WorkerRecord {
+  #leastBusy(records: WorkerView[]): WorkerView {
     const fewest = Math.min(...records.map(record => record.inFlight));
     const tied = records.filter(record => record.inFlight === fewest);
     const chosen = tied[this.#turn % tied.length]!;
@@ -61,7 +61,7 @@ export class Router {
  * The ready workers for a model, by any of its names; throws the reason when there are none. With
  * no model named and exactly one model served, that one: the common single-model hive needs no model field.
  */
-function servingWorkers(supervisor: Supervisor, model: string | undefined): WorkerRecord[] {
+function servingWorkers(supervisor: Supervisor, model: string | undefined): WorkerView[] {
   const records = [...supervisor.workers.values()];
   const serving = records.filter(isServing);
   if (model === undefined) {

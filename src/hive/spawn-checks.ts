@@ -24,6 +24,8 @@ export type SpawnCheckOptions = {
   devices: DeviceInfo[];
   defaults: {contextSize?: number | undefined; parallel?: number | undefined};
   env?: NodeJS.ProcessEnv;
+  /** Free memory of a device now (default: /proc/meminfo, nvidia-smi); injected so admission is tested without a GPU. */
+  memoryProbe?: (device: string) => Promise<number>;
 };
 
 export function checkTypeAndDevice(spec: Pick<SpawnWorkerRequestBody, 'type' | 'device'>, options: Pick<SpawnCheckOptions, 'workerTypes' | 'devices'>): void {
@@ -75,6 +77,10 @@ export async function resolveAllowedModel(reference: string, type: string, optio
   return {...model, path: checkModelPath(model.path, allowed)};
 }
 
+function probe(options: SpawnCheckOptions): {probe?: (device: string) => Promise<number>} {
+  return options.memoryProbe === undefined ? {} : {probe: options.memoryProbe};
+}
+
 function workerShape(spec: SpawnWorkerRequest, options: SpawnCheckOptions): {contextSize: number; parallel: number} {
   return {
     contextSize: spec.context_size ?? options.defaults.contextSize ?? workerDefaults.contextSize,
@@ -84,7 +90,7 @@ function workerShape(spec: SpawnWorkerRequest, options: SpawnCheckOptions): {con
 
 /** The admission verdict; throws insufficient_memory when it does not fit and the spec does not force it. */
 export async function admitOrThrow(spec: SpawnWorkerRequest, modelPath: string, reserved: number, options: SpawnCheckOptions): Promise<AdmissionVerdict> {
-  const verdict = await admit({modelPath, spec, ...workerShape(spec, options), reserved});
+  const verdict = await admit({modelPath, spec, ...workerShape(spec, options), reserved, ...probe(options)});
   if (!verdict.fits && !spec.force) {
     throw new RbeeError('insufficient_memory', verdict.reason ?? 'the model does not fit');
   }
@@ -94,8 +100,8 @@ export async function admitOrThrow(spec: SpawnWorkerRequest, modelPath: string, 
 export async function planSpawn(spec: SpawnWorkerRequest, local: ResolvedModel | null, reserved: number, options: SpawnCheckOptions): Promise<SpawnPlan> {
   const base = {dry_run: true as const, model: local?.name ?? spec.model, model_path: local?.path ?? null, device: spec.device, type: spec.type};
   if (local === null) {
-    return {...base, estimate: null, free_memory: await freeMemory(spec.device), fits: true, reason: 'the model is not downloaded yet: it is estimated after the download'};
+    return {...base, estimate: null, free_memory: await (options.memoryProbe ?? freeMemory)(spec.device), fits: true, reason: 'the model is not downloaded yet: it is estimated after the download'};
   }
-  const verdict = await admit({modelPath: local.path, spec, ...workerShape(spec, options), reserved});
+  const verdict = await admit({modelPath: local.path, spec, ...workerShape(spec, options), reserved, ...probe(options)});
   return {...base, estimate: verdict.estimate, free_memory: verdict.freeMemory, fits: verdict.fits, reason: verdict.reason};
 }

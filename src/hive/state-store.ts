@@ -9,7 +9,7 @@ import {ensurePrivateFile} from '../config/private-home.js';
 import {sha256Hex} from '../http/secrets.js';
 import {parseWire} from '../protocol/parse.js';
 import {z} from 'zod';
-import type {WorkerRecord} from './worker-record.js';
+import type {WorkerView} from './worker-record.js';
 import {GroupMembershipSchema, SpawnGroupRequestSchema, WorkerSpecSchema, WorkerStateSchema, type SpawnWorkerRequest, type WorkerState} from '../protocol/wire.js';
 
 /** A group member's tie to its group, enough to rebuild the group when a restarted hive re-adopts it. */
@@ -162,7 +162,7 @@ function safeJson(text: string): unknown {
   }
 }
 
-export function toStoredWorker(record: WorkerRecord): StoredWorker {
+export function toStoredWorker(record: WorkerView): StoredWorker {
   const group = record.group;
   return {
     id: record.id, spec: record.spec, modelName: record.modelName, modelPath: record.modelPath, state: record.state,

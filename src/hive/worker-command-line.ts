@@ -1,6 +1,6 @@
 import type {ResolvedModel} from '../models/resolve-model.js';
 import {orphanIntervals, workerDefaults} from '../worker/worker-defaults.js';
-import type {WorkerRecord} from './worker-record.js';
+import type {WorkerView} from './worker-record.js';
 
 export type WorkerArgOptions = {
   hiveUrl: () => string;
@@ -11,7 +11,7 @@ export type WorkerArgOptions = {
 };
 
 /** `rbee worker run`'s arguments for a record: an argument array, never a shell string. */
-export function workerRunArgs(record: WorkerRecord, model: Pick<ResolvedModel, 'path' | 'name'>, options: WorkerArgOptions): string[] {
+export function workerRunArgs(record: WorkerView, model: Pick<ResolvedModel, 'path' | 'name'>, options: WorkerArgOptions): string[] {
   const {spec} = record;
   const {defaults} = options;
   const interval = spec.heartbeat_interval_ms ?? options.heartbeatIntervalMs;

@@ -8,33 +8,31 @@ import type {ResolvedModel} from '../models/resolve-model.js';
 import type {SpawnGroupRequest} from '../protocol/wire.js';
 import {groupMemberRecord, layoutMembers, planGroup, type GroupPlanOptions} from './group-plan.js';
 import {groupFromStored, isGroupOver, judgeGroup, memberIds, type GroupRecord} from './group-record.js';
-import {decideRestart, type RestartLimits} from './restart-policy.js';
+import type {RestartScheduler} from './restart-scheduler.js';
 import type {StoredGroup} from './state-store.js';
-import {isAlive, type WorkerRecord} from './worker-record.js';
+import {isAlive, type WorkerView} from './worker-record.js';
+import type {WorkerTable} from './worker-table.js';
 
 export type GroupHost = {
-  workers: ReadonlyMap<string, WorkerRecord>;
+  /** The worker table: the groups read members there and record them through its transitions. */
+  workers: WorkerTable;
+  /** The hive's one restart scheduler: a group is a unit of all its members. */
+  restarts: RestartScheduler;
   planOptions: () => GroupPlanOptions;
-  /** Records a new member (persisted, announced). */
-  add: (record: WorkerRecord) => void;
-  /** A member laid out again for a group restart (persisted, announced). */
-  relaunched: (record: WorkerRecord) => void;
   /** Resolves the model if need be and starts the member's process. */
-  run: (record: WorkerRecord, local: ResolvedModel | null) => void;
+  run: (id: string, local: ResolvedModel | null) => void;
   /** Stops one member's process (not its group). */
-  stop: (id: string, reason: string) => Promise<WorkerRecord>;
+  stop: (id: string, reason: string) => Promise<WorkerView>;
   /** Settles when the member's current process has ended and been accounted for. */
   ended: (id: string) => Promise<void> | undefined;
   emit: (group: GroupRecord) => void;
   spawned: (group: GroupRecord) => void;
   log: (message: string) => void;
-  restartLimits: RestartLimits;
 };
 
 export class WorkerGroups {
   readonly groups = new Map<string, GroupRecord>();
   readonly #host: GroupHost;
-  readonly #restartTimers = new Map<string, NodeJS.Timeout>();
   /** Groups between a member's loss and their relaunch: their members' ends are expected, not judged. */
   readonly #restarting = new Set<string>();
   /** While a restarted hive re-adopts: nothing is judged until every member's liveness is known. */
@@ -50,9 +48,9 @@ export class WorkerGroups {
     this.groups.set(group.id, group);
     const records = [plan.coordinator, ...plan.shards].map(member => groupMemberRecord(member, group, plan.local));
     this.#host.spawned(group);
-    records.forEach(record => this.#host.add(record));
+    records.forEach(record => this.#host.workers.add(record, 'spawned'));
     for (const record of records) {
-      this.#host.run(record, record.group?.membership.role === 'shard' ? null : plan.local);
+      this.#host.run(record.id, record.group?.membership.role === 'shard' ? null : plan.local);
     }
     return group;
   }
@@ -117,7 +115,7 @@ export class WorkerGroups {
   }
 
   /** After a member changed (state, heartbeat): the group's health follows, and a member lost ends the whole group. */
-  onMemberChange(record: WorkerRecord): void {
+  onMemberChange(record: WorkerView): void {
     const group = record.group?.group;
     if (group !== undefined && !this.#adopting) {
       this.#judge(group, {restart: true});
@@ -144,7 +142,7 @@ export class WorkerGroups {
     }
     const reason = verdict.reason ?? 'a member failed';
     const decision = options.restart && missing.length === 0
-      ? decideRestart({policy: group.spec.restart, end: 'failure', recentRestarts: group.restartTimes, now: Date.now(), limits: this.#host.restartLimits})
+      ? this.#host.restarts.schedule(group.id, group.spec.restart, 'failure', () => this.#relaunchOnceEnded(group))
       : {restart: false as const, why: 'found broken when the hive restarted'};
     this.#host.log(`${group.id} failed: ${reason}; stopping its other members`);
     if (decision.restart) {
@@ -159,28 +157,18 @@ export class WorkerGroups {
         void this.#host.stop(member.id, `group ${group.id} failed: ${reason}`);
       }
     }
-    if (decision.restart) {
-      void this.#restartAfter(group, decision.delayMs);
-    }
   }
 
-  /** The group comes back whole after the backoff, once every member's process is gone. */
-  async #restartAfter(group: GroupRecord, delayMs: number): Promise<void> {
-    const ready = Promise.all(memberIds(group).map(id => this.#host.ended(id)));
-    const timer = setTimeout(() => {
-      this.#restartTimers.delete(group.id);
-      void ready.then(() => {
-        if (this.#restarting.has(group.id)) {
-          this.#relaunch(group).catch(error => {
-            this.#restarting.delete(group.id);
-            this.#setHealth(group, 'failed', `could not restart: ${(error as Error).message}`);
-          });
-        }
-      });
-    }, delayMs);
-    // A hive that is closing does not wait for a group to come back.
-    timer.unref();
-    this.#restartTimers.set(group.id, timer);
+  /** After the backoff: the group comes back whole once every member's process is gone. */
+  #relaunchOnceEnded(group: GroupRecord): void {
+    void Promise.all(memberIds(group).map(id => this.#host.ended(id))).then(() => {
+      if (this.#restarting.has(group.id)) {
+        this.#relaunch(group).catch(error => {
+          this.#restarting.delete(group.id);
+          this.#setHealth(group, 'failed', `could not restart: ${(error as Error).message}`);
+        });
+      }
+    });
   }
 
   /** Every member again under its id, on fresh ports, the coordinator driving the new shard endpoints. */
@@ -189,33 +177,27 @@ export class WorkerGroups {
     if (!this.#restarting.has(group.id)) {
       return; // stopped while the ports were found
     }
+    const members = [coordinator, ...shards];
+    const lost = members.find(member => !this.#host.workers.has(member.id));
+    if (lost !== undefined) {
+      throw new RbeeError('internal', `group ${group.id} lost its member ${lost.id}`);
+    }
     group.restarts++;
-    group.restartTimes.push(Date.now());
-    // All members are starting before any is judged: a half-restarted group must not read as failed.
-    const records = [coordinator, ...shards].map(member => {
-      const record = this.#host.workers.get(member.id);
-      if (record === undefined) {
-        throw new RbeeError('internal', `group ${group.id} lost its member ${member.id}`);
-      }
-      Object.assign(record, {
-        port: member.port, group: {group, membership: member.membership}, state: 'starting', reason: `restarted with group ${group.id}`,
-        restarts: record.restarts + 1, lastProgressAt: new Date(), launchedAt: null, lastHeartbeat: null, lastHeartbeatAt: null, progress: null,
-      } satisfies Partial<WorkerRecord>);
-      record.restartTimes.push(Date.now());
-      return record;
-    });
+    // All members are starting before any is judged (#restarting holds until then): a half-restarted group must not read as failed.
+    for (const member of members) {
+      this.#host.workers.relaunching(member.id, {port: member.port, group: {group, membership: member.membership}, reason: `restarted with group ${group.id}`});
+    }
     this.#restarting.delete(group.id);
     this.#setHealth(group, 'starting', null);
-    for (const record of records) {
-      this.#host.relaunched(record);
+    for (const member of members) {
+      const record = this.#host.workers.require(member.id);
       const model = record.modelPath === null ? null : {ref: record.spec.model, kind: 'path' as const, path: record.modelPath, name: record.modelName};
-      this.#host.run(record, record.group?.membership.role === 'shard' ? null : model);
+      this.#host.run(record.id, member.membership.role === 'shard' ? null : model);
     }
   }
 
   #cancelRestart(id: string): void {
-    clearTimeout(this.#restartTimers.get(id));
-    this.#restartTimers.delete(id);
+    this.#host.restarts.cancel(id);
     this.#restarting.delete(id);
   }
 

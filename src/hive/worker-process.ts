@@ -7,8 +7,20 @@ import fs from 'node:fs';
 
 export type ProcessEnd = {code: number | null; signal: NodeJS.Signals | null; error?: string};
 export type WatchedProcess = {pid: number; ended: Promise<ProcessEnd>};
+export type LaunchOptions = {command: string; args: string[]; env: NodeJS.ProcessEnv; logFile: string};
 
-export function launchWorkerProcess(options: {command: string; args: string[]; env: NodeJS.ProcessEnv; logFile: string}): WatchedProcess {
+/** What the supervisor does to the OS, injected so the lifecycle can be tested without processes. */
+export type WorkerProcesses = {
+  launch: (options: LaunchOptions) => WatchedProcess;
+  /** Whether `pid` is still the worker `workerId` (not a recycled pid). */
+  isWorker: (pid: number, workerId: string) => boolean;
+  /** Watches a process that is not our child (re-adopted) until it ends. */
+  watch: (pid: number) => WatchedProcess;
+  /** Signals the worker's whole process group. */
+  signal: (pid: number, signal: NodeJS.Signals) => void;
+};
+
+export function launchWorkerProcess(options: LaunchOptions): WatchedProcess {
   // 0600: a worker's log may hold prompts and paths; it is its owner's only.
   const logFd = fs.openSync(options.logFile, 'a', 0o600);
   try {
@@ -85,3 +97,11 @@ export function killGroup(pid: number, signal: NodeJS.Signals): void {
     // The group is already gone.
   }
 }
+
+/** The real thing: process groups of this machine. */
+export const osWorkerProcesses: WorkerProcesses = {
+  launch: launchWorkerProcess,
+  isWorker: isWorkerProcess,
+  watch: pid => watchAdoptedProcess(pid),
+  signal: killGroup,
+};

@@ -5,7 +5,7 @@ import {matchesHash, sha256Hex, workerKeyOf} from '../http/secrets.js';
 
 export type WorkerProgress = {phase: string; done: number; total: number | null};
 
-/** What the hive knows of one worker. The process handle lives in the supervisor, not here. */
+/** What the hive knows of one worker; written only by the worker table's transitions (worker-table.ts). */
 export type WorkerRecord = {
   id: string;
   spec: SpawnWorkerRequest;
@@ -34,7 +34,6 @@ export type WorkerRecord = {
   /** Requests the hive is routing to it right now; the router prefers the least loaded. */
   inFlight: number;
   restarts: number;
-  restartTimes: number[];
   /** Taken over from a previous hive process rather than started by this one. */
   adopted: boolean;
   /** Memory admission counted for it while it loads (0 once it serves). */
@@ -47,12 +46,20 @@ export type WorkerRecord = {
   lastFailure: string | null;
 };
 
-export function workerUrl(record: WorkerRecord): string {
+/** A worker as everyone but the worker table sees it: read only (the table owns the records). */
+export type WorkerView = Readonly<Omit<WorkerRecord, 'aliases' | 'group' | 'spec' | 'progress'>> & {
+  readonly aliases: ReadonlySet<string>;
+  readonly group: Readonly<GroupMember> | null;
+  readonly spec: Readonly<SpawnWorkerRequest>;
+  readonly progress: Readonly<WorkerProgress> | null;
+};
+
+export function workerUrl(record: WorkerView): string {
   return `http://127.0.0.1:${record.port}`;
 }
 
 /** Whether requests may go to it now. A group serves through its coordinator, and only while every member is there. */
-export function isServing(record: WorkerRecord): boolean {
+export function isServing(record: WorkerView): boolean {
   if (record.group !== null && (record.group.membership.role !== 'coordinator' || record.group.group.health !== 'healthy')) {
     return false;
   }
@@ -63,7 +70,7 @@ export function isAlive(state: WorkerState): boolean {
   return state !== 'stopped' && state !== 'failed';
 }
 
-export function toWorkerInfo(record: WorkerRecord): WorkerInfo {
+export function toWorkerInfo(record: WorkerView): WorkerInfo {
   return {
     worker_id: record.id,
     type: record.spec.type,
@@ -109,7 +116,6 @@ export function createWorkerRecord(fields: Pick<WorkerRecord, 'id' | 'spec' | 'm
     lastProgressAt: new Date(),
     inFlight: 0,
     restarts: 0,
-    restartTimes: [],
     adopted: false,
     reservedBytes: 0,
     draining: false,
@@ -125,7 +131,7 @@ export function modelAliases(reference: string, name: string, modelPath: string 
 }
 
 /** Whether `secret` is the worker's, compared as sha256 digests in constant time. */
-export function hasSecret(record: WorkerRecord, secret: string | undefined): boolean {
+export function hasSecret(record: WorkerView, secret: string | undefined): boolean {
   return record.secretHash !== '' && matchesHash(secret, record.secretHash);
 }
 
@@ -136,12 +142,12 @@ export function renewSecret(record: WorkerRecord, secret: string): void {
 }
 
 /** The key the worker's own HTTP server demands (null while a re-adopted worker has not heartbeated yet). */
-export function workerKey(record: WorkerRecord): string | null {
+export function workerKey(record: WorkerView): string | null {
   return record.secret === null ? null : workerKeyOf(record.secret);
 }
 
 /** The header that opens the worker's port (none while its key is unknown: the worker then answers 401). */
-export function workerAuthorization(record: WorkerRecord): Record<string, string> {
+export function workerAuthorization(record: WorkerView): Record<string, string> {
   const key = workerKey(record);
   return key === null ? {} : {authorization: `Bearer ${key}`};
 }

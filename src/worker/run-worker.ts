@@ -3,6 +3,7 @@
  * adapter's engine and wait until it is ready, obey the hive's commands, and exit cleanly on
  * SIGTERM or when the hive is gone, engines included, so no worker outlives its owner holding memory.
  */
+import {defaults} from '../config/limits.js';
 import type {AdapterContext, RbeeAdapter} from '../adapters/adapter-api.js';
 import {spawnEngineProcess, stopAllEngines} from '../adapters/engine-process.js';
 import {RbeeError, toRbeeError} from '../errors.js';
@@ -47,7 +48,7 @@ const readyPollMs = 200;
 /** How long an engine failure's report waits for the requests in flight to be answered. */
 const failureReportWaitMs = 2_000;
 /** An engine that is not ready after this long, however much it logs, has failed to start. */
-export const defaultReadyTimeoutMs = 10 * 60_000;
+export const defaultReadyTimeoutMs = defaults.readyTimeoutMs;
 
 export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): Promise<void> {
   let runtime: WorkerRuntime | null = null;

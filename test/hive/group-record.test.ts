@@ -7,7 +7,7 @@ import {rbee} from '../helpers/rbee-process.js';
 function group(health: GroupRecord['health'] = 'starting'): GroupRecord {
   return {
     id: 'group-1', spec: {model: 'm', devices: ['cuda:0', 'cuda:1', 'cuda:2'], type: 'llamacpp', force: false, restart: 'never'},
-    coordinatorId: 'group-1-0', shardIds: ['group-1-1', 'group-1-2'], health, reason: null, startedAt: new Date(), modelBytes: 0, totalBytes: 0, restarts: 0, restartTimes: [],
+    coordinatorId: 'group-1-0', shardIds: ['group-1-1', 'group-1-2'], health, reason: null, startedAt: new Date(), modelBytes: 0, totalBytes: 0, restarts: 0,
   };
 }
 

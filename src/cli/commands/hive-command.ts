@@ -6,7 +6,8 @@ import {ensurePrivateDir} from '../../config/private-home.js';
 import {RbeeError} from '../../errors.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {emit} from '../output.js';
-import {integerFlag} from '../parse-flags.js';
+import {integerFlagIn} from '../parse-flags.js';
+import {defaults, limits, type Range} from '../../config/limits.js';
 import {isHiveAlive} from '../../hive/home-owner.js';
 import {isLoopbackUrl} from '../../http/loopback.js';
 import type {HiveStatus} from '../../protocol/wire.js';
@@ -24,10 +25,10 @@ type StartOptions = {
   detach?: boolean;
 };
 
-function fromEnv(name: 'RBEE_PORT' | 'RBEE_HEARTBEAT_INTERVAL_MS', min: number, max: number): number | undefined {
+function fromEnv(name: 'RBEE_PORT' | 'RBEE_HEARTBEAT_INTERVAL_MS', range: Range): number | undefined {
   const value = envValue(name);
   try {
-    return value === undefined ? undefined : integerFlag(name, min, max)(value);
+    return value === undefined ? undefined : integerFlagIn(name, range)(value);
   } catch (error) {
     throw new RbeeError('invalid_request', (error as Error).message, {cause: error});
   }
@@ -37,12 +38,12 @@ function startCommand(): Command {
   return new Command('start')
     .description('run the hive in the foreground (Ctrl-C stops it and all its workers)')
     .option('--host <address>', 'address to bind (env RBEE_HOST); beyond loopback needs a token')
-    .option('--port <port>', 'port to bind (env RBEE_PORT)', integerFlag('--port', 0, 65_535))
-    .option('--heartbeat-interval <ms>', 'worker heartbeat interval (env RBEE_HEARTBEAT_INTERVAL_MS)', integerFlag('--heartbeat-interval', 50, 600_000))
-    .option('--orphan-timeout <ms>', 'workers exit when the hive is silent this long (default: 3 intervals)', integerFlag('--orphan-timeout', 100, 86_400_000))
-    .option('--load-stall-timeout <ms>', 'fail a download or model load with no progress this long', integerFlag('--load-stall-timeout', 1_000, 86_400_000))
-    .option('--worker-timeout <ms>', 'a worker silent this long on a request is checked (its /health); a hung one\'s requests go to another worker (default 2000)', integerFlag('--worker-timeout', 50, 600_000))
-    .option('--stop-grace <ms>', 'how long a stopping worker may finish before SIGKILL', integerFlag('--stop-grace', 0, 600_000))
+    .option('--port <port>', 'port to bind (env RBEE_PORT)', integerFlagIn('--port', limits.port))
+    .option('--heartbeat-interval <ms>', 'worker heartbeat interval (env RBEE_HEARTBEAT_INTERVAL_MS)', integerFlagIn('--heartbeat-interval', limits.heartbeatIntervalMs))
+    .option('--orphan-timeout <ms>', 'workers exit when the hive is silent this long (default: 3 intervals)', integerFlagIn('--orphan-timeout', limits.orphanTimeoutMs))
+    .option('--load-stall-timeout <ms>', 'fail a download or model load with no progress this long', integerFlagIn('--load-stall-timeout', limits.loadStallTimeoutMs))
+    .option('--worker-timeout <ms>', 'a worker silent this long on a request is checked (its /health); a hung one\'s requests go to another worker (default 2000)', integerFlagIn('--worker-timeout', limits.workerTimeoutMs))
+    .option('--stop-grace <ms>', 'how long a stopping worker may finish before SIGKILL', integerFlagIn('--stop-grace', limits.stopGraceMs))
     .option('--model-dir <folder...>', 'model files must lie in these folders (env RBEE_MODEL_DIRS)')
     .option('--config <file>', 'config file (env RBEE_CONFIG)')
     .option('--detach', 'run in the background (own session, log in RBEE_HOME/logs/hive.log); return once it answers')
@@ -79,15 +80,15 @@ function startCommand(): Command {
       const running = await startHive({
         adapters,
         configPath: filepath,
-        host: options.host ?? envValue('RBEE_HOST') ?? config.hive.host ?? '127.0.0.1',
-        port: options.port ?? fromEnv('RBEE_PORT', 0, 65_535) ?? config.hive.port ?? 7833,
+        host: options.host ?? envValue('RBEE_HOST') ?? config.hive.host ?? defaults.hiveHost,
+        port: options.port ?? fromEnv('RBEE_PORT', limits.port) ?? config.hive.port ?? defaults.hivePort,
         token: resolveApiToken({flag: global.token, config: {token: config.hive.token, path: filepath}}),
         rbeeHome: home,
-        heartbeatIntervalMs: options.heartbeatInterval ?? fromEnv('RBEE_HEARTBEAT_INTERVAL_MS', 50, 600_000) ?? config.hive.heartbeatIntervalMs ?? 5_000,
+        heartbeatIntervalMs: options.heartbeatInterval ?? fromEnv('RBEE_HEARTBEAT_INTERVAL_MS', limits.heartbeatIntervalMs) ?? config.hive.heartbeatIntervalMs ?? defaults.heartbeatIntervalMs,
         orphanTimeoutMs: options.orphanTimeout ?? config.hive.orphanTimeoutMs,
         loadStallTimeoutMs: options.loadStallTimeout ?? config.hive.loadStallTimeoutMs,
         workerTimeoutMs: options.workerTimeout ?? config.hive.workerTimeoutMs,
-        stopGraceMs: options.stopGrace ?? config.hive.stopGraceMs ?? 10_000,
+        stopGraceMs: options.stopGrace ?? config.hive.stopGraceMs ?? defaults.stopGraceMs,
         modelDirs: modelDirs?.map(dir => path.resolve(dir)),
         workerDefaults: config.workers,
         log,

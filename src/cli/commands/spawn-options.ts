@@ -1,7 +1,8 @@
 /** The flags `worker spawn` and `worker spawn-group` share, with their RBEE_* twins, and what they become on the wire. */
 import path from 'node:path';
 import {Option} from 'commander';
-import {integerFlag} from '../parse-flags.js';
+import {integerFlag, integerFlagIn} from '../parse-flags.js';
+import {limits} from '../../config/limits.js';
 
 export type SpawnShape = {model: string; contextSize?: number; threads?: number; parallel?: number};
 
@@ -11,14 +12,14 @@ export function modelOption(): Option {
 
 export function shapeOptions(threadsWhat: string): Option[] {
   return [
-    new Option('--context-size <tokens>', 'context per parallel request').env('RBEE_CONTEXT_SIZE').argParser(integerFlag('--context-size', 128, 1_048_576)),
-    new Option('--threads <n>', threadsWhat).env('RBEE_THREADS').argParser(integerFlag('--threads', 1, 1_024)),
-    new Option('--parallel <n>', 'requests generated at once').argParser(integerFlag('--parallel', 1, 64)),
+    new Option('--context-size <tokens>', 'context per parallel request').env('RBEE_CONTEXT_SIZE').argParser(integerFlagIn('--context-size', limits.contextSize)),
+    new Option('--threads <n>', threadsWhat).env('RBEE_THREADS').argParser(integerFlagIn('--threads', limits.threads)),
+    new Option('--parallel <n>', 'requests generated at once').argParser(integerFlagIn('--parallel', limits.parallel)),
   ];
 }
 
 export function timeoutOption(): Option {
-  return new Option('--timeout <seconds>', 'with --wait: give up after this long').env('RBEE_TIMEOUT').argParser(integerFlag('--timeout', 1, 86_400)).default(600);
+  return new Option('--timeout <seconds>', 'with --wait: give up after this long').env('RBEE_TIMEOUT').argParser(integerFlagIn('--timeout', limits.waitSeconds)).default(600);
 }
 
 /** The model as the hive must see it: the hive runs elsewhere (another working directory), so a path goes absolute. */

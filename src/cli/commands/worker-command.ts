@@ -7,7 +7,8 @@ import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../hive-client.js';
 import {emit} from '../output.js';
-import {integerFlag, keyValueFlag} from '../parse-flags.js';
+import {integerFlag, integerFlagIn, keyValueFlag} from '../parse-flags.js';
+import {limits} from '../../config/limits.js';
 import {workerRunCommand} from './worker-run-command.js';
 import {describeGroup, groupsCommand, spawnGroupCommand} from './group-commands.js';
 import {modelOption, modelReference, shapeFields, shapeOptions, timeoutOption} from './spawn-options.js';
@@ -93,8 +94,8 @@ export function workerCommand(): Command {
     .addOption(new Option('--device <device>', 'cpu, cuda:N or metal').env('RBEE_DEVICE').default('cpu'))
     .addOption(new Option('--type <type>', 'worker type (default: the fastest engine for the device)').env('RBEE_WORKER_TYPE'))
     .option('--adapter-option <key=value>', 'an option for the worker type\'s adapter, over the config\'s (repeatable; checked by the adapter)', keyValueFlag('--adapter-option'))
-    .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlag('--max-queue', 0, 100_000))
-    .option('--ready-timeout <ms>', 'fail the worker when its engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlag('--ready-timeout', 100, 86_400_000))
+    .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlagIn('--max-queue', limits.maxQueue))
+    .option('--ready-timeout <ms>', 'fail the worker when its engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlagIn('--ready-timeout', limits.readyTimeoutMs))
     .addOption(new Option('--restart <policy>', 'restart after a failure').choices(['never', 'on-failure', 'always']).default('on-failure'))
     .option('--force', 'spawn even if the memory estimate says it will not fit')
     .option('--dry-run', 'print where the worker would go and how much memory it would take; start nothing')
@@ -170,7 +171,7 @@ export function workerCommand(): Command {
     .description('wait until a worker reaches a state (for scripts and CI)')
     .argument('<id>', 'worker id')
     .addOption(new Option('--state <state>', 'state to wait for').choices(['ready', 'stopped', 'failed']).default('ready'))
-    .addOption(new Option('--timeout <seconds>', 'give up after this long (exit code 5)').env('RBEE_TIMEOUT').argParser(integerFlag('--timeout', 1, 86_400)).default(120))
+    .addOption(new Option('--timeout <seconds>', 'give up after this long (exit code 5)').env('RBEE_TIMEOUT').argParser(integerFlagIn('--timeout', limits.waitSeconds)).default(120))
     .action(async (id: string, options: {state: 'ready' | 'stopped' | 'failed'; timeout: number}, command: Command) => {
       const client = hiveClient(command);
       const deadline = Date.now() + options.timeout * 1000;

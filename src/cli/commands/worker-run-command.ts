@@ -4,7 +4,8 @@ import {RbeeError} from '../../errors.js';
 import {parseWire} from '../../protocol/parse.js';
 import {AdapterOptionsSchema, GroupMembershipSchema, type AdapterOptions} from '../../protocol/wire.js';
 import {workerDefaults} from '../../worker/worker-defaults.js';
-import {integerFlag} from '../parse-flags.js';
+import {integerFlag, integerFlagIn} from '../parse-flags.js';
+import {limits} from '../../config/limits.js';
 import {isLoopback} from '../../http/loopback.js';
 import {takeWorkerCredentials, workerSecretVariable} from '../../worker/worker-auth.js';
 
@@ -73,19 +74,19 @@ export function workerRunCommand(): Command {
     .option('--model-name <name>', 'name the model is served as')
     .option('--device <device>', 'cpu, cuda:N or metal', 'cpu')
     .option('--host <address>', 'address to serve on', '127.0.0.1')
-    .requiredOption('--port <port>', 'port to serve on', integerFlag('--port', 0, 65_535))
+    .requiredOption('--port <port>', 'port to serve on', integerFlagIn('--port', limits.port))
     .option('--hive-url <url>', 'hive to heartbeat to (none: standalone)')
-    .option('--heartbeat-interval <ms>', 'heartbeat interval', integerFlag('--heartbeat-interval', 50, 600_000), workerDefaults.heartbeatIntervalMs)
-    .option('--orphan-timeout <ms>', 'exit when the hive has not answered for this long (default: 3 intervals)', integerFlag('--orphan-timeout', 100, 86_400_000))
-    .option('--context-size <tokens>', 'context per parallel request', integerFlag('--context-size', 128, 1_048_576), workerDefaults.contextSize)
-    .option('--threads <n>', 'CPU threads', integerFlag('--threads', 1, 1_024))
-    .option('--parallel <n>', 'requests generated at once', integerFlag('--parallel', 1, 64), workerDefaults.parallel)
-    .option('--max-queue <n>', 'requests that may wait beyond --parallel', integerFlag('--max-queue', 0, 100_000), workerDefaults.maxQueue)
+    .option('--heartbeat-interval <ms>', 'heartbeat interval', integerFlagIn('--heartbeat-interval', limits.heartbeatIntervalMs), workerDefaults.heartbeatIntervalMs)
+    .option('--orphan-timeout <ms>', 'exit when the hive has not answered for this long (default: 3 intervals)', integerFlagIn('--orphan-timeout', limits.orphanTimeoutMs))
+    .option('--context-size <tokens>', 'context per parallel request', integerFlagIn('--context-size', limits.contextSize), workerDefaults.contextSize)
+    .option('--threads <n>', 'CPU threads', integerFlagIn('--threads', limits.threads))
+    .option('--parallel <n>', 'requests generated at once', integerFlagIn('--parallel', limits.parallel), workerDefaults.parallel)
+    .option('--max-queue <n>', 'requests that may wait beyond --parallel', integerFlagIn('--max-queue', limits.maxQueue), workerDefaults.maxQueue)
     .option('--config <file>', 'the hive\'s config file, for its adapter plugins')
     .option('--adapter-options <json>', 'options for the adapter\'s factory, over the config\'s (the hive sets them)')
     .option('--group <json>', 'this worker\'s part in a worker group (the hive sets it)')
-    .option('--ready-timeout <ms>', 'fail when the engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlag('--ready-timeout', 100, 86_400_000))
-    .option('--drain-timeout <ms>', 'on stop, how long in-flight requests may finish', integerFlag('--drain-timeout', 0, 600_000), workerDefaults.drainTimeoutMs)
+    .option('--ready-timeout <ms>', 'fail when the engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlagIn('--ready-timeout', limits.readyTimeoutMs))
+    .option('--drain-timeout <ms>', 'on stop, how long in-flight requests may finish', integerFlagIn('--drain-timeout', limits.stopGraceMs), workerDefaults.drainTimeoutMs)
     .action(async (options: RunOptions) => {
       const credentials = takeWorkerCredentials();
       if (options.hiveUrl !== undefined && credentials.key === null) {

@@ -6,7 +6,6 @@ import {workerSecretHeader} from '../../worker/heartbeat-loop.js';
 import type {EventStream} from '../event-stream.js';
 import type {HiveMetrics} from '../metrics.js';
 import type {Supervisor} from '../supervisor.js';
-import {hasSecret} from '../worker-record.js';
 
 export function registerHeartbeatRoutes(app: FastifyInstance, supervisor: Supervisor, metrics: HiveMetrics, events: EventStream): void {
   app.post('/v1/heartbeat', async (request): Promise<HeartbeatAnswer> => {
@@ -14,24 +13,17 @@ export function registerHeartbeatRoutes(app: FastifyInstance, supervisor: Superv
     let result = 'invalid';
     try {
       const heartbeat = validateBody(HeartbeatSchema, request.body, 'heartbeat');
-      const record = supervisor.workers.get(heartbeat.worker_id);
-      if (record === undefined) {
-        result = 'unknown_worker';
-        throw new RbeeError('worker_not_found', `heartbeat from unknown worker "${heartbeat.worker_id}"`);
-      }
       const secret = request.headers[workerSecretHeader];
-      if (!hasSecret(record, typeof secret === 'string' ? secret : undefined)) {
-        result = 'bad_secret';
-        throw new RbeeError('unauthorized', `heartbeat for "${heartbeat.worker_id}" does not carry that worker's secret`);
+      let answer: ReturnType<Supervisor['heartbeat']>;
+      try {
+        answer = supervisor.heartbeat(heartbeat, typeof secret === 'string' ? secret : undefined);
+      } catch (error) {
+        result = error instanceof RbeeError && error.code === 'worker_not_found' ? 'unknown_worker' : error instanceof RbeeError && error.code === 'unauthorized' ? 'bad_secret' : 'invalid';
+        throw error;
       }
-      // A re-adopted worker's secret was known only by its hash: its key to the worker port comes from it.
-      record.secret ??= secret as string;
-      record.lastHeartbeat = heartbeat;
-      record.lastHeartbeatAt = new Date();
-      supervisor.onHeartbeat(record);
-      events.publish({type: 'heartbeat', at: record.lastHeartbeatAt.toISOString(), worker_id: record.id, heartbeat});
+      events.publish({type: 'heartbeat', at: answer.worker.lastHeartbeatAt!.toISOString(), worker_id: answer.worker.id, heartbeat});
       result = 'accepted';
-      return {ack: true, commands: supervisor.takeCommands(record)};
+      return {ack: true, commands: answer.commands};
     } finally {
       metrics.heartbeats.inc({result});
       timer();

@@ -20,7 +20,7 @@ import {
 import {Router, servedModels} from '../router.js';
 import {answerTokens, streamTokens, type RequestEventSink} from '../request-events.js';
 import type {Supervisor} from '../supervisor.js';
-import {workerAuthorization, workerUrl, type WorkerRecord} from '../worker-record.js';
+import {workerAuthorization, workerUrl, type WorkerView} from '../worker-record.js';
 import {StreamEndWatch} from './stream-end.js';
 
 type Routed = {model?: string | undefined; stream?: boolean | undefined};
@@ -47,7 +47,7 @@ const progressEveryMs = 1_000;
  * The one place a hive-to-worker request is built, so whatever a worker requires of its callers goes
  * here: every route of a worker's port, /health included, answers 401 without the worker's key.
  */
-function workerFetch(worker: WorkerRecord, path: string, init: {method: 'GET' | 'POST'; body?: Buffer; signal: AbortSignal}): Promise<Response> {
+function workerFetch(worker: WorkerView, path: string, init: {method: 'GET' | 'POST'; body?: Buffer; signal: AbortSignal}): Promise<Response> {
   const headers: Record<string, string> = {
     ...(init.body === undefined ? {} : {'content-type': 'application/json'}),
     ...workerAuthorization(worker),
@@ -61,7 +61,7 @@ function workerFetch(worker: WorkerRecord, path: string, init: {method: 'GET' | 
   });
 }
 
-async function answersHealth(worker: WorkerRecord, timeoutMs: number): Promise<boolean> {
+async function answersHealth(worker: WorkerView, timeoutMs: number): Promise<boolean> {
   try {
     const response = await workerFetch(worker, '/health', {method: 'GET', signal: AbortSignal.timeout(timeoutMs)});
     await response.body?.cancel();
@@ -81,7 +81,7 @@ type Sent =
  * not answer that either (SIGSTOPped, wedged) is given up on at once rather than at its missed
  * heartbeats. `cancel` aborts the request (and, later, the relay of its answer) when the client goes.
  */
-async function sendToWorker(worker: WorkerRecord, path: string, body: Buffer, cancel: AbortController, timeoutMs: number): Promise<Sent> {
+async function sendToWorker(worker: WorkerView, path: string, body: Buffer, cancel: AbortController, timeoutMs: number): Promise<Sent> {
   let answered = false;
   let hung = false;
   let timer: NodeJS.Timeout | undefined;
@@ -114,7 +114,7 @@ async function sendToWorker(worker: WorkerRecord, path: string, body: Buffer, ca
   }
 }
 
-async function relayWhole(reply: FastifyReply, worker: WorkerRecord, upstream: Response, tap: TokenTap): Promise<void> {
+async function relayWhole(reply: FastifyReply, worker: WorkerView, upstream: Response, tap: TokenTap): Promise<void> {
   let text: string;
   try {
     text = await upstream.text();
@@ -136,7 +136,7 @@ async function relayWhole(reply: FastifyReply, worker: WorkerRecord, upstream: R
  * its engine died, or the connection broke) gets an error event: a cut-off answer never reads as
  * a finished one.
  */
-async function relayStream(reply: FastifyReply, worker: WorkerRecord, upstream: Response & {body: ReadableStream<Uint8Array>}, path: string, tap: TokenTap): Promise<void> {
+async function relayStream(reply: FastifyReply, worker: WorkerView, upstream: Response & {body: ReadableStream<Uint8Array>}, path: string, tap: TokenTap): Promise<void> {
   const openAi = isOpenAiRoute(path);
   reply.hijack();
   reply.raw.writeHead(upstream.status, {
@@ -185,12 +185,12 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
    * One try on one worker: the answer relayed ('done'), or the worker to try next when this one
    * could not take the request (unreachable, hung, or refusing for now with a 503) and `next` offers one.
    */
-  async function attempt(worker: WorkerRecord, path: string, raw: Buffer, streamed: boolean, reply: FastifyReply, clientGone: AbortSignal,
-    next: () => WorkerRecord | null): Promise<'done' | WorkerRecord> {
+  async function attempt(worker: WorkerView, path: string, raw: Buffer, streamed: boolean, reply: FastifyReply, clientGone: AbortSignal,
+    next: () => WorkerView | null): Promise<'done' | WorkerView> {
     const cancel = new AbortController();
     const onGone = () => cancel.abort(clientGone.reason);
     clientGone.addEventListener('abort', onGone, {once: true});
-    worker.inFlight++;
+    const release = supervisor.requestStarted(worker.id);
     // Events are per worker tried: a request retried on another worker ends (without a status) on the first.
     const started = Date.now();
     const following = options.events?.active() === true ? options.events : null;
@@ -242,7 +242,7 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
       }
       return 'done';
     } finally {
-      worker.inFlight--;
+      release();
       clientGone.removeEventListener('abort', onGone);
       event('ended', status === undefined ? {} : {status});
     }
