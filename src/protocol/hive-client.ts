@@ -190,7 +190,7 @@ export class HiveClient {
   }
 
   infer(request: Omit<InferRequest, 'stream'>, options?: CallOptions): Promise<InferResponse> {
-    return this.#json({name: 'infer', params: noParams, body: {...request, stream: false}}, InferResponseSchema, 'infer response', options);
+    return this.#json({name: 'infer', params: noParams, body: request}, InferResponseSchema, 'infer response', options);
   }
 
   /**
@@ -212,7 +212,7 @@ export class HiveClient {
   }
 
   chatCompletion(request: Omit<ChatCompletionRequest, 'stream'>, options?: CallOptions): Promise<ChatCompletion> {
-    return this.#json({name: 'chatCompletions', params: noParams, body: {...request, stream: false}}, ChatCompletionSchema, 'chat completion', options);
+    return this.#json({name: 'chatCompletions', params: noParams, body: request}, ChatCompletionSchema, 'chat completion', options);
   }
 
   /** A streamed chat completion's chunks, until `[DONE]`; an error in the stream throws with its code. */
@@ -221,7 +221,7 @@ export class HiveClient {
   }
 
   completion(request: Omit<CompletionRequest, 'stream'>, options?: CallOptions): Promise<TextCompletion> {
-    return this.#json({name: 'completions', params: noParams, body: {...request, stream: false}}, TextCompletionSchema, 'completion', options);
+    return this.#json({name: 'completions', params: noParams, body: request}, TextCompletionSchema, 'completion', options);
   }
 
   completionStream(request: Omit<CompletionRequest, 'stream'>, options: StreamOptions = {}): AsyncGenerator<TextCompletion, void, undefined> {
