@@ -335,13 +335,15 @@ export class HiveClient {
     } catch {
       // not JSON (a proxy's page, say): reported as text below
     }
-    const body = parseWire(ErrorBodySchema, value, 'error body');
-    if (body.ok) {
-      return new RbeeError(body.value.error.code as ErrorCode, body.value.error.message, {status});
-    }
+    // The OpenAI routes' shape first: it also names the request field at fault (`param`).
     const openAi = OpenAiErrorBodySchema.safeParse(value);
     if (openAi.success) {
-      return new RbeeError('upstream_error', openAi.data.error.message, {status, field: openAi.data.error.param ?? undefined});
+      const {error} = openAi.data;
+      return new RbeeError((error.code ?? 'upstream_error') as ErrorCode, error.message, {status, field: error.param ?? undefined});
+    }
+    const body = ErrorBodySchema.safeParse(value);
+    if (body.success) {
+      return new RbeeError(body.data.error.code as ErrorCode, body.data.error.message, {status});
     }
     return new RbeeError('upstream_error', `hive answered ${status}: ${text.slice(0, 200)}`, {status});
   }

@@ -82,6 +82,12 @@ test.serial('the hive\'s errors keep their code, status and message; no token is
   t.is(bad.status, 400);
   t.regex(bad.message, /device/);
 
+  // The OpenAI routes answer in OpenAI's shape: the same code, and the field at fault.
+  const openAi = await t.throwsAsync(client.chatCompletion({model: path.basename(model), messages: [{role: 'user', content: 'hi'}], tools: [{type: 'function'}]}), {instanceOf: RbeeError});
+  t.is(openAi.code, 'invalid_request');
+  t.is(openAi.status, 400);
+  t.is(openAi.field, 'tools');
+
   const anonymous = new HiveClient({url: hive.url});
   const refused = await t.throwsAsync(anonymous.status(), {instanceOf: RbeeError});
   t.is(refused.code, 'unauthorized');
@@ -146,4 +152,30 @@ test('a malformed answer is refused, naming the field; so is a malformed event',
   }, {instanceOf: RbeeError});
   t.is(event.code, 'invalid_response');
   t.regex(event.message, /`heartbeat\.vram_used`/);
+});
+
+test('a stream cut off before its end marker throws instead of passing for a short answer', async t => {
+  const server = await startFixtureServer((request, response) => {
+    response.writeHead(200, {'content-type': 'text/event-stream'});
+    response.end(request.url === hiveRoutes.infer.path
+      ? 'data: {"type":"token","text":"bees "}\n\n'
+      : 'data: {"id":"c1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":"bees ","finish_reason":null}]}\n\n');
+  });
+  t.teardown(() => server.close());
+  const fixture = new HiveClient({url: server.url});
+  const tokens: string[] = [];
+  const infer = await t.throwsAsync(async () => {
+    for await (const event of fixture.inferStream({prompt: 'bees'})) {
+      tokens.push(event.type);
+    }
+  }, {instanceOf: RbeeError});
+  t.deepEqual(tokens, ['token']);
+  t.is(infer.code, 'upstream_error');
+  t.regex(infer.message, /ended without a final event/);
+  const completion = await t.throwsAsync(async () => {
+    for await (const _chunk of fixture.completionStream({model: 'm', prompt: 'bees'})) {
+      // one chunk, then the end of the stream without [DONE]
+    }
+  }, {instanceOf: RbeeError});
+  t.regex(completion.message, /ended before \[DONE\]/);
 });
