@@ -15,7 +15,8 @@
  */
 import fs from 'node:fs';
 import {startHiveProcess, type HiveProcess} from './lib/hive-process.js';
-import {getJson, pollUntil, postJson, sleep} from './lib/http.js';
+import {waitUntilReady} from './lib/hive-workers.js';
+import {pollUntil, sleep} from './lib/http.js';
 import {roundSummary, summarize, type Summary} from './lib/stats.js';
 
 export type CrashOptions = {modelPath: string; runs: number; log: (message: string) => void};
@@ -82,28 +83,21 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 async function spawnReady(hive: HiveProcess, modelPath: string, heartbeatIntervalMs: number): Promise<Worker> {
-  const created = await postJson(`${hive.url}/v1/workers`, {
+  const created = await hive.client.spawnWorker({
     model: modelPath, threads: 1, parallel: 1, context_size: 512, heartbeat_interval_ms: heartbeatIntervalMs, restart: 'never',
-  });
-  if (created.status !== 201) {
-    throw new Error(`POST /v1/workers answered ${created.status}: ${JSON.stringify(created.body)}`);
+  }, {timeoutMs: 60_000});
+  const info = await waitUntilReady(hive, created.worker_id, {timeoutMs: 120_000, intervalMs: 20});
+  if (info.pid === null) {
+    throw new Error(`worker ${info.worker_id} is ready without a pid`);
   }
-  const id = created.body.worker_id as string;
-  return pollUntil(`worker ${id} to be ready`, async () => {
-    const info = (await getJson(`${hive.url}/v1/workers/${id}`)).body;
-    hive.trackWorker(info.pid);
-    if (info.state === 'failed' || info.state === 'stopped') {
-      throw new Error(`worker ${id} ${info.state}: ${info.reason}`);
-    }
-    return info.state === 'ready' ? {id, pid: info.pid as number, lastHeartbeatAt: info.last_heartbeat_at as string | null} : undefined;
-  }, 120_000, 20);
+  return {id: info.worker_id, pid: info.pid, lastHeartbeatAt: info.last_heartbeat_at};
 }
 
 /** Polls every 2 ms until the hive no longer calls the worker ready; returns when the answer arrived. */
 async function untilNotServing(hive: HiveProcess, id: string): Promise<{at: number; state: string; reason: string | null}> {
   return pollUntil(`the hive to notice worker ${id}`, async () => {
-    const info = (await getJson(`${hive.url}/v1/workers/${id}`)).body;
-    return info.state === 'ready' || info.state === 'busy' ? undefined : {at: performance.now(), state: info.state as string, reason: info.reason as string | null};
+    const info = await hive.client.getWorker(id);
+    return info.state === 'ready' || info.state === 'busy' ? undefined : {at: performance.now(), state: info.state, reason: info.reason};
   }, 30_000, pollIntervalMs);
 }
 
@@ -148,7 +142,7 @@ async function hangOnce(hive: HiveProcess, options: CrashOptions, run: number): 
     // Stop it just after a heartbeat, so every round starts the same distance from the next one.
     const previous = worker.lastHeartbeatAt;
     const beat = await pollUntil(`a heartbeat from ${worker.id}`, async () => {
-      const at = (await getJson(`${hive.url}/v1/workers/${worker.id}`)).body.last_heartbeat_at as string | null;
+      const at = (await hive.client.getWorker(worker.id)).last_heartbeat_at;
       return at !== null && at !== previous ? at : undefined;
     }, 10_000, pollIntervalMs);
     const stoppedAt = performance.now();

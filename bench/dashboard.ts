@@ -23,7 +23,7 @@ import path from 'node:path';
 import {monitorEventLoopDelay} from 'node:perf_hooks';
 import {fileURLToPath, pathToFileURL} from 'node:url';
 import {parseArgs} from 'node:util';
-import {HiveClient} from '../src/cli/hive-client.js';
+import {HiveClient} from '../src/protocol/hive-client.js';
 import type {HiveEvent} from '../src/protocol/wire.js';
 import {hiveDashboardApi, type DashboardApi} from '../src/tui/dashboard-api.js';
 import {startEventFeed} from '../src/tui/event-feed.js';

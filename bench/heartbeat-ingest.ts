@@ -18,6 +18,8 @@ import {spawn} from 'node:child_process';
 import http from 'node:http';
 import os from 'node:os';
 import {fileURLToPath} from 'node:url';
+import {HiveClient} from '../src/protocol/hive-client.js';
+import {hiveRoutes} from '../src/protocol/hive-routes.js';
 import {HeartbeatSchema, type Heartbeat} from '../src/protocol/wire.js';
 import {workerSecretHeader} from '../src/worker/heartbeat-loop.js';
 import {onCleanup} from './lib/cleanup.js';
@@ -119,8 +121,7 @@ function payload(id: string, index: number): Heartbeat {
 }
 
 async function scrape(url: string): Promise<Histogram | null> {
-  const response = await fetch(`${url}/metrics`, {signal: AbortSignal.timeout(30_000)});
-  return parseHistogram(await response.text(), 'rbee_heartbeat_handling_seconds');
+  return parseHistogram(await new HiveClient({url}).metrics({timeoutMs: 30_000}), 'rbee_heartbeat_handling_seconds');
 }
 
 function quantiles(values: number[]): Quantiles {
@@ -130,7 +131,8 @@ function quantiles(values: number[]): Quantiles {
 
 async function measureLevel(hive: IngestHive, options: IngestOptions): Promise<IngestLevel> {
   const workers = hive.workers.length;
-  const target = new URL('/v1/heartbeat', hive.url);
+  // The load itself is raw keep-alive http (the thing measured is the hive's ingest, not a client).
+  const target = new URL(hiveRoutes.heartbeat.path, hive.url);
   const agent = new http.Agent({keepAlive: true, maxSockets: options.sockets});
   const requests = hive.workers.map(({id, secret}, index) => {
     const body = Buffer.from(JSON.stringify(payload(id, index)));

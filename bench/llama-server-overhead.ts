@@ -28,7 +28,8 @@ import {findLlamaCpp} from '../src/engines/llama-cpp-build.js';
 import {resolveModel} from '../src/models/resolve-model.js';
 import {cleanupAll, installExitHandlers} from './lib/cleanup.js';
 import {rbeeBin, startHiveProcess, type HiveProcess} from './lib/hive-process.js';
-import {getJson, pollUntil, postJson, sleep} from './lib/http.js';
+import {waitUntilReady} from './lib/hive-workers.js';
+import {sleep} from './lib/http.js';
 import {
   argValue,
   childPids,
@@ -195,24 +196,18 @@ async function startRbee(options: LlamaServerOverheadOptions, configFile: string
   options.log(`hive ${hive.url} (pid ${hive.pid}), config ${configFile}`);
   try {
     const began = performance.now();
-    const created = await postJson(`${hive.url}/v1/workers`, {
+    const created = await hive.client.spawnWorker({
       model: options.modelPath,
       threads: options.threads,
       parallel: options.parallel,
       context_size: options.contextSize,
-    });
-    if (created.status !== 201) {
-      throw new Error(`POST /v1/workers answered ${created.status}: ${JSON.stringify(created.body)}`);
+    }, {timeoutMs: 60_000});
+    const workerId = created.worker_id;
+    const ready = await waitUntilReady(hive, workerId, {timeoutMs: 120_000, intervalMs: 50});
+    if (ready.pid === null) {
+      throw new Error(`worker ${workerId} is ready without a pid`);
     }
-    const workerId = created.body.worker_id as string;
-    const info = await pollUntil(`worker ${workerId} to be ready`, async () => {
-      const current = await getJson(`${hive.url}/v1/workers/${workerId}`);
-      hive.trackWorker(current.body.pid);
-      if (current.body.state === 'failed' || current.body.state === 'stopped') {
-        throw new Error(`worker ${workerId} ${current.body.state}: ${current.body.reason}`);
-      }
-      return current.body.state === 'ready' ? current.body as {url: string; pid: number} : undefined;
-    }, 120_000, 50);
+    const info = {url: ready.url, pid: ready.pid};
     const readyMs = performance.now() - began;
     const servers = childPids(info.pid).filter(pid => {
       try {
@@ -226,9 +221,9 @@ async function startRbee(options: LlamaServerOverheadOptions, configFile: string
     }
     const serverPid = servers[0]!;
     // The worker's port and its llama-server each demand a key: the worker's from the hive, the engine's from its environment.
-    const key = await getJson(`${hive.url}/v1/workers/${workerId}/key`);
+    const key = await hive.client.workerKey(workerId);
     const serverKey = fs.readFileSync(`/proc/${serverPid}/environ`, 'utf8').split('\0').find(entry => entry.startsWith('LLAMA_API_KEY='))?.slice('LLAMA_API_KEY='.length);
-    return {hive, workerId, workerUrl: info.url, workerKey: key.body.key as string, workerPid: info.pid, readyMs, serverPid, serverArgv: cmdline(serverPid), serverKey};
+    return {hive, workerId, workerUrl: info.url, workerKey: key.key, workerPid: info.pid, readyMs, serverPid, serverArgv: cmdline(serverPid), serverKey};
   } catch (error) {
     await hive.stop();
     throw error;

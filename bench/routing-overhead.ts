@@ -11,8 +11,10 @@
  * Then the hive's added latency for a tiny non-streamed request (max_tokens 1), alternating
  * direct and hive request by request.
  */
+import {HiveClient} from '../src/protocol/hive-client.js';
 import {startHiveProcess} from './lib/hive-process.js';
-import {deleteJson, getJson, pollUntil, postJson, sleep, streamInfer, type StreamTiming} from './lib/http.js';
+import {waitUntilReady} from './lib/hive-workers.js';
+import {sleep, streamInfer, type StreamTiming} from './lib/http.js';
 import {median, ratio, round, roundSummary, summarize, type Summary} from './lib/stats.js';
 
 export type RoutingOptions = {
@@ -70,10 +72,10 @@ export type RoutingResult = {
 export const prompt = 'The honey bee is a social insect that lives in large colonies. In this article we describe how a hive is organised, how';
 const tinyPrompt = 'Hi';
 
-async function batch(url: string, round: number, path: Path, concurrency: number, maxTokens: number): Promise<Batch> {
+async function batch(client: HiveClient, round: number, path: Path, concurrency: number, maxTokens: number): Promise<Batch> {
   const began = performance.now();
   const streams = await Promise.all(Array.from({length: concurrency}, () =>
-    streamInfer(`${url}/v1/infer`, {prompt, max_tokens: maxTokens, temperature: 0, seed: 1})));
+    streamInfer(client, {prompt, max_tokens: maxTokens, temperature: 0, seed: 1})));
   const wall = performance.now() - began;
   const tokens = streams.reduce((sum, stream) => sum + stream.tokensGenerated, 0);
   return {round, path, concurrency, wall_ms: wall, tokens, aggregate_tps: tokens / (wall / 1000), streams};
@@ -90,14 +92,10 @@ function summarizePath(batches: Batch[]): PathSummary {
   };
 }
 
-async function tinyOnce(url: string): Promise<number> {
+async function tinyOnce(client: HiveClient): Promise<number> {
   const began = performance.now();
-  const answer = await postJson(`${url}/v1/infer`, {prompt: tinyPrompt, max_tokens: 1, temperature: 0, seed: 1});
-  const took = performance.now() - began;
-  if (answer.status !== 200) {
-    throw new Error(`POST ${url}/v1/infer answered ${answer.status}: ${JSON.stringify(answer.body)}`);
-  }
-  return took;
+  await client.infer({prompt: tinyPrompt, max_tokens: 1, temperature: 0, seed: 1}, {timeoutMs: 60_000});
+  return performance.now() - began;
 }
 
 export async function runRoutingOverhead(options: RoutingOptions): Promise<RoutingResult> {
@@ -108,35 +106,27 @@ export async function runRoutingOverhead(options: RoutingOptions): Promise<Routi
   let hiveStopMs = Number.NaN;
   try {
     const spawnBegan = performance.now();
-    const created = await postJson(`${hive.url}/v1/workers`, {
+    const created = await hive.client.spawnWorker({
       model: options.modelPath,
       threads: options.threads,
       parallel: options.parallel,
       context_size: options.contextSize,
-    });
-    if (created.status !== 201) {
-      throw new Error(`POST /v1/workers answered ${created.status}: ${JSON.stringify(created.body)}`);
-    }
-    const id = created.body.worker_id as string;
-    const info = await pollUntil(`worker ${id} to be ready`, async () => {
-      const current = await getJson(`${hive.url}/v1/workers/${id}`);
-      hive.trackWorker(current.body.pid);
-      if (current.body.state === 'failed' || current.body.state === 'stopped') {
-        throw new Error(`worker ${id} ${current.body.state}: ${current.body.reason}`);
-      }
-      return current.body.state === 'ready' ? current.body as {url: string; pid: number} : undefined;
-    }, 120_000, 50);
+    }, {timeoutMs: 60_000});
+    const id = created.worker_id;
+    const info = await waitUntilReady(hive, id, {timeoutMs: 120_000, intervalMs: 50});
     const readyMs = performance.now() - spawnBegan;
-    const urls: Record<Path, string> = {direct: info.url, hive: hive.url};
+    // The worker's own port speaks the same /v1/infer, and answers only with the key the hive gives.
+    const {key} = await hive.client.workerKey(id);
+    const clients: Record<Path, HiveClient> = {direct: new HiveClient({url: info.url, token: key}), hive: hive.client};
     options.log(`worker ${id} ready in ${readyMs.toFixed(0)} ms at ${info.url} (pid ${info.pid})`);
 
     // Warm-up, not recorded: both paths, one stream and one full set of sequences.
     for (const path of ['direct', 'hive'] as const) {
-      await batch(urls[path], -1, path, 1, options.maxTokens);
+      await batch(clients[path], -1, path, 1, options.maxTokens);
     }
-    await batch(urls.direct, -1, 'direct', options.parallel, options.maxTokens);
-    await tinyOnce(urls.direct);
-    await tinyOnce(urls.hive);
+    await batch(clients.direct, -1, 'direct', options.parallel, options.maxTokens);
+    await tinyOnce(clients.direct);
+    await tinyOnce(clients.hive);
 
     const concurrency: ConcurrencyResult[] = [];
     for (const streams of options.concurrencies) {
@@ -145,7 +135,7 @@ export async function runRoutingOverhead(options: RoutingOptions): Promise<Routi
         const order: Path[] = round % 2 === 0 ? ['direct', 'hive'] : ['hive', 'direct'];
         for (const path of order) {
           await sleep(200);
-          const result = await batch(urls[path], round, path, streams, options.maxTokens);
+          const result = await batch(clients[path], round, path, streams, options.maxTokens);
           batches.push(result);
           options.log(`c=${streams} round ${round + 1}/${options.rounds} ${path.padEnd(6)}: TTFT median ${median(result.streams.map(stream => stream.ttftMs)).toFixed(0)} ms, ` +
             `per-stream ${median(result.streams.map(stream => stream.decodeTokensPerSecond)).toFixed(1)} tok/s, aggregate ${result.aggregate_tps.toFixed(1)} tok/s, wall ${result.wall_ms.toFixed(0)} ms`);
@@ -177,16 +167,16 @@ export async function runRoutingOverhead(options: RoutingOptions): Promise<Routi
     for (let index = 0; index < options.tinyRequests; index++) {
       const order: Path[] = index % 2 === 0 ? ['direct', 'hive'] : ['hive', 'direct'];
       for (const path of order) {
-        tiny[path].push(await tinyOnce(urls[path]));
+        tiny[path].push(await tinyOnce(clients[path]));
       }
     }
     const tinyDirect = summarize(tiny.direct);
     const tinyHive = summarize(tiny.hive);
     options.log(`tiny (max_tokens 1) x${options.tinyRequests}: direct median ${tinyDirect.median.toFixed(2)} ms, hive median ${tinyHive.median.toFixed(2)} ms`);
 
-    const stopped = await deleteJson(`${hive.url}/v1/workers/${id}`);
-    if (stopped.status !== 200 || stopped.body.state !== 'stopped') {
-      options.log(`odd: DELETE /v1/workers/${id} answered ${stopped.status} ${JSON.stringify(stopped.body?.state)}`);
+    const stopped = await hive.client.stopWorker(id, {timeoutMs: 60_000});
+    if (stopped.state !== 'stopped') {
+      options.log(`odd: DELETE /v1/workers/${id} answered with state ${stopped.state}`);
     }
 
     result = {

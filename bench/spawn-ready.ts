@@ -17,7 +17,7 @@ import {spawn} from 'node:child_process';
 import {fileURLToPath} from 'node:url';
 import {onCleanup} from './lib/cleanup.js';
 import {startHiveProcess, repoRoot, type HiveProcess} from './lib/hive-process.js';
-import {deleteJson, getJson, pollUntil, postJson, sleep} from './lib/http.js';
+import {pollUntil, sleep} from './lib/http.js';
 import {ratio, roundSummary, summarize, type Summary} from './lib/stats.js';
 
 const peerScript = fileURLToPath(new URL('./peer-load-context.mjs', import.meta.url));
@@ -76,26 +76,24 @@ function processGroupGone(pid: number | null): boolean {
 
 async function rbeeOnce(hive: HiveProcess, options: SpawnReadyOptions, run: number): Promise<RbeeSpawnSample> {
   const began = performance.now();
-  const created = await postJson(`${hive.url}/v1/workers`, {
+  const created = await hive.client.spawnWorker({
     model: options.modelPath,
     threads: options.threads,
     parallel: 1,
     context_size: options.contextSize,
-  });
+  }, {timeoutMs: 60_000});
   const postMs = performance.now() - began;
-  if (created.status !== 201) {
-    throw new Error(`POST /v1/workers answered ${created.status}: ${JSON.stringify(created.body)}`);
-  }
-  const id = created.body.worker_id as string;
-  const workerUrl = created.body.url as string;
+  const id = created.worker_id;
+  const workerUrl = created.url;
   // The worker's own port answers only with its key, which the hive gives from the spawn on.
-  const workerKey = (await getJson(`${hive.url}/v1/workers/${id}/key`)).body.key as string;
+  const workerKey = (await hive.client.workerKey(id)).key;
   let pid: number | null = null;
   let healthReadyAt: number | null = null;
   try {
     const readyAt = await pollUntil(`worker ${id} to be ready`, async () => {
       const [info, health] = await Promise.all([
-        getJson(`${hive.url}/v1/workers/${id}`),
+        hive.client.getWorker(id, {timeoutMs: 10_000}),
+        // The worker's own /health, not the hive's API: plain fetch, with the worker's key.
         healthReadyAt === null ? fetch(`${workerUrl}/health`, {signal: AbortSignal.timeout(2_000), headers: {authorization: `Bearer ${workerKey}`}}).then(response => {
           void response.body?.cancel();
           return response.status;
@@ -105,23 +103,20 @@ async function rbeeOnce(hive: HiveProcess, options: SpawnReadyOptions, run: numb
       if (health === 200 && healthReadyAt === null) {
         healthReadyAt = now;
       }
-      pid ??= info.body.pid ?? null;
+      pid ??= info.pid;
       hive.trackWorker(pid);
-      const state = info.body.state as string;
+      const {state} = info;
       if (state === 'failed' || state === 'stopped') {
-        throw new Error(`worker ${id} ${state}: ${info.body.reason}`);
+        throw new Error(`worker ${id} ${state}: ${info.reason}`);
       }
       return state === 'ready' ? now : undefined;
     }, 120_000, pollIntervalMs);
 
     const stopBegan = performance.now();
-    const deleted = await deleteJson(`${hive.url}/v1/workers/${id}`);
-    if (deleted.status !== 200) {
-      throw new Error(`DELETE /v1/workers/${id} answered ${deleted.status}: ${JSON.stringify(deleted.body)}`);
-    }
+    await hive.client.stopWorker(id, {timeoutMs: 60_000});
     const stoppedAt = await pollUntil(`worker ${id} to stop`, async () => {
-      const info = await getJson(`${hive.url}/v1/workers/${id}`);
-      return info.body.state === 'stopped' ? performance.now() : undefined;
+      const info = await hive.client.getWorker(id, {timeoutMs: 10_000});
+      return info.state === 'stopped' ? performance.now() : undefined;
     }, 60_000, pollIntervalMs);
     return {
       run,
@@ -132,7 +127,7 @@ async function rbeeOnce(hive: HiveProcess, options: SpawnReadyOptions, run: numb
       process_gone: processGroupGone(pid),
     };
   } catch (error) {
-    await deleteJson(`${hive.url}/v1/workers/${id}`).catch(() => undefined);
+    await hive.client.stopWorker(id, {timeoutMs: 60_000}).catch(() => undefined);
     throw error;
   }
 }

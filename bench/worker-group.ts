@@ -23,7 +23,7 @@ import {parseArgsOrUsage} from './lib/args.js';
 import {cleanupAll, installExitHandlers} from './lib/cleanup.js';
 import {nvidiaGpus} from './lib/gpu-info.js';
 import {startHiveProcess, type HiveProcess} from './lib/hive-process.js';
-import {deleteJson, getJson, pollUntil, postJson, streamInfer} from './lib/http.js';
+import {pollUntil, streamInfer} from './lib/http.js';
 import {machineInfo} from './lib/machine.js';
 import {median, ratio, round} from './lib/stats.js';
 import {fmt, fmtRatio, renderMarkdown, renderText, type Table} from './lib/table.js';
@@ -99,17 +99,12 @@ function treeRss(pid: number): number {
   return total;
 }
 
-/** POSTs a spawn to `collection`, then polls `collection/<id>` until it is ready; a failure ends the benchmark. */
-async function spawnUntil(collection: string, body: object, idOf: (answer: any) => string, ready: (record: any) => boolean, failed: (record: any) => boolean): Promise<any> {
-  const spawned = await postJson(collection, body);
-  if (spawned.status !== 201) {
-    throw new Error(`POST ${collection}: ${JSON.stringify(spawned.body)}`);
-  }
-  const url = `${collection}/${idOf(spawned.body)}`;
-  return pollUntil(`${url} to be ready`, async () => {
-    const record = (await getJson(url)).body;
+/** Polls `current` until `ready`; a failed record ends the benchmark. */
+async function pollReady<T extends {reason: string | null}>(what: string, current: () => Promise<T>, ready: (record: T) => boolean, failed: (record: T) => boolean): Promise<T> {
+  return pollUntil(`${what} to be ready`, async () => {
+    const record = await current();
     if (failed(record)) {
-      throw new Error(`${url} failed: ${record.reason}`);
+      throw new Error(`${what} failed: ${record.reason}`);
     }
     return ready(record) ? record : undefined;
   }, 600_000, 50);
@@ -119,34 +114,37 @@ async function measure(hive: HiveProcess, setup: Setup, devices: string[], model
   const before = gpuMemoryUsed();
   const threads = args.threads === undefined ? {} : {threads: Number(args.threads)};
   const began = performance.now();
-  const shape = {context_size: 2048, parallel: 1, restart: 'never', force: true, ...threads};
+  const shape = {context_size: 2048, parallel: 1, restart: 'never' as const, force: true, ...threads};
+  const {client} = hive;
   let memberIds: string[];
   let stop: () => Promise<unknown>;
   if (setup === 'group') {
-    const group = await spawnUntil(`${hive.url}/v1/groups`, {model, devices, ...shape}, body => body.group_id, body => body.health === 'healthy', body => body.health === 'failed');
-    memberIds = [group.coordinator.worker_id, ...group.workers.map((shard: {worker_id: string}) => shard.worker_id)];
-    stop = () => deleteJson(`${hive.url}/v1/groups/${group.group_id}`, 120_000);
+    const spawned = await client.spawnGroup({model, devices, ...shape}, {timeoutMs: 60_000});
+    const group = await pollReady(`group ${spawned.group_id}`, () => client.getGroup(spawned.group_id), record => record.health === 'healthy', record => record.health === 'failed');
+    memberIds = [group.coordinator.worker_id, ...group.workers.map(shard => shard.worker_id)];
+    stop = () => client.stopGroup(group.group_id, {timeoutMs: 120_000});
   } else {
-    const worker = await spawnUntil(`${hive.url}/v1/workers`, {model, device: devices[0], type: 'llamacpp', ...shape}, body => body.worker_id, body => body.state === 'ready', body => body.state === 'failed');
+    const spawned = await client.spawnWorker({model, device: devices[0], type: 'llamacpp', ...shape}, {timeoutMs: 60_000});
+    const worker = await pollReady(`worker ${spawned.worker_id}`, () => client.getWorker(spawned.worker_id), record => record.state === 'ready', record => record.state === 'failed');
     memberIds = [worker.worker_id];
-    stop = () => deleteJson(`${hive.url}/v1/workers/${worker.worker_id}`, 120_000);
+    stop = () => client.stopWorker(worker.worker_id, {timeoutMs: 120_000});
   }
   const spawnToReady = performance.now() - began;
-  const pids = await Promise.all(memberIds.map(async id => (await getJson(`${hive.url}/v1/workers/${id}`)).body.pid as number));
+  const pids = (await Promise.all(memberIds.map(async id => (await client.getWorker(id)).pid))).filter(pid => pid !== null);
   pids.forEach(pid => hive.trackWorker(pid));
 
   const run: Run = {setup, devices, spawn_to_ready_ms: round(spawnToReady, 0), decode_tokens_per_second: [], ttft_ms: [], tokens_generated: [], memory_bytes: {}, text: ''};
   // One warm-up generation (CUDA graphs, caches), then the measured ones.
   for (let index = 0; index <= Number(args.runs); index++) {
-    const timing = await streamInfer(`${hive.url}/v1/infer`, {prompt, max_tokens: Number(args['max-tokens']), temperature: 0});
+    const timing = await streamInfer(client, {prompt, max_tokens: Number(args['max-tokens']), temperature: 0});
     if (index > 0) {
       run.decode_tokens_per_second.push(round(timing.decodeTokensPerSecond, 1));
       run.ttft_ms.push(round(timing.ttftMs, 1));
       run.tokens_generated.push(timing.tokensGenerated);
     }
   }
-  const answer = await postJson(`${hive.url}/v1/infer`, {prompt, max_tokens: 24, temperature: 0});
-  run.text = String(answer.body.text ?? '');
+  const answer = await client.infer({prompt, max_tokens: 24, temperature: 0}, {timeoutMs: 60_000});
+  run.text = answer.text;
   const after = gpuMemoryUsed();
   for (const device of new Set(devices)) {
     run.memory_bytes[device] = device === 'cpu'

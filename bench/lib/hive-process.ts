@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
+import {HiveClient} from '../../src/protocol/hive-client.js';
 import {onCleanup} from './cleanup.js';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -15,6 +16,8 @@ export const rbeeBin = path.join(repoRoot, 'bin', 'rbee.js');
 
 export type HiveProcess = {
   url: string;
+  /** The typed client of its HTTP API (the one the CLI and the dashboard use). */
+  client: HiveClient;
   pid: number;
   home: string;
   child: ChildProcess;
@@ -145,6 +148,7 @@ export async function startHiveProcess(options: {args?: string[]; env?: Record<s
 
   return {
     url: started.url,
+    client: new HiveClient({url: started.url}),
     pid: started.pid,
     home,
     child,

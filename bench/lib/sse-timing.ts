@@ -1,9 +1,11 @@
 /**
  * One streaming client for two wire formats, so both sides of a comparison are timed by the same
  * code: llama-server's own `POST /completion` (`data: {content, stop, tokens_predicted}` per token)
- * and rbee's `POST /v1/infer` (`data: {type: "token" | "done" | "error"}`). Plain fetch (undici), as
- * in lib/http.ts; the clock is performance.now() in this process, read when a chunk arrives.
+ * and rbee's `POST /v1/infer` (`data: {type: "token" | "done" | "error"}`). Plain fetch (undici) and
+ * the protocol's one SSE reader, so neither side goes through a client the other lacks; the clock is
+ * performance.now() in this process, read as each event comes out of the reader.
  */
+import {readSse} from '../../src/protocol/sse-reader.js';
 
 export type StreamFormat = 'llama-server' | 'rbee';
 
@@ -39,8 +41,6 @@ export async function timedStream(url: string, body: Record<string, unknown>, fo
   if (!response.ok || response.body === null) {
     throw new Error(`POST ${url} answered ${response.status}: ${await response.text()}`);
   }
-  const decoder = new TextDecoder();
-  let buffer = '';
   // One mutable record, not loose variables: the parser below is a closure.
   const seen: {firstAt: number | null; lastAt: number | null; tokenEvents: number; end: {at: number; tokens: number; finish: string} | null} =
     {firstAt: null, lastAt: null, tokenEvents: 0, end: null};
@@ -74,22 +74,14 @@ export async function timedStream(url: string, body: Record<string, unknown>, fo
     }
   };
 
-  for await (const chunk of response.body) {
+  for await (const event of readSse(response.body)) {
     const now = performance.now();
-    buffer += decoder.decode(chunk as Uint8Array, {stream: true});
-    let boundary = buffer.indexOf('\n\n');
-    while (boundary !== -1) {
-      const block = buffer.slice(0, boundary);
-      buffer = buffer.slice(boundary + 2);
-      boundary = buffer.indexOf('\n\n');
-      for (const line of block.split('\n')) {
-        if (line.startsWith('data:')) {
-          onData(line.slice(5).trim(), now);
-        } else if (line.startsWith('error:')) {
-          // llama-server's way of failing a stream after its headers went out.
-          throw new Error(`stream error from ${url}: ${line.slice(6).trim()}`);
-        }
-      }
+    if (event.extra.error !== undefined) {
+      // llama-server's way of failing a stream after its headers went out.
+      throw new Error(`stream error from ${url}: ${event.extra.error.trim()}`);
+    }
+    if (event.data !== '') {
+      onData(event.data.trim(), now);
     }
   }
   const {firstAt, lastAt, tokenEvents, end: closed} = seen;

@@ -2,7 +2,7 @@ import type {Command} from 'commander';
 import {resolveApiToken} from '../config/api-token.js';
 import {envFlag, envValue, hiveUrl, rbeeHome} from '../config/env.js';
 import {runningHive} from '../hive/home-owner.js';
-import {HiveClient} from './hive-client.js';
+import {HiveClient} from '../protocol/hive-client.js';
 
 export type GlobalOptions = {hive?: string; token?: string; json?: boolean};
 
@@ -22,6 +22,7 @@ export function hiveClient(command: Command, timeoutMs?: number): HiveClient {
   return new HiveClient({
     url: hiveLocation(options.hive),
     token: resolveApiToken({flag: options.token}),
+    unreachableHint: 'start one with `rbee hive start`, or pass --hive',
     ...(timeoutMs === undefined ? {} : {timeoutMs}),
   });
 }

@@ -11,6 +11,7 @@ import {fileURLToPath} from 'node:url';
 import {RbeeError, type ErrorCode} from '../errors.js';
 import {ensurePrivateDir} from '../config/private-home.js';
 import {readHomeOwner} from '../hive/home-owner.js';
+import {HiveClient} from '../protocol/hive-client.js';
 
 export type DetachedHive = {pid: number; url: string; log: string};
 
@@ -32,7 +33,8 @@ function failureFrom(output: string, exit: string): RbeeError {
 
 async function answers(url: string): Promise<boolean> {
   try {
-    return (await fetch(`${url}/health`, {signal: AbortSignal.timeout(2_000)})).ok;
+    await new HiveClient({url, timeoutMs: 2_000}).health();
+    return true;
   } catch {
     return false;
   }

@@ -1,10 +1,15 @@
 /**
- * What a client program imports to speak to a hive (`import {...} from 'rbee/protocol'`): the wire
- * schemas (zod) and the types inferred from them, and the one parser that turns a zod failure into a
- * message naming the field. Nothing here imports the hive, the CLI or an engine, so a client pulls in
- * only zod.
+ * What a client program imports to speak to a hive (`import {...} from 'rbee/protocol'`): the typed
+ * hive client, the wire schemas (zod) and the types inferred from them, the one parser that turns a
+ * zod failure into a message naming the field, the error type with its stable codes, and the one
+ * Server-Sent Events reader. Nothing here imports the hive, the CLI or an engine, so a client pulls
+ * in only zod.
  */
 export {
+  type AdapterList,
+  AdapterListSchema,
+  type AdapterOptions,
+  AdapterOptionsSchema,
   type ChatCompletion,
   type ChatCompletionChunk,
   ChatCompletionChunkSchema,
@@ -42,6 +47,8 @@ export {
   HiveCommandSchema,
   type HiveEvent,
   HiveEventSchema,
+  type HiveHealth,
+  HiveHealthSchema,
   type HiveStatus,
   HiveStatusSchema,
   type InferRequest,
@@ -53,9 +60,13 @@ export {
   MemoryEstimateSchema,
   type ModelList,
   ModelListSchema,
+  type OpenAiErrorBody,
+  OpenAiErrorBodySchema,
   type RestartPolicy,
   RestartPolicySchema,
   ShardWorkerStatusSchema,
+  type ShutdownAnswer,
+  ShutdownAnswerSchema,
   type SpawnGroupAnswer,
   SpawnGroupAnswerSchema,
   type SpawnGroupRequest,
@@ -67,12 +78,15 @@ export {
   type SpawnWorkerRequestBody,
   type SpawnWorkerRequestInput,
   SpawnWorkerRequestSchema,
+  StreamOptionsSchema,
   type TextCompletion,
   TextCompletionSchema,
   type WorkerHealth,
   WorkerHealthSchema,
   type WorkerInfo,
   WorkerInfoSchema,
+  type WorkerKey,
+  WorkerKeySchema,
   type WorkerList,
   WorkerListSchema,
   WorkerSpecSchema,
@@ -83,3 +97,7 @@ export {
   WorkflowProgressSchema,
 } from './wire.js';
 export {parseWire, type FieldIssue, type ParseResult} from './parse.js';
+export {isRbeeError, RbeeError, toRbeeError, type ErrorCode} from './errors.js';
+export {HiveClient, type CallOptions, type EventStreamOptions, type HiveClientOptions, type StreamOptions} from './hive-client.js';
+export {hiveRoutes, routePath, type HiveRoute, type HiveRouteName, type HttpMethod, type RouteParams} from './hive-routes.js';
+export {readSse, type SseEvent} from './sse-reader.js';

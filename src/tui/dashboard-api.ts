@@ -1,11 +1,11 @@
 /**
  * Everything the dashboard asks of a hive, as one interface: the event stream, status, stop and
- * spawn over the HTTP API, and a worker's log. The real one wraps HiveClient; tests and the
+ * spawn over the HTTP API, and a worker's log. The real one wraps the protocol's HiveClient; tests and the
  * benchmark pass their own.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type {HiveClient} from '../cli/hive-client.js';
+import type {HiveClient} from '../protocol/hive-client.js';
 import {isLoopbackUrl} from '../http/loopback.js';
 import {eventStallMs, type GroupInfo, type HiveStatus, type SpawnGroupRequestInput, type SpawnWorkerRequestInput, type WorkerInfo} from '../protocol/wire.js';
 import {printable} from './format.js';
@@ -90,12 +90,16 @@ export function hiveDashboardApi(client: HiveClient, options: {home: string}): D
   const local = isLoopbackUrl(client.url);
   return {
     url: client.url,
-    subscribe: (onData, signal) => client.subscribe('/v1/events', onData, signal, eventStallMs),
-    status: () => client.get<HiveStatus>('/v1/status'),
-    stopWorker: id => client.delete<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`, 120_000),
-    spawnWorker: request => client.post<WorkerInfo>('/v1/workers', request),
-    stopGroup: id => client.delete<GroupInfo>(`/v1/groups/${encodeURIComponent(id)}`, 120_000),
-    spawnGroup: request => client.post<GroupInfo>('/v1/groups', request),
+    async subscribe(onData, signal) {
+      for await (const data of client.eventData({signal, stallMs: eventStallMs})) {
+        onData(data);
+      }
+    },
+    status: () => client.status(),
+    stopWorker: id => client.stopWorker(id, {timeoutMs: 120_000}),
+    spawnWorker: request => client.spawnWorker(request),
+    stopGroup: id => client.stopGroup(id, {timeoutMs: 120_000}),
+    spawnGroup: request => client.spawnGroup(request),
     async workerLog(id, lines) {
       const file = path.join(options.home, 'logs', `${id}.log`);
       if (!local) {

@@ -3,7 +3,7 @@
  * are loaded, so every other command starts without them.
  */
 import {render} from 'ink';
-import type {HiveClient} from '../cli/hive-client.js';
+import type {HiveClient} from '../protocol/hive-client.js';
 import {Dashboard} from './components/Dashboard.js';
 import {hiveDashboardApi} from './dashboard-api.js';
 import {installInkRowCache} from './ink-row-cache.js';

@@ -83,10 +83,13 @@ test('npm pack ships what runs (dist, built-in adapters, bin, the native loader)
     const rbee = await import('rbee');
     let candle;
     try { await rbee.loadNativeBinding(); candle = 'loaded'; } catch (error) { candle = error.message; }
-    console.log(JSON.stringify({schema: typeof protocol.HeartbeatSchema.safeParse, harness: typeof testing.createAdapterHarness, candle}));
+    const client = new protocol.HiveClient({url: 'http://127.0.0.1:1'});
+    console.log(JSON.stringify({schema: typeof protocol.HeartbeatSchema.safeParse, client: typeof client.status, reader: typeof protocol.readSse, harness: typeof testing.createAdapterHarness, candle}));
   `], {cwd: project, timeout: 30_000});
-  const result = JSON.parse(imports.stdout) as {schema: string; harness: string; candle: string};
+  const result = JSON.parse(imports.stdout) as {schema: string; client: string; reader: string; harness: string; candle: string};
   t.is(result.schema, 'function');
+  t.is(result.client, 'function', 'the typed hive client is part of rbee/protocol');
+  t.is(result.reader, 'function');
   t.is(result.harness, 'function');
   if (nativeBuilt) {
     t.is(result.candle, 'loaded');

@@ -5,10 +5,10 @@
 import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {createProgressBar} from '../../models/progress-bar.js';
-import type {GroupInfo, GroupList, RestartPolicy, SpawnGroupRequestInput, WorkerInfo} from '../../protocol/wire.js';
+import type {GroupInfo, RestartPolicy, SpawnGroupRequestInput, WorkerInfo} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {table} from '../format.js';
-import type {HiveClient} from '../hive-client.js';
+import type {HiveClient} from '../../protocol/hive-client.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
 import {modelOption, modelReference, shapeFields, shapeOptions, timeoutOption, type SpawnShape} from './spawn-options.js';
@@ -56,8 +56,8 @@ async function waitUntilHealthy(client: HiveClient, group: GroupInfo, timeoutSec
       }
       await new Promise(resolve => setTimeout(resolve, 250));
       const [latest, members] = await Promise.all([
-        client.get<GroupInfo>(`/v1/groups/${current.group_id}`),
-        Promise.all(ids.map(id => client.get<WorkerInfo>(`/v1/workers/${id}`))),
+        client.getGroup(current.group_id),
+        Promise.all(ids.map(id => client.getWorker(id))),
       ]);
       current = latest;
       const ready = members.filter(member => member.state === 'ready' || member.state === 'busy').length;
@@ -109,7 +109,7 @@ export function spawnGroupCommand(): Command {
         restart: options.restart,
         force: options.force === true,
       };
-      let group = await client.post<GroupInfo>('/v1/groups', request);
+      let group = await client.spawnGroup(request);
       if (options.wait === true) {
         group = await waitUntilHealthy(client, group, options.timeout);
       }
@@ -124,7 +124,7 @@ export function groupsCommand(): Command {
     .description('list worker groups, their health and members')
     .option('--all', 'include stopped and failed groups')
     .action(async (options: {all?: boolean}, command: Command) => {
-      const list = await hiveClient(command).get<GroupList>(`/v1/groups${options.all === true ? '?all=1' : ''}`);
+      const list = await hiveClient(command).listGroups({all: options.all === true});
       emit(globalOptions(command), list, () => list.groups.length === 0
         ? 'no worker groups (spawn one: rbee worker spawn-group --model default --devices cuda:0,cuda:1 --wait)'
         : table(['GROUP', 'HEALTH', 'MODEL', 'DEVICES', 'COORDINATOR', 'URL'], list.groups.map(group => [

@@ -10,7 +10,6 @@ import {integerFlagIn} from '../parse-flags.js';
 import {defaults, limits, type Range} from '../../config/limits.js';
 import {isHiveAlive} from '../../hive/home-owner.js';
 import {isLoopbackUrl} from '../../http/loopback.js';
-import type {HiveStatus} from '../../protocol/wire.js';
 
 type StartOptions = {
   host?: string;
@@ -116,8 +115,8 @@ function stopCommand(): Command {
     .description('stop the hive and all its workers, and wait until they are gone (finds the one running on RBEE_HOME without --hive)')
     .action(async (_options: unknown, command: Command) => {
       const client = hiveClient(command);
-      const {pid} = await client.get<HiveStatus>('/v1/status');
-      await client.post('/v1/shutdown', {});
+      const {pid} = await client.status();
+      await client.shutdown();
       // Wait until it is gone, so a script can start another at once: first the port, then, on this
       // machine, the process itself (it is still closing its state store after the port closes).
       const local = isLoopbackUrl(client.url);
@@ -125,7 +124,7 @@ function stopCommand(): Command {
       while (Date.now() < deadline) {
         let answering = true;
         try {
-          await client.get('/health');
+          await client.health();
         } catch {
           answering = false;
         }

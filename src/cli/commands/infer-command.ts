@@ -1,7 +1,6 @@
 import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
-import {parseWire} from '../../protocol/parse.js';
-import {InferStreamEventSchema, type InferRequest, type InferResponse} from '../../protocol/wire.js';
+import type {InferRequest, InferResponse} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {emit} from '../output.js';
 import {collect, integerFlag, numberFlag} from '../parse-flags.js';
@@ -30,17 +29,12 @@ export function inferCommand(): Command {
       };
       const client = hiveClient(command, 600_000);
       if (global.json === true || !options.stream) {
-        const response = await client.post<InferResponse>('/v1/infer', request, 600_000);
+        const response = await client.infer(request, {timeoutMs: 600_000});
         emit(global, response, () => response.text);
         return;
       }
       let final: InferResponse | null = null;
-      await client.stream('/v1/infer', {...request, stream: true}, data => {
-        const parsed = parseWire(InferStreamEventSchema, JSON.parse(data), 'stream event');
-        if (!parsed.ok) {
-          throw new RbeeError('upstream_error', parsed.message);
-        }
-        const event = parsed.value;
+      for await (const event of client.inferStream(request)) {
         if (event.type === 'token') {
           process.stdout.write(event.text);
         } else if (event.type === 'error') {
@@ -48,7 +42,7 @@ export function inferCommand(): Command {
         } else {
           final = event;
         }
-      });
+      }
       process.stdout.write('\n');
       if (final === null) {
         throw new RbeeError('upstream_error', 'the stream ended without a final event');

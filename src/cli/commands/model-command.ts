@@ -16,7 +16,7 @@ async function usersByPath(command: Command): Promise<Map<string, string[]>> {
   const users = new Map<string, string[]>();
   let list: WorkerList;
   try {
-    list = await hiveClient(command, 5_000).get<WorkerList>('/v1/workers');
+    list = await hiveClient(command, 5_000).listWorkers();
   } catch (error) {
     if (isRbeeError(error) && error.code === 'hive_unreachable') {
       return users;

@@ -1,10 +1,8 @@
 import {Command} from 'commander';
-import {RbeeError} from '../../errors.js';
-import {parseWire} from '../../protocol/parse.js';
-import {HiveEventSchema, eventStallMs, type GroupList, type HiveEvent, type HiveStatus, type WorkerInfo, type WorkerList} from '../../protocol/wire.js';
+import {eventStallMs, type GroupList, type HiveStatus, type WorkerInfo} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
-import type {HiveClient} from '../hive-client.js';
+import type {HiveClient} from '../../protocol/hive-client.js';
 import {emit} from '../output.js';
 
 function describeStatus(status: HiveStatus): string {
@@ -37,15 +35,10 @@ function describeWorkers(workers: Iterable<WorkerInfo>): string {
 async function watch(client: HiveClient, json: boolean, signal: AbortSignal): Promise<void> {
   const workers = new Map<string, WorkerInfo>();
   let lastTable = 0;
-  await client.subscribe('/v1/events', data => {
-    const parsed = parseWire(HiveEventSchema, JSON.parse(data), 'hive event');
-    if (!parsed.ok) {
-      throw new RbeeError('upstream_error', parsed.message);
-    }
-    const event: HiveEvent = parsed.value;
+  for await (const event of client.events({signal, stallMs: eventStallMs})) {
     if (json) {
       process.stdout.write(`${JSON.stringify(event)}\n`);
-      return;
+      continue;
     }
     if (event.type === 'snapshot') {
       event.workers.forEach(worker => workers.set(worker.worker_id, worker));
@@ -66,7 +59,7 @@ async function watch(client: HiveClient, json: boolean, signal: AbortSignal): Pr
       lastTable = Date.now();
       process.stdout.write(`${describeWorkers(workers.values())}\n\n`);
     }
-  }, signal, eventStallMs);
+  }
 }
 
 export function statusCommand(): Command {
@@ -87,7 +80,7 @@ export function statusCommand(): Command {
         return;
       }
       const [status, list, groups] = await Promise.all([
-        client.get<HiveStatus>('/v1/status'), client.get<WorkerList>('/v1/workers'), client.get<GroupList>('/v1/groups'),
+        client.status(), client.listWorkers(), client.listGroups(),
       ]);
       const text = () => [describeStatus(status), describeGroups(groups.groups), describeWorkers(list.workers)].filter(part => part !== '').join('\n\n');
       emit(global, {...status, worker_list: list.workers, groups: groups.groups}, text);

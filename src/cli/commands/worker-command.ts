@@ -2,10 +2,10 @@ import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {baseModelNotice} from '../../models/base-model.js';
 import {createProgressBar} from '../../models/progress-bar.js';
-import type {GroupInfo, RestartPolicy, SpawnPlan, SpawnWorkerRequestInput, WorkerInfo, WorkerList} from '../../protocol/wire.js';
+import type {RestartPolicy, SpawnPlan, SpawnWorkerRequestInput, WorkerInfo} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
-import type {HiveClient} from '../hive-client.js';
+import type {HiveClient} from '../../protocol/hive-client.js';
 import {emit} from '../output.js';
 import {integerFlag, integerFlagIn, keyValueFlag} from '../parse-flags.js';
 import {limits} from '../../config/limits.js';
@@ -68,7 +68,7 @@ async function waitUntilReady(client: HiveClient, worker: WorkerInfo, timeoutSec
         throw new RbeeError('timeout', `worker ${current.worker_id} was not ready after ${timeoutSeconds} s (state ${current.state})${last}`);
       }
       await new Promise(resolve => setTimeout(resolve, 250));
-      current = await client.get<WorkerInfo>(`/v1/workers/${current.worker_id}`);
+      current = await client.getWorker(current.worker_id);
       const progress = current.progress;
       if (progress !== null && (progress.phase === 'downloading' || progress.phase === 'assembling' || progress.phase === 'verifying')) {
         bar.update({phase: progress.phase, done: progress.done, total: progress.total});
@@ -103,7 +103,7 @@ export function workerCommand(): Command {
     .addOption(timeoutOption())
     .action(async (options: SpawnOptions, command: Command) => {
       const client = hiveClient(command);
-      const request: SpawnWorkerRequestInput = {
+      const request: Omit<SpawnWorkerRequestInput, 'dry_run'> = {
         model: modelReference(options.model),
         device: options.device,
         // An empty RBEE_WORKER_TYPE (set, but to nothing) leaves the choice to the hive.
@@ -114,17 +114,16 @@ export function workerCommand(): Command {
         ...(options.adapterOption === undefined ? {} : {adapter_options: options.adapterOption}),
         restart: options.restart as RestartPolicy,
         force: options.force === true,
-        dry_run: options.dryRun === true,
       };
       if (options.dryRun === true) {
-        const plan = await client.post<SpawnPlan>('/v1/workers', request);
+        const plan = await client.planWorker(request);
         emit(globalOptions(command), plan, () => describePlan(plan));
         if (!plan.fits) {
           process.exitCode = 1;
         }
         return;
       }
-      let info = await client.post<WorkerInfo>('/v1/workers', request);
+      let info = await client.spawnWorker(request);
       if (options.model === 'default' && globalOptions(command).json !== true) {
         process.stderr.write(`note: ${baseModelNotice}\n`);
       }
@@ -139,7 +138,7 @@ export function workerCommand(): Command {
     .description('list workers and their last heartbeat')
     .option('--all', 'include stopped and failed workers')
     .action(async (options: {all?: boolean}, command: Command) => {
-      const list = await hiveClient(command).get<WorkerList>(`/v1/workers${options.all === true ? '?all=1' : ''}`);
+      const list = await hiveClient(command).listWorkers({all: options.all === true});
       emit(globalOptions(command), list, () => list.workers.length === 0
         ? 'no workers (spawn one: rbee worker spawn --model default --wait)'
         : table(
@@ -159,11 +158,11 @@ export function workerCommand(): Command {
     .action(async (id: string, _options: unknown, command: Command) => {
       const client = hiveClient(command, 120_000);
       if (/^group-[0-9a-f]{8}$/.test(id)) {
-        const group = await client.delete<GroupInfo>(`/v1/groups/${encodeURIComponent(id)}`);
+        const group = await client.stopGroup(id);
         emit(globalOptions(command), group, () => describeGroup(group));
         return;
       }
-      const info = await client.delete<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
+      const info = await client.stopWorker(id);
       emit(globalOptions(command), info, () => `${describe(info)}${info.group_id === null ? '' : `\n(a member of group ${info.group_id}: the whole group was stopped)`}`);
     });
 
@@ -177,7 +176,7 @@ export function workerCommand(): Command {
       const deadline = Date.now() + options.timeout * 1000;
       // Terminal states: once there, a worker will not reach the wanted one by waiting.
       const terminal = new Set(['stopped', 'failed']);
-      let info = await client.get<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
+      let info = await client.getWorker(id);
       const reached = (state: string) => state === options.state || (options.state === 'ready' && state === 'busy');
       while (!reached(info.state)) {
         if (terminal.has(info.state)) {
@@ -187,7 +186,7 @@ export function workerCommand(): Command {
           throw new RbeeError('timeout', `worker ${id} is still ${info.state} after ${options.timeout} s`);
         }
         await new Promise(resolve => setTimeout(resolve, 200));
-        info = await client.get<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
+        info = await client.getWorker(id);
       }
       emit(globalOptions(command), info, () => describe(info));
     });
@@ -196,7 +195,7 @@ export function workerCommand(): Command {
     .description('let a worker finish what it has and take nothing new (delivered with its next heartbeat)')
     .argument('<id>', 'worker id')
     .action(async (id: string, _options: unknown, command: Command) => {
-      const info = await hiveClient(command).post<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}/commands`, {type: 'drain', reason: 'rbee worker drain'});
+      const info = await hiveClient(command).commandWorker(id, {type: 'drain', reason: 'rbee worker drain'});
       emit(globalOptions(command), info, () => `${info.worker_id} will drain at its next heartbeat`);
     });
 
@@ -206,8 +205,8 @@ export function workerCommand(): Command {
     .option('--model <model>', 'model to unload (default: the worker\'s model)')
     .action(async (id: string, options: {model?: string}, command: Command) => {
       const client = hiveClient(command);
-      const current = await client.get<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}`);
-      const info = await client.post<WorkerInfo>(`/v1/workers/${encodeURIComponent(id)}/commands`, {type: 'unload_model', model: options.model ?? current.model});
+      const current = await client.getWorker(id);
+      const info = await client.commandWorker(id, {type: 'unload_model', model: options.model ?? current.model});
       emit(globalOptions(command), info, () => `${info.worker_id} will unload ${options.model ?? current.model} at its next heartbeat`);
     });
 

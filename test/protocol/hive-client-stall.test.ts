@@ -1,6 +1,6 @@
-/** The CLI's hive client following an event stream: keep-alives keep it, silence ends it. */
+/** The hive client following an event stream: keep-alives keep it, silence ends it. */
 import test from 'ava';
-import {HiveClient} from '../../src/cli/hive-client.js';
+import {HiveClient} from '../../src/protocol/hive-client.js';
 import {RbeeError} from '../../src/errors.js';
 import {startFixtureServer} from '../helpers/http-fixture-server.js';
 
@@ -19,7 +19,12 @@ test('a stream that keeps sending keep-alives is followed; one that goes silent 
     silentAfterMs = 1_000;
     const data: string[] = [];
     const started = Date.now();
-    const error = await t.throwsAsync(client.subscribe('/v1/events', chunk => data.push(chunk), undefined, 300), {instanceOf: RbeeError});
+    const follow = async () => {
+      for await (const chunk of client.eventData({stallMs: 300})) {
+        data.push(chunk);
+      }
+    };
+    const error = await t.throwsAsync(follow(), {instanceOf: RbeeError});
     const lasted = Date.now() - started;
     t.deepEqual(data, ['{"n":1}']);
     t.is(error.code, 'timeout');
@@ -34,12 +39,19 @@ test('a hive that accepts the connection but never answers is given up too, and 
   const server = await startFixtureServer(() => new Promise(() => undefined));
   try {
     const client = new HiveClient({url: server.url, token: undefined});
-    const error = await t.throwsAsync(client.subscribe('/v1/events', () => undefined, undefined, 300), {instanceOf: RbeeError});
+    const drain = async (options: {signal?: AbortSignal; stallMs: number}) => {
+      for await (const _data of client.eventData(options)) {
+        // the fixture never answers: nothing arrives
+      }
+    };
+    const error = await t.throwsAsync(drain({stallMs: 300}), {instanceOf: RbeeError});
     t.is(error.code, 'timeout');
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 100);
-    const aborted = await t.throwsAsync(client.subscribe('/v1/events', () => undefined, controller.signal, 5_000));
-    t.not((aborted as RbeeError).code, 'timeout');
+    // The caller's own abort is not the hive's failure: it surfaces as fetch's AbortError, not an RbeeError.
+    const aborted = await t.throwsAsync(drain({signal: controller.signal, stallMs: 5_000}), {any: true});
+    t.is((aborted as {name?: string}).name, 'AbortError');
+    t.false(aborted instanceof RbeeError);
   } finally {
     await server.close();
   }

@@ -1,0 +1,55 @@
+/** The one SSE reader: events as the standard parses them, however the bytes are cut into chunks. */
+import test from 'ava';
+import {readSse, type SseEvent} from '../../src/protocol/sse-reader.js';
+
+async function* chunks(parts: Array<string | Uint8Array>): AsyncGenerator<Uint8Array> {
+  for (const part of parts) {
+    yield typeof part === 'string' ? new TextEncoder().encode(part) : part;
+  }
+}
+
+async function read(parts: Array<string | Uint8Array>): Promise<SseEvent[]> {
+  const events: SseEvent[] = [];
+  for await (const event of readSse(chunks(parts))) {
+    events.push(event);
+  }
+  return events;
+}
+
+const stream = ': keep-alive\n\ndata: {"a":1}\n\nevent: tick\nid: 7\ndata: first\ndata:second\n\r\ndata: crlf\r\n\r\ndata: cr\r\rerror: {"message":"boom"}\n\ndata: cut off';
+
+test('comments are skipped; data lines join with newlines; event, id and unknown fields are kept; LF, CRLF and CR all end lines; a cut-off event is dropped', async t => {
+  const events = await read([stream]);
+  t.deepEqual(events, [
+    {event: 'message', data: '{"a":1}', id: undefined, extra: {}},
+    {event: 'tick', data: 'first\nsecond', id: '7', extra: {}},
+    {event: 'message', data: 'crlf', id: '7', extra: {}},
+    {event: 'message', data: 'cr', id: '7', extra: {}},
+    {event: 'message', data: '', id: '7', extra: {error: '{"message":"boom"}'}},
+  ]);
+});
+
+test('the same events whatever the chunking: one byte at a time, a CRLF split between chunks, a UTF-8 character split', async t => {
+  const whole = await read([stream]);
+  const bytes = new TextEncoder().encode(stream);
+  t.deepEqual(await read([...bytes].map(byte => Uint8Array.of(byte))), whole);
+  const crlf = stream.indexOf('\r\n');
+  t.deepEqual(await read([stream.slice(0, crlf + 1), stream.slice(crlf + 1)]), whole);
+  const bee = new TextEncoder().encode('data: 🐝\n\n');
+  t.deepEqual(await read([bee.slice(0, 8), bee.slice(8)]), [{event: 'message', data: '🐝', id: undefined, extra: {}}]);
+});
+
+test('breaking out of the loop stops reading the body', async t => {
+  let pulled = 0;
+  async function* endless(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      pulled++;
+      yield new TextEncoder().encode('data: x\n\n');
+    }
+  }
+  for await (const event of readSse(endless())) {
+    t.is(event.data, 'x');
+    break;
+  }
+  t.is(pulled, 1);
+});
