@@ -3,6 +3,7 @@
  * hive tells a member process, and the hive's /v1/groups API.
  */
 import {z} from 'zod';
+import {integerIn, limits} from '../../config/limits.js';
 import {bytes, count, DeviceSchema, id, RestartPolicySchema} from './fields.js';
 
 export const GroupRoleSchema = z.enum(['coordinator', 'shard']);
@@ -38,11 +39,11 @@ export const SpawnGroupRequestSchema = z.strictObject({
   /** Left out: the first loaded adapter that can run groups (llamacpp: llama-server over ggml RPC shards). */
   type: z.string().min(1).max(214).optional(),
   /** The coordinator's HTTP port, the group's one endpoint (default: a free one). */
-  coordinator_port: z.number().int().min(1).max(65_535).optional(),
-  context_size: z.number().int().min(128).max(1_048_576).optional(),
-  threads: z.number().int().min(1).max(1_024).optional(),
-  parallel: z.number().int().min(1).max(64).optional(),
-  heartbeat_interval_ms: z.number().int().min(50).max(600_000).optional(),
+  coordinator_port: integerIn({min: 1, max: limits.port.max}).optional(),
+  context_size: integerIn(limits.contextSize).optional(),
+  threads: integerIn(limits.threads).optional(),
+  parallel: integerIn(limits.parallel).optional(),
+  heartbeat_interval_ms: integerIn(limits.heartbeatIntervalMs).optional(),
   /** Spawn even when the model is larger than the group's devices have free. */
   force: z.boolean().default(false),
   /** After a member fails, the whole group is spawned again (backoff and limits as for a worker), or not. */

@@ -1,5 +1,6 @@
 /** Worker management: the hive's /v1/workers API. */
 import {z} from 'zod';
+import {integerIn, limits} from '../../config/limits.js';
 import {bytes, count, DeviceSchema, id, RestartPolicySchema} from './fields.js';
 import {GroupRoleSchema} from './groups.js';
 import {HeartbeatSchema} from './heartbeat.js';
@@ -19,13 +20,13 @@ export const SpawnWorkerRequestSchema = z.strictObject({
   device: DeviceSchema.default('cpu'),
   /** Left out: the hive picks the fastest engine it has for the device (see the benchmarks). */
   type: z.string().min(1).max(214).optional(),
-  context_size: z.number().int().min(128).max(1_048_576).optional(),
-  threads: z.number().int().min(1).max(1_024).optional(),
-  parallel: z.number().int().min(1).max(64).optional(),
-  max_queue: z.number().int().min(0).max(100_000).optional(),
-  heartbeat_interval_ms: z.number().int().min(50).max(600_000).optional(),
+  context_size: integerIn(limits.contextSize).optional(),
+  threads: integerIn(limits.threads).optional(),
+  parallel: integerIn(limits.parallel).optional(),
+  max_queue: integerIn(limits.maxQueue).optional(),
+  heartbeat_interval_ms: integerIn(limits.heartbeatIntervalMs).optional(),
   /** How long the engine may take to become ready, in all (default: its adapter's, else 10 min). */
-  ready_timeout_ms: z.number().int().min(100).max(86_400_000).optional(),
+  ready_timeout_ms: integerIn(limits.readyTimeoutMs).optional(),
   adapter_options: AdapterOptionsSchema.optional(),
   restart: RestartPolicySchema.default('on-failure'),
   /** Spawn even when the memory estimate says the model will not fit. */
