@@ -17,8 +17,7 @@ import type {HiveCommand, SpawnGroupRequest, SpawnPlan, SpawnWorkerRequest, Spaw
 import type {GroupRecord} from './group-record.js';
 import {WorkerGroups} from './worker-groups.js';
 import {workerRunArgs} from './worker-command-line.js';
-import {defaultWorkerType} from './default-worker-type.js';
-import {admitOrThrow, checkAdapterOptions, checkEngineBuilt, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
+import {admitOrThrow, checkAdapterOptions, checkTypeAndDevice, chooseWorkerType, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import {freePort} from '../http/free-port.js';
 import {judgeHealth} from './health-judge.js';
 import {decideRestart, defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
@@ -104,11 +103,7 @@ export class Supervisor {
   /** Checks a spawn request; with `dry_run`, answers the plan; otherwise records the worker and starts it. */
   async spawn(request: SpawnWorkerRequestBody): Promise<WorkerRecord | SpawnPlan> {
     checkTypeAndDevice(request, this.#options);
-    const spec: SpawnWorkerRequest = {
-      ...request,
-      type: request.type ?? defaultWorkerType(request.device, {types: this.#options.workerTypes, candleBackends: await this.#options.candleBackends()}),
-    };
-    await checkEngineBuilt(spec, this.#options);
+    const spec: SpawnWorkerRequest = {...request, type: await chooseWorkerType(request, this.#options)};
     await checkAdapterOptions(spec, this.#options);
     const reference = parseModelRef(spec.model);
     // A local file is checked before answering, so a typo is a 4xx and not a failed worker.
