@@ -22,7 +22,7 @@ export const environmentSettings = [
   {name: 'RBEE_MODEL', description: 'model for `worker spawn`, `worker spawn-group` and `infer` (--model)', fallback: '(none)'},
   {name: 'RBEE_DEVICE', description: 'device for `worker spawn` (--device)', fallback: 'cpu'},
   {name: 'RBEE_DEVICES', description: 'devices for `worker spawn-group`, comma-separated (--devices)', fallback: '(none)'},
-  {name: 'RBEE_WORKER_TYPE', description: 'worker type for `worker spawn` and `spawn-group` (--type)', fallback: 'the fastest engine for the device'},
+  {name: 'RBEE_WORKER_TYPE', description: 'worker type for `worker spawn` and `spawn-group` (--type)', fallback: 'the fastest for the device, by what the adapters declare'},
   {name: 'RBEE_THREADS', description: 'CPU threads for `worker spawn` and `spawn-group` (--threads)', fallback: '(engine default)'},
   {name: 'RBEE_CONTEXT_SIZE', description: 'context per request for `worker spawn` and `spawn-group` (--context-size)', fallback: '(config, else 4096)'},
   {name: 'RBEE_TIMEOUT', description: 'seconds `worker spawn --wait`, `spawn-group --wait` and `worker wait` wait (--timeout)', fallback: '600 / 120'},

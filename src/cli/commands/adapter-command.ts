@@ -29,7 +29,7 @@ function specifierFor(spec: string, configDir: string): string {
 }
 
 export function adapterCommand(): Command {
-  const adapter = new Command('adapter').description('adapter plugins: engines beyond the built-in ones');
+  const adapter = new Command('adapter').description('adapters: the plugins that add worker types, each running an engine');
 
   adapter.command('add')
     .description('check that a package or file (.js or .ts) exports an adapter, then record it in the config the hive reads')
