@@ -39,7 +39,7 @@ export type CandleOptions = z.input<typeof CandleOptionsSchema>;
  */
 const measured = {
   cpu: {rank: 2, source: 'bench/results/2026-11-27-cpu-vm-candle.md: 2-core VM, Gemma 3 270M Q4_K_M: candle decodes 24.7 tok/s to llama.cpp\'s 49.5 (0.5x), prompts at 0.29x'},
-  cuda: {rank: 2, source: 'bench/results/2026-11-27-gpu-h100-gemma270m-candle.md and -synthetic8b-candle.md: H100, candle prompts 1.10x (270M) and 1.25x (8B) llama.cpp but decodes at 0.18x and 0.49x'},
+  cuda: {rank: 2, source: 'bench/results/2026-11-27-gpu-h100-gemma270m-candle.md and bench/results/2026-11-27-gpu-h100-synthetic8b-candle.md: H100, candle prompts 1.10x (270M) and 1.25x (8B) llama.cpp but decodes at 0.18x and 0.49x'},
 } as const;
 
 /**

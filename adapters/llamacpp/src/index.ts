@@ -39,7 +39,7 @@ function findProgram(program: 'llama-server' | 'ggml-rpc-server', configured: st
  */
 const measuredBackends = {
   cpu: {speed: {rank: 1, source: 'bench/results/2026-11-27-cpu-vm-candle.md: 2-core VM, Gemma 3 270M Q4_K_M: decode 49.5 tok/s to candle\'s 24.7, prompt 710 to 200'}},
-  cuda: {speed: {rank: 1, source: 'bench/results/2026-11-27-gpu-h100-gemma270m-candle.md and -synthetic8b-candle.md: H100, decode 5.5x (270M) and 2.1x (8B) candle\'s'}},
+  cuda: {speed: {rank: 1, source: 'bench/results/2026-11-27-gpu-h100-gemma270m-candle.md and bench/results/2026-11-27-gpu-h100-synthetic8b-candle.md: H100, decode 5.5x (270M) and 2.1x (8B) candle\'s'}},
   metal: {},
 } as const satisfies AdapterBackends;
 
