@@ -45,13 +45,13 @@ export function checkRunsOn(type: string, device: string, offers: readonly Worke
   }
   const backend = deviceBackend(device);
   const on = offer.backends[backend];
-  const runsOn = Object.entries(offer.backends)
-    .filter(([, support]) => support !== undefined && support.unavailable === undefined)
-    .map(([name]) => name);
+  const declared = Object.entries(offer.backends).filter(([, support]) => support !== undefined);
+  const available = declared.filter(([, support]) => support?.unavailable === undefined).map(([name]) => name);
   if (on === undefined) {
-    throw new RbeeError('device_unsupported', `worker type "${type}" does not run on ${device}: it runs on ${runsOn.join(', ') || 'nothing on this machine'}; pick another --device or --type`, {field: 'device'});
+    const runsOn = declared.map(([name, support]) => (support?.unavailable === undefined ? name : `${name} (not here: ${support.unavailable})`));
+    throw new RbeeError('device_unsupported', `worker type "${type}" does not run on ${device}: it runs on ${runsOn.join(', ') || 'no device'}; pick another --device or --type`, {field: 'device'});
   }
   if (on.unavailable !== undefined) {
-    throw new RbeeError('device_unsupported', `worker type "${type}" cannot run on ${device} here: ${on.unavailable}${runsOn.length === 0 ? '' : ` (here it runs on ${runsOn.join(', ')})`}`, {field: 'device'});
+    throw new RbeeError('device_unsupported', `worker type "${type}" cannot run on ${device} here: ${on.unavailable}${available.length === 0 ? '' : ` (here it runs on ${available.join(', ')})`}`, {field: 'device'});
   }
 }
