@@ -2,6 +2,10 @@
  * The adapter API: how any engine becomes an rbee worker. Built-in adapters use exactly this,
  * so a third-party adapter (an npm package or a file exporting a factory) has the same power.
  *
+ * Three words, used one way throughout: an *adapter* is the plugin (this object); the *worker
+ * type* is what `--type` names (the adapter's `type`); the *engine* is what the adapter runs
+ * (llama.cpp, vLLM, a Rust library in process).
+ *
  * An adapter is a typed object from a factory, vite-plugin style:
  *
  *   export default function myEngine(options?: MyOptions) {
@@ -138,7 +142,7 @@ export type RbeeAdapter = {
   name: string;
   /** The worker type users pick with `rbee worker spawn --type <type>`. */
   type: string;
-  /** Reported as `adapter_type` in the heartbeat, e.g. "llama.cpp". */
+  /** The engine's name, e.g. "llama.cpp": the heartbeat's `adapter_type` (the spec's field name). Default: `type`. */
   adapterType?: string;
   description?: string;
   /** What `--model` must name for this engine: a GGUF file (the default), a model folder, or either. */

@@ -30,7 +30,7 @@ export const environmentSettings = [
   {name: 'RBEE_GGML_RPC_SERVER', description: 'ggml-rpc-server binary for worker group shards (`rpcServerPath`)', fallback: '(PATH, else `rbee engines install llama.cpp`)'},
   {name: 'RBEE_VLLM', description: 'vllm program for the vllm adapter', fallback: '`vllm` on PATH'},
   {name: 'RBEE_TRTLLM_SERVE', description: 'trtllm-serve program for the tensorrt-llm adapter', fallback: '`trtllm-serve` on PATH'},
-  {name: 'RBEE_NVIDIA_SMI', description: 'nvidia-smi program asked for per-process GPU memory', fallback: '`nvidia-smi` on PATH'},
+  {name: 'RBEE_NVIDIA_SMI', description: 'nvidia-smi program rbee asks for GPUs, their free memory and per-process memory', fallback: '`nvidia-smi` on PATH'},
   {name: 'RBEE_CACHE_DIR', description: 'where engine builds (llama.cpp) are cached', fallback: '~/.cache/rbee'},
   {name: 'RBEE_CANDLE_FORWARD', description: "candle forward pass: ggml (follows llama.cpp's CPU kernels) or tensor (Candle ops, GPUs)", fallback: 'ggml on CPU, tensor on GPUs'},
   {name: 'RBEE_CANDLE_GGML_SIMD', description: "which llama.cpp CPU build the candle CPU path follows: avx512 or avx2", fallback: 'the one llama.cpp loads on this CPU'},

@@ -323,7 +323,7 @@ export type AdapterOptions = z.infer<typeof AdapterOptionsSchema>;
 export const SpawnWorkerRequestSchema = z.strictObject({
   model: z.string().min(1).max(4_096),
   device: DeviceSchema.default('cpu'),
-  /** Left out: the hive picks the fastest engine it has for the device (see the benchmarks). */
+  /** The worker type. Left out: the fastest type for the device, by the speeds the adapters declare (each citing its benchmark). */
   type: z.string().min(1).max(214).optional(),
   context_size: z.number().int().min(128).max(1_048_576).optional(),
   threads: z.number().int().min(1).max(1_024).optional(),
@@ -415,7 +415,7 @@ export const SpawnGroupRequestSchema = z.strictObject({
   model: z.string().min(1).max(4_096),
   /** The coordinator runs on the first, a shard on each of the others. "cpu" may repeat (one process each). */
   devices: z.array(DeviceSchema).min(2).max(64),
-  /** Left out: the first loaded adapter that can run groups (llamacpp: llama-server over ggml RPC shards). */
+  /** The worker type. Left out: the fastest type whose adapter runs groups on the first device, by what the adapters declare. */
   type: z.string().min(1).max(214).optional(),
   /** The coordinator's HTTP port, the group's one endpoint (default: a free one). */
   coordinator_port: z.number().int().min(1).max(65_535).optional(),
