@@ -4,11 +4,16 @@ export {RbeeError, type ErrorCode} from './errors.js';
 export {
   assertAdapter,
   defineAdapter,
+  deviceBackend,
+  deviceBackends,
   parseAdapterOptions,
+  type AdapterBackends,
   type AdapterContext,
   type AdapterGroup,
   type AdapterHeartbeat,
   type AdapterInferRequest,
+  type BackendSupport,
+  type DeviceBackend,
   type EngineChatMessage,
   type EngineProcess,
   type EngineProcessExit,
@@ -16,11 +21,16 @@ export {
   type RbeeAdapter,
 } from './adapters/adapter-api.js';
 export {engineAuthorization, engineJson, engineSse, isOpenAiStreamEnd, openAiStream, parsePrometheusText, processRss} from './adapters/engine-http.js';
+export {findExecutable} from './adapters/find-executable.js';
+export {gpuFreeMemory, gpuTotalMemory, nvidiaComputeApps, nvidiaGpus, nvidiaSmiProgram, queryNvidiaSmi, type ComputeApp, type NvidiaGpu} from './adapters/nvidia-smi.js';
+export {readSse, sseReader, type SseEvent, type SseReader} from './adapters/sse-reader.js';
+export {WatchedEngine, type WatchedEngineOptions} from './adapters/watched-engine.js';
 export {engineMemory, groupVram, processTree, processTreeRss} from './adapters/process-memory.js';
 export {findLlamaCpp, type LlamaCppInstall} from './engines/llama-cpp-build.js';
 export {
   loadNativeBinding,
   loadNativeModel,
+  nativeBackends,
   nativeBindingAvailable,
   NativeEngineError,
   type NativeChatMessage,

@@ -2,6 +2,10 @@
  * The adapter API: how any engine becomes an rbee worker. Built-in adapters use exactly this,
  * so a third-party adapter (an npm package or a file exporting a factory) has the same power.
  *
+ * Three words, used one way throughout: an *adapter* is the plugin (this object); the *worker
+ * type* is what `--type` names (the adapter's `type`); the *engine* is what the adapter runs
+ * (llama.cpp, vLLM, a Rust library in process).
+ *
  * An adapter is a typed object from a factory, vite-plugin style:
  *
  *   export default function myEngine(options?: MyOptions) {
@@ -93,6 +97,38 @@ export type AdapterContext = {
   group?: AdapterGroup;
 };
 
+/** The kind of device a worker runs on: `cpu`, `cuda` (any `cuda:N`) or `metal`. */
+export type DeviceBackend = 'cpu' | 'cuda' | 'metal';
+
+export const deviceBackends: readonly DeviceBackend[] = ['cpu', 'cuda', 'metal'];
+
+/** The backend of a device id (`cuda:1` → `cuda`). */
+export function deviceBackend(device: string): DeviceBackend {
+  if (device.startsWith('cuda:')) {
+    return 'cuda';
+  }
+  return device === 'metal' ? 'metal' : 'cpu';
+}
+
+/** How an adapter's engine runs on one device backend. */
+export type BackendSupport = {
+  /**
+   * Set when the engine could run on this backend but cannot on this machine now (its program is
+   * not installed, its build lacks the backend): why, and what to do. The hive refuses such a spawn
+   * with this text and never picks the type as the default there.
+   */
+  unavailable?: string;
+  /**
+   * A measured speed: the engine's place among the engines measured on this backend, 1 the
+   * fastest, with the figures that put it there (a bench/results file). The hive's default worker
+   * type for a device is the available engine with the lowest rank; unranked ones come after.
+   */
+  speed?: {rank: number; source: string};
+};
+
+/** The device backends an adapter's engine runs on; a backend left out is one it never runs on. */
+export type AdapterBackends = Partial<Record<DeviceBackend, BackendSupport>>;
+
 /** What an adapter adds to the worker's heartbeat: memory figures and the enhanced fields it knows. */
 export type AdapterHeartbeat = Partial<Pick<Heartbeat,
   | 'vram_used' | 'vram_total' | 'ram_used' | 'loaded_models' | 'vram_allocations' | 'batch_size' | 'queue_depth'
@@ -106,13 +142,19 @@ export type RbeeAdapter = {
   name: string;
   /** The worker type users pick with `rbee worker spawn --type <type>`. */
   type: string;
-  /** Reported as `adapter_type` in the heartbeat, e.g. "llama.cpp". */
+  /** The engine's name, e.g. "llama.cpp": the heartbeat's `adapter_type` (the spec's field name). Default: `type`. */
   adapterType?: string;
   description?: string;
   /** What `--model` must name for this engine: a GGUF file (the default), a model folder, or either. */
   modelFormat?: 'gguf' | 'directory' | 'any';
   /** Whether it can run as a member of a worker group (`rbee worker spawn-group`): it reads `context.group`. */
   groups?: boolean;
+  /**
+   * The device backends its engine runs on, or a function that finds out (asked by the hive when it
+   * needs to know, so it may probe what is installed or built). A spawn on a backend left out is
+   * refused; an adapter that declares nothing is taken to run anywhere, unranked.
+   */
+  backends?: AdapterBackends | (() => AdapterBackends | Promise<AdapterBackends>);
   /**
    * How long start plus ready may take in all before the worker gives up (default 10 min); a spawn's
    * `ready_timeout_ms` overrides it. Progress reported with `reportLoadProgress` is judged on its own:
@@ -137,6 +179,17 @@ export type RbeeAdapter = {
 
 const hook = z.custom<(...args: never[]) => unknown>(value => typeof value === 'function', 'expected a function');
 
+const BackendSupportSchema = z.strictObject({
+  unavailable: z.string().min(1).optional(),
+  speed: z.strictObject({rank: z.number().positive().finite(), source: z.string().min(1)}).optional(),
+});
+
+export const AdapterBackendsSchema = z.strictObject({
+  cpu: BackendSupportSchema.optional(),
+  cuda: BackendSupportSchema.optional(),
+  metal: BackendSupportSchema.optional(),
+});
+
 const AdapterShapeSchema = z.object({
   name: z.string().regex(/^[a-z0-9@][a-z0-9._/-]*:[a-z0-9][a-z0-9._-]*$/, 'a namespaced name like "vendor:engine"'),
   type: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, ".", "_" or "-"'),
@@ -144,6 +197,8 @@ const AdapterShapeSchema = z.object({
   description: z.string().optional(),
   modelFormat: z.enum(['gguf', 'directory', 'any']).optional(),
   groups: z.boolean().optional(),
+  // A function, or a declaration: checked on its own below, so a bad one is named by its field.
+  backends: z.unknown().optional(),
   readyTimeoutMs: z.number().int().min(100).max(86_400_000).optional(),
   start: hook,
   ready: hook.optional(),
@@ -158,6 +213,13 @@ export function assertAdapter(value: unknown, source: string): RbeeAdapter {
   const parsed = parseWire(AdapterShapeSchema, value, `adapter from ${source}`);
   if (!parsed.ok) {
     throw new RbeeError('invalid_request', parsed.message);
+  }
+  const {backends} = value as {backends?: unknown};
+  if (backends !== undefined && typeof backends !== 'function') {
+    const declared = parseWire(AdapterBackendsSchema, backends, `\`backends\` of adapter from ${source}`);
+    if (!declared.ok) {
+      throw new RbeeError('invalid_request', declared.message);
+    }
   }
   return value as RbeeAdapter;
 }

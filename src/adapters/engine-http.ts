@@ -7,6 +7,7 @@
 import {RbeeError} from '../errors.js';
 import type {GenerateResult} from '../worker/engine.js';
 import type {AdapterInferRequest} from './adapter-api.js';
+import {readSse} from './sse-reader.js';
 
 /** The `Authorization` header for an engine started with `apiKey` (none without one). */
 export function engineAuthorization(apiKey: string | undefined): Record<string, string> {
@@ -29,7 +30,7 @@ export async function engineJson<T>(url: string, options: {method?: string; body
 }
 
 /**
- * POSTs and calls `onData` with each SSE `data:` payload until the stream ends or `signal` aborts.
+ * POSTs and calls `onData` with each SSE event's data (sse-reader.ts) until the stream ends or `signal` aborts.
  * With `isEnd`, a stream that closes before a payload for which it is true is an engine failure
  * (`engine_error`): an engine that crashed or dropped the connection must not read as one that finished.
  */
@@ -43,24 +44,12 @@ export async function engineSse(url: string, body: unknown, options: {signal: Ab
   if (!response.ok || response.body === null) {
     throw new RbeeError('upstream_error', `${url} answered ${response.status}: ${(await response.text()).slice(0, 300)}`);
   }
-  const decoder = new TextDecoder();
-  let buffer = '';
   let ended = false;
   try {
-    for await (const chunk of response.body) {
-      buffer += decoder.decode(chunk, {stream: true});
-      let newline = buffer.indexOf('\n');
-      while (newline !== -1) {
-        const line = buffer.slice(0, newline).replace(/\r$/, '');
-        buffer = buffer.slice(newline + 1);
-        if (line.startsWith('data:')) {
-          const data = line.slice(5).trimStart();
-          ended ||= options.isEnd?.(data) === true;
-          options.onData(data);
-        }
-        newline = buffer.indexOf('\n');
-      }
-    }
+    await readSse(response.body, event => {
+      ended ||= options.isEnd?.(event.data) === true;
+      options.onData(event.data);
+    });
   } catch (error) {
     if (options.signal.aborted) {
       return; // the client went away: what was generated so far stands

@@ -1,13 +1,13 @@
 /**
  * Memory of an engine subprocess, for adapters' heartbeats: RAM of its process tree from /proc (vLLM's
  * API server starts an EngineCore process that holds the weights; trtllm-serve starts executors), VRAM
- * of the worker's process group from nvidia-smi's per-process table. Linux only; elsewhere the
+ * of the worker's process group from nvidia-smi's per-process table (nvidia-smi.ts). Linux only; elsewhere the
  * figures are simply absent, never guessed.
  */
-import {execFile} from 'node:child_process';
 import fs from 'node:fs';
 import type {AdapterHeartbeat} from './adapter-api.js';
 import {processRss} from './engine-http.js';
+import {gpuTotalMemory, nvidiaComputeApps} from './nvidia-smi.js';
 
 type ProcStat = {pid: number; ppid: number; pgrp: number};
 
@@ -52,62 +52,20 @@ export async function processTreeRss(root: number): Promise<number | undefined> 
   return known.length === 0 ? undefined : known.reduce((sum, size) => sum + size, 0);
 }
 
-function run(command: string, args: string[]): Promise<string | null> {
-  return new Promise(resolve => {
-    execFile(command, args, {timeout: 3_000, encoding: 'utf8'}, (error, stdout) => resolve(error === null ? stdout : null));
-  });
-}
-
-let nvidiaSmiMissing = false;
-
 /**
  * VRAM held by the processes of `pid`'s process group (the worker's group, which every engine
- * process shares), from `nvidia-smi --query-compute-apps`, plus the card's total when `gpuIndex`
- * is given. Undefined when nvidia-smi is absent or fails, so the caller reports nothing rather
- * than a wrong number. RBEE_NVIDIA_SMI names another program (an unusual install, or a test).
+ * process shares), from nvidia-smi's per-process table, plus the card's total when `gpuIndex` is
+ * given. Undefined when nvidia-smi is absent or fails, so the caller reports nothing rather than
+ * a wrong number.
  */
 export async function groupVram(pid: number, gpuIndex: number | undefined): Promise<{used: number; total: number | undefined} | undefined> {
-  if (nvidiaSmiMissing) {
-    return undefined;
-  }
-  const apps = await run(process.env.RBEE_NVIDIA_SMI ?? 'nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits']);
-  if (apps === null) {
-    nvidiaSmiMissing = true;
-    return undefined;
-  }
+  const apps = await nvidiaComputeApps();
   const group = readStat(pid)?.pgrp;
-  if (group === undefined) {
+  if (apps === null || group === undefined) {
     return undefined;
   }
-  let usedMiB = 0;
-  for (const line of apps.split('\n')) {
-    const [appPid, memory] = line.split(',').map(field => Number(field.trim()));
-    if (appPid !== undefined && memory !== undefined && Number.isFinite(memory) && readStat(appPid)?.pgrp === group) {
-      usedMiB += memory;
-    }
-  }
-  return {used: usedMiB * 1024 * 1024, total: gpuIndex === undefined ? undefined : await cardTotal(gpuIndex)};
-}
-
-/** A card's memory does not change while the process runs: asked of nvidia-smi once per card, not every heartbeat. */
-const cardTotals = new Map<string, Promise<number | undefined>>();
-
-function cardTotal(gpuIndex: number): Promise<number | undefined> {
-  const program = process.env.RBEE_NVIDIA_SMI ?? 'nvidia-smi';
-  const key = `${program}\0${gpuIndex}`;
-  let total = cardTotals.get(key);
-  if (total === undefined) {
-    total = run(program, ['--query-gpu=memory.total', '--format=csv,noheader,nounits', '-i', String(gpuIndex)]).then(text => {
-      const mib = Number(text?.trim());
-      if (text === null || !Number.isFinite(mib)) {
-        cardTotals.delete(key); // ask again next time rather than remember a failure
-        return undefined;
-      }
-      return mib * 1024 * 1024;
-    });
-    cardTotals.set(key, total);
-  }
-  return total;
+  const used = apps.filter(app => readStat(app.pid)?.pgrp === group).reduce((sum, app) => sum + app.usedMemory, 0);
+  return {used, total: gpuIndex === undefined ? undefined : await gpuTotalMemory(gpuIndex)};
 }
 
 /**

@@ -21,6 +21,7 @@ const exitCodeByError: Partial<Record<ErrorCode, number>> = {
   model_not_found: exitCodes.notFound,
   timeout: exitCodes.timeout,
   invalid_request: exitCodes.usage,
+  device_unsupported: exitCodes.usage,
 };
 
 export type OutputOptions = {json?: boolean | undefined};

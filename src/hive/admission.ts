@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import {execa} from 'execa';
+import {gpuFreeMemory} from '../adapters/nvidia-smi.js';
 import {RbeeError} from '../errors.js';
 import type {SpawnWorkerRequest} from '../protocol/wire.js';
 
@@ -57,9 +57,7 @@ export async function estimateMemory(options: {modelPath: string; device: string
 export async function freeMemory(device: string): Promise<number> {
   const cuda = /^cuda:(\d+)$/.exec(device);
   if (cuda !== null) {
-    const result = await execa('nvidia-smi', ['--query-gpu=memory.free', '--format=csv,noheader,nounits', '-i', cuda[1]!], {timeout: 10_000, reject: false});
-    const mib = Number(result.stdout.trim());
-    return result.exitCode === 0 && Number.isFinite(mib) ? mib * 1024 * 1024 : 0;
+    return (await gpuFreeMemory(Number(cuda[1]))) ?? 0;
   }
   try {
     const available = /^MemAvailable:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'));

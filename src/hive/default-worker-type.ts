@@ -1,40 +1,57 @@
 /**
- * The worker type a spawn gets when it names none: the fastest engine this hive can run on the
- * device. The order per device comes from the engine benchmark (bench/candle-engine.ts, results in
- * bench/results/*-candle.md), not from preference: change it when the figures change.
+ * Which worker type runs on which device, from what each adapter declares: the default for a
+ * spawn that names no type is the fastest available one by the adapters' measured ranks (each
+ * rank cites its bench/results file beside it, in the adapter), and a spawn of a type on a
+ * backend it does not run on is refused before anything starts.
  */
+import {deviceBackend, type BackendSupport} from '../adapters/adapter-api.js';
+import type {WorkerTypeSupport} from '../adapters/adapter-backends.js';
 import {RbeeError} from '../errors.js';
 
-type Backend = 'cpu' | 'cuda' | 'metal';
-
-/** Fastest first, per device backend. */
-export const fastestEngines: Record<Backend, readonly string[]> = {
-  // 2-core VM, Gemma 3 270M Q4_K_M (2026-11-27-cpu-vm-candle.md): candle decodes at 0.49x, prompts at 0.29x llama.cpp.
-  cpu: ['llamacpp', 'candle'],
-  // H100 (2026-11-27-gpu-h100-*-candle.md): candle prompts faster (1.10x Gemma 270M, 1.25x an 8B), but decodes
-  // at 0.18x and 0.49x llama.cpp; decode is what a served request mostly waits for.
-  cuda: ['llamacpp', 'candle'],
-  // Not measured: llama.cpp's Metal backend is the one known to work.
-  metal: ['llamacpp', 'candle'],
-};
-
-export function backendOf(device: string): Backend {
-  return device.startsWith('cuda:') ? 'cuda' : device === 'metal' ? 'metal' : 'cpu';
+function describe(support: WorkerTypeSupport, backend: string): string {
+  const on = support.backends[backend as keyof WorkerTypeSupport['backends']];
+  return on === undefined ? `${support.type}: does not run on ${backend}` : `${support.type}: ${on.unavailable ?? 'available'}`;
 }
 
-export type EngineAvailability = {
-  /** Worker types the loaded adapters offer. */
-  types: readonly string[];
-  /** Backends the built candle engine supports (none when it is not built). */
-  candleBackends: readonly string[];
-};
+/**
+ * Ranked types first, lowest rank first; unranked ones after, in the order the adapters were
+ * loaded (built-in first). Sorting is stable, so equal ranks keep that order too.
+ */
+function byDeclaredSpeed(a: BackendSupport, b: BackendSupport): number {
+  return (a.speed?.rank ?? Number.POSITIVE_INFINITY) - (b.speed?.rank ?? Number.POSITIVE_INFINITY);
+}
 
-export function defaultWorkerType(device: string, available: EngineAvailability): string {
-  const backend = backendOf(device);
-  const runnable = (type: string) => available.types.includes(type) && (type !== 'candle' || available.candleBackends.includes(backend));
-  const chosen = fastestEngines[backend].find(runnable);
+export function defaultWorkerType(device: string, offers: readonly WorkerTypeSupport[]): string {
+  const backend = deviceBackend(device);
+  const candidates = offers
+    .flatMap(offer => {
+      const on = offer.backends[backend];
+      return on === undefined || on.unavailable !== undefined ? [] : [{type: offer.type, on}];
+    })
+    .sort((a, b) => byDeclaredSpeed(a.on, b.on));
+  const chosen = candidates[0];
   if (chosen === undefined) {
-    throw new RbeeError('invalid_request', `no worker type can run on ${device} here: name one with --type (available: ${available.types.join(', ')})`);
+    const why = offers.map(offer => describe(offer, backend)).join('; ');
+    throw new RbeeError('device_unsupported', `no worker type can run on ${device} here (${why || 'no adapters loaded'}): install an engine that can, or name a type with --type`, {field: 'device'});
   }
-  return chosen;
+  return chosen.type;
+}
+
+/** Refuses a type on a device whose backend its adapter does not declare, or declares unavailable here. */
+export function checkRunsOn(type: string, device: string, offers: readonly WorkerTypeSupport[]): void {
+  const offer = offers.find(candidate => candidate.type === type);
+  if (offer === undefined) {
+    return; // an unknown type is refused by name elsewhere
+  }
+  const backend = deviceBackend(device);
+  const on = offer.backends[backend];
+  const declared = Object.entries(offer.backends).filter(([, support]) => support !== undefined);
+  const available = declared.filter(([, support]) => support?.unavailable === undefined).map(([name]) => name);
+  if (on === undefined) {
+    const runsOn = declared.map(([name, support]) => (support?.unavailable === undefined ? name : `${name} (not here: ${support.unavailable})`));
+    throw new RbeeError('device_unsupported', `worker type "${type}" does not run on ${device}: it runs on ${runsOn.join(', ') || 'no device'}; pick another --device or --type`, {field: 'device'});
+  }
+  if (on.unavailable !== undefined) {
+    throw new RbeeError('device_unsupported', `worker type "${type}" cannot run on ${device} here: ${on.unavailable}${available.length === 0 ? '' : ` (here it runs on ${available.join(', ')})`}`, {field: 'device'});
+  }
 }

@@ -1,26 +1,15 @@
 /**
- * The devices this machine offers workers: the CPU always, NVIDIA GPUs as nvidia-smi lists them,
+ * The devices this machine offers workers: the CPU always, NVIDIA GPUs as nvidia-smi lists them
+ * (RBEE_NVIDIA_SMI, through the one reader in adapters/nvidia-smi.ts),
  * Metal on Apple silicon. A spawn for a device not listed here is refused before any process starts.
  */
 import os from 'node:os';
-import {execa} from 'execa';
+import {nvidiaGpus} from '../adapters/nvidia-smi.js';
 import type {DeviceInfo} from '../protocol/wire.js';
 
-
 async function cudaDevices(): Promise<DeviceInfo[]> {
-  try {
-    const result = await execa('nvidia-smi', ['--query-gpu=index,name,memory.total,memory.used', '--format=csv,noheader,nounits'], {timeout: 10_000, reject: false});
-    if (result.exitCode !== 0) {
-      return [];
-    }
-    return result.stdout.split('\n').filter(line => line.trim() !== '').map(line => {
-      const [index = '', name = '', total = '0', used = '0'] = line.split(',').map(part => part.trim());
-      const mib = 1024 * 1024;
-      return {id: `cuda:${index}`, name, memory_total: Number(total) * mib, memory_used: Number(used) * mib};
-    });
-  } catch {
-    return [];
-  }
+  const gpus = await nvidiaGpus();
+  return gpus.map(gpu => ({id: `cuda:${gpu.index}`, name: gpu.name, memory_total: gpu.memoryTotal, memory_used: gpu.memoryUsed}));
 }
 
 export async function listDevices(): Promise<DeviceInfo[]> {

@@ -14,6 +14,7 @@ import type {GroupMembership, SpawnGroupRequest, SpawnWorkerRequest} from '../pr
 import {workerDefaults} from '../worker/worker-defaults.js';
 import {estimateMemory, freeMemory} from './admission.js';
 import type {GroupRecord, GroupSpec} from './group-record.js';
+import {checkRunsOn, defaultWorkerType} from './default-worker-type.js';
 import {checkTypeAndDevice, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import {createWorkerRecord, type WorkerRecord} from './worker-record.js';
 
@@ -28,18 +29,30 @@ export type PlannedMember = {id: string; spec: SpawnWorkerRequest; port: number;
 
 export type GroupPlan = {group: GroupRecord; coordinator: PlannedMember; shards: PlannedMember[]; local: ResolvedModel | null};
 
-function groupType(request: SpawnGroupRequest, options: GroupPlanOptions): string {
-  const type = request.type ?? options.groupTypes[0];
-  if (type === undefined) {
-    throw new RbeeError('invalid_request', 'no loaded adapter can run worker groups (llamacpp can, with llama-server and ggml-rpc-server built: rbee engines install llama.cpp)');
+/** Refuses a type that cannot run groups (or a hive with none that can) before anything else is looked at. */
+function checkGroupType(request: SpawnGroupRequest, options: GroupPlanOptions): void {
+  if (options.groupTypes.length === 0) {
+    throw new RbeeError('invalid_request', 'no loaded adapter can run worker groups (none declares `groups: true`): see `rbee adapter list`');
   }
-  if (!options.groupTypes.includes(type)) {
-    throw new RbeeError('invalid_request', `type: worker type "${type}" cannot run worker groups; types that can: ${options.groupTypes.join(', ') || 'none'}`);
+  if (request.type !== undefined && !options.groupTypes.includes(request.type)) {
+    throw new RbeeError('invalid_request', `type: worker type "${request.type}" cannot run worker groups; types that can: ${options.groupTypes.join(', ')}`, {field: 'type'});
+  }
+}
+
+/**
+ * The group's worker type: the one asked for, or the fastest of the group-capable types that run
+ * on the first device (by what their adapters declare). Every device must be one the type runs on.
+ */
+async function groupType(request: SpawnGroupRequest, options: GroupPlanOptions): Promise<string> {
+  const offers = (await options.workerTypeSupport()).filter(offer => options.groupTypes.includes(offer.type));
+  const type = request.type ?? defaultWorkerType(request.devices[0]!, offers);
+  for (const device of new Set(request.devices)) {
+    checkRunsOn(type, device, offers);
   }
   return type;
 }
 
-function checkDevices(devices: readonly string[], type: string, options: GroupPlanOptions): void {
+function checkDevices(devices: readonly string[], type: string | undefined, options: GroupPlanOptions): void {
   const seen = new Set<string>();
   for (const device of devices) {
     checkTypeAndDevice({device, type}, options);
@@ -117,8 +130,9 @@ export async function layoutMembers(groupId: string, request: GroupSpec): Promis
 }
 
 export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOptions): Promise<GroupPlan> {
-  const type = groupType(request, options);
-  checkDevices(request.devices, type, options);
+  checkGroupType(request, options);
+  checkDevices(request.devices, request.type, options);
+  const type = await groupType(request, options);
   if (request.coordinator_port !== undefined && !(await isPortFree(request.coordinator_port))) {
     throw new RbeeError('port_in_use', `coordinator_port: port ${request.coordinator_port} is already in use`);
   }

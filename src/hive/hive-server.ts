@@ -6,7 +6,7 @@ import {rbeeVersion} from '../version.js';
 import path from 'node:path';
 import Fastify, {type FastifyInstance} from 'fastify';
 import {RbeeError} from '../errors.js';
-import {nativeBackends} from '../native/index.js';
+import {adapterBackends} from '../adapters/adapter-backends.js';
 import {frameworkErrorHandler, installErrorHandling} from '../http/error-handling.js';
 import {isLoopback} from '../http/loopback.js';
 import {checkApiToken} from '../config/api-token.js';
@@ -102,7 +102,11 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     modelsDir,
     workerTypes: options.adapters.adapters.map(loaded => loaded.adapter.type),
     groupTypes: options.adapters.adapters.filter(loaded => loaded.adapter.groups === true).map(loaded => loaded.adapter.type),
-    candleBackends: nativeBackends,
+    workerTypeSupport: async spawnOptions => Promise.all(options.adapters.adapters.map(async loaded => {
+      // Options the adapter refuses fall back to its configured self here: checkAdapterOptions names them next.
+      const adapter = spawnOptions?.type === loaded.adapter.type ? await loaded.withOptions(spawnOptions.adapterOptions).catch(() => loaded.adapter) : loaded.adapter;
+      return {type: loaded.adapter.type, backends: await adapterBackends(adapter)};
+    })),
     modelFormats: Object.fromEntries(options.adapters.adapters.map(loaded => [loaded.adapter.type, loaded.adapter.modelFormat ?? 'gguf'])),
     checkAdapterOptions: async (type, adapterOptions) => {
       await options.adapters.adapters.find(loaded => loaded.adapter.type === type)?.withOptions(adapterOptions);

@@ -6,16 +6,16 @@ import {RbeeError} from '../errors.js';
 import {resolveModel, type ModelFormat, type ModelProgress, type ResolvedModel} from '../models/resolve-model.js';
 import type {DeviceInfo, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
 import {workerDefaults} from '../worker/worker-defaults.js';
-import {nativeMissingMessage} from '../native/index.js';
+import type {WorkerTypeSupport} from '../adapters/adapter-backends.js';
 import {admit, freeMemory, type AdmissionVerdict} from './admission.js';
-import {backendOf} from './default-worker-type.js';
+import {checkRunsOn, defaultWorkerType} from './default-worker-type.js';
 import {checkModelPath} from './model-access.js';
 
 export type SpawnCheckOptions = {
   /** Worker types the loaded adapters offer, with the model format each loads. */
   workerTypes: string[];
-  /** Backends the built candle engine runs on (none when it is not built): for the default type. */
-  candleBackends: () => Promise<readonly string[]>;
+  /** The device backends each worker type's adapter declares, asked at each spawn (an adapter may probe its engine). */
+  workerTypeSupport: (spawnOptions?: {type: string; adapterOptions: Record<string, unknown>}) => Promise<WorkerTypeSupport[]>;
   modelFormats: Record<string, ModelFormat>;
   /** Builds the type's adapter with a spawn's `adapter_options`, so the adapter's own checks refuse a bad one (throws). */
   checkAdapterOptions?: (type: string, options: Record<string, unknown>) => Promise<void>;
@@ -37,10 +37,6 @@ export function checkTypeAndDevice(spec: Pick<SpawnWorkerRequestBody, 'type' | '
   }
 }
 
-/**
- * A candle spawn on a hive whose package carries no built engine fails here, at once, with what to
- * do, rather than as a worker that fails (and restarts) at load; every other type is unaffected.
- */
 export async function checkAdapterOptions(spec: Pick<SpawnWorkerRequest, 'type' | 'adapter_options'>, options: Pick<SpawnCheckOptions, 'checkAdapterOptions'>): Promise<void> {
   if (spec.adapter_options === undefined || options.checkAdapterOptions === undefined) {
     return;
@@ -52,17 +48,19 @@ export async function checkAdapterOptions(spec: Pick<SpawnWorkerRequest, 'type' 
   }
 }
 
-export async function checkEngineBuilt(spec: Pick<SpawnWorkerRequest, 'type' | 'device'>, options: Pick<SpawnCheckOptions, 'candleBackends'>): Promise<void> {
-  if (spec.type !== 'candle') {
-    return;
+/**
+ * The spawn's worker type: the one it names, if its adapter runs on the device here, else the
+ * fastest the adapters declare for the device. Refused at once, as a 4xx naming the type, the
+ * device and what the type does run on, rather than as a worker that fails (and restarts) at load.
+ */
+export async function chooseWorkerType(spec: Pick<SpawnWorkerRequestBody, 'type' | 'device' | 'adapter_options'>, options: Pick<SpawnCheckOptions, 'workerTypeSupport'>): Promise<string> {
+  // A spawn's own adapter options (another engine program, say) may change where the type runs.
+  const offers = await options.workerTypeSupport(spec.type === undefined || spec.adapter_options === undefined ? undefined : {type: spec.type, adapterOptions: spec.adapter_options});
+  if (spec.type === undefined) {
+    return defaultWorkerType(spec.device, offers);
   }
-  const backends = await options.candleBackends();
-  if (backends.length === 0) {
-    throw new RbeeError('invalid_request', nativeMissingMessage());
-  }
-  if (!backends.includes(backendOf(spec.device))) {
-    throw new RbeeError('invalid_request', `this build of rbee's candle engine runs on ${backends.join(', ')}, not ${spec.device}: rebuild it with that feature (native/README.md) or pick another --type`);
-  }
+  checkRunsOn(spec.type, spec.device, offers);
+  return spec.type;
 }
 
 /** Resolves (downloading if need be) and checks the model file against the allowed folders. */

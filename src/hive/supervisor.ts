@@ -16,12 +16,11 @@ import {randomSecret} from '../http/secrets.js';
 import {parseModelRef} from '../models/model-ref.js';
 import type {ResolvedModel} from '../models/resolve-model.js';
 import type {Heartbeat, HiveCommand, SpawnGroupRequest, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
-import {defaultWorkerType} from './default-worker-type.js';
 import type {GroupRecord} from './group-record.js';
 import {judgeHealth} from './health-judge.js';
 import {RestartScheduler} from './restart-scheduler.js';
 import {defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
-import {admitOrThrow, checkAdapterOptions, checkEngineBuilt, checkTypeAndDevice, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
+import {admitOrThrow, checkAdapterOptions, checkTypeAndDevice, chooseWorkerType, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
 import type {StateStore} from './state-store.js';
 import {WorkerGroups} from './worker-groups.js';
 import {workerLaunchOptions, workerLogFile} from './worker-launch.js';
@@ -136,11 +135,7 @@ export class Supervisor {
   /** Checks a spawn request; with `dry_run`, answers the plan; otherwise records the worker and starts it. */
   async spawn(request: SpawnWorkerRequestBody): Promise<WorkerView | SpawnPlan> {
     checkTypeAndDevice(request, this.#options);
-    const spec: SpawnWorkerRequest = {
-      ...request,
-      type: request.type ?? defaultWorkerType(request.device, {types: this.#options.workerTypes, candleBackends: await this.#options.candleBackends()}),
-    };
-    await checkEngineBuilt(spec, this.#options);
+    const spec: SpawnWorkerRequest = {...request, type: await chooseWorkerType(request, this.#options)};
     await checkAdapterOptions(spec, this.#options);
     const reference = parseModelRef(spec.model);
     // A local file is checked before answering, so a typo is a 4xx and not a failed worker.

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'worker_failed'
   | 'worker_not_ready'
   | 'device_unknown'
+  | 'device_unsupported'
   | 'insufficient_memory'
   | 'port_in_use'
   | 'home_locked'
@@ -46,6 +47,7 @@ const statusByCode: Record<ErrorCode, number> = {
   worker_failed: 500,
   worker_not_ready: 503,
   device_unknown: 400,
+  device_unsupported: 400,
   insufficient_memory: 409,
   port_in_use: 409,
   home_locked: 409,

@@ -69,7 +69,7 @@ serial('llama-server behind the adapter: ready, infer plain and streamed, heartb
 
   process.kill(server!, 'SIGKILL');
   await waitFor(async () => (await workerInfo(worker.worker_id)).state === 'failed', 10_000, 'the hive to see the engine die');
-  t.regex((await workerInfo(worker.worker_id)).reason ?? '', /llama-server (was killed by SIGKILL|exited)/);
+  t.regex((await workerInfo(worker.worker_id)).reason ?? '', /llama-server \(pid \d+\) (was killed by SIGKILL|exited)/);
   await waitFor(() => !isAlive(worker.pid), 5_000, 'the worker to be gone');
 });
 

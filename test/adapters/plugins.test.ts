@@ -41,9 +41,11 @@ test.serial('rbee adapter add validates the plugin and records it where the hive
   t.deepEqual(JSON.parse(fs.readFileSync(homeConfig, 'utf8')), {adapters: [echoPath]}, 'no duplicate');
 
   const listed = await rbee(['--json', 'adapter', 'list'], {cwd: project, ...inHome});
-  const list = JSON.parse(String(listed.stdout)) as {config: string; adapters: Array<{type: string; source: string; built_in: boolean}>};
+  const list = JSON.parse(String(listed.stdout)) as {config: string; adapters: Array<{type: string; source: string; built_in: boolean; backends: Record<string, unknown>}>};
   t.is(list.config, homeConfig);
   t.deepEqual(list.adapters.map(entry => [entry.type, entry.source, entry.built_in]), [['llamacpp', 'built-in llamacpp', true], ['candle', 'built-in candle', true], ['vllm', 'built-in vllm', true], ['tensorrt-llm', 'built-in tensorrt-llm', true], ['echo', echoPath, false]]);
+  const backends = Object.fromEntries(list.adapters.map(entry => [entry.type, Object.keys(entry.backends)]));
+  t.like(backends, {llamacpp: ['cpu', 'cuda', 'metal'], 'tensorrt-llm': ['cuda'], echo: ['cpu', 'cuda', 'metal']}, 'where each runs, as declared (echo declares nothing: anywhere)');
 });
 
 test.serial('rbee adapter add takes a .ts file as it is (no build), relative to the project config it finds', async t => {

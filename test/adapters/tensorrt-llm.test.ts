@@ -17,6 +17,7 @@ import {HeartbeatSchema, InferResponseSchema, InferStreamEventSchema, type Heart
 import {descendants, isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
 import {getJson, postJson, postStream, rbee, rbeeBin, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
+import {fakeNvidiaSmi} from '../helpers/fake-nvidia-smi.js';
 
 const standin = fileURLToPath(new URL('../fixtures/standins/trtllm-standin.mjs', import.meta.url));
 // `command` is spawned directly: the stand-in runs through its shebang.
@@ -32,7 +33,10 @@ const enginesSeen = new Set<number>();
 type Worker = {worker_id: string; url: string; pid: number; model: string};
 
 test.before(async () => {
-  hive = await startHive({cwd: project, args: ['--heartbeat-interval', '300'], env: {RBEE_STANDIN_TOKEN_MS: '25', RBEE_STANDIN_GPU_MEM: String(gpuMemUsage)}});
+  // TensorRT-LLM runs on NVIDIA GPUs only (its adapter declares cuda alone): the hive is shown one
+  // card by a STAND-IN nvidia-smi, and the stand-in engine does not care which device it is given.
+  const nvidiaSmi = fakeNvidiaSmi({gpus: [{name: 'NVIDIA H100 80GB HBM3', totalMiB: 81_559, usedMiB: 500}]});
+  hive = await startHive({cwd: project, args: ['--heartbeat-interval', '300'], env: {RBEE_STANDIN_TOKEN_MS: '25', RBEE_STANDIN_GPU_MEM: String(gpuMemUsage), RBEE_NVIDIA_SMI: nvidiaSmi}});
 });
 
 test.after.always(async () => {
@@ -62,7 +66,7 @@ function engineOf(worker: Worker): {pid: number; args: string[]; url: string} {
 
 async function spawnWorker(t: {is: (a: unknown, b: unknown, m?: string) => void}, extra: string[] = []): Promise<Worker> {
   const model = await defaultModelPath();
-  const spawned = await rbee(['--json', 'worker', 'spawn', '--type', 'tensorrt-llm', '--model', model, '--restart', 'never', '--wait', '--timeout', '60', ...extra], {hive});
+  const spawned = await rbee(['--json', 'worker', 'spawn', '--type', 'tensorrt-llm', '--device', 'cuda:0', '--model', model, '--restart', 'never', '--wait', '--timeout', '60', ...extra], {hive});
   t.is(spawned.exitCode, 0, String(spawned.stderr));
   return JSON.parse(String(spawned.stdout)) as Worker;
 }

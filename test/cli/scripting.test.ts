@@ -74,7 +74,7 @@ test.serial('RBEE_* variables stand in for flags: RBEE_JSON, RBEE_MODEL, RBEE_DE
     t.like(JSON.parse(String(planned.stdout)), {type: 'llamacpp', device: 'cpu', model: 'gemma-3-270m-q4_k_m'});
     const {RBEE_WORKER_TYPE: _, ...untyped} = env;
     const defaulted = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: untyped});
-    t.is(JSON.parse(String(defaulted.stdout)).type, 'llamacpp', 'no type named: the fastest engine on the CPU');
+    t.is(JSON.parse(String(defaulted.stdout)).type, 'llamacpp', 'no type named: the fastest worker type on the CPU (llama.cpp, by the declared ranks)');
     const emptyType = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: {...env, RBEE_WORKER_TYPE: ''}});
     t.is(JSON.parse(String(emptyType.stdout)).type, 'llamacpp', 'RBEE_WORKER_TYPE set to nothing: the hive chooses');
     const flagWins = await rbee(['worker', 'spawn', '--dry-run', '--type', 'nonesuch'], {hive, env});

@@ -97,7 +97,7 @@ function setup(t: ExecutionContext, options: {freeBytes?: number; home?: string;
   const events: SupervisorEvent[] = [];
   let nextPort = 30_000;
   const supervisor = new Supervisor({
-    workerTypes: ['llamacpp'], groupTypes: [], candleBackends: async () => [], modelFormats: {llamacpp: 'gguf'},
+    workerTypes: ['llamacpp'], groupTypes: [], workerTypeSupport: async () => [{type: 'llamacpp', backends: {cpu: {}}}], modelFormats: {llamacpp: 'gguf'},
     modelsDir: path.join(home, 'models'), allowedModelDirs: null,
     devices: [{id: 'cpu', name: 'test cpu', memory_total: 8 * 2 ** 30, memory_used: 0}],
     memoryProbe: async () => options.freeBytes ?? 8 * 2 ** 30,

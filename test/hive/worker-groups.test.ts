@@ -118,7 +118,7 @@ serial('spawn-group: a coordinator and two shards serve one model through one en
   const killedAt = Date.now();
   await waitFor(async () => (await group(target, spawned.group_id)).health === 'failed', 15_000, 'the group to fail');
   t.log(`group failed ${Date.now() - killedAt} ms after its shard engine was killed (heartbeat interval 300 ms)`);
-  t.regex((await group(target, spawned.group_id)).reason ?? '', /shard .* ggml-rpc-server was killed by SIGKILL/);
+  t.regex((await group(target, spawned.group_id)).reason ?? '', /shard .* ggml-rpc-server \(pid \d+\) was killed by SIGKILL/);
   await waitFor(() => tree.every(pid => !isAlive(pid)), 10_000, 'every member and engine to exit');
   const after = await postJson(`${target.url}/v1/infer`, {prompt: 'Hello', max_tokens: 2});
   t.true(after.status >= 400, 'nothing serves the model any more');

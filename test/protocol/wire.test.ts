@@ -155,7 +155,7 @@ test('infer response', roundTrip, InferResponseSchema, {
 test('spawn request gets its defaults', t => {
   const parsed = SpawnWorkerRequestSchema.parse({model: 'default'});
   t.is(parsed.device, 'cpu');
-  t.is(parsed.type, undefined, 'left to the hive: the fastest engine it has for the device');
+  t.is(parsed.type, undefined, 'left to the hive: the fastest worker type for the device, by what the adapters declare');
   t.is(parsed.restart, 'on-failure');
 });
 

@@ -67,7 +67,7 @@ test('a coordinator reaches its shards with their keys; without them a shard rea
 });
 
 test('a worker started without a secret (standalone, no hive) refuses to serve beyond loopback', async t => {
-  const result = await rbee(['worker', 'run', '--worker-id', 'solo', '--model-path', '/nonexistent.gguf', '--host', '0.0.0.0', '--port', '0'], {env: {RBEE_WORKER_SECRET: ''}, timeout: 30_000});
+  const result = await rbee(['worker', 'run', '--type', 'llamacpp', '--worker-id', 'solo', '--model-path', '/nonexistent.gguf', '--host', '0.0.0.0', '--port', '0'], {env: {RBEE_WORKER_SECRET: ''}, timeout: 30_000});
   t.is(result.exitCode, 2, String(result.stderr));
   t.regex(String(result.stderr), /--host 0\.0\.0\.0: a worker without RBEE_WORKER_SECRET \(and so without a key\) serves loopback only/);
 });

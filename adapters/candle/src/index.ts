@@ -10,8 +10,13 @@ import {z} from 'zod';
 import {
   RbeeError,
   defineAdapter,
+  deviceBackend,
+  deviceBackends,
+  loadNativeBinding,
   loadNativeModel,
+  nativeBackends,
   parseAdapterOptions,
+  type AdapterBackends,
   type AdapterContext,
   type AdapterInferRequest,
   type GenerateResult,
@@ -27,11 +32,36 @@ export const CandleOptionsSchema = z.strictObject({
 });
 export type CandleOptions = z.input<typeof CandleOptionsSchema>;
 
-function backendOf(device: string): string {
-  if (device.startsWith('cuda:')) {
-    return 'cuda';
-  }
-  return device === 'metal' ? 'metal' : 'cpu';
+/**
+ * Measured against llama.cpp on the same model, machine and run (bench/candle-engine.ts); the
+ * llamacpp adapter cites the same files for its rank 1. Decode is what a served request mostly
+ * waits for, so it decides the rank even where candle's prompt processing is faster.
+ */
+const measured = {
+  cpu: {rank: 2, source: 'bench/results/2026-11-27-cpu-vm-candle.md: 2-core VM, Gemma 3 270M Q4_K_M: candle decodes 24.7 tok/s to llama.cpp\'s 49.5 (0.5x), prompts at 0.29x'},
+  cuda: {rank: 2, source: 'bench/results/2026-11-27-gpu-h100-gemma270m-candle.md and bench/results/2026-11-27-gpu-h100-synthetic8b-candle.md: H100, candle prompts 1.10x (270M) and 1.25x (8B) llama.cpp but decodes at 0.18x and 0.49x'},
+} as const;
+
+/**
+ * Where this machine's build of the engine runs: the backends its .node was built with (cpu,
+ * and cuda or metal with that cargo feature); every backend unavailable, saying how to build it,
+ * when there is no .node for this platform.
+ */
+async function builtBackends(): Promise<AdapterBackends> {
+  let missing: string | null = null;
+  await loadNativeBinding().catch((error: unknown) => {
+    missing = (error as Error).message;
+  });
+  const built = missing === null ? await nativeBackends() : [];
+  return Object.fromEntries(deviceBackends.map(backend => {
+    const speed = backend === 'metal' ? {} : {speed: measured[backend]};
+    if (missing !== null) {
+      return [backend, {unavailable: missing, ...speed}];
+    }
+    return [backend, built.includes(backend)
+      ? speed
+      : {unavailable: `this build of rbee's candle engine runs on ${built.join(', ')}, not ${backend}: rebuild it with that feature (native/README.md)`, ...speed}];
+  }));
 }
 
 export default function candle(options?: CandleOptions): RbeeAdapter {
@@ -52,6 +82,7 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
     adapterType: 'candle',
     description: "rbee's Rust/Candle engine in process (GGUF; build it with `npm run build:native`)",
     modelFormat: 'gguf',
+    backends: builtBackends,
     async start(context: AdapterContext) {
       threads = settings.threads ?? context.threads;
       context.reportLoadProgress(0);
@@ -88,7 +119,7 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
     async heartbeat(context: AdapterContext) {
       const memory = loaded().memory();
       return {
-        backend: backendOf(context.device),
+        backend: deviceBackend(context.device),
         ...(threads === undefined ? {} : {threads}),
         ram_used: memory.rss,
         vram_used: memory.vramUsed ?? 0,

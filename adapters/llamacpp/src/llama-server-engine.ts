@@ -3,37 +3,34 @@
  * its OpenAI route, and the heartbeat reads its /slots, /metrics and the process's memory.
  */
 import {
+  WatchedEngine,
   engineAuthorization,
   engineJson,
   engineSse,
-  isOpenAiStreamEnd,
+  openAiStream,
   parsePrometheusText,
   engineMemory,
   type AdapterContext,
   type AdapterHeartbeat,
   type AdapterInferRequest,
-  type EngineProcess,
   type GenerateResult,
 } from 'rbee';
-import {WatchedEngine} from './watched-engine.js';
 
 type CompletionEvent = {content?: string; stop?: boolean; tokens_predicted?: number; tokens_evaluated?: number; stop_type?: string};
-type ChatChunk = {
-  choices?: Array<{delta?: {content?: string | null}; finish_reason?: string | null}>;
-  usage?: {prompt_tokens?: number; completion_tokens?: number};
-};
 
 export class LlamaServerEngine {
   readonly #base: string;
   readonly #device: string;
   readonly #engine: WatchedEngine;
   readonly #apiKey: string;
+  readonly #modelName: string;
 
-  private constructor(base: string, engine: EngineProcess, context: AdapterContext) {
+  private constructor(base: string, engine: WatchedEngine, context: AdapterContext) {
     this.#base = base;
     this.#device = context.device;
     this.#apiKey = context.engineKey;
-    this.#engine = new WatchedEngine('llama-server', engine, context);
+    this.#modelName = context.modelName;
+    this.#engine = engine;
   }
 
   /** `rpc`: the shard endpoints of a worker group; every layer is offloaded, spread over them (and a local GPU). */
@@ -56,7 +53,8 @@ export class LlamaServerEngine {
     ];
     context.log(`starting ${serverPath} on port ${port}`);
     // The key by environment (llama-server reads LLAMA_API_KEY like --api-key), so it is not in its argv.
-    const engine = context.spawnEngine({command: serverPath, args, env: {LLAMA_API_KEY: context.engineKey}});
+    // One unanswered heartbeat is enough: llama-server answers /slots and /metrics at once even while it generates.
+    const engine = WatchedEngine.spawn(context, {command: serverPath, args, env: {LLAMA_API_KEY: context.engineKey}}, {name: 'llama-server', unansweredLimit: 1});
     return new LlamaServerEngine(`http://127.0.0.1:${port}`, engine, context);
   }
 
@@ -103,13 +101,14 @@ export class LlamaServerEngine {
         }),
       ]);
       const metrics = parsePrometheusText(metricsText);
+      this.#engine.answered();
       return {
         ...memory,
         batch_size: slots.filter(slot => slot.is_processing === true).length,
         queue_depth: metrics.get('llamacpp:requests_deferred') ?? 0,
       };
     } catch (error) {
-      return {...memory, error: `llama-server is not answering: ${(error as Error).message}`};
+      return this.#engine.unanswered(error, memory);
     }
   }
 
@@ -151,37 +150,8 @@ export class LlamaServerEngine {
     return {text, tokensGenerated: final.tokens_predicted ?? 0, promptTokens: final.tokens_evaluated ?? 0, finishReason};
   }
 
+  /** llama-server's OpenAI route applies the model's chat template; the shared OpenAI stream reader does the rest. */
   async #chat(request: AdapterInferRequest): Promise<GenerateResult> {
-    let text = '';
-    let finish: string | null = null;
-    let usage: ChatChunk['usage'] = {};
-    let chunks = 0;
-    await engineSse(`${this.#base}/v1/chat/completions`, {
-      messages: request.messages,
-      max_tokens: request.maxTokens,
-      stream_options: {include_usage: true},
-      ...this.#sampling(request),
-    }, {
-      signal: request.signal,
-      apiKey: this.#apiKey,
-      isEnd: isOpenAiStreamEnd,
-      onData: data => {
-        if (data === '[DONE]') {
-          return;
-        }
-        const chunk = JSON.parse(data) as ChatChunk;
-        const choice = chunk.choices?.[0];
-        const content = choice?.delta?.content;
-        if (typeof content === 'string' && content !== '') {
-          text += content;
-          chunks++;
-          request.onText(content);
-        }
-        finish = choice?.finish_reason ?? finish;
-        usage = chunk.usage ?? usage;
-      },
-    });
-    const finishReason = request.signal.aborted ? 'cancelled' : finish === 'length' ? 'length' : 'stop';
-    return {text, tokensGenerated: usage?.completion_tokens ?? chunks, promptTokens: usage?.prompt_tokens ?? 0, finishReason};
+    return openAiStream(this.#base, request, {model: this.#modelName, apiKey: this.#apiKey});
   }
 }

@@ -3,8 +3,7 @@
  * llama-server sends it and computes them on its device. It serves no requests of its own.
  */
 import net from 'node:net';
-import {engineMemory, type AdapterContext, type AdapterHeartbeat, type EngineProcess} from 'rbee';
-import {WatchedEngine} from './watched-engine.js';
+import {WatchedEngine, engineMemory, type AdapterContext, type AdapterHeartbeat} from 'rbee';
 
 function splitEndpoint(endpoint: string): {host: string; port: number} {
   const colon = endpoint.lastIndexOf(':');
@@ -31,17 +30,17 @@ export class RpcShardEngine {
   readonly #device: string;
   readonly #engine: WatchedEngine;
 
-  private constructor(endpoint: string, engine: EngineProcess, context: AdapterContext) {
+  private constructor(endpoint: string, engine: WatchedEngine, context: AdapterContext) {
     this.#endpoint = endpoint;
     this.#device = context.device;
-    this.#engine = new WatchedEngine('ggml-rpc-server', engine, context);
+    this.#engine = engine;
   }
 
   static start(context: AdapterContext, binary: string, endpoint: string): RpcShardEngine {
     const {host, port} = splitEndpoint(endpoint);
     const args = ['--host', host, '--port', String(port), ...(context.threads === undefined ? [] : ['--threads', String(context.threads)])];
     context.log(`starting ${binary} for group ${context.group?.groupId ?? '?'} on ${endpoint}`);
-    return new RpcShardEngine(endpoint, context.spawnEngine({command: binary, args}), context);
+    return new RpcShardEngine(endpoint, WatchedEngine.spawn(context, {command: binary, args}, {name: 'ggml-rpc-server'}), context);
   }
 
   async ready(): Promise<boolean> {

@@ -9,7 +9,7 @@
  *   // rbee worker spawn --type tensorrt-llm --model /models/TinyLlama-1.1B-Chat-v1.0 --device cuda:0
  */
 import {z} from 'zod';
-import {RbeeError, defineAdapter, parseAdapterOptions, type AdapterContext, type RbeeAdapter} from 'rbee';
+import {RbeeError, defineAdapter, findExecutable, parseAdapterOptions, type AdapterBackends, type AdapterContext, type RbeeAdapter} from 'rbee';
 import {TrtllmEngine} from './trtllm-engine.js';
 
 const name = 'rbee:tensorrt-llm';
@@ -32,6 +32,14 @@ export const TrtllmOptionsSchema = z.strictObject({
 });
 export type TrtllmOptions = z.input<typeof TrtllmOptionsSchema>;
 
+/** TensorRT-LLM runs on NVIDIA GPUs only; no speed is declared: it has not been measured against the other engines here. */
+function backendsOf(command: string): AdapterBackends {
+  const unavailable = findExecutable(command) === undefined
+    ? `no trtllm-serve program "${command}": install TensorRT-LLM, or set RBEE_TRTLLM_SERVE or the adapter's \`command\` option`
+    : undefined;
+  return {cuda: unavailable === undefined ? {} : {unavailable}};
+}
+
 export default function tensorrtLlm(options?: TrtllmOptions): RbeeAdapter {
   const settings = parseAdapterOptions(name, TrtllmOptionsSchema, options);
   const command = settings.command ?? process.env.RBEE_TRTLLM_SERVE ?? 'trtllm-serve';
@@ -50,6 +58,7 @@ export default function tensorrtLlm(options?: TrtllmOptions): RbeeAdapter {
     adapterType: 'tensorrt-llm',
     // A Hugging Face checkpoint folder or a built engine folder (or a file trtllm-serve accepts).
     modelFormat: 'any',
+    backends: () => backendsOf(command),
     description: `TensorRT-LLM through a \`${command}\` subprocess (OpenAI API, in-flight batching)`,
     async start(context: AdapterContext) {
       engine = await TrtllmEngine.start(context, {

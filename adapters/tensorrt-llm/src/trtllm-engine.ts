@@ -7,14 +7,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  RbeeError,
+  WatchedEngine,
   engineJson,
   openAiStream,
   processTreeRss,
   type AdapterContext,
   type AdapterHeartbeat,
   type AdapterInferRequest,
-  type EngineProcess,
   type GenerateResult,
 } from 'rbee';
 
@@ -38,39 +37,22 @@ export type IterationStats = {
   inflightBatchingStats?: {numPausedRequests?: number};
 };
 
-/** Heartbeats in a row whose /metrics or /v1/models failed while the process lived, before the engine counts as hung. */
-const unansweredLimit = 3;
-
 const count = (value: unknown): number | undefined => (typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined);
 
 export class TrtllmEngine {
   readonly #base: string;
-  readonly #process: EngineProcess;
-  readonly #context: AdapterContext;
+  readonly #engine: WatchedEngine;
   readonly #optionsFile: string | null;
   #modelId: string;
-  #failure: string | null = null;
-  #stopping = false;
-  #unanswered = 0;
   /** The last iteration seen: /metrics drains, so an idle engine answers [] and the memory figure stays. */
   #lastStats: IterationStats | null = null;
 
-  private constructor(context: AdapterContext, base: string, engine: EngineProcess, optionsFile: string | null) {
-    this.#context = context;
+  private constructor(context: AdapterContext, base: string, launch: {command: string; args: string[]}, optionsFile: string | null) {
     this.#base = base;
-    this.#process = engine;
     this.#optionsFile = optionsFile;
     // trtllm-serve names a model folder by its name; /v1/models says for sure once it is up.
     this.#modelId = path.basename(context.modelPath);
-    void engine.exited.then(exit => {
-      if (!this.#stopping) {
-        const how = exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
-        const output = engine.recentOutput().split('\n').slice(-3).join(' | ');
-        this.#failure = `trtllm-serve (pid ${engine.pid}) ${how}${output === '' ? '' : `: ${output}`}`;
-        context.reportFailure(this.#failure);
-      }
-      this.#removeOptionsFile();
-    });
+    this.#engine = WatchedEngine.spawn(context, launch, {name: 'trtllm-serve', onExit: () => this.#removeOptionsFile()});
   }
 
   /** The `trtllm-serve` arguments for a context: loopback only, on the given port. */
@@ -101,8 +83,7 @@ export class TrtllmEngine {
     const args = TrtllmEngine.arguments(context, launch, port, optionsFile);
     context.log(`starting ${launch.command} ${args.join(' ')}`);
     // For cuda:N the hive has already narrowed CUDA_VISIBLE_DEVICES to the card.
-    const engine = context.spawnEngine({command: launch.command, args});
-    return new TrtllmEngine(context, `http://127.0.0.1:${port}`, engine, optionsFile);
+    return new TrtllmEngine(context, `http://127.0.0.1:${port}`, {command: launch.command, args}, optionsFile);
   }
 
   get modelId(): string {
@@ -111,7 +92,7 @@ export class TrtllmEngine {
 
   /** trtllm-serve listens once the model is loaded and answers /health 200 while it is healthy. */
   async ready(): Promise<boolean> {
-    this.#throwIfFailed();
+    this.#engine.throwIfFailed();
     try {
       const health = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000)});
       await health.body?.cancel();
@@ -131,23 +112,19 @@ export class TrtllmEngine {
   }
 
   async infer(request: AdapterInferRequest): Promise<GenerateResult> {
-    this.#throwIfFailed();
+    this.#engine.throwIfFailed();
     try {
       return await openAiStream(this.#base, request, {model: this.#modelId});
     } catch (error) {
-      // A dropped connection is most often the engine dying: give its exit a moment to land so
-      // the client hears why, not just "terminated".
-      await Promise.race([this.#process.exited, new Promise(resolve => setTimeout(resolve, 1_000).unref())]);
-      this.#throwIfFailed();
-      throw error;
+      return this.#engine.explain(error);
     }
   }
 
   async heartbeat(): Promise<AdapterHeartbeat> {
-    if (this.#failure !== null) {
-      return {error: this.#failure};
+    if (this.#engine.failure !== null) {
+      return {error: this.#engine.failure};
     }
-    const ramUsed = await processTreeRss(this.#process.pid);
+    const ramUsed = await processTreeRss(this.#engine.pid);
     const memory: AdapterHeartbeat = ramUsed === undefined ? {} : {ram_used: ramUsed};
     let models: ModelList;
     let stats: unknown;
@@ -157,15 +134,9 @@ export class TrtllmEngine {
         engineJson<ModelList>(`${this.#base}/v1/models`, {timeoutMs: 3_000}),
         engineJson<unknown>(`${this.#base}/metrics`, {timeoutMs: 4_000}),
       ]);
-      this.#unanswered = 0;
+      this.#engine.answered();
     } catch (error) {
-      if (this.#failure !== null) {
-        return {error: this.#failure};
-      }
-      this.#unanswered++;
-      const message = `trtllm-serve is not answering (${this.#unanswered} heartbeat(s) in a row): ${(error as Error).message}`;
-      this.#context.log(message);
-      return this.#unanswered >= unansweredLimit ? {...memory, error: message} : memory;
+      return this.#engine.unanswered(error, memory);
     }
     const iterations = Array.isArray(stats) ? stats.filter((entry): entry is IterationStats => typeof entry === 'object' && entry !== null) : [];
     const latest = iterations.at(-1);
@@ -189,23 +160,13 @@ export class TrtllmEngine {
   }
 
   async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#process.kill('SIGTERM');
-    const timeout = new Promise(resolve => setTimeout(resolve, 8_000).unref());
-    await Promise.race([this.#process.exited, timeout]);
-    this.#process.kill('SIGKILL');
+    await this.#engine.stop(8_000);
     this.#removeOptionsFile();
   }
 
   #removeOptionsFile(): void {
     if (this.#optionsFile !== null) {
       fs.rmSync(this.#optionsFile, {force: true});
-    }
-  }
-
-  #throwIfFailed(): void {
-    if (this.#failure !== null) {
-      throw new RbeeError('engine_error', this.#failure);
     }
   }
 }

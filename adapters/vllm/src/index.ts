@@ -9,7 +9,7 @@
  *   // rbee worker spawn --type vllm --model /models/Llama-3.2-1B-Instruct --device cuda:0
  */
 import {z} from 'zod';
-import {RbeeError, defineAdapter, parseAdapterOptions, type AdapterContext, type RbeeAdapter} from 'rbee';
+import {RbeeError, defineAdapter, findExecutable, parseAdapterOptions, type AdapterBackends, type AdapterContext, type DeviceBackend, type RbeeAdapter} from 'rbee';
 import {VllmEngine} from './vllm-engine.js';
 
 const name = 'rbee:vllm';
@@ -27,6 +27,18 @@ export const VllmOptionsSchema = z.strictObject({
   gpuMemoryUtilization: z.number().gt(0).max(1).optional(),
 });
 export type VllmOptions = z.input<typeof VllmOptionsSchema>;
+
+/**
+ * vLLM runs on NVIDIA GPUs, and on CPUs with its CPU build (which scripts/install-vllm.sh makes);
+ * no speed is declared: it has not been measured against the other engines here.
+ */
+function backendsOf(command: string): AdapterBackends {
+  const unavailable = findExecutable(command) === undefined
+    ? `no vllm program "${command}": install vLLM (scripts/install-vllm.sh builds its CPU version), or set RBEE_VLLM or the adapter's \`command\` option`
+    : undefined;
+  const runs: DeviceBackend[] = ['cpu', 'cuda'];
+  return Object.fromEntries(runs.map(backend => [backend, unavailable === undefined ? {} : {unavailable}]));
+}
 
 export default function vllm(options?: VllmOptions): RbeeAdapter {
   const settings = parseAdapterOptions(name, VllmOptionsSchema, options);
@@ -46,6 +58,7 @@ export default function vllm(options?: VllmOptions): RbeeAdapter {
     adapterType: 'vllm',
     // A Hugging Face model folder, as vLLM usually loads, or a GGUF file.
     modelFormat: 'any',
+    backends: () => backendsOf(command),
     description: `vLLM through a \`${command} serve\` subprocess (OpenAI API, continuous batching)`,
     async start(context: AdapterContext) {
       engine = await VllmEngine.start(context, {

@@ -4,7 +4,7 @@
  * generated-token counter) and the memory of its processes.
  */
 import {
-  RbeeError,
+  WatchedEngine,
   engineAuthorization,
   engineJson,
   groupVram,
@@ -14,7 +14,6 @@ import {
   type AdapterContext,
   type AdapterHeartbeat,
   type AdapterInferRequest,
-  type EngineProcess,
   type GenerateResult,
 } from 'rbee';
 
@@ -28,32 +27,18 @@ export type VllmLaunch = {
 
 type ModelList = {data?: Array<{id?: string}>};
 
-/** Heartbeats in a row whose /metrics or /v1/models failed while the process lived, before the engine counts as hung. */
-const unansweredLimit = 3;
-
 export class VllmEngine {
   readonly servedName: string;
   readonly #base: string;
-  readonly #process: EngineProcess;
+  readonly #engine: WatchedEngine;
   readonly #context: AdapterContext;
-  #failure: string | null = null;
-  #stopping = false;
-  #unanswered = 0;
   #lastTokens: {count: number; at: number} | null = null;
 
-  private constructor(context: AdapterContext, base: string, engine: EngineProcess, servedName: string) {
+  private constructor(context: AdapterContext, base: string, engine: WatchedEngine, servedName: string) {
     this.#context = context;
     this.#base = base;
-    this.#process = engine;
+    this.#engine = engine;
     this.servedName = servedName;
-    void engine.exited.then(exit => {
-      if (!this.#stopping) {
-        const how = exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`;
-        const output = engine.recentOutput().split('\n').slice(-3).join(' | ');
-        this.#failure = `vllm (pid ${engine.pid}) ${how}${output === '' ? '' : `: ${output}`}`;
-        context.reportFailure(this.#failure);
-      }
-    });
   }
 
   /** The `vllm serve` arguments for a context: loopback only, on the given port. */
@@ -76,12 +61,12 @@ export class VllmEngine {
     context.log(`starting ${launch.command} ${args.join(' ')}`);
     // For cuda:N the hive has already narrowed CUDA_VISIBLE_DEVICES to the card.
     // The key by environment (vLLM reads VLLM_API_KEY like --api-key), so it is not in its argv.
-    const engine = context.spawnEngine({command: launch.command, args, env: {VLLM_API_KEY: context.engineKey}});
+    const engine = WatchedEngine.spawn(context, {command: launch.command, args, env: {VLLM_API_KEY: context.engineKey}}, {name: 'vllm'});
     return new VllmEngine(context, `http://127.0.0.1:${port}`, engine, launch.servedModelName ?? context.modelName);
   }
 
   get pid(): number {
-    return this.#process.pid;
+    return this.#engine.pid;
   }
 
   get #auth(): Record<string, string> {
@@ -90,7 +75,7 @@ export class VllmEngine {
 
   /** vLLM answers /health only once the model is loaded; ready when /v1/models also lists it. */
   async ready(): Promise<boolean> {
-    this.#throwIfFailed();
+    this.#engine.throwIfFailed();
     try {
       const health = await fetch(`${this.#base}/health`, {signal: AbortSignal.timeout(2_000), headers: this.#auth});
       await health.body?.cancel();
@@ -105,23 +90,19 @@ export class VllmEngine {
   }
 
   async infer(request: AdapterInferRequest): Promise<GenerateResult> {
-    this.#throwIfFailed();
+    this.#engine.throwIfFailed();
     try {
       return await openAiStream(this.#base, request, {model: this.servedName, apiKey: this.#context.engineKey});
     } catch (error) {
-      // A dropped connection is most often the engine dying: give its exit a moment to land so
-      // the client hears why, not just "terminated".
-      await Promise.race([this.#process.exited, new Promise(resolve => setTimeout(resolve, 1_000).unref())]);
-      this.#throwIfFailed();
-      throw error;
+      return this.#engine.explain(error);
     }
   }
 
   async heartbeat(): Promise<AdapterHeartbeat> {
-    if (this.#failure !== null) {
-      return {error: this.#failure};
+    if (this.#engine.failure !== null) {
+      return {error: this.#engine.failure};
     }
-    const [ramUsed, vram] = await Promise.all([processTreeRss(this.#process.pid), this.#vram()]);
+    const [ramUsed, vram] = await Promise.all([processTreeRss(this.#engine.pid), this.#vram()]);
     const memory: AdapterHeartbeat = {
       ...(ramUsed === undefined ? {} : {ram_used: ramUsed}),
       ...(vram === undefined ? {} : {vram_used: vram.used, ...(vram.total === undefined ? {} : {vram_total: vram.total})}),
@@ -139,15 +120,9 @@ export class VllmEngine {
           return parsePrometheusText(await response.text());
         }),
       ]);
-      this.#unanswered = 0;
+      this.#engine.answered();
     } catch (error) {
-      if (this.#failure !== null) {
-        return {error: this.#failure};
-      }
-      this.#unanswered++;
-      const message = `vllm is not answering (${this.#unanswered} heartbeat(s) in a row): ${(error as Error).message}`;
-      this.#context.log(message);
-      return this.#unanswered >= unansweredLimit ? {...memory, error: message} : memory;
+      return this.#engine.unanswered(error, memory);
     }
     const generated = metrics.get('vllm:generation_tokens_total');
     return {
@@ -159,13 +134,9 @@ export class VllmEngine {
     };
   }
 
+  /** vLLM shuts its EngineCore down on SIGTERM, which can take a few seconds. */
   async stop(): Promise<void> {
-    this.#stopping = true;
-    this.#process.kill('SIGTERM');
-    // vLLM shuts its EngineCore down on SIGTERM; the worker kills the whole group afterwards anyway.
-    const timeout = new Promise(resolve => setTimeout(resolve, 8_000).unref());
-    await Promise.race([this.#process.exited, timeout]);
-    this.#process.kill('SIGKILL');
+    await this.#engine.stop(8_000);
   }
 
   /** Tokens per second since the previous heartbeat, from vLLM's generated-token counter. */
@@ -184,12 +155,6 @@ export class VllmEngine {
     if (match === null) {
       return undefined;
     }
-    return groupVram(this.#process.pid, Number(match[1]));
-  }
-
-  #throwIfFailed(): void {
-    if (this.#failure !== null) {
-      throw new RbeeError('engine_error', this.#failure);
-    }
+    return groupVram(this.#engine.pid, Number(match[1]));
   }
 }

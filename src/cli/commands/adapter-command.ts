@@ -29,7 +29,7 @@ function specifierFor(spec: string, configDir: string): string {
 }
 
 export function adapterCommand(): Command {
-  const adapter = new Command('adapter').description('adapter plugins: engines beyond the built-in ones');
+  const adapter = new Command('adapter').description('adapters: the plugins that add worker types, each running an engine');
 
   adapter.command('add')
     .description('check that a package or file (.js or .ts) exports an adapter, then record it in the config the hive reads')
@@ -105,19 +105,31 @@ export function adapterCommand(): Command {
     });
 
   adapter.command('list')
-    .description('built-in adapters and plugins, with where each came from')
+    .description('built-in adapters and plugins: the worker type each adds, the devices its engine runs on here, where it came from')
     .option('--config <file>', 'config file (default: the one found)')
     .action(async (options: ConfigOption, command: Command) => {
-      const {adaptersOf} = await import('../../adapters/configured-adapters.js');
+      const [{adaptersOf}, {adapterBackends}] = await Promise.all([import('../../adapters/configured-adapters.js'), import('../../adapters/adapter-backends.js')]);
       const loaded = await loadLocalConfig(options);
       const set = await adaptersOf(loaded);
       const result = {
         config: loaded.filepath,
-        adapters: set.adapters.map(entry => ({name: entry.adapter.name, type: entry.adapter.type, description: entry.adapter.description ?? null, source: entry.source, built_in: entry.builtIn})),
+        adapters: await Promise.all(set.adapters.map(async entry => ({
+          name: entry.adapter.name,
+          type: entry.adapter.type,
+          description: entry.adapter.description ?? null,
+          source: entry.source,
+          built_in: entry.builtIn,
+          // Where its engine runs on this machine, as the hive will judge a spawn.
+          backends: await adapterBackends(entry.adapter),
+          groups: entry.adapter.groups === true,
+        }))),
         errors: set.errors,
       };
+      const runsOn = (backends: (typeof result.adapters)[number]['backends']) => Object.entries(backends)
+        .map(([backend, support]) => (support?.unavailable === undefined ? backend : `${backend} (not here)`))
+        .join(', ');
       emit(globalOptions(command), result, () => [
-        table(['TYPE', 'NAME', 'SOURCE', 'DESCRIPTION'], result.adapters.map(entry => [entry.type, entry.name, entry.source, entry.description ?? ''])),
+        table(['TYPE', 'NAME', 'RUNS ON', 'SOURCE', 'DESCRIPTION'], result.adapters.map(entry => [entry.type, entry.name, runsOn(entry.backends), entry.source, entry.description ?? ''])),
         ...result.errors.map(error => `not loaded: ${error.source}: ${error.message}`),
       ].join('\n'));
       if (result.errors.length > 0) {

@@ -29,6 +29,7 @@ function files(options: ScaffoldOptions): Record<string, string> {
 // \`rbee worker spawn --adapter-option key=value\`, and uses the object it returns for one worker.
 // Lifecycle and failure contract: rbee's docs/adapters.md.
 import {fileURLToPath} from 'node:url';
+import {WatchedEngine} from 'rbee';
 
 const enginePath = fileURLToPath(new URL('./engine.js', import.meta.url));
 
@@ -48,26 +49,25 @@ export default function adapter(options = {}) {
     throw new TypeError(\`${options.name}: option \\\`greeting\\\` must be a string, got \${typeof options.greeting}\`);
   }
   let base = '';
-  /** @type {import('rbee').EngineProcess | null} */
+  /** @type {WatchedEngine | null} */
   let engine = null;
 
   return {
     name: '${options.name}',
     type: '${options.type}',
     description: 'TODO: what engine this runs',
+    // The device backends the engine runs on (cpu, cuda, metal): a spawn on any other is refused.
+    // A function may probe what is installed and say \`{cuda: {unavailable: 'why'}}\`.
+    backends: {cpu: {}},
     async start(context) {
       const port = await context.freePort();
       base = \`http://127.0.0.1:\${port}\`;
       const args = [enginePath, '--port', String(port), ...(options.greeting === undefined ? [] : ['--greeting', options.greeting])];
-      engine = context.spawnEngine({command: process.execPath, args});
-      // An engine that dies after start is reported at once, not at the next heartbeat.
-      void engine.exited.then(exit => {
-        if (engine !== null) {
-          context.reportFailure(\`engine exited (\${exit.code ?? exit.signal}): \${engine.recentOutput()}\`);
-        }
-      });
+      // Watched: an engine that dies after start is reported at once, not at the next heartbeat.
+      engine = WatchedEngine.spawn(context, {command: process.execPath, args}, {name: 'engine'});
     },
     async ready(context) {
+      engine?.throwIfFailed();
       try {
         const ok = (await fetch(\`\${base}/health\`)).ok;
         if (ok) {
@@ -96,10 +96,8 @@ export default function adapter(options = {}) {
       return {ram_used: stats.rss, loaded_models: ['${options.type}']};
     },
     async stop() {
-      const running = engine;
+      await engine?.stop(5_000);
       engine = null;
-      running?.kill('SIGTERM');
-      await running?.exited;
     },
   };
 }

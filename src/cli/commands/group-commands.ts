@@ -91,7 +91,7 @@ export function spawnGroupCommand(): Command {
     .description('spawn one model sharded over several devices: a coordinator (one endpoint) and a shard per extra device')
     .addOption(modelOption())
     .addOption(new Option('--devices <list>', 'comma-separated, the coordinator\'s first: cuda:0,cuda:1 ("cpu" may repeat)').env('RBEE_DEVICES').argParser(deviceList).makeOptionMandatory())
-    .addOption(new Option('--type <type>', 'worker type (default: the first that can run groups, llamacpp)').env('RBEE_WORKER_TYPE'))
+    .addOption(new Option('--type <type>', 'worker type (default: the fastest that can run groups on the first device, by what the adapters declare)').env('RBEE_WORKER_TYPE'))
     .option('--coordinator-port <port>', 'the group\'s endpoint port (default: a free one)', integerFlag('--coordinator-port', 1, 65_535))
     .addOption(new Option('--restart <policy>', 'after a member fails, spawn the whole group again').choices(['never', 'on-failure', 'always']).default('on-failure'))
     .option('--force', 'spawn even if the model looks larger than the devices have free')

@@ -92,7 +92,7 @@ export function workerCommand(): Command {
     .description('ask the hive for a worker')
     .addOption(modelOption())
     .addOption(new Option('--device <device>', 'cpu, cuda:N or metal').env('RBEE_DEVICE').default('cpu'))
-    .addOption(new Option('--type <type>', 'worker type (default: the fastest engine for the device)').env('RBEE_WORKER_TYPE'))
+    .addOption(new Option('--type <type>', 'worker type (default: the fastest for the device, by what the adapters declare)').env('RBEE_WORKER_TYPE'))
     .option('--adapter-option <key=value>', 'an option for the worker type\'s adapter, over the config\'s (repeatable; checked by the adapter)', keyValueFlag('--adapter-option'))
     .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlagIn('--max-queue', limits.maxQueue))
     .option('--ready-timeout <ms>', 'fail the worker when its engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlagIn('--ready-timeout', limits.readyTimeoutMs))

@@ -68,7 +68,7 @@ async function adapterFor(type: string, configPath: string | undefined, adapterO
 export function workerRunCommand(): Command {
   return new Command('run')
     .description('run one worker process in the foreground (started by the hive)')
-    .option('--type <type>', 'worker type', 'llamacpp')
+    .requiredOption('--type <type>', 'worker type (the hive always names it)')
     .requiredOption('--worker-id <id>', 'id the hive knows this worker by')
     .requiredOption('--model-path <path>', 'the model: a GGUF file, or a folder for engines that load one')
     .option('--model-name <name>', 'name the model is served as')

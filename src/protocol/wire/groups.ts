@@ -36,7 +36,7 @@ export const SpawnGroupRequestSchema = z.strictObject({
   model: z.string().min(1).max(4_096),
   /** The coordinator runs on the first, a shard on each of the others. "cpu" may repeat (one process each). */
   devices: z.array(DeviceSchema).min(2).max(64),
-  /** Left out: the first loaded adapter that can run groups (llamacpp: llama-server over ggml RPC shards). */
+  /** The worker type. Left out: the fastest type whose adapter runs groups on the first device, by what the adapters declare. */
   type: z.string().min(1).max(214).optional(),
   /** The coordinator's HTTP port, the group's one endpoint (default: a free one). */
   coordinator_port: integerIn({min: 1, max: limits.port.max}).optional(),

@@ -18,7 +18,7 @@ export type AdapterOptions = z.infer<typeof AdapterOptionsSchema>;
 export const SpawnWorkerRequestSchema = z.strictObject({
   model: z.string().min(1).max(4_096),
   device: DeviceSchema.default('cpu'),
-  /** Left out: the hive picks the fastest engine it has for the device (see the benchmarks). */
+  /** The worker type. Left out: the fastest type for the device, by the speeds the adapters declare (each citing its benchmark). */
   type: z.string().min(1).max(214).optional(),
   context_size: integerIn(limits.contextSize).optional(),
   threads: integerIn(limits.threads).optional(),
