@@ -23,7 +23,7 @@ export {
 export {engineAuthorization, engineJson, engineSse, isOpenAiStreamEnd, openAiStream, parsePrometheusText, processRss} from './adapters/engine-http.js';
 export {findExecutable} from './adapters/find-executable.js';
 export {gpuFreeMemory, gpuTotalMemory, nvidiaComputeApps, nvidiaGpus, nvidiaSmiProgram, queryNvidiaSmi, type ComputeApp, type NvidiaGpu} from './adapters/nvidia-smi.js';
-export {readSse, sseReader, type SseEvent, type SseReader} from './adapters/sse-reader.js';
+export {readSse, type SseEvent} from './protocol/sse-reader.js';
 export {WatchedEngine, type WatchedEngineOptions} from './adapters/watched-engine.js';
 export {engineMemory, groupVram, processTree, processTreeRss} from './adapters/process-memory.js';
 export {findLlamaCpp, type LlamaCppInstall} from './engines/llama-cpp-build.js';

@@ -7,7 +7,7 @@
 import {RbeeError} from '../errors.js';
 import type {GenerateResult} from '../worker/engine.js';
 import type {AdapterInferRequest} from './adapter-api.js';
-import {readSse} from './sse-reader.js';
+import {readSse} from '../protocol/sse-reader.js';
 
 /** The `Authorization` header for an engine started with `apiKey` (none without one). */
 export function engineAuthorization(apiKey: string | undefined): Record<string, string> {
@@ -46,13 +46,20 @@ export async function engineSse(url: string, body: unknown, options: {signal: Ab
   }
   let ended = false;
   try {
-    await readSse(response.body, event => {
+    for await (const event of readSse(response.body)) {
+      if (event.extra.error !== undefined) {
+        // llama-server fails a stream whose headers already went out with an `error:` field.
+        throw new RbeeError('engine_error', `${url}: the engine failed the stream: ${event.extra.error}`);
+      }
       ended ||= options.isEnd?.(event.data) === true;
       options.onData(event.data);
-    });
+    }
   } catch (error) {
     if (options.signal.aborted) {
       return; // the client went away: what was generated so far stands
+    }
+    if (error instanceof RbeeError) {
+      throw error;
     }
     throw new RbeeError('engine_error', `${url}: the engine's stream broke off: ${(error as Error).message}`, {cause: error});
   }

@@ -53,3 +53,12 @@ test('breaking out of the loop stops reading the body', async t => {
   }
   t.is(pulled, 1);
 });
+
+test('cut in two at every byte (mid-line, mid-CRLF, mid-character), the events are the same', async t => {
+  const bytes = new TextEncoder().encode(': keep-alive\n\ndata: {"content":"héllo 🐝"}\n\nevent: progress\r\ndata: 50\r\n\r\nid: 7\ndata:no space\ndata\n\ndata: [DONE]\n\n');
+  const whole = await read([bytes]);
+  t.deepEqual(whole.map(event => event.data), ['{"content":"héllo 🐝"}', '50', 'no space\n', '[DONE]']);
+  for (let cut = 1; cut < bytes.length; cut++) {
+    t.deepEqual(await read([bytes.subarray(0, cut), bytes.subarray(cut)]), whole, `cut at byte ${cut}`);
+  }
+});
