@@ -135,7 +135,8 @@ fi
 if want hive; then
   [[ -f "$root/dist/cli/main.js" && -d "$root/dist/builtin-adapters" ]] || { log "no dist/: run npm run build first"; exit 1; }
   list="$work/modules"
-  (cd "$root" && npm ls --omit=dev --all --parseable 2>/dev/null) | sed "s|^$root/||" | grep '^node_modules/' | sort -u \
+  # npm ls exits non-zero over any extraneous or unmet optional package; the list is still whole.
+  (cd "$root" && npm ls --omit=dev --all --parseable 2>/dev/null || true) | sed "s|^$root/||" | grep '^node_modules/' | sort -u \
     | grep -v -e '^node_modules/@node-llama-cpp/' -e '^node_modules/typescript$' -e '^node_modules/@typescript' > "$list"
   [[ -d "$root/node_modules/@node-llama-cpp/linux-x64" ]] && echo node_modules/@node-llama-cpp/linux-x64 >> "$list"
   read -r -a extra <<< "${RBEE_DEVICE_HIVE_EXTRA:-}"

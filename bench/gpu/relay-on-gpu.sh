@@ -14,7 +14,7 @@
 # Each upload folder holds a copy of this script, so a call needs nothing from the checkout it lands in.
 set -uo pipefail
 
-work=/root/rbee-relay
+work="${RBEE_RELAY_WORK:-/root/rbee-relay}"
 stage="${1:?stage: prepare | part <folder> | bench <out>}"
 slice_bytes=$((56 * 1048576))
 log() { echo "[relay $(date +%H:%M:%S)] $*"; }
