@@ -73,7 +73,8 @@ function usage(message?: string): never {
     '  --max-tokens N    tokens per stream (default 256)',
     '  --context N       context per slot (default 1024; llama-server --ctx-size N × parallel, both sides)',
     '  --threads N       the worker\'s threads (default: llama-server\'s own)',
-    '  --profile         then a short run with node --cpu-prof on the hive and worker: top frames',
+    '  --profile         then a short run with V8\'s CPU profiler in the hive and worker: top frames',
+    '  --skip-worker-direct  leave out the worker asked at its own port (the breakdown); a third less time',
     '  --smoke           a check that the pipeline works on a busy machine: no waiting for quiet, no re-runs (numbers mean little)',
     '  --name STEM       results file stem (default <date>-gpu-<card>-relay, or <date>-<machine>-relay without a GPU)',
     '  --out DIR         where the .json and .md go (default bench/results)',
@@ -267,6 +268,7 @@ async function main(): Promise<void> {
     threads: {type: 'string'},
     profile: {type: 'boolean', default: false},
     smoke: {type: 'boolean', default: false},
+    'skip-worker-direct': {type: 'boolean', default: false},
     name: {type: 'string'},
     out: {type: 'string'},
     help: {type: 'boolean', short: 'h', default: false},
@@ -314,6 +316,7 @@ async function main(): Promise<void> {
     contextSize,
     maxTokens,
     log,
+    workerDirect: !values['skip-worker-direct'],
     ...(values.smoke ? {quietWaitMs: 0, retryDisturbed: 0} : {}),
   };
   const overhead = await runLlamaServerOverhead(options);

@@ -575,7 +575,8 @@ async function main(): Promise<void> {
   writeReport(document, jsonFile);
 }
 
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href;
+// By name too: bundled into another bench (gpu-relay.mjs), import.meta.url is that bench's file.
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href && path.basename(process.argv[1]).startsWith('llama-server-overhead');
 if (invokedDirectly) {
   try {
     await main();
