@@ -320,8 +320,8 @@ async function main(): Promise<void> {
     ...(values.smoke ? {quietWaitMs: 0, retryDisturbed: 0} : {}),
   };
   const overhead = await runLlamaServerOverhead(options);
-  const profile = values.profile ? await profileRun(options, Math.max(...streams), log) : null;
-  const document: Document = {
+  const out = values.out ?? fileURLToPath(new URL('./results/', import.meta.url));
+  const documentOf = (profile: Document['profile']): Document => ({
     schema: 'rbee-bench-gpu-relay/1',
     date: started.toISOString(),
     command: ['node', 'bench/gpu-relay.ts', ...argv].join(' '),
@@ -333,8 +333,12 @@ async function main(): Promise<void> {
     verdicts: overhead.concurrency.map(verdictOf),
     overhead,
     profile,
-  };
-  writeDocument(document, values.out ?? fileURLToPath(new URL('./results/', import.meta.url)), stem);
+  });
+  // Written before the profile run too: a device call cut short by its time limit still brings the measurement back.
+  writeDocument(documentOf(null), out, stem);
+  if (values.profile) {
+    writeDocument(documentOf(await profileRun(options, Math.max(...streams), log)), out, stem);
+  }
 }
 
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href;

@@ -9,8 +9,14 @@
 #   bash .relay-up/1/relay-on-gpu.sh part .relay-up/1   # THERE, first: unpack llama.cpp, start its CUDA build
 #                                                   # (own session: it goes on between calls while the machine is held)
 #   bash .relay-up/K/relay-on-gpu.sh part .relay-up/K   # THERE: the next slice of node + hive + model
-#   bash .relay-up/N/relay-on-gpu.sh bench <out>    # THERE: join the slices, wait for the build, run the bench
+#   bash .relay-up/N/relay-on-gpu.sh bench <out> [gpu-relay.ts flags]   # THERE: join the slices, wait for the
+#                                                   # build, run the bench (flags default to the ones below)
 #
+# Device time, from the first H100 run (bench/results/2026-12-05-gpu-h100-relay-partial.md): machine start 1-2 min,
+# six uploads of <= 57 MiB ~1 min (issue them back to back: the machine goes back after 30 s idle), the CUDA build
+# ~5 min (it runs while the slices travel), then the bench. llama-server needs ~125 ms a decode step at 64 slots
+# with this model, so a 64-stream batch of 256 tokens takes ~33 s; the defaults (64 tokens, no worker-direct side)
+# keep the bench near 3 min. Give the last call its whole 600 s; the results are written before the profile run.
 # Each upload folder holds a copy of this script, so a call needs nothing from the checkout it lands in.
 set -uo pipefail
 
@@ -82,6 +88,7 @@ case "$stage" in
   bench)
     out="${2:?results folder}"
     shift 2
+    (( $# > 0 )) || set -- --rounds 5 --streams 1,64 --max-tokens 64 --context 1024 --skip-worker-direct --profile
     mkdir -p "$out"
     cd "$work"
     want="$(sed -n 's/^parts=//p' PAYLOAD)"
