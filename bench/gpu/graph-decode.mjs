@@ -52,42 +52,57 @@ const prompts = [
   {name: 'long', tokens: prompt(1000, 2)},
 ];
 
-const summary = {model: path.basename(modelPath), maxTokens, runs, ctx, paths: {}, agreement: []};
+const summary = {model: path.basename(modelPath), maxTokens, runs, ctx, paths: {}, agreement: [], errors: []};
 const results = {};
 for (const forward of ['tensor', 'graph']) {
-  const {model, loadMs} = await load(forward);
-  const entry = {loadMs, forward: model.info.forward, weightBytes: model.info.weightBytes, kvCacheBytes: model.info.kvCacheBytes, memory: model.memory(), prompts: {}};
-  await generate(model, prompts[0].tokens.slice(0, 4)); // warm-up (JIT, first graph replay, cuBLAS handles)
-  for (const p of prompts) {
-    const times = [];
-    let tokens;
-    for (let r = 0; r < runs; r++) {
-      const result = await generate(model, p.tokens);
-      tokens = result.tokens;
-      const decodeMs = result.totalMs - result.promptMs;
-      times.push({promptMs: result.promptMs, decodeMs, generated: result.tokensGenerated, tokS: (result.tokensGenerated - 1) / (decodeMs / 1000)});
+  try {
+    const {model, loadMs} = await load(forward);
+    const entry = {loadMs, forward: model.info.forward, weightBytes: model.info.weightBytes, kvCacheBytes: model.info.kvCacheBytes, memory: model.memory(), prompts: {}};
+    results[forward] = {model, entry};
+    summary.paths[forward] = entry;
+    await generate(model, prompts[0].tokens.slice(0, 4)); // warm-up (JIT, first graph replay, cuBLAS handles)
+    for (const p of prompts) {
+      const times = [];
+      let tokens;
+      for (let r = 0; r < runs; r++) {
+        const result = await generate(model, p.tokens);
+        tokens = result.tokens;
+        const decodeMs = result.totalMs - result.promptMs;
+        times.push({promptMs: result.promptMs, decodeMs, generated: result.tokensGenerated, tokS: (result.tokensGenerated - 1) / (decodeMs / 1000)});
+      }
+      const best = times.reduce((a, b) => (a.tokS > b.tokS ? a : b));
+      entry.prompts[p.name] = {promptTokens: p.tokens.length, runs: times, bestTokS: best.tokS, promptTokS: p.tokens.length / (best.promptMs / 1000), tokens};
+      console.log(`[graph-decode] ${forward} ${p.name} (${p.tokens.length} prompt tokens): decode ${best.tokS.toFixed(1)} tok/s (best of ${runs}: ${times.map((t) => t.tokS.toFixed(1)).join(', ')}), prompt ${(p.tokens.length / (best.promptMs / 1000)).toFixed(0)} tok/s, ${tokens.length} tokens: ${tokens.slice(0, 12).join(' ')} ...`);
     }
-    const best = times.reduce((a, b) => (a.tokS > b.tokS ? a : b));
-    entry.prompts[p.name] = {promptTokens: p.tokens.length, runs: times, bestTokS: best.tokS, promptTokS: p.tokens.length / (best.promptMs / 1000), tokens};
-    console.log(`[graph-decode] ${forward} ${p.name} (${p.tokens.length} prompt tokens): decode ${best.tokS.toFixed(1)} tok/s (best of ${runs}: ${times.map((t) => t.tokS.toFixed(1)).join(', ')}), prompt ${(p.tokens.length / (best.promptMs / 1000)).toFixed(0)} tok/s, ${tokens.length} tokens`);
+  } catch (error) {
+    console.log(`[graph-decode] ${forward}: FAILED: ${error.message}`);
+    summary.errors.push({forward, message: String(error.message)});
   }
-  results[forward] = {model, entry};
-  summary.paths[forward] = entry;
 }
 
-// Same greedy tokens? And teacher forcing: the graph path scores the tensor path's continuation.
-for (const p of prompts) {
-  const a = results.tensor.entry.prompts[p.name].tokens;
-  const b = results.graph.entry.prompts[p.name].tokens;
-  let same = 0;
-  while (same < Math.min(a.length, b.length) && a[same] === b[same]) same++;
-  const forced = await results.graph.model.nextTokenProbabilities(p.tokens, a, 2);
-  if (!Array.isArray(forced)) throw new Error(`nextTokenProbabilities: ${forced.code}: ${forced.message}`);
-  const top1 = forced.filter((dist, i) => dist[0].token === a[i]).length;
-  const record = {prompt: p.name, tensorTokens: a.length, graphTokens: b.length, identicalPrefix: same, teacherForcedTop1: top1, teacherForcedPositions: forced.length,
-    firstDivergence: same < Math.min(a.length, b.length) ? {index: same, tensor: a[same], graph: b[same], graphTop2: forced[same]} : null};
-  summary.agreement.push(record);
-  console.log(`[graph-decode] ${p.name}: greedy tokens identical for ${same}/${a.length}; teacher-forced top-1 equal at ${top1}/${forced.length}`);
+// Same greedy tokens? And teacher forcing: each path scores the tensor path's greedy continuation.
+if (results.tensor?.entry.prompts.long && results.graph) {
+  for (const p of prompts) {
+    try {
+      const a = results.tensor.entry.prompts[p.name].tokens;
+      const b = results.graph.entry.prompts[p.name]?.tokens ?? [];
+      let same = 0;
+      while (same < Math.min(a.length, b.length) && a[same] === b[same]) same++;
+      const forced = await results.graph.model.nextTokenProbabilities(p.tokens, a, 2);
+      if (!Array.isArray(forced)) throw new Error(`nextTokenProbabilities: ${forced.code}: ${forced.message}`);
+      const reference = await results.tensor.model.nextTokenProbabilities(p.tokens, a, 2);
+      const top1 = forced.filter((dist, i) => dist[0].token === a[i]).length;
+      const record = {prompt: p.name, tensorTokens: a.length, graphTokens: b.length, identicalPrefix: same, teacherForcedTop1: top1, teacherForcedPositions: forced.length,
+        firstPositions: forced.slice(0, 3).map((dist, i) => ({graph: dist, tensor: Array.isArray(reference) ? reference[i] : null})),
+        firstDivergence: same < Math.min(a.length, b.length) ? {index: same, tensor: a[same], graph: b[same], graphTop2: forced[same], tensorTop2: Array.isArray(reference) ? reference[same] : null} : null};
+      summary.agreement.push(record);
+      console.log(`[graph-decode] ${p.name}: greedy tokens identical for ${same}/${a.length}; teacher-forced top-1 equal at ${top1}/${forced.length}; first position graph ${JSON.stringify(forced[0])} tensor ${JSON.stringify(Array.isArray(reference) ? reference[0] : reference)}`);
+      if (record.firstDivergence) console.log(`[graph-decode] ${p.name}: first divergence ${JSON.stringify(record.firstDivergence)}`);
+    } catch (error) {
+      console.log(`[graph-decode] agreement ${p.name}: FAILED: ${error.message}`);
+      summary.errors.push({agreement: p.name, message: String(error.message)});
+    }
+  }
 }
 for (const {model} of Object.values(results)) model.close();
 fs.writeFileSync(outPath, JSON.stringify(summary, null, 1));

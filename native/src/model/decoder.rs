@@ -176,3 +176,23 @@ impl Decoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_graph_path_is_named_and_refused_off_cuda() {
+        assert_eq!(ForwardPath::parse("graph").unwrap(), ForwardPath::Graph);
+        assert_eq!(ForwardPath::Graph.as_str(), "graph");
+        let unknown = ForwardPath::parse("cuda-graph").unwrap_err();
+        assert_eq!(unknown.code, ErrorCode::InvalidRequest);
+        assert!(unknown.message.contains("ggml, tensor or graph"), "{}", unknown.message);
+        // Explicitly asked for on the CPU: a clear device error, not a silent fallback.
+        let error = ForwardPath::select(&Device::Cpu, Some(ForwardPath::Graph)).unwrap_err();
+        assert_eq!(error.code, ErrorCode::DeviceUnavailable);
+        assert!(error.message.contains("CUDA"), "{}", error.message);
+        // The CPU default stays the ggml path.
+        assert_eq!(ForwardPath::select(&Device::Cpu, Some(ForwardPath::Ggml)).unwrap(), ForwardPath::Ggml);
+    }
+}

@@ -717,7 +717,7 @@ impl GraphDecoder {
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
         self.replay(tokens, start)?;
         let mut logits = vec![0f32; self.config.n_vocab];
-        cu("logits out", unsafe { result::memcpy_dtoh_async(&mut logits, self.buffers.logits.ptr, self.stream.cu_stream()) })?;
+        cu("logits out", unsafe { result::memcpy_dtoh_async(&mut logits[..], self.buffers.logits.ptr, self.stream.cu_stream()) })?;
         cu("sync", self.stream.synchronize())?;
         Ok(logits)
     }
@@ -726,7 +726,7 @@ impl GraphDecoder {
     pub fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> EngineResult<u32> {
         self.replay(tokens, start)?;
         let mut token = [0i32];
-        cu("token out", unsafe { result::memcpy_dtoh_async(&mut token, self.buffers.tokens.ptr, self.stream.cu_stream()) })?;
+        cu("token out", unsafe { result::memcpy_dtoh_async(&mut token[..], self.buffers.tokens.ptr, self.stream.cu_stream()) })?;
         cu("sync", self.stream.synchronize())?;
         u32::try_from(token[0]).map_err(|_| EngineError::internal(format!("the decode step picked token {} (non-finite logits?)", token[0])))
     }

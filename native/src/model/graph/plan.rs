@@ -298,7 +298,7 @@ mod tests {
     fn weight_rows_are_whole_blocks_and_k_quant_rows_16_byte_aligned() {
         // The kernels read Q4_K/Q5_K rows with 16-byte loads: each row of a tensor uploaded as
         // one allocation (256-byte aligned) must start on a 16-byte boundary.
-        for (t, k) in [(GgmlDType::Q4K, 4096), (GgmlDType::Q5K, 14336), (GgmlDType::Q4K, 640)] {
+        for (t, k) in [(GgmlDType::Q4K, 4096), (GgmlDType::Q5K, 14336), (GgmlDType::Q4K, 1536)] {
             let shape = MatShape::new("w", t, &[8, k]).unwrap();
             assert_eq!(shape.row_bytes() % 16, 0, "{t:?} k={k}");
         }
