@@ -6,7 +6,7 @@
 //   node graph-decode.mjs <napi loader (native/index.js)> <model.gguf> <out.json> [--tokens 128] [--runs 3] [--ctx 2048]
 //
 // Decode tok/s = tokens after the first / (total_ms - prompt_ms): the first token comes out of
-// the prompt's evaluation, which the graph path runs one token per replay (no batched prefill yet).
+// the prompt's evaluation (the graph path: 8 prompt tokens a replay of its batch-8 graph).
 import fs from 'node:fs';
 import path from 'node:path';
 import {pathToFileURL} from 'node:url';
@@ -101,6 +101,26 @@ if (results.tensor?.entry.prompts.long && results.graph) {
     } catch (error) {
       console.log(`[graph-decode] agreement ${p.name}: FAILED: ${error.message}`);
       summary.errors.push({agreement: p.name, message: String(error.message)});
+    }
+  }
+}
+// The graph path's batched prefill (PREFILL_ROWS tokens a replay, a padded last chunk) against
+// the same prompt fed one token per replay: the kernels' per-row arithmetic does not depend on
+// the batch width, so the distributions must be bit-identical.
+if (results.graph) {
+  for (const n of [16, 100]) {
+    try {
+      const tokens = prompt(n, 3);
+      const batched = await results.graph.model.nextTokenProbabilities(tokens, [tokens[0]], 5);
+      const single = await results.graph.model.nextTokenProbabilities(tokens.slice(0, 1), [...tokens.slice(1), tokens[0]], 5);
+      if (!Array.isArray(batched) || !Array.isArray(single)) throw new Error('nextTokenProbabilities failed');
+      const a = batched[0], b = single[n - 1];
+      const identical = JSON.stringify(a) === JSON.stringify(b);
+      summary.prefillCheck = [...(summary.prefillCheck ?? []), {promptTokens: n, identical, batched: a, oneByOne: b}];
+      console.log(`[graph-decode] prefill ${n} tokens: batched (8 a replay) vs one a replay ${identical ? 'bit-identical' : 'DIFFERENT'}: ${JSON.stringify(a[0])} vs ${JSON.stringify(b[0])}`);
+    } catch (error) {
+      summary.errors.push({prefillCheck: n, message: String(error.message)});
+      console.log(`[graph-decode] prefill check ${n}: FAILED: ${error.message}`);
     }
   }
 }

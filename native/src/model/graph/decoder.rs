@@ -175,8 +175,9 @@ impl Buffers {
             argmax_idx: f32s(sizes.argmax)?,
             tokens: f32s(batch)?,
             pos: f32s(batch)?,
-            // Row r uses cache slot r (zeroed: every row of a batch-1 graph is slot 0).
-            slot: DeviceBuffer::upload(ctx, &(0..batch as i32).collect::<Vec<i32>>())?,
+            // Every row uses cache slot 0: the rows of a step are one sequence's consecutive
+            // prompt tokens (batched prefill). Continuous batching gives each row its own slot.
+            slot: DeviceBuffer::zeroed(ctx, 4 * batch)?,
         })
     }
 }
@@ -202,10 +203,13 @@ pub struct GraphDecoder {
     layer_stride: usize,
     capacity: usize,
     n_ff: usize,
-    nsplit: usize,
+    /// Attention splits of each captured graph, by batch size.
+    nsplit: HashMap<usize, usize>,
     buffers: Buffers,
-    /// The captured step, per batch size (only 1 today).
+    /// The captured step, per batch size: 1 (decode) and PREFILL_ROWS (the prompt, a chunk a replay).
     graphs: HashMap<usize, Graph>,
+    /// The batch row whose logits and greedy token the last replay left (the last real token).
+    last_row: usize,
     kernels_per_step: usize,
     pub weight_bytes: usize,
     cache_bytes: usize,
@@ -285,8 +289,10 @@ impl GraphDecoder {
         cu("bind", ctx.bind_to_thread())?;
         let sms = cu("attribute", ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT))? as usize;
         let capacity = context_size.max(1);
-        let batch = 1;
-        let nsplit = plan::attention_splits(config.n_head_kv, batch, sms)?;
+        let batch = plan::PREFILL_ROWS;
+        let nsplit: HashMap<usize, usize> =
+            [1, batch].into_iter().map(|b| plan::attention_splits(config.n_head_kv, b, sms).map(|n| (b, n))).collect::<EngineResult<_>>()?;
+        let max_split = nsplit.values().copied().max().unwrap_or(1);
 
         // Every matrix's type and shape first: a type without a kernel, or a model that does not
         // fit, fails here with nothing allocated.
@@ -304,8 +310,8 @@ impl GraphDecoder {
                 weights += shape.bytes();
             }
         }
-        let sizes = BufferSizes::new(&config, n_ff, batch, nsplit, sms);
-        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, batch), buffers: sizes.bytes() };
+        let sizes = BufferSizes::new(&config, n_ff, batch, max_split, sms);
+        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, 1), buffers: sizes.bytes() };
         let (free, total) = cu("memory info", result::mem_get_info())?;
         // The modules, the graph and the driver's own allocations take some too.
         let margin = 256 << 20;
@@ -393,7 +399,7 @@ impl GraphDecoder {
         }
 
         let slot_stride = config.n_head_kv * capacity * config.head_dim;
-        let layer_stride = slot_stride * batch;
+        let layer_stride = slot_stride;
         let cache_half = 2 * layer_stride * config.n_layer;
         let k_cache = DeviceBuffer::zeroed(&ctx, cache_half)?;
         let v_cache = DeviceBuffer::zeroed(&ctx, cache_half)?;
@@ -420,14 +426,18 @@ impl GraphDecoder {
             nsplit,
             buffers,
             graphs: HashMap::new(),
+            last_row: 0,
             kernels_per_step: 0,
             weight_bytes,
             cache_bytes: 2 * cache_half,
         };
-        for name in decoder.kernel_names(batch) {
-            kernels.require(&name)?;
+        for rows in [1, batch] {
+            for name in decoder.kernel_names(rows) {
+                kernels.require(&name)?;
+            }
         }
         decoder.kernels = kernels;
+        decoder.capture(1)?;
         decoder.capture(batch)?;
         Ok(decoder)
     }
@@ -544,6 +554,7 @@ impl GraphDecoder {
         let qkv_ld = ((nh + 2 * nkv) * hd) as i32;
         let gemma = self.gemma();
         let branch = ptr(&b.branch);
+        let nsplit = self.nsplit.get(&rows).copied().unwrap_or(1);
         let mut kernels = 0;
 
         let emb = &self.embeddings;
@@ -612,12 +623,12 @@ impl GraphDecoder {
                 n_head: nh as i32,
                 n_kv: nkv as i32,
                 cap: self.capacity as i32,
-                nsplit: self.nsplit as i32,
+                nsplit: nsplit as i32,
                 window: if swa { cfg.swa_window.unwrap_or(0) as i32 } else { 0 },
                 scale: q_factor,
                 pad: 0,
             };
-            self.launch(&format!("rbee_attn_split_{hd}"), (self.nsplit as u32, nkv as u32, rows as u32), 128, 0, &attn)?;
+            self.launch(&format!("rbee_attn_split_{hd}"), (nsplit as u32, nkv as u32, rows as u32), 128, 0, &attn)?;
             let reduce = AttnReduceArgs {
                 part_o: b.part_o.ptr,
                 part_ml: b.part_ml.ptr,
@@ -625,7 +636,7 @@ impl GraphDecoder {
                 yq: b.aq.ptr,
                 yds: b.ads.ptr,
                 n_head: nh as i32,
-                nsplit: self.nsplit as i32,
+                nsplit: nsplit as i32,
                 ldo: 0,
                 ldyq: attn_width as i32,
                 ldyds: (attn_width / 32) as i32,
@@ -684,13 +695,21 @@ impl GraphDecoder {
         let kernels = enqueued?;
         let graph = graph?.ok_or_else(|| EngineError::internal("the captured decode step is empty"))?;
         cu("graph upload", graph.upload())?;
-        self.kernels_per_step = kernels;
+        if rows == 1 {
+            self.kernels_per_step = kernels;
+        }
         self.graphs.insert(rows, Graph(graph));
         Ok(())
     }
 
-    /// Runs `tokens` through the step one at a time at positions `start..` (prefill too: one
-    /// graph replay per prompt token) and leaves the last one's logits and greedy token on the device.
+    /// Runs `tokens` at positions `start..` and leaves the last one's logits and greedy token on
+    /// the device (row `last_row`). One token: the batch-1 graph (decode). More (the prompt):
+    /// the PREFILL_ROWS graph, a chunk of consecutive tokens of the one sequence per replay — the
+    /// rows write their K/V (RoPE kernel) before any row attends, and row i attends to positions
+    /// up to its own, so a chunk is causal. A short last chunk repeats its last token at its
+    /// position in the spare rows: they write the same K/V to the same cell, and the kernels'
+    /// per-row arithmetic does not depend on the batch width, so the result is the same as
+    /// one token per replay.
     fn replay(&mut self, tokens: &[u32], start: usize) -> EngineResult<()> {
         let n = tokens.len();
         if n == 0 || start + n > self.capacity {
@@ -700,16 +719,23 @@ impl GraphDecoder {
             return Err(EngineError::invalid_request(format!("token {bad} is outside the vocabulary of {}", self.config.n_vocab)));
         }
         cu("bind", self.ctx.bind_to_thread())?;
-        let graph = self.graphs.get(&1).ok_or_else(|| EngineError::internal("no decode graph for batch 1"))?;
+        let rows = if n == 1 { 1 } else { plan::PREFILL_ROWS };
+        let graph = self.graphs.get(&rows).ok_or_else(|| EngineError::internal(format!("no decode graph for batch {rows}")))?;
         let stream = self.stream.cu_stream();
-        for (i, &token) in tokens.iter().enumerate() {
+        let mut last_row = 0;
+        for (c, chunk) in tokens.chunks(rows).enumerate() {
+            let first = start + c * rows;
+            let mut input = Vec::with_capacity(2 * rows);
+            input.extend((0..rows).map(|r| chunk[r.min(chunk.len() - 1)] as i32));
+            input.extend((0..rows).map(|r| (first + r.min(chunk.len() - 1)) as i32));
+            last_row = chunk.len() - 1;
             // Pageable copies: the call returns once the values are staged, so `input` may be
-            // reused at once; ordered before the replay on the same stream.
-            let input = [token as i32, (start + i) as i32];
-            cu("token in", unsafe { result::memcpy_htod_async(self.buffers.tokens.ptr, &input[..1], stream) })?;
-            cu("position in", unsafe { result::memcpy_htod_async(self.buffers.pos.ptr, &input[1..], stream) })?;
+            // dropped at once; ordered before the replay on the same stream.
+            cu("tokens in", unsafe { result::memcpy_htod_async(self.buffers.tokens.ptr, &input[..rows], stream) })?;
+            cu("positions in", unsafe { result::memcpy_htod_async(self.buffers.pos.ptr, &input[rows..], stream) })?;
             cu("graph launch", graph.0.launch())?;
         }
+        self.last_row = last_row;
         Ok(())
     }
 
@@ -717,7 +743,9 @@ impl GraphDecoder {
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
         self.replay(tokens, start)?;
         let mut logits = vec![0f32; self.config.n_vocab];
-        cu("logits out", unsafe { result::memcpy_dtoh_async(&mut logits[..], self.buffers.logits.ptr, self.stream.cu_stream()) })?;
+        cu("logits out", unsafe {
+            result::memcpy_dtoh_async(&mut logits[..], self.buffers.logits.ptr + (4 * self.config.n_vocab * self.last_row) as u64, self.stream.cu_stream())
+        })?;
         cu("sync", self.stream.synchronize())?;
         Ok(logits)
     }
@@ -726,7 +754,7 @@ impl GraphDecoder {
     pub fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> EngineResult<u32> {
         self.replay(tokens, start)?;
         let mut token = [0i32];
-        cu("token out", unsafe { result::memcpy_dtoh_async(&mut token[..], self.buffers.tokens.ptr, self.stream.cu_stream()) })?;
+        cu("token out", unsafe { result::memcpy_dtoh_async(&mut token[..], self.buffers.tokens.ptr + 4 * self.last_row as u64, self.stream.cu_stream()) })?;
         cu("sync", self.stream.synchronize())?;
         u32::try_from(token[0]).map_err(|_| EngineError::internal(format!("the decode step picked token {} (non-finite logits?)", token[0])))
     }

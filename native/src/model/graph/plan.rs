@@ -8,9 +8,12 @@ use candle_core::quantized::GgmlDType;
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::model::config::Config;
 
-/// The batch sizes a decode graph is captured for (one graph each). Only 1 is captured today;
-/// the buffers and launch code take the batch as a parameter so the others are a loop away.
+/// The batch sizes a decode graph is meant to be captured for (one graph each), once several
+/// streams share a step. Today two are captured: 1 (decode) and PREFILL_ROWS (the prompt).
 pub const BATCH_BUCKETS: [usize; 4] = [1, 2, 4, 8];
+
+/// Prompt tokens one replay of the prefill graph evaluates (rows of one sequence).
+pub const PREFILL_ROWS: usize = 8;
 
 /// The most rows one mmvq launch serves (the kernels are instantiated for 1..=8 columns).
 pub const MAX_KERNEL_BATCH: usize = 8;
