@@ -117,6 +117,12 @@ export interface LoadOptions {
   contextSize?: number
   /** CPU threads for the matrix multiplications and attention (first load in a process wins). */
   threads?: number
+  /**
+   * The forward pass: ggml (llama.cpp's CPU kernels, CPU only), tensor (Candle ops, any
+   * device) or graph (rbee's CUDA kernels as one CUDA graph per token, CUDA builds only).
+   * Default: RBEE_CANDLE_FORWARD, else ggml on the CPU and tensor on GPUs.
+   */
+  forward?: string
 }
 
 export interface MemoryInfo {
@@ -134,6 +140,8 @@ export interface ModelInfo {
   architecture: string
   name?: string
   device: string
+  /** The forward pass this model runs with: ggml, tensor or graph. */
+  forward: string
   contextSize: number
   trainContextSize: number
   vocabSize: number

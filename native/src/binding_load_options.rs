@@ -13,4 +13,8 @@ pub struct LoadOptions {
     pub context_size: Option<u32>,
     /// CPU threads for the matrix multiplications and attention (first load in a process wins).
     pub threads: Option<u32>,
+    /// The forward pass: ggml (llama.cpp's CPU kernels, CPU only), tensor (Candle ops, any
+    /// device) or graph (rbee's CUDA kernels as one CUDA graph per token, CUDA builds only).
+    /// Default: RBEE_CANDLE_FORWARD, else ggml on the CPU and tensor on GPUs.
+    pub forward: Option<String>,
 }

@@ -21,6 +21,7 @@ use crate::binding_model_info::ModelInfo;
 use crate::binding_native_error::{panic_message, NativeError};
 use crate::engine::{self, Engine};
 use crate::error::{EngineError, ErrorCode};
+use crate::model::decoder::ForwardPath;
 
 type ProgressCallback = ThreadsafeFunction<f64, (), f64, Status, false>;
 type EventCallback = ThreadsafeFunction<GenerationEvent, (), GenerationEvent, Status, false>;
@@ -50,13 +51,15 @@ impl Model {
     #[napi(ts_args_type = "options: LoadOptions, onProgress?: (fraction: number) => void", ts_return_type = "Promise<Model | NativeError>")]
     pub fn load(env: &Env, options: LoadOptions, on_progress: Option<ProgressCallback>) -> Result<Object<'_>> {
         let (deferred, promise) = env.create_deferred()?;
+        // A bad `forward` is an expected failure (invalid_request), resolved like any other.
+        let forward = options.forward.as_deref().map(ForwardPath::parse).transpose();
         let load_options = engine::LoadOptions {
             path: options.path,
             device: options.device.unwrap_or_else(|| "cpu".to_string()),
             context_size: options.context_size.map(|c| c as usize),
             threads: options.threads.map(|t| t as usize),
-            // Chosen by device (or RBEE_CANDLE_FORWARD), not from JavaScript.
-            forward: None,
+            // None: RBEE_CANDLE_FORWARD, else the device's default.
+            forward: forward.as_ref().ok().copied().flatten(),
         };
         std::thread::Builder::new()
             .name("rbee-candle-load".into())
@@ -70,7 +73,10 @@ impl Model {
                         }
                     }
                 };
-                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Engine::load(&load_options, &mut report)));
+                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &forward {
+                    Err(error) => Err(error.clone()),
+                    Ok(_) => Engine::load(&load_options, &mut report),
+                }));
                 deferred.resolve(move |_env| {
                     Ok(match loaded {
                         Ok(Ok(engine)) => {

@@ -10,6 +10,8 @@ pub struct ModelInfo {
     pub architecture: String,
     pub name: Option<String>,
     pub device: String,
+    /// The forward pass this model runs with: ggml, tensor or graph.
+    pub forward: String,
     pub context_size: u32,
     pub train_context_size: u32,
     pub vocab_size: u32,
@@ -33,6 +35,7 @@ impl From<&engine::ModelInfo> for ModelInfo {
             architecture: info.architecture.clone(),
             name: info.name.clone(),
             device: info.device.clone(),
+            forward: info.forward.as_str().to_string(),
             context_size: info.context_size as u32,
             train_context_size: info.train_context_size as u32,
             vocab_size: info.vocab_size as u32,

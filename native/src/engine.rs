@@ -328,17 +328,28 @@ impl Engine {
         if request.max_tokens == 0 {
             return Ok(finish(FinishReason::Length, &mut stream, generated, on_text));
         }
+        // Greedy on a path that picks the token on the device (the CUDA graph): one id comes
+        // back per step instead of the vocabulary's logits.
+        let device_greedy = sampler.is_greedy() && model.has_device_greedy();
         let mut logits = Vec::new();
+        let mut next = None;
         let mut position = 0;
         for chunk in prompt.chunks(PREFILL_BATCH) {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(finish(FinishReason::Cancelled, &mut stream, generated, on_text));
             }
-            logits = model.forward(chunk, position)?;
+            if device_greedy {
+                next = Some(model.forward_greedy(chunk, position)?);
+            } else {
+                logits = model.forward(chunk, position)?;
+            }
             position += chunk.len();
         }
         loop {
-            let token = sampler.sample(&logits);
+            let token = match next.take() {
+                Some(token) => token,
+                None => sampler.sample(&logits),
+            };
             if self.tokenizer.is_eog(token) {
                 return Ok(finish(FinishReason::Stop, &mut stream, generated, on_text));
             }
@@ -363,7 +374,11 @@ impl Engine {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(finish(FinishReason::Cancelled, &mut stream, generated, on_text));
             }
-            logits = model.forward(&[token], position)?;
+            if device_greedy {
+                next = Some(model.forward_greedy(&[token], position)?);
+            } else {
+                logits = model.forward(&[token], position)?;
+            }
             position += 1;
         }
     }

@@ -27,6 +27,11 @@ pub enum ErrorCode {
     TemplateError,
     /// The model was closed.
     ModelClosed,
+    /// A weight's quantized type has no kernel on the chosen forward path (the graph path).
+    UnsupportedQuantization,
+    /// The model, its KV cache and buffers do not fit the GPU's free memory (checked before
+    /// anything is allocated, so nothing is left on the card).
+    InsufficientVram,
     /// Anything the engine did not expect (a Candle error mid-forward, a caught panic).
     Internal,
 }
@@ -44,6 +49,8 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::TemplateError => "template_error",
             ErrorCode::ModelClosed => "model_closed",
+            ErrorCode::UnsupportedQuantization => "unsupported_quantization",
+            ErrorCode::InsufficientVram => "insufficient_vram",
             ErrorCode::Internal => "internal",
         }
     }

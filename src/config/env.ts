@@ -33,7 +33,7 @@ export const environmentSettings = [
   {name: 'RBEE_TRTLLM_SERVE', description: 'trtllm-serve program for the tensorrt-llm adapter', fallback: '`trtllm-serve` on PATH'},
   {name: 'RBEE_NVIDIA_SMI', description: 'nvidia-smi program rbee asks for GPUs, their free memory and per-process memory', fallback: '`nvidia-smi` on PATH'},
   {name: 'RBEE_CACHE_DIR', description: 'where engine builds (llama.cpp) are cached', fallback: '~/.cache/rbee'},
-  {name: 'RBEE_CANDLE_FORWARD', description: "candle forward pass: ggml (follows llama.cpp's CPU kernels) or tensor (Candle ops, GPUs)", fallback: 'ggml on CPU, tensor on GPUs'},
+  {name: 'RBEE_CANDLE_FORWARD', description: "candle forward pass: ggml (follows llama.cpp's CPU kernels), tensor (Candle ops, GPUs) or graph (rbee's CUDA kernels, one CUDA graph per token; CUDA builds)", fallback: 'ggml on CPU, tensor on GPUs'},
   {name: 'RBEE_CANDLE_GGML_SIMD', description: "which llama.cpp CPU build the candle CPU path follows: avx512 or avx2", fallback: 'the one llama.cpp loads on this CPU'},
   {name: 'RBEE_CANDLE_GGML_AMX', description: "candle CPU path follows llama.cpp's AMX kernels: 1 or 0", fallback: 'detected (Sapphire Rapids and later)'},
   {name: 'RBEE_CANDLE_ATTENTION', description: "candle CPU attention: `standard` follows llama.cpp without flash attention", fallback: 'flash attention'},

@@ -23,6 +23,8 @@ export type NativeErrorCode =
   | 'invalid_request'
   | 'template_error'
   | 'model_closed'
+  | 'unsupported_quantization'
+  | 'insufficient_vram'
   | 'binding_missing'
   | 'internal';
 
@@ -38,6 +40,8 @@ const rbeeCodeOf: Record<NativeErrorCode, ErrorCode> = {
   invalid_request: 'invalid_request',
   template_error: 'invalid_request',
   model_closed: 'worker_not_ready',
+  unsupported_quantization: 'engine_error',
+  insufficient_vram: 'insufficient_memory',
   binding_missing: 'engine_error',
   internal: 'internal',
 };
@@ -132,6 +136,18 @@ export async function nativeGgmlSimdLevel(): Promise<'avx512' | 'avx2'> {
   return level;
 }
 
+/**
+ * The engine's forward passes: ggml (llama.cpp's CPU kernels replicated, CPU only), tensor
+ * (Candle tensor ops, any device), graph (rbee's CUDA kernels, one CUDA graph per decode step;
+ * CUDA builds only).
+ */
+export const nativeForwardPaths = ['ggml', 'tensor', 'graph'] as const;
+export type NativeForwardPath = typeof nativeForwardPaths[number];
+
+function isForwardPath(value: unknown): value is NativeForwardPath {
+  return typeof value === 'string' && (nativeForwardPaths as readonly string[]).includes(value);
+}
+
 export type NativeLoadOptions = {
   /** A GGUF file. */
   path: string;
@@ -141,6 +157,8 @@ export type NativeLoadOptions = {
   contextSize?: number;
   /** CPU threads (the first model loaded in a process sets them). */
   threads?: number;
+  /** The forward pass; default RBEE_CANDLE_FORWARD, else ggml on the CPU and tensor on GPUs. */
+  forward?: NativeForwardPath;
   /** Load progress, 0..1. */
   onProgress?: (fraction: number) => void;
 };
@@ -317,15 +335,23 @@ class LoadedModel implements NativeModel {
 /**
  * Loads a GGUF with the candle engine, off the JS thread. Throws a NativeEngineError: its
  * `nativeCode` is binding_missing, file_not_found, invalid_gguf, unsupported_architecture,
- * unsupported_tokenizer, device_unknown, device_unavailable, template_error or invalid_request.
+ * unsupported_tokenizer, device_unknown, device_unavailable, template_error, invalid_request,
+ * or on the graph path unsupported_quantization (a weight type without a kernel, named) or
+ * insufficient_vram (checked before anything is allocated).
  */
 export async function loadNativeModel(options: NativeLoadOptions): Promise<NativeModel> {
+  // Checked here as well as in the engine, so a caller's typo fails before the binding loads
+  // (plain check, no zod: this module travels alone to GPU machines, see scripts/device-bundle.sh).
+  if (options.forward !== undefined && !isForwardPath(options.forward)) {
+    throw new NativeEngineError('invalid_request', `forward: expected one of ${nativeForwardPaths.join(', ')}, got ${JSON.stringify(options.forward)}`);
+  }
   const binding = await loadNativeBinding();
   const loaded = await binding.Model.load({
     path: options.path,
     ...(options.device === undefined ? {} : {device: options.device}),
     ...(options.contextSize === undefined ? {} : {contextSize: options.contextSize}),
     ...(options.threads === undefined ? {} : {threads: options.threads}),
+    ...(options.forward === undefined ? {} : {forward: options.forward}),
   }, options.onProgress);
   if (!(loaded instanceof binding.Model)) {
     throw isNativeError(loaded) ? fromNative(loaded) : new NativeEngineError('internal', 'the model load returned nothing usable');

@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import {execa} from 'execa';
-import {loadNativeModel, NativeEngineError, type NativeModel} from '../../src/native/index.js';
+import {loadNativeModel, NativeEngineError, type NativeForwardPath, type NativeModel} from '../../src/native/index.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 import {ggufWithMetadata, nativeTest, tempFile, truncatedCopy} from './native-helpers.js';
 
@@ -146,6 +146,19 @@ serial('errors: a device this machine lacks is device_unavailable, a malformed o
   t.is(cuda.code, 'device_unknown');
   const bogus = await t.throwsAsync(loadNativeModel({path, device: 'tpu'}), {instanceOf: NativeEngineError});
   t.is(bogus.nativeCode, 'device_unknown');
+});
+
+serial('forward: an unknown path is invalid_request before the binding loads; the graph path off CUDA is device_unavailable', async t => {
+  const path = await defaultModelPath();
+  const unknown = await t.throwsAsync(loadNativeModel({path, forward: 'cuda-graph' as NativeForwardPath}), {instanceOf: NativeEngineError});
+  t.is(unknown.nativeCode, 'invalid_request');
+  t.regex(unknown.message, /forward: expected one of ggml, tensor, graph/);
+  const graph = await t.throwsAsync(loadNativeModel({path, forward: 'graph'}), {instanceOf: NativeEngineError});
+  t.is(graph.nativeCode, 'device_unavailable');
+  t.regex(graph.message, /graph forward path runs on a CUDA device/);
+  const tensor = await loadNativeModel({path, contextSize: 64, forward: 'tensor'});
+  t.is(tensor.info.forward, 'tensor');
+  tensor.close();
 });
 
 serial('close: a closed model answers model_closed', async t => {

@@ -1,7 +1,10 @@
 //! Which forward pass runs a model. The ggml path (`Transformer`) follows llama.cpp's CPU kernels
 //! to the bit and only runs on the CPU; the tensor path (`TensorTransformer`) is built from Candle
-//! tensor ops and runs on any Candle device. GPUs always take the tensor path; the CPU takes the
-//! ggml path unless the tensor path is asked for (to test it where there is no GPU).
+//! tensor ops and runs on any Candle device; the graph path (`graph::GraphDecoder`, CUDA builds
+//! only) runs rbee's own kernels as one CUDA graph per decode step. GPUs take the tensor path
+//! unless the graph path is asked for (it becomes the CUDA default once the GPU bench shows it
+//! faster and in agreement); the CPU takes the ggml path unless the tensor path is asked for
+//! (to test it where there is no GPU).
 
 use std::io::{Read, Seek};
 
@@ -9,11 +12,13 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 
 use super::config::Config;
+#[cfg(feature = "cuda")]
+use super::graph::GraphDecoder;
 use super::tensor::TensorTransformer;
 use super::Transformer;
 use crate::error::{EngineError, EngineResult, ErrorCode};
 
-/// Read when the load options do not name a path: `ggml` or `tensor`.
+/// Read when the load options do not name a path: `ggml`, `tensor` or `graph`.
 pub const FORWARD_ENV: &str = "RBEE_CANDLE_FORWARD";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +27,8 @@ pub enum ForwardPath {
     Ggml,
     /// Candle tensor ops (any device).
     Tensor,
+    /// rbee's CUDA kernels, one CUDA graph per decode step (CUDA only).
+    Graph,
 }
 
 impl ForwardPath {
@@ -29,6 +36,7 @@ impl ForwardPath {
         match self {
             ForwardPath::Ggml => "ggml",
             ForwardPath::Tensor => "tensor",
+            ForwardPath::Graph => "graph",
         }
     }
 
@@ -36,7 +44,8 @@ impl ForwardPath {
         match value {
             "ggml" => Ok(ForwardPath::Ggml),
             "tensor" => Ok(ForwardPath::Tensor),
-            other => Err(EngineError::invalid_request(format!("unknown forward path \"{other}\": expected ggml or tensor"))),
+            "graph" => Ok(ForwardPath::Graph),
+            other => Err(EngineError::invalid_request(format!("unknown forward path \"{other}\": expected ggml, tensor or graph"))),
         }
     }
 
@@ -53,6 +62,10 @@ impl ForwardPath {
             (Some(ForwardPath::Ggml), false) => {
                 Err(EngineError::new(ErrorCode::DeviceUnavailable, "the ggml forward path runs on the CPU only: use the tensor path (the default) on a GPU"))
             }
+            (Some(ForwardPath::Graph), _) if !device.is_cuda() => Err(EngineError::new(
+                ErrorCode::DeviceUnavailable,
+                "the graph forward path runs on a CUDA device (cuda:N) only: use ggml on the CPU, tensor on Metal",
+            )),
             (Some(path), _) => Ok(path),
             (None, true) => Ok(ForwardPath::Ggml),
             (None, false) => Ok(ForwardPath::Tensor),
@@ -64,6 +77,8 @@ impl ForwardPath {
 pub enum Decoder {
     Ggml(Transformer),
     Tensor(TensorTransformer),
+    #[cfg(feature = "cuda")]
+    Graph(Box<GraphDecoder>),
 }
 
 impl Decoder {
@@ -80,6 +95,15 @@ impl Decoder {
         Ok(match path {
             ForwardPath::Ggml => Decoder::Ggml(Transformer::load(config, content, reader, device, context_size, progress)?),
             ForwardPath::Tensor => Decoder::Tensor(TensorTransformer::load(config, content, reader, device, context_size, progress)?),
+            #[cfg(feature = "cuda")]
+            ForwardPath::Graph => Decoder::Graph(Box::new(GraphDecoder::load(config, content, reader, device, context_size, progress)?)),
+            #[cfg(not(feature = "cuda"))]
+            ForwardPath::Graph => {
+                return Err(EngineError::new(
+                    ErrorCode::DeviceUnavailable,
+                    "the graph forward path needs a CUDA build of the candle engine (scripts/build-native-cuda.sh)",
+                ))
+            }
         })
     }
 
@@ -87,6 +111,8 @@ impl Decoder {
         match self {
             Decoder::Ggml(_) => ForwardPath::Ggml,
             Decoder::Tensor(_) => ForwardPath::Tensor,
+            #[cfg(feature = "cuda")]
+            Decoder::Graph(_) => ForwardPath::Graph,
         }
     }
 
@@ -94,6 +120,8 @@ impl Decoder {
         match self {
             Decoder::Ggml(model) => model.context_size(),
             Decoder::Tensor(model) => model.context_size(),
+            #[cfg(feature = "cuda")]
+            Decoder::Graph(model) => model.context_size(),
         }
     }
 
@@ -101,6 +129,8 @@ impl Decoder {
         match self {
             Decoder::Ggml(model) => model.cache_bytes(),
             Decoder::Tensor(model) => model.cache_bytes(),
+            #[cfg(feature = "cuda")]
+            Decoder::Graph(model) => model.cache_bytes(),
         }
     }
 
@@ -108,6 +138,8 @@ impl Decoder {
         match self {
             Decoder::Ggml(model) => model.weight_bytes,
             Decoder::Tensor(model) => model.weight_bytes,
+            #[cfg(feature = "cuda")]
+            Decoder::Graph(model) => model.weight_bytes,
         }
     }
 
@@ -117,6 +149,50 @@ impl Decoder {
         match self {
             Decoder::Ggml(model) => model.forward(tokens, start),
             Decoder::Tensor(model) => model.forward(tokens, start),
+            #[cfg(feature = "cuda")]
+            Decoder::Graph(model) => model.forward(tokens, start),
         }
+    }
+
+    /// Whether `forward_greedy` picks the greedy token on the device (no logits copied out).
+    pub fn has_device_greedy(&self) -> bool {
+        #[cfg(feature = "cuda")]
+        if let Decoder::Graph(_) = self {
+            return true;
+        }
+        false
+    }
+
+    /// The greedy next token after `tokens` at `start..`: picked on the device where the path
+    /// can, else the first maximum of `forward`'s logits (the sampler's greedy rule).
+    pub fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> EngineResult<u32> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Decoder::Graph(model) => model.forward_greedy(tokens, start),
+            _ => {
+                let logits = self.forward(tokens, start)?;
+                Ok(crate::sampling::argmax(&logits))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_graph_path_is_named_and_refused_off_cuda() {
+        assert_eq!(ForwardPath::parse("graph").unwrap(), ForwardPath::Graph);
+        assert_eq!(ForwardPath::Graph.as_str(), "graph");
+        let unknown = ForwardPath::parse("cuda-graph").unwrap_err();
+        assert_eq!(unknown.code, ErrorCode::InvalidRequest);
+        assert!(unknown.message.contains("ggml, tensor or graph"), "{}", unknown.message);
+        // Explicitly asked for on the CPU: a clear device error, not a silent fallback.
+        let error = ForwardPath::select(&Device::Cpu, Some(ForwardPath::Graph)).unwrap_err();
+        assert_eq!(error.code, ErrorCode::DeviceUnavailable);
+        assert!(error.message.contains("CUDA"), "{}", error.message);
+        // The CPU default stays the ggml path.
+        assert_eq!(ForwardPath::select(&Device::Cpu, Some(ForwardPath::Ggml)).unwrap(), ForwardPath::Ggml);
     }
 }

@@ -10,6 +10,7 @@
 pub mod attention;
 pub mod config;
 pub mod decoder;
+pub mod graph;
 pub mod q8_1;
 pub mod qmatmul;
 pub mod rope;

@@ -1,0 +1,771 @@
+//! The graph decoder on a CUDA device: loads the weights as raw GGUF blocks, allocates every
+//! buffer a step needs, captures the step as a CUDA graph and replays it per token.
+//!
+//! It shares Candle's CUDA context (the device the engine parsed), so tensors of the other
+//! paths and these buffers live in one context; it uses its own non-blocking stream, and
+//! passes raw device addresses to the kernels (no cudarc event tracking inside a capture).
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use candle_core::cuda_backend::cudarc::driver::{
+    result, sys, CudaContext, CudaFunction, CudaGraph, CudaModule, CudaStream, DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
+use candle_core::quantized::gguf_file::Content;
+use candle_core::Device;
+
+use super::args::{AttnArgs, AttnReduceArgs, GluArgs, MmvqArgs, MmvqSeg, NormArgs, RopeArgs};
+use super::plan::{self, BufferSizes, MatShape};
+use crate::error::{EngineError, EngineResult, ErrorCode};
+use crate::model::config::{Activation, Arch, Config};
+use crate::model::Loader;
+
+fn cu<T>(what: &str, result: Result<T, DriverError>) -> EngineResult<T> {
+    result.map_err(|e| EngineError::internal(format!("cuda {what}: {e}")))
+}
+
+/// One cuMemAlloc'd region, freed on drop.
+struct DeviceBuffer {
+    ptr: u64,
+    ctx: Arc<CudaContext>,
+}
+
+impl DeviceBuffer {
+    fn zeroed(ctx: &Arc<CudaContext>, bytes: usize) -> EngineResult<Self> {
+        cu("bind", ctx.bind_to_thread())?;
+        // 16 bytes of slack: the word loads of the 2-byte-aligned block types (Q4_0, Q5_0, Q8_0,
+        // Q6_K) may touch the 4-byte word holding a row's last bytes, and nothing is 0 bytes.
+        let n = bytes + 16;
+        let ptr = cu("alloc", unsafe { result::malloc_sync(n) })?;
+        let buffer = Self { ptr, ctx: ctx.clone() };
+        cu("memset", unsafe { result::memset_d8_sync(ptr, 0, n) })?;
+        Ok(buffer)
+    }
+
+    fn upload<T>(ctx: &Arc<CudaContext>, data: &[T]) -> EngineResult<Self> {
+        let buffer = Self::zeroed(ctx, std::mem::size_of_val(data))?;
+        cu("upload", unsafe { result::memcpy_htod_sync(buffer.ptr, data) })?;
+        Ok(buffer)
+    }
+}
+
+impl Drop for DeviceBuffer {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind_to_thread();
+        let _ = unsafe { result::free_sync(self.ptr) };
+    }
+}
+
+fn ptr(buffer: &Option<DeviceBuffer>) -> u64 {
+    buffer.as_ref().map_or(0, |b| b.ptr)
+}
+
+/// The kernels' fatbins (build.rs), one module per .cu file.
+const MODULES: [(&str, &[u8]); 5] = [
+    ("norm", include_bytes!(concat!(env!("OUT_DIR"), "/norm.fatbin"))),
+    ("mmvq", include_bytes!(concat!(env!("OUT_DIR"), "/mmvq.fatbin"))),
+    ("rope", include_bytes!(concat!(env!("OUT_DIR"), "/rope.fatbin"))),
+    ("attention", include_bytes!(concat!(env!("OUT_DIR"), "/attention.fatbin"))),
+    ("sample", include_bytes!(concat!(env!("OUT_DIR"), "/sample.fatbin"))),
+];
+
+fn module_of(kernel: &str) -> usize {
+    if kernel.starts_with("rbee_rmsnorm") || kernel.starts_with("rbee_quantize") {
+        0
+    } else if kernel.starts_with("rbee_mmvq") {
+        1
+    } else if kernel.starts_with("rbee_rope") {
+        2
+    } else if kernel.starts_with("rbee_attn") {
+        3
+    } else {
+        4
+    }
+}
+
+struct Kernels {
+    modules: Vec<Arc<CudaModule>>,
+    functions: HashMap<String, CudaFunction>,
+}
+
+impl Kernels {
+    fn load(ctx: &Arc<CudaContext>) -> EngineResult<Self> {
+        let modules = MODULES
+            .iter()
+            .map(|(name, image)| {
+                ctx.load_module(Ptx::from_binary(image.to_vec()))
+                    .map_err(|e| EngineError::new(ErrorCode::DeviceUnavailable, format!("loading the {name} kernels on this GPU: {e}")))
+            })
+            .collect::<EngineResult<Vec<_>>>()?;
+        Ok(Self { modules, functions: HashMap::new() })
+    }
+
+    fn require(&mut self, name: &str) -> EngineResult<()> {
+        if !self.functions.contains_key(name) {
+            let function = cu(name, self.modules[module_of(name)].load_function(name))?;
+            self.functions.insert(name.to_string(), function);
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> EngineResult<&CudaFunction> {
+        self.functions.get(name).ok_or_else(|| EngineError::internal(format!("kernel {name} was not loaded")))
+    }
+}
+
+struct Mat {
+    buffer: DeviceBuffer,
+    shape: MatShape,
+}
+
+struct Layer {
+    attn_norm: DeviceBuffer,
+    qkv: [Mat; 3],
+    qkv_bias: [Option<DeviceBuffer>; 3],
+    q_norm: Option<DeviceBuffer>,
+    k_norm: Option<DeviceBuffer>,
+    o: Mat,
+    post_attn_norm: Option<DeviceBuffer>,
+    ffn_norm: DeviceBuffer,
+    gate: Mat,
+    up: Mat,
+    down: Mat,
+    post_ffn_norm: Option<DeviceBuffer>,
+}
+
+struct Buffers {
+    x: DeviceBuffer,
+    branch: Option<DeviceBuffer>,
+    qkv: DeviceBuffer,
+    logits: DeviceBuffer,
+    xq: DeviceBuffer,
+    aq: DeviceBuffer,
+    hq: DeviceBuffer,
+    xds: DeviceBuffer,
+    ads: DeviceBuffer,
+    hds: DeviceBuffer,
+    part_o: DeviceBuffer,
+    part_ml: DeviceBuffer,
+    argmax_val: DeviceBuffer,
+    argmax_idx: DeviceBuffer,
+    tokens: DeviceBuffer,
+    pos: DeviceBuffer,
+    slot: DeviceBuffer,
+}
+
+impl Buffers {
+    fn new(ctx: &Arc<CudaContext>, sizes: &BufferSizes, batch: usize) -> EngineResult<Self> {
+        let f32s = |n: usize| DeviceBuffer::zeroed(ctx, 4 * n);
+        Ok(Self {
+            x: f32s(sizes.x)?,
+            branch: if sizes.branch > 0 { Some(f32s(sizes.branch)?) } else { None },
+            qkv: f32s(sizes.qkv)?,
+            logits: f32s(sizes.logits)?,
+            xq: DeviceBuffer::zeroed(ctx, sizes.xq)?,
+            aq: DeviceBuffer::zeroed(ctx, sizes.aq)?,
+            hq: DeviceBuffer::zeroed(ctx, sizes.hq)?,
+            xds: f32s(sizes.xds)?,
+            ads: f32s(sizes.ads)?,
+            hds: f32s(sizes.hds)?,
+            part_o: f32s(sizes.part_o)?,
+            part_ml: f32s(2 * sizes.part_ml)?,
+            argmax_val: f32s(sizes.argmax)?,
+            argmax_idx: f32s(sizes.argmax)?,
+            tokens: f32s(batch)?,
+            pos: f32s(batch)?,
+            // Every row uses cache slot 0: the rows of a step are one sequence's consecutive
+            // prompt tokens (batched prefill). Continuous batching gives each row its own slot.
+            slot: DeviceBuffer::zeroed(ctx, 4 * batch)?,
+        })
+    }
+}
+
+pub struct GraphDecoder {
+    pub config: Config,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+    sms: usize,
+    embeddings: Mat,
+    /// None: tied to the token embeddings.
+    output: Option<Mat>,
+    output_norm: DeviceBuffer,
+    layers: Vec<Layer>,
+    /// inv_freq of the global rope, and of the sliding-window layers' when the model has them.
+    inv_freq: Vec<DeviceBuffer>,
+    freq_factors: Option<DeviceBuffer>,
+    k_cache: DeviceBuffer,
+    v_cache: DeviceBuffer,
+    /// Elements from one slot to the next, and from one layer to the next, in either cache.
+    slot_stride: usize,
+    layer_stride: usize,
+    capacity: usize,
+    n_ff: usize,
+    /// Attention splits of each captured graph, by batch size.
+    nsplit: HashMap<usize, usize>,
+    buffers: Buffers,
+    /// The captured step, per batch size: 1 (decode) and PREFILL_ROWS (the prompt, a chunk a replay).
+    graphs: HashMap<usize, Graph>,
+    /// The batch row whose logits and greedy token the last replay left (the last real token).
+    last_row: usize,
+    kernels_per_step: usize,
+    pub weight_bytes: usize,
+    cache_bytes: usize,
+}
+
+/// What the GPU must hold, before any of it is allocated (the `insufficient_vram` check).
+struct Footprint {
+    weights: usize,
+    cache: usize,
+    buffers: usize,
+}
+
+/// The raw blocks of one weight matrix, read straight from the file into device memory.
+fn matrix<R: Read + Seek>(loader: &mut Loader<'_, R>, ctx: &Arc<CudaContext>, name: &str) -> EngineResult<Mat> {
+    let shape = matrix_shape(loader.content, name)?;
+    let info = &loader.content.tensor_infos[name];
+    let mut data = vec![0u8; shape.bytes()];
+    let start = loader.content.tensor_data_offset + info.offset;
+    loader
+        .reader
+        .seek(SeekFrom::Start(start))
+        .and_then(|_| loader.reader.read_exact(&mut data))
+        .map_err(|e| EngineError::invalid_gguf(format!("tensor {name}: {e}")))?;
+    let buffer = DeviceBuffer::upload(ctx, &data)?;
+    loader.bytes += data.len();
+    loader.loaded += 1;
+    (loader.progress)(loader.loaded as f64 / loader.total.max(1) as f64);
+    Ok(Mat { buffer, shape })
+}
+
+fn matrix_shape(content: &Content, name: &str) -> EngineResult<MatShape> {
+    let info = content.tensor_infos.get(name).ok_or_else(|| EngineError::invalid_gguf(format!("tensor {name} is missing")))?;
+    MatShape::new(name, info.ggml_dtype, info.shape.dims())
+}
+
+fn vector<R: Read + Seek>(loader: &mut Loader<'_, R>, ctx: &Arc<CudaContext>, name: &str) -> EngineResult<DeviceBuffer> {
+    let values = loader.vector(name)?;
+    DeviceBuffer::upload(ctx, &values)
+}
+
+fn optional_vector<R: Read + Seek>(loader: &mut Loader<'_, R>, ctx: &Arc<CudaContext>, name: &str) -> EngineResult<Option<DeviceBuffer>> {
+    if loader.has(name) {
+        vector(loader, ctx, name).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// base^(-2i/n_rot) for each pair, as ggml builds it (repeated f32 products).
+fn inv_freq(n_rot: usize, base: f32) -> Vec<f32> {
+    let scale = base.powf(-2.0 / n_rot as f32);
+    let mut theta = 1.0f32;
+    (0..n_rot / 2)
+        .map(|_| {
+            let v = theta;
+            theta *= scale;
+            v
+        })
+        .collect()
+}
+
+impl GraphDecoder {
+    pub fn load<R: Read + Seek>(
+        config: Config,
+        content: &Content,
+        reader: &mut R,
+        device: &Device,
+        context_size: usize,
+        progress: &mut dyn FnMut(f64),
+    ) -> EngineResult<Self> {
+        let cuda = match device {
+            Device::Cuda(cuda) => cuda,
+            _ => return Err(EngineError::new(ErrorCode::DeviceUnavailable, "the graph forward path runs on a CUDA device (cuda:N) only")),
+        };
+        plan::check_config(&config)?;
+        let ctx = cuda.cuda_stream().context().clone();
+        cu("bind", ctx.bind_to_thread())?;
+        let sms = cu("attribute", ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT))? as usize;
+        let capacity = context_size.max(1);
+        let batch = plan::PREFILL_ROWS;
+        let nsplit: HashMap<usize, usize> =
+            [1, batch].into_iter().map(|b| plan::attention_splits(config.n_head_kv, b, sms).map(|n| (b, n))).collect::<EngineResult<_>>()?;
+        let max_split = nsplit.values().copied().max().unwrap_or(1);
+
+        // Every matrix's type and shape first: a type without a kernel, or a model that does not
+        // fit, fails here with nothing allocated.
+        let mut weights = matrix_shape(content, "token_embd.weight")?.bytes();
+        if content.tensor_infos.contains_key("output.weight") {
+            weights += matrix_shape(content, "output.weight")?.bytes();
+        }
+        let mut n_ff = 0;
+        for il in 0..config.n_layer {
+            for part in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] {
+                let shape = matrix_shape(content, &format!("blk.{il}.{part}.weight"))?;
+                if part == "ffn_gate" {
+                    n_ff = shape.rows;
+                }
+                weights += shape.bytes();
+            }
+        }
+        let sizes = BufferSizes::new(&config, n_ff, batch, max_split, sms);
+        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, 1), buffers: sizes.bytes() };
+        let (free, total) = cu("memory info", result::mem_get_info())?;
+        // The modules, the graph and the driver's own allocations take some too.
+        let margin = 256 << 20;
+        let needed = need.weights + need.cache + need.buffers + margin;
+        if needed > free {
+            return Err(EngineError::new(
+                ErrorCode::InsufficientVram,
+                format!(
+                    "the model needs {:.2} GiB on the GPU ({:.2} GiB weights, {:.2} GiB KV cache for {capacity} positions, {:.2} GiB buffers and headroom); {:.2} of {:.2} GiB are free",
+                    gib(needed),
+                    gib(need.weights),
+                    gib(need.cache),
+                    gib(need.buffers + margin),
+                    gib(free),
+                    gib(total)
+                ),
+            ));
+        }
+
+        let mut kernels = Kernels::load(&ctx)?;
+        let stream = cu("stream", ctx.new_stream())?;
+        let total_tensors = content.tensor_infos.len();
+        let mut loader = Loader { content, reader, device, bytes: 0, loaded: 0, total: total_tensors, progress };
+        let embeddings = matrix(&mut loader, &ctx, "token_embd.weight")?;
+        let output = if loader.has("output.weight") { Some(matrix(&mut loader, &ctx, "output.weight")?) } else { None };
+        let output_norm = vector(&mut loader, &ctx, "output_norm.weight")?;
+        let freq_factors = optional_vector(&mut loader, &ctx, "rope_freqs.weight")?;
+        let mut inv = vec![DeviceBuffer::upload(&ctx, &inv_freq(config.n_rot, config.rope_base))?];
+        if config.swa_window.is_some() {
+            inv.push(DeviceBuffer::upload(&ctx, &inv_freq(config.n_rot, config.rope_base_swa))?);
+        }
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for il in 0..config.n_layer {
+            let p = format!("blk.{il}");
+            let name = |part: &str| format!("{p}.{part}");
+            let layer = Layer {
+                attn_norm: vector(&mut loader, &ctx, &name("attn_norm.weight"))?,
+                qkv: [
+                    matrix(&mut loader, &ctx, &name("attn_q.weight"))?,
+                    matrix(&mut loader, &ctx, &name("attn_k.weight"))?,
+                    matrix(&mut loader, &ctx, &name("attn_v.weight"))?,
+                ],
+                qkv_bias: [
+                    optional_vector(&mut loader, &ctx, &name("attn_q.bias"))?,
+                    optional_vector(&mut loader, &ctx, &name("attn_k.bias"))?,
+                    optional_vector(&mut loader, &ctx, &name("attn_v.bias"))?,
+                ],
+                q_norm: optional_vector(&mut loader, &ctx, &name("attn_q_norm.weight"))?,
+                k_norm: optional_vector(&mut loader, &ctx, &name("attn_k_norm.weight"))?,
+                o: matrix(&mut loader, &ctx, &name("attn_output.weight"))?,
+                post_attn_norm: optional_vector(&mut loader, &ctx, &name("post_attention_norm.weight"))?,
+                ffn_norm: vector(&mut loader, &ctx, &name("ffn_norm.weight"))?,
+                gate: matrix(&mut loader, &ctx, &name("ffn_gate.weight"))?,
+                up: matrix(&mut loader, &ctx, &name("ffn_up.weight"))?,
+                down: matrix(&mut loader, &ctx, &name("ffn_down.weight"))?,
+                post_ffn_norm: optional_vector(&mut loader, &ctx, &name("post_ffw_norm.weight"))?,
+            };
+            for bias in ["attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias"] {
+                if loader.has(&name(bias)) {
+                    return Err(EngineError::new(
+                        ErrorCode::UnsupportedArchitecture,
+                        format!("the graph forward path has no kernel for the bias {}", name(bias)),
+                    ));
+                }
+            }
+            config.check_attention_shape(il, layer.qkv[0].shape.rows, layer.qkv[1].shape.rows)?;
+            if layer.gate.shape != layer.up.shape {
+                return Err(EngineError::new(
+                    ErrorCode::UnsupportedQuantization,
+                    format!(
+                        "{p}: ffn_gate ({:?}) and ffn_up ({:?}) differ, and the fused gate+up kernel reads both as one type",
+                        layer.gate.shape, layer.up.shape
+                    ),
+                ));
+            }
+            if layer.gate.shape.k != config.n_embd || layer.down.shape.k != n_ff || layer.o.shape.k != config.n_head * config.head_dim {
+                return Err(EngineError::invalid_gguf(format!("{p}: the feed-forward or output projection shapes do not match the model")));
+            }
+            layers.push(layer);
+        }
+        let weight_bytes = loader.bytes;
+        let head_rows = output.as_ref().map_or(embeddings.shape.rows, |m| m.shape.rows);
+        if head_rows != config.n_vocab {
+            return Err(EngineError::invalid_gguf(format!("the output head has {head_rows} rows for a vocabulary of {}", config.n_vocab)));
+        }
+
+        let slot_stride = config.n_head_kv * capacity * config.head_dim;
+        let layer_stride = slot_stride;
+        let cache_half = 2 * layer_stride * config.n_layer;
+        let k_cache = DeviceBuffer::zeroed(&ctx, cache_half)?;
+        let v_cache = DeviceBuffer::zeroed(&ctx, cache_half)?;
+        let buffers = Buffers::new(&ctx, &sizes, batch)?;
+
+        let mut decoder = Self {
+            config,
+            ctx,
+            stream,
+            kernels: Kernels { modules: Vec::new(), functions: HashMap::new() },
+            sms,
+            embeddings,
+            output,
+            output_norm,
+            layers,
+            inv_freq: inv,
+            freq_factors,
+            k_cache,
+            v_cache,
+            slot_stride,
+            layer_stride,
+            capacity,
+            n_ff,
+            nsplit,
+            buffers,
+            graphs: HashMap::new(),
+            last_row: 0,
+            kernels_per_step: 0,
+            weight_bytes,
+            cache_bytes: 2 * cache_half,
+        };
+        for rows in [1, batch] {
+            for name in decoder.kernel_names(rows) {
+                kernels.require(&name)?;
+            }
+        }
+        decoder.kernels = kernels;
+        decoder.capture(1)?;
+        decoder.capture(batch)?;
+        Ok(decoder)
+    }
+
+    pub fn context_size(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn cache_bytes(&self) -> usize {
+        self.cache_bytes
+    }
+
+    /// Kernels in one captured step (batch 1).
+    pub fn kernels_per_step(&self) -> usize {
+        self.kernels_per_step
+    }
+
+    fn gemma(&self) -> bool {
+        self.config.arch == Arch::Gemma3
+    }
+
+    fn head(&self) -> &Mat {
+        self.output.as_ref().unwrap_or(&self.embeddings)
+    }
+
+    fn kernel_names(&self, batch: usize) -> Vec<String> {
+        let mut names = vec!["rbee_embed_rows".to_string(), "rbee_rmsnorm_q8_1".to_string(), "rbee_rope_kv".to_string(), "rbee_argmax_final".to_string()];
+        names.push(format!("rbee_attn_split_{}", self.config.head_dim));
+        names.push(format!("rbee_attn_reduce_{}", self.config.head_dim));
+        let mut mats: Vec<&Mat> = vec![self.head()];
+        for layer in &self.layers {
+            mats.extend(layer.qkv.iter());
+            mats.extend([&layer.o, &layer.down]);
+            names.push(format!("rbee_mmvq_glu_{}_{batch}", layer.gate.shape.qtype.kernel_name()));
+        }
+        for m in mats {
+            names.push(format!("rbee_mmvq_{}_{batch}", m.shape.qtype.kernel_name()));
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    fn launch<A: DeviceRepr>(&self, name: &str, grid: (u32, u32, u32), block: u32, shared: u32, args: &A) -> EngineResult<()> {
+        let function = self.kernels.get(name)?;
+        let mut builder = self.stream.launch_builder(function);
+        builder.arg(args);
+        let config = LaunchConfig { grid_dim: grid, block_dim: (block, 1, 1), shared_mem_bytes: shared };
+        cu(name, unsafe { builder.launch(config) }).map(|_| ())
+    }
+
+    fn norm(&self, rows: usize, weight: u64, pre: Option<(u64, u64)>) -> EngineResult<()> {
+        let (cfg, b) = (&self.config, &self.buffers);
+        let d = cfg.n_embd as i32;
+        let args = NormArgs {
+            x: b.x.ptr,
+            pre: pre.map_or(0, |p| p.0),
+            w_pre: pre.map_or(0, |p| p.1),
+            w: weight,
+            yq: b.xq.ptr,
+            yds: b.xds.ptr,
+            y: 0,
+            ldx: d,
+            ldpre: d,
+            ldyq: d,
+            ldyds: d / 32,
+            ldy: 0,
+            k: d,
+            eps: cfg.eps,
+        };
+        self.launch("rbee_rmsnorm_q8_1", (rows as u32, 1, 1), 1024, 4 * cfg.n_embd as u32, &args)
+    }
+
+    /// One mmvq launch over up to three segments that share a type and K.
+    #[allow(clippy::too_many_arguments)]
+    fn mmvq(&self, rows: usize, segs: &[(&Mat, u64, u64, i32, i32)], xq: u64, xds: u64, k: usize, head: Option<(u64, u64)>) -> EngineResult<u32> {
+        let first = segs[0].0;
+        let total: usize = segs.iter().map(|s| s.0.shape.rows).sum();
+        let wpr = plan::warps_per_row(&first.shape, total, self.sms);
+        let grid = if head.is_some() { plan::head_grid(total, wpr, self.sms) } else { plan::mmvq_grid(total, wpr) };
+        let mut args = MmvqArgs {
+            xq,
+            xds,
+            w_stride: first.shape.row_bytes() as i64,
+            nseg: segs.len() as i32,
+            k: k as i32,
+            ldxq: k as i32,
+            ldxds: (k / 32) as i32,
+            warps_per_row: wpr,
+            softcap: if head.is_some() { self.config.final_logit_softcap.unwrap_or(0.0) } else { 0.0 },
+            ..Default::default()
+        };
+        for (i, &(mat, out, res, ldo, ldr)) in segs.iter().enumerate() {
+            args.seg[i] = MmvqSeg { w: mat.buffer.ptr, out, res, rows: mat.shape.rows as i32, ldo, ldr, pad: 0 };
+        }
+        if let Some((val, idx)) = head {
+            args.argmax_val = val;
+            args.argmax_idx = idx;
+            args.ld_argmax = grid as i32;
+        }
+        let name = format!("rbee_mmvq_{}_{rows}", first.shape.qtype.kernel_name());
+        self.launch(&name, (grid, 1, 1), 128, 0, &args)?;
+        Ok(grid)
+    }
+
+    /// Enqueues one decode step for `rows` batch rows on the stream; returns the kernel count.
+    /// Reads the token ids and positions from device memory, writes the next greedy token of
+    /// each row over its token id and advances its position, so the same launches (or the
+    /// graph captured from them) serve every step.
+    fn enqueue_step(&self, rows: usize) -> EngineResult<usize> {
+        let (cfg, b) = (&self.config, &self.buffers);
+        let (d, hd, nh, nkv) = (cfg.n_embd, cfg.head_dim, cfg.n_head, cfg.n_head_kv);
+        let attn_width = nh * hd;
+        let qkv_ld = ((nh + 2 * nkv) * hd) as i32;
+        let gemma = self.gemma();
+        let branch = ptr(&b.branch);
+        let nsplit = self.nsplit.get(&rows).copied().unwrap_or(1);
+        let mut kernels = 0;
+
+        let emb = &self.embeddings;
+        let function = self.kernels.get("rbee_embed_rows")?;
+        let (qtype, row_bytes, k, scale, ldo) = (emb.shape.qtype.id(), emb.shape.row_bytes() as i64, d as i32, cfg.embed_scale.unwrap_or(1.0), d as i32);
+        let mut builder = self.stream.launch_builder(function);
+        builder.arg(&qtype).arg(&emb.buffer.ptr).arg(&row_bytes).arg(&b.tokens.ptr).arg(&k).arg(&scale).arg(&b.x.ptr).arg(&ldo);
+        let grid = (d.div_ceil(256) as u32, rows as u32, 1);
+        cu("rbee_embed_rows", unsafe { builder.launch(LaunchConfig { grid_dim: grid, block_dim: (256, 1, 1), shared_mem_bytes: 0 }) })?;
+        kernels += 1;
+
+        let outs = [b.qkv.ptr, b.qkv.ptr + 4 * (nh * hd) as u64, b.qkv.ptr + 4 * ((nh + nkv) * hd) as u64];
+        let q_factor = cfg.q_scale.unwrap_or(1.0) * cfg.kq_scale;
+        for (il, layer) in self.layers.iter().enumerate() {
+            let swa = cfg.is_swa(il);
+            // Gemma: the previous layer's FFN output is still in `branch`; its post norm and the
+            // residual add happen in this norm's prologue.
+            let pre = if gemma && il > 0 { Some((branch, ptr(&self.layers[il - 1].post_ffn_norm))) } else { None };
+            self.norm(rows, layer.attn_norm.ptr, pre)?;
+            kernels += 1;
+            let types = [layer.qkv[0].shape.qtype, layer.qkv[1].shape.qtype, layer.qkv[2].shape.qtype];
+            for (first, count) in plan::qkv_launches(types) {
+                let segs: Vec<_> = (first..first + count).map(|i| (&layer.qkv[i], outs[i], ptr(&layer.qkv_bias[i]), qkv_ld, 0)).collect();
+                self.mmvq(rows, &segs, b.xq.ptr, b.xds.ptr, d, None)?;
+                kernels += 1;
+            }
+            let cache_offset = 2 * (il * self.layer_stride) as u64;
+            let rope = RopeArgs {
+                q: b.qkv.ptr,
+                k: outs[1],
+                v: outs[2],
+                q_out: b.qkv.ptr,
+                k_cache: self.k_cache.ptr + cache_offset,
+                v_cache: self.v_cache.ptr + cache_offset,
+                pos: b.pos.ptr,
+                slot: b.slot.ptr,
+                inv_freq: self.inv_freq[usize::from(swa && self.inv_freq.len() > 1)].ptr,
+                freq_factors: ptr(&self.freq_factors),
+                q_norm: ptr(&layer.q_norm),
+                k_norm: ptr(&layer.k_norm),
+                slot_stride: self.slot_stride as i64,
+                ldq: qkv_ld,
+                ldk: qkv_ld,
+                ldv: qkv_ld,
+                ldqo: qkv_ld,
+                n_head: nh as i32,
+                n_kv: nkv as i32,
+                hd: hd as i32,
+                n_rot: cfg.n_rot as i32,
+                cap: self.capacity as i32,
+                neox: i32::from(cfg.rope_neox),
+                freq_scale: if swa { 1.0 } else { cfg.rope_freq_scale },
+                eps: cfg.eps,
+            };
+            self.launch("rbee_rope_kv", ((nh + 2 * nkv) as u32, rows as u32, 1), (hd / 2) as u32, 0, &rope)?;
+            let attn = AttnArgs {
+                q: b.qkv.ptr,
+                k_cache: rope.k_cache,
+                v_cache: rope.v_cache,
+                pos: b.pos.ptr,
+                slot: b.slot.ptr,
+                part_o: b.part_o.ptr,
+                part_ml: b.part_ml.ptr,
+                slot_stride: self.slot_stride as i64,
+                ldq: qkv_ld,
+                n_head: nh as i32,
+                n_kv: nkv as i32,
+                cap: self.capacity as i32,
+                nsplit: nsplit as i32,
+                window: if swa { cfg.swa_window.unwrap_or(0) as i32 } else { 0 },
+                scale: q_factor,
+                pad: 0,
+            };
+            self.launch(&format!("rbee_attn_split_{hd}"), (nsplit as u32, nkv as u32, rows as u32), 128, 0, &attn)?;
+            let reduce = AttnReduceArgs {
+                part_o: b.part_o.ptr,
+                part_ml: b.part_ml.ptr,
+                out: 0,
+                yq: b.aq.ptr,
+                yds: b.ads.ptr,
+                n_head: nh as i32,
+                nsplit: nsplit as i32,
+                ldo: 0,
+                ldyq: attn_width as i32,
+                ldyds: (attn_width / 32) as i32,
+                pad: 0,
+            };
+            self.launch(&format!("rbee_attn_reduce_{hd}"), (nh as u32, rows as u32, 1), hd as u32, 0, &reduce)?;
+            kernels += 3;
+            // o-projection: into the residual (llama family) or into `branch` for Gemma's post norm.
+            let (out, res) = if gemma { (branch, 0) } else { (b.x.ptr, b.x.ptr) };
+            self.mmvq(rows, &[(&layer.o, out, res, d as i32, d as i32)], b.aq.ptr, b.ads.ptr, attn_width, None)?;
+            let pre = if gemma { Some((branch, ptr(&layer.post_attn_norm))) } else { None };
+            self.norm(rows, layer.ffn_norm.ptr, pre)?;
+            let glu = GluArgs {
+                w_gate: layer.gate.buffer.ptr,
+                w_up: layer.up.buffer.ptr,
+                xq: b.xq.ptr,
+                xds: b.xds.ptr,
+                yq: b.hq.ptr,
+                yds: b.hds.ptr,
+                y: 0,
+                w_stride: layer.gate.shape.row_bytes() as i64,
+                k: d as i32,
+                f: self.n_ff as i32,
+                ldxq: d as i32,
+                ldxds: (d / 32) as i32,
+                ldyq: self.n_ff as i32,
+                ldyds: (self.n_ff / 32) as i32,
+                ldy: 0,
+                act: i32::from(cfg.activation == Activation::Gelu),
+            };
+            let glu_name = format!("rbee_mmvq_glu_{}_{rows}", layer.gate.shape.qtype.kernel_name());
+            self.launch(&glu_name, ((self.n_ff / 32) as u32, 1, 1), 256, 0, &glu)?;
+            self.mmvq(rows, &[(&layer.down, out, res, d as i32, d as i32)], b.hq.ptr, b.hds.ptr, self.n_ff, None)?;
+            kernels += 4;
+        }
+        let pre = if gemma { self.layers.last().map(|l| (branch, ptr(&l.post_ffn_norm))) } else { None };
+        self.norm(rows, self.output_norm.ptr, pre)?;
+        let vocab = cfg.n_vocab as i32;
+        let grid = self.mmvq(rows, &[(self.head(), b.logits.ptr, 0, vocab, 0)], b.xq.ptr, b.xds.ptr, d, Some((b.argmax_val.ptr, b.argmax_idx.ptr)))?;
+        let function = self.kernels.get("rbee_argmax_final")?;
+        let (nparts, ld, no_value) = (grid as i32, grid as i32, 0u64);
+        let mut builder = self.stream.launch_builder(function);
+        builder.arg(&b.argmax_val.ptr).arg(&b.argmax_idx.ptr).arg(&nparts).arg(&ld).arg(&b.tokens.ptr).arg(&no_value).arg(&b.pos.ptr);
+        cu("rbee_argmax_final", unsafe { builder.launch(LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }) })?;
+        kernels += 3;
+        Ok(kernels)
+    }
+
+    fn capture(&mut self, rows: usize) -> EngineResult<()> {
+        cu("bind", self.ctx.bind_to_thread())?;
+        cu("sync", self.stream.synchronize())?;
+        cu("capture", self.stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL))?;
+        let enqueued = self.enqueue_step(rows);
+        // End the capture whatever happened, or the stream stays unusable.
+        let graph = cu("end capture", self.stream.end_capture(sys::CUgraphInstantiate_flags(0)));
+        let kernels = enqueued?;
+        let graph = graph?.ok_or_else(|| EngineError::internal("the captured decode step is empty"))?;
+        cu("graph upload", graph.upload())?;
+        if rows == 1 {
+            self.kernels_per_step = kernels;
+        }
+        self.graphs.insert(rows, Graph(graph));
+        Ok(())
+    }
+
+    /// Runs `tokens` at positions `start..` and leaves the last one's logits and greedy token on
+    /// the device (row `last_row`). One token: the batch-1 graph (decode). More (the prompt):
+    /// the PREFILL_ROWS graph, a chunk of consecutive tokens of the one sequence per replay — the
+    /// rows write their K/V (RoPE kernel) before any row attends, and row i attends to positions
+    /// up to its own, so a chunk is causal. A short last chunk repeats its last token at its
+    /// position in the spare rows: they write the same K/V to the same cell, and the kernels'
+    /// per-row arithmetic does not depend on the batch width, so the result is the same as
+    /// one token per replay.
+    fn replay(&mut self, tokens: &[u32], start: usize) -> EngineResult<()> {
+        let n = tokens.len();
+        if n == 0 || start + n > self.capacity {
+            return Err(EngineError::internal(format!("forward of {n} tokens at {start} does not fit {} positions", self.capacity)));
+        }
+        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
+            return Err(EngineError::invalid_request(format!("token {bad} is outside the vocabulary of {}", self.config.n_vocab)));
+        }
+        cu("bind", self.ctx.bind_to_thread())?;
+        let rows = if n == 1 { 1 } else { plan::PREFILL_ROWS };
+        let graph = self.graphs.get(&rows).ok_or_else(|| EngineError::internal(format!("no decode graph for batch {rows}")))?;
+        let stream = self.stream.cu_stream();
+        let mut last_row = 0;
+        for (c, chunk) in tokens.chunks(rows).enumerate() {
+            let first = start + c * rows;
+            let mut input = Vec::with_capacity(2 * rows);
+            input.extend((0..rows).map(|r| chunk[r.min(chunk.len() - 1)] as i32));
+            input.extend((0..rows).map(|r| (first + r.min(chunk.len() - 1)) as i32));
+            last_row = chunk.len() - 1;
+            // Pageable copies: the call returns once the values are staged, so `input` may be
+            // dropped at once; ordered before the replay on the same stream.
+            cu("tokens in", unsafe { result::memcpy_htod_async(self.buffers.tokens.ptr, &input[..rows], stream) })?;
+            cu("positions in", unsafe { result::memcpy_htod_async(self.buffers.pos.ptr, &input[rows..], stream) })?;
+            cu("graph launch", graph.0.launch())?;
+        }
+        self.last_row = last_row;
+        Ok(())
+    }
+
+    /// The logits of the last of `tokens` (f32, the vocabulary wide).
+    pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
+        self.replay(tokens, start)?;
+        let mut logits = vec![0f32; self.config.n_vocab];
+        cu("logits out", unsafe {
+            result::memcpy_dtoh_async(&mut logits[..], self.buffers.logits.ptr + (4 * self.config.n_vocab * self.last_row) as u64, self.stream.cu_stream())
+        })?;
+        cu("sync", self.stream.synchronize())?;
+        Ok(logits)
+    }
+
+    /// The greedy next token after `tokens` (argmax on the GPU: one id comes back, not the logits).
+    pub fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> EngineResult<u32> {
+        self.replay(tokens, start)?;
+        let mut token = [0i32];
+        cu("token out", unsafe { result::memcpy_dtoh_async(&mut token[..], self.buffers.tokens.ptr + 4 * self.last_row as u64, self.stream.cu_stream()) })?;
+        cu("sync", self.stream.synchronize())?;
+        u32::try_from(token[0]).map_err(|_| EngineError::internal(format!("the decode step picked token {} (non-finite logits?)", token[0])))
+    }
+}
+
+/// A captured graph. cudarc leaves `CudaGraph` !Send (graph objects are not internally
+/// synchronized); the engine's mutex around the decoder serializes every use.
+struct Graph(CudaGraph);
+// SAFETY: only used behind the engine's `Mutex<Decoder>`, never from two threads at once.
+unsafe impl Send for Graph {}
+
+fn gib(bytes: usize) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}

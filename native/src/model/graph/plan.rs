@@ -1,0 +1,380 @@
+//! What the graph decode step launches for a model, decided on the host before anything is
+//! allocated: the quantized types the kernels cover, how the Q/K/V products group into
+//! launches, warps per row, the head's argmax grid, the attention split count, and the sizes of
+//! the static buffers per batch bucket. Plain data, so it is tested without a GPU.
+
+use candle_core::quantized::GgmlDType;
+
+use crate::error::{EngineError, EngineResult, ErrorCode};
+use crate::model::config::Config;
+
+/// The batch sizes a decode graph is meant to be captured for (one graph each), once several
+/// streams share a step. Today two are captured: 1 (decode) and PREFILL_ROWS (the prompt).
+pub const BATCH_BUCKETS: [usize; 4] = [1, 2, 4, 8];
+
+/// Prompt tokens one replay of the prefill graph evaluates (rows of one sequence).
+pub const PREFILL_ROWS: usize = 8;
+
+/// The most rows one mmvq launch serves (the kernels are instantiated for 1..=8 columns).
+pub const MAX_KERNEL_BATCH: usize = 8;
+
+/// A weight type with a kernel (the ggml type id is the kernels' `QType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QType {
+    Q4_0,
+    Q5_0,
+    Q8_0,
+    Q4K,
+    Q5K,
+    Q6K,
+}
+
+impl QType {
+    pub fn from_ggml(dtype: GgmlDType) -> Option<Self> {
+        Some(match dtype {
+            GgmlDType::Q4_0 => QType::Q4_0,
+            GgmlDType::Q5_0 => QType::Q5_0,
+            GgmlDType::Q8_0 => QType::Q8_0,
+            GgmlDType::Q4K => QType::Q4K,
+            GgmlDType::Q5K => QType::Q5K,
+            GgmlDType::Q6K => QType::Q6K,
+            _ => return None,
+        })
+    }
+
+    /// The GGUF tensor type id (kernels/common.cuh's `QType`).
+    pub fn id(self) -> i32 {
+        match self {
+            QType::Q4_0 => 2,
+            QType::Q5_0 => 6,
+            QType::Q8_0 => 8,
+            QType::Q4K => 12,
+            QType::Q5K => 13,
+            QType::Q6K => 14,
+        }
+    }
+
+    /// The suffix of the kernels' names (`rbee_mmvq_<suffix>_<nc>`).
+    pub fn kernel_name(self) -> &'static str {
+        match self {
+            QType::Q4_0 => "q4_0",
+            QType::Q5_0 => "q5_0",
+            QType::Q8_0 => "q8_0",
+            QType::Q4K => "q4_k",
+            QType::Q5K => "q5_k",
+            QType::Q6K => "q6_k",
+        }
+    }
+
+    pub fn block_bytes(self) -> usize {
+        match self {
+            QType::Q4_0 => 18,
+            QType::Q5_0 => 22,
+            QType::Q8_0 => 34,
+            QType::Q4K => 144,
+            QType::Q5K => 176,
+            QType::Q6K => 210,
+        }
+    }
+
+    pub fn block_values(self) -> usize {
+        match self {
+            QType::Q4K | QType::Q5K | QType::Q6K => 256,
+            _ => 32,
+        }
+    }
+
+    /// Dot-product tasks per row (a K-quant block is 4 tasks of 64 values).
+    fn tasks(self, k: usize) -> usize {
+        k / self.block_values() * if self.block_values() == 256 { 4 } else { 1 }
+    }
+}
+
+pub const SUPPORTED_TYPES: &str = "Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K";
+
+/// A weight matrix as the GGUF stores it: `rows` rows of `k` values in `qtype` blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatShape {
+    pub qtype: QType,
+    pub rows: usize,
+    pub k: usize,
+}
+
+impl MatShape {
+    /// Checks that `name` (dims as Candle gives them: [rows, k]) has a kernel and whole blocks.
+    pub fn new(name: &str, dtype: GgmlDType, dims: &[usize]) -> EngineResult<Self> {
+        let qtype = QType::from_ggml(dtype).ok_or_else(|| {
+            EngineError::new(
+                ErrorCode::UnsupportedQuantization,
+                format!("tensor {name} is {dtype:?}: the graph forward path has kernels for {SUPPORTED_TYPES} only (use the tensor path for this model)"),
+            )
+        })?;
+        let (rows, k) = match dims {
+            [rows, k] => (*rows, *k),
+            other => return Err(EngineError::invalid_gguf(format!("tensor {name}: a weight matrix has shape {other:?}"))),
+        };
+        if k % qtype.block_values() != 0 || k % 32 != 0 {
+            return Err(EngineError::invalid_gguf(format!("tensor {name}: rows of {k} values are not whole {dtype:?} blocks")));
+        }
+        Ok(Self { qtype, rows, k })
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        self.k / self.qtype.block_values() * self.qtype.block_bytes()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.rows * self.row_bytes()
+    }
+}
+
+/// Warps per row of an mmvq launch: enough warps in flight to cover the GPU's SMs, as long as
+/// each warp keeps at least one task per lane (the harness's default; it also times 1/2/4).
+pub fn warps_per_row(shape: &MatShape, rows: usize, sms: usize) -> i32 {
+    let tasks = shape.qtype.tasks(shape.k);
+    let mut w = 1;
+    while w < 4 && rows * w < sms * 32 && tasks >= 64 * w {
+        w *= 2;
+    }
+    w as i32
+}
+
+/// Blocks of an mmvq launch over `rows` (128 threads = 4 warps, `4 / wpr` rows a block).
+pub fn mmvq_grid(rows: usize, wpr: i32) -> u32 {
+    let per_block = 4 / wpr as usize;
+    rows.div_ceil(per_block) as u32
+}
+
+/// The output head's grid: capped, since each block leaves one argmax partial per column that
+/// the final argmax kernel reads.
+pub fn head_grid(rows: usize, wpr: i32, sms: usize) -> u32 {
+    mmvq_grid(rows, wpr).min(head_grid_cap(sms))
+}
+
+pub fn head_grid_cap(sms: usize) -> u32 {
+    (4 * sms * 8) as u32
+}
+
+/// How the Q, K and V products of a layer share launches: (first, count) over [q, k, v], one
+/// launch per run of equal types (a Q4_K_M model's Q6_K attn_v takes its own launch).
+pub fn qkv_launches(types: [QType; 3]) -> Vec<(usize, usize)> {
+    let mut launches: Vec<(usize, usize)> = Vec::new();
+    for (i, t) in types.iter().enumerate() {
+        match launches.last_mut() {
+            Some((first, count)) if types[*first] == *t => *count += 1,
+            _ => launches.push((i, 1)),
+        }
+    }
+    launches
+}
+
+/// Attention splits (flash-decoding parts per KV head and row), fixed when a graph is captured:
+/// enough blocks to fill the SMs at batch 1 and a short context, at most 32.
+/// `RBEE_CANDLE_ATTN_SPLITS` overrides it (1..=64).
+pub fn attention_splits(n_kv: usize, batch: usize, sms: usize) -> EngineResult<usize> {
+    if let Ok(value) = std::env::var("RBEE_CANDLE_ATTN_SPLITS") {
+        if !value.is_empty() {
+            return match value.parse::<usize>() {
+                Ok(n) if (1..=64).contains(&n) => Ok(n),
+                _ => Err(EngineError::invalid_request(format!("RBEE_CANDLE_ATTN_SPLITS: expected 1..64, got \"{value}\""))),
+            };
+        }
+    }
+    Ok((sms / (n_kv * batch).max(1)).clamp(1, 32))
+}
+
+/// Element counts of the static step buffers for `batch` rows (every row is a batch row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferSizes {
+    /// Residual stream, f32 [batch][n_embd].
+    pub x: usize,
+    /// Gemma's branch output before its post norm, f32 [batch][n_embd] (0 otherwise).
+    pub branch: usize,
+    /// Q, K, V of the step, f32 [batch][(n_head + 2 n_kv) hd].
+    pub qkv: usize,
+    pub logits: usize,
+    /// q8_1 planes: norm output (n_embd), attention output (n_head hd), GLU output (n_ff); bytes.
+    pub xq: usize,
+    pub aq: usize,
+    pub hq: usize,
+    /// Their {d, s} planes, half2 each.
+    pub xds: usize,
+    pub ads: usize,
+    pub hds: usize,
+    /// Attention parts: f32 [batch][n_head][nsplit][hd] and float2 [batch][n_head][nsplit].
+    pub part_o: usize,
+    pub part_ml: usize,
+    /// Head argmax partials per row.
+    pub argmax: usize,
+}
+
+impl BufferSizes {
+    pub fn new(cfg: &Config, n_ff: usize, batch: usize, nsplit: usize, sms: usize) -> Self {
+        let attn = cfg.n_head * cfg.head_dim;
+        let gemma = cfg.arch == crate::model::config::Arch::Gemma3;
+        Self {
+            x: batch * cfg.n_embd,
+            branch: if gemma { batch * cfg.n_embd } else { 0 },
+            qkv: batch * (cfg.n_head + 2 * cfg.n_head_kv) * cfg.head_dim,
+            logits: batch * cfg.n_vocab,
+            xq: batch * cfg.n_embd,
+            aq: batch * attn,
+            hq: batch * n_ff,
+            xds: batch * cfg.n_embd / 32,
+            ads: batch * attn / 32,
+            hds: batch * n_ff / 32,
+            part_o: batch * cfg.n_head * nsplit * cfg.head_dim,
+            part_ml: batch * cfg.n_head * nsplit,
+            argmax: batch * head_grid_cap(sms) as usize,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        4 * (self.x + self.branch + self.qkv + self.logits + self.part_o + 2 * self.part_ml + self.argmax * 2)
+            + self.xq
+            + self.aq
+            + self.hq
+            + 4 * (self.xds + self.ads + self.hds)
+    }
+}
+
+/// Bytes of the f16 KV cache: K and V, [layer][slot][n_kv][capacity][hd].
+pub fn kv_cache_bytes(cfg: &Config, capacity: usize, slots: usize) -> usize {
+    2 * 2 * cfg.n_layer * slots * cfg.n_head_kv * capacity * cfg.head_dim
+}
+
+/// The model-level checks the kernels need (head sizes, GQA group, norm width).
+pub fn check_config(cfg: &Config) -> EngineResult<()> {
+    let unsupported = |what: String| EngineError::new(ErrorCode::UnsupportedArchitecture, format!("the graph forward path does not support {what}"));
+    if ![64, 128, 256].contains(&cfg.head_dim) {
+        return Err(unsupported(format!("head size {} (attention kernels exist for 64, 128 and 256)", cfg.head_dim)));
+    }
+    if cfg.n_head / cfg.n_head_kv > 8 {
+        return Err(unsupported(format!("{} query heads per KV head (at most 8)", cfg.n_head / cfg.n_head_kv)));
+    }
+    if cfg.n_embd % 32 != 0 || (cfg.n_head * cfg.head_dim) % 32 != 0 {
+        return Err(unsupported(format!("embedding width {} (a multiple of 32 is needed)", cfg.n_embd)));
+    }
+    // The norm kernel keeps a row in dynamic shared memory (48 KiB without opting in).
+    if cfg.n_embd * 4 > 48 * 1024 {
+        return Err(unsupported(format!("embedding width {} (at most 12288)", cfg.n_embd)));
+    }
+    Ok(())
+}
+
+/// Kernels one decode step launches: the embedding, per layer norm, the Q/K/V launches, RoPE,
+/// attention split and reduce, o-projection, norm, gate+up, down; then the final norm, the head
+/// and the final argmax.
+pub fn kernels_per_step(qkv_launches_per_layer: &[usize]) -> usize {
+    1 + qkv_launches_per_layer.iter().map(|q| 8 + q).sum::<usize>() + 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q4k_m_v_type(layer: usize, layers: usize) -> QType {
+        // llama-quantize's Q4_K_M: more bits for attn_v in the first and last eighth and every third layer.
+        if layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2 {
+            QType::Q6K
+        } else {
+            QType::Q4K
+        }
+    }
+
+    #[test]
+    fn an_8b_q4_k_m_step_has_the_harness_kernel_count() {
+        let launches: Vec<usize> = (0..32).map(|l| qkv_launches([QType::Q4K, QType::Q4K, q4k_m_v_type(l, 32)]).len()).collect();
+        assert_eq!(launches.iter().filter(|&&n| n == 2).count(), 16);
+        assert_eq!(kernels_per_step(&launches), 1 + 32 * 9 + 16 + 3);
+    }
+
+    #[test]
+    fn qkv_groups_runs_of_one_type() {
+        assert_eq!(qkv_launches([QType::Q4K; 3]), vec![(0, 3)]);
+        assert_eq!(qkv_launches([QType::Q4K, QType::Q4K, QType::Q6K]), vec![(0, 2), (2, 1)]);
+        assert_eq!(qkv_launches([QType::Q8_0, QType::Q4K, QType::Q4K]), vec![(0, 1), (1, 2)]);
+        assert_eq!(qkv_launches([QType::Q5_0, QType::Q8_0, QType::Q5_0]), vec![(0, 1), (1, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn weight_rows_are_whole_blocks_and_k_quant_rows_16_byte_aligned() {
+        // The kernels read Q4_K/Q5_K rows with 16-byte loads: each row of a tensor uploaded as
+        // one allocation (256-byte aligned) must start on a 16-byte boundary.
+        for (t, k) in [(GgmlDType::Q4K, 4096), (GgmlDType::Q5K, 14336), (GgmlDType::Q4K, 1536)] {
+            let shape = MatShape::new("w", t, &[8, k]).unwrap();
+            assert_eq!(shape.row_bytes() % 16, 0, "{t:?} k={k}");
+        }
+        assert_eq!(MatShape::new("w", GgmlDType::Q6K, &[128256, 4096]).unwrap().bytes(), 128256 * 16 * 210);
+        assert_eq!(MatShape::new("w", GgmlDType::Q8_0, &[2, 64]).unwrap().row_bytes(), 68);
+    }
+
+    #[test]
+    fn a_type_without_a_kernel_is_named_in_the_error() {
+        let error = MatShape::new("blk.0.attn_q.weight", GgmlDType::Q3K, &[4096, 4096]).unwrap_err();
+        assert_eq!(error.code, ErrorCode::UnsupportedQuantization);
+        assert!(error.message.contains("blk.0.attn_q.weight") && error.message.contains("Q3K"), "{}", error.message);
+        let error = MatShape::new("output.weight", GgmlDType::F16, &[32000, 4096]).unwrap_err();
+        assert!(error.message.contains("F16"), "{}", error.message);
+        assert!(MatShape::new("w", GgmlDType::Q4K, &[8, 100]).is_err(), "a row that is not whole blocks");
+    }
+
+    #[test]
+    fn warps_per_row_and_grids_follow_the_harness() {
+        let sms = 132;
+        let q = MatShape::new("q", GgmlDType::Q4K, &[6144, 4096]).unwrap();
+        // 6144 rows * 1 < 132 * 32 = 4224 is false: one warp a row.
+        assert_eq!(warps_per_row(&q, 6144, sms), 1);
+        let o = MatShape::new("o", GgmlDType::Q4K, &[4096, 4096]).unwrap();
+        assert_eq!(warps_per_row(&o, 4096, sms), 2);
+        assert_eq!(mmvq_grid(4096, 2), 2048);
+        let head = MatShape::new("output", GgmlDType::Q6K, &[128256, 4096]).unwrap();
+        let wpr = warps_per_row(&head, 128256, sms);
+        assert_eq!(wpr, 1);
+        assert_eq!(head_grid(128256, wpr, sms), 4 * 132 * 8);
+        assert_eq!(head_grid(1000, 4, sms), 1000);
+    }
+
+    #[test]
+    fn buffers_for_an_8b_shape() {
+        let cfg = test_config();
+        let sizes = BufferSizes::new(&cfg, 14336, 1, 16, 132);
+        assert_eq!(sizes.qkv, (32 + 16) * 128);
+        assert_eq!(sizes.hds, 14336 / 32);
+        assert_eq!(sizes.part_o, 32 * 16 * 128);
+        assert_eq!(BufferSizes::new(&cfg, 14336, 8, 16, 132).logits, 8 * 128256);
+        // The KV cache of the VRAM row: 8192 positions, one slot, f16.
+        assert_eq!(kv_cache_bytes(&cfg, 8192, 1), 1 << 30);
+        assert!(check_config(&cfg).is_ok());
+        let mut wide_group = cfg.clone();
+        wide_group.n_head_kv = 2;
+        assert!(check_config(&wide_group).is_err());
+    }
+
+    pub(super) fn test_config() -> Config {
+        use crate::model::config::{Activation, Arch};
+        Config {
+            arch: Arch::Llama,
+            n_layer: 32,
+            n_embd: 4096,
+            n_head: 32,
+            n_head_kv: 8,
+            head_dim: 128,
+            n_vocab: 128256,
+            n_rot: 128,
+            eps: 1e-5,
+            rope_base: 500000.0,
+            rope_freq_scale: 1.0,
+            rope_base_swa: 10000.0,
+            rope_neox: false,
+            swa_window: None,
+            swa_layers: vec![false; 32],
+            kq_scale: 1.0 / 128f32.sqrt(),
+            q_scale: None,
+            embed_scale: None,
+            final_logit_softcap: None,
+            activation: Activation::Silu,
+            train_context: 8192,
+        }
+    }
+}
