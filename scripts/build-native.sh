@@ -5,6 +5,7 @@
 #   scripts/build-native.sh                  # release build, CPU (the default feature)
 #   scripts/build-native.sh --features cuda  # extra arguments go to `napi build`
 #   scripts/build-native.sh test             # cargo test (engine unit tests) on the same artifacts
+#   scripts/build-native.sh clippy           # clippy on every target, warnings as errors (npm run lint:rust)
 #
 # Environment:
 #   CARGO_BUILD_JOBS           parallel rustc jobs (default: the CPU count; keep it at 2 on 2 cores)
@@ -37,6 +38,11 @@ if [[ "${1:-}" == "test" ]]; then
   shift
   # Same target triple as the napi build, so the two share compiled dependencies.
   exec cargo test --release --target "$host" "$@"
+fi
+if [[ "${1:-}" == "clippy" ]]; then
+  shift
+  # Same triple and profile as the builds, so their build scripts and proc-macros are reused.
+  exec cargo clippy --release --target "$host" --all-targets "$@" -- -D warnings
 fi
 
 napi="$root/node_modules/.bin/napi"
