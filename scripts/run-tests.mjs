@@ -16,7 +16,6 @@
 // Environment: RBEE_SKIP_CARGO_TESTS=1 (ava only), RBEE_TEST_JOBS (files at a time, default 2),
 // RBEE_TEST_FILE_TIMEOUT (seconds a file may take before it is killed, default 1200).
 import {spawn, spawnSync} from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {parseAvaOutput, testFiles, unitTestFiles} from './test-files.mjs';
@@ -79,7 +78,9 @@ function runFile(file) {
       killed = true;
       try {
         process.kill(-child.pid, 'SIGKILL');
-      } catch {}
+      } catch {
+        // The group has already exited.
+      }
     }, fileTimeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(watchdog);

@@ -21,6 +21,8 @@ pub fn backends() -> Vec<String> {
 /// (the one llama.cpp loads on this CPU, unless `RBEE_CANDLE_GGML_SIMD` says otherwise). Tests
 /// and benchmarks name it beside every agreement figure.
 #[napi]
+// Only JavaScript calls it, and napi registers it outside test builds.
+#[cfg_attr(test, allow(dead_code))]
 pub fn ggml_simd_level() -> String {
     match crate::ggml_math::SimdLevel::current() {
         crate::ggml_math::SimdLevel::Avx512 => "avx512".to_string(),

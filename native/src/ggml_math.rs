@@ -103,6 +103,8 @@ fn v_expf_avx512(x: f32) -> f32 {
 /// the AVX-512 one, but 2^n is built in the exponent bits (`k`) and the polynomial ends with
 /// `j*k + k` instead of a final `+1` and `scalef`; |n| > 126 takes a two-factor scaling.
 #[inline]
+// `!(|n| > 126)` is ggml's test as written: a NaN takes the first branch, as in C.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn v_expf_avx2(x: f32) -> f32 {
     let r = c(0x4b40_0000); // 0x1.8p23
     let z = x.mul_add(c(0x3fb8_aa3b), r);
@@ -139,7 +141,8 @@ fn v_silu_at(level: SimdLevel, x: f32) -> f32 {
 #[inline]
 fn gelu_f32(x: f32) -> f32 {
     const GELU_COEF_A: f32 = 0.044715;
-    const SQRT_2_OVER_PI: f32 = 0.797_884_560_802_865_4;
+    // sqrt(2/pi): the same f32 as ggml's longer literal.
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     // `1.0f + GELU_COEF_A*x*x` is contracted to a fused multiply-add where ggml is built for FMA.
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (GELU_COEF_A * x).mul_add(x, 1.0)).tanh())
 }
@@ -247,12 +250,15 @@ pub fn dot_f16_at(level: SimdLevel, x: &[f16], y: &[f16]) -> f32 {
     }
     let mut sum = 0f64;
     if np > 0 {
-        for l in 0..lanes {
-            acc[0][l] += acc[2][l];
-            acc[1][l] += acc[3][l];
+        let [acc0, acc1, acc2, acc3] = &mut acc;
+        for (lane0, lane2) in acc0[..lanes].iter_mut().zip(&acc2[..lanes]) {
+            *lane0 += lane2;
         }
-        for l in 0..lanes {
-            acc[0][l] += acc[1][l];
+        for (lane1, lane3) in acc1[..lanes].iter_mut().zip(&acc3[..lanes]) {
+            *lane1 += lane3;
+        }
+        for (lane0, lane1) in acc0[..lanes].iter_mut().zip(&acc1[..lanes]) {
+            *lane0 += lane1;
         }
         sum = match level {
             SimdLevel::Avx512 => reduce16(&acc[0]),

@@ -285,7 +285,9 @@ async function downloadWheels(options: {
     });
     return destination;
   });
-  downloads.forEach(download => download.catch(() => stopOthers.abort()));
+  for (const download of downloads) {
+    download.catch(() => stopOthers.abort());
+  }
   const settled = await Promise.allSettled(downloads);
   const failures = settled.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failures.length > 0) {

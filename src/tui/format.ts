@@ -158,6 +158,11 @@ export function fit(text: string, width: number, align: 'left' | 'right' = 'left
 
 /** Control characters and ANSI escapes removed, so a log line cannot move the cursor or recolour the screen. */
 export function printable(line: string): string {
-  // eslint-disable-next-line no-control-regex
-  return line.replace(/\u001B\[[0-?]*[ -/]*[@-~]/g, '').replace(/\u001B[\]PX^_][^\u0007\u001B]*(\u0007|\u001B\\)?/g, '').replace(/[\u0000-\u0008\u000B-\u001F\u007F]/g, '').replace(/\t/g, '  ');
+  /* eslint-disable no-control-regex -- control characters are what these patterns remove */
+  return line
+    .replace(/\u001B\[[0-?]*[ -/]*[@-~]/g, '')
+    .replace(/\u001B[\]PX^_][^\u0007\u001B]*(\u0007|\u001B\\)?/g, '')
+    .replace(/[\u0000-\u0008\u000B-\u001F\u007F]/g, '')
+    .replace(/\t/g, '  ');
+  /* eslint-enable no-control-regex */
 }

@@ -392,9 +392,9 @@ mod simd {
             _ => 18,
         };
         let mut acc = _mm256_setzero_ps();
-        for b in 0..xd.len() {
+        for (b, &xdb) in xd.iter().enumerate() {
             let raw = weights.as_ptr().add(b * bb);
-            let d = _mm256_set1_ps(f16_at(weights, b * bb) * xd[b]);
+            let d = _mm256_set1_ps(f16_at(weights, b * bb) * xdb);
             let q = _mm256_cvtepi32_ps(lanes(weights_of(kind, raw), x.as_ptr().add(b * 32)));
             acc = _mm256_fmadd_ps(d, q, acc);
         }
@@ -411,7 +411,7 @@ mod simd {
             _ => 18,
         };
         let mut acc = 0f32;
-        for b in 0..xd.len() {
+        for (b, &xdb) in xd.iter().enumerate() {
             let raw = weights.as_ptr().add(b * bb);
             let l = lanes(weights_of(kind, raw), x.as_ptr().add(b * 32));
             // exact integer sum of the lanes
@@ -419,7 +419,7 @@ mod simd {
             let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
             let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
             let isum = _mm_cvtsi128_si32(s);
-            acc = (isum as f32).mul_add(f16_at(weights, b * bb) * xd[b], acc);
+            acc = (isum as f32).mul_add(f16_at(weights, b * bb) * xdb, acc);
         }
         acc
     }
@@ -500,7 +500,7 @@ mod simd {
             _ => 18,
         };
         let mut acc = _mm256_setzero_ps();
-        for b in 0..xd.len() {
+        for (b, &xdb) in xd.iter().enumerate() {
             let xb = x.as_ptr().add(b * 32);
             let mut v = [_mm256_setzero_si256(); 8];
             let mut d = [0u16; 8];
@@ -519,7 +519,7 @@ mod simd {
             let s4567 = _mm_add_epi32(_mm256_castsi256_si128(h4567), _mm256_extracti128_si256(h4567, 1));
             let sums = _mm256_cvtepi32_ps(_mm256_set_m128i(s4567, s0123));
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(d.as_ptr() as *const __m128i));
-            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(xd[b]));
+            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(xdb));
             acc = _mm256_fmadd_ps(sums, scale, acc);
         }
         let mut out = [0f32; 8];

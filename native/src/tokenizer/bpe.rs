@@ -174,12 +174,10 @@ impl Bpe {
                 }
             }
             let mut symbols: Vec<Symbol> = Vec::new();
-            let mut index: isize = 0;
-            for (start, c) in word.char_indices() {
+            for (index, (start, c)) in (0_isize..).zip(word.char_indices()) {
                 let len = c.len_utf8();
                 let next = if start + len == word.len() { -1 } else { index + 1 };
                 symbols.push(Symbol { start, len, prev: index - 1, next });
-                index += 1;
             }
             let mut queue = BinaryHeap::new();
             let add = |symbols: &Vec<Symbol>, queue: &mut BinaryHeap<Bigram>, left: isize, right: isize| {

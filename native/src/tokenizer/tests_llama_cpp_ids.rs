@@ -13,7 +13,7 @@ pub const EXPECTED: &[(&str, &[u32])] = &[
         ],
     ),
     (
-        "emoji 🦀🐝 and combining é and a zero-width​joiner",
+        "emoji 🦀🐝 and combining é and a zero-width\u{200B}joiner",
         &[67906, 236743, 248714, 247894, 532, 26614, 545, 238288, 532, 496, 5743, 236772, 2690, 237141, 7013, 497],
     ),
     (

@@ -273,7 +273,8 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
     const parseJson = scope.getDefaultJsonParser('error', 'error');
     scope.addContentTypeParser('application/json', {parseAs: 'buffer'}, (request: RawBodyRequest, body: Buffer, done) => {
       request.rawBody = body;
-      parseJson(request, body.toString('utf8'), done);
+      // Fastify's JSON parser answers through `done`; what it returns is nothing to wait for.
+      void parseJson(request, body.toString('utf8'), done);
     });
     route(scope, '/v1/infer', InferRequestSchema, 'infer request');
     route(scope, '/v1/chat/completions', ChatCompletionRequestSchema, 'chat completion request');
