@@ -23,7 +23,9 @@ type Reference = {model_sha256: string; engine: string; max_tokens: number; prom
 async function record(modelPath: string, maxTokens: number, out: string): Promise<void> {
   const recorded = await llamaCppGreedy(modelPath, agreementPrompts, maxTokens);
   const reference: Reference = {
-    model_sha256: await hashFile(modelPath), engine: 'node-llama-cpp 3.21.1, CPU, greedy', max_tokens: maxTokens,
+    model_sha256: await hashFile(modelPath),
+    engine: 'node-llama-cpp 3.21.1, CPU, greedy',
+    max_tokens: maxTokens,
     prompts: recorded.map(entry => ({prompt: entry.prompt, prompt_tokens: entry.promptTokens, tokens: entry.tokens})),
   };
   fs.writeFileSync(out, `${JSON.stringify(reference, null, 1)}\n`);
@@ -32,7 +34,7 @@ async function record(modelPath: string, maxTokens: number, out: string): Promis
 
 async function compare(modelPath: string, device: string, referenceFile: string, outDir: string | undefined): Promise<boolean> {
   const reference = JSON.parse(fs.readFileSync(referenceFile, 'utf8')) as Reference;
-  if (await hashFile(modelPath) !== reference.model_sha256) {
+  if ((await hashFile(modelPath)) !== reference.model_sha256) {
     throw new Error(`${modelPath} is not the model the reference was recorded with (sha256 ${reference.model_sha256})`);
   }
   const report: string[] = [];
@@ -51,8 +53,18 @@ async function compare(modelPath: string, device: string, referenceFile: string,
         agreedTotal += agreed;
         lengthTotal += length;
         allAgree &&= samePrompt && agreed / length >= 0.9;
-        rows.push({device: target, prompt: index, prompt_tokens_match: samePrompt, agreed, length, first_divergence: firstDivergence ?? null, tokens: result.tokens});
-        report.push(`${target} prompt ${index} (${promptTokens.length} tokens${samePrompt ? '' : ', PROMPT TOKENS DIFFER'}): ${agreed}/${length} agree with llama.cpp${firstDivergence === undefined ? '' : `, first divergence at ${firstDivergence}`}`);
+        rows.push({
+          device: target,
+          prompt: index,
+          prompt_tokens_match: samePrompt,
+          agreed,
+          length,
+          first_divergence: firstDivergence ?? null,
+          tokens: result.tokens,
+        });
+        report.push(
+          `${target} prompt ${index} (${promptTokens.length} tokens${samePrompt ? '' : ', PROMPT TOKENS DIFFER'}): ${agreed}/${length} agree with llama.cpp${firstDivergence === undefined ? '' : `, first divergence at ${firstDivergence}`}`,
+        );
       }
       report.push(`${target} (${model.info.device}): ${agreedTotal}/${lengthTotal} positions agree overall`);
     } finally {
@@ -62,7 +74,10 @@ async function compare(modelPath: string, device: string, referenceFile: string,
   console.log(report.join('\n'));
   if (outDir !== undefined) {
     fs.mkdirSync(outDir, {recursive: true});
-    fs.writeFileSync(path.join(outDir, 'candle-agreement.json'), `${JSON.stringify({reference: reference.engine, model: path.basename(modelPath), rows}, null, 1)}\n`);
+    fs.writeFileSync(
+      path.join(outDir, 'candle-agreement.json'),
+      `${JSON.stringify({reference: reference.engine, model: path.basename(modelPath), rows}, null, 1)}\n`,
+    );
   }
   return allAgree;
 }

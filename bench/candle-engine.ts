@@ -63,26 +63,28 @@ function usage(message?: string): never {
   if (message !== undefined) {
     process.stderr.write(`bench:candle: ${message}\n`);
   }
-  process.stderr.write([
-    'usage: node --import tsx bench/candle-engine.ts [options]     (or node bench/.work/candle-bench.mjs [options])',
-    '  --model <gguf>            default: the default Gemma 3 270M Q4_K_M from ~/.cache/rbee/models',
-    '  --device cpu|cuda:N       where the candle engine runs (default cpu); llama-bench gets -ngl 99 off the CPU',
-    '  --threads N               CPU threads for every engine (default 2)',
-    '  --prompt-tokens N         prompt length (default 128)',
-    '  --decode-tokens N         tokens generated per sample (default 128)',
-    '  --context N               context size of the in-process engines (default max(2048, prompt + decode))',
-    '  --runs N                  rounds (default 5); each round measures every engine once, the order rotating',
-    '  --peer node-llama-cpp     llama.cpp through node-llama-cpp, in process, CPU only (the default on the CPU)',
-    '  --peer llama-bench[:path] llama.cpp\'s llama-bench binary (default path: ~/.cache/rbee/llama.cpp/*/bin/llama-bench);',
-    '                            repeat --peer to measure several peers in the same rounds',
-    '  --out <dir>               results folder (default bench/results)',
-    '  --label <text>            replaces the host name in the results file name',
-    '  --roofline-tbps X         the GPU\'s peak memory bandwidth, TB/s (default: from nvidia-smi\'s card name)',
-    '  --quiet-wait-ms N         longest wait before a sample for other processes to go under a quarter core (default 20000)',
-    '  --retries N               times a sample disturbed by other processes (> a quarter core) is run again (default 2)',
-    '  --render <json>           measure nothing: rewrite the .md beside a results .json and print its tables',
-    '',
-  ].join('\n'));
+  process.stderr.write(
+    [
+      'usage: node --import tsx bench/candle-engine.ts [options]     (or node bench/.work/candle-bench.mjs [options])',
+      '  --model <gguf>            default: the default Gemma 3 270M Q4_K_M from ~/.cache/rbee/models',
+      '  --device cpu|cuda:N       where the candle engine runs (default cpu); llama-bench gets -ngl 99 off the CPU',
+      '  --threads N               CPU threads for every engine (default 2)',
+      '  --prompt-tokens N         prompt length (default 128)',
+      '  --decode-tokens N         tokens generated per sample (default 128)',
+      '  --context N               context size of the in-process engines (default max(2048, prompt + decode))',
+      '  --runs N                  rounds (default 5); each round measures every engine once, the order rotating',
+      '  --peer node-llama-cpp     llama.cpp through node-llama-cpp, in process, CPU only (the default on the CPU)',
+      "  --peer llama-bench[:path] llama.cpp's llama-bench binary (default path: ~/.cache/rbee/llama.cpp/*/bin/llama-bench);",
+      '                            repeat --peer to measure several peers in the same rounds',
+      '  --out <dir>               results folder (default bench/results)',
+      '  --label <text>            replaces the host name in the results file name',
+      "  --roofline-tbps X         the GPU's peak memory bandwidth, TB/s (default: from nvidia-smi's card name)",
+      '  --quiet-wait-ms N         longest wait before a sample for other processes to go under a quarter core (default 20000)',
+      '  --retries N               times a sample disturbed by other processes (> a quarter core) is run again (default 2)',
+      '  --render <json>           measure nothing: rewrite the .md beside a results .json and print its tables',
+      '',
+    ].join('\n'),
+  );
   process.exit(message === undefined ? 0 : 2);
 }
 
@@ -115,23 +117,27 @@ function parsePeer(text: string, device: string): PeerSpec {
 }
 
 function parseOptions(argv: string[]): Options {
-  const values = parseArgsOrUsage(argv, {
-    model: {type: 'string'},
-    device: {type: 'string', default: 'cpu'},
-    threads: {type: 'string'},
-    'prompt-tokens': {type: 'string'},
-    'decode-tokens': {type: 'string'},
-    context: {type: 'string'},
-    runs: {type: 'string'},
-    peer: {type: 'string', multiple: true},
-    out: {type: 'string'},
-    label: {type: 'string'},
-    'roofline-tbps': {type: 'string'},
-    'quiet-wait-ms': {type: 'string'},
-    retries: {type: 'string'},
-    render: {type: 'string'},
-    help: {type: 'boolean', short: 'h', default: false},
-  }, usage);
+  const values = parseArgsOrUsage(
+    argv,
+    {
+      model: {type: 'string'},
+      device: {type: 'string', default: 'cpu'},
+      threads: {type: 'string'},
+      'prompt-tokens': {type: 'string'},
+      'decode-tokens': {type: 'string'},
+      context: {type: 'string'},
+      runs: {type: 'string'},
+      peer: {type: 'string', multiple: true},
+      out: {type: 'string'},
+      label: {type: 'string'},
+      'roofline-tbps': {type: 'string'},
+      'quiet-wait-ms': {type: 'string'},
+      retries: {type: 'string'},
+      render: {type: 'string'},
+      help: {type: 'boolean', short: 'h', default: false},
+    },
+    usage,
+  );
   const device = values.device ?? 'cpu';
   if (!/^(cpu|cuda:\d+|metal)$/.test(device)) {
     usage(`--device must be cpu, cuda:N or metal, not "${device}"`);
@@ -182,8 +188,10 @@ async function benchModel(file: string | null): Promise<ModelInfo> {
 }
 
 function describeMeasurement(engine: string, measurement: SpeedMeasurement): string {
-  return `${engine}: prompt ${measurement.prompt_tps.toFixed(1)} tok/s (${measurement.prompt_tokens} in ${measurement.prompt_ms.toFixed(1)} ms), `
-    + `decode ${measurement.decode_tps.toFixed(2)} tok/s (${measurement.generated_tokens} generated, ${measurement.finish})`;
+  return (
+    `${engine}: prompt ${measurement.prompt_tps.toFixed(1)} tok/s (${measurement.prompt_tokens} in ${measurement.prompt_ms.toFixed(1)} ms), ` +
+    `decode ${measurement.decode_tps.toFixed(2)} tok/s (${measurement.generated_tokens} generated, ${measurement.finish})`
+  );
 }
 
 /** Writes the .md beside the .json and prints the tables: after a run, or again from a recorded .json (--render). */
@@ -191,7 +199,9 @@ function report(document: CandleBenchDocument, jsonFile: string): void {
   const markdownFile = jsonFile.replace(/\.json$/, '.md');
   fs.writeFileSync(markdownFile, candleMarkdown(document));
   const {machine, model} = document;
-  process.stdout.write(`\nrbee bench:candle: ${machine.cpu_model} × ${machine.cores}${document.gpu === null ? '' : `, ${document.gpu.name}`}, Node ${machine.node}, ${model.file} (${model.size_mib} MiB), ${document.wall_seconds} s\n\n`);
+  process.stdout.write(
+    `\nrbee bench:candle: ${machine.cpu_model} × ${machine.cores}${document.gpu === null ? '' : `, ${document.gpu.name}`}, Node ${machine.node}, ${model.file} (${model.size_mib} MiB), ${document.wall_seconds} s\n\n`,
+  );
   process.stdout.write(`${candleTables(document).map(renderText).join('\n\n')}\n\n`);
   process.stdout.write(`wrote ${path.relative(process.cwd(), jsonFile)} and ${path.relative(process.cwd(), markdownFile)}\n`);
 }
@@ -199,7 +209,13 @@ function report(document: CandleBenchDocument, jsonFile: string): void {
 async function startPeer(spec: PeerSpec, options: Options, model: ModelInfo, prompt: readonly number[]): Promise<SpeedEngine & {lastTokens?: number[]}> {
   if (spec.kind === 'node-llama-cpp') {
     log(`loading ${model.file} in node-llama-cpp (CPU, threads ${options.threads}, context ${options.contextSize})`);
-    return startNodeLlamaCppSide({modelPath: model.path, threads: options.threads, contextSize: options.contextSize, prompt, decodeTokens: options.decodeTokens});
+    return startNodeLlamaCppSide({
+      modelPath: model.path,
+      threads: options.threads,
+      contextSize: options.contextSize,
+      prompt,
+      decodeTokens: options.decodeTokens,
+    });
   }
   return startLlamaBenchSide({
     binary: spec.binary,
@@ -253,7 +269,9 @@ async function main(): Promise<void> {
   if (options.device.startsWith('cuda:') && rooflineTBps === null) {
     log(`no known peak memory bandwidth for ${gpu?.name ?? 'this GPU (nvidia-smi gave none)'}: give --roofline-tbps to get the fraction of the roofline`);
   }
-  log(`${machine.cpu_model} × ${machine.cores}${gpu === null ? '' : `, ${gpu.name}`}; model ${model.file} (${model.size_mib} MiB); device ${options.device}, threads ${options.threads}`);
+  log(
+    `${machine.cpu_model} × ${machine.cores}${gpu === null ? '' : `, ${gpu.name}`}; model ${model.file} (${model.size_mib} MiB); device ${options.device}, threads ${options.threads}`,
+  );
 
   log(`loading ${model.file} in the candle engine (${options.device}, threads ${options.threads}, context ${options.contextSize})`);
   const candle = await startCandleSide({
@@ -300,7 +318,9 @@ async function main(): Promise<void> {
         // spin-wait for each other): such a try says more about the neighbour than the engine.
         sample.discarded = isDisturbed(sample) && attempt < options.retries;
         samples.push(sample);
-        log(`round ${roundIndex + 1}/${options.runs} ${describeMeasurement(engine.name, sample)}; others ${sample.foreign_cores?.toFixed(2) ?? '?'} cores${sample.discarded ? ': disturbed, running it again' : ''}`);
+        log(
+          `round ${roundIndex + 1}/${options.runs} ${describeMeasurement(engine.name, sample)}; others ${sample.foreign_cores?.toFixed(2) ?? '?'} cores${sample.discarded ? ': disturbed, running it again' : ''}`,
+        );
         if (!sample.discarded) {
           break;
         }

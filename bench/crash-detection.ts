@@ -49,7 +49,15 @@ export type HangResult = {
 };
 
 export type CrashResult = {
-  config: {runs: number; threads: 1; parallel: 1; context_size: 512; crash_heartbeat_interval_ms: number; hang_heartbeat_interval_ms: number; poll_interval_ms: number};
+  config: {
+    runs: number;
+    threads: 1;
+    parallel: 1;
+    context_size: 512;
+    crash_heartbeat_interval_ms: number;
+    hang_heartbeat_interval_ms: number;
+    poll_interval_ms: number;
+  };
   crash: {hive_heartbeat_interval_ms: number; detect_ms: Summary; reaped_ms: Summary; samples: DetectionSample[]};
   hang: HangResult[];
 };
@@ -83,9 +91,17 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 }
 
 async function spawnReady(hive: HiveProcess, modelPath: string, heartbeatIntervalMs: number): Promise<Worker> {
-  const created = await hive.client.spawnWorker({
-    model: modelPath, threads: 1, parallel: 1, context_size: 512, heartbeat_interval_ms: heartbeatIntervalMs, restart: 'never',
-  }, {timeoutMs: 60_000});
+  const created = await hive.client.spawnWorker(
+    {
+      model: modelPath,
+      threads: 1,
+      parallel: 1,
+      context_size: 512,
+      heartbeat_interval_ms: heartbeatIntervalMs,
+      restart: 'never',
+    },
+    {timeoutMs: 60_000},
+  );
   const info = await waitUntilReady(hive, created.worker_id, {timeoutMs: 120_000, intervalMs: 20});
   if (info.pid === null) {
     throw new Error(`worker ${info.worker_id} is ready without a pid`);
@@ -95,10 +111,15 @@ async function spawnReady(hive: HiveProcess, modelPath: string, heartbeatInterva
 
 /** Polls every 2 ms until the hive no longer calls the worker ready; returns when the answer arrived. */
 async function untilNotServing(hive: HiveProcess, id: string): Promise<{at: number; state: string; reason: string | null}> {
-  return pollUntil(`the hive to notice worker ${id}`, async () => {
-    const info = await hive.client.getWorker(id);
-    return info.state === 'ready' || info.state === 'busy' ? undefined : {at: performance.now(), state: info.state, reason: info.reason};
-  }, 30_000, pollIntervalMs);
+  return pollUntil(
+    `the hive to notice worker ${id}`,
+    async () => {
+      const info = await hive.client.getWorker(id);
+      return info.state === 'ready' || info.state === 'busy' ? undefined : {at: performance.now(), state: info.state, reason: info.reason};
+    },
+    30_000,
+    pollIntervalMs,
+  );
 }
 
 async function groupGoneSoon(pid: number): Promise<boolean> {
@@ -128,7 +149,12 @@ async function crashOnce(hive: HiveProcess, options: CrashOptions, run: number):
     process.kill(worker.pid, 'SIGKILL');
     const [seen, reapedAt] = await Promise.all([untilNotServing(hive, worker.id), processReaped(worker.pid)]);
     return {
-      run, worker_id: worker.id, detect_ms: seen.at - killedAt, reaped_ms: reapedAt - killedAt, state: seen.state, reason: seen.reason,
+      run,
+      worker_id: worker.id,
+      detect_ms: seen.at - killedAt,
+      reaped_ms: reapedAt - killedAt,
+      state: seen.state,
+      reason: seen.reason,
       group_gone: await groupGoneSoon(worker.pid),
     };
   } finally {
@@ -141,17 +167,27 @@ async function hangOnce(hive: HiveProcess, options: CrashOptions, run: number): 
   try {
     // Stop it just after a heartbeat, so every round starts the same distance from the next one.
     const previous = worker.lastHeartbeatAt;
-    const beat = await pollUntil(`a heartbeat from ${worker.id}`, async () => {
-      const at = (await hive.client.getWorker(worker.id)).last_heartbeat_at;
-      return at !== null && at !== previous ? at : undefined;
-    }, 10_000, pollIntervalMs);
+    const beat = await pollUntil(
+      `a heartbeat from ${worker.id}`,
+      async () => {
+        const at = (await hive.client.getWorker(worker.id)).last_heartbeat_at;
+        return at !== null && at !== previous ? at : undefined;
+      },
+      10_000,
+      pollIntervalMs,
+    );
     const stoppedAt = performance.now();
     process.kill(worker.pid, 'SIGSTOP');
     const sinceHeartbeat = Date.now() - Date.parse(beat);
     const seen = await untilNotServing(hive, worker.id);
     return {
-      run, worker_id: worker.id, detect_ms: seen.at - stoppedAt, state: seen.state, reason: seen.reason,
-      since_heartbeat_ms: sinceHeartbeat, group_gone: await groupGoneSoon(worker.pid),
+      run,
+      worker_id: worker.id,
+      detect_ms: seen.at - stoppedAt,
+      state: seen.state,
+      reason: seen.reason,
+      since_heartbeat_ms: sinceHeartbeat,
+      group_gone: await groupGoneSoon(worker.pid),
     };
   } finally {
     // A stopped process would hold its memory forever: wake it so the SIGKILL lands, whatever happened.
@@ -174,18 +210,24 @@ export async function runCrashDetection(options: CrashOptions): Promise<CrashRes
   const hang: HangResult[] = [];
   for (const hiveInterval of [5_000, 500]) {
     await withHive(hiveInterval === 5_000 ? [] : ['--heartbeat-interval', String(hiveInterval)], async hive => {
-      options.log(`crash detection: hive ${hive.url} (pid ${hive.pid}), heartbeat interval ${hiveInterval} ms, watchdog every ${watchdogPeriod(hiveInterval)} ms`);
+      options.log(
+        `crash detection: hive ${hive.url} (pid ${hive.pid}), heartbeat interval ${hiveInterval} ms, watchdog every ${watchdogPeriod(hiveInterval)} ms`,
+      );
       if (hiveInterval === 5_000) {
         for (let run = 0; run < options.runs; run++) {
           const sample = await crashOnce(hive, options, run);
-          options.log(`crash ${run + 1}/${options.runs}: ${sample.detect_ms.toFixed(1)} ms (reaped after ${sample.reaped_ms?.toFixed(1)} ms) → ${sample.state} (${sample.reason})`);
+          options.log(
+            `crash ${run + 1}/${options.runs}: ${sample.detect_ms.toFixed(1)} ms (reaped after ${sample.reaped_ms?.toFixed(1)} ms) → ${sample.state} (${sample.reason})`,
+          );
           crashSamples.push(sample);
         }
       }
       const samples: DetectionSample[] = [];
       for (let run = 0; run < options.runs; run++) {
         const sample = await hangOnce(hive, options, run);
-        options.log(`hang ${run + 1}/${options.runs} (hive ${hiveInterval} ms): ${sample.detect_ms.toFixed(1)} ms after SIGSTOP, ${sample.since_heartbeat_ms} ms after the last heartbeat → ${sample.state} (${sample.reason})`);
+        options.log(
+          `hang ${run + 1}/${options.runs} (hive ${hiveInterval} ms): ${sample.detect_ms.toFixed(1)} ms after SIGSTOP, ${sample.since_heartbeat_ms} ms after the last heartbeat → ${sample.state} (${sample.reason})`,
+        );
         samples.push(sample);
       }
       hang.push({
@@ -198,7 +240,15 @@ export async function runCrashDetection(options: CrashOptions): Promise<CrashRes
     });
   }
   return {
-    config: {runs: options.runs, threads: 1, parallel: 1, context_size: 512, crash_heartbeat_interval_ms: crashHeartbeatMs, hang_heartbeat_interval_ms: hangHeartbeatMs, poll_interval_ms: pollIntervalMs},
+    config: {
+      runs: options.runs,
+      threads: 1,
+      parallel: 1,
+      context_size: 512,
+      crash_heartbeat_interval_ms: crashHeartbeatMs,
+      hang_heartbeat_interval_ms: hangHeartbeatMs,
+      poll_interval_ms: pollIntervalMs,
+    },
     crash: {
       hive_heartbeat_interval_ms: 5_000,
       detect_ms: roundSummary(summarize(crashSamples.map(sample => sample.detect_ms))),

@@ -67,11 +67,27 @@ export type DashboardWindow = {
 };
 
 export type DashboardBenchResult = {
-  config: {workers: number; heartbeat_interval_ms: number; windows: number; window_seconds: number; warmup_seconds: number; terminal: string; flush_ms: number; max_fps: number};
+  config: {
+    workers: number;
+    heartbeat_interval_ms: number;
+    windows: number;
+    window_seconds: number;
+    warmup_seconds: number;
+    terminal: string;
+    flush_ms: number;
+    max_fps: number;
+  };
   windows: DashboardWindow[];
   /** Median over the windows of each kind. */
   summary: {
-    dashboard: {cpu_percent: number; frames_per_second: number; render_ms_p50: number; key_to_frame_ms_p50: number; loop_delay_ms_p99: number; events_per_second: number};
+    dashboard: {
+      cpu_percent: number;
+      frames_per_second: number;
+      render_ms_p50: number;
+      key_to_frame_ms_p50: number;
+      loop_delay_ms_p99: number;
+      events_per_second: number;
+    };
     feed_only: {cpu_percent: number; events_per_second: number};
     goal: {frames_per_second: 5; cpu_percent: 10; met: boolean};
   };
@@ -84,7 +100,10 @@ class CountingStdout extends EventEmitter {
   readonly isTTY = true;
   bytes = 0;
   writes = 0;
-  constructor(readonly columns: number, readonly rows: number) {
+  constructor(
+    readonly columns: number,
+    readonly rows: number,
+  ) {
     super();
   }
 
@@ -122,7 +141,10 @@ class ScriptedStdin extends EventEmitter {
 type Stub = {url: string; pid: number; stop(): Promise<void>};
 
 async function startStub(workers: number, intervalMs: number): Promise<Stub> {
-  const child = spawn(process.execPath, ['--import', 'tsx', stubScript, String(workers), String(intervalMs)], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe']});
+  const child = spawn(process.execPath, ['--import', 'tsx', stubScript, String(workers), String(intervalMs)], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', chunk => {
@@ -132,10 +154,12 @@ async function startStub(workers: number, intervalMs: number): Promise<Stub> {
     stderr = (stderr + String(chunk)).slice(-8_192);
   });
   let gone = false;
-  const exited = new Promise<void>(resolve => child.once('exit', () => {
-    gone = true;
-    resolve();
-  }));
+  const exited = new Promise<void>(resolve =>
+    child.once('exit', () => {
+      gone = true;
+      resolve();
+    }),
+  );
   const stop = async () => {
     if (!gone) {
       child.kill('SIGTERM');
@@ -165,10 +189,11 @@ function countingApi(api: DashboardApi): {api: DashboardApi; events: () => numbe
     api: {
       ...api,
       url: api.url,
-      subscribe: (onData, signal) => api.subscribe(data => {
-        events++;
-        onData(data);
-      }, signal),
+      subscribe: (onData, signal) =>
+        api.subscribe(data => {
+          events++;
+          onData(data);
+        }, signal),
     },
     events: () => events,
   };
@@ -179,7 +204,11 @@ function cpuSeconds(): number {
   return (usage.user + usage.system) / 1e6;
 }
 
-async function measure<T>(seconds: number, stubPid: number, body: (sample: () => void) => Promise<T>): Promise<{wall: number; cpu: number; stubCpu: number; loop: {p50: number; p99: number; max: number}; value: T}> {
+async function measure<T>(
+  seconds: number,
+  stubPid: number,
+  body: (sample: () => void) => Promise<T>,
+): Promise<{wall: number; cpu: number; stubCpu: number; loop: {p50: number; p99: number; max: number}; value: T}> {
   const loop = monitorEventLoopDelay({resolution: 5});
   let from = {wall: 0, cpu: 0, stub: 0};
   const sample = () => {
@@ -205,7 +234,12 @@ async function dashboardWindow(stub: Stub, options: DashboardBenchOptions): Prom
   delete process.env.CONTINUOUS_INTEGRATION;
   // React's production build, as `rbee dashboard` loads it.
   process.env.NODE_ENV ??= 'production';
-  const [{render}, React, {Dashboard}, {dashboardRenderOptions, prepareInk}] = await Promise.all([import('ink'), import('react'), import('../src/tui/components/Dashboard.js'), import('../src/tui/run-dashboard.js')]);
+  const [{render}, React, {Dashboard}, {dashboardRenderOptions, prepareInk}] = await Promise.all([
+    import('ink'),
+    import('react'),
+    import('../src/tui/components/Dashboard.js'),
+    import('../src/tui/run-dashboard.js'),
+  ]);
   await prepareInk();
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-bench-dashboard-'));
   const counted = countingApi(hiveDashboardApi(new HiveClient({url: stub.url, token: undefined}), {home}));
@@ -260,7 +294,8 @@ async function dashboardWindow(stub: Stub, options: DashboardBenchOptions): Prom
       written_frames_per_second: round(value.writes / wall, 2),
       output_kib_per_second: round(value.bytes / 1024 / wall, 1),
       render_ms: {p50: round(quantile(sortedRender, 0.5), 3), p99: round(quantile(sortedRender, 0.99), 3)},
-      key_to_frame_ms: keyLatencies.length === 0 ? null : {n: keyLatencies.length, p50: round(median(keyLatencies), 1), max: round(Math.max(...keyLatencies), 1)},
+      key_to_frame_ms:
+        keyLatencies.length === 0 ? null : {n: keyLatencies.length, p50: round(median(keyLatencies), 1), max: round(Math.max(...keyLatencies), 1)},
       loop_delay_ms: result.loop,
       rss_mib: round(process.memoryUsage().rss / 1024 ** 2, 1),
     };
@@ -323,17 +358,50 @@ async function feedOnlyWindow(stub: Stub, options: DashboardBenchOptions): Promi
 function reducerMicrobench(workers: number): number {
   const at = Date.now();
   const infos = Array.from({length: workers}, (_, index) => ({
-    worker_id: `worker-${index}`, type: 'llamacpp', model: 'm', model_path: null, device: 'cpu', state: 'ready' as const, reason: null, pid: 1,
-    port: 1, url: 'http://127.0.0.1:1', started_at: new Date(at).toISOString(), last_heartbeat_at: null, last_heartbeat: null, progress: null,
-    restart: 'on-failure' as const, restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null, group_id: null, role: null, last_failure: null,
+    worker_id: `worker-${index}`,
+    type: 'llamacpp',
+    model: 'm',
+    model_path: null,
+    device: 'cpu',
+    state: 'ready' as const,
+    reason: null,
+    pid: 1,
+    port: 1,
+    url: 'http://127.0.0.1:1',
+    started_at: new Date(at).toISOString(),
+    last_heartbeat_at: null,
+    last_heartbeat: null,
+    progress: null,
+    restart: 'on-failure' as const,
+    restarts: 0,
+    adopted: false,
+    draining: false,
+    context_size: null,
+    parallel: null,
+    threads: null,
+    max_queue: null,
+    group_id: null,
+    role: null,
+    last_failure: null,
   }));
-  let model = reduceModel(initialModel('http://bench', at), {type: 'events', now: at, events: [{type: 'snapshot', at: new Date(at).toISOString(), hive: {url: 'http://bench', pid: 1, version: 'b'}, workers: infos, groups: []}]});
+  let model = reduceModel(initialModel('http://bench', at), {
+    type: 'events',
+    now: at,
+    events: [{type: 'snapshot', at: new Date(at).toISOString(), hive: {url: 'http://bench', pid: 1, version: 'b'}, workers: infos, groups: []}],
+  });
   const perBatch = Math.max(1, Math.round(workers / 10));
-  const batches: HiveEvent[][] = Array.from({length: 200}, (_, batch) => Array.from({length: perBatch}, (_, index) => {
-    const id = `worker-${(batch * perBatch + index) % workers}`;
-    const time = new Date(at + batch * 100 + index).toISOString();
-    return {type: 'heartbeat' as const, at: time, worker_id: id, heartbeat: {worker_id: id, status: 'ready' as const, throughput_tokens_per_second: index, queue_depth: 0, ram_used: 1}};
-  }));
+  const batches: HiveEvent[][] = Array.from({length: 200}, (_, batch) =>
+    Array.from({length: perBatch}, (_, index) => {
+      const id = `worker-${(batch * perBatch + index) % workers}`;
+      const time = new Date(at + batch * 100 + index).toISOString();
+      return {
+        type: 'heartbeat' as const,
+        at: time,
+        worker_id: id,
+        heartbeat: {worker_id: id, status: 'ready' as const, throughput_tokens_per_second: index, queue_depth: 0, ram_used: 1},
+      };
+    }),
+  );
   const began = performance.now();
   for (const [index, events] of batches.entries()) {
     model = reduceModel(model, {type: 'events', events, now: at + index * 100});
@@ -350,7 +418,9 @@ export async function runDashboardBench(options: DashboardBenchOptions): Promise
       const order = round % 2 === 0 ? (['dashboard', 'feed-only'] as const) : (['feed-only', 'dashboard'] as const);
       for (const kind of order) {
         const window = kind === 'dashboard' ? await dashboardWindow(stub, options) : await feedOnlyWindow(stub, options);
-        options.log(`${kind} window ${round + 1}/${options.windows}: ${window.events_per_second} events/s, CPU ${window.cpu_percent} %${window.frames_per_second === null ? '' : `, ${window.frames_per_second} frames/s, render p50 ${window.render_ms?.p50} ms`}`);
+        options.log(
+          `${kind} window ${round + 1}/${options.windows}: ${window.events_per_second} events/s, CPU ${window.cpu_percent} %${window.frames_per_second === null ? '' : `, ${window.frames_per_second} frames/s, render p50 ${window.render_ms?.p50} ms`}`,
+        );
         windows.push(window);
       }
     }
@@ -358,7 +428,15 @@ export async function runDashboardBench(options: DashboardBenchOptions): Promise
     await stub.stop();
   }
   const of = (kind: DashboardWindow['kind']) => windows.filter(window => window.kind === kind);
-  const med = (kind: DashboardWindow['kind'], pick: (window: DashboardWindow) => number | null | undefined) => round(median(of(kind).map(pick).filter((value): value is number => typeof value === 'number')), 2);
+  const med = (kind: DashboardWindow['kind'], pick: (window: DashboardWindow) => number | null | undefined) =>
+    round(
+      median(
+        of(kind)
+          .map(pick)
+          .filter((value): value is number => typeof value === 'number'),
+      ),
+      2,
+    );
   const dashboard = {
     cpu_percent: med('dashboard', window => window.cpu_percent),
     frames_per_second: med('dashboard', window => window.frames_per_second),
@@ -369,8 +447,14 @@ export async function runDashboardBench(options: DashboardBenchOptions): Promise
   };
   return {
     config: {
-      workers: options.workers, heartbeat_interval_ms: options.heartbeatIntervalMs, windows: options.windows, window_seconds: options.windowSeconds,
-      warmup_seconds: options.warmupSeconds, terminal: `${options.columns}×${options.rows}`, flush_ms: 200, max_fps: 30,
+      workers: options.workers,
+      heartbeat_interval_ms: options.heartbeatIntervalMs,
+      windows: options.windows,
+      window_seconds: options.windowSeconds,
+      warmup_seconds: options.warmupSeconds,
+      terminal: `${options.columns}×${options.rows}`,
+      flush_ms: 200,
+      max_fps: 30,
     },
     windows,
     summary: {
@@ -386,28 +470,40 @@ export function dashboardTables(result: DashboardBenchResult): Table[] {
   const {summary, config} = result;
   const dashboards = result.windows.filter(window => window.kind === 'dashboard');
   const feeds = result.windows.filter(window => window.kind === 'feed-only');
-  return [{
-    title: `(f) dashboard: ${config.workers} workers heartbeating every ${config.heartbeat_interval_ms / 1000} s, ${config.terminal} terminal (median of ${config.windows} × ${config.window_seconds} s windows)`,
-    header: ['measure', 'dashboard', 'feed only', 'goal'],
-    rows: [
-      ['events received /s', fmt(summary.dashboard.events_per_second, 0), fmt(summary.feed_only.events_per_second, 0), ''],
-      ['CPU, % of one core', fmt(summary.dashboard.cpu_percent, 2), fmt(summary.feed_only.cpu_percent, 2), `≤ ${summary.goal.cpu_percent}`],
-      ['frames rendered /s', fmt(summary.dashboard.frames_per_second, 2), '–', `≥ ${summary.goal.frames_per_second}`],
-      ['stdout writes /s', fmt(median(dashboards.map(window => window.written_frames_per_second ?? Number.NaN)), 2), '–', ''],
-      ['terminal output KiB/s', fmt(median(dashboards.map(window => window.output_kib_per_second ?? Number.NaN)), 1), '–', ''],
-      ['ink render ms/frame p50 (p99)', `${fmt(summary.dashboard.render_ms_p50, 2)} (${fmt(median(dashboards.map(window => window.render_ms?.p99 ?? Number.NaN)), 2)})`, '–', ''],
-      ['key → next frame ms p50', fmt(summary.dashboard.key_to_frame_ms_p50, 1), '–', ''],
-      ['event loop delay ms p99', fmt(summary.dashboard.loop_delay_ms_p99, 1), fmt(median(feeds.map(window => window.loop_delay_ms.p99)), 1), ''],
-      ['stub hive CPU % (not counted)', fmt(median(dashboards.map(window => window.stub_cpu_percent)), 1), fmt(median(feeds.map(window => window.stub_cpu_percent)), 1), ''],
-    ],
-    notes: [
-      `goal (≥ ${summary.goal.frames_per_second} frames/s and ≤ ${summary.goal.cpu_percent} % of a core): ${summary.goal.met ? 'met' : 'NOT met'}.`,
-      `dashboard = this process running the real <Dashboard> (event feed with full schema validation → reducer → React → ink with the dashboard's row cache, src/tui/ink-row-cache.ts, as 'rbee dashboard' runs it; heartbeats handed over every 200 ms, colours on, ink at most 30 fps, a j/k key every 2 s) on a counted, discarded ${config.terminal} terminal; feed only = the same event feed and reducer without React or ink. Both read the stub hive over loopback SSE.`,
-      `reducer alone: ${fmt(result.reducer_us_per_event, 3)} µs per heartbeat (${config.workers}-worker model, batches of ${Math.round(config.workers / 10)}).`,
-      `per window (dashboard CPU % / frames/s): ${dashboards.map(window => `${fmt(window.cpu_percent, 2)} / ${fmt(window.frames_per_second, 2)}`).join('; ')}.`,
-      'the stub hive runs in its own process: its CPU is shown, not counted. On a shared machine other processes can take the cores: compare with the feed-only column of the same run.',
-    ],
-  }];
+  return [
+    {
+      title: `(f) dashboard: ${config.workers} workers heartbeating every ${config.heartbeat_interval_ms / 1000} s, ${config.terminal} terminal (median of ${config.windows} × ${config.window_seconds} s windows)`,
+      header: ['measure', 'dashboard', 'feed only', 'goal'],
+      rows: [
+        ['events received /s', fmt(summary.dashboard.events_per_second, 0), fmt(summary.feed_only.events_per_second, 0), ''],
+        ['CPU, % of one core', fmt(summary.dashboard.cpu_percent, 2), fmt(summary.feed_only.cpu_percent, 2), `≤ ${summary.goal.cpu_percent}`],
+        ['frames rendered /s', fmt(summary.dashboard.frames_per_second, 2), '–', `≥ ${summary.goal.frames_per_second}`],
+        ['stdout writes /s', fmt(median(dashboards.map(window => window.written_frames_per_second ?? Number.NaN)), 2), '–', ''],
+        ['terminal output KiB/s', fmt(median(dashboards.map(window => window.output_kib_per_second ?? Number.NaN)), 1), '–', ''],
+        [
+          'ink render ms/frame p50 (p99)',
+          `${fmt(summary.dashboard.render_ms_p50, 2)} (${fmt(median(dashboards.map(window => window.render_ms?.p99 ?? Number.NaN)), 2)})`,
+          '–',
+          '',
+        ],
+        ['key → next frame ms p50', fmt(summary.dashboard.key_to_frame_ms_p50, 1), '–', ''],
+        ['event loop delay ms p99', fmt(summary.dashboard.loop_delay_ms_p99, 1), fmt(median(feeds.map(window => window.loop_delay_ms.p99)), 1), ''],
+        [
+          'stub hive CPU % (not counted)',
+          fmt(median(dashboards.map(window => window.stub_cpu_percent)), 1),
+          fmt(median(feeds.map(window => window.stub_cpu_percent)), 1),
+          '',
+        ],
+      ],
+      notes: [
+        `goal (≥ ${summary.goal.frames_per_second} frames/s and ≤ ${summary.goal.cpu_percent} % of a core): ${summary.goal.met ? 'met' : 'NOT met'}.`,
+        `dashboard = this process running the real <Dashboard> (event feed with full schema validation → reducer → React → ink with the dashboard's row cache, src/tui/ink-row-cache.ts, as 'rbee dashboard' runs it; heartbeats handed over every 200 ms, colours on, ink at most 30 fps, a j/k key every 2 s) on a counted, discarded ${config.terminal} terminal; feed only = the same event feed and reducer without React or ink. Both read the stub hive over loopback SSE.`,
+        `reducer alone: ${fmt(result.reducer_us_per_event, 3)} µs per heartbeat (${config.workers}-worker model, batches of ${Math.round(config.workers / 10)}).`,
+        `per window (dashboard CPU % / frames/s): ${dashboards.map(window => `${fmt(window.cpu_percent, 2)} / ${fmt(window.frames_per_second, 2)}`).join('; ')}.`,
+        'the stub hive runs in its own process: its CPU is shown, not counted. On a shared machine other processes can take the cores: compare with the feed-only column of the same run.',
+      ],
+    },
+  ];
 }
 
 // ---- standalone: node --import tsx bench/dashboard.ts [--workers N] [--windows N] [--seconds S] [--terminal WxH] [--quick] ----
@@ -433,7 +529,13 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const {values} = parseArgs({
     args: argv,
-    options: {workers: {type: 'string'}, windows: {type: 'string'}, seconds: {type: 'string'}, terminal: {type: 'string'}, quick: {type: 'boolean', default: false}},
+    options: {
+      workers: {type: 'string'},
+      windows: {type: 'string'},
+      seconds: {type: 'string'},
+      terminal: {type: 'string'},
+      quick: {type: 'boolean', default: false},
+    },
     strict: true,
   });
   const quick = values.quick === true;
@@ -463,7 +565,9 @@ async function main(): Promise<void> {
   const began = performance.now();
   const loadBefore = os.loadavg().map(value => round(value, 2));
   const machine = machineInfo();
-  options.log(`${machine.cpu_model} × ${machine.cores}, Node ${machine.node}; ${options.workers} workers at 1 heartbeat/s; ${options.windows} × ${options.windowSeconds} s windows each`);
+  options.log(
+    `${machine.cpu_model} × ${machine.cores}, Node ${machine.node}; ${options.workers} workers at 1 heartbeat/s; ${options.windows} × ${options.windowSeconds} s windows each`,
+  );
   const result = await runDashboardBench(options);
   const document: Document = {
     schema: 'rbee-bench-dashboard/1',

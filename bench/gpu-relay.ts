@@ -65,21 +65,23 @@ function usage(message?: string): never {
   if (message !== undefined) {
     process.stderr.write(`gpu-relay: ${message}\n`);
   }
-  process.stderr.write([
-    'usage: node --import tsx bench/gpu-relay.ts --server <llama-server> --model <gguf> [options]',
-    '  --device D        rbee device of the worker, and so --n-gpu-layers of both sides (default cuda:0)',
-    '  --streams LIST    concurrent streams per batch, comma-separated (default 1,64); --parallel is their largest',
-    '  --rounds N        alternating rounds, medians over them (default 5)',
-    '  --max-tokens N    tokens per stream (default 256)',
-    '  --context N       context per slot (default 1024; llama-server --ctx-size N × parallel, both sides)',
-    '  --threads N       the worker\'s threads (default: llama-server\'s own)',
-    '  --profile         then a short run with V8\'s CPU profiler in the hive and worker: top frames',
-    '  --skip-worker-direct  leave out the worker asked at its own port (the breakdown); a third less time',
-    '  --smoke           a check that the pipeline works on a busy machine: no waiting for quiet, no re-runs (numbers mean little)',
-    '  --name STEM       results file stem (default <date>-gpu-<card>-relay, or <date>-<machine>-relay without a GPU)',
-    '  --out DIR         where the .json and .md go (default bench/results)',
-    '',
-  ].join('\n'));
+  process.stderr.write(
+    [
+      'usage: node --import tsx bench/gpu-relay.ts --server <llama-server> --model <gguf> [options]',
+      '  --device D        rbee device of the worker, and so --n-gpu-layers of both sides (default cuda:0)',
+      '  --streams LIST    concurrent streams per batch, comma-separated (default 1,64); --parallel is their largest',
+      '  --rounds N        alternating rounds, medians over them (default 5)',
+      '  --max-tokens N    tokens per stream (default 256)',
+      '  --context N       context per slot (default 1024; llama-server --ctx-size N × parallel, both sides)',
+      "  --threads N       the worker's threads (default: llama-server's own)",
+      "  --profile         then a short run with V8's CPU profiler in the hive and worker: top frames",
+      '  --skip-worker-direct  leave out the worker asked at its own port (the breakdown); a third less time',
+      '  --smoke           a check that the pipeline works on a busy machine: no waiting for quiet, no re-runs (numbers mean little)',
+      '  --name STEM       results file stem (default <date>-gpu-<card>-relay, or <date>-<machine>-relay without a GPU)',
+      '  --out DIR         where the .json and .md go (default bench/results)',
+      '',
+    ].join('\n'),
+  );
   process.exit(message === undefined ? 0 : 2);
 }
 
@@ -99,12 +101,14 @@ function perThousand(entry: ConcurrencyResult, side: 'peer' | 'rbee' | 'worker',
 
 function verdictOf(entry: ConcurrencyResult): Verdict {
   const rounds = [...new Set(entry.batches.map(batch => batch.round))];
-  const paired = rounds.map(roundIndex => {
-    const of = (side: 'peer' | 'rbee') => entry.batches.find(batch => batch.round === roundIndex && batch.side === side);
-    const rbee = of('rbee');
-    const peer = of('peer');
-    return rbee === undefined || peer === undefined ? Number.NaN : median(rbee.ttft_ms) - median(peer.ttft_ms);
-  }).filter(Number.isFinite);
+  const paired = rounds
+    .map(roundIndex => {
+      const of = (side: 'peer' | 'rbee') => entry.batches.find(batch => batch.round === roundIndex && batch.side === side);
+      const rbee = of('rbee');
+      const peer = of('peer');
+      return rbee === undefined || peer === undefined ? Number.NaN : median(rbee.ttft_ms) - median(peer.ttft_ms);
+    })
+    .filter(Number.isFinite);
   const ttftDelta = entry.rbee.ttft_ms.median - entry.peer.ttft_ms.median;
   return {
     concurrency: entry.concurrency,
@@ -123,11 +127,14 @@ function verdictOf(entry: ConcurrencyResult): Verdict {
         llama_server: perThousand(entry, 'rbee', cpu => cpu.worker_server),
         bench_client: perThousand(entry, 'rbee', cpu => cpu.bench_client),
       },
-      worker_direct: entry.worker === null ? null : {
-        worker: perThousand(entry, 'worker', cpu => cpu.worker),
-        llama_server: perThousand(entry, 'worker', cpu => cpu.worker_server),
-        bench_client: perThousand(entry, 'worker', cpu => cpu.bench_client),
-      },
+      worker_direct:
+        entry.worker === null
+          ? null
+          : {
+              worker: perThousand(entry, 'worker', cpu => cpu.worker),
+              llama_server: perThousand(entry, 'worker', cpu => cpu.worker_server),
+              bench_client: perThousand(entry, 'worker', cpu => cpu.bench_client),
+            },
       peer: {
         llama_server: perThousand(entry, 'peer', cpu => cpu.peer_server),
         bench_client: perThousand(entry, 'peer', cpu => cpu.bench_client),
@@ -142,9 +149,30 @@ function goalTable(document: Document): Table {
     const entry = document.overhead.concurrency.find(item => item.concurrency === verdict.concurrency)!;
     const mark = (ok: boolean) => (ok ? 'yes' : 'NO');
     return [
-      [`${label(verdict.concurrency)}: aggregate tok/s`, fmt(entry.peer.aggregate_tps.median, 1), fmt(entry.rbee.aggregate_tps.median, 1), fmtRatio(verdict.aggregate_tps_ratio), `≥ ${goal.tps_ratio}×`, mark(verdict.aggregate_tps_ratio >= goal.tps_ratio)],
-      [`${label(verdict.concurrency)}: per-stream decode tok/s`, fmt(entry.peer.decode_tps_per_stream.median, 1), fmt(entry.rbee.decode_tps_per_stream.median, 1), fmtRatio(verdict.per_stream_tps_ratio), `≥ ${goal.tps_ratio}×`, mark(verdict.per_stream_tps_ratio >= goal.tps_ratio)],
-      [`${label(verdict.concurrency)}: TTFT ms`, fmt(entry.peer.ttft_ms.median, 2), fmt(entry.rbee.ttft_ms.median, 2), `${verdict.ttft_delta_ms >= 0 ? '+' : ''}${fmt(verdict.ttft_delta_ms, 2)} ms (paired by round ${verdict.ttft_delta_ms_paired >= 0 ? '+' : ''}${fmt(verdict.ttft_delta_ms_paired, 2)})`, `≤ +${goal.ttft_delta_ms} ms`, mark(verdict.meets_goal.ttft)],
+      [
+        `${label(verdict.concurrency)}: aggregate tok/s`,
+        fmt(entry.peer.aggregate_tps.median, 1),
+        fmt(entry.rbee.aggregate_tps.median, 1),
+        fmtRatio(verdict.aggregate_tps_ratio),
+        `≥ ${goal.tps_ratio}×`,
+        mark(verdict.aggregate_tps_ratio >= goal.tps_ratio),
+      ],
+      [
+        `${label(verdict.concurrency)}: per-stream decode tok/s`,
+        fmt(entry.peer.decode_tps_per_stream.median, 1),
+        fmt(entry.rbee.decode_tps_per_stream.median, 1),
+        fmtRatio(verdict.per_stream_tps_ratio),
+        `≥ ${goal.tps_ratio}×`,
+        mark(verdict.per_stream_tps_ratio >= goal.tps_ratio),
+      ],
+      [
+        `${label(verdict.concurrency)}: TTFT ms`,
+        fmt(entry.peer.ttft_ms.median, 2),
+        fmt(entry.rbee.ttft_ms.median, 2),
+        `${verdict.ttft_delta_ms >= 0 ? '+' : ''}${fmt(verdict.ttft_delta_ms, 2)} ms (paired by round ${verdict.ttft_delta_ms_paired >= 0 ? '+' : ''}${fmt(verdict.ttft_delta_ms_paired, 2)})`,
+        `≤ +${goal.ttft_delta_ms} ms`,
+        mark(verdict.meets_goal.ttft),
+      ],
     ];
   });
   return {
@@ -162,23 +190,45 @@ function cpuTable(document: Document): Table {
   const rows = document.verdicts.flatMap(verdict => {
     const cpu = verdict.cpu_s_per_1k_tokens;
     const name = `${verdict.concurrency} stream${verdict.concurrency === 1 ? '' : 's'}`;
-    return [[name, fmt(cpu.peer.llama_server, 3), fmt(cpu.via_hive.llama_server, 3), fmt(cpu.via_hive.worker, 3), fmt(cpu.via_hive.hive, 3),
-      cpu.worker_direct === null ? '–' : fmt(cpu.worker_direct.worker, 3), fmt(cpu.peer.bench_client, 3), fmt(cpu.via_hive.bench_client, 3)]];
+    return [
+      [
+        name,
+        fmt(cpu.peer.llama_server, 3),
+        fmt(cpu.via_hive.llama_server, 3),
+        fmt(cpu.via_hive.worker, 3),
+        fmt(cpu.via_hive.hive, 3),
+        cpu.worker_direct === null ? '–' : fmt(cpu.worker_direct.worker, 3),
+        fmt(cpu.peer.bench_client, 3),
+        fmt(cpu.via_hive.bench_client, 3),
+      ],
+    ];
   });
   return {
-    title: 'Where the relay\'s CPU goes: CPU seconds per 1,000 tokens generated (median over batches)',
-    header: ['streams', 'llama-server (straight)', 'llama-server (via hive)', 'worker node (via hive)', 'hive node (via hive)', 'worker node (worker direct)', 'client (straight)', 'client (via hive)'],
+    title: "Where the relay's CPU goes: CPU seconds per 1,000 tokens generated (median over batches)",
+    header: [
+      'streams',
+      'llama-server (straight)',
+      'llama-server (via hive)',
+      'worker node (via hive)',
+      'hive node (via hive)',
+      'worker node (worker direct)',
+      'client (straight)',
+      'client (via hive)',
+    ],
     rows,
     notes: [
-      'utime + stime from /proc/<pid>/stat over each batch, divided by the tokens the batch generated. The relay is the worker\'s node (adapter reading llama-server\'s SSE, writing rbee\'s) and the hive\'s node (proxying the worker\'s stream to the client).',
-      'the client is this benchmark\'s own process: it parses every stream it is sent (rbee events are a little larger than llama-server\'s).',
+      "utime + stime from /proc/<pid>/stat over each batch, divided by the tokens the batch generated. The relay is the worker's node (adapter reading llama-server's SSE, writing rbee's) and the hive's node (proxying the worker's stream to the client).",
+      "the client is this benchmark's own process: it parses every stream it is sent (rbee events are a little larger than llama-server's).",
     ],
   };
 }
 
 function profileTables(profile: NonNullable<Document['profile']>): Table[] {
   const tables: Table[] = [];
-  for (const [who, summaries] of [['hive', profile.hive], ['worker', profile.worker]] as const) {
+  for (const [who, summaries] of [
+    ['hive', profile.hive],
+    ['worker', profile.worker],
+  ] as const) {
     for (const summary of summaries) {
       const busy = summary.span_ms > 0 ? summary.sampled_ms / summary.span_ms : Number.NaN;
       tables.push({
@@ -187,7 +237,10 @@ function profileTables(profile: NonNullable<Document['profile']>): Table[] {
         rows: summary.top_functions.map(cost => [cost.frame, fmt(cost.self_ms, 1), `${fmt(cost.share * 100, 1)} %`]),
         notes: [
           `${summary.samples} samples, ${fmt(summary.sampled_ms, 0)} ms on CPU over ${fmt(summary.span_ms, 0)} ms of batches (${fmt(busy * 100, 0)} % of one core); idle samples left out.`,
-          `by file: ${summary.top_files.slice(0, 10).map(cost => `${cost.frame} ${fmt(cost.share * 100, 1)} %`).join(', ')}.`,
+          `by file: ${summary.top_files
+            .slice(0, 10)
+            .map(cost => `${cost.frame} ${fmt(cost.share * 100, 1)} %`)
+            .join(', ')}.`,
         ],
       });
     }
@@ -201,27 +254,35 @@ function writeDocument(document: Document, out: string, stem: string): void {
   const markdownFile = path.join(out, `${stem}.md`);
   fs.writeFileSync(jsonFile, `${JSON.stringify(document, null, 2)}\n`);
   const {machine, gpu, model, overhead} = document;
-  const tables = [goalTable(document), cpuTable(document), ...llamaServerOverheadTables(overhead), ...(document.profile === null ? [] : profileTables(document.profile))];
-  fs.writeFileSync(markdownFile, [
-    `# rbee relay overhead on ${gpu === null ? `${machine.cpu_model} (no GPU)` : gpu.name}: through the hive vs straight to llama-server, ${document.date.slice(0, 10)}`,
-    '',
-    '| | |',
-    '|:---|:---|',
-    `| date | ${document.date} |`,
-    `| GPU | ${gpu === null ? 'none' : `${gpu.name}, ${gpu.memory_mib} MiB, driver ${gpu.driver}`} (device ${overhead.config.device}) |`,
-    `| CPU | ${machine.cpu_model} × ${machine.cores} (available parallelism ${machine.available_parallelism}), ${machine.memory_gib} GiB |`,
-    `| OS | ${machine.platform} ${machine.kernel} ${machine.arch} |`,
-    `| Node.js | ${machine.node} |`,
-    `| llama.cpp | \`${overhead.llama_cpp.server_path}\`: ${overhead.llama_cpp.version.replaceAll('\n', '; ')} |`,
-    `| rbee | ${machine.rbee}${machine.git_commit === null ? '' : ` @ ${machine.git_commit.slice(0, 12)}`} |`,
-    `| model | ${model.file} (${model.size_bytes} bytes) |`,
-    `| straight (peer) | \`${overhead.peer.argv.join(' ')}\` |`,
-    `| via hive: the adapter's llama-server | \`${overhead.rbee.server_argv.join(' ')}\` |`,
-    `| command | \`${document.command}\` |`,
-    `| wall time | ${document.wall_seconds} s |`,
-    '',
-    ...tables.flatMap(table => [renderMarkdown(table), '']),
-  ].join('\n'));
+  const tables = [
+    goalTable(document),
+    cpuTable(document),
+    ...llamaServerOverheadTables(overhead),
+    ...(document.profile === null ? [] : profileTables(document.profile)),
+  ];
+  fs.writeFileSync(
+    markdownFile,
+    [
+      `# rbee relay overhead on ${gpu === null ? `${machine.cpu_model} (no GPU)` : gpu.name}: through the hive vs straight to llama-server, ${document.date.slice(0, 10)}`,
+      '',
+      '| | |',
+      '|:---|:---|',
+      `| date | ${document.date} |`,
+      `| GPU | ${gpu === null ? 'none' : `${gpu.name}, ${gpu.memory_mib} MiB, driver ${gpu.driver}`} (device ${overhead.config.device}) |`,
+      `| CPU | ${machine.cpu_model} × ${machine.cores} (available parallelism ${machine.available_parallelism}), ${machine.memory_gib} GiB |`,
+      `| OS | ${machine.platform} ${machine.kernel} ${machine.arch} |`,
+      `| Node.js | ${machine.node} |`,
+      `| llama.cpp | \`${overhead.llama_cpp.server_path}\`: ${overhead.llama_cpp.version.replaceAll('\n', '; ')} |`,
+      `| rbee | ${machine.rbee}${machine.git_commit === null ? '' : ` @ ${machine.git_commit.slice(0, 12)}`} |`,
+      `| model | ${model.file} (${model.size_bytes} bytes) |`,
+      `| straight (peer) | \`${overhead.peer.argv.join(' ')}\` |`,
+      `| via hive: the adapter's llama-server | \`${overhead.rbee.server_argv.join(' ')}\` |`,
+      `| command | \`${document.command}\` |`,
+      `| wall time | ${document.wall_seconds} s |`,
+      '',
+      ...tables.flatMap(table => [renderMarkdown(table), '']),
+    ].join('\n'),
+  );
   process.stdout.write(`\n${tables.map(renderText).join('\n\n')}\n\nwrote ${jsonFile} and ${markdownFile}\n`);
 }
 
@@ -257,22 +318,26 @@ async function profileRun(base: LlamaServerOverheadOptions, streams: number, log
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const values = parseArgsOrUsage(argv, {
-    server: {type: 'string'},
-    model: {type: 'string'},
-    device: {type: 'string', default: 'cuda:0'},
-    streams: {type: 'string', default: '1,64'},
-    rounds: {type: 'string'},
-    'max-tokens': {type: 'string'},
-    context: {type: 'string'},
-    threads: {type: 'string'},
-    profile: {type: 'boolean', default: false},
-    smoke: {type: 'boolean', default: false},
-    'skip-worker-direct': {type: 'boolean', default: false},
-    name: {type: 'string'},
-    out: {type: 'string'},
-    help: {type: 'boolean', short: 'h', default: false},
-  }, usage);
+  const values = parseArgsOrUsage(
+    argv,
+    {
+      server: {type: 'string'},
+      model: {type: 'string'},
+      device: {type: 'string', default: 'cuda:0'},
+      streams: {type: 'string', default: '1,64'},
+      rounds: {type: 'string'},
+      'max-tokens': {type: 'string'},
+      context: {type: 'string'},
+      threads: {type: 'string'},
+      profile: {type: 'boolean', default: false},
+      smoke: {type: 'boolean', default: false},
+      'skip-worker-direct': {type: 'boolean', default: false},
+      name: {type: 'string'},
+      out: {type: 'string'},
+      help: {type: 'boolean', short: 'h', default: false},
+    },
+    usage,
+  );
   if (values.server === undefined || !fs.existsSync(values.server)) {
     usage(`--server must name a llama-server binary (${values.server ?? 'none given'})`);
   }
@@ -302,7 +367,9 @@ async function main(): Promise<void> {
   const model = modelInfo(path.basename(values.model), path.resolve(values.model));
   const card = gpu === null ? null : /H200/i.test(gpu.name) ? 'h200' : /H100/i.test(gpu.name) ? 'h100' : fileSlug(gpu.name);
   const stem = values.name ?? `${localDate(started)}-${card === null ? machineSlug(machine) : `gpu-${card}`}-relay`;
-  log(`${gpu?.name ?? 'no GPU'} (${values.device}), ${machine.cpu_model} × ${machine.cores}; ${model.file}; streams ${streams.join(', ')}; ${rounds} rounds; ${maxTokens} tokens`);
+  log(
+    `${gpu?.name ?? 'no GPU'} (${values.device}), ${machine.cpu_model} × ${machine.cores}; ${model.file}; streams ${streams.join(', ')}; ${rounds} rounds; ${maxTokens} tokens`,
+  );
 
   const options: LlamaServerOverheadOptions = {
     modelPath: model.path,

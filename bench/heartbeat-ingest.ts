@@ -113,9 +113,22 @@ async function startIngestHive(workers: number): Promise<IngestHive> {
 /** The standard fields a real llama.cpp worker sends (src/worker/worker-runtime.ts), for one simulated worker. */
 function payload(id: string, index: number): Heartbeat {
   return HeartbeatSchema.parse({
-    worker_id: id, status: 'ready', model: 'bench-sim', device: 'cpu', vram_used: 0, vram_total: 0,
-    ram_used: 400_000_000 + index, requests_total: index, tokens_generated: 10 * index, uptime_seconds: 3_600,
-    last_request_at: null, adapter_type: 'llamacpp', backend: 'cpu', threads: 1, queue_depth: 0, batch_size: 0,
+    worker_id: id,
+    status: 'ready',
+    model: 'bench-sim',
+    device: 'cpu',
+    vram_used: 0,
+    vram_total: 0,
+    ram_used: 400_000_000 + index,
+    requests_total: index,
+    tokens_generated: 10 * index,
+    uptime_seconds: 3_600,
+    last_request_at: null,
+    adapter_type: 'llamacpp',
+    backend: 'cpu',
+    threads: 1,
+    queue_depth: 0,
+    batch_size: 0,
     throughput_tokens_per_second: 0,
   });
 }
@@ -126,7 +139,13 @@ async function scrape(url: string): Promise<Histogram | null> {
 
 function quantiles(values: number[]): Quantiles {
   const sorted = [...values].sort((a, b) => a - b);
-  return {n: sorted.length, p50: round(quantile(sorted, 0.5), 3), p90: round(quantile(sorted, 0.9), 3), p99: round(quantile(sorted, 0.99), 3), max: round(sorted.at(-1) ?? Number.NaN, 3)};
+  return {
+    n: sorted.length,
+    p50: round(quantile(sorted, 0.5), 3),
+    p90: round(quantile(sorted, 0.9), 3),
+    p99: round(quantile(sorted, 0.99), 3),
+    max: round(sorted.at(-1) ?? Number.NaN, 3),
+  };
 }
 
 async function measureLevel(hive: IngestHive, options: IngestOptions): Promise<IngestLevel> {
@@ -261,12 +280,15 @@ async function measureLevel(hive: IngestHive, options: IngestOptions): Promise<I
     wire_latency_ms: quantiles(wireLatencies),
     load_average_1m: loadAverage,
     send_lag_ms: quantiles(lags),
-    hive_handling_ms: handled === null || handled.count === 0 ? null : {
-      count: handled.count,
-      p50: round(histogramQuantile(0.5, handled) * 1_000, 3),
-      p99: round(histogramQuantile(0.99, handled) * 1_000, 3),
-      mean: round((handled.sum / handled.count) * 1_000, 4),
-    },
+    hive_handling_ms:
+      handled === null || handled.count === 0
+        ? null
+        : {
+            count: handled.count,
+            p50: round(histogramQuantile(0.5, handled) * 1_000, 3),
+            p99: round(histogramQuantile(0.99, handled) * 1_000, 3),
+            mean: round((handled.sum / handled.count) * 1_000, 4),
+          },
   };
 }
 
@@ -274,17 +296,28 @@ export async function runHeartbeatIngest(options: IngestOptions): Promise<Ingest
   const levels: IngestLevel[] = [];
   for (const workers of options.levels) {
     const hive = await startIngestHive(workers);
-    options.log(`ingest: ${workers} simulated workers on hive ${hive.url} (pid ${hive.pid}); ${options.warmupSeconds} s warm-up, ${options.windowSeconds} s window`);
+    options.log(
+      `ingest: ${workers} simulated workers on hive ${hive.url} (pid ${hive.pid}); ${options.warmupSeconds} s warm-up, ${options.windowSeconds} s window`,
+    );
     try {
       const level = await measureLevel(hive, options);
-      options.log(`ingest ${workers}: ${level.achieved_per_second}/s achieved, hive CPU ${level.hive_cpu_percent}%, p99 ${level.latency_ms.p99} ms, ${level.errors} errors, ${level.skipped} skipped`);
+      options.log(
+        `ingest ${workers}: ${level.achieved_per_second}/s achieved, hive CPU ${level.hive_cpu_percent}%, p99 ${level.latency_ms.p99} ms, ${level.errors} errors, ${level.skipped} skipped`,
+      );
       levels.push(level);
     } finally {
       await hive.stop();
     }
   }
   return {
-    config: {levels: options.levels, window_seconds: options.windowSeconds, warmup_seconds: options.warmupSeconds, sockets: options.sockets, max_pending: maxPending, heartbeats_per_worker_per_second: 1},
+    config: {
+      levels: options.levels,
+      window_seconds: options.windowSeconds,
+      warmup_seconds: options.warmupSeconds,
+      sockets: options.sockets,
+      max_pending: maxPending,
+      heartbeats_per_worker_per_second: 1,
+    },
     levels,
   };
 }

@@ -104,12 +104,18 @@ const disturbedCores = 0.25;
 function expectedAdapterArgs(options: LlamaServerOverheadOptions): string[] {
   // adapters/llamacpp/src/llama-server-engine.ts, LlamaServerEngine.start, on device cpu.
   return [
-    '--model', options.modelPath,
-    '--host', '127.0.0.1',
-    '--port', '<port>',
-    '--ctx-size', String(options.contextSize * options.parallel),
-    '--parallel', String(options.parallel),
-    '--n-gpu-layers', (options.device ?? 'cpu') === 'cpu' ? '0' : '999',
+    '--model',
+    options.modelPath,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '<port>',
+    '--ctx-size',
+    String(options.contextSize * options.parallel),
+    '--parallel',
+    String(options.parallel),
+    '--n-gpu-layers',
+    (options.device ?? 'cpu') === 'cpu' ? '0' : '999',
     '--metrics',
     '--slots',
     '--no-webui',
@@ -127,20 +133,34 @@ function alive(pid: number): boolean {
   }
 }
 
-async function startRbee(options: LlamaServerOverheadOptions, configFile: string): Promise<{
-  hive: HiveProcess; workerId: string; workerUrl: string; workerKey: string; workerPid: number; readyMs: number; serverPid: number; serverArgv: string[]; serverKey: string | undefined;
+async function startRbee(
+  options: LlamaServerOverheadOptions,
+  configFile: string,
+): Promise<{
+  hive: HiveProcess;
+  workerId: string;
+  workerUrl: string;
+  workerKey: string;
+  workerPid: number;
+  readyMs: number;
+  serverPid: number;
+  serverArgv: string[];
+  serverKey: string | undefined;
 }> {
   const hive = await startHiveProcess({args: ['--config', configFile], ...(options.hiveEnv === undefined ? {} : {env: options.hiveEnv})});
   options.log(`hive ${hive.url} (pid ${hive.pid}), config ${configFile}`);
   try {
     const began = performance.now();
-    const created = await hive.client.spawnWorker({
-      model: options.modelPath,
-      device: options.device ?? 'cpu',
-      ...(options.threads === undefined ? {} : {threads: options.threads}),
-      parallel: options.parallel,
-      context_size: options.contextSize,
-    }, {timeoutMs: 60_000});
+    const created = await hive.client.spawnWorker(
+      {
+        model: options.modelPath,
+        device: options.device ?? 'cpu',
+        ...(options.threads === undefined ? {} : {threads: options.threads}),
+        parallel: options.parallel,
+        context_size: options.contextSize,
+      },
+      {timeoutMs: 60_000},
+    );
     const workerId = created.worker_id;
     const ready = await waitUntilReady(hive, workerId, {timeoutMs: 120_000, intervalMs: 50});
     if (ready.pid === null) {
@@ -156,12 +176,18 @@ async function startRbee(options: LlamaServerOverheadOptions, configFile: string
       }
     });
     if (servers.length !== 1) {
-      throw new Error(`worker ${workerId} (pid ${info.pid}) runs ${servers.length} llama-server processes, not 1: did the config's engine "llama-server" apply?`);
+      throw new Error(
+        `worker ${workerId} (pid ${info.pid}) runs ${servers.length} llama-server processes, not 1: did the config's engine "llama-server" apply?`,
+      );
     }
     const serverPid = servers[0]!;
     // The worker's port and its llama-server each demand a key: the worker's from the hive, the engine's from its environment.
     const key = await hive.client.workerKey(workerId);
-    const serverKey = fs.readFileSync(`/proc/${serverPid}/environ`, 'utf8').split('\0').find(entry => entry.startsWith('LLAMA_API_KEY='))?.slice('LLAMA_API_KEY='.length);
+    const serverKey = fs
+      .readFileSync(`/proc/${serverPid}/environ`, 'utf8')
+      .split('\0')
+      .find(entry => entry.startsWith('LLAMA_API_KEY='))
+      ?.slice('LLAMA_API_KEY='.length);
     return {hive, workerId, workerUrl: info.url, workerKey: key.key, workerPid: info.pid, readyMs, serverPid, serverArgv: cmdline(serverPid), serverKey};
   } catch (error) {
     await hive.stop();
@@ -189,7 +215,9 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
     const actualArgs = rbee.serverArgv.slice(1);
     const expected = expectedAdapterArgs(options);
     const matched = JSON.stringify(withArg(actualArgs, '--port', '<port>')) === JSON.stringify(expected);
-    options.log(`worker ${rbee.workerId} ready in ${rbee.readyMs.toFixed(0)} ms (pid ${rbee.workerPid}); its llama-server (pid ${rbee.serverPid}): ${rbee.serverArgv.join(' ')}`);
+    options.log(
+      `worker ${rbee.workerId} ready in ${rbee.readyMs.toFixed(0)} ms (pid ${rbee.workerPid}); its llama-server (pid ${rbee.serverPid}): ${rbee.serverArgv.join(' ')}`,
+    );
     if (!matched) {
       options.log(`odd: the adapter's llama-server arguments differ from what bench expected: ${expected.join(' ')}`);
     }
@@ -204,13 +232,31 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
 
     const running = {peer, rbee};
     const sides: Side[] = workerDirect ? ['peer', 'rbee', 'worker'] : ['peer', 'rbee'];
-    const target: Record<Side, {url: string; body: Record<string, unknown>; format: 'llama-server' | 'rbee'; serverUrl: string; headers?: Record<string, string>; serverKey?: string}> = {
+    const target: Record<
+      Side,
+      {url: string; body: Record<string, unknown>; format: 'llama-server' | 'rbee'; serverUrl: string; headers?: Record<string, string>; serverKey?: string}
+    > = {
       // What the adapter sends to its llama-server for a /v1/infer (llama-server-engine.ts #complete).
-      peer: {url: `${peer.url}/completion`, body: {prompt, n_predict: options.maxTokens, cache_prompt: true, temperature: 0, seed: 1}, format: 'llama-server', serverUrl: peer.url},
-      rbee: {url: `${rbee.hive.url}/v1/infer`, body: {prompt, max_tokens: options.maxTokens, temperature: 0, seed: 1}, format: 'rbee', serverUrl: workerServerUrl, ...(rbee.serverKey === undefined ? {} : {serverKey: rbee.serverKey})},
+      peer: {
+        url: `${peer.url}/completion`,
+        body: {prompt, n_predict: options.maxTokens, cache_prompt: true, temperature: 0, seed: 1},
+        format: 'llama-server',
+        serverUrl: peer.url,
+      },
+      rbee: {
+        url: `${rbee.hive.url}/v1/infer`,
+        body: {prompt, max_tokens: options.maxTokens, temperature: 0, seed: 1},
+        format: 'rbee',
+        serverUrl: workerServerUrl,
+        ...(rbee.serverKey === undefined ? {} : {serverKey: rbee.serverKey}),
+      },
       worker: {
-        url: `${rbee.workerUrl}/v1/infer`, body: {prompt, max_tokens: options.maxTokens, temperature: 0, seed: 1}, format: 'rbee', serverUrl: workerServerUrl,
-        headers: {authorization: `Bearer ${rbee.workerKey}`}, ...(rbee.serverKey === undefined ? {} : {serverKey: rbee.serverKey}),
+        url: `${rbee.workerUrl}/v1/infer`,
+        body: {prompt, max_tokens: options.maxTokens, temperature: 0, seed: 1},
+        format: 'rbee',
+        serverUrl: workerServerUrl,
+        headers: {authorization: `Bearer ${rbee.workerKey}`},
+        ...(rbee.serverKey === undefined ? {} : {serverKey: rbee.serverKey}),
       },
     };
 
@@ -242,7 +288,7 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
         const from = performance.now();
         await sleep(500);
         const after = cpuNow();
-        const foreign = ((after.machine_busy - before.machine_busy) - (trackedOf(after) - trackedOf(before))) / ((performance.now() - from) / 1000);
+        const foreign = (after.machine_busy - before.machine_busy - (trackedOf(after) - trackedOf(before))) / ((performance.now() - from) / 1000);
         quietWindows = foreign <= quietCores ? quietWindows + 1 : 0;
         const waited = performance.now() - began;
         if (quietWindows >= 2 || waited >= quietWaitMs) {
@@ -265,7 +311,7 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
           await sleep(50);
           if (queue.sampling && performance.now() >= next) {
             next += 1_000;
-            const seen = await scrapeMetrics(serverUrl, serverKey).catch(() => ({} as Record<string, number>));
+            const seen = await scrapeMetrics(serverUrl, serverKey).catch(() => ({}) as Record<string, number>);
             queue.maxProcessing = Math.max(queue.maxProcessing, seen['llamacpp:requests_processing'] ?? 0);
             queue.maxDeferred = Math.max(queue.maxDeferred, seen['llamacpp:requests_deferred'] ?? 0);
           }
@@ -273,21 +319,25 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
       })();
       const began = performance.now();
       const beganNs = process.hrtime.bigint();
-      const streams = await Promise.all(Array.from({length: concurrency}, () => timedStream(url, body, format, options.streamTimeoutMs ?? 600_000, headers)))
-        .finally(() => {
-          queue.sampling = false;
-        });
+      const streams = await Promise.all(
+        Array.from({length: concurrency}, () => timedStream(url, body, format, options.streamTimeoutMs ?? 600_000, headers)),
+      ).finally(() => {
+        queue.sampling = false;
+      });
       const wall = performance.now() - began;
       options.onBatch?.({side, concurrency, round: roundIndex, fromNs: beganNs, toNs: process.hrtime.bigint()});
       const cpuAfter = cpuNow();
       await sampler;
       const metricsAfter = await scrapeMetrics(serverUrl, serverKey);
-      const delta = Object.fromEntries(Object.keys(cpuBefore).map(key => [key, cpuAfter[key as keyof CpuSample] - cpuBefore[key as keyof CpuSample]])) as CpuSample;
+      const delta = Object.fromEntries(
+        Object.keys(cpuBefore).map(key => [key, cpuAfter[key as keyof CpuSample] - cpuBefore[key as keyof CpuSample]]),
+      ) as CpuSample;
       const tracked = trackedOf(delta);
       const metric = (name: string, source: Record<string, number>) => source[`llamacpp:${name}`] ?? Number.NaN;
       const decodeCalls = metric('n_decode_total', metricsAfter) - metric('n_decode_total', metricsBefore);
       // n_busy_slots_per_decode is a lifetime average: recover the Δ of its numerator.
-      const busySlots = metric('n_busy_slots_per_decode', metricsAfter) * metric('n_decode_total', metricsAfter) -
+      const busySlots =
+        metric('n_busy_slots_per_decode', metricsAfter) * metric('n_decode_total', metricsAfter) -
         metric('n_busy_slots_per_decode', metricsBefore) * metric('n_decode_total', metricsBefore);
       const tokens = streams.reduce((sum, stream) => sum + stream.tokens, 0);
       return {
@@ -342,10 +392,12 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
             const result = await batch(side, concurrency, roundIndex);
             const disturbed = foreignCores(result) > quietCores;
             const again = disturbed && attempt < retryDisturbed && retrySpentMs < retryBudgetMs;
-            options.log(`c=${concurrency} round ${roundIndex + 1}/${options.rounds} ${side.padEnd(6)}: TTFT median ${median(result.streams.map(stream => stream.ttftMs)).toFixed(0)} ms, ` +
-              `per-stream ${median(result.streams.map(stream => stream.decodeTokensPerSecond)).toFixed(1)} tok/s, aggregate ${result.aggregate_tps.toFixed(1)} tok/s, ` +
-              `wall ${result.wall_ms.toFixed(0)} ms${result.quiet.waited_ms > 1_500 ? ` (after ${(result.quiet.waited_ms / 1000).toFixed(1)} s waiting for quiet)` : ''}, busy slots/decode ${result.server.busy_slots_per_decode.toFixed(2)}, ` +
-              `other processes ${foreignCores(result).toFixed(2)} cores${again ? ': disturbed, running it again' : ''}`);
+            options.log(
+              `c=${concurrency} round ${roundIndex + 1}/${options.rounds} ${side.padEnd(6)}: TTFT median ${median(result.streams.map(stream => stream.ttftMs)).toFixed(0)} ms, ` +
+                `per-stream ${median(result.streams.map(stream => stream.decodeTokensPerSecond)).toFixed(1)} tok/s, aggregate ${result.aggregate_tps.toFixed(1)} tok/s, ` +
+                `wall ${result.wall_ms.toFixed(0)} ms${result.quiet.waited_ms > 1_500 ? ` (after ${(result.quiet.waited_ms / 1000).toFixed(1)} s waiting for quiet)` : ''}, busy slots/decode ${result.server.busy_slots_per_decode.toFixed(2)}, ` +
+                `other processes ${foreignCores(result).toFixed(2)} cores${again ? ': disturbed, running it again' : ''}`,
+            );
             if (!again) {
               batches.push(result);
               break;
@@ -444,7 +496,10 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
     }
     if (rbee !== null) {
       stopMs.hive = round(await rbee.hive.stop(), 1);
-      for (const [what, pid] of [['worker', rbee.workerPid], ['worker llama-server', rbee.serverPid]] as const) {
+      for (const [what, pid] of [
+        ['worker', rbee.workerPid],
+        ['worker llama-server', rbee.serverPid],
+      ] as const) {
         if (alive(pid)) {
           leaks.push(`${what} ${pid}`);
           options.log(`odd: ${what} ${pid} alive after the hive exited: SIGKILL`);
@@ -481,40 +536,50 @@ function writeReport(document: Document, jsonFile: string): void {
   const result = document.llama_server_overhead;
   const tables = llamaServerOverheadTables(result);
   const markdownFile = jsonFile.replace(/\.json$/, '.md');
-  fs.writeFileSync(markdownFile, [
-    `# rbee benchmark: llama-server alone vs behind rbee, ${document.date.slice(0, 10)}, ${machine.cpu_model} × ${machine.cores} (CPU only)`,
-    '',
-    '| | |',
-    '|:---|:---|',
-    `| date | ${document.date} |`,
-    `| CPU | ${machine.cpu_model} × ${machine.cores} cores (available parallelism ${machine.available_parallelism}), no GPU |`,
-    `| memory | ${machine.memory_gib} GiB |`,
-    `| OS | ${machine.platform} ${machine.kernel} ${machine.arch} (host ${machine.hostname}) |`,
-    `| Node.js | ${machine.node} |`,
-    `| llama.cpp | \`${result.llama_cpp.server_path}\`: ${result.llama_cpp.version.replaceAll('\n', '; ')} |`,
-    `| rbee | ${machine.rbee}${machine.git_commit === null ? ' (no commit)' : ` @ ${machine.git_commit.slice(0, 12)}`} |`,
-    `| model | ${model.file} (${model.size_bytes} bytes, ${model.size_mib} MiB) at \`${model.path}\` |`,
-    `| peer | \`${result.peer.argv.join(' ')}\` |`,
-    `| rbee's llama-server | \`${result.rbee.server_argv.join(' ')}\` |`,
-    `| command | \`${document.command}\` |`,
-    `| wall time | ${document.wall_seconds} s |`,
-    `| load average (1/5/15 min) | before ${document.load_average.before.join(' / ')}, after ${document.load_average.after.join(' / ')} |`,
-    '',
-    'Medians and p90s of repeated, alternating rounds; ratios are of medians. See `bench/README.md`, section (e).',
-    '',
-    ...tables.flatMap(table => [renderMarkdown(table), '']),
-  ].join('\n'));
-  process.stdout.write(`\nrbee bench (e): ${machine.cpu_model} × ${machine.cores}, Node ${machine.node}, llama-server ${result.llama_cpp.version.split('\n')[0]}, ${model.file} (${model.size_mib} MiB), ${document.wall_seconds} s\n\n`);
+  fs.writeFileSync(
+    markdownFile,
+    [
+      `# rbee benchmark: llama-server alone vs behind rbee, ${document.date.slice(0, 10)}, ${machine.cpu_model} × ${machine.cores} (CPU only)`,
+      '',
+      '| | |',
+      '|:---|:---|',
+      `| date | ${document.date} |`,
+      `| CPU | ${machine.cpu_model} × ${machine.cores} cores (available parallelism ${machine.available_parallelism}), no GPU |`,
+      `| memory | ${machine.memory_gib} GiB |`,
+      `| OS | ${machine.platform} ${machine.kernel} ${machine.arch} (host ${machine.hostname}) |`,
+      `| Node.js | ${machine.node} |`,
+      `| llama.cpp | \`${result.llama_cpp.server_path}\`: ${result.llama_cpp.version.replaceAll('\n', '; ')} |`,
+      `| rbee | ${machine.rbee}${machine.git_commit === null ? ' (no commit)' : ` @ ${machine.git_commit.slice(0, 12)}`} |`,
+      `| model | ${model.file} (${model.size_bytes} bytes, ${model.size_mib} MiB) at \`${model.path}\` |`,
+      `| peer | \`${result.peer.argv.join(' ')}\` |`,
+      `| rbee's llama-server | \`${result.rbee.server_argv.join(' ')}\` |`,
+      `| command | \`${document.command}\` |`,
+      `| wall time | ${document.wall_seconds} s |`,
+      `| load average (1/5/15 min) | before ${document.load_average.before.join(' / ')}, after ${document.load_average.after.join(' / ')} |`,
+      '',
+      'Medians and p90s of repeated, alternating rounds; ratios are of medians. See `bench/README.md`, section (e).',
+      '',
+      ...tables.flatMap(table => [renderMarkdown(table), '']),
+    ].join('\n'),
+  );
+  process.stdout.write(
+    `\nrbee bench (e): ${machine.cpu_model} × ${machine.cores}, Node ${machine.node}, llama-server ${result.llama_cpp.version.split('\n')[0]}, ${model.file} (${model.size_mib} MiB), ${document.wall_seconds} s\n\n`,
+  );
   process.stdout.write(`${tables.map(renderText).join('\n\n')}\n\n`);
   process.stdout.write(`wrote ${path.relative(process.cwd(), jsonFile)} and ${path.relative(process.cwd(), markdownFile)}\n`);
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const {values} = parseArgs({args: argv, options: {runs: {type: 'string'}, quick: {type: 'boolean', default: false}, help: {type: 'boolean', short: 'h', default: false}}, strict: true});
+  const {values} = parseArgs({
+    args: argv,
+    options: {runs: {type: 'string'}, quick: {type: 'boolean', default: false}, help: {type: 'boolean', short: 'h', default: false}},
+    strict: true,
+  });
   if (values.help === true) {
-    process.stdout.write('usage: node --import tsx bench/llama-server-overhead.ts [--runs N] [--quick]\n' +
-      '  --runs N   rounds per configuration (default 5; --quick: 2)\n');
+    process.stdout.write(
+      'usage: node --import tsx bench/llama-server-overhead.ts [--runs N] [--quick]\n' + '  --runs N   rounds per configuration (default 5; --quick: 2)\n',
+    );
     return;
   }
   const quick = values.quick === true;
@@ -571,7 +636,10 @@ async function main(): Promise<void> {
 }
 
 // By name too: bundled into another bench (gpu-relay.mjs), import.meta.url is that bench's file.
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href && path.basename(process.argv[1]).startsWith('llama-server-overhead');
+const invokedDirectly =
+  process.argv[1] !== undefined &&
+  import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href &&
+  path.basename(process.argv[1]).startsWith('llama-server-overhead');
 if (invokedDirectly) {
   try {
     await main();

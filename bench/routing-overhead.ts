@@ -62,7 +62,17 @@ export type TinyResult = {
 };
 
 export type RoutingResult = {
-  config: {threads: number; parallel: number; context_size_per_sequence: number; max_tokens: number; temperature: 0; seed: 1; prompt: string; tiny_prompt: string; rounds: number};
+  config: {
+    threads: number;
+    parallel: number;
+    context_size_per_sequence: number;
+    max_tokens: number;
+    temperature: 0;
+    seed: 1;
+    prompt: string;
+    tiny_prompt: string;
+    rounds: number;
+  };
   worker: {ready_ms: number};
   concurrency: ConcurrencyResult[];
   tiny: TinyResult;
@@ -74,8 +84,7 @@ const tinyPrompt = 'Hi';
 
 async function batch(client: HiveClient, round: number, path: Path, concurrency: number, maxTokens: number): Promise<Batch> {
   const began = performance.now();
-  const streams = await Promise.all(Array.from({length: concurrency}, () =>
-    streamInfer(client, {prompt, max_tokens: maxTokens, temperature: 0, seed: 1})));
+  const streams = await Promise.all(Array.from({length: concurrency}, () => streamInfer(client, {prompt, max_tokens: maxTokens, temperature: 0, seed: 1})));
   const wall = performance.now() - began;
   const tokens = streams.reduce((sum, stream) => sum + stream.tokensGenerated, 0);
   return {round, path, concurrency, wall_ms: wall, tokens, aggregate_tps: tokens / (wall / 1000), streams};
@@ -106,12 +115,15 @@ export async function runRoutingOverhead(options: RoutingOptions): Promise<Routi
   let hiveStopMs = Number.NaN;
   try {
     const spawnBegan = performance.now();
-    const created = await hive.client.spawnWorker({
-      model: options.modelPath,
-      threads: options.threads,
-      parallel: options.parallel,
-      context_size: options.contextSize,
-    }, {timeoutMs: 60_000});
+    const created = await hive.client.spawnWorker(
+      {
+        model: options.modelPath,
+        threads: options.threads,
+        parallel: options.parallel,
+        context_size: options.contextSize,
+      },
+      {timeoutMs: 60_000},
+    );
     const id = created.worker_id;
     const info = await waitUntilReady(hive, id, {timeoutMs: 120_000, intervalMs: 50});
     const readyMs = performance.now() - spawnBegan;
@@ -137,8 +149,10 @@ export async function runRoutingOverhead(options: RoutingOptions): Promise<Routi
           await sleep(200);
           const result = await batch(clients[path], round, path, streams, options.maxTokens);
           batches.push(result);
-          options.log(`c=${streams} round ${round + 1}/${options.rounds} ${path.padEnd(6)}: TTFT median ${median(result.streams.map(stream => stream.ttftMs)).toFixed(0)} ms, ` +
-            `per-stream ${median(result.streams.map(stream => stream.decodeTokensPerSecond)).toFixed(1)} tok/s, aggregate ${result.aggregate_tps.toFixed(1)} tok/s, wall ${result.wall_ms.toFixed(0)} ms`);
+          options.log(
+            `c=${streams} round ${round + 1}/${options.rounds} ${path.padEnd(6)}: TTFT median ${median(result.streams.map(stream => stream.ttftMs)).toFixed(0)} ms, ` +
+              `per-stream ${median(result.streams.map(stream => stream.decodeTokensPerSecond)).toFixed(1)} tok/s, aggregate ${result.aggregate_tps.toFixed(1)} tok/s, wall ${result.wall_ms.toFixed(0)} ms`,
+          );
         }
       }
       const direct = summarizePath(batches.filter(entry => entry.path === 'direct'));

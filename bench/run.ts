@@ -32,18 +32,28 @@ function usage(message?: string): never {
   if (message !== undefined) {
     process.stderr.write(`bench: ${message}\n`);
   }
-  process.stderr.write('usage: node --import tsx bench/run.ts [--only spawn|routing|ingest|crash] [--runs N] [--quick]\n' +
-    '       node --import tsx bench/run.ts --render bench/results/<file>.json\n' +
-    '  --runs N         spawn runs per side, routing rounds per configuration, crash/hang rounds (default 5; --quick: 2)\n' +
-    '  --quick          2 runs/rounds, 10 tiny requests each way instead of 30, 3 s ingest windows instead of 10\n' +
-    '  --render <json>  measure nothing: rewrite the .md beside a results .json and print its tables\n');
+  process.stderr.write(
+    'usage: node --import tsx bench/run.ts [--only spawn|routing|ingest|crash] [--runs N] [--quick]\n' +
+      '       node --import tsx bench/run.ts --render bench/results/<file>.json\n' +
+      '  --runs N         spawn runs per side, routing rounds per configuration, crash/hang rounds (default 5; --quick: 2)\n' +
+      '  --quick          2 runs/rounds, 10 tiny requests each way instead of 30, 3 s ingest windows instead of 10\n' +
+      '  --render <json>  measure nothing: rewrite the .md beside a results .json and print its tables\n',
+  );
   process.exit(message === undefined ? 0 : 2);
 }
 
 function parseOptions(argv: string[]): Options {
-  const values = parseArgsOrUsage(argv, {
-    only: {type: 'string'}, runs: {type: 'string'}, quick: {type: 'boolean', default: false}, render: {type: 'string'}, help: {type: 'boolean', short: 'h', default: false},
-  }, usage);
+  const values = parseArgsOrUsage(
+    argv,
+    {
+      only: {type: 'string'},
+      runs: {type: 'string'},
+      quick: {type: 'boolean', default: false},
+      render: {type: 'string'},
+      help: {type: 'boolean', short: 'h', default: false},
+    },
+    usage,
+  );
   const only = values.only ?? null;
   if (only !== null && !(benchmarks as readonly string[]).includes(only)) {
     usage(`--only must be one of ${benchmarks.join(', ')}, not "${only}"`);
@@ -68,20 +78,38 @@ function localDate(date: Date): string {
 
 function spawnTables(result: SpawnReadyResult): Table[] {
   const {rbee, peer} = result;
-  return [{
-    title: `(a) spawn → ready, ms (threads ${result.config.threads}, parallel 1, context ${result.config.context_size}; ${result.config.runs} runs each, alternating)`,
-    header: ['measure', 'n', 'rbee median', 'rbee p90', 'peer median', 'peer p90', 'rbee/peer'],
-    rows: [
-      ['spawn → ready', String(rbee.ready_ms.n), fmt(rbee.ready_ms.median), fmt(rbee.ready_ms.p90), fmt(peer.ready_ms.median), fmt(peer.ready_ms.p90), fmtRatio(result.ratio_ready)],
-      ['stop (→ process gone)', String(rbee.stop_ms.n), fmt(rbee.stop_ms.median), fmt(rbee.stop_ms.p90), fmt(peer.stop_ms.median), fmt(peer.stop_ms.p90), fmtRatio(result.ratio_stop)],
-    ],
-    notes: [
-      `rbee = POST /v1/workers on a running hive → GET /v1/workers/:id says ready (heartbeat ${result.config.hive_heartbeat_interval_ms} ms, polled every ${result.config.poll_interval_ms} ms); peer = spawn of a bare node + node-llama-cpp process → context ready.`,
-      `rbee overhead over the peer: ${fmt(result.overhead_ready_ms)} ms (median − median).`,
-      `rbee breakdown (medians): POST answered ${fmt(rbee.post_ms.median)} ms; worker's own /health ready ${fmt(rbee.worker_health_ready_ms.median)} ms; hive noticed ${fmt(rbee.hive_notice_lag_ms.median)} ms later (p90 ${fmt(rbee.hive_notice_lag_ms.p90)}; 0 = within the same ${result.config.poll_interval_ms} ms poll).`,
-      `hive SIGTERM → exit at the end: ${fmt(result.hive_stop_ms)} ms.`,
-    ],
-  }];
+  return [
+    {
+      title: `(a) spawn → ready, ms (threads ${result.config.threads}, parallel 1, context ${result.config.context_size}; ${result.config.runs} runs each, alternating)`,
+      header: ['measure', 'n', 'rbee median', 'rbee p90', 'peer median', 'peer p90', 'rbee/peer'],
+      rows: [
+        [
+          'spawn → ready',
+          String(rbee.ready_ms.n),
+          fmt(rbee.ready_ms.median),
+          fmt(rbee.ready_ms.p90),
+          fmt(peer.ready_ms.median),
+          fmt(peer.ready_ms.p90),
+          fmtRatio(result.ratio_ready),
+        ],
+        [
+          'stop (→ process gone)',
+          String(rbee.stop_ms.n),
+          fmt(rbee.stop_ms.median),
+          fmt(rbee.stop_ms.p90),
+          fmt(peer.stop_ms.median),
+          fmt(peer.stop_ms.p90),
+          fmtRatio(result.ratio_stop),
+        ],
+      ],
+      notes: [
+        `rbee = POST /v1/workers on a running hive → GET /v1/workers/:id says ready (heartbeat ${result.config.hive_heartbeat_interval_ms} ms, polled every ${result.config.poll_interval_ms} ms); peer = spawn of a bare node + node-llama-cpp process → context ready.`,
+        `rbee overhead over the peer: ${fmt(result.overhead_ready_ms)} ms (median − median).`,
+        `rbee breakdown (medians): POST answered ${fmt(rbee.post_ms.median)} ms; worker's own /health ready ${fmt(rbee.worker_health_ready_ms.median)} ms; hive noticed ${fmt(rbee.hive_notice_lag_ms.median)} ms later (p90 ${fmt(rbee.hive_notice_lag_ms.p90)}; 0 = within the same ${result.config.poll_interval_ms} ms poll).`,
+        `hive SIGTERM → exit at the end: ${fmt(result.hive_stop_ms)} ms.`,
+      ],
+    },
+  ];
 }
 
 function routingTables(result: RoutingResult): Table[] {
@@ -89,12 +117,40 @@ function routingTables(result: RoutingResult): Table[] {
   for (const entry of result.concurrency) {
     const label = `${entry.concurrency} stream${entry.concurrency === 1 ? '' : 's'}`;
     rows.push(
-      [`${label}: TTFT ms`, fmt(entry.direct.ttft_ms.median), fmt(entry.direct.ttft_ms.p90), fmt(entry.hive.ttft_ms.median), fmt(entry.hive.ttft_ms.p90), fmtRatio(entry.ratio.ttft)],
-      [`${label}: per-stream decode tok/s`, fmt(entry.direct.decode_tps_per_stream.median, 2), fmt(entry.direct.decode_tps_per_stream.p90, 2), fmt(entry.hive.decode_tps_per_stream.median, 2), fmt(entry.hive.decode_tps_per_stream.p90, 2), fmtRatio(entry.ratio.decode_tps_per_stream)],
-      [`${label}: aggregate tok/s`, fmt(entry.direct.aggregate_tps.median, 2), fmt(entry.direct.aggregate_tps.p90, 2), fmt(entry.hive.aggregate_tps.median, 2), fmt(entry.hive.aggregate_tps.p90, 2), fmtRatio(entry.ratio.aggregate_tps)],
+      [
+        `${label}: TTFT ms`,
+        fmt(entry.direct.ttft_ms.median),
+        fmt(entry.direct.ttft_ms.p90),
+        fmt(entry.hive.ttft_ms.median),
+        fmt(entry.hive.ttft_ms.p90),
+        fmtRatio(entry.ratio.ttft),
+      ],
+      [
+        `${label}: per-stream decode tok/s`,
+        fmt(entry.direct.decode_tps_per_stream.median, 2),
+        fmt(entry.direct.decode_tps_per_stream.p90, 2),
+        fmt(entry.hive.decode_tps_per_stream.median, 2),
+        fmt(entry.hive.decode_tps_per_stream.p90, 2),
+        fmtRatio(entry.ratio.decode_tps_per_stream),
+      ],
+      [
+        `${label}: aggregate tok/s`,
+        fmt(entry.direct.aggregate_tps.median, 2),
+        fmt(entry.direct.aggregate_tps.p90, 2),
+        fmt(entry.hive.aggregate_tps.median, 2),
+        fmt(entry.hive.aggregate_tps.p90, 2),
+        fmtRatio(entry.ratio.aggregate_tps),
+      ],
     );
   }
-  rows.push(['tiny non-streamed (max_tokens 1) ms', fmt(result.tiny.direct_ms.median, 2), fmt(result.tiny.direct_ms.p90, 2), fmt(result.tiny.hive_ms.median, 2), fmt(result.tiny.hive_ms.p90, 2), fmtRatio(result.tiny.ratio)]);
+  rows.push([
+    'tiny non-streamed (max_tokens 1) ms',
+    fmt(result.tiny.direct_ms.median, 2),
+    fmt(result.tiny.direct_ms.p90, 2),
+    fmt(result.tiny.hive_ms.median, 2),
+    fmt(result.tiny.hive_ms.p90, 2),
+    fmtRatio(result.tiny.ratio),
+  ]);
   // A batch far slower than its configuration's usual one was almost always hit by something else on the machine.
   const outliers = result.concurrency.flatMap(entry => {
     const usual = median(entry.batches.map(batch => batch.wall_ms));
@@ -102,19 +158,25 @@ function routingTables(result: RoutingResult): Table[] {
       .filter(batch => batch.wall_ms > 2 * usual)
       .map(batch => `${entry.concurrency} streams, round ${batch.round + 1} ${batch.path} (${fmt(batch.wall_ms / 1000)} s vs ${fmt(usual / 1000)} s usual)`);
   });
-  const tokens = result.concurrency.map(entry => `${entry.concurrency}: ${fmt(entry.direct.tokens_per_stream.median, 0)}/${fmt(entry.hive.tokens_per_stream.median, 0)}`).join(', ');
-  return [{
-    title: `(b) routing overhead: hive vs direct to the same worker (threads ${result.config.threads}, parallel ${result.config.parallel}, context ${result.config.context_size_per_sequence}/sequence, max_tokens ${result.config.max_tokens}; ${result.config.rounds} rounds each, alternating)`,
-    header: ['measure', 'direct median', 'direct p90', 'hive median', 'hive p90', 'hive/direct'],
-    rows,
-    notes: [
-      `hive added latency, tiny request: ${fmt(result.tiny.added_ms, 2)} ms (median − median over ${result.tiny.requests_each} requests each way).`,
-      `TTFT and per-stream medians are over every stream of every round; aggregate medians over rounds. tok/s ratios < 1 and TTFT ratios > 1 mean the hive is slower.`,
-      `median tokens generated per stream (direct/hive), by streams: ${tokens}.`,
-      `worker spawn → ready for this part: ${fmt(result.worker.ready_ms)} ms; hive SIGTERM → exit: ${fmt(result.hive_stop_ms)} ms.`,
-      ...(outliers.length === 0 ? [] : [`outlier batches (wall time > 2× the configuration's median; medians absorb them, p90s do not): ${outliers.join('; ')}.`]),
-    ],
-  }];
+  const tokens = result.concurrency
+    .map(entry => `${entry.concurrency}: ${fmt(entry.direct.tokens_per_stream.median, 0)}/${fmt(entry.hive.tokens_per_stream.median, 0)}`)
+    .join(', ');
+  return [
+    {
+      title: `(b) routing overhead: hive vs direct to the same worker (threads ${result.config.threads}, parallel ${result.config.parallel}, context ${result.config.context_size_per_sequence}/sequence, max_tokens ${result.config.max_tokens}; ${result.config.rounds} rounds each, alternating)`,
+      header: ['measure', 'direct median', 'direct p90', 'hive median', 'hive p90', 'hive/direct'],
+      rows,
+      notes: [
+        `hive added latency, tiny request: ${fmt(result.tiny.added_ms, 2)} ms (median − median over ${result.tiny.requests_each} requests each way).`,
+        `TTFT and per-stream medians are over every stream of every round; aggregate medians over rounds. tok/s ratios < 1 and TTFT ratios > 1 mean the hive is slower.`,
+        `median tokens generated per stream (direct/hive), by streams: ${tokens}.`,
+        `worker spawn → ready for this part: ${fmt(result.worker.ready_ms)} ms; hive SIGTERM → exit: ${fmt(result.hive_stop_ms)} ms.`,
+        ...(outliers.length === 0
+          ? []
+          : [`outlier batches (wall time > 2× the configuration's median; medians absorb them, p90s do not): ${outliers.join('; ')}.`]),
+      ],
+    },
+  ];
 }
 
 type BenchDocument = {
@@ -162,16 +224,21 @@ function report(document: BenchDocument, jsonFile: string): void {
     ...(document.crash_detection == null ? [] : crashTables(document.crash_detection)),
   ];
   const markdownFile = jsonFile.replace(/\.json$/, '.md');
-  fs.writeFileSync(markdownFile, [
-    `# rbee benchmarks, ${document.date.slice(0, 10)}, ${machine.cpu_model} × ${machine.cores} (CPU only)`,
-    '',
-    machineMarkdown(document),
-    '',
-    'Medians and p90s of repeated, alternating runs; ratios are of medians. See `bench/README.md` for what each number means.',
-    '',
-    ...tables.flatMap(table => [renderMarkdown(table), '']),
-  ].join('\n'));
-  process.stdout.write(`\nrbee bench: ${machine.cpu_model} × ${machine.cores}, Node ${machine.node}, node-llama-cpp ${machine.node_llama_cpp}, ${model.file} (${model.size_mib} MiB), ${document.wall_seconds} s\n\n`);
+  fs.writeFileSync(
+    markdownFile,
+    [
+      `# rbee benchmarks, ${document.date.slice(0, 10)}, ${machine.cpu_model} × ${machine.cores} (CPU only)`,
+      '',
+      machineMarkdown(document),
+      '',
+      'Medians and p90s of repeated, alternating runs; ratios are of medians. See `bench/README.md` for what each number means.',
+      '',
+      ...tables.flatMap(table => [renderMarkdown(table), '']),
+    ].join('\n'),
+  );
+  process.stdout.write(
+    `\nrbee bench: ${machine.cpu_model} × ${machine.cores}, Node ${machine.node}, node-llama-cpp ${machine.node_llama_cpp}, ${model.file} (${model.size_mib} MiB), ${document.wall_seconds} s\n\n`,
+  );
   process.stdout.write(`${tables.map(renderText).join('\n\n')}\n\n`);
   process.stdout.write(`wrote ${path.relative(process.cwd(), jsonFile)} and ${path.relative(process.cwd(), markdownFile)}\n`);
 }

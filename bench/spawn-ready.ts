@@ -76,12 +76,15 @@ function processGroupGone(pid: number | null): boolean {
 
 async function rbeeOnce(hive: HiveProcess, options: SpawnReadyOptions, run: number): Promise<RbeeSpawnSample> {
   const began = performance.now();
-  const created = await hive.client.spawnWorker({
-    model: options.modelPath,
-    threads: options.threads,
-    parallel: 1,
-    context_size: options.contextSize,
-  }, {timeoutMs: 60_000});
+  const created = await hive.client.spawnWorker(
+    {
+      model: options.modelPath,
+      threads: options.threads,
+      parallel: 1,
+      context_size: options.contextSize,
+    },
+    {timeoutMs: 60_000},
+  );
   const postMs = performance.now() - began;
   const id = created.worker_id;
   const workerUrl = created.url;
@@ -90,34 +93,49 @@ async function rbeeOnce(hive: HiveProcess, options: SpawnReadyOptions, run: numb
   let pid: number | null = null;
   let healthReadyAt: number | null = null;
   try {
-    const readyAt = await pollUntil(`worker ${id} to be ready`, async () => {
-      const [info, health] = await Promise.all([
-        hive.client.getWorker(id, {timeoutMs: 10_000}),
-        // The worker's own /health, not the hive's API: plain fetch, with the worker's key.
-        healthReadyAt === null ? fetch(`${workerUrl}/health`, {signal: AbortSignal.timeout(2_000), headers: {authorization: `Bearer ${workerKey}`}}).then(response => {
-          void response.body?.cancel();
-          return response.status;
-        }, () => 0) : Promise.resolve(200),
-      ]);
-      const now = performance.now();
-      if (health === 200 && healthReadyAt === null) {
-        healthReadyAt = now;
-      }
-      pid ??= info.pid;
-      hive.trackWorker(pid);
-      const {state} = info;
-      if (state === 'failed' || state === 'stopped') {
-        throw new Error(`worker ${id} ${state}: ${info.reason}`);
-      }
-      return state === 'ready' ? now : undefined;
-    }, 120_000, pollIntervalMs);
+    const readyAt = await pollUntil(
+      `worker ${id} to be ready`,
+      async () => {
+        const [info, health] = await Promise.all([
+          hive.client.getWorker(id, {timeoutMs: 10_000}),
+          // The worker's own /health, not the hive's API: plain fetch, with the worker's key.
+          healthReadyAt === null
+            ? fetch(`${workerUrl}/health`, {signal: AbortSignal.timeout(2_000), headers: {authorization: `Bearer ${workerKey}`}}).then(
+                response => {
+                  void response.body?.cancel();
+                  return response.status;
+                },
+                () => 0,
+              )
+            : Promise.resolve(200),
+        ]);
+        const now = performance.now();
+        if (health === 200 && healthReadyAt === null) {
+          healthReadyAt = now;
+        }
+        pid ??= info.pid;
+        hive.trackWorker(pid);
+        const {state} = info;
+        if (state === 'failed' || state === 'stopped') {
+          throw new Error(`worker ${id} ${state}: ${info.reason}`);
+        }
+        return state === 'ready' ? now : undefined;
+      },
+      120_000,
+      pollIntervalMs,
+    );
 
     const stopBegan = performance.now();
     await hive.client.stopWorker(id, {timeoutMs: 60_000});
-    const stoppedAt = await pollUntil(`worker ${id} to stop`, async () => {
-      const info = await hive.client.getWorker(id, {timeoutMs: 10_000});
-      return info.state === 'stopped' ? performance.now() : undefined;
-    }, 60_000, pollIntervalMs);
+    const stoppedAt = await pollUntil(
+      `worker ${id} to stop`,
+      async () => {
+        const info = await hive.client.getWorker(id, {timeoutMs: 10_000});
+        return info.state === 'stopped' ? performance.now() : undefined;
+      },
+      60_000,
+      pollIntervalMs,
+    );
     return {
       run,
       ready_ms: readyAt - began,
@@ -143,10 +161,12 @@ async function peerOnce(options: SpawnReadyOptions, run: number): Promise<PeerSp
     stderr = (stderr + String(chunk)).slice(-8_192);
   });
   let exitCode: number | null | undefined;
-  const exited = new Promise<number | null>(resolve => child.once('exit', code => {
-    exitCode = code;
-    resolve(code);
-  }));
+  const exited = new Promise<number | null>(resolve =>
+    child.once('exit', code => {
+      exitCode = code;
+      resolve(code);
+    }),
+  );
   const unregister = onCleanup(`peer ${child.pid}`, async () => {
     if (exitCode === undefined) {
       child.kill('SIGKILL');
@@ -197,13 +217,15 @@ export async function runSpawnReady(options: SpawnReadyOptions): Promise<SpawnRe
       options.log(`warm-up (not recorded): rbee ${warmRbee.ready_ms.toFixed(0)} ms, peer ${warmPeer.ready_ms.toFixed(0)} ms`);
     }
     for (let run = 0; run < options.runs; run++) {
-      const order = run % 2 === 0 ? ['rbee', 'peer'] as const : ['peer', 'rbee'] as const;
+      const order = run % 2 === 0 ? (['rbee', 'peer'] as const) : (['peer', 'rbee'] as const);
       for (const side of order) {
         await sleep(300); // let the previous process's memory go back before the next one starts
         if (side === 'rbee') {
           const sample = await rbeeOnce(hive, options, run);
           rbeeSamples.push(sample);
-          options.log(`run ${run + 1}/${options.runs} rbee: ready ${sample.ready_ms.toFixed(0)} ms (worker /health ${sample.worker_health_ready_ms?.toFixed(0) ?? '?'} ms), stop ${sample.stop_ms.toFixed(0)} ms`);
+          options.log(
+            `run ${run + 1}/${options.runs} rbee: ready ${sample.ready_ms.toFixed(0)} ms (worker /health ${sample.worker_health_ready_ms?.toFixed(0) ?? '?'} ms), stop ${sample.stop_ms.toFixed(0)} ms`,
+          );
         } else {
           const sample = await peerOnce(options, run);
           peerSamples.push(sample);

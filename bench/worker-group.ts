@@ -45,21 +45,27 @@ function usage(message?: string): never {
   if (message !== undefined) {
     process.stderr.write(`bench:group: ${message}\n`);
   }
-  process.stderr.write('usage: node --import tsx bench/worker-group.ts --model <gguf> [--devices cpu,cpu | cuda:0,cuda:1,...] [--runs 5]\n' +
-    '       [--max-tokens 128] [--threads N] [--label name] [--out folder]\n');
+  process.stderr.write(
+    'usage: node --import tsx bench/worker-group.ts --model <gguf> [--devices cpu,cpu | cuda:0,cuda:1,...] [--runs 5]\n' +
+      '       [--max-tokens 128] [--threads N] [--label name] [--out folder]\n',
+  );
   process.exit(message === undefined ? 0 : 2);
 }
 
-const args = parseArgsOrUsage(process.argv.slice(2), {
-  model: {type: 'string'},
-  devices: {type: 'string', default: 'cpu,cpu'},
-  runs: {type: 'string', default: '5'},
-  'max-tokens': {type: 'string', default: '128'},
-  threads: {type: 'string'},
-  label: {type: 'string'},
-  out: {type: 'string'},
-  help: {type: 'boolean', short: 'h', default: false},
-}, usage);
+const args = parseArgsOrUsage(
+  process.argv.slice(2),
+  {
+    model: {type: 'string'},
+    devices: {type: 'string', default: 'cpu,cpu'},
+    runs: {type: 'string', default: '5'},
+    'max-tokens': {type: 'string', default: '128'},
+    threads: {type: 'string'},
+    label: {type: 'string'},
+    out: {type: 'string'},
+    help: {type: 'boolean', short: 'h', default: false},
+  },
+  usage,
+);
 
 const prompt = 'Write a short story about a lighthouse keeper who finds a message in a bottle.';
 
@@ -100,14 +106,24 @@ function treeRss(pid: number): number {
 }
 
 /** Polls `current` until `ready`; a failed record ends the benchmark. */
-async function pollReady<T extends {reason: string | null}>(what: string, current: () => Promise<T>, ready: (record: T) => boolean, failed: (record: T) => boolean): Promise<T> {
-  return pollUntil(`${what} to be ready`, async () => {
-    const record = await current();
-    if (failed(record)) {
-      throw new Error(`${what} failed: ${record.reason}`);
-    }
-    return ready(record) ? record : undefined;
-  }, 600_000, 50);
+async function pollReady<T extends {reason: string | null}>(
+  what: string,
+  current: () => Promise<T>,
+  ready: (record: T) => boolean,
+  failed: (record: T) => boolean,
+): Promise<T> {
+  return pollUntil(
+    `${what} to be ready`,
+    async () => {
+      const record = await current();
+      if (failed(record)) {
+        throw new Error(`${what} failed: ${record.reason}`);
+      }
+      return ready(record) ? record : undefined;
+    },
+    600_000,
+    50,
+  );
 }
 
 async function measure(hive: HiveProcess, setup: Setup, devices: string[], model: string): Promise<Run> {
@@ -120,12 +136,22 @@ async function measure(hive: HiveProcess, setup: Setup, devices: string[], model
   let stop: () => Promise<unknown>;
   if (setup === 'group') {
     const spawned = await client.spawnGroup({model, devices, ...shape}, {timeoutMs: 60_000});
-    const group = await pollReady(`group ${spawned.group_id}`, () => client.getGroup(spawned.group_id), record => record.health === 'healthy', record => record.health === 'failed');
+    const group = await pollReady(
+      `group ${spawned.group_id}`,
+      () => client.getGroup(spawned.group_id),
+      record => record.health === 'healthy',
+      record => record.health === 'failed',
+    );
     memberIds = [group.coordinator.worker_id, ...group.workers.map(shard => shard.worker_id)];
     stop = () => client.stopGroup(group.group_id, {timeoutMs: 120_000});
   } else {
     const spawned = await client.spawnWorker({model, device: devices[0], type: 'llamacpp', ...shape}, {timeoutMs: 60_000});
-    const worker = await pollReady(`worker ${spawned.worker_id}`, () => client.getWorker(spawned.worker_id), record => record.state === 'ready', record => record.state === 'failed');
+    const worker = await pollReady(
+      `worker ${spawned.worker_id}`,
+      () => client.getWorker(spawned.worker_id),
+      record => record.state === 'ready',
+      record => record.state === 'failed',
+    );
     memberIds = [worker.worker_id];
     stop = () => client.stopWorker(worker.worker_id, {timeoutMs: 120_000});
   }
@@ -133,7 +159,16 @@ async function measure(hive: HiveProcess, setup: Setup, devices: string[], model
   const pids = (await Promise.all(memberIds.map(async id => (await client.getWorker(id)).pid))).filter(pid => pid !== null);
   pids.forEach(pid => hive.trackWorker(pid));
 
-  const run: Run = {setup, devices, spawn_to_ready_ms: round(spawnToReady, 0), decode_tokens_per_second: [], ttft_ms: [], tokens_generated: [], memory_bytes: {}, text: ''};
+  const run: Run = {
+    setup,
+    devices,
+    spawn_to_ready_ms: round(spawnToReady, 0),
+    decode_tokens_per_second: [],
+    ttft_ms: [],
+    tokens_generated: [],
+    memory_bytes: {},
+    text: '',
+  };
   // One warm-up generation (CUDA graphs, caches), then the measured ones.
   for (let index = 0; index <= Number(args.runs); index++) {
     const timing = await streamInfer(client, {prompt, max_tokens: Number(args['max-tokens']), temperature: 0});
@@ -147,9 +182,8 @@ async function measure(hive: HiveProcess, setup: Setup, devices: string[], model
   run.text = answer.text;
   const after = gpuMemoryUsed();
   for (const device of new Set(devices)) {
-    run.memory_bytes[device] = device === 'cpu'
-      ? pids.reduce((sum, pid) => sum + treeRss(pid), 0)
-      : Math.max(0, (after.get(device) ?? 0) - (before.get(device) ?? 0));
+    run.memory_bytes[device] =
+      device === 'cpu' ? pids.reduce((sum, pid) => sum + treeRss(pid), 0) : Math.max(0, (after.get(device) ?? 0) - (before.get(device) ?? 0));
   }
   await stop();
   return run;
@@ -195,7 +229,11 @@ async function main(): Promise<void> {
     title: `Worker group vs one worker, ${path.basename(model)} — ${where}`,
     header: ['setup', 'devices', 'spawn → ready', 'decode tok/s (median)', 'ttft ms (median)', ...[...new Set(devices)].map(device => `memory ${device}`)],
     rows: runs.map(run => [
-      run.setup, run.devices.join(','), `${fmt(run.spawn_to_ready_ms / 1000, 1)} s`, fmt(decode(run)), fmt(median(run.ttft_ms)),
+      run.setup,
+      run.devices.join(','),
+      `${fmt(run.spawn_to_ready_ms / 1000, 1)} s`,
+      fmt(decode(run)),
+      fmt(median(run.ttft_ms)),
       ...[...new Set(devices)].map(device => gib(run.memory_bytes[device])),
     ]),
     notes: [
@@ -207,7 +245,13 @@ async function main(): Promise<void> {
   if (args.out !== undefined) {
     fs.mkdirSync(args.out, {recursive: true});
     const label = args.label ?? 'worker-group';
-    const result = {machine: {...machineInfo(), gpus}, model: path.basename(model), model_bytes: fs.statSync(model).size, runs, group_over_single_decode: ratio(decode(group), decode(single))};
+    const result = {
+      machine: {...machineInfo(), gpus},
+      model: path.basename(model),
+      model_bytes: fs.statSync(model).size,
+      runs,
+      group_over_single_decode: ratio(decode(group), decode(single)),
+    };
     fs.writeFileSync(path.join(args.out, `${label}.json`), `${JSON.stringify(result, null, 2)}\n`);
     fs.writeFileSync(path.join(args.out, `${label}.md`), `${renderMarkdown(table)}\n`);
   }

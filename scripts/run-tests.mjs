@@ -33,7 +33,12 @@ if (process.env.RBEE_SKIP_CARGO_TESTS !== '1' && named.length === 0 && !unitOnly
 
 function runCargoTests() {
   // Same target and profile as `npm run build:native`, so only the test harness is compiled anew.
-  const cargo = spawnSync('bash', ['scripts/build-native.sh', 'test'], {cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20});
+  const cargo = spawnSync('bash', ['scripts/build-native.sh', 'test'], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 << 20,
+  });
   process.stdout.write(cargo.stdout ?? '');
   let sawResult = false;
   for (const match of (cargo.stdout ?? '').matchAll(/^test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored/gm)) {
@@ -102,7 +107,9 @@ function runFile(file) {
 function report({file, output, counts, notes, seconds}) {
   process.stdout.write(`\n# ${file}\n`);
   process.stdout.write(output.endsWith('\n') ? output : `${output}\n`);
-  process.stdout.write(`# ${file}: ${counts.pass} passed, ${counts.fail} failed, ${counts.skip} skipped in ${seconds.toFixed(1)} s${notes.length > 0 ? ` (${notes.join('; ')})` : ''}\n`);
+  process.stdout.write(
+    `# ${file}: ${counts.pass} passed, ${counts.fail} failed, ${counts.skip} skipped in ${seconds.toFixed(1)} s${notes.length > 0 ? ` (${notes.join('; ')})` : ''}\n`,
+  );
   totals.pass += counts.pass;
   totals.fail += counts.fail;
   totals.skip += counts.skip;

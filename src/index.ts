@@ -22,7 +22,16 @@ export {
 } from './adapters/adapter-api.js';
 export {engineAuthorization, engineJson, engineSse, isOpenAiStreamEnd, openAiStream, parsePrometheusText, processRss} from './adapters/engine-http.js';
 export {findExecutable} from './adapters/find-executable.js';
-export {gpuFreeMemory, gpuTotalMemory, nvidiaComputeApps, nvidiaGpus, nvidiaSmiProgram, queryNvidiaSmi, type ComputeApp, type NvidiaGpu} from './adapters/nvidia-smi.js';
+export {
+  gpuFreeMemory,
+  gpuTotalMemory,
+  nvidiaComputeApps,
+  nvidiaGpus,
+  nvidiaSmiProgram,
+  queryNvidiaSmi,
+  type ComputeApp,
+  type NvidiaGpu,
+} from './adapters/nvidia-smi.js';
 export {readSse, type SseEvent} from './protocol/sse-reader.js';
 export {WatchedEngine, type WatchedEngineOptions} from './adapters/watched-engine.js';
 export {engineMemory, groupVram, processTree, processTreeRss} from './adapters/process-memory.js';

@@ -27,7 +27,7 @@ const binding = await import(pathToFileURL(path.resolve(loaderPath)).href);
 
 function generate(model, tokens) {
   return new Promise((resolve, reject) => {
-    const started = model.generate({tokens, maxTokens, temperature: 0}, (event) => {
+    const started = model.generate({tokens, maxTokens, temperature: 0}, event => {
       if (event.kind === 'done') resolve(event.result);
       else if (event.kind === 'error') reject(new Error(`${event.error.code}: ${event.error.message}`));
     });
@@ -40,7 +40,9 @@ async function load(forward) {
   const model = await binding.Model.load({path: modelPath, device: 'cuda:0', contextSize: ctx, forward});
   if (!(model instanceof binding.Model)) throw new Error(`load ${forward}: ${model.code}: ${model.message}`);
   const loadMs = performance.now() - t0;
-  console.log(`[graph-decode] ${forward}: loaded in ${loadMs.toFixed(0)} ms, forward=${model.info.forward}, weights ${(model.info.weightBytes / 1e9).toFixed(3)} GB, kv ${(model.info.kvCacheBytes / 1e9).toFixed(3)} GB`);
+  console.log(
+    `[graph-decode] ${forward}: loaded in ${loadMs.toFixed(0)} ms, forward=${model.info.forward}, weights ${(model.info.weightBytes / 1e9).toFixed(3)} GB, kv ${(model.info.kvCacheBytes / 1e9).toFixed(3)} GB`,
+  );
   return {model, loadMs};
 }
 
@@ -57,7 +59,14 @@ const results = {};
 for (const forward of ['tensor', 'graph']) {
   try {
     const {model, loadMs} = await load(forward);
-    const entry = {loadMs, forward: model.info.forward, weightBytes: model.info.weightBytes, kvCacheBytes: model.info.kvCacheBytes, memory: model.memory(), prompts: {}};
+    const entry = {
+      loadMs,
+      forward: model.info.forward,
+      weightBytes: model.info.weightBytes,
+      kvCacheBytes: model.info.kvCacheBytes,
+      memory: model.memory(),
+      prompts: {},
+    };
     results[forward] = {model, entry};
     summary.paths[forward] = entry;
     await generate(model, prompts[0].tokens.slice(0, 4)); // warm-up (JIT, first graph replay, cuBLAS handles)
@@ -72,7 +81,9 @@ for (const forward of ['tensor', 'graph']) {
       }
       const best = times.reduce((a, b) => (a.tokS > b.tokS ? a : b));
       entry.prompts[p.name] = {promptTokens: p.tokens.length, runs: times, bestTokS: best.tokS, promptTokS: p.tokens.length / (best.promptMs / 1000), tokens};
-      console.log(`[graph-decode] ${forward} ${p.name} (${p.tokens.length} prompt tokens): decode ${best.tokS.toFixed(1)} tok/s (best of ${runs}: ${times.map((t) => t.tokS.toFixed(1)).join(', ')}), prompt ${(p.tokens.length / (best.promptMs / 1000)).toFixed(0)} tok/s, ${tokens.length} tokens: ${tokens.slice(0, 12).join(' ')} ...`);
+      console.log(
+        `[graph-decode] ${forward} ${p.name} (${p.tokens.length} prompt tokens): decode ${best.tokS.toFixed(1)} tok/s (best of ${runs}: ${times.map(t => t.tokS.toFixed(1)).join(', ')}), prompt ${(p.tokens.length / (best.promptMs / 1000)).toFixed(0)} tok/s, ${tokens.length} tokens: ${tokens.slice(0, 12).join(' ')} ...`,
+      );
     }
   } catch (error) {
     console.log(`[graph-decode] ${forward}: FAILED: ${error.message}`);
@@ -92,11 +103,23 @@ if (results.tensor?.entry.prompts.long && results.graph) {
       if (!Array.isArray(forced)) throw new Error(`nextTokenProbabilities: ${forced.code}: ${forced.message}`);
       const reference = await results.tensor.model.nextTokenProbabilities(p.tokens, a, 2);
       const top1 = forced.filter((dist, i) => dist[0].token === a[i]).length;
-      const record = {prompt: p.name, tensorTokens: a.length, graphTokens: b.length, identicalPrefix: same, teacherForcedTop1: top1, teacherForcedPositions: forced.length,
+      const record = {
+        prompt: p.name,
+        tensorTokens: a.length,
+        graphTokens: b.length,
+        identicalPrefix: same,
+        teacherForcedTop1: top1,
+        teacherForcedPositions: forced.length,
         firstPositions: forced.slice(0, 3).map((dist, i) => ({graph: dist, tensor: Array.isArray(reference) ? reference[i] : null})),
-        firstDivergence: same < Math.min(a.length, b.length) ? {index: same, tensor: a[same], graph: b[same], graphTop2: forced[same], tensorTop2: Array.isArray(reference) ? reference[same] : null} : null};
+        firstDivergence:
+          same < Math.min(a.length, b.length)
+            ? {index: same, tensor: a[same], graph: b[same], graphTop2: forced[same], tensorTop2: Array.isArray(reference) ? reference[same] : null}
+            : null,
+      };
       summary.agreement.push(record);
-      console.log(`[graph-decode] ${p.name}: greedy tokens identical for ${same}/${a.length}; teacher-forced top-1 equal at ${top1}/${forced.length}; first position graph ${JSON.stringify(forced[0])} tensor ${JSON.stringify(Array.isArray(reference) ? reference[0] : reference)}`);
+      console.log(
+        `[graph-decode] ${p.name}: greedy tokens identical for ${same}/${a.length}; teacher-forced top-1 equal at ${top1}/${forced.length}; first position graph ${JSON.stringify(forced[0])} tensor ${JSON.stringify(Array.isArray(reference) ? reference[0] : reference)}`,
+      );
       if (record.firstDivergence) console.log(`[graph-decode] ${p.name}: first divergence ${JSON.stringify(record.firstDivergence)}`);
     } catch (error) {
       console.log(`[graph-decode] agreement ${p.name}: FAILED: ${error.message}`);
@@ -114,10 +137,13 @@ if (results.graph) {
       const batched = await results.graph.model.nextTokenProbabilities(tokens, [tokens[0]], 5);
       const single = await results.graph.model.nextTokenProbabilities(tokens.slice(0, 1), [...tokens.slice(1), tokens[0]], 5);
       if (!Array.isArray(batched) || !Array.isArray(single)) throw new Error('nextTokenProbabilities failed');
-      const a = batched[0], b = single[n - 1];
+      const a = batched[0],
+        b = single[n - 1];
       const identical = JSON.stringify(a) === JSON.stringify(b);
       summary.prefillCheck = [...(summary.prefillCheck ?? []), {promptTokens: n, identical, batched: a, oneByOne: b}];
-      console.log(`[graph-decode] prefill ${n} tokens: batched (8 a replay) vs one a replay ${identical ? 'bit-identical' : 'DIFFERENT'}: ${JSON.stringify(a[0])} vs ${JSON.stringify(b[0])}`);
+      console.log(
+        `[graph-decode] prefill ${n} tokens: batched (8 a replay) vs one a replay ${identical ? 'bit-identical' : 'DIFFERENT'}: ${JSON.stringify(a[0])} vs ${JSON.stringify(b[0])}`,
+      );
     } catch (error) {
       summary.errors.push({prefillCheck: n, message: String(error.message)});
       console.log(`[graph-decode] prefill check ${n}: FAILED: ${error.message}`);

@@ -6,13 +6,14 @@
  * ignore an end-of-generation token).
  */
 
-const passage = 'Once upon a time, in a small village at the edge of a great forest, there lived an old woodcutter and his three daughters. '
-  + 'The eldest was proud, the second was clever, and the youngest was kind to every creature she met. One winter morning, '
-  + "she found a small fox caught in a hunter's trap near the frozen river. Although her hands were cold and her father had "
-  + 'warned her never to wander so far from home, she knelt in the snow and opened the trap. The fox looked at her for a long '
-  + 'moment, then spoke in a voice like the wind in the pines, and promised her three wishes for the kindness she had shown. '
-  + 'She walked home slowly, thinking about what she would ask for, while the sun went down behind the hills and the first '
-  + 'stars came out above the village. Her sisters laughed when she told them, but that night, as the fire burned low, ';
+const passage =
+  'Once upon a time, in a small village at the edge of a great forest, there lived an old woodcutter and his three daughters. ' +
+  'The eldest was proud, the second was clever, and the youngest was kind to every creature she met. One winter morning, ' +
+  "she found a small fox caught in a hunter's trap near the frozen river. Although her hands were cold and her father had " +
+  'warned her never to wander so far from home, she knelt in the snow and opened the trap. The fox looked at her for a long ' +
+  'moment, then spoke in a voice like the wind in the pines, and promised her three wishes for the kindness she had shown. ' +
+  'She walked home slowly, thinking about what she would ask for, while the sun went down behind the hills and the first ' +
+  'stars came out above the village. Her sisters laughed when she told them, but that night, as the fire burned low, ';
 
 type Tokenizer = {tokenize(text: string, options?: {addSpecial?: boolean; parseSpecial?: boolean}): number[]};
 

@@ -76,7 +76,12 @@ export function isDisturbed(sample: CandleSample): boolean {
   return sample.foreign_cores !== null && sample.foreign_cores > disturbedCores;
 }
 
-export function summarizeSamples(samples: readonly CandleSample[], engineNames: readonly string[], modelBytes: number, rooflineTBps: number | null): CandleBenchDocument['summary'] {
+export function summarizeSamples(
+  samples: readonly CandleSample[],
+  engineNames: readonly string[],
+  modelBytes: number,
+  rooflineTBps: number | null,
+): CandleBenchDocument['summary'] {
   const engines = engineNames.map((name): EngineSummary => {
     const own = samples.filter(sample => sample.engine === name && sample.discarded !== true);
     const decode = summarize(own.map(sample => sample.decode_tps));
@@ -92,11 +97,16 @@ export function summarizeSamples(samples: readonly CandleSample[], engineNames: 
     };
   });
   const candle = engines.find(engine => engine.name === 'candle');
-  const ratios = candle === undefined ? [] : engines.filter(engine => engine !== candle).map(peer => ({
-    peer: peer.name,
-    prompt: round(ratio(candle.prompt_tps.median, peer.prompt_tps.median), 4),
-    decode: round(ratio(candle.decode_tps.median, peer.decode_tps.median), 4),
-  }));
+  const ratios =
+    candle === undefined
+      ? []
+      : engines
+          .filter(engine => engine !== candle)
+          .map(peer => ({
+            peer: peer.name,
+            prompt: round(ratio(candle.prompt_tps.median, peer.prompt_tps.median), 4),
+            decode: round(ratio(candle.decode_tps.median, peer.decode_tps.median), 4),
+          }));
   return {engines, ratios};
 }
 
@@ -110,7 +120,17 @@ function reading(value: number): string {
 export function candleTables(document: CandleBenchDocument): Table[] {
   const {options, summary} = document;
   const onGpu = options.device !== 'cpu';
-  const header = ['engine', 'prompt tok/s median', 'prompt p90', 'decode tok/s median', 'decode p90', 'tokens decoded', 'cores busy', 'implied GB/s', ...(onGpu ? ['of roofline'] : [])];
+  const header = [
+    'engine',
+    'prompt tok/s median',
+    'prompt p90',
+    'decode tok/s median',
+    'decode p90',
+    'tokens decoded',
+    'cores busy',
+    'implied GB/s',
+    ...(onGpu ? ['of roofline'] : []),
+  ];
   const rows = summary.engines.map(engine => [
     engine.name,
     fmt(engine.prompt_tps.median),
@@ -126,8 +146,10 @@ export function candleTables(document: CandleBenchDocument): Table[] {
   const discarded = document.samples.length - recorded.length;
   const disturbed = recorded.filter(isDisturbed);
   const short = recorded.filter(sample => sample.generated_tokens < options.decode_tokens);
-  const agreement = document.token_agreement.map(entry =>
-    `${entry.peer}: ${entry.agreed}/${entry.compared} greedy tokens the same as candle's${entry.first_divergence === null ? '' : ` (first divergence at ${entry.first_divergence})`}`);
+  const agreement = document.token_agreement.map(
+    entry =>
+      `${entry.peer}: ${entry.agreed}/${entry.compared} greedy tokens the same as candle's${entry.first_divergence === null ? '' : ` (first divergence at ${entry.first_divergence})`}`,
+  );
   const llamaBench = document.engines.find(engine => engine.name === 'llama-bench');
   const where = onGpu
     ? `${options.device}${document.gpu === null ? '' : ` (${document.gpu.name})`}${document.roofline_tbps === null ? '' : `, roofline ${document.roofline_tbps} TB/s`}`
@@ -138,11 +160,19 @@ export function candleTables(document: CandleBenchDocument): Table[] {
     rows,
     notes: [
       'prompt tok/s = prompt tokens ÷ (request → first generated token); decode tok/s = (tokens generated − 1) ÷ (first → last generated token): single-token forward passes per second. llama-bench: avg_ts of its pp and tg tests.',
-      'cores busy = Δ CPU time of this process ÷ wall time over a whole generation (prompt and decode), in-process engines only: llama.cpp\'s threads spin-wait between steps, so for it this is close to the thread count whatever the work.',
+      "cores busy = Δ CPU time of this process ÷ wall time over a whole generation (prompt and decode), in-process engines only: llama.cpp's threads spin-wait between steps, so for it this is close to the thread count whatever the work.",
       `implied GB/s = model file (${fmt(document.model.size_bytes / 1e6, 1)} MB) × median decode tok/s: what decoding would read if every step read all the weights once${onGpu ? '; "of roofline" sets it against the card\'s peak memory bandwidth' : ''}.`,
       ...(agreement.length === 0 ? [] : [`same work: ${agreement.join('; ')}.`]),
-      ...(short.length === 0 ? [] : [`samples that stopped at an end-of-generation token before ${options.decode_tokens} tokens (their decode tok/s is over the tokens they made): ${short.map(sample => `${sample.engine} round ${sample.round + 1} (${sample.generated_tokens})`).join(', ')}.`]),
-      ...(llamaBench === undefined ? [] : [`llama-bench evaluates random prompt tokens and decodes from an empty cache (depth 0); the in-process sides decode after the prompt. \`${['llama-bench', ...((llamaBench.description.args as string[] | undefined) ?? [])].join(' ')}\`.`]),
+      ...(short.length === 0
+        ? []
+        : [
+            `samples that stopped at an end-of-generation token before ${options.decode_tokens} tokens (their decode tok/s is over the tokens they made): ${short.map(sample => `${sample.engine} round ${sample.round + 1} (${sample.generated_tokens})`).join(', ')}.`,
+          ]),
+      ...(llamaBench === undefined
+        ? []
+        : [
+            `llama-bench evaluates random prompt tokens and decodes from an empty cache (depth 0); the in-process sides decode after the prompt. \`${['llama-bench', ...((llamaBench.description.args as string[] | undefined) ?? [])].join(' ')}\`.`,
+          ]),
       `disturbed tries (other processes above ${disturbedCores} of a core during the sample) run again and left out of the medians: ${discarded} (at most ${options.quiet_gate.retries_of_disturbed_samples ?? 0} per sample; the JSON keeps them).`,
       disturbed.length === 0
         ? 'no recorded sample was disturbed.'

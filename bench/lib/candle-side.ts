@@ -23,16 +23,20 @@ export type CandleSide = SpeedEngine & {
 /** Which .node the loader took: NAPI_RS_NATIVE_LIBRARY_PATH's, or the one beside native/index.js. */
 function bindingFile(): {path: string; bytes: number; modified: string} | null {
   const override = process.env.NAPI_RS_NATIVE_LIBRARY_PATH;
-  const candidates = override !== undefined && override !== ''
-    ? [path.resolve(override)]
-    : (() => {
-      try {
-        const folder = path.join(repoRoot, 'native');
-        return fs.readdirSync(folder).filter(name => /^rbee-native\..+\.node$/.test(name)).map(name => path.join(folder, name));
-      } catch {
-        return [];
-      }
-    })();
+  const candidates =
+    override !== undefined && override !== ''
+      ? [path.resolve(override)]
+      : (() => {
+          try {
+            const folder = path.join(repoRoot, 'native');
+            return fs
+              .readdirSync(folder)
+              .filter(name => /^rbee-native\..+\.node$/.test(name))
+              .map(name => path.join(folder, name));
+          } catch {
+            return [];
+          }
+        })();
   for (const file of candidates) {
     try {
       const stats = fs.statSync(file);
@@ -44,7 +48,14 @@ function bindingFile(): {path: string; bytes: number; modified: string} | null {
   return null;
 }
 
-export async function startCandleSide(options: {modelPath: string; device: string; threads: number; contextSize: number; promptTokens: number; decodeTokens: number}): Promise<CandleSide> {
+export async function startCandleSide(options: {
+  modelPath: string;
+  device: string;
+  threads: number;
+  contextSize: number;
+  promptTokens: number;
+  decodeTokens: number;
+}): Promise<CandleSide> {
   const binding = await loadNativeBinding();
   const model = await loadNativeModel({path: options.modelPath, device: options.device, threads: options.threads, contextSize: options.contextSize});
   const {info} = model;
@@ -77,7 +88,7 @@ export async function startCandleSide(options: {modelPath: string; device: strin
       weight_bytes: info.weightBytes,
       kv_cache_bytes: info.kvCacheBytes,
       sampling: 'greedy (temperature 0); stops at an end-of-generation token (the API has no "ignore EOS")',
-      timing: 'the engine\'s own: promptMs = start → first generated token, decode = totalMs − promptMs',
+      timing: "the engine's own: promptMs = start → first generated token, decode = totalMs − promptMs",
     },
     async measure(): Promise<SpeedMeasurement> {
       const cpuBefore = ownCpuSeconds();

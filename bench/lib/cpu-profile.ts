@@ -101,7 +101,8 @@ export function summarizeProfile(file: string, spans: readonly Span[], count = 1
 
 /** The profiles node --cpu-prof wrote in `dir` for one pid (CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile). */
 export function profilesOf(dir: string, pid: number): string[] {
-  return fs.readdirSync(dir)
+  return fs
+    .readdirSync(dir)
     .filter(name => name.endsWith('.cpuprofile') && name.split('.')[3] === String(pid))
     .map(name => `${dir}/${name}`);
 }

@@ -18,11 +18,15 @@ export function nvidiaGpus(): GpuInfo[] {
   } catch {
     return [];
   }
-  return text.trim().split('\n').filter(line => line.trim() !== '').map(line => {
-    const [index = '', name = '', driver = '', memory = ''] = line.split(',').map(cell => cell.trim());
-    const memoryMib = Number(memory);
-    return {index: Number(index), name, driver, memory_mib: Number.isFinite(memoryMib) && memory !== '' ? memoryMib : null};
-  });
+  return text
+    .trim()
+    .split('\n')
+    .filter(line => line.trim() !== '')
+    .map(line => {
+      const [index = '', name = '', driver = '', memory = ''] = line.split(',').map(cell => cell.trim());
+      const memoryMib = Number(memory);
+      return {index: Number(index), name, driver, memory_mib: Number.isFinite(memoryMib) && memory !== '' ? memoryMib : null};
+    });
 }
 
 /** The GPU of a `cuda:N` device (nvidia-smi's N-th card; CUDA_VISIBLE_DEVICES can reorder them). */
@@ -31,7 +35,9 @@ export function gpuOfDevice(device: string, gpus: readonly GpuInfo[]): GpuInfo |
   if (match === null) {
     return null;
   }
-  const visible = process.env.CUDA_VISIBLE_DEVICES?.split(',').map(entry => entry.trim()).filter(entry => entry !== '');
+  const visible = process.env.CUDA_VISIBLE_DEVICES?.split(',')
+    .map(entry => entry.trim())
+    .filter(entry => entry !== '');
   const ordinal = Number(match[1]);
   const physical = visible !== undefined && visible.length > ordinal && /^\d+$/.test(visible[ordinal]!) ? Number(visible[ordinal]) : ordinal;
   return gpus.find(gpu => gpu.index === physical) ?? null;

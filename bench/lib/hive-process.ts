@@ -49,7 +49,9 @@ function groupAlive(pid: number): boolean {
   }
 }
 
-export async function startHiveProcess(options: {args?: string[]; env?: Record<string, string>; startTimeoutMs?: number; stopTimeoutMs?: number} = {}): Promise<HiveProcess> {
+export async function startHiveProcess(
+  options: {args?: string[]; env?: Record<string, string>; startTimeoutMs?: number; stopTimeoutMs?: number} = {},
+): Promise<HiveProcess> {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-bench-'));
   // cwd is the empty home, so no rbee.config.* of the checkout (or above it) changes the hive.
   const child = spawn(process.execPath, [rbeeBin, '--json', 'hive', 'start', '--host', '127.0.0.1', '--port', '0', ...(options.args ?? [])], {
@@ -66,10 +68,12 @@ export async function startHiveProcess(options: {args?: string[]; env?: Record<s
     stderr = (stderr + String(chunk)).slice(-65_536);
   });
   let exited = false;
-  const exit = new Promise<void>(resolve => child.once('exit', () => {
-    exited = true;
-    resolve();
-  }));
+  const exit = new Promise<void>(resolve =>
+    child.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
   const workers = new Set<number>();
 
   const killEverything = () => {

@@ -8,12 +8,17 @@ import {pollUntil} from './http.js';
  * worker that failed or stopped ends the wait with its reason.
  */
 export async function waitUntilReady(hive: HiveProcess, id: string, options: {timeoutMs: number; intervalMs: number}): Promise<WorkerInfo> {
-  return pollUntil(`worker ${id} to be ready`, async () => {
-    const current = await hive.client.getWorker(id);
-    hive.trackWorker(current.pid);
-    if (current.state === 'failed' || current.state === 'stopped') {
-      throw new Error(`worker ${id} ${current.state}: ${current.reason}`);
-    }
-    return current.state === 'ready' ? current : undefined;
-  }, options.timeoutMs, options.intervalMs);
+  return pollUntil(
+    `worker ${id} to be ready`,
+    async () => {
+      const current = await hive.client.getWorker(id);
+      hive.trackWorker(current.pid);
+      if (current.state === 'failed' || current.state === 'stopped') {
+        throw new Error(`worker ${id} ${current.state}: ${current.reason}`);
+      }
+      return current.state === 'ready' ? current : undefined;
+    },
+    options.timeoutMs,
+    options.intervalMs,
+  );
 }

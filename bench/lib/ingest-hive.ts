@@ -49,17 +49,19 @@ const workers: Array<{id: string; secret: string}> = [];
 for (let index = 0; index < count; index++) {
   const id = `sim-${String(index).padStart(6, '0')}`;
   const secret = randomBytes(24).toString('hex');
-  hive.supervisor.addExternal(createWorkerRecord({
-    id,
-    spec: {model: 'bench-sim', device: 'cpu', type: 'llamacpp', restart: 'never', force: false, dry_run: false},
-    modelName: 'bench-sim',
-    modelPath: null,
-    port: 0,
-    secret,
-    state: 'ready',
-    pid: null,
-    launchedAt: null,
-  }));
+  hive.supervisor.addExternal(
+    createWorkerRecord({
+      id,
+      spec: {model: 'bench-sim', device: 'cpu', type: 'llamacpp', restart: 'never', force: false, dry_run: false},
+      modelName: 'bench-sim',
+      modelPath: null,
+      port: 0,
+      secret,
+      state: 'ready',
+      pid: null,
+      launchedAt: null,
+    }),
+  );
   workers.push({id, secret});
 }
 

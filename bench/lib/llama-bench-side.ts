@@ -90,7 +90,11 @@ function runToCompletion(binary: string, args: string[], timeoutMs: number): Pro
       if (code === 0) {
         resolve({stdout, stderr});
       } else {
-        reject(new Error(`${path.basename(binary)} ${args.join(' ')} ended with ${signal ?? `exit code ${code}`}:\n${stderr.trim().split('\n').slice(-15).join('\n')}`));
+        reject(
+          new Error(
+            `${path.basename(binary)} ${args.join(' ')} ended with ${signal ?? `exit code ${code}`}:\n${stderr.trim().split('\n').slice(-15).join('\n')}`,
+          ),
+        );
       }
     });
   });
@@ -108,22 +112,69 @@ function parseTests(stdout: string): LlamaBenchTest[] {
 
 /** What llama-bench says about itself and the settings it ran with (its JSON repeats them in every test). */
 function describeBuild(test: LlamaBenchTest): Record<string, unknown> {
-  const {build_commit, build_number, backends, cpu_info, gpu_info, model_type, model_size, model_n_params, n_threads, n_gpu_layers, n_batch, n_ubatch, flash_attn, type_k, type_v} = test;
-  return {build_commit, build_number, backends, cpu_info, gpu_info, model_type, model_size, model_n_params, n_threads, n_gpu_layers, n_batch, n_ubatch, flash_attn, type_k, type_v};
+  const {
+    build_commit,
+    build_number,
+    backends,
+    cpu_info,
+    gpu_info,
+    model_type,
+    model_size,
+    model_n_params,
+    n_threads,
+    n_gpu_layers,
+    n_batch,
+    n_ubatch,
+    flash_attn,
+    type_k,
+    type_v,
+  } = test;
+  return {
+    build_commit,
+    build_number,
+    backends,
+    cpu_info,
+    gpu_info,
+    model_type,
+    model_size,
+    model_n_params,
+    n_threads,
+    n_gpu_layers,
+    n_batch,
+    n_ubatch,
+    flash_attn,
+    type_k,
+    type_v,
+  };
 }
 
-export function startLlamaBenchSide(options: {binary: string; modelPath: string; threads: number; gpu: boolean; promptTokens: number; decodeTokens: number; timeoutMs?: number}): SpeedEngine {
+export function startLlamaBenchSide(options: {
+  binary: string;
+  modelPath: string;
+  threads: number;
+  gpu: boolean;
+  promptTokens: number;
+  decodeTokens: number;
+  timeoutMs?: number;
+}): SpeedEngine {
   if (!fs.existsSync(options.binary)) {
     throw new Error(`llama-bench not found: ${options.binary}`);
   }
   const args = [
-    '-m', options.modelPath,
-    '-p', String(options.promptTokens),
-    '-n', String(options.decodeTokens),
-    '-t', String(options.threads),
-    '-ngl', options.gpu ? '99' : '0',
-    '-r', '1',
-    '-o', 'json',
+    '-m',
+    options.modelPath,
+    '-p',
+    String(options.promptTokens),
+    '-n',
+    String(options.decodeTokens),
+    '-t',
+    String(options.threads),
+    '-ngl',
+    options.gpu ? '99' : '0',
+    '-r',
+    '1',
+    '-o',
+    'json',
   ];
   // Filled from the first run's JSON: llama-bench has no --version, its output says what it is.
   const description: Record<string, unknown> = {engine: 'llama.cpp llama-bench, one process per sample', binary: path.resolve(options.binary), args};

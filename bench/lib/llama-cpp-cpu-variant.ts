@@ -35,7 +35,10 @@ function packageDir(name: string): string {
 /** The CPU builds node-llama-cpp ships for this platform (haswell, zen4, ...). */
 export function llamaCppCpuVariants(): string[] {
   const bins = path.join(packageDir('@node-llama-cpp/linux-x64'), 'bins', 'linux-x64');
-  return fs.readdirSync(bins).flatMap(file => /^libggml-cpu-(.+)\.so$/.exec(file)?.[1] ?? []).sort();
+  return fs
+    .readdirSync(bins)
+    .flatMap(file => /^libggml-cpu-(.+)\.so$/.exec(file)?.[1] ?? [])
+    .sort();
 }
 
 function copyTree(from: string, to: string, skip: (relative: string) => boolean, relative = ''): void {
@@ -68,7 +71,11 @@ export function stageLlamaCppCpuVariant(variant: string): string {
     fs.rmSync(stage, {recursive: true, force: true});
     const modules = path.join(stage, 'node_modules');
     // llama/ holds the source bundle and build tooling, not needed to load prebuilt binaries.
-    copyTree(nodeLlamaCpp, path.join(modules, 'node-llama-cpp'), relative => relative === path.join('llama', 'gitRelease.bundle') || relative === path.join('llama', 'xpack'));
+    copyTree(
+      nodeLlamaCpp,
+      path.join(modules, 'node-llama-cpp'),
+      relative => relative === path.join('llama', 'gitRelease.bundle') || relative === path.join('llama', 'xpack'),
+    );
     copyTree(binaries, path.join(modules, '@node-llama-cpp', 'linux-x64'), relative => {
       const cpu = /libggml-cpu-(.+)\.so$/.exec(relative);
       return cpu !== null && cpu[1] !== variant;

@@ -47,7 +47,11 @@ type ReferenceModel = Awaited<ReturnType<Awaited<ReturnType<typeof referenceLlam
 type ReferenceSequence = ReturnType<Awaited<ReturnType<ReferenceModel['createContext']>>['getSequence']>;
 
 /** `model` loaded on llama.cpp's CPU build, one context sequence (2048 tokens, 2 threads) for `use`, everything freed after. */
-async function withReferenceSequence<T>(modelPath: string, options: {cpuVariant?: string}, use: (model: ReferenceModel, sequence: ReferenceSequence) => Promise<T>): Promise<T & {cpuVariant: string}> {
+async function withReferenceSequence<T>(
+  modelPath: string,
+  options: {cpuVariant?: string},
+  use: (model: ReferenceModel, sequence: ReferenceSequence) => Promise<T>,
+): Promise<T & {cpuVariant: string}> {
   const {llama, cpuVariant} = await referenceLlama(options);
   try {
     const model = await llama.loadModel({modelPath});
@@ -61,7 +65,12 @@ async function withReferenceSequence<T>(modelPath: string, options: {cpuVariant?
   }
 }
 
-export async function llamaCppGreedy(modelPath: string, prompts: readonly string[], maxTokens: number, options: {cpuVariant?: string} = {}): Promise<GreedyReference[] & {cpuVariant: string}> {
+export async function llamaCppGreedy(
+  modelPath: string,
+  prompts: readonly string[],
+  maxTokens: number,
+  options: {cpuVariant?: string} = {},
+): Promise<GreedyReference[] & {cpuVariant: string}> {
   const {LlamaCompletion} = await importNodeLlamaCpp(options.cpuVariant);
   return withReferenceSequence(modelPath, options, async (model, sequence) => {
     const references: GreedyReference[] = [];

@@ -134,33 +134,67 @@ export function llamaServerOverheadTables(result: LlamaServerOverheadResult): Ta
   for (const entry of result.concurrency) {
     const {peer, rbee} = entry;
     headline.push(
-      [`${label(entry.concurrency)}: TTFT ms`, fmt(peer.ttft_ms.median), fmt(peer.ttft_ms.p90), fmt(rbee.ttft_ms.median), fmt(rbee.ttft_ms.p90), fmtRatio(entry.ratio.ttft)],
-      [`${label(entry.concurrency)}: per-stream decode tok/s`, fmt(peer.decode_tps_per_stream.median, 2), fmt(peer.decode_tps_per_stream.p90, 2), fmt(rbee.decode_tps_per_stream.median, 2), fmt(rbee.decode_tps_per_stream.p90, 2), fmtRatio(entry.ratio.decode_tps_per_stream)],
-      [`${label(entry.concurrency)}: aggregate tok/s`, fmt(peer.aggregate_tps.median, 2), fmt(peer.aggregate_tps.p90, 2), fmt(rbee.aggregate_tps.median, 2), fmt(rbee.aggregate_tps.p90, 2), fmtRatio(entry.ratio.aggregate_tps)],
+      [
+        `${label(entry.concurrency)}: TTFT ms`,
+        fmt(peer.ttft_ms.median),
+        fmt(peer.ttft_ms.p90),
+        fmt(rbee.ttft_ms.median),
+        fmt(rbee.ttft_ms.p90),
+        fmtRatio(entry.ratio.ttft),
+      ],
+      [
+        `${label(entry.concurrency)}: per-stream decode tok/s`,
+        fmt(peer.decode_tps_per_stream.median, 2),
+        fmt(peer.decode_tps_per_stream.p90, 2),
+        fmt(rbee.decode_tps_per_stream.median, 2),
+        fmt(rbee.decode_tps_per_stream.p90, 2),
+        fmtRatio(entry.ratio.decode_tps_per_stream),
+      ],
+      [
+        `${label(entry.concurrency)}: aggregate tok/s`,
+        fmt(peer.aggregate_tps.median, 2),
+        fmt(peer.aggregate_tps.p90, 2),
+        fmt(rbee.aggregate_tps.median, 2),
+        fmt(rbee.aggregate_tps.p90, 2),
+        fmtRatio(entry.ratio.aggregate_tps),
+      ],
     );
   }
-  const tokens = result.concurrency.map(entry => `${entry.concurrency}: ${fmt(entry.peer.tokens_per_stream.median, 0)}/${fmt(entry.rbee.tokens_per_stream.median, 0)}`).join(', ');
-  const disturbed = result.concurrency.flatMap(entry => entry.disturbed.map(batch => `${entry.concurrency} streams, round ${batch.round + 1} ${batch.side} (${fmt(batch.foreign_cores, 2)} cores)`));
+  const tokens = result.concurrency
+    .map(entry => `${entry.concurrency}: ${fmt(entry.peer.tokens_per_stream.median, 0)}/${fmt(entry.rbee.tokens_per_stream.median, 0)}`)
+    .join(', ');
+  const disturbed = result.concurrency.flatMap(entry =>
+    entry.disturbed.map(batch => `${entry.concurrency} streams, round ${batch.round + 1} ${batch.side} (${fmt(batch.foreign_cores, 2)} cores)`),
+  );
   const discardedCount = result.concurrency.reduce((sum, entry) => sum + entry.discarded.length, 0);
   const allBatches = result.concurrency.flatMap(entry => entry.batches);
   const waitedSeconds = allBatches.reduce((sum, batch) => sum + batch.quiet.waited_ms, 0) / 1000;
   const unquiet = allBatches.filter(batch => batch.quiet.foreign_cores > config.quiet_gate.cores).length;
-  const idle = result.concurrency.map(entry => `${entry.concurrency}: rbee idle during peer batches ${fmt(entry.peer.cpu_s_per_batch.idle_side, 3)} s, peer idle during rbee batches ${fmt(entry.rbee.cpu_s_per_batch.idle_side, 3)} s`).join('; ');
-  const tables: Table[] = [{
-    title: `(e) llama-server alone (peer) vs behind rbee: adapter + worker + hive (${config.device}, threads ${config.threads ?? 'llama-server\'s default'}, parallel ${config.parallel}, context ${config.context_size_per_sequence}/sequence = --ctx-size ${config.context_size_per_sequence * config.parallel}, ${config.max_tokens} tokens; ${config.rounds_done} rounds each, alternating${config.rounds_done < config.rounds ? `: ${config.rounds} asked, the time budget ran out` : ''})`,
-    header: ['measure', 'peer median', 'peer p90', 'rbee median', 'rbee p90', 'rbee/peer'],
-    rows: headline,
-    notes: [
-      `peer = streaming POST /completion to a llama-server started with the adapter's own argument list (port aside); rbee = streaming POST /v1/infer through the hive to a worker whose adapter runs the same llama-server build.`,
-      `TTFT and per-stream medians are over every stream of every round; aggregate medians over rounds. tok/s ratios < 1 and TTFT ratios > 1 mean rbee is slower.`,
-      `median tokens per stream (peer/rbee), by streams: ${tokens}.`,
-      `both stacks stay up; the one not asked is idle. Median CPU of the idle side per batch: ${idle}.`,
-      `adapter arguments as expected from adapters/llamacpp: ${result.adapter_args.matched ? 'yes' : 'NO (see the JSON)'}; llama-server ${result.llama_cpp.version.split('\n')[0]}.`,
-      `before each batch the run waited until other processes used under ${config.quiet_gate.cores} of a core (at most ${config.quiet_gate.max_wait_ms / 1000} s): ${fmt(waitedSeconds, 1)} s in all; ${unquiet} of ${allBatches.length} recorded batches started without it.`,
-      `disturbed tries (other processes above ${config.quiet_gate.cores} of a core during the batch) run again and left out of the medians: ${discardedCount} (at most ${config.quiet_gate.retries_of_disturbed_batches} per batch and ${fmt(config.quiet_gate.retry_budget_ms / 60_000, 0)} min in all; the JSON keeps them).`,
-      ...(disturbed.length === 0 ? [] : [`recorded batches still disturbed after the retries (medians absorb one or two, p90s do not): ${disturbed.join('; ')}.`]),
-    ],
-  }];
+  const idle = result.concurrency
+    .map(
+      entry =>
+        `${entry.concurrency}: rbee idle during peer batches ${fmt(entry.peer.cpu_s_per_batch.idle_side, 3)} s, peer idle during rbee batches ${fmt(entry.rbee.cpu_s_per_batch.idle_side, 3)} s`,
+    )
+    .join('; ');
+  const tables: Table[] = [
+    {
+      title: `(e) llama-server alone (peer) vs behind rbee: adapter + worker + hive (${config.device}, threads ${config.threads ?? "llama-server's default"}, parallel ${config.parallel}, context ${config.context_size_per_sequence}/sequence = --ctx-size ${config.context_size_per_sequence * config.parallel}, ${config.max_tokens} tokens; ${config.rounds_done} rounds each, alternating${config.rounds_done < config.rounds ? `: ${config.rounds} asked, the time budget ran out` : ''})`,
+      header: ['measure', 'peer median', 'peer p90', 'rbee median', 'rbee p90', 'rbee/peer'],
+      rows: headline,
+      notes: [
+        `peer = streaming POST /completion to a llama-server started with the adapter's own argument list (port aside); rbee = streaming POST /v1/infer through the hive to a worker whose adapter runs the same llama-server build.`,
+        `TTFT and per-stream medians are over every stream of every round; aggregate medians over rounds. tok/s ratios < 1 and TTFT ratios > 1 mean rbee is slower.`,
+        `median tokens per stream (peer/rbee), by streams: ${tokens}.`,
+        `both stacks stay up; the one not asked is idle. Median CPU of the idle side per batch: ${idle}.`,
+        `adapter arguments as expected from adapters/llamacpp: ${result.adapter_args.matched ? 'yes' : 'NO (see the JSON)'}; llama-server ${result.llama_cpp.version.split('\n')[0]}.`,
+        `before each batch the run waited until other processes used under ${config.quiet_gate.cores} of a core (at most ${config.quiet_gate.max_wait_ms / 1000} s): ${fmt(waitedSeconds, 1)} s in all; ${unquiet} of ${allBatches.length} recorded batches started without it.`,
+        `disturbed tries (other processes above ${config.quiet_gate.cores} of a core during the batch) run again and left out of the medians: ${discardedCount} (at most ${config.quiet_gate.retries_of_disturbed_batches} per batch and ${fmt(config.quiet_gate.retry_budget_ms / 60_000, 0)} min in all; the JSON keeps them).`,
+        ...(disturbed.length === 0
+          ? []
+          : [`recorded batches still disturbed after the retries (medians absorb one or two, p90s do not): ${disturbed.join('; ')}.`]),
+      ],
+    },
+  ];
 
   if (result.concurrency.every(entry => entry.worker !== null)) {
     const rows: string[][] = [];
@@ -171,17 +205,80 @@ export function llamaServerOverheadTables(result: LlamaServerOverheadResult): Ta
       const breakdown = entry.breakdown!;
       const name = label(entry.concurrency);
       rows.push(
-        [`${name}: TTFT ms`, fmt(peer.ttft_ms.median), fmt(worker.ttft_ms.median), fmt(rbee.ttft_ms.median), fmtRatio(breakdown.worker_over_peer.ttft), fmtRatio(breakdown.rbee_over_worker.ttft)],
-        [`${name}: per-stream decode tok/s`, fmt(peer.decode_tps_per_stream.median, 2), fmt(worker.decode_tps_per_stream.median, 2), fmt(rbee.decode_tps_per_stream.median, 2), fmtRatio(breakdown.worker_over_peer.decode_tps_per_stream), fmtRatio(breakdown.rbee_over_worker.decode_tps_per_stream)],
-        [`${name}: aggregate tok/s`, fmt(peer.aggregate_tps.median, 2), fmt(worker.aggregate_tps.median, 2), fmt(rbee.aggregate_tps.median, 2), fmtRatio(breakdown.worker_over_peer.aggregate_tps), fmtRatio(breakdown.rbee_over_worker.aggregate_tps)],
-        [`${name}: last token → closing event ms`, fmt(peer.close_after_last_token_ms.median, 2), fmt(worker.close_after_last_token_ms.median, 2), fmt(rbee.close_after_last_token_ms.median, 2), dash, dash],
-        [`${name}: llama-server busy slots per decode`, fmt(peer.server.busy_slots_per_decode, 2), fmt(worker.server.busy_slots_per_decode, 2), fmt(rbee.server.busy_slots_per_decode, 2), fmtRatio(ratio(worker.server.busy_slots_per_decode, peer.server.busy_slots_per_decode)), fmtRatio(ratio(rbee.server.busy_slots_per_decode, worker.server.busy_slots_per_decode))],
-        [`${name}: llama-server decode calls per batch`, fmt(peer.server.decode_calls, 0), fmt(worker.server.decode_calls, 0), fmt(rbee.server.decode_calls, 0), fmtRatio(ratio(worker.server.decode_calls, peer.server.decode_calls)), fmtRatio(ratio(rbee.server.decode_calls, worker.server.decode_calls))],
-        [`${name}: llama-server processing / deferred, max seen`, `${peer.server.max_processing} / ${peer.server.max_deferred}`, `${worker.server.max_processing} / ${worker.server.max_deferred}`, `${rbee.server.max_processing} / ${rbee.server.max_deferred}`, dash, dash],
-        [`${name}: CPU s/batch, llama-server`, fmt(peer.cpu_s_per_batch.llama_server, 2), fmt(worker.cpu_s_per_batch.llama_server, 2), fmt(rbee.cpu_s_per_batch.llama_server, 2), fmtRatio(ratio(worker.cpu_s_per_batch.llama_server, peer.cpu_s_per_batch.llama_server)), fmtRatio(ratio(rbee.cpu_s_per_batch.llama_server, worker.cpu_s_per_batch.llama_server))],
+        [
+          `${name}: TTFT ms`,
+          fmt(peer.ttft_ms.median),
+          fmt(worker.ttft_ms.median),
+          fmt(rbee.ttft_ms.median),
+          fmtRatio(breakdown.worker_over_peer.ttft),
+          fmtRatio(breakdown.rbee_over_worker.ttft),
+        ],
+        [
+          `${name}: per-stream decode tok/s`,
+          fmt(peer.decode_tps_per_stream.median, 2),
+          fmt(worker.decode_tps_per_stream.median, 2),
+          fmt(rbee.decode_tps_per_stream.median, 2),
+          fmtRatio(breakdown.worker_over_peer.decode_tps_per_stream),
+          fmtRatio(breakdown.rbee_over_worker.decode_tps_per_stream),
+        ],
+        [
+          `${name}: aggregate tok/s`,
+          fmt(peer.aggregate_tps.median, 2),
+          fmt(worker.aggregate_tps.median, 2),
+          fmt(rbee.aggregate_tps.median, 2),
+          fmtRatio(breakdown.worker_over_peer.aggregate_tps),
+          fmtRatio(breakdown.rbee_over_worker.aggregate_tps),
+        ],
+        [
+          `${name}: last token → closing event ms`,
+          fmt(peer.close_after_last_token_ms.median, 2),
+          fmt(worker.close_after_last_token_ms.median, 2),
+          fmt(rbee.close_after_last_token_ms.median, 2),
+          dash,
+          dash,
+        ],
+        [
+          `${name}: llama-server busy slots per decode`,
+          fmt(peer.server.busy_slots_per_decode, 2),
+          fmt(worker.server.busy_slots_per_decode, 2),
+          fmt(rbee.server.busy_slots_per_decode, 2),
+          fmtRatio(ratio(worker.server.busy_slots_per_decode, peer.server.busy_slots_per_decode)),
+          fmtRatio(ratio(rbee.server.busy_slots_per_decode, worker.server.busy_slots_per_decode)),
+        ],
+        [
+          `${name}: llama-server decode calls per batch`,
+          fmt(peer.server.decode_calls, 0),
+          fmt(worker.server.decode_calls, 0),
+          fmt(rbee.server.decode_calls, 0),
+          fmtRatio(ratio(worker.server.decode_calls, peer.server.decode_calls)),
+          fmtRatio(ratio(rbee.server.decode_calls, worker.server.decode_calls)),
+        ],
+        [
+          `${name}: llama-server processing / deferred, max seen`,
+          `${peer.server.max_processing} / ${peer.server.max_deferred}`,
+          `${worker.server.max_processing} / ${worker.server.max_deferred}`,
+          `${rbee.server.max_processing} / ${rbee.server.max_deferred}`,
+          dash,
+          dash,
+        ],
+        [
+          `${name}: CPU s/batch, llama-server`,
+          fmt(peer.cpu_s_per_batch.llama_server, 2),
+          fmt(worker.cpu_s_per_batch.llama_server, 2),
+          fmt(rbee.cpu_s_per_batch.llama_server, 2),
+          fmtRatio(ratio(worker.cpu_s_per_batch.llama_server, peer.cpu_s_per_batch.llama_server)),
+          fmtRatio(ratio(rbee.cpu_s_per_batch.llama_server, worker.cpu_s_per_batch.llama_server)),
+        ],
         [`${name}: CPU s/batch, worker (node)`, dash, fmt(worker.cpu_s_per_batch.worker, 2), fmt(rbee.cpu_s_per_batch.worker, 2), dash, dash],
         [`${name}: CPU s/batch, hive (node)`, dash, fmt(worker.cpu_s_per_batch.hive, 2), fmt(rbee.cpu_s_per_batch.hive, 2), dash, dash],
-        [`${name}: CPU s/batch, bench client`, fmt(peer.cpu_s_per_batch.bench_client, 2), fmt(worker.cpu_s_per_batch.bench_client, 2), fmt(rbee.cpu_s_per_batch.bench_client, 2), dash, dash],
+        [
+          `${name}: CPU s/batch, bench client`,
+          fmt(peer.cpu_s_per_batch.bench_client, 2),
+          fmt(worker.cpu_s_per_batch.bench_client, 2),
+          fmt(rbee.cpu_s_per_batch.bench_client, 2),
+          dash,
+          dash,
+        ],
       );
     }
     tables.push({
@@ -189,11 +286,11 @@ export function llamaServerOverheadTables(result: LlamaServerOverheadResult): Ta
       header: ['measure', 'peer', 'worker direct', 'via hive', 'worker/peer', 'hive/worker'],
       rows,
       notes: [
-        'worker direct = streaming POST /v1/infer at the worker\'s own port: the llamacpp adapter and the worker process, no hive.',
-        'busy slots per decode and decode calls are Δ of llama-server\'s own /metrics over each batch (n_busy_slots_per_decode × n_decode_total); with 16 streams on 4 slots, 4.00 would be full batches all the time.',
-        'processing / deferred: the most requests llama-server\'s /metrics showed in its slots and in its own queue, sampled once a second during the batches; rbee\'s worker holds requests beyond its parallel in its own queue, so llama-server never defers them.',
-        'last token → closing event: how long after its last token a stream is told it is done (llama-server\'s stop event; rbee\'s done event, sent once the adapter has read llama-server\'s).',
-        'CPU s/batch from /proc/<pid>/stat; the worker direct side runs no hive code, so its hive CPU is the idle hive\'s.',
+        "worker direct = streaming POST /v1/infer at the worker's own port: the llamacpp adapter and the worker process, no hive.",
+        "busy slots per decode and decode calls are Δ of llama-server's own /metrics over each batch (n_busy_slots_per_decode × n_decode_total); with 16 streams on 4 slots, 4.00 would be full batches all the time.",
+        "processing / deferred: the most requests llama-server's /metrics showed in its slots and in its own queue, sampled once a second during the batches; rbee's worker holds requests beyond its parallel in its own queue, so llama-server never defers them.",
+        "last token → closing event: how long after its last token a stream is told it is done (llama-server's stop event; rbee's done event, sent once the adapter has read llama-server's).",
+        "CPU s/batch from /proc/<pid>/stat; the worker direct side runs no hive code, so its hive CPU is the idle hive's.",
       ],
     });
   }

@@ -42,7 +42,10 @@ export function llamaServerVersion(serverPath: string): string {
 }
 
 export function cmdline(pid: number): string[] {
-  return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(part => part !== '');
+  return fs
+    .readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    .split('\0')
+    .filter(part => part !== '');
 }
 
 /** Direct children of `pid`, from /proc/<n>/stat (Linux only). */
@@ -191,7 +194,10 @@ export async function startLlamaServer(serverPath: string, args: string[], optio
  * key a worker's llama-server was started with (LLAMA_API_KEY); none for one started bare.
  */
 export async function scrapeMetrics(url: string, apiKey?: string): Promise<Record<string, number>> {
-  const response = await fetch(`${url}/metrics`, {signal: AbortSignal.timeout(5_000), ...(apiKey === undefined ? {} : {headers: {authorization: `Bearer ${apiKey}`}})});
+  const response = await fetch(`${url}/metrics`, {
+    signal: AbortSignal.timeout(5_000),
+    ...(apiKey === undefined ? {} : {headers: {authorization: `Bearer ${apiKey}`}}),
+  });
   const text = await response.text();
   if (!response.ok) {
     throw new Error(`GET ${url}/metrics answered ${response.status}: ${text.slice(0, 200)}`);
@@ -221,7 +227,12 @@ let ticks: number | null = null;
 function clockTicks(): number {
   if (ticks === null) {
     try {
-      ticks = Number(execFileSync('getconf', ['CLK_TCK'], {stdio: ['ignore', 'pipe', 'ignore'], timeout: 5_000}).toString().trim()) || 100;
+      ticks =
+        Number(
+          execFileSync('getconf', ['CLK_TCK'], {stdio: ['ignore', 'pipe', 'ignore'], timeout: 5_000})
+            .toString()
+            .trim(),
+        ) || 100;
     } catch {
       ticks = 100;
     }

@@ -33,7 +33,11 @@ function packageVersion(file: string): string {
 
 function gitCommit(): string | null {
   try {
-    return execFileSync('git', ['rev-parse', 'HEAD'], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'ignore'], timeout: 5_000}).toString().trim() || null;
+    return (
+      execFileSync('git', ['rev-parse', 'HEAD'], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'ignore'], timeout: 5_000})
+        .toString()
+        .trim() || null
+    );
   } catch {
     return null; // no commit yet, or no git
   }
@@ -65,7 +69,11 @@ export function modelInfo(name: string, file: string): ModelInfo {
 
 /** A name safe in a file name: lower case, `a-z0-9-` only, at most 40 characters. */
 export function fileSlug(text: string): string {
-  return text.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40);
+  return text
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40);
 }
 
 /** The host part of a results file name: the short host name, or `cpu<cores>` when the host has no usable name. */

@@ -14,7 +14,13 @@ import {speedFromInstants, type SpeedEngine, type SpeedMeasurement} from './spee
 
 export type NodeLlamaCppSide = SpeedEngine & {readonly lastTokens: number[]};
 
-export async function startNodeLlamaCppSide(options: {modelPath: string; threads: number; contextSize: number; prompt: readonly number[]; decodeTokens: number}): Promise<NodeLlamaCppSide> {
+export async function startNodeLlamaCppSide(options: {
+  modelPath: string;
+  threads: number;
+  contextSize: number;
+  prompt: readonly number[];
+  decodeTokens: number;
+}): Promise<NodeLlamaCppSide> {
   const {getLlama, LlamaLogLevel} = await import('node-llama-cpp');
   // maxThreads 0: the context's `threads` is then the number actually used, never capped by a guess of the machine's cores.
   const llama = await getLlama({gpu: false, build: 'never', maxThreads: 0, logLevel: LlamaLogLevel.error, progressLogs: false});

@@ -7,7 +7,12 @@ let ticksPerSecond: number | null = null;
 function clockTicks(): number {
   if (ticksPerSecond === null) {
     try {
-      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], {stdio: ['ignore', 'pipe', 'ignore'], timeout: 5_000}).toString().trim()) || 100;
+      ticksPerSecond =
+        Number(
+          execFileSync('getconf', ['CLK_TCK'], {stdio: ['ignore', 'pipe', 'ignore'], timeout: 5_000})
+            .toString()
+            .trim(),
+        ) || 100;
     } catch {
       ticksPerSecond = 100; // the value on every mainstream Linux
     }

@@ -27,7 +27,7 @@ export function foreignCpuWindow(): () => number {
     if (start === null || end === null || end.at <= start.at) {
       return Number.NaN;
     }
-    const foreign = (end.machine - start.machine) - (end.own - start.own);
+    const foreign = end.machine - start.machine - (end.own - start.own);
     return Math.max(0, foreign) / ((end.at - start.at) / 1000);
   };
 }

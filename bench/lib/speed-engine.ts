@@ -43,7 +43,14 @@ export function tokensPerSecond(tokens: number, ms: number): number {
  * the first generated token and the last one. Decode counts generated − 1 steps: the first token
  * is sampled from the prompt's logits, and each later one costs one forward pass.
  */
-export function speedFromInstants(input: {promptTokens: number; generated: number; promptMs: number; decodeMs: number; finish: string; processCores: number | null}): SpeedMeasurement {
+export function speedFromInstants(input: {
+  promptTokens: number;
+  generated: number;
+  promptMs: number;
+  decodeMs: number;
+  finish: string;
+  processCores: number | null;
+}): SpeedMeasurement {
   const decodeSteps = Math.max(0, input.generated - 1);
   return {
     prompt_tokens: input.promptTokens,

@@ -30,7 +30,13 @@ type LlamaEvent = {content?: string; stop?: boolean; tokens_predicted?: number; 
 type RbeeEvent = {type: string; text?: string; tokens_generated?: number; finish_reason?: string; error?: {code: string; message: string}};
 
 /** `headers`: what the server demands beyond the body (a worker's key: `Authorization: Bearer …`). */
-export async function timedStream(url: string, body: Record<string, unknown>, format: StreamFormat, timeoutMs = 180_000, headers: Record<string, string> = {}): Promise<TimedStream> {
+export async function timedStream(
+  url: string,
+  body: Record<string, unknown>,
+  format: StreamFormat,
+  timeoutMs = 180_000,
+  headers: Record<string, string> = {},
+): Promise<TimedStream> {
   const startedAt = performance.now();
   const response = await fetch(url, {
     method: 'POST',
@@ -42,8 +48,12 @@ export async function timedStream(url: string, body: Record<string, unknown>, fo
     throw new Error(`POST ${url} answered ${response.status}: ${await response.text()}`);
   }
   // One mutable record, not loose variables: the parser below is a closure.
-  const seen: {firstAt: number | null; lastAt: number | null; tokenEvents: number; end: {at: number; tokens: number; finish: string} | null} =
-    {firstAt: null, lastAt: null, tokenEvents: 0, end: null};
+  const seen: {firstAt: number | null; lastAt: number | null; tokenEvents: number; end: {at: number; tokens: number; finish: string} | null} = {
+    firstAt: null,
+    lastAt: null,
+    tokenEvents: 0,
+    end: null,
+  };
   const token = (now: number) => {
     seen.firstAt ??= now;
     seen.lastAt = now;
@@ -60,7 +70,7 @@ export async function timedStream(url: string, body: Record<string, unknown>, fo
         token(now);
       }
       if (event.stop === true) {
-        seen.end = {at: now, tokens: event.tokens_predicted ?? 0, finish: event.stop_type === 'limit' ? 'length' : event.stop_type ?? '?'};
+        seen.end = {at: now, tokens: event.tokens_predicted ?? 0, finish: event.stop_type === 'limit' ? 'length' : (event.stop_type ?? '?')};
       }
       return;
     }

@@ -26,12 +26,32 @@ const sims: Sim[] = Array.from({length: workers}, (_, index) => {
   const workflow = index % 50 === 7;
   return {
     info: {
-      worker_id: id, type: workflow ? 'comfyui' : index % 5 === 0 ? 'vllm' : 'llamacpp', model: models[index % models.length]!,
-      model_path: `/models/${models[index % models.length]}.gguf`, device, state: 'ready', reason: null, pid: 10_000 + index,
-      port: 40_000 + index, url: `http://127.0.0.1:${40_000 + index}`, started_at: new Date(startedAt - index * 1_000).toISOString(),
-      last_heartbeat_at: null, last_heartbeat: null, progress: null, restart: 'on-failure', restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null,
+      worker_id: id,
+      type: workflow ? 'comfyui' : index % 5 === 0 ? 'vllm' : 'llamacpp',
+      model: models[index % models.length]!,
+      model_path: `/models/${models[index % models.length]}.gguf`,
+      device,
+      state: 'ready',
+      reason: null,
+      pid: 10_000 + index,
+      port: 40_000 + index,
+      url: `http://127.0.0.1:${40_000 + index}`,
+      started_at: new Date(startedAt - index * 1_000).toISOString(),
+      last_heartbeat_at: null,
+      last_heartbeat: null,
+      progress: null,
+      restart: 'on-failure',
+      restarts: 0,
+      adopted: false,
+      draining: false,
+      context_size: null,
+      parallel: null,
+      threads: null,
+      max_queue: null,
       // Workers 20..23: one group (see heartbeatOf), as the hive's records say.
-      group_id: index >= 20 && index < 24 ? 'group-bench' : null, role: index === 20 ? 'coordinator' : index > 20 && index < 24 ? 'shard' : null, last_failure: null,
+      group_id: index >= 20 && index < 24 ? 'group-bench' : null,
+      role: index === 20 ? 'coordinator' : index > 20 && index < 24 ? 'shard' : null,
+      last_failure: null,
     },
     requests: index * 3,
     tokens: index * 300,
@@ -45,11 +65,22 @@ function heartbeatOf(sim: Sim, index: number): Heartbeat {
   sim.tokens += Math.round(sim.rate);
   const gpu = sim.info.device !== 'cpu';
   const heartbeat: Heartbeat = {
-    worker_id: sim.info.worker_id, status: 'ready', model: sim.info.model, device: sim.info.device,
-    vram_used: gpu ? 2 * gib + (index % 7) * 256 * 1024 ** 2 : 0, vram_total: gpu ? 80 * gib : 0, ram_used: 700 * 1024 ** 2 + index * 1024,
-    requests_total: sim.requests, tokens_generated: sim.tokens, uptime_seconds: Math.round((Date.now() - startedAt) / 1_000) + index,
-    last_request_at: null, adapter_type: sim.info.type, backend: gpu ? 'cuda' : 'cpu', threads: 1,
-    batch_size: Math.floor(Math.random() * 4), queue_depth: Math.random() < 0.2 ? Math.floor(Math.random() * 5) : 0,
+    worker_id: sim.info.worker_id,
+    status: 'ready',
+    model: sim.info.model,
+    device: sim.info.device,
+    vram_used: gpu ? 2 * gib + (index % 7) * 256 * 1024 ** 2 : 0,
+    vram_total: gpu ? 80 * gib : 0,
+    ram_used: 700 * 1024 ** 2 + index * 1024,
+    requests_total: sim.requests,
+    tokens_generated: sim.tokens,
+    uptime_seconds: Math.round((Date.now() - startedAt) / 1_000) + index,
+    last_request_at: null,
+    adapter_type: sim.info.type,
+    backend: gpu ? 'cuda' : 'cpu',
+    threads: 1,
+    batch_size: Math.floor(Math.random() * 4),
+    queue_depth: Math.random() < 0.2 ? Math.floor(Math.random() * 5) : 0,
     throughput_tokens_per_second: Math.round(sim.rate * 10) / 10,
   };
   if (sim.info.type === 'comfyui') {
@@ -70,7 +101,12 @@ function heartbeatOf(sim: Sim, index: number): Heartbeat {
 }
 
 const status: HiveStatus = {
-  version: '0.1.0-bench', pid: process.pid, uptime_seconds: 0, url: '', workers: {ready: workers}, models,
+  version: '0.1.0-bench',
+  pid: process.pid,
+  uptime_seconds: 0,
+  url: '',
+  workers: {ready: workers},
+  models,
   devices: [
     {id: 'cpu', name: 'bench CPU', memory_total: 64 * gib, memory_used: 21 * gib},
     {id: 'cuda:0', name: 'bench GPU', memory_total: 80 * gib, memory_used: 51 * gib},
@@ -90,7 +126,13 @@ const server = http.createServer((request, response) => {
     return;
   }
   response.writeHead(200, {'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive'});
-  const snapshot: HiveEvent = {type: 'snapshot', at: new Date().toISOString(), hive: {url: status.url, pid: process.pid, version: status.version}, workers: sims.map(sim => sim.info), groups: []};
+  const snapshot: HiveEvent = {
+    type: 'snapshot',
+    at: new Date().toISOString(),
+    hive: {url: status.url, pid: process.pid, version: status.version},
+    workers: sims.map(sim => sim.info),
+    groups: [],
+  };
   response.write(`data: ${JSON.stringify(snapshot)}\n\n`);
   // Every 10 ms, the heartbeats that fell due since the last tick, each its own event.
   const offset = Math.floor(((Date.now() % intervalMs) / intervalMs) * workers);

@@ -3,12 +3,12 @@
 export type Table = {title: string; header: string[]; rows: string[][]; notes?: string[]};
 
 export function renderText(table: Table): string {
-  const widths = table.header.map((cell, column) =>
-    Math.max(cell.length, ...table.rows.map(row => (row[column] ?? '').length)));
-  const line = (cells: string[]) => cells
-    .map((cell, column) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0)))
-    .join('  ')
-    .trimEnd();
+  const widths = table.header.map((cell, column) => Math.max(cell.length, ...table.rows.map(row => (row[column] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0)))
+      .join('  ')
+      .trimEnd();
   const rule = widths.map(width => '-'.repeat(width)).join('  ');
   return [table.title, line(table.header), rule, ...table.rows.map(line), ...(table.notes ?? []).map(note => `  ${note}`)].join('\n');
 }

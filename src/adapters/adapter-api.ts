@@ -130,9 +130,23 @@ export type BackendSupport = {
 export type AdapterBackends = Partial<Record<DeviceBackend, BackendSupport>>;
 
 /** What an adapter adds to the worker's heartbeat: memory figures and the enhanced fields it knows. */
-export type AdapterHeartbeat = Partial<Pick<Heartbeat,
-  | 'vram_used' | 'vram_total' | 'ram_used' | 'loaded_models' | 'vram_allocations' | 'batch_size' | 'queue_depth'
-  | 'throughput_tokens_per_second' | 'current_workflow' | 'workflow_progress' | 'backend' | 'threads'>> & {
+export type AdapterHeartbeat = Partial<
+  Pick<
+    Heartbeat,
+    | 'vram_used'
+    | 'vram_total'
+    | 'ram_used'
+    | 'loaded_models'
+    | 'vram_allocations'
+    | 'batch_size'
+    | 'queue_depth'
+    | 'throughput_tokens_per_second'
+    | 'current_workflow'
+    | 'workflow_progress'
+    | 'backend'
+    | 'threads'
+  >
+> & {
   /** Set when the engine has failed (crashed, unreachable): the worker reports `error` and the hive fails it. */
   error?: string;
 };
@@ -262,7 +276,10 @@ export function checkInferResult(adapterName: string, value: unknown): GenerateR
 export function checkStreamedText(adapterName: string, value: unknown): RbeeError | null {
   return typeof value === 'string'
     ? null
-    : new RbeeError('adapter_error', `adapter ${adapterName} streamed an invalid event: onText expects a string, got ${value === null ? 'null' : typeof value}`);
+    : new RbeeError(
+        'adapter_error',
+        `adapter ${adapterName} streamed an invalid event: onText expects a string, got ${value === null ? 'null' : typeof value}`,
+      );
 }
 
 /** A plugin's `countTokens` answer: a token count, or the request fails naming the plugin. */

@@ -14,7 +14,10 @@ export function engineAuthorization(apiKey: string | undefined): Record<string, 
   return apiKey === undefined || apiKey === '' ? {} : {authorization: `Bearer ${apiKey}`};
 }
 
-export async function engineJson<T>(url: string, options: {method?: string; body?: unknown; timeoutMs?: number; signal?: AbortSignal; apiKey?: string} = {}): Promise<T> {
+export async function engineJson<T>(
+  url: string,
+  options: {method?: string; body?: unknown; timeoutMs?: number; signal?: AbortSignal; apiKey?: string} = {},
+): Promise<T> {
   const signals = [AbortSignal.timeout(options.timeoutMs ?? 10_000), ...(options.signal === undefined ? [] : [options.signal])];
   const response = await fetch(url, {
     method: options.method ?? (options.body === undefined ? 'GET' : 'POST'),
@@ -34,7 +37,11 @@ export async function engineJson<T>(url: string, options: {method?: string; body
  * With `isEnd`, a stream that closes before a payload for which it is true is an engine failure
  * (`engine_error`): an engine that crashed or dropped the connection must not read as one that finished.
  */
-export async function engineSse(url: string, body: unknown, options: {signal: AbortSignal; onData: (data: string) => void; isEnd?: (data: string) => boolean; apiKey?: string}): Promise<void> {
+export async function engineSse(
+  url: string,
+  body: unknown,
+  options: {signal: AbortSignal; onData: (data: string) => void; isEnd?: (data: string) => boolean; apiKey?: string},
+): Promise<void> {
   const response = await fetch(url, {
     method: 'POST',
     headers: {'content-type': 'application/json', accept: 'text/event-stream', ...engineAuthorization(options.apiKey)},
@@ -64,7 +71,10 @@ export async function engineSse(url: string, body: unknown, options: {signal: Ab
     throw new RbeeError('engine_error', `${url}: the engine's stream broke off: ${(error as Error).message}`, {cause: error});
   }
   if (options.isEnd !== undefined && !ended && !options.signal.aborted) {
-    throw new RbeeError('engine_error', `${url}: the engine closed its stream before the end marker (it crashed or dropped the connection); the answer is incomplete`);
+    throw new RbeeError(
+      'engine_error',
+      `${url}: the engine closed its stream before the end marker (it crashed or dropped the connection); the answer is incomplete`,
+    );
   }
 }
 
@@ -150,7 +160,7 @@ export async function openAiStream(
       }
       const chunk = JSON.parse(data) as OpenAiChunk;
       if (chunk.error !== undefined) {
-        const message = typeof chunk.error === 'string' ? chunk.error : chunk.error.message ?? JSON.stringify(chunk.error);
+        const message = typeof chunk.error === 'string' ? chunk.error : (chunk.error.message ?? JSON.stringify(chunk.error));
         throw new RbeeError('upstream_error', `${baseUrl} failed mid-stream: ${message}`);
       }
       const choice = chunk.choices?.[0];

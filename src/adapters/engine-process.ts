@@ -9,12 +9,7 @@ import {lineSplitter} from './line-splitter.js';
 
 const live = new Set<EngineProcess>();
 
-export function spawnEngineProcess(options: {
-  command: string;
-  args: string[];
-  env?: Record<string, string>;
-  onOutput: (line: string) => void;
-}): EngineProcess {
+export function spawnEngineProcess(options: {command: string; args: string[]; env?: Record<string, string>; onOutput: (line: string) => void}): EngineProcess {
   // An argument array, never a shell; not detached, so it shares the worker's process group.
   const child = spawn(options.command, options.args, {
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -114,7 +114,11 @@ async function loadEntry(entry: AdapterEntry, baseDir: string, extra?: Record<st
   return assertAdapter(entry, entrySource(entry));
 }
 
-export async function loadAdapters(options: {entries: readonly AdapterEntry[]; baseDir: string; builtInOptions?: Record<string, Record<string, unknown>>}): Promise<AdapterSet> {
+export async function loadAdapters(options: {
+  entries: readonly AdapterEntry[];
+  baseDir: string;
+  builtInOptions?: Record<string, Record<string, unknown>>;
+}): Promise<AdapterSet> {
   const adapters: LoadedAdapter[] = [];
   const errors: AdapterLoadError[] = [];
   const add = async (source: string, builtIn: boolean, load: (extra?: Record<string, unknown>) => Promise<RbeeAdapter>) => {
@@ -122,7 +126,10 @@ export async function loadAdapters(options: {entries: readonly AdapterEntry[]; b
       const adapter = await load();
       const clash = adapters.find(other => other.adapter.type === adapter.type || other.adapter.name === adapter.name);
       if (clash !== undefined) {
-        throw new RbeeError('invalid_request', `adapter ${adapter.name} (${source}) clashes with ${clash.adapter.name} (${clash.source}): its type "${adapter.type}" or name is taken`);
+        throw new RbeeError(
+          'invalid_request',
+          `adapter ${adapter.name} (${source}) clashes with ${clash.adapter.name} (${clash.source}): its type "${adapter.type}" or name is taken`,
+        );
       }
       adapters.push({adapter, source, builtIn, withOptions: extra => load(extra)});
     } catch (error) {
@@ -131,10 +138,12 @@ export async function loadAdapters(options: {entries: readonly AdapterEntry[]; b
   };
   for (const name of builtInAdapterModules) {
     const adapterOptions = options.builtInOptions?.[name];
-    await add(`built-in ${name}`, true, extra => importAdapter(path.join(builtInRoot, name, 'src', 'index.js'), {
-      baseDir: builtInRoot,
-      ...(adapterOptions === undefined && extra === undefined ? {} : {adapterOptions: {...adapterOptions, ...extra}}),
-    }));
+    await add(`built-in ${name}`, true, extra =>
+      importAdapter(path.join(builtInRoot, name, 'src', 'index.js'), {
+        baseDir: builtInRoot,
+        ...(adapterOptions === undefined && extra === undefined ? {} : {adapterOptions: {...adapterOptions, ...extra}}),
+      }),
+    );
   }
   for (const entry of options.entries) {
     await add(entrySource(entry), false, extra => loadEntry(entry, options.baseDir, extra));

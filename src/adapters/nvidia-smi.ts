@@ -35,7 +35,12 @@ export function queryNvidiaSmi(args: readonly string[], options: {env?: NodeJS.P
         resolve(null);
         return;
       }
-      resolve(stdout.split('\n').filter(line => line.trim() !== '').map(line => line.split(',').map(field => field.trim())));
+      resolve(
+        stdout
+          .split('\n')
+          .filter(line => line.trim() !== '')
+          .map(line => line.split(',').map(field => field.trim())),
+      );
     });
   });
 }

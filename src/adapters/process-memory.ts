@@ -29,7 +29,10 @@ function allStats(): ProcStat[] {
   } catch {
     return [];
   }
-  return names.filter(name => /^\d+$/.test(name)).map(name => readStat(Number(name))).filter((stat): stat is ProcStat => stat !== null);
+  return names
+    .filter(name => /^\d+$/.test(name))
+    .map(name => readStat(Number(name)))
+    .filter((stat): stat is ProcStat => stat !== null);
 }
 
 /** `root` and every live descendant of it. */

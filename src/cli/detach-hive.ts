@@ -24,7 +24,10 @@ export function hiveLogPath(home: string): string {
 /** The hive's own failure, as its CLI printed it (`rbee: <message> [<code>]`), from what it wrote to the log. */
 function failureFrom(output: string, exit: string): RbeeError {
   const lines = output.split('\n').filter(line => line.trim() !== '');
-  const reported = lines.reverse().map(line => /^rbee: (.*) \[([a-z_]+)\]$/.exec(line)).find(match => match !== null);
+  const reported = lines
+    .reverse()
+    .map(line => /^rbee: (.*) \[([a-z_]+)\]$/.exec(line))
+    .find(match => match !== null);
   if (reported !== undefined && reported !== null) {
     return new RbeeError(reported[2] as ErrorCode, `the hive did not start: ${reported[1]}`);
   }
@@ -60,7 +63,7 @@ export function withoutOption(args: readonly string[], name: string): string[] {
 export async function startDetachedHive(options: {home: string; args: string[]; timeoutMs: number; env?: Record<string, string>}): Promise<DetachedHive> {
   const log = hiveLogPath(options.home);
   ensurePrivateDir(options.home);
-  ensurePrivateDir(path.dirname(log), 'the hive\'s log folder');
+  ensurePrivateDir(path.dirname(log), "the hive's log folder");
   const fd = fs.openSync(log, 'a', 0o600);
   const offset = fs.fstatSync(fd).size;
   let exit: string | null = null;
@@ -93,7 +96,7 @@ export async function startDetachedHive(options: {home: string; args: string[]; 
       throw failureFrom(written(), exit);
     }
     const entry = readHomeOwner(options.home);
-    if (entry?.pid === pid && entry.url !== null && await answers(entry.url)) {
+    if (entry?.pid === pid && entry.url !== null && (await answers(entry.url))) {
       return {pid, url: entry.url, log};
     }
     await new Promise(resolve => setTimeout(resolve, 100));

@@ -8,7 +8,10 @@ import * as yaml from 'js-yaml';
 import {RbeeError} from '../errors.js';
 
 const dataFormats = new Map<string, 'json' | 'yaml'>([
-  ['.json', 'json'], ['.yaml', 'yaml'], ['.yml', 'yaml'], ['', 'yaml'],
+  ['.json', 'json'],
+  ['.yaml', 'yaml'],
+  ['.yml', 'yaml'],
+  ['', 'yaml'],
 ]);
 
 export function isEditableConfig(file: string): boolean {

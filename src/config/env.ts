@@ -23,20 +23,41 @@ export const environmentSettings = [
   {name: 'RBEE_MODEL', description: 'model for `worker spawn`, `worker spawn-group` and `infer` (--model)', fallback: '(none)'},
   {name: 'RBEE_DEVICE', description: 'device for `worker spawn` (--device)', fallback: 'cpu'},
   {name: 'RBEE_DEVICES', description: 'devices for `worker spawn-group`, comma-separated (--devices)', fallback: '(none)'},
-  {name: 'RBEE_WORKER_TYPE', description: 'worker type for `worker spawn` and `spawn-group` (--type)', fallback: 'the fastest for the device, by what the adapters declare'},
+  {
+    name: 'RBEE_WORKER_TYPE',
+    description: 'worker type for `worker spawn` and `spawn-group` (--type)',
+    fallback: 'the fastest for the device, by what the adapters declare',
+  },
   {name: 'RBEE_THREADS', description: 'CPU threads for `worker spawn` and `spawn-group` (--threads)', fallback: '(engine default)'},
   {name: 'RBEE_CONTEXT_SIZE', description: 'context per request for `worker spawn` and `spawn-group` (--context-size)', fallback: '(config, else 4096)'},
   {name: 'RBEE_TIMEOUT', description: 'seconds `worker spawn --wait`, `spawn-group --wait` and `worker wait` wait (--timeout)', fallback: '600 / 120'},
-  {name: 'RBEE_LLAMA_SERVER', description: 'llama-server binary for the llamacpp adapter (its `serverPath`)', fallback: '(PATH, else `rbee engines install llama.cpp`)'},
-  {name: 'RBEE_GGML_RPC_SERVER', description: 'ggml-rpc-server binary for worker group shards (`rpcServerPath`)', fallback: '(PATH, else `rbee engines install llama.cpp`)'},
+  {
+    name: 'RBEE_LLAMA_SERVER',
+    description: 'llama-server binary for the llamacpp adapter (its `serverPath`)',
+    fallback: '(PATH, else `rbee engines install llama.cpp`)',
+  },
+  {
+    name: 'RBEE_GGML_RPC_SERVER',
+    description: 'ggml-rpc-server binary for worker group shards (`rpcServerPath`)',
+    fallback: '(PATH, else `rbee engines install llama.cpp`)',
+  },
   {name: 'RBEE_VLLM', description: 'vllm program for the vllm adapter', fallback: '`vllm` on PATH'},
   {name: 'RBEE_TRTLLM_SERVE', description: 'trtllm-serve program for the tensorrt-llm adapter', fallback: '`trtllm-serve` on PATH'},
   {name: 'RBEE_NVIDIA_SMI', description: 'nvidia-smi program rbee asks for GPUs, their free memory and per-process memory', fallback: '`nvidia-smi` on PATH'},
   {name: 'RBEE_CACHE_DIR', description: 'where engine builds (llama.cpp) are cached', fallback: '~/.cache/rbee'},
-  {name: 'RBEE_CANDLE_FORWARD', description: "candle forward pass: ggml (follows llama.cpp's CPU kernels), tensor (Candle ops, GPUs) or graph (rbee's CUDA kernels, one CUDA graph per token; CUDA builds)", fallback: 'ggml on CPU, tensor on GPUs'},
-  {name: 'RBEE_CANDLE_GGML_SIMD', description: "which llama.cpp CPU build the candle CPU path follows: avx512 or avx2", fallback: 'the one llama.cpp loads on this CPU'},
+  {
+    name: 'RBEE_CANDLE_FORWARD',
+    description:
+      "candle forward pass: ggml (follows llama.cpp's CPU kernels), tensor (Candle ops, GPUs) or graph (rbee's CUDA kernels, one CUDA graph per token; CUDA builds)",
+    fallback: 'ggml on CPU, tensor on GPUs',
+  },
+  {
+    name: 'RBEE_CANDLE_GGML_SIMD',
+    description: 'which llama.cpp CPU build the candle CPU path follows: avx512 or avx2',
+    fallback: 'the one llama.cpp loads on this CPU',
+  },
   {name: 'RBEE_CANDLE_GGML_AMX', description: "candle CPU path follows llama.cpp's AMX kernels: 1 or 0", fallback: 'detected (Sapphire Rapids and later)'},
-  {name: 'RBEE_CANDLE_ATTENTION', description: "candle CPU attention: `standard` follows llama.cpp without flash attention", fallback: 'flash attention'},
+  {name: 'RBEE_CANDLE_ATTENTION', description: 'candle CPU attention: `standard` follows llama.cpp without flash attention', fallback: 'flash attention'},
   {name: 'RBEE_CANDLE_KV_DTYPE', description: 'candle tensor-path KV cache type: f32 or f16', fallback: 'f32'},
   {name: 'RBEE_CANDLE_PARALLEL_MIN_WORK', description: 'candle CPU: smallest matrix product (weights x rows) split over threads', fallback: '8388608'},
 ] as const satisfies readonly Setting[];
@@ -83,7 +104,5 @@ export function pypiIndex(env: NodeJS.ProcessEnv = process.env): string {
 
 export function environmentHelp(): string {
   const width = Math.max(...environmentSettings.map(setting => setting.name.length));
-  return environmentSettings
-    .map(setting => `  ${setting.name.padEnd(width)}  ${setting.description} (default: ${setting.fallback})`)
-    .join('\n');
+  return environmentSettings.map(setting => `  ${setting.name.padEnd(width)}  ${setting.description} (default: ${setting.fallback})`).join('\n');
 }

@@ -18,8 +18,18 @@ export async function loadConfig(options: {cwd?: string; explicitPath?: string |
   const explorer = cosmiconfig('rbee', {
     loaders: {'.ts': TypeScriptLoader(), '.mts': TypeScriptLoader()},
     searchPlaces: [
-      'rbee.config.ts', 'rbee.config.mts', 'rbee.config.js', 'rbee.config.mjs', 'rbee.config.cjs',
-      'rbee.config.json', 'rbee.config.yaml', 'rbee.config.yml', '.rbeerc', '.rbeerc.json', '.rbeerc.yaml', 'package.json',
+      'rbee.config.ts',
+      'rbee.config.mts',
+      'rbee.config.js',
+      'rbee.config.mjs',
+      'rbee.config.cjs',
+      'rbee.config.json',
+      'rbee.config.yaml',
+      'rbee.config.yml',
+      '.rbeerc',
+      '.rbeerc.json',
+      '.rbeerc.yaml',
+      'package.json',
     ],
     // Up to the filesystem root, not only the home folder: hives often run from /srv or /opt.
     searchStrategy: 'global',
@@ -56,7 +66,10 @@ export async function loadConfig(options: {cwd?: string; explicitPath?: string |
  * generic heading ("TypeScriptLoader failed to compile TypeScript:"), and a CLI prints one line.
  */
 export function firstCauseLine(error: unknown): string {
-  const lines = (error instanceof Error ? error.message : String(error)).split('\n').map(line => line.trim()).filter(line => line !== '');
+  const lines = (error instanceof Error ? error.message : String(error))
+    .split('\n')
+    .map(line => line.trim())
+    .filter(line => line !== '');
   const meaningful = lines.length > 1 && lines[0]!.endsWith(':') ? lines.slice(1) : lines;
   const [first, next] = meaningful;
   if (first === undefined) {

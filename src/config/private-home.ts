@@ -29,7 +29,10 @@ export function ensurePrivateDir(dir: string, what = 'RBEE_HOME'): void {
   const stats = fs.statSync(dir);
   const uid = process.getuid?.();
   if (uid !== undefined && stats.uid !== uid) {
-    throw new RbeeError('invalid_request', `${what} ${dir} belongs to uid ${stats.uid}, not to this user (uid ${uid}): rbee keeps its state only in a folder of its own`);
+    throw new RbeeError(
+      'invalid_request',
+      `${what} ${dir} belongs to uid ${stats.uid}, not to this user (uid ${uid}): rbee keeps its state only in a folder of its own`,
+    );
   }
   if ((stats.mode & sharedBits) === 0) {
     return;
@@ -37,7 +40,11 @@ export function ensurePrivateDir(dir: string, what = 'RBEE_HOME'): void {
   try {
     fs.chmodSync(dir, privateDirMode);
   } catch (error) {
-    throw new RbeeError('invalid_request', `${what} ${dir} is open to other users (mode ${describeMode(stats.mode)}) and cannot be made 0700: ${(error as Error).message}`, {cause: error});
+    throw new RbeeError(
+      'invalid_request',
+      `${what} ${dir} is open to other users (mode ${describeMode(stats.mode)}) and cannot be made 0700: ${(error as Error).message}`,
+      {cause: error},
+    );
   }
 }
 

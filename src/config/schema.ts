@@ -14,25 +14,29 @@ const AdapterEntrySchema = z.union([
 
 /** The one schema of rbee.config.* files. Strict, so a misspelt key is an error, not a silent default. */
 export const ConfigSchema = z.strictObject({
-  hive: z.strictObject({
-    host: z.string().min(1).optional(),
-    port: integerIn(limits.port).optional(),
-    token: ApiTokenSchema.optional(),
-    heartbeatIntervalMs: integerIn(limits.heartbeatIntervalMs).optional(),
-    orphanTimeoutMs: integerIn(limits.orphanTimeoutMs).optional(),
-    loadStallTimeoutMs: integerIn(limits.loadStallTimeoutMs).optional(),
-    /** How long a worker may leave a request unanswered before the hive checks it and retries elsewhere. */
-    workerTimeoutMs: integerIn(limits.workerTimeoutMs).optional(),
-    stopGraceMs: integerIn(limits.stopGraceMs).optional(),
-    modelDirs: z.array(z.string().min(1)).optional(),
-  }).default({}),
-  workers: z.strictObject({
-    contextSize: integerIn(limits.contextSize).optional(),
-    threads: integerIn(limits.threads).optional(),
-    parallel: integerIn(limits.parallel).optional(),
-    /** How long a worker's engine may take to become ready (default: its adapter's, else 10 min). */
-    readyTimeoutMs: integerIn(limits.readyTimeoutMs).optional(),
-  }).default({}),
+  hive: z
+    .strictObject({
+      host: z.string().min(1).optional(),
+      port: integerIn(limits.port).optional(),
+      token: ApiTokenSchema.optional(),
+      heartbeatIntervalMs: integerIn(limits.heartbeatIntervalMs).optional(),
+      orphanTimeoutMs: integerIn(limits.orphanTimeoutMs).optional(),
+      loadStallTimeoutMs: integerIn(limits.loadStallTimeoutMs).optional(),
+      /** How long a worker may leave a request unanswered before the hive checks it and retries elsewhere. */
+      workerTimeoutMs: integerIn(limits.workerTimeoutMs).optional(),
+      stopGraceMs: integerIn(limits.stopGraceMs).optional(),
+      modelDirs: z.array(z.string().min(1)).optional(),
+    })
+    .default({}),
+  workers: z
+    .strictObject({
+      contextSize: integerIn(limits.contextSize).optional(),
+      threads: integerIn(limits.threads).optional(),
+      parallel: integerIn(limits.parallel).optional(),
+      /** How long a worker's engine may take to become ready (default: its adapter's, else 10 min). */
+      readyTimeoutMs: integerIn(limits.readyTimeoutMs).optional(),
+    })
+    .default({}),
   /** Adapter plugins, beside the built-in ones. */
   adapters: z.array(AdapterEntrySchema).default([]),
   /** Options for the built-in adapters, by worker type (e.g. `llamacpp: {engine: 'llama-server'}`). */

@@ -61,11 +61,20 @@ function cpuFeatureFlags(): string[] {
   const avx512 = has('avx512f') && has('avx512bw') && has('avx512vl') && has('avx512dq') && has('avx512cd');
   return [
     '-DGGML_NATIVE=OFF',
-    feature('SSE42', has('sse4_2')), feature('AVX', has('avx')), feature('AVX2', has('avx2')), feature('BMI2', has('bmi2')),
-    feature('FMA', has('fma')), feature('F16C', has('f16c')), feature('AVX_VNNI', has('avx_vnni')),
-    feature('AVX512', avx512), feature('AVX512_VBMI', avx512 && has('avx512_vbmi')), feature('AVX512_VNNI', avx512 && has('avx512_vnni')),
+    feature('SSE42', has('sse4_2')),
+    feature('AVX', has('avx')),
+    feature('AVX2', has('avx2')),
+    feature('BMI2', has('bmi2')),
+    feature('FMA', has('fma')),
+    feature('F16C', has('f16c')),
+    feature('AVX_VNNI', has('avx_vnni')),
+    feature('AVX512', avx512),
+    feature('AVX512_VBMI', avx512 && has('avx512_vbmi')),
+    feature('AVX512_VNNI', avx512 && has('avx512_vnni')),
     feature('AVX512_BF16', avx512 && has('avx512_bf16')),
-    '-DGGML_AMX_TILE=OFF', '-DGGML_AMX_INT8=OFF', '-DGGML_AMX_BF16=OFF',
+    '-DGGML_AMX_TILE=OFF',
+    '-DGGML_AMX_INT8=OFF',
+    '-DGGML_AMX_BF16=OFF',
   ];
 }
 
@@ -81,7 +90,9 @@ export function findLlamaCpp(env: NodeJS.ProcessEnv = process.env): LlamaCppInst
   return installAt(llamaCppCacheDir(env));
 }
 
-export async function installLlamaCpp(options: {env?: NodeJS.ProcessEnv; jobs?: number; onProgress?: (progress: BuildProgress) => void; log?: (line: string) => void} = {}): Promise<LlamaCppInstall> {
+export async function installLlamaCpp(
+  options: {env?: NodeJS.ProcessEnv; jobs?: number; onProgress?: (progress: BuildProgress) => void; log?: (line: string) => void} = {},
+): Promise<LlamaCppInstall> {
   const env = options.env ?? process.env;
   const target = llamaCppCacheDir(env);
   const existing = installAt(target);
@@ -109,7 +120,10 @@ export async function installLlamaCpp(options: {env?: NodeJS.ProcessEnv; jobs?: 
     });
     const result = await child;
     if (result.exitCode !== 0) {
-      throw new RbeeError('engine_error', `${command} ${args.slice(0, 2).join(' ')} failed (exit ${result.exitCode}): ${tail.split('\n').slice(-8).join('\n')}`);
+      throw new RbeeError(
+        'engine_error',
+        `${command} ${args.slice(0, 2).join(' ')} failed (exit ${result.exitCode}): ${tail.split('\n').slice(-8).join('\n')}`,
+      );
     }
   };
   try {
@@ -118,11 +132,22 @@ export async function installLlamaCpp(options: {env?: NodeJS.ProcessEnv; jobs?: 
     options.onProgress?.({phase: 'configure', done: 0, total: null});
     const ninja = (await execa('ninja', ['--version'], {reject: false})).exitCode === 0;
     await run('cmake', [
-      '-S', source, '-B', build, ...(ninja ? ['-G', 'Ninja'] : []), '-DCMAKE_BUILD_TYPE=Release',
+      '-S',
+      source,
+      '-B',
+      build,
+      ...(ninja ? ['-G', 'Ninja'] : []),
+      '-DCMAKE_BUILD_TYPE=Release',
       // Nothing may download at build time: no prebuilt web UI, no HTTPS client.
-      '-DLLAMA_USE_PREBUILT_UI=OFF', '-DLLAMA_OPENSSL=OFF', '-DLLAMA_CURL=OFF',
-      '-DLLAMA_BUILD_SERVER=ON', '-DLLAMA_BUILD_TOOLS=ON', '-DLLAMA_BUILD_TESTS=OFF', '-DLLAMA_BUILD_EXAMPLES=OFF',
-      '-DGGML_RPC=ON', '-DBUILD_SHARED_LIBS=OFF',
+      '-DLLAMA_USE_PREBUILT_UI=OFF',
+      '-DLLAMA_OPENSSL=OFF',
+      '-DLLAMA_CURL=OFF',
+      '-DLLAMA_BUILD_SERVER=ON',
+      '-DLLAMA_BUILD_TOOLS=ON',
+      '-DLLAMA_BUILD_TESTS=OFF',
+      '-DLLAMA_BUILD_EXAMPLES=OFF',
+      '-DGGML_RPC=ON',
+      '-DBUILD_SHARED_LIBS=OFF',
       ...cpuFeatureFlags(),
     ]);
     const jobs = options.jobs ?? Math.max(1, os.availableParallelism());

@@ -75,11 +75,20 @@ export async function freeMemory(device: string): Promise<number> {
  * take but have not allocated yet, so two spawns in a row cannot both claim the same free memory.
  */
 export async function admit(options: {
-  modelPath: string; spec: SpawnWorkerRequest; contextSize: number; parallel: number; reserved: number;
+  modelPath: string;
+  spec: SpawnWorkerRequest;
+  contextSize: number;
+  parallel: number;
+  reserved: number;
   /** The free-memory probe (the driver's figure for a GPU); injected where a test stands in for the device. */
   probe?: (device: string) => Promise<number>;
 }): Promise<AdmissionVerdict> {
-  const estimate = await estimateMemory({modelPath: options.modelPath, device: options.spec.device, contextSize: options.contextSize, parallel: options.parallel});
+  const estimate = await estimateMemory({
+    modelPath: options.modelPath,
+    device: options.spec.device,
+    contextSize: options.contextSize,
+    parallel: options.parallel,
+  });
   const free = Math.max(0, (await (options.probe ?? freeMemory)(options.spec.device)) - options.reserved);
   const fits = estimate.total <= free;
   const mib = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MiB`;
@@ -87,6 +96,8 @@ export async function admit(options: {
     estimate,
     freeMemory: free,
     fits,
-    reason: fits ? null : `the model needs about ${mib(estimate.total)} (weights ${mib(estimate.weights)} + context ${mib(estimate.context)}) but ${options.spec.device} has ${mib(free)} free; lower context_size/parallel, pick another device, or pass force to try anyway`,
+    reason: fits
+      ? null
+      : `the model needs about ${mib(estimate.total)} (weights ${mib(estimate.weights)} + context ${mib(estimate.context)}) but ${options.spec.device} has ${mib(free)} free; lower context_size/parallel, pick another device, or pass force to try anyway`,
   };
 }

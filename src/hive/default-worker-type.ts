@@ -32,7 +32,11 @@ export function defaultWorkerType(device: string, offers: readonly WorkerTypeSup
   const chosen = candidates[0];
   if (chosen === undefined) {
     const why = offers.map(offer => describe(offer, backend)).join('; ');
-    throw new RbeeError('device_unsupported', `no worker type can run on ${device} here (${why || 'no adapters loaded'}): install an engine that can, or name a type with --type`, {field: 'device'});
+    throw new RbeeError(
+      'device_unsupported',
+      `no worker type can run on ${device} here (${why || 'no adapters loaded'}): install an engine that can, or name a type with --type`,
+      {field: 'device'},
+    );
   }
   return chosen.type;
 }
@@ -49,9 +53,17 @@ export function checkRunsOn(type: string, device: string, offers: readonly Worke
   const available = declared.filter(([, support]) => support?.unavailable === undefined).map(([name]) => name);
   if (on === undefined) {
     const runsOn = declared.map(([name, support]) => (support?.unavailable === undefined ? name : `${name} (not here: ${support.unavailable})`));
-    throw new RbeeError('device_unsupported', `worker type "${type}" does not run on ${device}: it runs on ${runsOn.join(', ') || 'no device'}; pick another --device or --type`, {field: 'device'});
+    throw new RbeeError(
+      'device_unsupported',
+      `worker type "${type}" does not run on ${device}: it runs on ${runsOn.join(', ') || 'no device'}; pick another --device or --type`,
+      {field: 'device'},
+    );
   }
   if (on.unavailable !== undefined) {
-    throw new RbeeError('device_unsupported', `worker type "${type}" cannot run on ${device} here: ${on.unavailable}${available.length === 0 ? '' : ` (here it runs on ${available.join(', ')})`}`, {field: 'device'});
+    throw new RbeeError(
+      'device_unsupported',
+      `worker type "${type}" cannot run on ${device} here: ${on.unavailable}${available.length === 0 ? '' : ` (here it runs on ${available.join(', ')})`}`,
+      {field: 'device'},
+    );
   }
 }

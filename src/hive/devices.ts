@@ -18,6 +18,6 @@ export async function listDevices(): Promise<DeviceInfo[]> {
   if (process.platform === 'darwin' && process.arch === 'arm64') {
     devices.push({id: 'metal', name: 'Apple GPU (unified memory)', memory_total: os.totalmem(), memory_used: os.totalmem() - os.freemem()});
   }
-  devices.push(...await cudaDevices());
+  devices.push(...(await cudaDevices()));
   return devices;
 }

@@ -35,7 +35,9 @@ function checkGroupType(request: SpawnGroupRequest, options: GroupPlanOptions): 
     throw new RbeeError('invalid_request', 'no loaded adapter can run worker groups (none declares `groups: true`): see `rbee adapter list`');
   }
   if (request.type !== undefined && !options.groupTypes.includes(request.type)) {
-    throw new RbeeError('invalid_request', `type: worker type "${request.type}" cannot run worker groups; types that can: ${options.groupTypes.join(', ')}`, {field: 'type'});
+    throw new RbeeError('invalid_request', `type: worker type "${request.type}" cannot run worker groups; types that can: ${options.groupTypes.join(', ')}`, {
+      field: 'type',
+    });
   }
 }
 
@@ -80,7 +82,10 @@ async function admitGroup(request: SpawnGroupRequest, model: ResolvedModel, opti
   }
   if (estimate.total > free && !request.force) {
     const mib = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MiB`;
-    throw new RbeeError('insufficient_memory', `the model needs about ${mib(estimate.total)} but ${unique.join(', ')} have ${mib(free)} free together; add devices, lower context_size/parallel, or pass force`);
+    throw new RbeeError(
+      'insufficient_memory',
+      `the model needs about ${mib(estimate.total)} but ${unique.join(', ')} have ${mib(free)} free together; add devices, lower context_size/parallel, or pass force`,
+    );
   }
   return estimate.total;
 }
@@ -118,12 +123,17 @@ export async function layoutMembers(groupId: string, request: GroupSpec): Promis
   const coordinator: PlannedMember = {
     id: coordinatorId,
     spec: spec(request.devices[0]!),
-    port: request.coordinator_port ?? await freePort(),
+    port: request.coordinator_port ?? (await freePort()),
     membership: {
       ...base,
       role: 'coordinator',
       endpoint: null,
-      shards: shards.map(shard => ({worker_id: shard.id, device: shard.spec.device, url: `http://127.0.0.1:${shard.port}`, endpoint: shard.membership.endpoint!})),
+      shards: shards.map(shard => ({
+        worker_id: shard.id,
+        device: shard.spec.device,
+        url: `http://127.0.0.1:${shard.port}`,
+        endpoint: shard.membership.endpoint!,
+      })),
     },
   };
   return {coordinator, shards};
@@ -163,7 +173,7 @@ export function groupMemberRecord(member: PlannedMember, group: GroupRecord, loc
     id: member.id,
     spec: member.spec,
     modelName: local?.name ?? member.spec.model,
-    modelPath: shard ? null : local?.path ?? null,
+    modelPath: shard ? null : (local?.path ?? null),
     port: member.port,
     secret: randomSecret(),
     group: {group, membership: member.membership},

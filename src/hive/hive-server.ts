@@ -70,10 +70,13 @@ const version = rbeeVersion;
 
 export async function startHive(options: HiveOptions): Promise<Hive> {
   if (!isLoopback(options.host) && options.token === undefined) {
-    throw new RbeeError('bind_refused', `refusing to bind ${options.host} without a token: set RBEE_TOKEN (or hive.token in rbee.config.ts), or bind 127.0.0.1`);
+    throw new RbeeError(
+      'bind_refused',
+      `refusing to bind ${options.host} without a token: set RBEE_TOKEN (or hive.token in rbee.config.ts), or bind 127.0.0.1`,
+    );
   }
   if (options.token !== undefined) {
-    checkApiToken(options.token, 'the hive\'s token');
+    checkApiToken(options.token, "the hive's token");
   }
   // The home is locked before anything in it is read or written: a second hive touches nothing.
   ensurePrivateDir(options.rbeeHome);
@@ -102,11 +105,15 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     modelsDir,
     workerTypes: options.adapters.adapters.map(loaded => loaded.adapter.type),
     groupTypes: options.adapters.adapters.filter(loaded => loaded.adapter.groups === true).map(loaded => loaded.adapter.type),
-    workerTypeSupport: async spawnOptions => Promise.all(options.adapters.adapters.map(async loaded => {
-      // Options the adapter refuses fall back to its configured self here: checkAdapterOptions names them next.
-      const adapter = spawnOptions?.type === loaded.adapter.type ? await loaded.withOptions(spawnOptions.adapterOptions).catch(() => loaded.adapter) : loaded.adapter;
-      return {type: loaded.adapter.type, backends: await adapterBackends(adapter)};
-    })),
+    workerTypeSupport: async spawnOptions =>
+      Promise.all(
+        options.adapters.adapters.map(async loaded => {
+          // Options the adapter refuses fall back to its configured self here: checkAdapterOptions names them next.
+          const adapter =
+            spawnOptions?.type === loaded.adapter.type ? await loaded.withOptions(spawnOptions.adapterOptions).catch(() => loaded.adapter) : loaded.adapter;
+          return {type: loaded.adapter.type, backends: await adapterBackends(adapter)};
+        }),
+      ),
     modelFormats: Object.fromEntries(options.adapters.adapters.map(loaded => [loaded.adapter.type, loaded.adapter.modelFormat ?? 'gguf'])),
     checkAdapterOptions: async (type, adapterOptions) => {
       await options.adapters.adapters.find(loaded => loaded.adapter.type === type)?.withOptions(adapterOptions);
@@ -174,8 +181,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
 
   const started = Date.now();
   app.get('/health', async () => ({status: 'ok', version}));
-  app.get('/metrics', async (_request, reply) =>
-    reply.header('content-type', hiveMetrics.registry.contentType).send(await hiveMetrics.registry.metrics()));
+  app.get('/metrics', async (_request, reply) => reply.header('content-type', hiveMetrics.registry.contentType).send(await hiveMetrics.registry.metrics()));
   app.post('/v1/shutdown', async (_request, reply) => {
     // Answer first: the caller learns the hive is stopping, then the workers are stopped.
     setImmediate(() => void close('hive stopped by request'));
@@ -198,19 +204,27 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   });
   app.get('/v1/adapters', async () => ({
     adapters: options.adapters.adapters.map(loaded => ({
-      name: loaded.adapter.name, type: loaded.adapter.type, description: loaded.adapter.description ?? null, source: loaded.source, built_in: loaded.builtIn,
+      name: loaded.adapter.name,
+      type: loaded.adapter.type,
+      description: loaded.adapter.description ?? null,
+      source: loaded.source,
+      built_in: loaded.builtIn,
     })),
     errors: options.adapters.errors,
   }));
   events.register(app, () => ({
-    type: 'snapshot', at: new Date().toISOString(), hive: {url, pid: process.pid, version}, workers: [...supervisor.workers.values()].map(toWorkerInfo),
+    type: 'snapshot',
+    at: new Date().toISOString(),
+    hive: {url, pid: process.pid, version},
+    workers: [...supervisor.workers.values()].map(toWorkerInfo),
     groups: [...supervisor.groups.values()].map(group => toGroupInfo(group, supervisor.workers)),
   }));
   registerHeartbeatRoutes(app, supervisor, hiveMetrics, events);
   registerWorkerRoutes(app, supervisor);
   registerGroupRoutes(app, supervisor);
   registerInferenceRoutes(app, supervisor, {
-    workerTimeoutMs: options.workerTimeoutMs ?? defaults.workerTimeoutMs, log: options.log,
+    workerTimeoutMs: options.workerTimeoutMs ?? defaults.workerTimeoutMs,
+    log: options.log,
     events: {active: () => events.clients > 0, publish: event => events.publish(event)},
   });
 
@@ -234,7 +248,9 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   // Adopted only now that this hive holds the home and its port; no request is handled before this runs.
   const {adopted, failed} = supervisor.adoptFromStore();
   if (adopted.length > 0 || failed.length > 0) {
-    options.log(`re-adopted ${adopted.length} worker(s) left by the previous hive${failed.length > 0 ? `; ${failed.length} were gone and are marked failed` : ''}`);
+    options.log(
+      `re-adopted ${adopted.length} worker(s) left by the previous hive${failed.length > 0 ? `; ${failed.length} were gone and are marked failed` : ''}`,
+    );
   }
 
   return {app, supervisor, devices, url, adopted, close, closed};

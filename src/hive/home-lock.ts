@@ -40,7 +40,11 @@ export function lockHome(home: string): HomeLock {
     }
     const owner = readHomeOwner(home);
     const who = owner === null ? 'another hive' : `another hive (pid ${owner.pid}, ${owner.url ?? 'still starting'})`;
-    throw new RbeeError('home_locked', `${who} is running on RBEE_HOME ${home}: stop it first (rbee hive stop${owner?.url ? ` --hive ${owner.url}` : ''}) or use another RBEE_HOME`, {cause: error});
+    throw new RbeeError(
+      'home_locked',
+      `${who} is running on RBEE_HOME ${home}: stop it first (rbee hive stop${owner?.url ? ` --hive ${owner.url}` : ''}) or use another RBEE_HOME`,
+      {cause: error},
+    );
   }
   const owner: HomeOwner = {pid: process.pid, url: null, started_at: new Date().toISOString()};
   writeHomeOwner(home, owner);

@@ -14,7 +14,10 @@ import {isProcessAlive} from './worker-process.js';
 const HomeOwnerSchema = z.object({
   pid: z.number().int().positive(),
   /** Null until the hive has bound its port. */
-  url: z.string().regex(/^http:\/\/[A-Za-z0-9.:[\]-]+:\d{1,5}$/).nullable(),
+  url: z
+    .string()
+    .regex(/^http:\/\/[A-Za-z0-9.:[\]-]+:\d{1,5}$/)
+    .nullable(),
   started_at: z.string(),
 });
 export type HomeOwner = z.infer<typeof HomeOwnerSchema>;

@@ -20,7 +20,10 @@ export function createHiveMetrics(supervisor: Supervisor): HiveMetrics {
   collectDefaultMetrics({register: registry, prefix: 'rbee_hive_'});
 
   new Gauge({
-    name: 'rbee_workers', help: 'Workers by state', labelNames: ['state'], registers: [registry],
+    name: 'rbee_workers',
+    help: 'Workers by state',
+    labelNames: ['state'],
+    registers: [registry],
     collect() {
       this.reset();
       for (const state of WorkerStateSchema.options) {
@@ -34,7 +37,10 @@ export function createHiveMetrics(supervisor: Supervisor): HiveMetrics {
 
   const perWorker = (name: string, help: string, read: (heartbeat: NonNullable<ReturnType<Supervisor['get']>['lastHeartbeat']>) => number | undefined) =>
     new Gauge({
-      name, help, labelNames: ['worker_id', 'model', 'device'], registers: [registry],
+      name,
+      help,
+      labelNames: ['worker_id', 'model', 'device'],
+      registers: [registry],
       collect() {
         this.reset();
         for (const record of supervisor.workers.values()) {
@@ -47,19 +53,30 @@ export function createHiveMetrics(supervisor: Supervisor): HiveMetrics {
     });
   perWorker('rbee_worker_requests', 'Requests a worker has answered (from its heartbeat)', heartbeat => heartbeat.requests_total);
   perWorker('rbee_worker_tokens_generated', 'Tokens a worker has generated (from its heartbeat)', heartbeat => heartbeat.tokens_generated);
-  perWorker('rbee_worker_queue_depth', 'Requests waiting in a worker\'s queue', heartbeat => heartbeat.queue_depth);
+  perWorker('rbee_worker_queue_depth', "Requests waiting in a worker's queue", heartbeat => heartbeat.queue_depth);
   perWorker('rbee_worker_vram_used_bytes', 'VRAM a worker uses', heartbeat => heartbeat.vram_used);
-  perWorker('rbee_worker_vram_total_bytes', 'VRAM of a worker\'s device', heartbeat => heartbeat.vram_total);
+  perWorker('rbee_worker_vram_total_bytes', "VRAM of a worker's device", heartbeat => heartbeat.vram_total);
   perWorker('rbee_worker_ram_used_bytes', 'RAM a worker process uses', heartbeat => heartbeat.ram_used);
-  perWorker('rbee_worker_throughput_tokens_per_second', 'Tokens per second over the last heartbeat interval', heartbeat => heartbeat.throughput_tokens_per_second);
+  perWorker(
+    'rbee_worker_throughput_tokens_per_second',
+    'Tokens per second over the last heartbeat interval',
+    heartbeat => heartbeat.throughput_tokens_per_second,
+  );
 
   return {
     registry,
     heartbeats: new Counter({name: 'rbee_heartbeats_total', help: 'Heartbeats received, by result', labelNames: ['result'], registers: [registry]}),
-    requests: new Counter({name: 'rbee_requests_total', help: 'HTTP requests the hive answered, by route and status', labelNames: ['route', 'status'], registers: [registry]}),
+    requests: new Counter({
+      name: 'rbee_requests_total',
+      help: 'HTTP requests the hive answered, by route and status',
+      labelNames: ['route', 'status'],
+      registers: [registry],
+    }),
     restarts: new Counter({name: 'rbee_worker_restarts_total', help: 'Worker restarts by the restart policy', registers: [registry]}),
     heartbeatSeconds: new Histogram({
-      name: 'rbee_heartbeat_handling_seconds', help: 'Time to handle one heartbeat', registers: [registry],
+      name: 'rbee_heartbeat_handling_seconds',
+      help: 'Time to handle one heartbeat',
+      registers: [registry],
       buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1],
     }),
   };

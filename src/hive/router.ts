@@ -71,9 +71,12 @@ function servingWorkers(supervisor: Supervisor, model: string | undefined): Work
       throw new RbeeError('worker_not_ready', 'no model is being served yet: a worker (or worker group) is still starting; try again shortly');
     }
     if (models.length !== 1) {
-      throw new RbeeError('invalid_request', models.length === 0
-        ? 'no model is being served: spawn a worker first (rbee worker spawn --model default)'
-        : `several models are served (${models.join(', ')}): name one in the \`model\` field`);
+      throw new RbeeError(
+        'invalid_request',
+        models.length === 0
+          ? 'no model is being served: spawn a worker first (rbee worker spawn --model default)'
+          : `several models are served (${models.join(', ')}): name one in the \`model\` field`,
+      );
     }
     model = models[0];
   }
@@ -84,10 +87,18 @@ function servingWorkers(supervisor: Supervisor, model: string | undefined): Work
       throw new RbeeError('worker_not_ready', `model "${model}" is still loading; try again shortly`);
     }
     // A group's coordinator counts even while its process is gone: a group waiting to restart is "starting".
-    const group = records.find(record => model !== undefined && record.aliases.has(model) && record.group?.membership.role === 'coordinator'
-      && (isAlive(record.state) || record.group.group.health === 'starting'))?.group?.group;
+    const group = records.find(
+      record =>
+        model !== undefined &&
+        record.aliases.has(model) &&
+        record.group?.membership.role === 'coordinator' &&
+        (isAlive(record.state) || record.group.group.health === 'starting'),
+    )?.group?.group;
     if (group !== undefined && group.health !== 'healthy') {
-      throw new RbeeError(group.health === 'starting' ? 'worker_not_ready' : 'model_unavailable', `model "${model}" is served by worker group ${group.id}, which is ${group.health}${group.reason === null ? '' : `: ${group.reason}`}`);
+      throw new RbeeError(
+        group.health === 'starting' ? 'worker_not_ready' : 'model_unavailable',
+        `model "${model}" is served by worker group ${group.id}, which is ${group.health}${group.reason === null ? '' : `: ${group.reason}`}`,
+      );
     }
     if (alive.some(record => record.draining)) {
       throw new RbeeError('model_unavailable', `every worker for model "${model}" is draining`);

@@ -37,7 +37,10 @@ export function checkTypeAndDevice(spec: Pick<SpawnWorkerRequestBody, 'type' | '
   }
 }
 
-export async function checkAdapterOptions(spec: Pick<SpawnWorkerRequest, 'type' | 'adapter_options'>, options: Pick<SpawnCheckOptions, 'checkAdapterOptions'>): Promise<void> {
+export async function checkAdapterOptions(
+  spec: Pick<SpawnWorkerRequest, 'type' | 'adapter_options'>,
+  options: Pick<SpawnCheckOptions, 'checkAdapterOptions'>,
+): Promise<void> {
   if (spec.adapter_options === undefined || options.checkAdapterOptions === undefined) {
     return;
   }
@@ -53,9 +56,14 @@ export async function checkAdapterOptions(spec: Pick<SpawnWorkerRequest, 'type' 
  * fastest the adapters declare for the device. Refused at once, as a 4xx naming the type, the
  * device and what the type does run on, rather than as a worker that fails (and restarts) at load.
  */
-export async function chooseWorkerType(spec: Pick<SpawnWorkerRequestBody, 'type' | 'device' | 'adapter_options'>, options: Pick<SpawnCheckOptions, 'workerTypeSupport'>): Promise<string> {
+export async function chooseWorkerType(
+  spec: Pick<SpawnWorkerRequestBody, 'type' | 'device' | 'adapter_options'>,
+  options: Pick<SpawnCheckOptions, 'workerTypeSupport'>,
+): Promise<string> {
   // A spawn's own adapter options (another engine program, say) may change where the type runs.
-  const offers = await options.workerTypeSupport(spec.type === undefined || spec.adapter_options === undefined ? undefined : {type: spec.type, adapterOptions: spec.adapter_options});
+  const offers = await options.workerTypeSupport(
+    spec.type === undefined || spec.adapter_options === undefined ? undefined : {type: spec.type, adapterOptions: spec.adapter_options},
+  );
   if (spec.type === undefined) {
     return defaultWorkerType(spec.device, offers);
   }
@@ -64,7 +72,12 @@ export async function chooseWorkerType(spec: Pick<SpawnWorkerRequestBody, 'type'
 }
 
 /** Resolves (downloading if need be) and checks the model file against the allowed folders. */
-export async function resolveAllowedModel(reference: string, type: string, options: SpawnCheckOptions, onProgress?: (progress: ModelProgress) => void): Promise<ResolvedModel> {
+export async function resolveAllowedModel(
+  reference: string,
+  type: string,
+  options: SpawnCheckOptions,
+  onProgress?: (progress: ModelProgress) => void,
+): Promise<ResolvedModel> {
   const model = await resolveModel(reference, {
     modelsDir: options.modelsDir,
     format: options.modelFormats[type] ?? 'gguf',
@@ -98,7 +111,13 @@ export async function admitOrThrow(spec: SpawnWorkerRequest, modelPath: string, 
 export async function planSpawn(spec: SpawnWorkerRequest, local: ResolvedModel | null, reserved: number, options: SpawnCheckOptions): Promise<SpawnPlan> {
   const base = {dry_run: true as const, model: local?.name ?? spec.model, model_path: local?.path ?? null, device: spec.device, type: spec.type};
   if (local === null) {
-    return {...base, estimate: null, free_memory: await (options.memoryProbe ?? freeMemory)(spec.device), fits: true, reason: 'the model is not downloaded yet: it is estimated after the download'};
+    return {
+      ...base,
+      estimate: null,
+      free_memory: await (options.memoryProbe ?? freeMemory)(spec.device),
+      fits: true,
+      reason: 'the model is not downloaded yet: it is estimated after the download',
+    };
   }
   const verdict = await admit({modelPath: local.path, spec, ...workerShape(spec, options), reserved, ...probe(options)});
   return {...base, estimate: verdict.estimate, free_memory: verdict.freeMemory, fits: verdict.fits, reason: verdict.reason};

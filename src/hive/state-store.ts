@@ -10,7 +10,14 @@ import {sha256Hex} from '../http/secrets.js';
 import {parseWire} from '../protocol/parse.js';
 import {z} from 'zod';
 import type {WorkerView} from './worker-record.js';
-import {GroupMembershipSchema, SpawnGroupRequestSchema, WorkerSpecSchema, WorkerStateSchema, type SpawnWorkerRequest, type WorkerState} from '../protocol/wire.js';
+import {
+  GroupMembershipSchema,
+  SpawnGroupRequestSchema,
+  WorkerSpecSchema,
+  WorkerStateSchema,
+  type SpawnWorkerRequest,
+  type WorkerState,
+} from '../protocol/wire.js';
 
 /** A group member's tie to its group, enough to rebuild the group when a restarted hive re-adopts it. */
 const StoredGroupSchema = z.object({
@@ -39,8 +46,19 @@ export type StoredWorker = {
 };
 
 type Row = {
-  id: string; spec: string; model_name: string; model_path: string | null; state: string; reason: string | null;
-  pid: number | null; port: number; secret: string; secret_sha256: string | null; started_at: string; restarts: number; group_json: string | null;
+  id: string;
+  spec: string;
+  model_name: string;
+  model_path: string | null;
+  state: string;
+  reason: string | null;
+  pid: number | null;
+  port: number;
+  secret: string;
+  secret_sha256: string | null;
+  started_at: string;
+  restarts: number;
+  group_json: string | null;
 };
 
 export class StateStore {
@@ -139,8 +157,17 @@ export class StateStore {
         continue;
       }
       workers.push({
-        id: row.id, spec: spec.value, modelName: row.model_name, modelPath: row.model_path, state: state.data,
-        reason: row.reason, pid: row.pid, port: row.port, secretHash: row.secret_sha256, startedAt: row.started_at, restarts: row.restarts,
+        id: row.id,
+        spec: spec.value,
+        modelName: row.model_name,
+        modelPath: row.model_path,
+        state: state.data,
+        reason: row.reason,
+        pid: row.pid,
+        port: row.port,
+        secretHash: row.secret_sha256,
+        startedAt: row.started_at,
+        restarts: row.restarts,
         group: group === null ? null : group.value,
       });
     }
@@ -165,12 +192,26 @@ function safeJson(text: string): unknown {
 export function toStoredWorker(record: WorkerView): StoredWorker {
   const group = record.group;
   return {
-    id: record.id, spec: record.spec, modelName: record.modelName, modelPath: record.modelPath, state: record.state,
-    reason: record.reason, pid: record.pid, port: record.port, secretHash: record.secretHash,
-    startedAt: record.startedAt.toISOString(), restarts: record.restarts,
-    group: group === null ? null : {
-      membership: group.membership, spec: group.group.spec, started_at: group.group.startedAt.toISOString(),
-      model_bytes: group.group.modelBytes, total_bytes: group.group.totalBytes,
-    },
+    id: record.id,
+    spec: record.spec,
+    modelName: record.modelName,
+    modelPath: record.modelPath,
+    state: record.state,
+    reason: record.reason,
+    pid: record.pid,
+    port: record.port,
+    secretHash: record.secretHash,
+    startedAt: record.startedAt.toISOString(),
+    restarts: record.restarts,
+    group:
+      group === null
+        ? null
+        : {
+            membership: group.membership,
+            spec: group.group.spec,
+            started_at: group.group.startedAt.toISOString(),
+            model_bytes: group.group.modelBytes,
+            total_bytes: group.group.totalBytes,
+          },
   };
 }

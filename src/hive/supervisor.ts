@@ -20,7 +20,15 @@ import type {GroupRecord} from './group-record.js';
 import {judgeHealth} from './health-judge.js';
 import {RestartScheduler} from './restart-scheduler.js';
 import {defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
-import {admitOrThrow, checkAdapterOptions, checkTypeAndDevice, chooseWorkerType, planSpawn, resolveAllowedModel, type SpawnCheckOptions} from './spawn-checks.js';
+import {
+  admitOrThrow,
+  checkAdapterOptions,
+  checkTypeAndDevice,
+  chooseWorkerType,
+  planSpawn,
+  resolveAllowedModel,
+  type SpawnCheckOptions,
+} from './spawn-checks.js';
 import type {StateStore} from './state-store.js';
 import {WorkerGroups} from './worker-groups.js';
 import {workerLaunchOptions, workerLogFile} from './worker-launch.js';
@@ -55,9 +63,7 @@ export type SupervisorOptions = SpawnCheckOptions & {
   ports?: () => Promise<number>;
 };
 
-export type SupervisorEvent =
-  | {type: 'spawned' | 'state' | 'restart'; record: WorkerView}
-  | {type: 'group'; change: 'spawned' | 'health'; group: GroupRecord};
+export type SupervisorEvent = {type: 'spawned' | 'state' | 'restart'; record: WorkerView} | {type: 'group'; change: 'spawned' | 'health'; group: GroupRecord};
 
 /** Why a worker's current process is ending, set by whoever ends it, read when it exits. */
 type Ending = {kind: 'requested' | 'failure'; reason: string};
@@ -146,14 +152,17 @@ export class Supervisor {
     if (local !== null) {
       await admitOrThrow(spec, local.path, this.#table.reservedOn(spec.device, null), this.#options);
     }
-    const worker = this.#table.add(createWorkerRecord({
-      id: `worker-${randomUUID().slice(0, 8)}`,
-      spec,
-      modelName: local?.name ?? spec.model,
-      modelPath: local?.path ?? null,
-      port: await this.#ports(),
-      secret: randomSecret(),
-    }), 'spawned');
+    const worker = this.#table.add(
+      createWorkerRecord({
+        id: `worker-${randomUUID().slice(0, 8)}`,
+        spec,
+        modelName: local?.name ?? spec.model,
+        modelPath: local?.path ?? null,
+        port: await this.#ports(),
+        secret: randomSecret(),
+      }),
+      'spawned',
+    );
     this.#run(worker.id, local);
     return worker;
   }
@@ -309,12 +318,25 @@ export class Supervisor {
     // Every record first, then the liveness checks (groups are judged after them, see WorkerGroups.adoptAll).
     const workers = this.#options.store.loadLive().map(stored => {
       const group = stored.group === null ? null : {group: this.#groups.adopt(stored.group), membership: stored.group.membership};
-      return this.#table.add(createWorkerRecord({
-        id: stored.id, spec: stored.spec, modelName: stored.modelName, modelPath: stored.modelPath, port: stored.port,
-        secret: null, secretHash: stored.secretHash, pid: stored.pid, startedAt: new Date(stored.startedAt), launchedAt: new Date(),
-        restarts: stored.restarts, adopted: true, group,
-        ...(group?.membership.role === 'shard' ? {aliases: new Set<string>()} : {}),
-      }), 'adopted');
+      return this.#table.add(
+        createWorkerRecord({
+          id: stored.id,
+          spec: stored.spec,
+          modelName: stored.modelName,
+          modelPath: stored.modelPath,
+          port: stored.port,
+          secret: null,
+          secretHash: stored.secretHash,
+          pid: stored.pid,
+          startedAt: new Date(stored.startedAt),
+          launchedAt: new Date(),
+          restarts: stored.restarts,
+          adopted: true,
+          group,
+          ...(group?.membership.role === 'shard' ? {aliases: new Set<string>()} : {}),
+        }),
+        'adopted',
+      );
     });
     this.#groups.adoptAll(() => {
       for (const worker of workers) {
@@ -322,7 +344,10 @@ export class Supervisor {
         this.#table.adopted(worker.id, alive);
         if (alive) {
           const watched = this.#processes.watch(worker.pid!);
-          this.#runs.set(worker.id, watched.ended.then(end => this.#onProcessEnd(worker.id, end)));
+          this.#runs.set(
+            worker.id,
+            watched.ended.then(end => this.#onProcessEnd(worker.id, end)),
+          );
           adopted.push(worker.id);
         } else {
           failed.push(worker.id);
@@ -376,8 +401,9 @@ export class Supervisor {
   async #launch(id: string, model: Pick<ResolvedModel, 'path' | 'name'>): Promise<void> {
     const worker = this.get(id);
     const shards = worker.group?.membership.role === 'coordinator' ? worker.group.membership.shards : [];
-    const shardKeys = Object.fromEntries(shards.filter(shard => this.#table.has(shard.worker_id))
-      .map(shard => [shard.worker_id, this.#table.keyForLaunch(shard.worker_id)]));
+    const shardKeys = Object.fromEntries(
+      shards.filter(shard => this.#table.has(shard.worker_id)).map(shard => [shard.worker_id, this.#table.keyForLaunch(shard.worker_id)]),
+    );
     const launch = workerLaunchOptions(worker, model, {secret: this.#table.secretForLaunch(id), shardKeys}, this.#options);
     const watched = this.#processes.launch(launch);
     this.#table.launched(id, watched.pid > 0 ? watched.pid : null);
@@ -391,9 +417,14 @@ export class Supervisor {
     if (worker.pid !== null) {
       this.#processes.signal(worker.pid, 'SIGKILL');
     }
-    const how = end.error !== undefined
-      ? `could not start: ${end.error}`
-      : end.signal !== null ? `killed by ${end.signal}` : end.code === null ? 'exited' : `exited with code ${end.code}`;
+    const how =
+      end.error !== undefined
+        ? `could not start: ${end.error}`
+        : end.signal !== null
+          ? `killed by ${end.signal}`
+          : end.code === null
+            ? 'exited'
+            : `exited with code ${end.code}`;
     const ending = this.#endings.get(id);
     if (ending !== undefined) {
       this.#end(id, ending.kind, `${ending.reason} (${how})`);
@@ -401,7 +432,11 @@ export class Supervisor {
     }
     const lastError = worker.lastHeartbeat?.error;
     const clean = end.code === 0 && end.signal === null && end.error === undefined;
-    this.#end(id, clean ? 'clean-exit' : 'failure', `${how}${lastError === undefined ? '' : `: ${lastError}`} (log: ${workerLogFile(this.#options.logsDir, id)})`);
+    this.#end(
+      id,
+      clean ? 'clean-exit' : 'failure',
+      `${how}${lastError === undefined ? '' : `: ${lastError}`} (log: ${workerLogFile(this.#options.logsDir, id)})`,
+    );
   }
 
   /** The current process is over: stop here for good, or come back after the policy's backoff. */

@@ -16,19 +16,31 @@ export function workerRunArgs(record: WorkerView, model: Pick<ResolvedModel, 'pa
   const {defaults} = options;
   const interval = spec.heartbeat_interval_ms ?? options.heartbeatIntervalMs;
   const args = [
-    'worker', 'run',
-    '--type', spec.type,
-    '--worker-id', record.id,
-    '--model-path', model.path,
-    '--model-name', model.name,
-    '--device', spec.device,
-    '--port', String(record.port),
-    '--hive-url', options.hiveUrl(),
-    '--heartbeat-interval', String(interval),
+    'worker',
+    'run',
+    '--type',
+    spec.type,
+    '--worker-id',
+    record.id,
+    '--model-path',
+    model.path,
+    '--model-name',
+    model.name,
+    '--device',
+    spec.device,
+    '--port',
+    String(record.port),
+    '--hive-url',
+    options.hiveUrl(),
+    '--heartbeat-interval',
+    String(interval),
     // A worker must not give up on its hive sooner than the hive would on it.
-    '--orphan-timeout', String(Math.max(options.orphanTimeoutMs, orphanIntervals * interval)),
-    '--context-size', String(spec.context_size ?? defaults.contextSize ?? workerDefaults.contextSize),
-    '--parallel', String(spec.parallel ?? defaults.parallel ?? workerDefaults.parallel),
+    '--orphan-timeout',
+    String(Math.max(options.orphanTimeoutMs, orphanIntervals * interval)),
+    '--context-size',
+    String(spec.context_size ?? defaults.contextSize ?? workerDefaults.contextSize),
+    '--parallel',
+    String(spec.parallel ?? defaults.parallel ?? workerDefaults.parallel),
   ];
   const threads = spec.threads ?? defaults.threads;
   if (threads !== undefined) args.push('--threads', String(threads));

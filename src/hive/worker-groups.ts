@@ -130,9 +130,8 @@ export class WorkerGroups {
     const members = ids.map(id => this.#host.workers.get(id)).filter(member => member !== undefined);
     const missing = ids.filter(id => !this.#host.workers.has(id));
     // A member the hive no longer knows (its row was over when a restarted hive read them) is gone too.
-    const verdict = missing.length > 0
-      ? {health: 'failed' as const, reason: `member ${missing.join(', ')} is gone (not re-adopted)`}
-      : judgeGroup(group, members);
+    const verdict =
+      missing.length > 0 ? {health: 'failed' as const, reason: `member ${missing.join(', ')} is gone (not re-adopted)`} : judgeGroup(group, members);
     if (verdict.health === group.health && verdict.reason === group.reason) {
       return;
     }
@@ -141,9 +140,10 @@ export class WorkerGroups {
       return;
     }
     const reason = verdict.reason ?? 'a member failed';
-    const decision = options.restart && missing.length === 0
-      ? this.#host.restarts.schedule(group.id, group.spec.restart, 'failure', () => this.#relaunchOnceEnded(group))
-      : {restart: false as const, why: 'found broken when the hive restarted'};
+    const decision =
+      options.restart && missing.length === 0
+        ? this.#host.restarts.schedule(group.id, group.spec.restart, 'failure', () => this.#relaunchOnceEnded(group))
+        : {restart: false as const, why: 'found broken when the hive restarted'};
     this.#host.log(`${group.id} failed: ${reason}; stopping its other members`);
     if (decision.restart) {
       // Starting again, not failed: scripts waiting on it and requests for its model are told to wait.

@@ -25,11 +25,16 @@ export function workerLogFile(logsDir: string, id: string): string {
   return path.join(logsDir, `${id}.log`);
 }
 
-export function workerLaunchOptions(worker: WorkerView, model: Pick<ResolvedModel, 'path' | 'name'>, credentials: {
-  secret: string;
-  /** A coordinator probes its shards' own ports: their keys (never their secrets), by worker id. */
-  shardKeys: Record<string, string>;
-}, options: WorkerArgOptions & {logsDir: string; env?: NodeJS.ProcessEnv}): LaunchOptions {
+export function workerLaunchOptions(
+  worker: WorkerView,
+  model: Pick<ResolvedModel, 'path' | 'name'>,
+  credentials: {
+    secret: string;
+    /** A coordinator probes its shards' own ports: their keys (never their secrets), by worker id. */
+    shardKeys: Record<string, string>;
+  },
+  options: WorkerArgOptions & {logsDir: string; env?: NodeJS.ProcessEnv},
+): LaunchOptions {
   const cuda = /^cuda:(\d+)$/.exec(worker.spec.device);
   return {
     command: process.execPath,

@@ -101,7 +101,9 @@ export function toWorkerInfo(record: WorkerView): WorkerInfo {
 }
 
 /** A record with every counter at rest; `fields` says what is known of the worker so far. */
-export function createWorkerRecord(fields: Pick<WorkerRecord, 'id' | 'spec' | 'modelName' | 'modelPath' | 'port' | 'secret'> & Partial<WorkerRecord>): WorkerRecord {
+export function createWorkerRecord(
+  fields: Pick<WorkerRecord, 'id' | 'spec' | 'modelName' | 'modelPath' | 'port' | 'secret'> & Partial<WorkerRecord>,
+): WorkerRecord {
   return {
     secretHash: fields.secret === null ? '' : sha256Hex(fields.secret),
     aliases: modelAliases(fields.spec.model, fields.modelName, fields.modelPath),

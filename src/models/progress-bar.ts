@@ -95,7 +95,12 @@ function renderLine(label: string, progress: BarProgress, bytesPerSecond: number
   if ('unit' in progress) {
     const fraction = progress.total !== null && progress.total > 0 ? Math.min(1, progress.done / progress.total) : 0;
     const filled = Math.round(fraction * 24);
-    return [...parts, `[${'#'.repeat(filled)}${'-'.repeat(24 - filled)}]`, `${Math.floor(fraction * 100)}%`, ...(progress.detail === undefined ? [] : [progress.detail])].join(' ');
+    return [
+      ...parts,
+      `[${'#'.repeat(filled)}${'-'.repeat(24 - filled)}]`,
+      `${Math.floor(fraction * 100)}%`,
+      ...(progress.detail === undefined ? [] : [progress.detail]),
+    ].join(' ');
   }
   if (progress.total !== null && progress.total > 0) {
     const fraction = Math.min(1, progress.done / progress.total);

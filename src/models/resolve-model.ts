@@ -51,7 +51,10 @@ export async function resolveModel(ref: string, options: ResolveModelOptions): P
       break;
     case 'hf':
       file = await resolveHfModel({
-        ...shared, ref: parsed, ...(options.verify === undefined ? {} : {verify: options.verify}), ...(options.force === undefined ? {} : {force: options.force}),
+        ...shared,
+        ref: parsed,
+        ...(options.verify === undefined ? {} : {verify: options.verify}),
+        ...(options.force === undefined ? {} : {force: options.force}),
       });
       break;
     case 'path':

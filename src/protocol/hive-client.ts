@@ -217,7 +217,12 @@ export class HiveClient {
 
   /** A streamed chat completion's chunks, until `[DONE]`; an error in the stream throws with its code. */
   chatCompletionStream(request: Omit<ChatCompletionRequest, 'stream'>, options: StreamOptions = {}): AsyncGenerator<ChatCompletionChunk, void, undefined> {
-    return this.#openAiStream({name: 'chatCompletions', params: noParams, body: {...request, stream: true}}, ChatCompletionChunkSchema, 'chat completion chunk', options);
+    return this.#openAiStream(
+      {name: 'chatCompletions', params: noParams, body: {...request, stream: true}},
+      ChatCompletionChunkSchema,
+      'chat completion chunk',
+      options,
+    );
   }
 
   completion(request: Omit<CompletionRequest, 'stream'>, options?: CallOptions): Promise<TextCompletion> {
@@ -318,11 +323,15 @@ export class HiveClient {
     try {
       value = JSON.parse(text);
     } catch (error) {
-      throw new RbeeError('invalid_response', `the hive at ${this.url} answered ${this.#label(send)} with a ${what} that is not JSON: ${text.slice(0, 200)}`, {cause: error});
+      throw new RbeeError('invalid_response', `the hive at ${this.url} answered ${this.#label(send)} with a ${what} that is not JSON: ${text.slice(0, 200)}`, {
+        cause: error,
+      });
     }
     const parsed = parseWire(schema, value, what);
     if (!parsed.ok) {
-      throw new RbeeError('invalid_response', `the hive at ${this.url} answered ${this.#label(send)} with an ${parsed.message}`, {field: parsed.issues[0]?.field});
+      throw new RbeeError('invalid_response', `the hive at ${this.url} answered ${this.#label(send)} with an ${parsed.message}`, {
+        field: parsed.issues[0]?.field,
+      });
     }
     return parsed.value;
   }
@@ -391,7 +400,9 @@ export class HiveClient {
       }
     } catch (error) {
       if (stalled) {
-        throw new RbeeError('timeout', `the hive at ${this.url} sent nothing for ${stallMs! / 1000} s, not even a keep-alive: it is hung, or the network is`, {cause: error});
+        throw new RbeeError('timeout', `the hive at ${this.url} sent nothing for ${stallMs! / 1000} s, not even a keep-alive: it is hung, or the network is`, {
+          cause: error,
+        });
       }
       throw error;
     } finally {
@@ -400,7 +411,12 @@ export class HiveClient {
     }
   }
 
-  async *#openAiStream<S extends z.ZodType>(send: Send<HiveRouteName>, schema: S, what: string, options: StreamOptions): AsyncGenerator<z.output<S>, void, undefined> {
+  async *#openAiStream<S extends z.ZodType>(
+    send: Send<HiveRouteName>,
+    schema: S,
+    what: string,
+    options: StreamOptions,
+  ): AsyncGenerator<z.output<S>, void, undefined> {
     for await (const event of this.#events(send, options)) {
       if (event.data === '[DONE]') {
         return;

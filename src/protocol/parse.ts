@@ -2,9 +2,7 @@ import type {z} from 'zod';
 
 export type FieldIssue = {field: string; message: string};
 
-export type ParseResult<T> =
-  | {ok: true; value: T}
-  | {ok: false; issues: FieldIssue[]; message: string};
+export type ParseResult<T> = {ok: true; value: T} | {ok: false; issues: FieldIssue[]; message: string};
 
 /**
  * Validates a wire message and, on failure, says which fields are wrong in one line, so the
@@ -23,7 +21,10 @@ export function parseWire<S extends z.ZodType>(schema: S, value: unknown, what: 
     }
     return [{field: at.length === 0 ? '(body)' : at.join('.'), message: issue.message}];
   });
-  const listed = issues.slice(0, 5).map(issue => `\`${issue.field}\`: ${issue.message}`).join('; ');
+  const listed = issues
+    .slice(0, 5)
+    .map(issue => `\`${issue.field}\`: ${issue.message}`)
+    .join('; ');
   const more = issues.length > 5 ? ` (and ${issues.length - 5} more)` : '';
   return {ok: false, issues, message: `invalid ${what}: ${listed}${more}`};
 }

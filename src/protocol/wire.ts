@@ -84,12 +84,7 @@ export {
   type WorkerState,
   WorkerStateSchema,
 } from './wire/workers.js';
-export {
-  eventKeepAliveMs,
-  eventStallMs,
-  type HiveEvent,
-  HiveEventSchema,
-} from './wire/events.js';
+export {eventKeepAliveMs, eventStallMs, type HiveEvent, HiveEventSchema} from './wire/events.js';
 export {
   type AdapterList,
   AdapterListSchema,
@@ -106,8 +101,4 @@ export {
   type ShutdownAnswer,
   ShutdownAnswerSchema,
 } from './wire/hive.js';
-export {
-  DeviceSchema,
-  type RestartPolicy,
-  RestartPolicySchema,
-} from './wire/fields.js';
+export {DeviceSchema, type RestartPolicy, RestartPolicySchema} from './wire/fields.js';

@@ -4,7 +4,17 @@
  * engine. The context it hands the adapter is the worker's: engines are spawned the same way, and
  * what the adapter reports (load progress, failures, log lines) is recorded for the test to check.
  */
-import {assertAdapter, checkInferResult, checkStreamedText, type AdapterContext, type AdapterGroup, type AdapterHeartbeat, type AdapterInferRequest, type GenerateResult, type RbeeAdapter} from '../adapters/adapter-api.js';
+import {
+  assertAdapter,
+  checkInferResult,
+  checkStreamedText,
+  type AdapterContext,
+  type AdapterGroup,
+  type AdapterHeartbeat,
+  type AdapterInferRequest,
+  type GenerateResult,
+  type RbeeAdapter,
+} from '../adapters/adapter-api.js';
 import {spawnEngineProcess} from '../adapters/engine-process.js';
 import type {EngineProcess} from '../adapters/adapter-api.js';
 import {RbeeError, toRbeeError} from '../errors.js';
@@ -126,22 +136,25 @@ export async function createAdapterHarness(adapterOrFactory: RbeeAdapter | Facto
       const streamed: string[] = [];
       // Checked as the worker checks them: a result or a streamed piece the worker would refuse fails here too.
       let badText: Error | null = null;
-      const answer: unknown = await adapter.infer({
-        kind: input.kind ?? 'complete',
-        prompt: input.prompt ?? '',
-        messages: input.messages ?? [],
-        maxTokens: input.maxTokens ?? 16,
-        temperature: input.temperature ?? 0,
-        stop: input.stop ?? [],
-        ...(input.topK === undefined ? {} : {topK: input.topK}),
-        ...(input.topP === undefined ? {} : {topP: input.topP}),
-        ...(input.seed === undefined ? {} : {seed: input.seed}),
-        signal: input.signal ?? new AbortController().signal,
-        onText: text => {
-          badText ??= checkStreamedText(adapter.name, text);
-          streamed.push(text);
+      const answer: unknown = await adapter.infer(
+        {
+          kind: input.kind ?? 'complete',
+          prompt: input.prompt ?? '',
+          messages: input.messages ?? [],
+          maxTokens: input.maxTokens ?? 16,
+          temperature: input.temperature ?? 0,
+          stop: input.stop ?? [],
+          ...(input.topK === undefined ? {} : {topK: input.topK}),
+          ...(input.topP === undefined ? {} : {topP: input.topP}),
+          ...(input.seed === undefined ? {} : {seed: input.seed}),
+          signal: input.signal ?? new AbortController().signal,
+          onText: text => {
+            badText ??= checkStreamedText(adapter.name, text);
+            streamed.push(text);
+          },
         },
-      }, context);
+        context,
+      );
       if (badText !== null) {
         throw badText;
       }

@@ -11,9 +11,15 @@ import type {TableLine} from './rows.js';
 
 export type Cell = Segment;
 
-export type ColumnKey = 'id' | 'type' | 'model' | 'device' | 'status' | 'memory' | 'cpu' | 'requests' | 'throughput' | 'queue' | 'workflow' | 'uptime' | 'heartbeat';
+export type ColumnKey =
+  'id' | 'type' | 'model' | 'device' | 'status' | 'memory' | 'cpu' | 'requests' | 'throughput' | 'queue' | 'workflow' | 'uptime' | 'heartbeat';
 
-type ColumnSpec = {title: string; width: number; align: 'left' | 'right'; /** Dropped first when the terminal is narrow: higher goes first; 0 never. */ drop: number};
+type ColumnSpec = {
+  title: string;
+  width: number;
+  align: 'left' | 'right';
+  /** Dropped first when the terminal is narrow: higher goes first; 0 never. */ drop: number;
+};
 
 const sparkWidth = 10;
 const memoryBarWidth = 8;
@@ -54,7 +60,7 @@ export function typeColumnWidth(types: Iterable<string>): number {
 /** Columns with a row gutter of 2 and one space between cells; the model column takes what is left (up to 40). */
 export function layoutColumns(width: number, options: {workflow: boolean; typeWidth?: number}): Column[] {
   const keys = order.filter(key => key !== 'workflow' || options.workflow);
-  const widthOf = (key: ColumnKey) => (key === 'type' ? options.typeWidth ?? specs.type.width : specs[key].width);
+  const widthOf = (key: ColumnKey) => (key === 'type' ? (options.typeWidth ?? specs.type.width) : specs[key].width);
   const used = (set: ColumnKey[]) => 2 + set.reduce((sum, key) => sum + widthOf(key), 0) + (set.length - 1);
   const droppable = keys.filter(key => specs[key].drop > 0).sort((a, b) => specs[b].drop - specs[a].drop);
   let chosen = keys;
@@ -94,7 +100,7 @@ function memoryCell(row: WorkerRow, context: CellContext, width: number): Cell {
   }
   const cpu = row.info.device === 'cpu';
   const used = (cpu ? heartbeat.ram_used : heartbeat.vram_used) ?? 0;
-  const total = cpu ? context.devices.get('cpu')?.memory_total : (heartbeat.vram_total || context.devices.get(row.info.device)?.memory_total);
+  const total = cpu ? context.devices.get('cpu')?.memory_total : heartbeat.vram_total || context.devices.get(row.info.device)?.memory_total;
   if (total === undefined || total <= 0) {
     return {text: fit(`${' '.repeat(memoryBarWidth + 1)}${compactBytes(used)}`, width)};
   }
@@ -178,7 +184,12 @@ function workerCell(key: ColumnKey, line: Extract<TableLine, {kind: 'worker'}>, 
 }
 
 const groupHealthColor: Record<GroupHealth | 'unknown', Segment['color']> = {
-  healthy: 'green', starting: 'yellow', degraded: 'red', failed: 'red', stopped: 'gray', unknown: 'gray',
+  healthy: 'green',
+  starting: 'yellow',
+  degraded: 'red',
+  failed: 'red',
+  stopped: 'gray',
+  unknown: 'gray',
 };
 
 /** One table line as cells, each exactly its column's width (a group line is one wide cell). */

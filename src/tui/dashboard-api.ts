@@ -108,7 +108,7 @@ export function hiveDashboardApi(client: HiveClient, options: {home: string}): D
       try {
         return {path: file, lines: await tailFile(file, lines), note: `local hive: read from ${file}`};
       } catch (error) {
-        const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file (is RBEE_HOME the hive\'s?)' : (error as Error).message;
+        const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? "no such file (is RBEE_HOME the hive's?)" : (error as Error).message;
         return {path: file, lines: [], note: `local hive: ${file}: ${reason}`};
       }
     },

@@ -27,7 +27,8 @@ export function describeWorker(row: WorkerRow, context: DescribeContext): string
   const alive = isAliveState(info.state);
   const lines: string[] = [];
 
-  const engine = heartbeat?.adapter_type === undefined || heartbeat.adapter_type === info.type ? info.type : `${heartbeat.adapter_type} (worker type ${info.type})`;
+  const engine =
+    heartbeat?.adapter_type === undefined || heartbeat.adapter_type === info.type ? info.type : `${heartbeat.adapter_type} (worker type ${info.type})`;
   const shape = [
     info.context_size === null ? null : `context ${info.context_size} tokens`,
     info.parallel === null ? null : `${info.parallel} at once`,
@@ -40,32 +41,43 @@ export function describeWorker(row: WorkerRow, context: DescribeContext): string
     lines.push(`${state === 'failed' ? 'Failed' : 'Stopped'}${info.reason === null ? '' : `: ${info.reason}`}.`);
   } else if (state === 'starting') {
     const progress = info.progress;
-    const how = progress === null
-      ? 'waiting for its first heartbeat'
-      : progress.total === null || progress.total === 0
-        ? `${progress.phase}, ${compactBytes(progress.done)} so far`
-        : `${progress.phase}, ${percentOf(progress.done, progress.total)} done`;
+    const how =
+      progress === null
+        ? 'waiting for its first heartbeat'
+        : progress.total === null || progress.total === 0
+          ? `${progress.phase}, ${compactBytes(progress.done)} so far`
+          : `${progress.phase}, ${percentOf(progress.done, progress.total)} done`;
     lines.push(`Starting: ${how}.`);
   } else {
     const queued = heartbeat?.queue_depth ?? 0;
     const doing = row.inFlight > 0 ? `${plural(row.inFlight, 'request')} in flight through the hive` : state === 'busy' ? 'generating' : 'idle';
-    lines.push(`${state === 'stopping' ? 'Stopping' : state === 'busy' ? 'Busy' : 'Ready'}: ${doing}${queued > 0 ? `, ${queued} waiting in its queue` : ''}${info.draining ? '; draining (takes nothing new)' : ''}.`);
+    lines.push(
+      `${state === 'stopping' ? 'Stopping' : state === 'busy' ? 'Busy' : 'Ready'}: ${doing}${queued > 0 ? `, ${queued} waiting in its queue` : ''}${info.draining ? '; draining (takes nothing new)' : ''}.`,
+    );
   }
 
   if (alive) {
     const rates = workerRates(row, context.now);
-    const rate = rates.source === 'none'
-      ? 'no throughput reported yet'
-      : `${compactRate(rates.tokensPerSecond)} tokens/s ${rates.source === 'requests' ? `now (the hive's requests of the last 5 s${rates.requestsPerSecond > 0 ? `, ${compactRate(rates.requestsPerSecond)} requests/s` : ''})` : 'at its last heartbeat'}`;
-    const totals = heartbeat?.requests_total === undefined ? '' : ` · ${plural(heartbeat.tokens_generated ?? 0, 'token')} in ${plural(heartbeat.requests_total, 'request')} since it started`;
-    const last = heartbeat?.last_request_at === null || heartbeat?.last_request_at === undefined ? '' : ` · last request ${compactAge(Math.max(0, context.now - Date.parse(heartbeat.last_request_at)))} ago`;
+    const rate =
+      rates.source === 'none'
+        ? 'no throughput reported yet'
+        : `${compactRate(rates.tokensPerSecond)} tokens/s ${rates.source === 'requests' ? `now (the hive's requests of the last 5 s${rates.requestsPerSecond > 0 ? `, ${compactRate(rates.requestsPerSecond)} requests/s` : ''})` : 'at its last heartbeat'}`;
+    const totals =
+      heartbeat?.requests_total === undefined
+        ? ''
+        : ` · ${plural(heartbeat.tokens_generated ?? 0, 'token')} in ${plural(heartbeat.requests_total, 'request')} since it started`;
+    const last =
+      heartbeat?.last_request_at === null || heartbeat?.last_request_at === undefined
+        ? ''
+        : ` · last request ${compactAge(Math.max(0, context.now - Date.parse(heartbeat.last_request_at)))} ago`;
     lines.push(`Throughput: ${rate}${totals}${last}.`);
 
     const memory = workerMemory(row);
-    const total = info.device === 'cpu' ? context.deviceMemory : (heartbeat?.vram_total || context.deviceMemory);
-    const held = heartbeat === null
-      ? 'memory not reported yet'
-      : `${compactBytes(memory)} ${info.device === 'cpu' ? 'RAM' : 'VRAM'}${total === undefined || total <= 0 ? '' : ` of ${compactBytes(total)} on ${info.device} (${percentOf(memory, total)})`}`;
+    const total = info.device === 'cpu' ? context.deviceMemory : heartbeat?.vram_total || context.deviceMemory;
+    const held =
+      heartbeat === null
+        ? 'memory not reported yet'
+        : `${compactBytes(memory)} ${info.device === 'cpu' ? 'RAM' : 'VRAM'}${total === undefined || total <= 0 ? '' : ` of ${compactBytes(total)} on ${info.device} (${percentOf(memory, total)})`}`;
     const cpu = heartbeat?.cpu_percent === undefined ? '' : ` · CPU ${heartbeat.cpu_percent.toFixed(0)}% of one core`;
     lines.push(`Memory: ${held}${cpu}.`);
   }
@@ -73,7 +85,9 @@ export function describeWorker(row: WorkerRow, context: DescribeContext): string
   const models = heartbeat?.loaded_models ?? [];
   if (models.length > 1 || heartbeat?.vram_allocations !== undefined) {
     const allocations = heartbeat?.vram_allocations ?? {};
-    lines.push(`Models loaded: ${models.map(name => (allocations[name] === undefined ? name : `${name} (${compactBytes(allocations[name]!)})`)).join(', ') || 'none'}.`);
+    lines.push(
+      `Models loaded: ${models.map(name => (allocations[name] === undefined ? name : `${name} (${compactBytes(allocations[name]!)})`)).join(', ') || 'none'}.`,
+    );
   }
   const workflow = heartbeat?.workflow_progress;
   if (workflow !== undefined && workflow !== null) {
@@ -85,7 +99,9 @@ export function describeWorker(row: WorkerRow, context: DescribeContext): string
     const role = info.role ?? heartbeat?.role;
     const health = context.group?.health ?? heartbeat?.group_health;
     const shards = heartbeat?.shard_workers?.map(shard => `${shard.worker_id} ${shard.status}`).join(', ');
-    lines.push(`${role === 'coordinator' ? 'Coordinator' : 'Shard'} of group ${groupId}${context.group === undefined ? '' : ` over ${context.group.devices.join(', ')}`}${health === undefined ? '' : `, which is ${health}`}${shards === undefined || shards === '' ? '' : `; shards: ${shards}`}.`);
+    lines.push(
+      `${role === 'coordinator' ? 'Coordinator' : 'Shard'} of group ${groupId}${context.group === undefined ? '' : ` over ${context.group.devices.join(', ')}`}${health === undefined ? '' : `, which is ${health}`}${shards === undefined || shards === '' ? '' : `; shards: ${shards}`}.`,
+    );
   }
 
   const life = [

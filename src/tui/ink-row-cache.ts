@@ -105,7 +105,11 @@ export function rowCachedGet(Output: InkOutputClass, inkGet: (this: InkOutput) =
 }
 
 function looksLikeInkOutput(value: unknown): value is InkOutputClass {
-  if (typeof value !== 'function' || typeof (value as InkOutputClass).prototype?.get !== 'function' || typeof (value as InkOutputClass).prototype.write !== 'function') {
+  if (
+    typeof value !== 'function' ||
+    typeof (value as InkOutputClass).prototype?.get !== 'function' ||
+    typeof (value as InkOutputClass).prototype.write !== 'function'
+  ) {
     return false;
   }
   const probe = new (value as InkOutputClass)({width: 3, height: 1});

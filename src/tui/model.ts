@@ -86,8 +86,12 @@ function rowFrom(info: WorkerInfo, previous: WorkerRow | undefined, history: boo
     throughput = [...throughput, info.last_heartbeat.throughput_tokens_per_second].slice(-throughputHistory);
   }
   return {
-    info, heartbeatAt, intervalMs: previous?.intervalMs ?? null, throughput, history,
-    inFlight: isAliveState(info.state) ? previous?.inFlight ?? 0 : 0,
+    info,
+    heartbeatAt,
+    intervalMs: previous?.intervalMs ?? null,
+    throughput,
+    history,
+    inFlight: isAliveState(info.state) ? (previous?.inFlight ?? 0) : 0,
     // The hive's record is newer than any request event before it: its state is the truth again.
     requestEventAt: null,
     activity: previous?.activity ?? [],
@@ -98,7 +102,8 @@ function applyRequest(row: WorkerRow, event: Extract<HiveEvent, {type: 'request'
   const at = parseTime(event.at) ?? now;
   const tokens = event.tokens ?? 0;
   const requests = event.phase === 'ended' ? 1 : 0;
-  const kept = row.activity.length > 0 && row.activity[0]!.at < at - rateWindowMs ? row.activity.filter(sample => sample.at >= at - rateWindowMs) : row.activity;
+  const kept =
+    row.activity.length > 0 && row.activity[0]!.at < at - rateWindowMs ? row.activity.filter(sample => sample.at >= at - rateWindowMs) : row.activity;
   return {
     ...row,
     inFlight: event.in_flight,
@@ -253,7 +258,9 @@ export function workerRates(row: WorkerRow, now: number): WorkerRates {
     return {tokensPerSecond: tokens / (rateWindowMs / 1_000), requestsPerSecond: requests / (rateWindowMs / 1_000), source: 'requests'};
   }
   const reported = isAliveState(row.info.state) ? row.info.last_heartbeat?.throughput_tokens_per_second : undefined;
-  return reported === undefined ? {tokensPerSecond: 0, requestsPerSecond: 0, source: 'none'} : {tokensPerSecond: reported, requestsPerSecond: 0, source: 'heartbeat'};
+  return reported === undefined
+    ? {tokensPerSecond: 0, requestsPerSecond: 0, source: 'none'}
+    : {tokensPerSecond: reported, requestsPerSecond: 0, source: 'heartbeat'};
 }
 
 /** Memory a worker holds on its device (RAM for cpu workers, VRAM otherwise), from its last heartbeat. */

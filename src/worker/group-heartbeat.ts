@@ -35,7 +35,10 @@ async function shardHealth(url: string, key: string | undefined, timeoutMs: numb
  * (the coordinator's first), GPUs only; a card counted once in the total however many members use it.
  */
 function groupVram(membership: GroupMembership, own: Vram | null, shards: readonly ShardHealth[]): Partial<Heartbeat> {
-  const members: Array<[string, Vram | null]> = [[membership.devices[0]!, own], ...membership.shards.map((shard, index) => [shard.device, shards[index]?.vram ?? null] as [string, Vram | null])];
+  const members: Array<[string, Vram | null]> = [
+    [membership.devices[0]!, own],
+    ...membership.shards.map((shard, index) => [shard.device, shards[index]?.vram ?? null] as [string, Vram | null]),
+  ];
   const perDevice: Record<string, number> = {};
   const totals = new Map<string, number>();
   for (const [device, vram] of members) {
@@ -68,7 +71,11 @@ export function adapterGroup(membership: GroupMembership): AdapterGroup {
  * shards are not asked); `own`: its engine's device memory, when measured.
  */
 export async function groupHeartbeatFields(
-  membership: GroupMembership, serving: boolean, own: Vram | null, timeoutMs = 1_500, shardKeys: Record<string, string> = {},
+  membership: GroupMembership,
+  serving: boolean,
+  own: Vram | null,
+  timeoutMs = 1_500,
+  shardKeys: Record<string, string> = {},
 ): Promise<Partial<Heartbeat>> {
   if (membership.role === 'shard') {
     return {group_id: membership.group_id, role: 'shard', coordinator: membership.coordinator};

@@ -36,7 +36,13 @@ function usageOf(result: GenerateResult) {
 }
 
 /** A stream chunk; with `include_usage` asked for, `usage: null` as OpenAI sends on all but the usage chunk. */
-export function chatChunk(id: string, model: string, delta: {role?: 'assistant'; content?: string}, finish: FinishReason | null, withUsage = false): ChatCompletionChunk {
+export function chatChunk(
+  id: string,
+  model: string,
+  delta: {role?: 'assistant'; content?: string},
+  finish: FinishReason | null,
+  withUsage = false,
+): ChatCompletionChunk {
   return {
     id,
     object: 'chat.completion.chunk',
@@ -51,7 +57,12 @@ export function chatChunk(id: string, model: string, delta: {role?: 'assistant';
  * The last chunk before `[DONE]` of a stream asked with `stream_options.include_usage`: no choices,
  * the whole request's token counts.
  */
-export function usageChunk(object: 'chat.completion.chunk' | 'text_completion', id: string, model: string, result: GenerateResult): ChatCompletionChunk | TextCompletion {
+export function usageChunk(
+  object: 'chat.completion.chunk' | 'text_completion',
+  id: string,
+  model: string,
+  result: GenerateResult,
+): ChatCompletionChunk | TextCompletion {
   const base = {id, created: nowSeconds(), model, choices: [], usage: usageOf(result)};
   return object === 'chat.completion.chunk' ? {...base, object} : {...base, object};
 }
@@ -60,7 +71,13 @@ export function usageChunk(object: 'chat.completion.chunk' | 'text_completion', 
  * A text completion, or one chunk of a streamed one. Streamed, usage comes only as the separate
  * usage chunk (when asked for), as OpenAI streams it.
  */
-export function textCompletion(id: string, model: string, text: string, result: GenerateResult | null, streamed?: {streamed: true; usage: boolean}): TextCompletion {
+export function textCompletion(
+  id: string,
+  model: string,
+  text: string,
+  result: GenerateResult | null,
+  streamed?: {streamed: true; usage: boolean},
+): TextCompletion {
   return {
     id,
     object: 'text_completion',

@@ -64,13 +64,17 @@ export class RequestQueue {
     await new Promise<void>((resolve, reject) => {
       const entry = {resolve, reject};
       this.#waiting.push(entry);
-      signal?.addEventListener('abort', () => {
-        const index = this.#waiting.indexOf(entry);
-        if (index !== -1) {
-          this.#waiting.splice(index, 1);
-          reject(new RbeeError('invalid_request', 'client went away while the request was queued'));
-        }
-      }, {once: true});
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const index = this.#waiting.indexOf(entry);
+          if (index !== -1) {
+            this.#waiting.splice(index, 1);
+            reject(new RbeeError('invalid_request', 'client went away while the request was queued'));
+          }
+        },
+        {once: true},
+      );
     });
   }
 

@@ -63,12 +63,13 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     log: message => log(`${adapter.name}: ${message}`),
     freePort: () => freePort(),
     engineKey: randomSecret(),
-    spawnEngine: spawn => spawnEngineProcess({
-      ...spawn,
-      // Output is not progress: an engine can log forever and never serve. Progress is only what
-      // the adapter reports; the ready timeout bounds the rest.
-      onOutput: line => process.stderr.write(`[engine] ${line}\n`),
-    }),
+    spawnEngine: spawn =>
+      spawnEngineProcess({
+        ...spawn,
+        // Output is not progress: an engine can log forever and never serve. Progress is only what
+        // the adapter reports; the ready timeout bounds the rest.
+        onOutput: line => process.stderr.write(`[engine] ${line}\n`),
+      }),
     reportLoadProgress: fraction => runtime?.setLoadProgress(fraction),
     reportFailure: reason => {
       runtime?.fail(reason);
@@ -76,16 +77,20 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     },
     ...(options.group === undefined ? {} : {group: adapterGroup(options.group)}),
   };
-  runtime = new WorkerRuntime({
-    workerId: options.workerId,
-    modelName: options.modelName,
-    device: options.device,
-    parallel: options.parallel,
-    maxQueue: options.maxQueue,
-    group: options.group,
-    shardKeys: options.shardKeys ?? {},
-    groupProbeTimeoutMs: Math.max(50, Math.min(1_500, Math.floor(options.heartbeatIntervalMs / 3))),
-  }, adapter, context);
+  runtime = new WorkerRuntime(
+    {
+      workerId: options.workerId,
+      modelName: options.modelName,
+      device: options.device,
+      parallel: options.parallel,
+      maxQueue: options.maxQueue,
+      group: options.group,
+      shardKeys: options.shardKeys ?? {},
+      groupProbeTimeoutMs: Math.max(50, Math.min(1_500, Math.floor(options.heartbeatIntervalMs / 3))),
+    },
+    adapter,
+    context,
+  );
   const worker = runtime;
   const server = createWorkerServer(worker, {key: options.key});
   let heartbeat: HeartbeatLoop | null = null;
@@ -179,7 +184,10 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
 }
 
 function notReadyError(timeoutMs: number): RbeeError {
-  return new RbeeError('timeout', `not ready after ${Math.round(timeoutMs / 100) / 10} s, its ready timeout (a slower engine needs ready_timeout_ms on the spawn, or workers.readyTimeoutMs in the config)`);
+  return new RbeeError(
+    'timeout',
+    `not ready after ${Math.round(timeoutMs / 100) / 10} s, its ready timeout (a slower engine needs ready_timeout_ms on the spawn, or workers.readyTimeoutMs in the config)`,
+  );
 }
 
 /** A start or ready call that outlasts the time left to become ready fails; it is not awaited further. */

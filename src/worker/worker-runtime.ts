@@ -19,7 +19,6 @@ export type WorkerRuntimeOptions = {
   groupProbeTimeoutMs?: number | undefined;
 };
 
-
 /** The worker's state, shared by its HTTP server and its heartbeat loop. */
 export class WorkerRuntime {
   readonly options: WorkerRuntimeOptions;
@@ -114,9 +113,16 @@ export class WorkerRuntime {
     // Device memory only when the engine measured it: a group's sums must not count a guess.
     const vram = figures.vram_used === undefined ? null : {vram_used: figures.vram_used, vram_total: figures.vram_total ?? 0};
     this.#lastVram = vram;
-    const group = this.options.group === undefined
-      ? {}
-      : await groupHeartbeatFields(this.options.group, this.#ready && this.#failure === null, vram, this.options.groupProbeTimeoutMs, this.options.shardKeys ?? {});
+    const group =
+      this.options.group === undefined
+        ? {}
+        : await groupHeartbeatFields(
+            this.options.group,
+            this.#ready && this.#failure === null,
+            vram,
+            this.options.groupProbeTimeoutMs,
+            this.options.shardKeys ?? {},
+          );
     return {
       worker_id: this.options.workerId,
       status: this.status(),

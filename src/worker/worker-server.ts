@@ -10,13 +10,7 @@ import {clientGoneSignal} from '../http/client-gone.js';
 import {frameworkErrorHandler, installErrorHandling, toOpenAiError} from '../http/error-handling.js';
 import {startSse, writeSse} from '../http/sse.js';
 import {validateBody} from '../http/validate-body.js';
-import {
-  ChatCompletionRequestSchema,
-  CompletionRequestSchema,
-  InferRequestSchema,
-  type InferResponse,
-  type ModelList,
-} from '../protocol/wire.js';
+import {ChatCompletionRequestSchema, CompletionRequestSchema, InferRequestSchema, type InferResponse, type ModelList} from '../protocol/wire.js';
 import {checkInferResult, checkStreamedText, checkTokenCount, type AdapterInferRequest} from '../adapters/adapter-api.js';
 import type {EngineChatMessage, GenerateResult} from './engine.js';
 import {chatChunk, chatCompletion, openAiId, textCompletion, toEngineMessages, usageChunk} from './openai-format.js';
@@ -68,7 +62,11 @@ export function createWorkerServer(runtime: WorkerRuntime, auth: {key: string | 
     const prompt = {kind: job.kind, prompt: job.kind === 'complete' ? job.prompt : '', messages: job.kind === 'chat' ? job.messages : []};
     const tokens = checkTokenCount(adapter.name, await adapter.countTokens(prompt, context));
     if (tokens >= context.contextSize) {
-      throw new RbeeError('context_length_exceeded', `the prompt is ${tokens} tokens but this worker's context holds ${context.contextSize} (its context_size): shorten the prompt, or spawn a worker with a larger --context-size`, {field: job.kind === 'chat' ? 'messages' : 'prompt'});
+      throw new RbeeError(
+        'context_length_exceeded',
+        `the prompt is ${tokens} tokens but this worker's context holds ${context.contextSize} (its context_size): shorten the prompt, or spawn a worker with a larger --context-size`,
+        {field: job.kind === 'chat' ? 'messages' : 'prompt'},
+      );
     }
   }
 
@@ -139,10 +137,15 @@ export function createWorkerServer(runtime: WorkerRuntime, auth: {key: string | 
 
   app.get('/v1/models', async (): Promise<ModelList> => ({
     object: 'list',
-    data: [{
-      id: runtime.options.modelName, object: 'model', created: Math.floor(runtime.stats.startedAt / 1000), owned_by: 'rbee',
-      ...(isDefaultBaseModel(runtime.context.modelPath) ? {base_model: true, notice: baseModelNotice} : {}),
-    }],
+    data: [
+      {
+        id: runtime.options.modelName,
+        object: 'model',
+        created: Math.floor(runtime.stats.startedAt / 1000),
+        owned_by: 'rbee',
+        ...(isDefaultBaseModel(runtime.context.modelPath) ? {base_model: true, notice: baseModelNotice} : {}),
+      },
+    ],
   }));
 
   app.post('/v1/infer', async (request, reply) => {

@@ -30,15 +30,20 @@ test('a probe: its answer, checked; one that throws, answers nonsense or hangs m
   const probing = (backends: RbeeAdapter['backends']) => defineAdapter({...base, backends});
   t.deepEqual(await adapterBackends(probing(async () => ({cpu: {}, cuda: {unavailable: 'no driver'}}))), {cpu: {}, cuda: {unavailable: 'no driver'}});
 
-  const threw = await adapterBackends(probing(() => {
-    throw new Error('permission denied reading /dev/nvidia0');
-  }));
+  const threw = await adapterBackends(
+    probing(() => {
+      throw new Error('permission denied reading /dev/nvidia0');
+    }),
+  );
   t.deepEqual(Object.keys(threw), ['cpu', 'cuda', 'metal']);
   t.is(threw.cuda?.unavailable, 'adapter acme:probe could not tell where its engine runs: permission denied reading /dev/nvidia0');
 
   const nonsense = await adapterBackends(probing(async () => ({cuda: {speed: {rank: 'fast'}}}) as never));
   t.regex(nonsense.cpu?.unavailable ?? '', /^invalid backends\(\) of adapter acme:probe: `cuda\.speed\.rank`/);
 
-  const hung = await adapterBackends(probing(() => new Promise(() => {})), {timeoutMs: 50});
+  const hung = await adapterBackends(
+    probing(() => new Promise(() => {})),
+    {timeoutMs: 50},
+  );
   t.is(hung.metal?.unavailable, 'adapter acme:probe could not tell where its engine runs: no answer in 0.05 s');
 });

@@ -30,7 +30,16 @@ async function engine(ending: 'done' | 'close' | 'reset') {
 }
 
 function request(pieces: string[]): AdapterInferRequest {
-  return {kind: 'chat', prompt: '', messages: [{role: 'user', content: 'hi'}], maxTokens: 8, temperature: 0, stop: [], signal: AbortSignal.timeout(10_000), onText: text => pieces.push(text)};
+  return {
+    kind: 'chat',
+    prompt: '',
+    messages: [{role: 'user', content: 'hi'}],
+    maxTokens: 8,
+    temperature: 0,
+    stop: [],
+    signal: AbortSignal.timeout(10_000),
+    onText: text => pieces.push(text),
+  };
 }
 
 test('an OpenAI stream that ends with [DONE] is a finished answer', async t => {

@@ -30,14 +30,38 @@ serial('llama-server behind the adapter: ready, infer plain and streamed, heartb
   fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: {llamacpp: {engine: 'llama-server'}}}));
   hive = await startHive({cwd: project, args: ['--heartbeat-interval', '300']});
   const model = await defaultModelPath();
-  const spawned = await rbee(['--json', 'worker', 'spawn', '--model', model, '--threads', '1', '--parallel', '2', '--context-size', '1024', '--restart', 'never', '--wait', '--timeout', '120'], {hive});
+  const spawned = await rbee(
+    [
+      '--json',
+      'worker',
+      'spawn',
+      '--model',
+      model,
+      '--threads',
+      '1',
+      '--parallel',
+      '2',
+      '--context-size',
+      '1024',
+      '--restart',
+      'never',
+      '--wait',
+      '--timeout',
+      '120',
+    ],
+    {hive},
+  );
   t.is(spawned.exitCode, 0, String(spawned.stderr));
   const worker = JSON.parse(String(spawned.stdout)) as {worker_id: string; url: string; pid: number; model: string};
   const [server] = descendants(worker.pid).filter(pid => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('llama-server'));
   t.truthy(server, 'the worker runs a llama-server child');
   // llama-server binds loopback with a key from its environment (LLAMA_API_KEY), never on its command line.
   const argv = fs.readFileSync(`/proc/${server}/cmdline`, 'utf8').split('\0');
-  const engineKey = fs.readFileSync(`/proc/${server}/environ`, 'utf8').split('\0').find(entry => entry.startsWith('LLAMA_API_KEY='))?.slice('LLAMA_API_KEY='.length);
+  const engineKey = fs
+    .readFileSync(`/proc/${server}/environ`, 'utf8')
+    .split('\0')
+    .find(entry => entry.startsWith('LLAMA_API_KEY='))
+    ?.slice('LLAMA_API_KEY='.length);
   t.truthy(engineKey);
   t.false(argv.some(arg => arg.includes(engineKey!)));
   t.is(argv[argv.indexOf('--host') + 1], '127.0.0.1');
@@ -54,9 +78,20 @@ serial('llama-server behind the adapter: ready, infer plain and streamed, heartb
   t.is(routed.text, direct.text, 'greedy decoding repeats itself');
   const streamed = await postStream(`${hive.url}/v1/infer`, {...greedy, stream: true});
   const events = streamed.events.map(data => InferStreamEventSchema.parse(JSON.parse(data)));
-  t.is(events.filter(event => event.type === 'token').map(event => (event.type === 'token' ? event.text : '')).join(''), direct.text);
+  t.is(
+    events
+      .filter(event => event.type === 'token')
+      .map(event => (event.type === 'token' ? event.text : ''))
+      .join(''),
+    direct.text,
+  );
   t.is(events.at(-1)?.type, 'done');
-  const chat = await postJson(`${hive.url}/v1/chat/completions`, {model: worker.model, messages: [{role: 'user', content: 'Say hi.'}], max_tokens: 8, temperature: 0});
+  const chat = await postJson(`${hive.url}/v1/chat/completions`, {
+    model: worker.model,
+    messages: [{role: 'user', content: 'Say hi.'}],
+    max_tokens: 8,
+    temperature: 0,
+  });
   t.is(chat.status, 200, JSON.stringify(chat.body));
   t.true(chat.body.choices[0].message.content.length > 0);
   t.true(chat.body.usage.completion_tokens > 0);
@@ -64,7 +99,7 @@ serial('llama-server behind the adapter: ready, infer plain and streamed, heartb
   await waitFor(async () => (await workerInfo(worker.worker_id)).last_heartbeat?.requests_total === 4, 5_000, 'a heartbeat after the requests');
   const heartbeat = HeartbeatSchema.parse((await workerInfo(worker.worker_id)).last_heartbeat);
   t.is(heartbeat.adapter_type, 'llama.cpp');
-  t.true((heartbeat.ram_used ?? 0) > 100 * 1024 * 1024, 'llama-server\'s own resident memory');
+  t.true((heartbeat.ram_used ?? 0) > 100 * 1024 * 1024, "llama-server's own resident memory");
   t.is(heartbeat.batch_size, 0, 'from /slots: nothing processing now');
 
   process.kill(server!, 'SIGKILL');
@@ -75,7 +110,10 @@ serial('llama-server behind the adapter: ready, infer plain and streamed, heartb
 
 serial('stopping a llama-server worker leaves no process', async t => {
   const model = await defaultModelPath();
-  const spawned = await rbee(['--json', 'worker', 'spawn', '--model', model, '--threads', '1', '--parallel', '1', '--context-size', '512', '--wait', '--timeout', '120'], {hive});
+  const spawned = await rbee(
+    ['--json', 'worker', 'spawn', '--model', model, '--threads', '1', '--parallel', '1', '--context-size', '512', '--wait', '--timeout', '120'],
+    {hive},
+  );
   t.is(spawned.exitCode, 0, String(spawned.stderr));
   const worker = JSON.parse(String(spawned.stdout)) as {worker_id: string; pid: number};
   const tree = [worker.pid, ...descendants(worker.pid)];

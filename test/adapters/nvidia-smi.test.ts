@@ -12,8 +12,14 @@ import {tempHome} from '../helpers/rbee-process.js';
 
 const mib = 1024 * 1024;
 const fake = fakeNvidiaSmi({
-  gpus: [{name: 'NVIDIA H100 80GB HBM3', totalMiB: 81_559, usedMiB: 1_000}, {name: 'NVIDIA H100 80GB HBM3', totalMiB: 81_559, usedMiB: 60_000}],
-  apps: [{pid: 4242, usedMiB: 1_500}, {pid: 4343, usedMiB: 700}],
+  gpus: [
+    {name: 'NVIDIA H100 80GB HBM3', totalMiB: 81_559, usedMiB: 1_000},
+    {name: 'NVIDIA H100 80GB HBM3', totalMiB: 81_559, usedMiB: 60_000},
+  ],
+  apps: [
+    {pid: 4242, usedMiB: 1_500},
+    {pid: 4343, usedMiB: 700},
+  ],
 });
 
 function withProgram<T>(program: string | undefined, run: () => Promise<T>): Promise<T> {
@@ -47,14 +53,20 @@ test.serial('cards, free and total memory, and per-process memory come from the 
     t.is(await gpuFreeMemory(1), 21_559 * mib);
     t.is(await gpuTotalMemory(0), 81_559 * mib);
     t.is(await gpuFreeMemory(5), undefined, 'a card nvidia-smi does not have: no figure');
-    t.deepEqual(await nvidiaComputeApps(), [{pid: 4242, usedMemory: 1_500 * mib}, {pid: 4343, usedMemory: 700 * mib}]);
+    t.deepEqual(await nvidiaComputeApps(), [
+      {pid: 4242, usedMemory: 1_500 * mib},
+      {pid: 4343, usedMemory: 700 * mib},
+    ]);
   });
 });
 
 test.serial('the hive lists the cards of the same reader as cuda devices', async t => {
   await withProgram(fake, async () => {
     const devices = await listDevices();
-    t.like(devices.find(device => device.id === 'cuda:1'), {name: 'NVIDIA H100 80GB HBM3', memory_total: 81_559 * mib, memory_used: 60_000 * mib});
+    t.like(
+      devices.find(device => device.id === 'cuda:1'),
+      {name: 'NVIDIA H100 80GB HBM3', memory_total: 81_559 * mib, memory_used: 60_000 * mib},
+    );
     t.is(devices[0]?.id, 'cpu');
   });
 });
@@ -65,7 +77,10 @@ test.serial('a missing or failing nvidia-smi gives no figures, never made-up one
     t.deepEqual(await nvidiaGpus(), []);
     t.is(await gpuFreeMemory(0), undefined);
     t.is(await nvidiaComputeApps(), null);
-    t.deepEqual((await listDevices()).map(device => device.id).filter(id => id.startsWith('cuda:')), []);
+    t.deepEqual(
+      (await listDevices()).map(device => device.id).filter(id => id.startsWith('cuda:')),
+      [],
+    );
   });
   const failing = path.join(tempHome('rbee-failing-nvidia-smi-'), 'nvidia-smi');
   fs.writeFileSync(failing, '#!/bin/sh\necho "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver" >&2\nexit 9\n', {mode: 0o755});

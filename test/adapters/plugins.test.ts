@@ -27,26 +27,45 @@ test.after.always(async () => {
   await hive?.stop();
 });
 
-test.serial('rbee adapter add validates the plugin and records it where the hive will read it (the home\'s config); a repeat says already added; list shows where each came from', async t => {
-  const echoPath = path.join(project, 'plugins', 'adapter-echo');
-  const added = await rbee(['--json', 'adapter', 'add', './plugins/adapter-echo'], {cwd: project, ...inHome});
-  t.is(added.exitCode, 0, String(added.stderr));
-  t.like(JSON.parse(String(added.stdout)), {name: 'acme:echo', type: 'echo', source: echoPath, config: homeConfig, already_added: false});
-  t.deepEqual(JSON.parse(fs.readFileSync(homeConfig, 'utf8')), {adapters: [echoPath]});
-  t.is(fs.statSync(homeConfig).mode & 0o777, 0o600);
+test.serial(
+  "rbee adapter add validates the plugin and records it where the hive will read it (the home's config); a repeat says already added; list shows where each came from",
+  async t => {
+    const echoPath = path.join(project, 'plugins', 'adapter-echo');
+    const added = await rbee(['--json', 'adapter', 'add', './plugins/adapter-echo'], {cwd: project, ...inHome});
+    t.is(added.exitCode, 0, String(added.stderr));
+    t.like(JSON.parse(String(added.stdout)), {name: 'acme:echo', type: 'echo', source: echoPath, config: homeConfig, already_added: false});
+    t.deepEqual(JSON.parse(fs.readFileSync(homeConfig, 'utf8')), {adapters: [echoPath]});
+    t.is(fs.statSync(homeConfig).mode & 0o777, 0o600);
 
-  const again = await rbee(['adapter', 'add', echoPath], {cwd: project, ...inHome});
-  t.is(again.exitCode, 0, String(again.stderr));
-  t.regex(String(again.stdout), /acme:echo \(worker type "echo"\) is already added in /);
-  t.deepEqual(JSON.parse(fs.readFileSync(homeConfig, 'utf8')), {adapters: [echoPath]}, 'no duplicate');
+    const again = await rbee(['adapter', 'add', echoPath], {cwd: project, ...inHome});
+    t.is(again.exitCode, 0, String(again.stderr));
+    t.regex(String(again.stdout), /acme:echo \(worker type "echo"\) is already added in /);
+    t.deepEqual(JSON.parse(fs.readFileSync(homeConfig, 'utf8')), {adapters: [echoPath]}, 'no duplicate');
 
-  const listed = await rbee(['--json', 'adapter', 'list'], {cwd: project, ...inHome});
-  const list = JSON.parse(String(listed.stdout)) as {config: string; adapters: Array<{type: string; source: string; built_in: boolean; backends: Record<string, unknown>}>};
-  t.is(list.config, homeConfig);
-  t.deepEqual(list.adapters.map(entry => [entry.type, entry.source, entry.built_in]), [['llamacpp', 'built-in llamacpp', true], ['candle', 'built-in candle', true], ['vllm', 'built-in vllm', true], ['tensorrt-llm', 'built-in tensorrt-llm', true], ['echo', echoPath, false]]);
-  const backends = Object.fromEntries(list.adapters.map(entry => [entry.type, Object.keys(entry.backends)]));
-  t.like(backends, {llamacpp: ['cpu', 'cuda', 'metal'], 'tensorrt-llm': ['cuda'], echo: ['cpu', 'cuda', 'metal']}, 'where each runs, as declared (echo declares nothing: anywhere)');
-});
+    const listed = await rbee(['--json', 'adapter', 'list'], {cwd: project, ...inHome});
+    const list = JSON.parse(String(listed.stdout)) as {
+      config: string;
+      adapters: Array<{type: string; source: string; built_in: boolean; backends: Record<string, unknown>}>;
+    };
+    t.is(list.config, homeConfig);
+    t.deepEqual(
+      list.adapters.map(entry => [entry.type, entry.source, entry.built_in]),
+      [
+        ['llamacpp', 'built-in llamacpp', true],
+        ['candle', 'built-in candle', true],
+        ['vllm', 'built-in vllm', true],
+        ['tensorrt-llm', 'built-in tensorrt-llm', true],
+        ['echo', echoPath, false],
+      ],
+    );
+    const backends = Object.fromEntries(list.adapters.map(entry => [entry.type, Object.keys(entry.backends)]));
+    t.like(
+      backends,
+      {llamacpp: ['cpu', 'cuda', 'metal'], 'tensorrt-llm': ['cuda'], echo: ['cpu', 'cuda', 'metal']},
+      'where each runs, as declared (echo declares nothing: anywhere)',
+    );
+  },
+);
 
 test.serial('rbee adapter add takes a .ts file as it is (no build), relative to the project config it finds', async t => {
   const other = tempHome('rbee-plugin-ts-');
@@ -76,13 +95,22 @@ test.serial('bad plugins are refused by adapter add, naming the plugin, and the 
 
 test.serial('the plugin serves through the hive: spawn --type echo, infer, stream, heartbeat, stop with its engine', async t => {
   // The config also lists broken plugins: the hive starts anyway and says which failed.
-  fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({adapters: [
-    './plugins/adapter-echo', './bad/exports-nothing.js', './bad/wrong-shape.js', './bad/throwing-start.js', './bad/never-ready.js',
-  ]}));
+  fs.writeFileSync(
+    path.join(project, 'rbee.config.json'),
+    JSON.stringify({
+      adapters: ['./plugins/adapter-echo', './bad/exports-nothing.js', './bad/wrong-shape.js', './bad/throwing-start.js', './bad/never-ready.js'],
+    }),
+  );
   hive = await startHive({cwd: project, args: ['--heartbeat-interval', '300', '--load-stall-timeout', '2000']});
   const adapters = (await getJson(`${hive.url}/v1/adapters`)).body as {adapters: Array<{type: string}>; errors: Array<{source: string; message: string}>};
-  t.deepEqual(adapters.adapters.map(entry => entry.type), ['llamacpp', 'candle', 'vllm', 'tensorrt-llm', 'echo', 'throwing-start', 'never-ready']);
-  t.deepEqual(adapters.errors.map(error => error.source), ['./bad/exports-nothing.js', './bad/wrong-shape.js']);
+  t.deepEqual(
+    adapters.adapters.map(entry => entry.type),
+    ['llamacpp', 'candle', 'vllm', 'tensorrt-llm', 'echo', 'throwing-start', 'never-ready'],
+  );
+  t.deepEqual(
+    adapters.errors.map(error => error.source),
+    ['./bad/exports-nothing.js', './bad/wrong-shape.js'],
+  );
   t.regex(hive.stderr(), /adapter \.\/bad\/exports-nothing\.js not loaded/);
 
   const model = await defaultModelPath();
@@ -94,22 +122,40 @@ test.serial('the plugin serves through the hive: spawn --type echo, infer, strea
   t.is(direct.status, 200, JSON.stringify(direct.body));
   t.is(InferResponseSchema.parse(direct.body).text, 'bees make honey bees make ');
   const streamed = await postStream(`${hive.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 3, stream: true, model: path.basename(model)});
-  t.deepEqual(streamed.events.map(data => JSON.parse(data).type), ['token', 'token', 'token', 'done']);
-  const chat = await postJson(`${hive.url}/v1/chat/completions`, {model: path.basename(model), messages: [{role: 'user', content: 'hello there'}], max_tokens: 2});
+  t.deepEqual(
+    streamed.events.map(data => JSON.parse(data).type),
+    ['token', 'token', 'token', 'done'],
+  );
+  const chat = await postJson(`${hive.url}/v1/chat/completions`, {
+    model: path.basename(model),
+    messages: [{role: 'user', content: 'hello there'}],
+    max_tokens: 2,
+  });
   t.is(chat.body.choices[0].message.content, 'hello there ');
 
   // Per-worker options reach the adapter's factory, and a bad one is refused by it before anything starts.
   const bad = await rbee(['--json', 'worker', 'spawn', '--type', 'echo', '--model', model, '--adapter-option', 'prefix=5'], {hive});
   t.is(bad.exitCode, 2);
   t.regex(JSON.parse(String(bad.stdout)).error.message, /adapter_options: .*option `prefix` of acme:echo must be a string, got number/);
-  const prefixed = await rbee(['--json', 'worker', 'spawn', '--type', 'echo', '--model', model, '--adapter-option', 'prefix=>> ', '--wait', '--timeout', '60'], {hive});
+  const prefixed = await rbee(
+    ['--json', 'worker', 'spawn', '--type', 'echo', '--model', model, '--adapter-option', 'prefix=>> ', '--wait', '--timeout', '60'],
+    {hive},
+  );
   t.is(prefixed.exitCode, 0, String(prefixed.stderr));
   const prefixedWorker = JSON.parse(String(prefixed.stdout)) as {worker_id: string; url: string};
-  const answer = await postJson(`${prefixedWorker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 2}, {headers: await workerAuth(hive.url, prefixedWorker.worker_id)});
+  const answer = await postJson(
+    `${prefixedWorker.url}/v1/infer`,
+    {prompt: 'bees make honey', max_tokens: 2},
+    {headers: await workerAuth(hive.url, prefixedWorker.worker_id)},
+  );
   t.is(InferResponseSchema.parse(answer.body).text, '>> bees make ');
   await rbee(['worker', 'stop', prefixedWorker.worker_id], {hive});
 
-  await waitFor(async () => (await getJson(`${hive!.url}/v1/workers/${worker.worker_id}`)).body.last_heartbeat?.requests_total === 3, 5_000, 'a heartbeat after the requests');
+  await waitFor(
+    async () => (await getJson(`${hive!.url}/v1/workers/${worker.worker_id}`)).body.last_heartbeat?.requests_total === 3,
+    5_000,
+    'a heartbeat after the requests',
+  );
   const heartbeat = HeartbeatSchema.parse((await getJson(`${hive.url}/v1/workers/${worker.worker_id}`)).body.last_heartbeat);
   t.is(heartbeat.adapter_type, 'echo');
   t.deepEqual(heartbeat.loaded_models, ['echo']);
@@ -125,11 +171,16 @@ test.serial('the plugin serves through the hive: spawn --type echo, infer, strea
 
 test.serial('a plugin whose start throws, and one that never gets ready: each fails naming the plugin; the hive keeps serving', async t => {
   const model = await defaultModelPath();
-  const throwing = await rbee(['--json', 'worker', 'spawn', '--type', 'throwing-start', '--restart', 'never', '--model', model, '--wait', '--timeout', '60'], {hive});
+  const throwing = await rbee(['--json', 'worker', 'spawn', '--type', 'throwing-start', '--restart', 'never', '--model', model, '--wait', '--timeout', '60'], {
+    hive,
+  });
   t.is(throwing.exitCode, 1);
   t.regex(String(throwing.stderr), /adapter acme:throwing-start failed to start: engine binary \/opt\/acme\/engine is missing/);
   // It reports no progress, so its ready timeout is what ends it (not its silence: a slow engine may be silent).
-  const never = await rbee(['--json', 'worker', 'spawn', '--type', 'never-ready', '--restart', 'never', '--ready-timeout', '2000', '--model', model, '--wait', '--timeout', '60'], {hive});
+  const never = await rbee(
+    ['--json', 'worker', 'spawn', '--type', 'never-ready', '--restart', 'never', '--ready-timeout', '2000', '--model', model, '--wait', '--timeout', '60'],
+    {hive},
+  );
   t.is(never.exitCode, 1);
   t.regex(String(never.stderr), /adapter acme:never-ready failed to start: not ready after 2 s/);
   t.is((await getJson(`${hive!.url}/health`)).status, 200);

@@ -11,13 +11,17 @@ import {tempHome} from '../helpers/rbee-process.js';
 function withFakeNvidiaSmi<T>(run: () => Promise<T>): Promise<T> {
   const bin = tempHome('rbee-fake-nvidia-smi-');
   const fake = path.join(bin, 'nvidia-smi');
-  fs.writeFileSync(fake, `#!/bin/sh
+  fs.writeFileSync(
+    fake,
+    `#!/bin/sh
 case "$1" in
   --query-compute-apps=*) printf '${process.pid}, 1500\\n1, 700\\n' ;;
   --query-gpu=memory.total) printf '81559\\n' ;;
   *) exit 2 ;;
 esac
-`, {mode: 0o755});
+`,
+    {mode: 0o755},
+  );
   const previous = process.env.RBEE_NVIDIA_SMI;
   process.env.RBEE_NVIDIA_SMI = fake;
   return run().finally(() => {
@@ -29,7 +33,7 @@ esac
   });
 }
 
-test.serial('VRAM on CUDA is what nvidia-smi lists for the engine\'s process group, and the card\'s total', async t => {
+test.serial("VRAM on CUDA is what nvidia-smi lists for the engine's process group, and the card's total", async t => {
   await withFakeNvidiaSmi(async () => {
     t.deepEqual(await groupVram(process.pid, 0), {used: 1500 * 1024 * 1024, total: 81_559 * 1024 * 1024});
   });
@@ -55,7 +59,7 @@ test('the process tree holds the process and its children; a gone process has no
     t.is(tree[0], process.pid);
     t.true(tree.includes(child.pid!), 'a child is part of the tree');
     const own = await processRss(process.pid);
-    t.true((await processTreeRss(process.pid) ?? 0) > (own ?? 0), 'the tree\'s RSS counts the child too');
+    t.true(((await processTreeRss(process.pid)) ?? 0) > (own ?? 0), "the tree's RSS counts the child too");
   } finally {
     child.kill('SIGKILL');
   }

@@ -36,7 +36,11 @@ test.before(async () => {
   // TensorRT-LLM runs on NVIDIA GPUs only (its adapter declares cuda alone): the hive is shown one
   // card by a STAND-IN nvidia-smi, and the stand-in engine does not care which device it is given.
   const nvidiaSmi = fakeNvidiaSmi({gpus: [{name: 'NVIDIA H100 80GB HBM3', totalMiB: 81_559, usedMiB: 500}]});
-  hive = await startHive({cwd: project, args: ['--heartbeat-interval', '300'], env: {RBEE_STANDIN_TOKEN_MS: '25', RBEE_STANDIN_GPU_MEM: String(gpuMemUsage), RBEE_NVIDIA_SMI: nvidiaSmi}});
+  hive = await startHive({
+    cwd: project,
+    args: ['--heartbeat-interval', '300'],
+    env: {RBEE_STANDIN_TOKEN_MS: '25', RBEE_STANDIN_GPU_MEM: String(gpuMemUsage), RBEE_NVIDIA_SMI: nvidiaSmi},
+  });
 });
 
 test.after.always(async () => {
@@ -66,7 +70,26 @@ function engineOf(worker: Worker): {pid: number; args: string[]; url: string} {
 
 async function spawnWorker(t: {is: (a: unknown, b: unknown, m?: string) => void}, extra: string[] = []): Promise<Worker> {
   const model = await defaultModelPath();
-  const spawned = await rbee(['--json', 'worker', 'spawn', '--type', 'tensorrt-llm', '--device', 'cuda:0', '--model', model, '--restart', 'never', '--wait', '--timeout', '60', ...extra], {hive});
+  const spawned = await rbee(
+    [
+      '--json',
+      'worker',
+      'spawn',
+      '--type',
+      'tensorrt-llm',
+      '--device',
+      'cuda:0',
+      '--model',
+      model,
+      '--restart',
+      'never',
+      '--wait',
+      '--timeout',
+      '60',
+      ...extra,
+    ],
+    {hive},
+  );
   t.is(spawned.exitCode, 0, String(spawned.stderr));
   return JSON.parse(String(spawned.stdout)) as Worker;
 }
@@ -77,7 +100,7 @@ async function workerInfo(id: string) {
 
 let first: Worker | undefined;
 
-test.serial('stand-in trtllm-serve: spawn --type tensorrt-llm runs `trtllm-serve <model>` with the worker\'s shape and iteration stats on', async t => {
+test.serial("stand-in trtllm-serve: spawn --type tensorrt-llm runs `trtllm-serve <model>` with the worker's shape and iteration stats on", async t => {
   first = await spawnWorker(t, ['--parallel', '2', '--context-size', '1024']);
   const engine = engineOf(first);
   const model = await defaultModelPath();
@@ -85,39 +108,72 @@ test.serial('stand-in trtllm-serve: spawn --type tensorrt-llm runs `trtllm-serve
   const optionsFile = engine.args[engine.args.indexOf('--extra_llm_api_options') + 1]!;
   t.deepEqual(engine.args, [
     model,
-    '--host', '127.0.0.1',
-    '--port', port,
-    '--max_batch_size', '2',
-    '--max_seq_len', '1024',
-    '--extra_llm_api_options', optionsFile,
-    '--max_batch_size', '1',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    port,
+    '--max_batch_size',
+    '2',
+    '--max_seq_len',
+    '1024',
+    '--extra_llm_api_options',
+    optionsFile,
+    '--max_batch_size',
+    '1',
   ]);
   t.regex(fs.readFileSync(optionsFile, 'utf8'), /^enable_iter_perf_stats: true$/m);
   t.is((await workerInfo(first.worker_id)).state, 'ready');
 });
 
-test.serial('stand-in trtllm-serve: infer plain and streamed, direct and through the hive, chat; the engine\'s own model id is used', async t => {
+test.serial("stand-in trtllm-serve: infer plain and streamed, direct and through the hive, chat; the engine's own model id is used", async t => {
   const worker = first!;
   const engine = engineOf(worker);
   const model = await defaultModelPath();
-  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 5, temperature: 0.3, top_k: 4, top_p: 0.9, seed: 5}, {headers: await workerAuth(hive!.url, worker.worker_id)});
+  const direct = await postJson(
+    `${worker.url}/v1/infer`,
+    {prompt: 'bees make honey', max_tokens: 5, temperature: 0.3, top_k: 4, top_p: 0.9, seed: 5},
+    {headers: await workerAuth(hive!.url, worker.worker_id)},
+  );
   t.is(direct.status, 200, JSON.stringify(direct.body));
   t.like(InferResponseSchema.parse(direct.body), {text: 'bees make honey bees make ', tokens_generated: 5, prompt_tokens: 3, finish_reason: 'length'});
   // trtllm-serve serves a model given as a file path under that path (from /v1/models).
   t.like((await getJson(`${engine.url}/standin/last-request`)).body, {
-    model, prompt: 'bees make honey', max_tokens: 5, temperature: 0.3, top_k: 4, top_p: 0.9, seed: 5, stream: true, stream_options: {include_usage: true},
+    model,
+    prompt: 'bees make honey',
+    max_tokens: 5,
+    temperature: 0.3,
+    top_k: 4,
+    top_p: 0.9,
+    seed: 5,
+    stream: true,
+    stream_options: {include_usage: true},
   });
-  t.like(InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, {prompt: 'bees EOS', max_tokens: 10}, {headers: await workerAuth(hive!.url, worker.worker_id)})).body), {text: 'bees EOS ', finish_reason: 'stop'});
+  t.like(
+    InferResponseSchema.parse(
+      (await postJson(`${worker.url}/v1/infer`, {prompt: 'bees EOS', max_tokens: 10}, {headers: await workerAuth(hive!.url, worker.worker_id)})).body,
+    ),
+    {text: 'bees EOS ', finish_reason: 'stop'},
+  );
 
-  const streamed = await postStream(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 3, stream: true}, await workerAuth(hive!.url, worker.worker_id));
+  const streamed = await postStream(
+    `${worker.url}/v1/infer`,
+    {prompt: 'bees make honey', max_tokens: 3, stream: true},
+    await workerAuth(hive!.url, worker.worker_id),
+  );
   const events = streamed.events.map(data => InferStreamEventSchema.parse(JSON.parse(data)));
-  t.deepEqual(events.flatMap(event => (event.type === 'token' ? [event.text] : [])), ['bees ', 'make ', 'honey ']);
+  t.deepEqual(
+    events.flatMap(event => (event.type === 'token' ? [event.text] : [])),
+    ['bees ', 'make ', 'honey '],
+  );
   t.like(events.at(-1), {type: 'done', finish_reason: 'length'});
 
   const routed = InferResponseSchema.parse((await postJson(`${hive!.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 4, model: worker.model})).body);
   t.is(routed.text, 'bees make honey bees ');
   const routedStream = await postStream(`${hive!.url}/v1/infer`, {prompt: 'to be or not', max_tokens: 2, stream: true, model: worker.model});
-  t.deepEqual(routedStream.events.map(data => JSON.parse(data).type), ['token', 'token', 'done']);
+  t.deepEqual(
+    routedStream.events.map(data => JSON.parse(data).type),
+    ['token', 'token', 'done'],
+  );
   const chat = await postJson(`${hive!.url}/v1/chat/completions`, {model: worker.model, messages: [{role: 'user', content: 'hello there'}], max_tokens: 2});
   t.is(chat.status, 200, JSON.stringify(chat.body));
   t.is(chat.body.choices[0].message.content, 'hello there ');
@@ -170,7 +226,11 @@ test.serial('stand-in trtllm-serve: stopping the worker stops the engine, remove
 test.serial('stand-in trtllm-serve: an engine that dies mid-request answers engine_error naming the exit, and the hive fails the worker', async t => {
   const worker = await spawnWorker(t);
   const engine = engineOf(worker);
-  const crashed = await postJson(`${worker.url}/v1/infer`, {prompt: 'please CRASH now', max_tokens: 5}, {headers: await workerAuth(hive!.url, worker.worker_id)});
+  const crashed = await postJson(
+    `${worker.url}/v1/infer`,
+    {prompt: 'please CRASH now', max_tokens: 5},
+    {headers: await workerAuth(hive!.url, worker.worker_id)},
+  );
   t.is(crashed.status, 500, JSON.stringify(crashed.body));
   t.is(crashed.body.error.code, 'engine_error');
   t.regex(crashed.body.error.message, /trtllm-serve \(pid \d+\) exited with code 1: .*engine core died \(CRASH prompt/);
@@ -221,55 +281,95 @@ function freePort(): Promise<number> {
   });
 }
 
-realTest(`real trtllm-serve behind a worker: ready, infer plain/streamed/chat, heartbeat with iteration stats, stop leaves nothing${realEnabled ? '' : ' [skipped: set RBEE_TEST_TRTLLM=<path to trtllm-serve> and RBEE_TEST_TRTLLM_MODEL=<model folder>]'}`, async t => {
-  t.timeout(10 * 60_000);
-  const home = tempHome('rbee-trtllm-real-');
-  const config = path.join(home, 'rbee.config.json');
-  fs.writeFileSync(config, JSON.stringify({types: {'tensorrt-llm': {command: realServe}}}));
-  const heartbeats: Heartbeat[] = [];
-  const fakeHive = http.createServer((request, response) => {
-    let body = '';
-    request.on('data', chunk => {
-      body += chunk;
+realTest(
+  `real trtllm-serve behind a worker: ready, infer plain/streamed/chat, heartbeat with iteration stats, stop leaves nothing${realEnabled ? '' : ' [skipped: set RBEE_TEST_TRTLLM=<path to trtllm-serve> and RBEE_TEST_TRTLLM_MODEL=<model folder>]'}`,
+  async t => {
+    t.timeout(10 * 60_000);
+    const home = tempHome('rbee-trtllm-real-');
+    const config = path.join(home, 'rbee.config.json');
+    fs.writeFileSync(config, JSON.stringify({types: {'tensorrt-llm': {command: realServe}}}));
+    const heartbeats: Heartbeat[] = [];
+    const fakeHive = http.createServer((request, response) => {
+      let body = '';
+      request.on('data', chunk => {
+        body += chunk;
+      });
+      request.on('end', () => {
+        heartbeats.push(HeartbeatSchema.parse(JSON.parse(body)));
+        response.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify({ack: true, commands: []}));
+      });
     });
-    request.on('end', () => {
-      heartbeats.push(HeartbeatSchema.parse(JSON.parse(body)));
-      response.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify({ack: true, commands: []}));
-    });
-  });
-  await new Promise<void>(resolve => fakeHive.listen(0, '127.0.0.1', resolve));
-  const hiveUrl = `http://127.0.0.1:${(fakeHive.address() as net.AddressInfo).port}`;
-  const port = await freePort();
-  const worker = execa(process.execPath, [rbeeBin, 'worker', 'run', '--type', 'tensorrt-llm', '--worker-id', `real-trtllm-${process.pid}`, '--model-path', realModel!,
-    '--device', process.env.RBEE_TEST_TRTLLM_DEVICE ?? 'cuda:0', '--port', String(port), '--hive-url', hiveUrl, '--heartbeat-interval', '1000',
-    '--orphan-timeout', '600000', '--parallel', '2', '--context-size', '1024', '--config', config], {
-    reject: false,
-    env: {RBEE_WORKER_SECRET: 'real-trtllm-test-secret', RBEE_HOME: home},
-    all: true,
-  });
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitFor(async () => {
-      if (worker.exitCode !== null) {
-        throw new Error(`the worker exited: ${String((await worker).all).slice(-3_000)}`);
-      }
-      return (await fetch(`${url}/health`).then(response => response.status, () => 0)) === 200;
-    }, 8 * 60_000, 'trtllm-serve to load the model');
-    const plain = InferResponseSchema.parse((await postJson(`${url}/v1/infer`, {prompt: 'The capital of France is', max_tokens: 8, temperature: 0})).body);
-    t.is(plain.tokens_generated, 8);
-    const streamed = await postStream(`${url}/v1/infer`, {prompt: 'The capital of France is', max_tokens: 8, temperature: 0, stream: true});
-    const events = streamed.events.map(data => InferStreamEventSchema.parse(JSON.parse(data)));
-    t.is(events.flatMap(event => (event.type === 'token' ? [event.text] : [])).join(''), plain.text);
-    const chat = await postJson(`${url}/v1/chat/completions`, {messages: [{role: 'user', content: 'Say hi.'}], max_tokens: 8});
-    t.is(chat.status, 200, JSON.stringify(chat.body));
-    await waitFor(() => heartbeats.some(heartbeat => (heartbeat.vram_used ?? 0) > 0), 20_000, 'a heartbeat with gpuMemUsage');
-    t.is(heartbeats.at(-1)!.adapter_type, 'tensorrt-llm');
-    t.is(heartbeats.at(-1)!.loaded_models?.length, 1);
-  } finally {
-    worker.kill('SIGTERM');
-    await worker;
-    fakeHive.close();
-  }
-  await waitFor(() => processesMentioning(realModel!).length === 0, 30_000, 'no trtllm-serve process left');
-  t.pass();
-});
+    await new Promise<void>(resolve => fakeHive.listen(0, '127.0.0.1', resolve));
+    const hiveUrl = `http://127.0.0.1:${(fakeHive.address() as net.AddressInfo).port}`;
+    const port = await freePort();
+    const worker = execa(
+      process.execPath,
+      [
+        rbeeBin,
+        'worker',
+        'run',
+        '--type',
+        'tensorrt-llm',
+        '--worker-id',
+        `real-trtllm-${process.pid}`,
+        '--model-path',
+        realModel!,
+        '--device',
+        process.env.RBEE_TEST_TRTLLM_DEVICE ?? 'cuda:0',
+        '--port',
+        String(port),
+        '--hive-url',
+        hiveUrl,
+        '--heartbeat-interval',
+        '1000',
+        '--orphan-timeout',
+        '600000',
+        '--parallel',
+        '2',
+        '--context-size',
+        '1024',
+        '--config',
+        config,
+      ],
+      {
+        reject: false,
+        env: {RBEE_WORKER_SECRET: 'real-trtllm-test-secret', RBEE_HOME: home},
+        all: true,
+      },
+    );
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      await waitFor(
+        async () => {
+          if (worker.exitCode !== null) {
+            throw new Error(`the worker exited: ${String((await worker).all).slice(-3_000)}`);
+          }
+          return (
+            (await fetch(`${url}/health`).then(
+              response => response.status,
+              () => 0,
+            )) === 200
+          );
+        },
+        8 * 60_000,
+        'trtllm-serve to load the model',
+      );
+      const plain = InferResponseSchema.parse((await postJson(`${url}/v1/infer`, {prompt: 'The capital of France is', max_tokens: 8, temperature: 0})).body);
+      t.is(plain.tokens_generated, 8);
+      const streamed = await postStream(`${url}/v1/infer`, {prompt: 'The capital of France is', max_tokens: 8, temperature: 0, stream: true});
+      const events = streamed.events.map(data => InferStreamEventSchema.parse(JSON.parse(data)));
+      t.is(events.flatMap(event => (event.type === 'token' ? [event.text] : [])).join(''), plain.text);
+      const chat = await postJson(`${url}/v1/chat/completions`, {messages: [{role: 'user', content: 'Say hi.'}], max_tokens: 8});
+      t.is(chat.status, 200, JSON.stringify(chat.body));
+      await waitFor(() => heartbeats.some(heartbeat => (heartbeat.vram_used ?? 0) > 0), 20_000, 'a heartbeat with gpuMemUsage');
+      t.is(heartbeats.at(-1)!.adapter_type, 'tensorrt-llm');
+      t.is(heartbeats.at(-1)!.loaded_models?.length, 1);
+    } finally {
+      worker.kill('SIGTERM');
+      await worker;
+      fakeHive.close();
+    }
+    await waitFor(() => processesMentioning(realModel!).length === 0, 30_000, 'no trtllm-serve process left');
+    t.pass();
+  },
+);

@@ -61,7 +61,9 @@ function engineOf(worker: Worker): {pid: number; args: string[]; url: string} {
 
 async function spawnWorker(t: {is: (a: unknown, b: unknown, m?: string) => void}, extra: string[] = []): Promise<Worker> {
   const model = await defaultModelPath();
-  const spawned = await rbee(['--json', 'worker', 'spawn', '--type', 'vllm', '--model', model, '--restart', 'never', '--wait', '--timeout', '60', ...extra], {hive});
+  const spawned = await rbee(['--json', 'worker', 'spawn', '--type', 'vllm', '--model', model, '--restart', 'never', '--wait', '--timeout', '60', ...extra], {
+    hive,
+  });
   t.is(spawned.exitCode, 0, String(spawned.stderr));
   return JSON.parse(String(spawned.stdout)) as Worker;
 }
@@ -72,59 +74,113 @@ async function workerInfo(id: string) {
 
 let first: Worker | undefined;
 
-test.serial('stand-in vLLM: spawn --type vllm runs `vllm serve` with the worker\'s shape, ready once /health and /v1/models answer', async t => {
+test.serial("stand-in vLLM: spawn --type vllm runs `vllm serve` with the worker's shape, ready once /health and /v1/models answer", async t => {
   first = await spawnWorker(t, ['--parallel', '3', '--context-size', '2048']);
   const engine = engineOf(first);
   const port = engine.args[engine.args.indexOf('--port') + 1]!;
   t.deepEqual(engine.args, [
-    'serve', await defaultModelPath(),
-    '--host', '127.0.0.1',
-    '--port', port,
-    '--served-model-name', first.model,
-    '--max-model-len', '2048',
-    '--max-num-seqs', '3',
-    '--max-num-seqs', '1',
+    'serve',
+    await defaultModelPath(),
+    '--host',
+    '127.0.0.1',
+    '--port',
+    port,
+    '--served-model-name',
+    first.model,
+    '--max-model-len',
+    '2048',
+    '--max-num-seqs',
+    '3',
+    '--max-num-seqs',
+    '1',
   ]);
   // The engine demands its key (given by environment, not argv) on its /v1 routes, as vLLM's --api-key does.
   t.is((await getJson(`${engine.url}/v1/models`)).status, 401);
-  const engineKey = fs.readFileSync(`/proc/${engine.pid}/environ`, 'utf8').split('\0').find(entry => entry.startsWith('VLLM_API_KEY='))?.slice('VLLM_API_KEY='.length);
+  const engineKey = fs
+    .readFileSync(`/proc/${engine.pid}/environ`, 'utf8')
+    .split('\0')
+    .find(entry => entry.startsWith('VLLM_API_KEY='))
+    ?.slice('VLLM_API_KEY='.length);
   t.truthy(engineKey, 'vllm serve gets VLLM_API_KEY');
-  t.false(engine.args.some(arg => arg.includes(engineKey!)), 'the key is not on its command line');
+  t.false(
+    engine.args.some(arg => arg.includes(engineKey!)),
+    'the key is not on its command line',
+  );
   const models = await getJson(`${engine.url}/v1/models`, {authorization: `Bearer ${engineKey}`});
-  t.deepEqual(models.body.data.map((model: {id: string}) => model.id), [first.model]);
+  t.deepEqual(
+    models.body.data.map((model: {id: string}) => model.id),
+    [first.model],
+  );
   t.is((await workerInfo(first.worker_id)).state, 'ready');
 });
 
 test.serial('stand-in vLLM: infer plain and streamed, direct and through the hive, chat; sampling reaches the engine translated', async t => {
   const worker = first!;
   const engine = engineOf(worker);
-  const direct = await postJson(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 5, temperature: 0.2, top_k: 7, top_p: 0.5, seed: 11, stop: ['zzz']}, {headers: await workerAuth(hive!.url, worker.worker_id)});
+  const direct = await postJson(
+    `${worker.url}/v1/infer`,
+    {prompt: 'bees make honey', max_tokens: 5, temperature: 0.2, top_k: 7, top_p: 0.5, seed: 11, stop: ['zzz']},
+    {headers: await workerAuth(hive!.url, worker.worker_id)},
+  );
   t.is(direct.status, 200, JSON.stringify(direct.body));
   t.like(InferResponseSchema.parse(direct.body), {text: 'bees make honey bees make ', tokens_generated: 5, prompt_tokens: 3, finish_reason: 'length'});
   t.like((await getJson(`${engine.url}/standin/last-request`)).body, {
-    model: worker.model, prompt: 'bees make honey', max_tokens: 5, temperature: 0.2, top_k: 7, top_p: 0.5, seed: 11, stop: ['zzz'],
-    stream: true, stream_options: {include_usage: true},
+    model: worker.model,
+    prompt: 'bees make honey',
+    max_tokens: 5,
+    temperature: 0.2,
+    top_k: 7,
+    top_p: 0.5,
+    seed: 11,
+    stop: ['zzz'],
+    stream: true,
+    stream_options: {include_usage: true},
   });
 
-  const eos = InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, {prompt: 'bees EOS', max_tokens: 10}, {headers: await workerAuth(hive!.url, worker.worker_id)})).body);
+  const eos = InferResponseSchema.parse(
+    (await postJson(`${worker.url}/v1/infer`, {prompt: 'bees EOS', max_tokens: 10}, {headers: await workerAuth(hive!.url, worker.worker_id)})).body,
+  );
   t.like(eos, {text: 'bees EOS ', finish_reason: 'stop'});
-  const stopped = InferResponseSchema.parse((await postJson(`${worker.url}/v1/infer`, {prompt: 'one two three four', max_tokens: 10, stop: ['three']}, {headers: await workerAuth(hive!.url, worker.worker_id)})).body);
+  const stopped = InferResponseSchema.parse(
+    (
+      await postJson(
+        `${worker.url}/v1/infer`,
+        {prompt: 'one two three four', max_tokens: 10, stop: ['three']},
+        {headers: await workerAuth(hive!.url, worker.worker_id)},
+      )
+    ).body,
+  );
   t.like(stopped, {text: 'one two ', finish_reason: 'stop'});
 
-  const streamed = await postStream(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 3, stream: true}, await workerAuth(hive!.url, worker.worker_id));
+  const streamed = await postStream(
+    `${worker.url}/v1/infer`,
+    {prompt: 'bees make honey', max_tokens: 3, stream: true},
+    await workerAuth(hive!.url, worker.worker_id),
+  );
   const events = streamed.events.map(data => InferStreamEventSchema.parse(JSON.parse(data)));
-  t.deepEqual(events.flatMap(event => (event.type === 'token' ? [event.text] : [])), ['bees ', 'make ', 'honey ']);
+  t.deepEqual(
+    events.flatMap(event => (event.type === 'token' ? [event.text] : [])),
+    ['bees ', 'make ', 'honey '],
+  );
   t.like(events.at(-1), {type: 'done', finish_reason: 'length'});
 
   const routed = InferResponseSchema.parse((await postJson(`${hive!.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 4, model: worker.model})).body);
   t.is(routed.text, 'bees make honey bees ');
   const routedStream = await postStream(`${hive!.url}/v1/infer`, {prompt: 'to be or not', max_tokens: 4, stream: true, model: worker.model});
-  t.deepEqual(routedStream.events.map(data => JSON.parse(data).type), ['token', 'token', 'token', 'token', 'done']);
+  t.deepEqual(
+    routedStream.events.map(data => JSON.parse(data).type),
+    ['token', 'token', 'token', 'token', 'done'],
+  );
 
   const chat = await postJson(`${hive!.url}/v1/chat/completions`, {model: worker.model, messages: [{role: 'user', content: 'hello there'}], max_tokens: 2});
   t.is(chat.status, 200, JSON.stringify(chat.body));
   t.is(chat.body.choices[0].message.content, 'hello there ');
-  t.like((await getJson(`${engine.url}/standin/last-request`)).body, {model: worker.model, messages: [{role: 'user', content: 'hello there'}], max_tokens: 2, stream: true});
+  t.like((await getJson(`${engine.url}/standin/last-request`)).body, {
+    model: worker.model,
+    messages: [{role: 'user', content: 'hello there'}],
+    max_tokens: 2,
+    stream: true,
+  });
   const completion = await postJson(`${hive!.url}/v1/completions`, {model: worker.model, prompt: 'bees make honey', max_tokens: 2});
   t.is(completion.body.choices[0].text, 'bees make ');
 });
@@ -158,7 +214,7 @@ test.serial('stand-in vLLM: the heartbeat carries the enhanced fields from /v1/m
   t.deepEqual(idle.vram_allocations, {[worker.model]: 0}, 'on CPU no VRAM is held');
   t.is(idle.vram_used, 0);
   t.is(idle.queue_depth, 0);
-  t.true((idle.ram_used ?? 0) > 10 * 1024 * 1024, 'the engine process\'s resident memory');
+  t.true((idle.ram_used ?? 0) > 10 * 1024 * 1024, "the engine process's resident memory");
 });
 
 test.serial('stand-in vLLM: stopping the worker stops the engine and leaves no process', async t => {
@@ -184,7 +240,11 @@ test.serial('stand-in vLLM: an engine killed under the worker makes the heartbea
 test.serial('stand-in vLLM: an engine that dies mid-request answers engine_error naming the exit, and the hive fails the worker', async t => {
   const worker = await spawnWorker(t);
   const engine = engineOf(worker);
-  const crashed = await postJson(`${worker.url}/v1/infer`, {prompt: 'please CRASH now', max_tokens: 5}, {headers: await workerAuth(hive!.url, worker.worker_id)});
+  const crashed = await postJson(
+    `${worker.url}/v1/infer`,
+    {prompt: 'please CRASH now', max_tokens: 5},
+    {headers: await workerAuth(hive!.url, worker.worker_id)},
+  );
   t.is(crashed.status, 500, JSON.stringify(crashed.body));
   t.is(crashed.body.error.code, 'engine_error');
   t.regex(crashed.body.error.message, /vllm \(pid \d+\) exited with code 1: .*engine core died \(CRASH prompt/);
@@ -243,77 +303,118 @@ function freePort(): Promise<number> {
   });
 }
 
-realTest(`real vLLM (CPU build) behind a worker: ready, infer plain/streamed/chat, enhanced heartbeat, stop leaves nothing${realVllm ? '' : ' [skipped: set RBEE_TEST_VLLM=1; run scripts/install-vllm.sh first]'}`, async t => {
-  t.timeout(10 * 60_000);
-  const cache = path.join(os.homedir(), '.cache', 'rbee');
-  const tiny = path.join(cache, 'vllm-tiny-llama');
-  const installer = fileURLToPath(new URL('../../scripts/install-vllm.sh', import.meta.url));
-  const installed = await execa('bash', [installer, '--tiny-model', tiny], {reject: false, timeout: 9 * 60_000});
-  t.is(installed.exitCode, 0, String(installed.stderr).slice(-2_000));
-  const vllmBin = process.env.RBEE_VLLM ?? String(installed.stdout).trim().split('\n').at(-1)!;
-  const home = tempHome('rbee-vllm-real-');
-  const config = path.join(home, 'rbee.config.json');
-  fs.writeFileSync(config, JSON.stringify({types: {vllm: {command: vllmBin, args: ['--enforce-eager', '--dtype', 'float32'], maxModelLen: 512}}}));
+realTest(
+  `real vLLM (CPU build) behind a worker: ready, infer plain/streamed/chat, enhanced heartbeat, stop leaves nothing${realVllm ? '' : ' [skipped: set RBEE_TEST_VLLM=1; run scripts/install-vllm.sh first]'}`,
+  async t => {
+    t.timeout(10 * 60_000);
+    const cache = path.join(os.homedir(), '.cache', 'rbee');
+    const tiny = path.join(cache, 'vllm-tiny-llama');
+    const installer = fileURLToPath(new URL('../../scripts/install-vllm.sh', import.meta.url));
+    const installed = await execa('bash', [installer, '--tiny-model', tiny], {reject: false, timeout: 9 * 60_000});
+    t.is(installed.exitCode, 0, String(installed.stderr).slice(-2_000));
+    const vllmBin = process.env.RBEE_VLLM ?? String(installed.stdout).trim().split('\n').at(-1)!;
+    const home = tempHome('rbee-vllm-real-');
+    const config = path.join(home, 'rbee.config.json');
+    fs.writeFileSync(config, JSON.stringify({types: {vllm: {command: vllmBin, args: ['--enforce-eager', '--dtype', 'float32'], maxModelLen: 512}}}));
 
-  const heartbeats: Heartbeat[] = [];
-  const fakeHive = http.createServer((request, response) => {
-    let body = '';
-    request.on('data', chunk => {
-      body += chunk;
+    const heartbeats: Heartbeat[] = [];
+    const fakeHive = http.createServer((request, response) => {
+      let body = '';
+      request.on('data', chunk => {
+        body += chunk;
+      });
+      request.on('end', () => {
+        heartbeats.push(HeartbeatSchema.parse(JSON.parse(body)));
+        response.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify({ack: true, commands: []}));
+      });
     });
-    request.on('end', () => {
-      heartbeats.push(HeartbeatSchema.parse(JSON.parse(body)));
-      response.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify({ack: true, commands: []}));
-    });
-  });
-  await new Promise<void>(resolve => fakeHive.listen(0, '127.0.0.1', resolve));
-  const hiveUrl = `http://127.0.0.1:${(fakeHive.address() as net.AddressInfo).port}`;
-  const port = await freePort();
-  const workerId = `real-vllm-${process.pid}`;
-  const worker = execa(process.execPath, [rbeeBin, 'worker', 'run', '--type', 'vllm', '--worker-id', workerId, '--model-path', tiny, '--model-name', 'tiny',
-    '--port', String(port), '--hive-url', hiveUrl, '--heartbeat-interval', '500', '--orphan-timeout', '600000', '--parallel', '2', '--context-size', '512', '--config', config], {
-    reject: false,
-    env: {RBEE_WORKER_SECRET: 'real-vllm-test-secret', VLLM_CPU_KVCACHE_SPACE: '1', RBEE_HOME: home},
-    all: true,
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const started = Date.now();
-  try {
-    await waitFor(async () => {
-      if (worker.exitCode !== null) {
-        throw new Error(`the worker exited: ${String((await worker).all).slice(-3_000)}`);
-      }
-      return (await fetch(`${url}/health`).then(response => response.status, () => 0)) === 200;
-    }, 5 * 60_000, 'vLLM to load the tiny model');
-    t.log(`spawn to ready: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    await new Promise<void>(resolve => fakeHive.listen(0, '127.0.0.1', resolve));
+    const hiveUrl = `http://127.0.0.1:${(fakeHive.address() as net.AddressInfo).port}`;
+    const port = await freePort();
+    const workerId = `real-vllm-${process.pid}`;
+    const worker = execa(
+      process.execPath,
+      [
+        rbeeBin,
+        'worker',
+        'run',
+        '--type',
+        'vllm',
+        '--worker-id',
+        workerId,
+        '--model-path',
+        tiny,
+        '--model-name',
+        'tiny',
+        '--port',
+        String(port),
+        '--hive-url',
+        hiveUrl,
+        '--heartbeat-interval',
+        '500',
+        '--orphan-timeout',
+        '600000',
+        '--parallel',
+        '2',
+        '--context-size',
+        '512',
+        '--config',
+        config,
+      ],
+      {
+        reject: false,
+        env: {RBEE_WORKER_SECRET: 'real-vllm-test-secret', VLLM_CPU_KVCACHE_SPACE: '1', RBEE_HOME: home},
+        all: true,
+      },
+    );
+    const url = `http://127.0.0.1:${port}`;
+    const started = Date.now();
+    try {
+      await waitFor(
+        async () => {
+          if (worker.exitCode !== null) {
+            throw new Error(`the worker exited: ${String((await worker).all).slice(-3_000)}`);
+          }
+          return (
+            (await fetch(`${url}/health`).then(
+              response => response.status,
+              () => 0,
+            )) === 200
+          );
+        },
+        5 * 60_000,
+        'vLLM to load the tiny model',
+      );
+      t.log(`spawn to ready: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
-    const plain = InferResponseSchema.parse((await postJson(`${url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 8, temperature: 0, seed: 1})).body);
-    t.is(plain.tokens_generated, 8);
-    t.is(plain.finish_reason, 'length');
-    t.true(plain.prompt_tokens > 0);
-    const streamed = await postStream(`${url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 8, temperature: 0, seed: 1, stream: true});
-    const events = streamed.events.map(data => InferStreamEventSchema.parse(JSON.parse(data)));
-    t.is(events.flatMap(event => (event.type === 'token' ? [event.text] : [])).join(''), plain.text, 'greedy: the same text streamed');
-    t.like(events.at(-1), {type: 'done', finish_reason: 'length'});
-    const chat = await postJson(`${url}/v1/chat/completions`, {model: 'tiny', messages: [{role: 'user', content: 'hello there'}], max_tokens: 4});
-    t.is(chat.status, 200, JSON.stringify(chat.body));
-    t.is(chat.body.usage.completion_tokens, 4);
+      const plain = InferResponseSchema.parse((await postJson(`${url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 8, temperature: 0, seed: 1})).body);
+      t.is(plain.tokens_generated, 8);
+      t.is(plain.finish_reason, 'length');
+      t.true(plain.prompt_tokens > 0);
+      const streamed = await postStream(`${url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 8, temperature: 0, seed: 1, stream: true});
+      const events = streamed.events.map(data => InferStreamEventSchema.parse(JSON.parse(data)));
+      t.is(events.flatMap(event => (event.type === 'token' ? [event.text] : [])).join(''), plain.text, 'greedy: the same text streamed');
+      t.like(events.at(-1), {type: 'done', finish_reason: 'length'});
+      const chat = await postJson(`${url}/v1/chat/completions`, {model: 'tiny', messages: [{role: 'user', content: 'hello there'}], max_tokens: 4});
+      t.is(chat.status, 200, JSON.stringify(chat.body));
+      t.is(chat.body.usage.completion_tokens, 4);
 
-    await waitFor(() => heartbeats.some(heartbeat => (heartbeat.throughput_tokens_per_second ?? 0) > 0), 10_000, 'a heartbeat with throughput');
-    const last = heartbeats.at(-1)!;
-    t.log(`plain: ${JSON.stringify(plain)}`);
-    t.log(`heartbeat with throughput: ${JSON.stringify(heartbeats.find(heartbeat => (heartbeat.throughput_tokens_per_second ?? 0) > 0))}`);
-    t.is(last.adapter_type, 'vllm');
-    t.deepEqual(last.loaded_models, ['tiny']);
-    t.is(last.batch_size, 0);
-    t.is(last.queue_depth, 0);
-    t.true((last.ram_used ?? 0) > 200 * 1024 * 1024, 'vLLM\'s processes hold hundreds of MB');
-    t.deepEqual(Object.keys(last.vram_allocations ?? {}), ['tiny']);
-  } finally {
-    worker.kill('SIGTERM');
-    await worker;
-    fakeHive.close();
-  }
-  await waitFor(() => processesMentioning(tiny).length === 0, 20_000, 'no vLLM process left');
-  t.pass();
-});
+      await waitFor(() => heartbeats.some(heartbeat => (heartbeat.throughput_tokens_per_second ?? 0) > 0), 10_000, 'a heartbeat with throughput');
+      const last = heartbeats.at(-1)!;
+      t.log(`plain: ${JSON.stringify(plain)}`);
+      t.log(`heartbeat with throughput: ${JSON.stringify(heartbeats.find(heartbeat => (heartbeat.throughput_tokens_per_second ?? 0) > 0))}`);
+      t.is(last.adapter_type, 'vllm');
+      t.deepEqual(last.loaded_models, ['tiny']);
+      t.is(last.batch_size, 0);
+      t.is(last.queue_depth, 0);
+      t.true((last.ram_used ?? 0) > 200 * 1024 * 1024, "vLLM's processes hold hundreds of MB");
+      t.deepEqual(Object.keys(last.vram_allocations ?? {}), ['tiny']);
+    } finally {
+      worker.kill('SIGTERM');
+      await worker;
+      fakeHive.close();
+    }
+    await waitFor(() => processesMentioning(tiny).length === 0, 20_000, 'no vLLM process left');
+    t.pass();
+  },
+);

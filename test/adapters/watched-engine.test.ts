@@ -60,7 +60,7 @@ test('a killed engine is reported as killed by its signal', async t => {
   t.regex(watched.failure!, /^victim \(pid \d+\) was killed by SIGKILL: up$/);
 });
 
-test('unanswered heartbeats: logged each time, the engine\'s error once the limit is reached in a row', async t => {
+test("unanswered heartbeats: logged each time, the engine's error once the limit is reached in a row", async t => {
   const ctx = context();
   const child = engine('setInterval(() => {}, 1000)');
   await child.up();
@@ -75,7 +75,7 @@ test('unanswered heartbeats: logged each time, the engine\'s error once the limi
   t.deepEqual(ctx.failures, [], 'a hung engine is failed through the heartbeat, its process still lives');
 });
 
-test('explain: a request error after the engine died becomes the engine\'s failure', async t => {
+test("explain: a request error after the engine died becomes the engine's failure", async t => {
   const ctx = context();
   const child = engine('setTimeout(() => process.exit(1), 100)');
   const watched = new WatchedEngine(child.process, ctx, {name: 'dying'});
@@ -85,5 +85,5 @@ test('explain: a request error after the engine died becomes the engine\'s failu
   await alive.up();
   const healthy = new WatchedEngine(alive.process, ctx, {name: 'healthy'});
   t.teardown(() => healthy.stop(100));
-  await t.throwsAsync(healthy.explain(new Error('terminated'), 50), {message: 'terminated'}, 'a live engine: the request\'s own error stands');
+  await t.throwsAsync(healthy.explain(new Error('terminated'), 50), {message: 'terminated'}, "a live engine: the request's own error stands");
 });

@@ -35,7 +35,7 @@ test('adapter init scaffolds a plugin whose test passes with the exported harnes
   t.like(JSON.parse(String(added.stdout)), {name: 'local:hello', type: 'hello', already_added: false});
 });
 
-test('adapter init refuses a folder with files in it, and names that are not an adapter\'s', async t => {
+test("adapter init refuses a folder with files in it, and names that are not an adapter's", async t => {
   const work = tempHome('rbee-adapter-init-');
   t.teardown(() => fs.rmSync(work, {recursive: true, force: true}));
   fs.writeFileSync(path.join(work, 'mine.txt'), 'keep me');

@@ -30,13 +30,20 @@ test('spawning the default model prints a one-line notice that it is a base mode
 
   const spawned = await rbee(['worker', 'spawn', '--type', 'echo', '--model', 'default', '--wait', '--timeout', '60'], {hive});
   t.is(spawned.exitCode, 0, String(spawned.stderr));
-  const notes = String(spawned.stderr).split('\n').filter(line => line.startsWith('note: '));
-  t.deepEqual(notes, ['note: the default model is the base Gemma 3 270M (pretrained, no chat template): it continues text rather than answering questions, so give it text to complete, e.g. "The capital of France is"']);
+  const notes = String(spawned.stderr)
+    .split('\n')
+    .filter(line => line.startsWith('note: '));
+  t.deepEqual(notes, [
+    'note: the default model is the base Gemma 3 270M (pretrained, no chat template): it continues text rather than answering questions, so give it text to complete, e.g. "The capital of France is"',
+  ]);
   const json = await rbee(['--json', 'worker', 'list'], {hive});
   const [worker] = (JSON.parse(String(json.stdout)) as {workers: Array<{url: string; worker_id: string}>}).workers;
 
   // The worker's own port asks for its key, like any direct caller.
-  for (const [base, headers] of [[hive.url, {}], [worker!.url, await workerAuth(hive.url, worker!.worker_id)]] as const) {
+  for (const [base, headers] of [
+    [hive.url, {}],
+    [worker!.url, await workerAuth(hive.url, worker!.worker_id)],
+  ] as const) {
     const models = ModelListSchema.parse((await getJson(`${base}/v1/models`, headers)).body);
     t.is(models.data.length, 1);
     t.like(models.data[0], {id: 'gemma-3-270m-q4_k_m', base_model: true});

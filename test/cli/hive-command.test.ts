@@ -6,7 +6,10 @@ import {defaultModelPath} from '../helpers/test-model.js';
 test('rbee hive stop stops the hive and its workers, and waits until they are gone', async t => {
   const hive = await startHive({args: ['--heartbeat-interval', '300']});
   try {
-    const spawned = await rbee(['--json', 'worker', 'spawn', '--model', await defaultModelPath(), '--threads', '1', '--parallel', '1', '--context-size', '512', '--wait'], {hive});
+    const spawned = await rbee(
+      ['--json', 'worker', 'spawn', '--model', await defaultModelPath(), '--threads', '1', '--parallel', '1', '--context-size', '512', '--wait'],
+      {hive},
+    );
     t.is(spawned.exitCode, 0, String(spawned.stderr));
     const worker = JSON.parse(String(spawned.stdout)) as {pid: number; worker_id: string};
     const stopped = await rbee(['--json', 'hive', 'stop'], {hive});

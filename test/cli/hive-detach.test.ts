@@ -35,7 +35,7 @@ test('hive start --detach returns once the hive answers; it runs in its own sess
   t.is(fs.statSync(record).mode & 0o777, 0o600);
   t.is(answer.log, path.join(home, 'logs', 'hive.log'));
   t.is(fs.statSync(answer.log).mode & 0o777, 0o600);
-  t.true(fs.readFileSync(answer.log, 'utf8').includes(answer.url), 'the hive\'s own output is in its log');
+  t.true(fs.readFileSync(answer.log, 'utf8').includes(answer.url), "the hive's own output is in its log");
 
   const status = await rbee(['--json', 'status'], {env: envFor(home)});
   t.is(status.exitCode, 0, String(status.stderr));
@@ -48,7 +48,7 @@ test('hive start --detach returns once the hive answers; it runs in its own sess
   t.false(fs.existsSync(record), 'a stopped hive takes its record with it');
 });
 
-test('hive start --detach fails with the hive\'s own error when the hive cannot start, and leaves nothing running', async t => {
+test("hive start --detach fails with the hive's own error when the hive cannot start, and leaves nothing running", async t => {
   const first = await startHive();
   t.teardown(() => first.stop());
   const port = new URL(first.url).port;
@@ -64,7 +64,7 @@ test('hive start --detach fails with the hive\'s own error when the hive cannot 
 test('a foreground hive writes the record too, so commands in another terminal find it', async t => {
   const hive = await startHive();
   t.teardown(() => hive.stop());
-  await waitFor(() => fs.existsSync(recordOf(hive.home)), 10_000, 'the hive\'s record');
+  await waitFor(() => fs.existsSync(recordOf(hive.home)), 10_000, "the hive's record");
   const list = await rbee(['--json', 'worker', 'list'], {env: envFor(hive.home)});
   t.is(list.exitCode, 0, String(list.stderr));
   t.deepEqual(JSON.parse(String(list.stdout)), {workers: []});
@@ -90,7 +90,7 @@ test('hive start --detach hands --token to the hive by environment, never on its
   t.is(started.exitCode, 0, String(started.stderr));
   const answer = JSON.parse(String(started.stdout)) as {pid: number; url: string};
   pid = answer.pid;
-  t.false(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(token), 'the token is not in the hive\'s argv (world-readable in /proc)');
+  t.false(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(token), "the token is not in the hive's argv (world-readable in /proc)");
   t.is((await fetch(`${answer.url}/v1/status`)).status, 401, 'the hive got the token: it demands it');
   t.is((await fetch(`${answer.url}/v1/status`, {headers: {authorization: `Bearer ${token}`}})).status, 200);
   const stopped = await rbee(['--json', '--token', token, 'hive', 'stop'], {env: envFor(home), timeout: 90_000});

@@ -41,10 +41,13 @@ test('model list shows each cached model (reference, size, sha256 when known, pa
   t.is(listed.exitCode, 0, String(listed.stderr));
   const list = JSON.parse(String(listed.stdout)) as Listed;
   t.is(list.models_dir, models);
-  t.deepEqual(list.models.map(model => [model.ref, model.path, model.size, model.sha256, model.used_by]), [
-    ['default', verified, fs.statSync(verified).size, digest, []],
-    ['hf:acme/tiny@v2:q4/tiny.gguf', downloaded, fs.statSync(downloaded).size, null, []],
-  ]);
+  t.deepEqual(
+    list.models.map(model => [model.ref, model.path, model.size, model.sha256, model.used_by]),
+    [
+      ['default', verified, fs.statSync(verified).size, digest, []],
+      ['hf:acme/tiny@v2:q4/tiny.gguf', downloaded, fs.statSync(downloaded).size, null, []],
+    ],
+  );
   const text = await rbee(['model', 'list'], {env});
   t.regex(String(text.stdout), new RegExp(`default\\s+\\S+ B\\s+${digest.slice(0, 12)}\\s+-\\s+${verified}`));
 

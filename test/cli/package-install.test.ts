@@ -50,16 +50,29 @@ test('npm pack ships what runs (dist, built-in adapters, bin, the native loader)
   const [report] = JSON.parse(packed.stdout) as Array<{filename: string; files: Array<{path: string}>}>;
   const files = new Set(report!.files.map(file => file.path));
   for (const needed of [
-    'bin/rbee.js', 'dist/cli/main.js', 'dist/index.js', 'dist/index.d.ts', 'dist/protocol/index.js', 'dist/protocol/index.d.ts',
-    'dist/testing/index.js', 'dist/builtin-adapters/llamacpp/src/index.js', 'dist/builtin-adapters/candle/src/index.js',
-    'native/index.js', 'native/index.d.ts', 'docs/adapters.md',
+    'bin/rbee.js',
+    'dist/cli/main.js',
+    'dist/index.js',
+    'dist/index.d.ts',
+    'dist/protocol/index.js',
+    'dist/protocol/index.d.ts',
+    'dist/testing/index.js',
+    'dist/builtin-adapters/llamacpp/src/index.js',
+    'dist/builtin-adapters/candle/src/index.js',
+    'native/index.js',
+    'native/index.d.ts',
+    'docs/adapters.md',
   ]) {
     t.true(files.has(needed), `the tarball carries ${needed}`);
   }
   const stray = [...files].filter(file => /^(test|bench|src|scripts|adapters)\//.test(file) || file.endsWith('.map') || file.startsWith('native/src/'));
   t.deepEqual(stray, [], 'no tests, benchmarks, sources or source maps');
   const nativeBuilt = fs.readdirSync(path.join(root, 'native')).some(file => file.endsWith('.node'));
-  t.is([...files].some(file => /^native\/[^/]+\.node$/.test(file)), nativeBuilt, 'the candle .node ships exactly when this checkout has built it');
+  t.is(
+    [...files].some(file => /^native\/[^/]+\.node$/.test(file)),
+    nativeBuilt,
+    'the candle .node ships exactly when this checkout has built it',
+  );
 
   const project = path.join(work, 'project');
   fs.mkdirSync(project);
@@ -77,7 +90,12 @@ test('npm pack ships what runs (dist, built-in adapters, bin, the native loader)
   t.regex(help.stdout, /RBEE_HOME/);
 
   // What a client program and a plugin's tests import from the installed package.
-  const imports = await execa(process.execPath, ['--input-type=module', '-e', `
+  const imports = await execa(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `
     const protocol = await import('rbee/protocol');
     const testing = await import('rbee/testing');
     const rbee = await import('rbee');
@@ -85,7 +103,10 @@ test('npm pack ships what runs (dist, built-in adapters, bin, the native loader)
     try { await rbee.loadNativeBinding(); candle = 'loaded'; } catch (error) { candle = error.message; }
     const client = new protocol.HiveClient({url: 'http://127.0.0.1:1'});
     console.log(JSON.stringify({schema: typeof protocol.HeartbeatSchema.safeParse, client: typeof client.status, reader: typeof protocol.readSse, harness: typeof testing.createAdapterHarness, candle}));
-  `], {cwd: project, timeout: 30_000});
+  `,
+    ],
+    {cwd: project, timeout: 30_000},
+  );
   const result = JSON.parse(imports.stdout) as {schema: string; client: string; reader: string; harness: string; candle: string};
   t.is(result.schema, 'function');
   t.is(result.client, 'function', 'the typed hive client is part of rbee/protocol');

@@ -12,7 +12,7 @@ import {defaultModelPath} from '../helpers/test-model.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
-test.serial('the README\'s CI recipe runs as written', async t => {
+test.serial("the README's CI recipe runs as written", async t => {
   const readme = fs.readFileSync(`${root}README.md`, 'utf8');
   const recipe = /<!-- ci-recipe[^>]*-->\n```bash\n([\s\S]*?)```/.exec(readme)?.[1];
   t.truthy(recipe, 'the README has the marked recipe');
@@ -23,7 +23,10 @@ test.serial('the README\'s CI recipe runs as written', async t => {
   fs.symlinkSync(model, `${home}/models/default/gemma-3-270m-q4_k_m.gguf`);
   fs.copyFileSync(`${model}.sha256`, `${home}/models/default/gemma-3-270m-q4_k_m.gguf.sha256`);
   const run = await execa('bash', ['-c', recipe!], {
-    cwd: root, reject: false, timeout: 240_000, all: true,
+    cwd: root,
+    reject: false,
+    timeout: 240_000,
+    all: true,
     env: {...process.env, RBEE_HOME: home, RBEE_CI_PORT: String(await freePort())},
   });
   t.is(run.exitCode, 0, String(run.all).slice(-2_000));
@@ -54,7 +57,11 @@ test.serial('worker wait, status --watch --json (NDJSON events), and exit codes 
     t.is(timedOut.exitCode, 5);
     t.regex(String(timedOut.stderr), /still ready after 1 s/);
     await rbee(['worker', 'stop', id], {hive});
-    await waitFor(() => events.some(event => event.type === 'worker' && event.worker.worker_id === id && event.worker.state === 'stopped'), 5_000, 'the stopped event');
+    await waitFor(
+      () => events.some(event => event.type === 'worker' && event.worker.worker_id === id && event.worker.state === 'stopped'),
+      5_000,
+      'the stopped event',
+    );
     const never = await rbee(['worker', 'wait', id, '--state', 'ready', '--timeout', '30'], {hive});
     t.is(never.exitCode, 1, 'a stopped worker will not become ready: fail at once');
     t.is((await rbee(['worker', 'wait', 'worker-nobody'], {hive})).exitCode, 4);
@@ -64,39 +71,46 @@ test.serial('worker wait, status --watch --json (NDJSON events), and exit codes 
   }
 });
 
-test.serial('RBEE_* variables stand in for flags: RBEE_JSON, RBEE_MODEL, RBEE_DEVICE, RBEE_WORKER_TYPE, RBEE_THREADS; flags win; a bad value names its variable', async t => {
-  const hive = await startHive();
-  try {
-    const model = await defaultModelPath();
-    const env = {RBEE_JSON: '1', RBEE_MODEL: model, RBEE_DEVICE: 'cpu', RBEE_WORKER_TYPE: 'llamacpp', RBEE_THREADS: '1', RBEE_CONTEXT_SIZE: '512'};
-    const planned = await rbee(['worker', 'spawn', '--dry-run'], {hive, env});
-    t.is(planned.exitCode, 0, String(planned.stderr));
-    t.like(JSON.parse(String(planned.stdout)), {type: 'llamacpp', device: 'cpu', model: 'gemma-3-270m-q4_k_m'});
-    const {RBEE_WORKER_TYPE: _, ...untyped} = env;
-    const defaulted = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: untyped});
-    t.is(JSON.parse(String(defaulted.stdout)).type, 'llamacpp', 'no type named: the fastest worker type on the CPU (llama.cpp, by the declared ranks)');
-    const emptyType = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: {...env, RBEE_WORKER_TYPE: ''}});
-    t.is(JSON.parse(String(emptyType.stdout)).type, 'llamacpp', 'RBEE_WORKER_TYPE set to nothing: the hive chooses');
-    const flagWins = await rbee(['worker', 'spawn', '--dry-run', '--type', 'nonesuch'], {hive, env});
-    t.is(flagWins.exitCode, 2, 'a request the hive refuses as invalid is a usage error');
-    t.regex(JSON.parse(String(flagWins.stdout)).error.message, /unknown worker type "nonesuch"/, 'RBEE_JSON makes errors JSON too');
-    const bad = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: {...env, RBEE_THREADS: 'many'}});
-    t.is(bad.exitCode, 2);
-    t.regex(String(bad.stderr), /RBEE_THREADS/);
-    const status = await rbee(['status'], {hive, env: {RBEE_JSON: 'yes'}});
-    t.is(JSON.parse(String(status.stdout)).url, hive.url);
-    t.deepEqual(JSON.parse(String(status.stdout)).groups, [], 'worker groups are part of the status');
-    const human = await rbee(['status'], {hive, env: {RBEE_JSON: '0'}});
-    t.throws(() => JSON.parse(String(human.stdout)), undefined, 'RBEE_JSON=0 is off');
-  } finally {
-    await hive.stop();
-  }
-});
+test.serial(
+  'RBEE_* variables stand in for flags: RBEE_JSON, RBEE_MODEL, RBEE_DEVICE, RBEE_WORKER_TYPE, RBEE_THREADS; flags win; a bad value names its variable',
+  async t => {
+    const hive = await startHive();
+    try {
+      const model = await defaultModelPath();
+      const env = {RBEE_JSON: '1', RBEE_MODEL: model, RBEE_DEVICE: 'cpu', RBEE_WORKER_TYPE: 'llamacpp', RBEE_THREADS: '1', RBEE_CONTEXT_SIZE: '512'};
+      const planned = await rbee(['worker', 'spawn', '--dry-run'], {hive, env});
+      t.is(planned.exitCode, 0, String(planned.stderr));
+      t.like(JSON.parse(String(planned.stdout)), {type: 'llamacpp', device: 'cpu', model: 'gemma-3-270m-q4_k_m'});
+      const {RBEE_WORKER_TYPE: _, ...untyped} = env;
+      const defaulted = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: untyped});
+      t.is(JSON.parse(String(defaulted.stdout)).type, 'llamacpp', 'no type named: the fastest worker type on the CPU (llama.cpp, by the declared ranks)');
+      const emptyType = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: {...env, RBEE_WORKER_TYPE: ''}});
+      t.is(JSON.parse(String(emptyType.stdout)).type, 'llamacpp', 'RBEE_WORKER_TYPE set to nothing: the hive chooses');
+      const flagWins = await rbee(['worker', 'spawn', '--dry-run', '--type', 'nonesuch'], {hive, env});
+      t.is(flagWins.exitCode, 2, 'a request the hive refuses as invalid is a usage error');
+      t.regex(JSON.parse(String(flagWins.stdout)).error.message, /unknown worker type "nonesuch"/, 'RBEE_JSON makes errors JSON too');
+      const bad = await rbee(['worker', 'spawn', '--dry-run'], {hive, env: {...env, RBEE_THREADS: 'many'}});
+      t.is(bad.exitCode, 2);
+      t.regex(String(bad.stderr), /RBEE_THREADS/);
+      const status = await rbee(['status'], {hive, env: {RBEE_JSON: 'yes'}});
+      t.is(JSON.parse(String(status.stdout)).url, hive.url);
+      t.deepEqual(JSON.parse(String(status.stdout)).groups, [], 'worker groups are part of the status');
+      const human = await rbee(['status'], {hive, env: {RBEE_JSON: '0'}});
+      t.throws(() => JSON.parse(String(human.stdout)), undefined, 'RBEE_JSON=0 is off');
+    } finally {
+      await hive.stop();
+    }
+  },
+);
 
 test.serial('status --watch gives up on a hung hive (SIGSTOP): exit code 5 once three keep-alives are missed', async t => {
   const hive = await startHive();
   try {
-    const watcher = execa(process.execPath, [rbeeBin, '--json', 'status', '--watch'], {reject: false, timeout: 30_000, env: {...process.env, RBEE_HIVE_URL: hive.url}});
+    const watcher = execa(process.execPath, [rbeeBin, '--json', 'status', '--watch'], {
+      reject: false,
+      timeout: 30_000,
+      env: {...process.env, RBEE_HIVE_URL: hive.url},
+    });
     await new Promise(resolve => setTimeout(resolve, 3_000));
     process.kill(hive.pid, 'SIGSTOP');
     const stoppedAt = Date.now();
@@ -114,7 +128,10 @@ test.serial('status --watch gives up on a hung hive (SIGSTOP): exit code 5 once 
 test('completion scripts complete commands and flags from the command tree', async t => {
   const script = String((await rbee(['completion', 'bash'])).stdout);
   const complete = async (...words: string[]) => {
-    const run = await execa('bash', ['-c', `${script}\nCOMP_WORDS=(${words.map(word => `'${word}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _rbee_complete; echo "\${COMPREPLY[*]}"`]);
+    const run = await execa('bash', [
+      '-c',
+      `${script}\nCOMP_WORDS=(${words.map(word => `'${word}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _rbee_complete; echo "\${COMPREPLY[*]}"`,
+    ]);
     return run.stdout.split(' ');
   };
   t.deepEqual(await complete('rbee', 'wo'), ['worker']);

@@ -5,7 +5,11 @@ import test from 'ava';
 import {rbee, tempHome} from '../helpers/rbee-process.js';
 
 test('--json usage errors print exactly one JSON error document on stdout', async t => {
-  for (const args of [['--json', 'worker', 'spawn'], ['--json', 'worker', 'spawn', '--model', 'm', '--bogus'], ['--json', 'worker', 'spawn', '--model', 'm', '--max-queue', 'lots']]) {
+  for (const args of [
+    ['--json', 'worker', 'spawn'],
+    ['--json', 'worker', 'spawn', '--model', 'm', '--bogus'],
+    ['--json', 'worker', 'spawn', '--model', 'm', '--max-queue', 'lots'],
+  ]) {
     const result = await rbee(args, {timeout: 60_000});
     t.is(result.exitCode, 2, args.join(' '));
     const documents = String(result.stdout).trim().split('\n');

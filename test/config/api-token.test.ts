@@ -37,15 +37,25 @@ test('sameSecret compares whole values of any length', t => {
 // Each of these would start a hive if the token passed: the bound keeps a regression from hanging the run.
 const startFails = test.macro(async (t, args: string[], env: NodeJS.ProcessEnv, message: RegExp, cwd?: string) => {
   const home = tempHome();
-  const result = await rbee([...args, 'hive', 'start', '--port', '0'], {env: {RBEE_HOME: home, RBEE_TOKEN: '', ...env}, timeout: 20_000, ...(cwd === undefined ? {} : {cwd})});
+  const result = await rbee([...args, 'hive', 'start', '--port', '0'], {
+    env: {RBEE_HOME: home, RBEE_TOKEN: '', ...env},
+    timeout: 20_000,
+    ...(cwd === undefined ? {} : {cwd}),
+  });
   t.is(result.exitCode, 2, `stderr: ${String(result.stderr)}`);
   t.regex(String(result.stderr), message);
   t.deepEqual(fs.readdirSync(home), [], 'nothing was written to the home');
 });
 
-test('hive start --token \'\' is a usage error', startFails, ['--token', ''], {}, /--token: the API token is empty/);
+test("hive start --token '' is a usage error", startFails, ['--token', ''], {}, /--token: the API token is empty/);
 test('RBEE_TOKEN=a is a usage error, on loopback too', startFails, [], {RBEE_TOKEN: 'a'}, /RBEE_TOKEN: the API token has 1 character/);
-test('a short --token does not pass the non-loopback guard', startFails, ['--token', 'short'], {RBEE_HOST: '0.0.0.0'}, /--token: the API token has 5 characters/);
+test(
+  'a short --token does not pass the non-loopback guard',
+  startFails,
+  ['--token', 'short'],
+  {RBEE_HOST: '0.0.0.0'},
+  /--token: the API token has 5 characters/,
+);
 test('a short hive.token in the config file is refused, naming the file', async t => {
   const project = tempHome('rbee-token-project-');
   fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({hive: {token: 'short'}}));

@@ -18,8 +18,11 @@ function envVariables(command: Command): string[] {
 test('the --help environment list names every variable a flag falls back to', t => {
   const used = new Set([hiveCommand(), workerCommand(), inferCommand(), statusCommand()].flatMap(envVariables));
   const listed = new Set(environmentSettings.map(setting => setting.name));
-  t.true(used.has('RBEE_DEVICES') && used.has('RBEE_MODEL'), 'the walk finds the commands\' variables');
-  t.deepEqual([...used].filter(name => !listed.has(name as never)), []);
+  t.true(used.has('RBEE_DEVICES') && used.has('RBEE_MODEL'), "the walk finds the commands' variables");
+  t.deepEqual(
+    [...used].filter(name => !listed.has(name as never)),
+    [],
+  );
 });
 
 test('every RBEE_* variable the code reads is listed (or is one the hive sets for its workers)', t => {

@@ -37,7 +37,17 @@ test('a misspelt key is named', rejects, 'rbee.config.json', JSON.stringify({hiv
 test('a wrong type is named with its path', rejects, 'rbee.config.yaml', 'workers:\n  threads: many\n', /`workers\.threads`/);
 test('a TypeScript config with a bad value', rejects, 'rbee.config.ts', 'export default {hive: {port: -1}};\n', /`hive\.port`/);
 test('a file that does not parse', rejects, 'rbee.config.json', '{"hive": ', /failed to load: /);
-test('a TypeScript config that does not compile: the compiler\'s line and its position, not the loader\'s heading', rejects, 'rbee.config.ts',
-  'const port: number = ;\nexport default {hive: {port}};\n', /failed to load: ParseError: Unexpected token \(at .*rbee\.config\.ts:1:\d+\)/);
-test('a TypeScript config that throws: its error\'s message', rejects, 'rbee.config.ts',
-  'throw new Error("no GPU named in RBEE_GPUS");\nexport default {};\n', /failed to load: no GPU named in RBEE_GPUS$/);
+test(
+  "a TypeScript config that does not compile: the compiler's line and its position, not the loader's heading",
+  rejects,
+  'rbee.config.ts',
+  'const port: number = ;\nexport default {hive: {port}};\n',
+  /failed to load: ParseError: Unexpected token \(at .*rbee\.config\.ts:1:\d+\)/,
+);
+test(
+  "a TypeScript config that throws: its error's message",
+  rejects,
+  'rbee.config.ts',
+  'throw new Error("no GPU named in RBEE_GPUS");\nexport default {};\n',
+  /failed to load: no GPU named in RBEE_GPUS$/,
+);

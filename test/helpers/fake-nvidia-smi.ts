@@ -14,7 +14,9 @@ export function fakeNvidiaSmi(options: {gpus: FakeGpu[]; apps?: Array<{pid: numb
   const file = path.join(dir, 'nvidia-smi');
   const rows = (lines: string[]) => `printf '${lines.map(line => `${line}\\n`).join('')}'`;
   const card = (pick: (gpu: FakeGpu) => number) => options.gpus.map((gpu, index) => `    ${index}) printf '${pick(gpu)}\\n' ;;`).join('\n');
-  fs.writeFileSync(file, `#!/bin/sh
+  fs.writeFileSync(
+    file,
+    `#!/bin/sh
 # the card asked with -i N, wherever it is among the arguments
 index=''
 previous=''
@@ -37,6 +39,8 @@ ${card(gpu => gpu.totalMiB)}
   --query-compute-apps=pid,used_memory) ${rows((options.apps ?? []).map(app => `${app.pid}, ${app.usedMiB}`))} ;;
   *) echo "unknown query $1" >&2; exit 2 ;;
 esac
-`, {mode: 0o755});
+`,
+    {mode: 0o755},
+  );
   return file;
 }

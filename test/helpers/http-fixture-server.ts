@@ -52,12 +52,7 @@ export type SendBytesOptions = {
 };
 
 /** Serves `body`, honouring `Range: bytes=N-` unless told not to. */
-export function sendBytes(
-  request: http.IncomingMessage,
-  response: http.ServerResponse,
-  body: Buffer,
-  options: SendBytesOptions = {},
-): void {
+export function sendBytes(request: http.IncomingMessage, response: http.ServerResponse, body: Buffer, options: SendBytesOptions = {}): void {
   const headers: http.OutgoingHttpHeaders = {'content-type': 'application/octet-stream', ...options.headers};
   const range = /^bytes=(\d+)-$/.exec(request.headers.range ?? '');
   let status = 200;

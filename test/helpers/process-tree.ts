@@ -22,7 +22,10 @@ function isZombie(pid: number): boolean {
 }
 
 export function allPids(): number[] {
-  return fs.readdirSync('/proc').filter(name => /^\d+$/.test(name)).map(Number);
+  return fs
+    .readdirSync('/proc')
+    .filter(name => /^\d+$/.test(name))
+    .map(Number);
 }
 
 /** Every live descendant of `root` (children, grandchildren, ...). */

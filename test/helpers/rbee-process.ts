@@ -41,10 +41,12 @@ export async function startHive(options: {args?: string[]; env?: NodeJS.ProcessE
     stderr += String(chunk);
   });
   let exited = false;
-  const exit = new Promise<number | null>(resolve => child.once('exit', code => {
-    exited = true;
-    resolve(code);
-  }));
+  const exit = new Promise<number | null>(resolve =>
+    child.once('exit', code => {
+      exited = true;
+      resolve(code);
+    }),
+  );
   await waitFor(() => exited || stdout.trim().endsWith('}'), 20_000, `hive to start (stderr: ${stderr})`);
   if (exited) {
     throw new Error(`hive exited at start: ${stderr}`);
@@ -78,7 +80,11 @@ export async function rbee(args: string[], options: {hive?: RunningHive; env?: N
   });
 }
 
-export async function postJson(url: string, body: unknown, init: Omit<RequestInit, 'headers'> & {headers?: Record<string, string>} = {}): Promise<{status: number; body: any; headers: Headers}> {
+export async function postJson(
+  url: string,
+  body: unknown,
+  init: Omit<RequestInit, 'headers'> & {headers?: Record<string, string>} = {},
+): Promise<{status: number; body: any; headers: Headers}> {
   const {headers, ...rest} = init;
   const response = await fetch(url, {
     method: 'POST',
@@ -111,7 +117,11 @@ export async function postStream(url: string, body: unknown, headers: Record<str
     signal: AbortSignal.timeout(120_000),
   });
   const text = await response.text();
-  const events = text.split('\n\n').flatMap(block => block.split('\n')).filter(line => line.startsWith('data: ')).map(line => line.slice(6));
+  const events = text
+    .split('\n\n')
+    .flatMap(block => block.split('\n'))
+    .filter(line => line.startsWith('data: '))
+    .map(line => line.slice(6));
   return {status: response.status, events};
 }
 

@@ -39,7 +39,7 @@ test.serial('--dry-run says where the worker would go and what it would take, an
 });
 
 test.serial('a spawn that cannot fit is refused with the figures, unless forced in a dry run', async t => {
-  const huge = {model: modelPath, context_size: 1_048_576, parallel: 64};  // terabytes of KV cache
+  const huge = {model: modelPath, context_size: 1_048_576, parallel: 64}; // terabytes of KV cache
   const refused = await postJson(`${hive.url}/v1/workers`, huge);
   t.is(refused.status, 409);
   t.is(refused.body.error.code, 'insufficient_memory');

@@ -63,7 +63,7 @@ test('every speed a built-in adapter declares cites a bench/results file that ex
 
 test('a third-party plugin declaring cuda only: the default on cuda when it ranks first, refused on the CPU', async t => {
   const offers = await declared(['./adapter-cuda-only/index.js']);
-  t.is(defaultWorkerType('cuda:0', offers), 'cuda-only', 'rank 0.5 beats llama.cpp\'s 1');
+  t.is(defaultWorkerType('cuda:0', offers), 'cuda-only', "rank 0.5 beats llama.cpp's 1");
   t.is(defaultWorkerType('cpu', offers), 'llamacpp');
   t.notThrows(() => checkRunsOn('cuda-only', 'cuda:1', offers));
   const error = t.throws(() => checkRunsOn('cuda-only', 'cpu', offers), {instanceOf: RbeeError});
@@ -90,7 +90,13 @@ test('ordering: lowest rank first, unavailable ones skipped, ties and unranked i
     made('fast-too', {cpu: {speed: {rank: 2, source: 'x'}}}),
   ];
   t.is(defaultWorkerType('cpu', offers), 'fast');
-  t.is(defaultWorkerType('cpu', offers.filter(offer => offer.type.startsWith('f') && offer.type !== 'fast')), 'fast-too');
+  t.is(
+    defaultWorkerType(
+      'cpu',
+      offers.filter(offer => offer.type.startsWith('f') && offer.type !== 'fast'),
+    ),
+    'fast-too',
+  );
   t.is(defaultWorkerType('cpu', [offers[0]!, made('other-unranked', {cpu: {}})]), 'first-loaded');
 });
 
@@ -98,12 +104,18 @@ test('no type can run on the device: a 400 that says why for each', t => {
   const offers = [made('gpu-engine', {cuda: {unavailable: 'no gpu-engine program on PATH'}}), made('cpu-engine', {cpu: {}})];
   const error = t.throws(() => defaultWorkerType('cuda:0', offers), {instanceOf: RbeeError});
   t.is(error.code, 'device_unsupported');
-  t.is(error.message, 'no worker type can run on cuda:0 here (gpu-engine: no gpu-engine program on PATH; cpu-engine: does not run on cuda): install an engine that can, or name a type with --type');
+  t.is(
+    error.message,
+    'no worker type can run on cuda:0 here (gpu-engine: no gpu-engine program on PATH; cpu-engine: does not run on cuda): install an engine that can, or name a type with --type',
+  );
 });
 
 test('a type declared on the backend but unavailable here: refused with its reason and where it does run', t => {
   const offers = [made('candle-like', {cpu: {}, cuda: {unavailable: 'this build runs on cpu, not cuda: rebuild it with that feature'}})];
   const error = t.throws(() => checkRunsOn('candle-like', 'cuda:0', offers), {instanceOf: RbeeError});
-  t.is(error.message, 'worker type "candle-like" cannot run on cuda:0 here: this build runs on cpu, not cuda: rebuild it with that feature (here it runs on cpu)');
+  t.is(
+    error.message,
+    'worker type "candle-like" cannot run on cuda:0 here: this build runs on cpu, not cuda: rebuild it with that feature (here it runs on cpu)',
+  );
   t.notThrows(() => checkRunsOn('candle-like', 'cpu', offers));
 });

@@ -3,7 +3,14 @@
  * worker -> tokens, then a clean stop that leaves no process behind.
  */
 import test from 'ava';
-import {HeartbeatSchema, InferResponseSchema, ChatCompletionSchema, ChatCompletionChunkSchema, WorkerInfoSchema, InferStreamEventSchema} from '../../src/protocol/wire.js';
+import {
+  HeartbeatSchema,
+  InferResponseSchema,
+  ChatCompletionSchema,
+  ChatCompletionChunkSchema,
+  WorkerInfoSchema,
+  InferStreamEventSchema,
+} from '../../src/protocol/wire.js';
 import {descendants, isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
 import {getJson, postJson, postStream, rbee, startHive, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
@@ -23,7 +30,10 @@ test.after.always(async () => {
 const greedy = {max_tokens: 16, temperature: 0, seed: 42};
 
 test.serial('spawn -> ready -> heartbeats -> infer (direct and through the hive) -> stop, no process left', async t => {
-  const spawned = await rbee(['--json', 'worker', 'spawn', '--model', modelPath, '--threads', '1', '--parallel', '2', '--context-size', '1024', '--wait', '--timeout', '120'], {hive});
+  const spawned = await rbee(
+    ['--json', 'worker', 'spawn', '--model', modelPath, '--threads', '1', '--parallel', '2', '--context-size', '1024', '--wait', '--timeout', '120'],
+    {hive},
+  );
   t.is(spawned.exitCode, 0, String(spawned.stderr));
   const worker = WorkerInfoSchema.parse(JSON.parse(String(spawned.stdout)));
   t.is(worker.state, 'ready');
@@ -59,7 +69,7 @@ test.serial('spawn -> ready -> heartbeats -> infer (direct and through the hive)
   const streamed = await postStream(`${hive.url}/v1/infer`, {prompt: 'The capital of France is', stream: true, ...greedy});
   t.is(streamed.status, 200);
   const events = streamed.events.map(data => InferStreamEventSchema.parse(JSON.parse(data)));
-  const tokens = events.filter(event => event.type === 'token').map(event => event.type === 'token' ? event.text : '');
+  const tokens = events.filter(event => event.type === 'token').map(event => (event.type === 'token' ? event.text : ''));
   const done = events.at(-1);
   t.is(done?.type, 'done');
   t.true(tokens.length > 1, 'more than one token event');
@@ -67,7 +77,10 @@ test.serial('spawn -> ready -> heartbeats -> infer (direct and through the hive)
 
   // OpenAI chat completions, plain and streamed, direct and through the hive.
   const messages = [{role: 'user', content: 'Say hello in one word.'}];
-  for (const [base, headers] of [[worker.url, workerKey], [hive.url, {}]] as const) {
+  for (const [base, headers] of [
+    [worker.url, workerKey],
+    [hive.url, {}],
+  ] as const) {
     const chat = await postJson(`${base}/v1/chat/completions`, {model: 'gemma-3-270m-q4_k_m', messages, ...greedy}, {headers});
     t.is(chat.status, 200, JSON.stringify(chat.body));
     const completion = ChatCompletionSchema.parse(chat.body);
@@ -85,7 +98,10 @@ test.serial('spawn -> ready -> heartbeats -> infer (direct and through the hive)
   const textCompletion = await postJson(`${hive.url}/v1/completions`, {model: 'gemma-3-270m-q4_k_m', prompt: 'The capital of France is', ...greedy});
   t.is(textCompletion.body.choices[0].text, directAnswer.text);
   const models = await getJson(`${hive.url}/v1/models`);
-  t.deepEqual(models.body.data.map((model: {id: string}) => model.id), ['gemma-3-270m-q4_k_m']);
+  t.deepEqual(
+    models.body.data.map((model: {id: string}) => model.id),
+    ['gemma-3-270m-q4_k_m'],
+  );
 
   // `rbee infer` streams the tokens to the terminal.
   const cli = await rbee(['infer', '--max-tokens', '16', '--temperature', '0', '--seed', '42', 'The capital of France is'], {hive});
@@ -93,10 +109,14 @@ test.serial('spawn -> ready -> heartbeats -> infer (direct and through the hive)
   t.is(String(cli.stdout).trim(), directAnswer.text.trim());
 
   // The counters in the next heartbeat are real.
-  await waitFor(async () => {
-    const latest = (await getJson(`${hive.url}/v1/workers/${worker.worker_id}`)).body.last_heartbeat;
-    return latest.requests_total >= 9 && latest.tokens_generated > 0;
-  }, 5_000, 'a heartbeat counting the requests');
+  await waitFor(
+    async () => {
+      const latest = (await getJson(`${hive.url}/v1/workers/${worker.worker_id}`)).body.last_heartbeat;
+      return latest.requests_total >= 9 && latest.tokens_generated > 0;
+    },
+    5_000,
+    'a heartbeat counting the requests',
+  );
 
   const list = await rbee(['--json', 'worker', 'list'], {hive});
   t.is(JSON.parse(String(list.stdout)).workers.length, 1);
@@ -114,7 +134,9 @@ test.serial('spawn -> ready -> heartbeats -> infer (direct and through the hive)
 test.serial('stopping the hive stops its workers', async t => {
   const otherHive = await startHive({args: ['--heartbeat-interval', '400']});
   try {
-    const spawned = await rbee(['--json', 'worker', 'spawn', '--model', modelPath, '--threads', '1', '--context-size', '512', '--parallel', '1', '--wait'], {hive: otherHive});
+    const spawned = await rbee(['--json', 'worker', 'spawn', '--model', modelPath, '--threads', '1', '--context-size', '512', '--parallel', '1', '--wait'], {
+      hive: otherHive,
+    });
     t.is(spawned.exitCode, 0, String(spawned.stderr));
     const worker = JSON.parse(String(spawned.stdout)) as {pid: number; worker_id: string};
     t.is(await otherHive.stop('SIGTERM'), 0);

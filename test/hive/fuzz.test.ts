@@ -38,15 +38,27 @@ type Answer = {status: number; text: string};
 function post(probe: Probe): Promise<Answer> {
   const url = new URL(hive.url);
   return new Promise((resolve, reject) => {
-    const request = http.request({
-      host: url.hostname, port: url.port, path: probe.path, method: 'POST', agent, timeout: 30_000,
-      headers: {...(probe.contentType === null ? {} : {'content-type': probe.contentType}), 'content-length': Buffer.byteLength(probe.body), ...probe.headers},
-    }, response => {
-      const chunks: Buffer[] = [];
-      response.on('data', chunk => chunks.push(chunk as Buffer));
-      response.on('end', () => resolve({status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8')}));
-      response.on('error', reject);
-    });
+    const request = http.request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: probe.path,
+        method: 'POST',
+        agent,
+        timeout: 30_000,
+        headers: {
+          ...(probe.contentType === null ? {} : {'content-type': probe.contentType}),
+          'content-length': Buffer.byteLength(probe.body),
+          ...probe.headers,
+        },
+      },
+      response => {
+        const chunks: Buffer[] = [];
+        response.on('data', chunk => chunks.push(chunk as Buffer));
+        response.on('end', () => resolve({status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8')}));
+        response.on('error', reject);
+      },
+    );
     request.on('timeout', () => request.destroy(new Error('no answer within 30 s')));
     request.on('error', reject);
     request.end(probe.body);
@@ -57,14 +69,31 @@ function post(probe: Probe): Promise<Answer> {
 // Generators: a valid message, then mutations of it that a buggy or hostile client could send.
 
 const validHeartbeat = {
-  worker_id: 'worker-0badc0de', status: 'ready', model: 'gemma-3-270m-q4_k_m', device: 'cpu', vram_used: 0, vram_total: 0,
-  ram_used: 400_000_000, requests_total: 3, tokens_generated: 42, uptime_seconds: 12.5, last_request_at: '2026-01-01T00:00:00.000Z',
-  queue_depth: 0, batch_size: 1, throughput_tokens_per_second: 20, threads: 2,
+  worker_id: 'worker-0badc0de',
+  status: 'ready',
+  model: 'gemma-3-270m-q4_k_m',
+  device: 'cpu',
+  vram_used: 0,
+  vram_total: 0,
+  ram_used: 400_000_000,
+  requests_total: 3,
+  tokens_generated: 42,
+  uptime_seconds: 12.5,
+  last_request_at: '2026-01-01T00:00:00.000Z',
+  queue_depth: 0,
+  batch_size: 1,
+  throughput_tokens_per_second: 20,
+  threads: 2,
 };
 
 const wrongValue = fc.oneof(
-  fc.string({unit: 'binary', maxLength: 40}), fc.integer(), fc.double(), fc.boolean(), fc.constant(null),
-  fc.array(fc.jsonValue({maxDepth: 2}), {maxLength: 4}), fc.dictionary(fc.string(), fc.jsonValue({maxDepth: 2}), {maxKeys: 4}),
+  fc.string({unit: 'binary', maxLength: 40}),
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.jsonValue({maxDepth: 2}), {maxLength: 4}),
+  fc.dictionary(fc.string(), fc.jsonValue({maxDepth: 2}), {maxKeys: 4}),
   fc.constantFrom(-1, -1e308, 1e308, 2 ** 53 + 1, 2 ** 64, -0.5, 1.5, Number.MAX_SAFE_INTEGER, '', ' ', '__proto__'),
 );
 // Number literals JSON.stringify never writes: out of double range, longer than any integer, negative zero.
@@ -72,8 +101,9 @@ const rawNumber = fc.oneof(
   fc.constantFrom('1e400', '-1e400', '123456789012345678901234567890', '-0', '1.0e-400', '-9007199254740993', '0.0000001'),
   fc.bigInt().map(String),
 );
-const nesting = fc.tuple(fc.integer({min: 1, max: 5_000}), fc.constantFrom('[', '{"a":')).map(([depth, open]) =>
-  `${open.repeat(depth)}1${(open === '[' ? ']' : '}').repeat(depth)}`);
+const nesting = fc
+  .tuple(fc.integer({min: 1, max: 5_000}), fc.constantFrom('[', '{"a":'))
+  .map(([depth, open]) => `${open.repeat(depth)}1${(open === '[' ? ']' : '}').repeat(depth)}`);
 
 /** Replaces a placeholder string value with raw JSON text (for literals and depths JSON.stringify cannot make). */
 function withRaw(body: Record<string, unknown>, key: string, raw: string): string {
@@ -87,7 +117,8 @@ function mutations(base: Record<string, unknown>): fc.Arbitrary<{body: string; h
   const fieldEdits = fc.array(fc.tuple(key, fc.option(wrongValue, {freq: 4, nil: undefined})), {minLength: 1, maxLength: 4}).map(edits => {
     const body: Record<string, unknown> = {...base};
     for (const [field, value] of edits) {
-      if (value === undefined) delete body[field]; else body[field] = value;
+      if (value === undefined) delete body[field];
+      else body[field] = value;
     }
     return {body: JSON.stringify(body), how: 'wrong types / missing fields'};
   });
@@ -96,15 +127,30 @@ function mutations(base: Record<string, unknown>): fc.Arbitrary<{body: string; h
     {arbitrary: fieldEdits, weight: 6},
     {arbitrary: fc.tuple(key, rawNumber).map(([field, raw]) => ({body: withRaw(base, field, raw), how: 'huge or odd numbers'})), weight: 2},
     {arbitrary: fc.tuple(key, nesting).map(([field, raw]) => ({body: withRaw(base, field, raw), how: 'deep nesting'})), weight: 1},
-    {arbitrary: fc.dictionary(key, fc.string({unit: 'binary'})).map(strings => ({body: JSON.stringify({...base, ...strings}), how: 'random strings'})), weight: 2},
-    {arbitrary: fc.jsonValue().filter(value => typeof value !== 'object' || value === null || Array.isArray(value)).map(value => ({body: JSON.stringify(value), how: 'not an object'})), weight: 1},
+    {
+      arbitrary: fc.dictionary(key, fc.string({unit: 'binary'})).map(strings => ({body: JSON.stringify({...base, ...strings}), how: 'random strings'})),
+      weight: 2,
+    },
+    {
+      arbitrary: fc
+        .jsonValue()
+        .filter(value => typeof value !== 'object' || value === null || Array.isArray(value))
+        .map(value => ({body: JSON.stringify(value), how: 'not an object'})),
+      weight: 1,
+    },
     {arbitrary: fc.object().map(value => ({body: JSON.stringify(value), how: 'random object'})), weight: 1},
-    {arbitrary: fc.oneof(
-      fc.integer({min: 0, max: text.length - 1}).map(end => text.slice(0, end)),
-      fc.string({minLength: 1}).map(junk => `${text}${junk}`),
-      fc.string({unit: 'binary'}).filter(candidate => !parsesAsJson(candidate)),
-      fc.constantFrom(text.replaceAll('"', '\''), `${text.slice(0, -1)},}`, '{"worker_id": "a", "worker_id": }', '\ufeff{}', 'NaN', '{"a":1}{"b":2}'),
-    ).filter(candidate => !parsesAsJson(candidate)).map(body => ({body, how: 'invalid JSON text'})), weight: 2},
+    {
+      arbitrary: fc
+        .oneof(
+          fc.integer({min: 0, max: text.length - 1}).map(end => text.slice(0, end)),
+          fc.string({minLength: 1}).map(junk => `${text}${junk}`),
+          fc.string({unit: 'binary'}).filter(candidate => !parsesAsJson(candidate)),
+          fc.constantFrom(text.replaceAll('"', "'"), `${text.slice(0, -1)},}`, '{"worker_id": "a", "worker_id": }', '\ufeff{}', 'NaN', '{"a":1}{"b":2}'),
+        )
+        .filter(candidate => !parsesAsJson(candidate))
+        .map(body => ({body, how: 'invalid JSON text'})),
+      weight: 2,
+    },
   );
 }
 
@@ -120,14 +166,26 @@ function parsesAsJson(text: string): boolean {
 // Mostly JSON; a few other content types, which must be refused as 415, not crash the parser.
 const contentType = fc.oneof(
   {arbitrary: fc.constant('application/json'), weight: 18},
-  {arbitrary: fc.constantFrom(null, 'text/plain', 'application/json; charset=latin1', 'application/x-www-form-urlencoded', 'application/jsonx', 'multipart/form-data'), weight: 1},
+  {
+    arbitrary: fc.constantFrom(
+      null,
+      'text/plain',
+      'application/json; charset=latin1',
+      'application/x-www-form-urlencoded',
+      'application/jsonx',
+      'multipart/form-data',
+    ),
+    weight: 1,
+  },
 );
 
 /** Any string as a percent-encoded path segment, so lone surrogates and slashes reach the router intact. */
 const pathSegment = fc.oneof(
   // No malformed escapes (%zz): fastify answers those in its own error shape, see the known failure below.
   fc.constantFrom('worker-0badc0de', 'constructor', '__proto__', '..', '%2e%2e', '%00', '%2F'),
-  fc.string({unit: 'binary', minLength: 1, maxLength: 60}).map(value => [...Buffer.from(value, 'utf8')].map(byte => `%${byte.toString(16).padStart(2, '0')}`).join('')),
+  fc
+    .string({unit: 'binary', minLength: 1, maxLength: 60})
+    .map(value => [...Buffer.from(value, 'utf8')].map(byte => `%${byte.toString(16).padStart(2, '0')}`).join('')),
 );
 
 const bodyRoutes = [
@@ -151,24 +209,34 @@ function neverSpawns(body: string): string {
   return parsed.success ? JSON.stringify({...parsed.data, model: '/nonexistent-rbee-fuzz/model.gguf'}) : body;
 }
 
-const heartbeatProbes = fc.tuple(mutations(validHeartbeat), contentType, fc.option(fc.string({maxLength: 64}))).map(([{body, how}, type, secret]): Probe & {how: string} => ({
-  path: '/v1/heartbeat', body, contentType: type, how, ...(secret === null ? {} : {headers: {'x-rbee-worker-secret': secret}}),
-}));
-
-const requestProbes = fc.oneof(...bodyRoutes.map(({route, base}) =>
-  fc.tuple(mutations(base), contentType, pathSegment).map(([{body, how}, type, id]): Probe & {how: string} => ({
-    path: route.replace(':id', id),
-    body: route === '/v1/workers' ? neverSpawns(body) : body,
+const heartbeatProbes = fc
+  .tuple(mutations(validHeartbeat), contentType, fc.option(fc.string({maxLength: 64})))
+  .map(([{body, how}, type, secret]): Probe & {how: string} => ({
+    path: '/v1/heartbeat',
+    body,
     contentType: type,
     how,
-  }))));
+    ...(secret === null ? {} : {headers: {'x-rbee-worker-secret': secret}}),
+  }));
+
+const requestProbes = fc.oneof(
+  ...bodyRoutes.map(({route, base}) =>
+    fc.tuple(mutations(base), contentType, pathSegment).map(([{body, how}, type, id]): Probe & {how: string} => ({
+      path: route.replace(':id', id),
+      body: route === '/v1/workers' ? neverSpawns(body) : body,
+      contentType: type,
+      how,
+    })),
+  ),
+);
 
 // ---------------------------------------------------------------------------------------------
 
 async function fire(probes: Array<Probe & {how: string}>): Promise<{byStatus: Map<string, number>; failures: string[]}> {
   const byStatus = new Map<string, number>();
   const failures: string[] = [];
-  const describe = (probe: Probe & {how: string}) => `POST ${probe.path} (${probe.how}, content-type ${probe.contentType}) ${JSON.stringify(probe.body.slice(0, 300))}`;
+  const describe = (probe: Probe & {how: string}) =>
+    `POST ${probe.path} (${probe.how}, content-type ${probe.contentType}) ${JSON.stringify(probe.body.slice(0, 300))}`;
   let next = 0;
   const sender = async () => {
     while (next < probes.length) {
@@ -217,7 +285,10 @@ test.serial(`${perKind} malformed heartbeats: all 4xx with an error body`, async
   const {byStatus, failures} = await fire(probes);
   logCounts(t, byStatus);
   t.deepEqual(failures.slice(0, 10), [], `${failures.length} bad answers`);
-  t.is([...byStatus.values()].reduce((sum, count) => sum + count, 0), perKind);
+  t.is(
+    [...byStatus.values()].reduce((sum, count) => sum + count, 0),
+    perKind,
+  );
   await assertHiveUnharmed(t);
 });
 
@@ -227,7 +298,10 @@ test.serial(`${perKind} malformed request bodies over 5 routes: all 4xx with an 
   const {byStatus, failures} = await fire(probes);
   logCounts(t, byStatus);
   t.deepEqual(failures.slice(0, 10), [], `${failures.length} bad answers`);
-  t.is([...byStatus.values()].reduce((sum, count) => sum + count, 0), perKind);
+  t.is(
+    [...byStatus.values()].reduce((sum, count) => sum + count, 0),
+    perKind,
+  );
   await assertHiveUnharmed(t);
 });
 
@@ -245,7 +319,9 @@ test.serial('a body over the 8 MiB limit is a 413 with an error body', async t =
     });
     socket.on('error', () => undefined);
     socket.on('close', () => resolve(received));
-    socket.write(`POST /v1/infer HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${9 * 1024 * 1024}\r\n\r\n{"prompt":"${'x'.repeat(65_536)}`);
+    socket.write(
+      `POST /v1/infer HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\ncontent-length: ${9 * 1024 * 1024}\r\n\r\n{"prompt":"${'x'.repeat(65_536)}`,
+    );
   });
   t.regex(answer, /^HTTP\/1\.1 413 /);
   t.true(ErrorBodySchema.safeParse(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).success, answer);
@@ -253,7 +329,7 @@ test.serial('a body over the 8 MiB limit is a 413 with an error body', async t =
 });
 
 // Bugs the fuzzing found, fixed: each stays as a regression test.
-test.serial('a malformed %-escape in the path gets rbee\'s error shape', async t => {
+test.serial("a malformed %-escape in the path gets rbee's error shape", async t => {
   const answer = await post({path: '/v1/workers/%zz/commands', body: '{"type":"drain"}', contentType: 'application/json'});
   t.is(answer.status, 400);
   t.true(ErrorBodySchema.safeParse(JSON.parse(answer.text)).success, answer.text);
@@ -265,7 +341,11 @@ test.serial('spawning an unreadable "regular" file is a 4xx', async t => {
   await assertHiveUnharmed(t);
 });
 
-for (const [name, content] of [['magic only', 'GGUF'], ['magic and garbage', 'GGUFgarbage'], ['a header with absurd counts', Buffer.concat([Buffer.from('GGUF'), Buffer.from([3, 0, 0, 0]), Buffer.alloc(16, 0xff)])]] as const) {
+for (const [name, content] of [
+  ['magic only', 'GGUF'],
+  ['magic and garbage', 'GGUFgarbage'],
+  ['a header with absurd counts', Buffer.concat([Buffer.from('GGUF'), Buffer.from([3, 0, 0, 0]), Buffer.alloc(16, 0xff)])],
+] as const) {
   test.serial(`spawning a corrupt GGUF (${name}) is a fast 4xx that names the file`, async t => {
     const corrupt = path.join(hive.home, 'corrupt.gguf');
     // Before the header check, 'GGUFgarbage' took ~30 s and 1.5 GB of the hive to end in a 500.

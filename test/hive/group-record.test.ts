@@ -6,19 +6,36 @@ import {rbee} from '../helpers/rbee-process.js';
 
 function group(health: GroupRecord['health'] = 'starting'): GroupRecord {
   return {
-    id: 'group-1', spec: {model: 'm', devices: ['cuda:0', 'cuda:1', 'cuda:2'], type: 'llamacpp', force: false, restart: 'never'},
-    coordinatorId: 'group-1-0', shardIds: ['group-1-1', 'group-1-2'], health, reason: null, startedAt: new Date(), modelBytes: 0, totalBytes: 0, restarts: 0,
+    id: 'group-1',
+    spec: {model: 'm', devices: ['cuda:0', 'cuda:1', 'cuda:2'], type: 'llamacpp', force: false, restart: 'never'},
+    coordinatorId: 'group-1-0',
+    shardIds: ['group-1-1', 'group-1-2'],
+    health,
+    reason: null,
+    startedAt: new Date(),
+    modelBytes: 0,
+    totalBytes: 0,
+    restarts: 0,
   };
 }
 
 function member(owner: GroupRecord, index: number, state: WorkerState): WorkerRecord {
   const membership: GroupMembership = {
-    group_id: owner.id, role: index === 0 ? 'coordinator' : 'shard', coordinator: owner.coordinatorId, devices: owner.spec.devices,
-    endpoint: index === 0 ? null : `127.0.0.1:${5000 + index}`, shards: [],
+    group_id: owner.id,
+    role: index === 0 ? 'coordinator' : 'shard',
+    coordinator: owner.coordinatorId,
+    devices: owner.spec.devices,
+    endpoint: index === 0 ? null : `127.0.0.1:${5000 + index}`,
+    shards: [],
   };
   const record = createWorkerRecord({
-    id: `group-1-${index}`, spec: {model: 'm', device: owner.spec.devices[index]!, type: 'llamacpp', restart: 'never', force: true, dry_run: false},
-    modelName: 'm', modelPath: null, port: 1, secret: 's', group: {group: owner, membership},
+    id: `group-1-${index}`,
+    spec: {model: 'm', device: owner.spec.devices[index]!, type: 'llamacpp', restart: 'never', force: true, dry_run: false},
+    modelName: 'm',
+    modelPath: null,
+    port: 1,
+    secret: 's',
+    group: {group: owner, membership},
   });
   record.state = state;
   return record;
@@ -39,8 +56,13 @@ test('the coordinator reporting a shard it cannot reach makes the group degraded
   const owner = group('healthy');
   const members = [member(owner, 0, 'ready'), member(owner, 1, 'ready'), member(owner, 2, 'ready')];
   members[0]!.lastHeartbeat = {
-    worker_id: 'group-1-0', status: 'ready', group_health: 'degraded',
-    shard_workers: [{worker_id: 'group-1-1', status: 'healthy'}, {worker_id: 'group-1-2', status: 'missing'}],
+    worker_id: 'group-1-0',
+    status: 'ready',
+    group_health: 'degraded',
+    shard_workers: [
+      {worker_id: 'group-1-1', status: 'healthy'},
+      {worker_id: 'group-1-2', status: 'missing'},
+    ],
   };
   const verdict = judgeGroup(owner, members);
   t.is(verdict.health, 'degraded');
@@ -65,7 +87,10 @@ test('rbee worker run refuses a --group that is not a valid membership, naming t
   const notJson = await rbee([...common, '--group', '{role:'], {});
   t.is(notJson.exitCode, 2);
   t.regex(String(notJson.stderr), /--group: not JSON/);
-  const wrong = await rbee([...common, '--group', JSON.stringify({group_id: 'g', role: 'boss', coordinator: 'c', devices: ['cpu'], endpoint: null, shards: []})], {});
+  const wrong = await rbee(
+    [...common, '--group', JSON.stringify({group_id: 'g', role: 'boss', coordinator: 'c', devices: ['cpu'], endpoint: null, shards: []})],
+    {},
+  );
   t.is(wrong.exitCode, 2);
   t.regex(String(wrong.stderr), /role/);
   t.regex(String(wrong.stderr), /devices/);

@@ -41,16 +41,38 @@ function setup(t: ExecutionContext, restart: 'never' | 'on-failure' = 'on-failur
   };
   groups = new WorkerGroups(host);
   const group: GroupRecord = {
-    id: 'group-1', spec: {model: 'm', devices: ['cpu', 'cpu'], type: 'llamacpp', force: false, restart},
-    coordinatorId: 'group-1-0', shardIds: ['group-1-1'], health: 'healthy', reason: null, startedAt: new Date(), modelBytes: 0, totalBytes: 0,
+    id: 'group-1',
+    spec: {model: 'm', devices: ['cpu', 'cpu'], type: 'llamacpp', force: false, restart},
+    coordinatorId: 'group-1-0',
+    shardIds: ['group-1-1'],
+    health: 'healthy',
+    reason: null,
+    startedAt: new Date(),
+    modelBytes: 0,
+    totalBytes: 0,
     restarts: 0,
   };
   groups.groups.set(group.id, group);
   for (const [index, role] of (['coordinator', 'shard'] as const).entries()) {
     const record = createWorkerRecord({
-      id: `group-1-${index}`, spec: {model: 'm', device: 'cpu', type: 'llamacpp', restart: 'never', force: true, dry_run: false},
-      modelName: 'm', modelPath: index === 0 ? '/m.gguf' : null, port: 1, secret: 's', state: 'ready',
-      group: {group, membership: {group_id: 'group-1', role, coordinator: 'group-1-0', devices: ['cpu', 'cpu'], endpoint: role === 'shard' ? '127.0.0.1:1' : null, shards: []}},
+      id: `group-1-${index}`,
+      spec: {model: 'm', device: 'cpu', type: 'llamacpp', restart: 'never', force: true, dry_run: false},
+      modelName: 'm',
+      modelPath: index === 0 ? '/m.gguf' : null,
+      port: 1,
+      secret: 's',
+      state: 'ready',
+      group: {
+        group,
+        membership: {
+          group_id: 'group-1',
+          role,
+          coordinator: 'group-1-0',
+          devices: ['cpu', 'cpu'],
+          endpoint: role === 'shard' ? '127.0.0.1:1' : null,
+          shards: [],
+        },
+      },
     });
     workers.add(record, 'adopted');
   }

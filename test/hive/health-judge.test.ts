@@ -6,9 +6,16 @@ import {WorkerSpecSchema} from '../../src/protocol/wire.js';
 const limits = {heartbeatIntervalMs: 1_000, loadStallTimeoutMs: 10_000};
 const now = Date.parse('2026-11-27T12:00:00Z');
 const ago = (ms: number) => new Date(now - ms);
-const record = (fields: Parameters<typeof createWorkerRecord>[0] extends infer F ? Partial<F> : never) => createWorkerRecord({
-  id: 'worker-1', spec: WorkerSpecSchema.parse({model: 'm', type: 'llamacpp'}), modelName: 'm', modelPath: null, port: 1, secret: 's', ...fields,
-});
+const record = (fields: Parameters<typeof createWorkerRecord>[0] extends infer F ? Partial<F> : never) =>
+  createWorkerRecord({
+    id: 'worker-1',
+    spec: WorkerSpecSchema.parse({model: 'm', type: 'llamacpp'}),
+    modelName: 'm',
+    modelPath: null,
+    port: 1,
+    secret: 's',
+    ...fields,
+  });
 
 test('a ready worker heard from within 3 intervals is healthy; past them it has missed 3 heartbeats', t => {
   t.is(judgeHealth(record({state: 'ready', pid: 10, launchedAt: ago(60_000), lastHeartbeatAt: ago(2_900)}), now, limits), null);
@@ -37,7 +44,11 @@ test('a load whose engine reports no progress is left to the ready timeout: its 
   const silent = record({pid: 10, launchedAt: ago(600_000), lastHeartbeatAt: ago(500), lastProgressAt: ago(500_000), progress: loading});
   t.is(judgeHealth(silent, now, limits), null);
   const reported = record({
-    pid: 10, launchedAt: ago(600_000), lastHeartbeatAt: ago(500), lastProgressAt: ago(11_000), progress: loading,
+    pid: 10,
+    launchedAt: ago(600_000),
+    lastHeartbeatAt: ago(500),
+    lastProgressAt: ago(11_000),
+    progress: loading,
     lastHeartbeat: {worker_id: 'worker-1', status: 'starting', load_progress: 0.4},
   });
   t.regex(judgeHealth(reported, now, limits) ?? '', /load stalled/);

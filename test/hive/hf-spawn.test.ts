@@ -45,7 +45,10 @@ test('an hf: model downloads (checksum from x-linked-etag), is cached, and serve
 
     // A second worker for the same reference reuses the cached file: the hub is not asked again.
     const downloads = hub.requests.length;
-    const again = await rbee(['--json', 'worker', 'spawn', '--model', 'hf:acme/gemma-270m:gemma.gguf', '--threads', '1', '--parallel', '1', '--context-size', '512', '--wait'], {hive});
+    const again = await rbee(
+      ['--json', 'worker', 'spawn', '--model', 'hf:acme/gemma-270m:gemma.gguf', '--threads', '1', '--parallel', '1', '--context-size', '512', '--wait'],
+      {hive},
+    );
     t.is(again.exitCode, 0, String(again.stderr));
     t.is(hub.requests.length, downloads);
   } finally {

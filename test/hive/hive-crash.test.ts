@@ -51,7 +51,11 @@ test.serial('kill -9 the hive and restart it within the orphan timeout: workers 
   const adopted = WorkerInfoSchema.parse((await getJson(`${second.url}/v1/workers/${first.worker.worker_id}`)).body);
   t.is(adopted.pid, first.worker.pid);
   t.true(adopted.adopted);
-  await waitFor(async () => (await getJson(`${second.url}/v1/workers/${first.worker.worker_id}`)).body.state === 'ready', 5_000, 'the adopted worker to heartbeat');
+  await waitFor(
+    async () => (await getJson(`${second.url}/v1/workers/${first.worker.worker_id}`)).body.state === 'ready',
+    5_000,
+    'the adopted worker to heartbeat',
+  );
   const answer = await postJson(`${second.url}/v1/infer`, {prompt: 'Hello', max_tokens: 4, temperature: 0});
   t.is(answer.status, 200, JSON.stringify(answer.body));
   t.is(answer.body.worker_id, first.worker.worker_id);

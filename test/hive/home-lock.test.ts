@@ -74,10 +74,16 @@ test.serial('a hive start on a taken port adopts nothing, writes nothing and exi
   legacy.exec(`create table workers (id text primary key, spec text not null, model_name text not null, model_path text,
     state text not null, reason text, pid integer, port integer not null, secret text not null, started_at text not null,
     restarts integer not null default 0, updated_at text not null, group_json text)`);
-  legacy.prepare(`insert into workers values (?, ?, 'm', '/m.gguf', 'ready', null, ?, 1, ?, ?, 0, ?, null)`).run(
-    workerId, JSON.stringify(WorkerSpecSchema.parse({model: '/m.gguf', type: 'llamacpp'})), leftWorker.pid!, plainSecret,
-    new Date().toISOString(), new Date().toISOString(),
-  );
+  legacy
+    .prepare(`insert into workers values (?, ?, 'm', '/m.gguf', 'ready', null, ?, 1, ?, ?, 0, ?, null)`)
+    .run(
+      workerId,
+      JSON.stringify(WorkerSpecSchema.parse({model: '/m.gguf', type: 'llamacpp'})),
+      leftWorker.pid!,
+      plainSecret,
+      new Date().toISOString(),
+      new Date().toISOString(),
+    );
   legacy.close();
   const db = new Database(path.join(home, 'hive.sqlite'), {readonly: true});
   const rowBefore = db.prepare('select * from workers').all();
@@ -110,6 +116,9 @@ test.serial('a hive start on a taken port adopts nothing, writes nothing and exi
     t.false(fs.readFileSync(path.join(home, file)).includes(plainSecret), `${file} no longer holds the plain secret`);
   }
   const migrated = new Database(path.join(home, 'hive.sqlite'), {readonly: true});
-  t.deepEqual(migrated.prepare('select secret, secret_sha256 from workers').get(), {secret: '', secret_sha256: createHash('sha256').update(plainSecret).digest('hex')});
+  t.deepEqual(migrated.prepare('select secret, secret_sha256 from workers').get(), {
+    secret: '',
+    secret_sha256: createHash('sha256').update(plainSecret).digest('hex'),
+  });
   migrated.close();
 });

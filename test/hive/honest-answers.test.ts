@@ -16,11 +16,16 @@ import {getJson, postJson, rbeeBin, startHive, tempHome, type RunningHive} from 
 
 const fixtures = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const project = tempHome('rbee-honest-');
-fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({adapters: [
-  [path.join(fixtures, 'adapter-words', 'index.js'), {tokenMs: 20}],
-  path.join(fixtures, 'bad-adapters', 'throwing-start.js'),
-  path.join(fixtures, 'bad-adapters', 'chatty-never-ready.js'),
-]}));
+fs.writeFileSync(
+  path.join(project, 'rbee.config.json'),
+  JSON.stringify({
+    adapters: [
+      [path.join(fixtures, 'adapter-words', 'index.js'), {tokenMs: 20}],
+      path.join(fixtures, 'bad-adapters', 'throwing-start.js'),
+      path.join(fixtures, 'bad-adapters', 'chatty-never-ready.js'),
+    ],
+  }),
+);
 /** Any folder is a model to these adapters; each test gets its own model, so routing is per test. */
 function model(name: string): string {
   const folder = path.join(project, 'models', name);
@@ -96,13 +101,17 @@ test.serial('a streamed request over the queue limit gets 503 + Retry-After from
   const first = new AbortController();
   t.teardown(() => first.abort());
   const running = await fetch(`${hive.url}/v1/infer`, {
-    method: 'POST', headers: {'content-type': 'application/json'}, signal: first.signal,
+    method: 'POST',
+    headers: {'content-type': 'application/json'},
+    signal: first.signal,
     body: JSON.stringify({model: 'full', prompt: 'bees make honey', max_tokens: 10_000, stream: true}),
   });
   t.is(running.status, 200);
   await running.body!.getReader().read();
   const refused = await fetch(`${hive.url}/v1/infer`, {
-    method: 'POST', headers: {'content-type': 'application/json'}, signal: AbortSignal.timeout(30_000),
+    method: 'POST',
+    headers: {'content-type': 'application/json'},
+    signal: AbortSignal.timeout(30_000),
     body: JSON.stringify({model: 'full', prompt: 'me too', stream: true}),
   });
   t.is(refused.status, 503);
@@ -154,7 +163,8 @@ test.serial('an engine that logs but never gets ready fails at its ready timeout
 
 test.serial('spawn --wait under the default restart policy says why the worker failed as soon as it is known', async t => {
   const child = spawn(process.execPath, [rbeeBin, 'worker', 'spawn', '--type', 'throwing-start', '--model', model('throwing'), '--wait', '--timeout', '600'], {
-    env: {...process.env, RBEE_HIVE_URL: hive.url, RBEE_HOME: hive.home}, stdio: ['ignore', 'pipe', 'pipe'],
+    env: {...process.env, RBEE_HIVE_URL: hive.url, RBEE_HOME: hive.home},
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
   child.stderr.on('data', chunk => {

@@ -26,14 +26,18 @@ test.before(async () => {
     throw new Error(`spawn answered ${spawned.status}: ${JSON.stringify(spawned.body)}`);
   }
   const id = (spawned.body as WorkerInfo).worker_id;
-  await waitFor(async () => {
-    const info = WorkerInfoSchema.parse((await getJson(`${hive.url}/v1/workers/${id}`)).body);
-    if (info.state === 'failed' || info.state === 'stopped') {
-      throw new Error(`worker ${id} ${info.state}: ${info.reason}`);
-    }
-    worker = info;
-    return info.state === 'ready';
-  }, 120_000, `worker ${id} to be ready`);
+  await waitFor(
+    async () => {
+      const info = WorkerInfoSchema.parse((await getJson(`${hive.url}/v1/workers/${id}`)).body);
+      if (info.state === 'failed' || info.state === 'stopped') {
+        throw new Error(`worker ${id} ${info.state}: ${info.reason}`);
+      }
+      worker = info;
+      return info.state === 'ready';
+    },
+    120_000,
+    `worker ${id} to be ready`,
+  );
 });
 
 test.after.always(async () => {
@@ -55,15 +59,24 @@ function infer(url: string, deadline: number): Promise<Settled> {
   const target = new URL('/v1/infer', url);
   const body = JSON.stringify(request);
   return new Promise(resolve => {
-    const outgoing = http.request({
-      host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent,
-      headers: {'content-type': 'application/json', 'content-length': Buffer.byteLength(body)},
-    }, response => {
-      const chunks: Buffer[] = [];
-      response.on('data', chunk => chunks.push(chunk as Buffer));
-      response.on('end', () => resolve({status: response.statusCode ?? 0, retryAfter: response.headers['retry-after'], text: Buffer.concat(chunks).toString('utf8')}));
-      response.on('error', error => resolve({error: error.message}));
-    });
+    const outgoing = http.request(
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname,
+        method: 'POST',
+        agent,
+        headers: {'content-type': 'application/json', 'content-length': Buffer.byteLength(body)},
+      },
+      response => {
+        const chunks: Buffer[] = [];
+        response.on('data', chunk => chunks.push(chunk as Buffer));
+        response.on('end', () =>
+          resolve({status: response.statusCode ?? 0, retryAfter: response.headers['retry-after'], text: Buffer.concat(chunks).toString('utf8')}),
+        );
+        response.on('error', error => resolve({error: error.message}));
+      },
+    );
     // One deadline for the whole burst: a request still open by then has hung.
     outgoing.setTimeout(Math.max(1, deadline - Date.now()), () => outgoing.destroy(new Error('hung: no answer before the deadline')));
     outgoing.on('error', error => resolve({error: error.message}));
@@ -126,7 +139,10 @@ test.serial('afterwards the hive and the worker still serve a normal request', a
   t.is(info.pid, worker.pid, 'the same worker process: it was not restarted');
   t.is(info.restarts, 0);
   // The worker's own port answers only with its key (asked of the hive, as a client of the hive would).
-  for (const [base, headers] of [[hive.url, {}], [worker.url, await workerAuth(hive.url, worker.worker_id)]] as const) {
+  for (const [base, headers] of [
+    [hive.url, {}],
+    [worker.url, await workerAuth(hive.url, worker.worker_id)],
+  ] as const) {
     const answer = await postJson(`${base}/v1/infer`, {...request, max_tokens: 4}, {headers});
     t.is(answer.status, 200, `${base}: ${JSON.stringify(answer.body)}`);
     t.true(InferResponseSchema.parse(answer.body).tokens_generated >= 1);

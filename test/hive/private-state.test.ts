@@ -58,9 +58,16 @@ test.serial('a home found open is narrowed; secrets are stored hashed; worker an
   t.is((fs.statSync(home).mode & 0o777).toString(8), '700');
   const modes = modesUnder(home);
   for (const name of ['hive.sqlite', 'hive.lock', 'hive.json', path.join('logs', `${id}.log`), path.join('logs', 'old.log')]) {
-    t.true(modes.some(([file]) => file === name), `${name} exists`);
+    t.true(
+      modes.some(([file]) => file === name),
+      `${name} exists`,
+    );
   }
-  t.deepEqual(modes.filter(([, mode]) => !['600', '700'].includes(mode)), [], 'nothing under the home is open to group or others');
+  t.deepEqual(
+    modes.filter(([, mode]) => !['600', '700'].includes(mode)),
+    [],
+    'nothing under the home is open to group or others',
+  );
 
   // The secret the worker holds is in no byte of the database (nor its WAL); its sha256 is.
   const workerEnv = environOf(worker.pid);
@@ -76,8 +83,16 @@ test.serial('a home found open is narrowed; secrets are stored hashed; worker an
   t.deepEqual(row, {secret: '', secret_sha256: createHash('sha256').update(secret!).digest('hex')});
 
   // The worker's own port: nothing without its key, whatever the route; the hive's key opens it.
-  for (const [method, route] of [['GET', '/health'], ['GET', '/v1/models'], ['POST', '/v1/infer']] as const) {
-    const response = await fetch(`${worker.url}${route}`, {method, headers: {'content-type': 'application/json'}, ...(method === 'POST' ? {body: '{"prompt":"x"}'} : {})});
+  for (const [method, route] of [
+    ['GET', '/health'],
+    ['GET', '/v1/models'],
+    ['POST', '/v1/infer'],
+  ] as const) {
+    const response = await fetch(`${worker.url}${route}`, {
+      method,
+      headers: {'content-type': 'application/json'},
+      ...(method === 'POST' ? {body: '{"prompt":"x"}'} : {}),
+    });
     t.is(response.status, 401, `${method} ${route} without the key`);
   }
   const wrongKey = await postJson(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 2}, {headers: {authorization: `Bearer ${secret}`}});

@@ -52,13 +52,21 @@ test('routed requests appear as request events: started, then ended with the tok
   await waitFor(() => requests().filter(event => event.phase === 'ended').length === 2, 10_000, 'two ended request events');
 
   const seen = requests().map(event => [event.worker_id, event.phase, event.in_flight]);
-  t.deepEqual(seen.filter(([, phase]) => phase !== 'progress'), [
-    [worker.worker_id, 'started', 1], [worker.worker_id, 'ended', 0],
-    [worker.worker_id, 'started', 1], [worker.worker_id, 'ended', 0],
-  ]);
-  const tokens = (from: number) => requests().slice(from).reduce((sum, event) => sum + (event.tokens ?? 0), 0);
+  t.deepEqual(
+    seen.filter(([, phase]) => phase !== 'progress'),
+    [
+      [worker.worker_id, 'started', 1],
+      [worker.worker_id, 'ended', 0],
+      [worker.worker_id, 'started', 1],
+      [worker.worker_id, 'ended', 0],
+    ],
+  );
+  const tokens = (from: number) =>
+    requests()
+      .slice(from)
+      .reduce((sum, event) => sum + (event.tokens ?? 0), 0);
   const secondStart = requests().findIndex((event, index) => index > 0 && event.phase === 'started');
-  t.is(tokens(0) - tokens(secondStart), 3, 'the whole answer\'s tokens_generated');
+  t.is(tokens(0) - tokens(secondStart), 3, "the whole answer's tokens_generated");
   t.is(tokens(secondStart), 4, 'one per streamed token event');
   const ended = requests().filter(event => event.phase === 'ended');
   t.true(ended.every(event => event.status === 200 && (event.duration_ms ?? -1) >= 0));

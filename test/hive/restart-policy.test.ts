@@ -19,7 +19,9 @@ test('always: a requested stop does not', restarts, 'always', 'requested', false
 test('backoff doubles with each recent restart and is capped', t => {
   const delays = [0, 1, 2, 3, 4].map(count => {
     const decision = decideRestart({
-      policy: 'always', end: 'failure', now,
+      policy: 'always',
+      end: 'failure',
+      now,
       recentRestarts: Array.from({length: count}, (_, index) => now - index * 1000),
       limits: {...defaultRestartLimits, maxRestarts: 10, maxDelayMs: 10_000},
     });

@@ -5,9 +5,17 @@ import {createWorkerRecord, type WorkerRecord} from '../../src/hive/worker-recor
 import {WorkerSpecSchema} from '../../src/protocol/wire.js';
 
 function table(count: number, model = 'gemma'): {supervisor: Supervisor; records: WorkerRecord[]} {
-  const records = Array.from({length: count}, (_, index) => createWorkerRecord({
-    id: `worker-${index}`, spec: WorkerSpecSchema.parse({model, type: 'llamacpp'}), modelName: model, modelPath: null, port: 1000 + index, secret: 's', state: 'ready',
-  }));
+  const records = Array.from({length: count}, (_, index) =>
+    createWorkerRecord({
+      id: `worker-${index}`,
+      spec: WorkerSpecSchema.parse({model, type: 'llamacpp'}),
+      modelName: model,
+      modelPath: null,
+      port: 1000 + index,
+      secret: 's',
+      state: 'ready',
+    }),
+  );
   // The router only reads the worker table.
   return {supervisor: {workers: new Map(records.map(record => [record.id, record]))} as unknown as Supervisor, records};
 }

@@ -40,13 +40,17 @@ test.serial('the CLI sends the token from RBEE_TOKEN or --token', async t => {
 test.serial('a body over the size limit is a 413, and the hive keeps serving', async t => {
   // Announce 9 MiB and send a little: the hive refuses on the length alone, before reading it.
   const status = await new Promise<number>((resolve, reject) => {
-    const request = http.request(`${hive.url}/v1/infer`, {
-      method: 'POST',
-      headers: {'content-type': 'application/json', 'content-length': String(9 * 1024 * 1024), authorization: `Bearer ${token}`},
-    }, response => {
-      response.resume();
-      resolve(response.statusCode ?? 0);
-    });
+    const request = http.request(
+      `${hive.url}/v1/infer`,
+      {
+        method: 'POST',
+        headers: {'content-type': 'application/json', 'content-length': String(9 * 1024 * 1024), authorization: `Bearer ${token}`},
+      },
+      response => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      },
+    );
     request.on('error', reject);
     request.write('{"prompt": "');
   });

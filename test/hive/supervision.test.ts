@@ -62,7 +62,10 @@ async function longStream(url: string, options: {signal?: AbortSignal; maxTokens
       }
       text += decoder.decode(value, {stream: true});
     }
-    const events = text.split('\n').filter(line => line.startsWith('data: ')).map(line => InferStreamEventSchema.parse(JSON.parse(line.slice(6))));
+    const events = text
+      .split('\n')
+      .filter(line => line.startsWith('data: '))
+      .map(line => InferStreamEventSchema.parse(JSON.parse(line.slice(6))));
     return {events, endedAt: Date.now()};
   };
   return {rest};
@@ -80,10 +83,14 @@ test.serial('kill -9 of a worker mid-stream: the client gets an error event with
   t.is(last?.type, 'error');
   t.regex(last?.type === 'error' ? last.error.message : '', /stream ended before its end marker/);
 
-  await waitFor(async () => {
-    const current = await worker(before.worker_id);
-    return current.state === 'ready' && current.pid !== before.pid;
-  }, 60_000, 'the worker to be respawned');
+  await waitFor(
+    async () => {
+      const current = await worker(before.worker_id);
+      return current.state === 'ready' && current.pid !== before.pid;
+    },
+    60_000,
+    'the worker to be respawned',
+  );
   const after = await worker(before.worker_id);
   t.is(after.restarts, 1);
   t.false(isAlive(before.pid!));
@@ -102,10 +109,14 @@ test.serial('a worker that stops heartbeating but lives is failed after 3 interv
   t.true(detected >= 2 * interval && detected < 3 * interval + 2_000);
   t.regex((await worker(before.worker_id)).reason ?? '', /missed 3 heartbeats/);
   await waitFor(() => !isAlive(before.pid!), 5_000, 'the hung worker to be killed');
-  await waitFor(async () => {
-    const current = await worker(before.worker_id);
-    return current.state === 'ready' && current.pid !== before.pid;
-  }, 60_000, 'a replacement');
+  await waitFor(
+    async () => {
+      const current = await worker(before.worker_id);
+      return current.state === 'ready' && current.pid !== before.pid;
+    },
+    60_000,
+    'a replacement',
+  );
   t.is((await worker(before.worker_id)).restarts, 1);
   await postJson(`${hive.url}/v1/workers/${before.worker_id}`, {}, {method: 'DELETE'});
 });
@@ -149,10 +160,14 @@ test.serial('a client that disconnects cancels its generation', async t => {
   await longStream(target.url, {signal: controller.signal, headers: key});
   controller.abort();
   // The slot is free again at once, not after 2000 tokens.
-  await waitFor(async () => {
-    const response = await postJson(`${target.url}/v1/infer`, {prompt: 'Hi', max_tokens: 1}, {headers: key});
-    return response.status === 200;
-  }, 10_000, 'the worker to answer again');
+  await waitFor(
+    async () => {
+      const response = await postJson(`${target.url}/v1/infer`, {prompt: 'Hi', max_tokens: 1}, {headers: key});
+      return response.status === 200;
+    },
+    10_000,
+    'the worker to answer again',
+  );
   await waitFor(async () => (await worker(target.worker_id)).last_heartbeat?.batch_size === 0, 5_000, 'nothing left generating');
   const heartbeat = (await worker(target.worker_id)).last_heartbeat!;
   t.true((heartbeat.tokens_generated ?? 0) < 500, `generation stopped early (${heartbeat.tokens_generated} tokens)`);

@@ -28,7 +28,11 @@ class FakeProcesses implements WorkerProcesses {
       exit = resolve;
     });
     const process: FakeProcess = {
-      pid: nextPid++, workerId: options.args[options.args.indexOf('--worker-id') + 1]!, options, signals: [], over: false,
+      pid: nextPid++,
+      workerId: options.args[options.args.indexOf('--worker-id') + 1]!,
+      options,
+      signals: [],
+      over: false,
       exit: end => {
         if (!process.over) {
           process.over = true;
@@ -44,13 +48,16 @@ class FakeProcesses implements WorkerProcesses {
 
   watch = (pid: number): WatchedProcess => {
     const process = this.launched.find(item => item.pid === pid)!;
-    return {pid, ended: new Promise<ProcessEnd>(resolve => {
-      const exit = process.exit;
-      process.exit = end => {
-        exit(end);
-        resolve(end);
-      };
-    })};
+    return {
+      pid,
+      ended: new Promise<ProcessEnd>(resolve => {
+        const exit = process.exit;
+        process.exit = end => {
+          exit(end);
+          resolve(end);
+        };
+      }),
+    };
   };
 
   signal = (pid: number, signal: NodeJS.Signals): void => {
@@ -62,7 +69,11 @@ class FakeProcesses implements WorkerProcesses {
   /** A process some earlier hive started, still running: only watching and signalling find it. */
   seed(pid: number, workerId: string): void {
     const process: FakeProcess = {
-      pid, workerId, options: {command: '', args: [], env: {}, logFile: ''}, signals: [], over: false,
+      pid,
+      workerId,
+      options: {command: '', args: [], env: {}, logFile: ''},
+      signals: [],
+      over: false,
       exit: end => {
         process.over = true;
         void end;
@@ -97,17 +108,29 @@ function setup(t: ExecutionContext, options: {freeBytes?: number; home?: string;
   const events: SupervisorEvent[] = [];
   let nextPort = 30_000;
   const supervisor = new Supervisor({
-    workerTypes: ['llamacpp'], groupTypes: [], workerTypeSupport: async () => [{type: 'llamacpp', backends: {cpu: {}}}], modelFormats: {llamacpp: 'gguf'},
-    modelsDir: path.join(home, 'models'), allowedModelDirs: null,
+    workerTypes: ['llamacpp'],
+    groupTypes: [],
+    workerTypeSupport: async () => [{type: 'llamacpp', backends: {cpu: {}}}],
+    modelFormats: {llamacpp: 'gguf'},
+    modelsDir: path.join(home, 'models'),
+    allowedModelDirs: null,
     devices: [{id: 'cpu', name: 'test cpu', memory_total: 8 * 2 ** 30, memory_used: 0}],
     memoryProbe: async () => options.freeBytes ?? 8 * 2 ** 30,
-    hiveUrl: () => 'http://127.0.0.1:1', configPath: null, logsDir: path.join(home, 'logs'),
-    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 200, orphanTimeoutMs: 600, loadStallTimeoutMs: 60_000, stopGraceMs: 1_000,
+    hiveUrl: () => 'http://127.0.0.1:1',
+    configPath: null,
+    logsDir: path.join(home, 'logs'),
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 200,
+    orphanTimeoutMs: 600,
+    loadStallTimeoutMs: 60_000,
+    stopGraceMs: 1_000,
     restartLimits: {baseDelayMs: 10, maxDelayMs: 40, maxRestarts: 2, windowMs: 60_000},
-    defaults: {}, store, log: () => undefined,
+    defaults: {},
+    store,
+    log: () => undefined,
     // Records are live objects: the log keeps each one as it was when announced.
     onEvent: event => events.push(event.type === 'group' ? event : {...event, record: {...event.record}}),
-    processes, ports: async () => nextPort++,
+    processes,
+    ports: async () => nextPort++,
   });
   let closed = false;
   const close = async () => {
@@ -124,13 +147,12 @@ function setup(t: ExecutionContext, options: {freeBytes?: number; home?: string;
     }
   });
   const spawn = async (request: Partial<SpawnWorkerRequestInput> = {}) =>
-    await supervisor.spawn(SpawnWorkerRequestSchema.parse({model, device: 'cpu', type: 'llamacpp', ...request})) as WorkerView;
+    (await supervisor.spawn(SpawnWorkerRequestSchema.parse({model, device: 'cpu', type: 'llamacpp', ...request}))) as WorkerView;
   const beat = (worker: WorkerView, status: Heartbeat['status'], extra: Partial<Heartbeat> = {}) => {
     const launch = processes.of(worker.id).at(-1)!;
     return supervisor.heartbeat(HeartbeatSchema.parse({worker_id: worker.id, status, ...extra}), launch.options.env.RBEE_WORKER_SECRET);
   };
-  const states = (id: string): WorkerState[] =>
-    events.flatMap(event => (event.type === 'state' && event.record.id === id ? [event.record.state] : []));
+  const states = (id: string): WorkerState[] => events.flatMap(event => (event.type === 'state' && event.record.id === id ? [event.record.state] : []));
   return {supervisor, processes, events, spawn, beat, states, home, store, close};
 }
 
@@ -270,7 +292,10 @@ test('drain and shutdown travel with the next heartbeat answer; a shutdown exit 
   supervisor.command(worker.id, {type: 'drain'});
   t.true(worker.draining);
   supervisor.command(worker.id, {type: 'shutdown', reason: 'maintenance'});
-  t.deepEqual(beat(worker, 'ready').commands.map(command => command.type), ['drain', 'shutdown']);
+  t.deepEqual(
+    beat(worker, 'ready').commands.map(command => command.type),
+    ['drain', 'shutdown'],
+  );
   t.deepEqual(beat(worker, 'ready').commands, [], 'delivered once');
   processes.of(worker.id)[0]!.exit({code: 0, signal: null});
   await until(() => worker.state === 'stopped', 'the end');

@@ -32,7 +32,27 @@ async function hive(options: {home?: string; port?: number} = {}): Promise<Runni
 
 async function spawnGroup(target: RunningHive, devices: string, restart = 'never'): Promise<GroupInfo> {
   const model = await defaultModelPath();
-  const spawned = await rbee(['--json', 'worker', 'spawn-group', '--model', model, '--devices', devices, '--threads', '1', '--context-size', '512', '--restart', restart, '--wait', '--timeout', '120'], {hive: target});
+  const spawned = await rbee(
+    [
+      '--json',
+      'worker',
+      'spawn-group',
+      '--model',
+      model,
+      '--devices',
+      devices,
+      '--threads',
+      '1',
+      '--context-size',
+      '512',
+      '--restart',
+      restart,
+      '--wait',
+      '--timeout',
+      '120',
+    ],
+    {hive: target},
+  );
   if (spawned.exitCode !== 0) {
     throw new Error(`spawn-group failed: ${String(spawned.stderr)}`);
   }
@@ -78,15 +98,24 @@ serial('spawn-group: a coordinator and two shards serve one model through one en
   t.deepEqual(spawned.devices, ['cpu', 'cpu', 'cpu']);
   const ids = [spawned.coordinator.worker_id, ...spawned.workers.map(shard => shard.worker_id)];
   const members = await Promise.all(ids.map(id => worker(target, id)));
-  t.deepEqual(members.map(member => member.role), ['coordinator', 'shard', 'shard']);
+  t.deepEqual(
+    members.map(member => member.role),
+    ['coordinator', 'shard', 'shard'],
+  );
   t.true(members.every(member => member.group_id === spawned.group_id));
 
   // Each shard runs an RPC engine that holds part of the weights (the model file is ~240 MiB).
   const shardEngines = members.slice(1).map(member => rpcServerOf(member.pid!));
-  t.true(shardEngines.every(pid => pid !== undefined), 'every shard worker runs ggml-rpc-server');
+  t.true(
+    shardEngines.every(pid => pid !== undefined),
+    'every shard worker runs ggml-rpc-server',
+  );
   const held = shardEngines.map(pid => rssBytes(pid!));
   t.log(`shard engines resident: ${held.map(bytes => `${Math.round(bytes / 2 ** 20)} MiB`).join(', ')}`);
-  t.true(held.every(bytes => bytes > 30 * 2 ** 20), 'each shard holds layers');
+  t.true(
+    held.every(bytes => bytes > 30 * 2 ** 20),
+    'each shard holds layers',
+  );
 
   const routed = await postJson(`${target.url}/v1/infer`, {prompt: 'The capital of France is', max_tokens: 12, temperature: 0});
   t.is(routed.status, 200, JSON.stringify(routed.body));
@@ -94,7 +123,11 @@ serial('spawn-group: a coordinator and two shards serve one model through one en
   t.is(answer.worker_id, spawned.coordinator.worker_id, 'requests go to the coordinator');
   t.is(answer.tokens_generated, 12);
   t.true(answer.text.trim().length > 0);
-  const direct = await postJson(`${spawned.url}/v1/infer`, {prompt: 'The capital of France is', max_tokens: 12, temperature: 0}, {headers: await workerAuth(target.url, spawned.coordinator.worker_id)});
+  const direct = await postJson(
+    `${spawned.url}/v1/infer`,
+    {prompt: 'The capital of France is', max_tokens: 12, temperature: 0},
+    {headers: await workerAuth(target.url, spawned.coordinator.worker_id)},
+  );
   t.is(InferResponseSchema.parse(direct.body).text, answer.text, 'the group endpoint itself answers alike');
   const toShard = await postJson(`${members[1]!.url}/v1/infer`, {prompt: 'x', max_tokens: 2}, {headers: await workerAuth(target.url, members[1]!.worker_id)});
   t.true(toShard.status >= 400, 'a shard serves no requests of its own');
@@ -103,7 +136,10 @@ serial('spawn-group: a coordinator and two shards serve one model through one en
   const coordinatorBeat = HeartbeatSchema.parse((await worker(target, ids[0]!)).last_heartbeat);
   t.is(coordinatorBeat.role, 'coordinator');
   t.is(coordinatorBeat.group_health, 'healthy');
-  t.deepEqual(coordinatorBeat.shard_workers?.map(shard => shard.status), ['healthy', 'healthy']);
+  t.deepEqual(
+    coordinatorBeat.shard_workers?.map(shard => shard.status),
+    ['healthy', 'healthy'],
+  );
   const shardBeat = HeartbeatSchema.parse((await worker(target, ids[1]!)).last_heartbeat);
   t.is(shardBeat.role, 'shard');
   t.is(shardBeat.coordinator, ids[0]);
@@ -137,9 +173,18 @@ serial('a group whose member fails comes back whole by its restart policy: same 
   await waitFor(async () => (await group(target, spawned.group_id)).restarts === 1, 20_000, 'the group to be spawned again');
   await waitFor(async () => (await group(target, spawned.group_id)).health === 'healthy', 60_000, 'the restarted group to be healthy');
   const after = await Promise.all(ids.map(id => worker(target, id)));
-  t.deepEqual(after.map(member => member.state), ['ready', 'ready']);
-  t.true(after.every((member, index) => member.pid !== before[index]!.pid), 'new processes under the same ids');
-  t.deepEqual(after.map(member => member.restarts), [1, 1]);
+  t.deepEqual(
+    after.map(member => member.state),
+    ['ready', 'ready'],
+  );
+  t.true(
+    after.every((member, index) => member.pid !== before[index]!.pid),
+    'new processes under the same ids',
+  );
+  t.deepEqual(
+    after.map(member => member.restarts),
+    [1, 1],
+  );
   t.false(isAlive(before[0]!.pid!), 'the old coordinator is gone');
   const answer = await postJson(`${target.url}/v1/infer`, {prompt: 'Hello', max_tokens: 4, temperature: 0});
   t.is(answer.status, 200, JSON.stringify(answer.body));
@@ -158,8 +203,14 @@ serial('rbee worker stop <group-id> stops every member and engine; stopping one 
   const stopped = await rbee(['--json', 'worker', 'stop', spawned.group_id], {hive: target});
   t.is(stopped.exitCode, 0, String(stopped.stderr));
   t.is(GroupInfoSchema.parse(JSON.parse(String(stopped.stdout))).health, 'stopped');
-  t.true(tree.every(pid => !isAlive(pid)), 'all gone when the command returns');
-  t.deepEqual((await Promise.all(ids.map(id => worker(target, id)))).map(member => member.state), ['stopped', 'stopped']);
+  t.true(
+    tree.every(pid => !isAlive(pid)),
+    'all gone when the command returns',
+  );
+  t.deepEqual(
+    (await Promise.all(ids.map(id => worker(target, id)))).map(member => member.state),
+    ['stopped', 'stopped'],
+  );
 
   const again = await spawnGroup(target, 'cpu,cpu');
   const byMember = await rbee(['--json', 'worker', 'stop', again.workers[0]!.worker_id], {hive: target});
@@ -182,8 +233,15 @@ serial('a hive killed and restarted in time re-adopts its group whole, and the g
   t.is(adopted.coordinator.worker_id, spawned.coordinator.worker_id);
   await waitFor(async () => (await group(second, spawned.group_id)).health === 'healthy', 10_000, 'the adopted group to be healthy again');
   const members = await Promise.all([spawned.coordinator.worker_id, spawned.workers[0]!.worker_id].map(id => worker(second, id)));
-  t.deepEqual(members.map(member => member.pid), pids, 'the same processes, not restarted');
-  t.deepEqual(members.map(member => member.role), ['coordinator', 'shard']);
+  t.deepEqual(
+    members.map(member => member.pid),
+    pids,
+    'the same processes, not restarted',
+  );
+  t.deepEqual(
+    members.map(member => member.role),
+    ['coordinator', 'shard'],
+  );
   const answer = await postJson(`${second.url}/v1/infer`, {prompt: 'Hello', max_tokens: 4, temperature: 0});
   t.is(answer.status, 200, JSON.stringify(answer.body));
   t.is(answer.body.worker_id, spawned.coordinator.worker_id);

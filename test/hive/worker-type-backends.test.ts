@@ -13,10 +13,13 @@ import {getJson, postJson, rbee, startHive, tempHome, type RunningHive} from '..
 
 const plugin = fileURLToPath(new URL('../fixtures/adapter-cuda-only/index.js', import.meta.url));
 const project = tempHome('rbee-worker-type-backends-');
-fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({
-  adapters: [plugin],
-  types: {'tensorrt-llm': {command: path.join(project, 'no-such-trtllm-serve')}},
-}));
+fs.writeFileSync(
+  path.join(project, 'rbee.config.json'),
+  JSON.stringify({
+    adapters: [plugin],
+    types: {'tensorrt-llm': {command: path.join(project, 'no-such-trtllm-serve')}},
+  }),
+);
 let hive: RunningHive;
 
 test.before(async () => {
@@ -51,18 +54,27 @@ test.serial('a type on a backend its adapter does not declare: 400 naming the ty
   t.regex(String(cli.stderr), /worker type "cuda-only" does not run on cpu: it runs on cuda; .*\[device_unsupported\]/);
 });
 
-test.serial('a built-in type whose engine is not installed: 400 with the adapter\'s reason, on the device it would run on and any other', async t => {
+test.serial("a built-in type whose engine is not installed: 400 with the adapter's reason, on the device it would run on and any other", async t => {
   const onGpu = await postJson(`${hive.url}/v1/workers`, {model: 'default', type: 'tensorrt-llm', device: 'cuda:0'});
   t.is(onGpu.status, 400);
   t.is(onGpu.body.error.code, 'device_unsupported');
-  t.regex(onGpu.body.error.message, /^worker type "tensorrt-llm" cannot run on cuda:0 here: no trtllm-serve program ".*no-such-trtllm-serve": install TensorRT-LLM/);
+  t.regex(
+    onGpu.body.error.message,
+    /^worker type "tensorrt-llm" cannot run on cuda:0 here: no trtllm-serve program ".*no-such-trtllm-serve": install TensorRT-LLM/,
+  );
   const onCpu = await postJson(`${hive.url}/v1/workers`, {model: 'default', type: 'tensorrt-llm', device: 'cpu'});
   t.is(onCpu.status, 400);
   t.regex(onCpu.body.error.message, /^worker type "tensorrt-llm" does not run on cpu: it runs on cuda \(not here: no trtllm-serve program/);
 });
 
-test.serial('a spawn\'s own adapter options count: an engine program given with the spawn makes the type available', async t => {
-  const response = await postJson(`${hive.url}/v1/workers`, {model: 'default', type: 'tensorrt-llm', device: 'cuda:0', adapter_options: {command: process.execPath}, dry_run: true});
+test.serial("a spawn's own adapter options count: an engine program given with the spawn makes the type available", async t => {
+  const response = await postJson(`${hive.url}/v1/workers`, {
+    model: 'default',
+    type: 'tensorrt-llm',
+    device: 'cuda:0',
+    adapter_options: {command: process.execPath},
+    dry_run: true,
+  });
   t.is(response.status, 200, JSON.stringify(response.body));
   t.is(response.body.type, 'tensorrt-llm');
 });

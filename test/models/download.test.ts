@@ -25,9 +25,7 @@ async function exists(file: string): Promise<boolean> {
 
 test('downloads a file, checks the advertised sha256 and reports progress', async t => {
   t.timeout(20_000);
-  const server = await startFixtureServer((request, response) =>
-    sendBytes(request, response, body, {headers: {'x-linked-etag': `"${bodySha256}"`}}),
-  );
+  const server = await startFixtureServer((request, response) => sendBytes(request, response, body, {headers: {'x-linked-etag': `"${bodySha256}"`}}));
   t.teardown(() => server.close());
   const dir = await tempDir(t);
   const destination = path.join(dir, 'sub', 'file.bin');
@@ -103,9 +101,7 @@ test('a complete part file answered with 416 is verified and kept', async t => {
 
 test('a checksum mismatch fails and leaves no file behind', async t => {
   t.timeout(20_000);
-  const server = await startFixtureServer((request, response) =>
-    sendBytes(request, response, body, {headers: {'x-linked-etag': `"${'0'.repeat(64)}"`}}),
-  );
+  const server = await startFixtureServer((request, response) => sendBytes(request, response, body, {headers: {'x-linked-etag': `"${'0'.repeat(64)}"`}}));
   t.teardown(() => server.close());
   const dir = await tempDir(t);
   const destination = path.join(dir, 'file.bin');
@@ -114,10 +110,7 @@ test('a checksum mismatch fails and leaves no file behind', async t => {
   t.is(advertised?.code, 'checksum_mismatch');
   t.true(advertised?.message.includes('0'.repeat(64)));
 
-  const explicit = await t.throwsAsync(
-    downloadFile({url: `${server.url}/b.bin`, destination, expectedSha256: 'f'.repeat(64)}),
-    {instanceOf: RbeeError},
-  );
+  const explicit = await t.throwsAsync(downloadFile({url: `${server.url}/b.bin`, destination, expectedSha256: 'f'.repeat(64)}), {instanceOf: RbeeError});
   t.is(explicit?.code, 'checksum_mismatch');
   t.deepEqual(await fs.readdir(dir), []);
 });

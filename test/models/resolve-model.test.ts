@@ -96,10 +96,7 @@ test('an hf file the server does not have is model_not_found', async t => {
   t.teardown(() => server.close());
   const modelsDir = await tempDir(t);
 
-  const error = await t.throwsAsync(
-    resolveModel('hf:org/repo:missing.gguf', {modelsDir, env: {RBEE_HF_ENDPOINT: server.url}}),
-    {instanceOf: RbeeError},
-  );
+  const error = await t.throwsAsync(resolveModel('hf:org/repo:missing.gguf', {modelsDir, env: {RBEE_HF_ENDPOINT: server.url}}), {instanceOf: RbeeError});
 
   t.is(error?.code, 'model_not_found');
   t.true(error?.message.includes(`${server.url}/org/repo/resolve/main/missing.gguf`));

@@ -43,8 +43,14 @@ test.serial('typed answers: status, a spawned worker followed until ready, infer
   t.is(spawned.group_id, null, 'defaults of the wire schema applied');
   await waitFor(async () => (await client.getWorker(spawned.worker_id)).state === 'ready', 60_000, 'the worker ready');
   const list = await client.listWorkers();
-  t.deepEqual(list.workers.map(worker => worker.worker_id), [spawned.worker_id]);
-  t.deepEqual((await client.models()).data.map(entry => entry.id), [path.basename(model)]);
+  t.deepEqual(
+    list.workers.map(worker => worker.worker_id),
+    [spawned.worker_id],
+  );
+  t.deepEqual(
+    (await client.models()).data.map(entry => entry.id),
+    [path.basename(model)],
+  );
 
   const answer = await client.infer({prompt: 'bees make honey', max_tokens: 3});
   t.like(answer, {worker_id: spawned.worker_id, text: 'bees make honey ', tokens_generated: 3, finish_reason: 'length'});
@@ -53,8 +59,14 @@ test.serial('typed answers: status, a spawned worker followed until ready, infer
   for await (const event of client.inferStream({prompt: 'bees make honey', max_tokens: 2})) {
     streamed.push(event);
   }
-  t.deepEqual(streamed.map(event => event.type), ['token', 'token', 'done']);
-  t.deepEqual(streamed.flatMap(event => event.type === 'token' ? [event.text] : []), ['bees ', 'make ']);
+  t.deepEqual(
+    streamed.map(event => event.type),
+    ['token', 'token', 'done'],
+  );
+  t.deepEqual(
+    streamed.flatMap(event => (event.type === 'token' ? [event.text] : [])),
+    ['bees ', 'make '],
+  );
 
   const chat = await client.chatCompletion({model: path.basename(model), messages: [{role: 'user', content: 'hello there'}], max_tokens: 2});
   t.is(chat.choices[0]?.message.content, 'hello there ');
@@ -71,7 +83,7 @@ test.serial('typed answers: status, a spawned worker followed until ready, infer
   t.is(stopped.state, 'stopped');
 });
 
-test.serial('the hive\'s errors keep their code, status and message; no token is the hive\'s 401', async t => {
+test.serial("the hive's errors keep their code, status and message; no token is the hive's 401", async t => {
   const missing = await t.throwsAsync(client.getWorker('worker-nope'), {instanceOf: RbeeError});
   t.is(missing.code, 'worker_not_found');
   t.is(missing.status, 404);
@@ -83,7 +95,10 @@ test.serial('the hive\'s errors keep their code, status and message; no token is
   t.regex(bad.message, /device/);
 
   // The OpenAI routes answer in OpenAI's shape: the same code, and the field at fault.
-  const openAi = await t.throwsAsync(client.chatCompletion({model: path.basename(model), messages: [{role: 'user', content: 'hi'}], tools: [{type: 'function'}]}), {instanceOf: RbeeError});
+  const openAi = await t.throwsAsync(
+    client.chatCompletion({model: path.basename(model), messages: [{role: 'user', content: 'hi'}], tools: [{type: 'function'}]}),
+    {instanceOf: RbeeError},
+  );
   t.is(openAi.code, 'invalid_request');
   t.is(openAi.status, 400);
   t.is(openAi.field, 'tools');
@@ -109,7 +124,11 @@ test.serial('the event stream: a typed snapshot first, then the changes as they 
   await waitFor(() => events.length > 0, 10_000, 'the snapshot');
   t.is(events[0]?.type, 'snapshot');
   const spawned = await client.spawnWorker({model, type: 'words', restart: 'never'});
-  await waitFor(() => events.some(event => event.type === 'worker' && event.worker.worker_id === spawned.worker_id && event.worker.state === 'ready'), 60_000, 'the worker\'s ready event');
+  await waitFor(
+    () => events.some(event => event.type === 'worker' && event.worker.worker_id === spawned.worker_id && event.worker.state === 'ready'),
+    60_000,
+    "the worker's ready event",
+  );
   await waitFor(() => events.some(event => event.type === 'heartbeat' && event.heartbeat.worker_id === spawned.worker_id), 10_000, 'a heartbeat event');
   controller.abort();
   await following;
@@ -132,7 +151,9 @@ test('a malformed answer is refused, naming the field; so is a malformed event',
   const server = await startFixtureServer((request, response) => {
     if (request.url === hiveRoutes.events.path) {
       response.writeHead(200, {'content-type': 'text/event-stream'});
-      response.end('data: {"type":"heartbeat","at":"2026-01-01T00:00:00Z","worker_id":"w1","heartbeat":{"worker_id":"w1","status":"ready","vram_used":"lots"}}\n\n');
+      response.end(
+        'data: {"type":"heartbeat","at":"2026-01-01T00:00:00Z","worker_id":"w1","heartbeat":{"worker_id":"w1","status":"ready","vram_used":"lots"}}\n\n',
+      );
       return;
     }
     response.writeHead(200, {'content-type': 'application/json'});
@@ -145,11 +166,14 @@ test('a malformed answer is refused, naming the field; so is a malformed event',
   t.regex(status.message, /GET \/v1\/status/);
   t.regex(status.message, /`pid`/);
   t.is(status.field, 'pid');
-  const event = await t.throwsAsync(async () => {
-    for await (const _event of fixture.events()) {
-      // the first event is malformed
-    }
-  }, {instanceOf: RbeeError});
+  const event = await t.throwsAsync(
+    async () => {
+      for await (const _event of fixture.events()) {
+        // the first event is malformed
+      }
+    },
+    {instanceOf: RbeeError},
+  );
   t.is(event.code, 'invalid_response');
   t.regex(event.message, /`heartbeat\.vram_used`/);
 });
@@ -157,25 +181,33 @@ test('a malformed answer is refused, naming the field; so is a malformed event',
 test('a stream cut off before its end marker throws instead of passing for a short answer', async t => {
   const server = await startFixtureServer((request, response) => {
     response.writeHead(200, {'content-type': 'text/event-stream'});
-    response.end(request.url === hiveRoutes.infer.path
-      ? 'data: {"type":"token","text":"bees "}\n\n'
-      : 'data: {"id":"c1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":"bees ","finish_reason":null}]}\n\n');
+    response.end(
+      request.url === hiveRoutes.infer.path
+        ? 'data: {"type":"token","text":"bees "}\n\n'
+        : 'data: {"id":"c1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":"bees ","finish_reason":null}]}\n\n',
+    );
   });
   t.teardown(() => server.close());
   const fixture = new HiveClient({url: server.url});
   const tokens: string[] = [];
-  const infer = await t.throwsAsync(async () => {
-    for await (const event of fixture.inferStream({prompt: 'bees'})) {
-      tokens.push(event.type);
-    }
-  }, {instanceOf: RbeeError});
+  const infer = await t.throwsAsync(
+    async () => {
+      for await (const event of fixture.inferStream({prompt: 'bees'})) {
+        tokens.push(event.type);
+      }
+    },
+    {instanceOf: RbeeError},
+  );
   t.deepEqual(tokens, ['token']);
   t.is(infer.code, 'upstream_error');
   t.regex(infer.message, /ended without a final event/);
-  const completion = await t.throwsAsync(async () => {
-    for await (const _chunk of fixture.completionStream({model: 'm', prompt: 'bees'})) {
-      // one chunk, then the end of the stream without [DONE]
-    }
-  }, {instanceOf: RbeeError});
+  const completion = await t.throwsAsync(
+    async () => {
+      for await (const _chunk of fixture.completionStream({model: 'm', prompt: 'bees'})) {
+        // one chunk, then the end of the stream without [DONE]
+      }
+    },
+    {instanceOf: RbeeError},
+  );
   t.regex(completion.message, /ended before \[DONE\]/);
 });

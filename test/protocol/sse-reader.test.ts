@@ -16,7 +16,8 @@ async function read(parts: Array<string | Uint8Array>): Promise<SseEvent[]> {
   return events;
 }
 
-const stream = ': keep-alive\n\ndata: {"a":1}\n\nevent: tick\nid: 7\ndata: first\ndata:second\n\r\ndata: crlf\r\n\r\ndata: cr\r\rerror: {"message":"boom"}\n\ndata: cut off';
+const stream =
+  ': keep-alive\n\ndata: {"a":1}\n\nevent: tick\nid: 7\ndata: first\ndata:second\n\r\ndata: crlf\r\n\r\ndata: cr\r\rerror: {"message":"boom"}\n\ndata: cut off';
 
 test('comments are skipped; data lines join with newlines; event, id and unknown fields are kept; LF, CRLF and CR all end lines; a cut-off event is dropped', async t => {
   const events = await read([stream]);
@@ -55,9 +56,14 @@ test('breaking out of the loop stops reading the body', async t => {
 });
 
 test('cut in two at every byte (mid-line, mid-CRLF, mid-character), the events are the same', async t => {
-  const bytes = new TextEncoder().encode(': keep-alive\n\ndata: {"content":"héllo 🐝"}\n\nevent: progress\r\ndata: 50\r\n\r\nid: 7\ndata:no space\ndata\n\ndata: [DONE]\n\n');
+  const bytes = new TextEncoder().encode(
+    ': keep-alive\n\ndata: {"content":"héllo 🐝"}\n\nevent: progress\r\ndata: 50\r\n\r\nid: 7\ndata:no space\ndata\n\ndata: [DONE]\n\n',
+  );
   const whole = await read([bytes]);
-  t.deepEqual(whole.map(event => event.data), ['{"content":"héllo 🐝"}', '50', 'no space\n', '[DONE]']);
+  t.deepEqual(
+    whole.map(event => event.data),
+    ['{"content":"héllo 🐝"}', '50', 'no space\n', '[DONE]'],
+  );
   for (let cut = 1; cut < bytes.length; cut++) {
     t.deepEqual(await read([bytes.subarray(0, cut), bytes.subarray(cut)]), whole, `cut at byte ${cut}`);
   }

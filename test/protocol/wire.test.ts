@@ -149,7 +149,13 @@ test('spawn-group answer (spec)', roundTrip, SpawnGroupAnswerSchema, {
 test('infer request', roundTrip, InferRequestSchema, {prompt: 'Hello!', max_tokens: 100, temperature: 0, seed: 7, stop: ['\n'], stream: true});
 
 test('infer response', roundTrip, InferResponseSchema, {
-  worker_id: 'worker-1', model: 'm', text: 'hi', tokens_generated: 1, prompt_tokens: 2, finish_reason: 'stop', duration_ms: 12,
+  worker_id: 'worker-1',
+  model: 'm',
+  text: 'hi',
+  tokens_generated: 1,
+  prompt_tokens: 2,
+  finish_reason: 'stop',
+  duration_ms: 12,
 });
 
 test('spawn request gets its defaults', t => {
@@ -159,13 +165,22 @@ test('spawn request gets its defaults', t => {
   t.is(parsed.restart, 'on-failure');
 });
 
-test('heartbeat: wrong types and values', rejects, HeartbeatSchema,
+test(
+  'heartbeat: wrong types and values',
+  rejects,
+  HeartbeatSchema,
   {worker_id: 'w', status: 'sleeping', vram_used: -5, requests_total: 1.5, last_request_at: 'yesterday'},
-  ['status', 'vram_used', 'requests_total', 'last_request_at']);
+  ['status', 'vram_used', 'requests_total', 'last_request_at'],
+);
 test('heartbeat: missing worker_id', rejects, HeartbeatSchema, {status: 'ready'}, ['worker_id']);
 test('heartbeat: worker id with a slash', rejects, HeartbeatSchema, {worker_id: '../etc', status: 'ready'}, ['worker_id']);
-test('heartbeat: workflow progress above 1', rejects, HeartbeatSchema,
-  {worker_id: 'w', status: 'busy', workflow_progress: {prompt_id: 'p', current_node: 'n', progress: 1.5}}, ['workflow_progress.progress']);
+test(
+  'heartbeat: workflow progress above 1',
+  rejects,
+  HeartbeatSchema,
+  {worker_id: 'w', status: 'busy', workflow_progress: {prompt_id: 'p', current_node: 'n', progress: 1.5}},
+  ['workflow_progress.progress'],
+);
 test('answer: unknown command', rejects, HeartbeatAnswerSchema, {ack: true, commands: [{type: 'explode'}]}, ['commands.0.type']);
 test('infer: empty prompt, huge max_tokens', rejects, InferRequestSchema, {prompt: '', max_tokens: 10_000_000}, ['prompt', 'max_tokens']);
 test('chat: no messages, bad role', rejects, ChatCompletionRequestSchema, {model: 'm', messages: [{role: 'robot', content: 'x'}]}, ['messages.0.role']);
@@ -179,14 +194,35 @@ test('spawn-group: an unknown field', rejects, SpawnGroupRequestSchema, {model: 
 test('spawn: unknown fields', rejects, SpawnWorkerRequestSchema, {model: 'x', dryrun: true, nested: {a: 1}}, ['dryrun', 'nested']);
 test('infer: a misspelt field', rejects, InferRequestSchema, {prompt: 'x', max_token: 4}, ['max_token']);
 test('worker command: an unknown field', rejects, HiveCommandSchema, {type: 'drain', force: true}, ['force']);
-test('chat: a field OpenAI does not document', rejects, ChatCompletionRequestSchema, {model: 'm', messages: [{role: 'user', content: 'x'}], dry_run: true}, ['dry_run']);
-test('chat: documented fields rbee cannot honour, set', rejects, ChatCompletionRequestSchema,
-  {model: 'm', messages: [{role: 'user', content: 'x'}], tools: [{type: 'function'}], logprobs: true, presence_penalty: 1}, ['tools', 'logprobs', 'presence_penalty']);
+test('chat: a field OpenAI does not document', rejects, ChatCompletionRequestSchema, {model: 'm', messages: [{role: 'user', content: 'x'}], dry_run: true}, [
+  'dry_run',
+]);
+test(
+  'chat: documented fields rbee cannot honour, set',
+  rejects,
+  ChatCompletionRequestSchema,
+  {model: 'm', messages: [{role: 'user', content: 'x'}], tools: [{type: 'function'}], logprobs: true, presence_penalty: 1},
+  ['tools', 'logprobs', 'presence_penalty'],
+);
 test('completion: echo asked for', rejects, CompletionRequestSchema, {model: 'm', prompt: 'x', echo: true}, ['echo']);
 test('chat: documented fields at their defaults, as SDKs send them', roundTrip, ChatCompletionRequestSchema, {
-  model: 'm', messages: [{role: 'user', content: 'x'}], stream: true, stream_options: {include_usage: true}, n: 1, user: 'u', frequency_penalty: 0,
-  presence_penalty: 0, logit_bias: {}, logprobs: false, tools: [], tool_choice: 'none', response_format: {type: 'text'}, metadata: {a: 'b'}, store: false,
-  parallel_tool_calls: true, seed: 1,
+  model: 'm',
+  messages: [{role: 'user', content: 'x'}],
+  stream: true,
+  stream_options: {include_usage: true},
+  n: 1,
+  user: 'u',
+  frequency_penalty: 0,
+  presence_penalty: 0,
+  logit_bias: {},
+  logprobs: false,
+  tools: [],
+  tool_choice: 'none',
+  response_format: {type: 'text'},
+  metadata: {a: 'b'},
+  store: false,
+  parallel_tool_calls: true,
+  seed: 1,
 });
 test('a heartbeat may carry fields of a newer worker (not a request body: stays open)', roundTrip, HeartbeatSchema, {worker_id: 'w', status: 'ready'});
 test('heartbeat extension fields pass', t => {

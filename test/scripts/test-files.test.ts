@@ -29,7 +29,10 @@ test('a mixed file: passes, failures, skips, todos and known failures are each c
   t.is(counts.pass, 2, output);
   t.is(counts.fail, 1, output);
   t.is(counts.skip, 2, output);
-  t.deepEqual(counts.failed.map(title => title.split(' ')[0]), ['fails']);
+  t.deepEqual(
+    counts.failed.map(title => title.split(' ')[0]),
+    ['fails'],
+  );
 });
 
 test('a file that hangs: every test still pending at the timeout counts as failed, logs are not counted', t => {

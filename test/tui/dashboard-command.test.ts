@@ -14,8 +14,16 @@ const recorder = fileURLToPath(new URL('./fixtures/record-imports.mjs', import.m
 async function importsOf(args: string[]): Promise<{urls: string[]; exitCode: number | undefined}> {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-imports-')), 'imports.txt');
   fs.writeFileSync(file, '');
-  const run = await execa(process.execPath, ['--import', recorder, ...args], {cwd: root, reject: false, timeout: 60_000, env: {RBEE_RECORD_IMPORTS: file, RBEE_HIVE_URL: 'http://127.0.0.1:9'}});
-  const urls = fs.readFileSync(file, 'utf8').split('\n').filter(line => line !== '');
+  const run = await execa(process.execPath, ['--import', recorder, ...args], {
+    cwd: root,
+    reject: false,
+    timeout: 60_000,
+    env: {RBEE_RECORD_IMPORTS: file, RBEE_HIVE_URL: 'http://127.0.0.1:9'},
+  });
+  const urls = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(line => line !== '');
   fs.rmSync(path.dirname(file), {recursive: true, force: true});
   return {urls, exitCode: run.exitCode};
 }
@@ -37,8 +45,14 @@ test('without a terminal it says so in one line, points to status --watch --json
 test('rbee --help, rbee status and a refused dashboard never load ink or React; the dashboard module does', async t => {
   const help = await importsOf([rbeeBin, '--help']);
   t.is(help.exitCode, 0);
-  t.true(help.urls.some(url => url.includes('/node_modules/commander/')), 'the recorder sees the CLI\'s imports');
-  t.true(help.urls.some(url => url.endsWith('/dist/cli/commands/dashboard-command.js')), 'the command is registered');
+  t.true(
+    help.urls.some(url => url.includes('/node_modules/commander/')),
+    "the recorder sees the CLI's imports",
+  );
+  t.true(
+    help.urls.some(url => url.endsWith('/dist/cli/commands/dashboard-command.js')),
+    'the command is registered',
+  );
   t.deepEqual(help.urls.filter(loadsUi), []);
   const status = await importsOf([rbeeBin, 'status']);
   t.is(status.exitCode, 3, 'no hive at that URL');
@@ -47,6 +61,9 @@ test('rbee --help, rbee status and a refused dashboard never load ink or React; 
   t.is(refused.exitCode, 2);
   t.deepEqual(refused.urls.filter(loadsUi), []);
   const ui = await importsOf(['--input-type=module', '-e', 'await import("./dist/tui/run-dashboard.js")']);
-  t.true(ui.urls.some(url => url.includes('/node_modules/ink/')), 'importing the dashboard loads ink');
+  t.true(
+    ui.urls.some(url => url.includes('/node_modules/ink/')),
+    'importing the dashboard loads ink',
+  );
   t.true(ui.urls.some(url => url.includes('/node_modules/react/')));
 });

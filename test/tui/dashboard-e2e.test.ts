@@ -56,7 +56,14 @@ test.serial('rbee dashboard in tmux: a real worker shows ready, s + y stops it, 
 
   // ink draws only a final frame when CI is set; the command clears it itself, and so does this shell line.
   const command = [
-    'env', '-u', 'CI', `RBEE_HIVE_URL=${hive.url}`, `RBEE_HOME=${hive.home}`, shellQuote(process.execPath), shellQuote(rbeeBin), 'dashboard',
+    'env',
+    '-u',
+    'CI',
+    `RBEE_HIVE_URL=${hive.url}`,
+    `RBEE_HOME=${hive.home}`,
+    shellQuote(process.execPath),
+    shellQuote(rbeeBin),
+    'dashboard',
   ].join(' ');
   tmux('new-session', '-d', '-s', session, '-x', '160', '-y', '40', `${command}; echo "[dashboard exited $?]"; sleep 600`);
 

@@ -8,20 +8,41 @@ import {fakeHive, heartbeatEvent, t0, workerInfo} from './helpers/fake-hive.js';
 
 test('backoff doubles from the initial delay up to the cap, with jitter', t => {
   const backoff = {initialMs: 250, maxMs: 5_000};
-  t.is(backoffDelay(1, backoff, () => 0.5), 250);
-  t.is(backoffDelay(3, backoff, () => 0.5), 1_000);
-  t.is(backoffDelay(10, backoff, () => 0.5), 5_000);
-  t.is(backoffDelay(1, backoff, () => 0), 200);
-  t.is(backoffDelay(1, backoff, () => 1), 300);
+  t.is(
+    backoffDelay(1, backoff, () => 0.5),
+    250,
+  );
+  t.is(
+    backoffDelay(3, backoff, () => 0.5),
+    1_000,
+  );
+  t.is(
+    backoffDelay(10, backoff, () => 0.5),
+    5_000,
+  );
+  t.is(
+    backoffDelay(1, backoff, () => 0),
+    200,
+  );
+  t.is(
+    backoffDelay(1, backoff, () => 1),
+    300,
+  );
 });
 
 test('heartbeats arrive in batches, state changes at once, bad events are counted and dropped', async t => {
   const hive = fakeHive([workerInfo({worker_id: 'w-a'})]);
   const batches: HiveEvent[][] = [];
   let rejected = 0;
-  const feed = startEventFeed({api: hive, flushMs: 80, onEvents: events => batches.push(events), onConnection: () => undefined, onRejected: count => {
-    rejected += count;
-  }});
+  const feed = startEventFeed({
+    api: hive,
+    flushMs: 80,
+    onEvents: events => batches.push(events),
+    onConnection: () => undefined,
+    onRejected: count => {
+      rejected += count;
+    },
+  });
   try {
     await waitFor(() => batches.length === 1, 2_000, 'the snapshot');
     t.is(batches[0]![0]!.type, 'snapshot');
@@ -40,7 +61,13 @@ test('heartbeats arrive in batches, state changes at once, bad events are counte
 test('a closed stream and a refused connection are retried with backoff until the hive is back', async t => {
   const hive = fakeHive([workerInfo({worker_id: 'w-a'})]);
   const states: ConnectionState[] = [];
-  const feed = startEventFeed({api: hive, flushMs: 10, backoff: {initialMs: 20, maxMs: 40}, onEvents: () => undefined, onConnection: state => states.push(state)});
+  const feed = startEventFeed({
+    api: hive,
+    flushMs: 10,
+    backoff: {initialMs: 20, maxMs: 40},
+    onEvents: () => undefined,
+    onConnection: state => states.push(state),
+  });
   try {
     await waitFor(() => states.at(-1)?.phase === 'live', 2_000, 'live');
     hive.refuse = 'no hive at http://127.0.0.1:7833';
@@ -61,7 +88,8 @@ test('a closed stream and a refused connection are retried with backoff until th
 test('every event is held to the wire schema, heartbeats included', t => {
   const good = heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: 3}, t0);
   t.deepEqual(parseHiveEvent(JSON.stringify(good)), good);
-  const bad = (heartbeat: Record<string, unknown>, event: Record<string, unknown> = {}) => JSON.stringify({...good, ...event, heartbeat: {...(good as {heartbeat: object}).heartbeat, ...heartbeat}});
+  const bad = (heartbeat: Record<string, unknown>, event: Record<string, unknown> = {}) =>
+    JSON.stringify({...good, ...event, heartbeat: {...(good as {heartbeat: object}).heartbeat, ...heartbeat}});
   t.is(parseHiveEvent(bad({group_id: 5})), null, 'a numeric group_id');
   t.is(parseHiveEvent(bad({role: 'boss'})), null, 'an unknown role');
   t.is(parseHiveEvent(bad({vram_used: -1})), null, 'negative bytes');

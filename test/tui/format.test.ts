@@ -52,10 +52,23 @@ test('narrow terminals drop the least useful columns first; id, model and status
 
 test('cells: RAM bar against the cpu device, sparkline, workflow bar, stale heartbeat', t => {
   let model = reduceModel(initialModel('http://hive', t0), {type: 'events', events: [snapshot([workerInfo({worker_id: 'w-a'})])], now: t0});
-  model = reduceModel(model, {type: 'events', now: t0 + 2_000, events: [
-    heartbeatEvent({worker_id: 'w-a', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 4}, t0 + 1_000),
-    heartbeatEvent({worker_id: 'w-a', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 8, queue_depth: 3, workflow_progress: {prompt_id: 'p', current_node: 'KSampler', progress: 0.5}}, t0 + 2_000),
-  ]});
+  model = reduceModel(model, {
+    type: 'events',
+    now: t0 + 2_000,
+    events: [
+      heartbeatEvent({worker_id: 'w-a', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 4}, t0 + 1_000),
+      heartbeatEvent(
+        {
+          worker_id: 'w-a',
+          ram_used: 8 * 1024 ** 3,
+          throughput_tokens_per_second: 8,
+          queue_depth: 3,
+          workflow_progress: {prompt_id: 'p', current_node: 'KSampler', progress: 0.5},
+        },
+        t0 + 2_000,
+      ),
+    ],
+  });
   model = reduceModel(model, {type: 'status', status: hiveStatus, now: t0 + 2_000});
   const columns = layoutColumns(200, {workflow: true});
   const cells = (now: number) => {

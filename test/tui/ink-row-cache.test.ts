@@ -42,15 +42,38 @@ test.serial('ink Output is found and the cache installs into it', async t => {
   Output.prototype.get = inkGet;
 });
 
-test('corner cases give ink\'s frame: rows off screen, overlaps, wide characters, styles, transforms, clips', t => {
+test("corner cases give ink's frame: rows off screen, overlaps, wide characters, styles, transforms, clips", t => {
   const red = (text: string) => `\u001B[31m${text}\u001B[39m`;
   const cases: Array<{width: number; height: number; writes: Write[]; clip?: boolean}> = [
     {width: 10, height: 3, writes: []},
     {width: 10, height: 3, writes: [{x: 0, y: -1, text: 'a\nb\nc'}]},
     {width: 10, height: 3, writes: [{x: 2, y: 1, text: 'one\ntwo\nthree\nfour'}]},
-    {width: 10, height: 3, writes: [{x: 0, y: 0, text: 'abcdefghijklmn'}, {x: 3, y: 0, text: red('XY')}, {x: -2, y: 2, text: 'zz top'}]},
-    {width: 8, height: 2, writes: [{x: 0, y: 0, text: '漢字かな'}, {x: 3, y: 0, text: 'x'}, {x: 6, y: 1, text: '漢字'}]},
-    {width: 12, height: 2, writes: [{x: 0, y: 0, text: `\u001B[7m${red('sel')} ected\u001B[27m`}, {x: 0, y: 1, text: '\u001B[1m▁▂█\u001B[22m ⚠ 3s'}]},
+    {
+      width: 10,
+      height: 3,
+      writes: [
+        {x: 0, y: 0, text: 'abcdefghijklmn'},
+        {x: 3, y: 0, text: red('XY')},
+        {x: -2, y: 2, text: 'zz top'},
+      ],
+    },
+    {
+      width: 8,
+      height: 2,
+      writes: [
+        {x: 0, y: 0, text: '漢字かな'},
+        {x: 3, y: 0, text: 'x'},
+        {x: 6, y: 1, text: '漢字'},
+      ],
+    },
+    {
+      width: 12,
+      height: 2,
+      writes: [
+        {x: 0, y: 0, text: `\u001B[7m${red('sel')} ected\u001B[27m`},
+        {x: 0, y: 1, text: '\u001B[1m▁▂█\u001B[22m ⚠ 3s'},
+      ],
+    },
     {width: 10, height: 3, writes: [{x: 0, y: 0, text: '   \n   ', transformers: [(line, index) => `${index}:${line.trim()}`, line => red(line)]}]},
     {width: 10, height: 3, writes: [{x: 0, y: 0, text: 'x', transformers: [() => 'two\nlines']}]},
     {width: 10, height: 3, writes: [{x: 0, y: 0, text: 'clipped text'}], clip: true},
@@ -61,7 +84,7 @@ test('corner cases give ink\'s frame: rows off screen, overlaps, wide characters
   }
 });
 
-test('random frames, one after another through one cache, give ink\'s frames', t => {
+test("random frames, one after another through one cache, give ink's frames", t => {
   let seed = 42;
   const random = () => {
     seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
@@ -97,12 +120,14 @@ test.serial('every frame of a live dashboard is the frame ink would draw', async
     return ours;
   };
   const now = Date.now();
-  const workers = Array.from({length: 60}, (_, index) => workerInfo({
-    worker_id: `worker-${String(index).padStart(8, '0')}`,
-    model: index % 7 === 3 ? 'qwen-漢字-model' : 'gemma-3-270m-q4_k_m',
-    device: index % 3 === 0 ? 'cpu' : `cuda:${index % 2}`,
-    started_at: iso(now - 60_000 - index * 1_000),
-  }));
+  const workers = Array.from({length: 60}, (_, index) =>
+    workerInfo({
+      worker_id: `worker-${String(index).padStart(8, '0')}`,
+      model: index % 7 === 3 ? 'qwen-漢字-model' : 'gemma-3-270m-q4_k_m',
+      device: index % 3 === 0 ? 'cpu' : `cuda:${index % 2}`,
+      started_at: iso(now - 60_000 - index * 1_000),
+    }),
+  );
   const hive = fakeHive(workers);
   const ui = renderTui(createElement(Dashboard, {api: hive, colors: true, options: {flushMs: 10, tickMs: 50, statusEveryMs: 200}}), {columns: 160, rows: 40});
   try {
@@ -110,12 +135,19 @@ test.serial('every frame of a live dashboard is the frame ink would draw', async
     for (let round = 0; round < 12; round++) {
       for (const [index, worker] of workers.entries()) {
         if ((index + round) % 4 === 0) {
-          hive.emit(heartbeatEvent({
-            worker_id: worker.worker_id,
-            throughput_tokens_per_second: (index * 13 + round * 7) % 90,
-            queue_depth: round % 3,
-            ...(index >= 54 && index < 57 ? {group_id: 'group-a', role: index === 54 ? 'coordinator' : 'shard', ...(index === 54 ? {group_health: 'healthy'} : {})} : {}),
-          }, now + round * 100));
+          hive.emit(
+            heartbeatEvent(
+              {
+                worker_id: worker.worker_id,
+                throughput_tokens_per_second: (index * 13 + round * 7) % 90,
+                queue_depth: round % 3,
+                ...(index >= 54 && index < 57
+                  ? {group_id: 'group-a', role: index === 54 ? 'coordinator' : 'shard', ...(index === 54 ? {group_health: 'healthy'} : {})}
+                  : {}),
+              },
+              now + round * 100,
+            ),
+          );
         }
       }
       const before = checked.frames;

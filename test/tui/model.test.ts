@@ -7,10 +7,9 @@ import {heartbeatEvent, hiveStatus, iso, snapshot, t0, workerInfo} from './helpe
 const apply = (model: HiveModel, events: HiveEvent[], now = t0) => reduceModel(model, {type: 'events', events, now});
 
 test('a snapshot gives every worker a row; workers already ended are history', t => {
-  const model = apply(initialModel('http://hive', t0), [snapshot([
-    workerInfo({worker_id: 'w-a', state: 'ready'}),
-    workerInfo({worker_id: 'w-b', state: 'stopped'}),
-  ])]);
+  const model = apply(initialModel('http://hive', t0), [
+    snapshot([workerInfo({worker_id: 'w-a', state: 'ready'}), workerInfo({worker_id: 'w-b', state: 'stopped'})]),
+  ]);
   t.deepEqual([...model.workers.keys()], ['w-a', 'w-b']);
   t.false(model.workers.get('w-a')!.history);
   t.true(model.workers.get('w-b')!.history);
@@ -20,10 +19,14 @@ test('a snapshot gives every worker a row; workers already ended are history', t
 
 test('heartbeats update the last heartbeat, collect throughput and observe the interval', t => {
   let model = apply(initialModel('http://hive', t0), [snapshot([workerInfo({worker_id: 'w-a'})])]);
-  model = apply(model, [
-    heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: 10, requests_total: 1}, t0 + 1_000),
-    heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: 20, requests_total: 2}, t0 + 2_000),
-  ], t0 + 2_000);
+  model = apply(
+    model,
+    [
+      heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: 10, requests_total: 1}, t0 + 1_000),
+      heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: 20, requests_total: 2}, t0 + 2_000),
+    ],
+    t0 + 2_000,
+  );
   let row = model.workers.get('w-a')!;
   t.deepEqual(row.throughput, [10, 20]);
   t.is(row.info.last_heartbeat?.requests_total, 2);
@@ -39,7 +42,9 @@ test('heartbeats update the last heartbeat, collect throughput and observe the i
 
 test('the throughput history is capped', t => {
   let model = apply(initialModel('http://hive', t0), [snapshot([workerInfo({worker_id: 'w-a'})])]);
-  const events = Array.from({length: throughputHistory + 10}, (_, index) => heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: index}, t0 + index * 1_000));
+  const events = Array.from({length: throughputHistory + 10}, (_, index) =>
+    heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: index}, t0 + index * 1_000),
+  );
   model = apply(model, events);
   const row = model.workers.get('w-a')!;
   t.is(row.throughput.length, throughputHistory);
@@ -47,10 +52,9 @@ test('the throughput history is capped', t => {
 });
 
 test('staleness: beyond 3 × 5 s without an observed interval, 3 × the interval once seen; never for ended workers', t => {
-  let model = apply(initialModel('http://hive', t0), [snapshot([
-    workerInfo({worker_id: 'w-a', last_heartbeat_at: iso(t0)}),
-    workerInfo({worker_id: 'w-gone', state: 'failed', last_heartbeat_at: iso(t0)}),
-  ])]);
+  let model = apply(initialModel('http://hive', t0), [
+    snapshot([workerInfo({worker_id: 'w-a', last_heartbeat_at: iso(t0)}), workerInfo({worker_id: 'w-gone', state: 'failed', last_heartbeat_at: iso(t0)})]),
+  ]);
   const row = model.workers.get('w-a')!;
   t.is(heartbeatAge(row, t0 + 14_000), 14_000);
   t.false(isStale(row, t0 + 15_000));
@@ -77,7 +81,10 @@ test('worker events add and replace records; heartbeats of unknown workers are i
 
 test('a new snapshot after a reconnect keeps histories and what was seen alive', t => {
   let model = apply(initialModel('http://hive', t0), [snapshot([workerInfo({worker_id: 'w-a'})])]);
-  model = apply(model, [heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: 7}, t0 + 1_000), heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: 8}, t0 + 2_000)]);
+  model = apply(model, [
+    heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: 7}, t0 + 1_000),
+    heartbeatEvent({worker_id: 'w-a', throughput_tokens_per_second: 8}, t0 + 2_000),
+  ]);
   model = reduceModel(model, {type: 'connection', connection: {phase: 'reconnecting', since: t0 + 3_000, attempt: 1, retryAt: t0 + 3_250, error: 'gone'}});
   t.is(model.workers.size, 1, 'the last known state stays while reconnecting');
   const last = model.workers.get('w-a')!.info;

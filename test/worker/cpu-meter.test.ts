@@ -14,11 +14,15 @@ test('the CPU meter counts the process tree: a busy child shows as tens of % of 
   void exited.then(() => {
     running = false;
   });
-  await waitFor(async () => {
-    await new Promise(resolve => setTimeout(resolve, 250));
-    busiest = Math.max(busiest, meter.sample());
-    return busiest >= 20 || !running;
-  }, 10_000, 'a sample while the child spins');
+  await waitFor(
+    async () => {
+      await new Promise(resolve => setTimeout(resolve, 250));
+      busiest = Math.max(busiest, meter.sample());
+      return busiest >= 20 || !running;
+    },
+    10_000,
+    'a sample while the child spins',
+  );
   t.true(busiest >= 20, `a spinning child counts (${busiest}%)`);
   await exited;
   meter.sample();

@@ -19,17 +19,29 @@ async function shardServer(status: number, body: unknown): Promise<{url: string;
 
 function membership(shards: Array<{device: string; url: string}>): GroupMembership {
   return {
-    group_id: 'group-1', role: 'coordinator', coordinator: 'group-1-0', devices: ['cuda:0', ...shards.map(shard => shard.device)], endpoint: null,
+    group_id: 'group-1',
+    role: 'coordinator',
+    coordinator: 'group-1-0',
+    devices: ['cuda:0', ...shards.map(shard => shard.device)],
+    endpoint: null,
     shards: shards.map((shard, index) => ({worker_id: `group-1-${index + 1}`, device: shard.device, url: shard.url, endpoint: `127.0.0.1:${6000 + index}`})),
   };
 }
 
-test('coordinator: each shard\'s health and the memory per device; a shard that does not answer is missing and the group degraded', async t => {
+test("coordinator: each shard's health and the memory per device; a shard that does not answer is missing and the group degraded", async t => {
   const ready = await shardServer(200, {status: 'ready', worker_id: 'group-1-1', model: 'm', vram_used: 3 * gib, vram_total: 80 * gib});
   const loading = await shardServer(503, {status: 'starting', worker_id: 'group-1-2', model: 'm'});
   const gone = `http://127.0.0.1:${await freePort()}`;
   try {
-    const fields = await groupHeartbeatFields(membership([{device: 'cuda:1', url: ready.url}, {device: 'cuda:2', url: loading.url}, {device: 'cuda:3', url: gone}]), true, {vram_used: 2 * gib, vram_total: 80 * gib});
+    const fields = await groupHeartbeatFields(
+      membership([
+        {device: 'cuda:1', url: ready.url},
+        {device: 'cuda:2', url: loading.url},
+        {device: 'cuda:3', url: gone},
+      ]),
+      true,
+      {vram_used: 2 * gib, vram_total: 80 * gib},
+    );
     t.like(fields, {group_id: 'group-1', role: 'coordinator', devices: ['cuda:0', 'cuda:1', 'cuda:2', 'cuda:3'], group_health: 'degraded'});
     t.deepEqual(fields.shard_workers, [
       {worker_id: 'group-1-1', status: 'healthy'},
@@ -56,6 +68,14 @@ test('coordinator: all shards healthy on the CPU: healthy, and no device memory 
 });
 
 test('a coordinator still loading asks nobody; a shard names its group and coordinator', async t => {
-  t.deepEqual(await groupHeartbeatFields(membership([{device: 'cuda:1', url: 'http://127.0.0.1:9'}]), false, null), {group_id: 'group-1', role: 'coordinator', devices: ['cuda:0', 'cuda:1']});
-  t.deepEqual(await groupHeartbeatFields({...membership([]), devices: ['cuda:0', 'cuda:1'], role: 'shard', endpoint: '127.0.0.1:6000'}, false, null), {group_id: 'group-1', role: 'shard', coordinator: 'group-1-0'});
+  t.deepEqual(await groupHeartbeatFields(membership([{device: 'cuda:1', url: 'http://127.0.0.1:9'}]), false, null), {
+    group_id: 'group-1',
+    role: 'coordinator',
+    devices: ['cuda:0', 'cuda:1'],
+  });
+  t.deepEqual(await groupHeartbeatFields({...membership([]), devices: ['cuda:0', 'cuda:1'], role: 'shard', endpoint: '127.0.0.1:6000'}, false, null), {
+    group_id: 'group-1',
+    role: 'shard',
+    coordinator: 'group-1-0',
+  });
 });

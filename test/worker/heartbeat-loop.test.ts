@@ -31,7 +31,11 @@ test('sends the secret and obeys the commands in the answer', async t => {
   });
   const commands = await new Promise<HiveCommand[]>(resolve => {
     const loop = startHeartbeatLoop({
-      hiveUrl: hive.url, secret: 's3cret', intervalMs: 100, orphanTimeoutMs: 10_000, payload,
+      hiveUrl: hive.url,
+      secret: 's3cret',
+      intervalMs: 100,
+      orphanTimeoutMs: 10_000,
+      payload,
       onCommands(received) {
         loop.stop();
         resolve(received);
@@ -51,7 +55,11 @@ test('with no acknowledged heartbeat for the orphan timeout, the worker is told 
   const started = Date.now();
   await new Promise<void>(resolve => {
     const loop = startHeartbeatLoop({
-      hiveUrl: hive.url, secret: 'x', intervalMs: 100, orphanTimeoutMs: 500, payload,
+      hiveUrl: hive.url,
+      secret: 'x',
+      intervalMs: 100,
+      orphanTimeoutMs: 500,
+      payload,
       onCommands: () => t.fail('no commands'),
       onOrphaned() {
         loop.stop();

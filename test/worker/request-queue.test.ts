@@ -13,11 +13,13 @@ test('admits up to capacity, queues up to maxWaiting, refuses the rest with a 50
   const queue = new RequestQueue({capacity: 2, maxWaiting: 1});
   const gate = deferred();
   const order: number[] = [];
-  const runs = [1, 2, 3].map(id => queue.run(async () => {
-    order.push(id);
-    await gate.promise;
-    return id;
-  }));
+  const runs = [1, 2, 3].map(id =>
+    queue.run(async () => {
+      order.push(id);
+      await gate.promise;
+      return id;
+    }),
+  );
   await Promise.resolve();
   t.is(queue.running, 2);
   t.is(queue.depth, 1);
@@ -51,7 +53,10 @@ test('drain refuses new work but finishes what was admitted and queued', async t
   const first = queue.run(() => gate.promise.then(() => 'first'));
   const queued = queue.run(async () => 'queued');
   queue.drain();
-  await t.throwsAsync(queue.run(async () => 'late'), {message: /draining/});
+  await t.throwsAsync(
+    queue.run(async () => 'late'),
+    {message: /draining/},
+  );
   gate.resolve();
   t.deepEqual(await Promise.all([first, queued]), ['first', 'queued']);
   await queue.idle();

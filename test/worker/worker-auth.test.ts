@@ -43,14 +43,24 @@ async function workerServer(t: {teardown(fn: () => Promise<void>): void}, id: st
 test('every route of a keyed worker answers 401 without its key, and serves with it', async t => {
   const key = workerKeyOf('secret-one');
   const url = await workerServer(t, 'worker-1', key);
-  for (const [method, route] of [['GET', '/health'], ['GET', '/v1/models'], ['POST', '/v1/infer'], ['POST', '/v1/chat/completions'], ['GET', '/nope']] as const) {
+  for (const [method, route] of [
+    ['GET', '/health'],
+    ['GET', '/v1/models'],
+    ['POST', '/v1/infer'],
+    ['POST', '/v1/chat/completions'],
+    ['GET', '/nope'],
+  ] as const) {
     const response = await fetch(`${url}${route}`, {method, headers: {'content-type': 'application/json'}, ...(method === 'POST' ? {body: '{}'} : {})});
     t.is(response.status, 401, `${method} ${route}`);
     t.is(((await response.json()) as {error: {code: string}}).error.code, 'unauthorized');
   }
   const wrong = await fetch(`${url}/health`, {headers: {authorization: `Bearer ${key.slice(0, -1)}x`}});
   t.is(wrong.status, 401);
-  const right = await fetch(`${url}/v1/infer`, {method: 'POST', headers: {'content-type': 'application/json', authorization: `Bearer ${key}`}, body: '{"prompt":"hi"}'});
+  const right = await fetch(`${url}/v1/infer`, {
+    method: 'POST',
+    headers: {'content-type': 'application/json', authorization: `Bearer ${key}`},
+    body: '{"prompt":"hi"}',
+  });
   t.is(right.status, 200);
   t.is(((await right.json()) as {text: string}).text, 'hi');
 });
@@ -59,15 +69,28 @@ test('a coordinator reaches its shards with their keys; without them a shard rea
   const key = workerKeyOf('shard-secret');
   const url = await workerServer(t, 'group-1-1', key);
   const membership = {
-    group_id: 'group-1', role: 'coordinator' as const, coordinator: 'group-1-0', devices: ['cpu', 'cpu'], endpoint: null,
+    group_id: 'group-1',
+    role: 'coordinator' as const,
+    coordinator: 'group-1-0',
+    devices: ['cpu', 'cpu'],
+    endpoint: null,
     shards: [{worker_id: 'group-1-1', device: 'cpu', url, endpoint: '127.0.0.1:6000'}],
   };
-  t.like(await groupHeartbeatFields(membership, true, null, 2_000, {'group-1-1': key}), {group_health: 'healthy', shard_workers: [{worker_id: 'group-1-1', status: 'healthy'}]});
-  t.like(await groupHeartbeatFields(membership, true, null, 2_000, {}), {group_health: 'degraded', shard_workers: [{worker_id: 'group-1-1', status: 'unhealthy'}]});
+  t.like(await groupHeartbeatFields(membership, true, null, 2_000, {'group-1-1': key}), {
+    group_health: 'healthy',
+    shard_workers: [{worker_id: 'group-1-1', status: 'healthy'}],
+  });
+  t.like(await groupHeartbeatFields(membership, true, null, 2_000, {}), {
+    group_health: 'degraded',
+    shard_workers: [{worker_id: 'group-1-1', status: 'unhealthy'}],
+  });
 });
 
 test('a worker started without a secret (standalone, no hive) refuses to serve beyond loopback', async t => {
-  const result = await rbee(['worker', 'run', '--type', 'llamacpp', '--worker-id', 'solo', '--model-path', '/nonexistent.gguf', '--host', '0.0.0.0', '--port', '0'], {env: {RBEE_WORKER_SECRET: ''}, timeout: 30_000});
+  const result = await rbee(
+    ['worker', 'run', '--type', 'llamacpp', '--worker-id', 'solo', '--model-path', '/nonexistent.gguf', '--host', '0.0.0.0', '--port', '0'],
+    {env: {RBEE_WORKER_SECRET: ''}, timeout: 30_000},
+  );
   t.is(result.exitCode, 2, String(result.stderr));
   t.regex(String(result.stderr), /--host 0\.0\.0\.0: a worker without RBEE_WORKER_SECRET \(and so without a key\) serves loopback only/);
 });

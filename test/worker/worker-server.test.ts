@@ -22,14 +22,27 @@ type Served = {url: string; close: () => Promise<void>};
 
 async function serve(adapter: RbeeAdapter, shape: {parallel?: number; maxQueue?: number; contextSize?: number} = {}): Promise<Served> {
   const context: AdapterContext = {
-    workerId: 'worker-test', modelPath: '/models/m', modelName: 'm', device: 'cpu', contextSize: shape.contextSize ?? 4_096,
-    threads: 1, parallel: shape.parallel ?? 1, log: () => undefined, freePort: async () => 0,
+    workerId: 'worker-test',
+    modelPath: '/models/m',
+    modelName: 'm',
+    device: 'cpu',
+    contextSize: shape.contextSize ?? 4_096,
+    threads: 1,
+    parallel: shape.parallel ?? 1,
+    log: () => undefined,
+    freePort: async () => 0,
     spawnEngine: () => {
       throw new Error('no engines here');
     },
-    reportLoadProgress: () => undefined, reportFailure: () => undefined, engineKey: 'engine-key-of-worker-test',
+    reportLoadProgress: () => undefined,
+    reportFailure: () => undefined,
+    engineKey: 'engine-key-of-worker-test',
   };
-  const runtime = new WorkerRuntime({workerId: 'worker-test', modelName: 'm', device: 'cpu', parallel: shape.parallel ?? 1, maxQueue: shape.maxQueue ?? 8}, adapter, context);
+  const runtime = new WorkerRuntime(
+    {workerId: 'worker-test', modelName: 'm', device: 'cpu', parallel: shape.parallel ?? 1, maxQueue: shape.maxQueue ?? 8},
+    adapter,
+    context,
+  );
   await adapter.start(context);
   runtime.markReady();
   // No hive, so no worker key (a standalone worker): these tests are about what the API answers, not who may ask.
@@ -45,7 +58,10 @@ async function post(url: string, body: unknown, signal?: AbortSignal) {
 }
 
 function sseData(text: string): string[] {
-  return text.split('\n').filter(line => line.startsWith('data: ')).map(line => line.slice(6));
+  return text
+    .split('\n')
+    .filter(line => line.startsWith('data: '))
+    .map(line => line.slice(6));
 }
 
 test('a plugin whose infer answers {text: 42} is a 502 naming the plugin, streamed or not', async t => {
@@ -115,7 +131,11 @@ test('stream_options.include_usage: a last chunk with no choices and the usage, 
   const worker = await serve(wordsAdapter({tokenMs: 1}));
   t.teardown(worker.close);
   const chat = await post(`${worker.url}/v1/chat/completions`, {
-    model: 'm', messages: [{role: 'user', content: 'one two three'}], max_tokens: 3, stream: true, stream_options: {include_usage: true},
+    model: 'm',
+    messages: [{role: 'user', content: 'one two three'}],
+    max_tokens: 3,
+    stream: true,
+    stream_options: {include_usage: true},
   });
   t.is(chat.status, 200);
   const events = sseData(await chat.text());
@@ -124,15 +144,35 @@ test('stream_options.include_usage: a last chunk with no choices and the usage, 
   const last = chunks.at(-1)!;
   t.deepEqual(last.choices, []);
   t.deepEqual(last.usage, {prompt_tokens: 3, completion_tokens: 3, total_tokens: 6});
-  t.true(chunks.slice(0, -1).every(chunk => chunk.usage === null), 'usage: null on every other chunk');
-  t.is(chunks.slice(0, -1).map(chunk => chunk.choices[0]?.delta.content ?? '').join(''), 'one two three ');
+  t.true(
+    chunks.slice(0, -1).every(chunk => chunk.usage === null),
+    'usage: null on every other chunk',
+  );
+  t.is(
+    chunks
+      .slice(0, -1)
+      .map(chunk => chunk.choices[0]?.delta.content ?? '')
+      .join(''),
+    'one two three ',
+  );
 
-  const completion = await post(`${worker.url}/v1/completions`, {model: 'm', prompt: 'a b', max_tokens: 2, stream: true, stream_options: {include_usage: true}});
+  const completion = await post(`${worker.url}/v1/completions`, {
+    model: 'm',
+    prompt: 'a b',
+    max_tokens: 2,
+    stream: true,
+    stream_options: {include_usage: true},
+  });
   const completionEvents = sseData(await completion.text());
   t.like(JSON.parse(completionEvents.at(-2)!), {object: 'text_completion', choices: [], usage: {prompt_tokens: 2, completion_tokens: 2, total_tokens: 4}});
 
-  const without = sseData(await (await post(`${worker.url}/v1/chat/completions`, {model: 'm', messages: [{role: 'user', content: 'x'}], max_tokens: 1, stream: true})).text());
-  t.false(without.some(data => data.includes('"usage"')), 'no usage unless asked for');
+  const without = sseData(
+    await (await post(`${worker.url}/v1/chat/completions`, {model: 'm', messages: [{role: 'user', content: 'x'}], max_tokens: 1, stream: true})).text(),
+  );
+  t.false(
+    without.some(data => data.includes('"usage"')),
+    'no usage unless asked for',
+  );
 });
 
 test('unknown fields are a 400 naming them: OpenAI-shaped on the OpenAI routes, rbee-shaped on /v1/infer', async t => {
@@ -141,18 +181,32 @@ test('unknown fields are a 400 naming them: OpenAI-shaped on the OpenAI routes, 
   const chat = await post(`${worker.url}/v1/chat/completions`, {model: 'm', messages: [{role: 'user', content: 'x'}], max_tokens: 1, dry_run: true});
   t.is(chat.status, 400);
   t.like(OpenAiErrorBodySchema.parse(await chat.json()).error, {type: 'invalid_request_error', param: 'dry_run', code: 'invalid_request'});
-  const tools = await post(`${worker.url}/v1/chat/completions`, {model: 'm', messages: [{role: 'user', content: 'x'}], tools: [{type: 'function', function: {name: 'f'}}]});
+  const tools = await post(`${worker.url}/v1/chat/completions`, {
+    model: 'm',
+    messages: [{role: 'user', content: 'x'}],
+    tools: [{type: 'function', function: {name: 'f'}}],
+  });
   t.is(tools.status, 400);
   t.like(OpenAiErrorBodySchema.parse(await tools.json()).error, {param: 'tools'});
   // Documented fields at their defaults, as SDKs send them, are fine.
   const documented = await post(`${worker.url}/v1/chat/completions`, {
-    model: 'm', messages: [{role: 'user', content: 'x'}], max_tokens: 1, user: 'u', frequency_penalty: 0, presence_penalty: 0, logprobs: false, n: 1,
-    response_format: {type: 'text'}, tools: [], metadata: {run: '1'}, store: false,
+    model: 'm',
+    messages: [{role: 'user', content: 'x'}],
+    max_tokens: 1,
+    user: 'u',
+    frequency_penalty: 0,
+    presence_penalty: 0,
+    logprobs: false,
+    n: 1,
+    response_format: {type: 'text'},
+    tools: [],
+    metadata: {run: '1'},
+    store: false,
   });
   t.is(documented.status, 200, JSON.stringify(await documented.clone().json()));
   const infer = await post(`${worker.url}/v1/infer`, {prompt: 'x', max_token: 1});
   t.is(infer.status, 400);
-  const body = await infer.json() as unknown;
+  const body = (await infer.json()) as unknown;
   t.deepEqual(Object.keys((body as {error: object}).error).sort(), ['code', 'message']);
   t.regex(ErrorBodySchema.parse(body).error.message, /`max_token`: unknown field/);
 });

@@ -38,8 +38,15 @@ export type CandleOptions = z.input<typeof CandleOptionsSchema>;
  * waits for, so it decides the rank even where candle's prompt processing is faster.
  */
 const measured = {
-  cpu: {rank: 2, source: 'bench/results/2026-11-27-cpu-vm-candle.md: 2-core VM, Gemma 3 270M Q4_K_M: candle decodes 24.7 tok/s to llama.cpp\'s 49.5 (0.5x), prompts at 0.29x'},
-  cuda: {rank: 2, source: 'bench/results/2026-11-27-gpu-h100-gemma270m-candle.md and bench/results/2026-11-27-gpu-h100-synthetic8b-candle.md: H100, candle prompts 1.10x (270M) and 1.25x (8B) llama.cpp but decodes at 0.18x and 0.49x'},
+  cpu: {
+    rank: 2,
+    source: "bench/results/2026-11-27-cpu-vm-candle.md: 2-core VM, Gemma 3 270M Q4_K_M: candle decodes 24.7 tok/s to llama.cpp's 49.5 (0.5x), prompts at 0.29x",
+  },
+  cuda: {
+    rank: 2,
+    source:
+      'bench/results/2026-11-27-gpu-h100-gemma270m-candle.md and bench/results/2026-11-27-gpu-h100-synthetic8b-candle.md: H100, candle prompts 1.10x (270M) and 1.25x (8B) llama.cpp but decodes at 0.18x and 0.49x',
+  },
 } as const;
 
 /**
@@ -53,15 +60,23 @@ async function builtBackends(): Promise<AdapterBackends> {
     missing = (error as Error).message;
   });
   const built = missing === null ? await nativeBackends() : [];
-  return Object.fromEntries(deviceBackends.map(backend => {
-    const speed = backend === 'metal' ? {} : {speed: measured[backend]};
-    if (missing !== null) {
-      return [backend, {unavailable: missing, ...speed}];
-    }
-    return [backend, built.includes(backend)
-      ? speed
-      : {unavailable: `this build of rbee's candle engine runs on ${built.join(', ')}, not ${backend}: rebuild it with that feature (native/README.md)`, ...speed}];
-  }));
+  return Object.fromEntries(
+    deviceBackends.map(backend => {
+      const speed = backend === 'metal' ? {} : {speed: measured[backend]};
+      if (missing !== null) {
+        return [backend, {unavailable: missing, ...speed}];
+      }
+      return [
+        backend,
+        built.includes(backend)
+          ? speed
+          : {
+              unavailable: `this build of rbee's candle engine runs on ${built.join(', ')}, not ${backend}: rebuild it with that feature (native/README.md)`,
+              ...speed,
+            },
+      ];
+    }),
+  );
 }
 
 export default function candle(options?: CandleOptions): RbeeAdapter {

@@ -38,9 +38,9 @@ function defaultThreads(llama: Llama): number {
 }
 
 function toHistory(messages: EngineChatMessage[]): ChatHistoryItem[] {
-  const history: ChatHistoryItem[] = messages.map(message => (message.role === 'assistant'
-    ? {type: 'model', response: [message.content]}
-    : {type: message.role, text: message.content}));
+  const history: ChatHistoryItem[] = messages.map(message =>
+    message.role === 'assistant' ? {type: 'model', response: [message.content]} : {type: message.role, text: message.content},
+  );
   history.push({type: 'model', response: []});
   return history;
 }
@@ -53,7 +53,14 @@ export class EmbeddedLlamaCpp {
   readonly #threads: number;
   readonly #freeSequences: LlamaContextSequence[] = [];
 
-  private constructor(parts: {nodeLlamaCpp: typeof import('node-llama-cpp'); llama: Llama; model: LlamaModel; context: LlamaContext; threads: number; parallel: number}) {
+  private constructor(parts: {
+    nodeLlamaCpp: typeof import('node-llama-cpp');
+    llama: Llama;
+    model: LlamaModel;
+    context: LlamaContext;
+    threads: number;
+    parallel: number;
+  }) {
     this.#nodeLlamaCpp = parts.nodeLlamaCpp;
     this.#llama = parts.llama;
     this.#model = parts.model;
@@ -106,9 +113,7 @@ export class EmbeddedLlamaCpp {
   }
 
   async infer(request: AdapterInferRequest): Promise<GenerateResult> {
-    return this.#withSequence(async sequence => (request.kind === 'chat'
-      ? this.#chat(sequence, request)
-      : this.#complete(sequence, request)));
+    return this.#withSequence(async sequence => (request.kind === 'chat' ? this.#chat(sequence, request) : this.#complete(sequence, request)));
   }
 
   async heartbeat(): Promise<AdapterHeartbeat> {

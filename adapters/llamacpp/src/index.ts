@@ -38,8 +38,19 @@ function findProgram(program: 'llama-server' | 'ggml-rpc-server', configured: st
  * backend is the one known to work there, and unranked types keep the load order (this one first).
  */
 const measuredBackends = {
-  cpu: {speed: {rank: 1, source: 'bench/results/2026-11-27-cpu-vm-candle.md: 2-core VM, Gemma 3 270M Q4_K_M: decode 49.5 tok/s to candle\'s 24.7, prompt 710 to 200'}},
-  cuda: {speed: {rank: 1, source: 'bench/results/2026-11-27-gpu-h100-gemma270m-candle.md and bench/results/2026-11-27-gpu-h100-synthetic8b-candle.md: H100, decode 5.5x (270M) and 2.1x (8B) candle\'s'}},
+  cpu: {
+    speed: {
+      rank: 1,
+      source: "bench/results/2026-11-27-cpu-vm-candle.md: 2-core VM, Gemma 3 270M Q4_K_M: decode 49.5 tok/s to candle's 24.7, prompt 710 to 200",
+    },
+  },
+  cuda: {
+    speed: {
+      rank: 1,
+      source:
+        "bench/results/2026-11-27-gpu-h100-gemma270m-candle.md and bench/results/2026-11-27-gpu-h100-synthetic8b-candle.md: H100, decode 5.5x (270M) and 2.1x (8B) candle's",
+    },
+  },
   metal: {},
 } as const satisfies AdapterBackends;
 
@@ -74,7 +85,7 @@ async function waitForShards(context: AdapterContext, endpoints: string[], timeo
       throw new RbeeError('timeout', `shards not listening after ${Math.round(timeoutMs / 1000)} s: ${[...waiting].join(', ')}`);
     }
     // Shards coming up is progress of the group's load, small but real.
-    context.reportLoadProgress(0.05 * (endpoints.length - waiting.size) / endpoints.length);
+    context.reportLoadProgress((0.05 * (endpoints.length - waiting.size)) / endpoints.length);
     await new Promise(resolve => setTimeout(resolve, 250));
   }
 }
@@ -116,9 +127,20 @@ export default function llamacpp(options?: LlamaCppOptions): RbeeAdapter {
       } else if (group?.role === 'coordinator') {
         const endpoints = group.shards.map(member => member.endpoint);
         await waitForShards(context, endpoints, settings.shardWaitMs);
-        server = LlamaServerEngine.start(context, findProgram('llama-server', settings.serverPath, 'serverPath', 'RBEE_LLAMA_SERVER'), await context.freePort(), settings.serverArgs, endpoints);
+        server = LlamaServerEngine.start(
+          context,
+          findProgram('llama-server', settings.serverPath, 'serverPath', 'RBEE_LLAMA_SERVER'),
+          await context.freePort(),
+          settings.serverArgs,
+          endpoints,
+        );
       } else if (useServer) {
-        server = LlamaServerEngine.start(context, findProgram('llama-server', settings.serverPath, 'serverPath', 'RBEE_LLAMA_SERVER'), await context.freePort(), settings.serverArgs);
+        server = LlamaServerEngine.start(
+          context,
+          findProgram('llama-server', settings.serverPath, 'serverPath', 'RBEE_LLAMA_SERVER'),
+          await context.freePort(),
+          settings.serverArgs,
+        );
       } else {
         embedded = await EmbeddedLlamaCpp.load(context);
       }

@@ -37,12 +37,18 @@ export class LlamaServerEngine {
   static start(context: AdapterContext, serverPath: string, port: number, extraArgs: string[], rpc: string[] = []): LlamaServerEngine {
     const offload = context.device !== 'cpu' || rpc.length > 0;
     const args = [
-      '--model', context.modelPath,
-      '--host', '127.0.0.1',
-      '--port', String(port),
-      '--ctx-size', String(context.contextSize * context.parallel),
-      '--parallel', String(context.parallel),
-      '--n-gpu-layers', offload ? '999' : '0',
+      '--model',
+      context.modelPath,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--ctx-size',
+      String(context.contextSize * context.parallel),
+      '--parallel',
+      String(context.parallel),
+      '--n-gpu-layers',
+      offload ? '999' : '0',
       ...(rpc.length === 0 ? [] : ['--rpc', rpc.join(',')]),
       '--metrics',
       '--slots',
@@ -54,7 +60,11 @@ export class LlamaServerEngine {
     context.log(`starting ${serverPath} on port ${port}`);
     // The key by environment (llama-server reads LLAMA_API_KEY like --api-key), so it is not in its argv.
     // One unanswered heartbeat is enough: llama-server answers /slots and /metrics at once even while it generates.
-    const engine = WatchedEngine.spawn(context, {command: serverPath, args, env: {LLAMA_API_KEY: context.engineKey}}, {name: 'llama-server', unansweredLimit: 1});
+    const engine = WatchedEngine.spawn(
+      context,
+      {command: serverPath, args, env: {LLAMA_API_KEY: context.engineKey}},
+      {name: 'llama-server', unansweredLimit: 1},
+    );
     return new LlamaServerEngine(`http://127.0.0.1:${port}`, engine, context);
   }
 
@@ -130,22 +140,26 @@ export class LlamaServerEngine {
   async #complete(request: AdapterInferRequest): Promise<GenerateResult> {
     let text = '';
     let final: CompletionEvent = {};
-    await engineSse(`${this.#base}/completion`, {prompt: request.prompt, n_predict: request.maxTokens, cache_prompt: true, ...this.#sampling(request)}, {
-      signal: request.signal,
-      apiKey: this.#apiKey,
-      // llama-server's native stream ends with an event that has `"stop": true`.
-      isEnd: data => /"stop"\s*:\s*true/.test(data),
-      onData: data => {
-        const event = JSON.parse(data) as CompletionEvent;
-        if (event.content !== undefined && event.content !== '') {
-          text += event.content;
-          request.onText(event.content);
-        }
-        if (event.stop === true) {
-          final = event;
-        }
+    await engineSse(
+      `${this.#base}/completion`,
+      {prompt: request.prompt, n_predict: request.maxTokens, cache_prompt: true, ...this.#sampling(request)},
+      {
+        signal: request.signal,
+        apiKey: this.#apiKey,
+        // llama-server's native stream ends with an event that has `"stop": true`.
+        isEnd: data => /"stop"\s*:\s*true/.test(data),
+        onData: data => {
+          const event = JSON.parse(data) as CompletionEvent;
+          if (event.content !== undefined && event.content !== '') {
+            text += event.content;
+            request.onText(event.content);
+          }
+          if (event.stop === true) {
+            final = event;
+          }
+        },
       },
-    });
+    );
     const finishReason = request.signal.aborted ? 'cancelled' : final.stop_type === 'limit' ? 'length' : 'stop';
     return {text, tokensGenerated: final.tokens_predicted ?? 0, promptTokens: final.tokens_evaluated ?? 0, finishReason};
   }

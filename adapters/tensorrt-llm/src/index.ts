@@ -34,9 +34,10 @@ export type TrtllmOptions = z.input<typeof TrtllmOptionsSchema>;
 
 /** TensorRT-LLM runs on NVIDIA GPUs only; no speed is declared: it has not been measured against the other engines here. */
 function backendsOf(command: string): AdapterBackends {
-  const unavailable = findExecutable(command) === undefined
-    ? `no trtllm-serve program "${command}": install TensorRT-LLM, or set RBEE_TRTLLM_SERVE or the adapter's \`command\` option`
-    : undefined;
+  const unavailable =
+    findExecutable(command) === undefined
+      ? `no trtllm-serve program "${command}": install TensorRT-LLM, or set RBEE_TRTLLM_SERVE or the adapter's \`command\` option`
+      : undefined;
   return {cuda: unavailable === undefined ? {} : {unavailable}};
 }
 

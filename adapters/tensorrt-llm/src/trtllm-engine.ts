@@ -59,10 +59,14 @@ export class TrtllmEngine {
   static arguments(context: AdapterContext, launch: TrtllmLaunch, port: number, optionsFile: string | null): string[] {
     return [
       context.modelPath,
-      '--host', '127.0.0.1',
-      '--port', String(port),
-      '--max_batch_size', String(context.parallel),
-      '--max_seq_len', String(context.contextSize),
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--max_batch_size',
+      String(context.parallel),
+      '--max_seq_len',
+      String(context.contextSize),
       ...(launch.backend === undefined ? [] : ['--backend', launch.backend]),
       ...(launch.kvCacheFreeGpuMemoryFraction === undefined ? [] : ['--kv_cache_free_gpu_memory_fraction', String(launch.kvCacheFreeGpuMemoryFraction)]),
       ...(optionsFile === null ? [] : ['--extra_llm_api_options', optionsFile]),
@@ -151,10 +155,12 @@ export class TrtllmEngine {
       loaded_models: (models.data ?? []).flatMap(model => (typeof model.id === 'string' ? [model.id] : [])),
       // Until the engine has reported one iteration (statistics off, or nothing run yet) the
       // worker's own queue figures stand; after that no new iteration means nothing is running.
-      ...(last === null ? {} : {
-        batch_size: idle ? 0 : count(latest.numActiveRequests) ?? 0,
-        queue_depth: idle ? 0 : (count(latest.numQueuedRequests) ?? 0) + (count(latest.inflightBatchingStats?.numPausedRequests) ?? 0),
-      }),
+      ...(last === null
+        ? {}
+        : {
+            batch_size: idle ? 0 : (count(latest.numActiveRequests) ?? 0),
+            queue_depth: idle ? 0 : (count(latest.numQueuedRequests) ?? 0) + (count(latest.inflightBatchingStats?.numPausedRequests) ?? 0),
+          }),
       ...(vramUsed === undefined ? {} : {vram_used: vramUsed, vram_allocations: {[this.#modelId]: vramUsed}}),
     };
   }

@@ -9,7 +9,16 @@
  *   // rbee worker spawn --type vllm --model /models/Llama-3.2-1B-Instruct --device cuda:0
  */
 import {z} from 'zod';
-import {RbeeError, defineAdapter, findExecutable, parseAdapterOptions, type AdapterBackends, type AdapterContext, type DeviceBackend, type RbeeAdapter} from 'rbee';
+import {
+  RbeeError,
+  defineAdapter,
+  findExecutable,
+  parseAdapterOptions,
+  type AdapterBackends,
+  type AdapterContext,
+  type DeviceBackend,
+  type RbeeAdapter,
+} from 'rbee';
 import {VllmEngine} from './vllm-engine.js';
 
 const name = 'rbee:vllm';
@@ -33,9 +42,10 @@ export type VllmOptions = z.input<typeof VllmOptionsSchema>;
  * no speed is declared: it has not been measured against the other engines here.
  */
 function backendsOf(command: string): AdapterBackends {
-  const unavailable = findExecutable(command) === undefined
-    ? `no vllm program "${command}": install vLLM (scripts/install-vllm.sh builds its CPU version), or set RBEE_VLLM or the adapter's \`command\` option`
-    : undefined;
+  const unavailable =
+    findExecutable(command) === undefined
+      ? `no vllm program "${command}": install vLLM (scripts/install-vllm.sh builds its CPU version), or set RBEE_VLLM or the adapter's \`command\` option`
+      : undefined;
   const runs: DeviceBackend[] = ['cpu', 'cuda'];
   return Object.fromEntries(runs.map(backend => [backend, unavailable === undefined ? {} : {unavailable}]));
 }

@@ -44,12 +44,18 @@ export class VllmEngine {
   /** The `vllm serve` arguments for a context: loopback only, on the given port. */
   static arguments(context: AdapterContext, launch: VllmLaunch, port: number): string[] {
     return [
-      'serve', context.modelPath,
-      '--host', '127.0.0.1',
-      '--port', String(port),
-      '--served-model-name', launch.servedModelName ?? context.modelName,
-      '--max-model-len', String(launch.maxModelLen ?? context.contextSize),
-      '--max-num-seqs', String(context.parallel),
+      'serve',
+      context.modelPath,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--served-model-name',
+      launch.servedModelName ?? context.modelName,
+      '--max-model-len',
+      String(launch.maxModelLen ?? context.contextSize),
+      '--max-num-seqs',
+      String(context.parallel),
       ...(launch.gpuMemoryUtilization === undefined ? [] : ['--gpu-memory-utilization', String(launch.gpuMemoryUtilization)]),
       ...launch.args,
     ];

@@ -14,17 +14,21 @@ export type ScaffoldOptions = {dir: string; name: string; type: string; rbeeVers
 function files(options: ScaffoldOptions): Record<string, string> {
   const packageName = path.basename(options.dir);
   return {
-    'package.json': `${JSON.stringify({
-      name: packageName,
-      version: '0.1.0',
-      description: `rbee adapter ${options.name}: worker type "${options.type}"`,
-      type: 'module',
-      main: 'index.js',
-      files: ['index.js', 'engine.js'],
-      scripts: {test: 'node --test test/'},
-      peerDependencies: {rbee: `^${options.rbeeVersion}`},
-      devDependencies: {rbee: `^${options.rbeeVersion}`},
-    }, null, 2)}\n`,
+    'package.json': `${JSON.stringify(
+      {
+        name: packageName,
+        version: '0.1.0',
+        description: `rbee adapter ${options.name}: worker type "${options.type}"`,
+        type: 'module',
+        main: 'index.js',
+        files: ['index.js', 'engine.js'],
+        scripts: {test: 'node --test test/'},
+        peerDependencies: {rbee: `^${options.rbeeVersion}`},
+        devDependencies: {rbee: `^${options.rbeeVersion}`},
+      },
+      null,
+      2,
+    )}\n`,
     'index.js': `// The adapter: rbee calls this factory with the options from its config or from
 // \`rbee worker spawn --adapter-option key=value\`, and uses the object it returns for one worker.
 // Lifecycle and failure contract: rbee's docs/adapters.md.

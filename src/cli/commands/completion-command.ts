@@ -50,13 +50,9 @@ function fish(nodes: Node[]): string {
   const lines = ['# rbee completion for fish: rbee completion fish | source', 'complete -c rbee -f'];
   for (const node of nodes) {
     const parts = node.path === '' ? [] : node.path.split(' ');
-    const condition = parts.length === 0
-      ? '__fish_use_subcommand'
-      : `__fish_seen_subcommand_from ${parts.at(-1)}`;
+    const condition = parts.length === 0 ? '__fish_use_subcommand' : `__fish_seen_subcommand_from ${parts.at(-1)}`;
     for (const word of node.words) {
-      lines.push(word.startsWith('--')
-        ? `complete -c rbee -n '${condition}' -l ${word.slice(2)}`
-        : `complete -c rbee -n '${condition}' -a ${word}`);
+      lines.push(word.startsWith('--') ? `complete -c rbee -n '${condition}' -l ${word.slice(2)}` : `complete -c rbee -n '${condition}' -a ${word}`);
     }
   }
   return `${lines.join('\n')}\n`;

@@ -13,7 +13,10 @@ export function dashboardCommand(): Command {
     .action(async (_options: unknown, command: Command) => {
       const missing = [process.stdout.isTTY ? null : 'stdout', process.stdin.isTTY ? null : 'stdin'].filter(name => name !== null);
       if (missing.length > 0) {
-        throw new RbeeError('invalid_request', `dashboard needs a terminal (${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not a TTY); for scripts follow the live events with \`rbee status --watch --json\``);
+        throw new RbeeError(
+          'invalid_request',
+          `dashboard needs a terminal (${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not a TTY); for scripts follow the live events with \`rbee status --watch --json\``,
+        );
       }
       // ink draws only the final frame when it believes it runs in CI; this is a terminal, checked above.
       delete process.env.CI;

@@ -6,7 +6,8 @@ import {integerFlag} from '../parse-flags.js';
 
 export function enginesCommand(): Command {
   const engines = new Command('engines').description('inference engines rbee can build or find for its adapters');
-  engines.command('install')
+  engines
+    .command('install')
     .description('build an engine from sources a package registry carries (cached; nothing downloads at build time)')
     .addArgument(new Argument('<engine>', 'engine to install').choices(['llama.cpp']))
     .option('--jobs <n>', 'parallel compile jobs', integerFlag('--jobs', 1, 256))
@@ -23,15 +24,22 @@ export function enginesCommand(): Command {
         },
         ...(options.verbose === true ? {log: (line: string) => process.stderr.write(`${line}\n`)} : {}),
       }).finally(() => bar.done());
-      emit(globalOptions(command), installed, () => Object.entries(installed.programs).map(([name, file]) => `${name}: ${file}`).join('\n'));
+      emit(globalOptions(command), installed, () =>
+        Object.entries(installed.programs)
+          .map(([name, file]) => `${name}: ${file}`)
+          .join('\n'),
+      );
     });
-  engines.command('list')
+  engines
+    .command('list')
     .description('engines found on this machine')
     .action(async (_options: unknown, command: Command) => {
       const {findLlamaCpp, llamaCppCacheDir} = await import('../../engines/llama-cpp-build.js');
       const llamaCpp = findLlamaCpp();
       const list = {engines: [{name: 'llama.cpp', installed: llamaCpp !== null, location: llamaCpp?.binDir ?? llamaCppCacheDir()}]};
-      emit(globalOptions(command), list, () => list.engines.map(engine => `${engine.name}: ${engine.installed ? engine.location : `not installed (rbee engines install ${engine.name})`}`).join('\n'));
+      emit(globalOptions(command), list, () =>
+        list.engines.map(engine => `${engine.name}: ${engine.installed ? engine.location : `not installed (rbee engines install ${engine.name})`}`).join('\n'),
+      );
     });
   return engines;
 }

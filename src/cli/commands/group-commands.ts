@@ -55,10 +55,7 @@ async function waitUntilHealthy(client: HiveClient, group: GroupInfo, timeoutSec
         throw new RbeeError('timeout', `group ${current.group_id} was not healthy after ${timeoutSeconds} s (${current.health})`);
       }
       await new Promise(resolve => setTimeout(resolve, 250));
-      const [latest, members] = await Promise.all([
-        client.getGroup(current.group_id),
-        Promise.all(ids.map(id => client.getWorker(id))),
-      ]);
+      const [latest, members] = await Promise.all([client.getGroup(current.group_id), Promise.all(ids.map(id => client.getWorker(id)))]);
       current = latest;
       const ready = members.filter(member => member.state === 'ready' || member.state === 'busy').length;
       bar.update({
@@ -79,7 +76,10 @@ async function waitUntilHealthy(client: HiveClient, group: GroupInfo, timeoutSec
 }
 
 function deviceList(value: string): string[] {
-  const devices = value.split(',').map(device => device.trim()).filter(device => device !== '');
+  const devices = value
+    .split(',')
+    .map(device => device.trim())
+    .filter(device => device !== '');
   if (devices.length < 2) {
     throw new RbeeError('invalid_request', '--devices: name at least two devices, comma-separated (e.g. cuda:0,cuda:1)');
   }
@@ -90,10 +90,21 @@ export function spawnGroupCommand(): Command {
   const command = new Command('spawn-group')
     .description('spawn one model sharded over several devices: a coordinator (one endpoint) and a shard per extra device')
     .addOption(modelOption())
-    .addOption(new Option('--devices <list>', 'comma-separated, the coordinator\'s first: cuda:0,cuda:1 ("cpu" may repeat)').env('RBEE_DEVICES').argParser(deviceList).makeOptionMandatory())
-    .addOption(new Option('--type <type>', 'worker type (default: the fastest that can run groups on the first device, by what the adapters declare)').env('RBEE_WORKER_TYPE'))
-    .option('--coordinator-port <port>', 'the group\'s endpoint port (default: a free one)', integerFlag('--coordinator-port', 1, 65_535))
-    .addOption(new Option('--restart <policy>', 'after a member fails, spawn the whole group again').choices(['never', 'on-failure', 'always']).default('on-failure'))
+    .addOption(
+      new Option('--devices <list>', 'comma-separated, the coordinator\'s first: cuda:0,cuda:1 ("cpu" may repeat)')
+        .env('RBEE_DEVICES')
+        .argParser(deviceList)
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--type <type>', 'worker type (default: the fastest that can run groups on the first device, by what the adapters declare)').env(
+        'RBEE_WORKER_TYPE',
+      ),
+    )
+    .option('--coordinator-port <port>', "the group's endpoint port (default: a free one)", integerFlag('--coordinator-port', 1, 65_535))
+    .addOption(
+      new Option('--restart <policy>', 'after a member fails, spawn the whole group again').choices(['never', 'on-failure', 'always']).default('on-failure'),
+    )
     .option('--force', 'spawn even if the model looks larger than the devices have free')
     .option('--wait', 'return only once every member serves (or the group failed)')
     .addOption(timeoutOption())
@@ -125,10 +136,13 @@ export function groupsCommand(): Command {
     .option('--all', 'include stopped and failed groups')
     .action(async (options: {all?: boolean}, command: Command) => {
       const list = await hiveClient(command).listGroups({all: options.all === true});
-      emit(globalOptions(command), list, () => list.groups.length === 0
-        ? 'no worker groups (spawn one: rbee worker spawn-group --model default --devices cuda:0,cuda:1 --wait)'
-        : table(['GROUP', 'HEALTH', 'MODEL', 'DEVICES', 'COORDINATOR', 'URL'], list.groups.map(group => [
-          group.group_id, group.health, group.model, group.devices.join(','), group.coordinator.worker_id, group.url,
-        ])));
+      emit(globalOptions(command), list, () =>
+        list.groups.length === 0
+          ? 'no worker groups (spawn one: rbee worker spawn-group --model default --devices cuda:0,cuda:1 --wait)'
+          : table(
+              ['GROUP', 'HEALTH', 'MODEL', 'DEVICES', 'COORDINATOR', 'URL'],
+              list.groups.map(group => [group.group_id, group.health, group.model, group.devices.join(','), group.coordinator.worker_id, group.url]),
+            ),
+      );
     });
 }

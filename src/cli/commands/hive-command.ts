@@ -38,10 +38,26 @@ function startCommand(): Command {
     .description('run the hive in the foreground (Ctrl-C stops it and all its workers)')
     .option('--host <address>', 'address to bind (env RBEE_HOST); beyond loopback needs a token')
     .option('--port <port>', 'port to bind (env RBEE_PORT)', integerFlagIn('--port', limits.port))
-    .option('--heartbeat-interval <ms>', 'worker heartbeat interval (env RBEE_HEARTBEAT_INTERVAL_MS)', integerFlagIn('--heartbeat-interval', limits.heartbeatIntervalMs))
-    .option('--orphan-timeout <ms>', 'workers exit when the hive is silent this long (default: 3 intervals)', integerFlagIn('--orphan-timeout', limits.orphanTimeoutMs))
-    .option('--load-stall-timeout <ms>', 'fail a download or model load with no progress this long', integerFlagIn('--load-stall-timeout', limits.loadStallTimeoutMs))
-    .option('--worker-timeout <ms>', 'a worker silent this long on a request is checked (its /health); a hung one\'s requests go to another worker (default 2000)', integerFlagIn('--worker-timeout', limits.workerTimeoutMs))
+    .option(
+      '--heartbeat-interval <ms>',
+      'worker heartbeat interval (env RBEE_HEARTBEAT_INTERVAL_MS)',
+      integerFlagIn('--heartbeat-interval', limits.heartbeatIntervalMs),
+    )
+    .option(
+      '--orphan-timeout <ms>',
+      'workers exit when the hive is silent this long (default: 3 intervals)',
+      integerFlagIn('--orphan-timeout', limits.orphanTimeoutMs),
+    )
+    .option(
+      '--load-stall-timeout <ms>',
+      'fail a download or model load with no progress this long',
+      integerFlagIn('--load-stall-timeout', limits.loadStallTimeoutMs),
+    )
+    .option(
+      '--worker-timeout <ms>',
+      "a worker silent this long on a request is checked (its /health); a hung one's requests go to another worker (default 2000)",
+      integerFlagIn('--worker-timeout', limits.workerTimeoutMs),
+    )
     .option('--stop-grace <ms>', 'how long a stopping worker may finish before SIGKILL', integerFlagIn('--stop-grace', limits.stopGraceMs))
     .option('--model-dir <folder...>', 'model files must lie in these folders (env RBEE_MODEL_DIRS)')
     .option('--config <file>', 'config file (env RBEE_CONFIG)')
@@ -53,22 +69,32 @@ function startCommand(): Command {
         // The token reaches the detached hive by environment: on its command line it would be readable in
         // /proc by any local user for the hive's whole life. Checked here, so a bad one fails before the spawn.
         const token = global.token === undefined ? undefined : checkApiToken(global.token, '--token');
-        const args = withoutOption(process.argv.slice(2).filter(arg => arg !== '--detach'), '--token');
+        const args = withoutOption(
+          process.argv.slice(2).filter(arg => arg !== '--detach'),
+          '--token',
+        );
         const detached = await startDetachedHive({home: rbeeHome(), args, timeoutMs: 120_000, env: token === undefined ? {} : {RBEE_TOKEN: token}});
-        emit(global, {...detached, detached: true}, () =>
-          `rbee hive running in the background on ${detached.url} (pid ${detached.pid}); log: ${detached.log}\nstop it with: rbee hive stop`);
+        emit(
+          global,
+          {...detached, detached: true},
+          () => `rbee hive running in the background on ${detached.url} (pid ${detached.pid}); log: ${detached.log}\nstop it with: rbee hive stop`,
+        );
         return;
       }
       // Loaded here, not at the top: every other command stays fast to start.
       const [{loadConfig}, {startHive}, {adaptersOf}] = await Promise.all([
-        import('../../config/load-config.js'), import('../../hive/hive-server.js'), import('../../adapters/configured-adapters.js'),
+        import('../../config/load-config.js'),
+        import('../../hive/hive-server.js'),
+        import('../../adapters/configured-adapters.js'),
       ]);
       const home = rbeeHome();
       ensurePrivateDir(home);
       const explicitPath = options.config ?? envValue('RBEE_CONFIG');
       const loaded = await loadConfig(explicitPath === undefined ? {} : {explicitPath});
       const {config, filepath} = loaded;
-      const envModelDirs = envValue('RBEE_MODEL_DIRS')?.split(path.delimiter).filter(dir => dir !== '');
+      const envModelDirs = envValue('RBEE_MODEL_DIRS')
+        ?.split(path.delimiter)
+        .filter(dir => dir !== '');
       const modelDirs = options.modelDir ?? envModelDirs ?? config.hive.modelDirs;
       const log = (message: string) => process.stderr.write(`[hive] ${message}\n`);
       const adapters = await adaptersOf(loaded);
@@ -83,7 +109,11 @@ function startCommand(): Command {
         port: options.port ?? fromEnv('RBEE_PORT', limits.port) ?? config.hive.port ?? defaults.hivePort,
         token: resolveApiToken({flag: global.token, config: {token: config.hive.token, path: filepath}}),
         rbeeHome: home,
-        heartbeatIntervalMs: options.heartbeatInterval ?? fromEnv('RBEE_HEARTBEAT_INTERVAL_MS', limits.heartbeatIntervalMs) ?? config.hive.heartbeatIntervalMs ?? defaults.heartbeatIntervalMs,
+        heartbeatIntervalMs:
+          options.heartbeatInterval ??
+          fromEnv('RBEE_HEARTBEAT_INTERVAL_MS', limits.heartbeatIntervalMs) ??
+          config.hive.heartbeatIntervalMs ??
+          defaults.heartbeatIntervalMs,
         orphanTimeoutMs: options.orphanTimeout ?? config.hive.orphanTimeoutMs,
         loadStallTimeoutMs: options.loadStallTimeout ?? config.hive.loadStallTimeoutMs,
         workerTimeoutMs: options.workerTimeout ?? config.hive.workerTimeoutMs,
@@ -92,9 +122,13 @@ function startCommand(): Command {
         workerDefaults: config.workers,
         log,
       });
-      emit(global, {url: running.url, pid: process.pid, config: filepath, devices: running.devices, adopted: running.adopted}, () =>
-        `rbee hive listening on ${running.url} (pid ${process.pid})${filepath === null ? '' : `, config ${filepath}`}\n` +
-        `devices: ${running.devices.map(device => device.id).join(', ')}`);
+      emit(
+        global,
+        {url: running.url, pid: process.pid, config: filepath, devices: running.devices, adopted: running.adopted},
+        () =>
+          `rbee hive listening on ${running.url} (pid ${process.pid})${filepath === null ? '' : `, config ${filepath}`}\n` +
+          `devices: ${running.devices.map(device => device.id).join(', ')}`,
+      );
       // Persistent listeners, not once(): a library's signal-exit hook re-raises a signal that
       // has no other listener left, which would kill the hive before its workers are stopped.
       const stop = (signal: string) => {
@@ -140,8 +174,5 @@ function stopCommand(): Command {
 }
 
 export function hiveCommand(): Command {
-  return new Command('hive')
-    .description('the per-machine daemon that runs workers')
-    .addCommand(startCommand())
-    .addCommand(stopCommand());
+  return new Command('hive').description('the per-machine daemon that runs workers').addCommand(startCommand()).addCommand(stopCommand());
 }

@@ -33,7 +33,8 @@ async function usersByPath(command: Command): Promise<Map<string, string[]>> {
 
 export function modelCommand(): Command {
   const model = new Command('model').description('models in the local cache (RBEE_HOME/models)');
-  model.command('pull')
+  model
+    .command('pull')
     .description('download (or assemble) a model into the cache, with a progress bar')
     .argument('<model>', 'hf:org/repo:file.gguf, "default", or a local GGUF path to check')
     .option('--force', 'download (or assemble) it again even if the cache has it, e.g. after a "damaged cache entry" error')
@@ -43,28 +44,36 @@ export function modelCommand(): Command {
       const bar = createProgressBar({label: reference});
       // A pull hashes a cached copy whole: it is how a user checks the cache, not just fills it.
       const resolved = await resolveModel(reference, {
-        modelsDir: modelsDir(), onProgress: progress => bar.update(progress), verify: 'full', force: options.force === true,
+        modelsDir: modelsDir(),
+        onProgress: progress => bar.update(progress),
+        verify: 'full',
+        force: options.force === true,
       }).finally(() => bar.done());
       emit(globalOptions(command), resolved, () => `${resolved.name}: ${resolved.path}`);
     });
 
-  model.command('list')
+  model
+    .command('list')
     .description('cached models: reference, size, sha256 (from the checksum sidecar), path, and the workers using each')
     .action(async (_options: unknown, command: Command) => {
       const {listCachedModels} = await import('../../models/model-cache.js');
       const dir = modelsDir();
       const users = await usersByPath(command);
       const models = listCachedModels(dir).map(entry => ({...entry, used_by: users.get(entry.path) ?? []}));
-      emit(globalOptions(command), {models_dir: dir, models}, () => models.length === 0
-        ? `no models in ${dir} (fetch one: rbee model pull default)`
-        : table(['MODEL', 'SIZE', 'SHA256', 'USED BY', 'PATH'], models.map(entry => [
-          entry.ref, formatBytes(entry.size), entry.sha256?.slice(0, 12) ?? '-', entry.used_by.join(',') || '-', entry.path,
-        ])));
+      emit(globalOptions(command), {models_dir: dir, models}, () =>
+        models.length === 0
+          ? `no models in ${dir} (fetch one: rbee model pull default)`
+          : table(
+              ['MODEL', 'SIZE', 'SHA256', 'USED BY', 'PATH'],
+              models.map(entry => [entry.ref, formatBytes(entry.size), entry.sha256?.slice(0, 12) ?? '-', entry.used_by.join(',') || '-', entry.path]),
+            ),
+      );
     });
 
-  model.command('rm')
+  model
+    .command('rm')
     .description('delete a cached model (and its sidecar); refused while a worker uses it unless --force')
-    .argument('<model>', 'a reference as `model list` shows it (default, hf:…) or the cached file\'s path')
+    .argument('<model>', "a reference as `model list` shows it (default, hf:…) or the cached file's path")
     .option('--force', 'delete even while workers use it (they keep the open file until they end)')
     .action(async (reference: string, options: {force?: boolean}, command: Command) => {
       const {findCachedModel, removeCachedModel} = await import('../../models/model-cache.js');
@@ -72,7 +81,10 @@ export function modelCommand(): Command {
       const entry = findCachedModel(dir, reference);
       const users = (await usersByPath(command)).get(entry.path) ?? [];
       if (users.length > 0 && options.force !== true) {
-        throw new RbeeError('invalid_request', `${entry.ref} is in use by ${users.join(', ')}: stop ${users.length > 1 ? 'them' : 'it'} first, or pass --force`);
+        throw new RbeeError(
+          'invalid_request',
+          `${entry.ref} is in use by ${users.join(', ')}: stop ${users.length > 1 ? 'them' : 'it'} first, or pass --force`,
+        );
       }
       removeCachedModel(dir, entry);
       emit(globalOptions(command), {removed: entry, used_by: users}, () => `removed ${entry.ref} (${formatBytes(entry.size)}, ${entry.path})`);

@@ -7,19 +7,26 @@ import {limits} from '../../config/limits.js';
 export type SpawnShape = {model: string; contextSize?: number; threads?: number; parallel?: number};
 
 export function modelOption(): Option {
-  return new Option('--model <model>', 'a GGUF path, hf:org/repo:file.gguf, or "default" (the base Gemma 3 270M: it completes text, it does not chat)').env('RBEE_MODEL').makeOptionMandatory();
+  return new Option('--model <model>', 'a GGUF path, hf:org/repo:file.gguf, or "default" (the base Gemma 3 270M: it completes text, it does not chat)')
+    .env('RBEE_MODEL')
+    .makeOptionMandatory();
 }
 
 export function shapeOptions(threadsWhat: string): Option[] {
   return [
-    new Option('--context-size <tokens>', 'context per parallel request').env('RBEE_CONTEXT_SIZE').argParser(integerFlagIn('--context-size', limits.contextSize)),
+    new Option('--context-size <tokens>', 'context per parallel request')
+      .env('RBEE_CONTEXT_SIZE')
+      .argParser(integerFlagIn('--context-size', limits.contextSize)),
     new Option('--threads <n>', threadsWhat).env('RBEE_THREADS').argParser(integerFlagIn('--threads', limits.threads)),
     new Option('--parallel <n>', 'requests generated at once').argParser(integerFlagIn('--parallel', limits.parallel)),
   ];
 }
 
 export function timeoutOption(): Option {
-  return new Option('--timeout <seconds>', 'with --wait: give up after this long').env('RBEE_TIMEOUT').argParser(integerFlagIn('--timeout', limits.waitSeconds)).default(600);
+  return new Option('--timeout <seconds>', 'with --wait: give up after this long')
+    .env('RBEE_TIMEOUT')
+    .argParser(integerFlagIn('--timeout', limits.waitSeconds))
+    .default(600);
 }
 
 /** The model as the hive must see it: the hive runs elsewhere (another working directory), so a path goes absolute. */

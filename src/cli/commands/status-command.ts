@@ -6,7 +6,9 @@ import type {HiveClient} from '../../protocol/hive-client.js';
 import {emit} from '../output.js';
 
 function describeStatus(status: HiveStatus): string {
-  const states = Object.entries(status.workers).map(([state, count]) => `${count} ${state}`).join(', ');
+  const states = Object.entries(status.workers)
+    .map(([state, count]) => `${count} ${state}`)
+    .join(', ');
   return [
     `hive ${status.url} (pid ${status.pid}, up ${status.uptime_seconds} s, rbee ${status.version})`,
     `devices: ${status.devices.map(device => `${device.id} ${formatBytes(device.memory_used)}/${formatBytes(device.memory_total)}`).join(', ')}`,
@@ -16,14 +18,24 @@ function describeStatus(status: HiveStatus): string {
 }
 
 function describeGroups(groups: GroupList['groups']): string {
-  return groups.map(group => `group ${group.group_id}: ${group.health}${group.reason === null ? '' : ` (${group.reason})`}, ${group.model} on ${group.devices.join(',')}, ${group.url}`).join('\n');
+  return groups
+    .map(
+      group =>
+        `group ${group.group_id}: ${group.health}${group.reason === null ? '' : ` (${group.reason})`}, ${group.model} on ${group.devices.join(',')}, ${group.url}`,
+    )
+    .join('\n');
 }
 
 function describeWorkers(workers: Iterable<WorkerInfo>): string {
   const rows = [...workers].map(worker => [
-    worker.worker_id, worker.model, worker.device, worker.state,
-    String(worker.last_heartbeat?.requests_total ?? 0), String(worker.last_heartbeat?.tokens_generated ?? 0),
-    String(worker.last_heartbeat?.queue_depth ?? 0), formatAge(worker.last_heartbeat_at),
+    worker.worker_id,
+    worker.model,
+    worker.device,
+    worker.state,
+    String(worker.last_heartbeat?.requests_total ?? 0),
+    String(worker.last_heartbeat?.tokens_generated ?? 0),
+    String(worker.last_heartbeat?.queue_depth ?? 0),
+    formatAge(worker.last_heartbeat_at),
   ]);
   return rows.length === 0 ? 'no workers' : table(['ID', 'MODEL', 'DEVICE', 'STATE', 'REQS', 'TOKENS', 'QUEUE', 'HEARTBEAT'], rows);
 }
@@ -45,7 +57,9 @@ async function watch(client: HiveClient, json: boolean, signal: AbortSignal): Pr
       process.stdout.write(`watching ${event.hive.url} (Ctrl-C to stop)\n`);
     } else if (event.type === 'worker') {
       workers.set(event.worker.worker_id, event.worker);
-      process.stdout.write(`${event.at} ${event.worker.worker_id} ${event.change}: ${event.worker.state}${event.worker.reason === null ? '' : ` (${event.worker.reason})`}\n`);
+      process.stdout.write(
+        `${event.at} ${event.worker.worker_id} ${event.change}: ${event.worker.state}${event.worker.reason === null ? '' : ` (${event.worker.reason})`}\n`,
+      );
     } else if (event.type === 'group') {
       const {group} = event;
       process.stdout.write(`${event.at} ${group.group_id} ${event.change}: ${group.health}${group.reason === null ? '' : ` (${group.reason})`}\n`);
@@ -79,9 +93,7 @@ export function statusCommand(): Command {
         });
         return;
       }
-      const [status, list, groups] = await Promise.all([
-        client.status(), client.listWorkers(), client.listGroups(),
-      ]);
+      const [status, list, groups] = await Promise.all([client.status(), client.listWorkers(), client.listGroups()]);
       const text = () => [describeStatus(status), describeGroups(groups.groups), describeWorkers(list.workers)].filter(part => part !== '').join('\n\n');
       emit(global, {...status, worker_list: list.workers, groups: groups.groups}, text);
     });

@@ -31,14 +31,13 @@ type SpawnOptions = {
 };
 
 function describePlan(plan: SpawnPlan): string {
-  const estimate = plan.estimate === null
-    ? 'memory: estimated once the model is downloaded'
-    : `memory: ~${formatBytes(plan.estimate.total)} (weights ${formatBytes(plan.estimate.weights)} + context ${formatBytes(plan.estimate.context)}), ${formatBytes(plan.free_memory)} free`;
-  return [
-    `would spawn a ${plan.type} worker for ${plan.model} on ${plan.device}`,
-    estimate,
-    plan.fits ? 'fits' : `does not fit: ${plan.reason ?? ''}`,
-  ].join('\n');
+  const estimate =
+    plan.estimate === null
+      ? 'memory: estimated once the model is downloaded'
+      : `memory: ~${formatBytes(plan.estimate.total)} (weights ${formatBytes(plan.estimate.weights)} + context ${formatBytes(plan.estimate.context)}), ${formatBytes(plan.free_memory)} free`;
+  return [`would spawn a ${plan.type} worker for ${plan.model} on ${plan.device}`, estimate, plan.fits ? 'fits' : `does not fit: ${plan.reason ?? ''}`].join(
+    '\n',
+  );
 }
 
 function describe(worker: WorkerInfo): string {
@@ -60,8 +59,10 @@ async function waitUntilReady(client: HiveClient, worker: WorkerInfo, timeoutSec
       if (current.last_failure !== null && current.last_failure !== toldFailure) {
         toldFailure = current.last_failure;
         bar.done();
-        process.stderr.write(`rbee: worker ${current.worker_id} failed: ${current.last_failure}\n` +
-          `rbee: the hive restarts it (restart policy ${current.restart}, ${current.restarts} restart(s) so far); waiting up to ${timeoutSeconds} s in all\n`);
+        process.stderr.write(
+          `rbee: worker ${current.worker_id} failed: ${current.last_failure}\n` +
+            `rbee: the hive restarts it (restart policy ${current.restart}, ${current.restarts} restart(s) so far); waiting up to ${timeoutSeconds} s in all\n`,
+        );
       }
       if (Date.now() > deadline) {
         const last = current.last_failure === null ? '' : `; its last failure: ${current.last_failure}`;
@@ -88,14 +89,23 @@ async function waitUntilReady(client: HiveClient, worker: WorkerInfo, timeoutSec
 export function workerCommand(): Command {
   const worker = new Command('worker').description('spawn, list and stop workers (one process, one model, one device)');
 
-  const spawn = worker.command('spawn')
+  const spawn = worker
+    .command('spawn')
     .description('ask the hive for a worker')
     .addOption(modelOption())
     .addOption(new Option('--device <device>', 'cpu, cuda:N or metal').env('RBEE_DEVICE').default('cpu'))
     .addOption(new Option('--type <type>', 'worker type (default: the fastest for the device, by what the adapters declare)').env('RBEE_WORKER_TYPE'))
-    .option('--adapter-option <key=value>', 'an option for the worker type\'s adapter, over the config\'s (repeatable; checked by the adapter)', keyValueFlag('--adapter-option'))
+    .option(
+      '--adapter-option <key=value>',
+      "an option for the worker type's adapter, over the config's (repeatable; checked by the adapter)",
+      keyValueFlag('--adapter-option'),
+    )
     .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlagIn('--max-queue', limits.maxQueue))
-    .option('--ready-timeout <ms>', 'fail the worker when its engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlagIn('--ready-timeout', limits.readyTimeoutMs))
+    .option(
+      '--ready-timeout <ms>',
+      "fail the worker when its engine is not ready after this long (default: the adapter's, else 10 min)",
+      integerFlagIn('--ready-timeout', limits.readyTimeoutMs),
+    )
     .addOption(new Option('--restart <policy>', 'restart after a failure').choices(['never', 'on-failure', 'always']).default('on-failure'))
     .option('--force', 'spawn even if the memory estimate says it will not fit')
     .option('--dry-run', 'print where the worker would go and how much memory it would take; start nothing')
@@ -134,25 +144,35 @@ export function workerCommand(): Command {
     });
   shapeOptions('CPU threads').forEach(option => spawn.addOption(option));
 
-  worker.command('list')
+  worker
+    .command('list')
     .description('list workers and their last heartbeat')
     .option('--all', 'include stopped and failed workers')
     .action(async (options: {all?: boolean}, command: Command) => {
       const list = await hiveClient(command).listWorkers({all: options.all === true});
-      emit(globalOptions(command), list, () => list.workers.length === 0
-        ? 'no workers (spawn one: rbee worker spawn --model default --wait)'
-        : table(
-          ['ID', 'TYPE', 'MODEL', 'DEVICE', 'STATE', 'PID', 'REQS', 'TOKENS', 'MEM', 'HEARTBEAT'],
-          list.workers.map(item => [
-            item.worker_id, item.type, item.model, item.device, item.state, String(item.pid ?? '-'),
-            String(item.last_heartbeat?.requests_total ?? 0), String(item.last_heartbeat?.tokens_generated ?? 0),
-            formatBytes(item.device === 'cpu' ? item.last_heartbeat?.ram_used ?? 0 : item.last_heartbeat?.vram_used ?? 0),
-            formatAge(item.last_heartbeat_at),
-          ]),
-        ));
+      emit(globalOptions(command), list, () =>
+        list.workers.length === 0
+          ? 'no workers (spawn one: rbee worker spawn --model default --wait)'
+          : table(
+              ['ID', 'TYPE', 'MODEL', 'DEVICE', 'STATE', 'PID', 'REQS', 'TOKENS', 'MEM', 'HEARTBEAT'],
+              list.workers.map(item => [
+                item.worker_id,
+                item.type,
+                item.model,
+                item.device,
+                item.state,
+                String(item.pid ?? '-'),
+                String(item.last_heartbeat?.requests_total ?? 0),
+                String(item.last_heartbeat?.tokens_generated ?? 0),
+                formatBytes(item.device === 'cpu' ? (item.last_heartbeat?.ram_used ?? 0) : (item.last_heartbeat?.vram_used ?? 0)),
+                formatAge(item.last_heartbeat_at),
+              ]),
+            ),
+      );
     });
 
-  worker.command('stop')
+  worker
+    .command('stop')
     .description('stop a worker (SIGTERM, grace period, then SIGKILL of its process group), or a worker group by its id (a group member stops its whole group)')
     .argument('<id>', 'worker id, or group id')
     .action(async (id: string, _options: unknown, command: Command) => {
@@ -163,14 +183,24 @@ export function workerCommand(): Command {
         return;
       }
       const info = await client.stopWorker(id);
-      emit(globalOptions(command), info, () => `${describe(info)}${info.group_id === null ? '' : `\n(a member of group ${info.group_id}: the whole group was stopped)`}`);
+      emit(
+        globalOptions(command),
+        info,
+        () => `${describe(info)}${info.group_id === null ? '' : `\n(a member of group ${info.group_id}: the whole group was stopped)`}`,
+      );
     });
 
-  worker.command('wait')
+  worker
+    .command('wait')
     .description('wait until a worker reaches a state (for scripts and CI)')
     .argument('<id>', 'worker id')
     .addOption(new Option('--state <state>', 'state to wait for').choices(['ready', 'stopped', 'failed']).default('ready'))
-    .addOption(new Option('--timeout <seconds>', 'give up after this long (exit code 5)').env('RBEE_TIMEOUT').argParser(integerFlagIn('--timeout', limits.waitSeconds)).default(120))
+    .addOption(
+      new Option('--timeout <seconds>', 'give up after this long (exit code 5)')
+        .env('RBEE_TIMEOUT')
+        .argParser(integerFlagIn('--timeout', limits.waitSeconds))
+        .default(120),
+    )
     .action(async (id: string, options: {state: 'ready' | 'stopped' | 'failed'; timeout: number}, command: Command) => {
       const client = hiveClient(command);
       const deadline = Date.now() + options.timeout * 1000;
@@ -191,7 +221,8 @@ export function workerCommand(): Command {
       emit(globalOptions(command), info, () => describe(info));
     });
 
-  worker.command('drain')
+  worker
+    .command('drain')
     .description('let a worker finish what it has and take nothing new (delivered with its next heartbeat)')
     .argument('<id>', 'worker id')
     .action(async (id: string, _options: unknown, command: Command) => {
@@ -199,10 +230,11 @@ export function workerCommand(): Command {
       emit(globalOptions(command), info, () => `${info.worker_id} will drain at its next heartbeat`);
     });
 
-  worker.command('unload')
-    .description('unload a worker\'s model (a single-model worker then exits); delivered with its next heartbeat')
+  worker
+    .command('unload')
+    .description("unload a worker's model (a single-model worker then exits); delivered with its next heartbeat")
     .argument('<id>', 'worker id')
-    .option('--model <model>', 'model to unload (default: the worker\'s model)')
+    .option('--model <model>', "model to unload (default: the worker's model)")
     .action(async (id: string, options: {model?: string}, command: Command) => {
       const client = hiveClient(command);
       const current = await client.getWorker(id);
@@ -215,4 +247,3 @@ export function workerCommand(): Command {
   worker.addCommand(workerRunCommand(), {hidden: true});
   return worker;
 }
-

@@ -59,7 +59,10 @@ async function adapterFor(type: string, configPath: string | undefined, adapterO
   const found = adapters.find(loaded => loaded.adapter.type === type);
   if (found === undefined) {
     const broken = errors.map(error => `${error.source}: ${error.message}`).join('; ');
-    throw new RbeeError('invalid_request', `unknown worker type "${type}": available types are ${adapters.map(loaded => loaded.adapter.type).join(', ')}${broken === '' ? '' : ` (not loaded: ${broken})`}`);
+    throw new RbeeError(
+      'invalid_request',
+      `unknown worker type "${type}": available types are ${adapters.map(loaded => loaded.adapter.type).join(', ')}${broken === '' ? '' : ` (not loaded: ${broken})`}`,
+    );
   }
   return adapterOptions === undefined ? found.adapter : found.withOptions(adapterOptions);
 }
@@ -76,17 +79,35 @@ export function workerRunCommand(): Command {
     .option('--host <address>', 'address to serve on', '127.0.0.1')
     .requiredOption('--port <port>', 'port to serve on', integerFlagIn('--port', limits.port))
     .option('--hive-url <url>', 'hive to heartbeat to (none: standalone)')
-    .option('--heartbeat-interval <ms>', 'heartbeat interval', integerFlagIn('--heartbeat-interval', limits.heartbeatIntervalMs), workerDefaults.heartbeatIntervalMs)
-    .option('--orphan-timeout <ms>', 'exit when the hive has not answered for this long (default: 3 intervals)', integerFlagIn('--orphan-timeout', limits.orphanTimeoutMs))
+    .option(
+      '--heartbeat-interval <ms>',
+      'heartbeat interval',
+      integerFlagIn('--heartbeat-interval', limits.heartbeatIntervalMs),
+      workerDefaults.heartbeatIntervalMs,
+    )
+    .option(
+      '--orphan-timeout <ms>',
+      'exit when the hive has not answered for this long (default: 3 intervals)',
+      integerFlagIn('--orphan-timeout', limits.orphanTimeoutMs),
+    )
     .option('--context-size <tokens>', 'context per parallel request', integerFlagIn('--context-size', limits.contextSize), workerDefaults.contextSize)
     .option('--threads <n>', 'CPU threads', integerFlagIn('--threads', limits.threads))
     .option('--parallel <n>', 'requests generated at once', integerFlagIn('--parallel', limits.parallel), workerDefaults.parallel)
     .option('--max-queue <n>', 'requests that may wait beyond --parallel', integerFlagIn('--max-queue', limits.maxQueue), workerDefaults.maxQueue)
-    .option('--config <file>', 'the hive\'s config file, for its adapter plugins')
-    .option('--adapter-options <json>', 'options for the adapter\'s factory, over the config\'s (the hive sets them)')
-    .option('--group <json>', 'this worker\'s part in a worker group (the hive sets it)')
-    .option('--ready-timeout <ms>', 'fail when the engine is not ready after this long (default: the adapter\'s, else 10 min)', integerFlagIn('--ready-timeout', limits.readyTimeoutMs))
-    .option('--drain-timeout <ms>', 'on stop, how long in-flight requests may finish', integerFlagIn('--drain-timeout', limits.stopGraceMs), workerDefaults.drainTimeoutMs)
+    .option('--config <file>', "the hive's config file, for its adapter plugins")
+    .option('--adapter-options <json>', "options for the adapter's factory, over the config's (the hive sets them)")
+    .option('--group <json>', "this worker's part in a worker group (the hive sets it)")
+    .option(
+      '--ready-timeout <ms>',
+      "fail when the engine is not ready after this long (default: the adapter's, else 10 min)",
+      integerFlagIn('--ready-timeout', limits.readyTimeoutMs),
+    )
+    .option(
+      '--drain-timeout <ms>',
+      'on stop, how long in-flight requests may finish',
+      integerFlagIn('--drain-timeout', limits.stopGraceMs),
+      workerDefaults.drainTimeoutMs,
+    )
     .action(async (options: RunOptions) => {
       const credentials = takeWorkerCredentials();
       if (options.hiveUrl !== undefined && credentials.key === null) {
@@ -102,26 +123,29 @@ export function workerRunCommand(): Command {
       if (group !== undefined && adapter.groups !== true) {
         throw new RbeeError('invalid_request', `--group: worker type "${options.type}" cannot run in a worker group`);
       }
-      await runWorker({
-        workerId: options.workerId,
-        modelPath: options.modelPath,
-        modelName: options.modelName ?? options.modelPath,
-        device: options.device,
-        host: options.host,
-        port: options.port,
-        hiveUrl: options.hiveUrl,
-        secret: credentials.secret,
-        key: credentials.key,
-        shardKeys: credentials.shardKeys,
-        heartbeatIntervalMs: options.heartbeatInterval,
-        orphanTimeoutMs: options.orphanTimeout ?? 3 * options.heartbeatInterval,
-        contextSize: options.contextSize,
-        threads: options.threads,
-        parallel: options.parallel,
-        maxQueue: options.maxQueue,
-        drainTimeoutMs: options.drainTimeout,
-        readyTimeoutMs: options.readyTimeout,
-        group,
-      }, adapter);
+      await runWorker(
+        {
+          workerId: options.workerId,
+          modelPath: options.modelPath,
+          modelName: options.modelName ?? options.modelPath,
+          device: options.device,
+          host: options.host,
+          port: options.port,
+          hiveUrl: options.hiveUrl,
+          secret: credentials.secret,
+          key: credentials.key,
+          shardKeys: credentials.shardKeys,
+          heartbeatIntervalMs: options.heartbeatInterval,
+          orphanTimeoutMs: options.orphanTimeout ?? 3 * options.heartbeatInterval,
+          contextSize: options.contextSize,
+          threads: options.threads,
+          parallel: options.parallel,
+          maxQueue: options.maxQueue,
+          drainTimeoutMs: options.drainTimeout,
+          readyTimeoutMs: options.readyTimeout,
+          group,
+        },
+        adapter,
+      );
     });
 }

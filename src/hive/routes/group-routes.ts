@@ -19,8 +19,10 @@ export function registerGroupRoutes(app: FastifyInstance, supervisor: Supervisor
   });
 
   app.get<{Params: {id: string}}>('/v1/groups/:id', async (request): Promise<GroupInfo> =>
-    toGroupInfo(supervisor.getGroup(request.params.id), supervisor.workers));
+    toGroupInfo(supervisor.getGroup(request.params.id), supervisor.workers),
+  );
 
   app.delete<{Params: {id: string}}>('/v1/groups/:id', async (request): Promise<GroupInfo> =>
-    toGroupInfo(await supervisor.stopGroup(request.params.id), supervisor.workers));
+    toGroupInfo(await supervisor.stopGroup(request.params.id), supervisor.workers),
+  );
 }

@@ -18,7 +18,12 @@ export function registerHeartbeatRoutes(app: FastifyInstance, supervisor: Superv
       try {
         answer = supervisor.heartbeat(heartbeat, typeof secret === 'string' ? secret : undefined);
       } catch (error) {
-        result = error instanceof RbeeError && error.code === 'worker_not_found' ? 'unknown_worker' : error instanceof RbeeError && error.code === 'unauthorized' ? 'bad_secret' : 'invalid';
+        result =
+          error instanceof RbeeError && error.code === 'worker_not_found'
+            ? 'unknown_worker'
+            : error instanceof RbeeError && error.code === 'unauthorized'
+              ? 'bad_secret'
+              : 'invalid';
         throw error;
       }
       events.publish({type: 'heartbeat', at: answer.worker.lastHeartbeatAt!.toISOString(), worker_id: answer.worker.id, heartbeat});

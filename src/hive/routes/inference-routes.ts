@@ -11,12 +11,7 @@ import {clientGoneSignal} from '../../http/client-gone.js';
 import {isOpenAiRoute, toOpenAiError} from '../../http/error-handling.js';
 import {writeSse} from '../../http/sse.js';
 import {validateBody} from '../../http/validate-body.js';
-import {
-  ChatCompletionRequestSchema,
-  CompletionRequestSchema,
-  InferRequestSchema,
-  type ModelList,
-} from '../../protocol/wire.js';
+import {ChatCompletionRequestSchema, CompletionRequestSchema, InferRequestSchema, type ModelList} from '../../protocol/wire.js';
 import {Router, servedModels} from '../router.js';
 import {answerTokens, streamTokens, type RequestEventSink} from '../request-events.js';
 import type {Supervisor} from '../supervisor.js';
@@ -71,9 +66,7 @@ async function answersHealth(worker: WorkerView, timeoutMs: number): Promise<boo
   }
 }
 
-type Sent =
-  | {kind: 'response'; response: Response}
-  | {kind: 'failed'; error: RbeeError; hung: boolean};
+type Sent = {kind: 'response'; response: Response} | {kind: 'failed'; error: RbeeError; hung: boolean};
 
 /**
  * POSTs the request to a worker and waits for its answer to begin, watching the worker meanwhile:
@@ -128,7 +121,10 @@ async function relayWhole(reply: FastifyReply, worker: WorkerView, upstream: Res
   if (retryAfter !== null) {
     void reply.header('retry-after', retryAfter);
   }
-  await reply.status(upstream.status).header('content-type', upstream.headers.get('content-type') ?? 'application/json').send(text);
+  await reply
+    .status(upstream.status)
+    .header('content-type', upstream.headers.get('content-type') ?? 'application/json')
+    .send(text);
 }
 
 /**
@@ -136,7 +132,13 @@ async function relayWhole(reply: FastifyReply, worker: WorkerView, upstream: Res
  * its engine died, or the connection broke) gets an error event: a cut-off answer never reads as
  * a finished one.
  */
-async function relayStream(reply: FastifyReply, worker: WorkerView, upstream: Response & {body: ReadableStream<Uint8Array>}, path: string, tap: TokenTap): Promise<void> {
+async function relayStream(
+  reply: FastifyReply,
+  worker: WorkerView,
+  upstream: Response & {body: ReadableStream<Uint8Array>},
+  path: string,
+  tap: TokenTap,
+): Promise<void> {
   const openAi = isOpenAiRoute(path);
   reply.hijack();
   reply.raw.writeHead(upstream.status, {
@@ -159,7 +161,10 @@ async function relayStream(reply: FastifyReply, worker: WorkerView, upstream: Re
     broke = (error as Error).message;
   }
   if (!reply.raw.destroyed && (broke !== null || !end.ended(openAi))) {
-    const error = new RbeeError('worker_failed', `worker ${worker.id}'s stream ended before its end marker (${broke ?? 'the connection closed'}): the worker or its engine failed mid-answer`);
+    const error = new RbeeError(
+      'worker_failed',
+      `worker ${worker.id}'s stream ended before its end marker (${broke ?? 'the connection closed'}): the worker or its engine failed mid-answer`,
+    );
     writeSse(reply.raw, openAi ? toOpenAiError(error) : {type: 'error', error: {code: error.code, message: error.message}});
   }
   reply.raw.end();
@@ -185,8 +190,15 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
    * One try on one worker: the answer relayed ('done'), or the worker to try next when this one
    * could not take the request (unreachable, hung, or refusing for now with a 503) and `next` offers one.
    */
-  async function attempt(worker: WorkerView, path: string, raw: Buffer, streamed: boolean, reply: FastifyReply, clientGone: AbortSignal,
-    next: () => WorkerView | null): Promise<'done' | WorkerView> {
+  async function attempt(
+    worker: WorkerView,
+    path: string,
+    raw: Buffer,
+    streamed: boolean,
+    reply: FastifyReply,
+    clientGone: AbortSignal,
+    next: () => WorkerView | null,
+  ): Promise<'done' | WorkerView> {
     const cancel = new AbortController();
     const onGone = () => cancel.abort(clientGone.reason);
     clientGone.addEventListener('abort', onGone, {once: true});
@@ -199,18 +211,27 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
     let status: number | undefined;
     const event = (phase: 'started' | 'progress' | 'ended', extra: {status?: number} = {}) => {
       following?.publish({
-        type: 'request', at: new Date().toISOString(), worker_id: worker.id, phase, in_flight: worker.inFlight,
-        ...(phase === 'started' ? {} : {tokens: pending}), ...(phase === 'ended' ? {duration_ms: Date.now() - started} : {}), ...extra,
+        type: 'request',
+        at: new Date().toISOString(),
+        worker_id: worker.id,
+        phase,
+        in_flight: worker.inFlight,
+        ...(phase === 'started' ? {} : {tokens: pending}),
+        ...(phase === 'ended' ? {duration_ms: Date.now() - started} : {}),
+        ...extra,
       });
       pending = 0;
     };
-    const tap: TokenTap = following === null ? null : tokens => {
-      pending += tokens;
-      if (Date.now() - lastProgress >= progressEveryMs) {
-        lastProgress = Date.now();
-        event('progress');
-      }
-    };
+    const tap: TokenTap =
+      following === null
+        ? null
+        : tokens => {
+            pending += tokens;
+            if (Date.now() - lastProgress >= progressEveryMs) {
+              lastProgress = Date.now();
+              event('progress');
+            }
+          };
     event('started');
     try {
       const sent = await sendToWorker(worker, path, raw, cancel, options.workerTimeoutMs);
@@ -289,4 +310,3 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
     }),
   }));
 }
-

@@ -28,8 +28,6 @@ export class StreamEndWatch {
   /** rbee's /v1/infer ends with a `done` or `error` event; the OpenAI routes with `[DONE]` or an error object. */
   ended(openAi: boolean): boolean {
     const head = this.#head ?? '';
-    return openAi
-      ? head.startsWith('[DONE]') || head.startsWith('{"error"')
-      : head.startsWith('{"type":"done"') || head.startsWith('{"type":"error"');
+    return openAi ? head.startsWith('[DONE]') || head.startsWith('{"error"') : head.startsWith('{"type":"done"') || head.startsWith('{"type":"error"');
   }
 }

@@ -18,21 +18,22 @@ export function registerWorkerRoutes(app: FastifyInstance, supervisor: Superviso
     return {workers: records.map(toWorkerInfo)};
   });
 
-  app.get<{Params: {id: string}}>('/v1/workers/:id', async (request): Promise<WorkerInfo> =>
-    toWorkerInfo(supervisor.get(request.params.id)));
+  app.get<{Params: {id: string}}>('/v1/workers/:id', async (request): Promise<WorkerInfo> => toWorkerInfo(supervisor.get(request.params.id)));
 
   // Behind the API token like every route: a client the hive lets in may reach the worker directly.
   app.get<{Params: {id: string}}>('/v1/workers/:id/key', async (request): Promise<WorkerKey> => {
     const record = supervisor.get(request.params.id);
     const key = workerKey(record);
     if (key === null || !isAlive(record.state)) {
-      throw new RbeeError('worker_not_ready', `worker ${record.id} is ${record.state}${key === null ? ' and has not heartbeated since the hive restarted' : ''}: no key to give`);
+      throw new RbeeError(
+        'worker_not_ready',
+        `worker ${record.id} is ${record.state}${key === null ? ' and has not heartbeated since the hive restarted' : ''}: no key to give`,
+      );
     }
     return {worker_id: record.id, url: workerUrl(record), key};
   });
 
-  app.delete<{Params: {id: string}}>('/v1/workers/:id', async (request): Promise<WorkerInfo> =>
-    toWorkerInfo(await supervisor.stop(request.params.id)));
+  app.delete<{Params: {id: string}}>('/v1/workers/:id', async (request): Promise<WorkerInfo> => toWorkerInfo(await supervisor.stop(request.params.id)));
 
   // Delivered with the worker's next heartbeat answer, as the spec's `commands`.
   app.post<{Params: {id: string}}>('/v1/workers/:id/commands', async (request, reply) => {

@@ -15,8 +15,11 @@ export const eventStallMs = 3 * eventKeepAliveMs;
 export const HiveEventSchema = z.discriminatedUnion('type', [
   /** First event on every connection: the whole current state, so a client needs nothing else to start. */
   z.object({
-    type: z.literal('snapshot'), at, hive: z.object({url: z.string(), pid: z.number().int(), version: z.string()}),
-    workers: z.array(WorkerInfoSchema), groups: z.array(GroupInfoSchema).default([]),
+    type: z.literal('snapshot'),
+    at,
+    hive: z.object({url: z.string(), pid: z.number().int(), version: z.string()}),
+    workers: z.array(WorkerInfoSchema),
+    groups: z.array(GroupInfoSchema).default([]),
   }),
   z.object({type: z.literal('heartbeat'), at, worker_id: id, heartbeat: HeartbeatSchema}),
   /** A worker was spawned, changed state, or is restarting; `worker` is its full current record. */
@@ -30,8 +33,14 @@ export const HiveEventSchema = z.discriminatedUnion('type', [
    * someone follows the stream; lets a dashboard show busy and tok/s as they happen.
    */
   z.object({
-    type: z.literal('request'), at, worker_id: id, phase: z.enum(['started', 'progress', 'ended']), in_flight: count,
-    tokens: count.optional(), duration_ms: count.optional(), status: z.number().int().optional(),
+    type: z.literal('request'),
+    at,
+    worker_id: id,
+    phase: z.enum(['started', 'progress', 'ended']),
+    in_flight: count,
+    tokens: count.optional(),
+    duration_ms: count.optional(),
+    status: z.number().int().optional(),
   }),
 ]);
 export type HiveEvent = z.infer<typeof HiveEventSchema>;

@@ -4,7 +4,11 @@
  */
 import {z} from 'zod';
 
-export const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits, ".", "_", ":" and "-" only');
+export const id = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits, ".", "_", ":" and "-" only');
 export const bytes = z.number().int().nonnegative();
 export const count = z.number().int().nonnegative();
 

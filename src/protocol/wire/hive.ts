@@ -36,7 +36,6 @@ export const OpenAiErrorBodySchema = z.object({
 });
 export type OpenAiErrorBody = z.infer<typeof OpenAiErrorBodySchema>;
 
-
 /** GET /health: answers while the hive serves. */
 export const HiveHealthSchema = z.object({status: z.literal('ok'), version: z.string()});
 export type HiveHealth = z.infer<typeof HiveHealthSchema>;
@@ -47,13 +46,15 @@ export type ShutdownAnswer = z.infer<typeof ShutdownAnswerSchema>;
 
 /** GET /v1/adapters: the worker types the hive loaded, and the plugins it could not load. */
 export const AdapterListSchema = z.object({
-  adapters: z.array(z.object({
-    name: z.string(),
-    type: z.string(),
-    description: z.string().nullable(),
-    source: z.string(),
-    built_in: z.boolean(),
-  })),
+  adapters: z.array(
+    z.object({
+      name: z.string(),
+      type: z.string(),
+      description: z.string().nullable(),
+      source: z.string(),
+      built_in: z.boolean(),
+    }),
+  ),
   errors: z.array(z.object({source: z.string(), message: z.string()})),
 });
 export type AdapterList = z.infer<typeof AdapterListSchema>;

@@ -12,7 +12,12 @@ export const sampling = {
   temperature: z.number().min(0).max(2).optional(),
   top_k: z.number().int().min(0).optional(),
   top_p: z.number().gt(0).max(1).optional(),
-  seed: z.number().int().nonnegative().max(2 ** 32 - 1).optional(),
+  seed: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(2 ** 32 - 1)
+    .optional(),
   stop: stop.optional(),
   stream: z.boolean().optional(),
 };

@@ -15,16 +15,18 @@ export const ChatMessageSchema = z.object({
 });
 export type ChatMessage = z.infer<typeof ChatMessageSchema>;
 
-const isEmpty = (value: unknown) => value === null || (Array.isArray(value) ? value.length === 0
-  : typeof value === 'object' && Object.keys(value).length === 0);
+const isEmpty = (value: unknown) =>
+  value === null || (Array.isArray(value) ? value.length === 0 : typeof value === 'object' && Object.keys(value).length === 0);
 /** A documented OpenAI field rbee does not implement: accepted only when it asks for nothing. */
 const neutralOnly = (isNeutral: (value: unknown) => boolean, what: string) =>
   z.unknown().refine(isNeutral, `${what} is not supported by rbee; leave it out (or at its default)`).optional();
 
-export const StreamOptionsSchema = z.strictObject({
-  include_usage: z.boolean().optional(),
-  include_obfuscation: z.boolean().optional(),
-}).nullable();
+export const StreamOptionsSchema = z
+  .strictObject({
+    include_usage: z.boolean().optional(),
+    include_obfuscation: z.boolean().optional(),
+  })
+  .nullable();
 
 /** Fields of both OpenAI generation routes that carry no semantics rbee must honour, or are honoured as told. */
 const openAiCommon = {
@@ -52,7 +54,10 @@ export const ChatCompletionRequestSchema = z.strictObject({
   verbosity: z.string().nullable().optional(),
   logprobs: neutralOnly(value => value === null || value === false, 'logprobs'),
   top_logprobs: neutralOnly(value => value === null || value === 0, 'top_logprobs'),
-  response_format: neutralOnly(value => value === null || (typeof value === 'object' && (value as {type?: unknown}).type === 'text'), 'a response_format other than text'),
+  response_format: neutralOnly(
+    value => value === null || (typeof value === 'object' && (value as {type?: unknown}).type === 'text'),
+    'a response_format other than text',
+  ),
   tools: neutralOnly(isEmpty, 'tools'),
   tool_choice: neutralOnly(value => value === null || value === 'none' || value === 'auto', 'tool_choice'),
   functions: neutralOnly(isEmpty, 'functions'),
@@ -84,11 +89,13 @@ export const ChatCompletionSchema = z.object({
   object: z.literal('chat.completion'),
   created: z.number().int(),
   model: z.string(),
-  choices: z.array(z.object({
-    index: z.number().int(),
-    message: z.object({role: z.literal('assistant'), content: z.string()}),
-    finish_reason: openAiFinish,
-  })),
+  choices: z.array(
+    z.object({
+      index: z.number().int(),
+      message: z.object({role: z.literal('assistant'), content: z.string()}),
+      finish_reason: openAiFinish,
+    }),
+  ),
   usage,
 });
 export type ChatCompletion = z.infer<typeof ChatCompletionSchema>;
@@ -98,11 +105,13 @@ export const ChatCompletionChunkSchema = z.object({
   object: z.literal('chat.completion.chunk'),
   created: z.number().int(),
   model: z.string(),
-  choices: z.array(z.object({
-    index: z.number().int(),
-    delta: z.object({role: z.literal('assistant').optional(), content: z.string().optional()}),
-    finish_reason: openAiFinish,
-  })),
+  choices: z.array(
+    z.object({
+      index: z.number().int(),
+      delta: z.object({role: z.literal('assistant').optional(), content: z.string().optional()}),
+      finish_reason: openAiFinish,
+    }),
+  ),
   /** With `stream_options.include_usage`: null on every chunk but the last, which has no choices. */
   usage: usage.nullable().optional(),
 });
@@ -120,15 +129,17 @@ export type TextCompletion = z.infer<typeof TextCompletionSchema>;
 
 export const ModelListSchema = z.object({
   object: z.literal('list'),
-  data: z.array(z.object({
-    id: z.string(),
-    object: z.literal('model'),
-    created: z.number().int(),
-    owned_by: z.string(),
-    /** rbee: true for a base (pretrained, not instruction-tuned) model, such as the default; absent when not known. */
-    base_model: z.boolean().optional(),
-    /** rbee: what a client should know before using the model (why chat answers may echo the prompt). */
-    notice: z.string().optional(),
-  })),
+  data: z.array(
+    z.object({
+      id: z.string(),
+      object: z.literal('model'),
+      created: z.number().int(),
+      owned_by: z.string(),
+      /** rbee: true for a base (pretrained, not instruction-tuned) model, such as the default; absent when not known. */
+      base_model: z.boolean().optional(),
+      /** rbee: what a client should know before using the model (why chat answers may echo the prompt). */
+      notice: z.string().optional(),
+    }),
+  ),
 });
 export type ModelList = z.infer<typeof ModelListSchema>;

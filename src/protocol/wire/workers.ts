@@ -9,10 +9,12 @@ import {HeartbeatSchema} from './heartbeat.js';
  * Per-worker options for the worker type's adapter (`--adapter-option key=value`), merged over the
  * config's options for it and checked by the adapter's own factory when the hive takes the spawn.
  */
-export const AdapterOptionsSchema = z.record(
-  z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]{0,63}$/, 'an option name: letters, digits, "_" or "-"'),
-  z.union([z.string().max(4_096), z.number(), z.boolean(), z.null()]),
-).refine(options => Object.keys(options).length <= 64, 'at most 64 options');
+export const AdapterOptionsSchema = z
+  .record(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]{0,63}$/, 'an option name: letters, digits, "_" or "-"'),
+    z.union([z.string().max(4_096), z.number(), z.boolean(), z.null()]),
+  )
+  .refine(options => Object.keys(options).length <= 64, 'at most 64 options');
 export type AdapterOptions = z.infer<typeof AdapterOptionsSchema>;
 
 export const SpawnWorkerRequestSchema = z.strictObject({

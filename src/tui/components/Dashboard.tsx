@@ -41,9 +41,7 @@ function emptyText(model: HiveModel, view: ViewState): string {
   }
   const hint = `rbee worker spawn --model default --wait${model.url === hiveUrl({}) ? '' : ` --hive ${model.url}`}`;
   const ended = [...model.workers.values()].filter(row => row.history).length;
-  return ended > 0
-    ? `No running workers (${ended} ended before: a shows them). Spawn one: ${hint}`
-    : `No workers on this hive yet. Spawn one: ${hint}`;
+  return ended > 0 ? `No running workers (${ended} ended before: a shows them). Spawn one: ${hint}` : `No workers on this hive yet. Spawn one: ${hint}`;
 }
 
 /** Chart lines at most, under the sentences: more says nothing more. */
@@ -106,12 +104,20 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
   // Rates move with time, so only the tok/s order is redone on a clock tick.
   const sortNow = view.sort === 'tok/s' ? model.now : 0;
   const lines: TableLine[] = useMemo(
-    () => tableLines(model.workers.values(), {filter: view.filter, showHistory: view.showHistory, groups: model.groups, sort: view.sort, now: sortNow || model.now, links: view.links}),
+    () =>
+      tableLines(model.workers.values(), {
+        filter: view.filter,
+        showHistory: view.showHistory,
+        groups: model.groups,
+        sort: view.sort,
+        now: sortNow || model.now,
+        links: view.links,
+      }),
     [model.workers, model.groups, view.filter, view.showHistory, view.sort, view.links, sortNow],
   );
   const ids = useMemo(() => selectableIds(lines), [lines]);
   const selectedId = view.selectedId !== null && ids.includes(view.selectedId) ? view.selectedId : (ids[0] ?? null);
-  const selected = selectedId === null ? null : model.workers.get(selectedId) ?? null;
+  const selected = selectedId === null ? null : (model.workers.get(selectedId) ?? null);
   const workflow = useMemo(() => [...model.workers.values()].some(row => row.info.last_heartbeat?.workflow_progress != null), [model.workers]);
   const typeWidth = useMemo(() => typeColumnWidth(Array.from(model.workers.values(), row => row.info.type)), [model.workers]);
   const tableColumns = useMemo(() => layoutColumns(columns, {workflow, typeWidth}), [columns, workflow, typeWidth]);
@@ -159,7 +165,10 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
     }
     const group = worker.group_id === null ? undefined : latest.current.groups.get(worker.group_id);
     update({type: 'started', action, workerId});
-    update({type: 'notice', notice: {text: `${action === 'stop' ? 'stopping' : 'restarting'} ${group === undefined ? workerId : `group ${group.group_id}`}…`, tone: 'info'}});
+    update({
+      type: 'notice',
+      notice: {text: `${action === 'stop' ? 'stopping' : 'restarting'} ${group === undefined ? workerId : `group ${group.group_id}`}…`, tone: 'info'},
+    });
     try {
       if (group !== undefined) {
         // A member serves only with its group: the group is stopped, or spawned again, whole.
@@ -202,7 +211,7 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
         exit();
         return;
       case 'view': {
-        const action: ViewAction = intent.action.type === 'move' ? {type: 'move', delta: intent.action.delta, ids} : intent.action as ViewAction;
+        const action: ViewAction = intent.action.type === 'move' ? {type: 'move', delta: intent.action.delta, ids} : (intent.action as ViewAction);
         update(action);
         if (view.notice !== null && action.type !== 'move') {
           update({type: 'notice', notice: null});
@@ -216,7 +225,10 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
         if (selected === undefined) {
           update({type: 'notice', notice: {text: 'no worker selected', tone: 'error'}});
         } else if (view.pending[selected.info.worker_id] !== undefined) {
-          update({type: 'notice', notice: {text: `${selected.info.worker_id}: a ${view.pending[selected.info.worker_id]} is already under way`, tone: 'error'}});
+          update({
+            type: 'notice',
+            notice: {text: `${selected.info.worker_id}: a ${view.pending[selected.info.worker_id]} is already under way`, tone: 'error'},
+          });
         } else if (intent.action === 'stop' && !isAliveState(selected.info.state)) {
           update({type: 'notice', notice: {text: `${selected.info.worker_id} is already ${selected.info.state}`, tone: 'error'}});
         } else {
@@ -268,23 +280,23 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
           muted={muted}
           empty={emptyText(model, view)}
         />
-        {!heights.showPane ? null : view.showHelp
-          ? <HelpPane width={columns} />
-          : selected === null ? null : (
-            <DetailPane
-              row={selected}
-              now={model.now}
-              width={columns}
-              fieldLines={heights.fieldLines}
-              logLines={view.showLogs ? heights.logLines : 0}
-              log={log}
-              pending={view.pending[selected.info.worker_id]}
-              deviceMemory={deviceMemory}
-              group={selectedGroup}
-              restartedFrom={restartedFrom}
-            />
-          )}
-        <Footer view={view} width={columns} confirming={view.confirm === null ? null : model.workers.get(view.confirm.workerId)?.info ?? null} />
+        {!heights.showPane ? null : view.showHelp ? (
+          <HelpPane width={columns} />
+        ) : selected === null ? null : (
+          <DetailPane
+            row={selected}
+            now={model.now}
+            width={columns}
+            fieldLines={heights.fieldLines}
+            logLines={view.showLogs ? heights.logLines : 0}
+            log={log}
+            pending={view.pending[selected.info.worker_id]}
+            deviceMemory={deviceMemory}
+            group={selectedGroup}
+            restartedFrom={restartedFrom}
+          />
+        )}
+        <Footer view={view} width={columns} confirming={view.confirm === null ? null : (model.workers.get(view.confirm.workerId)?.info ?? null)} />
       </Box>
     </ColorsContext.Provider>
   );

@@ -44,9 +44,8 @@ export function DetailPane({row, now, width, fieldLines, logLines, log, pending,
   const inner = Math.max(10, width - 4);
   const age = heartbeatAge(row, now);
   const interval = row.intervalMs === null ? 'interval not seen yet' : `every ~${(row.intervalMs / 1_000).toFixed(1)}s`;
-  const heartbeatLine = age === null
-    ? 'no heartbeat yet'
-    : `last heartbeat ${compactAge(age)} ago (${interval}; stale after ${Math.round(staleAfterMs(row) / 1_000)}s)`;
+  const heartbeatLine =
+    age === null ? 'no heartbeat yet' : `last heartbeat ${compactAge(age)} ago (${interval}; stale after ${Math.round(staleAfterMs(row) / 1_000)}s)`;
   const state = shownState(row);
   const title: Segment[] = [
     {text: info.worker_id, bold: true},
@@ -62,17 +61,23 @@ export function DetailPane({row, now, width, fieldLines, logLines, log, pending,
   return (
     <Box flexDirection="column" borderStyle="round" borderColor="gray" paddingX={1} width={width} height={detailPaneHeight(fieldLines, logLines)}>
       <Line width={inner} segments={title} />
-      {sentences.map((sentence, index) => <TextLine key={index} width={inner} text={sentence} />)}
+      {sentences.map((sentence, index) => (
+        <TextLine key={index} width={inner} text={sentence} />
+      ))}
       {chart.length === 0 ? null : (
         <Box flexDirection="column">
           <TextLine width={inner} text={`tokens/s at each of the last ${row.throughput.length} heartbeats (top: ${compactRate(peak)})`} color="gray" />
-          {chart.map((line, index) => <TextLine key={index} width={inner} text={line} color="cyan" />)}
+          {chart.map((line, index) => (
+            <TextLine key={index} width={inner} text={line} color="cyan" />
+          ))}
         </Box>
       )}
       {logLines > 0 ? (
         <Box flexDirection="column">
           <TextLine width={inner} text={log === null ? 'log: reading…' : `log: ${log.note}`} color="gray" />
-          {(log?.lines ?? []).slice(-logLines).map((line, index) => <TextLine key={index} width={inner} text={line} />)}
+          {(log?.lines ?? []).slice(-logLines).map((line, index) => (
+            <TextLine key={index} width={inner} text={line} />
+          ))}
         </Box>
       ) : null}
     </Box>

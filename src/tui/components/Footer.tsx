@@ -12,12 +12,20 @@ export function Footer({view, confirming, width}: {view: ViewState; confirming: 
   if (view.confirm !== null) {
     const target = confirming === null ? view.confirm.workerId : `${confirming.worker_id} (${confirming.model} on ${confirming.device})`;
     const group = confirming?.group_id ?? null;
-    const question = group !== null
-      ? (view.confirm.action === 'stop' ? `Stop ${target}? Its whole group ${group} stops with it.` : `Restart group ${group}: stop every member, then spawn the same model on the same devices?`)
-      : view.confirm.action === 'stop' ? `Stop ${target}?` : `Restart ${target}: stop it, then spawn the same model, device and type?`;
+    const question =
+      group !== null
+        ? view.confirm.action === 'stop'
+          ? `Stop ${target}? Its whole group ${group} stops with it.`
+          : `Restart group ${group}: stop every member, then spawn the same model on the same devices?`
+        : view.confirm.action === 'stop'
+          ? `Stop ${target}?`
+          : `Restart ${target}: stop it, then spawn the same model, device and type?`;
     segments = [{text: `${question} y/n`, color: 'yellow', bold: true}];
   } else if (view.editingFilter) {
-    segments = [{text: `/${view.filter}█`, color: 'cyan'}, {text: '   enter keeps the filter · esc clears it', color: 'gray'}];
+    segments = [
+      {text: `/${view.filter}█`, color: 'cyan'},
+      {text: '   enter keeps the filter · esc clears it', color: 'gray'},
+    ];
   } else {
     segments = [
       ...(view.filter === '' ? [] : [{text: `filter "${view.filter}" · `, color: 'cyan' as const}]),

@@ -51,13 +51,18 @@ export function Header({model, width, showing}: {model: HiveModel; width: number
   ];
   const workers: Segment[] = [
     {text: 'workers ', bold: true},
-    ...(counts.length === 0 ? [{text: 'none', color: 'gray' as const}] : counts.map(([state, count], index) => ({text: `${index === 0 ? '' : ' · '}${count} ${state}`, color: stateColors[state]}))),
+    ...(counts.length === 0
+      ? [{text: 'none', color: 'gray' as const}]
+      : counts.map(([state, count], index) => ({text: `${index === 0 ? '' : ' · '}${count} ${state}`, color: stateColors[state]}))),
     ...(stale > 0 ? [{text: `  ⚠ ${stale} stale`, color: 'red' as const, bold: true}] : []),
     ...(showing.of > 0 ? [{text: `  (rows ${showing.from}-${showing.to} of ${showing.of})`, color: 'gray' as const}] : []),
     ...(model.rejected > 0 ? [{text: `  ${model.rejected} malformed events dropped`, color: 'yellow' as const}] : []),
   ];
   const totals = useMemo(() => hiveTotals(model), [model.workers, model.now]);
-  const held = [...totals.memory].sort(([a], [b]) => a.localeCompare(b)).map(([device, memory]) => `${device} ${compactBytes(memory.bytes)} (${memory.workers})`).join(' · ');
+  const held = [...totals.memory]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([device, memory]) => `${device} ${compactBytes(memory.bytes)} (${memory.workers})`)
+    .join(' · ');
   const sums: Segment[] = [
     {text: 'totals ', bold: true},
     {text: `${totals.workers} worker${totals.workers === 1 ? '' : 's'} running${totals.busy > 0 ? ` (${totals.busy} busy)` : ''}`},

@@ -7,7 +7,9 @@ export function HelpPane({width}: {width: number}) {
     <Box flexDirection="column" borderStyle="round" borderColor="cyan" paddingX={1} width={width}>
       <Text bold>keys</Text>
       {keyHelp.map(([keys, what]) => (
-        <Text key={keys} wrap="truncate"><Text color="cyan">{keys.padEnd(10)}</Text> {what}</Text>
+        <Text key={keys} wrap="truncate">
+          <Text color="cyan">{keys.padEnd(10)}</Text> {what}
+        </Text>
       ))}
     </Box>
   );

@@ -30,21 +30,28 @@ export type LineProps = {
 };
 
 function sameSegments(a: readonly Segment[], b: readonly Segment[]): boolean {
-  return a.length === b.length && a.every((segment, index) => {
-    const other = b[index]!;
-    return segment.text === other.text && segment.color === other.color && segment.bold === other.bold;
-  });
+  return (
+    a.length === b.length &&
+    a.every((segment, index) => {
+      const other = b[index]!;
+      return segment.text === other.text && segment.color === other.color && segment.bold === other.bold;
+    })
+  );
 }
 
 /** A line re-renders only when what it shows changed: most of a 500-worker table does not, frame to frame. */
-export const Line = memo(function Line({width, segments, muted = false, inverse = false}: LineProps) {
-  const colors = useContext(ColorsContext);
-  if (width <= 0) {
-    return null;
-  }
-  const text = paintLine(segments, width, {colors, muted, inverse});
-  return <Transform transform={() => text}>{placeholder(width)}</Transform>;
-}, (before, after) => before.width === after.width && before.muted === after.muted && before.inverse === after.inverse && sameSegments(before.segments, after.segments));
+export const Line = memo(
+  function Line({width, segments, muted = false, inverse = false}: LineProps) {
+    const colors = useContext(ColorsContext);
+    if (width <= 0) {
+      return null;
+    }
+    const text = paintLine(segments, width, {colors, muted, inverse});
+    return <Transform transform={() => text}>{placeholder(width)}</Transform>;
+  },
+  (before, after) =>
+    before.width === after.width && before.muted === after.muted && before.inverse === after.inverse && sameSegments(before.segments, after.segments),
+);
 
 /** A line of one segment. */
 export function TextLine({width, text, color, bold, muted}: {width: number; text: string; color?: Segment['color']; bold?: boolean; muted?: boolean}) {

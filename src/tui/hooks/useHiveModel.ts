@@ -57,11 +57,14 @@ export function useHiveModel(api: DashboardApi, options: HiveModelOptions = {}):
     }
     let stopped = false;
     const read = () => {
-      api.status().then(status => {
-        if (!stopped) {
-          dispatch({type: 'status', status, now: Date.now()});
-        }
-      }, () => undefined); // devices stay as last read; the event stream reports the connection
+      api.status().then(
+        status => {
+          if (!stopped) {
+            dispatch({type: 'status', status, now: Date.now()});
+          }
+        },
+        () => undefined,
+      ); // devices stay as last read; the event stream reports the connection
     };
     read();
     const poll = setInterval(read, options.statusEveryMs ?? 5_000);

@@ -16,17 +16,23 @@ export function useWorkerLog(api: DashboardApi, workerId: string | null, enabled
         return;
       }
       reading = true;
-      api.workerLog(workerId, lines).then(next => {
-        if (!stopped) {
-          setTail(previous => (previous !== null && previous.note === next.note && previous.lines.join('\n') === next.lines.join('\n') ? previous : next));
-        }
-      }, error => {
-        if (!stopped) {
-          setTail({path: '', lines: [], note: `log unreadable: ${(error as Error).message}`});
-        }
-      }).finally(() => {
-        reading = false;
-      });
+      api
+        .workerLog(workerId, lines)
+        .then(
+          next => {
+            if (!stopped) {
+              setTail(previous => (previous !== null && previous.note === next.note && previous.lines.join('\n') === next.lines.join('\n') ? previous : next));
+            }
+          },
+          error => {
+            if (!stopped) {
+              setTail({path: '', lines: [], note: `log unreadable: ${(error as Error).message}`});
+            }
+          },
+        )
+        .finally(() => {
+          reading = false;
+        });
     };
     read();
     const poll = setInterval(read, everyMs);

@@ -14,7 +14,15 @@ function start(hive: FakeHive, size: {columns?: number; rows?: number} = {column
 
 const now = Date.now();
 const twoWorkers = () => [
-  workerInfo({worker_id: 'worker-aaaa1111', started_at: iso(now - 60_000), last_heartbeat_at: iso(now), last_heartbeat: null, context_size: 512, parallel: 2, threads: 1}),
+  workerInfo({
+    worker_id: 'worker-aaaa1111',
+    started_at: iso(now - 60_000),
+    last_heartbeat_at: iso(now),
+    last_heartbeat: null,
+    context_size: 512,
+    parallel: 2,
+    threads: 1,
+  }),
   workerInfo({worker_id: 'worker-bbbb2222', model: 'qwen2.5-0.5b', type: 'vllm', device: 'cuda:0', started_at: iso(now - 30_000)}),
 ];
 
@@ -29,7 +37,10 @@ test('header, rows and the detail pane of the first worker', async t => {
     t.regex(frame, /› worker-aaaa1111 +llamacpp +gemma-3-270m-q4_k_m +cpu +ready/);
     t.regex(frame, / {2}worker-bbbb2222 +vllm +qwen2\.5-0\.5b +cuda:0 +ready/);
     await ui.waitForFrame(/devices cpu ██░░░░░░ 4\.0G\/16\.0G/);
-    t.regex(ui.frame(), /│ worker-aaaa1111 · llamacpp · gemma-3-270m-q4_k_m on cpu · ready · last heartbeat \d+\.\ds ago \(interval not seen yet; stale after 15s\) · pid 4242/);
+    t.regex(
+      ui.frame(),
+      /│ worker-aaaa1111 · llamacpp · gemma-3-270m-q4_k_m on cpu · ready · last heartbeat \d+\.\ds ago \(interval not seen yet; stale after 15s\) · pid 4242/,
+    );
   } finally {
     ui.unmount();
   }
@@ -42,7 +53,9 @@ test('heartbeats fill the row: RAM bar, sparkline, queue; the detail pane lists 
     await ui.waitForFrame(/devices cpu/);
     await ui.waitForFrame(/4\.0G\/16\.0G/);
     hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 10, requests_total: 7}, Date.now() - 1_000));
-    hive.emit(heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 20, requests_total: 9, queue_depth: 2}, Date.now()));
+    hive.emit(
+      heartbeatEvent({worker_id: 'worker-aaaa1111', ram_used: 8 * 1024 ** 3, throughput_tokens_per_second: 20, requests_total: 9, queue_depth: 2}, Date.now()),
+    );
     const frame = await ui.waitForFrame(/████░░░░ 8\.0G\/16\.0G +- +9 +▅█ +20\.0 +2/);
     // The detail pane says it in words, not as the heartbeat's keys.
     t.regex(frame, /│ Ready: idle, 2 waiting in its queue\. +│/);
@@ -99,7 +112,19 @@ test('s asks y/n: n leaves the worker alone, y stops it through the API', async 
     t.deepEqual(hive.stops, ['worker-bbbb2222']);
     t.regex(ui.frame(), /stop requested/);
     // The hive reports the change on its event stream; the answer to DELETE comes after.
-    hive.emit({type: 'worker', at: new Date().toISOString(), change: 'state', worker: workerInfo({worker_id: 'worker-bbbb2222', model: 'qwen2.5-0.5b', type: 'vllm', device: 'cuda:0', state: 'stopping', started_at: iso(now - 30_000)})});
+    hive.emit({
+      type: 'worker',
+      at: new Date().toISOString(),
+      change: 'state',
+      worker: workerInfo({
+        worker_id: 'worker-bbbb2222',
+        model: 'qwen2.5-0.5b',
+        type: 'vllm',
+        device: 'cuda:0',
+        state: 'stopping',
+        started_at: iso(now - 30_000),
+      }),
+    });
     await ui.waitForFrame(/worker-bbbb2222 +vllm +qwen2\.5-0\.5b +cuda:0 +stopping/);
     release();
     await ui.waitForFrame(/worker-bbbb2222 stopped/);
@@ -133,8 +158,15 @@ test('r asks, then stops and spawns the same model, device, type and shape, and 
     ui.press('y');
     await ui.waitForFrame(/restarted worker-aaaa1111 as worker-new1/);
     t.deepEqual(hive.stops, ['worker-aaaa1111']);
-    t.deepEqual(hive.spawns, [{model: '/models/gemma-3-270m-q4_k_m.gguf', device: 'cpu', type: 'llamacpp', restart: 'on-failure', context_size: 512, parallel: 2, threads: 1}]);
-    hive.emit({type: 'worker', at: new Date().toISOString(), change: 'spawned', worker: workerInfo({worker_id: 'worker-new1', state: 'starting', started_at: new Date().toISOString()})});
+    t.deepEqual(hive.spawns, [
+      {model: '/models/gemma-3-270m-q4_k_m.gguf', device: 'cpu', type: 'llamacpp', restart: 'on-failure', context_size: 512, parallel: 2, threads: 1},
+    ]);
+    hive.emit({
+      type: 'worker',
+      at: new Date().toISOString(),
+      change: 'spawned',
+      worker: workerInfo({worker_id: 'worker-new1', state: 'starting', started_at: new Date().toISOString()}),
+    });
     // The new worker takes the old one's row, marked as restarted; the old row is gone from the table.
     const frame = await ui.waitForFrame(/› ↻ worker-new1 +llamacpp .* starting/);
     t.notRegex(frame, /worker-aaaa1111 +llamacpp/);
@@ -169,9 +201,13 @@ test('/ filters by id, model, type or state; esc clears', async t => {
   }
 });
 
-test('? shows the keys, l shows the worker\'s log lines', async t => {
+test("? shows the keys, l shows the worker's log lines", async t => {
   const hive = fakeHive(twoWorkers());
-  hive.logs['worker-aaaa1111'] = {path: '/tmp/logs/worker-aaaa1111.log', lines: ['[worker] loading', '[worker] ready: gemma on cpu'], note: 'local hive: read from /tmp/logs/worker-aaaa1111.log'};
+  hive.logs['worker-aaaa1111'] = {
+    path: '/tmp/logs/worker-aaaa1111.log',
+    lines: ['[worker] loading', '[worker] ready: gemma on cpu'],
+    note: 'local hive: read from /tmp/logs/worker-aaaa1111.log',
+  };
   const ui = start(hive);
   try {
     await ui.waitForFrame(/› worker-aaaa1111/);
@@ -225,7 +261,15 @@ test('an empty hive says how to spawn a worker', async t => {
 
 test('s and r on a group member act on the whole group: the question says so; r spawns the group again and selects its new coordinator', async t => {
   const members = [
-    workerInfo({worker_id: 'group-g1-0', group_id: 'group-g1', role: 'coordinator', device: 'cuda:0', started_at: iso(now - 20_000), context_size: 1024, threads: 4}),
+    workerInfo({
+      worker_id: 'group-g1-0',
+      group_id: 'group-g1',
+      role: 'coordinator',
+      device: 'cuda:0',
+      started_at: iso(now - 20_000),
+      context_size: 1024,
+      threads: 4,
+    }),
     workerInfo({worker_id: 'group-g1-1', group_id: 'group-g1', role: 'shard', device: 'cuda:1', model_path: null, started_at: iso(now - 20_000)}),
   ];
   const hive = fakeHive(members);
@@ -243,8 +287,10 @@ test('s and r on a group member act on the whole group: the question says so; r 
     await ui.waitForFrame(/restarted group group-g1 as group-new1/);
     t.deepEqual(hive.groupStops, ['group-g1']);
     t.deepEqual(hive.stops, [], 'no member is stopped on its own');
-    t.deepEqual(hive.groupSpawns, [{model: '/models/gemma-3-270m-q4_k_m.gguf', devices: ['cuda:0', 'cuda:1'], type: 'llamacpp', restart: 'on-failure', context_size: 1024, threads: 4}]);
-    t.deepEqual(hive.spawns, [], 'no lone worker is spawned in a member\'s place');
+    t.deepEqual(hive.groupSpawns, [
+      {model: '/models/gemma-3-270m-q4_k_m.gguf', devices: ['cuda:0', 'cuda:1'], type: 'llamacpp', restart: 'on-failure', context_size: 1024, threads: 4},
+    ]);
+    t.deepEqual(hive.spawns, [], "no lone worker is spawned in a member's place");
   } finally {
     ui.unmount();
   }
@@ -276,7 +322,10 @@ test('a resize re-lays the table out: narrow terminals drop columns, wide ones g
     await ui.waitForFrame(/TYPE +MODEL/);
     ui.resize(70, 20);
     const narrow = await ui.waitForFrame(frame => !frame.includes('TYPE') && frame.includes('worker-aaaa1111'));
-    t.true(narrow.split('\n').every(line => line.length <= 70), 'no line wider than the terminal');
+    t.true(
+      narrow.split('\n').every(line => line.length <= 70),
+      'no line wider than the terminal',
+    );
     t.true(narrow.split('\n').length <= 19, 'one line short of the terminal');
     ui.resize(160, 40);
     await ui.waitForFrame(/TYPE +MODEL/);
@@ -315,7 +364,9 @@ test('groups render as a tree of coordinator and shards', async t => {
 });
 
 test('500 workers: only the lines that fit are drawn, and the window follows the selection', async t => {
-  const many = Array.from({length: 500}, (_, index) => workerInfo({worker_id: `worker-${String(index).padStart(4, '0')}`, started_at: iso(now - 500_000 + index)}));
+  const many = Array.from({length: 500}, (_, index) =>
+    workerInfo({worker_id: `worker-${String(index).padStart(4, '0')}`, started_at: iso(now - 500_000 + index)}),
+  );
   const ui = start(fakeHive(many), {columns: 160, rows: 30});
   try {
     let frame = await ui.waitForFrame(/rows 1-\d+ of 500/);
@@ -362,7 +413,10 @@ test('o sorts by the next key (the footer says which); type names are shown whol
     t.true(frame.indexOf('worker-aaaa1111') < frame.indexOf('worker-0000cccc'), 'by start time');
     ui.press('o');
     frame = await ui.waitForFrame(/o sort \(id\)/);
-    const rows = frame.split('\n').filter(line => /^[ ›] +worker-/.test(line)).map(line => /worker-\w+/.exec(line)![0]);
+    const rows = frame
+      .split('\n')
+      .filter(line => /^[ ›] +worker-/.test(line))
+      .map(line => /worker-\w+/.exec(line)![0]);
     t.deepEqual(rows, ['worker-0000cccc', 'worker-aaaa1111', 'worker-bbbb2222']);
   } finally {
     ui.unmount();

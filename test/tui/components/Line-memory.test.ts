@@ -17,11 +17,17 @@ const {renderTui} = await import('../helpers/render.js');
 
 function Lines({frame}: {frame: number}) {
   // Five lines of 150 characters, all new every frame (the selected row, the detail pane…).
-  return React.createElement(Box, {flexDirection: 'column'}, Array.from({length: 5}, (_, index) => React.createElement(Line, {
-    key: index,
-    width: 150,
-    segments: [{text: `${frame}:${index} `.padEnd(8)}, {text: `${(frame * 7_919 + index).toString(36)} `.repeat(20), color: 'green'}],
-  })));
+  return React.createElement(
+    Box,
+    {flexDirection: 'column'},
+    Array.from({length: 5}, (_, index) =>
+      React.createElement(Line, {
+        key: index,
+        width: 150,
+        segments: [{text: `${frame}:${index} `.padEnd(8)}, {text: `${(frame * 7_919 + index).toString(36)} `.repeat(20), color: 'green'}],
+      }),
+    ),
+  );
 }
 
 test('2,000 frames of new text on every line leave the heap where it was', t => {

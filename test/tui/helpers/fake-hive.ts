@@ -10,18 +10,52 @@ export const iso = (ms: number) => new Date(ms).toISOString();
 
 export function heartbeat(fields: Partial<Heartbeat> & {worker_id: string}): Heartbeat {
   return {
-    status: 'ready', model: 'gemma-3-270m-q4_k_m', device: 'cpu', vram_used: 0, vram_total: 0, ram_used: 700 * 1024 ** 2,
-    requests_total: 3, tokens_generated: 120, uptime_seconds: 60, last_request_at: null, adapter_type: 'llama.cpp',
-    backend: 'cpu', threads: 1, batch_size: 0, queue_depth: 0, throughput_tokens_per_second: 0,
+    status: 'ready',
+    model: 'gemma-3-270m-q4_k_m',
+    device: 'cpu',
+    vram_used: 0,
+    vram_total: 0,
+    ram_used: 700 * 1024 ** 2,
+    requests_total: 3,
+    tokens_generated: 120,
+    uptime_seconds: 60,
+    last_request_at: null,
+    adapter_type: 'llama.cpp',
+    backend: 'cpu',
+    threads: 1,
+    batch_size: 0,
+    queue_depth: 0,
+    throughput_tokens_per_second: 0,
     ...fields,
   };
 }
 
 export function workerInfo(fields: Partial<WorkerInfo> & {worker_id: string}): WorkerInfo {
   return {
-    type: 'llamacpp', model: 'gemma-3-270m-q4_k_m', model_path: '/models/gemma-3-270m-q4_k_m.gguf', device: 'cpu',
-    state: 'ready', reason: null, pid: 4242, port: 40_001, url: 'http://127.0.0.1:40001', started_at: iso(t0 - 60_000),
-    last_heartbeat_at: null, last_heartbeat: null, progress: null, restart: 'on-failure', restarts: 0, adopted: false, draining: false, context_size: null, parallel: null, threads: null, max_queue: null, group_id: null, role: null, last_failure: null,
+    type: 'llamacpp',
+    model: 'gemma-3-270m-q4_k_m',
+    model_path: '/models/gemma-3-270m-q4_k_m.gguf',
+    device: 'cpu',
+    state: 'ready',
+    reason: null,
+    pid: 4242,
+    port: 40_001,
+    url: 'http://127.0.0.1:40001',
+    started_at: iso(t0 - 60_000),
+    last_heartbeat_at: null,
+    last_heartbeat: null,
+    progress: null,
+    restart: 'on-failure',
+    restarts: 0,
+    adopted: false,
+    draining: false,
+    context_size: null,
+    parallel: null,
+    threads: null,
+    max_queue: null,
+    group_id: null,
+    role: null,
+    last_failure: null,
     ...fields,
   };
 }
@@ -29,9 +63,21 @@ export function workerInfo(fields: Partial<WorkerInfo> & {worker_id: string}): W
 /** A two-member group on cuda:0 (coordinator `<id>-0`) and cuda:1 (shard `<id>-1`). */
 export function groupInfo(id: string, fields: Partial<GroupInfo> = {}): GroupInfo {
   return {
-    group_id: id, coordinator: {worker_id: `${id}-0`, device: 'cuda:0', port: 9001, role: 'coordinator'},
-    workers: [{worker_id: `${id}-1`, device: 'cuda:1', role: 'shard'}], total_vram: 0, model_vram: 0, restart: 'on-failure', restarts: 0, model: 'gemma-3-270m-q4_k_m',
-    type: 'llamacpp', devices: ['cuda:0', 'cuda:1'], health: 'healthy', reason: null, url: 'http://127.0.0.1:9001', started_at: iso(t0), ...fields,
+    group_id: id,
+    coordinator: {worker_id: `${id}-0`, device: 'cuda:0', port: 9001, role: 'coordinator'},
+    workers: [{worker_id: `${id}-1`, device: 'cuda:1', role: 'shard'}],
+    total_vram: 0,
+    model_vram: 0,
+    restart: 'on-failure',
+    restarts: 0,
+    model: 'gemma-3-270m-q4_k_m',
+    type: 'llamacpp',
+    devices: ['cuda:0', 'cuda:1'],
+    health: 'healthy',
+    reason: null,
+    url: 'http://127.0.0.1:9001',
+    started_at: iso(t0),
+    ...fields,
   };
 }
 
@@ -44,7 +90,12 @@ export function heartbeatEvent(fields: Partial<Heartbeat> & {worker_id: string},
 }
 
 export const hiveStatus: HiveStatus = {
-  version: '0.1.0', pid: 100, uptime_seconds: 5, url: 'http://127.0.0.1:7833', workers: {}, models: [],
+  version: '0.1.0',
+  pid: 100,
+  uptime_seconds: 5,
+  url: 'http://127.0.0.1:7833',
+  workers: {},
+  models: [],
   devices: [{id: 'cpu', name: 'Test CPU', memory_total: 16 * 1024 ** 3, memory_used: 4 * 1024 ** 3}],
 };
 
