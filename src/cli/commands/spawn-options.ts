@@ -1,7 +1,7 @@
 /** The flags `worker spawn` and `worker spawn-group` share, with their RBEE_* twins, and what they become on the wire. */
 import path from 'node:path';
 import {Option} from 'commander';
-import {integerFlag, integerFlagIn} from '../parse-flags.js';
+import {integerFlagIn} from '../parse-flags.js';
 import {limits} from '../../config/limits.js';
 
 export type SpawnShape = {model: string; contextSize?: number; threads?: number; parallel?: number};

@@ -7,7 +7,7 @@ import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../../protocol/hive-client.js';
 import {emit} from '../output.js';
-import {integerFlag, integerFlagIn, keyValueFlag} from '../parse-flags.js';
+import {integerFlagIn, keyValueFlag} from '../parse-flags.js';
 import {limits} from '../../config/limits.js';
 import {workerRunCommand} from './worker-run-command.js';
 import {describeGroup, groupsCommand, spawnGroupCommand} from './group-commands.js';

@@ -4,7 +4,7 @@ import {RbeeError} from '../../errors.js';
 import {parseWire} from '../../protocol/parse.js';
 import {AdapterOptionsSchema, GroupMembershipSchema, type AdapterOptions} from '../../protocol/wire.js';
 import {workerDefaults} from '../../worker/worker-defaults.js';
-import {integerFlag, integerFlagIn} from '../parse-flags.js';
+import {integerFlagIn} from '../parse-flags.js';
 import {limits} from '../../config/limits.js';
 import {isLoopback} from '../../http/loopback.js';
 import {takeWorkerCredentials, workerSecretVariable} from '../../worker/worker-auth.js';
