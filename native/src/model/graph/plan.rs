@@ -252,7 +252,7 @@ pub fn check_config(cfg: &Config) -> EngineResult<()> {
     if cfg.n_head / cfg.n_head_kv > 8 {
         return Err(unsupported(format!("{} query heads per KV head (at most 8)", cfg.n_head / cfg.n_head_kv)));
     }
-    if cfg.n_embd % 32 != 0 || (cfg.n_head * cfg.head_dim) % 32 != 0 {
+    if !cfg.n_embd.is_multiple_of(32) || !(cfg.n_head * cfg.head_dim).is_multiple_of(32) {
         return Err(unsupported(format!("embedding width {} (a multiple of 32 is needed)", cfg.n_embd)));
     }
     // The norm kernel keeps a row in dynamic shared memory (48 KiB without opting in).
