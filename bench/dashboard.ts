@@ -35,6 +35,7 @@ import {machineInfo, machineSlug, type MachineInfo} from './lib/machine.js';
 import {processCpuSeconds} from './lib/proc-cpu.js';
 import {median, quantile, round} from './lib/stats.js';
 import {fmt, renderMarkdown, renderText, type Table} from './lib/table.js';
+import {workerInfo} from '../test/helpers/wire-fixtures.js';
 
 const stubScript = fileURLToPath(new URL('./lib/stub-hive-events.ts', import.meta.url));
 
@@ -357,33 +358,17 @@ async function feedOnlyWindow(stub: Stub, options: DashboardBenchOptions): Promi
 /** The reducer alone, in-process: 20 s of heartbeats of `workers` workers, in 100 ms batches. */
 function reducerMicrobench(workers: number): number {
   const at = Date.now();
-  const infos = Array.from({length: workers}, (_, index) => ({
-    worker_id: `worker-${index}`,
-    type: 'llamacpp',
-    model: 'm',
-    model_path: null,
-    device: 'cpu',
-    state: 'ready' as const,
-    reason: null,
-    pid: 1,
-    port: 1,
-    url: 'http://127.0.0.1:1',
-    started_at: new Date(at).toISOString(),
-    last_heartbeat_at: null,
-    last_heartbeat: null,
-    progress: null,
-    restart: 'on-failure' as const,
-    restarts: 0,
-    adopted: false,
-    draining: false,
-    context_size: null,
-    parallel: null,
-    threads: null,
-    max_queue: null,
-    group_id: null,
-    role: null,
-    last_failure: null,
-  }));
+  const infos = Array.from({length: workers}, (_, index) =>
+    workerInfo({
+      worker_id: `worker-${index}`,
+      model: 'm',
+      model_path: null,
+      pid: 1,
+      port: 1,
+      url: 'http://127.0.0.1:1',
+      started_at: new Date(at).toISOString(),
+    }),
+  );
   let model = reduceModel(initialModel('http://bench', at), {
     type: 'events',
     now: at,

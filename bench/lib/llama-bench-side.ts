@@ -111,41 +111,26 @@ function parseTests(stdout: string): LlamaBenchTest[] {
 }
 
 /** What llama-bench says about itself and the settings it ran with (its JSON repeats them in every test). */
+const buildFields = [
+  'build_commit',
+  'build_number',
+  'backends',
+  'cpu_info',
+  'gpu_info',
+  'model_type',
+  'model_size',
+  'model_n_params',
+  'n_threads',
+  'n_gpu_layers',
+  'n_batch',
+  'n_ubatch',
+  'flash_attn',
+  'type_k',
+  'type_v',
+] as const;
+
 function describeBuild(test: LlamaBenchTest): Record<string, unknown> {
-  const {
-    build_commit,
-    build_number,
-    backends,
-    cpu_info,
-    gpu_info,
-    model_type,
-    model_size,
-    model_n_params,
-    n_threads,
-    n_gpu_layers,
-    n_batch,
-    n_ubatch,
-    flash_attn,
-    type_k,
-    type_v,
-  } = test;
-  return {
-    build_commit,
-    build_number,
-    backends,
-    cpu_info,
-    gpu_info,
-    model_type,
-    model_size,
-    model_n_params,
-    n_threads,
-    n_gpu_layers,
-    n_batch,
-    n_ubatch,
-    flash_attn,
-    type_k,
-    type_v,
-  };
+  return Object.fromEntries(buildFields.map(field => [field, test[field]]));
 }
 
 export function startLlamaBenchSide(options: {

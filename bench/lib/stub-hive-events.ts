@@ -10,6 +10,7 @@
  */
 import http from 'node:http';
 import type {Heartbeat, HiveEvent, HiveStatus, WorkerInfo} from '../../src/protocol/wire.js';
+import {workerInfo} from '../../test/helpers/wire-fixtures.js';
 
 const workers = Number(process.argv[2] ?? 500);
 const intervalMs = Number(process.argv[3] ?? 1_000);
@@ -25,34 +26,20 @@ const sims: Sim[] = Array.from({length: workers}, (_, index) => {
   const device = devices[index % devices.length]!;
   const workflow = index % 50 === 7;
   return {
-    info: {
+    info: workerInfo({
       worker_id: id,
       type: workflow ? 'comfyui' : index % 5 === 0 ? 'vllm' : 'llamacpp',
       model: models[index % models.length]!,
       model_path: `/models/${models[index % models.length]}.gguf`,
       device,
-      state: 'ready',
-      reason: null,
       pid: 10_000 + index,
       port: 40_000 + index,
       url: `http://127.0.0.1:${40_000 + index}`,
       started_at: new Date(startedAt - index * 1_000).toISOString(),
-      last_heartbeat_at: null,
-      last_heartbeat: null,
-      progress: null,
-      restart: 'on-failure',
-      restarts: 0,
-      adopted: false,
-      draining: false,
-      context_size: null,
-      parallel: null,
-      threads: null,
-      max_queue: null,
       // Workers 20..23: one group (see heartbeatOf), as the hive's records say.
       group_id: index >= 20 && index < 24 ? 'group-bench' : null,
       role: index === 20 ? 'coordinator' : index > 20 && index < 24 ? 'shard' : null,
-      last_failure: null,
-    },
+    }),
     requests: index * 3,
     tokens: index * 300,
     rate: (index * 7) % 80,

@@ -7,7 +7,6 @@
  * RBEE_TEST_TRTLLM=<path to trtllm-serve> and RBEE_TEST_TRTLLM_MODEL=<model folder> are set.
  */
 import fs from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
@@ -18,6 +17,7 @@ import {descendants, isAlive, processesMentioning, waitFor} from '../helpers/pro
 import {getJson, postJson, postStream, rbee, rbeeBin, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 import {fakeNvidiaSmi} from '../helpers/fake-nvidia-smi.js';
+import {heartbeatSink} from '../helpers/heartbeat-sink.js';
 
 const standin = fileURLToPath(new URL('../fixtures/standins/trtllm-standin.mjs', import.meta.url));
 // `command` is spawned directly: the stand-in runs through its shebang.
@@ -288,19 +288,8 @@ realTest(
     const home = tempHome('rbee-trtllm-real-');
     const config = path.join(home, 'rbee.config.json');
     fs.writeFileSync(config, JSON.stringify({types: {'tensorrt-llm': {command: realServe}}}));
-    const heartbeats: Heartbeat[] = [];
-    const fakeHive = http.createServer((request, response) => {
-      let body = '';
-      request.on('data', chunk => {
-        body += chunk;
-      });
-      request.on('end', () => {
-        heartbeats.push(HeartbeatSchema.parse(JSON.parse(body)));
-        response.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify({ack: true, commands: []}));
-      });
-    });
-    await new Promise<void>(resolve => fakeHive.listen(0, '127.0.0.1', resolve));
-    const hiveUrl = `http://127.0.0.1:${(fakeHive.address() as net.AddressInfo).port}`;
+    const fakeHive = await heartbeatSink();
+    const {heartbeats, url: hiveUrl} = fakeHive;
     const port = await freePort();
     const worker = execa(
       process.execPath,

@@ -7,7 +7,6 @@
  */
 import {execa} from 'execa';
 import fs from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +16,7 @@ import {HeartbeatSchema, InferResponseSchema, InferStreamEventSchema, type Heart
 import {descendants, isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
 import {getJson, postJson, postStream, rbee, rbeeBin, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
+import {heartbeatSink} from '../helpers/heartbeat-sink.js';
 
 const standin = fileURLToPath(new URL('../fixtures/standins/vllm-standin.mjs', import.meta.url));
 // `command` is spawned directly: the stand-in runs through its shebang.
@@ -317,19 +317,8 @@ realTest(
     const config = path.join(home, 'rbee.config.json');
     fs.writeFileSync(config, JSON.stringify({types: {vllm: {command: vllmBin, args: ['--enforce-eager', '--dtype', 'float32'], maxModelLen: 512}}}));
 
-    const heartbeats: Heartbeat[] = [];
-    const fakeHive = http.createServer((request, response) => {
-      let body = '';
-      request.on('data', chunk => {
-        body += chunk;
-      });
-      request.on('end', () => {
-        heartbeats.push(HeartbeatSchema.parse(JSON.parse(body)));
-        response.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify({ack: true, commands: []}));
-      });
-    });
-    await new Promise<void>(resolve => fakeHive.listen(0, '127.0.0.1', resolve));
-    const hiveUrl = `http://127.0.0.1:${(fakeHive.address() as net.AddressInfo).port}`;
+    const fakeHive = await heartbeatSink();
+    const {heartbeats, url: hiveUrl} = fakeHive;
     const port = await freePort();
     const workerId = `real-vllm-${process.pid}`;
     const worker = execa(

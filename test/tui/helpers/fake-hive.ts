@@ -4,6 +4,9 @@
  */
 import type {GroupInfo, Heartbeat, HiveEvent, HiveStatus, SpawnGroupRequestInput, SpawnWorkerRequestInput, WorkerInfo} from '../../../src/protocol/wire.js';
 import type {DashboardApi, LogTail} from '../../../src/tui/dashboard-api.js';
+import {workerInfo} from '../../helpers/wire-fixtures.js';
+
+export {workerInfo};
 
 export const t0 = Date.parse('2026-11-27T12:00:00.000Z');
 export const iso = (ms: number) => new Date(ms).toISOString();
@@ -26,36 +29,6 @@ export function heartbeat(fields: Partial<Heartbeat> & {worker_id: string}): Hea
     batch_size: 0,
     queue_depth: 0,
     throughput_tokens_per_second: 0,
-    ...fields,
-  };
-}
-
-export function workerInfo(fields: Partial<WorkerInfo> & {worker_id: string}): WorkerInfo {
-  return {
-    type: 'llamacpp',
-    model: 'gemma-3-270m-q4_k_m',
-    model_path: '/models/gemma-3-270m-q4_k_m.gguf',
-    device: 'cpu',
-    state: 'ready',
-    reason: null,
-    pid: 4242,
-    port: 40_001,
-    url: 'http://127.0.0.1:40001',
-    started_at: iso(t0 - 60_000),
-    last_heartbeat_at: null,
-    last_heartbeat: null,
-    progress: null,
-    restart: 'on-failure',
-    restarts: 0,
-    adopted: false,
-    draining: false,
-    context_size: null,
-    parallel: null,
-    threads: null,
-    max_queue: null,
-    group_id: null,
-    role: null,
-    last_failure: null,
     ...fields,
   };
 }
