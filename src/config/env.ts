@@ -58,6 +58,11 @@ export const environmentSettings = [
   },
   {name: 'RBEE_CANDLE_GGML_AMX', description: "candle CPU path follows llama.cpp's AMX kernels: 1 or 0", fallback: 'detected (Sapphire Rapids and later)'},
   {name: 'RBEE_CANDLE_ATTENTION', description: 'candle CPU attention: `standard` follows llama.cpp without flash attention', fallback: 'flash attention'},
+  {
+    name: 'RBEE_CANDLE_ATTN_SPLITS',
+    description: 'candle graph path: flash-decoding parts per KV head (1..64), fixed when the step is captured',
+    fallback: 'enough to fill the GPU at batch 1, at most 32',
+  },
   {name: 'RBEE_CANDLE_KV_DTYPE', description: 'candle tensor-path KV cache type: f32 or f16', fallback: 'f32'},
   {name: 'RBEE_CANDLE_PARALLEL_MIN_WORK', description: 'candle CPU: smallest matrix product (weights x rows) split over threads', fallback: '8388608'},
 ] as const satisfies readonly Setting[];
