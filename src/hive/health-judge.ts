@@ -20,8 +20,9 @@ export function judgeHealth(record: WorkerView, now: number, limits: HealthLimit
   }
   const interval = record.spec.heartbeat_interval_ms ?? limits.heartbeatIntervalMs;
   const last = (record.lastHeartbeatAt ?? record.launchedAt).getTime();
-  // Before its first heartbeat a worker is still starting Node and binding its port.
+  // Before its first heartbeat a worker is still starting Node and binding its port; while it loads,
+  // loading may starve its heartbeats on a busy machine, and the stall watchdog above bounds a stuck load.
   const missed = defaults.missedHeartbeats * interval;
-  const limit = record.lastHeartbeatAt === null ? Math.max(missed, defaults.firstHeartbeatGraceMs) : missed;
+  const limit = record.lastHeartbeatAt === null || record.state === 'starting' ? Math.max(missed, defaults.firstHeartbeatGraceMs) : missed;
   return now - last > limit ? `missed ${defaults.missedHeartbeats} heartbeats (none for ${now - last} ms)` : null;
 }

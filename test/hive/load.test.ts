@@ -20,7 +20,9 @@ const agent = new http.Agent({keepAlive: true, maxSockets: concurrent});
 
 test.before(async () => {
   const model = await defaultModelPath();
-  hive = await startHive();
+  // The test is about admission (answers or 503s, none lost), not hang detection: on a loaded machine a
+  // worker swamped by 1,000 requests may take longer than the default 2 s to answer its /health.
+  hive = await startHive({args: ['--worker-timeout', '15000']});
   const spawned = await postJson(`${hive.url}/v1/workers`, {model, threads: 1, parallel: 1, max_queue: 8, context_size: 512});
   if (spawned.status !== 201) {
     throw new Error(`spawn answered ${spawned.status}: ${JSON.stringify(spawned.body)}`);

@@ -2,13 +2,14 @@
  * Faults with real processes: a worker killed mid-stream, a worker that hangs, the hive's
  * commands, a client that goes away. Each bounded in time; the hive cleans up after itself.
  */
-import test from 'ava';
+import test, {type ExecutionContext} from 'ava';
 import {InferStreamEventSchema, WorkerInfoSchema, type WorkerInfo} from '../../src/protocol/wire.js';
 import {isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
 import {getJson, postJson, startHive, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
-const interval = 300;
+// Short enough to keep the tests quick, long enough that a loaded 2-core machine does not miss 3 in a row.
+const interval = 1_000;
 let hive: RunningHive;
 let modelPath: string;
 
@@ -25,12 +26,16 @@ async function worker(id: string): Promise<WorkerInfo> {
   return WorkerInfoSchema.parse((await getJson(`${hive.url}/v1/workers/${id}`)).body);
 }
 
-async function spawnReady(extra: Record<string, unknown> = {}): Promise<WorkerInfo> {
+async function spawnReady(t: ExecutionContext, extra: Record<string, unknown> = {}): Promise<WorkerInfo> {
   const spawned = await postJson(`${hive.url}/v1/workers`, {model: modelPath, threads: 1, parallel: 2, context_size: 1024, ...extra});
   if (spawned.status !== 201) {
     throw new Error(`spawn failed: ${JSON.stringify(spawned.body)}`);
   }
   const id = spawned.body.worker_id as string;
+  // Stopped however the test ends, so a failed test leaves no worker for the next one to be routed to.
+  t.teardown(async () => {
+    await postJson(`${hive.url}/v1/workers/${id}`, {}, {method: 'DELETE'}).catch(() => undefined);
+  });
   await waitFor(async () => (await worker(id)).state === 'ready', 60_000, `${id} ready`);
   return worker(id);
 }
@@ -72,7 +77,7 @@ async function longStream(url: string, options: {signal?: AbortSignal; maxTokens
 }
 
 test.serial('kill -9 of a worker mid-stream: the client gets an error event within 1 s, and the worker comes back', async t => {
-  const before = await spawnReady();
+  const before = await spawnReady(t);
   const stream = await longStream(hive.url);
   const killedAt = Date.now();
   process.kill(before.pid!, 'SIGKILL');
@@ -96,11 +101,10 @@ test.serial('kill -9 of a worker mid-stream: the client gets an error event with
   t.false(isAlive(before.pid!));
   const answer = await postJson(`${hive.url}/v1/infer`, {prompt: 'Hi', max_tokens: 4, temperature: 0});
   t.is(answer.status, 200);
-  await postJson(`${hive.url}/v1/workers/${before.worker_id}`, {}, {method: 'DELETE'});
 });
 
 test.serial('a worker that stops heartbeating but lives is failed after 3 intervals and replaced', async t => {
-  const before = await spawnReady();
+  const before = await spawnReady(t);
   process.kill(before.pid!, 'SIGSTOP');
   const stoppedAt = Date.now();
   await waitFor(async () => (await worker(before.worker_id)).state !== 'ready', 10_000, 'the hive to notice');
@@ -118,11 +122,10 @@ test.serial('a worker that stops heartbeating but lives is failed after 3 interv
     'a replacement',
   );
   t.is((await worker(before.worker_id)).restarts, 1);
-  await postJson(`${hive.url}/v1/workers/${before.worker_id}`, {}, {method: 'DELETE'});
 });
 
 test.serial('drain: the worker finishes what it has and takes nothing new; unload_model ends it', async t => {
-  const target = await spawnReady({restart: 'always'});
+  const target = await spawnReady(t, {restart: 'always'});
   const key = await workerAuth(hive.url, target.worker_id);
   const stream = await longStream(target.url, {maxTokens: 120, headers: key});
   const drained = await postJson(`${hive.url}/v1/workers/${target.worker_id}/commands`, {type: 'drain', reason: 'test'});
@@ -145,7 +148,7 @@ test.serial('drain: the worker finishes what it has and takes nothing new; unloa
 });
 
 test.serial('shutdown command: the worker exits at its next heartbeat', async t => {
-  const target = await spawnReady();
+  const target = await spawnReady(t);
   const sent = await postJson(`${hive.url}/v1/workers/${target.worker_id}/commands`, {type: 'shutdown', reason: 'maintenance'});
   t.is(sent.status, 202);
   await waitFor(async () => (await worker(target.worker_id)).state === 'stopped', 10_000, 'the worker to shut down');
@@ -154,7 +157,7 @@ test.serial('shutdown command: the worker exits at its next heartbeat', async t 
 });
 
 test.serial('a client that disconnects cancels its generation', async t => {
-  const target = await spawnReady();
+  const target = await spawnReady(t);
   const controller = new AbortController();
   const key = await workerAuth(hive.url, target.worker_id);
   await longStream(target.url, {signal: controller.signal, headers: key});
@@ -171,7 +174,6 @@ test.serial('a client that disconnects cancels its generation', async t => {
   await waitFor(async () => (await worker(target.worker_id)).last_heartbeat?.batch_size === 0, 5_000, 'nothing left generating');
   const heartbeat = (await worker(target.worker_id)).last_heartbeat!;
   t.true((heartbeat.tokens_generated ?? 0) < 500, `generation stopped early (${heartbeat.tokens_generated} tokens)`);
-  await postJson(`${hive.url}/v1/workers/${target.worker_id}`, {}, {method: 'DELETE'});
 });
 
 test.serial('GET /metrics reports workers, heartbeats and requests', async t => {

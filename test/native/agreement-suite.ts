@@ -55,6 +55,8 @@ export async function agreementSuite(cpuVariant?: string): Promise<void> {
    */
   const plausible = 1 / 8;
   const holdToReference = async (t: ExecutionContext, prompts: readonly string[], maxTokens: number) => {
+    // Two engines over hundreds of positions: minutes on a loaded 2-core machine, past ava's 3 min of silence.
+    t.timeout(20 * 60_000, 'teacher forcing against llama.cpp');
     const modelPath = await defaultModelPath();
     const reference = await llamaCppTeacherReference(modelPath, prompts, maxTokens, cpuVariant === undefined ? {} : {cpuVariant});
     const model = await loadNativeModel({path: modelPath, contextSize: 2048, threads: 2});
