@@ -12,6 +12,16 @@ export default defineConfig({
     loadStallTimeoutMs: 120000, // a download or model load with no progress this long has failed
     stopGraceMs: 10000, // a stopping worker may finish this long before SIGKILL
     // modelDirs: ['/srv/models'], // model files must lie in these folders (RBEE_MODEL_DIRS)
+    // Models on demand (the `models` catalogue below):
+    // maxLoadedModels: 2, // at most this many catalogue models at once; least recently used idle ones make room
+    vramHeadroom: 0.1, // the share of a device's memory a start leaves free
+    idleTimeout: '10m', // a catalogue worker with no request this long is stopped
+    modelStartTimeout: '5m', // how long a request waits for its model to start
+  },
+  // Models on demand: a request naming one of these starts a worker for it when none serves it.
+  models: {
+    // 'gemma-small': {model: 'default', device: 'auto', contextSize: 2048, idleTimeout: '30m'},
+    // 'always-on': {model: '/srv/models/llama-8b.gguf', device: 'cuda:0', pin: true},
   },
   workers: {
     contextSize: 4096, // tokens of context per parallel sequence

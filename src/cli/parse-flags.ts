@@ -1,4 +1,5 @@
 import {InvalidArgumentError} from 'commander';
+import {formatDuration, parseDuration} from '../config/duration.js';
 import type {Range} from '../config/limits.js';
 
 /** Commander argument parsers that name the flag and what they received, as usage errors (exit 2). */
@@ -15,6 +16,19 @@ export function integerFlag(name: string, min: number, max: number) {
 /** An integer flag within one of the shared bounds (config/limits.ts). */
 export function integerFlagIn(name: string, range: Range) {
   return integerFlag(name, range.min, range.max);
+}
+
+/** A duration flag ("30s", "10m", "1h", or milliseconds) within `range`, read into milliseconds. */
+export function durationFlagIn(name: string, range: Range) {
+  return (value: string): number => {
+    const ms = parseDuration(value);
+    if (ms === null || ms < range.min || ms > range.max) {
+      throw new InvalidArgumentError(
+        `${name} must be a duration such as 30s, 10m or 1h, from ${formatDuration(range.min)} to ${formatDuration(range.max)}, got "${value}"`,
+      );
+    }
+    return ms;
+  };
 }
 
 export function numberFlag(name: string, min: number, max: number) {

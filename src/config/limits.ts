@@ -20,6 +20,11 @@ export const limits = {
   workerTimeoutMs: {min: 50, max: 600_000},
   stopGraceMs: {min: 0, max: 600_000},
   readyTimeoutMs: {min: 100, max: 86_400_000},
+  /** A worker with no request for this long is stopped (models on demand, `--idle-timeout`). */
+  idleTimeoutMs: {min: 1_000, max: 30 * 86_400_000},
+  /** How long a request may wait for its model's worker to start. */
+  modelStartTimeoutMs: {min: 1_000, max: 86_400_000},
+  maxLoadedModels: {min: 1, max: 1_024},
   /** `--timeout` of the commands that wait (`--wait`, `worker wait`). */
   waitSeconds: {min: 1, max: 86_400},
 } as const satisfies Record<string, Range>;
@@ -43,6 +48,12 @@ export const defaults = {
   parallel: 4,
   /** Requests that may wait beyond `parallel` before the worker answers 503. */
   maxQueue: 256,
+  /** Models on demand: a catalogue worker with no request for this long is stopped. */
+  idleTimeoutMs: 10 * 60_000,
+  /** Models on demand: how long a request waits for its model to start before a 503. */
+  modelStartTimeoutMs: 5 * 60_000,
+  /** Models on demand: the share of a device's memory a start leaves free. */
+  vramHeadroom: 0.1,
   /** On stop, how long in-flight requests may finish. */
   drainTimeoutMs: 8_000,
 } as const;

@@ -13,7 +13,7 @@ import {checkApiToken} from '../config/api-token.js';
 import {bearer, sameSecret} from '../http/secrets.js';
 import {ensurePrivateDir, narrowTree} from '../config/private-home.js';
 import {lockHome, type HomeLock} from './home-lock.js';
-import type {DeviceInfo, HiveStatus, WorkerState} from '../protocol/wire.js';
+import type {CatalogueList, DeviceInfo, HiveStatus, WorkerState} from '../protocol/wire.js';
 import {listDevices} from './devices.js';
 import {servedModels} from './router.js';
 import {registerHeartbeatRoutes} from './routes/heartbeat-routes.js';
@@ -26,6 +26,8 @@ import {toGroupInfo} from './group-record.js';
 import {registerGroupRoutes} from './routes/group-routes.js';
 import {StateStore} from './state-store.js';
 import {createHiveMetrics, type HiveMetrics} from './metrics.js';
+import {ModelsOnDemand, type OnDemandSettings} from './models-on-demand.js';
+import type {CatalogueEntry} from '../config/schema.js';
 import type {RestartLimits} from './restart-policy.js';
 import type {AdapterSet} from '../adapters/load-adapters.js';
 import {orphanIntervals} from '../worker/worker-defaults.js';
@@ -53,6 +55,9 @@ export type HiveOptions = {
   workerDefaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined; readyTimeoutMs?: number | undefined};
   env?: NodeJS.ProcessEnv;
   log: (message: string) => void;
+  /** Models on demand: the config's catalogue and its hive-wide settings. */
+  catalogue?: Readonly<Record<string, CatalogueEntry>> | undefined;
+  onDemand?: Partial<OnDemandSettings> | undefined;
 };
 
 export type Hive = {
@@ -86,6 +91,21 @@ export async function startHive(options: HiveOptions): Promise<Hive> {
   } catch (error) {
     lock.release();
     throw error;
+  }
+}
+
+/** A catalogue entry naming a worker type no loaded adapter offers is a config error, found at start, not at the first request. */
+function checkCatalogueTypes(catalogue: Readonly<Record<string, CatalogueEntry>>, types: string[], configPath: string | null): void {
+  for (const [name, entry] of Object.entries(catalogue)) {
+    if (entry.type !== undefined && !types.includes(entry.type)) {
+      throw new RbeeError(
+        'invalid_request',
+        `invalid config ${configPath ?? ''}: \`models.${name}.type\`: unknown worker type "${entry.type}"; available types are ${types.join(', ')}`,
+        {
+          field: `models.${name}.type`,
+        },
+      );
+    }
   }
 }
 
@@ -145,6 +165,30 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   });
   metrics = createHiveMetrics(supervisor);
   const hiveMetrics = metrics;
+  const catalogue = options.catalogue ?? {};
+  checkCatalogueTypes(
+    catalogue,
+    options.adapters.adapters.map(loaded => loaded.adapter.type),
+    options.configPath,
+  );
+  const onDemand = new ModelsOnDemand({
+    supervisor,
+    catalogue,
+    devices,
+    settings: {
+      maxLoadedModels: options.onDemand?.maxLoadedModels ?? null,
+      vramHeadroom: options.onDemand?.vramHeadroom ?? defaults.vramHeadroom,
+      idleTimeoutMs: options.onDemand?.idleTimeoutMs ?? defaults.idleTimeoutMs,
+      startTimeoutMs: options.onDemand?.startTimeoutMs ?? defaults.modelStartTimeoutMs,
+    },
+    publish: event => events.publish(event),
+    metrics: {
+      started: reason => hiveMetrics.modelStarts.inc({reason}),
+      evicted: () => hiveMetrics.modelEvictions.inc(),
+      waited: seconds => hiveMetrics.waitForModelSeconds.observe(seconds),
+    },
+    log: options.log,
+  });
   if (options.token !== undefined) {
     const token = options.token;
     app.addHook('onRequest', async request => {
@@ -169,6 +213,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   });
   const close = (reason = 'hive stopping'): Promise<void> => {
     closing ??= (async () => {
+      onDemand.close();
       await supervisor.stopAll(reason);
       events.close();
       await app.close();
@@ -202,6 +247,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
       devices,
     };
   });
+  app.get('/v1/catalogue', async (): Promise<CatalogueList> => onDemand.list());
   app.get('/v1/adapters', async () => ({
     adapters: options.adapters.adapters.map(loaded => ({
       name: loaded.adapter.name,
@@ -226,12 +272,14 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     workerTimeoutMs: options.workerTimeoutMs ?? defaults.workerTimeoutMs,
     log: options.log,
     events: {active: () => events.clients > 0, publish: event => events.publish(event)},
+    onDemand,
   });
 
   try {
     await app.listen({host: options.host, port: options.port});
   } catch (error) {
     // Nothing was adopted nor written yet: the caller releases the home and exits at once.
+    onDemand.close();
     await supervisor.stopAll('hive could not bind');
     events.close();
     store.close();

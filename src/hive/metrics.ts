@@ -13,6 +13,9 @@ export type HiveMetrics = {
   requests: Counter<'route' | 'status'>;
   restarts: Counter;
   heartbeatSeconds: Histogram;
+  modelStarts: Counter<'reason'>;
+  modelEvictions: Counter;
+  waitForModelSeconds: Histogram;
 };
 
 export function createHiveMetrics(supervisor: Supervisor): HiveMetrics {
@@ -78,6 +81,19 @@ export function createHiveMetrics(supervisor: Supervisor): HiveMetrics {
       help: 'Time to handle one heartbeat',
       registers: [registry],
       buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1],
+    }),
+    modelStarts: new Counter({
+      name: 'rbee_model_starts_total',
+      help: 'Catalogue models started on demand, by reason',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    modelEvictions: new Counter({name: 'rbee_model_evictions_total', help: 'Idle models stopped to make room for another', registers: [registry]}),
+    waitForModelSeconds: new Histogram({
+      name: 'rbee_request_wait_for_model_seconds',
+      help: 'How long requests for a catalogue model waited for it to serve',
+      registers: [registry],
+      buckets: [0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
     }),
   };
 }

@@ -33,6 +33,10 @@ export type WorkerRecord = {
   lastProgressAt: Date;
   /** Requests the hive is routing to it right now; the router prefers the least loaded. */
   inFlight: number;
+  /** Requests the hive has routed to it since it was spawned. */
+  requestsRouted: number;
+  /** When a request through the hive last began or ended, or it began to serve: what idleness is measured from. */
+  lastActiveAt: Date;
   restarts: number;
   /** Taken over from a previous hive process rather than started by this one. */
   adopted: boolean;
@@ -106,7 +110,7 @@ export function createWorkerRecord(
 ): WorkerRecord {
   return {
     secretHash: fields.secret === null ? '' : sha256Hex(fields.secret),
-    aliases: modelAliases(fields.spec.model, fields.modelName, fields.modelPath),
+    aliases: modelAliases(fields.spec, fields.modelName, fields.modelPath),
     state: 'starting',
     reason: null,
     pid: null,
@@ -117,6 +121,8 @@ export function createWorkerRecord(
     progress: null,
     lastProgressAt: new Date(),
     inFlight: 0,
+    requestsRouted: 0,
+    lastActiveAt: new Date(),
     restarts: 0,
     adopted: false,
     reservedBytes: 0,
@@ -127,9 +133,12 @@ export function createWorkerRecord(
   };
 }
 
-/** Every name a request may use for a model: the reference it was spawned with, its name, its path and file name. */
-export function modelAliases(reference: string, name: string, modelPath: string | null): Set<string> {
-  return new Set([reference, name, ...(modelPath === null ? [] : [modelPath, path.basename(modelPath)])]);
+/**
+ * Every name a request may use for a model: the reference it was spawned with, the name it was
+ * given (a catalogue entry's), its model's name, its path and file name.
+ */
+export function modelAliases(spec: Pick<SpawnWorkerRequest, 'model' | 'name'>, name: string, modelPath: string | null): Set<string> {
+  return new Set([spec.model, ...(spec.name === undefined ? [] : [spec.name]), name, ...(modelPath === null ? [] : [modelPath, path.basename(modelPath)])]);
 }
 
 /** Whether `secret` is the worker's, compared as sha256 digests in constant time. */

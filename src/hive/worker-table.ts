@@ -89,7 +89,7 @@ export class WorkerTable {
     const record = this.#record(id);
     record.modelName = model.name;
     record.modelPath = model.path;
-    record.aliases = record.group?.membership.role === 'shard' ? new Set() : modelAliases(record.spec.model, model.name, model.path);
+    record.aliases = record.group?.membership.role === 'shard' ? new Set() : modelAliases(record.spec, model.name, model.path);
   }
 
   /** The download or load moved; a starting worker that stops moving has stalled. */
@@ -144,17 +144,21 @@ export class WorkerTable {
     record.reservedBytes = 0;
     record.reason = null;
     record.lastFailure = null;
+    record.lastActiveAt = new Date();
   }
 
   /** A request routed to it; returns the one call that counts it out again. */
   requestStarted(id: string): () => void {
     const record = this.#record(id);
     record.inFlight++;
+    record.requestsRouted++;
+    record.lastActiveAt = new Date();
     let done = false;
     return () => {
       if (!done) {
         done = true;
         record.inFlight = Math.max(0, record.inFlight - 1);
+        record.lastActiveAt = new Date();
       }
     };
   }

@@ -22,6 +22,7 @@ import {
   InferResponseSchema,
   InferStreamEventSchema,
   ModelListSchema,
+  CatalogueListSchema,
   OpenAiErrorBodySchema,
   ShutdownAnswerSchema,
   SpawnPlanSchema,
@@ -44,6 +45,7 @@ import {
   type InferResponse,
   type InferStreamEvent,
   type ModelList,
+  type CatalogueList,
   type ShutdownAnswer,
   type SpawnGroupRequestInput,
   type SpawnPlan,
@@ -187,6 +189,11 @@ export class HiveClient {
 
   models(options?: CallOptions): Promise<ModelList> {
     return this.#json({name: 'models', params: noParams}, ModelListSchema, 'model list', options);
+  }
+
+  /** The model catalogue (models on demand) and the state of each entry. */
+  catalogue(options?: CallOptions): Promise<CatalogueList> {
+    return this.#json({name: 'catalogue', params: noParams}, CatalogueListSchema, 'model catalogue', options);
   }
 
   infer(request: Omit<InferRequest, 'stream'>, options?: CallOptions): Promise<InferResponse> {

@@ -25,6 +25,7 @@ export const hiveRoutes = {
   getGroup: {method: 'GET', path: '/v1/groups/:id'},
   stopGroup: {method: 'DELETE', path: '/v1/groups/:id'},
   models: {method: 'GET', path: '/v1/models'},
+  catalogue: {method: 'GET', path: '/v1/catalogue'},
   infer: {method: 'POST', path: '/v1/infer'},
   chatCompletions: {method: 'POST', path: '/v1/chat/completions'},
   completions: {method: 'POST', path: '/v1/completions'},

@@ -102,3 +102,15 @@ export {
   ShutdownAnswerSchema,
 } from './wire/hive.js';
 export {DeviceSchema, type RestartPolicy, RestartPolicySchema} from './wire/fields.js';
+export {
+  type AutoscaleAction,
+  AutoscaleActionSchema,
+  type AutoscaleEvent,
+  AutoscaleEventSchema,
+  type CatalogueList,
+  CatalogueListSchema,
+  type CatalogueModel,
+  CatalogueModelSchema,
+  type CatalogueState,
+  CatalogueStateSchema,
+} from './wire/catalogue.js';

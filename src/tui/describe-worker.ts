@@ -5,6 +5,8 @@
 import type {GroupInfo} from '../protocol/wire.js';
 import {compactAge, compactBytes, compactDuration, compactRate} from './format.js';
 import {isAliveState, shownState, workerMemory, workerRates, type WorkerRow} from './model.js';
+import type {AutoscaleEvent} from '../protocol/wire.js';
+import {decisionText} from './decision-text.js';
 
 export type DescribeContext = {
   now: number;
@@ -13,6 +15,8 @@ export type DescribeContext = {
   group: GroupInfo | undefined;
   /** The worker this dashboard restarted into this one. */
   restartedFrom: string | undefined;
+  /** The latest models-on-demand decision about this worker. */
+  decision?: AutoscaleEvent | undefined;
 };
 
 const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
@@ -111,6 +115,9 @@ export function describeWorker(row: WorkerRow, context: DescribeContext): string
     context.restartedFrom === undefined ? null : `restarted by this dashboard from ${context.restartedFrom}`,
   ].filter(part => part !== null);
   lines.push(`${life.join(' · ')}.`.replace(/^./, first => first.toUpperCase()));
+  if (context.decision !== undefined) {
+    lines.push(`On demand: ${decisionText(context.decision)} at ${context.decision.at.slice(11, 19)} — ${context.decision.reason}.`);
+  }
   return lines;
 }
 

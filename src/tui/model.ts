@@ -3,7 +3,7 @@
  * GET /v1/status: a pure reducer, events → model. Time comes in with each action, so the same
  * actions always give the same model (the tests and the benchmark feed it directly).
  */
-import type {DeviceInfo, GroupInfo, HiveEvent, HiveStatus, WorkerInfo, WorkerState} from '../protocol/wire.js';
+import type {AutoscaleEvent, DeviceInfo, GroupInfo, HiveEvent, HiveStatus, WorkerInfo, WorkerState} from '../protocol/wire.js';
 
 /** The hive's default heartbeat interval: what staleness is judged by until a worker's own interval is seen. */
 export const defaultHeartbeatIntervalMs = 5_000;
@@ -53,7 +53,12 @@ export type HiveModel = {
   /** Events applied, and events that failed validation and were dropped. */
   events: number;
   rejected: number;
+  /** The hive's latest models-on-demand decisions, oldest first. */
+  autoscale: readonly AutoscaleEvent[];
 };
+
+/** Decisions kept for the event line and the detail pane. */
+const autoscaleHistory = 20;
 
 export type ModelAction =
   | {type: 'events'; events: readonly HiveEvent[]; now: number}
@@ -63,7 +68,18 @@ export type ModelAction =
   | {type: 'tick'; now: number};
 
 export function initialModel(url: string, now: number): HiveModel {
-  return {url, hive: null, connection: {phase: 'connecting', since: now}, workers: new Map(), groups: new Map(), devices: [], now, events: 0, rejected: 0};
+  return {
+    url,
+    hive: null,
+    connection: {phase: 'connecting', since: now},
+    workers: new Map(),
+    groups: new Map(),
+    devices: [],
+    now,
+    events: 0,
+    rejected: 0,
+    autoscale: [],
+  };
 }
 
 export function isAliveState(state: WorkerState): boolean {
@@ -167,6 +183,8 @@ function applyEvents(model: HiveModel, events: readonly HiveEvent[], now: number
       if (row !== undefined) {
         writable().set(event.worker_id, applyRequest(row, event, now));
       }
+    } else if (event.type === 'autoscale') {
+      next = {...next, autoscale: [...next.autoscale, event].slice(-autoscaleHistory)};
     } else {
       const id = event.worker.worker_id;
       writable().set(id, rowFrom(event.worker, next.workers.get(id), false));

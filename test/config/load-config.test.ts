@@ -21,7 +21,7 @@ test('a config is found from a subfolder, and an empty search gives the defaults
   t.is((await loadConfig({cwd: path.join(root, 'deeper')})).config.hive.port, 9999);
   const empty = tempHome('rbee-config-empty-');
   const none = await loadConfig({cwd: empty});
-  t.deepEqual(none.config, {hive: {}, workers: {}, adapters: [], types: {}});
+  t.deepEqual(none.config, {hive: {}, workers: {}, adapters: [], models: {}, types: {}});
 });
 
 const rejects = test.macro(async (t, file: string, content: string, expected: RegExp) => {

@@ -120,6 +120,13 @@ function startCommand(): Command {
         stopGraceMs: options.stopGrace ?? config.hive.stopGraceMs ?? defaults.stopGraceMs,
         modelDirs: modelDirs?.map(dir => path.resolve(dir)),
         workerDefaults: config.workers,
+        catalogue: config.models,
+        onDemand: {
+          maxLoadedModels: config.hive.maxLoadedModels ?? null,
+          ...(config.hive.vramHeadroom === undefined ? {} : {vramHeadroom: config.hive.vramHeadroom}),
+          ...(config.hive.idleTimeout === undefined ? {} : {idleTimeoutMs: config.hive.idleTimeout}),
+          ...(config.hive.modelStartTimeout === undefined ? {} : {startTimeoutMs: config.hive.modelStartTimeout}),
+        },
         log,
       });
       emit(

@@ -1,5 +1,5 @@
 import {Command} from 'commander';
-import {eventStallMs, type GroupList, type HiveStatus, type WorkerInfo} from '../../protocol/wire.js';
+import {type AutoscaleEvent, type CatalogueList, eventStallMs, type GroupList, type HiveStatus, type WorkerInfo} from '../../protocol/wire.js';
 import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../../protocol/hive-client.js';
@@ -40,6 +40,21 @@ function describeWorkers(workers: Iterable<WorkerInfo>): string {
   return rows.length === 0 ? 'no workers' : table(['ID', 'MODEL', 'DEVICE', 'STATE', 'REQS', 'TOKENS', 'QUEUE', 'HEARTBEAT'], rows);
 }
 
+/** One models-on-demand decision, as a line. */
+export function describeDecision(event: AutoscaleEvent): string {
+  const subject = `${event.model}${event.worker_id === null ? '' : ` (${event.worker_id})`}${event.device === null ? '' : ` on ${event.device}`}`;
+  return `${event.at} ${event.action} ${subject}${event.for === null ? '' : ` for ${event.for}`}: ${event.reason}`;
+}
+
+function describeCatalogue(catalogue: CatalogueList): string {
+  if (catalogue.models.length === 0) {
+    return '';
+  }
+  const entries = `catalogue: ${catalogue.models.map(entry => `${entry.name} ${entry.state}`).join(', ')}`;
+  const decisions = catalogue.decisions.slice(-5).map(describeDecision);
+  return [entries, ...(decisions.length === 0 ? [] : ['recent decisions:', ...decisions.map(line => `  ${line}`)])].join('\n');
+}
+
 /**
  * Follows the hive's event stream. With --json: one event per line (NDJSON), as the hive sends
  * them. Otherwise a line per change, and the table again at most once a second.
@@ -63,6 +78,8 @@ async function watch(client: HiveClient, json: boolean, signal: AbortSignal): Pr
     } else if (event.type === 'group') {
       const {group} = event;
       process.stdout.write(`${event.at} ${group.group_id} ${event.change}: ${group.health}${group.reason === null ? '' : ` (${group.reason})`}\n`);
+    } else if (event.type === 'autoscale') {
+      process.stdout.write(`${describeDecision(event)}\n`);
     } else if (event.type === 'heartbeat') {
       const known = workers.get(event.worker_id);
       if (known !== undefined) {
@@ -93,8 +110,11 @@ export function statusCommand(): Command {
         });
         return;
       }
-      const [status, list, groups] = await Promise.all([client.status(), client.listWorkers(), client.listGroups()]);
-      const text = () => [describeStatus(status), describeGroups(groups.groups), describeWorkers(list.workers)].filter(part => part !== '').join('\n\n');
-      emit(global, {...status, worker_list: list.workers, groups: groups.groups}, text);
+      const [status, list, groups, catalogue] = await Promise.all([client.status(), client.listWorkers(), client.listGroups(), client.catalogue()]);
+      const text = () =>
+        [describeStatus(status), describeCatalogue(catalogue), describeGroups(groups.groups), describeWorkers(list.workers)]
+          .filter(part => part !== '')
+          .join('\n\n');
+      emit(global, {...status, worker_list: list.workers, groups: groups.groups, catalogue}, text);
     });
 }

@@ -14,6 +14,7 @@ import {validateBody} from '../../http/validate-body.js';
 import {ChatCompletionRequestSchema, CompletionRequestSchema, InferRequestSchema, type ModelList} from '../../protocol/wire.js';
 import {Router, servedModels} from '../router.js';
 import {answerTokens, streamTokens, type RequestEventSink} from '../request-events.js';
+import type {ModelsOnDemand} from '../models-on-demand.js';
 import type {Supervisor} from '../supervisor.js';
 import {workerAuthorization, workerUrl, type WorkerView} from '../worker-record.js';
 import {StreamEndWatch} from './stream-end.js';
@@ -30,6 +31,8 @@ export type InferenceRouteOptions = {
   log: (message: string) => void;
   /** Where `request` events go (for dashboards); they are built only while someone follows them. */
   events?: RequestEventSink | undefined;
+  /** Starts catalogue models a request names when nothing serves them. */
+  onDemand?: ModelsOnDemand | undefined;
 };
 
 /** Called with the tokens relayed so far (a whole answer once, a stream as it goes); null when nobody follows events. */
@@ -203,6 +206,7 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
     const onGone = () => cancel.abort(clientGone.reason);
     clientGone.addEventListener('abort', onGone, {once: true});
     const release = supervisor.requestStarted(worker.id);
+    options.onDemand?.routed(worker.id);
     // Events are per worker tried: a request retried on another worker ends (without a status) on the first.
     const started = Date.now();
     const following = options.events?.active() === true ? options.events : null;
@@ -277,6 +281,10 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
       const tried = new Set<string>();
       // One retry, on another ready worker, for a request no worker has begun to answer.
       const next = () => (tried.size < 2 && !clientGone.aborted ? router.pickOther(body.model, tried, avoid()) : null);
+      if (options.onDemand?.has(body.model) === true) {
+        // Held, not failed, while its model starts: the client sees nothing until the answer begins.
+        await options.onDemand.ensure(body.model, clientGone);
+      }
       let worker = router.pick(body.model, avoid());
       for (;;) {
         tried.add(worker.id);
@@ -302,9 +310,10 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
     route(scope, '/v1/completions', CompletionRequestSchema, 'completion request');
   });
 
+  // Catalogue names are listed too: a client may ask for one though nothing serves it yet.
   app.get('/v1/models', async (): Promise<ModelList> => ({
     object: 'list',
-    data: servedModels(supervisor).map(id => {
+    data: [...new Set([...servedModels(supervisor), ...(options.onDemand?.names() ?? [])])].sort().map(id => {
       const base = [...supervisor.workers.values()].some(record => record.modelName === id && isDefaultBaseModel(record.modelPath));
       return {id, object: 'model' as const, created: 0, owned_by: 'rbee', ...(base ? {base_model: true, notice: baseModelNotice} : {})};
     }),

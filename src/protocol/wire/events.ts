@@ -1,5 +1,6 @@
 /** The hive's live event stream (GET /v1/events, SSE): what dashboards and `status --watch` read. */
 import {z} from 'zod';
+import {AutoscaleEventSchema} from './catalogue.js';
 import {count, id} from './fields.js';
 import {GroupInfoSchema} from './groups.js';
 import {HeartbeatSchema} from './heartbeat.js';
@@ -42,5 +43,6 @@ export const HiveEventSchema = z.discriminatedUnion('type', [
     duration_ms: count.optional(),
     status: z.number().int().optional(),
   }),
+  AutoscaleEventSchema,
 ]);
 export type HiveEvent = z.infer<typeof HiveEventSchema>;

@@ -30,6 +30,10 @@ export const SpawnWorkerRequestSchema = z.strictObject({
   /** How long the engine may take to become ready, in all (default: its adapter's, else 10 min). */
   ready_timeout_ms: integerIn(limits.readyTimeoutMs).optional(),
   adapter_options: AdapterOptionsSchema.optional(),
+  /** One more name requests may use for its model (a catalogue entry's name, say). */
+  name: id.optional(),
+  /** Stopped after this long without a request through the hive (left out: never). */
+  idle_timeout_ms: integerIn(limits.idleTimeoutMs).optional(),
   restart: RestartPolicySchema.default('on-failure'),
   /** Spawn even when the memory estimate says the model will not fit. */
   force: z.boolean().default(false),

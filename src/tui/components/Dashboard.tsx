@@ -5,7 +5,7 @@
 import {Box, useApp, useInput, useStdout} from 'ink';
 import {useEffect, useMemo, useReducer, useRef} from 'react';
 import {hiveUrl} from '../../config/env.js';
-import type {DeviceInfo, WorkerInfo} from '../../protocol/wire.js';
+import type {AutoscaleEvent, DeviceInfo, WorkerInfo} from '../../protocol/wire.js';
 import {layoutColumns, typeColumnWidth} from '../columns.js';
 import {groupRestartRequest, restartRequest, type DashboardApi} from '../dashboard-api.js';
 import {isAliveState, type HiveModel} from '../model.js';
@@ -93,6 +93,14 @@ function terminalHasColors(stdout: NodeJS.WriteStream): boolean {
   return stdout.isTTY === true && typeof stdout.hasColors === 'function' && stdout.hasColors();
 }
 
+/** The event line shows a models-on-demand decision for half a minute. */
+const decisionShownMs = 30_000;
+
+function latestDecision(model: HiveModel): AutoscaleEvent | null {
+  const last = model.autoscale.at(-1);
+  return last !== undefined && model.now - Date.parse(last.at) < decisionShownMs ? last : null;
+}
+
 export function Dashboard({api, colors, options = {}}: DashboardProps) {
   const {exit} = useApp();
   const {stdout} = useStdout();
@@ -126,7 +134,8 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
   const selectedGroupId = selected?.info.group_id ?? selected?.info.last_heartbeat?.group_id;
   const selectedGroup = selectedGroupId === undefined || selectedGroupId === null ? undefined : model.groups.get(selectedGroupId);
   const deviceMemory = selected === null ? undefined : devices.get(selected.info.device)?.memory_total;
-  const detailContext = {now: model.now, deviceMemory, group: selectedGroup, restartedFrom};
+  const decision = selected === null ? undefined : [...model.autoscale].reverse().find(event => event.worker_id === selected.info.worker_id);
+  const detailContext = {now: model.now, deviceMemory, group: selectedGroup, restartedFrom, decision};
   const detail = selected === null ? null : {sentences: describedLines(selected, detailContext), chart: selected.throughput.length > 1};
   const panes = {help: view.showHelp, detail, logs: view.showLogs};
   const room = layoutHeights(rows, lines.length, {...panes, logLines: options.logLines ?? 8});
@@ -294,9 +303,15 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
             deviceMemory={deviceMemory}
             group={selectedGroup}
             restartedFrom={restartedFrom}
+            decision={decision}
           />
         )}
-        <Footer view={view} width={columns} confirming={view.confirm === null ? null : (model.workers.get(view.confirm.workerId)?.info ?? null)} />
+        <Footer
+          view={view}
+          width={columns}
+          confirming={view.confirm === null ? null : (model.workers.get(view.confirm.workerId)?.info ?? null)}
+          decision={latestDecision(model)}
+        />
       </Box>
     </ColorsContext.Provider>
   );

@@ -3,7 +3,7 @@
  * chart in the lines left over, and its recent log lines on demand.
  */
 import {Box} from 'ink';
-import type {GroupInfo} from '../../protocol/wire.js';
+import type {AutoscaleEvent, GroupInfo} from '../../protocol/wire.js';
 import type {LogTail} from '../dashboard-api.js';
 import type {Segment} from '../ansi.js';
 import {describeWorker, throughputChart} from '../describe-worker.js';
@@ -32,14 +32,15 @@ export type DetailPaneProps = {
   deviceMemory: number | undefined;
   group: GroupInfo | undefined;
   restartedFrom: string | undefined;
+  decision?: AutoscaleEvent | undefined;
 };
 
 /** How many lines the sentences of this worker take, so the layout can give the rest to the table or the chart. */
-export function describedLines(row: WorkerRow, context: Pick<DetailPaneProps, 'now' | 'deviceMemory' | 'group' | 'restartedFrom'>): number {
+export function describedLines(row: WorkerRow, context: Pick<DetailPaneProps, 'now' | 'deviceMemory' | 'group' | 'restartedFrom' | 'decision'>): number {
   return describeWorker(row, context).length;
 }
 
-export function DetailPane({row, now, width, fieldLines, logLines, log, pending, deviceMemory, group, restartedFrom}: DetailPaneProps) {
+export function DetailPane({row, now, width, fieldLines, logLines, log, pending, deviceMemory, group, restartedFrom, decision}: DetailPaneProps) {
   const {info} = row;
   const inner = Math.max(10, width - 4);
   const age = heartbeatAge(row, now);
@@ -54,7 +55,7 @@ export function DetailPane({row, now, width, fieldLines, logLines, log, pending,
     ...(pending === undefined ? [] : [{text: ` · ${pending} requested`, color: 'magenta' as const}]),
     {text: ` · ${heartbeatLine} · pid ${info.pid ?? '-'} · ${info.url}`, color: 'gray'},
   ];
-  const sentences = describeWorker(row, {now, deviceMemory, group, restartedFrom}).slice(0, fieldLines);
+  const sentences = describeWorker(row, {now, deviceMemory, group, restartedFrom, decision}).slice(0, fieldLines);
   const spare = fieldLines - sentences.length;
   const chart = spare >= minChartLines + 1 && row.throughput.length > 1 ? throughputChart(row.throughput, spare - 1, inner) : [];
   const peak = Math.max(0, ...row.throughput);

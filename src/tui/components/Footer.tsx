@@ -1,13 +1,14 @@
 /** The bottom line: the y/n question, the filter being typed, or the last notice and the keys. */
-import type {WorkerInfo} from '../../protocol/wire.js';
+import type {AutoscaleEvent, WorkerInfo} from '../../protocol/wire.js';
 import type {Segment} from '../ansi.js';
 import type {ViewState} from '../view-state.js';
+import {decisionText} from '../decision-text.js';
 import {Line} from './Line.js';
 
 const hints = (sort: string) => `↑↓/jk select · s stop · r restart · l logs · / filter · o sort (${sort}) · a ended · ? help · q quit`;
 const toneColor = {info: 'cyan', success: 'green', error: 'red'} as const;
 
-export function Footer({view, confirming, width}: {view: ViewState; confirming: WorkerInfo | null; width: number}) {
+export function Footer({view, confirming, width, decision}: {view: ViewState; confirming: WorkerInfo | null; width: number; decision: AutoscaleEvent | null}) {
   let segments: Segment[];
   if (view.confirm !== null) {
     const target = confirming === null ? view.confirm.workerId : `${confirming.worker_id} (${confirming.model} on ${confirming.device})`;
@@ -30,6 +31,9 @@ export function Footer({view, confirming, width}: {view: ViewState; confirming: 
     segments = [
       ...(view.filter === '' ? [] : [{text: `filter "${view.filter}" · `, color: 'cyan' as const}]),
       ...(view.notice === null ? [] : [{text: `${view.notice.text} · `, color: toneColor[view.notice.tone]}]),
+      ...(decision === null
+        ? []
+        : [{text: `${decisionText(decision)} · `, color: decision.action === 'refused-for' ? ('red' as const) : ('magenta' as const)}]),
       {text: hints(view.sort), color: 'gray'},
     ];
   }

@@ -1,0 +1,393 @@
+/**
+ * Models on demand: a request naming a catalogue model with no worker serving it starts one and
+ * waits for it (many requests, one start); a worker idle past its timeout is stopped; a start that
+ * does not fit stops least-recently-used idle models first (room-planner.ts). The supervisor stays
+ * the one owner of workers: this module only asks it to spawn and stop, and every decision it takes
+ * is announced as an `autoscale` event and counted in /metrics.
+ */
+import {RbeeError} from '../errors.js';
+import type {CatalogueEntry} from '../config/schema.js';
+import type {AutoscaleAction, AutoscaleEvent, CatalogueList, DeviceInfo, SpawnPlan, SpawnWorkerRequestBody} from '../protocol/wire.js';
+import {planRoom, type LoadedModel} from './room-planner.js';
+import type {Supervisor} from './supervisor.js';
+import {isAlive, isServing, type WorkerView} from './worker-record.js';
+
+export type OnDemandSettings = {
+  maxLoadedModels: number | null;
+  /** Share of a device's memory a start leaves free. */
+  vramHeadroom: number;
+  idleTimeoutMs: number;
+  startTimeoutMs: number;
+};
+
+export type OnDemandMetrics = {
+  started(reason: 'request'): void;
+  evicted(): void;
+  waited(seconds: number): void;
+};
+
+export type OnDemandOptions = {
+  supervisor: Supervisor;
+  catalogue: Readonly<Record<string, CatalogueEntry>>;
+  settings: OnDemandSettings;
+  devices: readonly DeviceInfo[];
+  publish: (event: AutoscaleEvent) => void;
+  metrics: OnDemandMetrics;
+  log: (message: string) => void;
+  /** How often idleness is checked (tests shorten it). */
+  idleCheckMs?: number;
+};
+
+/** Polled while waiting for a worker: short enough that a request waits no more than this past readiness. */
+const waitStepMs = 50;
+const decisionsKept = 20;
+/** How long a start waits for busy models to go idle before it gives up on making room. */
+const busyWaitMs = 60_000;
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise(resolve => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+export class ModelsOnDemand {
+  readonly #options: OnDemandOptions;
+  /** One start per catalogue name at a time: the requests that arrive meanwhile wait on it. */
+  readonly #starting = new Map<string, Promise<WorkerView>>();
+  /** Workers started for a request that none has reached yet: never stopped to make room. */
+  readonly #awaitingFirst = new Set<string>();
+  /** Workers being stopped for idleness or room, so a tick does not stop them twice. */
+  readonly #stopping = new Set<string>();
+  readonly #idleTimer: NodeJS.Timeout;
+  /** The latest decisions, for `rbee status` and `rbee models`: the event stream has only what happens while one follows it. */
+  readonly #decisions: AutoscaleEvent[] = [];
+
+  constructor(options: OnDemandOptions) {
+    this.#options = options;
+    this.#idleTimer = setInterval(() => this.#stopIdle(), options.idleCheckMs ?? 1_000);
+    this.#idleTimer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.#idleTimer);
+  }
+
+  /** The catalogue entry a request's `model` names, if any (names match exactly, as on the wire). */
+  has(name: string | undefined): name is string {
+    return name !== undefined && Object.hasOwn(this.#options.catalogue, name);
+  }
+
+  /** Catalogue names, for /v1/models: they can be asked for though nothing serves them yet. */
+  names(): string[] {
+    return Object.keys(this.#options.catalogue).sort();
+  }
+
+  /**
+   * Returns once a worker serves catalogue model `name`, starting one when none does. `signal` is
+   * the client's: a client that goes stops waiting, but the start goes on for the next one.
+   */
+  async ensure(name: string, signal: AbortSignal): Promise<void> {
+    if (this.#serving(name) !== undefined) {
+      return;
+    }
+    const began = Date.now();
+    let start = this.#starting.get(name);
+    if (start === undefined) {
+      start = this.#start(name).finally(() => this.#starting.delete(name));
+      this.#starting.set(name, start);
+    }
+    const aborted = new Promise<never>((_, reject) => {
+      const gone = () => reject(new RbeeError('invalid_request', 'the client went away while its model started'));
+      if (signal.aborted) {
+        gone();
+      }
+      signal.addEventListener('abort', gone, {once: true});
+    });
+    aborted.catch(() => undefined);
+    try {
+      await Promise.race([start, aborted]);
+    } finally {
+      this.#options.metrics.waited((Date.now() - began) / 1000);
+    }
+  }
+
+  /** A request reached `workerId`: a worker started for one may now make room like any other. */
+  routed(workerId: string): void {
+    this.#awaitingFirst.delete(workerId);
+  }
+
+  list(): CatalogueList {
+    return {models: this.#models(), decisions: [...this.#decisions]};
+  }
+
+  #models(): CatalogueList['models'] {
+    return this.names().map(name => {
+      const entry = this.#options.catalogue[name]!;
+      const worker = this.#serving(name) ?? this.#alive(name);
+      const idleTimeout = entry.pin ? null : (entry.idleTimeout ?? this.#options.settings.idleTimeoutMs);
+      const serving = worker !== undefined && isServing(worker);
+      const idle = serving && worker.inFlight === 0 && Date.now() - worker.lastActiveAt.getTime() >= Math.min(60_000, idleTimeout ?? 60_000);
+      return {
+        name,
+        model: entry.model,
+        type: entry.type ?? null,
+        device: entry.device,
+        pinned: entry.pin,
+        idle_timeout_ms: idleTimeout,
+        state: worker === undefined ? 'cold' : !serving ? 'starting' : idle ? 'idle' : 'ready',
+        worker_id: worker?.id ?? null,
+        idle_since: serving && worker.inFlight === 0 ? worker.lastActiveAt.toISOString() : null,
+      };
+    });
+  }
+
+  #serving(name: string): WorkerView | undefined {
+    return [...this.#options.supervisor.workers.values()].find(worker => worker.aliases.has(name) && isServing(worker));
+  }
+
+  #alive(name: string): WorkerView | undefined {
+    return [...this.#options.supervisor.workers.values()].find(worker => worker.spec.name === name && isAlive(worker.state) && worker.state !== 'stopping');
+  }
+
+  async #start(name: string): Promise<WorkerView> {
+    const entry = this.#options.catalogue[name]!;
+    let worker = this.#alive(name);
+    if (worker === undefined) {
+      const {device, plan} = await this.#place(name, entry);
+      await this.#makeRoom(name, device, plan);
+      const spawned = await this.#options.supervisor.spawn(this.#spawnRequest(name, entry, device, false));
+      worker = spawned as WorkerView;
+      this.#awaitingFirst.add(worker.id);
+      this.#options.metrics.started('request');
+      this.#announce('started-for-request', name, {
+        workerId: worker.id,
+        device,
+        reason: `a request asked for "${name}" and no worker served it`,
+        figures: this.#figures(device, plan),
+      });
+    }
+    return this.#waitServing(name, worker.id);
+  }
+
+  #spawnRequest(name: string, entry: CatalogueEntry, device: string, dryRun: boolean): SpawnWorkerRequestBody {
+    return {
+      model: entry.model,
+      device,
+      ...(entry.type === undefined ? {} : {type: entry.type}),
+      ...(entry.contextSize === undefined ? {} : {context_size: entry.contextSize}),
+      ...(entry.parallel === undefined ? {} : {parallel: entry.parallel}),
+      ...(entry.threads === undefined ? {} : {threads: entry.threads}),
+      ...(entry.adapterOptions === undefined ? {} : {adapter_options: entry.adapterOptions}),
+      name,
+      ...(entry.pin ? {} : {idle_timeout_ms: entry.idleTimeout ?? this.#options.settings.idleTimeoutMs}),
+      restart: 'on-failure',
+      force: false,
+      dry_run: dryRun,
+    };
+  }
+
+  #headroom(device: string): number {
+    const total = this.#options.devices.find(info => info.id === device)?.memory_total ?? 0;
+    return Math.round(total * this.#options.settings.vramHeadroom);
+  }
+
+  #figures(device: string, plan: SpawnPlan): {need: number; free: number; headroom: number} {
+    return {need: plan.estimate?.total ?? 0, free: plan.free_memory, headroom: this.#headroom(device)};
+  }
+
+  /**
+   * The entry's device, or for "auto" the GPU with the most free memory that fits the estimate
+   * with its headroom (the CPU last), else the one where stopping idle models makes it fit.
+   */
+  async #place(name: string, entry: CatalogueEntry): Promise<{device: string; plan: SpawnPlan}> {
+    const dryRun = async (device: string) => (await this.#options.supervisor.spawn(this.#spawnRequest(name, entry, device, true))) as SpawnPlan;
+    if (entry.device !== 'auto') {
+      return {device: entry.device, plan: await dryRun(entry.device)};
+    }
+    const gpus = this.#options.devices.filter(info => info.id.startsWith('cuda:') || info.id === 'metal').map(info => info.id);
+    const plans: {device: string; plan: SpawnPlan}[] = [];
+    for (const device of [...gpus, 'cpu']) {
+      try {
+        plans.push({device, plan: await dryRun(device)});
+      } catch (error) {
+        // A type that cannot run on this device is no candidate; anything else is the request's answer.
+        if (!(error instanceof RbeeError) || error.code !== 'device_unsupported') {
+          throw error;
+        }
+      }
+    }
+    if (plans.length === 0) {
+      throw new RbeeError('device_unsupported', `model "${name}": no device here runs its worker type`);
+    }
+    const room = (candidate: {device: string; plan: SpawnPlan}) =>
+      candidate.plan.free_memory - this.#headroom(candidate.device) - (candidate.plan.estimate?.total ?? 0);
+    const byRoom = plans.filter(candidate => candidate.device !== 'cpu').sort((a, b) => room(b) - room(a));
+    const cpu = plans.find(candidate => candidate.device === 'cpu');
+    const fitting = [...byRoom, ...(cpu === undefined ? [] : [cpu])].find(candidate => room(candidate) >= 0);
+    if (fitting !== undefined) {
+      return fitting;
+    }
+    const freeable = [...byRoom, ...(cpu === undefined ? [] : [cpu])].find(
+      candidate => planRoom(this.#roomRequest(candidate.device, candidate.plan)).kind !== 'refuse',
+    );
+    return freeable ?? byRoom[0] ?? cpu!;
+  }
+
+  #loaded(): LoadedModel[] {
+    const models: LoadedModel[] = [];
+    for (const worker of this.#options.supervisor.workers.values()) {
+      if (!isAlive(worker.state) || worker.group?.membership.role === 'shard' || this.#stopping.has(worker.id)) {
+        continue;
+      }
+      const heartbeat = worker.lastHeartbeat;
+      const onGpu = worker.spec.device !== 'cpu';
+      const catalogued = worker.spec.name !== undefined && Object.hasOwn(this.#options.catalogue, worker.spec.name);
+      models.push({
+        workerId: worker.id,
+        name: worker.spec.name ?? worker.modelName,
+        device: worker.spec.device,
+        bytes: (onGpu ? heartbeat?.vram_used : heartbeat?.ram_used) ?? worker.reservedBytes,
+        inFlight: worker.inFlight,
+        lastActiveAt: worker.lastActiveAt.getTime(),
+        // Workers spawned by hand, pinned entries and groups are never stopped to make room.
+        pinned: !catalogued || this.#options.catalogue[worker.spec.name!]!.pin || worker.group !== null,
+        // A request has a minute after its model serves to reach it; one that never comes does not pin the model.
+        awaitingFirstRequest: !isServing(worker) || (this.#awaitingFirst.has(worker.id) && Date.now() - worker.lastActiveAt.getTime() < 60_000),
+      });
+    }
+    return models;
+  }
+
+  #roomRequest(device: string, plan: SpawnPlan) {
+    return {
+      device,
+      need: plan.estimate?.total ?? 0,
+      free: plan.free_memory,
+      headroom: this.#headroom(device),
+      loaded: this.#loaded(),
+      maxLoadedModels: this.#options.settings.maxLoadedModels,
+    };
+  }
+
+  /** Stops what must go for `name` to start on `device`, waiting (bounded) for busy models to finish; throws when nothing can make room. */
+  async #makeRoom(name: string, device: string, firstPlan: SpawnPlan): Promise<void> {
+    const entry = this.#options.catalogue[name]!;
+    const deadline = Date.now() + busyWaitMs;
+    let plan = firstPlan;
+    for (;;) {
+      const decision = planRoom(this.#roomRequest(device, plan));
+      if (decision.kind === 'fits') {
+        return;
+      }
+      if (decision.kind === 'refuse' || (decision.kind === 'wait' && Date.now() > deadline)) {
+        const reason =
+          decision.kind === 'refuse'
+            ? decision.reason
+            : `the models that would make room stayed busy for ${busyWaitMs / 1000} s: ${decision.busy.map(model => model.name).join(', ')}`;
+        this.#announce('refused-for', name, {device, reason, figures: this.#figures(device, plan)});
+        throw new RbeeError('model_unavailable', `cannot start model "${name}" on ${device}: ${reason}`);
+      }
+      if (decision.kind === 'wait') {
+        await sleep(waitStepMs * 4);
+      } else {
+        await Promise.all(
+          decision.evict.map(async model => {
+            this.#stopping.add(model.workerId);
+            this.#options.metrics.evicted();
+            this.#announce('evicted-for', model.name, {
+              workerId: model.workerId,
+              device: model.device,
+              for: name,
+              reason: `stopped to make room for "${name}": idle since ${new Date(model.lastActiveAt).toISOString()}, the least recently used`,
+              figures: this.#figures(device, plan),
+            });
+            try {
+              await this.#options.supervisor.stop(model.workerId, `stopped to make room for model "${name}"`);
+            } finally {
+              this.#stopping.delete(model.workerId);
+            }
+          }),
+        );
+      }
+      plan = (await this.#options.supervisor.spawn(this.#spawnRequest(name, entry, device, true))) as SpawnPlan;
+    }
+  }
+
+  async #waitServing(name: string, workerId: string): Promise<WorkerView> {
+    const deadline = Date.now() + this.#options.settings.startTimeoutMs;
+    for (;;) {
+      const worker = this.#options.supervisor.workers.get(workerId);
+      if (worker === undefined || worker.state === 'stopped') {
+        throw new RbeeError('model_unavailable', `model "${name}": its worker was stopped while it started`);
+      }
+      if (isServing(worker)) {
+        return worker;
+      }
+      if (worker.state === 'failed') {
+        throw new RbeeError('model_unavailable', `model "${name}" failed to start: ${worker.reason ?? 'its worker failed'}`);
+      }
+      if (Date.now() > deadline) {
+        const progress =
+          worker.progress === null
+            ? ''
+            : ` (${worker.progress.phase} ${worker.progress.done}${worker.progress.total === null ? '' : `/${worker.progress.total}`})`;
+        throw new RbeeError(
+          'worker_not_ready',
+          `model "${name}" is still starting after ${Math.round(this.#options.settings.startTimeoutMs / 1000)} s on worker ${workerId}${progress}; try again shortly`,
+        );
+      }
+      await sleep(waitStepMs);
+    }
+  }
+
+  #stopIdle(): void {
+    const now = Date.now();
+    for (const worker of this.#options.supervisor.workers.values()) {
+      const timeout = worker.spec.idle_timeout_ms;
+      if (timeout === undefined || !isServing(worker) || worker.inFlight > 0 || this.#stopping.has(worker.id)) {
+        continue;
+      }
+      const idleMs = now - worker.lastActiveAt.getTime();
+      if (idleMs < timeout) {
+        continue;
+      }
+      this.#stopping.add(worker.id);
+      const name = worker.spec.name ?? worker.modelName;
+      this.#announce('stopped-idle', name, {
+        workerId: worker.id,
+        device: worker.spec.device,
+        reason: `no request for ${Math.round(idleMs / 1000)} s (idle timeout ${Math.round(timeout / 1000)} s)`,
+      });
+      this.#options.supervisor
+        .stop(worker.id, `idle: no request for ${Math.round(idleMs / 1000)} s`)
+        .catch(error => this.#options.log(`stopping idle worker ${worker.id}: ${(error as Error).message}`))
+        .finally(() => this.#stopping.delete(worker.id));
+    }
+  }
+
+  #announce(
+    action: AutoscaleAction,
+    model: string,
+    details: {workerId?: string; device?: string; for?: string; reason: string; figures?: {need: number; free: number; headroom: number}},
+  ): void {
+    this.#options.log(`${action} ${model}${details.workerId === undefined ? '' : ` (${details.workerId})`}: ${details.reason}`);
+    const event: AutoscaleEvent = {
+      type: 'autoscale',
+      at: new Date().toISOString(),
+      action,
+      model,
+      worker_id: details.workerId ?? null,
+      device: details.device ?? null,
+      for: details.for ?? null,
+      reason: details.reason,
+      figures: details.figures ?? null,
+    };
+    this.#decisions.push(event);
+    this.#decisions.splice(0, Math.max(0, this.#decisions.length - decisionsKept));
+    this.#options.publish(event);
+  }
+}

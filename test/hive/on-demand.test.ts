@@ -1,0 +1,158 @@
+/**
+ * Models on demand with real workers: catalogue names in a config file, a hive that starts a model
+ * for the first request that names it, keeps within maxLoadedModels by stopping idle ones, stops
+ * idle ones after their timeout, and refuses what cannot fit with the figures.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import test, {type ExecutionContext} from 'ava';
+import {CatalogueListSchema, type AutoscaleEvent} from '../../src/protocol/wire.js';
+import {waitFor} from '../helpers/process-tree.js';
+import {getJson, postJson, rbee, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
+import {defaultModelPath} from '../helpers/test-model.js';
+import {writeTinyGguf} from '../native/tiny-gguf.js';
+
+async function hiveWith(t: ExecutionContext, config: unknown): Promise<RunningHive> {
+  const home = tempHome('rbee-on-demand-');
+  const file = path.join(home, 'rbee.config.json');
+  fs.writeFileSync(file, JSON.stringify(config), {mode: 0o600});
+  const hive = await startHive({home, args: ['--heartbeat-interval', '1000'], env: {RBEE_CONFIG: file}});
+  t.teardown(async () => {
+    await hive.stop();
+  });
+  return hive;
+}
+
+async function catalogue(hive: RunningHive) {
+  return CatalogueListSchema.parse((await getJson(`${hive.url}/v1/catalogue`)).body);
+}
+
+async function stateOf(hive: RunningHive, name: string) {
+  return (await catalogue(hive)).models.find(entry => entry.name === name)!;
+}
+
+/** Posts a streamed request and returns once its first token arrived, with the rest of the body to come. */
+async function streamUntilFirstToken(url: string, body: unknown): Promise<{rest: Promise<string>}> {
+  const response = await fetch(url, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(body)});
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  while (!text.includes('"type":"token"')) {
+    const {value, done} = await reader.read();
+    if (done) {
+      throw new Error(`stream ended before a token (${response.status}): ${text}`);
+    }
+    text += decoder.decode(value, {stream: true});
+  }
+  const rest = (async () => {
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) {
+        return text;
+      }
+      text += decoder.decode(value, {stream: true});
+    }
+  })();
+  return {rest};
+}
+
+const infer = (hive: RunningHive, model: string, extra: Record<string, unknown> = {}) =>
+  postJson(`${hive.url}/v1/infer`, {model, prompt: 'The capital of France is', max_tokens: 4, temperature: 0, ...extra});
+
+test('a cold model: twenty requests start it once, wait for it, and all are answered; OpenAI clients see its name', async t => {
+  t.timeout(5 * 60_000);
+  const hive = await hiveWith(t, {models: {gemma: {model: await defaultModelPath(), device: 'cpu', contextSize: 512, parallel: 4, threads: 1}}});
+  const listed = await getJson(`${hive.url}/v1/models`);
+  t.deepEqual(
+    listed.body.data.map((entry: {id: string}) => entry.id),
+    ['gemma'],
+    'listed before anything runs',
+  );
+  t.is((await stateOf(hive, 'gemma')).state, 'cold');
+
+  const answers = await Promise.all(Array.from({length: 20}, () => infer(hive, 'gemma')));
+  t.deepEqual(
+    answers.map(answer => answer.status),
+    Array.from({length: 20}, () => 200),
+  );
+  const workers = (await getJson(`${hive.url}/v1/workers`)).body.workers as {worker_id: string}[];
+  t.is(workers.length, 1, 'one start for twenty requests');
+  const entry = await stateOf(hive, 'gemma');
+  t.like(entry, {state: 'ready', worker_id: workers[0]!.worker_id});
+  const metrics = String((await fetch(`${hive.url}/metrics`).then(response => response.text())) ?? '');
+  t.regex(metrics, /rbee_model_starts_total\{reason="request"\} 1/);
+  t.regex(metrics, /rbee_request_wait_for_model_seconds_count 20/);
+
+  const chat = await postJson(`${hive.url}/v1/chat/completions`, {model: 'gemma', messages: [{role: 'user', content: 'Hi'}], max_tokens: 2});
+  t.is(chat.status, 200);
+  const cli = await rbee(['--json', 'models'], {hive});
+  t.is(cli.exitCode, 0);
+  t.like(JSON.parse(String(cli.stdout)).models[0], {name: 'gemma', state: 'ready'});
+  t.like(JSON.parse(String(cli.stdout)).decisions[0], {action: 'started-for-request', model: 'gemma'});
+});
+
+test('maxLoadedModels 1, two models alternating: each request answered, a stream never cut, only idle models stopped', async t => {
+  t.timeout(8 * 60_000);
+  const hive = await hiveWith(t, {
+    hive: {maxLoadedModels: 1},
+    models: {
+      gemma: {model: await defaultModelPath(), device: 'cpu', contextSize: 512, threads: 1},
+      tiny: {model: writeTinyGguf('llama'), device: 'cpu', contextSize: 256, threads: 1},
+    },
+  });
+  t.is((await infer(hive, 'gemma')).status, 200);
+  // A long stream on gemma while tiny is asked for: tiny waits for it; the stream ends whole.
+  const stream = await streamUntilFirstToken(`${hive.url}/v1/infer`, {model: 'gemma', prompt: 'Count: 1, 2, 3,', max_tokens: 48, temperature: 0, stream: true});
+  const tiny = infer(hive, 'tiny');
+  t.regex(await stream.rest, /"type":"done"/, 'the gemma stream finished although tiny waited for its room');
+  t.is((await tiny).status, 200);
+  for (const model of ['gemma', 'tiny', 'gemma']) {
+    t.is((await infer(hive, model)).status, 200, model);
+    const alive = ((await getJson(`${hive.url}/v1/workers`)).body.workers as {state: string; model: string}[]).filter(
+      worker => worker.state !== 'stopped' && worker.state !== 'failed',
+    );
+    t.is(alive.length, 1, `only ${model} is loaded`);
+  }
+  const {decisions} = await catalogue(hive);
+  const evictions = decisions.filter((event: AutoscaleEvent) => event.action === 'evicted-for');
+  t.true(evictions.length >= 4, `an eviction per switch (${evictions.length})`);
+  t.true(evictions.every(event => event.reason.startsWith('stopped to make room for')));
+});
+
+test('idle timeout: the model is stopped after it, and the next request starts it again', async t => {
+  t.timeout(5 * 60_000);
+  const hive = await hiveWith(t, {hive: {idleTimeout: '2s'}, models: {tiny: {model: writeTinyGguf('qwen2'), device: 'cpu', contextSize: 256, threads: 1}}});
+  t.is((await infer(hive, 'tiny')).status, 200);
+  const first = (await stateOf(hive, 'tiny')).worker_id;
+  await waitFor(async () => (await stateOf(hive, 'tiny')).state === 'cold', 60_000, 'the idle stop');
+  const {decisions} = await catalogue(hive);
+  t.like(decisions.at(-1), {action: 'stopped-idle', model: 'tiny', worker_id: first});
+  t.is((await infer(hive, 'tiny')).status, 200);
+  t.not((await stateOf(hive, 'tiny')).worker_id, first);
+});
+
+test('a model that cannot fit: 503 naming the device and the figures; nothing started', async t => {
+  const hive = await hiveWith(t, {models: {huge: {model: writeTinyGguf('llama'), device: 'cpu', contextSize: 1_048_576, parallel: 64}}});
+  const answer = await infer(hive, 'huge');
+  t.is(answer.status, 503);
+  t.regex(answer.body.error.message, /cannot start model "huge" on cpu: cpu has [\d.]+ GiB free and needs [\d.]+ GiB plus [\d.]+ GiB headroom/);
+  t.is((await getJson(`${hive.url}/v1/workers`)).body.workers.length, 0);
+  t.like((await catalogue(hive)).decisions.at(-1), {action: 'refused-for', model: 'huge', device: 'cpu'});
+});
+
+test('config errors name the key: unknown type, bad duration, names that differ only in case', async t => {
+  const home = tempHome('rbee-on-demand-config-');
+  const cases: [unknown, RegExp][] = [
+    [{models: {a: {model: 'default', type: 'nope'}}}, /`models\.a\.type`: unknown worker type "nope"/],
+    [{models: {a: {model: 'default', idleTimeout: 'soon'}}}, /`models\.a\.idleTimeout`: expected a duration/],
+    [{hive: {idleTimeout: '5 weeks'}}, /`hive\.idleTimeout`: expected a duration/],
+    [{models: {Gemma: {model: 'default'}, gemma: {model: 'default'}}}, /`models\.gemma`: duplicate model name/],
+  ];
+  for (const [config, message] of cases) {
+    const file = path.join(home, 'rbee.config.json');
+    fs.writeFileSync(file, JSON.stringify(config), {mode: 0o600});
+    const started = await rbee(['hive', 'start', '--port', '0'], {env: {RBEE_HOME: home, RBEE_CONFIG: file}, timeout: 60_000});
+    t.not(started.exitCode, 0, JSON.stringify(config));
+    t.regex(String(started.stderr), message);
+  }
+});
