@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import {execa} from 'execa';
 import {RbeeError} from '../errors.js';
 import {runBuildStep} from './build-step.js';
 import {bundledLlamaCppVersion, checkoutBundledLlamaCpp} from './llama-cpp-build.js';
@@ -90,6 +91,14 @@ export async function installOllama(
     return existing;
   }
   const log = options.log ?? (() => undefined);
+  const go = await execa('go', ['version'], {reject: false, env});
+  if (go.exitCode !== 0) {
+    throw new RbeeError(
+      'engine_error',
+      'ollama is built with Go (`go install`), and there is no working `go` on PATH: install Go (go.dev/dl), then run `rbee engines install ollama` again',
+      {cause: go},
+    );
+  }
   options.onProgress?.({phase: 'headers', done: 0, total: null});
   const vendorDir = await vendorHeaders(env, log);
   fs.mkdirSync(path.dirname(target), {recursive: true});
