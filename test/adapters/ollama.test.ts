@@ -19,12 +19,17 @@ const installed = findOllama();
 const serial = installed === null && process.env.CI !== 'true' ? test.serial.skip : test.serial;
 const second = 'gemma-second';
 let hive: RunningHive | undefined;
+let project: string | undefined;
 
 type Worker = {worker_id: string; url: string; pid: number; model: string};
 let worker: Worker | undefined;
 
 test.after.always(async () => {
   await hive?.stop();
+  // The project holds a 240 MB copy of the test model (the second model): not left behind.
+  if (project !== undefined) {
+    fs.rmSync(project, {recursive: true, force: true});
+  }
 });
 
 async function workerInfo(id: string) {
@@ -79,7 +84,7 @@ const greedy = {prompt: 'The capital of France is', max_tokens: 16, temperature:
 serial('spawn on the default model: ollama serve on loopback with a private store, greedy 16 tokens through the hive equal Ollama’s own', async t => {
   t.not(installed, null, 'ollama is built (rbee engines install ollama)');
   const model = await defaultModelPath();
-  const project = tempHome('rbee-ollama-');
+  project = tempHome('rbee-ollama-');
   const variant = path.join(project, 'second.gguf');
   ggufVariant(model, variant);
   fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: {ollama: {models: {[second]: variant}, keepAlive: '10m'}}}));
