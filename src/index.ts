@@ -36,6 +36,7 @@ export {readSse, type SseEvent} from './protocol/sse-reader.js';
 export {WatchedEngine, type WatchedEngineOptions} from './adapters/watched-engine.js';
 export {engineMemory, groupVram, processTree, processTreeRss} from './adapters/process-memory.js';
 export {findLlamaCpp, type LlamaCppInstall} from './engines/llama-cpp-build.js';
+export {findOllama, ollamaVersion, type OllamaInstall} from './engines/ollama-build.js';
 export {
   loadNativeBinding,
   loadNativeModel,

@@ -25,6 +25,8 @@ export type {EngineChatMessage, GenerateResult} from '../worker/engine.js';
 export type AdapterInferRequest = {
   /** `complete`: raw text continuation of `prompt`. `chat`: `messages` through the model's chat template. */
   kind: 'complete' | 'chat';
+  /** The `model` the request named, as the client wrote it; absent when it named none. Multi-model engines pick by it. */
+  model?: string;
   prompt: string;
   messages: EngineChatMessage[];
   maxTokens: number;
@@ -138,6 +140,8 @@ export type AdapterHeartbeat = Partial<
     | 'ram_used'
     | 'loaded_models'
     | 'vram_allocations'
+    | 'available_models'
+    | 'model_expires_at'
     | 'batch_size'
     | 'queue_depth'
     | 'throughput_tokens_per_second'
@@ -187,6 +191,12 @@ export type RbeeAdapter = {
    */
   countTokens?: (prompt: Pick<AdapterInferRequest, 'kind' | 'prompt' | 'messages'>, context: AdapterContext) => Promise<number>;
   heartbeat?: (context: AdapterContext) => Promise<AdapterHeartbeat>;
+  /**
+   * For a multi-model engine (one whose heartbeat lists `available_models`): free one model's memory
+   * when the hive says `unload_model`, and keep serving. Without it, the worker unloads its one model
+   * by ending.
+   */
+  unloadModel?: (model: string, context: AdapterContext) => Promise<void>;
   /** Stop the engine cleanly; the worker's process group is killed afterwards regardless. */
   stop: (context: AdapterContext) => Promise<void>;
 };
@@ -219,6 +229,7 @@ const AdapterShapeSchema = z.object({
   infer: hook,
   countTokens: hook.optional(),
   heartbeat: hook.optional(),
+  unloadModel: hook.optional(),
   stop: hook,
 });
 

@@ -42,9 +42,14 @@ export const environmentSettings = [
     fallback: '(PATH, else `rbee engines install llama.cpp`)',
   },
   {name: 'RBEE_VLLM', description: 'vllm program for the vllm adapter', fallback: '`vllm` on PATH'},
+  {
+    name: 'RBEE_OLLAMA',
+    description: 'ollama program for the ollama adapter (its `command`)',
+    fallback: '(the build `rbee engines install ollama` caches, else `ollama` on PATH)',
+  },
   {name: 'RBEE_TRTLLM_SERVE', description: 'trtllm-serve program for the tensorrt-llm adapter', fallback: '`trtllm-serve` on PATH'},
   {name: 'RBEE_NVIDIA_SMI', description: 'nvidia-smi program rbee asks for GPUs, their free memory and per-process memory', fallback: '`nvidia-smi` on PATH'},
-  {name: 'RBEE_CACHE_DIR', description: 'where engine builds (llama.cpp) are cached', fallback: '~/.cache/rbee'},
+  {name: 'RBEE_CACHE_DIR', description: 'where engine builds (llama.cpp, ollama) and their Go caches are kept', fallback: '~/.cache/rbee'},
   {
     name: 'RBEE_CANDLE_FORWARD',
     description:

@@ -9,6 +9,7 @@ import path from 'node:path';
 import {createRequire} from 'node:module';
 import {execa} from 'execa';
 import {RbeeError} from '../errors.js';
+import {runBuildStep} from './build-step.js';
 
 export const llamaCppPrograms = ['llama-server', 'ggml-rpc-server', 'llama-bench', 'llama-quantize'] as const;
 /** Bump when the cmake flags change, so cached builds of the old recipe are not reused. */
@@ -31,6 +32,17 @@ export function bundledLlamaCppVersion(): {nodeLlamaCpp: string; llamaCpp: strin
   const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {version: string};
   const info = JSON.parse(fs.readFileSync(path.join(root, 'llama', 'llama.cpp.info.json'), 'utf8')) as {tag: string};
   return {nodeLlamaCpp: pkg.version, llamaCpp: info.tag, bundle: path.join(root, 'llama', 'gitRelease.bundle')};
+}
+
+/**
+ * Checks out the llama.cpp source node-llama-cpp ships as a git bundle into `dest` (which must not
+ * exist). Other engine builds use it too: Ollama's Go module leaves out llama.cpp's vendor/ headers.
+ */
+export async function checkoutBundledLlamaCpp(dest: string, options: {env?: NodeJS.ProcessEnv; log?: (line: string) => void} = {}): Promise<void> {
+  await runBuildStep('git', ['clone', '--quiet', bundledLlamaCppVersion().bundle, dest], {
+    env: options.env ?? process.env,
+    ...(options.log === undefined ? {} : {log: options.log}),
+  });
 }
 
 export function llamaCppCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -105,30 +117,11 @@ export async function installLlamaCpp(
   const source = path.join(work, 'src');
   const build = path.join(work, 'build');
   const log = options.log ?? (() => undefined);
-  const run = async (command: string, args: string[], onLine?: (line: string) => void) => {
-    const child = execa(command, args, {all: true, reject: false, env: {...env, GIT_TERMINAL_PROMPT: '0'}});
-    child.all?.setEncoding('utf8');
-    let tail = '';
-    child.all?.on('data', (chunk: string) => {
-      tail = (tail + chunk).slice(-4_000);
-      for (const line of chunk.split('\n')) {
-        if (line.trim() !== '') {
-          log(line);
-          onLine?.(line);
-        }
-      }
-    });
-    const result = await child;
-    if (result.exitCode !== 0) {
-      throw new RbeeError(
-        'engine_error',
-        `${command} ${args.slice(0, 2).join(' ')} failed (exit ${result.exitCode}): ${tail.split('\n').slice(-8).join('\n')}`,
-      );
-    }
-  };
+  const run = (command: string, args: string[], onLine?: (line: string) => void) =>
+    runBuildStep(command, args, {env, log, ...(onLine === undefined ? {} : {onLine})});
   try {
     options.onProgress?.({phase: 'clone', done: 0, total: null});
-    await run('git', ['clone', '--quiet', version.bundle, source]);
+    await checkoutBundledLlamaCpp(source, {env, log});
     options.onProgress?.({phase: 'configure', done: 0, total: null});
     const ninja = (await execa('ninja', ['--version'], {reject: false})).exitCode === 0;
     await run('cmake', [

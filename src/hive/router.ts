@@ -8,6 +8,9 @@ export function servedModels(supervisor: Supervisor): string[] {
   for (const record of supervisor.workers.values()) {
     if (isServing(record)) {
       names.add(record.modelName);
+      for (const name of record.lastHeartbeat?.available_models ?? []) {
+        names.add(name);
+      }
     }
   }
   return [...names].sort();

@@ -199,7 +199,9 @@ export class Supervisor {
     if (command.type === 'drain') {
       this.#table.drain(id);
     }
-    if (command.type === 'shutdown' || command.type === 'unload_model') {
+    // A multi-model worker (it lists `available_models`) unloads in place and goes on running: no ending.
+    const unloadsInPlace = command.type === 'unload_model' && worker.lastHeartbeat?.available_models !== undefined;
+    if (command.type === 'shutdown' || (command.type === 'unload_model' && !unloadsInPlace)) {
       this.#endings.set(id, {kind: 'requested', reason: command.type === 'shutdown' ? `shutdown: ${command.reason ?? 'asked'}` : `unloaded ${command.model}`});
     }
     this.#pendingCommands.set(id, [...(this.#pendingCommands.get(id) ?? []), command]);

@@ -120,6 +120,13 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       } else if (command.type === 'drain') {
         log(`draining (${command.reason ?? 'hive asked'})`);
         worker.queue.drain();
+      } else if (adapter.unloadModel !== undefined) {
+        // A multi-model engine frees the one model and goes on serving the others (and this one, on demand).
+        const model = command.model;
+        adapter.unloadModel(model, context).then(
+          () => log(`unloaded ${model} (hive asked)`),
+          (error: unknown) => log(`unloading ${model} failed: ${(error as Error).message}`),
+        );
       } else if (command.model === options.modelName || command.model === options.modelPath) {
         // A single-model worker unloads its model by ending: its memory goes back to the device.
         void shutdown(`hive asked to unload ${command.model}`);

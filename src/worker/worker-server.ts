@@ -18,6 +18,7 @@ import type {WorkerRuntime} from './worker-runtime.js';
 import {requireWorkerKey} from './worker-auth.js';
 
 type Sampling = {
+  model?: string | undefined;
   max_tokens?: number | undefined;
   temperature?: number | undefined;
   top_k?: number | undefined;
@@ -33,6 +34,7 @@ type Job = {kind: 'complete'; prompt: string} | {kind: 'chat'; messages: EngineC
 function inferRequest(job: Job, sampling: Sampling, signal: AbortSignal, onText?: (text: string) => void): AdapterInferRequest {
   return {
     kind: job.kind,
+    ...(sampling.model === undefined ? {} : {model: sampling.model}),
     prompt: job.kind === 'complete' ? job.prompt : '',
     messages: job.kind === 'chat' ? job.messages : [],
     maxTokens: sampling.max_tokens ?? defaultMaxTokens,

@@ -55,6 +55,7 @@ test.serial(
         ['candle', 'built-in candle', true],
         ['vllm', 'built-in vllm', true],
         ['tensorrt-llm', 'built-in tensorrt-llm', true],
+        ['ollama', 'built-in ollama', true],
         ['echo', echoPath, false],
       ],
     );
@@ -105,7 +106,7 @@ test.serial('the plugin serves through the hive: spawn --type echo, infer, strea
   const adapters = (await getJson(`${hive.url}/v1/adapters`)).body as {adapters: Array<{type: string}>; errors: Array<{source: string; message: string}>};
   t.deepEqual(
     adapters.adapters.map(entry => entry.type),
-    ['llamacpp', 'candle', 'vllm', 'tensorrt-llm', 'echo', 'throwing-start', 'never-ready'],
+    ['llamacpp', 'candle', 'vllm', 'tensorrt-llm', 'ollama', 'echo', 'throwing-start', 'never-ready'],
   );
   t.deepEqual(
     adapters.errors.map(error => error.source),

@@ -9,10 +9,17 @@ export function enginesCommand(): Command {
   engines
     .command('install')
     .description('build an engine from sources a package registry carries (cached; nothing downloads at build time)')
-    .addArgument(new Argument('<engine>', 'engine to install').choices(['llama.cpp']))
+    .addArgument(new Argument('<engine>', 'engine to install').choices(['llama.cpp', 'ollama']))
     .option('--jobs <n>', 'parallel compile jobs', integerFlag('--jobs', 1, 256))
     .option('--verbose', 'print the compiler output')
-    .action(async (_engine: string, options: {jobs?: number; verbose?: boolean}, command: Command) => {
+    .action(async (engine: string, options: {jobs?: number; verbose?: boolean}, command: Command) => {
+      const log = options.verbose === true ? {log: (line: string) => process.stderr.write(`${line}\n`)} : {};
+      if (engine === 'ollama') {
+        const {installOllama} = await import('../../engines/ollama-build.js');
+        const installed = await installOllama({onProgress: ollamaProgressLine(), ...log});
+        emit(globalOptions(command), installed, () => `ollama: ${installed.binary}`);
+        return;
+      }
       const {installLlamaCpp} = await import('../../engines/llama-cpp-build.js');
       const bar = createProgressBar({label: 'llama.cpp'});
       const installed = await installLlamaCpp({
@@ -22,7 +29,7 @@ export function enginesCommand(): Command {
             bar.update({phase: 'building', done: progress.done, total: progress.total, unit: 'steps'});
           }
         },
-        ...(options.verbose === true ? {log: (line: string) => process.stderr.write(`${line}\n`)} : {}),
+        ...log,
       }).finally(() => bar.done());
       emit(globalOptions(command), installed, () =>
         Object.entries(installed.programs)
@@ -35,11 +42,38 @@ export function enginesCommand(): Command {
     .description('engines found on this machine')
     .action(async (_options: unknown, command: Command) => {
       const {findLlamaCpp, llamaCppCacheDir} = await import('../../engines/llama-cpp-build.js');
+      const {findOllama, ollamaCacheDir} = await import('../../engines/ollama-build.js');
       const llamaCpp = findLlamaCpp();
-      const list = {engines: [{name: 'llama.cpp', installed: llamaCpp !== null, location: llamaCpp?.binDir ?? llamaCppCacheDir()}]};
+      const ollama = findOllama();
+      const list = {
+        engines: [
+          {name: 'llama.cpp', installed: llamaCpp !== null, location: llamaCpp?.binDir ?? llamaCppCacheDir()},
+          {name: 'ollama', installed: ollama !== null, location: ollama?.binary ?? ollamaCacheDir()},
+        ],
+      };
       emit(globalOptions(command), list, () =>
         list.engines.map(engine => `${engine.name}: ${engine.installed ? engine.location : `not installed (rbee engines install ${engine.name})`}`).join('\n'),
       );
     });
   return engines;
+}
+
+/**
+ * `go install` names packages but never says how many remain, so a bar would lie: one line per
+ * phase, then one every 30 s with the package count, tells a terminal or CI log the build is alive.
+ */
+function ollamaProgressLine(): (progress: {phase: string; done: number; detail?: string}) => void {
+  let phase = '';
+  let last = 0;
+  return progress => {
+    if (progress.phase !== phase || Date.now() - last > 30_000) {
+      phase = progress.phase;
+      last = Date.now();
+      const what =
+        progress.phase === 'headers' ? "checking out llama.cpp's vendor headers" : progress.phase === 'build' ? 'building ollama (go install)' : 'ollama built';
+      process.stderr.write(
+        `${what}${progress.done > 0 ? `: ${progress.done} packages${progress.detail === undefined ? '' : `, at ${progress.detail}`}` : ''}\n`,
+      );
+    }
+  };
 }

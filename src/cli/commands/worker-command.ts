@@ -242,7 +242,7 @@ export function workerCommand(): Command {
 
   worker
     .command('unload')
-    .description("unload a worker's model (a single-model worker then exits); delivered with its next heartbeat")
+    .description("unload a worker's model (a single-model worker then exits, a multi-model one frees it and goes on); delivered with its next heartbeat")
     .argument('<id>', 'worker id')
     .option('--model <model>', "model to unload (default: the worker's model)")
     .action(async (id: string, options: {model?: string}, command: Command) => {

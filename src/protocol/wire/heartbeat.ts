@@ -43,6 +43,14 @@ export const HeartbeatSchema = z.object({
   // enhanced: multi-model workers
   loaded_models: z.array(z.string()).optional(),
   vram_allocations: z.record(z.string(), bytes).optional(),
+  /**
+   * rbee extension: every model name a multi-model worker answers for, loaded now or loadable on
+   * demand (`loaded_models` lists only the loaded ones). The hive routes these names to it, and an
+   * `unload_model` leaves such a worker running: it frees the model, it does not end.
+   */
+  available_models: z.array(z.string().min(1)).optional(),
+  /** rbee extension: when the engine will unload each loaded model by itself (Ollama's keep-alive), by model. */
+  model_expires_at: z.record(z.string(), z.iso.datetime({offset: true})).optional(),
   // enhanced: batch workers
   batch_size: count.optional(),
   queue_depth: count.optional(),
