@@ -9,10 +9,14 @@ export function enginesCommand(): Command {
   engines
     .command('install')
     .description('build an engine from sources a package registry carries (cached; nothing downloads at build time)')
-    .addArgument(new Argument('<engine>', 'engine to install').choices(['llama.cpp']))
+    .addArgument(new Argument('<engine>', 'engine to install').choices(['llama.cpp', 'comfyui']))
     .option('--jobs <n>', 'parallel compile jobs', integerFlag('--jobs', 1, 256))
     .option('--verbose', 'print the compiler output')
-    .action(async (_engine: string, options: {jobs?: number; verbose?: boolean}, command: Command) => {
+    .action(async (engine: string, options: {jobs?: number; verbose?: boolean}, command: Command) => {
+      if (engine === 'comfyui') {
+        await installComfyUiCommand(options, command);
+        return;
+      }
       const {installLlamaCpp} = await import('../../engines/llama-cpp-build.js');
       const bar = createProgressBar({label: 'llama.cpp'});
       const installed = await installLlamaCpp({
@@ -35,11 +39,33 @@ export function enginesCommand(): Command {
     .description('engines found on this machine')
     .action(async (_options: unknown, command: Command) => {
       const {findLlamaCpp, llamaCppCacheDir} = await import('../../engines/llama-cpp-build.js');
+      const {findComfyUi, comfyuiCacheDir} = await import('../../engines/comfyui-install.js');
       const llamaCpp = findLlamaCpp();
-      const list = {engines: [{name: 'llama.cpp', installed: llamaCpp !== null, location: llamaCpp?.binDir ?? llamaCppCacheDir()}]};
+      const comfyui = findComfyUi();
+      const list = {
+        engines: [
+          {name: 'llama.cpp', installed: llamaCpp !== null, location: llamaCpp?.binDir ?? llamaCppCacheDir()},
+          {name: 'comfyui', installed: comfyui !== null, location: comfyui?.comfyDir ?? comfyuiCacheDir()},
+        ],
+      };
       emit(globalOptions(command), list, () =>
         list.engines.map(engine => `${engine.name}: ${engine.installed ? engine.location : `not installed (rbee engines install ${engine.name})`}`).join('\n'),
       );
     });
   return engines;
+}
+
+/** ComfyUI installs from PyPI in a few big steps (torch alone is gigabytes): one progress line per step and package. */
+async function installComfyUiCommand(options: {verbose?: boolean}, command: Command): Promise<void> {
+  const {installComfyUi, comfyuiCacheDir} = await import('../../engines/comfyui-install.js');
+  const started = Date.now();
+  process.stderr.write(`comfyui: installing into ${comfyuiCacheDir()}\n`);
+  const installed = await installComfyUi({
+    onProgress: progress =>
+      process.stderr.write(
+        `comfyui: [${progress.step}/${progress.total}] ${progress.phase}${progress.detail === undefined ? '' : ` ${progress.detail}`} (${Math.round((Date.now() - started) / 1000)} s)\n`,
+      ),
+    ...(options.verbose === true ? {log: (line: string) => process.stderr.write(`${line}\n`)} : {}),
+  });
+  emit(globalOptions(command), installed, () => `python: ${installed.python}\ncomfyui: ${installed.comfyDir}`);
 }
