@@ -68,7 +68,7 @@ export async function installComfyUi(
   const progress = (phase: ComfyUiInstallProgress['phase'], detail?: string) =>
     options.onProgress?.({phase, step: phases.indexOf(phase) + 1, total: phases.length, ...(detail === undefined ? {} : {detail})});
   const run = async (command: string, args: string[], onLine?: (line: string) => void) => {
-    const child = execa(command, args, {all: true, reject: false, env: {...env, PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1'}});
+    const child = execa(command, args, {all: true, reject: false, env: {...env, PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1', PYTHONUNBUFFERED: '1'}});
     child.all?.setEncoding('utf8');
     let tail = '';
     child.all?.on('data', (chunk: string) => {

@@ -102,3 +102,20 @@ export {
   ShutdownAnswerSchema,
 } from './wire/hive.js';
 export {DeviceSchema, type RestartPolicy, RestartPolicySchema} from './wire/fields.js';
+export {
+  outputUrl,
+  parseOutputPath,
+  type WorkerWorkflowRequest,
+  WorkerWorkflowRequestSchema,
+  type WorkflowCancelResponse,
+  WorkflowCancelResponseSchema,
+  type WorkflowEvent,
+  WorkflowEventSchema,
+  type WorkflowGraph,
+  WorkflowGraphSchema,
+  WorkflowNodeSchema,
+  type WorkflowOutputFile,
+  WorkflowOutputFileSchema,
+  type WorkflowRequest,
+  WorkflowRequestSchema,
+} from './wire/workflows.js';

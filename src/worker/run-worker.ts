@@ -120,6 +120,10 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       } else if (command.type === 'drain') {
         log(`draining (${command.reason ?? 'hive asked'})`);
         worker.queue.drain();
+      } else if (adapter.unloadModel !== undefined) {
+        // A multi-model engine frees the one model and keeps serving the rest.
+        log(`unloading ${command.model}`);
+        adapter.unloadModel(command.model, context).catch(error => log(`${adapter.name} could not unload ${command.model}: ${(error as Error).message}`));
       } else if (command.model === options.modelName || command.model === options.modelPath) {
         // A single-model worker unloads its model by ending: its memory goes back to the device.
         void shutdown(`hive asked to unload ${command.model}`);
