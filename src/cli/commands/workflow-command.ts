@@ -52,7 +52,10 @@ export function workflowCommand(): Command {
       process.once('SIGINT', interrupt);
       let final: WorkflowEvent | null = null;
       try {
-        for await (const event of client.runWorkflow({workflow: graph, ...(options.worker === undefined ? {} : {worker_id: options.worker})}, {signal: controller.signal})) {
+        for await (const event of client.runWorkflow(
+          {workflow: graph, ...(options.worker === undefined ? {} : {worker_id: options.worker})},
+          {signal: controller.signal},
+        )) {
           if (global.json === true) {
             ndjson(event);
           }

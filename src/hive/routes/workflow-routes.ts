@@ -66,7 +66,10 @@ export function registerWorkflowRoutes(app: FastifyInstance, supervisor: Supervi
     const workerId = ranOn.get(workflowId);
     const worker = workerId === undefined ? undefined : supervisor.workers.get(workerId);
     if (worker === undefined) {
-      throw new RbeeError('not_found', workerId === undefined ? `no workflow ${workflowId} on this hive` : `workflow ${workflowId} ran on worker ${workerId}, which is gone`);
+      throw new RbeeError(
+        'not_found',
+        workerId === undefined ? `no workflow ${workflowId} on this hive` : `workflow ${workflowId} ran on worker ${workerId}, which is gone`,
+      );
     }
     return worker;
   }
@@ -142,7 +145,10 @@ export function registerWorkflowRoutes(app: FastifyInstance, supervisor: Supervi
     const worker = workerOf(id);
     // Rebuilt from the parsed parts, never the client's raw string.
     const parts = [file.type, ...file.subfolder.split('/').filter(part => part !== ''), file.filename].map(encodeURIComponent).join('/');
-    const upstream = await workerFetch(worker, `/v1/workflows/${encodeURIComponent(id)}/outputs/${parts}`, {method: 'GET', signal: clientGoneSignal(reply.raw)});
+    const upstream = await workerFetch(worker, `/v1/workflows/${encodeURIComponent(id)}/outputs/${parts}`, {
+      method: 'GET',
+      signal: clientGoneSignal(reply.raw),
+    });
     if (!upstream.ok || upstream.body === null) {
       await relayWhole(reply, upstream);
       return;
