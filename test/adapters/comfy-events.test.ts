@@ -73,7 +73,11 @@ test("ComfyUI's refusal becomes one invalid_request naming the node and its reas
   const error = promptRefusal({
     error: {type: 'prompt_outputs_failed_validation', message: 'Prompt outputs failed validation', details: ''},
     node_errors: {
-      '5': {errors: [{type: 'required_input_missing', message: 'Required input is missing', details: 'image'}], dependent_outputs: ['6'], class_type: 'ImageInvert'},
+      '5': {
+        errors: [{type: 'required_input_missing', message: 'Required input is missing', details: 'image'}],
+        dependent_outputs: ['6'],
+        class_type: 'ImageInvert',
+      },
     },
   });
   t.is(error.code, 'invalid_request');

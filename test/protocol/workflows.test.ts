@@ -25,7 +25,18 @@ test('workflow events: progress needs a positive max; done and error as the stre
 test('output paths: plain names under output/ or temp/ only', t => {
   t.deepEqual(parseOutputPath('output/rbee_00001_.png'), {type: 'output', subfolder: '', filename: 'rbee_00001_.png'});
   t.deepEqual(parseOutputPath('temp/a/b/c.png'), {type: 'temp', subfolder: 'a/b', filename: 'c.png'});
-  for (const bad of ['output', 'output/', 'output/../x.png', 'output/./x.png', 'output//x.png', 'input/x.png', '../output/x.png', 'output/a\\b.png', 'output/x\0.png', '/output/x.png']) {
+  for (const bad of [
+    'output',
+    'output/',
+    'output/../x.png',
+    'output/./x.png',
+    'output//x.png',
+    'input/x.png',
+    '../output/x.png',
+    'output/a\\b.png',
+    'output/x\0.png',
+    '/output/x.png',
+  ]) {
     t.is(parseOutputPath(bad), null, bad);
   }
 });

@@ -342,7 +342,7 @@ export class ComfyUiEngine {
     const running = [...this.#byPrompt.values()].find(tracked => tracked.started) ?? null;
     const workflow: AdapterHeartbeat = {
       current_workflow: running?.workflowId ?? null,
-      workflow_progress: running === null ? null : {prompt_id: running.promptId, current_node: running.currentNode ?? '', progress: running.progress},
+      workflow_progress: running === null ? null : {prompt_id: running.promptId, current_node: this.#nodeName(running), progress: running.progress},
       loaded_models: [...this.#loadedModels],
     };
     let stats: SystemStats;
@@ -372,6 +372,15 @@ export class ComfyUiEngine {
       ...(ramUsed === undefined ? {} : {ram_used: ramUsed}),
       queue_depth: (queue.queue_pending ?? []).length,
     };
+  }
+
+  /** `3 (KSampler)`: the node's id, which the events and errors use, with its class, which a person reads. */
+  #nodeName(tracked: Tracked): string {
+    if (tracked.currentNode === null) {
+      return '';
+    }
+    const classType = tracked.request.workflow[tracked.currentNode]?.class_type;
+    return classType === undefined ? tracked.currentNode : `${tracked.currentNode} (${classType})`;
   }
 
   async stop(): Promise<void> {
