@@ -74,6 +74,17 @@ export function registerWorkflowRoutes(app: FastifyInstance, supervisor: Supervi
     return worker;
   }
 
+  /** A worker that does not answer (gone, restarting) is the worker's failure, said so: never a bare "fetch failed". */
+  async function askWorker(worker: WorkerView, path: string, method: 'GET' | 'DELETE', signal: AbortSignal): Promise<Response> {
+    try {
+      return await workerFetch(worker, path, {method, signal});
+    } catch (error) {
+      throw new RbeeError('upstream_error', `worker ${worker.id} did not answer ${method} ${path}: ${(error as Error).message} (is it restarting?)`, {
+        cause: error,
+      });
+    }
+  }
+
   async function relayWhole(reply: FastifyReply, upstream: Response): Promise<void> {
     await reply
       .status(upstream.status)
@@ -162,7 +173,7 @@ export function registerWorkflowRoutes(app: FastifyInstance, supervisor: Supervi
   app.delete('/v1/workflows/:id', async (request, reply) => {
     const {id} = request.params as {id: string};
     const worker = workerOf(id);
-    const upstream = await workerFetch(worker, `/v1/workflows/${encodeURIComponent(id)}`, {method: 'DELETE', signal: AbortSignal.timeout(10_000)});
+    const upstream = await askWorker(worker, `/v1/workflows/${encodeURIComponent(id)}`, 'DELETE', AbortSignal.timeout(10_000));
     await relayWhole(reply, upstream);
   });
 }
