@@ -184,7 +184,7 @@ serial('a malformed workflow: ComfyUI validation error passed through as a 400 n
   t.regex(String(run.stderr), /node 5 \(ImageInvert\)/);
 });
 
-serial('DELETE interrupts a running workflow; its client gets an error event', async t => {
+serial('DELETE interrupts a running workflow (its client gets an error event) and takes a waiting one off the queue', async t => {
   const events: WorkflowEvent[] = [];
   let workflowId = '';
   let cancelled: string | undefined;
@@ -202,6 +202,26 @@ serial('DELETE interrupts a running workflow; its client gets an error event', a
   t.is(last.type, 'error');
   t.regex(last.type === 'error' ? last.error.message : '', /interrupted at node 1 \(RbeeSteps\)/);
   t.is((await client.cancelWorkflow(workflowId)).result, 'finished', 'nothing left to stop');
+
+  // Two at once: the second waits in ComfyUI's queue (the heartbeat counts it) and is taken off it, never run.
+  const first: WorkflowEvent[] = [];
+  const second: WorkflowEvent[] = [];
+  const collect = async (into: WorkflowEvent[]) => {
+    for await (const event of client.runWorkflow({workflow: stepsWorkflow(100_000, 100)})) {
+      into.push(event);
+    }
+  };
+  const running = [collect(first), collect(second)];
+  await waitFor(() => first.concat(second).some(event => event.type === 'progress') && first.length > 0 && second.length > 0, 60_000, 'one running, one queued');
+  const waiting = first.some(event => event.type === 'progress') ? second : first;
+  const runningOne = waiting === first ? second : first;
+  await waitFor(async () => HeartbeatSchema.parse((await workerInfo()).last_heartbeat).queue_depth === 1, 30_000, 'the heartbeat to count the waiting one');
+  t.is((await client.cancelWorkflow(waiting[0]!.workflow_id!)).result, 'dequeued');
+  t.is((await client.cancelWorkflow(runningOne[0]!.workflow_id!)).result, 'interrupted');
+  await Promise.all(running);
+  t.false(waiting.some(event => event.type === 'executing' || event.type === 'progress'), 'the dequeued one never ran');
+  t.regex(waiting.at(-1)?.type === 'error' ? (waiting.at(-1) as Extract<WorkflowEvent, {type: 'error'}>).error.message : '', /cancelled before it ran/);
+  t.is(runningOne.at(-1)?.type, 'error');
   // The engine is free again: the next workflow runs to its end.
   const next: WorkflowEvent[] = [];
   for await (const event of client.runWorkflow({workflow: stepsWorkflow(2, 10)})) {
@@ -245,7 +265,7 @@ serial('engine killed mid-workflow: the client gets an error event, the worker f
   t.is(next.at(-1)?.type, 'done');
 });
 
-serial('unload_model goes to ComfyUI /free; a stopped worker leaves no ComfyUI behind', async t => {
+serial('unload_model goes to ComfyUI /free; drain stops new workflows; a stopped worker leaves no ComfyUI behind', async t => {
   const command = await postJson(`${hive!.url}/v1/workers/${workerId}/commands`, {type: 'unload_model', model: 'sd-v1-5.safetensors'});
   t.is(command.status, 202);
   // The worker keeps serving after an unload: a multi-model engine frees memory, it does not end.
@@ -264,6 +284,12 @@ serial('unload_model goes to ComfyUI /free; a stopped worker leaves no ComfyUI b
     .join('');
   t.regex(log, /unloading sd-v1-5\.safetensors/);
   t.notRegex(log, /could not unload/);
+  // Drained: it finishes what it has and the hive sends it no new workflow.
+  t.is((await postJson(`${hive!.url}/v1/workers/${workerId}/commands`, {type: 'drain'})).status, 202);
+  await waitFor(async () => ((await getJson(`${hive!.url}/v1/workers/${workerId}`)).body as {draining: boolean}).draining, 30_000, 'the hive to mark it draining');
+  const refused = await postJson(`${hive!.url}/v1/workflows`, {workflow: stepsWorkflow(1, 1)});
+  t.true(refused.status === 400 || refused.status === 503, String(refused.status));
+  t.regex(refused.body.error.message, /no ready worker runs workflows|draining/);
   const engine = comfyPid();
   t.truthy(engine);
   const stopped = await rbee(['--json', 'worker', 'stop', workerId], {hive: hive!});
