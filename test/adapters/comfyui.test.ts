@@ -212,14 +212,21 @@ serial('DELETE interrupts a running workflow (its client gets an error event) an
     }
   };
   const running = [collect(first), collect(second)];
-  await waitFor(() => first.concat(second).some(event => event.type === 'progress') && first.length > 0 && second.length > 0, 60_000, 'one running, one queued');
+  await waitFor(
+    () => first.concat(second).some(event => event.type === 'progress') && first.length > 0 && second.length > 0,
+    60_000,
+    'one running, one queued',
+  );
   const waiting = first.some(event => event.type === 'progress') ? second : first;
   const runningOne = waiting === first ? second : first;
   await waitFor(async () => HeartbeatSchema.parse((await workerInfo()).last_heartbeat).queue_depth === 1, 30_000, 'the heartbeat to count the waiting one');
   t.is((await client.cancelWorkflow(waiting[0]!.workflow_id!)).result, 'dequeued');
   t.is((await client.cancelWorkflow(runningOne[0]!.workflow_id!)).result, 'interrupted');
   await Promise.all(running);
-  t.false(waiting.some(event => event.type === 'executing' || event.type === 'progress'), 'the dequeued one never ran');
+  t.false(
+    waiting.some(event => event.type === 'executing' || event.type === 'progress'),
+    'the dequeued one never ran',
+  );
   t.regex(waiting.at(-1)?.type === 'error' ? (waiting.at(-1) as Extract<WorkflowEvent, {type: 'error'}>).error.message : '', /cancelled before it ran/);
   t.is(runningOne.at(-1)?.type, 'error');
   // The engine is free again: the next workflow runs to its end.
@@ -286,7 +293,11 @@ serial('unload_model goes to ComfyUI /free; drain stops new workflows; a stopped
   t.notRegex(log, /could not unload/);
   // Drained: it finishes what it has and the hive sends it no new workflow.
   t.is((await postJson(`${hive!.url}/v1/workers/${workerId}/commands`, {type: 'drain'})).status, 202);
-  await waitFor(async () => ((await getJson(`${hive!.url}/v1/workers/${workerId}`)).body as {draining: boolean}).draining, 30_000, 'the hive to mark it draining');
+  await waitFor(
+    async () => ((await getJson(`${hive!.url}/v1/workers/${workerId}`)).body as {draining: boolean}).draining,
+    30_000,
+    'the hive to mark it draining',
+  );
   const refused = await postJson(`${hive!.url}/v1/workflows`, {workflow: stepsWorkflow(1, 1)});
   t.true(refused.status === 400 || refused.status === 503, String(refused.status));
   t.regex(refused.body.error.message, /no ready worker runs workflows|draining/);
