@@ -229,12 +229,16 @@ serial('DELETE interrupts a running workflow (its client gets an error event) an
   );
   t.regex(waiting.at(-1)?.type === 'error' ? (waiting.at(-1) as Extract<WorkflowEvent, {type: 'error'}>).error.message : '', /cancelled before it ran/);
   t.is(runningOne.at(-1)?.type, 'error');
-  // The engine is free again: the next workflow runs to its end.
-  const next: WorkflowEvent[] = [];
-  for await (const event of client.runWorkflow({workflow: stepsWorkflow(2, 10)})) {
-    next.push(event);
-  }
-  t.is(next.at(-1)?.type, 'done');
+  // The engine is free again: the next workflow runs to its end, watched as a person would (one line per node off a terminal).
+  const dir = tempHome('rbee-comfyui-watch-');
+  fs.writeFileSync(path.join(dir, 'workflow.json'), JSON.stringify(stepsWorkflow(3, 10)));
+  const watched = await rbee(['workflow', 'run', path.join(dir, 'workflow.json'), '--watch', '--out', path.join(dir, 'out')], {hive: hive!});
+  t.is(watched.exitCode, 0, String(watched.stderr));
+  t.regex(String(watched.stderr), /^queued wf-\S+ on \S+ \(0 ahead\)$/m);
+  t.regex(String(watched.stderr), /^node 1 \(RbeeSteps\) \[#+\] 3\/3$/m);
+  t.regex(String(watched.stderr), /^node 2 \(SaveImage\) \[#+\] 1\/1$/m);
+  t.regex(String(watched.stdout), /done in [\d.]+ s, 1 file\(s\)/);
+  t.is(fs.readdirSync(path.join(dir, 'out')).length, 1);
 });
 
 serial('engine killed mid-workflow: the client gets an error event, the worker fails and is restarted', async t => {
