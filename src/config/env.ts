@@ -44,7 +44,7 @@ export const environmentSettings = [
   {
     name: 'RBEE_COMFYUI',
     description: 'ComfyUI for the comfyui adapter: a ComfyUI folder, its venv, or a folder `rbee engines install comfyui` made',
-    fallback: '(the cached `rbee engines install comfyui`)',
+    fallback: 'the install `rbee engines install comfyui` cached',
   },
   {name: 'RBEE_VLLM', description: 'vllm program for the vllm adapter', fallback: '`vllm` on PATH'},
   {name: 'RBEE_TRTLLM_SERVE', description: 'trtllm-serve program for the tensorrt-llm adapter', fallback: '`trtllm-serve` on PATH'},
