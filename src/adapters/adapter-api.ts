@@ -16,7 +16,14 @@
 import {z} from 'zod';
 import {RbeeError} from '../errors.js';
 import {parseWire} from '../protocol/parse.js';
-import {FinishReasonSchema, type Heartbeat} from '../protocol/wire.js';
+import {
+  FinishReasonSchema,
+  type Heartbeat,
+  type WorkflowCancelResponse,
+  type WorkflowEvent,
+  type WorkflowGraph,
+  type WorkflowOutputFile,
+} from '../protocol/wire.js';
 import type {EngineChatMessage, GenerateResult} from '../worker/engine.js';
 
 export type {EngineChatMessage, GenerateResult} from '../worker/engine.js';
@@ -39,6 +46,43 @@ export type AdapterInferRequest = {
   signal: AbortSignal;
   /** Call with each piece of text as it is generated (streaming clients see it at once). */
   onText: (text: string) => void;
+};
+
+/** One workflow to run (workflow engines: ComfyUI), already validated as a graph of nodes. */
+export type AdapterWorkflowRequest = {
+  /** The hive's id for it: the one its events and output URLs carry. */
+  workflowId: string;
+  workflow: WorkflowGraph;
+  /** Aborted when the client goes away or the worker stops: cancel it in the engine. */
+  signal: AbortSignal;
+  /**
+   * Call with each progress event as the engine reports it (queued, executing, cached, progress,
+   * executed); the worker adds `done` from the result and `error` from a throw.
+   */
+  onEvent: (event: WorkflowEvent) => void;
+};
+
+export type AdapterWorkflowResult = {outputs: WorkflowOutputFile[]};
+
+/** A file a workflow wrote, to relay to the client as it is read. */
+export type AdapterWorkflowOutput = {body: ReadableStream<Uint8Array>; contentType: string};
+
+/**
+ * Workflow support, for engines that run graphs of nodes rather than text generations. The worker
+ * serves POST /v1/workflows (an SSE stream of events), GET /v1/workflows/:id/outputs/… and
+ * DELETE /v1/workflows/:id through these, and the hive routes workflows to workers whose adapter has them.
+ */
+export type AdapterWorkflows = {
+  /** Runs one workflow to its end; throws an RbeeError (with `field` naming the node, for a bad graph) when it fails. */
+  run: (request: AdapterWorkflowRequest, context: AdapterContext) => Promise<AdapterWorkflowResult>;
+  /** Stops a workflow: interrupts it when it runs, takes it out of the engine's queue when it waits. */
+  cancel: (workflowId: string, context: AdapterContext) => Promise<WorkflowCancelResponse['result']>;
+  /** One output file, named as parsed from a path-safe URL (see parseOutputPath). */
+  output: (
+    workflowId: string,
+    file: {type: 'output' | 'temp' | 'input'; subfolder: string; filename: string},
+    context: AdapterContext,
+  ) => Promise<AdapterWorkflowOutput>;
 };
 
 export type EngineProcessExit = {code: number | null; signal: NodeJS.Signals | null};
@@ -197,6 +241,8 @@ export type RbeeAdapter = {
    * by ending.
    */
   unloadModel?: (model: string, context: AdapterContext) => Promise<void>;
+  /** Set by workflow engines: see AdapterWorkflows. */
+  workflows?: AdapterWorkflows;
   /** Stop the engine cleanly; the worker's process group is killed afterwards regardless. */
   stop: (context: AdapterContext) => Promise<void>;
 };
@@ -230,6 +276,7 @@ const AdapterShapeSchema = z.object({
   countTokens: hook.optional(),
   heartbeat: hook.optional(),
   unloadModel: hook.optional(),
+  workflows: z.object({run: hook, cancel: hook, output: hook}).optional(),
   stop: hook,
 });
 

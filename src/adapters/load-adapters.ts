@@ -33,7 +33,7 @@ export type AdapterSet = {adapters: LoadedAdapter[]; errors: AdapterLoadError[]}
 const builtInRoot = fileURLToPath(new URL('../builtin-adapters/', import.meta.url));
 
 /** Built-in adapters, by folder under adapters/ in the source tree. */
-export const builtInAdapterModules = ['llamacpp', 'candle', 'vllm', 'tensorrt-llm', 'ollama'] as const;
+export const builtInAdapterModules = ['llamacpp', 'candle', 'vllm', 'tensorrt-llm', 'ollama', 'comfyui'] as const;
 
 function isPathSpecifier(specifier: string): boolean {
   return specifier.startsWith('.') || path.isAbsolute(specifier);

@@ -8,6 +8,7 @@ import {dashboardCommand} from './commands/dashboard-command.js';
 import {enginesCommand} from './commands/engines-command.js';
 import {hiveCommand} from './commands/hive-command.js';
 import {inferCommand} from './commands/infer-command.js';
+import {workflowCommand} from './commands/workflow-command.js';
 import {modelCommand} from './commands/model-command.js';
 import {modelsCommand} from './commands/models-command.js';
 import {statusCommand} from './commands/status-command.js';
@@ -28,6 +29,7 @@ const program = new Command('rbee')
 program.addCommand(hiveCommand());
 program.addCommand(workerCommand());
 program.addCommand(inferCommand());
+program.addCommand(workflowCommand());
 program.addCommand(statusCommand());
 program.addCommand(dashboardCommand());
 program.addCommand(modelCommand());

@@ -41,6 +41,11 @@ export const environmentSettings = [
     description: 'ggml-rpc-server binary for worker group shards (`rpcServerPath`)',
     fallback: '(PATH, else `rbee engines install llama.cpp`)',
   },
+  {
+    name: 'RBEE_COMFYUI',
+    description: 'ComfyUI for the comfyui adapter: a ComfyUI folder, its venv, or a folder `rbee engines install comfyui` made',
+    fallback: 'the install `rbee engines install comfyui` cached',
+  },
   {name: 'RBEE_VLLM', description: 'vllm program for the vllm adapter', fallback: '`vllm` on PATH'},
   {
     name: 'RBEE_OLLAMA',
@@ -49,7 +54,7 @@ export const environmentSettings = [
   },
   {name: 'RBEE_TRTLLM_SERVE', description: 'trtllm-serve program for the tensorrt-llm adapter', fallback: '`trtllm-serve` on PATH'},
   {name: 'RBEE_NVIDIA_SMI', description: 'nvidia-smi program rbee asks for GPUs, their free memory and per-process memory', fallback: '`nvidia-smi` on PATH'},
-  {name: 'RBEE_CACHE_DIR', description: 'where engine builds (llama.cpp, ollama) and their Go caches are kept', fallback: '~/.cache/rbee'},
+  {name: 'RBEE_CACHE_DIR', description: 'where engine builds and installs (llama.cpp, Ollama, ComfyUI) and the Go caches are kept', fallback: '~/.cache/rbee'},
   {
     name: 'RBEE_CANDLE_FORWARD',
     description:

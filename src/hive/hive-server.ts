@@ -19,6 +19,7 @@ import {servedModels} from './router.js';
 import {registerHeartbeatRoutes} from './routes/heartbeat-routes.js';
 import {registerInferenceRoutes} from './routes/inference-routes.js';
 import {registerWorkerRoutes} from './routes/worker-routes.js';
+import {registerWorkflowRoutes} from './routes/workflow-routes.js';
 import {Supervisor} from './supervisor.js';
 import {EventStream} from './event-stream.js';
 import {toWorkerInfo} from './worker-record.js';
@@ -268,6 +269,10 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   registerHeartbeatRoutes(app, supervisor, hiveMetrics, events);
   registerWorkerRoutes(app, supervisor);
   registerGroupRoutes(app, supervisor);
+  registerWorkflowRoutes(app, supervisor, {
+    workflowTypes: new Set(options.adapters.adapters.filter(loaded => loaded.adapter.workflows !== undefined).map(loaded => loaded.adapter.type)),
+    log: options.log,
+  });
   registerInferenceRoutes(app, supervisor, {
     workerTimeoutMs: options.workerTimeoutMs ?? defaults.workerTimeoutMs,
     log: options.log,

@@ -136,7 +136,7 @@ export class WorkerTable {
     record.lastHeartbeatAt = new Date();
     if (heartbeat.available_models !== undefined && record.group?.membership.role !== 'shard') {
       // A multi-model worker answers for the names it lists as well as for the model it was spawned with.
-      record.aliases = new Set([...modelAliases(record.spec.model, record.modelName, record.modelPath), ...heartbeat.available_models]);
+      record.aliases = new Set([...modelAliases(record.spec, record.modelName, record.modelPath), ...heartbeat.available_models]);
     }
     return record;
   }

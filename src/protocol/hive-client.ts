@@ -30,6 +30,8 @@ import {
   WorkerInfoSchema,
   WorkerKeySchema,
   WorkerListSchema,
+  WorkflowCancelResponseSchema,
+  WorkflowEventSchema,
   type AdapterList,
   type ChatCompletion,
   type ChatCompletionChunk,
@@ -44,6 +46,10 @@ import {
   type InferRequest,
   type InferResponse,
   type InferStreamEvent,
+  type WorkflowCancelResponse,
+  type WorkflowEvent,
+  type WorkflowOutputFile,
+  type WorkflowRequest,
   type ModelList,
   type CatalogueList,
   type ShutdownAnswer,
@@ -85,6 +91,8 @@ export type EventStreamOptions = {
 type Send<Name extends HiveRouteName> = {
   name: Name;
   params: RouteParams<Name>;
+  /** Path segments after the route's own, already encoded (an output file's `output/<subfolder>/<name>`). */
+  suffix?: string;
   query?: Record<string, string>;
   body?: unknown;
 };
@@ -240,6 +248,54 @@ export class HiveClient {
     return this.#openAiStream({name: 'completions', params: noParams, body: {...request, stream: true}}, TextCompletionSchema, 'completion chunk', options);
   }
 
+  // -- workflows --------------------------------------------------------------------------------
+
+  /**
+   * Runs a workflow on a workflow worker (ComfyUI) and yields its events as they come: queued,
+   * executing, cached, progress, executed, then one `done` or `error` (yielded, not thrown). A
+   * workflow the engine refuses throws (a 400 naming the node); a stream cut off throws.
+   */
+  async *runWorkflow(request: WorkflowRequest, options: StreamOptions = {}): AsyncGenerator<WorkflowEvent, void, undefined> {
+    const send: Send<'runWorkflow'> = {name: 'runWorkflow', params: noParams, body: request};
+    let ended = false;
+    for await (const event of this.#events(send, options)) {
+      const parsed = this.#parseData(WorkflowEventSchema, event.data, 'workflow event', send);
+      ended = parsed.type === 'done' || parsed.type === 'error';
+      yield parsed;
+    }
+    if (!ended) {
+      throw new RbeeError('upstream_error', `the hive's answer to ${this.#label(send)} ended without a final event (done or error): it is incomplete`);
+    }
+  }
+
+  /** Interrupts a running workflow, or takes a waiting one off the engine's queue. */
+  cancelWorkflow(id: string, options?: CallOptions): Promise<WorkflowCancelResponse> {
+    return this.#json({name: 'cancelWorkflow', params: {id}}, WorkflowCancelResponseSchema, 'workflow cancel answer', options);
+  }
+
+  /** One file a workflow wrote, as its `executed` or `done` event names it, fetched through the hive. */
+  async workflowOutput(
+    id: string,
+    file: Pick<WorkflowOutputFile, 'type' | 'subfolder' | 'filename'>,
+    options: CallOptions = {},
+  ): Promise<{bytes: Uint8Array; contentType: string}> {
+    const suffix = [file.type, ...file.subfolder.split('/').filter(part => part !== ''), file.filename].map(encodeURIComponent).join('/');
+    const send: Send<'workflowOutputs'> = {name: 'workflowOutputs', params: {id}, suffix};
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs);
+    const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
+    const {response, label} = await this.#send(send, signal, options.signal);
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(await response.arrayBuffer());
+    } catch (error) {
+      throw this.#networkError(error, label, options.signal, true);
+    }
+    if (!response.ok) {
+      throw this.#errorFrom(response.status, Buffer.from(bytes).toString('utf8'));
+    }
+    return {bytes, contentType: response.headers.get('content-type') ?? 'application/octet-stream'};
+  }
+
   // -- the event stream -------------------------------------------------------------------------
 
   /** The hive's live events (GET /v1/events), each parsed; a malformed one throws, naming the field. */
@@ -263,11 +319,16 @@ export class HiveClient {
   // -- plumbing ---------------------------------------------------------------------------------
 
   #label(send: Send<HiveRouteName>): string {
-    return `${hiveRoutes[send.name].method} ${routePath(send.name, send.params as never, send.query)}`;
+    return `${hiveRoutes[send.name].method} ${this.#path(send)}`;
+  }
+
+  #path(send: Send<HiveRouteName>): string {
+    const path = routePath(send.name, send.params as never, send.query);
+    return send.suffix === undefined ? path : path.replace(/(\?|$)/, `/${send.suffix}$1`);
   }
 
   async #send(send: Send<HiveRouteName>, signal: AbortSignal, callerSignal: AbortSignal | undefined): Promise<Answer> {
-    const path = routePath(send.name, send.params as never, send.query);
+    const path = this.#path(send);
     const {method} = hiveRoutes[send.name];
     const label = `${method} ${path}`;
     const headers: Record<string, string> = {};

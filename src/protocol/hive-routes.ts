@@ -29,6 +29,10 @@ export const hiveRoutes = {
   infer: {method: 'POST', path: '/v1/infer'},
   chatCompletions: {method: 'POST', path: '/v1/chat/completions'},
   completions: {method: 'POST', path: '/v1/completions'},
+  runWorkflow: {method: 'POST', path: '/v1/workflows'},
+  cancelWorkflow: {method: 'DELETE', path: '/v1/workflows/:id'},
+  /** Followed by the output's path (`output/<subfolder…>/<filename>`), as the workflow's events name it. */
+  workflowOutputs: {method: 'GET', path: '/v1/workflows/:id/outputs'},
   /** Worker -> hive; listed so a worker-side client names it the same way. */
   heartbeat: {method: 'POST', path: '/v1/heartbeat'},
 } as const satisfies Record<string, HiveRoute>;

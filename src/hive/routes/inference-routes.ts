@@ -45,7 +45,11 @@ const progressEveryMs = 1_000;
  * The one place a hive-to-worker request is built, so whatever a worker requires of its callers goes
  * here: every route of a worker's port, /health included, answers 401 without the worker's key.
  */
-function workerFetch(worker: WorkerView, path: string, init: {method: 'GET' | 'POST'; body?: Buffer; signal: AbortSignal}): Promise<Response> {
+export function workerFetch(
+  worker: WorkerView,
+  path: string,
+  init: {method: 'GET' | 'POST' | 'DELETE'; body?: Buffer; signal: AbortSignal},
+): Promise<Response> {
   const headers: Record<string, string> = {
     ...(init.body === undefined ? {} : {'content-type': 'application/json'}),
     ...workerAuthorization(worker),

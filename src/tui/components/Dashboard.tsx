@@ -126,7 +126,14 @@ export function Dashboard({api, colors, options = {}}: DashboardProps) {
   const ids = useMemo(() => selectableIds(lines), [lines]);
   const selectedId = view.selectedId !== null && ids.includes(view.selectedId) ? view.selectedId : (ids[0] ?? null);
   const selected = selectedId === null ? null : (model.workers.get(selectedId) ?? null);
-  const workflow = useMemo(() => [...model.workers.values()].some(row => row.info.last_heartbeat?.workflow_progress != null), [model.workers]);
+  // Shown while any workflow worker lives (its heartbeat carries current_workflow, null when idle), so the column does not come and go with each workflow.
+  const workflow = useMemo(
+    () =>
+      [...model.workers.values()].some(
+        row => row.info.last_heartbeat?.workflow_progress != null || (row.info.last_heartbeat?.current_workflow !== undefined && !row.history),
+      ),
+    [model.workers],
+  );
   const typeWidth = useMemo(() => typeColumnWidth(Array.from(model.workers.values(), row => row.info.type)), [model.workers]);
   const tableColumns = useMemo(() => layoutColumns(columns, {workflow, typeWidth}), [columns, workflow, typeWidth]);
   const devices = useMemo(() => new Map<string, DeviceInfo>(model.devices.map(device => [device.id, device])), [model.devices]);
