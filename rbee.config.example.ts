@@ -22,6 +22,7 @@ export default defineConfig({
   models: {
     // 'gemma-small': {model: 'default', device: 'auto', contextSize: 2048, idleTimeout: '30m'},
     // 'always-on': {model: '/srv/models/llama-8b.gguf', device: 'cuda:0', pin: true},
+    // 'big': {model: '/srv/models/llama-70b.gguf', group: {devices: ['cuda:0', 'cuda:1']}, idleTimeout: '1h'}, // a worker group
   },
   workers: {
     contextSize: 4096, // tokens of context per parallel sequence

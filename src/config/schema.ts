@@ -19,21 +19,32 @@ const AdapterEntrySchema = z.union([
  * One entry of the model catalogue: a name requests may use, and how to start a worker for it when
  * one is asked for and none runs (models on demand).
  */
-export const CatalogueEntrySchema = z.strictObject({
-  /** What `rbee worker spawn --model` takes: a path, `hf:…`, or a name in the model store ("default"). */
-  model: z.string().min(1).max(4_096),
-  type: z.string().min(1).max(214).optional(),
-  /** A device, or "auto": the device with the most free memory that fits the model's estimate, the CPU last. */
-  device: z.union([z.literal('auto'), DeviceSchema]).default('auto'),
-  contextSize: integerIn(limits.contextSize).optional(),
-  parallel: integerIn(limits.parallel).optional(),
-  threads: integerIn(limits.threads).optional(),
-  /** Stopped after this long without a request (default: hive.idleTimeout). */
-  idleTimeout: durationIn(limits.idleTimeoutMs).optional(),
-  /** Never stopped for idleness nor to make room. */
-  pin: z.boolean().default(false),
-  adapterOptions: AdapterOptionsSchema.optional(),
-});
+export const CatalogueEntrySchema = z
+  .strictObject({
+    /** What `rbee worker spawn --model` takes: a path, `hf:…`, or a name in the model store ("default"). */
+    model: z.string().min(1).max(4_096),
+    type: z.string().min(1).max(214).optional(),
+    /** A device, or "auto": the device with the most free memory that fits the model's estimate, the CPU last. */
+    device: z.union([z.literal('auto'), DeviceSchema]).default('auto'),
+    contextSize: integerIn(limits.contextSize).optional(),
+    parallel: integerIn(limits.parallel).optional(),
+    threads: integerIn(limits.threads).optional(),
+    /** Stopped after this long without a request (default: hive.idleTimeout). */
+    idleTimeout: durationIn(limits.idleTimeoutMs).optional(),
+    /** Never stopped for idleness nor to make room. */
+    pin: z.boolean().default(false),
+    adapterOptions: AdapterOptionsSchema.optional(),
+    /** Served by a worker group over these devices (the coordinator on the first) instead of one worker. */
+    group: z.strictObject({devices: z.array(DeviceSchema).min(2).max(64)}).optional(),
+  })
+  .superRefine((entry, context) => {
+    if (entry.group !== undefined && entry.device !== 'auto') {
+      context.addIssue({code: 'custom', path: ['device'], message: 'a group entry runs on group.devices: leave device out'});
+    }
+    if (entry.group !== undefined && entry.adapterOptions !== undefined) {
+      context.addIssue({code: 'custom', path: ['adapterOptions'], message: 'worker groups take no adapter options: leave adapterOptions out of a group entry'});
+    }
+  });
 export type CatalogueEntry = z.output<typeof CatalogueEntrySchema>;
 
 /** Catalogue names are model names on the wire, and unique whatever their case: a request's `model` picks one. */

@@ -78,7 +78,7 @@ async function admitGroup(request: SpawnGroupRequest, model: ResolvedModel, opti
   const unique = [...new Set(request.devices)];
   let free = 0;
   for (const device of unique) {
-    free += Math.max(0, (await freeMemory(device)) - options.reservedOn(device));
+    free += Math.max(0, (await (options.memoryProbe ?? freeMemory)(device)) - options.reservedOn(device));
   }
   if (estimate.total > free && !request.force) {
     const mib = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MiB`;
@@ -122,7 +122,12 @@ export async function layoutMembers(groupId: string, request: GroupSpec): Promis
   }
   const coordinator: PlannedMember = {
     id: coordinatorId,
-    spec: spec(request.devices[0]!),
+    // The group's one endpoint answers to its name and carries its idle timeout: stopping it stops the group.
+    spec: {
+      ...spec(request.devices[0]!),
+      ...(request.name === undefined ? {} : {name: request.name}),
+      ...(request.idle_timeout_ms === undefined ? {} : {idle_timeout_ms: request.idle_timeout_ms}),
+    },
     port: request.coordinator_port ?? (await freePort()),
     membership: {
       ...base,

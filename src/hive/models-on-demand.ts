@@ -7,7 +7,7 @@
  */
 import {RbeeError} from '../errors.js';
 import type {CatalogueEntry} from '../config/schema.js';
-import type {AutoscaleAction, AutoscaleEvent, CatalogueList, DeviceInfo, SpawnPlan, SpawnWorkerRequestBody} from '../protocol/wire.js';
+import type {AutoscaleAction, AutoscaleEvent, CatalogueList, DeviceInfo, SpawnGroupRequest, SpawnPlan, SpawnWorkerRequestBody} from '../protocol/wire.js';
 import {planRoom, type LoadedModel} from './room-planner.js';
 import type {Supervisor} from './supervisor.js';
 import {isAlive, isServing, type WorkerView} from './worker-record.js';
@@ -135,7 +135,7 @@ export class ModelsOnDemand {
         name,
         model: entry.model,
         type: entry.type ?? null,
-        device: entry.device,
+        device: entry.group?.devices.join(',') ?? entry.device,
         pinned: entry.pin,
         idle_timeout_ms: idleTimeout,
         state: worker === undefined ? 'cold' : !serving ? 'starting' : idle ? 'idle' : 'ready',
@@ -157,20 +157,90 @@ export class ModelsOnDemand {
     const entry = this.#options.catalogue[name]!;
     let worker = this.#alive(name);
     if (worker === undefined) {
-      const {device, plan} = await this.#place(name, entry);
-      await this.#makeRoom(name, device, plan);
-      const spawned = await this.#options.supervisor.spawn(this.#spawnRequest(name, entry, device, false));
-      worker = spawned as WorkerView;
+      worker = entry.group === undefined ? await this.#startWorker(name, entry) : await this.#startGroup(name, entry, entry.group.devices);
       this.#awaitingFirst.add(worker.id);
       this.#options.metrics.started('request');
-      this.#announce('started-for-request', name, {
-        workerId: worker.id,
-        device,
-        reason: `a request asked for "${name}" and no worker served it`,
-        figures: this.#figures(device, plan),
-      });
     }
     return this.#waitServing(name, worker.id);
+  }
+
+  async #startWorker(name: string, entry: CatalogueEntry): Promise<WorkerView> {
+    const {device, plan} = await this.#place(name, entry);
+    await this.#makeRoom(name, device, plan);
+    const worker = (await this.#options.supervisor.spawn(this.#spawnRequest(name, entry, device, false))) as WorkerView;
+    this.#announce('started-for-request', name, {
+      workerId: worker.id,
+      device,
+      reason: `a request asked for "${name}" and no worker served it`,
+      figures: this.#figures(device, plan),
+    });
+    return worker;
+  }
+
+  /**
+   * A group entry's devices are fixed, and the group's own admission (the model against its
+   * devices' free memory together) says whether it fits. When it does not, or maxLoadedModels is
+   * reached, least-recently-used idle models on those devices (any device for the count) are
+   * stopped one at a time until it starts; busy ones are waited for, bounded; else it is refused.
+   */
+  async #startGroup(name: string, entry: CatalogueEntry, devices: readonly string[]): Promise<WorkerView> {
+    const deadline = Date.now() + busyWaitMs;
+    const where = devices.join(',');
+    for (;;) {
+      const loaded = this.#loaded();
+      const max = this.#options.settings.maxLoadedModels;
+      const atMax = max !== null && loaded.length >= max;
+      let shortOfMemory: RbeeError | null = null;
+      if (!atMax) {
+        try {
+          const group = await this.#options.supervisor.spawnGroup(this.#groupRequest(name, entry, devices));
+          this.#announce('started-for-request', name, {
+            workerId: group.coordinatorId,
+            device: where,
+            reason: `a request asked for "${name}" and no worker group served it (group ${group.id})`,
+          });
+          return this.#options.supervisor.get(group.coordinatorId);
+        } catch (error) {
+          if (!(error instanceof RbeeError) || error.code !== 'insufficient_memory') {
+            throw error;
+          }
+          shortOfMemory = error;
+        }
+      }
+      const movable = loaded.filter(model => !model.pinned && !model.awaitingFirstRequest && (atMax || devices.includes(model.device)));
+      const idle = movable.filter(model => model.inFlight === 0).sort((a, b) => a.lastActiveAt - b.lastActiveAt)[0];
+      if (idle !== undefined) {
+        await this.#evict(idle, name);
+        continue;
+      }
+      if (movable.length > 0 && Date.now() <= deadline) {
+        await sleep(waitStepMs * 4);
+        continue;
+      }
+      const reason =
+        movable.length > 0
+          ? `the models that would make room stayed busy for ${busyWaitMs / 1000} s: ${movable.map(model => model.name).join(', ')}`
+          : atMax
+            ? `${loaded.length} models are loaded (maxLoadedModels ${max}) and none of them may be stopped`
+            : `${shortOfMemory?.message ?? 'it does not fit'}, and no idle model on ${where} may be stopped`;
+      this.#announce('refused-for', name, {device: where, reason});
+      throw new RbeeError('model_unavailable', `cannot start model "${name}" on ${where}: ${reason}`, shortOfMemory === null ? {} : {cause: shortOfMemory});
+    }
+  }
+
+  #groupRequest(name: string, entry: CatalogueEntry, devices: readonly string[]): SpawnGroupRequest {
+    return {
+      model: entry.model,
+      devices: [...devices],
+      ...(entry.type === undefined ? {} : {type: entry.type}),
+      ...(entry.contextSize === undefined ? {} : {context_size: entry.contextSize}),
+      ...(entry.parallel === undefined ? {} : {parallel: entry.parallel}),
+      ...(entry.threads === undefined ? {} : {threads: entry.threads}),
+      name,
+      ...(entry.pin ? {} : {idle_timeout_ms: entry.idleTimeout ?? this.#options.settings.idleTimeoutMs}),
+      restart: 'on-failure',
+      force: false,
+    };
   }
 
   #spawnRequest(name: string, entry: CatalogueEntry, device: string, dryRun: boolean): SpawnWorkerRequestBody {
@@ -253,8 +323,9 @@ export class ModelsOnDemand {
         bytes: (onGpu ? heartbeat?.vram_used : heartbeat?.ram_used) ?? worker.reservedBytes,
         inFlight: worker.inFlight,
         lastActiveAt: worker.lastActiveAt.getTime(),
-        // Workers spawned by hand, pinned entries and groups are never stopped to make room.
-        pinned: !catalogued || this.#options.catalogue[worker.spec.name!]!.pin || worker.group !== null,
+        // Workers and groups spawned by hand and pinned entries are never stopped to make room. A
+        // catalogue group counts as one model, on its coordinator's device, with its coordinator's memory.
+        pinned: !catalogued || this.#options.catalogue[worker.spec.name!]!.pin,
         // A request has a minute after its model serves to reach it; one that never comes does not pin the model.
         awaitingFirstRequest: !isServing(worker) || (this.#awaitingFirst.has(worker.id) && Date.now() - worker.lastActiveAt.getTime() < 60_000),
       });
@@ -294,26 +365,26 @@ export class ModelsOnDemand {
       if (decision.kind === 'wait') {
         await sleep(waitStepMs * 4);
       } else {
-        await Promise.all(
-          decision.evict.map(async model => {
-            this.#stopping.add(model.workerId);
-            this.#options.metrics.evicted();
-            this.#announce('evicted-for', model.name, {
-              workerId: model.workerId,
-              device: model.device,
-              for: name,
-              reason: `stopped to make room for "${name}": idle since ${new Date(model.lastActiveAt).toISOString()}, the least recently used`,
-              figures: this.#figures(device, plan),
-            });
-            try {
-              await this.#options.supervisor.stop(model.workerId, `stopped to make room for model "${name}"`);
-            } finally {
-              this.#stopping.delete(model.workerId);
-            }
-          }),
-        );
+        await Promise.all(decision.evict.map(model => this.#evict(model, name, this.#figures(device, plan))));
       }
       plan = (await this.#options.supervisor.spawn(this.#spawnRequest(name, entry, device, true))) as SpawnPlan;
+    }
+  }
+
+  async #evict(model: LoadedModel, forName: string, figures?: {need: number; free: number; headroom: number}): Promise<void> {
+    this.#stopping.add(model.workerId);
+    this.#options.metrics.evicted();
+    this.#announce('evicted-for', model.name, {
+      workerId: model.workerId,
+      device: model.device,
+      for: forName,
+      reason: `stopped to make room for "${forName}": idle since ${new Date(model.lastActiveAt).toISOString()}, the least recently used`,
+      ...(figures === undefined ? {} : {figures}),
+    });
+    try {
+      await this.#options.supervisor.stop(model.workerId, `stopped to make room for model "${forName}"`);
+    } finally {
+      this.#stopping.delete(model.workerId);
     }
   }
 

@@ -135,6 +135,46 @@ test('maxLoadedModels 1: the idle model is stopped for the other, never one with
   started.release();
 });
 
+test('a group entry under maxLoadedModels 1: the idle model is stopped for it, and one group serves it', async t => {
+  const {models, decisions, request, alive, supervisor} = onDemand(t, {
+    groupTypes: ['llamacpp'],
+    settings: {maxLoadedModels: 1},
+    entries: {small: {}, pair: {group: {devices: ['cpu', 'cpu']}}},
+  });
+  const small = await request('small');
+  small.release();
+  const pair = await request('pair');
+  pair.release();
+  t.is(supervisor.groups.size, 1);
+  const group = [...supervisor.groups.values()][0]!;
+  t.is(pair.worker.id, group.coordinatorId, 'the group is routed to through its coordinator');
+  t.deepEqual(
+    alive()
+      .map(worker => worker.id)
+      .sort(),
+    [group.coordinatorId, ...group.shardIds].sort(),
+    'small was stopped',
+  );
+  t.like(
+    decisions.find(event => event.action === 'evicted-for'),
+    {model: 'small', for: 'pair'},
+  );
+  t.like(decisions.at(-1), {action: 'started-for-request', model: 'pair', device: 'cpu,cpu', worker_id: group.coordinatorId});
+  t.like(
+    models.list().models.find(entry => entry.name === 'pair'),
+    {device: 'cpu,cpu', worker_id: group.coordinatorId},
+  );
+});
+
+test('a group entry that does not fit and has nothing to stop: refused naming its devices', async t => {
+  const {models, decisions, supervisor} = onDemand(t, {groupTypes: ['llamacpp'], freeBytes: 1_024, entries: {pair: {group: {devices: ['cpu', 'cpu']}}}});
+  const error = await t.throwsAsync(models.ensure('pair', new AbortController().signal));
+  t.is((error as {code?: string}).code, 'model_unavailable');
+  t.regex(error!.message, /cannot start model "pair" on cpu,cpu: the model needs about .* free together.*and no idle model on cpu,cpu may be stopped/);
+  t.is(supervisor.groups.size, 0);
+  t.like(decisions.at(-1), {action: 'refused-for', model: 'pair', device: 'cpu,cpu'});
+});
+
 test('a model that cannot fit: refused with the device and the figures, and announced', async t => {
   const {models, decisions, alive} = onDemand(t, {freeBytes: 1_024});
   const error = await t.throwsAsync(models.ensure('small', new AbortController().signal));

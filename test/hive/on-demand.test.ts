@@ -131,6 +131,37 @@ test('idle timeout: the model is stopped after it, and the next request starts i
   t.not((await stateOf(hive, 'tiny')).worker_id, first);
 });
 
+test('a group entry: the first request starts a worker group, its idle timeout stops the whole group', async t => {
+  t.timeout(5 * 60_000);
+  const hive = await hiveWith(t, {
+    models: {
+      pair: {model: await defaultModelPath(), type: 'llamacpp', group: {devices: ['cpu', 'cpu']}, contextSize: 512, threads: 1, idleTimeout: '3s'},
+    },
+  });
+  t.like(await stateOf(hive, 'pair'), {state: 'cold', device: 'cpu,cpu'});
+  const answers = await Promise.all([infer(hive, 'pair'), infer(hive, 'pair')]);
+  t.deepEqual(
+    answers.map(answer => answer.status),
+    [200, 200],
+  );
+  const groups = (await getJson(`${hive.url}/v1/groups`)).body.groups as {group_id: string; health: string; coordinator: {worker_id: string}}[];
+  t.is(groups.length, 1, 'one group for both requests');
+  const group = groups[0]!;
+  t.is(group.health, 'healthy');
+  t.is((await stateOf(hive, 'pair')).worker_id, group.coordinator.worker_id);
+  t.like((await catalogue(hive)).decisions[0], {action: 'started-for-request', model: 'pair', device: 'cpu,cpu'});
+
+  await waitFor(async () => (await stateOf(hive, 'pair')).state === 'cold', 60_000, 'the idle stop');
+  const ended = (await getJson(`${hive.url}/v1/groups?all=1`)).body.groups as {group_id: string; health: string}[];
+  t.like(
+    ended.find(candidate => candidate.group_id === group.group_id),
+    {health: 'stopped'},
+  );
+  const running = async () => ((await getJson(`${hive.url}/v1/workers`)).body.workers as {state: string}[]).filter(worker => worker.state !== 'stopped');
+  await waitFor(async () => (await running()).length === 0, 60_000, 'every member of the group to stop');
+  t.like((await catalogue(hive)).decisions.at(-1), {action: 'stopped-idle', model: 'pair'});
+});
+
 test('a model that cannot fit: 503 naming the device and the figures; nothing started', async t => {
   const hive = await hiveWith(t, {models: {huge: {model: writeTinyGguf('llama'), device: 'cpu', contextSize: 1_048_576, parallel: 64}}});
   const answer = await infer(hive, 'huge');
@@ -147,6 +178,8 @@ test('config errors name the key: unknown type, bad duration, names that differ 
     [{models: {a: {model: 'default', idleTimeout: 'soon'}}}, /`models\.a\.idleTimeout`: expected a duration/],
     [{hive: {idleTimeout: '5 weeks'}}, /`hive\.idleTimeout`: expected a duration/],
     [{models: {Gemma: {model: 'default'}, gemma: {model: 'default'}}}, /`models\.gemma`: duplicate model name/],
+    [{models: {g: {model: 'default', device: 'cpu', group: {devices: ['cpu', 'cpu']}}}}, /`models\.g\.device`: a group entry runs on group\.devices/],
+    [{models: {g: {model: 'default', group: {devices: ['cpu']}}}}, /`models\.g\.group\.devices`/],
   ];
   for (const [config, message] of cases) {
     const file = path.join(home, 'rbee.config.json');

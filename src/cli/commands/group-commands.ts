@@ -11,17 +11,28 @@ import {table} from '../format.js';
 import type {HiveClient} from '../../protocol/hive-client.js';
 import {emit} from '../output.js';
 import {integerFlag} from '../parse-flags.js';
-import {modelOption, modelReference, shapeFields, shapeOptions, timeoutOption, type SpawnShape} from './spawn-options.js';
+import {
+  lifetimeFields,
+  lifetimeOptions,
+  modelOption,
+  modelReference,
+  shapeFields,
+  shapeOptions,
+  timeoutOption,
+  type SpawnLifetime,
+  type SpawnShape,
+} from './spawn-options.js';
 
-type SpawnGroupOptions = SpawnShape & {
-  devices: string[];
-  type?: string;
-  coordinatorPort?: number;
-  restart: RestartPolicy;
-  force?: boolean;
-  wait?: boolean;
-  timeout: number;
-};
+type SpawnGroupOptions = SpawnShape &
+  SpawnLifetime & {
+    devices: string[];
+    type?: string;
+    coordinatorPort?: number;
+    restart: RestartPolicy;
+    force?: boolean;
+    wait?: boolean;
+    timeout: number;
+  };
 
 export function describeGroup(group: GroupInfo): string {
   const reason = group.reason === null ? '' : ` (${group.reason})`;
@@ -117,6 +128,7 @@ export function spawnGroupCommand(): Command {
         ...(options.type === undefined || options.type === '' ? {} : {type: options.type}),
         ...(options.coordinatorPort === undefined ? {} : {coordinator_port: options.coordinatorPort}),
         ...shapeFields(options),
+        ...lifetimeFields(options),
         restart: options.restart,
         force: options.force === true,
       };
@@ -126,7 +138,7 @@ export function spawnGroupCommand(): Command {
       }
       emit(globalOptions(sub), group, () => describeGroup(group));
     });
-  shapeOptions('CPU threads per member').forEach(option => command.addOption(option));
+  [...shapeOptions('CPU threads per member'), ...lifetimeOptions('group')].forEach(option => command.addOption(option));
   return command;
 }
 

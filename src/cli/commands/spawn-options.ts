@@ -1,7 +1,7 @@
 /** The flags `worker spawn` and `worker spawn-group` share, with their RBEE_* twins, and what they become on the wire. */
 import path from 'node:path';
 import {Option} from 'commander';
-import {integerFlagIn} from '../parse-flags.js';
+import {durationFlagIn, integerFlagIn} from '../parse-flags.js';
 import {limits} from '../../config/limits.js';
 
 export type SpawnShape = {model: string; contextSize?: number; threads?: number; parallel?: number};
@@ -39,5 +39,24 @@ export function shapeFields(options: SpawnShape): {context_size?: number; thread
     ...(options.contextSize === undefined ? {} : {context_size: options.contextSize}),
     ...(options.threads === undefined ? {} : {threads: options.threads}),
     ...(options.parallel === undefined ? {} : {parallel: options.parallel}),
+  };
+}
+
+export type SpawnLifetime = {idleTimeout?: number; name?: string};
+
+/** How long a spawned worker (or group) may sit idle, and one more name requests may use for its model. */
+export function lifetimeOptions(what: string): Option[] {
+  return [
+    new Option('--idle-timeout <duration>', `stop the ${what} after this long without a request through the hive (30s, 10m, 1h)`).argParser(
+      durationFlagIn('--idle-timeout', limits.idleTimeoutMs),
+    ),
+    new Option('--name <name>', `one more name requests may use for the ${what}'s model (the \`model\` field)`),
+  ];
+}
+
+export function lifetimeFields(options: SpawnLifetime): {idle_timeout_ms?: number; name?: string} {
+  return {
+    ...(options.idleTimeout === undefined ? {} : {idle_timeout_ms: options.idleTimeout}),
+    ...(options.name === undefined ? {} : {name: options.name}),
   };
 }

@@ -7,11 +7,11 @@ import {globalOptions, hiveClient} from '../context.js';
 import {formatAge, formatBytes, table} from '../format.js';
 import type {HiveClient} from '../../protocol/hive-client.js';
 import {emit} from '../output.js';
-import {durationFlagIn, integerFlagIn, keyValueFlag} from '../parse-flags.js';
+import {integerFlagIn, keyValueFlag} from '../parse-flags.js';
 import {limits} from '../../config/limits.js';
 import {workerRunCommand} from './worker-run-command.js';
 import {describeGroup, groupsCommand, spawnGroupCommand} from './group-commands.js';
-import {modelOption, modelReference, shapeFields, shapeOptions, timeoutOption} from './spawn-options.js';
+import {lifetimeFields, lifetimeOptions, modelOption, modelReference, shapeFields, shapeOptions, timeoutOption} from './spawn-options.js';
 
 type SpawnOptions = {
   model: string;
@@ -108,12 +108,6 @@ export function workerCommand(): Command {
       "fail the worker when its engine is not ready after this long (default: the adapter's, else 10 min)",
       integerFlagIn('--ready-timeout', limits.readyTimeoutMs),
     )
-    .option(
-      '--idle-timeout <duration>',
-      'stop the worker after this long without a request through the hive (30s, 10m, 1h)',
-      durationFlagIn('--idle-timeout', limits.idleTimeoutMs),
-    )
-    .option('--name <name>', "one more name requests may use for the worker's model (the `model` field)")
     .addOption(new Option('--restart <policy>', 'restart after a failure').choices(['never', 'on-failure', 'always']).default('on-failure'))
     .option('--force', 'spawn even if the memory estimate says it will not fit')
     .option('--dry-run', 'print where the worker would go and how much memory it would take; start nothing')
@@ -129,8 +123,7 @@ export function workerCommand(): Command {
         ...shapeFields(options),
         ...(options.maxQueue === undefined ? {} : {max_queue: options.maxQueue}),
         ...(options.readyTimeout === undefined ? {} : {ready_timeout_ms: options.readyTimeout}),
-        ...(options.idleTimeout === undefined ? {} : {idle_timeout_ms: options.idleTimeout}),
-        ...(options.name === undefined ? {} : {name: options.name}),
+        ...lifetimeFields(options),
         ...(options.adapterOption === undefined ? {} : {adapter_options: options.adapterOption}),
         restart: options.restart as RestartPolicy,
         force: options.force === true,
@@ -152,7 +145,7 @@ export function workerCommand(): Command {
       }
       emit(globalOptions(command), info, () => describe(info));
     });
-  shapeOptions('CPU threads').forEach(option => spawn.addOption(option));
+  [...shapeOptions('CPU threads'), ...lifetimeOptions('worker')].forEach(option => spawn.addOption(option));
 
   worker
     .command('list')

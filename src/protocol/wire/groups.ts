@@ -48,6 +48,10 @@ export const SpawnGroupRequestSchema = z.strictObject({
   force: z.boolean().default(false),
   /** After a member fails, the whole group is spawned again (backoff and limits as for a worker), or not. */
   restart: RestartPolicySchema.default('on-failure'),
+  /** One more name requests may use for the group's model (a catalogue entry's name, say). */
+  name: id.optional(),
+  /** The whole group is stopped after this long without a request through the hive (left out: never). */
+  idle_timeout_ms: integerIn(limits.idleTimeoutMs).optional(),
 });
 export type SpawnGroupRequest = z.infer<typeof SpawnGroupRequestSchema>;
 export type SpawnGroupRequestInput = z.input<typeof SpawnGroupRequestSchema>;

@@ -111,6 +111,8 @@ export type HarnessOptions = {
   processes?: FakeProcesses;
   heartbeatIntervalMs?: number;
   devices?: DeviceInfo[];
+  /** Worker types that may run groups (none by default). */
+  groupTypes?: string[];
 };
 
 export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
@@ -125,7 +127,7 @@ export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
   let nextPort = 30_000;
   const supervisor = new Supervisor({
     workerTypes: ['llamacpp'],
-    groupTypes: [],
+    groupTypes: options.groupTypes ?? [],
     workerTypeSupport: async () => [{type: 'llamacpp', backends: {cpu: {}}}],
     modelFormats: {llamacpp: 'gguf'},
     modelsDir: path.join(home, 'models'),
