@@ -84,7 +84,12 @@ async function stopAllWorkers(hive: HiveProcess): Promise<void> {
   for (const worker of await runningWorkers(hive)) {
     await hive.client.stopWorker(worker.worker_id);
   }
-  await pollUntil('every worker stopped', async () => ((await runningWorkers(hive)).length === 0 ? true : undefined), 60_000, 50);
+  try {
+    await pollUntil('every worker stopped', async () => ((await runningWorkers(hive)).length === 0 ? true : undefined), 120_000, 50);
+  } catch (error) {
+    const left = (await runningWorkers(hive)).map(worker => `${worker.worker_id} ${worker.state} (${worker.reason ?? 'no reason'})`);
+    throw new Error(`workers still running: ${left.join('; ')}`, {cause: error});
+  }
 }
 
 /** POST /v1/infer naming a catalogue entry: ms from sending to the first token. */

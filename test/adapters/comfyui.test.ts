@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import test from 'ava';
+import {connectTextSocket} from '../../adapters/comfyui/src/comfy-websocket.js';
 import {findComfyUi} from '../../src/engines/comfyui-install.js';
 import {HiveClient} from '../../src/protocol/hive-client.js';
 import {HeartbeatSchema, WorkflowEventSchema, type WorkflowEvent, type WorkflowGraph} from '../../src/protocol/wire.js';
@@ -53,7 +54,7 @@ test.before(async t => {
   t.not(installed, null, 'ComfyUI is installed (rbee engines install comfyui)');
   const project = tempHome('rbee-comfyui-');
   fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: {comfyui: {customNodes: [customNodes]}}}));
-  hive = await startHive({cwd: project, args: ['--heartbeat-interval', '250']});
+  hive = await startHive({cwd: project, args: ['--heartbeat-interval', '1000']});
   client = new HiveClient({url: hive.url});
   const spawned = await rbee(
     ['--json', 'worker', 'spawn', '--type', 'comfyui', '--model', path.dirname(installed!.comfyDir), '--restart', 'on-failure', '--wait', '--timeout', '300'],
@@ -75,7 +76,7 @@ serial('a workflow through `rbee workflow run --json`: real progress, heartbeat 
   const steps = 10;
   const dir = tempHome('rbee-comfyui-wf-');
   const file = path.join(dir, 'workflow.json');
-  fs.writeFileSync(file, JSON.stringify(stepsWorkflow(steps, 300, 48)));
+  fs.writeFileSync(file, JSON.stringify(stepsWorkflow(steps, 600, 48)));
   const out = path.join(dir, 'out');
   // The heartbeats while it runs, as the hive hears them.
   const seen: Array<{workflow: string | null | undefined; progress: number | undefined}> = [];
@@ -153,6 +154,31 @@ serial('a workflow through `rbee workflow run --json`: real progress, heartbeat 
   const unknown = await fetch(`${hive!.url}/v1/workflows/wf-none/outputs/output/x.png`);
   await unknown.body?.cancel();
   t.is(unknown.status, 404);
+});
+
+serial("ComfyUI's own port answers only with the worker's key (no key, a wrong one: 401), its WebSocket included", async t => {
+  const argv = fs.readFileSync(`/proc/${comfyPid()!}/cmdline`, 'utf8').split('\0');
+  const engine = `http://127.0.0.1:${argv[argv.indexOf('--port') + 1]}`;
+  for (const headers of [{}, {authorization: 'Bearer not-the-key-not-the-key-not-the-key'}] as Record<string, string>[]) {
+    t.is((await fetch(`${engine}/system_stats`, {headers})).status, 401, JSON.stringify(headers));
+    t.is((await fetch(`${engine}/prompt`, {method: 'POST', headers: {...headers, 'content-type': 'application/json'}, body: '{"prompt": {}}'})).status, 401);
+    const port = Number(argv[argv.indexOf('--port') + 1]);
+    await t.throwsAsync(
+      connectTextSocket(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/ws?clientId=x',
+          timeoutMs: 10_000,
+          ...(headers.authorization === undefined ? {} : {authorization: headers.authorization}),
+        },
+        () => undefined,
+      ),
+      {message: /401/},
+    );
+  }
+  // The worker itself still drives it: its heartbeat reads /system_stats and /queue with the key.
+  t.is((await workerInfo()).state, 'ready');
 });
 
 serial('a malformed workflow: ComfyUI validation error passed through as a 400 naming the node', async t => {

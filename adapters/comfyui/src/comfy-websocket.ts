@@ -24,7 +24,7 @@ function clientFrame(opcode: number, payload: Buffer): Buffer {
 }
 
 export function connectTextSocket(
-  options: {host: string; port: number; path: string; timeoutMs: number},
+  options: {host: string; port: number; path: string; authorization?: string; timeoutMs: number},
   onMessage: (text: string) => void,
 ): Promise<TextSocket> {
   return new Promise((resolve, reject) => {
@@ -55,6 +55,7 @@ export function connectTextSocket(
           'Connection: Upgrade',
           `Sec-WebSocket-Key: ${key}`,
           'Sec-WebSocket-Version: 13',
+          ...(options.authorization === undefined ? [] : [`Authorization: ${options.authorization}`]),
           '',
           '',
         ].join('\r\n'),

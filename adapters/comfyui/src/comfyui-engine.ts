@@ -10,6 +10,7 @@ import path from 'node:path';
 import {
   RbeeError,
   WatchedEngine,
+  engineAuthorization,
   engineJson,
   processTreeRss,
   type AdapterContext,
@@ -20,6 +21,7 @@ import {
   type WorkflowOutputFile,
 } from 'rbee';
 import {messagePromptId, modelsNamed, parseComfyMessage, promptRefusal, translate, unknownNodes, type ComfyMessage} from './comfy-events.js';
+import {comfyKeyLauncher, comfyKeyVariable} from './comfy-key-launcher.js';
 import {connectTextSocket, type TextSocket} from './comfy-websocket.js';
 
 export type ComfyUiLaunch = {python: string; comfyDir: string; customNodes: string[]; args: string[]};
@@ -62,8 +64,11 @@ export class ComfyUiEngine {
   readonly #finishedOutputs = new Map<string, WorkflowOutputFile[]>();
   readonly #loadedModels = new Set<string>();
   #stopping = false;
+  /** What ComfyUI's port demands (comfy-key-launcher.ts): other local users cannot use it. */
+  readonly #key: string;
 
-  private constructor(context: AdapterContext, engine: WatchedEngine, port: number, workDir: string) {
+  private constructor(context: AdapterContext, engine: WatchedEngine, port: number, workDir: string, key: string) {
+    this.#key = key;
     this.#context = context;
     this.#engine = engine;
     this.#port = port;
@@ -78,6 +83,8 @@ export class ComfyUiEngine {
 
   static arguments(launch: ComfyUiLaunch, context: AdapterContext, port: number, workDir: string, extraPaths: string | null): string[] {
     return [
+      '-c',
+      comfyKeyLauncher,
       path.join(launch.comfyDir, 'main.py'),
       '--listen',
       '127.0.0.1',
@@ -111,16 +118,17 @@ export class ComfyUiEngine {
       fs.writeFileSync(extraPaths, `${lines.join('\n')}\n`, {mode: 0o600});
     }
     const args = ComfyUiEngine.arguments(launch, context, port, workDir, extraPaths);
-    context.log(`starting ${launch.python} ${args.join(' ')}`);
+    const key = crypto.randomBytes(32).toString('base64url');
+    context.log(`starting ${launch.python} -c <rbee's key launcher> ${args.slice(2).join(' ')}`);
     const engine = WatchedEngine.spawn(
       context,
-      {command: launch.python, args, env: {PYTHONUNBUFFERED: '1'}},
+      {command: launch.python, args, env: {PYTHONUNBUFFERED: '1', [comfyKeyVariable]: key}},
       {
         name: 'comfyui',
         onExit: () => fs.rmSync(workDir, {recursive: true, force: true}),
       },
     );
-    return new ComfyUiEngine(context, engine, port, workDir);
+    return new ComfyUiEngine(context, engine, port, workDir, key);
   }
 
   get pid(): number {
@@ -137,8 +145,10 @@ export class ComfyUiEngine {
     for (;;) {
       this.#engine.throwIfFailed();
       try {
-        await engineJson<SystemStats>(`${this.#base}/system_stats`, {timeoutMs: 2_000});
-        this.#nodeTypes ??= new Set(Object.keys(await engineJson<Record<string, unknown>>(`${this.#base}/object_info`, {timeoutMs: 10_000})));
+        await engineJson<SystemStats>(`${this.#base}/system_stats`, {timeoutMs: 2_000, apiKey: this.#key});
+        this.#nodeTypes ??= new Set(
+          Object.keys(await engineJson<Record<string, unknown>>(`${this.#base}/object_info`, {timeoutMs: 10_000, apiKey: this.#key})),
+        );
         await this.#connect();
         return true;
       } catch {
@@ -154,8 +164,9 @@ export class ComfyUiEngine {
     if (this.#socket !== null) {
       return;
     }
-    this.#connecting ??= connectTextSocket({host: '127.0.0.1', port: this.#port, path: `/ws?clientId=${this.#clientId}`, timeoutMs: 5_000}, text =>
-      this.#onMessage(text),
+    this.#connecting ??= connectTextSocket(
+      {host: '127.0.0.1', port: this.#port, path: `/ws?clientId=${this.#clientId}`, authorization: `Bearer ${this.#key}`, timeoutMs: 5_000},
+      text => this.#onMessage(text),
     )
       .then(socket => {
         this.#socket = socket;
@@ -236,7 +247,7 @@ export class ComfyUiEngine {
     try {
       response = await fetch(`${this.#base}/prompt`, {
         method: 'POST',
-        headers: {'content-type': 'application/json'},
+        headers: {'content-type': 'application/json', ...engineAuthorization(this.#key)},
         body: JSON.stringify({prompt: request.workflow, client_id: this.#clientId, extra_data: {rbee_workflow_id: request.workflowId}}),
         signal: AbortSignal.any([request.signal, AbortSignal.timeout(30_000)]),
       });
@@ -306,7 +317,7 @@ export class ComfyUiEngine {
       }
       throw new RbeeError('not_found', `no workflow ${workflowId} on worker ${this.#context.workerId}`);
     }
-    const queue = await engineJson<QueueInfo>(`${this.#base}/queue`, {timeoutMs: 5_000});
+    const queue = await engineJson<QueueInfo>(`${this.#base}/queue`, {timeoutMs: 5_000, apiKey: this.#key});
     // ComfyUI's queue entries are [number, prompt_id, prompt, extra_data, outputs].
     const pending = (queue.queue_pending ?? []).some(entry => Array.isArray(entry) && entry[1] === tracked.promptId);
     if (pending) {
@@ -334,7 +345,7 @@ export class ComfyUiEngine {
       throw new RbeeError('not_found', `workflow ${workflowId} wrote no ${file.type} file ${[file.subfolder, file.filename].filter(Boolean).join('/')}`);
     }
     const query = new URLSearchParams({filename: file.filename, subfolder: file.subfolder, type: file.type});
-    const response = await fetch(`${this.#base}/view?${query.toString()}`, {signal: AbortSignal.timeout(30_000)});
+    const response = await fetch(`${this.#base}/view?${query.toString()}`, {headers: engineAuthorization(this.#key), signal: AbortSignal.timeout(30_000)});
     if (!response.ok || response.body === null) {
       await response.body?.cancel();
       throw new RbeeError(response.status === 404 ? 'not_found' : 'engine_error', `ComfyUI answered /view with ${response.status} for ${file.filename}`);
@@ -362,8 +373,8 @@ export class ComfyUiEngine {
     let queue: QueueInfo;
     try {
       [stats, queue] = await Promise.all([
-        engineJson<SystemStats>(`${this.#base}/system_stats`, {timeoutMs: 3_000}),
-        engineJson<QueueInfo>(`${this.#base}/queue`, {timeoutMs: 3_000}),
+        engineJson<SystemStats>(`${this.#base}/system_stats`, {timeoutMs: 3_000, apiKey: this.#key}),
+        engineJson<QueueInfo>(`${this.#base}/queue`, {timeoutMs: 3_000, apiKey: this.#key}),
       ]);
       this.#engine.answered();
     } catch (error) {
@@ -413,7 +424,7 @@ export class ComfyUiEngine {
   async #post(route: string, body: unknown): Promise<void> {
     const response = await fetch(`${this.#base}${route}`, {
       method: 'POST',
-      headers: {'content-type': 'application/json'},
+      headers: {'content-type': 'application/json', ...engineAuthorization(this.#key)},
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(5_000),
     });
