@@ -136,3 +136,40 @@ export async function workerAuth(hiveUrl: string, workerId: string, hiveHeaders:
   }
   return {authorization: `Bearer ${(answer.body as {key: string}).key}`};
 }
+
+/**
+ * POSTs a streamed request and returns once its first token arrived (the stream still open);
+ * `rest()` reads it to its end and gives the whole SSE text and when it ended.
+ */
+export async function streamToFirstToken(
+  url: string,
+  body: unknown,
+  options: {signal?: AbortSignal; headers?: Record<string, string>} = {},
+): Promise<{rest: () => Promise<{text: string; endedAt: number}>}> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: {'content-type': 'application/json', ...options.headers},
+    body: JSON.stringify(body),
+    ...(options.signal === undefined ? {} : {signal: options.signal}),
+  });
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  while (!text.includes('"type":"token"')) {
+    const {value, done} = await reader.read();
+    if (done) {
+      throw new Error(`stream ended before a token (${response.status}): ${text}`);
+    }
+    text += decoder.decode(value, {stream: true});
+  }
+  const rest = async () => {
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) {
+        return {text, endedAt: Date.now()};
+      }
+      text += decoder.decode(value, {stream: true});
+    }
+  };
+  return {rest};
+}

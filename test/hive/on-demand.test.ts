@@ -8,7 +8,7 @@ import path from 'node:path';
 import test, {type ExecutionContext} from 'ava';
 import {CatalogueListSchema, type AutoscaleEvent} from '../../src/protocol/wire.js';
 import {waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, rbee, startHive, tempHome, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, rbee, startHive, streamToFirstToken, tempHome, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 import {writeTinyGguf} from '../native/tiny-gguf.js';
 
@@ -29,31 +29,6 @@ async function catalogue(hive: RunningHive) {
 
 async function stateOf(hive: RunningHive, name: string) {
   return (await catalogue(hive)).models.find(entry => entry.name === name)!;
-}
-
-/** Posts a streamed request and returns once its first token arrived, with the rest of the body to come. */
-async function streamUntilFirstToken(url: string, body: unknown): Promise<{rest: Promise<string>}> {
-  const response = await fetch(url, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(body)});
-  const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  let text = '';
-  while (!text.includes('"type":"token"')) {
-    const {value, done} = await reader.read();
-    if (done) {
-      throw new Error(`stream ended before a token (${response.status}): ${text}`);
-    }
-    text += decoder.decode(value, {stream: true});
-  }
-  const rest = (async () => {
-    for (;;) {
-      const {value, done} = await reader.read();
-      if (done) {
-        return text;
-      }
-      text += decoder.decode(value, {stream: true});
-    }
-  })();
-  return {rest};
 }
 
 const infer = (hive: RunningHive, model: string, extra: Record<string, unknown> = {}) =>
@@ -102,9 +77,9 @@ test('maxLoadedModels 1, two models alternating: each request answered, a stream
   });
   t.is((await infer(hive, 'gemma')).status, 200);
   // A long stream on gemma while tiny is asked for: tiny waits for it; the stream ends whole.
-  const stream = await streamUntilFirstToken(`${hive.url}/v1/infer`, {model: 'gemma', prompt: 'Count: 1, 2, 3,', max_tokens: 48, temperature: 0, stream: true});
+  const stream = await streamToFirstToken(`${hive.url}/v1/infer`, {model: 'gemma', prompt: 'Count: 1, 2, 3,', max_tokens: 48, temperature: 0, stream: true});
   const tiny = infer(hive, 'tiny');
-  t.regex(await stream.rest, /"type":"done"/, 'the gemma stream finished although tiny waited for its room');
+  t.regex((await stream.rest()).text, /"type":"done"/, 'the gemma stream finished although tiny waited for its room');
   t.is((await tiny).status, 200);
   for (const model of ['gemma', 'tiny', 'gemma']) {
     t.is((await infer(hive, model)).status, 200, model);

@@ -5,7 +5,7 @@
 import test, {type ExecutionContext} from 'ava';
 import {InferStreamEventSchema, WorkerInfoSchema, type WorkerInfo} from '../../src/protocol/wire.js';
 import {isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, startHive, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, startHive, streamToFirstToken, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 // Short enough to keep the tests quick, long enough that a loaded 2-core machine does not miss 3 in a row.
@@ -42,36 +42,19 @@ async function spawnReady(t: ExecutionContext, extra: Record<string, unknown> = 
 
 /** Starts a long streamed generation and resolves with a reader once the first token arrived. */
 async function longStream(url: string, options: {signal?: AbortSignal; maxTokens?: number; headers?: Record<string, string>} = {}) {
-  const response = await fetch(`${url}/v1/infer`, {
-    method: 'POST',
-    headers: {'content-type': 'application/json', ...options.headers},
-    body: JSON.stringify({prompt: 'Count from 1 to 1000: 1, 2, 3,', max_tokens: options.maxTokens ?? 2000, temperature: 0, stream: true}),
-    ...(options.signal === undefined ? {} : {signal: options.signal}),
-  });
-  const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  let text = '';
-  while (!text.includes('"type":"token"')) {
-    const {value, done} = await reader.read();
-    if (done) {
-      throw new Error(`stream ended before a token: ${text}`);
-    }
-    text += decoder.decode(value, {stream: true});
-  }
+  const stream = await streamToFirstToken(
+    `${url}/v1/infer`,
+    {prompt: 'Count from 1 to 1000: 1, 2, 3,', max_tokens: options.maxTokens ?? 2000, temperature: 0, stream: true},
+    options,
+  );
   /** Reads to the end; returns the SSE events and when the stream ended. */
   const rest = async () => {
-    for (;;) {
-      const {value, done} = await reader.read();
-      if (done) {
-        break;
-      }
-      text += decoder.decode(value, {stream: true});
-    }
+    const {text, endedAt} = await stream.rest();
     const events = text
       .split('\n')
       .filter(line => line.startsWith('data: '))
       .map(line => InferStreamEventSchema.parse(JSON.parse(line.slice(6))));
-    return {events, endedAt: Date.now()};
+    return {events, endedAt};
   };
   return {rest};
 }
