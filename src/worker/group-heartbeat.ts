@@ -54,8 +54,10 @@ function groupVram(membership: GroupMembership, own: Vram | null, shards: readon
   return {vram_per_device: perDevice, vram_total: [...totals.values()].reduce((sum, total) => sum + total, 0)};
 }
 
-export function adapterGroup(membership: GroupMembership): AdapterGroup {
+export function adapterGroup(membership: GroupMembership, secret = ''): AdapterGroup {
   return {
+    rank: membership.rank ?? (membership.role === 'coordinator' ? 0 : 1 + membership.devices.length),
+    secret,
     groupId: membership.group_id,
     role: membership.role,
     coordinatorId: membership.coordinator,

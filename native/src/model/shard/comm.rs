@@ -12,6 +12,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{EngineError, EngineResult, ErrorCode};
@@ -175,12 +176,25 @@ impl Communicator {
     }
 
     /// A shard: accepts connections on `listener` until one proves the secret and this shard's
-    /// place in the group, for at most `wait`.
-    pub fn accept(listener: &TcpListener, rank: usize, world: usize, secret: &str, fingerprint: u64, timeout: Duration, wait: Duration) -> EngineResult<Self> {
+    /// place in the group, for at most `wait` (or until `cancel` is set).
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept(
+        listener: &TcpListener,
+        rank: usize,
+        world: usize,
+        secret: &str,
+        fingerprint: u64,
+        timeout: Duration,
+        wait: Duration,
+        cancel: &AtomicBool,
+    ) -> EngineResult<Self> {
         check_secret(secret)?;
         let deadline = Instant::now() + wait;
         listener.set_nonblocking(true).map_err(|e| comm_error(format!("listener: {e}")))?;
         loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(EngineError::new(ErrorCode::ModelClosed, format!("shard {rank} was closed before its coordinator joined")));
+            }
             if Instant::now() >= deadline {
                 return Err(comm_error(format!("shard {rank}: no coordinator joined within {} s", wait.as_secs())));
             }

@@ -15,6 +15,7 @@
 //! both); against the plain path a group differs only by that reassociation.
 
 pub mod comm;
+pub mod launch;
 pub mod plan;
 pub mod source;
 pub mod transformer;

@@ -22,6 +22,7 @@ use crate::sampling::argmax;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const CONTEXT: usize = 64;
+static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Splits at 2 and 4: whole heads (16 heads, 4 a rank at most), 2 KV heads (divided over 2,
 /// replicated over 4), down's 1024 columns in 256-blocks at 4 ranks, an odd vocabulary.
@@ -74,9 +75,10 @@ fn spawn_shards(bytes: &Arc<Vec<u8>>, world: usize) -> (Vec<String>, Vec<std::th
         handles.push(std::thread::spawn(move || {
             let mut src = source(&bytes);
             let config = config_of(&src);
-            let print = fingerprint(&config, &src, world);
-            let comm = Communicator::accept(&listener, rank, world, SECRET, print, Duration::from_secs(5), Duration::from_secs(30)).map_err(|e| e.message)?;
-            let mut model = ShardedTransformer::load(config, &mut src, Role::Rank(comm), CONTEXT, &mut |_| {}).map_err(|e| e.message)?;
+            let print = fingerprint(&config, &src, world, CONTEXT);
+            let mut model = ShardedTransformer::load(config, &mut src, Role::Rank { rank, world }, CONTEXT, &mut |_| {}).map_err(|e| e.message)?;
+            let comm = Communicator::accept(&listener, rank, world, SECRET, print, Duration::from_secs(5), Duration::from_secs(30), &NEVER).map_err(|e| e.message)?;
+            model.attach(comm).map_err(|e| e.message)?;
             model.serve().map_err(|e| e.message)
         }));
     }
@@ -87,9 +89,9 @@ fn group(bytes: &Arc<Vec<u8>>, world: usize) -> Vec<Vec<f32>> {
     let (endpoints, handles) = spawn_shards(bytes, world);
     let mut src = source(bytes);
     let config = config_of(&src);
-    let print = fingerprint(&config, &src, world);
-    let comm = Communicator::connect(&endpoints, SECRET, print, Duration::from_secs(5), Duration::from_secs(30)).unwrap();
-    let mut model = ShardedTransformer::load(config, &mut src, Role::Rank(comm), CONTEXT, &mut |_| {}).unwrap();
+    let print = fingerprint(&config, &src, world, CONTEXT);
+    let mut model = ShardedTransformer::load(config, &mut src, Role::Rank { rank: 0, world }, CONTEXT, &mut |_| {}).unwrap();
+    model.attach(Communicator::connect(&endpoints, SECRET, print, Duration::from_secs(5), Duration::from_secs(30)).unwrap()).unwrap();
     let logits = run(&mut |t, s| model.forward(t, s).unwrap(), 6);
     drop(model);
     for handle in handles {
@@ -162,9 +164,9 @@ fn each_rank_holds_only_its_slice() {
     // The slices a rank copies are about a quarter of the matrices (norms are whole on every rank).
     let (endpoints, handles) = spawn_shards(&bytes, 4);
     let mut src = source(&bytes);
-    let print = fingerprint(&config, &src, 4);
-    let comm = Communicator::connect(&endpoints, SECRET, print, Duration::from_secs(5), Duration::from_secs(30)).unwrap();
-    let rank0 = ShardedTransformer::load(config, &mut src, Role::Rank(comm), CONTEXT, &mut |_| {}).unwrap();
+    let print = fingerprint(&config, &src, 4, CONTEXT);
+    let mut rank0 = ShardedTransformer::load(config, &mut src, Role::Rank { rank: 0, world: 4 }, CONTEXT, &mut |_| {}).unwrap();
+    rank0.attach(Communicator::connect(&endpoints, SECRET, print, Duration::from_secs(5), Duration::from_secs(30)).unwrap()).unwrap();
     assert!(rank0.weight_bytes * 3 < one.weight_bytes, "{} of {}", rank0.weight_bytes, one.weight_bytes);
     assert!(rank0.cache_bytes() * 2 == one.cache_bytes(), "KV cache {} of {}", rank0.cache_bytes(), one.cache_bytes());
     drop(rank0);
@@ -200,7 +202,7 @@ fn pair(world: usize, timeout: Duration) -> (Communicator, Vec<Communicator>) {
     let shards: Vec<_> = listeners
         .into_iter()
         .enumerate()
-        .map(|(i, l)| std::thread::spawn(move || Communicator::accept(&l, i + 1, world, SECRET, 42, timeout, Duration::from_secs(10)).unwrap()))
+        .map(|(i, l)| std::thread::spawn(move || Communicator::accept(&l, i + 1, world, SECRET, 42, timeout, Duration::from_secs(10), &NEVER).unwrap()))
         .collect();
     let root = Communicator::connect(&endpoints, SECRET, 42, timeout, Duration::from_secs(10)).unwrap();
     (root, shards.into_iter().map(|h| h.join().unwrap()).collect())
@@ -273,7 +275,7 @@ fn only_the_coordinator_with_the_secret_and_the_same_model_joins() {
     use std::io::Write;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
-    let shard = std::thread::spawn(move || Communicator::accept(&listener, 1, 2, SECRET, 42, Duration::from_secs(5), Duration::from_secs(10)));
+    let shard = std::thread::spawn(move || Communicator::accept(&listener, 1, 2, SECRET, 42, Duration::from_secs(5), Duration::from_secs(10), &NEVER));
     // A stranger: dropped, and the shard keeps waiting.
     let mut stranger = std::net::TcpStream::connect(&endpoint).unwrap();
     stranger.write_all(b"\x01\x10\x00\x00\x00GET / HTTP/1.1\r\n\r\n").unwrap();

@@ -110,7 +110,8 @@ struct ShardLayer {
 /// How a process takes part: one rank of a group (with its communicator), or a single process
 /// computing the whole model with its row-parallel matrices in `blocks` column blocks.
 pub enum Role {
-    Rank(Communicator),
+    /// Rank `rank` of `world`; its communicator is attached once the group has joined.
+    Rank { rank: usize, world: usize },
     Single { blocks: usize },
 }
 
@@ -137,19 +138,19 @@ fn norm_rows(x: &[f32], weight: &[f32], eps: f32, width: usize) -> Vec<f32> {
 }
 
 /// What every member of a group must agree on: the model's shape and tensors, and the layout.
-pub fn fingerprint(config: &Config, src: &SlicedGguf, world: usize) -> u64 {
+pub fn fingerprint(config: &Config, src: &SlicedGguf, world: usize, context_size: usize) -> u64 {
     let mut names: Vec<_> = src.content.tensor_infos.iter().map(|(n, i)| format!("{n}:{:?}:{:?}:{}", i.shape.dims(), i.ggml_dtype, i.offset)).collect();
     names.sort();
-    let text = format!("{config:?}|{world}|{}", names.join(","));
+    let text = format!("{config:?}|{world}|{context_size}|{}", names.join(","));
     // FNV-1a: a checksum against a wrong file, not a defence against anyone.
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 impl ShardedTransformer {
     pub fn load(config: Config, src: &mut SlicedGguf, role: Role, context_size: usize, progress: &mut dyn FnMut(f64)) -> EngineResult<Self> {
-        let (rank, world, blocks, comm) = match role {
-            Role::Rank(comm) => (comm.rank, comm.world, 1, Some(comm)),
-            Role::Single { blocks } => (0, 1, blocks.max(1), None),
+        let (rank, world, blocks) = match role {
+            Role::Rank { rank, world } => (rank, world, 1),
+            Role::Single { blocks } => (0, 1, blocks.max(1)),
         };
         let plan = ShardPlan::new(&config, &src.content.tensor_infos, rank, world)?;
         if blocks > 1 {
@@ -192,7 +193,16 @@ impl ShardedTransformer {
         }
         let capacity = context_size.max(1);
         let cache = (0..config.n_layer).map(|_| LayerCache::new(plan.kv_heads.len(), capacity, hd)).collect();
-        Ok(Self { config, plan, comm, tok_embd, output, output_norm, layers, ropes, cache, capacity, weight_bytes: src.copied })
+        Ok(Self { config, plan, comm: None, tok_embd, output, output_norm, layers, ropes, cache, capacity, weight_bytes: src.copied })
+    }
+
+    /// Joins the group: from here on every step exchanges activations through `comm`.
+    pub fn attach(&mut self, comm: Communicator) -> EngineResult<()> {
+        if comm.rank != self.plan.rank || comm.world != self.plan.world {
+            return Err(EngineError::internal(format!("rank {} of {} given the link of rank {} of {}", self.plan.rank, self.plan.world, comm.rank, comm.world)));
+        }
+        self.comm = Some(comm);
+        Ok(())
     }
 
     pub fn context_size(&self) -> usize {
@@ -223,6 +233,9 @@ impl ShardedTransformer {
     /// Rank 0 (or a single process): runs `tokens` at `start..` on every rank and returns the
     /// logits of the last one, as `Transformer::forward`.
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
+        if self.plan.world > 1 && self.comm.is_none() {
+            return Err(EngineError::internal("the tensor-parallel group has not joined"));
+        }
         if let Some(comm) = self.comm.as_mut() {
             if comm.rank != 0 {
                 return Err(EngineError::internal("a shard runs the coordinator's steps, not its own"));
