@@ -169,6 +169,8 @@ impl Shard {
 /// Whether the GGUF at `path` splits over `world` ranks: null, or the `NativeError` (invalid_request)
 /// naming the tensor and shape that does not split. Reads the header only.
 #[napi(ts_return_type = "NativeError | null")]
+// Only JavaScript calls it, and napi registers it outside test builds.
+#[cfg_attr(test, allow(dead_code))]
 pub fn check_tensor_parallel(path: String, world: u32) -> Option<NativeError> {
     let checked = (|| -> EngineResult<()> {
         let file = crate::gguf::open(std::path::Path::new(&path))?;

@@ -192,7 +192,10 @@ impl Engine {
             None => Decoder::load(forward, config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?,
             Some(tp) => {
                 if !device.is_cpu() || forward != ForwardPath::Ggml {
-                    return Err(EngineError::new(ErrorCode::DeviceUnavailable, "tensor-parallel groups run the ggml path on the CPU only (NCCL groups on GPUs are not built yet)"));
+                    return Err(EngineError::new(
+                        ErrorCode::DeviceUnavailable,
+                        "tensor-parallel groups run the ggml path on the CPU only (NCCL groups on GPUs are not built yet)",
+                    ));
                 }
                 Decoder::Sharded(Box::new(crate::model::shard::launch::load_coordinator(tp, Path::new(&options.path), config.clone(), context_size, progress)?))
             }

@@ -60,7 +60,7 @@ export type AdapterGroup = {
   devices: string[];
   /** Shard: the `host:port` its engine must listen on for the coordinator. */
   endpoint: string | null;
-  /** The member's rank: 0 for the coordinator, i for shard i. */
+  /** The member's rank: 0 for the coordinator, i for shard i (-1: the hive named none). */
   rank: number;
   /**
    * A secret shared by this launch of the group's members only (fresh at every group restart), for

@@ -56,7 +56,8 @@ function groupVram(membership: GroupMembership, own: Vram | null, shards: readon
 
 export function adapterGroup(membership: GroupMembership, secret = ''): AdapterGroup {
   return {
-    rank: membership.rank ?? (membership.role === 'coordinator' ? 0 : 1 + membership.devices.length),
+    // A hive that names no rank (older than ranks): the coordinator is 0, a shard's is unknown (-1).
+    rank: membership.rank ?? (membership.role === 'coordinator' ? 0 : -1),
     secret,
     groupId: membership.group_id,
     role: membership.role,

@@ -118,7 +118,10 @@ serial('a shard killed mid-stream: the client gets an error within 1 s, no proce
     buffered += decoder.decode(value, {stream: true});
     let cut: number;
     while ((cut = buffered.indexOf('\n\n')) >= 0) {
-      const line = buffered.slice(0, cut).split('\n').find(part => part.startsWith('data: '));
+      const line = buffered
+        .slice(0, cut)
+        .split('\n')
+        .find(part => part.startsWith('data: '));
       buffered = buffered.slice(cut + 2);
       if (line !== undefined) {
         events.push(InferStreamEventSchema.parse(JSON.parse(line.slice(6))));

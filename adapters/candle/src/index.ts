@@ -151,7 +151,13 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
     },
     async heartbeat(context: AdapterContext) {
       if (shard !== null) {
-        return {backend: deviceBackend(context.device), ...(threads === undefined ? {} : {threads}), ram_used: process.memoryUsage().rss, vram_used: 0, vram_total: 0};
+        return {
+          backend: deviceBackend(context.device),
+          ...(threads === undefined ? {} : {threads}),
+          ram_used: process.memoryUsage().rss,
+          vram_used: 0,
+          vram_total: 0,
+        };
       }
       const memory = loaded().memory();
       return {

@@ -38,9 +38,13 @@ export function coordinatorOptions(group: AdapterGroup, timeoutMs: number | unde
  * A shard: loads and listens, then serves in the background. When its group ends, the worker
  * reports failure at once, so the hive ends the group (a coordinator gone, a collective failed).
  */
-export async function startShard(context: AdapterContext, group: AdapterGroup, options: {threads: number | undefined; timeoutMs: number | undefined}): Promise<NativeShard> {
-  if (group.endpoint === null || group.secret === '') {
-    throw new RbeeError('invalid_request', `shard ${context.workerId} was given no endpoint or no group secret`);
+export async function startShard(
+  context: AdapterContext,
+  group: AdapterGroup,
+  options: {threads: number | undefined; timeoutMs: number | undefined},
+): Promise<NativeShard> {
+  if (group.endpoint === null || group.secret === '' || group.rank < 1) {
+    throw new RbeeError('invalid_request', `shard ${context.workerId} was given no endpoint, rank or group secret: its hive cannot run candle groups`);
   }
   const shard = await openNativeShard({
     path: context.modelPath,

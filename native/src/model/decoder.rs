@@ -12,9 +12,9 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 
 use super::config::Config;
-use super::shard::transformer::ShardedTransformer;
 #[cfg(feature = "cuda")]
 use super::graph::GraphDecoder;
+use super::shard::transformer::ShardedTransformer;
 use super::tensor::TensorTransformer;
 use super::Transformer;
 use crate::error::{EngineError, EngineResult, ErrorCode};

@@ -643,7 +643,7 @@ impl QWeight {
                     return Err(EngineError::invalid_gguf(format!("a {kind:?} tensor of {} bytes for shape {dims:?}", data.len())));
                 }
                 // ggml's AMX buffer takes these types when the output count is a multiple of 32.
-                let amx = ggml_uses_amx() && matches!(kind, Kind::Q4_0 | Kind::Q8_0 | Kind::Q4K | Kind::Q6K) && full_out_features % 32 == 0;
+                let amx = ggml_uses_amx() && matches!(kind, Kind::Q4_0 | Kind::Q8_0 | Kind::Q4K | Kind::Q6K) && full_out_features.is_multiple_of(32);
                 Inner::Ggml { kind, data, amx }
             }
             None => Inner::Candle(QMatMul::from_qtensor(tensor)?),

@@ -11,8 +11,8 @@ use crate::error::{EngineError, EngineResult};
 use crate::model::config::Config;
 
 use super::comm::{loopback_endpoint, Communicator};
-use super::transformer::{fingerprint, Role, ShardedTransformer};
 use super::source::SlicedGguf;
+use super::transformer::{fingerprint, Role, ShardedTransformer};
 
 /// How long a collective may wait by default: a killed rank is seen at once (its sockets
 /// close), so this bounds only a rank that is alive but stuck, and leaves room for a loaded CPU.
@@ -28,7 +28,13 @@ pub enum TensorParallel {
     Reference { blocks: usize },
 }
 
-pub fn load_coordinator(tp: &TensorParallel, path: &Path, config: Config, context_size: usize, progress: &mut dyn FnMut(f64)) -> EngineResult<ShardedTransformer> {
+pub fn load_coordinator(
+    tp: &TensorParallel,
+    path: &Path,
+    config: Config,
+    context_size: usize,
+    progress: &mut dyn FnMut(f64),
+) -> EngineResult<ShardedTransformer> {
     let mut src = SlicedGguf::open(path)?;
     match tp {
         TensorParallel::Reference { blocks } => ShardedTransformer::load(config, &mut src, Role::Single { blocks: *blocks }, context_size, progress),
@@ -69,7 +75,12 @@ pub struct OpenShard {
 
 pub fn open_shard(options: ShardOptions, progress: &mut dyn FnMut(f64)) -> EngineResult<OpenShard> {
     if options.rank == 0 || options.rank >= options.world {
-        return Err(EngineError::invalid_request(format!("shard rank {} of {}: shards are ranks 1 to {}", options.rank, options.world, options.world.max(2) - 1)));
+        return Err(EngineError::invalid_request(format!(
+            "shard rank {} of {}: shards are ranks 1 to {}",
+            options.rank,
+            options.world,
+            options.world.max(2) - 1
+        )));
     }
     let addr = loopback_endpoint(&options.endpoint)?;
     let mut src = SlicedGguf::open(Path::new(&options.path))?;
@@ -78,7 +89,8 @@ pub fn open_shard(options: ShardOptions, progress: &mut dyn FnMut(f64)) -> Engin
     let context_size = options.context_size.filter(|c| *c > 0).unwrap_or(config.train_context.min(4096));
     let print = fingerprint(&config, &src, options.world, context_size);
     let model = ShardedTransformer::load(config, &mut src, Role::Rank { rank: options.rank, world: options.world }, context_size, progress)?;
-    let listener = TcpListener::bind(addr).map_err(|e| EngineError::invalid_request(format!("shard {}: cannot listen on {}: {e}", options.rank, options.endpoint)))?;
+    let listener =
+        TcpListener::bind(addr).map_err(|e| EngineError::invalid_request(format!("shard {}: cannot listen on {}: {e}", options.rank, options.endpoint)))?;
     Ok(OpenShard { weight_bytes: model.weight_bytes, cache_bytes: model.cache_bytes(), model, listener, fingerprint: print, options })
 }
 

@@ -49,18 +49,18 @@ impl ShardPlan {
         let (h, kv, hd) = (config.n_head, config.n_head_kv, config.head_dim);
         let q_name = "blk.0.attn_q.weight";
         let k_name = "blk.0.attn_k.weight";
-        if h % world != 0 {
+        if !h.is_multiple_of(world) {
             return Err(split_error(q_name, tensors.get(q_name), format!("{h} query heads cannot be split into whole heads over {world} ranks")));
         }
         let kv_heads = if kv >= world {
-            if kv % world != 0 {
+            if !kv.is_multiple_of(world) {
                 return Err(split_error(k_name, tensors.get(k_name), format!("{kv} KV heads cannot be divided over {world} ranks")));
             }
             share(kv, rank, world)
         } else {
             // Fewer KV heads than ranks: each is replicated on the ranks whose query heads read it,
             // which needs every rank's heads inside one KV group.
-            if world % kv != 0 {
+            if !world.is_multiple_of(kv) {
                 return Err(split_error(k_name, tensors.get(k_name), format!("{kv} KV heads cannot be replicated evenly over {world} ranks")));
             }
             let g = rank * kv / world;
@@ -78,7 +78,7 @@ impl ShardPlan {
             let o = format!("blk.{il}.attn_output.weight");
             check_columns(&o, tensors.get(&o), h * hd, hd * h / world, world)?;
             let down = format!("blk.{il}.ffn_down.weight");
-            if n_ff % world != 0 {
+            if !n_ff.is_multiple_of(world) {
                 return Err(split_error(&down, tensors.get(&down), format!("{n_ff} feed-forward columns cannot be divided over {world} ranks")));
             }
             check_columns(&down, tensors.get(&down), n_ff, n_ff / world, world)?;
@@ -106,7 +106,7 @@ fn check_columns(name: &str, info: Option<&TensorInfo>, total: usize, per_rank: 
         return Err(split_error(name, Some(info), format!("expected {total} input columns")));
     }
     let block = info.ggml_dtype.block_size();
-    if per_rank % block != 0 {
+    if !per_rank.is_multiple_of(block) {
         return Err(split_error(
             name,
             Some(info),

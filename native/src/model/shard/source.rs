@@ -69,7 +69,7 @@ impl SlicedGguf {
             other => return Err(EngineError::invalid_gguf(format!("tensor {name} has shape {other:?}; a matrix or a vector was expected"))),
         };
         let block = info.ggml_dtype.block_size();
-        if cols % block != 0 {
+        if !cols.is_multiple_of(block) {
             return Err(EngineError::invalid_gguf(format!("tensor {name}: {cols} columns are not whole {block}-blocks")));
         }
         Ok((rows, cols, cols / block * info.ggml_dtype.type_size()))
@@ -98,7 +98,7 @@ impl SlicedGguf {
         let info = self.info_of(name)?;
         let (rows, total, row_bytes) = Self::layout(&info, name)?;
         let block = info.ggml_dtype.block_size();
-        if cols.end > total || cols.start >= cols.end || cols.start % block != 0 || cols.end % block != 0 {
+        if cols.end > total || cols.start >= cols.end || !cols.start.is_multiple_of(block) || !cols.end.is_multiple_of(block) {
             return Err(EngineError::internal(format!("columns {cols:?} of tensor {name} ({total} columns, {block}-blocks)")));
         }
         let (from, len) = (cols.start / block * info.ggml_dtype.type_size(), cols.len() / block * info.ggml_dtype.type_size());

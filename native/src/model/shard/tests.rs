@@ -40,11 +40,9 @@ fn config_of(src: &SlicedGguf) -> Config {
 fn run(forward: &mut dyn FnMut(&[u32], usize) -> Vec<f32>, steps: usize) -> Vec<Vec<f32>> {
     let prompt = [2u32, 17, 250, 3, 99, 140, 7, 330, 12];
     let mut out = vec![forward(&prompt, 0)];
-    let mut position = prompt.len();
-    for _ in 0..steps {
+    for position in prompt.len()..prompt.len() + steps {
         let token = argmax(out.last().unwrap());
         out.push(forward(&[token], position));
-        position += 1;
     }
     out
 }
@@ -77,7 +75,8 @@ fn spawn_shards(bytes: &Arc<Vec<u8>>, world: usize) -> (Vec<String>, Vec<std::th
             let config = config_of(&src);
             let print = fingerprint(&config, &src, world, CONTEXT);
             let mut model = ShardedTransformer::load(config, &mut src, Role::Rank { rank, world }, CONTEXT, &mut |_| {}).map_err(|e| e.message)?;
-            let comm = Communicator::accept(&listener, rank, world, SECRET, print, Duration::from_secs(5), Duration::from_secs(30), &NEVER).map_err(|e| e.message)?;
+            let comm =
+                Communicator::accept(&listener, rank, world, SECRET, print, Duration::from_secs(5), Duration::from_secs(30), &NEVER).map_err(|e| e.message)?;
             model.attach(comm).map_err(|e| e.message)?;
             model.serve().map_err(|e| e.message)
         }));

@@ -111,8 +111,13 @@ struct ShardLayer {
 /// computing the whole model with its row-parallel matrices in `blocks` column blocks.
 pub enum Role {
     /// Rank `rank` of `world`; its communicator is attached once the group has joined.
-    Rank { rank: usize, world: usize },
-    Single { blocks: usize },
+    Rank {
+        rank: usize,
+        world: usize,
+    },
+    Single {
+        blocks: usize,
+    },
 }
 
 pub struct ShardedTransformer {
@@ -199,7 +204,10 @@ impl ShardedTransformer {
     /// Joins the group: from here on every step exchanges activations through `comm`.
     pub fn attach(&mut self, comm: Communicator) -> EngineResult<()> {
         if comm.rank != self.plan.rank || comm.world != self.plan.world {
-            return Err(EngineError::internal(format!("rank {} of {} given the link of rank {} of {}", self.plan.rank, self.plan.world, comm.rank, comm.world)));
+            return Err(EngineError::internal(format!(
+                "rank {} of {} given the link of rank {} of {}",
+                self.plan.rank, self.plan.world, comm.rank, comm.world
+            )));
         }
         self.comm = Some(comm);
         Ok(())
