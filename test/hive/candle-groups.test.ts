@@ -8,9 +8,17 @@
  */
 import test from 'ava';
 import {loadNativeModel, nativeBindingAvailable} from '../../src/native/index.js';
-import {GroupInfoSchema, GroupListSchema, InferResponseSchema, InferStreamEventSchema, WorkerInfoSchema, type GroupInfo} from '../../src/protocol/wire.js';
+import {
+  GroupInfoSchema,
+  GroupListSchema,
+  HeartbeatSchema,
+  InferResponseSchema,
+  InferStreamEventSchema,
+  WorkerInfoSchema,
+  type GroupInfo,
+} from '../../src/protocol/wire.js';
 import {descendants, isAlive, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, rbee, startHive, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, rbee, startHive, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 
 // In CI the engine is built before the tests: there a missing binding is a failure, not a skip.
@@ -83,6 +91,23 @@ for (const ranks of [2, 4]) {
     );
     const answer = await groupAnswer(target);
     t.is(answer, await reference(ranks), 'identical to the single-process reference');
+
+    // Heartbeats as any group's: the coordinator reports its shards, each shard its place.
+    const coordinatorId = spawned.coordinator.worker_id;
+    await waitFor(async () => (await worker(target, coordinatorId)).last_heartbeat?.shard_workers?.length === ranks - 1, 5_000, 'a heartbeat with the shards');
+    const beat = HeartbeatSchema.parse((await worker(target, coordinatorId)).last_heartbeat);
+    t.is(beat.role, 'coordinator');
+    t.is(beat.group_health, 'healthy');
+    t.deepEqual(
+      beat.devices,
+      Array.from({length: ranks}, () => 'cpu'),
+    );
+    const shardBeat = HeartbeatSchema.parse((await worker(target, spawned.workers[0]!.worker_id)).last_heartbeat);
+    t.is(shardBeat.role, 'shard');
+    t.is(shardBeat.coordinator, coordinatorId);
+    t.is(shardBeat.group_id, spawned.group_id);
+    const toShard = await postJson(`${members[1]!.url}/v1/infer`, {prompt: 'x', max_tokens: 2}, {headers: await workerAuth(target.url, members[1]!.worker_id)});
+    t.true(toShard.status >= 400, 'a shard serves no requests of its own');
     const plain = await reference(null);
     t.log(`${ranks} ranks: ${JSON.stringify(answer)}; plain ggml path ${answer === plain ? 'agrees' : `differs: ${JSON.stringify(plain)}`}`);
     await rbee(['--json', 'worker', 'stop', spawned.group_id], {hive: target});
@@ -136,10 +161,14 @@ serial('a shard killed mid-stream: the client gets an error within 1 s, no proce
       break;
     }
   }
+  await waitFor(async () => (await group(target, spawned.group_id)).health !== 'healthy', 5_000, 'the group to leave healthy');
+  const judgedAt = Date.now();
   const last = events.at(-1);
   t.is(last?.type, 'error', `the stream ends in an error, not a made-up answer: ${JSON.stringify(last)}`);
   t.log(`the client saw the error ${endedAt - killedAt} ms after the shard was killed: ${last?.type === 'error' ? last.error.message : ''}`);
   t.true(endedAt - killedAt < 1_000, `${endedAt - killedAt} ms`);
+  t.log(`the hive no longer read the group healthy ${judgedAt - killedAt} ms after the kill (at most; polled)`);
+  t.true(judgedAt - killedAt < 1_500, 'the group is judged at once, not after missed heartbeats');
 
   await waitFor(() => tree.every(pid => !isAlive(pid)), 10_000, 'every old member process to exit');
   await waitFor(async () => (await group(target, spawned.group_id)).restarts === 1, 20_000, 'the group to be spawned again');
