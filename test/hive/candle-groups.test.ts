@@ -6,6 +6,8 @@
  * a shard killed mid-stream fails the request at once and the group comes back whole; a model that
  * does not split is refused with a 400 naming the tensor and its shape.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import test from 'ava';
 import {loadNativeModel, nativeBindingAvailable} from '../../src/native/index.js';
 import {
@@ -20,6 +22,7 @@ import {
 import {descendants, isAlive, waitFor} from '../helpers/process-tree.js';
 import {getJson, postJson, rbee, startHive, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
+import {writeTinyGguf} from '../native/tiny-gguf.js';
 
 // In CI the engine is built before the tests: there a missing binding is a failure, not a skip.
 const serial = !(await nativeBindingAvailable()) && process.env.CI !== 'true' ? test.serial.skip : test.serial;
@@ -110,7 +113,19 @@ for (const ranks of [2, 4]) {
     t.true(toShard.status >= 400, 'a shard serves no requests of its own');
     const plain = await reference(null);
     t.log(`${ranks} ranks: ${JSON.stringify(answer)}; plain ggml path ${answer === plain ? 'agrees' : `differs: ${JSON.stringify(plain)}`}`);
-    await rbee(['--json', 'worker', 'stop', spawned.group_id], {hive: target});
+
+    const tree = members.flatMap(member => [member.pid!, ...descendants(member.pid!)]);
+    const stopped = await rbee(['--json', 'worker', 'stop', spawned.group_id], {hive: target});
+    t.is(GroupInfoSchema.parse(JSON.parse(String(stopped.stdout))).health, 'stopped');
+    t.true(
+      tree.every(pid => !isAlive(pid)),
+      'every rank gone when the stop returns',
+    );
+    t.deepEqual(
+      (await Promise.all(members.map(member => worker(target, member.worker_id)))).map(member => member.state),
+      members.map(() => 'stopped'),
+      'stopped, not failed: a shard whose coordinator closed the group is not a failure',
+    );
   });
 }
 
@@ -192,6 +207,17 @@ serial('a model that does not split over the ranks is refused with a 400 naming 
     const message = String((answer.body as {error?: {message?: string}}).error?.message);
     t.regex(message, /^devices: the model cannot be split over \d ranks: .*blk\.0\.attn_q\.weight of shape \[1024, 640\] \(Q5_0\): 4 query heads/);
   }
+  // 24 query heads split over 3 ranks, but 8 KV heads cannot be divided over 3.
+  const kvHeads = writeTinyGguf('qwen2', 7, {nHead: 24, nHeadKv: 8});
+  t.teardown(() => fs.rmSync(path.dirname(kvHeads), {recursive: true, force: true}));
+  const answer = await postJson(`${target.url}/v1/groups`, {model: kvHeads, type: 'candle', devices: ['cpu', 'cpu', 'cpu']});
+  t.is(answer.status, 400, JSON.stringify(answer.body));
+  t.regex(
+    String((answer.body as {error?: {message?: string}}).error?.message),
+    /blk\.0\.attn_k\.weight of shape \[512, 256\] \(Q8_0\): 8 KV heads cannot be divided over 3 ranks/,
+  );
+  const gpu = await postJson(`${target.url}/v1/groups`, {model, type: 'candle', devices: ['cpu', 'cuda:0']});
+  t.true(gpu.status >= 400, 'a GPU in a candle group is refused (no NCCL collectives yet), or unknown on this machine');
   const listed = GroupListSchema.parse((await getJson(`${target.url}/v1/groups?all=1`)).body);
   t.deepEqual(listed.groups, [], 'nothing recorded');
   const workers = (await getJson(`${target.url}/v1/workers?all=1`)).body as {workers: unknown[]};

@@ -35,8 +35,8 @@ export function coordinatorOptions(group: AdapterGroup, timeoutMs: number | unde
 }
 
 /**
- * A shard: loads and listens, then serves in the background. When its group ends, the worker
- * reports failure at once, so the hive ends the group (a coordinator gone, a collective failed).
+ * A shard: loads and listens, then serves in the background. When its group fails (a rank gone, a
+ * collective past its deadline), the worker reports failure at once, so the hive ends the group.
  */
 export async function startShard(
   context: AdapterContext,
@@ -59,7 +59,8 @@ export async function startShard(
   });
   context.log(`candle: rank ${group.rank} of ${group.devices.length} of group ${group.groupId}, listening on ${group.endpoint}`);
   shard.serve().then(
-    () => context.reportFailure('the coordinator closed the group'),
+    // Closed on purpose (the group is stopping): the hive stops this shard next.
+    () => context.log(`candle: the coordinator closed group ${group.groupId}`),
     (error: unknown) => context.reportFailure(`tensor-parallel group failed: ${(error as Error).message}`),
   );
   return shard;
