@@ -23,8 +23,12 @@ export type GroupPlanOptions = SpawnCheckOptions & {
   groupTypes: string[];
   /** What workers still loading on a device will take. */
   reservedOn: (device: string) => number;
-  /** The type's adapter's own check of a group (its `checkGroup`): throws when the model cannot be split so. */
-  checkGroup?: ((type: string, modelPath: string, devices: string[]) => Promise<void>) | undefined;
+  /**
+   * The adapters' own checks of a group (their `checkGroup`), for the types that have one: throws when
+   * the model cannot be split so. Such a type's model is resolved at planning, whatever the reference,
+   * since the check and every rank need the file.
+   */
+  checkGroup?: {types: string[]; check: (type: string, modelPath: string, devices: string[]) => Promise<void>} | undefined;
 };
 
 export type PlannedMember = {id: string; spec: SpawnWorkerRequest; port: number; membership: GroupMembership};
@@ -149,9 +153,10 @@ export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOp
   if (request.coordinator_port !== undefined && !(await isPortFree(request.coordinator_port))) {
     throw new RbeeError('port_in_use', `coordinator_port: port ${request.coordinator_port} is already in use`);
   }
-  const local = parseModelRef(request.model).kind === 'path' ? await resolveAllowedModel(request.model, type, options) : null;
-  if (local !== null) {
-    await options.checkGroup?.(type, local.path, request.devices);
+  const checked = options.checkGroup?.types.includes(type) === true;
+  const local = parseModelRef(request.model).kind === 'path' || checked ? await resolveAllowedModel(request.model, type, options) : null;
+  if (local !== null && checked) {
+    await options.checkGroup!.check(type, local.path, request.devices);
   }
   const modelBytes = local === null ? 0 : await admitGroup(request, local, options);
 

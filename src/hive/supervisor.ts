@@ -41,8 +41,8 @@ export {workerEnvironment} from './worker-launch.js';
 export type SupervisorOptions = SpawnCheckOptions & {
   /** Worker types whose adapter can run in a group (as coordinator or shard). */
   groupTypes: string[];
-  /** Asks the type's adapter whether the model splits over a group's devices (throws when not). */
-  checkGroup?: ((type: string, modelPath: string, devices: string[]) => Promise<void>) | undefined;
+  /** The types whose adapter checks its groups, and the check (throws when the model does not split over the devices). */
+  checkGroup?: {types: string[]; check: (type: string, modelPath: string, devices: string[]) => Promise<void>} | undefined;
   hiveUrl: () => string;
   /** The hive's config file, passed to workers for their adapter plugins. */
   configPath: string | null;

@@ -20,7 +20,7 @@ import {
   type GroupInfo,
 } from '../../src/protocol/wire.js';
 import {descendants, isAlive, waitFor} from '../helpers/process-tree.js';
-import {getJson, postJson, rbee, startHive, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
+import {getJson, postJson, rbee, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 import {writeTinyGguf} from '../native/tiny-gguf.js';
 
@@ -198,11 +198,24 @@ serial('a shard killed mid-stream: the client gets an error within 1 s, no proce
 });
 
 serial('a model that does not split over the ranks is refused with a 400 naming the tensor and its shape, nothing started', async t => {
-  const target = await hive();
   const model = await defaultModelPath();
-  // Gemma 3 270M has 4 query heads: 3 ranks cannot hold whole heads; 8 cannot either.
-  for (const ranks of [3, 8]) {
-    const answer = await postJson(`${target.url}/v1/groups`, {model, type: 'candle', devices: Array.from({length: ranks}, () => 'cpu')});
+  // The hive's own "default" is the shared test model (linked, not downloaded): named so, a candle
+  // group's model is resolved when the group is planned, and checked then.
+  const home = tempHome();
+  t.teardown(() => fs.rmSync(home, {recursive: true, force: true}));
+  fs.mkdirSync(path.join(home, 'models', 'default'), {recursive: true, mode: 0o700});
+  for (const file of [model, `${model}.sha256`]) {
+    fs.symlinkSync(file, path.join(home, 'models', 'default', path.basename(file)));
+  }
+  const target = await startHive({home, args: ['--heartbeat-interval', '300']});
+  hives.push(target);
+  // Gemma 3 270M has 4 query heads: 3 ranks cannot hold whole heads; 8 cannot either. By path, or
+  // by name: a candle group's model is resolved when the group is planned, so it is checked then.
+  for (const [ranks, reference] of [
+    [3, model],
+    [8, 'default'],
+  ] as const) {
+    const answer = await postJson(`${target.url}/v1/groups`, {model: reference, type: 'candle', devices: Array.from({length: ranks}, () => 'cpu')});
     t.is(answer.status, 400, JSON.stringify(answer.body));
     const message = String((answer.body as {error?: {message?: string}}).error?.message);
     t.regex(message, /^devices: the model cannot be split over \d ranks: .*blk\.0\.attn_q\.weight of shape \[1024, 640\] \(Q5_0\): 4 query heads/);
