@@ -53,6 +53,22 @@ export declare class Model {
   get closed(): boolean
 }
 
+export declare class Shard {
+  /** Loads this rank's slice and starts listening, on a Rust thread. */
+  static open(options: ShardOptions, onProgress?: (fraction: number) => void): Promise<Shard | NativeError>
+  /**
+   * Waits for the coordinator and runs its steps, on a Rust thread. Resolves to null when the
+   * coordinator closed the group, or to the `NativeError` that ended it (a rank gone, a
+   * collective past its deadline). A shard serves once.
+   */
+  serve(): Promise<NativeError | null>
+  /** Stops waiting for a coordinator; a shard already serving ends with its process. */
+  close(): void
+  /** Bytes of weights this rank copied out of the file. */
+  get weightBytes(): number
+  get cacheBytes(): number
+}
+
 /**
  * "cpu" always; "cuda" and "metal" when built with that feature (the device itself may still be
  * missing at run time: loading on it then fails with `device_unavailable`).
@@ -64,6 +80,12 @@ export interface ChatMessage {
   role: string
   content: string
 }
+
+/**
+ * Whether the GGUF at `path` splits over `world` ranks: null, or the `NativeError` (invalid_request)
+ * naming the tensor and shape that does not split. Reads the header only.
+ */
+export declare function checkTensorParallel(path: string, world: number): NativeError | null
 
 export interface GenerateOptions {
   prompt?: string
@@ -123,6 +145,11 @@ export interface LoadOptions {
    * Default: RBEE_CANDLE_FORWARD, else ggml on the CPU and tensor on GPUs.
    */
   forward?: string
+  /**
+   * Rank 0 of a tensor-parallel group on the CPU (the ggml path, sharded), or, with only
+   * `blocks`, one process computing exactly what such a group computes.
+   */
+  tensorParallel?: TensorParallelOptions
 }
 
 export interface MemoryInfo {
@@ -162,6 +189,38 @@ export interface ModelInfo {
 export interface NativeError {
   code: string
   message: string
+}
+
+export interface ShardOptions {
+  /** The GGUF file (each rank maps it and copies out only its slice). */
+  path: string
+  /** 1 to world - 1 (rank 0 is the coordinator). */
+  rank: number
+  world: number
+  /** Where to listen for the coordinator: 127.0.0.1:PORT. */
+  endpoint: string
+  /** The group's secret; the coordinator must prove it. */
+  secret: string
+  /** Must be the coordinator's (default min(the model's training context, 4096)). */
+  contextSize?: number
+  threads?: number
+  /** The deadline of each collective (default 5000 ms). */
+  timeoutMs?: number
+  /** How long to wait for the coordinator to join (default 300000 ms). */
+  waitMs?: number
+}
+
+export interface TensorParallelOptions {
+  /** The shards' endpoints (127.0.0.1:PORT), shard 1 first: this process is rank 0. */
+  shards?: Array<string>
+  /** The group's secret, which every shard was given too. */
+  secret?: string
+  /** The deadline of each collective (default 5000 ms). */
+  timeoutMs?: number
+  /** How long to wait for the shards to load and accept (default 300000 ms). */
+  waitMs?: number
+  /** Without shards: the single-process reference of a group of this many ranks. */
+  blocks?: number
 }
 
 /** One candidate next token and its probability. */

@@ -773,9 +773,11 @@ if (
   }
 }
 
-const { Generation, Model, backends, ggmlSimdLevel } = nativeBinding
+const { Generation, Model, Shard, backends, checkTensorParallel, ggmlSimdLevel } = nativeBinding
 export { Generation }
 export { Model }
+export { Shard }
 export { backends }
+export { checkTensorParallel }
 export { ggmlSimdLevel }
 export const __napiBindingTarget = __napiLoadedBindingTarget

@@ -59,4 +59,6 @@ export {
   type NativeMemoryInfo,
   type NativeModel,
   type NativeModelInfo,
+  type NativeTensorParallel,
 } from './native/index.js';
+export {checkNativeTensorParallel, openNativeShard, type NativeShard, type NativeShardOptions} from './native/shard.js';

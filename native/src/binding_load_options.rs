@@ -17,4 +17,22 @@ pub struct LoadOptions {
     /// device) or graph (rbee's CUDA kernels as one CUDA graph per token, CUDA builds only).
     /// Default: RBEE_CANDLE_FORWARD, else ggml on the CPU and tensor on GPUs.
     pub forward: Option<String>,
+    /// Rank 0 of a tensor-parallel group on the CPU (the ggml path, sharded), or, with only
+    /// `blocks`, one process computing exactly what such a group computes.
+    pub tensor_parallel: Option<TensorParallelOptions>,
+}
+
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct TensorParallelOptions {
+    /// The shards' endpoints (127.0.0.1:PORT), shard 1 first: this process is rank 0.
+    pub shards: Option<Vec<String>>,
+    /// The group's secret, which every shard was given too.
+    pub secret: Option<String>,
+    /// The deadline of each collective (default 5000 ms).
+    pub timeout_ms: Option<u32>,
+    /// How long to wait for the shards to load and accept (default 300000 ms).
+    pub wait_ms: Option<u32>,
+    /// Without shards: the single-process reference of a group of this many ranks.
+    pub blocks: Option<u32>,
 }

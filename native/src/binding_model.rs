@@ -60,6 +60,16 @@ impl Model {
             threads: options.threads.map(|t| t as usize),
             // None: RBEE_CANDLE_FORWARD, else the device's default.
             forward: forward.as_ref().ok().copied().flatten(),
+            tensor_parallel: None,
+        };
+        let mut load_options = load_options;
+        let tensor_parallel = options.tensor_parallel.map(crate::binding_shard::tensor_parallel).transpose();
+        let forward = match (forward, tensor_parallel) {
+            (Err(error), _) | (_, Err(error)) => Err(error),
+            (Ok(path), Ok(tp)) => {
+                load_options.tensor_parallel = tp;
+                Ok(path)
+            }
         };
         std::thread::Builder::new()
             .name("rbee-candle-load".into())

@@ -29,6 +29,8 @@ pub struct LoadOptions {
     pub threads: Option<usize>,
     /// None: `RBEE_CANDLE_FORWARD`, else the ggml path on the CPU and the tensor path on GPUs.
     pub forward: Option<ForwardPath>,
+    /// Rank 0 of a tensor-parallel group (or its single-process reference): the ggml path, sharded.
+    pub tensor_parallel: Option<crate::model::shard::launch::TensorParallel>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,7 +151,7 @@ pub fn threads() -> usize {
     *THREADS.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
-fn configure_threads(threads: Option<usize>) {
+pub(crate) fn configure_threads(threads: Option<usize>) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let threads = threads.filter(|t| *t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -186,7 +188,18 @@ impl Engine {
                 config.train_context
             )));
         }
-        let model = Decoder::load(forward, config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?;
+        let model = match &options.tensor_parallel {
+            None => Decoder::load(forward, config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?,
+            Some(tp) => {
+                if !device.is_cpu() || forward != ForwardPath::Ggml {
+                    return Err(EngineError::new(
+                        ErrorCode::DeviceUnavailable,
+                        "tensor-parallel groups run the ggml path on the CPU only (NCCL groups on GPUs are not built yet)",
+                    ));
+                }
+                Decoder::Sharded(Box::new(crate::model::shard::launch::load_coordinator(tp, Path::new(&options.path), config.clone(), context_size, progress)?))
+            }
+        };
         let info = ModelInfo {
             architecture: config.arch.name().to_string(),
             name,

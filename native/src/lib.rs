@@ -24,3 +24,4 @@ mod binding_memory_info;
 mod binding_model;
 mod binding_model_info;
 mod binding_native_error;
+mod binding_shard;

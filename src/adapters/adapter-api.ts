@@ -106,6 +106,14 @@ export type AdapterGroup = {
   devices: string[];
   /** Shard: the `host:port` its engine must listen on for the coordinator. */
   endpoint: string | null;
+  /** The member's rank: 0 for the coordinator, i for shard i (-1: the hive named none). */
+  rank: number;
+  /**
+   * A secret shared by this launch of the group's members only (fresh at every group restart), for
+   * engines whose ranks connect to each other directly: the coordinator proves it to its shards.
+   * Given by environment, never argv; empty when the hive gave none.
+   */
+  secret: string;
   /** Coordinator: the shards to drive, each an engine endpoint (and its worker, for health). */
   shards: Array<{workerId: string; device: string; endpoint: string}>;
 };
@@ -212,6 +220,12 @@ export type RbeeAdapter = {
   /** Whether it can run as a member of a worker group (`rbee worker spawn-group`): it reads `context.group`. */
   groups?: boolean;
   /**
+   * Refuses a group this engine cannot form before any member starts (a model whose shapes do not
+   * split over that many devices, say): throw an RbeeError naming what does not fit. The hive answers
+   * the spawn-group request with it (a 4xx) and starts nothing.
+   */
+  checkGroup?: (group: {modelPath: string; devices: string[]}) => Promise<void>;
+  /**
    * The device backends its engine runs on, or a function that finds out (asked by the hive when it
    * needs to know, so it may probe what is installed or built). A spawn on a backend left out is
    * refused; an adapter that declares nothing is taken to run anywhere, unranked.
@@ -267,6 +281,7 @@ const AdapterShapeSchema = z.object({
   description: z.string().optional(),
   modelFormat: z.enum(['gguf', 'directory', 'any']).optional(),
   groups: z.boolean().optional(),
+  checkGroup: hook.optional(),
   // A function, or a declaration: checked on its own below, so a bad one is named by its field.
   backends: z.unknown().optional(),
   readyTimeoutMs: z.number().int().min(100).max(86_400_000).optional(),

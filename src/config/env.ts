@@ -80,7 +80,7 @@ export const environmentSettings = [
 export type SettingName = (typeof environmentSettings)[number]['name'];
 
 /** Set by the hive for the workers it starts (never by users), so not in `rbee --help`. */
-export const internalVariables = ['RBEE_WORKER_SECRET', 'RBEE_GROUP_SHARD_KEYS'] as const;
+export const internalVariables = ['RBEE_WORKER_SECRET', 'RBEE_GROUP_SHARD_KEYS', 'RBEE_GROUP_SECRET'] as const;
 
 export function envValue(name: SettingName, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const value = env[name];

@@ -23,6 +23,12 @@ export type GroupPlanOptions = SpawnCheckOptions & {
   groupTypes: string[];
   /** What workers still loading on a device will take. */
   reservedOn: (device: string) => number;
+  /**
+   * The adapters' own checks of a group (their `checkGroup`), for the types that have one: throws when
+   * the model cannot be split so. Such a type's model is resolved at planning, whatever the reference,
+   * since the check and every rank need the file.
+   */
+  checkGroup?: {types: string[]; check: (type: string, modelPath: string, devices: string[]) => Promise<void>} | undefined;
 };
 
 export type PlannedMember = {id: string; spec: SpawnWorkerRequest; port: number; membership: GroupMembership};
@@ -117,7 +123,7 @@ export async function layoutMembers(groupId: string, request: GroupSpec): Promis
       id: `${groupId}-${index + 1}`,
       spec: spec(device),
       port: await freePort(),
-      membership: {...base, role: 'shard', endpoint: `127.0.0.1:${await freePort()}`, shards: []},
+      membership: {...base, role: 'shard', rank: index + 1, endpoint: `127.0.0.1:${await freePort()}`, shards: []},
     });
   }
   const coordinator: PlannedMember = {
@@ -132,6 +138,7 @@ export async function layoutMembers(groupId: string, request: GroupSpec): Promis
     membership: {
       ...base,
       role: 'coordinator',
+      rank: 0,
       endpoint: null,
       shards: shards.map(shard => ({
         worker_id: shard.id,
@@ -151,7 +158,11 @@ export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOp
   if (request.coordinator_port !== undefined && !(await isPortFree(request.coordinator_port))) {
     throw new RbeeError('port_in_use', `coordinator_port: port ${request.coordinator_port} is already in use`);
   }
-  const local = parseModelRef(request.model).kind === 'path' ? await resolveAllowedModel(request.model, type, options) : null;
+  const checked = options.checkGroup?.types.includes(type) === true;
+  const local = parseModelRef(request.model).kind === 'path' || checked ? await resolveAllowedModel(request.model, type, options) : null;
+  if (local !== null && checked) {
+    await options.checkGroup!.check(type, local.path, request.devices);
+  }
   const modelBytes = local === null ? 0 : await admitGroup(request, local, options);
 
   const groupId = `group-${randomUUID().slice(0, 8)}`;
@@ -167,18 +178,20 @@ export async function planGroup(request: SpawnGroupRequest, options: GroupPlanOp
     modelBytes,
     totalBytes: devicesMemory(request.devices, options),
     restarts: 0,
+    launchSecret: randomSecret(),
   };
   return {group, coordinator, shards, local};
 }
 
-/** A planned member as a worker record: a shard opens no model file and is never routed to. */
+/** A planned member as a worker record: a shard is never routed to. */
 export function groupMemberRecord(member: PlannedMember, group: GroupRecord, local: ResolvedModel | null): WorkerRecord {
   const shard = member.membership.role === 'shard';
   const record = createWorkerRecord({
     id: member.id,
     spec: member.spec,
     modelName: local?.name ?? member.spec.model,
-    modelPath: shard ? null : (local?.path ?? null),
+    // A shard of a file model gets its path (a candle rank reads its own slice; llama.cpp's ignores it).
+    modelPath: local?.path ?? null,
     port: member.port,
     secret: randomSecret(),
     group: {group, membership: member.membership},

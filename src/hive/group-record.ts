@@ -4,6 +4,7 @@
  * and says whether the group, as a whole, can serve.
  */
 import type {GroupHealth, GroupInfo, GroupMembership, SpawnGroupRequest} from '../protocol/wire.js';
+import {randomSecret} from '../http/secrets.js';
 import type {StoredGroup} from './state-store.js';
 import {workerUrl, type WorkerView} from './worker-record.js';
 
@@ -23,6 +24,11 @@ export type GroupRecord = {
   totalBytes: number;
   /** Times the whole group was spawned again after a failure (the restart scheduler keeps when, for the policy's limits). */
   restarts: number;
+  /**
+   * Shared by this launch's members only (RBEE_GROUP_SECRET), fresh at every relaunch: engines whose
+   * ranks connect directly (candle's tensor parallelism) prove it. Held in memory, never stored.
+   */
+  launchSecret: string;
 };
 
 /** A worker's part in its group: what its process is told (`membership`) and the group it serves. */
@@ -96,5 +102,7 @@ export function groupFromStored(stored: StoredGroup): GroupRecord {
     modelBytes: stored.model_bytes,
     totalBytes: stored.total_bytes,
     restarts: 0,
+    // Only a launch needs it, and a re-adopted group's members have joined already.
+    launchSecret: randomSecret(),
   };
 }

@@ -126,6 +126,12 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     modelsDir,
     workerTypes: options.adapters.adapters.map(loaded => loaded.adapter.type),
     groupTypes: options.adapters.adapters.filter(loaded => loaded.adapter.groups === true).map(loaded => loaded.adapter.type),
+    checkGroup: {
+      types: options.adapters.adapters.filter(loaded => loaded.adapter.checkGroup !== undefined).map(loaded => loaded.adapter.type),
+      check: async (type, modelPath, devices) => {
+        await options.adapters.adapters.find(loaded => loaded.adapter.type === type)?.adapter.checkGroup?.({modelPath, devices});
+      },
+    },
     workerTypeSupport: async spawnOptions =>
       Promise.all(
         options.adapters.adapters.map(async loaded => {

@@ -41,6 +41,8 @@ export {workerEnvironment} from './worker-launch.js';
 export type SupervisorOptions = SpawnCheckOptions & {
   /** Worker types whose adapter can run in a group (as coordinator or shard). */
   groupTypes: string[];
+  /** The types whose adapter checks its groups, and the check (throws when the model does not split over the devices). */
+  checkGroup?: {types: string[]; check: (type: string, modelPath: string, devices: string[]) => Promise<void>} | undefined;
   hiveUrl: () => string;
   /** The hive's config file, passed to workers for their adapter plugins. */
   configPath: string | null;
@@ -369,9 +371,10 @@ export class Supervisor {
   async #prepareAndLaunch(id: string, local: ResolvedModel | null): Promise<void> {
     const worker = this.get(id);
     if (worker.group?.membership.role === 'shard') {
-      // A shard's engine holds the layers its coordinator sends it: it opens no model file of its own.
+      // A llama.cpp shard holds the layers its coordinator sends it; a candle rank reads its own slice
+      // of the file, so a shard gets the model's path when the group's model is a file.
       this.#table.progressed(id, {phase: 'loading', done: 0, total: 1000});
-      await this.#launch(id, {path: worker.spec.model, name: worker.modelName});
+      await this.#launch(id, {path: worker.modelPath ?? worker.spec.model, name: worker.modelName});
       return;
     }
     let model = local;
@@ -406,7 +409,13 @@ export class Supervisor {
     const shardKeys = Object.fromEntries(
       shards.filter(shard => this.#table.has(shard.worker_id)).map(shard => [shard.worker_id, this.#table.keyForLaunch(shard.worker_id)]),
     );
-    const launch = workerLaunchOptions(worker, model, {secret: this.#table.secretForLaunch(id), shardKeys}, this.#options);
+    const groupSecret = worker.group?.group.launchSecret;
+    const launch = workerLaunchOptions(
+      worker,
+      model,
+      {secret: this.#table.secretForLaunch(id), shardKeys, ...(groupSecret === undefined ? {} : {groupSecret})},
+      this.#options,
+    );
     const watched = this.#processes.launch(launch);
     this.#table.launched(id, watched.pid > 0 ? watched.pid : null);
     this.#options.log(`${id} launched: pid ${worker.pid}, ${model.name} on ${worker.spec.device}, port ${worker.port}, log ${launch.logFile}`);

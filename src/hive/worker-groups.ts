@@ -4,6 +4,7 @@
  * it back whole by its restart policy. What it needs of the supervisor comes in as `GroupHost`.
  */
 import {RbeeError} from '../errors.js';
+import {randomSecret} from '../http/secrets.js';
 import type {ResolvedModel} from '../models/resolve-model.js';
 import type {SpawnGroupRequest} from '../protocol/wire.js';
 import {groupMemberRecord, layoutMembers, planGroup, type GroupPlanOptions} from './group-plan.js';
@@ -183,6 +184,7 @@ export class WorkerGroups {
       throw new RbeeError('internal', `group ${group.id} lost its member ${lost.id}`);
     }
     group.restarts++;
+    group.launchSecret = randomSecret();
     // All members are starting before any is judged (#restarting holds until then): a half-restarted group must not read as failed.
     for (const member of members) {
       this.#host.workers.relaunching(member.id, {port: member.port, group: {group, membership: member.membership}, reason: `restarted with group ${group.id}`});

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import type {ResolvedModel} from '../models/resolve-model.js';
-import {shardKeysVariable} from '../worker/worker-auth.js';
+import {groupSecretVariable, shardKeysVariable} from '../worker/worker-auth.js';
 import {workerRunArgs, type WorkerArgOptions} from './worker-command-line.js';
 import type {LaunchOptions} from './worker-process.js';
 import type {WorkerView} from './worker-record.js';
@@ -17,7 +17,7 @@ const rbeeBin = fileURLToPath(new URL('../../bin/rbee.js', import.meta.url));
  * the API token, and any worker credential the hive itself was started with.
  */
 export function workerEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const {RBEE_TOKEN: _token, RBEE_WORKER_SECRET: _secret, [shardKeysVariable]: _keys, ...rest} = env;
+  const {RBEE_TOKEN: _token, RBEE_WORKER_SECRET: _secret, [shardKeysVariable]: _keys, [groupSecretVariable]: _group, ...rest} = env;
   return rest;
 }
 
@@ -32,6 +32,8 @@ export function workerLaunchOptions(
     secret: string;
     /** A coordinator probes its shards' own ports: their keys (never their secrets), by worker id. */
     shardKeys: Record<string, string>;
+    /** A group member: the secret of its group's launch. */
+    groupSecret?: string;
   },
   options: WorkerArgOptions & {logsDir: string; env?: NodeJS.ProcessEnv},
 ): LaunchOptions {
@@ -44,6 +46,7 @@ export function workerLaunchOptions(
       ...workerEnvironment(options.env ?? process.env),
       RBEE_WORKER_SECRET: credentials.secret,
       ...(Object.keys(credentials.shardKeys).length === 0 ? {} : {[shardKeysVariable]: JSON.stringify(credentials.shardKeys)}),
+      ...(credentials.groupSecret === undefined ? {} : {[groupSecretVariable]: credentials.groupSecret}),
       // One worker, one device: a GPU worker sees its card only, a CPU worker none (a CUDA build of an
       // engine would otherwise take memory on every card it can see, unaccounted).
       ...(cuda !== null ? {CUDA_VISIBLE_DEVICES: cuda[1]} : worker.spec.device === 'cpu' ? {CUDA_VISIBLE_DEVICES: ''} : {}),

@@ -64,11 +64,11 @@ export class NativeEngineError extends RbeeError {
   }
 }
 
-function fromNative(error: Binding.NativeError): NativeEngineError {
+export function fromNative(error: Binding.NativeError): NativeEngineError {
   return new NativeEngineError(isNativeErrorCode(error.code) ? error.code : 'internal', error.message);
 }
 
-function isNativeError(value: unknown): value is Binding.NativeError {
+export function isNativeError(value: unknown): value is Binding.NativeError {
   return typeof value === 'object' && value !== null && !(value instanceof Error)
     && typeof (value as {code?: unknown}).code === 'string' && typeof (value as {message?: unknown}).message === 'string';
 }
@@ -161,7 +161,14 @@ export type NativeLoadOptions = {
   forward?: NativeForwardPath;
   /** Load progress, 0..1. */
   onProgress?: (fraction: number) => void;
+  /**
+   * Rank 0 of a tensor-parallel group on the CPU (`shards`: their endpoints, shard 1 first, and the
+   * group's `secret`), or the single-process reference of a group of `blocks` ranks.
+   */
+  tensorParallel?: NativeTensorParallel;
 };
+
+export type NativeTensorParallel = {shards?: string[]; secret?: string; timeoutMs?: number; waitMs?: number; blocks?: number};
 
 export type NativeModelInfo = Binding.ModelInfo;
 export type NativeMemoryInfo = Binding.MemoryInfo;
@@ -352,6 +359,7 @@ export async function loadNativeModel(options: NativeLoadOptions): Promise<Nativ
     ...(options.contextSize === undefined ? {} : {contextSize: options.contextSize}),
     ...(options.threads === undefined ? {} : {threads: options.threads}),
     ...(options.forward === undefined ? {} : {forward: options.forward}),
+    ...(options.tensorParallel === undefined ? {} : {tensorParallel: options.tensorParallel}),
   }, options.onProgress);
   if (!(loaded instanceof binding.Model)) {
     throw isNativeError(loaded) ? fromNative(loaded) : new NativeEngineError('internal', 'the model load returned nothing usable');

@@ -54,8 +54,11 @@ function groupVram(membership: GroupMembership, own: Vram | null, shards: readon
   return {vram_per_device: perDevice, vram_total: [...totals.values()].reduce((sum, total) => sum + total, 0)};
 }
 
-export function adapterGroup(membership: GroupMembership): AdapterGroup {
+export function adapterGroup(membership: GroupMembership, secret = ''): AdapterGroup {
   return {
+    // A hive that names no rank (older than ranks): the coordinator is 0, a shard's is unknown (-1).
+    rank: membership.rank ?? (membership.role === 'coordinator' ? 0 : -1),
+    secret,
     groupId: membership.group_id,
     role: membership.role,
     coordinatorId: membership.coordinator,

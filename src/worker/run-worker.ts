@@ -28,6 +28,8 @@ export type WorkerOptions = {
   key: string | null;
   /** A coordinator's keys to its shards' ports, by worker id. */
   shardKeys?: Record<string, string> | undefined;
+  /** The group launch's shared secret (RBEE_GROUP_SECRET), for the adapter's own rank connections. */
+  groupSecret?: string | undefined;
   heartbeatIntervalMs: number;
   orphanTimeoutMs: number;
   contextSize: number;
@@ -75,7 +77,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       runtime?.fail(reason);
       void reportFailureNow();
     },
-    ...(options.group === undefined ? {} : {group: adapterGroup(options.group)}),
+    ...(options.group === undefined ? {} : {group: adapterGroup(options.group, options.groupSecret)}),
   };
   runtime = new WorkerRuntime(
     {

@@ -12,6 +12,8 @@ import {bearer, sameSecret, workerKeyOf} from '../http/secrets.js';
 export const workerSecretVariable = 'RBEE_WORKER_SECRET';
 /** A coordinator's shards' keys, `{worker_id: key}` as JSON: it probes their /health. */
 export const shardKeysVariable = 'RBEE_GROUP_SHARD_KEYS';
+/** The secret a group launch's members share (their engines' own rank connections). */
+export const groupSecretVariable = 'RBEE_GROUP_SECRET';
 
 export type WorkerCredentials = {
   /** The heartbeat secret (empty for a standalone worker). */
@@ -19,6 +21,7 @@ export type WorkerCredentials = {
   /** What its HTTP server demands; null for a standalone worker (no hive, so no secret). */
   key: string | null;
   shardKeys: Record<string, string>;
+  groupSecret: string;
 };
 
 const ShardKeysSchema = z.record(z.string(), z.string().min(1));
@@ -27,8 +30,10 @@ const ShardKeysSchema = z.record(z.string(), z.string().min(1));
 export function takeWorkerCredentials(env: NodeJS.ProcessEnv = process.env): WorkerCredentials {
   const secret = env[workerSecretVariable] ?? '';
   const keysText = env[shardKeysVariable];
+  const groupSecret = env[groupSecretVariable] ?? '';
   delete env[workerSecretVariable];
   delete env[shardKeysVariable];
+  delete env[groupSecretVariable];
   let shardKeys: Record<string, string> = {};
   if (keysText !== undefined && keysText !== '') {
     let value: unknown;
@@ -43,7 +48,7 @@ export function takeWorkerCredentials(env: NodeJS.ProcessEnv = process.env): Wor
     }
     shardKeys = parsed.data;
   }
-  return {secret, key: secret === '' ? null : workerKeyOf(secret), shardKeys};
+  return {secret, key: secret === '' ? null : workerKeyOf(secret), shardKeys, groupSecret};
 }
 
 /** Every route of the worker's server answers 401 without `Authorization: Bearer <key>`. */

@@ -16,6 +16,7 @@ function group(health: GroupRecord['health'] = 'starting'): GroupRecord {
     modelBytes: 0,
     totalBytes: 0,
     restarts: 0,
+    launchSecret: 'launch-secret-1',
   };
 }
 

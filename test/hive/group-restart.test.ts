@@ -51,6 +51,7 @@ function setup(t: ExecutionContext, restart: 'never' | 'on-failure' = 'on-failur
     modelBytes: 0,
     totalBytes: 0,
     restarts: 0,
+    launchSecret: 'launch-secret-1',
   };
   groups.groups.set(group.id, group);
   for (const [index, role] of (['coordinator', 'shard'] as const).entries()) {
@@ -93,6 +94,7 @@ test('a lost member: the others are stopped, the group reads "starting" at once,
   await sleep(150);
   t.deepEqual(calls.runs.sort(), ['group-1-0', 'group-1-1']);
   t.is(group.restarts, 1);
+  t.not(group.launchSecret, 'launch-secret-1', 'each launch of the group gets a secret of its own');
   t.is(group.health, 'starting');
 });
 

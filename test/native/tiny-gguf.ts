@@ -137,10 +137,11 @@ function spmVocab(): {tokens: string[]; scores: number[]; types: number[]} {
   return {tokens, scores, types};
 }
 
-export function writeTinyGguf(arch: TinyArch, seed = 7): string {
+/** `heads`: other attention head counts (a shape a tensor-parallel split must refuse, say). */
+export function writeTinyGguf(arch: TinyArch, seed = 7, heads: {nHead?: number; nHeadKv?: number} = {}): string {
   const nEmbd = 256;
-  const nHead = 4;
-  const nHeadKv = 2;
+  const nHead = heads.nHead ?? 4;
+  const nHeadKv = heads.nHeadKv ?? 2;
   const headDim = 64;
   const nFf = 512;
   const nLayer = 2;

@@ -4,7 +4,7 @@ import type {AddressInfo} from 'node:net';
 import test from 'ava';
 import {freePort} from '../../src/http/free-port.js';
 import type {GroupMembership} from '../../src/protocol/wire.js';
-import {groupHeartbeatFields} from '../../src/worker/group-heartbeat.js';
+import {adapterGroup, groupHeartbeatFields} from '../../src/worker/group-heartbeat.js';
 
 const gib = 2 ** 30;
 
@@ -78,4 +78,23 @@ test('a coordinator still loading asks nobody; a shard names its group and coord
     role: 'shard',
     coordinator: 'group-1-0',
   });
+});
+
+test("the adapter's view of a membership: its rank, and the launch's secret given apart from the membership (argv is world-readable)", t => {
+  const coordinator = adapterGroup({...membership([{device: 'cpu', url: 'http://127.0.0.1:1'}]), rank: 0}, 'launch-secret');
+  t.is(coordinator.rank, 0);
+  t.is(coordinator.secret, 'launch-secret');
+  t.deepEqual(coordinator.shards, [{workerId: 'group-1-1', device: 'cpu', endpoint: '127.0.0.1:6000'}]);
+  const shard = adapterGroup({
+    group_id: 'group-1',
+    role: 'shard',
+    rank: 2,
+    coordinator: 'group-1-0',
+    devices: ['cpu', 'cpu', 'cpu'],
+    endpoint: '127.0.0.1:6001',
+    shards: [],
+  });
+  t.is(shard.rank, 2);
+  t.is(shard.secret, '', 'none given');
+  t.is(adapterGroup({group_id: 'group-1', role: 'shard', coordinator: 'group-1-0', devices: ['cpu', 'cpu'], endpoint: '127.0.0.1:6001', shards: []}).rank, -1);
 });

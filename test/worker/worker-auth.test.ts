@@ -8,18 +8,23 @@ import {defineAdapter, type AdapterContext} from '../../src/adapters/adapter-api
 import {RbeeError} from '../../src/errors.js';
 import {workerKeyOf} from '../../src/http/secrets.js';
 import {groupHeartbeatFields} from '../../src/worker/group-heartbeat.js';
-import {shardKeysVariable, takeWorkerCredentials, workerSecretVariable} from '../../src/worker/worker-auth.js';
+import {groupSecretVariable, shardKeysVariable, takeWorkerCredentials, workerSecretVariable} from '../../src/worker/worker-auth.js';
 import {WorkerRuntime} from '../../src/worker/worker-runtime.js';
 import {createWorkerServer} from '../../src/worker/worker-server.js';
 import {rbee} from '../helpers/rbee-process.js';
 
 test('the credentials are read from the environment and taken out of it, so engines do not inherit them', t => {
-  const env: NodeJS.ProcessEnv = {[workerSecretVariable]: 's3cret', [shardKeysVariable]: JSON.stringify({'group-1-1': 'k1'}), PATH: '/bin'};
+  const env: NodeJS.ProcessEnv = {
+    [workerSecretVariable]: 's3cret',
+    [shardKeysVariable]: JSON.stringify({'group-1-1': 'k1'}),
+    [groupSecretVariable]: 'launch-secret',
+    PATH: '/bin',
+  };
   const credentials = takeWorkerCredentials(env);
-  t.deepEqual(credentials, {secret: 's3cret', key: workerKeyOf('s3cret'), shardKeys: {'group-1-1': 'k1'}});
+  t.deepEqual(credentials, {secret: 's3cret', key: workerKeyOf('s3cret'), shardKeys: {'group-1-1': 'k1'}, groupSecret: 'launch-secret'});
   t.deepEqual(env, {PATH: '/bin'});
   t.not(credentials.key, 's3cret', 'the key is not the secret: a holder of the key cannot forge heartbeats');
-  t.deepEqual(takeWorkerCredentials({}), {secret: '', key: null, shardKeys: {}});
+  t.deepEqual(takeWorkerCredentials({}), {secret: '', key: null, shardKeys: {}, groupSecret: ''});
   t.throws(() => takeWorkerCredentials({[shardKeysVariable]: '{"a": 1}'}), {instanceOf: RbeeError, message: new RegExp(shardKeysVariable)});
 });
 

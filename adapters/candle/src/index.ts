@@ -5,6 +5,7 @@
  * adapter, and `start` then fails with an error that says how to build it.
  *
  *   rbee worker spawn --type candle --model default --device cpu
+ *   rbee worker spawn-group --type candle --model ./m.gguf --devices cpu,cpu   (tensor parallel, 2 ranks)
  */
 import {z} from 'zod';
 import {
@@ -21,14 +22,18 @@ import {
   type AdapterInferRequest,
   type GenerateResult,
   type NativeModel,
+  type NativeShard,
   type RbeeAdapter,
 } from 'rbee';
+import {checkCandleGroup, coordinatorOptions, startShard} from './tensor-parallel.js';
 
 const name = 'rbee:candle';
 
 export const CandleOptionsSchema = z.strictObject({
   /** CPU threads for the matrix multiplications (default: the worker's `--threads`, else all cores). */
   threads: z.number().int().min(1).max(1_024).optional(),
+  /** Tensor-parallel groups: how long one collective may wait for the other ranks (default 5000 ms; a killed rank is seen at once). */
+  groupTimeoutMs: z.number().int().min(100).max(600_000).optional(),
 });
 export type CandleOptions = z.input<typeof CandleOptionsSchema>;
 
@@ -82,9 +87,13 @@ async function builtBackends(): Promise<AdapterBackends> {
 export default function candle(options?: CandleOptions): RbeeAdapter {
   const settings = parseAdapterOptions(name, CandleOptionsSchema, options);
   let model: NativeModel | null = null;
+  let shard: NativeShard | null = null;
   let threads: number | undefined;
 
   const loaded = (): NativeModel => {
+    if (shard !== null) {
+      throw new RbeeError('invalid_request', 'this worker is a shard of a worker group: send requests to its coordinator (or the hive)');
+    }
     if (model === null) {
       throw new RbeeError('worker_not_ready', 'the candle engine is not started');
     }
@@ -98,14 +107,23 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
     description: "rbee's Rust/Candle engine in process (GGUF; build it with `npm run build:native`)",
     modelFormat: 'gguf',
     backends: builtBackends,
+    // Groups: tensor parallelism on the CPU, each rank reading its slice of the GGUF (native/src/model/shard).
+    groups: true,
+    checkGroup: checkCandleGroup,
     async start(context: AdapterContext) {
       threads = settings.threads ?? context.threads;
       context.reportLoadProgress(0);
+      const group = context.group;
+      if (group?.role === 'shard') {
+        shard = await startShard(context, group, {threads, timeoutMs: settings.groupTimeoutMs});
+        return;
+      }
       model = await loadNativeModel({
         path: context.modelPath,
         device: context.device,
         contextSize: context.contextSize,
         ...(threads === undefined ? {} : {threads}),
+        ...(group?.role === 'coordinator' ? {tensorParallel: coordinatorOptions(group, settings.groupTimeoutMs)} : {}),
         onProgress: fraction => context.reportLoadProgress(fraction),
       });
       const {info} = model;
@@ -115,7 +133,7 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
       }
     },
     async ready() {
-      return model !== null;
+      return model !== null || shard !== null;
     },
     async infer(request: AdapterInferRequest): Promise<GenerateResult> {
       const result = await loaded().generate({
@@ -132,6 +150,15 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
       return {text: result.text, tokensGenerated: result.tokensGenerated, promptTokens: result.promptTokens, finishReason: result.finishReason};
     },
     async heartbeat(context: AdapterContext) {
+      if (shard !== null) {
+        return {
+          backend: deviceBackend(context.device),
+          ...(threads === undefined ? {} : {threads}),
+          ram_used: process.memoryUsage().rss,
+          vram_used: 0,
+          vram_total: 0,
+        };
+      }
       const memory = loaded().memory();
       return {
         backend: deviceBackend(context.device),
@@ -142,6 +169,8 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
       };
     },
     async stop() {
+      shard?.close();
+      shard = null;
       model?.close();
       model = null;
     },

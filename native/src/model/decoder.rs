@@ -14,6 +14,7 @@ use candle_core::Device;
 use super::config::Config;
 #[cfg(feature = "cuda")]
 use super::graph::GraphDecoder;
+use super::shard::transformer::ShardedTransformer;
 use super::tensor::TensorTransformer;
 use super::Transformer;
 use crate::error::{EngineError, EngineResult, ErrorCode};
@@ -79,6 +80,9 @@ pub enum Decoder {
     Tensor(TensorTransformer),
     #[cfg(feature = "cuda")]
     Graph(Box<GraphDecoder>),
+    /// The ggml path, one rank's slice of it (rank 0 of a tensor-parallel group, or its
+    /// single-process reference).
+    Sharded(Box<ShardedTransformer>),
 }
 
 impl Decoder {
@@ -109,7 +113,7 @@ impl Decoder {
 
     pub fn path(&self) -> ForwardPath {
         match self {
-            Decoder::Ggml(_) => ForwardPath::Ggml,
+            Decoder::Ggml(_) | Decoder::Sharded(_) => ForwardPath::Ggml,
             Decoder::Tensor(_) => ForwardPath::Tensor,
             #[cfg(feature = "cuda")]
             Decoder::Graph(_) => ForwardPath::Graph,
@@ -119,6 +123,7 @@ impl Decoder {
     pub fn context_size(&self) -> usize {
         match self {
             Decoder::Ggml(model) => model.context_size(),
+            Decoder::Sharded(model) => model.context_size(),
             Decoder::Tensor(model) => model.context_size(),
             #[cfg(feature = "cuda")]
             Decoder::Graph(model) => model.context_size(),
@@ -128,6 +133,7 @@ impl Decoder {
     pub fn cache_bytes(&self) -> usize {
         match self {
             Decoder::Ggml(model) => model.cache_bytes(),
+            Decoder::Sharded(model) => model.cache_bytes(),
             Decoder::Tensor(model) => model.cache_bytes(),
             #[cfg(feature = "cuda")]
             Decoder::Graph(model) => model.cache_bytes(),
@@ -137,6 +143,7 @@ impl Decoder {
     pub fn weight_bytes(&self) -> usize {
         match self {
             Decoder::Ggml(model) => model.weight_bytes,
+            Decoder::Sharded(model) => model.weight_bytes,
             Decoder::Tensor(model) => model.weight_bytes,
             #[cfg(feature = "cuda")]
             Decoder::Graph(model) => model.weight_bytes,
@@ -148,6 +155,7 @@ impl Decoder {
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
         match self {
             Decoder::Ggml(model) => model.forward(tokens, start),
+            Decoder::Sharded(model) => model.forward(tokens, start),
             Decoder::Tensor(model) => model.forward(tokens, start),
             #[cfg(feature = "cuda")]
             Decoder::Graph(model) => model.forward(tokens, start),

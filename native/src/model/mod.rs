@@ -14,6 +14,7 @@ pub mod graph;
 pub mod q8_1;
 pub mod qmatmul;
 pub mod rope;
+pub mod shard;
 pub mod tensor;
 
 use std::io::{Read, Seek};

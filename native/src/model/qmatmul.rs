@@ -622,6 +622,14 @@ fn unpack_q4k(raw: &[u8], q: &mut [u8; QK_K], scales: &mut [i32; 8], mins: &mut 
 
 impl QWeight {
     pub fn new(tensor: QTensor) -> EngineResult<Self> {
+        let rows = tensor.shape().dims().first().copied().unwrap_or(0);
+        Self::slice_of(tensor, rows)
+    }
+
+    /// A slice of a larger matrix's output rows (a tensor-parallel shard): which kernel runs is
+    /// decided by the whole matrix's shape, as ggml decides it for the file, so that every output
+    /// is computed exactly as one process computes it.
+    pub fn slice_of(tensor: QTensor, full_out_features: usize) -> EngineResult<Self> {
         let dims = tensor.shape().dims().to_vec();
         if dims.len() != 2 {
             return Err(EngineError::invalid_gguf(format!("a weight matrix has shape {dims:?}")));
@@ -635,7 +643,7 @@ impl QWeight {
                     return Err(EngineError::invalid_gguf(format!("a {kind:?} tensor of {} bytes for shape {dims:?}", data.len())));
                 }
                 // ggml's AMX buffer takes these types when the output count is a multiple of 32.
-                let amx = ggml_uses_amx() && matches!(kind, Kind::Q4_0 | Kind::Q8_0 | Kind::Q4K | Kind::Q6K) && out_features % 32 == 0;
+                let amx = ggml_uses_amx() && matches!(kind, Kind::Q4_0 | Kind::Q8_0 | Kind::Q4K | Kind::Q6K) && full_out_features.is_multiple_of(32);
                 Inner::Ggml { kind, data, amx }
             }
             None => Inner::Candle(QMatMul::from_qtensor(tensor)?),

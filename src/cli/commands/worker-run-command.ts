@@ -135,6 +135,7 @@ export function workerRunCommand(): Command {
           secret: credentials.secret,
           key: credentials.key,
           shardKeys: credentials.shardKeys,
+          groupSecret: credentials.groupSecret,
           heartbeatIntervalMs: options.heartbeatInterval,
           orphanTimeoutMs: options.orphanTimeout ?? 3 * options.heartbeatInterval,
           contextSize: options.contextSize,

@@ -25,6 +25,8 @@ export const GroupMembershipSchema = z.object({
   role: GroupRoleSchema,
   coordinator: id,
   devices: z.array(z.string().min(1)).min(2).max(64),
+  /** The member's place in the group: the coordinator is 0, shard i is i (a tensor-parallel rank). */
+  rank: z.number().int().min(0).max(63).optional(),
   /** A shard's engine endpoint (it listens there); a coordinator's is unused. */
   endpoint: endpoint.nullable(),
   /** For the coordinator: each shard's worker (health at `url`/health) and engine endpoint. */

@@ -15,7 +15,7 @@ mod tests;
 #[cfg(test)]
 mod tests_gemma;
 #[cfg(test)]
-mod tiny_gguf;
+pub(crate) mod tiny_gguf;
 
 use std::io::{Read, Seek};
 
