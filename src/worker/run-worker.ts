@@ -1,6 +1,6 @@
 /**
- * A worker process from start to exit: serve HTTP at once (health says "starting"), start the
- * adapter's engine and wait until it is ready, obey the hive's commands, and exit cleanly on
+ * A worker process from start to exit: start the adapter's engine and, while it starts, serve HTTP
+ * (health says "starting") and heartbeat; wait until the engine is ready, obey the hive's commands, and exit cleanly on
  * SIGTERM or when the hive is gone, engines included, so no worker outlives its owner holding memory.
  */
 import {defaults} from '../config/limits.js';
@@ -13,7 +13,6 @@ import type {GroupMembership, HiveCommand} from '../protocol/wire.js';
 import {adapterGroup} from './group-heartbeat.js';
 import {startHeartbeatLoop, type HeartbeatLoop} from './heartbeat-loop.js';
 import {WorkerRuntime} from './worker-runtime.js';
-import {createWorkerServer} from './worker-server.js';
 
 export type WorkerOptions = {
   workerId: string;
@@ -52,6 +51,8 @@ export const defaultReadyTimeoutMs = defaults.readyTimeoutMs;
 
 export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): Promise<void> {
   let runtime: WorkerRuntime | null = null;
+  /** Cuts the wait between two `ready()` calls short: set while the worker waits. */
+  let wakeReadyWait: (() => void) | null = null;
   const context: AdapterContext = {
     workerId: options.workerId,
     modelPath: options.modelPath,
@@ -70,7 +71,11 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
         // the adapter reports; the ready timeout bounds the rest.
         onOutput: line => process.stderr.write(`[engine] ${line}\n`),
       }),
-    reportLoadProgress: fraction => runtime?.setLoadProgress(fraction),
+    reportLoadProgress: fraction => {
+      runtime?.setLoadProgress(fraction);
+      // Progress is when an engine may have become ready (a load ends at 1): ask now, not at the next poll.
+      wakeReadyWait?.();
+    },
     reportFailure: reason => {
       runtime?.fail(reason);
       void reportFailureNow();
@@ -92,7 +97,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     context,
   );
   const worker = runtime;
-  const server = createWorkerServer(worker, {key: options.key});
+  let server: {close(): Promise<unknown>} | null = null;
   let heartbeat: HeartbeatLoop | null = null;
   let exiting = false;
 
@@ -107,7 +112,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     await Promise.race([worker.queue.idle(), timeout]);
     await heartbeat?.beatNow();
     heartbeat?.stop();
-    await server.close().catch(() => undefined);
+    await server?.close().catch(() => undefined);
     await adapter.stop(context).catch(error => log(`${adapter.name} stop failed: ${(error as Error).message}`));
     await stopAllEngines(3_000);
     process.exit(code);
@@ -149,7 +154,22 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 
-  await server.listen({host: options.host, port: options.port});
+  // The engine starts first, and the HTTP server comes up while it starts: an engine's own start
+  // (a process, a model import) overlaps the worker's, whose HTTP framework alone takes a few hundred
+  // ms to import on a busy machine. Failing to start is told to the hive once it can be heard.
+  const startup = startEngine();
+  try {
+    const {createWorkerServer} = await import('./worker-server.js');
+    const app = createWorkerServer(worker, {key: options.key});
+    server = app;
+    await app.listen({host: options.host, port: options.port});
+  } catch (error) {
+    const reason = `cannot serve on ${options.host}:${options.port}: ${(error as Error).message}`;
+    worker.fail(reason);
+    log(reason);
+    await shutdown(reason, 1);
+    return;
+  }
   if (options.hiveUrl !== undefined) {
     heartbeat = startHeartbeatLoop({
       hiveUrl: options.hiveUrl,
@@ -162,32 +182,55 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       log,
     });
   }
-
-  const readyTimeoutMs = options.readyTimeoutMs ?? adapter.readyTimeoutMs ?? defaultReadyTimeoutMs;
-  const readyBy = Date.now() + readyTimeoutMs;
-  try {
-    const notReady = () => notReadyError(readyTimeoutMs);
-    await withReadyTimeout(adapter.start(context), readyTimeoutMs, notReady);
-    while (adapter.ready !== undefined && !(await withReadyTimeout(adapter.ready(context), readyBy - Date.now(), notReady))) {
-      if (exiting) {
-        return;
-      }
-      if (Date.now() >= readyBy) {
-        throw notReady();
-      }
-      await new Promise(resolve => setTimeout(resolve, readyPollMs));
-    }
-    worker.markReady();
-    log(`ready: ${options.modelName} on ${options.device} (${adapter.name}), http://${options.host}:${options.port}`);
-  } catch (error) {
-    const rbeeError = toRbeeError(error, 'engine_error');
-    worker.fail(`adapter ${adapter.name} failed to start: ${rbeeError.message}`);
-    log(`failed to start ${adapter.name}: ${rbeeError.message}`);
+  const started = await startup;
+  if (!started) {
     await heartbeat?.beatNow();
     await shutdown('engine start failed', 1);
     return;
   }
+  // Told at once, not at the next tick: the hive marks the worker ready from this heartbeat.
   await heartbeat?.beatNow();
+
+  /** The adapter's start, then `ready()` until it says yes; false (the worker failed) if it never does. */
+  async function startEngine(): Promise<boolean> {
+    const readyTimeoutMs = options.readyTimeoutMs ?? adapter.readyTimeoutMs ?? defaultReadyTimeoutMs;
+    const readyBy = Date.now() + readyTimeoutMs;
+    try {
+      const notReady = () => notReadyError(readyTimeoutMs);
+      await withReadyTimeout(adapter.start(context), readyTimeoutMs, notReady);
+      while (adapter.ready !== undefined && !(await withReadyTimeout(adapter.ready(context), readyBy - Date.now(), notReady))) {
+        if (exiting) {
+          return true;
+        }
+        if (Date.now() >= readyBy) {
+          throw notReady();
+        }
+        await readyWait();
+      }
+      worker.markReady();
+      log(`ready: ${options.modelName} on ${options.device} (${adapter.name}), http://${options.host}:${options.port}`);
+      return true;
+    } catch (error) {
+      const rbeeError = toRbeeError(error, 'engine_error');
+      worker.fail(`adapter ${adapter.name} failed to start: ${rbeeError.message}`);
+      log(`failed to start ${adapter.name}: ${rbeeError.message}`);
+      return false;
+    }
+  }
+
+  /** `readyPollMs`, or less when the adapter reports progress meanwhile. */
+  function readyWait(): Promise<void> {
+    return new Promise(resolve => {
+      const timer = setTimeout(done, readyPollMs);
+      function done(): void {
+        clearTimeout(timer);
+        wakeReadyWait = null;
+        resolve();
+      }
+      // After the adapter's own pending callbacks, so a flag it sets right after reporting is seen.
+      wakeReadyWait = () => setImmediate(done);
+    });
+  }
 }
 
 function notReadyError(timeoutMs: number): RbeeError {
