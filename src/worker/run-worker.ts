@@ -1,7 +1,8 @@
 /**
- * A worker process from start to exit: start the adapter's engine and, while it starts, serve HTTP
- * (health says "starting") and heartbeat; wait until the engine is ready, obey the hive's commands, and exit cleanly on
- * SIGTERM or when the hive is gone, engines included, so no worker outlives its owner holding memory.
+ * A worker process from start to exit: heartbeat at once, start the adapter's engine and, while it
+ * starts, serve HTTP (health says "starting"); wait until the engine is ready, obey the hive's
+ * commands, and exit cleanly on SIGTERM or when the hive is gone, engines included, so no worker
+ * outlives its owner holding memory.
  */
 import {defaults} from '../config/limits.js';
 import type {AdapterContext, RbeeAdapter} from '../adapters/adapter-api.js';
@@ -53,6 +54,11 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
   let runtime: WorkerRuntime | null = null;
   /** Cuts the wait between two `ready()` calls short: set while the worker waits. */
   let wakeReadyWait: (() => void) | null = null;
+  /** The engine works on its own from here: its start has returned (or failed), or it reports load progress. */
+  let markUnderway: () => void = () => undefined;
+  const underway = new Promise<void>(resolve => {
+    markUnderway = resolve;
+  });
   const context: AdapterContext = {
     workerId: options.workerId,
     modelPath: options.modelPath,
@@ -73,6 +79,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       }),
     reportLoadProgress: fraction => {
       runtime?.setLoadProgress(fraction);
+      markUnderway();
       // Progress is when an engine may have become ready (a load ends at 1): ask now, not at the next poll.
       wakeReadyWait?.();
     },
@@ -154,22 +161,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 
-  // The engine starts first, and the HTTP server comes up while it starts: an engine's own start
-  // (a process, a model import) overlaps the worker's, whose HTTP framework alone takes a few hundred
-  // ms to import on a busy machine. Failing to start is told to the hive once it can be heard.
-  const startup = startEngine();
-  try {
-    const {createWorkerServer} = await import('./worker-server.js');
-    const app = createWorkerServer(worker, {key: options.key});
-    server = app;
-    await app.listen({host: options.host, port: options.port});
-  } catch (error) {
-    const reason = `cannot serve on ${options.host}:${options.port}: ${(error as Error).message}`;
-    worker.fail(reason);
-    log(reason);
-    await shutdown(reason, 1);
-    return;
-  }
+  // Heartbeats need no HTTP server: the hive hears of the worker (and of its load's progress) from the start.
   if (options.hiveUrl !== undefined) {
     heartbeat = startHeartbeatLoop({
       hiveUrl: options.hiveUrl,
@@ -182,13 +174,30 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       log,
     });
   }
+  // The engine starts first; the worker's HTTP server comes up once the engine is under way. Its
+  // framework takes a few hundred ms of this thread to import on a busy machine: spent while the
+  // engine works on its own (a process starting, a model loading), not while it waits for this
+  // thread to take its next step.
+  const startup = startEngine();
+  await underway;
+  try {
+    const {createWorkerServer} = await import('./worker-server.js');
+    const app = createWorkerServer(worker, {key: options.key});
+    server = app;
+    await app.listen({host: options.host, port: options.port});
+  } catch (error) {
+    const reason = `cannot serve on ${options.host}:${options.port}: ${(error as Error).message}`;
+    worker.fail(reason);
+    log(reason);
+    await shutdown(reason, 1);
+    return;
+  }
   const started = await startup;
   if (!started) {
     await heartbeat?.beatNow();
     await shutdown('engine start failed', 1);
     return;
   }
-  // Told at once, not at the next tick: the hive marks the worker ready from this heartbeat.
   await heartbeat?.beatNow();
 
   /** The adapter's start, then `ready()` until it says yes; false (the worker failed) if it never does. */
@@ -197,7 +206,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     const readyBy = Date.now() + readyTimeoutMs;
     try {
       const notReady = () => notReadyError(readyTimeoutMs);
-      await withReadyTimeout(adapter.start(context), readyTimeoutMs, notReady);
+      await withReadyTimeout(adapter.start(context), readyTimeoutMs, notReady).finally(markUnderway);
       while (adapter.ready !== undefined && !(await withReadyTimeout(adapter.ready(context), readyBy - Date.now(), notReady))) {
         if (exiting) {
           return true;
