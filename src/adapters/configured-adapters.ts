@@ -18,8 +18,8 @@ export function loadConfigAt(configPath: string | undefined): Promise<LoadedConf
 }
 
 /**
- * The adapter of one worker type with a worker's own options over the config's, as
- * `loadConfiguredAdapters` would find it; a built-in type imports its module alone (a worker's
+ * The adapter of one worker type with a worker's own options over the config's, the one the hive
+ * finds among `adaptersOf` the same config; a built-in type imports its module alone (a worker's
  * start-up time), anything else loads every adapter. Null, with what was loaded, when no adapter has the type.
  */
 export async function loadConfiguredAdapter(
