@@ -10,7 +10,10 @@
  *     (/api/generate, raw, the same options). Decode tok/s = (tokens - 1) / (t_last - t_first).
  *     Goal: hive / straight ≥ 0.97.
  *
- *   npx tsx bench/ollama.ts [--rounds 3] [--tokens 64] [--threads 2] [--out bench/results]
+ * Each spawn round records the 1-minute load average: the machine is shared, and both sides slow
+ * down with it. `--spawn-only` skips (2).
+ *
+ *   npx tsx bench/ollama.ts [--rounds 3] [--tokens 64] [--threads 2] [--spawn-only] [--out bench/results]
  */
 import {spawn} from 'node:child_process';
 import fs from 'node:fs';
@@ -26,7 +29,13 @@ import {localDate, machineInfo, modelInfo} from './lib/machine.js';
 import {median, ratio, round} from './lib/stats.js';
 
 const {values: flags} = parseArgs({
-  options: {rounds: {type: 'string', default: '3'}, tokens: {type: 'string', default: '64'}, threads: {type: 'string', default: '2'}, out: {type: 'string'}},
+  options: {
+    rounds: {type: 'string', default: '3'},
+    tokens: {type: 'string', default: '64'},
+    threads: {type: 'string', default: '2'},
+    'spawn-only': {type: 'boolean', default: false},
+    out: {type: 'string'},
+  },
 });
 const rounds = Number(flags.rounds);
 const tokens = Number(flags.tokens);
@@ -34,6 +43,8 @@ const threads = Number(flags.threads);
 const contextSize = 1024;
 const prompt = 'Once upon a time, in a small village by the sea,';
 const log = (line: string) => process.stderr.write(`${line}\n`);
+const load1 = () => round(os.loadavg()[0]!, 2);
+const loadBefore = os.loadavg().map(value => round(value, 2));
 
 const installed = findOllama();
 if (installed === null) {
@@ -110,7 +121,7 @@ try {
     return {ms: performance.now() - started, id: ready.worker_id, pid: ready.pid!};
   }
 
-  const spawnRows: Array<{round: number; hive_ms: number; by_hand_ms: number}> = [];
+  const spawnRows: Array<{round: number; hive_ms: number; by_hand_ms: number; load_1m: number}> = [];
   for (let index = 0; index < rounds; index++) {
     const order = index % 2 === 0 ? ['hive', 'hand'] : ['hand', 'hive'];
     let hiveMs = 0;
@@ -124,88 +135,95 @@ try {
         handMs = await byHand();
       }
     }
-    spawnRows.push({round: index + 1, hive_ms: round(hiveMs, 1), by_hand_ms: round(handMs, 1)});
-    log(`spawn → ready, round ${index + 1}: hive ${round(hiveMs, 0)} ms, by hand ${round(handMs, 0)} ms`);
+    spawnRows.push({round: index + 1, hive_ms: round(hiveMs, 1), by_hand_ms: round(handMs, 1), load_1m: load1()});
+    log(`spawn → ready, round ${index + 1}: hive ${round(hiveMs, 0)} ms, by hand ${round(handMs, 0)} ms (load ${load1()})`);
   }
 
-  // Tokens/s: one worker, asked through the hive and straight at its own ollama serve.
-  const worker = await throughHive();
-  const servePid = fs
-    .readdirSync('/proc')
-    .filter(entry => /^\d+$/.test(entry))
-    .find(pid => {
-      try {
-        const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-        return (
-          argv[0] === ollama &&
-          argv[1] === 'serve' &&
-          fs.readFileSync(`/proc/${pid}/environ`, 'utf8').includes(`rbee-ollama-`) &&
-          Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === worker.pid
-        );
-      } catch {
-        return false;
-      }
-    });
-  const host = fs
-    .readFileSync(`/proc/${servePid}/environ`, 'utf8')
-    .split('\0')
-    .find(entry => entry.startsWith('OLLAMA_HOST='))!
-    .slice('OLLAMA_HOST='.length);
-  const tags = (await ok(`http://${host}/api/tags`)) as {models: Array<{name: string}>};
-  const engineModel = tags.models[0]!.name;
+  async function measureDecode(): Promise<Array<{round: number; hive_tps: number; straight_tps: number}>> {
+    // Tokens/s: one worker, asked through the hive and straight at its own ollama serve.
+    const worker = await throughHive();
+    const servePid = fs
+      .readdirSync('/proc')
+      .filter(entry => /^\d+$/.test(entry))
+      .find(pid => {
+        try {
+          const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+          return (
+            argv[0] === ollama &&
+            argv[1] === 'serve' &&
+            fs.readFileSync(`/proc/${pid}/environ`, 'utf8').includes(`rbee-ollama-`) &&
+            Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === worker.pid
+          );
+        } catch {
+          return false;
+        }
+      });
+    const host = fs
+      .readFileSync(`/proc/${servePid}/environ`, 'utf8')
+      .split('\0')
+      .find(entry => entry.startsWith('OLLAMA_HOST='))!
+      .slice('OLLAMA_HOST='.length);
+    const tags = (await ok(`http://${host}/api/tags`)) as {models: Array<{name: string}>};
+    const engineModel = tags.models[0]!.name;
 
-  async function straight(): Promise<number> {
-    const response = await fetch(`http://${host}/api/generate`, {
-      method: 'POST',
-      headers: {'content-type': 'application/json'},
-      body: JSON.stringify({
-        model: engineModel,
-        prompt,
-        raw: true,
-        stream: true,
-        options: {temperature: 0, seed: 1, num_predict: tokens, num_ctx: contextSize, num_thread: threads, num_gpu: 0},
-      }),
-    });
-    let first: number | null = null;
-    let last = 0;
-    let count = 0;
-    const decoder = new TextDecoder();
-    let partial = '';
-    for await (const chunk of response.body!) {
-      const lines = (partial + decoder.decode(chunk, {stream: true})).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines.filter(Boolean)) {
-        const parsed = JSON.parse(line) as {response?: string; done?: boolean; eval_count?: number};
-        const now = performance.now();
-        if ((parsed.response ?? '') !== '') {
-          first ??= now;
-          last = now;
-        }
-        if (parsed.done === true) {
-          count = parsed.eval_count ?? 0;
+    async function straight(): Promise<number> {
+      const response = await fetch(`http://${host}/api/generate`, {
+        method: 'POST',
+        headers: {'content-type': 'application/json'},
+        body: JSON.stringify({
+          model: engineModel,
+          prompt,
+          raw: true,
+          stream: true,
+          options: {temperature: 0, seed: 1, num_predict: tokens, num_ctx: contextSize, num_thread: threads, num_gpu: 0},
+        }),
+      });
+      let first: number | null = null;
+      let last = 0;
+      let count = 0;
+      const decoder = new TextDecoder();
+      let partial = '';
+      for await (const chunk of response.body!) {
+        const lines = (partial + decoder.decode(chunk, {stream: true})).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines.filter(Boolean)) {
+          const parsed = JSON.parse(line) as {response?: string; done?: boolean; eval_count?: number};
+          const now = performance.now();
+          if ((parsed.response ?? '') !== '') {
+            first ??= now;
+            last = now;
+          }
+          if (parsed.done === true) {
+            count = parsed.eval_count ?? 0;
+          }
         }
       }
+      return (count - 1) / ((last - first!) / 1000);
     }
-    return (count - 1) / ((last - first!) / 1000);
+
+    const speedRows: Array<{round: number; hive_tps: number; straight_tps: number}> = [];
+    await straight(); // warm-up: the model's first prompt
+    for (let index = 0; index < rounds + 2; index++) {
+      const viaHive = async () =>
+        (await streamInfer(hive.client, {model: model.name, prompt, max_tokens: tokens, temperature: 0, seed: 1})).decodeTokensPerSecond;
+      const [a, b] = index % 2 === 0 ? [await viaHive(), await straight()] : [await straight(), await viaHive()].reverse();
+      speedRows.push({round: index + 1, hive_tps: round(a!, 2), straight_tps: round(b!, 2)});
+      log(`decode tok/s, round ${index + 1}: hive ${round(a!, 2)}, straight ${round(b!, 2)}`);
+    }
+    await hive.client.stopWorker(worker.id);
+    return speedRows;
   }
 
-  const speedRows: Array<{round: number; hive_tps: number; straight_tps: number}> = [];
-  await straight(); // warm-up: the model's first prompt
-  for (let index = 0; index < rounds + 2; index++) {
-    const viaHive = async () =>
-      (await streamInfer(hive.client, {model: model.name, prompt, max_tokens: tokens, temperature: 0, seed: 1})).decodeTokensPerSecond;
-    const [a, b] = index % 2 === 0 ? [await viaHive(), await straight()] : [await straight(), await viaHive()].reverse();
-    speedRows.push({round: index + 1, hive_tps: round(a!, 2), straight_tps: round(b!, 2)});
-    log(`decode tok/s, round ${index + 1}: hive ${round(a!, 2)}, straight ${round(b!, 2)}`);
-  }
-  await hive.client.stopWorker(worker.id);
+  const speedRows = flags['spawn-only'] ? [] : await measureDecode();
 
   const spawnRatio = round(ratio(median(spawnRows.map(row => row.hive_ms)), median(spawnRows.map(row => row.by_hand_ms))), 3);
-  const speedRatio = round(ratio(median(speedRows.map(row => row.hive_tps)), median(speedRows.map(row => row.straight_tps))), 3);
+  const speedRatio =
+    speedRows.length === 0 ? null : round(ratio(median(speedRows.map(row => row.hive_tps)), median(speedRows.map(row => row.straight_tps))), 3);
   const result = {
     bench: 'ollama',
     date: new Date().toISOString(),
-    command: `npx tsx bench/ollama.ts --rounds ${rounds} --tokens ${tokens} --threads ${threads}`,
+    command: `npx tsx bench/ollama.ts --rounds ${rounds} --tokens ${tokens} --threads ${threads}${flags['spawn-only'] ? ' --spawn-only' : ''}`,
+    load_average: {before: loadBefore, after: os.loadavg().map(value => round(value, 2))},
     machine: machineInfo(),
     model: modelInfo(model.name, model.path),
     ollama: {binary: ollama, version: installed.version},
@@ -216,15 +234,18 @@ try {
       ratio: spawnRatio,
       goal: '<= 1.2',
     },
-    decode: {
-      rows: speedRows,
-      median_hive_tps: median(speedRows.map(row => row.hive_tps)),
-      median_straight_tps: median(speedRows.map(row => row.straight_tps)),
-      ratio: speedRatio,
-      goal: '>= 0.97',
-    },
+    decode:
+      speedRows.length === 0
+        ? null
+        : {
+            rows: speedRows,
+            median_hive_tps: median(speedRows.map(row => row.hive_tps)),
+            median_straight_tps: median(speedRows.map(row => row.straight_tps)),
+            ratio: speedRatio,
+            goal: '>= 0.97',
+          },
   };
-  log(`spawn → ready: hive / by hand = ${spawnRatio} (goal ≤ 1.2); decode tok/s: hive / straight = ${speedRatio} (goal ≥ 0.97)`);
+  log(`spawn → ready: hive / by hand = ${spawnRatio} (goal ≤ 1.2); decode tok/s: hive / straight = ${speedRatio ?? 'not measured'} (goal ≥ 0.97)`);
   const out = flags.out ?? path.join('bench', 'results');
   const file = path.join(out, `${localDate(new Date())}-cpu-vm-ollama.json`);
   fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);

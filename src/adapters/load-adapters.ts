@@ -34,6 +34,7 @@ const builtInRoot = fileURLToPath(new URL('../builtin-adapters/', import.meta.ur
 
 /** Built-in adapters, by folder under adapters/ in the source tree. */
 export const builtInAdapterModules = ['llamacpp', 'candle', 'vllm', 'tensorrt-llm', 'ollama', 'comfyui'] as const;
+type BuiltInAdapterModule = (typeof builtInAdapterModules)[number];
 
 function isPathSpecifier(specifier: string): boolean {
   return specifier.startsWith('.') || path.isAbsolute(specifier);
@@ -114,6 +115,33 @@ async function loadEntry(entry: AdapterEntry, baseDir: string, extra?: Record<st
   return assertAdapter(entry, entrySource(entry));
 }
 
+function importBuiltIn(name: BuiltInAdapterModule, adapterOptions: Record<string, unknown> | undefined, extra?: Record<string, unknown>): Promise<RbeeAdapter> {
+  return importAdapter(path.join(builtInRoot, name, 'src', 'index.js'), {
+    baseDir: builtInRoot,
+    ...(adapterOptions === undefined && extra === undefined ? {} : {adapterOptions: {...adapterOptions, ...extra}}),
+  });
+}
+
+/**
+ * The built-in adapter of worker type `type` alone, with the config's options for it and a
+ * worker's own over them: what a worker runs, without importing every other adapter (each costs
+ * start-up time; llama.cpp's pulls in node-llama-cpp). A built-in takes its type before any
+ * plugin (a plugin of the same type is refused as a clash), so this is the adapter
+ * `loadAdapters` would find. Null when no built-in module has that type: load them all then.
+ */
+export async function loadBuiltInAdapter(
+  type: string,
+  options: {builtInOptions?: Record<string, Record<string, unknown>> | undefined; extra?: Record<string, unknown> | undefined},
+): Promise<RbeeAdapter | null> {
+  const name = builtInAdapterModules.find(module => module === type);
+  if (name === undefined) {
+    return null;
+  }
+  const adapter = await importBuiltIn(name, options.builtInOptions?.[name], options.extra);
+  // Folders are named after their adapter's type; should one ever differ, the full load decides.
+  return adapter.type === type ? adapter : null;
+}
+
 export async function loadAdapters(options: {
   entries: readonly AdapterEntry[];
   baseDir: string;
@@ -137,13 +165,7 @@ export async function loadAdapters(options: {
     }
   };
   for (const name of builtInAdapterModules) {
-    const adapterOptions = options.builtInOptions?.[name];
-    await add(`built-in ${name}`, true, extra =>
-      importAdapter(path.join(builtInRoot, name, 'src', 'index.js'), {
-        baseDir: builtInRoot,
-        ...(adapterOptions === undefined && extra === undefined ? {} : {adapterOptions: {...adapterOptions, ...extra}}),
-      }),
-    );
+    await add(`built-in ${name}`, true, extra => importBuiltIn(name, options.builtInOptions?.[name], extra));
   }
   for (const entry of options.entries) {
     await add(entrySource(entry), false, extra => loadEntry(entry, options.baseDir, extra));

@@ -2,17 +2,6 @@
 import {Command, CommanderError} from 'commander';
 import {environmentHelp, envFlag} from '../config/env.js';
 import {RbeeError} from '../errors.js';
-import {adapterCommand} from './commands/adapter-command.js';
-import {completionCommand} from './commands/completion-command.js';
-import {dashboardCommand} from './commands/dashboard-command.js';
-import {enginesCommand} from './commands/engines-command.js';
-import {hiveCommand} from './commands/hive-command.js';
-import {inferCommand} from './commands/infer-command.js';
-import {workflowCommand} from './commands/workflow-command.js';
-import {modelCommand} from './commands/model-command.js';
-import {modelsCommand} from './commands/models-command.js';
-import {statusCommand} from './commands/status-command.js';
-import {workerCommand} from './commands/worker-command.js';
 import {exitCodes, reportFailure} from './output.js';
 import {rbeeVersion} from '../version.js';
 
@@ -26,17 +15,17 @@ const program = new Command('rbee')
   .addHelpText('after', `\nEnvironment:\n${environmentHelp()}\n\nExit codes: 0 ok, 1 failure, 2 usage, 3 hive unreachable, 4 not found, 5 timeout`)
   .exitOverride();
 
-program.addCommand(hiveCommand());
-program.addCommand(workerCommand());
-program.addCommand(inferCommand());
-program.addCommand(workflowCommand());
-program.addCommand(statusCommand());
-program.addCommand(dashboardCommand());
-program.addCommand(modelCommand());
-program.addCommand(modelsCommand());
-program.addCommand(enginesCommand());
-program.addCommand(adapterCommand());
-program.addCommand(completionCommand(() => program));
+// `rbee worker run` is how the hive starts every worker, and a worker's start-up is part of its
+// spawn-to-ready time: it builds that one command, not the whole CLI (a few hundred ms of imports).
+if (process.argv[2] === 'worker' && process.argv[3] === 'run') {
+  const {workerRunCommand} = await import('./commands/worker-run-command.js');
+  program.addCommand(new Command('worker').description('run one worker process (the hive starts it)').addCommand(workerRunCommand()));
+} else {
+  const {allCommands} = await import('./commands/all-commands.js');
+  for (const command of allCommands(() => program)) {
+    program.addCommand(command);
+  }
+}
 
 // addCommand does not pass these settings down; every level must throw instead of exiting.
 function inheritSettings(command: Command): void {

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import {cosmiconfig} from 'cosmiconfig';
-import {TypeScriptLoader} from 'cosmiconfig-typescript-loader';
+import {cosmiconfig, type Loader} from 'cosmiconfig';
 import {RbeeError} from '../errors.js';
 import {homeConfigPath} from './env.js';
 import {parseWire} from '../protocol/parse.js';
@@ -10,13 +9,22 @@ import {ConfigSchema, type RbeeConfig} from './schema.js';
 export type LoadedConfig = {config: RbeeConfig; filepath: string | null};
 
 /**
+ * The TypeScript loader, imported only when a .ts config is found: it takes ~50-100 ms to import,
+ * and every command (a worker's start, too) loads the config.
+ */
+const typeScriptLoader: Loader = async (filepath, content) => {
+  const {TypeScriptLoader} = await import('cosmiconfig-typescript-loader');
+  return TypeScriptLoader()(filepath, content);
+};
+
+/**
  * Finds rbee.config.{ts,mjs,js,json,yaml} from `cwd` up (or loads `explicitPath`), else the home's
  * rbee.config.json (where `rbee adapter add` writes), and validates it. `.ts` goes through jiti, so users need no TypeScript installed.
  */
 export async function loadConfig(options: {cwd?: string; explicitPath?: string | undefined; env?: NodeJS.ProcessEnv} = {}): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd();
   const explorer = cosmiconfig('rbee', {
-    loaders: {'.ts': TypeScriptLoader(), '.mts': TypeScriptLoader()},
+    loaders: {'.ts': typeScriptLoader, '.mts': typeScriptLoader},
     searchPlaces: [
       'rbee.config.ts',
       'rbee.config.mts',

@@ -2,7 +2,6 @@
  * One step of an engine build (git, cmake, go): its output goes line by line to the caller's log
  * and progress parser, and a failure carries the last lines, since that is where compilers say why.
  */
-import {execa} from 'execa';
 import {RbeeError} from '../errors.js';
 
 export async function runBuildStep(
@@ -10,6 +9,8 @@ export async function runBuildStep(
   args: string[],
   options: {env: NodeJS.ProcessEnv; log?: (line: string) => void; onLine?: (line: string) => void; cwd?: string},
 ): Promise<void> {
+  // Loaded only when a build runs: execa takes ~150 ms to import, and this module is on every worker's start path (the public index).
+  const {execa} = await import('execa');
   const child = execa(command, args, {
     all: true,
     reject: false,

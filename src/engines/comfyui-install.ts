@@ -8,7 +8,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {execa} from 'execa';
 import {RbeeError} from '../errors.js';
 
 export const hordelibVersion = '2.8.1';
@@ -67,6 +66,8 @@ export async function installComfyUi(
   const log = options.log ?? (() => undefined);
   const progress = (phase: ComfyUiInstallProgress['phase'], detail?: string) =>
     options.onProgress?.({phase, step: phases.indexOf(phase) + 1, total: phases.length, ...(detail === undefined ? {} : {detail})});
+  // Loaded only when a build runs: execa takes ~150 ms to import, and this module is on every worker's start path (the public index).
+  const {execa} = await import('execa');
   const run = async (command: string, args: string[], onLine?: (line: string) => void) => {
     const child = execa(command, args, {all: true, reject: false, env: {...env, PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1', PYTHONUNBUFFERED: '1'}});
     child.all?.setEncoding('utf8');

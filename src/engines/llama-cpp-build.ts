@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {createRequire} from 'node:module';
-import {execa} from 'execa';
 import {RbeeError} from '../errors.js';
 import {runBuildStep} from './build-step.js';
 
@@ -123,6 +122,8 @@ export async function installLlamaCpp(
     options.onProgress?.({phase: 'clone', done: 0, total: null});
     await checkoutBundledLlamaCpp(source, {env, log});
     options.onProgress?.({phase: 'configure', done: 0, total: null});
+    // Loaded only when a build runs: execa takes ~150 ms to import, and this module is on every worker's start path (the public index).
+    const {execa} = await import('execa');
     const ninja = (await execa('ninja', ['--version'], {reject: false})).exitCode === 0;
     await run('cmake', [
       '-S',

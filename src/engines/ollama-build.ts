@@ -8,7 +8,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {execa} from 'execa';
 import {RbeeError} from '../errors.js';
 import {runBuildStep} from './build-step.js';
 import {bundledLlamaCppVersion, checkoutBundledLlamaCpp} from './llama-cpp-build.js';
@@ -91,6 +90,8 @@ export async function installOllama(
     return existing;
   }
   const log = options.log ?? (() => undefined);
+  // Loaded only when a build runs: execa takes ~150 ms to import, and this module is on every worker's start path (the public index).
+  const {execa} = await import('execa');
   const go = await execa('go', ['version'], {reject: false, env});
   if (go.exitCode !== 0) {
     throw new RbeeError(

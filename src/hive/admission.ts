@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import {gpuFreeMemory} from '../adapters/nvidia-smi.js';
 import {RbeeError} from '../errors.js';
+import {EstimateCache, fileIdentity} from './estimate-cache.js';
 import type {SpawnWorkerRequest} from '../protocol/wire.js';
 
 export type MemoryEstimate = {weights: number; context: number; total: number};
@@ -27,10 +28,21 @@ function estimateFolder(folder: string): MemoryEstimate {
   return {weights, context: 0, total: weights};
 }
 
+/** Estimates made so far in this hive, by model file and worker shape. */
+const estimates = new EstimateCache<MemoryEstimate>();
+
 export async function estimateMemory(options: {modelPath: string; device: string; contextSize: number; parallel: number}): Promise<MemoryEstimate> {
-  if (fs.statSync(options.modelPath).isDirectory()) {
+  const stats = fs.statSync(options.modelPath, {bigint: true});
+  if (stats.isDirectory()) {
     return estimateFolder(options.modelPath);
   }
+  // One estimate for every card of a kind: it depends on where the layers go (all on the device, or none on the CPU), not on which card.
+  const shape = `${options.device.replace(/:\d+$/, '')}:${options.contextSize}:${options.parallel}`;
+  const estimate = await estimates.get(fileIdentity(stats), shape, () => estimateGguf(options));
+  return {...estimate};
+}
+
+async function estimateGguf(options: {modelPath: string; device: string; contextSize: number; parallel: number}): Promise<MemoryEstimate> {
   const {readGgufFileInfo, GgufInsights} = await import('node-llama-cpp');
   let insights: Awaited<ReturnType<typeof GgufInsights.from>>;
   try {

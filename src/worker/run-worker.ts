@@ -1,7 +1,8 @@
 /**
- * A worker process from start to exit: serve HTTP at once (health says "starting"), start the
- * adapter's engine and wait until it is ready, obey the hive's commands, and exit cleanly on
- * SIGTERM or when the hive is gone, engines included, so no worker outlives its owner holding memory.
+ * A worker process from start to exit: heartbeat at once, start the adapter's engine and, while it
+ * starts, serve HTTP (health says "starting"); wait until the engine is ready, obey the hive's
+ * commands, and exit cleanly on SIGTERM or when the hive is gone, engines included, so no worker
+ * outlives its owner holding memory.
  */
 import {defaults} from '../config/limits.js';
 import type {AdapterContext, RbeeAdapter} from '../adapters/adapter-api.js';
@@ -13,7 +14,6 @@ import type {GroupMembership, HiveCommand} from '../protocol/wire.js';
 import {adapterGroup} from './group-heartbeat.js';
 import {startHeartbeatLoop, type HeartbeatLoop} from './heartbeat-loop.js';
 import {WorkerRuntime} from './worker-runtime.js';
-import {createWorkerServer} from './worker-server.js';
 
 export type WorkerOptions = {
   workerId: string;
@@ -54,6 +54,13 @@ export const defaultReadyTimeoutMs = defaults.readyTimeoutMs;
 
 export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): Promise<void> {
   let runtime: WorkerRuntime | null = null;
+  /** Cuts the wait between two `ready()` calls short: set while the worker waits. */
+  let wakeReadyWait: (() => void) | null = null;
+  /** The engine works on its own from here: its start has returned (or failed), or it reports load progress. */
+  let markUnderway: () => void = () => undefined;
+  const underway = new Promise<void>(resolve => {
+    markUnderway = resolve;
+  });
   const context: AdapterContext = {
     workerId: options.workerId,
     modelPath: options.modelPath,
@@ -72,7 +79,12 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
         // the adapter reports; the ready timeout bounds the rest.
         onOutput: line => process.stderr.write(`[engine] ${line}\n`),
       }),
-    reportLoadProgress: fraction => runtime?.setLoadProgress(fraction),
+    reportLoadProgress: fraction => {
+      runtime?.setLoadProgress(fraction);
+      markUnderway();
+      // Progress is when an engine may have become ready (a load ends at 1): ask now, not at the next poll.
+      wakeReadyWait?.();
+    },
     reportFailure: reason => {
       runtime?.fail(reason);
       void reportFailureNow();
@@ -94,7 +106,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     context,
   );
   const worker = runtime;
-  const server = createWorkerServer(worker, {key: options.key});
+  let server: {close(): Promise<unknown>} | null = null;
   let heartbeat: HeartbeatLoop | null = null;
   let exiting = false;
 
@@ -109,7 +121,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     await Promise.race([worker.queue.idle(), timeout]);
     await heartbeat?.beatNow();
     heartbeat?.stop();
-    await server.close().catch(() => undefined);
+    await server?.close().catch(() => undefined);
     await adapter.stop(context).catch(error => log(`${adapter.name} stop failed: ${(error as Error).message}`));
     await stopAllEngines(3_000);
     process.exit(code);
@@ -151,7 +163,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 
-  await server.listen({host: options.host, port: options.port});
+  // Heartbeats need no HTTP server: the hive hears of the worker (and of its load's progress) from the start.
   if (options.hiveUrl !== undefined) {
     heartbeat = startHeartbeatLoop({
       hiveUrl: options.hiveUrl,
@@ -164,32 +176,72 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       log,
     });
   }
-
-  const readyTimeoutMs = options.readyTimeoutMs ?? adapter.readyTimeoutMs ?? defaultReadyTimeoutMs;
-  const readyBy = Date.now() + readyTimeoutMs;
+  // The engine starts first; the worker's HTTP server comes up once the engine is under way. Its
+  // framework takes a few hundred ms of this thread to import on a busy machine: spent while the
+  // engine works on its own (a process starting, a model loading), not while it waits for this
+  // thread to take its next step.
+  const startup = startEngine();
+  await underway;
   try {
-    const notReady = () => notReadyError(readyTimeoutMs);
-    await withReadyTimeout(adapter.start(context), readyTimeoutMs, notReady);
-    while (adapter.ready !== undefined && !(await withReadyTimeout(adapter.ready(context), readyBy - Date.now(), notReady))) {
-      if (exiting) {
-        return;
-      }
-      if (Date.now() >= readyBy) {
-        throw notReady();
-      }
-      await new Promise(resolve => setTimeout(resolve, readyPollMs));
-    }
-    worker.markReady();
-    log(`ready: ${options.modelName} on ${options.device} (${adapter.name}), http://${options.host}:${options.port}`);
+    const {createWorkerServer} = await import('./worker-server.js');
+    const app = createWorkerServer(worker, {key: options.key});
+    server = app;
+    await app.listen({host: options.host, port: options.port});
   } catch (error) {
-    const rbeeError = toRbeeError(error, 'engine_error');
-    worker.fail(`adapter ${adapter.name} failed to start: ${rbeeError.message}`);
-    log(`failed to start ${adapter.name}: ${rbeeError.message}`);
+    const reason = `cannot serve on ${options.host}:${options.port}: ${(error as Error).message}`;
+    worker.fail(reason);
+    log(reason);
+    await shutdown(reason, 1);
+    return;
+  }
+  const started = await startup;
+  if (!started) {
     await heartbeat?.beatNow();
     await shutdown('engine start failed', 1);
     return;
   }
   await heartbeat?.beatNow();
+
+  /** The adapter's start, then `ready()` until it says yes; false (the worker failed) if it never does. */
+  async function startEngine(): Promise<boolean> {
+    const readyTimeoutMs = options.readyTimeoutMs ?? adapter.readyTimeoutMs ?? defaultReadyTimeoutMs;
+    const readyBy = Date.now() + readyTimeoutMs;
+    try {
+      const notReady = () => notReadyError(readyTimeoutMs);
+      await withReadyTimeout(adapter.start(context), readyTimeoutMs, notReady).finally(markUnderway);
+      while (adapter.ready !== undefined && !(await withReadyTimeout(adapter.ready(context), readyBy - Date.now(), notReady))) {
+        if (exiting) {
+          return true;
+        }
+        if (Date.now() >= readyBy) {
+          throw notReady();
+        }
+        await readyWait();
+      }
+      worker.markReady();
+      log(`ready: ${options.modelName} on ${options.device} (${adapter.name}), http://${options.host}:${options.port}`);
+      return true;
+    } catch (error) {
+      const rbeeError = toRbeeError(error, 'engine_error');
+      worker.fail(`adapter ${adapter.name} failed to start: ${rbeeError.message}`);
+      log(`failed to start ${adapter.name}: ${rbeeError.message}`);
+      return false;
+    }
+  }
+
+  /** `readyPollMs`, or less when the adapter reports progress meanwhile. */
+  function readyWait(): Promise<void> {
+    return new Promise(resolve => {
+      const timer = setTimeout(done, readyPollMs);
+      function done(): void {
+        clearTimeout(timer);
+        wakeReadyWait = null;
+        resolve();
+      }
+      // After the adapter's own pending callbacks, so a flag it sets right after reporting is seen.
+      wakeReadyWait = () => setImmediate(done);
+    });
+  }
 }
 
 function notReadyError(timeoutMs: number): RbeeError {

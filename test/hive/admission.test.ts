@@ -1,9 +1,12 @@
 /** Admission against the real model's GGUF metadata, through the hive's API and the CLI. */
+import fs from 'node:fs';
+import path from 'node:path';
 import test from 'ava';
 import {estimateMemory} from '../../src/hive/admission.js';
 import {SpawnPlanSchema} from '../../src/protocol/wire.js';
 import {getJson, postJson, rbee, startHive, type RunningHive} from '../helpers/rbee-process.js';
 import {defaultModelPath} from '../helpers/test-model.js';
+import {writeTinyGguf} from '../native/tiny-gguf.js';
 
 let hive: RunningHive;
 let modelPath: string;
@@ -25,6 +28,22 @@ test.serial('the estimate grows with the context and covers the weights', async 
   t.true(large.context > small.context);
   t.true(huge.context > 100 * large.context, 'past the trained context the estimate keeps growing');
   t.is(large.total, large.weights + large.context);
+});
+
+test.serial('an estimate is made again when the model file at the same path is replaced', async t => {
+  const llama = writeTinyGguf('llama');
+  const qwen = writeTinyGguf('qwen3');
+  t.teardown(() => {
+    fs.rmSync(path.dirname(llama), {recursive: true, force: true});
+    fs.rmSync(path.dirname(qwen), {recursive: true, force: true});
+  });
+  const shape = {device: 'cpu', contextSize: 512, parallel: 1};
+  const ofQwen = await estimateMemory({modelPath: qwen, ...shape});
+  const before = await estimateMemory({modelPath: llama, ...shape});
+  t.not(before.weights, ofQwen.weights, 'the two files take different memory');
+  t.deepEqual(await estimateMemory({modelPath: llama, ...shape}), before);
+  fs.copyFileSync(qwen, llama);
+  t.deepEqual(await estimateMemory({modelPath: llama, ...shape}), ofQwen, "the replaced file's own estimate, not the one before");
 });
 
 test.serial('--dry-run says where the worker would go and what it would take, and starts nothing', async t => {

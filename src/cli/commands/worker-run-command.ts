@@ -54,17 +54,17 @@ function parseJsonFlag<S extends z.ZodType>(schema: S, text: string | undefined,
 
 /** The adapter for `type`, from the built-in ones and the plugins of the hive's config (with this worker's options, if any). */
 async function adapterFor(type: string, configPath: string | undefined, adapterOptions: AdapterOptions | undefined) {
-  const {loadConfiguredAdapters} = await import('../../adapters/configured-adapters.js');
-  const {adapters, errors} = await loadConfiguredAdapters(configPath);
-  const found = adapters.find(loaded => loaded.adapter.type === type);
-  if (found === undefined) {
+  const {loadConfiguredAdapter} = await import('../../adapters/configured-adapters.js');
+  const found = await loadConfiguredAdapter(type, configPath, adapterOptions);
+  if (found.adapter === null) {
+    const {adapters, errors} = found.loaded;
     const broken = errors.map(error => `${error.source}: ${error.message}`).join('; ');
     throw new RbeeError(
       'invalid_request',
       `unknown worker type "${type}": available types are ${adapters.map(loaded => loaded.adapter.type).join(', ')}${broken === '' ? '' : ` (not loaded: ${broken})`}`,
     );
   }
-  return adapterOptions === undefined ? found.adapter : found.withOptions(adapterOptions);
+  return found.adapter;
 }
 
 /** The worker process itself; the hive starts it, people normally don't. */
