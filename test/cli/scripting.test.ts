@@ -134,7 +134,7 @@ test('completion scripts complete commands and flags from the command tree', asy
     ]);
     return run.stdout.split(' ');
   };
-  t.deepEqual(await complete('rbee', 'wo'), ['worker']);
+  t.deepEqual(await complete('rbee', 'wo'), ['worker', 'workflow']);
   t.true((await complete('rbee', 'worker', '')).includes('spawn'));
   t.deepEqual(await complete('rbee', 'worker', 'spawn', '--mo'), ['--model']);
   t.deepEqual(await complete('rbee', 'worker', 'spawn', '--model', 'default', '--dev'), ['--device']);
