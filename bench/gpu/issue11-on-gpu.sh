@@ -129,9 +129,12 @@ case "$stage" in
       lscpu | grep -E "Model name|^CPU\(s\)"
     } > "$out/machine.txt" 2>&1
     cat "$out/machine.txt"
-    # 1. Greedy agreement with llama.cpp's CUDA build, Gemma 3 270M: graph path and tensor path.
+    # 1. Greedy agreement with llama.cpp's CUDA build, Gemma 3 270M: graph path (GEMM prefill for
+    #    prompts over 8 tokens), graph path with every prompt on the batch-8 decode graph, tensor path.
     timeout 200 ./node20 llama-agreement.mjs native/index.js gemma-3-270m-q4_k_m.gguf "$bin/rbee-llama-ref" "$out/agreement-gemma.json" \
       --tokens 32 --forwards graph,tensor 2>&1 | tee "$out/agreement-gemma.log"
+    RBEE_CANDLE_PREFILL=graph timeout 120 ./node20 llama-agreement.mjs native/index.js gemma-3-270m-q4_k_m.gguf "$bin/rbee-llama-ref" \
+      "$out/agreement-gemma-prefill-graph.json" --tokens 32 --forwards graph 2>&1 | tee "$out/agreement-gemma-prefill-graph.log"
     gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oiE 'h100|h200|a100|l40s' | head -1 | tr 'A-Z' 'a-z')"
     # 2. Speed, alternating, medians: graph path vs llama-bench (pp512, tg128), both models.
     for m in gemma-3-270m-q4_k_m synthetic-8b; do
@@ -140,6 +143,11 @@ case "$stage" in
         --label "${gpu:-gpu}-$m-graph" --out "$out" > "$out/bench-$m.log" 2>&1
       tail -25 "$out/bench-$m.log"
     done
+    # 3. Graph path vs tensor path on the 8B shape (decode, prompt of 16 and 1000 tokens, the
+    #    prefill check: GEMM prefill vs one token a replay).
+    timeout 200 ./node20 graph-decode.mjs native/index.js synthetic-8b.gguf "$out/graph-decode-8b.json" --tokens 64 --runs 2 --ctx 2048 \
+      > "$out/graph-decode-8b.log" 2>&1
+    cat "$out/graph-decode-8b.log"
     # The llama.cpp binaries, for a later call on a fresh machine (no second build).
     tar -C "$bin" -cf - llama-bench llama-server rbee-llama-ref | xz -3 -T16 > "$final/llama-bin.tar.xz"
     tar -C "$work" -cJf "$final/results.tar.xz" res
