@@ -117,6 +117,9 @@ case "$stage" in
     done
     cp llama-build.log "$out/" 2>/dev/null
     bin="$work/llama.cpp/build/bin"
+    # What is done so far goes back even if the call runs out of time later.
+    pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
+    tar -C "$bin" -cf - llama-bench llama-server rbee-llama-ref | xz -3 -T16 > "$final/llama-bin.tar.xz"
     cat model/a model/g? > gemma-3-270m-q4_k_m.gguf
     if [[ "$(sha256sum gemma-3-270m-q4_k_m.gguf | cut -d' ' -f1)" != "$(cat gemma.sha256)" ]]; then
       log "the Gemma slices do not add up to the model (sha256 differs)"
@@ -129,6 +132,7 @@ case "$stage" in
       lscpu | grep -E "Model name|^CPU\(s\)"
     } > "$out/machine.txt" 2>&1
     cat "$out/machine.txt"
+    pack
     # 1. Greedy agreement with llama.cpp's CUDA build, Gemma 3 270M: graph path (GEMM prefill for
     #    prompts over 8 tokens), graph path with every prompt on the batch-8 decode graph, tensor path.
     timeout 200 ./node20 llama-agreement.mjs native/index.js gemma-3-270m-q4_k_m.gguf "$bin/rbee-llama-ref" "$out/agreement-gemma.json" \
@@ -142,15 +146,14 @@ case "$stage" in
         --model "$m.gguf" --threads 8 --prompt-tokens 512 --decode-tokens 128 --runs "$runs" --quiet-wait-ms 1000 --retries 0 \
         --label "${gpu:-gpu}-$m-graph" --out "$out" > "$out/bench-$m.log" 2>&1
       tail -25 "$out/bench-$m.log"
+      pack
     done
     # 3. Graph path vs tensor path on the 8B shape (decode, prompt of 16 and 1000 tokens, the
     #    prefill check: GEMM prefill vs one token a replay).
     timeout 200 ./node20 graph-decode.mjs native/index.js synthetic-8b.gguf "$out/graph-decode-8b.json" --tokens 64 --runs 2 --ctx 2048 \
       > "$out/graph-decode-8b.log" 2>&1
     cat "$out/graph-decode-8b.log"
-    # The llama.cpp binaries, for a later call on a fresh machine (no second build).
-    tar -C "$bin" -cf - llama-bench llama-server rbee-llama-ref | xz -3 -T16 > "$final/llama-bin.tar.xz"
-    tar -C "$work" -cJf "$final/results.tar.xz" res
+    pack
     ls -la "$out" "$final"
     ;;
   *)
