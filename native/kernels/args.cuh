@@ -158,9 +158,8 @@ extern "C" __global__ void rbee_embed_rows(int type, const uint8_t* table, long 
 // grid: rows; block: 256. Greedy token of each row from the head's per-block partials (ties: the
 // lower id). Writes token[r] (and the value when val_out is given); advances pos[r] when given.
 // prefill.cu: around the prefill chunk's cuBLAS GEMMs. grid: (ceil(K / 256), rows); block: 256.
-extern "C" __global__ void rbee_dequant_f16(int type, const uint8_t* w, long long row_bytes, int K, half* out);
-extern "C" __global__ void rbee_f32_to_f16(const float* x, int ldx, int K, half* y, int ldy);
-extern "C" __global__ void rbee_glu_f16(const float* gu, int F, int act, half* y);
+extern "C" __global__ void rbee_dequant_f32(int type, const uint8_t* w, long long row_bytes, int K, float* out);
+extern "C" __global__ void rbee_glu_f32(const float* gu, int F, int act, float* y);
 extern "C" __global__ void rbee_add_bias(float* x, int ldx, const float* b, int K);
 extern "C" __global__ void rbee_argmax_final(const float* part_val, const int* part_idx, int nparts, int ld, int* token,
                                              float* val_out, int* pos);

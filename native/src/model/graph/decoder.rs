@@ -84,7 +84,7 @@ fn module_of(kernel: &str) -> usize {
         2
     } else if kernel.starts_with("rbee_attn") {
         3
-    } else if ["rbee_dequant_f16", "rbee_f32_to_f16", "rbee_glu_f16", "rbee_add_bias"].contains(&kernel) {
+    } else if ["rbee_dequant_f32", "rbee_glu_f32", "rbee_add_bias"].contains(&kernel) {
         5
     } else {
         4
@@ -309,7 +309,7 @@ impl GraphDecoder {
             weights += matrix_shape(content, "output.weight")?.bytes();
         }
         let mut n_ff = 0;
-        // f16 elements of the largest weight group a prefill GEMM reads (Q+K+V, gate+up, o, down).
+        // Elements of the largest weight group a prefill GEMM reads (Q+K+V, gate+up, o, down).
         let mut w16 = 0;
         for il in 0..config.n_layer {
             let mut qkv = 0;
@@ -461,7 +461,7 @@ impl GraphDecoder {
                 kernels.require(&name)?;
             }
         }
-        for name in ["rbee_dequant_f16", "rbee_f32_to_f16", "rbee_glu_f16", "rbee_add_bias"] {
+        for name in ["rbee_dequant_f32", "rbee_glu_f32", "rbee_add_bias"] {
             kernels.require(name)?;
         }
         decoder.kernels = kernels;

@@ -1,6 +1,7 @@
-//! The prompt on the graph path, a chunk of up to `PrefillPlan::chunk` tokens at a time: each
-//! layer's products go to cuBLAS as f16 GEMMs over the whole chunk (the quantized weights are
-//! dequantized into one f16 scratch matrix just before their GEMM), and the rest — norms, RoPE
+//! The prompt on the graph path, a chunk of up to `Prefill::chunk` tokens at a time: each
+//! layer's products go to cuBLAS as TF32 GEMMs over the whole chunk (the quantized weights are
+//! dequantized into one f32 scratch matrix just before their GEMM; f16 operands overflowed on the
+//! synthetic 8B model's FFN activations), and the rest — norms, RoPE
 //! with the KV-cache write, attention, Gemma's post norms — is the decode step's own kernels over
 //! the chunk's rows. The chunk writes K/V into the decode path's cache, so decode carries on from
 //! it; the last token's residual row is copied into the decode buffers and the decode step's
@@ -22,14 +23,14 @@ use crate::model::graph::plan;
 pub(super) struct Prefill {
     pub chunk: usize,
     blas: CudaBlas,
-    /// The largest weight group of a layer (Q+K+V, gate+up, o, down) as f16.
-    w16: DeviceBuffer,
+    /// The largest weight group of a layer (Q+K+V, gate+up, o, down), dequantized to f32.
+    w32: DeviceBuffer,
     x: DeviceBuffer,
     branch: Option<DeviceBuffer>,
     /// f32 norm / attention output, [rows][max(d, attn)].
     y: DeviceBuffer,
-    /// f16 GEMM input, [rows][max(d, attn, F)].
-    h16: DeviceBuffer,
+    /// The GLU output (the down GEMM's input), f32 [rows][F].
+    h: DeviceBuffer,
     qkv: DeviceBuffer,
     /// gate and up of a row side by side, f32 [rows][2F].
     gu: DeviceBuffer,
@@ -41,9 +42,8 @@ pub(super) struct Prefill {
 }
 
 /// Bytes of a chunk's buffers (for the VRAM check before anything is allocated).
-pub(super) fn prefill_bytes(d: usize, attn: usize, qkv_width: usize, n_ff: usize, n_head: usize, hd: usize, chunk: usize, w16: usize, gemma: bool) -> usize {
-    let wide = d.max(attn).max(n_ff);
-    2 * w16 + 4 * chunk * (d * (1 + usize::from(gemma)) + d.max(attn) + qkv_width + 2 * n_ff + n_head * hd + 2 * n_head + 3) + 2 * chunk * wide
+pub(super) fn prefill_bytes(d: usize, attn: usize, qkv_width: usize, n_ff: usize, n_head: usize, hd: usize, chunk: usize, w32: usize, gemma: bool) -> usize {
+    4 * w32 + 4 * chunk * (d * (1 + usize::from(gemma)) + d.max(attn) + qkv_width + 3 * n_ff + n_head * hd + 2 * n_head + 3)
 }
 
 impl Prefill {
@@ -58,11 +58,11 @@ impl Prefill {
         Ok(Self {
             chunk,
             blas,
-            w16: DeviceBuffer::zeroed(ctx, 2 * w16_elements(dec))?,
+            w32: f32s(w32_elements(dec))?,
             x: f32s(chunk * d)?,
             branch: if dec.gemma() { Some(f32s(chunk * d)?) } else { None },
             y: f32s(chunk * d.max(attn))?,
-            h16: DeviceBuffer::zeroed(ctx, 2 * chunk * d.max(attn).max(f))?,
+            h: f32s(chunk * f)?,
             qkv: f32s(chunk * qkv_width)?,
             gu: f32s(chunk * 2 * f)?,
             part_o: f32s(chunk * nh * hd)?,
@@ -74,8 +74,8 @@ impl Prefill {
     }
 }
 
-/// f16 elements of the largest weight group one GEMM reads.
-pub(super) fn w16_elements(dec: &GraphDecoder) -> usize {
+/// Elements of the largest weight group one GEMM reads.
+pub(super) fn w32_elements(dec: &GraphDecoder) -> usize {
     dec.layers
         .iter()
         .map(|l| {
@@ -102,22 +102,22 @@ fn grid256(k: usize, rows: usize) -> (u32, u32, u32) {
 }
 
 impl GraphDecoder {
-    /// Dequantizes `mats` (same K) one after another into the f16 scratch.
+    /// Dequantizes `mats` (same K) one after another into the f32 scratch.
     fn dequant(&self, p: &Prefill, mats: &[&Mat]) -> EngineResult<()> {
         let mut offset = 0u64;
         for m in mats {
-            let (qtype, w, row_bytes, k, out) = (m.shape.qtype.id(), m.buffer.ptr, m.shape.row_bytes() as i64, m.shape.k as i32, p.w16.ptr + offset);
-            launch256!(self, "rbee_dequant_f16", grid256(m.shape.k, m.shape.rows), qtype, w, row_bytes, k, out)?;
-            offset += 2 * (m.shape.rows * m.shape.k) as u64;
+            let (qtype, w, row_bytes, k, out) = (m.shape.qtype.id(), m.buffer.ptr, m.shape.row_bytes() as i64, m.shape.k as i32, p.w32.ptr + offset);
+            launch256!(self, "rbee_dequant_f32", grid256(m.shape.k, m.shape.rows), qtype, w, row_bytes, k, out)?;
+            offset += 4 * (m.shape.rows * m.shape.k) as u64;
         }
         Ok(())
     }
 
-    /// out[t][r] (= beta * out + ) sum_k W16[r][k] * h16[t][k], for t < rows (row-major both).
+    /// out[t][r] (+)= sum_k W32[r][k] * x[t][k], for t < rows (row-major both; x rows are k wide).
     #[allow(clippy::too_many_arguments)]
-    fn gemm(&self, p: &Prefill, m: usize, rows: usize, k: usize, out: u64, ldo: usize, accumulate: bool) -> EngineResult<()> {
+    fn gemm(&self, p: &Prefill, m: usize, rows: usize, k: usize, x: u64, out: u64, ldo: usize, accumulate: bool) -> EngineResult<()> {
         let (alpha, beta) = (1.0f32, if accumulate { 1.0f32 } else { 0.0f32 });
-        // Column-major view: W16 is k x m (lda k), h16 is k x rows (ldb k), out is m x rows (ldc ldo).
+        // Column-major view: W32 is k x m (lda k), x is k x rows (ldb k), out is m x rows (ldc ldo).
         unsafe {
             blas::gemm_ex(
                 *p.blas.handle(),
@@ -127,26 +127,21 @@ impl GraphDecoder {
                 rows as i32,
                 k as i32,
                 (&alpha as *const f32).cast(),
-                p.w16.ptr as *const std::ffi::c_void,
-                blas_sys::cudaDataType_t::CUDA_R_16F,
+                p.w32.ptr as *const std::ffi::c_void,
+                blas_sys::cudaDataType_t::CUDA_R_32F,
                 k as i32,
-                p.h16.ptr as *const std::ffi::c_void,
-                blas_sys::cudaDataType_t::CUDA_R_16F,
+                x as *const std::ffi::c_void,
+                blas_sys::cudaDataType_t::CUDA_R_32F,
                 k as i32,
                 (&beta as *const f32).cast(),
                 out as *mut std::ffi::c_void,
                 blas_sys::cudaDataType_t::CUDA_R_32F,
                 ldo as i32,
-                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32,
                 blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )
         }
         .map_err(|e| EngineError::internal(format!("cublas gemm ({m} x {rows} x {k}): {e}")))
-    }
-
-    fn to_f16(&self, p: &Prefill, rows: usize, x: u64, ldx: usize, k: usize) -> EngineResult<()> {
-        let (ldx, k32, y, ldy) = (ldx as i32, k as i32, p.h16.ptr, k as i32);
-        launch256!(self, "rbee_f32_to_f16", grid256(k, rows), x, ldx, k32, y, ldy)
     }
 
     fn norm_rows(&self, rows: usize, x: u64, pre: Option<(u64, u64)>, w: u64, y: u64) -> EngineResult<()> {
@@ -197,9 +192,8 @@ impl GraphDecoder {
             let swa = cfg.is_swa(il);
             let pre = if gemma && il > 0 { Some((branch, ptr(&self.layers[il - 1].post_ffn_norm))) } else { None };
             self.norm_rows(rows, p.x.ptr, pre, layer.attn_norm.ptr, p.y.ptr)?;
-            self.to_f16(p, rows, p.y.ptr, d, d)?;
             self.dequant(p, &[&layer.qkv[0], &layer.qkv[1], &layer.qkv[2]])?;
-            self.gemm(p, qkv_ld, rows, d, p.qkv.ptr, qkv_ld, false)?;
+            self.gemm(p, qkv_ld, rows, d, p.y.ptr, p.qkv.ptr, qkv_ld, false)?;
             for (i, bias) in layer.qkv_bias.iter().enumerate() {
                 if let Some(bias) = bias {
                     let (x, ldx, bp, k) = (outs[i], qkv_ld as i32, bias.ptr, layer.qkv[i].shape.rows as i32);
@@ -269,20 +263,18 @@ impl GraphDecoder {
                 pad: 0,
             };
             self.launch(&format!("rbee_attn_reduce_{hd}"), (nh as u32, rows as u32, 1), hd as u32, 0, &reduce)?;
-            self.to_f16(p, rows, p.y.ptr, attn_width, attn_width)?;
             self.dequant(p, &[&layer.o])?;
             // Into the residual (llama family, beta 1) or into `branch` for Gemma's post norm.
             let (out, accumulate) = if gemma { (branch, false) } else { (p.x.ptr, true) };
-            self.gemm(p, d, rows, attn_width, out, d, accumulate)?;
+            self.gemm(p, d, rows, attn_width, p.y.ptr, out, d, accumulate)?;
             let pre = if gemma { Some((branch, ptr(&layer.post_attn_norm))) } else { None };
             self.norm_rows(rows, p.x.ptr, pre, layer.ffn_norm.ptr, p.y.ptr)?;
-            self.to_f16(p, rows, p.y.ptr, d, d)?;
             self.dequant(p, &[&layer.gate, &layer.up])?;
-            self.gemm(p, 2 * f, rows, d, p.gu.ptr, 2 * f, false)?;
-            let (gu, f32_, act, h16) = (p.gu.ptr, f as i32, i32::from(cfg.activation == Activation::Gelu), p.h16.ptr);
-            launch256!(self, "rbee_glu_f16", grid256(f, rows), gu, f32_, act, h16)?;
+            self.gemm(p, 2 * f, rows, d, p.y.ptr, p.gu.ptr, 2 * f, false)?;
+            let (gu, f32_, act, h) = (p.gu.ptr, f as i32, i32::from(cfg.activation == Activation::Gelu), p.h.ptr);
+            launch256!(self, "rbee_glu_f32", grid256(f, rows), gu, f32_, act, h)?;
             self.dequant(p, &[&layer.down])?;
-            self.gemm(p, d, rows, f, out, d, accumulate)?;
+            self.gemm(p, d, rows, f, p.h.ptr, out, d, accumulate)?;
         }
         Ok(())
     }
