@@ -66,7 +66,7 @@ export const environmentSettings = [
   {
     name: 'RBEE_CANDLE_PREFILL',
     description: 'candle graph path: `graph` evaluates every prompt on the batch-8 decode graph instead of the chunked f16 GEMM prefill',
-    fallback: 'GEMM prefill for prompts over 8 tokens',
+    fallback: 'GEMM prefill for prompts over 32 tokens',
   },
   {name: 'RBEE_CANDLE_PREFILL_CHUNK', description: 'candle graph path: prompt tokens per GEMM prefill chunk (16..4096)', fallback: '512'},
   {name: 'RBEE_CANDLE_KV_DTYPE', description: 'candle tensor-path KV cache type: f32 or f16', fallback: 'f32'},

@@ -17,7 +17,6 @@ use super::{cu, ptr, DeviceBuffer, GraphDecoder, Mat};
 use crate::error::{EngineError, EngineResult};
 use crate::model::config::Activation;
 use crate::model::graph::args::{AttnArgs, AttnReduceArgs, NormArgs, RopeArgs};
-use crate::model::graph::plan;
 
 /// The chunk's buffers (rows = chunk tokens), allocated at load beside the decode buffers.
 pub(super) struct Prefill {
@@ -321,8 +320,14 @@ pub(super) fn prefill_chunk_size() -> EngineResult<usize> {
     }
 }
 
-/// Whether a prompt of `n` tokens takes the GEMM prefill (longer than one batch-8 replay), unless
-/// `RBEE_CANDLE_PREFILL=graph` keeps every prompt on the batch-8 decode graph.
+/// Prompts up to this many tokens stay on the batch-8 decode graph. Measured on an H100 with the
+/// 8B shape (bench/results/2026-12-06-gpu-h100-issue11-same-run.md): the GEMM prefill costs a
+/// fixed ~45 ms a chunk (every weight dequantized) plus little per token; the batch-8 graph costs
+/// ~1.5 ms per token (16 tokens: 339 vs 679 tok/s; 1000 tokens: 6475 vs 615). They cross near 30.
+pub const GEMM_PREFILL_MIN: usize = 32;
+
+/// Whether a prompt of `n` tokens takes the GEMM prefill, unless `RBEE_CANDLE_PREFILL=graph`
+/// keeps every prompt on the batch-8 decode graph.
 pub(super) fn use_gemm_prefill(n: usize) -> bool {
-    n > plan::PREFILL_ROWS && std::env::var("RBEE_CANDLE_PREFILL").map_or(true, |v| v != "graph")
+    n > GEMM_PREFILL_MIN && std::env::var("RBEE_CANDLE_PREFILL").map_or(true, |v| v != "graph")
 }
