@@ -164,7 +164,7 @@ fn configure_threads(threads: Option<usize>) {
 impl Engine {
     pub fn load(options: &LoadOptions, progress: &mut dyn FnMut(f64)) -> EngineResult<Self> {
         let device = parse_device(&options.device)?;
-        let forward = ForwardPath::select(&device, options.forward)?;
+        let (forward, asked) = ForwardPath::resolve(&device, options.forward)?;
         configure_threads(options.threads);
         let mut file = gguf::open(Path::new(&options.path))?;
         let config = Config::from_gguf(&file.content.metadata, &file.content.tensor_infos)?;
@@ -186,7 +186,14 @@ impl Engine {
                 config.train_context
             )));
         }
-        let model = Decoder::load(forward, config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?;
+        let model = match Decoder::load(forward, config.clone(), &file.content, &mut file.reader, &device, context_size, progress) {
+            Err(error) if forward.falls_back(asked, &error) => {
+                // The documented fallback: the graph path is the CUDA default only where it has kernels.
+                eprintln!("rbee-native: {}; loading with the tensor forward path instead", error.message);
+                Decoder::load(ForwardPath::Tensor, config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?
+            }
+            other => other?,
+        };
         let info = ModelInfo {
             architecture: config.arch.name().to_string(),
             name,
