@@ -36,6 +36,7 @@ import {startNodeLlamaCppSide} from './lib/node-llama-cpp-side.js';
 import {foreignCpuWindow, waitForQuiet} from './lib/quiet-machine.js';
 import type {SpeedEngine, SpeedMeasurement} from './lib/speed-engine.js';
 import {round} from './lib/stats.js';
+import {nativeForwardPaths, type NativeForwardPath} from '../src/native/index.js';
 import {renderText} from './lib/table.js';
 
 type PeerSpec = {kind: 'node-llama-cpp'} | {kind: 'llama-bench'; binary: string};
@@ -43,6 +44,7 @@ type PeerSpec = {kind: 'node-llama-cpp'} | {kind: 'llama-bench'; binary: string}
 type Options = {
   model: string | null;
   device: string;
+  forward: NativeForwardPath | null;
   threads: number;
   promptTokens: number;
   decodeTokens: number;
@@ -68,6 +70,7 @@ function usage(message?: string): never {
       'usage: node --import tsx bench/candle-engine.ts [options]     (or node bench/.work/candle-bench.mjs [options])',
       '  --model <gguf>            default: the default Gemma 3 270M Q4_K_M from ~/.cache/rbee/models',
       '  --device cpu|cuda:N       where the candle engine runs (default cpu); llama-bench gets -ngl 99 off the CPU',
+      "  --forward ggml|tensor|graph the candle engine's forward path (default: the engine's own, RBEE_CANDLE_FORWARD or the device's)",
       '  --threads N               CPU threads for every engine (default 2)',
       '  --prompt-tokens N         prompt length (default 128)',
       '  --decode-tokens N         tokens generated per sample (default 128)',
@@ -122,6 +125,7 @@ function parseOptions(argv: string[]): Options {
     {
       model: {type: 'string'},
       device: {type: 'string', default: 'cpu'},
+      forward: {type: 'string'},
       threads: {type: 'string'},
       'prompt-tokens': {type: 'string'},
       'decode-tokens': {type: 'string'},
@@ -142,6 +146,10 @@ function parseOptions(argv: string[]): Options {
   if (!/^(cpu|cuda:\d+|metal)$/.test(device)) {
     usage(`--device must be cpu, cuda:N or metal, not "${device}"`);
   }
+  const forward = values.forward ?? null;
+  if (forward !== null && !(nativeForwardPaths as readonly string[]).includes(forward)) {
+    usage(`--forward must be one of ${nativeForwardPaths.join(', ')}, not "${forward}"`);
+  }
   const promptTokens = integerOption('prompt-tokens', values['prompt-tokens'], 128, 1, 32_768);
   const decodeTokens = integerOption('decode-tokens', values['decode-tokens'], 128, 2, 32_768);
   const contextSize = integerOption('context', values.context, Math.max(2048, promptTokens + decodeTokens), promptTokens + decodeTokens, 262_144);
@@ -157,6 +165,7 @@ function parseOptions(argv: string[]): Options {
   return {
     model: values.model ?? null,
     device,
+    forward: forward as NativeForwardPath | null,
     threads: integerOption('threads', values.threads, 2, 1, 1024),
     promptTokens,
     decodeTokens,
@@ -277,6 +286,7 @@ async function main(): Promise<void> {
   const candle = await startCandleSide({
     modelPath: model.path,
     device: options.device,
+    forward: options.forward,
     threads: options.threads,
     contextSize: options.contextSize,
     promptTokens: options.promptTokens,
@@ -340,6 +350,7 @@ async function main(): Promise<void> {
     command: ['node', ...process.execArgv, path.relative(process.cwd(), process.argv[1] ?? 'bench/candle-engine.ts'), ...argv].join(' '),
     options: {
       device: options.device,
+      forward: options.forward,
       threads: options.threads,
       prompt_tokens: options.promptTokens,
       decode_tokens: options.decodeTokens,

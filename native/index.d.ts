@@ -142,7 +142,7 @@ export interface LoadOptions {
   /**
    * The forward pass: ggml (llama.cpp's CPU kernels, CPU only), tensor (Candle ops, any
    * device) or graph (rbee's CUDA kernels as one CUDA graph per token, CUDA builds only).
-   * Default: RBEE_CANDLE_FORWARD, else ggml on the CPU and tensor on GPUs.
+   * Default: RBEE_CANDLE_FORWARD, else ggml on the CPU, graph on CUDA (tensor where the graph path has no kernels for the model) and tensor on Metal.
    */
   forward?: string
   /**

@@ -47,6 +47,8 @@ export type CandleBenchDocument = {
   command: string;
   options: {
     device: string;
+    /** The candle side's forward path as asked (null: the engine default); absent in older files. */
+    forward?: string | null;
     threads: number;
     prompt_tokens: number;
     decode_tokens: number;

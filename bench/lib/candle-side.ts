@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import {loadNativeBinding, loadNativeModel, type NativeModel} from '../../src/native/index.js';
+import {loadNativeBinding, loadNativeModel, type NativeForwardPath, type NativeModel} from '../../src/native/index.js';
 import {repoRoot} from './hive-process.js';
 import {benchPromptTokens} from './bench-prompt.js';
 import {ownCpuSeconds} from './proc-cpu.js';
@@ -51,13 +51,21 @@ function bindingFile(): {path: string; bytes: number; modified: string} | null {
 export async function startCandleSide(options: {
   modelPath: string;
   device: string;
+  /** null: the engine's default for the device (or RBEE_CANDLE_FORWARD). */
+  forward?: NativeForwardPath | null;
   threads: number;
   contextSize: number;
   promptTokens: number;
   decodeTokens: number;
 }): Promise<CandleSide> {
   const binding = await loadNativeBinding();
-  const model = await loadNativeModel({path: options.modelPath, device: options.device, threads: options.threads, contextSize: options.contextSize});
+  const model = await loadNativeModel({
+    path: options.modelPath,
+    device: options.device,
+    threads: options.threads,
+    contextSize: options.contextSize,
+    ...(options.forward ? {forward: options.forward} : {}),
+  });
   const {info} = model;
   let prompt: number[];
   try {
@@ -79,6 +87,7 @@ export async function startCandleSide(options: {
       binding_target: binding.__napiBindingTarget,
       binding_file: bindingFile(),
       device: info.device,
+      forward: info.forward,
       architecture: info.architecture,
       threads: options.threads,
       context_size: info.contextSize,

@@ -19,8 +19,8 @@ struct NormArgs {
   const float* pre;      // optional [rows][ldpre]: x += rmsnorm(pre) * w_pre first (Gemma's post norms)
   const float* w_pre;
   const float* w;        // [K] the norm's weight
-  int8_t* yq;            // [rows][ldyq] q8_1 values of rmsnorm(x) * w
-  half2* yds;            // [rows][ldyds] their {d, s}
+  int8_t* yq;            // optional [rows][ldyq] q8_1 values of rmsnorm(x) * w
+  half2* yds;            // [rows][ldyds] their {d, s} (when yq is given)
   float* y;              // optional [rows][ldy] the same in f32
   int ldx, ldpre, ldyq, ldyds, ldy;
   int K;                 // a multiple of 32
@@ -110,8 +110,8 @@ struct AttnReduceArgs {
   const float* part_o;
   const float2* part_ml;
   float* out;            // optional [rows][ldo], head h at h * hd
-  int8_t* yq;            // [rows][ldyq]
-  half2* yds;            // [rows][ldyds]
+  int8_t* yq;            // optional [rows][ldyq]
+  half2* yds;            // [rows][ldyds] (when yq is given)
   int n_head, nsplit, ldo, ldyq, ldyds, pad;
 };
 
@@ -157,5 +157,9 @@ extern "C" __global__ void rbee_embed_rows(int type, const uint8_t* table, long 
                                            float scale, float* out, int ldo);
 // grid: rows; block: 256. Greedy token of each row from the head's per-block partials (ties: the
 // lower id). Writes token[r] (and the value when val_out is given); advances pos[r] when given.
+// prefill.cu: around the prefill chunk's cuBLAS GEMMs. grid: (ceil(K / 256), rows); block: 256.
+extern "C" __global__ void rbee_dequant_f32(int type, const uint8_t* w, long long row_bytes, int K, float* out);
+extern "C" __global__ void rbee_glu_f32(const float* gu, int F, int act, float* y);
+extern "C" __global__ void rbee_add_bias(float* x, int ldx, const float* b, int K);
 extern "C" __global__ void rbee_argmax_final(const float* part_val, const int* part_idx, int nparts, int ld, int* token,
                                              float* val_out, int* pos);

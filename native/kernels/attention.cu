@@ -188,7 +188,7 @@ __device__ __forceinline__ void attn_reduce(const AttnReduceArgs& a) {
   }
   const float v = l > 0.0f ? o / l : 0.0f;
   if (a.out) a.out[(size_t)r * a.ldo + (size_t)h * HD + d] = v;
-  quantize_lane_q8_1(v, a.yq + (size_t)r * a.ldyq + (size_t)h * HD + (d & ~31), a.yds + (size_t)r * a.ldyds + (h * HD + d) / 32);
+  if (a.yq) quantize_lane_q8_1(v, a.yq + (size_t)r * a.ldyq + (size_t)h * HD + (d & ~31), a.yds + (size_t)r * a.ldyds + (h * HD + d) / 32);
 }
 
 }  // namespace rbee

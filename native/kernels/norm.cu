@@ -62,6 +62,8 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS) rbee_rmsnorm_q8_1(Nor
     if (a.y) a.y[(size_t)r * a.ldy + i] = v;
   }
   __syncthreads();
+  // No q8_1 planes (a prefill chunk, whose products take the f32 `y`): uniform over the block.
+  if (!a.yq) return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int b = warp; b < a.K / QK8_1; b += NORM_THREADS / WARP) {
     quantize_lane_q8_1(row[b * QK8_1 + lane], a.yq + (size_t)r * a.ldyq + b * QK8_1, a.yds + (size_t)r * a.ldyds + b);

@@ -15,7 +15,7 @@ pub struct LoadOptions {
     pub threads: Option<u32>,
     /// The forward pass: ggml (llama.cpp's CPU kernels, CPU only), tensor (Candle ops, any
     /// device) or graph (rbee's CUDA kernels as one CUDA graph per token, CUDA builds only).
-    /// Default: RBEE_CANDLE_FORWARD, else ggml on the CPU and tensor on GPUs.
+    /// Default: RBEE_CANDLE_FORWARD, else ggml on the CPU, graph on CUDA (tensor where the graph path has no kernels for the model) and tensor on Metal.
     pub forward: Option<String>,
     /// Rank 0 of a tensor-parallel group on the CPU (the ggml path, sharded), or, with only
     /// `blocks`, one process computing exactly what such a group computes.

@@ -166,7 +166,7 @@ pub(crate) fn configure_threads(threads: Option<usize>) {
 impl Engine {
     pub fn load(options: &LoadOptions, progress: &mut dyn FnMut(f64)) -> EngineResult<Self> {
         let device = parse_device(&options.device)?;
-        let forward = ForwardPath::select(&device, options.forward)?;
+        let (forward, asked) = ForwardPath::resolve(&device, options.forward)?;
         configure_threads(options.threads);
         let mut file = gguf::open(Path::new(&options.path))?;
         let config = Config::from_gguf(&file.content.metadata, &file.content.tensor_infos)?;
@@ -189,7 +189,14 @@ impl Engine {
             )));
         }
         let model = match &options.tensor_parallel {
-            None => Decoder::load(forward, config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?,
+            None => match Decoder::load(forward, config.clone(), &file.content, &mut file.reader, &device, context_size, progress) {
+                Err(error) if forward.falls_back(asked, &error) => {
+                    // The documented fallback: the graph path is the CUDA default only where it has kernels.
+                    eprintln!("rbee-native: {}; loading with the tensor forward path instead", error.message);
+                    Decoder::load(ForwardPath::Tensor, config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?
+                }
+                other => other?,
+            },
             Some(tp) => {
                 if !device.is_cpu() || forward != ForwardPath::Ggml {
                     return Err(EngineError::new(

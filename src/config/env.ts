@@ -73,6 +73,12 @@ export const environmentSettings = [
     description: 'candle graph path: flash-decoding parts per KV head (1..64), fixed when the step is captured',
     fallback: 'enough to fill the GPU at batch 1, at most 32',
   },
+  {
+    name: 'RBEE_CANDLE_PREFILL',
+    description: 'candle graph path: `graph` evaluates every prompt on the batch-8 decode graph instead of the chunked f16 GEMM prefill',
+    fallback: 'GEMM prefill for prompts over 32 tokens',
+  },
+  {name: 'RBEE_CANDLE_PREFILL_CHUNK', description: 'candle graph path: prompt tokens per GEMM prefill chunk (16..4096)', fallback: '512'},
   {name: 'RBEE_CANDLE_KV_DTYPE', description: 'candle tensor-path KV cache type: f32 or f16', fallback: 'f32'},
   {name: 'RBEE_CANDLE_PARALLEL_MIN_WORK', description: 'candle CPU: smallest matrix product (weights x rows) split over threads', fallback: '8388608'},
 ] as const satisfies readonly Setting[];

@@ -157,7 +157,7 @@ export type NativeLoadOptions = {
   contextSize?: number;
   /** CPU threads (the first model loaded in a process sets them). */
   threads?: number;
-  /** The forward pass; default RBEE_CANDLE_FORWARD, else ggml on the CPU and tensor on GPUs. */
+  /** The forward pass; default RBEE_CANDLE_FORWARD, else ggml on the CPU, graph on CUDA (tensor where it has no kernels for the model), tensor on Metal. */
   forward?: NativeForwardPath;
   /** Load progress, 0..1. */
   onProgress?: (fraction: number) => void;

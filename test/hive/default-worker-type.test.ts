@@ -28,17 +28,25 @@ async function declared(entries: Array<string | [string, Record<string, unknown>
   return Promise.all(set.adapters.map(async loaded => ({type: loaded.adapter.type, backends: await adapterBackends(loaded.adapter)})));
 }
 
-test('built-in adapters: llamacpp is the default on cpu, cuda and metal, as the benchmarks put it', async t => {
+test('built-in adapters: llamacpp ranks first on cpu, candle on cuda, as the benchmarks put it', async t => {
   const offers = await declared();
-  for (const device of ['cpu', 'cuda:0', 'cuda:3', 'metal']) {
-    t.is(defaultWorkerType(device, offers), 'llamacpp', device);
-  }
   const llamacpp = offers.find(offer => offer.type === 'llamacpp')!.backends;
   t.is(llamacpp.cpu?.speed?.rank, 1);
-  t.is(llamacpp.cuda?.speed?.rank, 1);
+  t.is(llamacpp.cuda?.speed?.rank, 2);
   const candle = offers.find(offer => offer.type === 'candle')!.backends;
   t.is(candle.cpu?.speed?.rank, 2);
-  t.is(candle.cuda?.speed?.rank, 2);
+  t.is(candle.cuda?.speed?.rank, 1);
+  for (const device of ['cpu', 'metal']) {
+    t.is(defaultWorkerType(device, offers), 'llamacpp', device);
+  }
+  // On cuda the default is candle where its build runs there; a CPU-only build declares cuda
+  // unavailable, and then llamacpp is the default.
+  const candleOnCuda = candle.cuda?.unavailable === undefined;
+  for (const device of ['cuda:0', 'cuda:3']) {
+    t.is(defaultWorkerType(device, offers), candleOnCuda ? 'candle' : 'llamacpp', device);
+  }
+  const withCudaCandle = offers.map(offer => (offer.type === 'candle' ? {...offer, backends: {...offer.backends, cuda: {speed: candle.cuda!.speed!}}} : offer));
+  t.is(defaultWorkerType('cuda:0', withCudaCandle), 'candle', 'a CUDA build of candle ranks first');
   t.deepEqual(Object.keys(offers.find(offer => offer.type === 'tensorrt-llm')!.backends), ['cuda'], 'TensorRT-LLM: NVIDIA GPUs only');
 });
 
@@ -63,7 +71,7 @@ test('every speed a built-in adapter declares cites a bench/results file that ex
 
 test('a third-party plugin declaring cuda only: the default on cuda when it ranks first, refused on the CPU', async t => {
   const offers = await declared(['./adapter-cuda-only/index.js']);
-  t.is(defaultWorkerType('cuda:0', offers), 'cuda-only', "rank 0.5 beats llama.cpp's 1");
+  t.is(defaultWorkerType('cuda:0', offers), 'cuda-only', "rank 0.5 beats candle's and llama.cpp's");
   t.is(defaultWorkerType('cpu', offers), 'llamacpp');
   t.notThrows(() => checkRunsOn('cuda-only', 'cuda:1', offers));
   const error = t.throws(() => checkRunsOn('cuda-only', 'cpu', offers), {instanceOf: RbeeError});
@@ -74,7 +82,8 @@ test('a third-party plugin declaring cuda only: the default on cuda when it rank
 
 test('unranked, the plugin comes after every ranked type, and is the default where it is all there is', async t => {
   const offers = await declared([['./adapter-cuda-only/index.js', {unranked: true}]]);
-  t.is(defaultWorkerType('cuda:0', offers), 'llamacpp');
+  const candleOnCuda = offers.find(offer => offer.type === 'candle')!.backends.cuda?.unavailable === undefined;
+  t.is(defaultWorkerType('cuda:0', offers), candleOnCuda ? 'candle' : 'llamacpp');
   const onlyPlugin = offers.map(offer => (offer.type === 'cuda-only' ? offer : {type: offer.type, backends: {}}));
   t.is(defaultWorkerType('cuda:0', onlyPlugin), 'cuda-only');
 });

@@ -34,7 +34,7 @@ function findProgram(program: 'llama-server' | 'ggml-rpc-server', configured: st
 
 /**
  * Measured against rbee's candle engine on the same model, machine and run (bench/candle-engine.ts);
- * the candle adapter cites the same files for its rank 2. Metal is not measured: llama.cpp's Metal
+ * the candle adapter cites the same files (rank 2 on the CPU, rank 1 on CUDA). Metal is not measured: llama.cpp's Metal
  * backend is the one known to work there, and unranked types keep the load order (this one first).
  */
 const measuredBackends = {
@@ -46,9 +46,9 @@ const measuredBackends = {
   },
   cuda: {
     speed: {
-      rank: 1,
+      rank: 2,
       source:
-        "bench/results/2026-11-27-gpu-h100-gemma270m-candle.md and bench/results/2026-11-27-gpu-h100-synthetic8b-candle.md: H100, decode 5.5x (270M) and 2.1x (8B) candle's",
+        "bench/results/2026-12-06-gpu-h100-issue11-same-run.md: H100, same run, decode 0.87x candle's graph path on both Gemma 3 270M and an 8B-shaped Q4_K_M; prompts 0.43x (270M) and 1.09x (8B)",
     },
   },
   metal: {},

@@ -1,10 +1,13 @@
 //! Which forward pass runs a model. The ggml path (`Transformer`) follows llama.cpp's CPU kernels
 //! to the bit and only runs on the CPU; the tensor path (`TensorTransformer`) is built from Candle
 //! tensor ops and runs on any Candle device; the graph path (`graph::GraphDecoder`, CUDA builds
-//! only) runs rbee's own kernels as one CUDA graph per decode step. GPUs take the tensor path
-//! unless the graph path is asked for (it becomes the CUDA default once the GPU bench shows it
-//! faster and in agreement); the CPU takes the ggml path unless the tensor path is asked for
-//! (to test it where there is no GPU).
+//! only) runs rbee's own kernels as one CUDA graph per decode step. CUDA devices take the graph
+//! path unless another is asked for: on an H100 it decodes 1.15x llama.cpp's CUDA build on both
+//! bench models (bench/results/2026-12-06-gpu-h100-issue11-same-run.md), twice the tensor path.
+//! A model the graph path has no kernels for (a quant type, head size or bias it lacks) falls back
+//! to the tensor path when the graph path was only the default, and fails with the graph path's
+//! error when it was asked for. Metal takes the tensor path; the CPU takes the ggml path unless the
+//! tensor path is asked for (to test it where there is no GPU).
 
 use std::io::{Read, Seek};
 
@@ -52,6 +55,12 @@ impl ForwardPath {
 
     /// The path for `device`: `requested`, else `RBEE_CANDLE_FORWARD`, else the device's default.
     pub fn select(device: &Device, requested: Option<ForwardPath>) -> EngineResult<Self> {
+        Self::resolve(device, requested).map(|(path, _)| path)
+    }
+
+    /// `select`, and whether the path was asked for (options or `RBEE_CANDLE_FORWARD`) rather
+    /// than the device's default: a default graph path may fall back to the tensor path.
+    pub fn resolve(device: &Device, requested: Option<ForwardPath>) -> EngineResult<(Self, bool)> {
         let requested = match requested {
             Some(path) => Some(path),
             None => match std::env::var(FORWARD_ENV) {
@@ -60,17 +69,25 @@ impl ForwardPath {
             },
         };
         match (requested, device.is_cpu()) {
-            (Some(ForwardPath::Ggml), false) => {
-                Err(EngineError::new(ErrorCode::DeviceUnavailable, "the ggml forward path runs on the CPU only: use the tensor path (the default) on a GPU"))
-            }
+            (Some(ForwardPath::Ggml), false) => Err(EngineError::new(
+                ErrorCode::DeviceUnavailable,
+                "the ggml forward path runs on the CPU only: use the graph path (the CUDA default) or the tensor path on a GPU",
+            )),
             (Some(ForwardPath::Graph), _) if !device.is_cuda() => Err(EngineError::new(
                 ErrorCode::DeviceUnavailable,
                 "the graph forward path runs on a CUDA device (cuda:N) only: use ggml on the CPU, tensor on Metal",
             )),
-            (Some(path), _) => Ok(path),
-            (None, true) => Ok(ForwardPath::Ggml),
-            (None, false) => Ok(ForwardPath::Tensor),
+            (Some(path), _) => Ok((path, true)),
+            (None, true) => Ok((ForwardPath::Ggml, false)),
+            (None, false) if device.is_cuda() => Ok((ForwardPath::Graph, false)),
+            (None, false) => Ok((ForwardPath::Tensor, false)),
         }
+    }
+
+    /// Whether a failed load of the default graph path may be retried on the tensor path: the
+    /// graph path refused the model (no kernel for a type, shape or bias), before allocating.
+    pub fn falls_back(&self, asked: bool, error: &EngineError) -> bool {
+        *self == ForwardPath::Graph && !asked && matches!(error.code, ErrorCode::UnsupportedQuantization | ErrorCode::UnsupportedArchitecture)
     }
 }
 
@@ -202,5 +219,21 @@ mod tests {
         assert!(error.message.contains("CUDA"), "{}", error.message);
         // The CPU default stays the ggml path.
         assert_eq!(ForwardPath::select(&Device::Cpu, Some(ForwardPath::Ggml)).unwrap(), ForwardPath::Ggml);
+    }
+
+    #[test]
+    fn only_a_default_graph_path_that_refuses_the_model_falls_back_to_the_tensor_path() {
+        let no_kernel = EngineError::new(ErrorCode::UnsupportedQuantization, "tensor blk.0.attn_q.weight is Q3K");
+        let no_shape = EngineError::new(ErrorCode::UnsupportedArchitecture, "head size 96");
+        let no_room = EngineError::new(ErrorCode::InsufficientVram, "the model needs 9 GiB");
+        assert!(ForwardPath::Graph.falls_back(false, &no_kernel));
+        assert!(ForwardPath::Graph.falls_back(false, &no_shape));
+        // Asked for (options or RBEE_CANDLE_FORWARD): the graph path's own error.
+        assert!(!ForwardPath::Graph.falls_back(true, &no_kernel));
+        // A model that does not fit fails as insufficient_vram whatever the path.
+        assert!(!ForwardPath::Graph.falls_back(false, &no_room));
+        assert!(!ForwardPath::Tensor.falls_back(false, &no_kernel));
+        // Asked for, or the device's default: resolve tells them apart.
+        assert_eq!(ForwardPath::resolve(&Device::Cpu, Some(ForwardPath::Tensor)).unwrap(), (ForwardPath::Tensor, true));
     }
 }

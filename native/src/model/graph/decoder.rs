@@ -22,6 +22,9 @@ use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::model::config::{Activation, Arch, Config};
 use crate::model::Loader;
 
+#[path = "prefill.rs"]
+mod prefill;
+
 fn cu<T>(what: &str, result: Result<T, DriverError>) -> EngineResult<T> {
     result.map_err(|e| EngineError::internal(format!("cuda {what}: {e}")))
 }
@@ -63,12 +66,13 @@ fn ptr(buffer: &Option<DeviceBuffer>) -> u64 {
 }
 
 /// The kernels' fatbins (build.rs), one module per .cu file.
-const MODULES: [(&str, &[u8]); 5] = [
+const MODULES: [(&str, &[u8]); 6] = [
     ("norm", include_bytes!(concat!(env!("OUT_DIR"), "/norm.fatbin"))),
     ("mmvq", include_bytes!(concat!(env!("OUT_DIR"), "/mmvq.fatbin"))),
     ("rope", include_bytes!(concat!(env!("OUT_DIR"), "/rope.fatbin"))),
     ("attention", include_bytes!(concat!(env!("OUT_DIR"), "/attention.fatbin"))),
     ("sample", include_bytes!(concat!(env!("OUT_DIR"), "/sample.fatbin"))),
+    ("prefill", include_bytes!(concat!(env!("OUT_DIR"), "/prefill.fatbin"))),
 ];
 
 fn module_of(kernel: &str) -> usize {
@@ -80,6 +84,8 @@ fn module_of(kernel: &str) -> usize {
         2
     } else if kernel.starts_with("rbee_attn") {
         3
+    } else if ["rbee_dequant_f32", "rbee_glu_f32", "rbee_add_bias"].contains(&kernel) {
+        5
     } else {
         4
     }
@@ -211,6 +217,8 @@ pub struct GraphDecoder {
     /// The batch row whose logits and greedy token the last replay left (the last real token).
     last_row: usize,
     kernels_per_step: usize,
+    /// The GEMM prefill's buffers (None while loading).
+    prefill: Option<prefill::Prefill>,
     pub weight_bytes: usize,
     cache_bytes: usize,
 }
@@ -301,17 +309,33 @@ impl GraphDecoder {
             weights += matrix_shape(content, "output.weight")?.bytes();
         }
         let mut n_ff = 0;
+        // Elements of the largest weight group a prefill GEMM reads (Q+K+V, gate+up, o, down).
+        let mut w16 = 0;
         for il in 0..config.n_layer {
+            let mut qkv = 0;
+            let mut gate_up = 0;
             for part in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] {
                 let shape = matrix_shape(content, &format!("blk.{il}.{part}.weight"))?;
                 if part == "ffn_gate" {
                     n_ff = shape.rows;
                 }
+                let elements = shape.rows * shape.k;
+                match part {
+                    "attn_q" | "attn_k" | "attn_v" => qkv += elements,
+                    "ffn_gate" | "ffn_up" => gate_up += elements,
+                    _ => w16 = usize::max(w16, elements),
+                }
                 weights += shape.bytes();
             }
+            w16 = w16.max(qkv).max(gate_up);
         }
+        let chunk = prefill::prefill_chunk_size()?;
         let sizes = BufferSizes::new(&config, n_ff, batch, max_split, sms);
-        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, 1), buffers: sizes.bytes() };
+        let attn = config.n_head * config.head_dim;
+        let qkv_width = (config.n_head + 2 * config.n_head_kv) * config.head_dim;
+        let gemma = config.arch == Arch::Gemma3;
+        let prefill_bytes = prefill::prefill_bytes(config.n_embd, attn, qkv_width, n_ff, config.n_head, config.head_dim, chunk, w16, gemma);
+        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, 1), buffers: sizes.bytes() + prefill_bytes };
         let (free, total) = cu("memory info", result::mem_get_info())?;
         // The modules, the graph and the driver's own allocations take some too.
         let margin = 256 << 20;
@@ -428,6 +452,7 @@ impl GraphDecoder {
             graphs: HashMap::new(),
             last_row: 0,
             kernels_per_step: 0,
+            prefill: None,
             weight_bytes,
             cache_bytes: 2 * cache_half,
         };
@@ -436,7 +461,11 @@ impl GraphDecoder {
                 kernels.require(&name)?;
             }
         }
+        for name in ["rbee_dequant_f32", "rbee_glu_f32", "rbee_add_bias"] {
+            kernels.require(name)?;
+        }
         decoder.kernels = kernels;
+        decoder.prefill = Some(prefill::Prefill::new(&decoder, chunk)?);
         decoder.capture(1)?;
         decoder.capture(batch)?;
         Ok(decoder)
@@ -672,7 +701,17 @@ impl GraphDecoder {
             self.mmvq(rows, &[(&layer.down, out, res, d as i32, d as i32)], b.hq.ptr, b.hds.ptr, self.n_ff, None)?;
             kernels += 4;
         }
-        let pre = if gemma { self.layers.last().map(|l| (branch, ptr(&l.post_ffn_norm))) } else { None };
+        kernels += self.enqueue_head(rows)?;
+        Ok(kernels)
+    }
+
+    /// The end of a step: final norm (Gemma: the last FFN branch's post norm and residual add
+    /// first), the output head with per-block argmax partials, and the greedy token of each row.
+    fn enqueue_head(&self, rows: usize) -> EngineResult<usize> {
+        let (cfg, b) = (&self.config, &self.buffers);
+        let branch = ptr(&b.branch);
+        let d = cfg.n_embd;
+        let pre = if self.gemma() { self.layers.last().map(|l| (branch, ptr(&l.post_ffn_norm))) } else { None };
         self.norm(rows, self.output_norm.ptr, pre)?;
         let vocab = cfg.n_vocab as i32;
         let grid = self.mmvq(rows, &[(self.head(), b.logits.ptr, 0, vocab, 0)], b.xq.ptr, b.xds.ptr, d, Some((b.argmax_val.ptr, b.argmax_idx.ptr)))?;
@@ -681,8 +720,7 @@ impl GraphDecoder {
         let mut builder = self.stream.launch_builder(function);
         builder.arg(&b.argmax_val.ptr).arg(&b.argmax_idx.ptr).arg(&nparts).arg(&ld).arg(&b.tokens.ptr).arg(&no_value).arg(&b.pos.ptr);
         cu("rbee_argmax_final", unsafe { builder.launch(LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }) })?;
-        kernels += 3;
-        Ok(kernels)
+        Ok(3)
     }
 
     fn capture(&mut self, rows: usize) -> EngineResult<()> {
@@ -719,6 +757,11 @@ impl GraphDecoder {
             return Err(EngineError::invalid_request(format!("token {bad} is outside the vocabulary of {}", self.config.n_vocab)));
         }
         cu("bind", self.ctx.bind_to_thread())?;
+        if prefill::use_gemm_prefill(n) && self.prefill.is_some() {
+            self.prefill(tokens, start)?;
+            self.last_row = 0;
+            return Ok(());
+        }
         let rows = if n == 1 { 1 } else { plan::PREFILL_ROWS };
         let graph = self.graphs.get(&rows).ok_or_else(|| EngineError::internal(format!("no decode graph for batch {rows}")))?;
         let stream = self.stream.cu_stream();

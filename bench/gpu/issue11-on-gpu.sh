@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Issue 11's same-run comparison on one NVIDIA GPU machine (no network, no Node, no Rust): the
+# candle engine's CUDA graph path against llama.cpp's CUDA build (node-llama-cpp's source, built
+# there with CUDA graphs on, sm_90), same GGUFs, same run, alternating; and greedy agreement of
+# the two on Gemma 3 270M. How bench/results/2026-12-06-gpu-h100-* were made.
+#
+#   bash bench/gpu/issue11-on-gpu.sh prepare <dir>       # HERE: <dir>/base (Node, the CUDA .node, benches,
+#                                                        # llama.cpp source, gguf-py, vocab) and <dir>/g0..g3
+#                                                        # (Gemma 3 270M in slices), each under 60 MiB
+#   bash <dir>/base/issue11-on-gpu.sh setup <dir>/base   # THERE: unpack; start the llama.cpp build and the
+#                                                        # synthetic 8B model in the background
+#   bash <dir>/base/issue11-on-gpu.sh part <dir>/gN      # THERE: one slice of the Gemma model
+#   bash <dir>/base/issue11-on-gpu.sh bench <out> [--runs N]  # THERE: wait for both, then agreement and speed
+#
+# The device tool copies one folder per call (64 MiB); the machine keeps /root/i11 between calls
+# while it stays warm, and a background job started with setsid runs on between them.
+set -uo pipefail
+
+stage="${1:?stage: prepare <dir> | setup <base> | part <slice> | bench <out>}"
+work=/root/i11
+log() { echo "[i11 $(date +%H:%M:%S)] $*"; }
+
+case "$stage" in
+  prepare)
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+    dir="$(realpath -m "${2:?dir}")"
+    base="$dir/base"
+    rm -rf "$dir" && mkdir -p "$base"
+    node_xz="${RBEE_CACHE:-$HOME/.cache/rbee}/device/node-v20.20.2-linux-x64.xz"
+    llama_xz="$(ls "${RBEE_CACHE:-$HOME/.cache/rbee}"/device/llama.cpp-*-src2.tar.xz | head -1)"
+    [[ -s "$node_xz" && -s "$llama_xz" ]] || { log "run scripts/device-bundle.sh once (Node and the llama.cpp source)"; exit 1; }
+    [[ -f "$root/native/cuda/rbee-native.linux-x64-gnu.node" ]] || { log "no CUDA .node: scripts/build-native-cuda.sh"; exit 1; }
+    cp "$node_xz" "$base/node.xz"
+    cp "$llama_xz" "$base/"
+    nice xz -6 -T2 -c "$root/native/cuda/rbee-native.linux-x64-gnu.node" > "$base/rbee-native.node.xz"
+    cp "$root/native/cuda/index.js" "$base/loader.js"
+    cp "$root/native/cuda/BUILD-INFO" "$base/BUILD-INFO"
+    (cd "$root" && npx esbuild bench/candle-engine.ts --bundle --platform=node --format=esm --target=node20 --external:node-llama-cpp \
+      --external:../../native/index.js "--banner:js=import {createRequire} from 'node:module'; const require = createRequire(import.meta.url);" \
+      --outfile="$base/candle-bench.mjs" --log-level=warning)
+    cp "$root/bench/gpu/issue11-on-gpu.sh" "$root/bench/gpu/llama-agreement.mjs" "$root/bench/gpu/graph-decode.mjs" "$root/bench/synthetic-gguf.py" "$base/"
+    cp -r "$root/bench/gpu/llama-ref" "$base/llama-ref"
+    git -C "$root" rev-parse HEAD > "$base/COMMIT"
+    src="$(mktemp -d)"
+    git clone -q --no-checkout "$root/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$src/llama.cpp"
+    git -C "$src/llama.cpp" show HEAD:models/ggml-vocab-llama-bpe.gguf | xz -6 > "$base/ggml-vocab-llama-bpe.gguf.xz"
+    git -C "$src/llama.cpp" archive --format=tar HEAD gguf-py | xz -6 > "$base/gguf-py.tar.xz"
+    rm -rf "$src"
+    model="${RBEE_GEMMA:-$HOME/.cache/rbee/models/default/gemma-3-270m-q4_k_m.gguf}"
+    sha256sum "$model" | cut -d' ' -f1 > "$base/gemma.sha256"
+    used=$(du -cb "$base" | tail -1 | cut -f1)
+    # The first slice fills base up to 58 MiB; the rest go in slices of 60 MiB.
+    first=$(( 58 * 1048576 - used ))
+    (( first > 0 )) || first=0
+    head -c "$first" "$model" > "$base/g-first"
+    mkdir -p "$dir/split"
+    tail -c +$(( first + 1 )) "$model" | split -b 62914560 -d -a 1 - "$dir/split/g"
+    for f in "$dir"/split/g*; do mkdir -p "$dir/$(basename "$f")" && mv "$f" "$dir/$(basename "$f")/"; done
+    rmdir "$dir/split"
+    du -sh "$dir"/* >&2
+    ;;
+  setup)
+    base="$(cd "${2:?base}" && pwd)"
+    rm -rf "$work" && mkdir -p "$work/native" "$work/bench/.work" "$work/model"
+    cd "$work"
+    xz -dc "$base/node.xz" > node20 && chmod +x node20
+    xz -dc "$base/rbee-native.node.xz" > native/rbee-native.linux-x64-gnu.node
+    cp "$base/loader.js" native/index.js
+    printf '{"type": "module"}\n' > native/package.json
+    cp "$base/candle-bench.mjs" bench/.work/
+    cp "$base"/*.mjs "$base"/*.py "$base/issue11-on-gpu.sh" "$base/COMMIT" "$base/BUILD-INFO" "$base/gemma.sha256" .
+    cp "$base/g-first" model/a
+    xz -dc "$base/ggml-vocab-llama-bpe.gguf.xz" > ggml-vocab-llama-bpe.gguf
+    tar -xJf "$base/gguf-py.tar.xz"
+    tar -xJf "$base"/llama.cpp-*.tar.xz
+    mkdir -p llama.cpp/tools/rbee-ref && cp "$base"/llama-ref/* llama.cpp/tools/rbee-ref/
+    echo 'add_subdirectory(rbee-ref)' >> llama.cpp/tools/CMakeLists.txt
+    log "node $(./node20 --version); $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); $(nvcc --version | tail -2 | head -1); cores $(nproc)"
+    cd "$work/llama.cpp"
+    setsid nohup bash -c "cmake -B build -G Ninja -DGGML_CUDA=ON -DGGML_CUDA_GRAPHS=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+        -DLLAMA_USE_PREBUILT_UI=OFF && cmake --build build -j 16 --target llama-bench llama-server rbee-llama-ref && touch build/ok" \
+      > "$work/llama-build.log" 2>&1 < /dev/null &
+    cd "$work"
+    setsid nohup bash -c "PYTHONPATH=$work/gguf-py python3 synthetic-gguf.py --vocab ggml-vocab-llama-bpe.gguf --out synthetic-8b.gguf.tmp \
+      && mv synthetic-8b.gguf.tmp synthetic-8b.gguf" > "$work/synthetic.log" 2>&1 < /dev/null &
+    log "llama.cpp build and the synthetic 8B model started"
+    ;;
+  part)
+    cp "${2:?slice dir}"/g* "$work/model/"
+    log "slices: $(ls "$work/model" | tr '\n' ' '); build: $(tail -c 200 "$work/llama-build.log" | tr '\r\n' '  ' | tail -c 100)"
+    ;;
+  bench)
+    # The device tool brings back 8 files at most: everything goes into $work/res, packed at the end.
+    final="${2:?out}"
+    runs=5
+    [[ "${3:-}" == "--runs" ]] && runs="${4:?runs}"
+    mkdir -p "$final"
+    final="$(cd "$final" && pwd)"
+    out="$work/res"
+    rm -rf "$out" && mkdir -p "$out"
+    cd "$work"
+    for what in "llama.cpp/build/ok:llama-build.log" "synthetic-8b.gguf:synthetic.log"; do
+      file="${what%%:*}"
+      logf="${what##*:}"
+      waited=0
+      while [[ ! -f "$file" ]]; do
+        if ! pgrep -f "cmake|ninja|synthetic-gguf" > /dev/null; then
+          log "$file did not appear:"
+          tail -30 "$logf"
+          break
+        fi
+        sleep 3
+        waited=$((waited + 3))
+      done
+      log "$file ready (waited ${waited}s)"
+    done
+    cp llama-build.log "$out/" 2>/dev/null
+    bin="$work/llama.cpp/build/bin"
+    # What is done so far goes back even if the call runs out of time later.
+    pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
+    cat model/a model/g? > gemma-3-270m-q4_k_m.gguf
+    if [[ "$(sha256sum gemma-3-270m-q4_k_m.gguf | cut -d' ' -f1)" != "$(cat gemma.sha256)" ]]; then
+      log "the Gemma slices do not add up to the model (sha256 differs)"
+    fi
+    {
+      nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv
+      echo "rbee commit $(cat COMMIT); .node: $(tr '\n' ' ' < BUILD-INFO)"
+      echo "llama.cpp $(cat llama.cpp/COMMIT); nvcc $(nvcc --version | tail -2 | head -1)"
+      grep -E "CUDA_GRAPHS|CMAKE_CUDA_ARCHITECTURES|GGML_NATIVE" llama.cpp/build/CMakeCache.txt
+      lscpu | grep -E "Model name|^CPU\(s\)"
+    } > "$out/machine.txt" 2>&1
+    cat "$out/machine.txt"
+    pack
+    gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oiE 'h100|h200|a100|l40s' | head -1 | tr 'A-Z' 'a-z')"
+    speed() {  # <model basename> [env...]: graph path vs llama-bench (pp512, tg128), alternating, medians
+      local m="$1"
+      shift
+      env "$@" timeout 240 ./node20 bench/.work/candle-bench.mjs --device cuda:0 --forward graph --peer "llama-bench:$bin/llama-bench" \
+        --model "$m.gguf" --threads 8 --prompt-tokens 512 --decode-tokens 128 --runs "$runs" --quiet-wait-ms 1000 --retries 0 \
+        --label "${gpu:-gpu}-$m-graph" --out "$out" > "$out/bench-$m.log" 2>&1
+      local rc=$?
+      tail -22 "$out/bench-$m.log"
+      pack
+      return $rc
+    }
+    # 1. The 8B shape first (the figure the default hangs on); should the GEMM prefill fail, again
+    #    with every prompt on the batch-8 decode graph, so the decode comparison still happens.
+    if ! speed synthetic-8b; then
+      mv "$out/bench-synthetic-8b.log" "$out/bench-synthetic-8b-failed.log"
+      speed synthetic-8b RBEE_CANDLE_PREFILL=graph
+    fi
+    # 2. Greedy agreement with llama.cpp's CUDA build, Gemma 3 270M: graph path (GEMM prefill for
+    #    prompts over 8 tokens) and tensor path; then its speed.
+    if [[ -f gemma-3-270m-q4_k_m.gguf && "${SKIP_GEMMA:-0}" != 1 ]]; then
+      timeout 200 ./node20 llama-agreement.mjs native/index.js gemma-3-270m-q4_k_m.gguf "$bin/rbee-llama-ref" "$out/agreement-gemma.json" \
+        --tokens 32 --forwards graph,tensor 2>&1 | tee "$out/agreement-gemma.log"
+      pack
+      speed gemma-3-270m-q4_k_m
+    fi
+    # 3. Graph path vs tensor path on the 8B shape (decode, prompt of 16 and 1000 tokens, the
+    #    prefill check: GEMM prefill vs one token a replay).
+    timeout 200 ./node20 graph-decode.mjs native/index.js synthetic-8b.gguf "$out/graph-decode-8b.json" --tokens 64 --runs 2 --ctx 2048 \
+      > "$out/graph-decode-8b.log" 2>&1
+    cat "$out/graph-decode-8b.log"
+    pack
+    ls -la "$out" "$final"
+    ;;
+  *)
+    echo "unknown stage $stage" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,127 @@
+// Greedy agreement of the candle engine with llama.cpp's own build on the same machine (the CUDA
+// build on a GPU): the same prompt token ids go to both; llama.cpp's tokens come from
+// bench/gpu/llama-ref/rbee-llama-ref (libllama, all layers on the GPU), the candle engine's from
+// the napi binding, once per forward path asked for. Also teacher forcing: the candle engine
+// scores llama.cpp's continuation, and its top-1 is compared with llama.cpp's token at every
+// position (so one early divergence does not hide how the rest compares). Plain JS on the
+// binding, no dependencies, so it runs from the unpacked device bundle.
+//
+//   node llama-agreement.mjs <napi loader> <model.gguf> <rbee-llama-ref> <out.json> [--tokens 32] [--forwards graph,tensor]
+import {spawnSync} from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import {pathToFileURL} from 'node:url';
+
+const [loaderPath, modelPath, refBinary, outPath, ...rest] = process.argv.slice(2);
+if (!loaderPath || !modelPath || !refBinary || !outPath) {
+  console.error('usage: node llama-agreement.mjs <native/index.js> <model.gguf> <rbee-llama-ref> <out.json> [--tokens N] [--forwards a,b]');
+  process.exit(2);
+}
+const option = (name, fallback) => {
+  const i = rest.indexOf(name);
+  return i >= 0 ? rest[i + 1] : fallback;
+};
+const maxTokens = Number(option('--tokens', '32'));
+const forwards = option('--forwards', 'graph,tensor').split(',');
+const binding = await import(pathToFileURL(path.resolve(loaderPath)).href);
+
+// bench/lib/agreement-prompts.ts's prompts (kept in step by hand: this file runs without the repo).
+const texts = [
+  'The capital of France is',
+  'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
+  'Once upon a time, in a small village at the edge of a great forest, there lived an old woodcutter and his three daughters. ' +
+    'The eldest was proud, the second was clever, and the youngest was kind to every creature she met. One winter morning, ' +
+    "she found a small fox caught in a hunter's trap near the frozen river. Although her hands were cold and her father had " +
+    'warned her never to wander so far from home, she knelt in the snow and',
+  'Q: What are the three primary colors?\nA:',
+];
+
+function generate(model, tokens) {
+  return new Promise((resolve, reject) => {
+    const started = model.generate({tokens, maxTokens, temperature: 0}, event => {
+      if (event.kind === 'done') resolve(event.result);
+      else if (event.kind === 'error') reject(new Error(`${event.error.code}: ${event.error.message}`));
+    });
+    if (started && started.code) reject(new Error(`${started.code}: ${started.message}`));
+  });
+}
+
+async function load(forward) {
+  const model = await binding.Model.load({path: modelPath, device: 'cuda:0', contextSize: 2048, forward});
+  if (!(model instanceof binding.Model)) throw new Error(`load ${forward}: ${model.code}: ${model.message}`);
+  return model;
+}
+
+// 1. The prompts as token ids (BOS first), with the candle engine's tokenizer: both sides evaluate these ids.
+const first = await load(forwards[0]);
+const prompts = texts.map(text => Array.from(first.tokenize(text, true)));
+first.close();
+const promptsFile = `${outPath}.prompts.txt`;
+fs.writeFileSync(promptsFile, `${prompts.map(ids => ids.join(' ')).join('\n')}\n`);
+
+// 2. llama.cpp's greedy tokens.
+const refFile = `${outPath}.llama.json`;
+const t0 = performance.now();
+const ran = spawnSync(refBinary, [modelPath, String(maxTokens), promptsFile, refFile], {encoding: 'utf8', timeout: 300_000});
+if (ran.status !== 0) {
+  console.log(`[agreement] rbee-llama-ref failed (${ran.status ?? ran.signal}): ${(ran.stderr ?? '').slice(-3000)}`);
+  process.exit(1);
+}
+const reference = JSON.parse(fs.readFileSync(refFile, 'utf8'));
+const backendLine = (ran.stderr.match(/.*(CUDA0|ggml_cuda_init|using device).*/g) ?? []).slice(0, 3);
+console.log(`[agreement] llama.cpp reference in ${(performance.now() - t0).toFixed(0)} ms; ${backendLine.join(' | ')}`);
+
+// 3. Each forward path against it.
+const summary = {model: path.basename(modelPath), maxTokens, reference: reference.engine, llamaBackend: backendLine, prompts, paths: {}, errors: []};
+for (const forward of forwards) {
+  try {
+    const model = await load(forward);
+    const rows = [];
+    let greedy = 0,
+      greedyOf = 0,
+      forced = 0,
+      forcedOf = 0;
+    for (const [i, entry] of reference.prompts.entries()) {
+      const expected = entry.tokens;
+      const result = await generate(model, entry.prompt_tokens);
+      // generate() stops at an end-of-generation token; llama.cpp's reference runs on: the missing positions count as misses.
+      let agreed = 0,
+        firstDivergence = null;
+      for (let p = 0; p < expected.length; p++) {
+        if (result.tokens[p] === expected[p]) agreed++;
+        else firstDivergence ??= p;
+      }
+      const dists = await model.nextTokenProbabilities(entry.prompt_tokens, expected, 2);
+      if (!Array.isArray(dists)) throw new Error(`nextTokenProbabilities: ${dists.code}: ${dists.message}`);
+      const top1 = dists.filter((dist, p) => dist[0].token === expected[p]).length;
+      const misses = dists
+        .map((dist, p) => ({p, llama: expected[p], candleTop2: dist, llamaMargin: entry.top1_margin[p]}))
+        .filter(m => m.candleTop2[0].token !== m.llama);
+      greedy += agreed;
+      greedyOf += expected.length;
+      forced += top1;
+      forcedOf += dists.length;
+      rows.push({
+        prompt: i,
+        promptTokens: entry.prompt_tokens.length,
+        agreed,
+        length: expected.length,
+        firstDivergence,
+        candleTokens: result.tokens,
+        llamaTokens: expected,
+        teacherForcedTop1: top1,
+        teacherForcedMisses: misses,
+      });
+      console.log(
+        `[agreement] ${forward} prompt ${i} (${entry.prompt_tokens.length} tokens): greedy ${agreed}/${expected.length}${firstDivergence === null ? '' : ` (first divergence at ${firstDivergence}: candle ${result.tokens[firstDivergence]}, llama ${expected[firstDivergence]}, llama's top-1 margin ${entry.top1_margin[firstDivergence]})`}; teacher-forced top-1 ${top1}/${dists.length}`,
+      );
+    }
+    summary.paths[forward] = {forward: model.info.forward, greedy, greedyOf, teacherForced: forced, teacherForcedOf: forcedOf, rows};
+    console.log(`[agreement] ${forward}: greedy ${greedy}/${greedyOf}, teacher-forced top-1 ${forced}/${forcedOf}`);
+    model.close();
+  } catch (error) {
+    console.log(`[agreement] ${forward}: FAILED: ${error.message}`);
+    summary.errors.push({forward, message: String(error.message)});
+  }
+}
+fs.writeFileSync(outPath, `${JSON.stringify(summary, null, 1)}\n`);

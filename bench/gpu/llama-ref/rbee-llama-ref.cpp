@@ -1,0 +1,94 @@
+// Greedy reference tokens from llama.cpp itself, on whatever backend it was built for (the CUDA
+// build on a GPU machine): the candle engine's tokens are compared with these by
+// bench/gpu/llama-agreement.mjs. Prompts are token ids (BOS included), so both sides evaluate the
+// very same ids whatever their tokenizers do; the continuation runs its full length (an
+// end-of-generation token does not stop it), like the candle side's `maxTokens`.
+//
+//   rbee-llama-ref <model.gguf> <n_predict> <prompts.txt> <out.json>
+//   prompts.txt: one prompt a line, token ids separated by spaces
+//
+// Built inside llama.cpp's tree (bench/gpu/llama-ref/CMakeLists.txt, added as tools/rbee-ref).
+#include "llama.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: %s <model.gguf> <n_predict> <prompts.txt> <out.json>\n", argv[0]);
+    return 2;
+  }
+  const int n_predict = std::atoi(argv[2]);
+  std::vector<std::vector<llama_token>> prompts;
+  std::ifstream in(argv[3]);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words(line);
+    std::vector<llama_token> ids;
+    for (long id; words >> id;) ids.push_back((llama_token)id);
+    if (!ids.empty()) prompts.push_back(ids);
+  }
+  if (prompts.empty() || n_predict < 1) {
+    std::fprintf(stderr, "no prompts in %s or n_predict < 1\n", argv[3]);
+    return 2;
+  }
+
+  llama_backend_init();
+  llama_model_params mp = llama_model_default_params();
+  mp.n_gpu_layers = 999;
+  llama_model* model = llama_model_load_from_file(argv[1], mp);
+  if (model == nullptr) {
+    std::fprintf(stderr, "cannot load %s\n", argv[1]);
+    return 1;
+  }
+  const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+
+  FILE* out = std::fopen(argv[4], "w");
+  if (out == nullptr) return 1;
+  std::fprintf(out, "{\"engine\": \"llama.cpp rbee-llama-ref (libllama, n_gpu_layers 999, default context params)\", \"n_predict\": %d, \"prompts\": [\n", n_predict);
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    // A fresh context per prompt: nothing of the last one stays in the KV cache.
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = 2048;
+    cp.n_batch = 2048;
+    llama_context* ctx = llama_init_from_model(model, cp);
+    if (ctx == nullptr) return 1;
+    std::vector<llama_token> prompt = prompts[p];
+    std::vector<llama_token> generated;
+    std::vector<float> margins;
+    if (llama_decode(ctx, llama_batch_get_one(prompt.data(), (int32_t)prompt.size())) != 0) return 1;
+    for (int i = 0; i < n_predict; ++i) {
+      const float* logits = llama_get_logits_ith(ctx, -1);
+      int best = 0, second = -1;
+      for (int t = 1; t < n_vocab; ++t) {
+        if (logits[t] > logits[best]) {
+          second = best;
+          best = t;
+        } else if (second < 0 || logits[t] > logits[second]) {
+          second = t;
+        }
+      }
+      generated.push_back(best);
+      margins.push_back(logits[best] - logits[second]);
+      llama_token next = best;
+      if (i + 1 < n_predict && llama_decode(ctx, llama_batch_get_one(&next, 1)) != 0) return 1;
+    }
+    std::fprintf(out, " {\"prompt_tokens\": [");
+    for (size_t i = 0; i < prompt.size(); ++i) std::fprintf(out, "%s%d", i ? ", " : "", prompt[i]);
+    std::fprintf(out, "], \"tokens\": [");
+    for (size_t i = 0; i < generated.size(); ++i) std::fprintf(out, "%s%d", i ? ", " : "", generated[i]);
+    // The logit gap between the first and second choice at each step: a near-tie is where two
+    // correct implementations may part.
+    std::fprintf(out, "], \"top1_margin\": [");
+    for (size_t i = 0; i < margins.size(); ++i) std::fprintf(out, "%s%.5f", i ? ", " : "", margins[i]);
+    std::fprintf(out, "]}%s\n", p + 1 < prompts.size() ? "," : "");
+    llama_free(ctx);
+  }
+  std::fprintf(out, "]}\n");
+  std::fclose(out);
+  llama_model_free(model);
+  return 0;
+}
