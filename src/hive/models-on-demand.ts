@@ -41,6 +41,8 @@ export type OnDemandOptions = {
 /** Polled while waiting for a worker: short enough that a request waits no more than this past readiness. */
 const waitStepMs = 50;
 const decisionsKept = 20;
+/** How long a model started for a request is kept for it (from when it serves) against idle stops and eviction. */
+const awaitFirstRequestMs = 60_000;
 /** How long a start waits for busy models to go idle before it gives up on making room. */
 const busyWaitMs = 60_000;
 
@@ -327,7 +329,7 @@ export class ModelsOnDemand {
         // catalogue group counts as one model, on its coordinator's device, with its coordinator's memory.
         pinned: !catalogued || this.#options.catalogue[worker.spec.name!]!.pin,
         // A request has a minute after its model serves to reach it; one that never comes does not pin the model.
-        awaitingFirstRequest: !isServing(worker) || (this.#awaitingFirst.has(worker.id) && Date.now() - worker.lastActiveAt.getTime() < 60_000),
+        awaitingFirstRequest: !isServing(worker) || (this.#awaitingFirst.has(worker.id) && Date.now() - worker.lastActiveAt.getTime() < awaitFirstRequestMs),
       });
     }
     return models;
@@ -423,7 +425,8 @@ export class ModelsOnDemand {
         continue;
       }
       const idleMs = now - worker.lastActiveAt.getTime();
-      if (idleMs < timeout) {
+      // A worker started for a request is not stopped before that request reached it (bounded, as for room).
+      if (idleMs < timeout || (this.#awaitingFirst.has(worker.id) && idleMs < awaitFirstRequestMs)) {
         continue;
       }
       this.#stopping.add(worker.id);
