@@ -5,7 +5,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap();
     let seqs: Vec<Vec<u32>> = serde_json::from_str(&std::fs::read_to_string(args.next().unwrap()).unwrap()).unwrap();
-    let engine = Engine::load(&LoadOptions { path, device: "cpu".into(), context_size: Some(2048), threads: Some(2), forward: None }, &mut |_| {}).unwrap();
+    let engine =
+        Engine::load(&LoadOptions { path, device: "cpu".into(), context_size: Some(2048), threads: Some(2), forward: None, parallel: None }, &mut |_| {})
+            .unwrap();
     let mut out = Vec::new();
     for seq in seqs {
         let logits = engine.logits(&seq).unwrap();

@@ -17,4 +17,7 @@ pub struct LoadOptions {
     /// device) or graph (rbee's CUDA kernels as one CUDA graph per token, CUDA builds only).
     /// Default: RBEE_CANDLE_FORWARD, else ggml on the CPU and tensor on GPUs.
     pub forward: Option<String>,
+    /// Streams served at once, batched (each with a KV cache of `contextSize`); default 1. The
+    /// graph path serves one for now (`info.parallel` says what the model got).
+    pub parallel: Option<u32>,
 }

@@ -643,6 +643,13 @@ impl QWeight {
         Ok(Self { inner, out_features, in_features })
     }
 
+    /// Whether `forward` gives each row the same bits whatever the row count: true for the ggml
+    /// kernels here (per output, one fixed order of operations); Candle's may pick another
+    /// algorithm for more rows, so a batch multiplies those one stream at a time.
+    pub fn row_exact(&self) -> bool {
+        matches!(self.inner, Inner::Ggml { .. })
+    }
+
     pub fn storage_bytes(&self) -> usize {
         match &self.inner {
             Inner::Ggml { data, .. } => data.len(),

@@ -25,6 +25,7 @@ fn load_gemma(path: &std::path::Path, forward: ForwardPath, context_size: usize)
         context_size: Some(context_size),
         threads: None,
         forward: Some(forward),
+        parallel: None,
     };
     let mut last_progress = 0.0;
     let engine = Engine::load(&options, &mut |fraction| last_progress = fraction).unwrap();
