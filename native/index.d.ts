@@ -43,6 +43,8 @@ export declare class Model {
    * probable next tokens before each forced token. Runs on its own thread like `generate`.
    */
   nextTokenProbabilities(prompt: Array<number>, forced: Array<number>, top: number): Promise<TokenProbability[][] | NativeError>
+  /** The batch now: slots, slots in use, requests waiting for one (a closed model: all 0). */
+  batch(): BatchInfo
   /** Resident memory of the process, the model's own bytes, and VRAM on a CUDA device. */
   memory(): MemoryInfo
   /**
@@ -58,6 +60,15 @@ export declare class Model {
  * missing at run time: loading on it then fails with `device_unavailable`).
  */
 export declare function backends(): Array<string>
+
+export interface BatchInfo {
+  /** Streams the model can serve at once. */
+  slots: number
+  /** Slots in use. */
+  active: number
+  /** Requests waiting for a slot. */
+  waiting: number
+}
 
 export interface ChatMessage {
   /** system, user or assistant (whatever the template accepts). */
@@ -123,6 +134,11 @@ export interface LoadOptions {
    * Default: RBEE_CANDLE_FORWARD, else ggml on the CPU and tensor on GPUs.
    */
   forward?: string
+  /**
+   * Streams served at once, batched (each with a KV cache of `contextSize`); default 1. The
+   * graph path serves one for now (`info.parallel` says what the model got).
+   */
+  parallel?: number
 }
 
 export interface MemoryInfo {
@@ -157,6 +173,8 @@ export interface ModelInfo {
   weightBytes: number
   kvCacheBytes: number
   fileBytes: number
+  /** Streams the engine serves at once (one KV cache each); `kvCacheBytes` counts them all. */
+  parallel: number
 }
 
 export interface NativeError {
