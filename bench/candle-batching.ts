@@ -143,6 +143,7 @@ async function main(): Promise<void> {
     throw new Error('no llama-server: pass --server, set RBEE_LLAMA_SERVER, or run `rbee engines install llama.cpp`');
   }
   const cpu = cpuDescription();
+  const loadBefore = os.loadavg();
   log(`${cpu.model} (${cpu.simd}), ${options.threads} threads, ${modelPath}`);
 
   const candle = await loadNativeModel({path: modelPath, threads: options.threads, contextSize: options.contextSize, parallel: 4});
@@ -235,6 +236,8 @@ async function main(): Promise<void> {
     options,
     server: {path: serverPath, args: serverArgs, version: llamaServerVersion(serverPath)},
     simd_level_followed: await nativeGgmlSimdLevel(),
+    // Other processes' load: on a shared machine it weighs on llama-server's spinning thread pool more than on candle's.
+    load_average: {before: loadBefore.map(value => round(value)), after: os.loadavg().map(value => round(value))},
     batched_equal_alone: {same: batchedSame, total: batchedTotal},
     summary: rows.map(row => ({
       streams: row.streams,
@@ -252,6 +255,7 @@ async function main(): Promise<void> {
     '',
     `- CPU: ${cpu.model}, ${cpu.simd}; ${machine.cores} cores (lscpu), ${machine.memory_gib} GiB; the engine's exact path follows llama.cpp's ${document.simd_level_followed} build`,
     `- Model: ${document.model.file} (${document.model.size_mib} MiB)`,
+    `- Load average (1/5/15 min) before ${document.load_average.before.join(' / ')}, after ${document.load_average.after.join(' / ')} on ${machine.cores} cores: other processes ran beside the bench`,
     `- rbee ${machine.rbee}, commit ${machine.git_commit ?? 'none'}; node ${machine.node}`,
     `- Reproduce: \`npm run build && node --import tsx bench/candle-batching.ts --runs ${options.runs} --tokens ${options.tokens} --threads ${options.threads}${options.label === null ? '' : ` --label ${options.label}`}\``,
     '',

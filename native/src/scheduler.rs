@@ -58,6 +58,9 @@ struct State {
     generating: usize,
     lent: usize,
     shutdown: bool,
+    /// Set if the stepping thread died (a panic outside a step): every request then fails at
+    /// once instead of waiting for a thread that is gone.
+    failed: Option<String>,
 }
 
 struct Shared {
@@ -171,7 +174,7 @@ impl Scheduler {
         let slots = decoder.slots().max(1);
         let context = decoder.context_size();
         let device_greedy = decoder.has_device_greedy();
-        let state = State { waiting: VecDeque::new(), free: (0..slots).rev().collect(), generating: 0, lent: 0, shutdown: false };
+        let state = State { waiting: VecDeque::new(), free: (0..slots).rev().collect(), generating: 0, lent: 0, shutdown: false, failed: None };
         let shared = Arc::new(Shared {
             decoder: Mutex::new(decoder),
             state: Mutex::new(state),
@@ -185,7 +188,19 @@ impl Scheduler {
         let worker = shared.clone();
         std::thread::Builder::new()
             .name("rbee-candle-batch".into())
-            .spawn(move || run(&worker))
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&worker)));
+                if let Err(panic) = outcome {
+                    let message = format!("the batch scheduler stopped: {}", crate::binding_native_error::panic_message(panic));
+                    let mut state = lock(&worker.state);
+                    for job in state.waiting.drain(..) {
+                        let _ = job.events.send(Event::Done(Err(EngineError::internal(message.clone()))));
+                    }
+                    state.failed = Some(message);
+                    drop(state);
+                    worker.changed.notify_all();
+                }
+            })
             .map_err(|e| EngineError::internal(format!("cannot start the batch thread: {e}")))?;
         Ok(Self { shared })
     }
@@ -200,7 +215,13 @@ impl Scheduler {
 
     /// Queues a request; it starts at the next step that finds a free slot.
     pub fn submit(&self, job: Job) {
-        lock(&self.shared.state).waiting.push_back(job);
+        let mut state = lock(&self.shared.state);
+        if let Some(message) = &state.failed {
+            let _ = job.events.send(Event::Done(Err(EngineError::internal(message.clone()))));
+            return;
+        }
+        state.waiting.push_back(job);
+        drop(state);
         self.shared.changed.notify_all();
     }
 
@@ -217,6 +238,9 @@ impl Scheduler {
         let slot = {
             let mut state = lock(&shared.state);
             loop {
+                if let Some(message) = &state.failed {
+                    return Err(EngineError::internal(message.clone()));
+                }
                 if let Some(slot) = state.free.pop() {
                     state.lent += 1;
                     break slot;

@@ -96,12 +96,6 @@ function openStream(prompt: string, maxTokens: number) {
 serial('four concurrent greedy requests on --parallel 4 each get their text alone, in well under 4x the time of one', async t => {
   t.timeout(600_000);
   await startWorker();
-  const alone: Array<{text: string; ms: number}> = [];
-  for (const prompt of prompts) {
-    alone.push(await infer(prompt, 32));
-  }
-  const meanAlone = alone.reduce((sum, answer) => sum + answer.ms, 0) / alone.length;
-
   const heartbeats: Heartbeat[] = [];
   let watching = true;
   const watcher = (async () => {
@@ -113,16 +107,46 @@ serial('four concurrent greedy requests on --parallel 4 each get their text alon
       await new Promise(resolve => setTimeout(resolve, 100));
     }
   })();
-  const began = performance.now();
-  const together = await Promise.all(prompts.map(prompt => infer(prompt, 32)));
-  const wall = performance.now() - began;
+  // Two rounds, alone then together and together then alone, so a burst of load from other
+  // processes on a shared machine weighs on both sides; each side's best round counts.
+  const aloneMs: number[] = [];
+  const togetherMs: number[] = [];
+  let aloneTexts: string[] = [];
+  const runAlone = async () => {
+    const answers: Array<{text: string; ms: number}> = [];
+    for (const prompt of prompts) {
+      answers.push(await infer(prompt, 32));
+    }
+    aloneMs.push(answers.reduce((sum, answer) => sum + answer.ms, 0) / answers.length);
+    if (aloneTexts.length > 0) {
+      t.deepEqual(
+        answers.map(answer => answer.text),
+        aloneTexts,
+        'the same texts alone every time',
+      );
+    }
+    aloneTexts = answers.map(answer => answer.text);
+  };
+  const runTogether = async () => {
+    const began = performance.now();
+    const together = await Promise.all(prompts.map(prompt => infer(prompt, 32)));
+    togetherMs.push(performance.now() - began);
+    return together.map(answer => answer.text);
+  };
+  await runAlone();
+  const first = await runTogether();
+  const second = await runTogether();
+  await runAlone();
   watching = false;
   await watcher;
 
-  together.forEach((answer, index) => t.is(answer.text, alone[index]!.text, `prompt ${index} in the batch`));
-  const ratio = wall / meanAlone;
-  t.log(`one alone: ${Math.round(meanAlone)} ms (mean of 4); four at once: ${Math.round(wall)} ms (${ratio.toFixed(2)}x)`);
-  // Batched, the four take about 1.7x one on an idle 2-core VM; 3x holds with other load on it.
+  for (const texts of [first, second]) {
+    texts.forEach((text, index) => t.is(text, aloneTexts[index]!, `prompt ${index} in the batch`));
+  }
+  const ratio = Math.min(...togetherMs) / Math.min(...aloneMs);
+  t.log(`one alone: ${aloneMs.map(Math.round).join(', ')} ms (mean of 4 per round); four at once: ${togetherMs.map(Math.round).join(', ')} ms; best ratio ${ratio.toFixed(2)}x`);
+  // Batched, four take about 1.7-1.8x one on this 2-core VM, 2.6x with a load average of 10 from
+  // other processes; 3x still says the four shared their steps (one at a time would be 4x).
   t.true(ratio < 3, `four concurrent requests took ${ratio.toFixed(2)}x one alone`);
   t.true(
     heartbeats.some(heartbeat => heartbeat.batch_size === 4),
