@@ -88,7 +88,7 @@ impl Shared {
             state.generating -= 1;
         }
         state.free.push(slot);
-        state.free.sort_unstable_by(|a, b| b.cmp(a));
+        state.free.sort_unstable_by_key(|&slot| std::cmp::Reverse(slot));
         drop(state);
         self.changed.notify_all();
     }
@@ -362,7 +362,7 @@ fn step(shared: &Shared, streams: &mut Vec<Stream>) {
         Err(error) => {
             // The failed step's streams end with the error; the others never ran in it.
             let mut failed: Vec<usize> = planned.iter().map(|(index, _)| *index).collect();
-            failed.sort_unstable_by(|a, b| b.cmp(a));
+            failed.sort_unstable_by_key(|&index| std::cmp::Reverse(index));
             for index in failed {
                 streams.remove(index).fail(error.clone(), shared);
             }
@@ -384,7 +384,7 @@ fn step(shared: &Shared, streams: &mut Vec<Stream>) {
             ended.push((*index, reason));
         }
     }
-    ended.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    ended.sort_unstable_by_key(|&(index, _)| std::cmp::Reverse(index));
     for (index, reason) in ended {
         streams.remove(index).finish(reason, shared);
     }
