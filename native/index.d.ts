@@ -43,6 +43,8 @@ export declare class Model {
    * probable next tokens before each forced token. Runs on its own thread like `generate`.
    */
   nextTokenProbabilities(prompt: Array<number>, forced: Array<number>, top: number): Promise<TokenProbability[][] | NativeError>
+  /** The batch now: slots, slots in use, requests waiting for one (a closed model: all 0). */
+  batch(): BatchInfo
   /** Resident memory of the process, the model's own bytes, and VRAM on a CUDA device. */
   memory(): MemoryInfo
   /**
@@ -74,6 +76,15 @@ export declare class Shard {
  * missing at run time: loading on it then fails with `device_unavailable`).
  */
 export declare function backends(): Array<string>
+
+export interface BatchInfo {
+  /** Streams the model can serve at once. */
+  slots: number
+  /** Slots in use. */
+  active: number
+  /** Requests waiting for a slot. */
+  waiting: number
+}
 
 export interface ChatMessage {
   /** system, user or assistant (whatever the template accepts). */
@@ -150,6 +161,11 @@ export interface LoadOptions {
    * `blocks`, one process computing exactly what such a group computes.
    */
   tensorParallel?: TensorParallelOptions
+  /**
+   * Streams served at once, batched (each with a KV cache of `contextSize`); default 1. The
+   * graph path serves one for now (`info.parallel` says what the model got).
+   */
+  parallel?: number
 }
 
 export interface MemoryInfo {
@@ -184,6 +200,8 @@ export interface ModelInfo {
   weightBytes: number
   kvCacheBytes: number
   fileBytes: number
+  /** Streams the engine serves at once (one KV cache each); `kvCacheBytes` counts them all. */
+  parallel: number
 }
 
 export interface NativeError {

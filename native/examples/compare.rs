@@ -11,7 +11,7 @@ fn main() {
     let prompts: Vec<String> = serde_json::from_str(&std::fs::read_to_string(args.next().expect("a prompts file")).unwrap()).unwrap();
     let max_tokens: usize = args.next().map(|v| v.parse().unwrap()).unwrap_or(32);
     let engine = Engine::load(
-        &LoadOptions { path, device: "cpu".into(), context_size: Some(2048), threads: Some(2), forward: None, tensor_parallel: None },
+        &LoadOptions { path, device: "cpu".into(), context_size: Some(2048), threads: Some(2), forward: None, tensor_parallel: None, parallel: None },
         &mut |_| {},
     )
     .expect("load");

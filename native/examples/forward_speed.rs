@@ -17,7 +17,7 @@ fn main() {
     let max_tokens: usize = args.next().map(|n| n.parse().expect("a token count")).unwrap_or(64);
 
     let started = Instant::now();
-    let options = LoadOptions { path, device, context_size: Some(2048), threads, forward, tensor_parallel: None };
+    let options = LoadOptions { path, device, context_size: Some(2048), threads, forward, tensor_parallel: None, parallel: None };
     let engine = Engine::load(&options, &mut |_| {}).expect("load");
     let load = started.elapsed();
 

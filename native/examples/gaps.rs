@@ -6,7 +6,7 @@ fn main() {
     let path = args.next().unwrap();
     let seqs: Vec<Vec<u32>> = serde_json::from_str(&std::fs::read_to_string(args.next().unwrap()).unwrap()).unwrap();
     let engine = Engine::load(
-        &LoadOptions { path, device: "cpu".into(), context_size: Some(2048), threads: Some(2), forward: None, tensor_parallel: None },
+        &LoadOptions { path, device: "cpu".into(), context_size: Some(2048), threads: Some(2), forward: None, tensor_parallel: None, parallel: None },
         &mut |_| {},
     )
     .unwrap();

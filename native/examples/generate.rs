@@ -11,9 +11,11 @@ fn main() {
     let prompt = args.next().unwrap_or_else(|| "The capital of France is".into());
     let n: usize = args.next().map(|s| s.parse().unwrap()).unwrap_or(32);
     let started = Instant::now();
-    let engine =
-        Engine::load(&LoadOptions { path, device: "cpu".into(), context_size: Some(2048), threads: None, forward: None, tensor_parallel: None }, &mut |_| {})
-            .expect("load");
+    let engine = Engine::load(
+        &LoadOptions { path, device: "cpu".into(), context_size: Some(2048), threads: None, forward: None, tensor_parallel: None, parallel: None },
+        &mut |_| {},
+    )
+    .expect("load");
     eprintln!("loaded in {:?}", started.elapsed());
     let request = GenerateRequest { prompt: Prompt::Text(prompt.clone()), max_tokens: n, sampling: SamplingParams::greedy(), stop: vec![] };
     let prompt_tokens = engine.prompt_tokens(&request.prompt).unwrap();

@@ -10,6 +10,7 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
+use crate::binding_batch_info::BatchInfo;
 use crate::binding_chat_message::ChatMessage;
 use crate::binding_generate_options::GenerateOptions;
 use crate::binding_generate_result::GenerateResult;
@@ -61,6 +62,7 @@ impl Model {
             // None: RBEE_CANDLE_FORWARD, else the device's default.
             forward: forward.as_ref().ok().copied().flatten(),
             tensor_parallel: None,
+            parallel: options.parallel.map(|p| p as usize),
         };
         let mut load_options = load_options;
         let tensor_parallel = options.tensor_parallel.map(crate::binding_shard::tensor_parallel).transpose();
@@ -216,6 +218,13 @@ impl Model {
             })
             .map_err(|e| Error::from_reason(format!("cannot start the evaluation thread: {e}")))?;
         Ok(promise)
+    }
+
+    /// The batch now: slots, slots in use, requests waiting for one (a closed model: all 0).
+    #[napi]
+    pub fn batch(&self) -> BatchInfo {
+        let stats = self.engine().ok().map(|engine| engine.batch());
+        BatchInfo { slots: stats.map_or(0, |s| s.slots as u32), active: stats.map_or(0, |s| s.active as u32), waiting: stats.map_or(0, |s| s.waiting as u32) }
     }
 
     /// Resident memory of the process, the model's own bytes, and VRAM on a CUDA device.

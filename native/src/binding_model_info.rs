@@ -27,6 +27,8 @@ pub struct ModelInfo {
     pub weight_bytes: f64,
     pub kv_cache_bytes: f64,
     pub file_bytes: f64,
+    /// Streams the engine serves at once (one KV cache each); `kvCacheBytes` counts them all.
+    pub parallel: u32,
 }
 
 impl From<&engine::ModelInfo> for ModelInfo {
@@ -49,6 +51,7 @@ impl From<&engine::ModelInfo> for ModelInfo {
             weight_bytes: info.weight_bytes as f64,
             kv_cache_bytes: info.kv_cache_bytes as f64,
             file_bytes: info.file_bytes as f64,
+            parallel: info.parallel as u32,
         }
     }
 }

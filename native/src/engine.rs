@@ -1,10 +1,13 @@
 //! The engine without napi: load a GGUF onto a device, turn a prompt (raw text or chat messages)
 //! into tokens, and generate with streaming, stop strings, sampling and cancellation. The napi
 //! binding runs `generate` on its own thread; everything here is synchronous and testable.
+//! Generations run through the model's scheduler (`scheduler`): up to `parallel` at once,
+//! batched step by step.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use candle_core::Device;
 
@@ -13,8 +16,8 @@ use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::gguf::{self, Metadata};
 use crate::model::config::Config;
 use crate::model::decoder::{Decoder, ForwardPath};
-use crate::sampling::{Sampler, SamplingParams};
-use crate::stop::{Pushed, TextStream};
+use crate::sampling::SamplingParams;
+use crate::scheduler::{BatchStats, Event, Job, Scheduler};
 use crate::tokenizer::Tokenizer;
 
 /// llama.cpp's default batch: prompts are evaluated in slices of this many tokens, which keeps
@@ -31,7 +34,13 @@ pub struct LoadOptions {
     pub forward: Option<ForwardPath>,
     /// Rank 0 of a tensor-parallel group (or its single-process reference): the ggml path, sharded.
     pub tensor_parallel: Option<crate::model::shard::launch::TensorParallel>,
+    /// Streams served at once (one KV cache of `context_size` each); None or 0: one. The graph
+    /// path serves one for now, whatever is asked (`ModelInfo::parallel` says what it got).
+    pub parallel: Option<usize>,
 }
+
+/// The most streams one model serves at once: each holds a whole KV cache.
+pub const MAX_PARALLEL: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
@@ -53,6 +62,8 @@ pub struct ModelInfo {
     pub weight_bytes: u64,
     pub kv_cache_bytes: u64,
     pub file_bytes: u64,
+    /// Streams served at once (slots, one KV cache each).
+    pub parallel: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -99,14 +110,14 @@ pub struct GenerateOutcome {
 }
 
 /// A loaded model. The tokenizer, template and info are read-only and usable from any thread
-/// while a generation runs; the decoder (weights and KV cache) is behind a mutex, so
-/// generations on one model run one at a time.
+/// while a generation runs; the decoder (weights and KV caches) belongs to the scheduler, which
+/// runs up to `info.parallel` generations at once, batched.
 pub struct Engine {
-    pub tokenizer: Tokenizer,
+    pub tokenizer: Arc<Tokenizer>,
     pub template: Option<ChatTemplate>,
     pub info: ModelInfo,
     pub device: Device,
-    model: Mutex<Decoder>,
+    scheduler: Scheduler,
 }
 
 /// A Candle error's message without the backtrace Candle appends to driver errors: a user
@@ -188,12 +199,16 @@ impl Engine {
                 config.train_context
             )));
         }
+        let parallel = options.parallel.filter(|p| *p > 0).unwrap_or(1);
+        if parallel > MAX_PARALLEL {
+            return Err(EngineError::invalid_request(format!("parallel {parallel} is more than {MAX_PARALLEL} streams")));
+        }
         let model = match &options.tensor_parallel {
-            None => match Decoder::load(forward, config.clone(), &file.content, &mut file.reader, &device, context_size, progress) {
+            None => match Decoder::load(forward, config.clone(), &file.content, &mut file.reader, &device, context_size, parallel, progress) {
                 Err(error) if forward.falls_back(asked, &error) => {
                     // The documented fallback: the graph path is the CUDA default only where it has kernels.
                     eprintln!("rbee-native: {}; loading with the tensor forward path instead", error.message);
-                    Decoder::load(ForwardPath::Tensor, config.clone(), &file.content, &mut file.reader, &device, context_size, progress)?
+                    Decoder::load(ForwardPath::Tensor, config.clone(), &file.content, &mut file.reader, &device, context_size, parallel, progress)?
                 }
                 other => other?,
             },
@@ -225,8 +240,16 @@ impl Engine {
             weight_bytes: model.weight_bytes() as u64,
             kv_cache_bytes: model.cache_bytes() as u64,
             file_bytes: file.file_size,
+            parallel: model.slots(),
         };
-        Ok(Self { tokenizer, template, info, device, model: Mutex::new(model) })
+        let tokenizer = Arc::new(tokenizer);
+        let scheduler = Scheduler::start(model, tokenizer.clone(), PREFILL_BATCH)?;
+        Ok(Self { tokenizer, template, info, device, scheduler })
+    }
+
+    /// Slots, those in use and requests waiting for one, now.
+    pub fn batch(&self) -> BatchStats {
+        self.scheduler.stats()
     }
 
     fn special_text(&self, id: Option<u32>) -> String {
@@ -266,17 +289,18 @@ impl Engine {
 
     /// The logits after evaluating `tokens` from position 0 (in prefill batches, as `generate`).
     pub fn logits(&self, tokens: &[u32]) -> EngineResult<Vec<f32>> {
-        let mut model = self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if tokens.is_empty() || tokens.len() > model.context_size() {
+        if tokens.is_empty() || tokens.len() > self.scheduler.context_size() {
             return Err(EngineError::invalid_request(format!("{} tokens do not fit the context", tokens.len())));
         }
-        let mut logits = Vec::new();
-        let mut position = 0;
-        for chunk in tokens.chunks(PREFILL_BATCH) {
-            logits = model.forward(chunk, position)?;
-            position += chunk.len();
-        }
-        Ok(logits)
+        self.scheduler.with_slot(|forward| {
+            let mut logits = Vec::new();
+            let mut position = 0;
+            for chunk in tokens.chunks(PREFILL_BATCH) {
+                logits = forward(chunk, position)?;
+                position += chunk.len();
+            }
+            Ok(logits)
+        })
     }
 
     /// Teacher forcing: evaluates `prompt` as `generate` does (prefill batches), then feeds
@@ -285,8 +309,7 @@ impl Engine {
     /// comparison with another engine needs that greedy tokens alone cannot give: after the first
     /// near-tie that rounds the other way, greedy continuations no longer say anything.
     pub fn next_token_probabilities(&self, prompt: &[u32], forced: &[u32], top: usize) -> EngineResult<Vec<Vec<(u32, f64)>>> {
-        let mut model = self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let context = model.context_size();
+        let context = self.scheduler.context_size();
         if prompt.is_empty() || prompt.len() + forced.len() > context {
             return Err(EngineError::invalid_request(format!(
                 "{} prompt and {} forced tokens do not fit the context of {context}",
@@ -297,25 +320,28 @@ impl Engine {
         if let Some(&bad) = prompt.iter().chain(forced).find(|&&token| token as usize >= self.info.vocab_size) {
             return Err(EngineError::invalid_request(format!("token {bad} is outside the vocabulary of {}", self.info.vocab_size)));
         }
-        let mut logits = Vec::new();
-        let mut position = 0;
-        for chunk in prompt.chunks(PREFILL_BATCH) {
-            logits = model.forward(chunk, position)?;
-            position += chunk.len();
-        }
-        let mut distributions = Vec::with_capacity(forced.len());
-        for (index, &token) in forced.iter().enumerate() {
-            distributions.push(top_probabilities(&logits, top));
-            if index + 1 < forced.len() {
-                logits = model.forward(&[token], position)?;
-                position += 1;
+        self.scheduler.with_slot(|forward| {
+            let mut logits = Vec::new();
+            let mut position = 0;
+            for chunk in prompt.chunks(PREFILL_BATCH) {
+                logits = forward(chunk, position)?;
+                position += chunk.len();
             }
-        }
-        Ok(distributions)
+            let mut distributions = Vec::with_capacity(forced.len());
+            for (index, &token) in forced.iter().enumerate() {
+                distributions.push(top_probabilities(&logits, top));
+                if index + 1 < forced.len() {
+                    logits = forward(&[token], position)?;
+                    position += 1;
+                }
+            }
+            Ok(distributions)
+        })
     }
 
-    /// Generates one answer. `on_text` gets each piece of text as soon as it is safe to show;
-    /// `cancel` is checked before every forward pass, so a cancel lands within one token.
+    /// Generates one answer, batched with whatever else runs on the model. `on_text` gets each
+    /// piece of text as soon as it is safe to show; `cancel` is checked before every forward
+    /// pass, so a cancel lands within one step (and frees the slot then).
     pub fn generate(
         &self,
         request: &GenerateRequest,
@@ -325,81 +351,38 @@ impl Engine {
     ) -> EngineResult<GenerateOutcome> {
         request.sampling.validate()?;
         let prompt = self.prompt_tokens(&request.prompt)?;
-        // A panic in an earlier generation leaves the cache half-written, which the next
-        // request overwrites from position 0 anyway.
-        let mut model = self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let context = model.context_size();
+        let context = self.scheduler.context_size();
         if prompt.len() >= context {
             return Err(EngineError::new(
                 ErrorCode::PromptTooLong,
                 format!("the prompt is {} tokens; the context holds {context} (and needs room for at least one more)", prompt.len()),
             ));
         }
-        let mut sampler = Sampler::new(request.sampling);
-        let mut stream = TextStream::new(&request.stop);
-        let mut generated = Vec::new();
-        let finish = |reason: FinishReason, stream: &mut TextStream, generated: Vec<u32>, on_text: &mut dyn FnMut(&str)| {
-            let rest = stream.finish();
-            if !rest.is_empty() {
-                on_text(&rest);
-            }
-            GenerateOutcome { text: stream.text().to_string(), tokens: generated, prompt_tokens: prompt.len(), finish_reason: reason }
-        };
         if request.max_tokens == 0 {
-            return Ok(finish(FinishReason::Length, &mut stream, generated, on_text));
+            return Ok(GenerateOutcome { text: String::new(), tokens: Vec::new(), prompt_tokens: prompt.len(), finish_reason: FinishReason::Length });
         }
-        // Greedy on a path that picks the token on the device (the CUDA graph): one id comes
-        // back per step instead of the vocabulary's logits.
-        let device_greedy = sampler.is_greedy() && model.has_device_greedy();
-        let mut logits = Vec::new();
-        let mut next = None;
-        let mut position = 0;
-        for chunk in prompt.chunks(PREFILL_BATCH) {
-            if cancel.load(Ordering::Relaxed) {
-                return Ok(finish(FinishReason::Cancelled, &mut stream, generated, on_text));
-            }
-            if device_greedy {
-                next = Some(model.forward_greedy(chunk, position)?);
-            } else {
-                logits = model.forward(chunk, position)?;
-            }
-            position += chunk.len();
-        }
+        let (events, received) = mpsc::channel();
+        // The scheduler watches its own flag; the caller's is copied into it as events come.
+        let flag = Arc::new(AtomicBool::new(cancel.load(Ordering::Relaxed)));
+        self.scheduler.submit(Job {
+            prompt,
+            max_tokens: request.max_tokens,
+            sampling: request.sampling,
+            stop: request.stop.clone(),
+            cancel: flag.clone(),
+            events,
+        });
         loop {
-            let token = match next.take() {
-                Some(token) => token,
-                None => sampler.sample(&logits),
-            };
-            if self.tokenizer.is_eog(token) {
-                return Ok(finish(FinishReason::Stop, &mut stream, generated, on_text));
-            }
-            generated.push(token);
-            on_token(token);
-            match stream.push(&self.tokenizer.token_bytes(token, false)) {
-                Pushed::Text(text) => {
-                    if !text.is_empty() {
-                        on_text(&text);
-                    }
-                }
-                Pushed::Stopped(text) => {
-                    if !text.is_empty() {
-                        on_text(&text);
-                    }
-                    return Ok(finish(FinishReason::Stop, &mut stream, generated, on_text));
-                }
-            }
-            if generated.len() >= request.max_tokens || position >= context {
-                return Ok(finish(FinishReason::Length, &mut stream, generated, on_text));
-            }
             if cancel.load(Ordering::Relaxed) {
-                return Ok(finish(FinishReason::Cancelled, &mut stream, generated, on_text));
+                flag.store(true, Ordering::Relaxed);
             }
-            if device_greedy {
-                next = Some(model.forward_greedy(&[token], position)?);
-            } else {
-                logits = model.forward(&[token], position)?;
+            match received.recv_timeout(Duration::from_millis(10)) {
+                Ok(Event::Token(token)) => on_token(token),
+                Ok(Event::Text(text)) => on_text(&text),
+                Ok(Event::Done(outcome)) => return outcome,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(EngineError::internal("the batch scheduler stopped before the generation ended")),
             }
-            position += 1;
         }
     }
 }

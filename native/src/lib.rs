@@ -10,10 +10,12 @@ pub mod gguf;
 pub mod memory;
 pub mod model;
 pub mod sampling;
+pub mod scheduler;
 pub mod stop;
 pub mod tokenizer;
 
 mod binding_backends;
+mod binding_batch_info;
 mod binding_chat_message;
 mod binding_generate_options;
 mod binding_generate_result;

@@ -159,6 +159,11 @@ export type NativeLoadOptions = {
   threads?: number;
   /** The forward pass; default RBEE_CANDLE_FORWARD, else ggml on the CPU, graph on CUDA (tensor where it has no kernels for the model), tensor on Metal. */
   forward?: NativeForwardPath;
+  /**
+   * Streams served at once, batched step by step (each with a KV cache of `contextSize`);
+   * default 1. The graph path serves one for now: `info.parallel` says what the model got.
+   */
+  parallel?: number;
   /** Load progress, 0..1. */
   onProgress?: (fraction: number) => void;
   /**
@@ -171,6 +176,7 @@ export type NativeLoadOptions = {
 export type NativeTensorParallel = {shards?: string[]; secret?: string; timeoutMs?: number; waitMs?: number; blocks?: number};
 
 export type NativeModelInfo = Binding.ModelInfo;
+export type NativeBatchInfo = Binding.BatchInfo;
 export type NativeMemoryInfo = Binding.MemoryInfo;
 export type NativeChatMessage = {role: string; content: string};
 
@@ -209,17 +215,22 @@ export type NativeTokenProbability = {token: number; probability: number};
 
 export type NativeModel = {
   readonly info: NativeModelInfo;
-  /** Generations on one model run one at a time, in call order. */
+  /**
+   * Up to `info.parallel` generations run at once, batched (each gets the tokens it would get
+   * alone); more wait for a slot, in call order.
+   */
   generate(request: NativeGenerateRequest): Promise<NativeGenerateResult>;
   tokenize(text: string, options?: {addSpecial?: boolean; parseSpecial?: boolean}): number[];
   detokenize(tokens: number[], options?: {special?: boolean}): string;
   applyChatTemplate(messages: NativeChatMessage[]): string;
   /**
    * Teacher forcing: the `top` most probable next tokens before each of `forced`, after `prompt`
-   * (token ids). For comparisons with other engines; queued with the generations.
+   * (token ids). For comparisons with other engines; it takes a slot like a generation.
    */
   nextTokenProbabilities(prompt: number[], forced: number[], top: number): Promise<NativeTokenProbability[][]>;
   memory(): NativeMemoryInfo;
+  /** Slots, slots in use and requests waiting for one, now. */
+  batch(): NativeBatchInfo;
   close(): void;
 };
 
@@ -230,7 +241,6 @@ function finishReasonOf(value: string): NativeGenerateResult['finishReason'] {
 class LoadedModel implements NativeModel {
   readonly #binding: typeof Binding;
   readonly #model: Binding.Model;
-  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(binding: typeof Binding, model: Binding.Model) {
     this.#binding = binding;
@@ -241,13 +251,8 @@ class LoadedModel implements NativeModel {
     return this.#model.info;
   }
 
+  // The engine's scheduler admits and orders generations: nothing is serialized here.
   generate(request: NativeGenerateRequest): Promise<NativeGenerateResult> {
-    const run = this.#queue.then(() => this.#generate(request));
-    this.#queue = run.catch(() => undefined);
-    return run;
-  }
-
-  #generate(request: NativeGenerateRequest): Promise<NativeGenerateResult> {
     const {signal, onText} = request;
     if (signal?.aborted) {
       return Promise.resolve({text: '', tokens: [], tokensGenerated: 0, promptTokens: 0, finishReason: 'cancelled', promptMs: 0, totalMs: 0});
@@ -318,20 +323,20 @@ class LoadedModel implements NativeModel {
     return result;
   }
 
-  nextTokenProbabilities(prompt: number[], forced: number[], top: number): Promise<NativeTokenProbability[][]> {
-    const run = this.#queue.then(async () => {
-      const result = await this.#model.nextTokenProbabilities(prompt, forced, top);
-      if (isNativeError(result)) {
-        throw fromNative(result);
-      }
-      return result;
-    });
-    this.#queue = run.catch(() => undefined);
-    return run;
+  async nextTokenProbabilities(prompt: number[], forced: number[], top: number): Promise<NativeTokenProbability[][]> {
+    const result = await this.#model.nextTokenProbabilities(prompt, forced, top);
+    if (isNativeError(result)) {
+      throw fromNative(result);
+    }
+    return result;
   }
 
   memory(): NativeMemoryInfo {
     return this.#model.memory();
+  }
+
+  batch(): NativeBatchInfo {
+    return this.#model.batch();
   }
 
   close(): void {
@@ -360,6 +365,7 @@ export async function loadNativeModel(options: NativeLoadOptions): Promise<Nativ
     ...(options.threads === undefined ? {} : {threads: options.threads}),
     ...(options.forward === undefined ? {} : {forward: options.forward}),
     ...(options.tensorParallel === undefined ? {} : {tensorParallel: options.tensorParallel}),
+    ...(options.parallel === undefined ? {} : {parallel: options.parallel}),
   }, options.onProgress);
   if (!(loaded instanceof binding.Model)) {
     throw isNativeError(loaded) ? fromNative(loaded) : new NativeEngineError('internal', 'the model load returned nothing usable');

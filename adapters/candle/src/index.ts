@@ -123,14 +123,18 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
         path: context.modelPath,
         device: context.device,
         contextSize: context.contextSize,
+        // One slot (KV cache) per request the worker admits at once: --parallel N runs N streams.
+        parallel: context.parallel,
         ...(threads === undefined ? {} : {threads}),
         ...(group?.role === 'coordinator' ? {tensorParallel: coordinatorOptions(group, settings.groupTimeoutMs)} : {}),
         onProgress: fraction => context.reportLoadProgress(fraction),
       });
       const {info} = model;
       context.log(`candle: ${info.architecture} (${info.layers} layers, ${info.vocabSize} tokens) on ${info.device}, context ${info.contextSize}`);
-      if (context.parallel > 1) {
-        context.log(`candle: requests run one at a time on this engine (parallel ${context.parallel} queues them)`);
+      if (info.parallel < context.parallel) {
+        context.log(`candle: the ${info.forward} path serves ${info.parallel} stream(s) at once; the other admitted requests wait in the engine`);
+      } else if (info.parallel > 1) {
+        context.log(`candle: ${info.parallel} streams at once, batched (a KV cache of ${info.contextSize} positions each)`);
       }
     },
     async ready() {
@@ -161,8 +165,12 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
         };
       }
       const memory = loaded().memory();
+      const batch = loaded().batch();
       return {
         backend: deviceBackend(context.device),
+        // The engine's own figures: streams in its batch, and admitted requests waiting for a slot.
+        batch_size: batch.active,
+        queue_depth: batch.waiting,
         ...(threads === undefined ? {} : {threads}),
         ram_used: memory.rss,
         vram_used: memory.vramUsed ?? 0,

@@ -91,7 +91,22 @@ impl ForwardPath {
     }
 }
 
+/// One slot's share of a batched step: `tokens` run at positions `start..` of that slot's KV
+/// cache (which must hold `0..start`).
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'a> {
+    pub slot: usize,
+    pub tokens: &'a [u32],
+    pub start: usize,
+}
+
 /// A loaded model behind either forward path; the engine sees one interface.
+///
+/// Continuous batching goes through `slots` and `step`: a path that serves several streams keeps
+/// one KV cache per slot and runs one step for all of them. The ggml path batches (each weight
+/// read once per step); the tensor path runs the segments of a step one after another (per-slot
+/// caches, so streams interleave, but no shared weight reads yet); the graph path has one slot
+/// until its batch buckets are wired to per-slot caches (GPU batching is later work).
 pub enum Decoder {
     Ggml(Transformer),
     Tensor(TensorTransformer),
@@ -111,11 +126,12 @@ impl Decoder {
         reader: &mut R,
         device: &Device,
         context_size: usize,
+        slots: usize,
         progress: &mut dyn FnMut(f64),
     ) -> EngineResult<Self> {
         Ok(match path {
-            ForwardPath::Ggml => Decoder::Ggml(Transformer::load(config, content, reader, device, context_size, progress)?),
-            ForwardPath::Tensor => Decoder::Tensor(TensorTransformer::load(config, content, reader, device, context_size, progress)?),
+            ForwardPath::Ggml => Decoder::Ggml(Transformer::load(config, content, reader, device, context_size, slots, progress)?),
+            ForwardPath::Tensor => Decoder::Tensor(TensorTransformer::load(config, content, reader, device, context_size, slots, progress)?),
             #[cfg(feature = "cuda")]
             ForwardPath::Graph => Decoder::Graph(Box::new(GraphDecoder::load(config, content, reader, device, context_size, progress)?)),
             #[cfg(not(feature = "cuda"))]
@@ -167,8 +183,49 @@ impl Decoder {
         }
     }
 
-    /// Runs `tokens` at positions `start..` (the cache must hold `0..start`) and returns the
-    /// logits of the last one.
+    /// Streams this model can hold at once (one KV cache each): what the load asked for on the
+    /// paths that batch, 1 on the graph path.
+    pub fn slots(&self) -> usize {
+        match self {
+            Decoder::Ggml(model) => model.slots(),
+            Decoder::Tensor(model) => model.slots(),
+            // A tensor-parallel rank runs one stream: its shards step in lockstep on the same ids.
+            Decoder::Sharded(_) => 1,
+            #[cfg(feature = "cuda")]
+            Decoder::Graph(_) => 1,
+        }
+    }
+
+    /// One step over several slots: the logits of each segment's last token, in segment order.
+    pub fn step(&mut self, segments: &[Segment]) -> EngineResult<Vec<Vec<f32>>> {
+        match self {
+            Decoder::Ggml(model) => model.step(segments),
+            Decoder::Tensor(model) => model.step(segments),
+            Decoder::Sharded(model) => {
+                super::check_segments(segments, 1, model.context_size())?;
+                Ok(vec![model.forward(segments[0].tokens, segments[0].start)?])
+            }
+            #[cfg(feature = "cuda")]
+            Decoder::Graph(model) => {
+                super::check_segments(segments, 1, model.context_size())?;
+                Ok(vec![model.forward(segments[0].tokens, segments[0].start)?])
+            }
+        }
+    }
+
+    /// `step` where every segment wants its greedy token: picked on the device where the path
+    /// can (the graph path, one slot), else the first maximum of each segment's logits.
+    pub fn step_greedy(&mut self, segments: &[Segment]) -> EngineResult<Vec<u32>> {
+        #[cfg(feature = "cuda")]
+        if let Decoder::Graph(model) = self {
+            super::check_segments(segments, 1, model.context_size())?;
+            return Ok(vec![model.forward_greedy(segments[0].tokens, segments[0].start)?]);
+        }
+        Ok(self.step(segments)?.iter().map(|logits| crate::sampling::argmax(logits)).collect())
+    }
+
+    /// Runs `tokens` at positions `start..` of slot 0 (the cache must hold `0..start`) and
+    /// returns the logits of the last one.
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
         match self {
             Decoder::Ggml(model) => model.forward(tokens, start),

@@ -1,8 +1,15 @@
 //! The decoder: Gemma 3, Llama, Qwen 2 and Qwen 3 GGUFs through one transformer loop, with the
 //! quantized matrix multiplications done by Candle (`QMatMul`) and the rest written to follow
 //! llama.cpp's CPU kernels (see `ggml_math`, `attention`, `rope`). The KV cache is allocated once
-//! per model (f16, `context_size` positions) and written in place; a new request just starts
-//! over at position 0.
+//! per slot (f16, `context_size` positions each) and written in place; a new request in a slot
+//! just starts over at position 0.
+//!
+//! `step` runs several slots' tokens as one batch: every row-wise operation (the matrix
+//! multiplications above all, so each weight is read once per step) runs over all the rows at
+//! once, attention runs per slot against that slot's cache. The ggml kernels here give every row
+//! the same arithmetic whatever the row count, so a stream's logits in a batch are bit-identical
+//! to its logits alone; weights that go through Candle's own kernels (types without a ggml
+//! kernel here) are multiplied per slot, since their arithmetic may change with the row count.
 //!
 //! This is the CPU path; `tensor` holds the same decoder built from Candle tensor ops for GPUs,
 //! and `decoder` picks between the two.
@@ -26,6 +33,7 @@ use crate::error::{EngineError, EngineResult};
 use crate::ggml_math;
 use attention::{AttentionShape, LayerCache};
 use config::{Activation, Config};
+pub use decoder::Segment;
 use qmatmul::QWeight;
 use rope::Rope;
 
@@ -61,7 +69,8 @@ pub struct Transformer {
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
     ropes: Vec<Rope>,
-    cache: Vec<LayerCache>,
+    /// One KV cache per slot, each `[layer]`.
+    caches: Vec<Vec<LayerCache>>,
     capacity: usize,
     /// Bytes of weights held (quantized, as loaded).
     pub weight_bytes: usize,
@@ -121,9 +130,22 @@ impl<R: Read + Seek> Loader<'_, R> {
 }
 
 impl Linear {
-    /// x: (rows, in) row-major; returns (rows, out).
-    fn forward(&self, x: Vec<f32>, rows: usize) -> EngineResult<Vec<f32>> {
-        let mut y = self.weight.forward(&x, rows)?;
+    /// x: (rows, in) row-major; returns (rows, out). `segments` are the row counts of the slots
+    /// in a batched step: where the kernel's arithmetic could depend on the row count, each
+    /// segment is multiplied on its own, so a batch gives every slot what it gets alone.
+    fn forward(&self, x: Vec<f32>, rows: usize, segments: &[usize]) -> EngineResult<Vec<f32>> {
+        let mut y = if segments.len() <= 1 || self.weight.row_exact() {
+            self.weight.forward(&x, rows)?
+        } else {
+            let width = self.weight.in_features;
+            let mut y = Vec::with_capacity(rows * self.out_features);
+            let mut at = 0;
+            for &n in segments {
+                y.extend(self.weight.forward(&x[at * width..(at + n) * width], n)?);
+                at += n;
+            }
+            y
+        };
         if let Some(bias) = &self.bias {
             for row in y.chunks_mut(self.out_features) {
                 for (v, b) in row.iter_mut().zip(bias) {
@@ -150,6 +172,7 @@ impl Transformer {
         reader: &mut R,
         device: &Device,
         context_size: usize,
+        slots: usize,
         progress: &mut dyn FnMut(f64),
     ) -> EngineResult<Self> {
         if !device.is_cpu() {
@@ -189,8 +212,8 @@ impl Transformer {
         }
         let weight_bytes = loader.bytes;
         let capacity = context_size.max(1);
-        let cache = (0..config.n_layer).map(|_| LayerCache::new(config.n_head_kv, capacity, config.head_dim)).collect();
-        Ok(Self { config, device: device.clone(), tok_embd, output, output_norm, layers, ropes, cache, capacity, weight_bytes })
+        let caches = (0..slots.max(1)).map(|_| (0..config.n_layer).map(|_| LayerCache::new(config.n_head_kv, capacity, config.head_dim)).collect()).collect();
+        Ok(Self { config, device: device.clone(), tok_embd, output, output_norm, layers, ropes, caches, capacity, weight_bytes })
     }
 
     pub fn context_size(&self) -> usize {
@@ -202,19 +225,31 @@ impl Transformer {
     }
 
     pub fn cache_bytes(&self) -> usize {
-        self.cache.iter().map(|c| (c.k.len() + c.v.len()) * 2).sum()
+        self.caches.iter().flatten().map(|c| (c.k.len() + c.v.len()) * 2).sum()
     }
 
-    /// Runs `tokens` at positions `start..` (the cache must hold `0..start`) and returns the
-    /// logits of the last one.
+    /// Streams that can be in flight at once (one KV cache each).
+    pub fn slots(&self) -> usize {
+        self.caches.len()
+    }
+
+    /// Runs `tokens` at positions `start..` in slot 0 and returns the logits of the last one.
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
+        let mut logits = self.step(&[Segment { slot: 0, tokens, start }])?;
+        Ok(logits.pop().unwrap_or_default())
+    }
+
+    /// One batched step: each segment's tokens run in its slot at positions `start..` (the
+    /// slot's cache must hold `0..start`); returns the logits of each segment's last token, in
+    /// segment order. The slots must be distinct.
+    pub fn step(&mut self, segments: &[Segment]) -> EngineResult<Vec<Vec<f32>>> {
         let cfg = &self.config;
-        let n = tokens.len();
-        if n == 0 || start + n > self.capacity {
-            return Err(EngineError::internal(format!("forward of {n} tokens at {start} does not fit {} positions", self.capacity)));
-        }
+        check_segments(segments, self.caches.len(), self.capacity)?;
+        let counts: Vec<usize> = segments.iter().map(|s| s.tokens.len()).collect();
+        let n: usize = counts.iter().sum();
         let (d, hd) = (cfg.n_embd, cfg.head_dim);
-        let mut x = self.tok_embd.rows(tokens)?;
+        let tokens: Vec<u32> = segments.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let mut x = self.tok_embd.rows(&tokens)?;
         if let Some(scale) = cfg.embed_scale {
             for v in x.iter_mut() {
                 *v *= scale;
@@ -222,11 +257,12 @@ impl Transformer {
         }
         let threads = crate::engine::threads();
         let shape_full = AttentionShape { n_head: cfg.n_head, n_head_kv: cfg.n_head_kv, head_dim: hd, scale: cfg.kq_scale, window: None, threads };
+        let (q_width, kv_width) = (cfg.n_head * hd, cfg.n_head_kv * hd);
         for (il, layer) in self.layers.iter().enumerate() {
             let h = norm_rows(&x, &layer.attn_norm, cfg.eps, d);
-            let mut q = layer.wq.forward(h.clone(), n)?;
-            let mut k = layer.wk.forward(h.clone(), n)?;
-            let v = layer.wv.forward(h, n)?;
+            let mut q = layer.wq.forward(h.clone(), n, &counts)?;
+            let mut k = layer.wk.forward(h.clone(), n, &counts)?;
+            let v = layer.wv.forward(h, n, &counts)?;
             if let Some(w) = &layer.q_norm {
                 q = norm_rows(&q, w, cfg.eps, hd);
             }
@@ -234,18 +270,37 @@ impl Transformer {
                 k = norm_rows(&k, w, cfg.eps, hd);
             }
             let rope = &self.ropes[layer.rope];
-            rope.apply(&mut q, n, cfg.n_head, hd, start);
-            rope.apply(&mut k, n, cfg.n_head_kv, hd, start);
+            let mut row = 0;
+            for seg in segments {
+                let rows = seg.tokens.len();
+                rope.apply(&mut q[row * q_width..(row + rows) * q_width], rows, cfg.n_head, hd, seg.start);
+                rope.apply(&mut k[row * kv_width..(row + rows) * kv_width], rows, cfg.n_head_kv, hd, seg.start);
+                row += rows;
+            }
             if let Some(scale) = cfg.q_scale {
                 for v in q.iter_mut() {
                     *v *= scale;
                 }
             }
             let shape = AttentionShape { window: if cfg.is_swa(il) { cfg.swa_window } else { None }, ..shape_full };
-            self.cache[il].store(&k, &v, n, &shape, self.capacity, start);
-            let mut attn = vec![0f32; n * cfg.n_head * hd];
-            attention::attend(&q, &self.cache[il], self.capacity, &shape, start, n, &mut attn);
-            let mut o = layer.wo.forward(attn, n)?;
+            let mut attn = vec![0f32; n * q_width];
+            let mut row = 0;
+            for seg in segments {
+                let rows = seg.tokens.len();
+                let cache = &mut self.caches[seg.slot][il];
+                cache.store(&k[row * kv_width..(row + rows) * kv_width], &v[row * kv_width..(row + rows) * kv_width], rows, &shape, self.capacity, seg.start);
+                attention::attend(
+                    &q[row * q_width..(row + rows) * q_width],
+                    cache,
+                    self.capacity,
+                    &shape,
+                    seg.start,
+                    rows,
+                    &mut attn[row * q_width..(row + rows) * q_width],
+                );
+                row += rows;
+            }
+            let mut o = layer.wo.forward(attn, n, &counts)?;
             if let Some(w) = &layer.post_attn_norm {
                 o = norm_rows(&o, w, cfg.eps, d);
             }
@@ -254,14 +309,14 @@ impl Transformer {
             }
             let residual = o;
             let h = norm_rows(&residual, &layer.ffn_norm, cfg.eps, d);
-            let gate = layer.gate.forward(h.clone(), n)?;
-            let up = layer.up.forward(h, n)?;
+            let gate = layer.gate.forward(h.clone(), n, &counts)?;
+            let up = layer.up.forward(h, n, &counts)?;
             let mut act = vec![0f32; gate.len()];
             match cfg.activation {
                 Activation::Gelu => ggml_math::geglu(&gate, &up, &mut act),
                 Activation::Silu => ggml_math::swiglu(&gate, &up, &mut act),
             }
-            let mut f = layer.down.forward(act, n)?;
+            let mut f = layer.down.forward(act, n, &counts)?;
             if let Some(w) = &layer.post_ffn_norm {
                 f = norm_rows(&f, w, cfg.eps, d);
             }
@@ -270,17 +325,53 @@ impl Transformer {
             }
             x = f;
         }
-        let last = &x[(n - 1) * d..n * d];
-        let h = norm_rows(last, &self.output_norm, cfg.eps, d);
+        // Each segment's last row only: the output head is the largest matrix of a small model.
+        let mut last = Vec::with_capacity(segments.len() * d);
+        let mut end = 0;
+        for &rows in &counts {
+            end += rows;
+            last.extend_from_slice(&x[(end - 1) * d..end * d]);
+        }
+        let h = norm_rows(&last, &self.output_norm, cfg.eps, d);
+        let heads = vec![1; segments.len()];
         let mut logits = match &self.output {
-            Some(output) => output.forward(h, 1)?,
-            None => self.tok_embd.forward(&h, 1)?,
+            Some(output) => output.forward(h, segments.len(), &heads)?,
+            None if segments.len() <= 1 || self.tok_embd.row_exact() => self.tok_embd.forward(&h, segments.len())?,
+            None => {
+                let mut all = Vec::new();
+                for row in h.chunks(d) {
+                    all.extend(self.tok_embd.forward(row, 1)?);
+                }
+                all
+            }
         };
         if let Some(cap) = cfg.final_logit_softcap {
             for v in logits.iter_mut() {
                 *v = (*v * (1.0 / cap)).tanh() * cap;
             }
         }
-        Ok(logits)
+        let vocab = logits.len() / segments.len();
+        Ok(logits.chunks(vocab).map(<[f32]>::to_vec).collect())
     }
+}
+
+/// Segments of one step: each fits its slot's context, and no slot appears twice (its cache
+/// would be written by two segments of the same step).
+pub(crate) fn check_segments(segments: &[Segment], slots: usize, capacity: usize) -> EngineResult<()> {
+    if segments.is_empty() {
+        return Err(EngineError::internal("a step without segments"));
+    }
+    for (index, seg) in segments.iter().enumerate() {
+        let n = seg.tokens.len();
+        if n == 0 || seg.start + n > capacity {
+            return Err(EngineError::internal(format!("forward of {n} tokens at {} does not fit {capacity} positions", seg.start)));
+        }
+        if seg.slot >= slots {
+            return Err(EngineError::internal(format!("slot {} of a model with {slots} slots", seg.slot)));
+        }
+        if segments[..index].iter().any(|other| other.slot == seg.slot) {
+            return Err(EngineError::internal(format!("slot {} twice in one step", seg.slot)));
+        }
+    }
+    Ok(())
 }

@@ -401,6 +401,33 @@ mod simd {
         hsum8(acc)
     }
 
+    /// `dot_lanes` for one weight row and up to four activation rows: each block's weights are
+    /// unpacked once for all of them (a batched step's rows), and each row's accumulator takes
+    /// exactly the one-row sequence of operations, so every row gets `dot_lanes`'s bits.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_lanes_rows(kind: Kind, weights: &[u8], xs: &[&[i8]], xds: &[&[f32]], out: &mut [f32]) {
+        let bb = match kind {
+            Kind::Q8_0 => 34,
+            Kind::Q5_0 => 22,
+            _ => 18,
+        };
+        let rows = xs.len().min(4);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..xds[0].len() {
+            let raw = weights.as_ptr().add(b * bb);
+            let w = weights_of(kind, raw);
+            let dw = f16_at(weights, b * bb);
+            for r in 0..rows {
+                let d = _mm256_set1_ps(dw * *xds[r].get_unchecked(b));
+                let q = _mm256_cvtepi32_ps(lanes(w, xs[r].as_ptr().add(b * 32)));
+                acc[r] = _mm256_fmadd_ps(d, q, acc[r]);
+            }
+        }
+        for r in 0..rows {
+            out[r] = hsum8(acc[r]);
+        }
+    }
+
     /// The AMX kernels' arithmetic for one weight row and one activation row: one accumulator,
     /// one fused multiply-add per block of the block's exact integer sum.
     #[target_feature(enable = "avx2,fma")]
@@ -651,6 +678,13 @@ impl QWeight {
         Ok(Self { inner, out_features, in_features })
     }
 
+    /// Whether `forward` gives each row the same bits whatever the row count: true for the ggml
+    /// kernels here (per output, one fixed order of operations); Candle's may pick another
+    /// algorithm for more rows, so a batch multiplies those one stream at a time.
+    pub fn row_exact(&self) -> bool {
+        matches!(self.inner, Inner::Ggml { .. })
+    }
+
     pub fn storage_bytes(&self) -> usize {
         match &self.inner {
             Inner::Ggml { data, .. } => data.len(),
@@ -735,13 +769,23 @@ impl QWeight {
                 for_columns(n, work, |cols| {
                     #[cfg(target_arch = "x86_64")]
                     if simd::available() {
+                        let xs: Vec<&[i8]> = (0..rows).map(|r| &act.qs[r * k..(r + 1) * k]).collect();
+                        let xds: Vec<&[f32]> = (0..rows).map(|r| &act.d[r * act.blocks..(r + 1) * act.blocks]).collect();
+                        let mut sums = [0f32; 4];
                         for o in cols {
                             let weights = &data[o * row_bytes..(o + 1) * row_bytes];
-                            for r in 0..rows {
-                                let x = &act.qs[r * k..(r + 1) * k];
-                                let xd = &act.d[r * act.blocks..(r + 1) * act.blocks];
+                            if rows == 1 {
                                 // SAFETY: AVX2 and FMA were detected; the slices hold whole blocks.
-                                write(r, o, unsafe { simd::dot_lanes(kind, weights, x, xd) });
+                                write(0, o, unsafe { simd::dot_lanes(kind, weights, xs[0], xds[0]) });
+                                continue;
+                            }
+                            for first in (0..rows).step_by(4) {
+                                let last = (first + 4).min(rows);
+                                // SAFETY: as above; at most four rows per call.
+                                unsafe { simd::dot_lanes_rows(kind, weights, &xs[first..last], &xds[first..last], &mut sums) };
+                                for r in first..last {
+                                    write(r, o, sums[r - first]);
+                                }
                             }
                         }
                         return;
@@ -981,6 +1025,28 @@ mod tests {
             let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
             for (i, (a, b)) in got.iter().zip(&expected).enumerate() {
                 assert!((a - b).abs() < scale * 0.02, "{dtype:?} output {i}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// A batched step multiplies all its rows at once: each row must get the bits it gets alone,
+    /// whatever the row count (the multi-row kernels, the thread split of larger products).
+    #[test]
+    fn every_row_gets_its_bits_alone_whatever_the_row_count() {
+        let (k, n) = (512, 40);
+        let w = sample(n * k, 3);
+        let w_tensor = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q5_0, GgmlDType::Q4_0, GgmlDType::Q6K, GgmlDType::Q4K] {
+            let weight = QWeight::new(QTensor::quantize(&w_tensor, dtype).unwrap()).unwrap();
+            assert!(weight.row_exact());
+            for rows in [2, 3, 4, 5, 9] {
+                let x = sample(rows * k, 7 + rows as u32);
+                let together = weight.forward(&x, rows).unwrap();
+                for r in 0..rows {
+                    let alone = weight.forward(&x[r * k..(r + 1) * k], 1).unwrap();
+                    let same = alone.iter().zip(&together[r * n..(r + 1) * n]).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{dtype:?}: row {r} of {rows} differs from the row alone");
+                }
             }
         }
     }

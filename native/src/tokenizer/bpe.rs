@@ -233,6 +233,6 @@ impl Bpe {
 }
 
 #[cfg(test)]
-pub(super) fn byte_level_byte(byte: u8) -> char {
+pub(crate) fn byte_level_byte(byte: u8) -> char {
     byte_to_char()[byte as usize]
 }

@@ -4,7 +4,7 @@
 //! `tokenizer.ggml.pre`. Special tokens (control, user-defined) are split out of the text first,
 //! exactly as llama.cpp's `tokenizer_st_partition` does.
 
-mod bpe;
+pub(crate) mod bpe;
 mod spm;
 
 use std::collections::{HashMap, HashSet};

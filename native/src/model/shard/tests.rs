@@ -58,7 +58,7 @@ fn plain(bytes: &Arc<Vec<u8>>) -> Vec<Vec<f32>> {
     let mut cursor = Cursor::new(bytes.as_slice());
     let content = Content::read(&mut cursor).unwrap();
     let config = Config::from_gguf(&content.metadata, &content.tensor_infos).unwrap();
-    let mut model = Transformer::load(config, &content, &mut cursor, &Device::Cpu, CONTEXT, &mut |_| {}).unwrap();
+    let mut model = Transformer::load(config, &content, &mut cursor, &Device::Cpu, CONTEXT, 1, &mut |_| {}).unwrap();
     run(&mut |t, s| model.forward(t, s).unwrap(), 6)
 }
 

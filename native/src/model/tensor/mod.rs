@@ -41,7 +41,8 @@ pub struct TensorTransformer {
     layers: Vec<TensorLayer>,
     /// The global rope, then the sliding-window layers' own (another base) when there are any.
     ropes: Vec<RopeTable>,
-    cache: Vec<LayerKvCache>,
+    /// One KV cache per slot, each `[layer]`.
+    caches: Vec<Vec<LayerKvCache>>,
     capacity: usize,
     /// Bytes of weights held (quantized, as loaded).
     pub weight_bytes: usize,
@@ -71,9 +72,35 @@ impl TensorTransformer {
         reader: &mut R,
         device: &Device,
         context_size: usize,
+        slots: usize,
         progress: &mut dyn FnMut(f64),
     ) -> EngineResult<Self> {
-        Self::load_with_kv_dtype(config, content, reader, device, context_size, kv_cache::kv_dtype_from_env()?, progress)
+        let mut model = Self::load_with_kv_dtype(config, content, reader, device, context_size, kv_cache::kv_dtype_from_env()?, progress)?;
+        model.add_slots(slots)?;
+        Ok(model)
+    }
+
+    /// Grows the model to `slots` KV caches (one more per stream it may hold at once).
+    pub fn add_slots(&mut self, slots: usize) -> EngineResult<()> {
+        let dtype = self.caches[0][0].dtype();
+        while self.caches.len() < slots {
+            let cache = (0..self.config.n_layer)
+                .map(|_| LayerKvCache::new(self.config.n_head_kv, self.capacity, self.config.head_dim, dtype, &self.device))
+                .collect::<EngineResult<Vec<_>>>()?;
+            self.caches.push(cache);
+        }
+        Ok(())
+    }
+
+    pub fn slots(&self) -> usize {
+        self.caches.len()
+    }
+
+    /// The segments one after another, each in its own slot's cache: streams interleave step by
+    /// step; reading each weight once for the whole batch is the ggml path's (and later work here).
+    pub fn step(&mut self, segments: &[super::Segment]) -> EngineResult<Vec<Vec<f32>>> {
+        super::check_segments(segments, self.caches.len(), self.capacity)?;
+        segments.iter().map(|seg| self.forward_in(seg.slot, seg.tokens, seg.start)).collect()
     }
 
     /// `load` with the KV cache's element type given rather than read from the environment.
@@ -108,7 +135,7 @@ impl TensorTransformer {
         let weight_bytes = loader.bytes;
         let cache =
             (0..config.n_layer).map(|_| LayerKvCache::new(config.n_head_kv, capacity, config.head_dim, kv_dtype, device)).collect::<EngineResult<Vec<_>>>()?;
-        Ok(Self { config, device: device.clone(), embeddings, output, output_norm, layers, ropes, cache, capacity, weight_bytes })
+        Ok(Self { config, device: device.clone(), embeddings, output, output_norm, layers, ropes, caches: vec![cache], capacity, weight_bytes })
     }
 
     pub fn context_size(&self) -> usize {
@@ -120,7 +147,7 @@ impl TensorTransformer {
     }
 
     pub fn cache_bytes(&self) -> usize {
-        self.cache.iter().map(LayerKvCache::bytes).sum()
+        self.caches.iter().flatten().map(LayerKvCache::bytes).sum()
     }
 
     fn layer_keys(&self, start: usize, tokens: usize, window: Option<usize>) -> EngineResult<LayerKeys> {
@@ -129,9 +156,13 @@ impl TensorTransformer {
         Ok(LayerKeys { span, mask })
     }
 
-    /// Runs `tokens` at positions `start..` (the cache must hold `0..start`) and returns the
-    /// logits of the last one.
+    /// Runs `tokens` at positions `start..` of slot 0 (the cache must hold `0..start`) and
+    /// returns the logits of the last one.
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
+        self.forward_in(0, tokens, start)
+    }
+
+    fn forward_in(&mut self, slot: usize, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
         let cfg = &self.config;
         let n = tokens.len();
         if n == 0 || start + n > self.capacity {
@@ -168,7 +199,7 @@ impl TensorTransformer {
             let rope = &self.ropes[usize::from(windowed)];
             let q = rope.apply(&q, start)?.affine(q_factor, 0.0)?;
             let k = rope.apply(&k, start)?.squeeze(0)?;
-            let cache = &self.cache[il];
+            let cache = &self.caches[slot][il];
             cache.store(&k, &v, start)?;
             let (cached_k, cached_v) = cache.window(keys.span.first, keys.span.len)?;
             let attn = attention::attend(&q, &cached_k, &cached_v, keys.mask.as_ref(), shape)?;

@@ -29,7 +29,7 @@ fn load_tiny_on(arch: Arch, matrices: Matrices, path: ForwardPath, kv_dtype: DTy
     let content = Content::read(&mut reader).unwrap();
     let config = Config::from_gguf(&content.metadata, &content.tensor_infos).unwrap();
     match path {
-        ForwardPath::Ggml | ForwardPath::Graph => Decoder::load(path, config, &content, &mut reader, device, CONTEXT, &mut |_| {}).unwrap(),
+        ForwardPath::Ggml | ForwardPath::Graph => Decoder::load(path, config, &content, &mut reader, device, CONTEXT, 1, &mut |_| {}).unwrap(),
         ForwardPath::Tensor => {
             Decoder::Tensor(TensorTransformer::load_with_kv_dtype(config, &content, &mut reader, device, CONTEXT, kv_dtype, &mut |_| {}).unwrap())
         }

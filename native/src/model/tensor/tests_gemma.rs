@@ -26,6 +26,7 @@ fn load_gemma(path: &std::path::Path, forward: ForwardPath, context_size: usize)
         threads: None,
         forward: Some(forward),
         tensor_parallel: None,
+        parallel: None,
     };
     let mut last_progress = 0.0;
     let engine = Engine::load(&options, &mut |fraction| last_progress = fraction).unwrap();
