@@ -1,17 +1,46 @@
 /**
  * Engine subprocesses for adapters. They stay in the worker's process group (the worker is its
  * group's leader), so the hive's stop or a worker's own exit takes them down: no engine survives
- * its worker holding VRAM.
+ * its worker holding VRAM. A worker killed outright with no hive around (`rbee worker run` under
+ * SIGKILL, the OOM killer) runs no exit code, and its group outlives it: on Linux each engine is
+ * therefore started through util-linux's `setpriv --pdeathsig SIGKILL`, which asks the kernel to
+ * kill it the moment its worker dies, however that happens (setpriv then execs the engine: same pid).
  */
-import {spawn} from 'node:child_process';
+import {spawn, spawnSync} from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import type {EngineProcess, EngineProcessExit} from './adapter-api.js';
 import {lineSplitter} from './line-splitter.js';
 
 const live = new Set<EngineProcess>();
 
+let deathSignalWrapper: string | null | undefined;
+
+/** `setpriv` on PATH when it knows `--pdeathsig` (util-linux 2.33+), on Linux; else null. Asked once. */
+export function parentDeathWrapper(): string | null {
+  if (deathSignalWrapper !== undefined) {
+    return deathSignalWrapper;
+  }
+  deathSignalWrapper = null;
+  if (process.platform !== 'linux') {
+    return null;
+  }
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(path.delimiter)) {
+    const candidate = path.join(dir, 'setpriv');
+    if (dir !== '' && fs.existsSync(candidate)) {
+      const help = spawnSync(candidate, ['--help'], {encoding: 'utf8', timeout: 5_000});
+      deathSignalWrapper = `${help.stdout ?? ''}`.includes('--pdeathsig') ? candidate : null;
+      break;
+    }
+  }
+  return deathSignalWrapper;
+}
+
 export function spawnEngineProcess(options: {command: string; args: string[]; env?: Record<string, string>; onOutput: (line: string) => void}): EngineProcess {
   // An argument array, never a shell; not detached, so it shares the worker's process group.
-  const child = spawn(options.command, options.args, {
+  const wrapper = parentDeathWrapper();
+  const [command, args] = wrapper === null ? [options.command, options.args] : [wrapper, ['--pdeathsig', 'SIGKILL', '--', options.command, ...options.args]];
+  const child = spawn(command, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {...process.env, ...options.env},
   });
