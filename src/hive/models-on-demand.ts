@@ -39,7 +39,7 @@ export type OnDemandOptions = {
 };
 
 /** Polled while waiting for a worker: short enough that a request waits no more than this past readiness. */
-const waitStepMs = 50;
+const waitStepMs = 10;
 const decisionsKept = 20;
 /** How long a model started for a request is kept for it (from when it serves) against idle stops and eviction. */
 const awaitFirstRequestMs = 60_000;
@@ -216,7 +216,7 @@ export class ModelsOnDemand {
         continue;
       }
       if (movable.length > 0 && Date.now() <= deadline) {
-        await sleep(waitStepMs * 4);
+        await sleep(200);
         continue;
       }
       const reason =
@@ -365,7 +365,7 @@ export class ModelsOnDemand {
         throw new RbeeError('model_unavailable', `cannot start model "${name}" on ${device}: ${reason}`);
       }
       if (decision.kind === 'wait') {
-        await sleep(waitStepMs * 4);
+        await sleep(200);
       } else {
         await Promise.all(decision.evict.map(model => this.#evict(model, name, this.#figures(device, plan))));
       }
