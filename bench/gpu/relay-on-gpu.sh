@@ -11,6 +11,7 @@
 #   bash .relay-up/K/relay-on-gpu.sh part .relay-up/K   # THERE: the next slice of node + hive + model
 #   bash .relay-up/N/relay-on-gpu.sh bench <out> [gpu-relay.ts flags]   # THERE: join the slices, wait for the
 #                                                   # build, run the bench (flags default to the ones below)
+#   bash .relay-up/N/relay-on-gpu.sh pack <out>     # THERE, optional: the CUDA build back, for later sessions
 #
 # Device time, from the first H100 run (bench/results/2026-12-05-gpu-h100-relay-partial.md): machine start 1-2 min,
 # six uploads of <= 57 MiB ~1 min (issue them back to back: the machine goes back after 30 s idle), the CUDA build
@@ -21,7 +22,7 @@
 set -uo pipefail
 
 work="${RBEE_RELAY_WORK:-/root/rbee-relay}"
-stage="${1:?stage: prepare | part <folder> | bench <out>}"
+stage="${1:?stage: prepare | part <folder> | bench <out> | pack <out>}"
 slice_bytes=$((56 * 1048576))
 log() { echo "[relay $(date +%H:%M:%S)] $*"; }
 
@@ -116,6 +117,19 @@ case "$stage" in
     status=$?
     log "processes left: $(pgrep -fa 'llama-server|worker run|hive start' | grep -vc pgrep)"
     exit $status
+    ;;
+  pack)
+    # Brings the CUDA build back (llama-server plus llama-bench, shared libs; build/bin), so a later
+    # session can carry it instead of paying ~4 min of device time for the build again. Pieces of
+    # 15 MiB (the device tool returns at most 8 files of 16 MiB). Binaries keep their build-tree
+    # RUNPATH: run them with LD_LIBRARY_PATH=<unpacked bin>.
+    out="${2:?results folder}"
+    mkdir -p "$out"
+    cd "$work/llama.cpp" || exit 1
+    cmake --build build -j "$(nproc)" --target llama-bench 2>&1 | tail -2
+    ls -la build/bin
+    tar -C build -cf - bin | xz -T0 -6 | split -b 15M -d -a 1 - "$out/llama-cuda-bin.tar.xz."
+    ls -la "$out"
     ;;
   *)
     echo "unknown stage $stage" >&2; exit 2 ;;

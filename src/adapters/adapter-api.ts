@@ -245,7 +245,8 @@ export type RbeeAdapter = {
   /**
    * The prompt's length in the model's tokens (for chat, at least the messages' own tokens). With it,
    * the worker refuses a prompt its context cannot hold with a 400 before it queues, instead of letting
-   * the engine chew on it.
+   * the engine chew on it. Asked only for a prompt long enough to overflow the context at one token
+   * per UTF-8 byte (plus a few tokenizer-added ones): a count may never exceed that.
    */
   countTokens?: (prompt: Pick<AdapterInferRequest, 'kind' | 'prompt' | 'messages'>, context: AdapterContext) => Promise<number>;
   heartbeat?: (context: AdapterContext) => Promise<AdapterHeartbeat>;

@@ -30,7 +30,7 @@ type Sampling = {
 
 const defaultMaxTokens = 256;
 
-type Job = {kind: 'complete'; prompt: string} | {kind: 'chat'; messages: EngineChatMessage[]};
+export type Job = {kind: 'complete'; prompt: string} | {kind: 'chat'; messages: EngineChatMessage[]};
 
 function inferRequest(job: Job, sampling: Sampling, signal: AbortSignal, onText?: (text: string) => void): AdapterInferRequest {
   return {
@@ -49,6 +49,16 @@ function inferRequest(job: Job, sampling: Sampling, signal: AbortSignal, onText?
   };
 }
 
+/** Tokenizer-added tokens (BOS, EOS, a leading space piece) a prompt may carry beyond one per byte. */
+const tokenizerExtraTokens = 8;
+
+/** An upper bound on a prompt's tokens without tokenizing it: one per UTF-8 byte, plus the tokenizer's own. */
+export function maxPromptTokens(job: Job): number {
+  const texts = job.kind === 'chat' ? job.messages.map(message => message.content) : [job.prompt];
+  // A separator between messages may become a token of its own.
+  return texts.reduce((sum, text) => sum + Buffer.byteLength(text, 'utf8') + 1, tokenizerExtraTokens);
+}
+
 export function createWorkerServer(runtime: WorkerRuntime, auth: {key: string | null}): FastifyInstance {
   const app = Fastify({logger: false, bodyLimit: 8 * 1024 * 1024, frameworkErrors: frameworkErrorHandler});
   installErrorHandling(app);
@@ -56,10 +66,15 @@ export function createWorkerServer(runtime: WorkerRuntime, auth: {key: string | 
     requireWorkerKey(app, auth.key);
   }
 
-  /** Refuses, before it queues, a prompt the worker's context cannot hold (when the adapter can count tokens). */
+  /**
+   * Refuses, before it queues, a prompt the worker's context cannot hold (when the adapter can count
+   * tokens). Counting is a round trip to the engine in front of every request's first token, so a
+   * prompt too short to overflow the context is not counted: a token covers at least one byte of
+   * the text, and tokenizers add only a few of their own (BOS, a leading space piece).
+   */
   async function checkContextFits(job: Job): Promise<void> {
     const {adapter, context} = runtime;
-    if (adapter.countTokens === undefined) {
+    if (adapter.countTokens === undefined || maxPromptTokens(job) < context.contextSize) {
       return;
     }
     const prompt = {kind: job.kind, prompt: job.kind === 'complete' ? job.prompt : '', messages: job.kind === 'chat' ? job.messages : []};

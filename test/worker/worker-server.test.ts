@@ -107,6 +107,34 @@ test('a streamed request over the queue limit gets 503 + Retry-After before any 
   first.abort();
 });
 
+test('a prompt too short to overflow the context is not counted: no engine round trip before its first token', async t => {
+  const words = wordsAdapter({tokenMs: 1});
+  const counted: number[] = [];
+  const countTokens = words.countTokens!.bind(words);
+  const adapter: RbeeAdapter = {
+    ...words,
+    async countTokens(prompt, context) {
+      const tokens = await countTokens(prompt, context);
+      counted.push(tokens);
+      return tokens;
+    },
+  };
+  const worker = await serve(adapter, {contextSize: 256});
+  t.teardown(worker.close);
+  // 3 words, 15 bytes: fewer tokens than the context however it is tokenized.
+  const short = await post(`${worker.url}/v1/infer`, {prompt: 'bees make honey', max_tokens: 2});
+  t.is(short.status, 200);
+  t.deepEqual(counted, []);
+  // 300 bytes in 3 words: it could overflow 256 tokens, so it is counted (3) and served.
+  const long = ['a', 'b', 'c'].map(letter => letter.repeat(99)).join(' ');
+  const served = await post(`${worker.url}/v1/infer`, {prompt: long, max_tokens: 2});
+  t.is(served.status, 200);
+  t.deepEqual(counted, [3]);
+  const chat = await post(`${worker.url}/v1/chat/completions`, {model: 'm', messages: [{role: 'user', content: long}], max_tokens: 2});
+  t.is(chat.status, 200);
+  t.deepEqual(counted, [3, 3]);
+});
+
 test('a prompt longer than the context is a 400 naming the limit, before it queues', async t => {
   const worker = await serve(wordsAdapter(), {contextSize: 4_096});
   t.teardown(worker.close);
