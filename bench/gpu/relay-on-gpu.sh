@@ -11,7 +11,9 @@
 #   bash .relay-up/K/relay-on-gpu.sh part .relay-up/K   # THERE: the next slice of node + hive + model
 #   bash .relay-up/N/relay-on-gpu.sh bench <out> [gpu-relay.ts flags]   # THERE: join the slices, wait for the
 #                                                   # build, run the bench (flags default to the ones below)
-#   bash .relay-up/N/relay-on-gpu.sh pack <out>     # THERE, optional: the CUDA build back, for later sessions
+#   bash .relay-up/N/relay-on-gpu.sh pack <out>     # THERE, optional: the CUDA build back, for later sessions;
+#                                                   # cat the pieces into one file and prepare with
+#                                                   # RBEE_RELAY_LLAMA_BIN=<it> to skip the build next time
 #
 # Device time, from the first H100 run (bench/results/2026-12-05-gpu-h100-relay-partial.md): machine start 1-2 min,
 # six uploads of <= 57 MiB ~1 min (issue them back to back: the machine goes back after 30 s idle), the CUDA build
@@ -44,8 +46,13 @@ case "$stage" in
     RBEE_DEVICE_HIVE_EXTRA="bench/.work/gpu-relay.mjs bench/.work/gpu-relay.commit bench/lib/cpu-prof-preload.mjs" RBEE_DEVICE_LIMIT_MIB=0 \
       bash scripts/device-bundle.sh --out .device-relay node llama.cpp hive
     rm -rf "$upload" && mkdir -p "$upload/1"
-    # First call: the llama.cpp source alone, so its build starts while the rest travels.
-    cp .device-relay/llama.cpp-*.tar.xz "$upload/1/"
+    if [[ -n "${RBEE_RELAY_LLAMA_BIN:-}" ]]; then
+      # A build brought back by 'pack' earlier (same llama.cpp commit): no build there at all.
+      cp "$RBEE_RELAY_LLAMA_BIN" "$upload/1/llama-cuda-bin.tar.xz"
+    else
+      # First call: the llama.cpp source alone, so its build starts while the rest travels.
+      cp .device-relay/llama.cpp-*.tar.xz "$upload/1/"
+    fi
     # The rest, one stream cut into slices: Node, the hive (+ bench), the model.
     stream="$(mktemp -d)"
     cp .device-relay/node.xz .device-relay/rbee-hive.tar.xz "$stream/"
@@ -73,6 +80,10 @@ case "$stage" in
     mkdir -p "$work/parts"
     cp "$from"/part-* "$work/parts/"
     cp "$from/PAYLOAD" "$from/relay-on-gpu.sh" "$work/"
+    if [[ -f "$from/llama-cuda-bin.tar.xz" && ! -d "$work/llama.cpp" ]]; then
+      log "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); $(nproc) cores; prebuilt llama.cpp"
+      mkdir -p "$work/llama.cpp/build" && tar -C "$work/llama.cpp/build" -xJf "$from/llama-cuda-bin.tar.xz" && touch "$work/llama.cpp/build/ok"
+    fi
     if compgen -G "$from/llama.cpp-*.tar.xz" >/dev/null && [[ ! -d "$work/llama.cpp" ]]; then
       log "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); $(nproc) cores; nvcc $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
       tar -C "$work" -xJf "$from"/llama.cpp-*.tar.xz
@@ -109,6 +120,8 @@ case "$stage" in
       sleep 3
     done
     server="$work/llama.cpp/build/bin/llama-server"
+    # A prebuilt (packed) build keeps its old RUNPATH; its libraries sit beside the binary.
+    export LD_LIBRARY_PATH="$work/llama.cpp/build/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     log "llama-server built: $("$server" --version 2>&1 | tr '\n' ' ')"
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv > "$out/gpu.csv"
     cd rbee
