@@ -25,9 +25,12 @@ export function tempHome(prefix = 'rbee-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-export async function startHive(options: {args?: string[]; env?: NodeJS.ProcessEnv; home?: string; cwd?: string} = {}): Promise<RunningHive> {
+/** Which Node runs the CLI, and which bin/rbee.js (another Node major, an installed copy): this one's by default. */
+export type CliRuntime = {node?: string; bin?: string};
+
+export async function startHive(options: {args?: string[]; env?: NodeJS.ProcessEnv; home?: string; cwd?: string} & CliRuntime = {}): Promise<RunningHive> {
   const home = options.home ?? tempHome();
-  const child = spawn(process.execPath, [rbeeBin, '--json', 'hive', 'start', '--port', '0', ...(options.args ?? [])], {
+  const child = spawn(options.node ?? process.execPath, [options.bin ?? rbeeBin, '--json', 'hive', 'start', '--port', '0', ...(options.args ?? [])], {
     env: {...process.env, RBEE_HOME: home, ...options.env},
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(options.cwd === undefined ? {} : {cwd: options.cwd}),
@@ -67,8 +70,11 @@ export async function startHive(options: {args?: string[]; env?: NodeJS.ProcessE
   };
 }
 
-export async function rbee(args: string[], options: {hive?: RunningHive; env?: NodeJS.ProcessEnv; timeout?: number; cwd?: string} = {}): Promise<Result> {
-  return execa(process.execPath, [rbeeBin, ...args], {
+export async function rbee(
+  args: string[],
+  options: {hive?: RunningHive; env?: NodeJS.ProcessEnv; timeout?: number; cwd?: string} & CliRuntime = {},
+): Promise<Result> {
+  return execa(options.node ?? process.execPath, [options.bin ?? rbeeBin, ...args], {
     reject: false,
     timeout: options.timeout ?? 120_000,
     ...(options.cwd === undefined ? {} : {cwd: options.cwd}),
