@@ -27,7 +27,7 @@ test('right after `rbee infer`, `rbee worker list` counts the request and its to
 
   const infer = await rbee(['infer', '--max-tokens', '4', '--temperature', '0', 'The capital of France is'], {hive, timeout: 120_000});
   t.is(infer.exitCode, 0, String(infer.stderr));
-  const heardBefore = before.workers.find(worker => worker.worker_id === id)?.last_heartbeat_at;
+  const heardBefore = before.workers.find(worker => worker.worker_id === id)!.last_heartbeat_at;
 
   const listed = await rbee(['--json', 'worker', 'list'], {hive});
   t.is(listed.exitCode, 0, String(listed.stderr));
