@@ -89,8 +89,9 @@ type Piece = {text: string; columns: number};
  * Null when ink's Output lacks what this needs (another ink version): rows are then built whole.
  */
 function renderPiece(Output: InkOutputClass, inkGet: (this: InkOutput) => Frame, line: string): Piece | null {
-  const probe = new Output({width: 1, height: 1});
-  const caches = probe.caches;
+  // Wide enough for any line: a UTF-16 unit is at most two columns. Its own caches tokenise the line once for both uses.
+  const single = new Output({width: 2 * line.length + sentinel.length, height: 1});
+  const caches = single.caches;
   if (caches === undefined || typeof caches.getStyledChars !== 'function' || typeof caches.getStringWidth !== 'function') {
     return null;
   }
@@ -99,7 +100,6 @@ function renderPiece(Output: InkOutputClass, inkGet: (this: InkOutput) => Frame,
   for (const character of caches.getStyledChars(line)) {
     columns += Math.max(1, caches.getStringWidth(character.value));
   }
-  const single = new Output({width: columns + 1, height: 1});
   single.write(0, 0, line, {transformers: []});
   single.write(columns, 0, sentinel, {transformers: []});
   const {output} = inkGet.call(single);
