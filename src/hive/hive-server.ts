@@ -23,6 +23,7 @@ import {registerWorkflowRoutes} from './routes/workflow-routes.js';
 import {Supervisor} from './supervisor.js';
 import {EventStream} from './event-stream.js';
 import {toWorkerInfo} from './worker-record.js';
+import {RelayedTokens} from './relayed-tokens.js';
 import {toGroupInfo} from './group-record.js';
 import {registerGroupRoutes} from './routes/group-routes.js';
 import {StateStore} from './state-store.js';
@@ -120,6 +121,8 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   let url = '';
   let metrics: HiveMetrics | null = null;
   const events = new EventStream();
+  // Its `known` runs only after the supervisor exists (when a worker's first tokens are counted).
+  const relayed: RelayedTokens = new RelayedTokens(id => supervisor.workers.has(id));
   const modelsDir = path.join(options.rbeeHome, 'models');
   const supervisor = new Supervisor({
     hiveUrl: () => url,
@@ -167,7 +170,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
         metrics?.restarts.inc();
       }
       const change = event.type === 'restart' ? 'restarting' : event.type;
-      events.publish({type: 'worker', at: new Date().toISOString(), change, worker: toWorkerInfo(event.record)});
+      events.publish({type: 'worker', at: new Date().toISOString(), change, worker: toWorkerInfo(event.record, relayed.of(event.record.id))});
     },
   });
   metrics = createHiveMetrics(supervisor);
@@ -269,11 +272,11 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     type: 'snapshot',
     at: new Date().toISOString(),
     hive: {url, pid: process.pid, version},
-    workers: [...supervisor.workers.values()].map(toWorkerInfo),
+    workers: [...supervisor.workers.values()].map(record => toWorkerInfo(record, relayed.of(record.id))),
     groups: [...supervisor.groups.values()].map(group => toGroupInfo(group, supervisor.workers)),
   }));
   registerHeartbeatRoutes(app, supervisor, hiveMetrics, events);
-  registerWorkerRoutes(app, supervisor);
+  registerWorkerRoutes(app, supervisor, relayed);
   registerGroupRoutes(app, supervisor);
   registerWorkflowRoutes(app, supervisor, {
     workflowTypes: new Set(options.adapters.adapters.filter(loaded => loaded.adapter.workflows !== undefined).map(loaded => loaded.adapter.type)),
@@ -284,6 +287,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     log: options.log,
     events: {active: () => events.clients > 0, publish: event => events.publish(event)},
     onDemand,
+    relayed,
   });
 
   try {

@@ -1,7 +1,8 @@
 /**
  * The hive's `request` events: what it sees of the requests it routes, for dashboards. Tokens are
  * counted from what is relayed anyway — a whole answer's usage figures, or one per token event of
- * a stream — and only while someone follows the event stream, so routing pays nothing otherwise.
+ * a stream (a byte search, no parsing) — for the hive's per-worker tally; the events themselves are
+ * built only while someone follows the event stream.
  */
 import type {HiveEvent} from '../protocol/wire.js';
 

@@ -74,7 +74,8 @@ export function isAlive(state: WorkerState): boolean {
   return state !== 'stopped' && state !== 'failed';
 }
 
-export function toWorkerInfo(record: WorkerView): WorkerInfo {
+/** `tokensRelayed`: the hive's own count (relayed-tokens.ts); the record counts requests only. */
+export function toWorkerInfo(record: WorkerView, tokensRelayed: number): WorkerInfo {
   return {
     worker_id: record.id,
     type: record.spec.type,
@@ -101,6 +102,8 @@ export function toWorkerInfo(record: WorkerView): WorkerInfo {
     group_id: record.group?.group.id ?? null,
     role: record.group?.membership.role ?? null,
     last_failure: record.lastFailure,
+    requests_routed: record.requestsRouted,
+    tokens_relayed: tokensRelayed,
   };
 }
 

@@ -439,13 +439,24 @@ export class HiveClient {
     const {stallMs} = options;
     let stalled = false;
     let watchdog: NodeJS.Timeout | undefined;
-    const heard = () => {
-      if (stallMs !== undefined) {
-        clearTimeout(watchdog);
-        watchdog = setTimeout(() => {
+    let heardAt = 0;
+    // One timer that looks at when the stream was last heard, not one re-armed per chunk: a busy
+    // stream (hundreds of events a second) costs a clock read per chunk.
+    const watch = (ms: number) => {
+      watchdog = setTimeout(() => {
+        const quiet = performance.now() - heardAt;
+        if (quiet >= stallMs!) {
           stalled = true;
           controller.abort();
-        }, stallMs);
+        } else {
+          watch(stallMs! - quiet);
+        }
+      }, ms);
+    };
+    const heard = () => {
+      heardAt = performance.now();
+      if (stallMs !== undefined && watchdog === undefined) {
+        watch(stallMs);
       }
     };
     try {

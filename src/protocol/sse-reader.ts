@@ -33,8 +33,25 @@ export async function* readSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<
   let event = '';
   let extra: Record<string, string> = {};
 
-  function* lines(final: boolean): Generator<string> {
+  /** Splits off the buffer's complete lines, passing each to `take`; returns the events they completed. */
+  function drain(final: boolean): SseEvent[] {
+    const complete: SseEvent[] = [];
+    const line = (text: string) => {
+      const event = take(text);
+      if (event !== undefined) {
+        complete.push(event);
+      }
+    };
     let start = 0;
+    if (!buffer.includes('\r')) {
+      // The usual stream ends its lines with "\n" alone: the native search, not a loop over characters.
+      for (let end = buffer.indexOf('\n'); end !== -1; end = buffer.indexOf('\n', start)) {
+        line(buffer.slice(start, end));
+        start = end + 1;
+      }
+      buffer = buffer.slice(start);
+      return complete;
+    }
     for (let index = 0; index < buffer.length; index++) {
       const char = buffer.charCodeAt(index);
       if (char !== 10 && char !== 13) {
@@ -44,13 +61,14 @@ export async function* readSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<
       if (char === 13 && index === buffer.length - 1 && !final) {
         break;
       }
-      yield buffer.slice(start, index);
+      line(buffer.slice(start, index));
       if (char === 13 && buffer.charCodeAt(index + 1) === 10) {
         index++;
       }
       start = index + 1;
     }
     buffer = buffer.slice(start);
+    return complete;
   }
 
   function take(line: string): SseEvent | undefined {
@@ -87,18 +105,12 @@ export async function* readSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<
 
   for await (const chunk of body) {
     buffer += decoder.decode(chunk, {stream: true});
-    for (const line of lines(false)) {
-      const complete = take(line);
-      if (complete !== undefined) {
-        yield complete;
-      }
+    for (const event of drain(false)) {
+      yield event;
     }
   }
   buffer += decoder.decode();
-  for (const line of lines(true)) {
-    const complete = take(line);
-    if (complete !== undefined) {
-      yield complete;
-    }
+  for (const event of drain(true)) {
+    yield event;
   }
 }

@@ -85,6 +85,7 @@ export {
   WorkerStateSchema,
 } from './wire/workers.js';
 export {eventKeepAliveMs, eventStallMs, type HiveEvent, HiveEventSchema} from './wire/events.js';
+export {type HeartbeatEvent, knownGoodHeartbeatEvent} from './wire/heartbeat-event-check.js';
 export {
   type AdapterList,
   AdapterListSchema,

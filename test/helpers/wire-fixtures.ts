@@ -28,6 +28,8 @@ export function workerInfo(fields: Partial<WorkerInfo> & {worker_id: string}): W
     group_id: null,
     role: null,
     last_failure: null,
+    requests_routed: 0,
+    tokens_relayed: 0,
     ...fields,
   };
 }

@@ -107,6 +107,68 @@ test("random frames, one after another through one cache, give ink's frames", t 
   }
 });
 
+test("rows of cells apart, as the table writes them, are joined from their cells and give ink's frames", t => {
+  let seed = 7;
+  const random = () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+  const red = (text: string) => `\u001B[31m${text}\u001B[39m`;
+  const cells = [
+    'worker-1',
+    'ab  ',
+    '  7',
+    red('ready '),
+    red(''),
+    '\u001B[1m⚠ 3s\u001B[22m',
+    '漢字',
+    'e\u0301x',
+    ' ',
+    '',
+    '▁▂█ 12.5',
+    '\u001B[7minverse\u001B[27m',
+    'tail   ',
+  ];
+  const frames = Array.from({length: 300}, () => ({
+    writes: Array.from({length: 4}, (_, y) => {
+      const row: Write[] = [];
+      let x = Math.floor(random() * 3);
+      for (let index = 0; index < 1 + Math.floor(random() * 6); index++) {
+        const text = cells[Math.floor(random() * cells.length)]!;
+        row.push({x, y, text});
+        // Cells one to three columns apart; now and then one that touches its neighbour or runs past the row's end.
+        x += text.length + (random() < 0.1 ? 0 : 1 + Math.floor(random() * 3));
+      }
+      return row;
+    }).flat(),
+  }));
+  for (let index = 1; index < frames.length; index += 3) {
+    frames[index] = frames[index - 1]!;
+  }
+  for (const [index, frame] of both(40, 4, frames).entries()) {
+    t.deepEqual(frame.cached, frame.ink, `frame ${index}`);
+  }
+});
+
+test('a row whose one cell changed costs ink that cell only, not the row', t => {
+  let calls = 0;
+  const counted = function (this: InkOutput) {
+    calls++;
+    return inkGet.call(this);
+  };
+  const cached = rowCachedGet(Output, counted);
+  const frame = (age: string) => {
+    const output = new Output({width: 60, height: 1});
+    ['worker-00000001', '\u001B[32mready\u001B[39m', 'gemma-3-270m', age].forEach((text, index) => output.write(2 + index * 16, 0, text, {transformers: []}));
+    return output;
+  };
+  t.is(cached.call(frame('0.1s')).output, inkGet.call(frame('0.1s')).output);
+  t.is(calls, 4, 'each cell made once');
+  calls = 0;
+  t.is(cached.call(frame('0.3s')).output, inkGet.call(frame('0.3s')).output);
+  t.is(calls, 1, 'only the changed cell');
+});
+
 test.serial('every frame of a live dashboard is the frame ink would draw', async t => {
   const checked = {frames: 0, mismatches: [] as string[]};
   const cached = rowCachedGet(Output, inkGet);

@@ -32,8 +32,8 @@ function describeWorkers(workers: Iterable<WorkerInfo>): string {
     worker.model,
     worker.device,
     worker.state,
-    String(worker.last_heartbeat?.requests_total ?? 0),
-    String(worker.last_heartbeat?.tokens_generated ?? 0),
+    String(worker.requests_routed),
+    String(worker.tokens_relayed),
     String(worker.last_heartbeat?.queue_depth ?? 0),
     formatAge(worker.last_heartbeat_at),
   ]);

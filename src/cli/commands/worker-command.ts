@@ -149,7 +149,7 @@ export function workerCommand(): Command {
 
   worker
     .command('list')
-    .description('list workers and their last heartbeat')
+    .description('list workers: the requests and tokens the hive routed to each, and their last heartbeat')
     .option('--all', 'include stopped and failed workers')
     .action(async (options: {all?: boolean}, command: Command) => {
       const list = await hiveClient(command).listWorkers({all: options.all === true});
@@ -165,8 +165,9 @@ export function workerCommand(): Command {
                 item.device,
                 item.state,
                 String(item.pid ?? '-'),
-                String(item.last_heartbeat?.requests_total ?? 0),
-                String(item.last_heartbeat?.tokens_generated ?? 0),
+                // The hive's own counts: current the moment a request ends, where the heartbeat's lag.
+                String(item.requests_routed),
+                String(item.tokens_relayed),
                 formatBytes(item.device === 'cpu' ? (item.last_heartbeat?.ram_used ?? 0) : (item.last_heartbeat?.vram_used ?? 0)),
                 formatAge(item.last_heartbeat_at),
               ]),

@@ -9,15 +9,15 @@ import {RbeeError} from '../../errors.js';
 import {baseModelNotice, isDefaultBaseModel} from '../../models/base-model.js';
 import {clientGoneSignal} from '../../http/client-gone.js';
 import {isOpenAiRoute, toOpenAiError} from '../../http/error-handling.js';
-import {writeSse} from '../../http/sse.js';
 import {validateBody} from '../../http/validate-body.js';
 import {ChatCompletionRequestSchema, CompletionRequestSchema, InferRequestSchema, type ModelList} from '../../protocol/wire.js';
 import {Router, servedModels} from '../router.js';
 import {answerTokens, streamTokens, type RequestEventSink} from '../request-events.js';
 import type {ModelsOnDemand} from '../models-on-demand.js';
+import type {RelayedTokens} from '../relayed-tokens.js';
 import type {Supervisor} from '../supervisor.js';
 import {workerAuthorization, workerUrl, type WorkerView} from '../worker-record.js';
-import {StreamEndWatch} from './stream-end.js';
+import {relayStream, type StreamingResponse} from './sse-relay.js';
 
 type Routed = {model?: string | undefined; stream?: boolean | undefined};
 
@@ -33,10 +33,12 @@ export type InferenceRouteOptions = {
   events?: RequestEventSink | undefined;
   /** Starts catalogue models a request names when nothing serves them. */
   onDemand?: ModelsOnDemand | undefined;
+  /** Where the tokens relayed are counted, per worker (what `rbee worker list` shows at once). */
+  relayed?: RelayedTokens | undefined;
 };
 
-/** Called with the tokens relayed so far (a whole answer once, a stream as it goes); null when nobody follows events. */
-type TokenTap = ((tokens: number) => void) | null;
+/** Called with the tokens relayed so far (a whole answer once, a stream as it goes). */
+type TokenTap = (tokens: number) => void;
 
 /** Progress events of a stream: at most one a second per request. */
 const progressEveryMs = 1_000;
@@ -121,7 +123,7 @@ async function relayWhole(reply: FastifyReply, worker: WorkerView, upstream: Res
   } catch (error) {
     throw new RbeeError('upstream_error', `worker ${worker.id} broke off its answer: ${(error as Error).message}`, {cause: error});
   }
-  if (tap !== null && upstream.ok) {
+  if (upstream.ok) {
     tap(answerTokens(text));
   }
   const retryAfter = upstream.headers.get('retry-after');
@@ -132,49 +134,6 @@ async function relayWhole(reply: FastifyReply, worker: WorkerView, upstream: Res
     .status(upstream.status)
     .header('content-type', upstream.headers.get('content-type') ?? 'application/json')
     .send(text);
-}
-
-/**
- * Relays a stream as it comes. A stream that ends without the worker's end marker (the worker or
- * its engine died, or the connection broke) gets an error event: a cut-off answer never reads as
- * a finished one.
- */
-async function relayStream(
-  reply: FastifyReply,
-  worker: WorkerView,
-  upstream: Response & {body: ReadableStream<Uint8Array>},
-  path: string,
-  tap: TokenTap,
-): Promise<void> {
-  const openAi = isOpenAiRoute(path);
-  reply.hijack();
-  reply.raw.writeHead(upstream.status, {
-    'content-type': upstream.headers.get('content-type') ?? 'text/event-stream',
-    'cache-control': 'no-cache, no-transform',
-    connection: 'keep-alive',
-  });
-  reply.raw.flushHeaders();
-  const end = new StreamEndWatch();
-  let broke: string | null = null;
-  try {
-    for await (const chunk of upstream.body) {
-      end.push(chunk);
-      reply.raw.write(chunk);
-      if (tap !== null) {
-        tap(streamTokens(path, chunk));
-      }
-    }
-  } catch (error) {
-    broke = (error as Error).message;
-  }
-  if (!reply.raw.destroyed && (broke !== null || !end.ended(openAi))) {
-    const error = new RbeeError(
-      'worker_failed',
-      `worker ${worker.id}'s stream ended before its end marker (${broke ?? 'the connection closed'}): the worker or its engine failed mid-answer`,
-    );
-    writeSse(reply.raw, openAi ? toOpenAiError(error) : {type: 'error', error: {code: error.code, message: error.message}});
-  }
-  reply.raw.end();
 }
 
 type RawBodyRequest = FastifyRequest & {rawBody?: Buffer};
@@ -230,16 +189,16 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
       });
       pending = 0;
     };
-    const tap: TokenTap =
-      following === null
-        ? null
-        : tokens => {
-            pending += tokens;
-            if (Date.now() - lastProgress >= progressEveryMs) {
-              lastProgress = Date.now();
-              event('progress');
-            }
-          };
+    const tap: TokenTap = tokens => {
+      options.relayed?.add(worker.id, tokens);
+      if (following !== null) {
+        pending += tokens;
+        if (Date.now() - lastProgress >= progressEveryMs) {
+          lastProgress = Date.now();
+          event('progress');
+        }
+      }
+    };
     event('started');
     try {
       const sent = await sendToWorker(worker, path, raw, cancel, options.workerTimeoutMs);
@@ -265,7 +224,18 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
       }
       status = upstream.status;
       if (streamed && upstream.ok && upstream.body !== null) {
-        await relayStream(reply, worker, upstream as Response & {body: ReadableStream<Uint8Array>}, path, tap);
+        const openAi = isOpenAiRoute(path);
+        await relayStream(upstream as StreamingResponse, reply, {
+          openAi,
+          onChunk: chunk => tap(streamTokens(path, chunk)),
+          cutOff: reason => {
+            const error = new RbeeError(
+              'worker_failed',
+              `worker ${worker.id}'s stream ended before its end marker (${reason}): the worker or its engine failed mid-answer`,
+            );
+            return openAi ? toOpenAiError(error) : {type: 'error', error: {code: error.code, message: error.message}};
+          },
+        });
       } else {
         await relayWhole(reply, worker, upstream, tap);
       }

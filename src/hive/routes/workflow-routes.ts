@@ -10,13 +10,12 @@ import type {ReadableStream as NodeReadableStream} from 'node:stream/web';
 import type {FastifyInstance, FastifyReply} from 'fastify';
 import {RbeeError} from '../../errors.js';
 import {clientGoneSignal} from '../../http/client-gone.js';
-import {writeSse} from '../../http/sse.js';
 import {validateBody} from '../../http/validate-body.js';
 import {parseOutputPath, WorkflowRequestSchema} from '../../protocol/wire.js';
 import type {Supervisor} from '../supervisor.js';
 import {isServing, type WorkerView} from '../worker-record.js';
 import {workerFetch} from './inference-routes.js';
-import {StreamEndWatch} from './stream-end.js';
+import {relayStream, type StreamingResponse} from './sse-relay.js';
 
 export type WorkflowRouteOptions = {
   /** The worker types whose adapter runs workflows. */
@@ -117,31 +116,16 @@ export function registerWorkflowRoutes(app: FastifyInstance, supervisor: Supervi
         await relayWhole(reply, upstream);
         return;
       }
-      reply.hijack();
-      reply.raw.writeHead(200, {
-        'content-type': upstream.headers.get('content-type') ?? 'text/event-stream',
-        'cache-control': 'no-cache, no-transform',
-        connection: 'keep-alive',
-        'x-rbee-workflow-id': workflowId,
+      await relayStream(upstream as StreamingResponse, reply, {
+        openAi: false,
+        headers: {'x-rbee-workflow-id': workflowId},
+        // A stream cut off without `done` or `error` (the worker died) never reads as a finished workflow.
+        cutOff: reason => {
+          const message = `worker ${worker.id}'s workflow stream ended before its end (${reason}): the worker or its engine failed`;
+          options.log(message);
+          return {type: 'error', workflow_id: workflowId, error: {code: 'worker_failed', message}};
+        },
       });
-      reply.raw.flushHeaders();
-      const end = new StreamEndWatch();
-      let broke: string | null = null;
-      try {
-        for await (const chunk of upstream.body) {
-          end.push(chunk);
-          reply.raw.write(chunk);
-        }
-      } catch (error) {
-        broke = (error as Error).message;
-      }
-      // A stream cut off without `done` or `error` (the worker died) never reads as a finished workflow.
-      if (!reply.raw.destroyed && (broke !== null || !end.ended(false))) {
-        const message = `worker ${worker.id}'s workflow stream ended before its end (${broke ?? 'the connection closed'}): the worker or its engine failed`;
-        options.log(message);
-        writeSse(reply.raw, {type: 'error', workflow_id: workflowId, error: {code: 'worker_failed', message}});
-      }
-      reply.raw.end();
     } finally {
       release();
     }

@@ -79,6 +79,13 @@ export const WorkerInfoSchema = z.object({
   role: GroupRoleSchema.nullable().default(null),
   /** Why its last process failed, kept while it restarts, so a client waiting for it can say why at once. */
   last_failure: z.string().nullable().default(null),
+  /**
+   * What the hive itself routed to it since it was spawned, counted as requests pass, so these are
+   * current the moment a request ends; the worker's own figures (last_heartbeat) lag by up to a
+   * heartbeat and count requests sent to it directly too.
+   */
+  requests_routed: count.default(0),
+  tokens_relayed: count.default(0),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfoSchema>;
 
