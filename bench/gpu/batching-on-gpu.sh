@@ -65,6 +65,10 @@ case "$stage" in
     xz -dc "$base/ggml-vocab-llama-bpe.gguf.xz" > ggml-vocab-llama-bpe.gguf
     tar -xJf "$base/gguf-py.tar.xz"
     log "node $(./node20 --version); $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); cores $(nproc)"
+    # The 8B-shaped model is written in the background (one core, ~5 GB) while the Gemma slices
+    # come; bench8b waits for it.
+    setsid nohup bash -c "PYTHONPATH=$work/gguf-py python3 synthetic-gguf.py --vocab ggml-vocab-llama-bpe.gguf --out synthetic-8b.gguf.tmp \
+      && mv synthetic-8b.gguf.tmp synthetic-8b.gguf" > "$work/synthetic.log" 2>&1 < /dev/null &
     ;;
   part)
     cp "${2:?slice dir}"/g* "$work/model/"
@@ -92,11 +96,13 @@ case "$stage" in
       label=gemma
     else
       model=synthetic-8b.gguf
-      if [[ ! -f "$model" ]]; then
-        log "writing the synthetic 8B model"
-        PYTHONPATH="$work/gguf-py" python3 synthetic-gguf.py --vocab ggml-vocab-llama-bpe.gguf --out "$model.tmp" && mv "$model.tmp" "$model"
-        log "model: $(du -h "$model" | cut -f1)"
-      fi
+      waited=0
+      while [[ ! -f "$model" ]] && pgrep -f synthetic-gguf > /dev/null; do
+        sleep 2
+        waited=$((waited + 2))
+      done
+      [[ -f "$model" ]] || { log "the synthetic 8B model did not appear:"; tail -20 synthetic.log; exit 1; }
+      log "model: $(du -h "$model" | cut -f1) (waited ${waited}s)"
       label=synthetic-8b
     fi
     timeout 500 ./node20 batching.mjs native/index.js "$model" "$out/batching-$label.json" "$@" 2>&1 | tee "$out/batching-$label.log"
