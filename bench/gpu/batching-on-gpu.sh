@@ -9,6 +9,9 @@
 #                                                            # slice of Gemma) and <dir>/g0.. (the rest), each < 60 MiB
 #   bash <dir>/base/batching-on-gpu.sh setup <dir>/base      # THERE: unpack into /root/gb
 #   bash <dir>/base/batching-on-gpu.sh part <dir>/gN         # THERE: one slice of the Gemma model
+#   bash <dir>/base/batching-on-gpu.sh llama <dir>/llama     # THERE: a prebuilt llama.cpp CUDA bin/ (optional;
+#                                                            # ~/.cache/rbee/device/llama-cuda-sm90-*-shared-bin.tar.xz,
+#                                                            # prepare copies it when it is there); bench then adds --llama-server
 #   bash <dir>/base/batching-on-gpu.sh bench <out> [args]    # THERE: batching.mjs on Gemma (args go to it)
 #   bash <dir>/base/batching-on-gpu.sh bench8b <out> [args]  # THERE: write the 8B-shaped model, batching.mjs on it
 #
@@ -50,6 +53,10 @@ case "$stage" in
     tail -c +$(( first + 1 )) "$model" | split -b 62914560 -d -a 1 - "$dir/split/g"
     for f in "$dir"/split/g*; do mkdir -p "$dir/$(basename "$f")" && mv "$f" "$dir/$(basename "$f")/"; done
     rmdir "$dir/split"
+    llama="$(ls "${RBEE_CACHE:-$HOME/.cache/rbee}"/device/llama-cuda-sm90-*-shared-bin.tar.xz 2>/dev/null | head -1)"
+    if [[ -n "$llama" ]]; then
+      mkdir -p "$dir/llama" && cp "$llama" "$dir/llama/"
+    fi
     du -sh "$dir"/* >&2
     ;;
   setup)
@@ -73,6 +80,11 @@ case "$stage" in
   part)
     cp "${2:?slice dir}"/g* "$work/model/"
     log "slices: $(ls "$work/model" | tr '\n' ' ')"
+    ;;
+  llama)
+    mkdir -p "$work/llama"
+    tar -C "$work/llama" -xJf "${2:?llama dir}"/llama-cuda-*.tar.xz
+    log "llama.cpp: $(ls "$work/llama/bin" | tr '\n' ' ')"
     ;;
   bench | bench8b)
     out="${2:?out}"
@@ -105,7 +117,9 @@ case "$stage" in
       log "model: $(du -h "$model" | cut -f1) (waited ${waited}s)"
       label=synthetic-8b
     fi
-    timeout 500 ./node20 batching.mjs native/index.js "$model" "$out/batching-$label.json" "$@" 2>&1 | tee "$out/batching-$label.log"
+    extra=()
+    [[ -x "$work/llama/bin/llama-server" ]] && extra=(--llama-server "$work/llama/bin")
+    timeout 500 ./node20 batching.mjs native/index.js "$model" "$out/batching-$label.json" "${extra[@]}" "$@" 2>&1 | tee "$out/batching-$label.log"
     ;;
   *)
     echo "unknown stage $stage" >&2
