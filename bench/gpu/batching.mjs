@@ -25,7 +25,9 @@ import {setTimeout as sleep} from 'node:timers/promises';
 
 const [loaderPath, modelPath, outPath, ...rest] = process.argv.slice(2);
 if (!loaderPath || !modelPath || !outPath) {
-  console.error('usage: node batching.mjs <native/index.js> <model.gguf> <out.json> [--parallel N] [--ctx N] [--check-tokens N] [--tokens N] [--streams 1,8,32]');
+  console.error(
+    'usage: node batching.mjs <native/index.js> <model.gguf> <out.json> [--parallel N] [--ctx N] [--check-tokens N] [--tokens N] [--streams 1,8,32]',
+  );
   process.exit(2);
 }
 const flag = (name, fallback) => {
