@@ -162,8 +162,8 @@ export interface LoadOptions {
    */
   tensorParallel?: TensorParallelOptions
   /**
-   * Streams served at once, batched (each with a KV cache of `contextSize`); default 1. The
-   * graph path serves one for now (`info.parallel` says what the model got).
+   * Streams served at once, batched (each with a KV cache of `contextSize`); default 1. A
+   * tensor-parallel rank serves one (`info.parallel` says what the model got).
    */
   parallel?: number
 }

@@ -20,8 +20,8 @@ pub struct LoadOptions {
     /// Rank 0 of a tensor-parallel group on the CPU (the ggml path, sharded), or, with only
     /// `blocks`, one process computing exactly what such a group computes.
     pub tensor_parallel: Option<TensorParallelOptions>,
-    /// Streams served at once, batched (each with a KV cache of `contextSize`); default 1. The
-    /// graph path serves one for now (`info.parallel` says what the model got).
+    /// Streams served at once, batched (each with a KV cache of `contextSize`); default 1. A
+    /// tensor-parallel rank serves one (`info.parallel` says what the model got).
     pub parallel: Option<u32>,
 }
 

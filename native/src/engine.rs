@@ -34,8 +34,8 @@ pub struct LoadOptions {
     pub forward: Option<ForwardPath>,
     /// Rank 0 of a tensor-parallel group (or its single-process reference): the ggml path, sharded.
     pub tensor_parallel: Option<crate::model::shard::launch::TensorParallel>,
-    /// Streams served at once (one KV cache of `context_size` each); None or 0: one. The graph
-    /// path serves one for now, whatever is asked (`ModelInfo::parallel` says what it got).
+    /// Streams served at once (one KV cache of `context_size` each); None or 0: one. A
+    /// tensor-parallel rank serves one, whatever is asked (`ModelInfo::parallel` says what it got).
     pub parallel: Option<usize>,
 }
 

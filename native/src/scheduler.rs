@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::engine::{FinishReason, GenerateOutcome};
 use crate::error::{EngineError, EngineResult};
-use crate::model::decoder::{Decoder, Segment};
+use crate::model::decoder::{Decoder, Segment, StepOutput as Output};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::stop::{Pushed, TextStream};
 use crate::tokenizer::Tokenizer;
@@ -345,13 +345,13 @@ fn step(shared: &Shared, streams: &mut Vec<Stream>) {
         .collect();
     let segments: Vec<Segment> =
         planned.iter().zip(&inputs).map(|((index, _), tokens)| Segment { slot: streams[*index].slot, tokens, start: streams[*index].position }).collect();
-    // Greedy on a path that picks the token on the device: one id per stream comes back
-    // instead of the vocabulary's logits.
-    let greedy = shared.device_greedy && planned.iter().all(|(index, _)| streams[*index].sampler.is_greedy());
+    // A greedy stream on a path that picks the token on the device gets one id back instead of
+    // the vocabulary's logits; the others in the same step still get their logits.
+    let greedy: Vec<bool> = planned.iter().map(|(index, _)| shared.device_greedy && streams[*index].sampler.is_greedy()).collect();
     let outputs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut decoder = lock(&shared.decoder);
-        if greedy {
-            decoder.step_greedy(&segments).map(|tokens| tokens.into_iter().map(Output::Token).collect::<Vec<_>>())
+        if greedy.iter().any(|&g| g) {
+            decoder.step_outputs(&segments, &greedy)
         } else {
             decoder.step(&segments).map(|all| all.into_iter().map(Output::Logits).collect())
         }
@@ -388,11 +388,6 @@ fn step(shared: &Shared, streams: &mut Vec<Stream>) {
     for (index, reason) in ended {
         streams.remove(index).finish(reason, shared);
     }
-}
-
-enum Output {
-    Token(u32),
-    Logits(Vec<f32>),
 }
 
 #[cfg(test)]

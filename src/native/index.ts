@@ -161,7 +161,7 @@ export type NativeLoadOptions = {
   forward?: NativeForwardPath;
   /**
    * Streams served at once, batched step by step (each with a KV cache of `contextSize`);
-   * default 1. The graph path serves one for now: `info.parallel` says what the model got.
+   * default 1. A tensor-parallel rank serves one: `info.parallel` says what the model got.
    */
   parallel?: number;
   /** Load progress, 0..1. */

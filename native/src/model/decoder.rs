@@ -100,13 +100,20 @@ pub struct Segment<'a> {
     pub start: usize,
 }
 
+/// What a step gives a segment: the greedy token picked on the device, or the logits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutput {
+    Token(u32),
+    Logits(Vec<f32>),
+}
+
 /// A loaded model behind either forward path; the engine sees one interface.
 ///
 /// Continuous batching goes through `slots` and `step`: a path that serves several streams keeps
 /// one KV cache per slot and runs one step for all of them. The ggml path batches (each weight
 /// read once per step); the tensor path runs the segments of a step one after another (per-slot
-/// caches, so streams interleave, but no shared weight reads yet); the graph path has one slot
-/// until its batch buckets are wired to per-slot caches (GPU batching is later work).
+/// caches, so streams interleave, but no shared weight reads yet); the graph path runs a step's
+/// rows (each with its own slot) through one captured graph per batch bucket.
 pub enum Decoder {
     Ggml(Transformer),
     Tensor(TensorTransformer),
@@ -133,7 +140,7 @@ impl Decoder {
             ForwardPath::Ggml => Decoder::Ggml(Transformer::load(config, content, reader, device, context_size, slots, progress)?),
             ForwardPath::Tensor => Decoder::Tensor(TensorTransformer::load(config, content, reader, device, context_size, slots, progress)?),
             #[cfg(feature = "cuda")]
-            ForwardPath::Graph => Decoder::Graph(Box::new(GraphDecoder::load(config, content, reader, device, context_size, progress)?)),
+            ForwardPath::Graph => Decoder::Graph(Box::new(GraphDecoder::load(config, content, reader, device, context_size, slots, progress)?)),
             #[cfg(not(feature = "cuda"))]
             ForwardPath::Graph => {
                 return Err(EngineError::new(
@@ -183,8 +190,8 @@ impl Decoder {
         }
     }
 
-    /// Streams this model can hold at once (one KV cache each): what the load asked for on the
-    /// paths that batch, 1 on the graph path.
+    /// Streams this model can hold at once (one KV cache each): what the load asked for, 1 on a
+    /// tensor-parallel rank.
     pub fn slots(&self) -> usize {
         match self {
             Decoder::Ggml(model) => model.slots(),
@@ -192,7 +199,7 @@ impl Decoder {
             // A tensor-parallel rank runs one stream: its shards step in lockstep on the same ids.
             Decoder::Sharded(_) => 1,
             #[cfg(feature = "cuda")]
-            Decoder::Graph(_) => 1,
+            Decoder::Graph(model) => model.slots(),
         }
     }
 
@@ -206,22 +213,34 @@ impl Decoder {
                 Ok(vec![model.forward(segments[0].tokens, segments[0].start)?])
             }
             #[cfg(feature = "cuda")]
-            Decoder::Graph(model) => {
-                super::check_segments(segments, 1, model.context_size())?;
-                Ok(vec![model.forward(segments[0].tokens, segments[0].start)?])
+            Decoder::Graph(_) => {
+                let greedy = vec![false; segments.len()];
+                self.step_outputs(segments, &greedy)?
+                    .into_iter()
+                    .map(|out| match out {
+                        StepOutput::Logits(logits) => Ok(logits),
+                        StepOutput::Token(_) => Err(EngineError::internal("the step gave a token for logits")),
+                    })
+                    .collect()
             }
         }
     }
 
-    /// `step` where every segment wants its greedy token: picked on the device where the path
-    /// can (the graph path, one slot), else the first maximum of each segment's logits.
-    pub fn step_greedy(&mut self, segments: &[Segment]) -> EngineResult<Vec<u32>> {
+    /// `step` where segment i wants only its greedy token when `greedy[i]`: picked on the device
+    /// where the path can (the graph path; no logits copied out for it), else the logits' first
+    /// maximum. The other segments get their logits.
+    pub fn step_outputs(&mut self, segments: &[Segment], greedy: &[bool]) -> EngineResult<Vec<StepOutput>> {
         #[cfg(feature = "cuda")]
         if let Decoder::Graph(model) = self {
-            super::check_segments(segments, 1, model.context_size())?;
-            return Ok(vec![model.forward_greedy(segments[0].tokens, segments[0].start)?]);
+            super::check_segments(segments, model.slots(), model.context_size())?;
+            return model.step(segments, greedy);
         }
-        Ok(self.step(segments)?.iter().map(|logits| crate::sampling::argmax(logits)).collect())
+        let all = self.step(segments)?;
+        Ok(all
+            .into_iter()
+            .zip(greedy.iter().copied().chain(std::iter::repeat(false)))
+            .map(|(logits, greedy)| if greedy { StepOutput::Token(crate::sampling::argmax(&logits)) } else { StepOutput::Logits(logits) })
+            .collect())
     }
 
     /// Runs `tokens` at positions `start..` of slot 0 (the cache must hold `0..start`) and

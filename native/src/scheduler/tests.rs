@@ -15,7 +15,7 @@ use super::{plan, Event, Job, Scheduler, Stream};
 use crate::engine::{FinishReason, GenerateOutcome};
 use crate::gguf::Metadata;
 use crate::model::config::{Arch, Config};
-use crate::model::decoder::{Decoder, ForwardPath, Segment};
+use crate::model::decoder::{Decoder, ForwardPath, Segment, StepOutput};
 use crate::model::tensor::tiny_gguf::{tiny_gguf, Matrices, TINY};
 use crate::sampling::SamplingParams;
 use crate::tokenizer::Tokenizer;
@@ -83,6 +83,20 @@ fn alone(arch: Arch, prompt: &[u32], max_tokens: usize, chunk: usize) -> Vec<u32
 
 /// Logits of every segment of a mixed step (prompt slices and decode tokens at different
 /// positions of different slots) equal, bit for bit, those of the same tokens run alone.
+#[test]
+fn a_step_gives_greedy_segments_a_token_and_the_others_their_logits() {
+    let mut decoder = load(Arch::Llama, Matrices::Quantized, ForwardPath::Ggml, 3);
+    let prompts = [prompt(5, 4), prompt(6, 2), prompt(7, 6)];
+    let segments: Vec<Segment> = prompts.iter().enumerate().map(|(slot, tokens)| Segment { slot, tokens, start: 0 }).collect();
+    let outputs = decoder.step_outputs(&segments, &[true, false, true]).unwrap();
+    let mut reference = load(Arch::Llama, Matrices::Quantized, ForwardPath::Ggml, 3);
+    let logits = reference.step(&segments).unwrap();
+    assert_eq!(outputs.len(), 3);
+    assert_eq!(outputs[0], StepOutput::Token(crate::sampling::argmax(&logits[0])));
+    assert_eq!(outputs[1], StepOutput::Logits(logits[1].clone()));
+    assert_eq!(outputs[2], StepOutput::Token(crate::sampling::argmax(&logits[2])));
+}
+
 #[test]
 fn a_batched_step_gives_each_slot_its_logits_alone() {
     for arch in [Arch::Gemma3, Arch::Llama, Arch::Qwen2, Arch::Qwen3] {

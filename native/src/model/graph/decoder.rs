@@ -20,7 +20,8 @@ use super::args::{AttnArgs, AttnReduceArgs, GluArgs, MmvqArgs, MmvqSeg, NormArgs
 use super::plan::{self, BufferSizes, MatShape};
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::model::config::{Activation, Arch, Config};
-use crate::model::Loader;
+use crate::model::decoder::StepOutput;
+use crate::model::{Loader, Segment};
 
 #[path = "prefill.rs"]
 mod prefill;
@@ -181,8 +182,8 @@ impl Buffers {
             argmax_idx: f32s(sizes.argmax)?,
             tokens: f32s(batch)?,
             pos: f32s(batch)?,
-            // Every row uses cache slot 0: the rows of a step are one sequence's consecutive
-            // prompt tokens (batched prefill). Continuous batching gives each row its own slot.
+            // Each row's KV-cache slot: a step's rows are decoding streams' tokens and prompt
+            // slices, each in its own stream's slot.
             slot: DeviceBuffer::zeroed(ctx, 4 * batch)?,
         })
     }
@@ -208,14 +209,18 @@ pub struct GraphDecoder {
     slot_stride: usize,
     layer_stride: usize,
     capacity: usize,
+    /// Streams served at once: one KV cache of `capacity` positions each.
+    slots: usize,
+    /// Batch sizes with a captured graph, ascending.
+    buckets: Vec<usize>,
     n_ff: usize,
-    /// Attention splits of each captured graph, by batch size.
-    nsplit: HashMap<usize, usize>,
+    /// Attention splits, the same in every captured graph: a row's arithmetic must not depend
+    /// on how many rows share its step (a stream batched gets what it gets alone).
+    nsplit: usize,
     buffers: Buffers,
-    /// The captured step, per batch size: 1 (decode) and PREFILL_ROWS (the prompt, a chunk a replay).
+    /// The captured step, per batch bucket (plan::batch_buckets): a step's rows go to the
+    /// smallest bucket that holds them.
     graphs: HashMap<usize, Graph>,
-    /// The batch row whose logits and greedy token the last replay left (the last real token).
-    last_row: usize,
     kernels_per_step: usize,
     /// The GEMM prefill's buffers (None while loading).
     prefill: Option<prefill::Prefill>,
@@ -286,6 +291,7 @@ impl GraphDecoder {
         reader: &mut R,
         device: &Device,
         context_size: usize,
+        slots: usize,
         progress: &mut dyn FnMut(f64),
     ) -> EngineResult<Self> {
         let cuda = match device {
@@ -297,10 +303,11 @@ impl GraphDecoder {
         cu("bind", ctx.bind_to_thread())?;
         let sms = cu("attribute", ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT))? as usize;
         let capacity = context_size.max(1);
-        let batch = plan::PREFILL_ROWS;
-        let nsplit: HashMap<usize, usize> =
-            [1, batch].into_iter().map(|b| plan::attention_splits(config.n_head_kv, b, sms).map(|n| (b, n))).collect::<EngineResult<_>>()?;
-        let max_split = nsplit.values().copied().max().unwrap_or(1);
+        let slots = slots.max(1);
+        let buckets = plan::batch_buckets(slots);
+        let batch = *buckets.last().expect("at least one bucket");
+        let nsplit = plan::attention_splits(config.n_head_kv, 1, sms)?;
+        let max_split = nsplit;
 
         // Every matrix's type and shape first: a type without a kernel, or a model that does not
         // fit, fails here with nothing allocated.
@@ -335,7 +342,7 @@ impl GraphDecoder {
         let qkv_width = (config.n_head + 2 * config.n_head_kv) * config.head_dim;
         let gemma = config.arch == Arch::Gemma3;
         let prefill_bytes = prefill::prefill_bytes(config.n_embd, attn, qkv_width, n_ff, config.n_head, config.head_dim, chunk, w16, gemma);
-        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, 1), buffers: sizes.bytes() + prefill_bytes };
+        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, slots), buffers: sizes.bytes() + prefill_bytes };
         let (free, total) = cu("memory info", result::mem_get_info())?;
         // The modules, the graph and the driver's own allocations take some too.
         let margin = 256 << 20;
@@ -344,7 +351,7 @@ impl GraphDecoder {
             return Err(EngineError::new(
                 ErrorCode::InsufficientVram,
                 format!(
-                    "the model needs {:.2} GiB on the GPU ({:.2} GiB weights, {:.2} GiB KV cache for {capacity} positions, {:.2} GiB buffers and headroom); {:.2} of {:.2} GiB are free",
+                    "the model needs {:.2} GiB on the GPU ({:.2} GiB weights, {:.2} GiB KV cache for {slots} x {capacity} positions, {:.2} GiB buffers and headroom); {:.2} of {:.2} GiB are free",
                     gib(needed),
                     gib(need.weights),
                     gib(need.cache),
@@ -423,7 +430,7 @@ impl GraphDecoder {
         }
 
         let slot_stride = config.n_head_kv * capacity * config.head_dim;
-        let layer_stride = slot_stride;
+        let layer_stride = slots * slot_stride;
         let cache_half = 2 * layer_stride * config.n_layer;
         let k_cache = DeviceBuffer::zeroed(&ctx, cache_half)?;
         let v_cache = DeviceBuffer::zeroed(&ctx, cache_half)?;
@@ -446,17 +453,18 @@ impl GraphDecoder {
             slot_stride,
             layer_stride,
             capacity,
+            slots,
+            buckets: buckets.clone(),
             n_ff,
             nsplit,
             buffers,
             graphs: HashMap::new(),
-            last_row: 0,
             kernels_per_step: 0,
             prefill: None,
             weight_bytes,
             cache_bytes: 2 * cache_half,
         };
-        for rows in [1, batch] {
+        for &rows in &buckets {
             for name in decoder.kernel_names(rows) {
                 kernels.require(&name)?;
             }
@@ -466,13 +474,18 @@ impl GraphDecoder {
         }
         decoder.kernels = kernels;
         decoder.prefill = Some(prefill::Prefill::new(&decoder, chunk)?);
-        decoder.capture(1)?;
-        decoder.capture(batch)?;
+        for &rows in &buckets {
+            decoder.capture(rows)?;
+        }
         Ok(decoder)
     }
 
     pub fn context_size(&self) -> usize {
         self.capacity
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
     }
 
     pub fn cache_bytes(&self) -> usize {
@@ -493,6 +506,7 @@ impl GraphDecoder {
     }
 
     fn kernel_names(&self, batch: usize) -> Vec<String> {
+        let batch = batch.min(plan::MAX_KERNEL_BATCH);
         let mut names = vec!["rbee_embed_rows".to_string(), "rbee_rmsnorm_q8_1".to_string(), "rbee_rope_kv".to_string(), "rbee_argmax_final".to_string()];
         names.push(format!("rbee_attn_split_{}", self.config.head_dim));
         names.push(format!("rbee_attn_reduce_{}", self.config.head_dim));
@@ -540,13 +554,42 @@ impl GraphDecoder {
         self.launch("rbee_rmsnorm_q8_1", (rows as u32, 1, 1), 1024, 4 * cfg.n_embd as u32, &args)
     }
 
-    /// One mmvq launch over up to three segments that share a type and K.
+    /// mmvq over up to three segments that share a type and K: one launch per group of up to
+    /// MAX_KERNEL_BATCH batch rows (each group reads the weights once; a row's arithmetic is the
+    /// same in any group). Returns the grid and the launch count.
     #[allow(clippy::too_many_arguments)]
-    fn mmvq(&self, rows: usize, segs: &[(&Mat, u64, u64, i32, i32)], xq: u64, xds: u64, k: usize, head: Option<(u64, u64)>) -> EngineResult<u32> {
+    fn mmvq(&self, rows: usize, segs: &[(&Mat, u64, u64, i32, i32)], xq: u64, xds: u64, k: usize, head: Option<(u64, u64)>) -> EngineResult<(u32, usize)> {
+        let mut launches = 0;
+        let mut grid = 0;
+        for c0 in (0..rows).step_by(plan::MAX_KERNEL_BATCH) {
+            let nc = (rows - c0).min(plan::MAX_KERNEL_BATCH);
+            let at = |base: u64, ld: i32| if base == 0 { 0 } else { base + 4 * (c0 * ld as usize) as u64 };
+            let segs: Vec<_> = segs.iter().map(|&(mat, out, res, ldo, ldr)| (mat, at(out, ldo), at(res, ldr), ldo, ldr)).collect();
+            let (xq, xds) = (xq + (c0 * k) as u64, xds + 4 * (c0 * (k / 32)) as u64);
+            let first = segs[0].0;
+            let total: usize = segs.iter().map(|s| s.0.shape.rows).sum();
+            let wpr = plan::warps_per_row(&first.shape, total, self.sms);
+            grid = if head.is_some() { plan::head_grid(total, wpr, self.sms) } else { plan::mmvq_grid(total, wpr) };
+            let head = head.map(|(val, idx)| (val + 4 * (c0 * grid as usize) as u64, idx + 4 * (c0 * grid as usize) as u64));
+            self.mmvq_group(nc, &segs, xq, xds, k, head, grid, wpr)?;
+            launches += 1;
+        }
+        Ok((grid, launches))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mmvq_group(
+        &self,
+        rows: usize,
+        segs: &[(&Mat, u64, u64, i32, i32)],
+        xq: u64,
+        xds: u64,
+        k: usize,
+        head: Option<(u64, u64)>,
+        grid: u32,
+        wpr: i32,
+    ) -> EngineResult<()> {
         let first = segs[0].0;
-        let total: usize = segs.iter().map(|s| s.0.shape.rows).sum();
-        let wpr = plan::warps_per_row(&first.shape, total, self.sms);
-        let grid = if head.is_some() { plan::head_grid(total, wpr, self.sms) } else { plan::mmvq_grid(total, wpr) };
         let mut args = MmvqArgs {
             xq,
             xds,
@@ -568,8 +611,7 @@ impl GraphDecoder {
             args.ld_argmax = grid as i32;
         }
         let name = format!("rbee_mmvq_{}_{rows}", first.shape.qtype.kernel_name());
-        self.launch(&name, (grid, 1, 1), 128, 0, &args)?;
-        Ok(grid)
+        self.launch(&name, (grid, 1, 1), 128, 0, &args)
     }
 
     /// Enqueues one decode step for `rows` batch rows on the stream; returns the kernel count.
@@ -583,7 +625,7 @@ impl GraphDecoder {
         let qkv_ld = ((nh + 2 * nkv) * hd) as i32;
         let gemma = self.gemma();
         let branch = ptr(&b.branch);
-        let nsplit = self.nsplit.get(&rows).copied().unwrap_or(1);
+        let nsplit = self.nsplit;
         let mut kernels = 0;
 
         let emb = &self.embeddings;
@@ -607,8 +649,7 @@ impl GraphDecoder {
             let types = [layer.qkv[0].shape.qtype, layer.qkv[1].shape.qtype, layer.qkv[2].shape.qtype];
             for (first, count) in plan::qkv_launches(types) {
                 let segs: Vec<_> = (first..first + count).map(|i| (&layer.qkv[i], outs[i], ptr(&layer.qkv_bias[i]), qkv_ld, 0)).collect();
-                self.mmvq(rows, &segs, b.xq.ptr, b.xds.ptr, d, None)?;
-                kernels += 1;
+                kernels += self.mmvq(rows, &segs, b.xq.ptr, b.xds.ptr, d, None)?.1;
             }
             let cache_offset = 2 * (il * self.layer_stride) as u64;
             let rope = RopeArgs {
@@ -675,31 +716,35 @@ impl GraphDecoder {
             kernels += 3;
             // o-projection: into the residual (llama family) or into `branch` for Gemma's post norm.
             let (out, res) = if gemma { (branch, 0) } else { (b.x.ptr, b.x.ptr) };
-            self.mmvq(rows, &[(&layer.o, out, res, d as i32, d as i32)], b.aq.ptr, b.ads.ptr, attn_width, None)?;
+            kernels += self.mmvq(rows, &[(&layer.o, out, res, d as i32, d as i32)], b.aq.ptr, b.ads.ptr, attn_width, None)?.1;
             let pre = if gemma { Some((branch, ptr(&layer.post_attn_norm))) } else { None };
             self.norm(rows, layer.ffn_norm.ptr, pre)?;
-            let glu = GluArgs {
-                w_gate: layer.gate.buffer.ptr,
-                w_up: layer.up.buffer.ptr,
-                xq: b.xq.ptr,
-                xds: b.xds.ptr,
-                yq: b.hq.ptr,
-                yds: b.hds.ptr,
-                y: 0,
-                w_stride: layer.gate.shape.row_bytes() as i64,
-                k: d as i32,
-                f: self.n_ff as i32,
-                ldxq: d as i32,
-                ldxds: (d / 32) as i32,
-                ldyq: self.n_ff as i32,
-                ldyds: (self.n_ff / 32) as i32,
-                ldy: 0,
-                act: i32::from(cfg.activation == Activation::Gelu),
-            };
-            let glu_name = format!("rbee_mmvq_glu_{}_{rows}", layer.gate.shape.qtype.kernel_name());
-            self.launch(&glu_name, ((self.n_ff / 32) as u32, 1, 1), 256, 0, &glu)?;
-            self.mmvq(rows, &[(&layer.down, out, res, d as i32, d as i32)], b.hq.ptr, b.hds.ptr, self.n_ff, None)?;
-            kernels += 4;
+            for c0 in (0..rows).step_by(plan::MAX_KERNEL_BATCH) {
+                let nc = (rows - c0).min(plan::MAX_KERNEL_BATCH);
+                let glu = GluArgs {
+                    w_gate: layer.gate.buffer.ptr,
+                    w_up: layer.up.buffer.ptr,
+                    xq: b.xq.ptr + (c0 * d) as u64,
+                    xds: b.xds.ptr + 4 * (c0 * (d / 32)) as u64,
+                    yq: b.hq.ptr + (c0 * self.n_ff) as u64,
+                    yds: b.hds.ptr + 4 * (c0 * (self.n_ff / 32)) as u64,
+                    y: 0,
+                    w_stride: layer.gate.shape.row_bytes() as i64,
+                    k: d as i32,
+                    f: self.n_ff as i32,
+                    ldxq: d as i32,
+                    ldxds: (d / 32) as i32,
+                    ldyq: self.n_ff as i32,
+                    ldyds: (self.n_ff / 32) as i32,
+                    ldy: 0,
+                    act: i32::from(cfg.activation == Activation::Gelu),
+                };
+                let glu_name = format!("rbee_mmvq_glu_{}_{nc}", layer.gate.shape.qtype.kernel_name());
+                self.launch(&glu_name, ((self.n_ff / 32) as u32, 1, 1), 256, 0, &glu)?;
+                kernels += 1;
+            }
+            kernels += self.mmvq(rows, &[(&layer.down, out, res, d as i32, d as i32)], b.hq.ptr, b.hds.ptr, self.n_ff, None)?.1;
+            kernels += 1;
         }
         kernels += self.enqueue_head(rows)?;
         Ok(kernels)
@@ -714,13 +759,14 @@ impl GraphDecoder {
         let pre = if self.gemma() { self.layers.last().map(|l| (branch, ptr(&l.post_ffn_norm))) } else { None };
         self.norm(rows, self.output_norm.ptr, pre)?;
         let vocab = cfg.n_vocab as i32;
-        let grid = self.mmvq(rows, &[(self.head(), b.logits.ptr, 0, vocab, 0)], b.xq.ptr, b.xds.ptr, d, Some((b.argmax_val.ptr, b.argmax_idx.ptr)))?;
+        let (grid, launches) =
+            self.mmvq(rows, &[(self.head(), b.logits.ptr, 0, vocab, 0)], b.xq.ptr, b.xds.ptr, d, Some((b.argmax_val.ptr, b.argmax_idx.ptr)))?;
         let function = self.kernels.get("rbee_argmax_final")?;
         let (nparts, ld, no_value) = (grid as i32, grid as i32, 0u64);
         let mut builder = self.stream.launch_builder(function);
         builder.arg(&b.argmax_val.ptr).arg(&b.argmax_idx.ptr).arg(&nparts).arg(&ld).arg(&b.tokens.ptr).arg(&no_value).arg(&b.pos.ptr);
         cu("rbee_argmax_final", unsafe { builder.launch(LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }) })?;
-        Ok(3)
+        Ok(2 + launches)
     }
 
     fn capture(&mut self, rows: usize) -> EngineResult<()> {
@@ -740,66 +786,137 @@ impl GraphDecoder {
         Ok(())
     }
 
-    /// Runs `tokens` at positions `start..` and leaves the last one's logits and greedy token on
-    /// the device (row `last_row`). One token: the batch-1 graph (decode). More (the prompt):
-    /// the PREFILL_ROWS graph, a chunk of consecutive tokens of the one sequence per replay — the
-    /// rows write their K/V (RoPE kernel) before any row attends, and row i attends to positions
-    /// up to its own, so a chunk is causal. A short last chunk repeats its last token at its
-    /// position in the spare rows: they write the same K/V to the same cell, and the kernels'
-    /// per-row arithmetic does not depend on the batch width, so the result is the same as
-    /// one token per replay.
-    fn replay(&mut self, tokens: &[u32], start: usize) -> EngineResult<()> {
-        let n = tokens.len();
-        if n == 0 || start + n > self.capacity {
-            return Err(EngineError::internal(format!("forward of {n} tokens at {start} does not fit {} positions", self.capacity)));
-        }
-        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
-            return Err(EngineError::invalid_request(format!("token {bad} is outside the vocabulary of {}", self.config.n_vocab)));
+    /// The smallest captured bucket that holds `rows` rows (the largest when none does).
+    fn bucket_for(&self, rows: usize) -> usize {
+        self.buckets.iter().copied().find(|&b| b >= rows).unwrap_or_else(|| self.max_bucket())
+    }
+
+    fn max_bucket(&self) -> usize {
+        self.buckets.last().copied().unwrap_or(1)
+    }
+
+    /// One batched step: each segment's `tokens` at positions `start..` of its own slot (whose
+    /// cache must hold `0..start`); returns, per segment, the greedy token after its last token
+    /// (where `greedy[i]`, picked on the GPU) or that token's logits.
+    ///
+    /// A prompt slice longer than GEMM_PREFILL_MIN takes the GEMM prefill by itself, as it would
+    /// alone. Every other token is a row of one graph replay (several when the rows outnumber
+    /// the largest bucket): the decoding streams' next tokens and short prompt slices side by
+    /// side, each row with its own token, position and slot. All rows write their K/V (RoPE
+    /// kernel) before any row attends, and a row attends to its slot's positions up to its own,
+    /// so a prompt slice's rows are causal within a replay. The spare rows of a bucket repeat the
+    /// last row: the same K/V into the same cell, their outputs unread. Each row's arithmetic is
+    /// the same in every bucket (the kernels work per row and every graph has the same attention
+    /// splits), so a stream batched gets bit for bit what it gets alone.
+    pub fn step(&mut self, segments: &[Segment], greedy: &[bool]) -> EngineResult<Vec<StepOutput>> {
+        for seg in segments {
+            let n = seg.tokens.len();
+            if n == 0 || seg.start + n > self.capacity || seg.slot >= self.slots {
+                return Err(EngineError::internal(format!(
+                    "forward of {n} tokens at {} of slot {} does not fit {} slots of {} positions",
+                    seg.start, seg.slot, self.slots, self.capacity
+                )));
+            }
+            if let Some(bad) = seg.tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
+                return Err(EngineError::invalid_request(format!("token {bad} is outside the vocabulary of {}", self.config.n_vocab)));
+            }
         }
         cu("bind", self.ctx.bind_to_thread())?;
-        if prefill::use_gemm_prefill(n) && self.prefill.is_some() {
-            self.prefill(tokens, start)?;
-            self.last_row = 0;
-            return Ok(());
+        let mut outputs: Vec<Option<StepOutput>> = segments.iter().map(|_| None).collect();
+        // [token, position, slot] per row, and (row, segment) of each segment's last row.
+        let mut rows: Vec<[i32; 3]> = Vec::new();
+        let mut wanted: Vec<(usize, usize)> = Vec::new();
+        for (i, seg) in segments.iter().enumerate() {
+            if prefill::use_gemm_prefill(seg.tokens.len()) && self.prefill.is_some() {
+                self.prefill(seg.tokens, seg.start, seg.slot)?;
+                let mut out = self.read_rows(1, &[(0, greedy.get(i).copied().unwrap_or(false))])?;
+                outputs[i] = out.pop();
+                continue;
+            }
+            rows.extend(seg.tokens.iter().enumerate().map(|(j, &t)| [t as i32, (seg.start + j) as i32, seg.slot as i32]));
+            wanted.push((rows.len() - 1, i));
         }
-        let rows = if n == 1 { 1 } else { plan::PREFILL_ROWS };
-        let graph = self.graphs.get(&rows).ok_or_else(|| EngineError::internal(format!("no decode graph for batch {rows}")))?;
+        let max = self.max_bucket();
         let stream = self.stream.cu_stream();
-        let mut last_row = 0;
-        for (c, chunk) in tokens.chunks(rows).enumerate() {
-            let first = start + c * rows;
-            let mut input = Vec::with_capacity(2 * rows);
-            input.extend((0..rows).map(|r| chunk[r.min(chunk.len() - 1)] as i32));
-            input.extend((0..rows).map(|r| (first + r.min(chunk.len() - 1)) as i32));
-            last_row = chunk.len() - 1;
-            // Pageable copies: the call returns once the values are staged, so `input` may be
-            // dropped at once; ordered before the replay on the same stream.
-            cu("tokens in", unsafe { result::memcpy_htod_async(self.buffers.tokens.ptr, &input[..rows], stream) })?;
-            cu("positions in", unsafe { result::memcpy_htod_async(self.buffers.pos.ptr, &input[rows..], stream) })?;
+        let mut next = 0;
+        for (c, chunk) in rows.chunks(max).enumerate() {
+            let first = c * max;
+            let bucket = self.bucket_for(chunk.len());
+            let last = chunk[chunk.len() - 1];
+            let mut input = vec![0i32; 3 * bucket];
+            for r in 0..bucket {
+                let row = chunk.get(r).copied().unwrap_or(last);
+                for (field, value) in row.into_iter().enumerate() {
+                    input[field * bucket + r] = value;
+                }
+            }
+            // Pageable copies: staged when the call returns, ordered before the replay.
+            let b = &self.buffers;
+            cu("tokens in", unsafe { result::memcpy_htod_async(b.tokens.ptr, &input[..bucket], stream) })?;
+            cu("positions in", unsafe { result::memcpy_htod_async(b.pos.ptr, &input[bucket..2 * bucket], stream) })?;
+            cu("slots in", unsafe { result::memcpy_htod_async(b.slot.ptr, &input[2 * bucket..], stream) })?;
+            let graph = self.graphs.get(&bucket).ok_or_else(|| EngineError::internal(format!("no decode graph for batch {bucket}")))?;
             cu("graph launch", graph.0.launch())?;
+            let mut here = Vec::new();
+            while next < wanted.len() && wanted[next].0 < first + chunk.len() {
+                let (row, i) = wanted[next];
+                here.push((row - first, i));
+                next += 1;
+            }
+            if here.is_empty() {
+                continue;
+            }
+            let want: Vec<(usize, bool)> = here.iter().map(|&(row, i)| (row, greedy.get(i).copied().unwrap_or(false))).collect();
+            for ((_, i), out) in here.iter().zip(self.read_rows(chunk.len(), &want)?) {
+                outputs[*i] = Some(out);
+            }
         }
-        self.last_row = last_row;
-        Ok(())
+        outputs.into_iter().map(|o| o.ok_or_else(|| EngineError::internal("a segment of the step has no output"))).collect()
     }
 
-    /// The logits of the last of `tokens` (f32, the vocabulary wide).
+    /// Waits for the step and reads each wanted row's greedy token or logits (of `rows` rows
+    /// the last replay left).
+    fn read_rows(&self, rows: usize, want: &[(usize, bool)]) -> EngineResult<Vec<StepOutput>> {
+        let stream = self.stream.cu_stream();
+        let vocab = self.config.n_vocab;
+        let mut ids = vec![0i32; rows];
+        cu("tokens out", unsafe { result::memcpy_dtoh_async(&mut ids[..], self.buffers.tokens.ptr, stream) })?;
+        let mut logits: Vec<Option<Vec<f32>>> = Vec::with_capacity(want.len());
+        for &(row, greedy) in want {
+            logits.push(if greedy {
+                None
+            } else {
+                let mut values = vec![0f32; vocab];
+                cu("logits out", unsafe { result::memcpy_dtoh_async(&mut values[..], self.buffers.logits.ptr + (4 * vocab * row) as u64, stream) })?;
+                Some(values)
+            });
+        }
+        cu("sync", self.stream.synchronize())?;
+        want.iter()
+            .zip(logits)
+            .map(|(&(row, _), logits)| match logits {
+                Some(values) => Ok(StepOutput::Logits(values)),
+                None => u32::try_from(ids[row])
+                    .map(StepOutput::Token)
+                    .map_err(|_| EngineError::internal(format!("the decode step picked token {} (non-finite logits?)", ids[row]))),
+            })
+            .collect()
+    }
+
+    /// The logits of the last of `tokens` at positions `start..` of slot 0 (f32, the vocabulary wide).
     pub fn forward(&mut self, tokens: &[u32], start: usize) -> EngineResult<Vec<f32>> {
-        self.replay(tokens, start)?;
-        let mut logits = vec![0f32; self.config.n_vocab];
-        cu("logits out", unsafe {
-            result::memcpy_dtoh_async(&mut logits[..], self.buffers.logits.ptr + (4 * self.config.n_vocab * self.last_row) as u64, self.stream.cu_stream())
-        })?;
-        cu("sync", self.stream.synchronize())?;
-        Ok(logits)
+        match self.step(&[Segment { slot: 0, tokens, start }], &[false])?.pop() {
+            Some(StepOutput::Logits(logits)) => Ok(logits),
+            _ => Err(EngineError::internal("the step gave no logits")),
+        }
     }
 
-    /// The greedy next token after `tokens` (argmax on the GPU: one id comes back, not the logits).
+    /// The greedy next token after `tokens` in slot 0 (argmax on the GPU: one id comes back, not the logits).
     pub fn forward_greedy(&mut self, tokens: &[u32], start: usize) -> EngineResult<u32> {
-        self.replay(tokens, start)?;
-        let mut token = [0i32];
-        cu("token out", unsafe { result::memcpy_dtoh_async(&mut token[..], self.buffers.tokens.ptr + 4 * self.last_row as u64, self.stream.cu_stream()) })?;
-        cu("sync", self.stream.synchronize())?;
-        u32::try_from(token[0]).map_err(|_| EngineError::internal(format!("the decode step picked token {} (non-finite logits?)", token[0])))
+        match self.step(&[Segment { slot: 0, tokens, start }], &[true])?.pop() {
+            Some(StepOutput::Token(token)) => Ok(token),
+            _ => Err(EngineError::internal("the step gave no token")),
+        }
     }
 }
 

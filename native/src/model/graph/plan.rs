@@ -8,9 +8,16 @@ use candle_core::quantized::GgmlDType;
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::model::config::Config;
 
-/// The batch sizes a decode graph is meant to be captured for (one graph each), once several
-/// streams share a step. Today two are captured: 1 (decode) and PREFILL_ROWS (the prompt).
-pub const BATCH_BUCKETS: [usize; 4] = [1, 2, 4, 8];
+/// The batch sizes a decode graph can be captured for (one graph each).
+pub const BATCH_BUCKETS: [usize; 6] = [1, 2, 4, 8, 16, 32];
+
+/// The buckets captured for a model serving `slots` streams: up to the power of two that holds
+/// every stream's decode row, at least PREFILL_ROWS (short prompts go in rows of one replay), at
+/// most the largest bucket (more rows take several replays a step).
+pub fn batch_buckets(slots: usize) -> Vec<usize> {
+    let top = slots.max(1).next_power_of_two().clamp(PREFILL_ROWS, BATCH_BUCKETS[BATCH_BUCKETS.len() - 1]);
+    BATCH_BUCKETS.into_iter().filter(|&b| b <= top).collect()
+}
 
 /// Prompt tokens one replay of the prefill graph evaluates (rows of one sequence).
 pub const PREFILL_ROWS: usize = 8;
@@ -287,6 +294,15 @@ mod tests {
         let launches: Vec<usize> = (0..32).map(|l| qkv_launches([QType::Q4K, QType::Q4K, q4k_m_v_type(l, 32)]).len()).collect();
         assert_eq!(launches.iter().filter(|&&n| n == 2).count(), 16);
         assert_eq!(kernels_per_step(&launches), 1 + 32 * 9 + 16 + 3);
+    }
+
+    #[test]
+    fn buckets_cover_the_slots_up_to_32() {
+        assert_eq!(batch_buckets(1), vec![1, 2, 4, 8]);
+        assert_eq!(batch_buckets(4), vec![1, 2, 4, 8]);
+        assert_eq!(batch_buckets(9), vec![1, 2, 4, 8, 16]);
+        assert_eq!(batch_buckets(32), vec![1, 2, 4, 8, 16, 32]);
+        assert_eq!(batch_buckets(100), vec![1, 2, 4, 8, 16, 32]);
     }
 
     #[test]

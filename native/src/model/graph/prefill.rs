@@ -164,9 +164,9 @@ impl GraphDecoder {
         self.launch("rbee_rmsnorm_q8_1", (rows as u32, 1, 1), 1024, 4 * self.config.n_embd as u32, &args)
     }
 
-    /// Evaluates `tokens` (at most one chunk) at positions `start..`: K/V into the cache, and
-    /// the residual rows of the chunk into the prefill buffers.
-    fn prefill_chunk(&self, p: &Prefill, tokens: &[u32], start: usize) -> EngineResult<()> {
+    /// Evaluates `tokens` (at most one chunk) at positions `start..` of `slot`: K/V into that
+    /// slot's cache, and the residual rows of the chunk into the prefill buffers.
+    fn prefill_chunk(&self, p: &Prefill, tokens: &[u32], start: usize, slot: usize) -> EngineResult<()> {
         let cfg = &self.config;
         let rows = tokens.len();
         let (d, hd, nh, nkv, f) = (cfg.n_embd, cfg.head_dim, cfg.n_head, cfg.n_head_kv, self.n_ff);
@@ -179,6 +179,8 @@ impl GraphDecoder {
         let positions: Vec<i32> = (0..rows).map(|r| (start + r) as i32).collect();
         cu("prefill tokens", unsafe { result::memcpy_htod_async(p.tokens.ptr, &ids[..], stream) })?;
         cu("prefill positions", unsafe { result::memcpy_htod_async(p.pos.ptr, &positions[..], stream) })?;
+        let slots = vec![slot as i32; rows];
+        cu("prefill slots", unsafe { result::memcpy_htod_async(p.slot.ptr, &slots[..], stream) })?;
 
         let emb = &self.embeddings;
         let (qtype, table, row_bytes, k, scale, out, ldo, toks) =
@@ -280,17 +282,17 @@ impl GraphDecoder {
 
     /// The prompt through the GEMM prefill, chunk by chunk; leaves the last token's logits and
     /// greedy token in the decode buffers (row 0), as a batch-1 replay would.
-    pub(super) fn prefill(&mut self, tokens: &[u32], start: usize) -> EngineResult<()> {
+    pub(super) fn prefill(&mut self, tokens: &[u32], start: usize, slot: usize) -> EngineResult<()> {
         let p = self.prefill.take().ok_or_else(|| EngineError::internal("no prefill buffers"))?;
-        let outcome = self.prefill_with(&p, tokens, start);
+        let outcome = self.prefill_with(&p, tokens, start, slot);
         self.prefill = Some(p);
         outcome
     }
 
-    fn prefill_with(&self, p: &Prefill, tokens: &[u32], start: usize) -> EngineResult<()> {
+    fn prefill_with(&self, p: &Prefill, tokens: &[u32], start: usize, slot: usize) -> EngineResult<()> {
         let mut rows = 0;
         for (c, chunk) in tokens.chunks(p.chunk).enumerate() {
-            self.prefill_chunk(p, chunk, start + c * p.chunk)?;
+            self.prefill_chunk(p, chunk, start + c * p.chunk, slot)?;
             rows = chunk.len();
         }
         // The last token's residual row (and Gemma's pending FFN branch) into the decode buffers,

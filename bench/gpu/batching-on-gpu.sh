@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Continuous batching on the CUDA graph path (issue 11), on one NVIDIA GPU machine with no Node,
+# Rust or network: bench/gpu/batching.mjs on Gemma 3 270M (each batched stream equal to itself
+# alone; aggregate decode tok/s at 1, 8 and 32 streams), and optionally on the synthetic
+# Llama-3-8B-shaped Q4_K_M (bench/synthetic-gguf.py, written there).
+#
+#   bash bench/gpu/batching-on-gpu.sh prepare <dir>          # HERE: <dir>/base (Node, the CUDA .node, the
+#                                                            # bench, gguf-py, the Llama 3 vocab, a first
+#                                                            # slice of Gemma) and <dir>/g0.. (the rest), each < 60 MiB
+#   bash <dir>/base/batching-on-gpu.sh setup <dir>/base      # THERE: unpack into /root/gb
+#   bash <dir>/base/batching-on-gpu.sh part <dir>/gN         # THERE: one slice of the Gemma model
+#   bash <dir>/base/batching-on-gpu.sh llama <dir>/llama     # THERE: a prebuilt llama.cpp CUDA bin/ (optional;
+#                                                            # ~/.cache/rbee/device/llama-cuda-sm90-*-shared-bin.tar.xz,
+#                                                            # prepare copies it when it is there); bench then adds --llama-server
+#   bash <dir>/base/batching-on-gpu.sh bench <out> [args]    # THERE: batching.mjs on Gemma (args go to it)
+#   bash <dir>/base/batching-on-gpu.sh bench8b <out> [args]  # THERE: write the 8B-shaped model, batching.mjs on it
+#
+# The device tool copies one folder per call (64 MiB with the repository); the machine keeps
+# /root/gb between calls while it stays warm (30 s), so the calls go back to back.
+set -uo pipefail
+
+stage="${1:?stage: prepare <dir> | setup <base> | part <slice> | bench <out> | bench8b <out>}"
+work=/root/gb
+log() { echo "[gb $(date +%H:%M:%S)] $*"; }
+
+case "$stage" in
+  prepare)
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+    dir="$(realpath -m "${2:?dir}")"
+    base="$dir/base"
+    rm -rf "$dir" && mkdir -p "$base"
+    node_xz="${RBEE_CACHE:-$HOME/.cache/rbee}/device/node-v20.20.2-linux-x64.xz"
+    [[ -s "$node_xz" ]] || { log "run scripts/device-bundle.sh once (it packs Node)"; exit 1; }
+    [[ -f "$root/native/cuda/rbee-native.linux-x64-gnu.node" ]] || { log "no CUDA .node: scripts/build-native-cuda.sh"; exit 1; }
+    cp "$node_xz" "$base/node.xz"
+    nice xz -6 -T2 -c "$root/native/cuda/rbee-native.linux-x64-gnu.node" > "$base/rbee-native.node.xz"
+    cp "$root/native/cuda/index.js" "$base/loader.js"
+    cp "$root/native/cuda/BUILD-INFO" "$base/BUILD-INFO"
+    cp "$root/bench/gpu/batching-on-gpu.sh" "$root/bench/gpu/batching.mjs" "$root/bench/synthetic-gguf.py" "$base/"
+    git -C "$root" rev-parse HEAD > "$base/COMMIT"
+    src="$(mktemp -d)"
+    git clone -q --no-checkout "$root/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$src/llama.cpp"
+    git -C "$src/llama.cpp" show HEAD:models/ggml-vocab-llama-bpe.gguf | xz -6 > "$base/ggml-vocab-llama-bpe.gguf.xz"
+    git -C "$src/llama.cpp" archive --format=tar HEAD gguf-py | xz -6 > "$base/gguf-py.tar.xz"
+    rm -rf "$src"
+    model="${RBEE_GEMMA:-$HOME/.cache/rbee/models/default/gemma-3-270m-q4_k_m.gguf}"
+    sha256sum "$model" | cut -d' ' -f1 > "$base/gemma.sha256"
+    used=$(du -cb "$base" | tail -1 | cut -f1)
+    first=$(( 58 * 1048576 - used ))
+    (( first > 0 )) || first=0
+    head -c "$first" "$model" > "$base/g-first"
+    mkdir -p "$dir/split"
+    tail -c +$(( first + 1 )) "$model" | split -b 62914560 -d -a 1 - "$dir/split/g"
+    for f in "$dir"/split/g*; do mkdir -p "$dir/$(basename "$f")" && mv "$f" "$dir/$(basename "$f")/"; done
+    rmdir "$dir/split"
+    llama="$(ls "${RBEE_CACHE:-$HOME/.cache/rbee}"/device/llama-cuda-sm90-*-shared-bin.tar.xz 2>/dev/null | head -1)"
+    if [[ -n "$llama" ]]; then
+      mkdir -p "$dir/llama" && cp "$llama" "$dir/llama/"
+    fi
+    du -sh "$dir"/* >&2
+    ;;
+  setup)
+    base="$(cd "${2:?base}" && pwd)"
+    rm -rf "$work" && mkdir -p "$work/native" "$work/model"
+    cd "$work"
+    xz -dc "$base/node.xz" > node20 && chmod +x node20
+    xz -dc "$base/rbee-native.node.xz" > native/rbee-native.linux-x64-gnu.node
+    cp "$base/loader.js" native/index.js
+    printf '{"type": "module"}\n' > native/package.json
+    cp "$base"/*.mjs "$base"/*.py "$base/batching-on-gpu.sh" "$base/COMMIT" "$base/BUILD-INFO" "$base/gemma.sha256" .
+    cp "$base/g-first" model/a
+    xz -dc "$base/ggml-vocab-llama-bpe.gguf.xz" > ggml-vocab-llama-bpe.gguf
+    tar -xJf "$base/gguf-py.tar.xz"
+    log "node $(./node20 --version); $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); cores $(nproc)"
+    # The 8B-shaped model is written in the background (one core, ~5 GB) while the Gemma slices
+    # come; bench8b waits for it.
+    setsid nohup bash -c "PYTHONPATH=$work/gguf-py python3 synthetic-gguf.py --vocab ggml-vocab-llama-bpe.gguf --out synthetic-8b.gguf.tmp \
+      && mv synthetic-8b.gguf.tmp synthetic-8b.gguf" > "$work/synthetic.log" 2>&1 < /dev/null &
+    ;;
+  part)
+    cp "${2:?slice dir}"/g* "$work/model/"
+    log "slices: $(ls "$work/model" | tr '\n' ' ')"
+    ;;
+  llama)
+    mkdir -p "$work/llama"
+    tar -C "$work/llama" -xJf "${2:?llama dir}"/llama-cuda-*.tar.xz
+    log "llama.cpp: $(ls "$work/llama/bin" | tr '\n' ' ')"
+    ;;
+  bench | bench8b)
+    out="${2:?out}"
+    mkdir -p "$out"
+    out="$(cd "$out" && pwd)"
+    shift 2
+    cd "$work"
+    {
+      nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv
+      echo "rbee commit $(cat COMMIT); .node: $(tr '\n' ' ' < BUILD-INFO)"
+      lscpu | grep -E "Model name|^CPU\(s\)"
+    } > "$out/machine.txt" 2>&1
+    cat "$out/machine.txt"
+    if [[ "$stage" == bench ]]; then
+      model=gemma-3-270m-q4_k_m.gguf
+      [[ -f "$model" ]] || cat model/a model/g? > "$model"
+      if [[ "$(sha256sum "$model" | cut -d' ' -f1)" != "$(cat gemma.sha256)" ]]; then
+        log "the Gemma slices do not add up to the model (sha256 differs)"
+        exit 1
+      fi
+      label=gemma
+    else
+      model=synthetic-8b.gguf
+      waited=0
+      while [[ ! -f "$model" ]] && pgrep -f synthetic-gguf > /dev/null; do
+        sleep 2
+        waited=$((waited + 2))
+      done
+      [[ -f "$model" ]] || { log "the synthetic 8B model did not appear:"; tail -20 synthetic.log; exit 1; }
+      log "model: $(du -h "$model" | cut -f1) (waited ${waited}s)"
+      label=synthetic-8b
+    fi
+    extra=()
+    [[ -x "$work/llama/bin/llama-server" ]] && extra=(--llama-server "$work/llama/bin")
+    timeout 500 ./node20 batching.mjs native/index.js "$model" "$out/batching-$label.json" "${extra[@]}" "$@" 2>&1 | tee "$out/batching-$label.log"
+    ;;
+  *)
+    echo "unknown stage $stage" >&2
+    exit 2
+    ;;
+esac
