@@ -29,30 +29,13 @@ case "$stage" in
     dir="$(realpath -m "${2:?dir}")"
     base="$dir/base"
     rm -rf "$dir" && mkdir -p "$base"
-    node_xz="${RBEE_CACHE:-$HOME/.cache/rbee}/device/node-v20.20.2-linux-x64.xz"
-    [[ -s "$node_xz" ]] || { log "run scripts/device-bundle.sh once (it packs Node)"; exit 1; }
-    [[ -f "$root/native/cuda/rbee-native.linux-x64-gnu.node" ]] || { log "no CUDA .node: scripts/build-native-cuda.sh"; exit 1; }
-    cp "$node_xz" "$base/node.xz"
-    nice xz -6 -T2 -c "$root/native/cuda/rbee-native.linux-x64-gnu.node" > "$base/rbee-native.node.xz"
-    cp "$root/native/cuda/index.js" "$base/loader.js"
-    cp "$root/native/cuda/BUILD-INFO" "$base/BUILD-INFO"
+    # shellcheck source=bench/gpu/lib/prepare.sh
+    source "$root/bench/gpu/lib/prepare.sh"
+    gpu_pack_candle "$root" "$base" || exit 1
     cp "$root/bench/gpu/batching-on-gpu.sh" "$root/bench/gpu/batching.mjs" "$root/bench/synthetic-gguf.py" "$base/"
     git -C "$root" rev-parse HEAD > "$base/COMMIT"
-    src="$(mktemp -d)"
-    git clone -q --no-checkout "$root/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$src/llama.cpp"
-    git -C "$src/llama.cpp" show HEAD:models/ggml-vocab-llama-bpe.gguf | xz -6 > "$base/ggml-vocab-llama-bpe.gguf.xz"
-    git -C "$src/llama.cpp" archive --format=tar HEAD gguf-py | xz -6 > "$base/gguf-py.tar.xz"
-    rm -rf "$src"
-    model="${RBEE_GEMMA:-$HOME/.cache/rbee/models/default/gemma-3-270m-q4_k_m.gguf}"
-    sha256sum "$model" | cut -d' ' -f1 > "$base/gemma.sha256"
-    used=$(du -cb "$base" | tail -1 | cut -f1)
-    first=$(( 58 * 1048576 - used ))
-    (( first > 0 )) || first=0
-    head -c "$first" "$model" > "$base/g-first"
-    mkdir -p "$dir/split"
-    tail -c +$(( first + 1 )) "$model" | split -b 62914560 -d -a 1 - "$dir/split/g"
-    for f in "$dir"/split/g*; do mkdir -p "$dir/$(basename "$f")" && mv "$f" "$dir/$(basename "$f")/"; done
-    rmdir "$dir/split"
+    gpu_pack_llama_assets "$root" "$base"
+    gpu_slice_gemma "$dir" "$base"
     llama="$(ls "${RBEE_CACHE:-$HOME/.cache/rbee}"/device/llama-cuda-sm90-*-shared-bin.tar.xz 2>/dev/null | head -1)"
     if [[ -n "$llama" ]]; then
       mkdir -p "$dir/llama" && cp "$llama" "$dir/llama/"

@@ -19,20 +19,11 @@ case "$stage" in
   prepare)
     dir="${2:-$root/.device-graph}"
     mkdir -p "$dir"
-    node_xz="${RBEE_CACHE:-$HOME/.cache/rbee}/device/node-v20.20.2-linux-x64.xz"
-    [[ -s "$node_xz" ]] || { log "no $node_xz: run scripts/device-bundle.sh once (it downloads and packs Node)"; exit 1; }
-    [[ -f "$root/native/cuda/rbee-native.linux-x64-gnu.node" ]] || { log "no CUDA .node: run scripts/build-native-cuda.sh"; exit 1; }
-    cp "$node_xz" "$dir/node.xz"
-    nice xz -6 -T1 -c "$root/native/cuda/rbee-native.linux-x64-gnu.node" > "$dir/rbee-native.node.xz"
-    cp "$root/native/cuda/index.js" "$dir/loader.js"
-    cp "$root/native/cuda/BUILD-INFO" "$dir/BUILD-INFO" 2>/dev/null || true
+    # shellcheck source=bench/gpu/lib/prepare.sh
+    source "$root/bench/gpu/lib/prepare.sh"
+    gpu_pack_candle "$root" "$dir" || exit 1
     cp "$root/bench/gpu/graph-decode.mjs" "$root/bench/gpu/graph-decode.sh" "$root/bench/synthetic-gguf.py" "$dir/"
-    # gguf-py and the Llama 3 vocab/shape GGUF, from the llama.cpp source node-llama-cpp ships.
-    src="$(mktemp -d)"
-    git clone -q --no-checkout "$root/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$src/llama.cpp"
-    git -C "$src/llama.cpp" show HEAD:models/ggml-vocab-llama-bpe.gguf | xz -6 > "$dir/ggml-vocab-llama-bpe.gguf.xz"
-    git -C "$src/llama.cpp" archive --format=tar HEAD gguf-py | xz -6 > "$dir/gguf-py.tar.xz"
-    rm -rf "$src"
+    gpu_pack_llama_assets "$root" "$dir"
     du -sh "$dir"/* >&2
     ;;
   run)

@@ -26,37 +26,20 @@ case "$stage" in
     dir="$(realpath -m "${2:?dir}")"
     base="$dir/base"
     rm -rf "$dir" && mkdir -p "$base"
-    node_xz="${RBEE_CACHE:-$HOME/.cache/rbee}/device/node-v20.20.2-linux-x64.xz"
-    llama_xz="$(ls "${RBEE_CACHE:-$HOME/.cache/rbee}"/device/llama.cpp-*-src2.tar.xz | head -1)"
-    [[ -s "$node_xz" && -s "$llama_xz" ]] || { log "run scripts/device-bundle.sh once (Node and the llama.cpp source)"; exit 1; }
-    [[ -f "$root/native/cuda/rbee-native.linux-x64-gnu.node" ]] || { log "no CUDA .node: scripts/build-native-cuda.sh"; exit 1; }
-    cp "$node_xz" "$base/node.xz"
+    # shellcheck source=bench/gpu/lib/prepare.sh
+    source "$root/bench/gpu/lib/prepare.sh"
+    llama_xz="$(ls "$gpu_cache"/device/llama.cpp-*-src2.tar.xz | head -1)"
+    [[ -s "$llama_xz" ]] || { log "run scripts/device-bundle.sh once (it packs the llama.cpp source)"; exit 1; }
+    gpu_pack_candle "$root" "$base" || exit 1
     cp "$llama_xz" "$base/"
-    nice xz -6 -T2 -c "$root/native/cuda/rbee-native.linux-x64-gnu.node" > "$base/rbee-native.node.xz"
-    cp "$root/native/cuda/index.js" "$base/loader.js"
-    cp "$root/native/cuda/BUILD-INFO" "$base/BUILD-INFO"
     (cd "$root" && npx esbuild bench/candle-engine.ts --bundle --platform=node --format=esm --target=node20 --external:node-llama-cpp \
       --external:../../native/index.js "--banner:js=import {createRequire} from 'node:module'; const require = createRequire(import.meta.url);" \
       --outfile="$base/candle-bench.mjs" --log-level=warning)
     cp "$root/bench/gpu/issue11-on-gpu.sh" "$root/bench/gpu/llama-agreement.mjs" "$root/bench/gpu/graph-decode.mjs" "$root/bench/synthetic-gguf.py" "$base/"
     cp -r "$root/bench/gpu/llama-ref" "$base/llama-ref"
     git -C "$root" rev-parse HEAD > "$base/COMMIT"
-    src="$(mktemp -d)"
-    git clone -q --no-checkout "$root/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$src/llama.cpp"
-    git -C "$src/llama.cpp" show HEAD:models/ggml-vocab-llama-bpe.gguf | xz -6 > "$base/ggml-vocab-llama-bpe.gguf.xz"
-    git -C "$src/llama.cpp" archive --format=tar HEAD gguf-py | xz -6 > "$base/gguf-py.tar.xz"
-    rm -rf "$src"
-    model="${RBEE_GEMMA:-$HOME/.cache/rbee/models/default/gemma-3-270m-q4_k_m.gguf}"
-    sha256sum "$model" | cut -d' ' -f1 > "$base/gemma.sha256"
-    used=$(du -cb "$base" | tail -1 | cut -f1)
-    # The first slice fills base up to 58 MiB; the rest go in slices of 60 MiB.
-    first=$(( 58 * 1048576 - used ))
-    (( first > 0 )) || first=0
-    head -c "$first" "$model" > "$base/g-first"
-    mkdir -p "$dir/split"
-    tail -c +$(( first + 1 )) "$model" | split -b 62914560 -d -a 1 - "$dir/split/g"
-    for f in "$dir"/split/g*; do mkdir -p "$dir/$(basename "$f")" && mv "$f" "$dir/$(basename "$f")/"; done
-    rmdir "$dir/split"
+    gpu_pack_llama_assets "$root" "$base"
+    gpu_slice_gemma "$dir" "$base"
     du -sh "$dir"/* >&2
     ;;
   setup)
