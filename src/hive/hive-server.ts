@@ -20,7 +20,8 @@ import {registerHeartbeatRoutes} from './routes/heartbeat-routes.js';
 import {registerInferenceRoutes} from './routes/inference-routes.js';
 import {registerWorkerRoutes} from './routes/worker-routes.js';
 import {registerWorkflowRoutes} from './routes/workflow-routes.js';
-import {Supervisor} from './supervisor.js';
+import {Supervisor, workerEnvironment} from './supervisor.js';
+import {SpareWorkers} from './spare-workers.js';
 import {EventStream} from './event-stream.js';
 import {toWorkerInfo} from './worker-record.js';
 import {toGroupInfo} from './group-record.js';
@@ -59,6 +60,8 @@ export type HiveOptions = {
   /** Models on demand: the config's catalogue and its hive-wide settings. */
   catalogue?: Readonly<Record<string, CatalogueEntry>> | undefined;
   onDemand?: Partial<OnDemandSettings> | undefined;
+  /** Keep a booted worker process ready per worker type in use, so a spawn skips the process's own start (default: true). */
+  spareWorkers?: boolean | undefined;
 };
 
 export type Hive = {
@@ -121,6 +124,8 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   let metrics: HiveMetrics | null = null;
   const events = new EventStream();
   const modelsDir = path.join(options.rbeeHome, 'models');
+  const logsDir = path.join(options.rbeeHome, 'logs');
+  const spares = options.spareWorkers === false ? undefined : new SpareWorkers({logsDir, env: workerEnvironment(options.env ?? process.env), log: options.log});
   const supervisor = new Supervisor({
     hiveUrl: () => url,
     modelsDir,
@@ -146,7 +151,8 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
       await options.adapters.adapters.find(loaded => loaded.adapter.type === type)?.withOptions(adapterOptions);
     },
     configPath: options.configPath,
-    logsDir: path.join(options.rbeeHome, 'logs'),
+    logsDir,
+    spares,
     allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),
     devices,
     heartbeatIntervalMs: options.heartbeatIntervalMs,
@@ -252,6 +258,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
       workers,
       models: servedModels(supervisor),
       devices,
+      spares: spares?.list() ?? [],
     };
   });
   app.get('/v1/catalogue', async (): Promise<CatalogueList> => onDemand.list());
@@ -310,6 +317,16 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     options.log(
       `re-adopted ${adopted.length} worker(s) left by the previous hive${failed.length > 0 ? `; ${failed.length} were gone and are marked failed` : ''}`,
     );
+  }
+  const strays = spares?.killStrays(new Set(adopted)) ?? [];
+  if (strays.length > 0) {
+    options.log(`killed ${strays.length} spare worker process(es) a previous hive left: ${strays.join(', ')}`);
+  }
+  // The catalogue's types will be needed: their spares start now, while nothing else runs.
+  for (const entry of Object.values(catalogue)) {
+    if (entry.type !== undefined && entry.group === undefined) {
+      supervisor.wantSpare(entry.type);
+    }
   }
 
   return {app, supervisor, devices, url, adopted, close, closed};

@@ -11,6 +11,7 @@ import type {AutoscaleAction, AutoscaleEvent, CatalogueList, DeviceInfo, SpawnGr
 import {planRoom, type LoadedModel} from './room-planner.js';
 import type {Supervisor} from './supervisor.js';
 import {isAlive, isServing, type WorkerView} from './worker-record.js';
+import {traceStartup} from '../startup-trace.js';
 
 export type OnDemandSettings = {
   maxLoadedModels: number | null;
@@ -96,6 +97,7 @@ export class ModelsOnDemand {
     if (this.#serving(name) !== undefined) {
       return;
     }
+    traceStartup('hive', `request for cold model ${name} held`);
     const began = Date.now();
     let start = this.#starting.get(name);
     if (start === undefined) {

@@ -18,6 +18,7 @@ import type {ModelsOnDemand} from '../models-on-demand.js';
 import type {Supervisor} from '../supervisor.js';
 import {workerAuthorization, workerUrl, type WorkerView} from '../worker-record.js';
 import {StreamEndWatch} from './stream-end.js';
+import {traceStartup} from '../../startup-trace.js';
 
 type Routed = {model?: string | undefined; stream?: boolean | undefined};
 
@@ -242,7 +243,9 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
           };
     event('started');
     try {
+      traceStartup(worker.id, 'request relayed by the hive');
       const sent = await sendToWorker(worker, path, raw, cancel, options.workerTimeoutMs);
+      traceStartup(worker.id, "worker's answer began");
       if (sent.kind === 'failed') {
         if (sent.hung) {
           unanswered.set(worker.id, Date.now());
