@@ -39,8 +39,6 @@ export type OnDemandOptions = {
   idleCheckMs?: number;
 };
 
-/** Polled while waiting for a worker: short enough that a request waits no more than this past readiness. */
-const waitStepMs = 10;
 const decisionsKept = 20;
 /** How long a model started for a request is kept for it (from when it serves) against idle stops and eviction. */
 const awaitFirstRequestMs = 60_000;
@@ -392,31 +390,53 @@ export class ModelsOnDemand {
     }
   }
 
-  async #waitServing(name: string, workerId: string): Promise<WorkerView> {
-    const deadline = Date.now() + this.#options.settings.startTimeoutMs;
-    for (;;) {
-      const worker = this.#options.supervisor.workers.get(workerId);
-      if (worker === undefined || worker.state === 'stopped') {
-        throw new RbeeError('model_unavailable', `model "${name}": its worker was stopped while it started`);
-      }
-      if (isServing(worker)) {
-        return worker;
-      }
-      if (worker.state === 'failed') {
-        throw new RbeeError('model_unavailable', `model "${name}" failed to start: ${worker.reason ?? 'its worker failed'}`);
-      }
-      if (Date.now() > deadline) {
-        const progress =
-          worker.progress === null
-            ? ''
-            : ` (${worker.progress.phase} ${worker.progress.done}${worker.progress.total === null ? '' : `/${worker.progress.total}`})`;
-        throw new RbeeError(
-          'worker_not_ready',
-          `model "${name}" is still starting after ${Math.round(this.#options.settings.startTimeoutMs / 1000)} s on worker ${workerId}${progress}; try again shortly`,
-        );
-      }
-      await sleep(waitStepMs);
-    }
+  /**
+   * Resolves once the worker serves, judged at each change of its record (the ready heartbeat's
+   * transition among them): the request goes on the moment the hive marks it ready, not at a poll.
+   */
+  #waitServing(name: string, workerId: string): Promise<WorkerView> {
+    const {supervisor, settings} = this.#options;
+    return new Promise<WorkerView>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let unsubscribe: () => void = () => undefined;
+      const settle = (outcome: {worker: WorkerView} | {error: RbeeError}) => {
+        clearTimeout(timer);
+        unsubscribe();
+        if ('worker' in outcome) {
+          resolve(outcome.worker);
+        } else {
+          reject(outcome.error);
+        }
+      };
+      const check = (timedOut: boolean) => {
+        const worker = supervisor.workers.get(workerId);
+        if (worker === undefined || worker.state === 'stopped') {
+          settle({error: new RbeeError('model_unavailable', `model "${name}": its worker was stopped while it started`)});
+        } else if (isServing(worker)) {
+          settle({worker});
+        } else if (worker.state === 'failed') {
+          settle({error: new RbeeError('model_unavailable', `model "${name}" failed to start: ${worker.reason ?? 'its worker failed'}`)});
+        } else if (timedOut) {
+          const progress =
+            worker.progress === null
+              ? ''
+              : ` (${worker.progress.phase} ${worker.progress.done}${worker.progress.total === null ? '' : `/${worker.progress.total}`})`;
+          settle({
+            error: new RbeeError(
+              'worker_not_ready',
+              `model "${name}" is still starting after ${Math.round(settings.startTimeoutMs / 1000)} s on worker ${workerId}${progress}; try again shortly`,
+            ),
+          });
+        }
+      };
+      unsubscribe = supervisor.onWorkerChange(worker => {
+        if (worker.id === workerId) {
+          check(false);
+        }
+      });
+      timer = setTimeout(() => check(true), settings.startTimeoutMs);
+      check(false);
+    });
   }
 
   #stopIdle(): void {

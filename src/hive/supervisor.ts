@@ -92,6 +92,8 @@ export class Supervisor {
   readonly #endings = new Map<string, Ending>();
   readonly #runs = new Map<string, Promise<void>>();
   readonly #pendingCommands = new Map<string, HiveCommand[]>();
+  /** Who follows the workers' changes in this process (the requests waiting for a model to start). */
+  readonly #changeListeners = new Set<(worker: WorkerView) => void>();
   /** Spares taken for workers not launched yet. */
   readonly #sparesTaken = new Map<string, Spare>();
   readonly #watchdog: NodeJS.Timeout;
@@ -107,6 +109,9 @@ export class Supervisor {
       store: options.store,
       onChange: change => {
         this.#options.onEvent?.({type: change.type, record: change.worker});
+        for (const listener of this.#changeListeners) {
+          listener(change.worker);
+        }
         if (change.type === 'state') {
           this.#groups.onMemberChange(change.worker);
           this.#refillSpares();
@@ -133,6 +138,12 @@ export class Supervisor {
       this.#refillSpares();
     }, this.#watchPeriodMs);
     this.#watchdog.unref();
+  }
+
+  /** Calls `listener` with each worker whose record changed (spawned, state, restart) until the returned call. */
+  onWorkerChange(listener: (worker: WorkerView) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
   }
 
   /** Every worker, to read; only the supervisor and its groups change them, through the table's transitions. */
