@@ -391,8 +391,9 @@ export class ModelsOnDemand {
   }
 
   /**
-   * Resolves once the worker serves, judged at each change of its record (the ready heartbeat's
-   * transition among them): the request goes on the moment the hive marks it ready, not at a poll.
+   * Resolves once the worker serves, judged again at each change of a worker's record or a group's
+   * health (the ready heartbeat's transition among them): the request goes on the moment the hive
+   * marks it ready, not at a poll.
    */
   #waitServing(name: string, workerId: string): Promise<WorkerView> {
     const {supervisor, settings} = this.#options;
@@ -410,11 +411,13 @@ export class ModelsOnDemand {
       };
       const check = (timedOut: boolean) => {
         const worker = supervisor.workers.get(workerId);
-        if (worker === undefined || worker.state === 'stopped') {
+        // A failure its restart policy answers with a restart is waited out, as the start's own.
+        const over = supervisor.isOver(workerId);
+        if (worker === undefined || (worker.state === 'stopped' && over)) {
           settle({error: new RbeeError('model_unavailable', `model "${name}": its worker was stopped while it started`)});
         } else if (isServing(worker)) {
           settle({worker});
-        } else if (worker.state === 'failed') {
+        } else if (worker.state === 'failed' && over) {
           settle({error: new RbeeError('model_unavailable', `model "${name}" failed to start: ${worker.reason ?? 'its worker failed'}`)});
         } else if (timedOut) {
           const progress =
@@ -429,11 +432,7 @@ export class ModelsOnDemand {
           });
         }
       };
-      unsubscribe = supervisor.onWorkerChange(worker => {
-        if (worker.id === workerId) {
-          check(false);
-        }
-      });
+      unsubscribe = supervisor.onWorkerChange(() => check(false));
       timer = setTimeout(() => check(true), settings.startTimeoutMs);
       check(false);
     });

@@ -93,7 +93,7 @@ export class Supervisor {
   readonly #runs = new Map<string, Promise<void>>();
   readonly #pendingCommands = new Map<string, HiveCommand[]>();
   /** Who follows the workers' changes in this process (the requests waiting for a model to start). */
-  readonly #changeListeners = new Set<(worker: WorkerView) => void>();
+  readonly #changeListeners = new Set<() => void>();
   /** Spares taken for workers not launched yet. */
   readonly #sparesTaken = new Map<string, Spare>();
   readonly #watchdog: NodeJS.Timeout;
@@ -109,13 +109,12 @@ export class Supervisor {
       store: options.store,
       onChange: change => {
         this.#options.onEvent?.({type: change.type, record: change.worker});
-        for (const listener of this.#changeListeners) {
-          listener(change.worker);
-        }
         if (change.type === 'state') {
           this.#groups.onMemberChange(change.worker);
           this.#refillSpares();
         }
+        // After the group's health follows its member: whether a group's coordinator serves depends on it.
+        this.#changed();
       },
     });
     this.#groups = new WorkerGroups({
@@ -125,7 +124,10 @@ export class Supervisor {
       run: (id, local) => this.#run(id, local),
       stop: (id, reason) => this.#stopOne(id, reason),
       ended: id => this.#runs.get(id),
-      emit: group => this.#options.onEvent?.({type: 'group', change: 'health', group}),
+      emit: group => {
+        this.#options.onEvent?.({type: 'group', change: 'health', group});
+        this.#changed();
+      },
       spawned: group => this.#options.onEvent?.({type: 'group', change: 'spawned', group}),
       log: message => this.#options.log(message),
     });
@@ -140,10 +142,28 @@ export class Supervisor {
     this.#watchdog.unref();
   }
 
-  /** Calls `listener` with each worker whose record changed (spawned, state, restart) until the returned call. */
-  onWorkerChange(listener: (worker: WorkerView) => void): () => void {
+  /**
+   * Calls `listener` after each change of a worker's record (spawned, state, restart) or of a
+   * group's health, until the returned call: what serves may have changed, so look again.
+   */
+  onWorkerChange(listener: () => void): () => void {
     this.#changeListeners.add(listener);
     return () => this.#changeListeners.delete(listener);
+  }
+
+  #changed(): void {
+    for (const listener of this.#changeListeners) {
+      listener();
+    }
+  }
+
+  /**
+   * Whether the worker is over for good: stopped or failed with no restart to come. A worker is
+   * marked failed the moment it fails, before its process is gone and its policy has decided.
+   */
+  isOver(id: string): boolean {
+    const worker = this.#table.get(id);
+    return worker === undefined || ((worker.state === 'failed' || worker.state === 'stopped') && !this.#endings.has(id) && !this.#restarts.pending(id));
   }
 
   /** Every worker, to read; only the supervisor and its groups change them, through the table's transitions. */

@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import {parseArgs} from 'node:util';
 import {z} from 'zod';
+import type {AdapterContext, RbeeAdapter} from '../adapters/adapter-api.js';
 import {RbeeError} from '../errors.js';
 import {parseWire} from '../protocol/parse.js';
 import {SpareAssignmentSchema, type SpareAssignment} from '../protocol/wire.js';
@@ -52,12 +53,30 @@ function parseFlags(argv: string[]): SpareFlags {
   return parsed.value;
 }
 
+/**
+ * Builds one worker server and closes it unheard: fastify's first instance in a process pays
+ * ~200 ms of lazy set-up (its plugins' first load, route compilation) that later ones do not, and
+ * a worker builds its server while its engine loads on the same cores. The runtime it would serve
+ * is never asked anything: the server never listens.
+ */
+async function warmUpWorkerServer(): Promise<void> {
+  const [{createWorkerServer}, {WorkerRuntime}] = await Promise.all([import('./worker-server.js'), import('./worker-runtime.js')]);
+  const runtime = new WorkerRuntime(
+    {workerId: 'warm-up', modelName: 'warm-up', device: 'cpu', parallel: 1, maxQueue: 0},
+    {} as RbeeAdapter,
+    {} as AdapterContext,
+  );
+  const app = createWorkerServer(runtime, {key: 'warm-up'});
+  await app.ready();
+  await app.close();
+}
+
 /** What a worker of `type` imports, imported now; a failure here is left for the worker's own load to report. */
 async function preload(type: string): Promise<void> {
   await Promise.all([
     import('../cli/commands/worker-run-command.js'),
     import('./run-worker.js'),
-    import('./worker-server.js'),
+    warmUpWorkerServer(),
     import('../adapters/configured-adapters.js'),
     import('../adapters/load-adapters.js').then(({preloadBuiltInAdapter}) => preloadBuiltInAdapter(type)),
   ]).catch((error: unknown) => log(`preloading failed (the worker will say why when it loads): ${(error as Error).message}`));
