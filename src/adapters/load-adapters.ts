@@ -123,17 +123,6 @@ function importBuiltIn(name: BuiltInAdapterModule, adapterOptions: Record<string
 }
 
 /**
- * Imports the module of the built-in adapter of `type` (nothing for other types) without making
- * the adapter: a spare worker pays the import ahead of its spawn, whose options it does not know yet.
- */
-export async function preloadBuiltInAdapter(type: string): Promise<void> {
-  const name = builtInAdapterModules.find(module => module === type);
-  if (name !== undefined) {
-    await import(pathToFileURL(path.join(builtInRoot, name, 'src', 'index.js')).href);
-  }
-}
-
-/**
  * The built-in adapter of worker type `type` alone, with the config's options for it and a
  * worker's own over them: what a worker runs, without importing every other adapter (each costs
  * start-up time; llama.cpp's pulls in node-llama-cpp). A built-in takes its type before any

@@ -125,7 +125,10 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   const events = new EventStream();
   const modelsDir = path.join(options.rbeeHome, 'models');
   const logsDir = path.join(options.rbeeHome, 'logs');
-  const spares = options.spareWorkers === false ? undefined : new SpareWorkers({logsDir, env: workerEnvironment(options.env ?? process.env), log: options.log});
+  const spares =
+    options.spareWorkers === false
+      ? undefined
+      : new SpareWorkers({logsDir, env: workerEnvironment(options.env ?? process.env), configPath: options.configPath, log: options.log});
   const supervisor = new Supervisor({
     hiveUrl: () => url,
     modelsDir,

@@ -24,6 +24,8 @@ export type SpareWorkersOptions = {
   logsDir: string;
   /** What a worker's environment starts from: the hive's, less its credentials. */
   env: NodeJS.ProcessEnv;
+  /** The hive's config file (its workers read it for their adapter): a spare reads it ahead. */
+  configPath: string | null;
   log: (message: string) => void;
 };
 
@@ -175,15 +177,11 @@ export class SpareWorkers {
     let child: ChildProcess;
     try {
       // Detached: its own process group, as a worker started afresh. fd 3: it says when it has booted.
-      child = spawn(
-        process.execPath,
-        [rbeeBin, 'worker', 'spare', '--worker-id', workerId, '--type', type, '--hive-logs', this.#options.logsDir, '--booted-fd', '3'],
-        {
-          detached: true,
-          stdio: ['pipe', logFd, logFd, 'pipe'],
-          env: this.#options.env,
-        },
-      );
+      const args = [rbeeBin, 'worker', 'spare', '--worker-id', workerId, '--type', type, '--hive-logs', this.#options.logsDir, '--booted-fd', '3'];
+      if (this.#options.configPath !== null) {
+        args.push('--config', this.#options.configPath);
+      }
+      child = spawn(process.execPath, args, {detached: true, stdio: ['pipe', logFd, logFd, 'pipe'], env: this.#options.env});
     } finally {
       fs.closeSync(logFd);
     }

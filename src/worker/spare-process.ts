@@ -27,6 +27,8 @@ const SpareFlagsSchema = z.strictObject({
   'hive-logs': z.string().min(1),
   /** A pipe the hive reads: the spare writes one line on it once its imports are done. */
   'booted-fd': z.coerce.number().int().min(3).max(1_000).optional(),
+  /** The hive's config file, which its workers read for their adapter: read once ahead, for the warm-up. */
+  config: z.string().min(1).optional(),
 });
 type SpareFlags = z.output<typeof SpareFlagsSchema>;
 
@@ -40,7 +42,7 @@ function parseFlags(argv: string[]): SpareFlags {
   try {
     values = parseArgs({
       args: argv,
-      options: {'worker-id': {type: 'string'}, type: {type: 'string'}, 'hive-logs': {type: 'string'}, 'booted-fd': {type: 'string'}},
+      options: {'worker-id': {type: 'string'}, type: {type: 'string'}, 'hive-logs': {type: 'string'}, 'booted-fd': {type: 'string'}, config: {type: 'string'}},
       strict: true,
     }).values;
   } catch (error) {
@@ -71,14 +73,26 @@ async function warmUpWorkerServer(): Promise<void> {
   await app.close();
 }
 
-/** What a worker of `type` imports, imported now; a failure here is left for the worker's own load to report. */
-async function preload(type: string): Promise<void> {
+/**
+ * The config read and a built-in adapter of `type` made once (and dropped): their modules' and
+ * schemas' first use costs tens of ms that the worker's own load then skips. A plugin type's
+ * factory is user code and is not run ahead; the config is still read.
+ */
+async function warmUpAdapter(type: string, configPath: string | undefined): Promise<void> {
+  const [{loadConfigAt}, {loadBuiltInAdapter}] = await Promise.all([import('../adapters/configured-adapters.js'), import('../adapters/load-adapters.js')]);
+  const loaded = await loadConfigAt(configPath);
+  await loadBuiltInAdapter(type, {builtInOptions: loaded.config.types});
+}
+
+/** What a worker of `type` does before its engine starts, done now; a failure here is left for the worker's own load to report. */
+async function preload(flags: SpareFlags): Promise<void> {
   await Promise.all([
     import('../cli/commands/worker-run-command.js'),
     import('./run-worker.js'),
     warmUpWorkerServer(),
-    import('../adapters/configured-adapters.js'),
-    import('../adapters/load-adapters.js').then(({preloadBuiltInAdapter}) => preloadBuiltInAdapter(type)),
+    warmUpAdapter(flags.type, flags.config),
+    // Every engine starts through it: finding it out runs a process, once.
+    import('../adapters/engine-process.js').then(({parentDeathWrapper}) => parentDeathWrapper()),
   ]).catch((error: unknown) => log(`preloading failed (the worker will say why when it loads): ${(error as Error).message}`));
 }
 
@@ -165,7 +179,7 @@ export async function becomeWorker(argv: string[]): Promise<string[]> {
   const id = flags['worker-id'];
   // Read from the start, so a hive that dies while the spare imports is seen at once after.
   const line = readAssignmentLine();
-  await preload(flags.type);
+  await preload(flags);
   traceStartup(id, 'spare: imports done');
   signalBooted(flags['booted-fd']);
   const assigned = await line;
