@@ -129,6 +129,8 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     options.spareWorkers === false
       ? undefined
       : new SpareWorkers({logsDir, env: workerEnvironment(options.env ?? process.env), configPath: options.configPath, log: options.log});
+  // Made after the supervisor (it asks it to spawn); the supervisor asks it whether requests are held.
+  let onDemandRef: ModelsOnDemand | null = null;
   const supervisor = new Supervisor({
     hiveUrl: () => url,
     modelsDir,
@@ -156,6 +158,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     configPath: options.configPath,
     logsDir,
     spares,
+    requestsHeld: () => onDemandRef?.holding() ?? false,
     allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),
     devices,
     heartbeatIntervalMs: options.heartbeatIntervalMs,
@@ -205,6 +208,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     },
     log: options.log,
   });
+  onDemandRef = onDemand;
   if (options.token !== undefined) {
     const token = options.token;
     app.addHook('onRequest', async request => {

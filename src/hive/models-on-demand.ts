@@ -64,6 +64,8 @@ export class ModelsOnDemand {
   /** Workers being stopped for idleness or room, so a tick does not stop them twice. */
   readonly #stopping = new Set<string>();
   readonly #idleTimer: NodeJS.Timeout;
+  /** Requests waiting in `ensure` for their model to start. */
+  #held = 0;
   /** The latest decisions, for `rbee status` and `rbee models`: the event stream has only what happens while one follows it. */
   readonly #decisions: AutoscaleEvent[] = [];
 
@@ -110,11 +112,18 @@ export class ModelsOnDemand {
       signal.addEventListener('abort', gone, {once: true});
     });
     aborted.catch(() => undefined);
+    this.#held++;
     try {
       await Promise.race([start, aborted]);
     } finally {
+      this.#held--;
       this.#options.metrics.waited((Date.now() - began) / 1000);
     }
+  }
+
+  /** Whether requests are waiting for a model to start (they go in flight the moment it serves). */
+  holding(): boolean {
+    return this.#held > 0;
   }
 
   /** A request reached `workerId`: a worker started for one may now make room like any other. */

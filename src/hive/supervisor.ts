@@ -67,13 +67,15 @@ export type SupervisorOptions = SpawnCheckOptions & {
   ports?: () => Promise<number>;
   /** Worker processes booted ahead of their spawn (none: every worker process starts at its spawn). */
   spares?: SpareWorkers | undefined;
+  /** Whether requests are held waiting for a worker to start (models on demand): the hive is not quiet then. */
+  requestsHeld?: () => boolean;
 };
 
 export type SupervisorEvent = {type: 'spawned' | 'state' | 'restart'; record: WorkerView} | {type: 'group'; change: 'spawned' | 'health'; group: GroupRecord};
 
 /**
- * Spares start when the hive is quiet (no worker starting, no request in flight): a spare's boot
- * is CPU taken from whatever runs. A busy hive still gets its spare this long after it went
+ * Spares start when the hive is quiet (no worker starting, no request in flight or held for a
+ * start): a spare's boot is CPU taken from whatever runs. A busy hive still gets its spare this long after it went
  * missing, once no worker is starting; a hive with a worker starting, after the longer wait.
  */
 const spareWhileBusyAfterMs = 5_000;
@@ -94,6 +96,7 @@ export class Supervisor {
   readonly #pendingCommands = new Map<string, HiveCommand[]>();
   /** Who follows the workers' changes in this process (the requests waiting for a model to start). */
   readonly #changeListeners = new Set<() => void>();
+  #refillPending = false;
   /** Spares taken for workers not launched yet. */
   readonly #sparesTaken = new Map<string, Spare>();
   readonly #watchdog: NodeJS.Timeout;
@@ -186,14 +189,31 @@ export class Supervisor {
     this.#refillSpares();
   }
 
+  /**
+   * Looks at whether spares may start once the current work is done (a heartbeat's answer, a
+   * state change's listeners): starting a process blocks this thread for a few ms.
+   */
   #refillSpares(): void {
+    if (this.#options.spares === undefined || this.#refillPending) {
+      return;
+    }
+    this.#refillPending = true;
+    setImmediate(() => {
+      this.#refillPending = false;
+      this.#refillSparesNow();
+    });
+  }
+
+  #refillSparesNow(): void {
     const spares = this.#options.spares;
     const lackingFor = spares?.lackingForMs();
     if (spares === undefined || lackingFor === null || lackingFor === undefined) {
       return;
     }
     let starting = false;
-    let busy = false;
+    // A request held for a starting model goes in flight the moment it serves: a spare's boot then
+    // would take CPU from that first request.
+    let busy = this.#options.requestsHeld?.() ?? false;
     for (const worker of this.#table.values()) {
       starting ||= worker.state === 'starting';
       busy ||= worker.inFlight > 0;
