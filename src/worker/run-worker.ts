@@ -74,7 +74,13 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     contextSize: options.contextSize,
     threads: options.threads,
     parallel: options.parallel,
-    log: message => log(`${adapter.name}: ${message}`),
+    log: message => {
+      log(`${adapter.name}: ${message}`);
+      // The adapter's own steps on the start-up timeline (paths and numbers left out: one step name per kind of line).
+      if (runtime?.ready !== true) {
+        traceStartup(options.workerId, `${adapter.name}: ${message.replace(/\/\S+/g, '…').replace(/\d+/g, 'N').slice(0, 80)}`);
+      }
+    },
     freePort: () => freePort(),
     engineKey: randomSecret(),
     spawnEngine: spawn => {
@@ -88,6 +94,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       return engine;
     },
     reportLoadProgress: fraction => {
+      traceStartup(options.workerId, `load progress ${Math.round(fraction * 100)} %`);
       runtime?.setLoadProgress(fraction);
       markUnderway();
       // Progress is when an engine may have become ready (a load ends at 1): ask now, not at the next poll.
