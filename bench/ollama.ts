@@ -81,6 +81,8 @@ async function ok(url: string, body?: unknown): Promise<unknown> {
   return response.json();
 }
 
+const handTimelines: TimelineStep[][] = [];
+
 /** `ollama serve` → /api/version → `ollama create` → model loaded, by hand: the milliseconds it took. */
 async function byHand(): Promise<number> {
   const port = await freePort();
@@ -88,19 +90,25 @@ async function byHand(): Promise<number> {
   const env = {...process.env, OLLAMA_HOST: `127.0.0.1:${port}`, OLLAMA_MODELS: store, OLLAMA_CONTEXT_LENGTH: String(contextSize), CUDA_VISIBLE_DEVICES: ''};
   const started = performance.now();
   const serve = spawn(ollama, ['serve'], {env, stdio: 'ignore', detached: true});
+  const mark = (step: string) => ({step, ms: Math.round(performance.now() - started)});
+  const timeline: TimelineStep[] = [mark('by hand: ollama serve spawned')];
   try {
     await pollUntil(
       'ollama serve to answer',
       async () => ((await fetch(`http://127.0.0.1:${port}/api/version`).catch(() => null))?.ok === true ? true : undefined),
       60_000,
     );
+    timeline.push(mark('by hand: /api/version answered'));
     const modelfile = path.join(store, 'Modelfile');
     fs.writeFileSync(modelfile, `FROM ${model.path}\nPARAMETER num_ctx ${contextSize}\n`);
     await new Promise<void>((resolve, reject) => {
       const create = spawn(ollama, ['create', 'bench', '-f', modelfile], {env, stdio: 'ignore'});
       create.once('exit', code => (code === 0 ? resolve() : reject(new Error(`ollama create exited ${code}`))));
     });
+    timeline.push(mark('by hand: ollama create done'));
     await ok(`http://127.0.0.1:${port}/api/generate`, {model: 'bench'});
+    timeline.push(mark('by hand: model loaded'));
+    handTimelines.push(timeline);
     return performance.now() - started;
   } finally {
     process.kill(-serve.pid!, 'SIGKILL');
@@ -264,6 +272,7 @@ try {
       // A hive's first spawn of a type has no spare yet (and pays the admission estimate): left out when there are others.
       timeline_median: medianTimeline(timelines.length > 1 ? timelines.slice(1) : timelines),
       timelines,
+      by_hand_timeline_median: medianTimeline(handTimelines),
     },
     decode:
       speedRows.length === 0
@@ -282,11 +291,16 @@ try {
     header: ['step', 'ms since sent', 'step took'],
     rows: timelineRows(result.spawn_ready.timeline_median),
   };
-  process.stdout.write(`${renderText(timelineTable)}\n`);
+  const handTable: Table = {
+    title: 'spawn → ready by hand (median ms, ollama serve spawned = 0)',
+    header: ['step', 'ms since spawned', 'step took'],
+    rows: timelineRows(result.spawn_ready.by_hand_timeline_median),
+  };
+  process.stdout.write(`${renderText(timelineTable)}\n\n${renderText(handTable)}\n`);
   const out = flags.out ?? path.join('bench', 'results');
   const base = path.join(out, `${localDate(new Date())}-cpu-vm-ollama${spareWorkers ? '' : '-no-spares'}`);
   fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
-  fs.writeFileSync(`${base}-timeline.md`, `${renderMarkdown(timelineTable)}\n`);
+  fs.writeFileSync(`${base}-timeline.md`, `${renderMarkdown(timelineTable)}\n${renderMarkdown(handTable)}\n`);
   log(`written: ${base}.json and ${base}-timeline.md`);
 } finally {
   await hive.stop();
