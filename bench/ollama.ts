@@ -1,7 +1,7 @@
 /**
  * The ollama adapter against Ollama on its own (the real `ollama`, `rbee engines install ollama`).
  *
- * (1) spawn → ready: through the hive (POST /v1/workers --type ollama, polled until ready: the
+ * (1) spawn → ready: through the hive (POST /v1/workers --type ollama, until its event says ready: the
  *     worker starts, `ollama serve` answers, the GGUF is imported, the model is loaded) against the
  *     same done by hand (`ollama serve` started, /api/version polled, `ollama create`, a prompt-less
  *     /api/generate that loads the model). Rounds alternate. Goal: hive / by hand ≤ 1.2.
@@ -27,7 +27,7 @@ import {resolveModel} from '../src/models/resolve-model.js';
 import {hiveSettled, startHiveProcess} from './lib/hive-process.js';
 import {epochNow, medianTimeline, startTimeline, timelineRows, type TimelineStep} from './lib/startup-timeline.js';
 import {renderMarkdown, renderText, type Table} from './lib/table.js';
-import {waitUntilReady} from './lib/hive-workers.js';
+import type {WorkerInfo} from '../src/protocol/wire.js';
 import {pollUntil, streamInfer} from './lib/http.js';
 import {localDate, machineInfo, modelInfo} from './lib/machine.js';
 import {median, ratio, round} from './lib/stats.js';
@@ -126,20 +126,52 @@ const hive = await startHiveProcess({args: ['--config', configFile, '--heartbeat
 let sparesExpected = 0;
 const timelines: TimelineStep[][] = [];
 try {
+  /**
+   * Spawn → ready, seen on the hive's event stream (GET /v1/events, opened first): no poll of the
+   * hive runs while the engine starts, as none runs beside Ollama by hand once it answers.
+   */
   async function throughHive(): Promise<{ms: number; id: string; pid: number}> {
-    const began = epochNow();
-    const started = performance.now();
-    const spawned = await hive.client.spawnWorker({
-      model: model.path,
-      type: 'ollama',
-      device: 'cpu',
-      threads,
-      parallel: 1,
-      context_size: contextSize,
-      restart: 'never',
-    });
-    const ready = await waitUntilReady(hive, spawned.worker_id, {timeoutMs: 300_000, intervalMs: 20});
-    const ms = performance.now() - started;
+    const stop = new AbortController();
+    const deadline = setTimeout(() => stop.abort(), 300_000);
+    const events = hive.client.events({signal: stop.signal});
+    try {
+      await events.next(); // the snapshot: the stream is open
+      const began = epochNow();
+      const started = performance.now();
+      const spawned = await hive.client.spawnWorker({
+        model: model.path,
+        type: 'ollama',
+        device: 'cpu',
+        threads,
+        parallel: 1,
+        context_size: contextSize,
+        restart: 'never',
+      });
+      let ready: WorkerInfo | null = null;
+      for await (const event of events) {
+        if (event.type !== 'worker' || event.worker.worker_id !== spawned.worker_id) {
+          continue;
+        }
+        hive.trackWorker(event.worker.pid);
+        if (event.worker.state === 'failed' || event.worker.state === 'stopped') {
+          throw new Error(`worker ${spawned.worker_id} ${event.worker.state}: ${event.worker.reason}`);
+        }
+        if (event.worker.state === 'ready') {
+          ready = event.worker;
+          break;
+        }
+      }
+      if (ready === null) {
+        throw new Error(`worker ${spawned.worker_id}: the event stream ended before it was ready`);
+      }
+      return finish(ready, began, performance.now() - started);
+    } finally {
+      clearTimeout(deadline);
+      stop.abort();
+    }
+  }
+
+  function finish(ready: WorkerInfo, began: number, ms: number): {ms: number; id: string; pid: number} {
     timelines.push(
       startTimeline({
         hiveStderr: hive.stderr(),
@@ -148,7 +180,7 @@ try {
         began,
         ended: began + ms,
         first: 'client: POST /v1/workers sent',
-        last: 'client: GET /v1/workers/:id says ready',
+        last: "client: the hive's event says ready",
       }),
     );
     sparesExpected = spareWorkers ? 1 : 0;
