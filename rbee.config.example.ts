@@ -17,6 +17,7 @@ export default defineConfig({
     vramHeadroom: 0.1, // the share of a device's memory a start leaves free
     idleTimeout: '10m', // a catalogue worker with no request this long is stopped
     modelStartTimeout: '5m', // how long a request waits for its model to start
+    spareWorkers: true, // one booted worker process kept per type in use, so a spawn skips its process's start
   },
   // Models on demand: a request naming one of these starts a worker for it when none serves it.
   models: {

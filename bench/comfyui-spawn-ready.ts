@@ -15,7 +15,7 @@ import path from 'node:path';
 import {findComfyUi} from '../src/engines/comfyui-install.js';
 import {freePort} from '../src/http/free-port.js';
 import {cleanupAll, installExitHandlers, onCleanup} from './lib/cleanup.js';
-import {startHiveProcess, type HiveProcess} from './lib/hive-process.js';
+import {hiveSettled, startHiveProcess, type HiveProcess} from './lib/hive-process.js';
 import {pollUntil} from './lib/http.js';
 import {hostSlug, machineInfo} from './lib/machine.js';
 import {ratio, roundSummary, summarize} from './lib/stats.js';
@@ -121,6 +121,8 @@ try {
   for (let round = 0; round < runs; round++) {
     const order = round % 2 === 0 ? (['rbee', 'peer'] as const) : (['peer', 'rbee'] as const);
     for (const side of order) {
+      // After the warm-up the hive keeps a booted comfyui spare: its boot must run during neither side.
+      await hiveSettled(hive, 1);
       const ms = side === 'rbee' ? await rbeeOnce(hive) : await peerOnce();
       (side === 'rbee' ? rbeeSamples : peerSamples).push(ms);
       process.stderr.write(`round ${round + 1}: ${side} ready in ${(ms / 1000).toFixed(2)} s\n`);

@@ -1,7 +1,7 @@
 /**
  * The ollama adapter against Ollama on its own (the real `ollama`, `rbee engines install ollama`).
  *
- * (1) spawn → ready: through the hive (POST /v1/workers --type ollama, polled until ready: the
+ * (1) spawn → ready: through the hive (POST /v1/workers --type ollama, until its event says ready: the
  *     worker starts, `ollama serve` answers, the GGUF is imported, the model is loaded) against the
  *     same done by hand (`ollama serve` started, /api/version polled, `ollama create`, a prompt-less
  *     /api/generate that loads the model). Rounds alternate. Goal: hive / by hand ≤ 1.2.
@@ -11,9 +11,11 @@
  *     Goal: hive / straight ≥ 0.97.
  *
  * Each spawn round records the 1-minute load average: the machine is shared, and both sides slow
- * down with it. `--spawn-only` skips (2).
+ * down with it. `--spawn-only` skips (2). The hive keeps a spare worker process per type in use
+ * (hive.spareWorkers): each side starts once it has booted, so its boot runs during neither side;
+ * `--no-spares` turns them off. Each hive spawn's timeline (RBEE_STARTUP_TRACE marks) is kept.
  *
- *   npx tsx bench/ollama.ts [--rounds 3] [--tokens 64] [--threads 2] [--spawn-only] [--out bench/results]
+ *   npx tsx bench/ollama.ts [--rounds 3] [--tokens 64] [--threads 2] [--spawn-only] [--no-spares] [--out bench/results]
  */
 import {spawn} from 'node:child_process';
 import fs from 'node:fs';
@@ -22,8 +24,10 @@ import path from 'node:path';
 import {parseArgs} from 'node:util';
 import {findOllama} from '../src/engines/ollama-build.js';
 import {resolveModel} from '../src/models/resolve-model.js';
-import {startHiveProcess} from './lib/hive-process.js';
-import {waitUntilReady} from './lib/hive-workers.js';
+import {hiveSettled, startHiveProcess} from './lib/hive-process.js';
+import {epochNow, medianTimeline, startTimeline, timelineRows, type TimelineStep} from './lib/startup-timeline.js';
+import {renderMarkdown, renderText, type Table} from './lib/table.js';
+import type {WorkerInfo} from '../src/protocol/wire.js';
 import {pollUntil, streamInfer} from './lib/http.js';
 import {localDate, machineInfo, modelInfo} from './lib/machine.js';
 import {median, ratio, round} from './lib/stats.js';
@@ -34,6 +38,7 @@ const {values: flags} = parseArgs({
     tokens: {type: 'string', default: '64'},
     threads: {type: 'string', default: '2'},
     'spawn-only': {type: 'boolean', default: false},
+    'no-spares': {type: 'boolean', default: false},
     out: {type: 'string'},
   },
 });
@@ -76,6 +81,8 @@ async function ok(url: string, body?: unknown): Promise<unknown> {
   return response.json();
 }
 
+const handTimelines: TimelineStep[][] = [];
+
 /** `ollama serve` → /api/version → `ollama create` → model loaded, by hand: the milliseconds it took. */
 async function byHand(): Promise<number> {
   const port = await freePort();
@@ -83,19 +90,25 @@ async function byHand(): Promise<number> {
   const env = {...process.env, OLLAMA_HOST: `127.0.0.1:${port}`, OLLAMA_MODELS: store, OLLAMA_CONTEXT_LENGTH: String(contextSize), CUDA_VISIBLE_DEVICES: ''};
   const started = performance.now();
   const serve = spawn(ollama, ['serve'], {env, stdio: 'ignore', detached: true});
+  const mark = (step: string) => ({step, ms: Math.round(performance.now() - started)});
+  const timeline: TimelineStep[] = [mark('by hand: ollama serve spawned')];
   try {
     await pollUntil(
       'ollama serve to answer',
       async () => ((await fetch(`http://127.0.0.1:${port}/api/version`).catch(() => null))?.ok === true ? true : undefined),
       60_000,
     );
+    timeline.push(mark('by hand: /api/version answered'));
     const modelfile = path.join(store, 'Modelfile');
     fs.writeFileSync(modelfile, `FROM ${model.path}\nPARAMETER num_ctx ${contextSize}\n`);
     await new Promise<void>((resolve, reject) => {
       const create = spawn(ollama, ['create', 'bench', '-f', modelfile], {env, stdio: 'ignore'});
       create.once('exit', code => (code === 0 ? resolve() : reject(new Error(`ollama create exited ${code}`))));
     });
+    timeline.push(mark('by hand: ollama create done'));
     await ok(`http://127.0.0.1:${port}/api/generate`, {model: 'bench'});
+    timeline.push(mark('by hand: model loaded'));
+    handTimelines.push(timeline);
     return performance.now() - started;
   } finally {
     process.kill(-serve.pid!, 'SIGKILL');
@@ -104,21 +117,74 @@ async function byHand(): Promise<number> {
   }
 }
 
-const hive = await startHiveProcess({args: ['--heartbeat-interval', '1000']});
+const spareWorkers = !flags['no-spares'];
+const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-bench-ollama-config-'));
+const configFile = path.join(configDir, 'rbee.config.json');
+fs.writeFileSync(configFile, `${JSON.stringify({hive: {spareWorkers}})}\n`, {mode: 0o600});
+const hive = await startHiveProcess({args: ['--config', configFile, '--heartbeat-interval', '1000'], env: {RBEE_STARTUP_TRACE: '1'}});
+/** Spares the hive keeps once it has spawned an ollama worker. */
+let sparesExpected = 0;
+const timelines: TimelineStep[][] = [];
 try {
+  /**
+   * Spawn → ready, seen on the hive's event stream (GET /v1/events, opened first): no poll of the
+   * hive runs while the engine starts, as none runs beside Ollama by hand once it answers.
+   */
   async function throughHive(): Promise<{ms: number; id: string; pid: number}> {
-    const started = performance.now();
-    const spawned = await hive.client.spawnWorker({
-      model: model.path,
-      type: 'ollama',
-      device: 'cpu',
-      threads,
-      parallel: 1,
-      context_size: contextSize,
-      restart: 'never',
-    });
-    const ready = await waitUntilReady(hive, spawned.worker_id, {timeoutMs: 300_000, intervalMs: 20});
-    return {ms: performance.now() - started, id: ready.worker_id, pid: ready.pid!};
+    const stop = new AbortController();
+    const deadline = setTimeout(() => stop.abort(), 300_000);
+    const events = hive.client.events({signal: stop.signal});
+    try {
+      await events.next(); // the snapshot: the stream is open
+      const began = epochNow();
+      const started = performance.now();
+      const spawned = await hive.client.spawnWorker({
+        model: model.path,
+        type: 'ollama',
+        device: 'cpu',
+        threads,
+        parallel: 1,
+        context_size: contextSize,
+        restart: 'never',
+      });
+      let ready: WorkerInfo | null = null;
+      for await (const event of events) {
+        if (event.type !== 'worker' || event.worker.worker_id !== spawned.worker_id) {
+          continue;
+        }
+        hive.trackWorker(event.worker.pid);
+        if (event.worker.state === 'failed' || event.worker.state === 'stopped') {
+          throw new Error(`worker ${spawned.worker_id} ${event.worker.state}: ${event.worker.reason}`);
+        }
+        if (event.worker.state === 'ready') {
+          ready = event.worker;
+          break;
+        }
+      }
+      if (ready === null) {
+        throw new Error(`worker ${spawned.worker_id}: the event stream ended before it was ready`);
+      }
+      return finish(ready, began, performance.now() - started);
+    } finally {
+      clearTimeout(deadline);
+      stop.abort();
+    }
+  }
+
+  function finish(ready: WorkerInfo, began: number, ms: number): {ms: number; id: string; pid: number} {
+    timelines.push(
+      startTimeline({
+        hiveStderr: hive.stderr(),
+        hiveHome: hive.home,
+        workerId: ready.worker_id,
+        began,
+        ended: began + ms,
+        first: 'client: POST /v1/workers sent',
+        last: "client: the hive's event says ready",
+      }),
+    );
+    sparesExpected = spareWorkers ? 1 : 0;
+    return {ms, id: ready.worker_id, pid: ready.pid!};
   }
 
   const spawnRows: Array<{round: number; hive_ms: number; by_hand_ms: number; load_1m: number}> = [];
@@ -127,6 +193,7 @@ try {
     let hiveMs = 0;
     let handMs = 0;
     for (const side of order) {
+      await hiveSettled(hive, sparesExpected);
       if (side === 'hive') {
         const worker = await throughHive();
         hiveMs = worker.ms;
@@ -222,7 +289,8 @@ try {
   const result = {
     bench: 'ollama',
     date: new Date().toISOString(),
-    command: `npx tsx bench/ollama.ts --rounds ${rounds} --tokens ${tokens} --threads ${threads}${flags['spawn-only'] ? ' --spawn-only' : ''}`,
+    command: `npx tsx bench/ollama.ts --rounds ${rounds} --tokens ${tokens} --threads ${threads}${flags['spawn-only'] ? ' --spawn-only' : ''}${spareWorkers ? '' : ' --no-spares'}`,
+    spare_workers: spareWorkers,
     load_average: {before: loadBefore, after: os.loadavg().map(value => round(value, 2))},
     machine: machineInfo(),
     model: modelInfo(model.name, model.path),
@@ -233,6 +301,10 @@ try {
       median_by_hand_ms: median(spawnRows.map(row => row.by_hand_ms)),
       ratio: spawnRatio,
       goal: '<= 1.2',
+      // A hive's first spawn of a type has no spare yet (and pays the admission estimate): left out when there are others.
+      timeline_median: medianTimeline(timelines.length > 1 ? timelines.slice(1) : timelines),
+      timelines,
+      by_hand_timeline_median: medianTimeline(handTimelines),
     },
     decode:
       speedRows.length === 0
@@ -246,10 +318,22 @@ try {
           },
   };
   log(`spawn → ready: hive / by hand = ${spawnRatio} (goal ≤ 1.2); decode tok/s: hive / straight = ${speedRatio ?? 'not measured'} (goal ≥ 0.97)`);
+  const timelineTable: Table = {
+    title: `spawn → ready through the hive: where the time goes (median ms of rounds ${timelines.length > 1 ? `2–${timelines.length}` : '1'}, POST sent = 0)`,
+    header: ['step', 'ms since sent', 'step took'],
+    rows: timelineRows(result.spawn_ready.timeline_median),
+  };
+  const handTable: Table = {
+    title: 'spawn → ready by hand (median ms, ollama serve spawned = 0)',
+    header: ['step', 'ms since spawned', 'step took'],
+    rows: timelineRows(result.spawn_ready.by_hand_timeline_median),
+  };
+  process.stdout.write(`${renderText(timelineTable)}\n\n${renderText(handTable)}\n`);
   const out = flags.out ?? path.join('bench', 'results');
-  const file = path.join(out, `${localDate(new Date())}-cpu-vm-ollama.json`);
-  fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  log(`written: ${file}`);
+  const base = path.join(out, `${localDate(new Date())}-cpu-vm-ollama${spareWorkers ? '' : '-no-spares'}`);
+  fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
+  fs.writeFileSync(`${base}-timeline.md`, `${renderMarkdown(timelineTable)}\n${renderMarkdown(handTable)}\n`);
+  log(`written: ${base}.json and ${base}-timeline.md`);
 } finally {
   await hive.stop();
 }

@@ -165,3 +165,22 @@ export async function startHiveProcess(
     stop,
   };
 }
+
+/**
+ * Waits until the hive has its spare worker processes booted (src/hive/spare-workers.ts): a hive
+ * left alone between two measurements has them, and their boot must not run during the other
+ * side's measurement. `expected`: how many spares the hive keeps by then (0 waits for nothing).
+ */
+export async function hiveSettled(hive: HiveProcess, expected: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const spares = (await hive.client.status()).spares ?? [];
+    if (spares.length >= expected && spares.every(spare => spare.booted)) {
+      return;
+    }
+    if (performance.now() > deadline) {
+      throw new Error(`the hive's spare workers did not boot in ${timeoutMs} ms: ${JSON.stringify(spares)}`);
+    }
+    await new Promise(resolve => setTimeout(resolve, 50));
+  }
+}

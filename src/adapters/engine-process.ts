@@ -14,26 +14,33 @@ import {lineSplitter} from './line-splitter.js';
 
 const live = new Set<EngineProcess>();
 
-let deathSignalWrapper: string | null | undefined;
+/** The wrapper found for each PATH asked about (a spare worker asks before it knows its worker's environment). */
+const deathSignalWrappers = new Map<string, string | null>();
 
-/** `setpriv` on PATH when it knows `--pdeathsig` (util-linux 2.33+), on Linux; else null. Asked once. */
+/**
+ * `setpriv` on PATH when it knows `--pdeathsig` (util-linux 2.33+), on Linux; else null. Asked
+ * once per PATH: finding out runs `setpriv --help`, a blocking process start.
+ */
 export function parentDeathWrapper(): string | null {
-  if (deathSignalWrapper !== undefined) {
-    return deathSignalWrapper;
-  }
-  deathSignalWrapper = null;
   if (process.platform !== 'linux') {
     return null;
   }
-  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(path.delimiter)) {
+  const searched = process.env.PATH ?? '/usr/bin:/bin';
+  const known = deathSignalWrappers.get(searched);
+  if (known !== undefined) {
+    return known;
+  }
+  let wrapper: string | null = null;
+  for (const dir of searched.split(path.delimiter)) {
     const candidate = path.join(dir, 'setpriv');
     if (dir !== '' && fs.existsSync(candidate)) {
       const help = spawnSync(candidate, ['--help'], {encoding: 'utf8', timeout: 5_000});
-      deathSignalWrapper = `${help.stdout ?? ''}`.includes('--pdeathsig') ? candidate : null;
+      wrapper = `${help.stdout ?? ''}`.includes('--pdeathsig') ? candidate : null;
       break;
     }
   }
-  return deathSignalWrapper;
+  deathSignalWrappers.set(searched, wrapper);
+  return wrapper;
 }
 
 export function spawnEngineProcess(options: {command: string; args: string[]; env?: Record<string, string>; onOutput: (line: string) => void}): EngineProcess {

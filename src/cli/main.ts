@@ -15,6 +15,17 @@ const program = new Command('rbee')
   .addHelpText('after', `\nEnvironment:\n${environmentHelp()}\n\nExit codes: 0 ok, 1 failure, 2 usage, 3 hive unreachable, 4 not found, 5 timeout`)
   .exitOverride();
 
+// A spare worker process (src/worker/spare-process.ts) waits for the spawn it becomes, then goes on
+// exactly as `rbee worker run` with that spawn's arguments.
+if (process.argv[2] === 'worker' && process.argv[3] === 'spare') {
+  const {becomeWorker} = await import('../worker/spare-process.js');
+  try {
+    process.argv = [process.argv[0]!, process.argv[1]!, ...(await becomeWorker(process.argv.slice(4)))];
+  } catch (error) {
+    process.exit(reportFailure(error, {json: false}));
+  }
+}
+
 // `rbee worker run` is how the hive starts every worker, and a worker's start-up is part of its
 // spawn-to-ready time: it builds that one command, not the whole CLI (a few hundred ms of imports).
 if (process.argv[2] === 'worker' && process.argv[3] === 'run') {

@@ -79,6 +79,11 @@ export const ConfigSchema = z.strictObject({
       vramHeadroom: z.number().min(0).max(0.9).optional(),
       /** Models on demand: how long a catalogue worker may go without a request before it is stopped. */
       idleTimeout: durationIn(limits.idleTimeoutMs).optional(),
+      /**
+       * Keep one booted worker process ready per worker type in use (it holds no model), so a spawn
+       * skips the worker process's own start, a few hundred ms (default: true).
+       */
+      spareWorkers: z.boolean().optional(),
       /** Models on demand: how long a request waits for its model to start. */
       modelStartTimeout: durationIn(limits.modelStartTimeoutMs).optional(),
     })

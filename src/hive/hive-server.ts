@@ -20,7 +20,8 @@ import {registerHeartbeatRoutes} from './routes/heartbeat-routes.js';
 import {registerInferenceRoutes} from './routes/inference-routes.js';
 import {registerWorkerRoutes} from './routes/worker-routes.js';
 import {registerWorkflowRoutes} from './routes/workflow-routes.js';
-import {Supervisor} from './supervisor.js';
+import {Supervisor, workerEnvironment} from './supervisor.js';
+import {SpareWorkers} from './spare-workers.js';
 import {EventStream} from './event-stream.js';
 import {toWorkerInfo} from './worker-record.js';
 import {RelayedTokens} from './relayed-tokens.js';
@@ -60,6 +61,8 @@ export type HiveOptions = {
   /** Models on demand: the config's catalogue and its hive-wide settings. */
   catalogue?: Readonly<Record<string, CatalogueEntry>> | undefined;
   onDemand?: Partial<OnDemandSettings> | undefined;
+  /** Keep a booted worker process ready per worker type in use, so a spawn skips the process's own start (default: true). */
+  spareWorkers?: boolean | undefined;
 };
 
 export type Hive = {
@@ -124,6 +127,13 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   // Its `known` runs only after the supervisor exists (when a worker's first tokens are counted).
   const relayed: RelayedTokens = new RelayedTokens(id => supervisor.workers.has(id));
   const modelsDir = path.join(options.rbeeHome, 'models');
+  const logsDir = path.join(options.rbeeHome, 'logs');
+  const spares =
+    options.spareWorkers === false
+      ? undefined
+      : new SpareWorkers({logsDir, env: workerEnvironment(options.env ?? process.env), configPath: options.configPath, log: options.log});
+  // Made after the supervisor (it asks it to spawn); the supervisor asks it whether requests are held.
+  let onDemandRef: ModelsOnDemand | null = null;
   const supervisor = new Supervisor({
     hiveUrl: () => url,
     modelsDir,
@@ -149,7 +159,9 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
       await options.adapters.adapters.find(loaded => loaded.adapter.type === type)?.withOptions(adapterOptions);
     },
     configPath: options.configPath,
-    logsDir: path.join(options.rbeeHome, 'logs'),
+    logsDir,
+    spares,
+    requestsHeld: () => onDemandRef?.holding() ?? false,
     allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),
     devices,
     heartbeatIntervalMs: options.heartbeatIntervalMs,
@@ -199,6 +211,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     },
     log: options.log,
   });
+  onDemandRef = onDemand;
   if (options.token !== undefined) {
     const token = options.token;
     app.addHook('onRequest', async request => {
@@ -255,6 +268,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
       workers,
       models: servedModels(supervisor),
       devices,
+      spares: spares?.list() ?? [],
     };
   });
   app.get('/v1/catalogue', async (): Promise<CatalogueList> => onDemand.list());
@@ -314,6 +328,16 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     options.log(
       `re-adopted ${adopted.length} worker(s) left by the previous hive${failed.length > 0 ? `; ${failed.length} were gone and are marked failed` : ''}`,
     );
+  }
+  const strays = spares?.killStrays(new Set(adopted)) ?? [];
+  if (strays.length > 0) {
+    options.log(`killed ${strays.length} spare worker process(es) a previous hive left: ${strays.join(', ')}`);
+  }
+  // The catalogue's types will be needed: their spares start now, while nothing else runs.
+  for (const entry of Object.values(catalogue)) {
+    if (entry.type !== undefined && entry.group === undefined) {
+      supervisor.wantSpare(entry.type);
+    }
   }
 
   return {app, supervisor, devices, url, adopted, close, closed};

@@ -11,6 +11,7 @@ import type {AutoscaleAction, AutoscaleEvent, CatalogueList, DeviceInfo, SpawnGr
 import {planRoom, type LoadedModel} from './room-planner.js';
 import type {Supervisor} from './supervisor.js';
 import {isAlive, isServing, type WorkerView} from './worker-record.js';
+import {traceStartup} from '../startup-trace.js';
 
 export type OnDemandSettings = {
   maxLoadedModels: number | null;
@@ -38,8 +39,6 @@ export type OnDemandOptions = {
   idleCheckMs?: number;
 };
 
-/** Polled while waiting for a worker: short enough that a request waits no more than this past readiness. */
-const waitStepMs = 10;
 const decisionsKept = 20;
 /** How long a model started for a request is kept for it (from when it serves) against idle stops and eviction. */
 const awaitFirstRequestMs = 60_000;
@@ -65,6 +64,8 @@ export class ModelsOnDemand {
   /** Workers being stopped for idleness or room, so a tick does not stop them twice. */
   readonly #stopping = new Set<string>();
   readonly #idleTimer: NodeJS.Timeout;
+  /** Requests waiting in `ensure` for their model to start. */
+  #held = 0;
   /** The latest decisions, for `rbee status` and `rbee models`: the event stream has only what happens while one follows it. */
   readonly #decisions: AutoscaleEvent[] = [];
 
@@ -96,6 +97,7 @@ export class ModelsOnDemand {
     if (this.#serving(name) !== undefined) {
       return;
     }
+    traceStartup('hive', `request for cold model ${name} held`);
     const began = Date.now();
     let start = this.#starting.get(name);
     if (start === undefined) {
@@ -110,11 +112,18 @@ export class ModelsOnDemand {
       signal.addEventListener('abort', gone, {once: true});
     });
     aborted.catch(() => undefined);
+    this.#held++;
     try {
       await Promise.race([start, aborted]);
     } finally {
+      this.#held--;
       this.#options.metrics.waited((Date.now() - began) / 1000);
     }
+  }
+
+  /** Whether requests are waiting for a model to start (they go in flight the moment it serves). */
+  holding(): boolean {
+    return this.#held > 0;
   }
 
   /** A request reached `workerId`: a worker started for one may now make room like any other. */
@@ -390,31 +399,52 @@ export class ModelsOnDemand {
     }
   }
 
-  async #waitServing(name: string, workerId: string): Promise<WorkerView> {
-    const deadline = Date.now() + this.#options.settings.startTimeoutMs;
-    for (;;) {
-      const worker = this.#options.supervisor.workers.get(workerId);
-      if (worker === undefined || worker.state === 'stopped') {
-        throw new RbeeError('model_unavailable', `model "${name}": its worker was stopped while it started`);
-      }
-      if (isServing(worker)) {
-        return worker;
-      }
-      if (worker.state === 'failed') {
-        throw new RbeeError('model_unavailable', `model "${name}" failed to start: ${worker.reason ?? 'its worker failed'}`);
-      }
-      if (Date.now() > deadline) {
-        const progress =
-          worker.progress === null
-            ? ''
-            : ` (${worker.progress.phase} ${worker.progress.done}${worker.progress.total === null ? '' : `/${worker.progress.total}`})`;
-        throw new RbeeError(
-          'worker_not_ready',
-          `model "${name}" is still starting after ${Math.round(this.#options.settings.startTimeoutMs / 1000)} s on worker ${workerId}${progress}; try again shortly`,
-        );
-      }
-      await sleep(waitStepMs);
-    }
+  /**
+   * Resolves once the worker serves, judged again at each change of a worker's record or a group's
+   * health (the ready heartbeat's transition among them): the request goes on the moment the hive
+   * marks it ready, not at a poll.
+   */
+  #waitServing(name: string, workerId: string): Promise<WorkerView> {
+    const {supervisor, settings} = this.#options;
+    return new Promise<WorkerView>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let unsubscribe: () => void = () => undefined;
+      const settle = (outcome: {worker: WorkerView} | {error: RbeeError}) => {
+        clearTimeout(timer);
+        unsubscribe();
+        if ('worker' in outcome) {
+          resolve(outcome.worker);
+        } else {
+          reject(outcome.error);
+        }
+      };
+      const check = (timedOut: boolean) => {
+        const worker = supervisor.workers.get(workerId);
+        // A failure its restart policy answers with a restart is waited out, as the start's own.
+        const over = supervisor.isOver(workerId);
+        if (worker === undefined || (worker.state === 'stopped' && over)) {
+          settle({error: new RbeeError('model_unavailable', `model "${name}": its worker was stopped while it started`)});
+        } else if (isServing(worker)) {
+          settle({worker});
+        } else if (worker.state === 'failed' && over) {
+          settle({error: new RbeeError('model_unavailable', `model "${name}" failed to start: ${worker.reason ?? 'its worker failed'}`)});
+        } else if (timedOut) {
+          const progress =
+            worker.progress === null
+              ? ''
+              : ` (${worker.progress.phase} ${worker.progress.done}${worker.progress.total === null ? '' : `/${worker.progress.total}`})`;
+          settle({
+            error: new RbeeError(
+              'worker_not_ready',
+              `model "${name}" is still starting after ${Math.round(settings.startTimeoutMs / 1000)} s on worker ${workerId}${progress}; try again shortly`,
+            ),
+          });
+        }
+      };
+      unsubscribe = supervisor.onWorkerChange(() => check(false));
+      timer = setTimeout(() => check(true), settings.startTimeoutMs);
+      check(false);
+    });
   }
 
   #stopIdle(): void {

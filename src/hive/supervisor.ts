@@ -30,11 +30,13 @@ import {
   type SpawnCheckOptions,
 } from './spawn-checks.js';
 import type {StateStore} from './state-store.js';
+import type {Spare, SpareWorkers} from './spare-workers.js';
 import {WorkerGroups} from './worker-groups.js';
 import {workerLaunchOptions, workerLogFile} from './worker-launch.js';
 import {osWorkerProcesses, type ProcessEnd, type WorkerProcesses} from './worker-process.js';
 import {createWorkerRecord, hasSecret, isAlive, type WorkerRecord, type WorkerView} from './worker-record.js';
 import {WorkerTable, type WorkerReader} from './worker-table.js';
+import {traceStartup} from '../startup-trace.js';
 
 export {workerEnvironment} from './worker-launch.js';
 
@@ -63,9 +65,21 @@ export type SupervisorOptions = SpawnCheckOptions & {
   processes?: WorkerProcesses;
   /** A free loopback port for a worker (default: one the OS hands out). */
   ports?: () => Promise<number>;
+  /** Worker processes booted ahead of their spawn (none: every worker process starts at its spawn). */
+  spares?: SpareWorkers | undefined;
+  /** Whether requests are held waiting for a worker to start (models on demand): the hive is not quiet then. */
+  requestsHeld?: () => boolean;
 };
 
 export type SupervisorEvent = {type: 'spawned' | 'state' | 'restart'; record: WorkerView} | {type: 'group'; change: 'spawned' | 'health'; group: GroupRecord};
+
+/**
+ * Spares start when the hive is quiet (no worker starting, no request in flight or held for a
+ * start): a spare's boot is CPU taken from whatever runs. A busy hive still gets its spare this long after it went
+ * missing, once no worker is starting; a hive with a worker starting, after the longer wait.
+ */
+const spareWhileBusyAfterMs = 5_000;
+const spareWhileStartingAfterMs = 30_000;
 
 /** Why a worker's current process is ending, set by whoever ends it, read when it exits. */
 type Ending = {kind: 'requested' | 'failure'; reason: string};
@@ -80,6 +94,11 @@ export class Supervisor {
   readonly #endings = new Map<string, Ending>();
   readonly #runs = new Map<string, Promise<void>>();
   readonly #pendingCommands = new Map<string, HiveCommand[]>();
+  /** Who follows the workers' changes in this process (the requests waiting for a model to start). */
+  readonly #changeListeners = new Set<() => void>();
+  #refillPending = false;
+  /** Spares taken for workers not launched yet. */
+  readonly #sparesTaken = new Map<string, Spare>();
   readonly #watchdog: NodeJS.Timeout;
   readonly #watchPeriodMs: number;
   #lastWatchAt: number;
@@ -95,7 +114,10 @@ export class Supervisor {
         this.#options.onEvent?.({type: change.type, record: change.worker});
         if (change.type === 'state') {
           this.#groups.onMemberChange(change.worker);
+          this.#refillSpares();
         }
+        // After the group's health follows its member: whether a group's coordinator serves depends on it.
+        this.#changed();
       },
     });
     this.#groups = new WorkerGroups({
@@ -105,7 +127,10 @@ export class Supervisor {
       run: (id, local) => this.#run(id, local),
       stop: (id, reason) => this.#stopOne(id, reason),
       ended: id => this.#runs.get(id),
-      emit: group => this.#options.onEvent?.({type: 'group', change: 'health', group}),
+      emit: group => {
+        this.#options.onEvent?.({type: 'group', change: 'health', group});
+        this.#changed();
+      },
       spawned: group => this.#options.onEvent?.({type: 'group', change: 'spawned', group}),
       log: message => this.#options.log(message),
     });
@@ -113,8 +138,35 @@ export class Supervisor {
     // A fixed fine tick, not the hive's interval: a worker may heartbeat faster than the hive's default.
     this.#watchPeriodMs = Math.max(25, Math.min(250, Math.floor(options.heartbeatIntervalMs / 2)));
     this.#lastWatchAt = Date.now();
-    this.#watchdog = setInterval(() => this.#watch(), this.#watchPeriodMs);
+    this.#watchdog = setInterval(() => {
+      this.#watch();
+      this.#refillSpares();
+    }, this.#watchPeriodMs);
     this.#watchdog.unref();
+  }
+
+  /**
+   * Calls `listener` after each change of a worker's record (spawned, state, restart) or of a
+   * group's health, until the returned call: what serves may have changed, so look again.
+   */
+  onWorkerChange(listener: () => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  #changed(): void {
+    for (const listener of this.#changeListeners) {
+      listener();
+    }
+  }
+
+  /**
+   * Whether the worker is over for good: stopped or failed with no restart to come. A worker is
+   * marked failed the moment it fails, before its process is gone and its policy has decided.
+   */
+  isOver(id: string): boolean {
+    const worker = this.#table.get(id);
+    return worker === undefined || ((worker.state === 'failed' || worker.state === 'stopped') && !this.#endings.has(id) && !this.#restarts.pending(id));
   }
 
   /** Every worker, to read; only the supervisor and its groups change them, through the table's transitions. */
@@ -124,7 +176,51 @@ export class Supervisor {
 
   /** A request routed to the worker; returns the one call that counts it out again. */
   requestStarted(id: string): () => void {
-    return this.#table.requestStarted(id);
+    const done = this.#table.requestStarted(id);
+    return () => {
+      done();
+      this.#refillSpares();
+    };
+  }
+
+  /** Spare worker processes: kept for `type` from now on (started when the hive is quiet). */
+  wantSpare(type: string): void {
+    this.#options.spares?.want(type);
+    this.#refillSpares();
+  }
+
+  /**
+   * Looks at whether spares may start once the current work is done (a heartbeat's answer, a
+   * state change's listeners): starting a process blocks this thread for a few ms.
+   */
+  #refillSpares(): void {
+    if (this.#options.spares === undefined || this.#refillPending) {
+      return;
+    }
+    this.#refillPending = true;
+    setImmediate(() => {
+      this.#refillPending = false;
+      this.#refillSparesNow();
+    });
+  }
+
+  #refillSparesNow(): void {
+    const spares = this.#options.spares;
+    const lackingFor = spares?.lackingForMs();
+    if (spares === undefined || lackingFor === null || lackingFor === undefined) {
+      return;
+    }
+    let starting = false;
+    // A request held for a starting model goes in flight the moment it serves: a spare's boot then
+    // would take CPU from that first request.
+    let busy = this.#options.requestsHeld?.() ?? false;
+    for (const worker of this.#table.values()) {
+      starting ||= worker.state === 'starting';
+      busy ||= worker.inFlight > 0;
+    }
+    if ((!starting && (!busy || lackingFor >= spareWhileBusyAfterMs)) || lackingFor >= spareWhileStartingAfterMs) {
+      spares.refill();
+    }
   }
 
   /**
@@ -154,17 +250,25 @@ export class Supervisor {
     if (local !== null) {
       await admitOrThrow(spec, local.path, this.#table.reservedOn(spec.device, null), this.#options);
     }
+    traceStartup('hive', 'spawn checked');
+    const port = await this.#ports();
+    // A spare of its type becomes this worker: the id is the one in the spare's command line.
+    const spare = this.#options.spares?.take(spec.type) ?? null;
     const worker = this.#table.add(
       createWorkerRecord({
-        id: `worker-${randomUUID().slice(0, 8)}`,
+        id: spare?.workerId ?? `worker-${randomUUID().slice(0, 8)}`,
         spec,
         modelName: local?.name ?? spec.model,
         modelPath: local?.path ?? null,
-        port: await this.#ports(),
+        port,
         secret: randomSecret(),
       }),
       'spawned',
     );
+    if (spare !== null) {
+      this.#sparesTaken.set(worker.id, spare);
+    }
+    this.#options.spares?.want(spec.type);
     this.#run(worker.id, local);
     return worker;
   }
@@ -236,6 +340,7 @@ export class Supervisor {
       this.fail(worker.id, heartbeat.error ?? 'worker reported an error');
     } else if (heartbeat.status === 'ready' || heartbeat.status === 'busy') {
       if (worker.state === 'starting') {
+        traceStartup(worker.id, 'ready heartbeat received by the hive');
         this.#table.serving(worker.id);
       }
       this.#table.setState(worker.id, heartbeat.status);
@@ -300,6 +405,7 @@ export class Supervisor {
         this.#end(id, 'requested', reason);
         return worker;
       }
+      traceStartup(id, 'SIGTERM sent by the hive');
       this.#processes.signal(worker.pid, 'SIGTERM');
       const escalation = setTimeout(() => worker.pid !== null && this.#processes.signal(worker.pid, 'SIGKILL'), this.#options.stopGraceMs);
       await this.#runs.get(id);
@@ -311,7 +417,10 @@ export class Supervisor {
   async stopAll(reason: string): Promise<void> {
     clearInterval(this.#watchdog);
     this.#groups.markAllStopped(reason);
-    await Promise.all([...this.#table.values()].filter(worker => isAlive(worker.state)).map(worker => this.#stopOne(worker.id, reason)));
+    await Promise.all([
+      ...[...this.#table.values()].filter(worker => isAlive(worker.state)).map(worker => this.#stopOne(worker.id, reason)),
+      this.#options.spares?.close(),
+    ]);
     this.#restarts.cancelAll();
   }
 
@@ -362,9 +471,18 @@ export class Supervisor {
   }
 
   #run(id: string, local: ResolvedModel | null): void {
-    const run = this.#prepareAndLaunch(id, local).catch(error => {
-      this.#end(id, 'failure', `could not start: ${(error as Error).message}`);
-    });
+    const run = this.#prepareAndLaunch(id, local)
+      .catch(error => {
+        this.#end(id, 'failure', `could not start: ${(error as Error).message}`);
+      })
+      .finally(() => {
+        // Stopped or failed before its launch: the spare it took goes.
+        const spare = this.#sparesTaken.get(id);
+        if (spare !== undefined) {
+          this.#sparesTaken.delete(id);
+          this.#options.spares?.discard(spare);
+        }
+      });
     this.#runs.set(id, run);
   }
 
@@ -416,13 +534,18 @@ export class Supervisor {
       {secret: this.#table.secretForLaunch(id), shardKeys, ...(groupSecret === undefined ? {} : {groupSecret})},
       this.#options,
     );
-    const watched = this.#processes.launch(launch);
+    const spare = this.#sparesTaken.get(id);
+    this.#sparesTaken.delete(id);
+    const assigned = spare === undefined ? null : (this.#options.spares?.assign(spare, launch) ?? null);
+    const watched = assigned ?? this.#processes.launch(launch);
+    traceStartup(id, assigned === null ? 'worker process spawned by the hive' : 'spare worker process assigned by the hive');
     this.#table.launched(id, watched.pid > 0 ? watched.pid : null);
     this.#options.log(`${id} launched: pid ${worker.pid}, ${model.name} on ${worker.spec.device}, port ${worker.port}, log ${launch.logFile}`);
     await this.#onProcessEnd(id, await watched.ended);
   }
 
   async #onProcessEnd(id: string, end: ProcessEnd): Promise<void> {
+    traceStartup(id, 'process end seen by the hive');
     const worker = this.get(id);
     // The group may still hold grandchildren (an engine subprocess): take them down too.
     if (worker.pid !== null) {

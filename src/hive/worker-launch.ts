@@ -10,7 +10,8 @@ import {workerRunArgs, type WorkerArgOptions} from './worker-command-line.js';
 import type {LaunchOptions} from './worker-process.js';
 import type {WorkerView} from './worker-record.js';
 
-const rbeeBin = fileURLToPath(new URL('../../bin/rbee.js', import.meta.url));
+/** The CLI every worker process runs (and every spare, until it becomes one). */
+export const rbeeBin = fileURLToPath(new URL('../../bin/rbee.js', import.meta.url));
 
 /**
  * The hive's environment minus what a worker (and the engines and plugins it runs) must not see:

@@ -101,6 +101,10 @@ export {
   OpenAiErrorBodySchema,
   type ShutdownAnswer,
   ShutdownAnswerSchema,
+  type SpareAssignment,
+  SpareAssignmentSchema,
+  type SpareInfo,
+  SpareInfoSchema,
 } from './wire/hive.js';
 export {DeviceSchema, type RestartPolicy, RestartPolicySchema} from './wire/fields.js';
 export {

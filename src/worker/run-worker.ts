@@ -14,6 +14,7 @@ import type {GroupMembership, HiveCommand} from '../protocol/wire.js';
 import {adapterGroup} from './group-heartbeat.js';
 import {startHeartbeatLoop, type HeartbeatLoop} from './heartbeat-loop.js';
 import {WorkerRuntime} from './worker-runtime.js';
+import {traceStartup} from '../startup-trace.js';
 
 export type WorkerOptions = {
   workerId: string;
@@ -73,17 +74,27 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     contextSize: options.contextSize,
     threads: options.threads,
     parallel: options.parallel,
-    log: message => log(`${adapter.name}: ${message}`),
+    log: message => {
+      log(`${adapter.name}: ${message}`);
+      // The adapter's own steps on the start-up timeline (paths and numbers left out: one step name per kind of line).
+      if (runtime?.ready !== true) {
+        traceStartup(options.workerId, `${adapter.name}: ${message.replace(/\/\S+/g, '…').replace(/\d+/g, 'N').slice(0, 80)}`);
+      }
+    },
     freePort: () => freePort(),
     engineKey: randomSecret(),
-    spawnEngine: spawn =>
-      spawnEngineProcess({
+    spawnEngine: spawn => {
+      const engine = spawnEngineProcess({
         ...spawn,
         // Output is not progress: an engine can log forever and never serve. Progress is only what
         // the adapter reports; the ready timeout bounds the rest.
         onOutput: line => process.stderr.write(`[engine] ${line}\n`),
-      }),
+      });
+      traceStartup(options.workerId, `engine spawned (${spawn.command.split('/').pop() ?? spawn.command})`);
+      return engine;
+    },
     reportLoadProgress: fraction => {
+      traceStartup(options.workerId, `load progress ${Math.round(fraction * 100)} %`);
       runtime?.setLoadProgress(fraction);
       markUnderway();
       // Progress is when an engine may have become ready (a load ends at 1): ask now, not at the next poll.
@@ -120,14 +131,19 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     }
     exiting = true;
     log(`stopping (${reason})`);
+    traceStartup(options.workerId, 'stopping');
     worker.markStopping();
     const timeout = new Promise(resolve => setTimeout(resolve, options.drainTimeoutMs).unref());
     await Promise.race([worker.queue.idle(), timeout]);
+    traceStartup(options.workerId, 'stopping: drained');
     await heartbeat?.beatNow();
     heartbeat?.stop();
+    traceStartup(options.workerId, 'stopping: last heartbeat answered');
     await server?.close().catch(() => undefined);
+    traceStartup(options.workerId, 'stopping: http server closed');
     await adapter.stop(context).catch(error => log(`${adapter.name} stop failed: ${(error as Error).message}`));
     await stopAllEngines(3_000);
+    traceStartup(options.workerId, 'stopping: engine stopped');
     process.exit(code);
   }
 
@@ -191,6 +207,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     const app = createWorkerServer(worker, {key: options.key});
     server = app;
     await app.listen({host: options.host, port: options.port});
+    traceStartup(options.workerId, 'http server listening');
   } catch (error) {
     const reason = `cannot serve on ${options.host}:${options.port}: ${(error as Error).message}`;
     worker.fail(reason);
@@ -205,6 +222,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     return;
   }
   await heartbeat?.beatNow();
+  traceStartup(options.workerId, 'ready heartbeat answered');
 
   /** The adapter's start, then `ready()` until it says yes; false (the worker failed) if it never does. */
   async function startEngine(): Promise<boolean> {
@@ -212,7 +230,9 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     const readyBy = Date.now() + readyTimeoutMs;
     try {
       const notReady = () => notReadyError(readyTimeoutMs);
+      traceStartup(options.workerId, 'adapter start called');
       await withReadyTimeout(adapter.start(context), readyTimeoutMs, notReady).finally(markUnderway);
+      traceStartup(options.workerId, 'adapter start returned');
       while (adapter.ready !== undefined && !(await withReadyTimeout(adapter.ready(context), readyBy - Date.now(), notReady))) {
         if (exiting) {
           return true;
@@ -223,6 +243,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
         await readyWait();
       }
       worker.markReady();
+      traceStartup(options.workerId, 'engine ready');
       log(`ready: ${options.modelName} on ${options.device} (${adapter.name}), http://${options.host}:${options.port}`);
       return true;
     } catch (error) {

@@ -200,6 +200,22 @@ test('a start that fails: the waiting requests get why', async t => {
   t.regex(error!.message, /model "small" failed to start/);
 });
 
+test('a failure its restart policy answers is waited out: the request goes on once the restarted worker serves', async t => {
+  const {models, processes, alive, beat, supervisor} = onDemand(t, {autoReady: false});
+  let settled = false;
+  const waiting = models.ensure('small', new AbortController().signal).finally(() => {
+    settled = true;
+  });
+  await until(() => alive().length === 1 && processes.of(alive()[0]!.id).length === 1, 'the launch');
+  const worker = alive()[0]!;
+  processes.of(worker.id)[0]!.exit({code: 1, signal: null});
+  await until(() => processes.of(worker.id).length === 2, 'the restart after its backoff');
+  t.false(settled, 'still waiting: the worker was failed, then restarted');
+  beat(supervisor.get(worker.id), 'ready');
+  await t.notThrowsAsync(waiting);
+  t.is(supervisor.get(worker.id).state, 'ready');
+});
+
 test('a client that goes away stops waiting; the start goes on for the next one', async t => {
   const {models, alive, beat} = onDemand(t, {autoReady: false});
   const gone = new AbortController();

@@ -42,9 +42,6 @@ type QueueInfo = {queue_running?: unknown[]; queue_pending?: unknown[]};
 
 /** Workflows whose files can still be fetched: the latest ones, so a long-lived worker does not grow without end. */
 const keptWorkflows = 256;
-/** How long one ready() call watches for the server, and how often it looks. */
-const readyWatchMs = 2_000;
-const readyStepMs = 20;
 /** Messages for a prompt ComfyUI began before its POST /prompt was answered. */
 const earlyMessageLimit = 1_000;
 
@@ -136,27 +133,19 @@ export class ComfyUiEngine {
   }
 
   /**
-   * Ready once /system_stats answers, the node list is read and the WebSocket is open. Asked every
-   * 200 ms by the worker; each call watches for a while at a finer step itself, so the worker
-   * notices the server within a few ms of it listening, not up to a poll later.
+   * Ready once /system_stats answers, the node list is read and the WebSocket is open. One look
+   * per call: the worker asks every 25 ms while the engine starts (a refused loopback connection
+   * costs next to nothing), so a watch loop of its own here would only duplicate that poll.
    */
   async ready(): Promise<boolean> {
-    const until = Date.now() + readyWatchMs;
-    for (;;) {
-      this.#engine.throwIfFailed();
-      try {
-        await engineJson<SystemStats>(`${this.#base}/system_stats`, {timeoutMs: 2_000, apiKey: this.#key});
-        this.#nodeTypes ??= new Set(
-          Object.keys(await engineJson<Record<string, unknown>>(`${this.#base}/object_info`, {timeoutMs: 10_000, apiKey: this.#key})),
-        );
-        await this.#connect();
-        return true;
-      } catch {
-        if (Date.now() >= until) {
-          return false;
-        }
-        await new Promise(resolve => setTimeout(resolve, readyStepMs));
-      }
+    this.#engine.throwIfFailed();
+    try {
+      await engineJson<SystemStats>(`${this.#base}/system_stats`, {timeoutMs: 2_000, apiKey: this.#key});
+      this.#nodeTypes ??= new Set(Object.keys(await engineJson<Record<string, unknown>>(`${this.#base}/object_info`, {timeoutMs: 10_000, apiKey: this.#key})));
+      await this.#connect();
+      return true;
+    } catch {
+      return false;
     }
   }
 

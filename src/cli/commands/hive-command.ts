@@ -121,6 +121,7 @@ function startCommand(): Command {
         modelDirs: modelDirs?.map(dir => path.resolve(dir)),
         workerDefaults: config.workers,
         catalogue: config.models,
+        spareWorkers: config.hive.spareWorkers,
         onDemand: {
           maxLoadedModels: config.hive.maxLoadedModels ?? null,
           ...(config.hive.vramHeadroom === undefined ? {} : {vramHeadroom: config.hive.vramHeadroom}),

@@ -8,6 +8,7 @@ import {integerFlagIn} from '../parse-flags.js';
 import {limits} from '../../config/limits.js';
 import {isLoopback} from '../../http/loopback.js';
 import {takeWorkerCredentials, workerSecretVariable} from '../../worker/worker-auth.js';
+import {traceStartup} from '../../startup-trace.js';
 
 type RunOptions = {
   type: string;
@@ -109,6 +110,7 @@ export function workerRunCommand(): Command {
       workerDefaults.drainTimeoutMs,
     )
     .action(async (options: RunOptions) => {
+      traceStartup(options.workerId, 'command parsed');
       const credentials = takeWorkerCredentials();
       if (options.hiveUrl !== undefined && credentials.key === null) {
         throw new RbeeError('invalid_request', `${workerSecretVariable} must be set when --hive-url is given`);
@@ -120,6 +122,7 @@ export function workerRunCommand(): Command {
       const group = parseJsonFlag(GroupMembershipSchema, options.group, '--group');
       const {runWorker} = await import('../../worker/run-worker.js');
       const adapter = await adapterFor(options.type, options.config, parseJsonFlag(AdapterOptionsSchema, options.adapterOptions, '--adapter-options'));
+      traceStartup(options.workerId, 'adapter loaded');
       if (group !== undefined && adapter.groups !== true) {
         throw new RbeeError('invalid_request', `--group: worker type "${options.type}" cannot run in a worker group`);
       }

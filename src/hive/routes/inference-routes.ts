@@ -18,6 +18,7 @@ import type {RelayedTokens} from '../relayed-tokens.js';
 import type {Supervisor} from '../supervisor.js';
 import {workerAuthorization, workerUrl, type WorkerView} from '../worker-record.js';
 import {relayStream, type StreamingResponse} from './sse-relay.js';
+import {traceStartup} from '../../startup-trace.js';
 
 type Routed = {model?: string | undefined; stream?: boolean | undefined};
 
@@ -201,7 +202,9 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
     };
     event('started');
     try {
+      traceStartup(worker.id, 'request relayed by the hive');
       const sent = await sendToWorker(worker, path, raw, cancel, options.workerTimeoutMs);
+      traceStartup(worker.id, "worker's answer began");
       if (sent.kind === 'failed') {
         if (sent.hung) {
           unanswered.set(worker.id, Date.now());

@@ -11,6 +11,28 @@ export const DeviceInfoSchema = z.object({
 });
 export type DeviceInfo = z.infer<typeof DeviceInfoSchema>;
 
+/**
+ * A spare worker process: booted and imported ahead of time, holding no model, waiting for the
+ * next worker of its type (src/hive/spare-workers.ts). `booted`: its imports are done.
+ */
+export const SpareInfoSchema = z.object({
+  type: z.string(),
+  worker_id: z.string(),
+  pid: z.number().int(),
+  booted: z.boolean(),
+});
+export type SpareInfo = z.infer<typeof SpareInfoSchema>;
+
+/**
+ * What the hive writes to a spare's stdin, one JSON line: the `rbee worker run` arguments of the
+ * worker it becomes and that worker's whole environment (its credentials included, never argv).
+ */
+export const SpareAssignmentSchema = z.strictObject({
+  args: z.array(z.string()).min(2),
+  env: z.record(z.string(), z.string()),
+});
+export type SpareAssignment = z.infer<typeof SpareAssignmentSchema>;
+
 export const HiveStatusSchema = z.object({
   version: z.string(),
   pid: z.number().int(),
@@ -19,6 +41,8 @@ export const HiveStatusSchema = z.object({
   workers: z.partialRecord(WorkerStateSchema, count),
   models: z.array(z.string()),
   devices: z.array(DeviceInfoSchema),
+  /** Spare worker processes waiting for a spawn (absent from hives before they existed). */
+  spares: z.array(SpareInfoSchema).optional(),
 });
 export type HiveStatus = z.infer<typeof HiveStatusSchema>;
 
