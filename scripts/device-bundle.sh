@@ -167,7 +167,7 @@ libcublasLt.so.13, libcurand.so.10 on the loader path; glibc 2.34+), in this fol
   ./node20 -e "import('./dist/native/index.js').then(m => m.loadNativeBinding()).then(b => console.log(Object.keys(b)))"
   (or keep the .node elsewhere and set NAPI_RS_NATIVE_LIBRARY_PATH=/path/to/it)
 llama.cpp:
-  tar -xJf $(basename "$llama_xz" 2>/dev/null || echo "llama.cpp-$commit.tar.xz") && cd llama.cpp
+  tar -xJf llama.cpp-*.tar.xz && cd llama.cpp
   cmake -B build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \\
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF
   cmake --build build -j --target llama-bench llama-cli llama-quantize

@@ -12,8 +12,14 @@
 #   bash <dir>/base/batching-on-gpu.sh llama <dir>/llama     # THERE: a prebuilt llama.cpp CUDA bin/ (optional;
 #                                                            # ~/.cache/rbee/device/llama-cuda-sm90-*-shared-bin.tar.xz,
 #                                                            # prepare copies it when it is there); bench then adds --llama-server
-#   bash <dir>/base/batching-on-gpu.sh bench <out> [args]    # THERE: batching.mjs on Gemma (args go to it)
+#   bash <dir>/base/batching-on-gpu.sh llamasrc <dir>/llamasrc  # THERE: or build llama-server from source
+#                                                            # (background; bench waits for it)
+#   bash <dir>/base/batching-on-gpu.sh bench <out> [args]    # THERE: batching.mjs on Gemma (args go to it;
+#                                                            # RBEE_GB_NO_LLAMA=1 leaves llama-server out,
+#                                                            # RBEE_CANDLE_MMQ=off the MMQ kernels)
 #   bash <dir>/base/batching-on-gpu.sh bench8b <out> [args]  # THERE: write the 8B-shaped model, batching.mjs on it
+#   bash <dir>/base/batching-on-gpu.sh hivebench <dir>/hive <out> [args]  # THERE: 8 OpenAI streams through a hive
+#                                                            # to a candle worker --parallel 8 (bench/gpu-hive-parallel.ts)
 #
 # The device tool copies one folder per call (64 MiB with the repository); the machine keeps
 # /root/gb between calls while it stays warm (30 s), so the calls go back to back.
@@ -39,7 +45,20 @@ case "$stage" in
     llama="$(ls "${RBEE_CACHE:-$HOME/.cache/rbee}"/device/llama-cuda-sm90-*-shared-bin.tar.xz 2>/dev/null | head -1)"
     if [[ -n "$llama" ]]; then
       mkdir -p "$dir/llama" && cp "$llama" "$dir/llama/"
+    else
+      # No prebuilt CUDA llama.cpp here: its source, built there by the llamasrc stage (~5 min on
+      # 16 cores, in the background while the other calls go on).
+      bash "$root/scripts/device-bundle.sh" --out "$dir/.bundle" llama.cpp >/dev/null
+      mkdir -p "$dir/llamasrc" && mv "$dir"/.bundle/llama.cpp-*.tar.xz "$dir/llamasrc/" && rm -rf "$dir/.bundle"
     fi
+    # The hive as npm installs it, with bench/gpu-hive-parallel.ts bundled: the hivebench stage.
+    (cd "$root" && npm run build >/dev/null && npx esbuild bench/gpu-hive-parallel.ts --bundle --platform=node --format=esm --target=node20 \
+      --external:node-llama-cpp --log-level=warning \
+      "--banner:js=import {createRequire as bannerCreateRequire} from 'node:module'; const require = bannerCreateRequire(import.meta.url);" \
+      --outfile=bench/.work/gpu-hive-parallel.mjs)
+    (cd "$root" && RBEE_DEVICE_HIVE_EXTRA="bench/.work/gpu-hive-parallel.mjs" RBEE_DEVICE_LIMIT_MIB=0 \
+      bash scripts/device-bundle.sh --out "$dir/.hive" hive >/dev/null)
+    mkdir -p "$dir/hive" && mv "$dir/.hive/rbee-hive.tar.xz" "$dir/hive/" && rm -rf "$dir/.hive"
     du -sh "$dir"/* >&2
     ;;
   setup)
@@ -64,10 +83,41 @@ case "$stage" in
     cp "${2:?slice dir}"/g* "$work/model/"
     log "slices: $(ls "$work/model" | tr '\n' ' ')"
     ;;
+  llamasrc)
+    # llama-server from source for this GPU (CUDA graphs on by default in ggml-cuda); bench waits for it.
+    mkdir -p "$work/llama-src"
+    tar -C "$work/llama-src" -xJf "${2:?llamasrc dir}"/llama.cpp-*.tar.xz
+    cd "$work/llama-src"/llama.cpp* || exit 1
+    arch="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')"
+    setsid nohup bash -c "cmake -B build -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${arch:-90} -DCMAKE_BUILD_TYPE=Release \
+        -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF \
+        -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+      && cmake --build build -j \$(nproc) --target llama-server \
+      && mkdir -p $work/llama && ln -sfn \$PWD/build/bin $work/llama/bin" > "$work/llama-build.log" 2>&1 < /dev/null &
+    log "llama.cpp build started (sm_${arch:-90})"
+    ;;
   llama)
     mkdir -p "$work/llama"
     tar -C "$work/llama" -xJf "${2:?llama dir}"/llama-cuda-*.tar.xz
     log "llama.cpp: $(ls "$work/llama/bin" | tr '\n' ' ')"
+    ;;
+  hivebench)
+    # 8 OpenAI streams through a real hive to one candle worker --parallel 8 on cuda:0, each equal
+    # to itself served alone (bench/gpu-hive-parallel.ts). Needs setup and every Gemma slice.
+    hive="$(cd "${2:?hive dir}" && pwd)"
+    out="${3:?out}"
+    mkdir -p "$out"
+    out="$(cd "$out" && pwd)"
+    shift 3
+    cd "$work"
+    model=gemma-3-270m-q4_k_m.gguf
+    [[ -f "$model" ]] || cat model/a model/g? > "$model"
+    [[ "$(sha256sum "$model" | cut -d' ' -f1)" == "$(cat gemma.sha256)" ]] || { log "the Gemma slices do not add up to the model"; exit 1; }
+    rm -rf rbee && mkdir rbee && tar -C rbee -xJf "$hive/rbee-hive.tar.xz"
+    cd rbee
+    NAPI_RS_NATIVE_LIBRARY_PATH="$work/native/rbee-native.linux-x64-gnu.node" timeout 500 ../node20 bench/.work/gpu-hive-parallel.mjs \
+      --model "$work/$model" --device cuda:0 --out "$out" "$@" 2>&1 | tee "$out/hive-parallel.log"
+    log "processes left: $(pgrep -fa 'worker run|hive start' | grep -vc pgrep)"
     ;;
   bench | bench8b)
     out="${2:?out}"
@@ -101,7 +151,11 @@ case "$stage" in
       label=synthetic-8b
     fi
     extra=()
-    [[ -x "$work/llama/bin/llama-server" ]] && extra=(--llama-server "$work/llama/bin")
+    if [[ -z "${RBEE_GB_NO_LLAMA:-}" ]]; then
+      while [[ ! -x "$work/llama/bin/llama-server" ]] && pgrep -f "cmake --build" > /dev/null; do sleep 3; done
+      [[ -x "$work/llama/bin/llama-server" ]] && extra=(--llama-server "$work/llama/bin")
+    fi
+    log "llama-server: ${extra[*]:-none}; RBEE_CANDLE_MMQ=${RBEE_CANDLE_MMQ:-on}"
     timeout 500 ./node20 batching.mjs native/index.js "$model" "$out/batching-$label.json" "${extra[@]}" "$@" 2>&1 | tee "$out/batching-$label.log"
     ;;
   *)

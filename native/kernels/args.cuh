@@ -44,7 +44,7 @@ struct MmvqArgs {
   long long w_stride;  // bytes from one weight row to the next (>= K / QK * block bytes)
   int nseg, K, ldxq, ldxds, warps_per_row, ld_argmax;
   float softcap;       // > 0: v = tanh(v / softcap) * softcap (Gemma's final logits)
-  int pad;
+  int ncols;           // rbee_mmq_* only: the batch columns (the mmvq kernels' count is in their name)
 };
 
 // rbee_mmvq_glu_<type>_<nc> — block: 256; grid: up to F / 32.
@@ -115,6 +115,18 @@ struct AttnReduceArgs {
   int n_head, nsplit, ldo, ldyq, ldyds, pad;
 };
 
+// rbee_glu_q8_1 — grid: (F / 32, columns); block: 32. The MMQ path's gate+up epilogue.
+struct GluEpilogueArgs {
+  const float* g;        // [c][ldg] gate products
+  const float* u;        // [c][ldg] up products
+  int8_t* yq;            // [c][ldyq] q8_1 of act(g) * u
+  half2* yds;            // [c][ldyds]
+  float* y;              // optional [c][ldy] the same in f32
+  int ldg, ldyq, ldyds, ldy;
+  int act;               // 0: SiLU, 1: GELU (tanh)
+  int pad;
+};
+
 }  // namespace rbee
 
 #define RBEE_DECLARE_MMVQ(name)                                                                      \
@@ -142,6 +154,17 @@ RBEE_DECLARE_MMVQ(q8_0)
 RBEE_DECLARE_MMVQ(q4_k)
 RBEE_DECLARE_MMVQ(q5_k)
 RBEE_DECLARE_MMVQ(q6_k)
+
+// mmq.cu: rbee_mmq_<type>_w<warps per row>_c<columns per block> — block: 256; grid: (row tiles of
+// 16, ceil(ncols / c)). Bit-identical per column to rbee_mmvq_<type>_1 with the same warps per row.
+#define RBEE_DECLARE_MMQ(name)                                             \
+  extern "C" __global__ void rbee_mmq_##name##_w1_c16(rbee::MmvqArgs);     \
+  extern "C" __global__ void rbee_mmq_##name##_w1_c32(rbee::MmvqArgs);     \
+  extern "C" __global__ void rbee_mmq_##name##_w2_c16(rbee::MmvqArgs);
+RBEE_DECLARE_MMQ(q4_k)
+RBEE_DECLARE_MMQ(q5_k)
+RBEE_DECLARE_MMQ(q6_k)
+extern "C" __global__ void rbee_glu_q8_1(rbee::GluEpilogueArgs);
 
 extern "C" __global__ void rbee_rmsnorm_q8_1(rbee::NormArgs);
 extern "C" __global__ void rbee_quantize_q8_1(const float* x, int ldx, int K, int8_t* yq, int ldyq, half2* yds, int ldyds);

@@ -48,6 +48,16 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// The gated linear unit's activation times up: SiLU (act 0) or tanh GELU (act 1). One definition
+// for the fused gate+up kernels and the MMQ path's epilogue, so both give the same bits.
+__device__ __forceinline__ float glu_act(float g, float u, int act) {
+  if (act == 1) {
+    const float inner = 0.7978845608028654f * g * (1.0f + 0.044715f * g * g);
+    return (0.5f * g * (1.0f + tanhf(inner))) * u;
+  }
+  return (g / (1.0f + expf(-g))) * u;
+}
+
 // One 32-value block of one lane's value each -> q8_1 (ggml's quantize_q8_1: d = amax/127,
 // q = roundf(x/d), s = the butterfly sum of x). Every lane gets its q; lane 0 writes d and s.
 __device__ __forceinline__ void quantize_lane_q8_1(float v, int8_t* qs, half2* ds) {

@@ -148,14 +148,6 @@ __device__ __forceinline__ void mmvq_body(const MmvqArgs& a) {
   }
 }
 
-__device__ __forceinline__ float glu_act(float g, float u, int act) {
-  if (act == 1) {
-    const float inner = 0.7978845608028654f * g * (1.0f + 0.044715f * g * g);
-    return (0.5f * g * (1.0f + tanhf(inner))) * u;
-  }
-  return (g / (1.0f + expf(-g))) * u;
-}
-
 template <class T, int NC>
 __device__ __forceinline__ void glu_body(const GluArgs& a) {
   __shared__ float h[NC][QK8_1];

@@ -153,6 +153,11 @@ struct TQK45 {
     a[0] = w.sc[0] * dot8(w.v[0], x[0]);
     a[1] = w.sc[1] * dot8(w.v[1], x[1]);
   }
+  // The same integers from each unit's two 16-value half sums (the MMQ kernels' tensor-core dots).
+  __device__ static void isums_from_halves(const W& w, const int (&h)[UPT][2], int (&a)[UPT]) {
+    a[0] = w.sc[0] * (h[0][0] + h[0][1]);
+    a[1] = w.sc[1] * (h[1][0] + h[1][1]);
+  }
   __device__ static float combine(const W& w, const int (&a)[UPT], const float2 (&ds)[UPT]) {
     const float dot = fmaf(ds[0].x, (float)a[0], ds[1].x * (float)a[1]);
     const float mins = fmaf(w.m[0], ds[0].y, w.m[1] * ds[1].y);
@@ -216,6 +221,10 @@ struct TQ6_K {
   __device__ static void isums(const W& w, const int (&x)[UPT][8], int (&a)[UPT]) {
     a[0] = dot_halves(w.v[0], x[0], w.sc[0][0], w.sc[0][1]);
     a[1] = dot_halves(w.v[1], x[1], w.sc[1][0], w.sc[1][1]);
+  }
+  __device__ static void isums_from_halves(const W& w, const int (&h)[UPT][2], int (&a)[UPT]) {
+    a[0] = w.sc[0][0] * h[0][0] + w.sc[0][1] * h[0][1];
+    a[1] = w.sc[1][0] * h[1][0] + w.sc[1][1] * h[1][1];
   }
   __device__ static float combine(const W& w, const int (&a)[UPT], const float2 (&ds)[UPT]) {
     return w.d * fmaf(ds[0].x, (float)a[0], ds[1].x * (float)a[1]);

@@ -1215,6 +1215,331 @@ static void timings(bool quick) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// MMQ (mmq.cu): batches of 9..32 columns, each column bit-identical to rbee_mmvq_<type>_1 alone
+
+typedef void (*MmqFn)(MmvqArgs);
+static MmqFn mmq_fn(int type, int w, int nc) {
+#define RBEE_MMQ_PICK(name)                                                                  \
+  return w == 2 ? rbee_mmq_##name##_w2_c16 : nc == 32 ? rbee_mmq_##name##_w1_c32 : rbee_mmq_##name##_w1_c16;
+  if (type == Q4_K) { RBEE_MMQ_PICK(q4_k) }
+  if (type == Q5_K) { RBEE_MMQ_PICK(q5_k) }
+  RBEE_MMQ_PICK(q6_k)
+#undef RBEE_MMQ_PICK
+}
+// Columns per block: 32 with one warp per row, 16 with two (the partial sums fill the registers).
+static int mmq_cols(int w, int ncols) { return w == 1 && ncols > 16 ? 32 : 16; }
+static void launch_mmq(cudaStream_t st, int type, int ncols, MmvqArgs a, int grid_cap = 0) {
+  const int total = a.seg[0].rows + (a.nseg > 1 ? a.seg[1].rows : 0) + (a.nseg > 2 ? a.seg[2].rows : 0);
+  const int nc = mmq_cols(a.warps_per_row, ncols);
+  int grid = total / 16;
+  if (grid_cap > 0) grid = std::min(grid, grid_cap);
+  if (a.argmax_val) a.ld_argmax = grid;
+  a.ncols = ncols;
+  mmq_fn(type, a.warps_per_row, nc)<<<dim3(grid, (ncols + nc - 1) / nc), 256, 0, st>>>(a);
+}
+
+static void check_mmq() {
+  std::printf("\n== MMQ (tensor cores): every column bit-identical to the 1-column mat-vec ==\n");
+  Rng rng(33);
+  for (int type : {Q4_K, Q5_K, Q6_K}) {
+    const int K = 2560, rows = 160, ncols = 27;  // 10 blocks: some warps' slices are empty at W=2
+    const size_t rb = (size_t)K / 256 * ref::block_bytes(type);
+    std::vector<uint8_t> w(rows * rb);
+    random_blocks(type, w.data(), w.size() / ref::block_bytes(type), rng, 0.01f);
+    auto xf = random_floats((size_t)ncols * K, rng);
+    auto xq = ref::quantize_rows(xf.data(), ncols, K);
+    Dev<uint8_t> dw(w.size());
+    dw.up(w);
+    DQ8 dx;
+    dx.from(xq);
+    for (int wpr : {1, 2}) {
+      // Alone: each column through rbee_mmvq_<type>_1.
+      std::vector<float> alone((size_t)ncols * rows);
+      for (int c = 0; c < ncols; ++c) {
+        Dev<float> out(rows);
+        MmvqArgs a{};
+        a.seg[0] = MmvqSeg{dw.p, out.p, nullptr, rows, rows, 0, 0};
+        a.nseg = 1;
+        a.xq = dx.qs.p + (size_t)c * dx.ld;
+        a.xds = dx.ds.p + (size_t)c * dx.ldds;
+        a.ldxq = dx.ld;
+        a.ldxds = dx.ldds;
+        a.w_stride = (long long)rb;
+        a.K = K;
+        a.warps_per_row = wpr;
+        launch_mmvq(0, type, 1, a);
+        CK(cudaDeviceSynchronize());
+        auto g = out.down();
+        std::memcpy(&alone[(size_t)c * rows], g.data(), rows * 4);
+      }
+      for (int ncb : {16, 32}) {
+        if (wpr == 2 && ncb == 32) continue;
+        for (int cap : {0, 3}) {  // every tile its own block, or 3 blocks looping over the tiles
+          Dev<float> out((size_t)ncols * rows);
+          MmvqArgs a{};
+          a.seg[0] = MmvqSeg{dw.p, out.p, nullptr, rows, rows, 0, 0};
+          a.nseg = 1;
+          a.xq = dx.qs.p;
+          a.xds = dx.ds.p;
+          a.ldxq = dx.ld;
+          a.ldxds = dx.ldds;
+          a.w_stride = (long long)rb;
+          a.K = K;
+          a.warps_per_row = wpr;
+          a.ncols = ncols;
+          int grid = rows / 16;
+          if (cap) grid = cap;
+          mmq_fn(type, wpr, ncb)<<<dim3(grid, (ncols + ncb - 1) / ncb), 256>>>(a);
+          CK(cudaDeviceSynchronize());
+          auto g = out.down();
+          size_t diff = 0;
+          for (int c = 0; c < ncols; ++c) diff += std::memcmp(&g[(size_t)c * rows], &alone[(size_t)c * rows], rows * 4) != 0;
+          check(fmt("%s mmq w%d c%d%s: %d columns == mmvq alone", ref::type_name(type), wpr, ncb, cap ? " (3 blocks loop)" : "", ncols),
+                diff == 0, fmt("%zu column(s) differ", diff));
+        }
+      }
+    }
+  }
+  // Three segments + residual; the head (softcap, argmax partials, final pick); gate+up + GLU.
+  {
+    const int type = Q4_K, K = 1024, r0 = 64, r1 = 32, r2 = 48, ncols = 20;
+    const size_t rb = (size_t)K / 256 * 144, stride = rb + 144;
+    std::vector<uint8_t> w((size_t)(r0 + r1 + r2) * stride);
+    random_blocks(type, w.data(), w.size() / 144, rng, 0.01f);
+    auto xf = random_floats((size_t)ncols * K, rng);
+    auto xq = ref::quantize_rows(xf.data(), ncols, K);
+    auto res = random_floats((size_t)ncols * r1, rng);
+    Dev<uint8_t> dw(w.size());
+    dw.up(w);
+    DQ8 dx;
+    dx.from(xq);
+    auto run = [&](bool mmq, int c_first, int nc, std::vector<float>& g0, std::vector<float>& g1, std::vector<float>& g2) {
+      Dev<float> o0((size_t)nc * r0), o1((size_t)nc * r1), o2((size_t)nc * r2);
+      o1.up(std::vector<float>(res.begin() + (size_t)c_first * r1, res.begin() + (size_t)(c_first + nc) * r1));
+      MmvqArgs a{};
+      a.seg[0] = MmvqSeg{dw.p, o0.p, nullptr, r0, r0, 0, 0};
+      a.seg[1] = MmvqSeg{dw.p + r0 * stride, o1.p, o1.p, r1, r1, r1, 0};
+      a.seg[2] = MmvqSeg{dw.p + (r0 + r1) * stride, o2.p, nullptr, r2, r2, 0, 0};
+      a.nseg = 3;
+      a.xq = dx.qs.p + (size_t)c_first * dx.ld;
+      a.xds = dx.ds.p + (size_t)c_first * dx.ldds;
+      a.ldxq = dx.ld;
+      a.ldxds = dx.ldds;
+      a.w_stride = (long long)stride;
+      a.K = K;
+      a.warps_per_row = 2;
+      if (mmq) launch_mmq(0, type, nc, a);
+      else launch_mmvq(0, type, nc, a);
+      CK(cudaDeviceSynchronize());
+      g0 = o0.down();
+      g1 = o1.down();
+      g2 = o2.down();
+    };
+    std::vector<float> m0, m1, m2;
+    run(true, 0, ncols, m0, m1, m2);
+    size_t diff = 0;
+    for (int c = 0; c < ncols; ++c) {
+      std::vector<float> a0, a1, a2;
+      run(false, c, 1, a0, a1, a2);
+      diff += std::memcmp(a0.data(), &m0[(size_t)c * r0], r0 * 4) != 0;
+      diff += std::memcmp(a1.data(), &m1[(size_t)c * r1], r1 * 4) != 0;
+      diff += std::memcmp(a2.data(), &m2[(size_t)c * r2], r2 * 4) != 0;
+    }
+    check("q4_k mmq, 3 segments + residual + padded stride, 20 columns == alone", diff == 0, fmt("%zu segment column(s) differ", diff));
+  }
+  {
+    const int type = Q6_K, K = 1024, rows = 4000, ncols = 24, cap = 37;
+    const size_t rb = (size_t)K / 256 * 210;
+    std::vector<uint8_t> w(rows * rb);
+    random_blocks(type, w.data(), w.size() / 210, rng, 0.01f);
+    auto xf = random_floats((size_t)ncols * K, rng);
+    auto xq = ref::quantize_rows(xf.data(), ncols, K);
+    Dev<uint8_t> dw(w.size());
+    dw.up(w);
+    DQ8 dx;
+    dx.from(xq);
+    const int maxgrid = 4 * g_sms * 8;
+    Dev<float> logits((size_t)ncols * rows), pv((size_t)ncols * maxgrid);
+    Dev<int> pi((size_t)ncols * maxgrid), tok(ncols);
+    MmvqArgs a{};
+    a.seg[0] = MmvqSeg{dw.p, logits.p, nullptr, rows, rows, 0, 0};
+    a.nseg = 1;
+    a.xq = dx.qs.p;
+    a.xds = dx.ds.p;
+    a.ldxq = dx.ld;
+    a.ldxds = dx.ldds;
+    a.w_stride = (long long)rb;
+    a.K = K;
+    a.warps_per_row = 1;
+    a.argmax_val = pv.p;
+    a.argmax_idx = pi.p;
+    a.softcap = 30.0f;
+    launch_mmq(0, type, ncols, a, cap);
+    rbee_argmax_final<<<ncols, 256>>>(pv.p, pi.p, cap, cap, tok.p, nullptr, nullptr);
+    CK(cudaDeviceSynchronize());
+    auto gl = logits.down();
+    auto gt = tok.down();
+    size_t diff = 0, tdiff = 0;
+    for (int c = 0; c < ncols; ++c) {
+      Dev<float> l1(rows), v1(maxgrid);
+      Dev<int> i1(maxgrid), t1(1);
+      MmvqArgs b = a;
+      b.seg[0] = MmvqSeg{dw.p, l1.p, nullptr, rows, rows, 0, 0};
+      b.xq = dx.qs.p + (size_t)c * dx.ld;
+      b.xds = dx.ds.p + (size_t)c * dx.ldds;
+      b.argmax_val = v1.p;
+      b.argmax_idx = i1.p;
+      const int grid = head_grid(rows, 1);
+      launch_mmvq(0, type, 1, b, grid);
+      rbee_argmax_final<<<1, 256>>>(v1.p, i1.p, grid, grid, t1.p, nullptr, nullptr);
+      CK(cudaDeviceSynchronize());
+      diff += std::memcmp(l1.down().data(), &gl[(size_t)c * rows], rows * 4) != 0;
+      tdiff += t1.down()[0] != gt[c];
+    }
+    check("q6_k mmq head: softcap logits and greedy tokens == alone (24 columns, 37 blocks)", diff + tdiff == 0,
+          fmt("%zu logit column(s), %zu token(s) differ", diff, tdiff));
+  }
+  for (int type : {Q4_K, Q6_K}) {
+    const int K = 2048, F = 512, ncols = 32;
+    const size_t rb = (size_t)K / 256 * ref::block_bytes(type);
+    std::vector<uint8_t> w((size_t)2 * F * rb);
+    random_blocks(type, w.data(), w.size() / ref::block_bytes(type), rng, 0.01f);
+    auto xf = random_floats((size_t)ncols * K, rng);
+    auto xq = ref::quantize_rows(xf.data(), ncols, K);
+    Dev<uint8_t> dw(w.size());
+    dw.up(w);
+    DQ8 dx;
+    dx.from(xq);
+    for (int act : {0, 1}) {
+      Dev<float> g((size_t)ncols * F), u((size_t)ncols * F);
+      Dev<int8_t> yq((size_t)ncols * F);
+      Dev<half2> yds((size_t)ncols * F / 32);
+      MmvqArgs a{};
+      a.seg[0] = MmvqSeg{dw.p, g.p, nullptr, F, F, 0, 0};
+      a.seg[1] = MmvqSeg{dw.p + F * rb, u.p, nullptr, F, F, 0, 0};
+      a.nseg = 2;
+      a.xq = dx.qs.p;
+      a.xds = dx.ds.p;
+      a.ldxq = dx.ld;
+      a.ldxds = dx.ldds;
+      a.w_stride = (long long)rb;
+      a.K = K;
+      a.warps_per_row = 1;
+      launch_mmq(0, type, ncols, a);
+      GluEpilogueArgs e{g.p, u.p, yq.p, yds.p, nullptr, F, F, F / 32, 0, act, 0};
+      rbee_glu_q8_1<<<dim3(F / 32, ncols), 32>>>(e);
+      CK(cudaDeviceSynchronize());
+      auto gq = yq.down();
+      auto gds = yds.down();
+      size_t diff = 0;
+      for (int c = 0; c < ncols; ++c) {
+        Dev<int8_t> q1(F);
+        Dev<half2> d1(F / 32);
+        GluArgs ga{};
+        ga.w_gate = dw.p;
+        ga.w_up = dw.p + F * rb;
+        ga.xq = dx.qs.p + (size_t)c * dx.ld;
+        ga.xds = dx.ds.p + (size_t)c * dx.ldds;
+        ga.yq = q1.p;
+        ga.yds = d1.p;
+        ga.w_stride = (long long)rb;
+        ga.K = K;
+        ga.F = F;
+        ga.ldxq = dx.ld;
+        ga.ldxds = dx.ldds;
+        ga.ldyq = F;
+        ga.ldyds = F / 32;
+        ga.act = act;
+        launch_glu(0, type, 1, ga);
+        CK(cudaDeviceSynchronize());
+        diff += std::memcmp(q1.down().data(), &gq[(size_t)c * F], F) != 0;
+        diff += std::memcmp(d1.down().data(), &gds[(size_t)c * F / 32], F / 32 * 4) != 0;
+      }
+      check(fmt("%s mmq gate+up (2 segments) + glu_q8_1 %s == fused glu alone, 32 columns", ref::type_name(type), act ? "gelu" : "silu"),
+            diff == 0, fmt("%zu column plane(s) differ", diff));
+    }
+  }
+}
+
+// One 8B-shaped product at `batch` columns: MMQ against the mat-vec kernels in 8-column groups.
+static void time_mmq_case(const std::string& name, int type, const std::vector<int>& segs, int K, int batch, bool residual, bool head,
+                          int wpr) {
+  const size_t rb = (size_t)K / 256 * ref::block_bytes(type);
+  int rows = 0;
+  for (int r : segs) rows += r;
+  WeightPool pool(type, rows * rb, 3000 + rows + K, 1.0f / (typical(type) * std::sqrt((float)K)));
+  Dev<float> xf((size_t)batch * K);
+  Dev<int8_t> xq((size_t)batch * K);
+  Dev<half2> xds((size_t)batch * K / 32);
+  fill_float<<<64, 256>>>(xf.p, xf.n, K, 0.0f, 1.0f);
+  rbee_quantize_q8_1<<<dim3((K / 32 + 7) / 8, batch), 256>>>(xf.p, K, K, xq.p, K, xds.p, K / 32);
+  Dev<float> out((size_t)batch * rows);
+  const int maxgrid = 4 * g_sms * 8;
+  Dev<float> pv((size_t)batch * maxgrid);
+  Dev<int> pi((size_t)batch * maxgrid);
+  auto args = [&](int i, int c0) {
+    MmvqArgs a{};
+    int off = 0;
+    for (size_t s = 0; s < segs.size(); ++s) {
+      float* o = out.p + (size_t)c0 * rows + off;
+      a.seg[s] = MmvqSeg{pool.at(i) + off * rb, o, residual ? o : nullptr, segs[s], rows, rows, 0};
+      off += segs[s];
+    }
+    a.nseg = (int)segs.size();
+    a.xq = xq.p + (size_t)c0 * K;
+    a.xds = xds.p + (size_t)c0 * K / 32;
+    a.ldxq = K;
+    a.ldxds = K / 32;
+    a.w_stride = (long long)rb;
+    a.K = K;
+    a.warps_per_row = wpr;
+    if (head) {
+      a.argmax_val = pv.p + (size_t)c0 * maxgrid;
+      a.argmax_idx = pi.p + (size_t)c0 * maxgrid;
+    }
+    return a;
+  };
+  const double t_mmvq = time_graph(
+      [&](cudaStream_t st, int i) {
+        for (int c0 = 0; c0 < batch; c0 += 8) launch_mmvq(st, type, std::min(8, batch - c0), args(i, c0), head ? head_grid(rows, wpr) : 0);
+      },
+      20);
+  const double t_mmq = time_graph([&](cudaStream_t st, int i) { launch_mmq(st, type, batch, args(i, 0), head ? maxgrid : 0); }, 20);
+  std::string alt;
+  if (wpr == 1 && batch > 16) {  // the 16-column kernel twice (2 blocks an SM) against the 32-column one (1)
+    const double t16 = time_graph(
+        [&](cudaStream_t st, int i) {
+          MmvqArgs a = args(i, 0);
+          const int total = rows;
+          int grid = total / 16;
+          if (head) grid = std::min(grid, maxgrid);
+          if (a.argmax_val) a.ld_argmax = grid;
+          a.ncols = batch;
+          mmq_fn(type, 1, 16)<<<dim3(grid, (batch + 15) / 16), 256, 0, st>>>(a);
+        },
+        20);
+    alt = fmt("; c16 kernel %.1f us", t16);
+  }
+  std::string shape = fmt("%s %dx%d", ref::type_name(type), rows, K);
+  if (segs.size() > 1) shape += fmt(" (%zu segs)", segs.size());
+  const double bytes = rows * (double)rb + batch * (K * 1.0 + K / 32 * 4.0) + batch * rows * 4.0 * (residual ? 2 : 1);
+  report("llama8b", name + " mmq", shape, batch, t_mmq, bytes,
+         fmt("w%d; mmvq in 8-column groups %.1f us: %.2fx%s", wpr, t_mmvq, t_mmvq / t_mmq, alt.c_str()));
+}
+
+static void time_mmq() {
+  std::printf("\n== MMQ timings (8B shapes, batch 16 and 32) against the mat-vec kernels in groups of 8 ==\n");
+  for (int b : {16, 32}) {
+    time_mmq_case("qkv (fused)", Q4_K, {4096, 1024, 1024}, 4096, b, false, false, default_wpr(6144, 4096, Q4_K));
+    time_mmq_case("o-proj + residual", Q4_K, {4096}, 4096, b, true, false, default_wpr(4096, 4096, Q4_K));
+    time_mmq_case("gate+up (2 segs)", Q4_K, {14336, 14336}, 4096, b, false, false, 1);
+    time_mmq_case("down + residual", Q4_K, {4096}, 14336, b, true, false, default_wpr(4096, 14336, Q4_K));
+    time_mmq_case("down + residual", Q6_K, {4096}, 14336, b, true, false, default_wpr(4096, 14336, Q6_K));
+    time_mmq_case("head + argmax", Q6_K, {128256}, 4096, b, false, true, default_wpr(128256, 4096, Q6_K));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // (c) A whole decode step, 8B-shaped, Q4_K_M-like
 
 struct Tensor {
@@ -1662,6 +1987,7 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--cpu-selftest") return cpu_selftest();
   const std::string out = argc > 1 ? argv[1] : "summary.json";
   const bool quick = argc > 2 && std::string(argv[2]) == "--quick";
+  const bool mmq_only = argc > 2 && std::string(argv[2]) == "--mmq";
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   g_sms = prop.multiProcessorCount;
@@ -1675,6 +2001,10 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   std::printf("\n== CPU reference self-test ==\n");
   check("CPU references self-consistent", cpu_selftest() == 0, "");
+  if (mmq_only) {
+    check_mmq();
+    time_mmq();
+  } else {
   check_norm();
   check_mmvq();
   check_glu();
@@ -1683,6 +2013,9 @@ int main(int argc, char** argv) {
   check_embed();
   timings(quick);
   step_bench(quick);
+  check_mmq();
+  time_mmq();
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("\n%d checks passed, %d failed; %.1f s\n", S.passed, S.failed, secs);
   FILE* f = std::fopen(out.c_str(), "w");

@@ -6,6 +6,7 @@
 #
 #   bash bench/gpu/kernels/run.sh            # from the repo root; writes into $OUT (default ./out)
 #   bash bench/gpu/kernels/run.sh --quick    # fewer timings (batch 1 only, 8 decode steps)
+#   bash bench/gpu/kernels/run.sh --mmq      # only the MMQ kernels' checks and timings
 #
 # Output: $OUT/kernels.log (everything printed), $OUT/kernels-summary.json (checks, timings,
 # steps). It also compiles every kernel for sm_80, sm_86, sm_89 (cubin) and compute_80 (PTX), so a
@@ -33,7 +34,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT
-kernels=(norm mmvq rope attention sample)
+kernels=(norm mmvq mmq rope attention sample)
 # --fmad=false: the kernels' float arithmetic is written out (fmaf where fused); see common.cuh.
 flags=(-std=c++17 -O3 --fmad=false -I"$root/native/kernels")
 

@@ -52,7 +52,8 @@ pub struct MmvqArgs {
     pub warps_per_row: i32,
     pub ld_argmax: i32,
     pub softcap: f32,
-    pub pad: i32,
+    /// rbee_mmq_* only: the batch columns (the mat-vec kernels' count is in their name).
+    pub ncols: i32,
 }
 
 /// rbee_mmvq_glu_<type>_<nc>. block: 256.
@@ -75,6 +76,23 @@ pub struct GluArgs {
     pub ldyds: i32,
     pub ldy: i32,
     pub act: i32,
+}
+
+/// rbee_glu_q8_1 (the MMQ path's gate+up epilogue). grid: (F / 32, columns); block: 32.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GluEpilogueArgs {
+    pub g: u64,
+    pub u: u64,
+    pub yq: u64,
+    pub yds: u64,
+    pub y: u64,
+    pub ldg: i32,
+    pub ldyq: i32,
+    pub ldyds: i32,
+    pub ldy: i32,
+    pub act: i32,
+    pub pad: i32,
 }
 
 /// rbee_rope_kv. grid: (n_head + 2 * n_kv, rows); block: hd / 2.
@@ -154,6 +172,7 @@ mod device_repr {
     unsafe impl DeviceRepr for super::NormArgs {}
     unsafe impl DeviceRepr for super::MmvqArgs {}
     unsafe impl DeviceRepr for super::GluArgs {}
+    unsafe impl DeviceRepr for super::GluEpilogueArgs {}
     unsafe impl DeviceRepr for super::RopeArgs {}
     unsafe impl DeviceRepr for super::AttnArgs {}
     unsafe impl DeviceRepr for super::AttnReduceArgs {}
@@ -184,6 +203,7 @@ mod tests {
         assert_eq!(offset_of!(MmvqArgs, nseg), 160);
         assert_eq!(offset_of!(MmvqArgs, ld_argmax), 180);
         assert_eq!(offset_of!(MmvqArgs, softcap), 184);
+        assert_eq!(offset_of!(MmvqArgs, ncols), 188);
         assert_eq!(size_of::<MmvqArgs>(), 192);
     }
 
@@ -193,6 +213,9 @@ mod tests {
         assert_eq!(offset_of!(GluArgs, k), 64);
         assert_eq!(offset_of!(GluArgs, act), 92);
         assert_eq!(size_of::<GluArgs>(), 96);
+        assert_eq!(offset_of!(GluEpilogueArgs, ldg), 40);
+        assert_eq!(offset_of!(GluEpilogueArgs, act), 56);
+        assert_eq!(size_of::<GluEpilogueArgs>(), 64);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 
-use super::args::{AttnArgs, AttnReduceArgs, GluArgs, MmvqArgs, MmvqSeg, NormArgs, RopeArgs};
-use super::plan::{self, BufferSizes, MatShape};
+use super::args::{AttnArgs, AttnReduceArgs, GluArgs, GluEpilogueArgs, MmvqArgs, MmvqSeg, NormArgs, RopeArgs};
+use super::plan::{self, BufferSizes, MatShape, QType};
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::model::config::{Activation, Arch, Config};
 use crate::model::decoder::StepOutput;
@@ -67,13 +67,14 @@ fn ptr(buffer: &Option<DeviceBuffer>) -> u64 {
 }
 
 /// The kernels' fatbins (build.rs), one module per .cu file.
-const MODULES: [(&str, &[u8]); 6] = [
+const MODULES: [(&str, &[u8]); 7] = [
     ("norm", include_bytes!(concat!(env!("OUT_DIR"), "/norm.fatbin"))),
     ("mmvq", include_bytes!(concat!(env!("OUT_DIR"), "/mmvq.fatbin"))),
     ("rope", include_bytes!(concat!(env!("OUT_DIR"), "/rope.fatbin"))),
     ("attention", include_bytes!(concat!(env!("OUT_DIR"), "/attention.fatbin"))),
     ("sample", include_bytes!(concat!(env!("OUT_DIR"), "/sample.fatbin"))),
     ("prefill", include_bytes!(concat!(env!("OUT_DIR"), "/prefill.fatbin"))),
+    ("mmq", include_bytes!(concat!(env!("OUT_DIR"), "/mmq.fatbin"))),
 ];
 
 fn module_of(kernel: &str) -> usize {
@@ -87,6 +88,8 @@ fn module_of(kernel: &str) -> usize {
         3
     } else if ["rbee_dequant_f32", "rbee_glu_f32", "rbee_add_bias"].contains(&kernel) {
         5
+    } else if kernel.starts_with("rbee_mmq") || kernel == "rbee_glu_q8_1" {
+        6
     } else {
         4
     }
@@ -157,6 +160,8 @@ struct Buffers {
     part_ml: DeviceBuffer,
     argmax_val: DeviceBuffer,
     argmax_idx: DeviceBuffer,
+    /// The MMQ path's gate and up products (None when no bucket is wider than 8 rows).
+    glu: Option<(DeviceBuffer, DeviceBuffer)>,
     tokens: DeviceBuffer,
     pos: DeviceBuffer,
     slot: DeviceBuffer,
@@ -180,6 +185,7 @@ impl Buffers {
             part_ml: f32s(2 * sizes.part_ml)?,
             argmax_val: f32s(sizes.argmax)?,
             argmax_idx: f32s(sizes.argmax)?,
+            glu: if sizes.glu > 0 { Some((f32s(sizes.glu)?, f32s(sizes.glu)?)) } else { None },
             tokens: f32s(batch)?,
             pos: f32s(batch)?,
             // Each row's KV-cache slot: a step's rows are decoding streams' tokens and prompt
@@ -506,6 +512,7 @@ impl GraphDecoder {
     }
 
     fn kernel_names(&self, batch: usize) -> Vec<String> {
+        let wide = batch > plan::MAX_KERNEL_BATCH;
         let batch = batch.min(plan::MAX_KERNEL_BATCH);
         let mut names = vec!["rbee_embed_rows".to_string(), "rbee_rmsnorm_q8_1".to_string(), "rbee_rope_kv".to_string(), "rbee_argmax_final".to_string()];
         names.push(format!("rbee_attn_split_{}", self.config.head_dim));
@@ -516,8 +523,18 @@ impl GraphDecoder {
             mats.extend([&layer.o, &layer.down]);
             names.push(format!("rbee_mmvq_glu_{}_{batch}", layer.gate.shape.qtype.kernel_name()));
         }
+        if wide {
+            names.push("rbee_glu_q8_1".to_string());
+            for layer in &self.layers {
+                mats.push(&layer.gate);
+            }
+        }
         for m in mats {
             names.push(format!("rbee_mmvq_{}_{batch}", m.shape.qtype.kernel_name()));
+            if wide && matches!(m.shape.qtype, QType::Q4K | QType::Q5K | QType::Q6K) {
+                // Every variant of the type: which one a launch takes depends on its rows and warps.
+                names.extend(["w1_c16", "w1_c32", "w2_c16"].map(|v| format!("rbee_mmq_{}_{v}", m.shape.qtype.kernel_name())));
+            }
         }
         names.sort();
         names.dedup();
@@ -559,6 +576,11 @@ impl GraphDecoder {
     /// same in any group). Returns the grid and the launch count.
     #[allow(clippy::too_many_arguments)]
     fn mmvq(&self, rows: usize, segs: &[(&Mat, u64, u64, i32, i32)], xq: u64, xds: u64, k: usize, head: Option<(u64, u64)>) -> EngineResult<(u32, usize)> {
+        let total: usize = segs.iter().map(|s| s.0.shape.rows).sum();
+        let wpr = plan::warps_per_row(&segs[0].0.shape, total, self.sms);
+        if let Some(grid) = self.mmq(rows, segs, xq, xds, k, head, wpr)? {
+            return Ok((grid, 1));
+        }
         let mut launches = 0;
         let mut grid = 0;
         for c0 in (0..rows).step_by(plan::MAX_KERNEL_BATCH) {
@@ -577,6 +599,36 @@ impl GraphDecoder {
         Ok((grid, launches))
     }
 
+    /// The whole product in one MMQ launch when plan::mmq_kernel has a kernel for it (more than
+    /// 8 rows of K-quant weights): each weight block read once for up to 32 rows, every row's
+    /// bits those of the mat-vec kernels at `wpr` warps per row. Returns its grid, or None.
+    #[allow(clippy::too_many_arguments)]
+    fn mmq(
+        &self,
+        rows: usize,
+        segs: &[(&Mat, u64, u64, i32, i32)],
+        xq: u64,
+        xds: u64,
+        k: usize,
+        head: Option<(u64, u64)>,
+        wpr: i32,
+    ) -> EngineResult<Option<u32>> {
+        if !plan::mmq_enabled() {
+            return Ok(None);
+        }
+        let seg_rows: Vec<usize> = segs.iter().map(|s| s.0.shape.rows).collect();
+        let Some((name, cols)) = plan::mmq_kernel(segs[0].0.shape.qtype, wpr, rows, &seg_rows) else {
+            return Ok(None);
+        };
+        let tiles = (seg_rows.iter().sum::<usize>() / plan::MMQ_TILE_ROWS) as u32;
+        // The head's blocks loop over its tiles: one argmax partial per block and row.
+        let grid = if head.is_some() { tiles.min(plan::head_grid_cap(self.sms)) } else { tiles };
+        let mut args = self.mmvq_args(segs, xq, xds, k, head, grid, wpr);
+        args.ncols = rows as i32;
+        self.launch(&name, (grid, rows.div_ceil(cols) as u32, 1), 256, 0, &args)?;
+        Ok(Some(grid))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn mmvq_group(
         &self,
@@ -589,11 +641,18 @@ impl GraphDecoder {
         grid: u32,
         wpr: i32,
     ) -> EngineResult<()> {
-        let first = segs[0].0;
+        let args = self.mmvq_args(segs, xq, xds, k, head, grid, wpr);
+        let name = format!("rbee_mmvq_{}_{rows}", segs[0].0.shape.qtype.kernel_name());
+        self.launch(&name, (grid, 1, 1), 128, 0, &args)
+    }
+
+    /// The arguments the mat-vec and MMQ kernels share (`grid` blocks leave argmax partials).
+    #[allow(clippy::too_many_arguments)]
+    fn mmvq_args(&self, segs: &[(&Mat, u64, u64, i32, i32)], xq: u64, xds: u64, k: usize, head: Option<(u64, u64)>, grid: u32, wpr: i32) -> MmvqArgs {
         let mut args = MmvqArgs {
             xq,
             xds,
-            w_stride: first.shape.row_bytes() as i64,
+            w_stride: segs[0].0.shape.row_bytes() as i64,
             nseg: segs.len() as i32,
             k: k as i32,
             ldxq: k as i32,
@@ -610,8 +669,7 @@ impl GraphDecoder {
             args.argmax_idx = idx;
             args.ld_argmax = grid as i32;
         }
-        let name = format!("rbee_mmvq_{}_{rows}", first.shape.qtype.kernel_name());
-        self.launch(&name, (grid, 1, 1), 128, 0, &args)
+        args
     }
 
     /// Enqueues one decode step for `rows` batch rows on the stream; returns the kernel count.
@@ -719,35 +777,69 @@ impl GraphDecoder {
             kernels += self.mmvq(rows, &[(&layer.o, out, res, d as i32, d as i32)], b.aq.ptr, b.ads.ptr, attn_width, None)?.1;
             let pre = if gemma { Some((branch, ptr(&layer.post_attn_norm))) } else { None };
             self.norm(rows, layer.ffn_norm.ptr, pre)?;
-            for c0 in (0..rows).step_by(plan::MAX_KERNEL_BATCH) {
-                let nc = (rows - c0).min(plan::MAX_KERNEL_BATCH);
-                let glu = GluArgs {
-                    w_gate: layer.gate.buffer.ptr,
-                    w_up: layer.up.buffer.ptr,
-                    xq: b.xq.ptr + (c0 * d) as u64,
-                    xds: b.xds.ptr + 4 * (c0 * (d / 32)) as u64,
-                    yq: b.hq.ptr + (c0 * self.n_ff) as u64,
-                    yds: b.hds.ptr + 4 * (c0 * (self.n_ff / 32)) as u64,
-                    y: 0,
-                    w_stride: layer.gate.shape.row_bytes() as i64,
-                    k: d as i32,
-                    f: self.n_ff as i32,
-                    ldxq: d as i32,
-                    ldxds: (d / 32) as i32,
-                    ldyq: self.n_ff as i32,
-                    ldyds: (self.n_ff / 32) as i32,
-                    ldy: 0,
-                    act: i32::from(cfg.activation == Activation::Gelu),
-                };
-                let glu_name = format!("rbee_mmvq_glu_{}_{nc}", layer.gate.shape.qtype.kernel_name());
-                self.launch(&glu_name, ((self.n_ff / 32) as u32, 1, 1), 256, 0, &glu)?;
-                kernels += 1;
+            if let Some(n) = self.glu_mmq(rows, layer)? {
+                kernels += n;
+            } else {
+                for c0 in (0..rows).step_by(plan::MAX_KERNEL_BATCH) {
+                    let nc = (rows - c0).min(plan::MAX_KERNEL_BATCH);
+                    let glu = GluArgs {
+                        w_gate: layer.gate.buffer.ptr,
+                        w_up: layer.up.buffer.ptr,
+                        xq: b.xq.ptr + (c0 * d) as u64,
+                        xds: b.xds.ptr + 4 * (c0 * (d / 32)) as u64,
+                        yq: b.hq.ptr + (c0 * self.n_ff) as u64,
+                        yds: b.hds.ptr + 4 * (c0 * (self.n_ff / 32)) as u64,
+                        y: 0,
+                        w_stride: layer.gate.shape.row_bytes() as i64,
+                        k: d as i32,
+                        f: self.n_ff as i32,
+                        ldxq: d as i32,
+                        ldxds: (d / 32) as i32,
+                        ldyq: self.n_ff as i32,
+                        ldyds: (self.n_ff / 32) as i32,
+                        ldy: 0,
+                        act: i32::from(cfg.activation == Activation::Gelu),
+                    };
+                    let glu_name = format!("rbee_mmvq_glu_{}_{nc}", layer.gate.shape.qtype.kernel_name());
+                    self.launch(&glu_name, ((self.n_ff / 32) as u32, 1, 1), 256, 0, &glu)?;
+                    kernels += 1;
+                }
             }
             kernels += self.mmvq(rows, &[(&layer.down, out, res, d as i32, d as i32)], b.hq.ptr, b.hds.ptr, self.n_ff, None)?.1;
             kernels += 1;
         }
         kernels += self.enqueue_head(rows)?;
         Ok(kernels)
+    }
+
+    /// Gate and up as two segments of one MMQ launch at one warp per row (the fused GLU kernel's
+    /// float order), then act(gate) * up quantized for the down projection: the same q8_1 bits
+    /// as rbee_mmvq_glu. None (and nothing launched) where plan::mmq_kernel has no kernel.
+    fn glu_mmq(&self, rows: usize, layer: &Layer) -> EngineResult<Option<usize>> {
+        let (b, d, f) = (&self.buffers, self.config.n_embd, self.n_ff);
+        let Some((g, u)) = &b.glu else { return Ok(None) };
+        if layer.gate.shape.qtype != layer.up.shape.qtype || layer.gate.shape.row_bytes() != layer.up.shape.row_bytes() {
+            return Ok(None);
+        }
+        let segs = [(&layer.gate, g.ptr, 0, f as i32, 0), (&layer.up, u.ptr, 0, f as i32, 0)];
+        if self.mmq(rows, &segs, b.xq.ptr, b.xds.ptr, d, None, 1)?.is_none() {
+            return Ok(None);
+        }
+        let epilogue = GluEpilogueArgs {
+            g: g.ptr,
+            u: u.ptr,
+            yq: b.hq.ptr,
+            yds: b.hds.ptr,
+            y: 0,
+            ldg: f as i32,
+            ldyq: f as i32,
+            ldyds: (f / 32) as i32,
+            ldy: 0,
+            act: i32::from(self.config.activation == Activation::Gelu),
+            pad: 0,
+        };
+        self.launch("rbee_glu_q8_1", ((f / 32) as u32, rows as u32, 1), 32, 0, &epilogue)?;
+        Ok(Some(2))
     }
 
     /// The end of a step: final norm (Gemma: the last FFN branch's post norm and residual add

@@ -25,6 +25,31 @@ pub const PREFILL_ROWS: usize = 8;
 /// The most rows one mmvq launch serves (the kernels are instantiated for 1..=8 columns).
 pub const MAX_KERNEL_BATCH: usize = 8;
 
+/// Weight rows per tile of the MMQ kernels (mmq.cu).
+pub const MMQ_TILE_ROWS: usize = 16;
+
+/// The MMQ kernel (mmq.cu: tensor-core integer dots, each weight block read once for up to 32
+/// batch rows) for a product of `qtype` weights split in segments of `seg_rows` rows, at `rows`
+/// batch rows and `wpr` warps per row, and the batch rows one block covers. None where the
+/// mat-vec kernels serve it in groups of 8: 8 rows or fewer, a 32-value block type, 4 warps per
+/// row, or a segment that is not whole tiles. Either way a row's result is the same bits (the
+/// MMQ kernels replay the mat-vec kernels' float order), so the choice is speed only.
+pub fn mmq_kernel(qtype: QType, wpr: i32, rows: usize, seg_rows: &[usize]) -> Option<(String, usize)> {
+    let k_quant = matches!(qtype, QType::Q4K | QType::Q5K | QType::Q6K);
+    if rows <= MAX_KERNEL_BATCH || !k_quant || !(1..=2).contains(&wpr) || seg_rows.iter().any(|r| r % MMQ_TILE_ROWS != 0) {
+        return None;
+    }
+    // 32 columns a block need every register with two warps' worth of partial sums per row.
+    let cols = if wpr == 1 && rows > 16 { 32 } else { 16 };
+    Some((format!("rbee_mmq_{}_w{wpr}_c{cols}", qtype.kernel_name()), cols))
+}
+
+/// `RBEE_CANDLE_MMQ=off` keeps wide batches on the mat-vec kernels in groups of 8: an A/B switch
+/// for benches (the tokens are the same either way, only the speed differs).
+pub fn mmq_enabled() -> bool {
+    std::env::var("RBEE_CANDLE_MMQ").map_or(true, |v| v != "off")
+}
+
 /// A weight type with a kernel (the ggml type id is the kernels' `QType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QType {
@@ -213,6 +238,8 @@ pub struct BufferSizes {
     pub part_ml: usize,
     /// Head argmax partials per row.
     pub argmax: usize,
+    /// The MMQ path's gate and up products, f32 [batch][n_ff] each (0 up to MAX_KERNEL_BATCH rows).
+    pub glu: usize,
 }
 
 impl BufferSizes {
@@ -233,11 +260,12 @@ impl BufferSizes {
             part_o: batch * cfg.n_head * nsplit * cfg.head_dim,
             part_ml: batch * cfg.n_head * nsplit,
             argmax: batch * head_grid_cap(sms) as usize,
+            glu: if batch > MAX_KERNEL_BATCH { batch * n_ff } else { 0 },
         }
     }
 
     pub fn bytes(&self) -> usize {
-        4 * (self.x + self.branch + self.qkv + self.logits + self.part_o + 2 * self.part_ml + self.argmax * 2)
+        4 * (self.x + self.branch + self.qkv + self.logits + self.part_o + 2 * self.part_ml + self.argmax * 2 + self.glu * 2)
             + self.xq
             + self.aq
             + self.hq
@@ -279,6 +307,18 @@ pub fn kernels_per_step(qkv_launches_per_layer: &[usize]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mmq_serves_wide_batches_of_k_quants_in_whole_tiles() {
+        assert_eq!(mmq_kernel(QType::Q4K, 1, 32, &[4096, 1024, 1024]), Some(("rbee_mmq_q4_k_w1_c32".into(), 32)));
+        assert_eq!(mmq_kernel(QType::Q6K, 1, 16, &[128256]), Some(("rbee_mmq_q6_k_w1_c16".into(), 16)));
+        assert_eq!(mmq_kernel(QType::Q4K, 2, 32, &[4096]), Some(("rbee_mmq_q4_k_w2_c16".into(), 16)));
+        // The mat-vec kernels keep: 8 rows or fewer, 32-value types, 4 warps a row, a ragged segment.
+        assert_eq!(mmq_kernel(QType::Q4K, 1, 8, &[4096]), None);
+        assert_eq!(mmq_kernel(QType::Q8_0, 1, 32, &[4096]), None);
+        assert_eq!(mmq_kernel(QType::Q5K, 4, 32, &[1024]), None);
+        assert_eq!(mmq_kernel(QType::Q6K, 1, 32, &[262_145]), None);
+    }
 
     fn q4k_m_v_type(layer: usize, layers: usize) -> QType {
         // llama-quantize's Q4_K_M: more bits for attn_v in the first and last eighth and every third layer.
