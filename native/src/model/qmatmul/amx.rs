@@ -25,13 +25,17 @@ pub(crate) fn amx_int8_usable() -> bool {
 }
 
 /// Whether llama.cpp on this CPU keeps AMX-capable weights in its AMX buffer: its CPU backend
-/// variant with AMX is the one loaded when all of these features are present.
-/// `RBEE_CANDLE_GGML_AMX=0|1` overrides the detection.
+/// variant with AMX is the one loaded when all of these features are present. Never at the AVX2
+/// level (`RBEE_CANDLE_GGML_SIMD=avx2`, which follows llama.cpp's haswell build: no AMX buffer
+/// there, even on a CPU that has AMX). `RBEE_CANDLE_GGML_AMX=0|1` overrides the detection.
 pub fn ggml_uses_amx() -> bool {
     static AMX: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AMX.get_or_init(|| {
         if let Ok(value) = std::env::var("RBEE_CANDLE_GGML_AMX") {
             return value == "1";
+        }
+        if crate::ggml_math::SimdLevel::current() != crate::ggml_math::SimdLevel::Avx512 {
+            return false;
         }
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         {
