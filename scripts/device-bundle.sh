@@ -145,7 +145,7 @@ if want hive; then
   (cd "$root" && tar -cf - --exclude='node_modules/node-llama-cpp/llama/gitRelease.bundle' --exclude='node_modules/node-llama-cpp/llama/addon' \
     --exclude='node_modules/node-llama-cpp/llama/xpack' --exclude='node_modules/better-sqlite3/deps' --exclude='node_modules/better-sqlite3/src' \
     --exclude='node_modules/better-sqlite3/build/Release/obj*' --exclude='*.map' \
-    package.json bin dist "${extra[@]}" $(cat "$list")) | nice xz -6 -T2 > "$out/rbee-hive.tar.xz"
+    package.json bin dist native/index.js native/index.d.ts native/package.json "${extra[@]}" $(cat "$list")) | nice xz -6 -T2 > "$out/rbee-hive.tar.xz"
 fi
 
 # 5. Manifest: sizes, checksums, and the steps on the GPU machine.

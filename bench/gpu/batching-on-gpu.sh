@@ -115,6 +115,7 @@ case "$stage" in
     [[ "$(sha256sum "$model" | cut -d' ' -f1)" == "$(cat gemma.sha256)" ]] || { log "the Gemma slices do not add up to the model"; exit 1; }
     rm -rf rbee && mkdir rbee && tar -C rbee -xJf "$hive/rbee-hive.tar.xz"
     cd rbee
+    # The package's loader (native/index.js) loads the CUDA build named here.
     NAPI_RS_NATIVE_LIBRARY_PATH="$work/native/rbee-native.linux-x64-gnu.node" timeout 500 ../node20 bench/.work/gpu-hive-parallel.mjs \
       --model "$work/$model" --device cuda:0 --out "$out" "$@" 2>&1 | tee "$out/hive-parallel.log"
     log "processes left: $(pgrep -fa 'worker run|hive start' | grep -vc pgrep)"

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test, {type ExecutionContext} from 'ava';
+import {HiveClient} from '../../src/protocol/hive-client.js';
 import {CatalogueListSchema, type AutoscaleEvent} from '../../src/protocol/wire.js';
 import {waitFor} from '../helpers/process-tree.js';
 import {getJson, postJson, rbee, startHive, streamToFirstToken, tempHome, type RunningHive} from '../helpers/rbee-process.js';
@@ -75,6 +76,25 @@ test('maxLoadedModels 1, two models alternating: each request answered, a stream
       tiny: {model: writeTinyGguf('llama'), device: 'cpu', contextSize: 256, threads: 1},
     },
   });
+  // The decisions as a client of /v1/events sees them (what the dashboard and `rbee status` follow).
+  const following = new AbortController();
+  const streamed: AutoscaleEvent[] = [];
+  let connected = false;
+  const follower = (async () => {
+    try {
+      for await (const event of new HiveClient({url: hive.url}).events({signal: following.signal})) {
+        connected ||= event.type === 'snapshot';
+        if (event.type === 'autoscale') {
+          streamed.push(event);
+        }
+      }
+    } catch (error) {
+      if (!following.signal.aborted) {
+        throw error;
+      }
+    }
+  })();
+  await waitFor(() => connected, 10_000, "the event stream's snapshot");
   t.is((await infer(hive, 'gemma')).status, 200);
   // A long stream on gemma while tiny is asked for: tiny waits for it; the stream ends whole.
   const stream = await streamToFirstToken(`${hive.url}/v1/infer`, {model: 'gemma', prompt: 'Count: 1, 2, 3,', max_tokens: 48, temperature: 0, stream: true});
@@ -92,6 +112,17 @@ test('maxLoadedModels 1, two models alternating: each request answered, a stream
   const evictions = decisions.filter((event: AutoscaleEvent) => event.action === 'evicted-for');
   t.true(evictions.length >= 4, `an eviction per switch (${evictions.length})`);
   t.true(evictions.every(event => event.reason.startsWith('stopped to make room for')));
+  // Every decision reached the event stream too, in order, and /metrics counts the evictions.
+  await waitFor(() => streamed.length >= decisions.length, 10_000, 'the event stream to catch up');
+  following.abort();
+  await follower;
+  t.deepEqual(
+    streamed.map(event => [event.action, event.model]),
+    decisions.map(event => [event.action, event.model]),
+  );
+  const metrics = await fetch(`${hive.url}/metrics`).then(response => response.text());
+  t.regex(metrics, new RegExp(`rbee_model_evictions_total ${evictions.length}\\b`));
+  t.regex(metrics, /rbee_model_starts_total\{reason="request"\} \d+/);
 });
 
 test('idle timeout: the model is stopped after it, and the next request starts it again', async t => {
