@@ -279,6 +279,22 @@ struct DQ8 {
   }
 };
 
+// A one-segment product's arguments: `rows` weight rows at `w` (row stride `stride` bytes) into
+// out[c * rows + r], activations from column `col` of `dx` on. Callers add segments, heads, etc.
+static MmvqArgs product_args(const uint8_t* w, float* out, int rows, const DQ8& dx, int col, size_t stride, int K, int wpr) {
+  MmvqArgs a{};
+  a.seg[0] = MmvqSeg{w, out, nullptr, rows, rows, 0, 0};
+  a.nseg = 1;
+  a.xq = dx.qs.p + (size_t)col * dx.ld;
+  a.xds = dx.ds.p + (size_t)col * dx.ldds;
+  a.ldxq = dx.ld;
+  a.ldxds = dx.ldds;
+  a.w_stride = (long long)stride;
+  a.K = K;
+  a.warps_per_row = wpr;
+  return a;
+}
+
 static std::vector<float> random_floats(size_t n, Rng& rng, float amp = 1.0f) {
   std::vector<float> v(n);
   for (auto& x : v) x = amp * rng.normalish();
@@ -414,16 +430,7 @@ static void check_mmvq() {
       bool ok = true;
       for (int nc = 1; nc <= 8; ++nc) {
         Dev<float> out((size_t)nc * rows);
-        MmvqArgs a{};
-        a.seg[0] = MmvqSeg{dw.p, out.p, nullptr, rows, rows, 0, 0};
-        a.nseg = 1;
-        a.xq = dx.qs.p;
-        a.xds = dx.ds.p;
-        a.ldxq = dx.ld;
-        a.ldxds = dx.ldds;
-        a.w_stride = (long long)rb;
-        a.K = K;
-        a.warps_per_row = wpr;
+        MmvqArgs a = product_args(dw.p, out.p, rows, dx, 0, rb, K, wpr);
         launch_mmvq(0, type, nc, a);
         CK(cudaDeviceSynchronize());
         auto g = out.down();
@@ -446,16 +453,7 @@ static void check_mmvq() {
     size_t alone_diff = 0;
     for (int c = 0; c < 8; ++c) {
       Dev<float> out(rows);
-      MmvqArgs a{};
-      a.seg[0] = MmvqSeg{dw.p, out.p, nullptr, rows, rows, 0, 0};
-      a.nseg = 1;
-      a.xq = dx.qs.p + (size_t)c * dx.ld;
-      a.xds = dx.ds.p + (size_t)c * dx.ldds;
-      a.ldxq = dx.ld;
-      a.ldxds = dx.ldds;
-      a.w_stride = (long long)rb;
-      a.K = K;
-      a.warps_per_row = 1;
+      MmvqArgs a = product_args(dw.p, out.p, rows, dx, c, rb, K, 1);
       launch_mmvq(0, type, 1, a);
       CK(cudaDeviceSynchronize());
       auto g = out.down();
@@ -480,18 +478,10 @@ static void check_mmvq() {
     dx.from(xq);
     Dev<float> o0(3 * r0), o1(3 * r1), o2(3 * r2);
     o1.up(res);
-    MmvqArgs a{};
-    a.seg[0] = MmvqSeg{dw.p, o0.p, nullptr, r0, r0, 0, 0};
+    MmvqArgs a = product_args(dw.p, o0.p, r0, dx, 0, stride, K, 2);
     a.seg[1] = MmvqSeg{dw.p + r0 * stride, o1.p, o1.p, r1, r1, r1, 0};
     a.seg[2] = MmvqSeg{dw.p + (r0 + r1) * stride, o2.p, nullptr, r2, r2, 0, 0};
     a.nseg = 3;
-    a.xq = dx.qs.p;
-    a.xds = dx.ds.p;
-    a.ldxq = dx.ld;
-    a.ldxds = dx.ldds;
-    a.w_stride = (long long)stride;
-    a.K = K;
-    a.warps_per_row = 2;
     launch_mmvq(0, type, 3, a);
     CK(cudaDeviceSynchronize());
     std::vector<double> want, mag;
@@ -528,16 +518,7 @@ static void check_mmvq() {
     const int wpr = 1, grid = 300;
     Dev<float> logits((size_t)nc * rows), pv((size_t)nc * grid);
     Dev<int> pi((size_t)nc * grid), tok(nc), pos(nc);
-    MmvqArgs a{};
-    a.seg[0] = MmvqSeg{dw.p, logits.p, nullptr, rows, rows, 0, 0};
-    a.nseg = 1;
-    a.xq = dx.qs.p;
-    a.xds = dx.ds.p;
-    a.ldxq = dx.ld;
-    a.ldxds = dx.ldds;
-    a.w_stride = (long long)rb;
-    a.K = K;
-    a.warps_per_row = wpr;
+    MmvqArgs a = product_args(dw.p, logits.p, rows, dx, 0, rb, K, wpr);
     a.argmax_val = pv.p;
     a.argmax_idx = pi.p;
     a.softcap = 30.0f;
@@ -1257,16 +1238,7 @@ static void check_mmq() {
       std::vector<float> alone((size_t)ncols * rows);
       for (int c = 0; c < ncols; ++c) {
         Dev<float> out(rows);
-        MmvqArgs a{};
-        a.seg[0] = MmvqSeg{dw.p, out.p, nullptr, rows, rows, 0, 0};
-        a.nseg = 1;
-        a.xq = dx.qs.p + (size_t)c * dx.ld;
-        a.xds = dx.ds.p + (size_t)c * dx.ldds;
-        a.ldxq = dx.ld;
-        a.ldxds = dx.ldds;
-        a.w_stride = (long long)rb;
-        a.K = K;
-        a.warps_per_row = wpr;
+        MmvqArgs a = product_args(dw.p, out.p, rows, dx, c, rb, K, wpr);
         launch_mmvq(0, type, 1, a);
         CK(cudaDeviceSynchronize());
         auto g = out.down();
@@ -1276,16 +1248,7 @@ static void check_mmq() {
         if (wpr == 2 && ncb == 32) continue;
         for (int cap : {0, 3}) {  // every tile its own block, or 3 blocks looping over the tiles
           Dev<float> out((size_t)ncols * rows);
-          MmvqArgs a{};
-          a.seg[0] = MmvqSeg{dw.p, out.p, nullptr, rows, rows, 0, 0};
-          a.nseg = 1;
-          a.xq = dx.qs.p;
-          a.xds = dx.ds.p;
-          a.ldxq = dx.ld;
-          a.ldxds = dx.ldds;
-          a.w_stride = (long long)rb;
-          a.K = K;
-          a.warps_per_row = wpr;
+          MmvqArgs a = product_args(dw.p, out.p, rows, dx, 0, rb, K, wpr);
           a.ncols = ncols;
           int grid = rows / 16;
           if (cap) grid = cap;
@@ -1316,18 +1279,10 @@ static void check_mmq() {
     auto run = [&](bool mmq, int c_first, int nc, std::vector<float>& g0, std::vector<float>& g1, std::vector<float>& g2) {
       Dev<float> o0((size_t)nc * r0), o1((size_t)nc * r1), o2((size_t)nc * r2);
       o1.up(std::vector<float>(res.begin() + (size_t)c_first * r1, res.begin() + (size_t)(c_first + nc) * r1));
-      MmvqArgs a{};
-      a.seg[0] = MmvqSeg{dw.p, o0.p, nullptr, r0, r0, 0, 0};
+      MmvqArgs a = product_args(dw.p, o0.p, r0, dx, c_first, stride, K, 2);
       a.seg[1] = MmvqSeg{dw.p + r0 * stride, o1.p, o1.p, r1, r1, r1, 0};
       a.seg[2] = MmvqSeg{dw.p + (r0 + r1) * stride, o2.p, nullptr, r2, r2, 0, 0};
       a.nseg = 3;
-      a.xq = dx.qs.p + (size_t)c_first * dx.ld;
-      a.xds = dx.ds.p + (size_t)c_first * dx.ldds;
-      a.ldxq = dx.ld;
-      a.ldxds = dx.ldds;
-      a.w_stride = (long long)stride;
-      a.K = K;
-      a.warps_per_row = 2;
       if (mmq) launch_mmq(0, type, nc, a);
       else launch_mmvq(0, type, nc, a);
       CK(cudaDeviceSynchronize());
@@ -1361,16 +1316,7 @@ static void check_mmq() {
     const int maxgrid = 4 * g_sms * 8;
     Dev<float> logits((size_t)ncols * rows), pv((size_t)ncols * maxgrid);
     Dev<int> pi((size_t)ncols * maxgrid), tok(ncols);
-    MmvqArgs a{};
-    a.seg[0] = MmvqSeg{dw.p, logits.p, nullptr, rows, rows, 0, 0};
-    a.nseg = 1;
-    a.xq = dx.qs.p;
-    a.xds = dx.ds.p;
-    a.ldxq = dx.ld;
-    a.ldxds = dx.ldds;
-    a.w_stride = (long long)rb;
-    a.K = K;
-    a.warps_per_row = 1;
+    MmvqArgs a = product_args(dw.p, logits.p, rows, dx, 0, rb, K, 1);
     a.argmax_val = pv.p;
     a.argmax_idx = pi.p;
     a.softcap = 30.0f;
@@ -1414,17 +1360,9 @@ static void check_mmq() {
       Dev<float> g((size_t)ncols * F), u((size_t)ncols * F);
       Dev<int8_t> yq((size_t)ncols * F);
       Dev<half2> yds((size_t)ncols * F / 32);
-      MmvqArgs a{};
-      a.seg[0] = MmvqSeg{dw.p, g.p, nullptr, F, F, 0, 0};
+      MmvqArgs a = product_args(dw.p, g.p, F, dx, 0, rb, K, 1);
       a.seg[1] = MmvqSeg{dw.p + F * rb, u.p, nullptr, F, F, 0, 0};
       a.nseg = 2;
-      a.xq = dx.qs.p;
-      a.xds = dx.ds.p;
-      a.ldxq = dx.ld;
-      a.ldxds = dx.ldds;
-      a.w_stride = (long long)rb;
-      a.K = K;
-      a.warps_per_row = 1;
       launch_mmq(0, type, ncols, a);
       GluEpilogueArgs e{g.p, u.p, yq.p, yds.p, nullptr, F, F, F / 32, 0, act, 0};
       rbee_glu_q8_1<<<dim3(F / 32, ncols), 32>>>(e);
