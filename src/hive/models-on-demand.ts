@@ -436,7 +436,7 @@ export class ModelsOnDemand {
           settle({
             error: new RbeeError(
               'worker_not_ready',
-              `model "${name}" is still starting after ${Math.round(settings.startTimeoutMs / 1000)} s on worker ${workerId}${progress}; try again shortly`,
+              `model "${name}" is still starting after ${settings.startTimeoutMs < 1_000 ? `${settings.startTimeoutMs} ms` : `${Math.round(settings.startTimeoutMs / 1000)} s`} on worker ${workerId}${progress}; try again shortly`,
             ),
           });
         }

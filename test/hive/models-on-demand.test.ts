@@ -21,7 +21,7 @@ function onDemand(t: ExecutionContext, options: Options = {}) {
   const models = new ModelsOnDemand({
     supervisor: harness.supervisor,
     catalogue,
-    devices: [{id: 'cpu', name: 'test cpu', memory_total: 8 * 2 ** 30, memory_used: 0}],
+    devices: options.devices ?? [{id: 'cpu', name: 'test cpu', memory_total: 8 * 2 ** 30, memory_used: 0}],
     settings: {maxLoadedModels: null, vramHeadroom: 0, idleTimeoutMs: 60_000, startTimeoutMs: 10_000, ...options.settings},
     publish: event => decisions.push(event),
     metrics: {started: () => counts.started++, evicted: () => counts.evicted++, waited: () => counts.waits++},
@@ -228,4 +228,43 @@ test('a client that goes away stops waiting; the start goes on for the next one'
   beat(alive()[0]!, 'ready');
   await next;
   t.is(alive().length, 1);
+});
+
+test('a start past its timeout: the request gets a clear error naming the model and the wait; the start goes on', async t => {
+  const {models, alive} = onDemand(t, {autoReady: false, settings: {startTimeoutMs: 150}});
+  const error = await t.throwsAsync(models.ensure('small', new AbortController().signal));
+  t.like(error, {code: 'worker_not_ready'});
+  t.regex(error!.message, /^model "small" is still starting after 150 ms on worker worker-\w+ \(loading 0\/\d+\); try again shortly$/);
+  t.is(alive().length, 1, 'the worker keeps starting for the next request');
+  t.is(alive()[0]!.state, 'starting');
+});
+
+test('device "auto": the GPU with the most room that fits, the CPU only when none does', async t => {
+  const gib = 2 ** 30;
+  const free: Record<string, number> = {'cuda:0': 2 * gib, 'cuda:1': 6 * gib, cpu: 16 * gib};
+  const {models, alive} = onDemand(t, {
+    backends: {cpu: {}, cuda: {}},
+    devices: [
+      {id: 'cuda:0', name: 'fake GPU 0', memory_total: 8 * gib, memory_used: 6 * gib},
+      {id: 'cuda:1', name: 'fake GPU 1', memory_total: 8 * gib, memory_used: 2 * gib},
+      {id: 'cpu', name: 'test cpu', memory_total: 16 * gib, memory_used: 0},
+    ],
+    freeBytes: device => free[device] ?? 0,
+    entries: {small: {device: 'auto'}, other: {device: 'auto'}},
+  });
+  await models.ensure('small', new AbortController().signal);
+  t.deepEqual(
+    alive().map(worker => worker.spec.device),
+    ['cuda:1'],
+  );
+  // No GPU has room any more: the next one goes to the CPU.
+  free['cuda:0'] = 0;
+  free['cuda:1'] = 0;
+  await models.ensure('other', new AbortController().signal);
+  t.deepEqual(
+    alive()
+      .map(worker => worker.spec.device)
+      .sort(),
+    ['cpu', 'cuda:1'],
+  );
 });

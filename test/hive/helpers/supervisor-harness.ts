@@ -113,6 +113,8 @@ export type HarnessOptions = {
   devices?: DeviceInfo[];
   /** Worker types that may run groups (none by default). */
   groupTypes?: string[];
+  /** Where the stand-in llamacpp type runs (the CPU only, by default). */
+  backends?: Record<string, object>;
 };
 
 export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
@@ -128,7 +130,7 @@ export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
   const supervisor = new Supervisor({
     workerTypes: ['llamacpp'],
     groupTypes: options.groupTypes ?? [],
-    workerTypeSupport: async () => [{type: 'llamacpp', backends: {cpu: {}}}],
+    workerTypeSupport: async () => [{type: 'llamacpp', backends: options.backends ?? {cpu: {}}}],
     modelFormats: {llamacpp: 'gguf'},
     modelsDir: path.join(home, 'models'),
     allowedModelDirs: null,
