@@ -137,6 +137,10 @@ serial('a workflow through `rbee workflow run --json`: real progress, heartbeat 
   const image = decodePng(png);
   t.like(image, {width: 48, height: 48, channels: 3});
   t.true(new Set(image.pixels).size > 64, 'random pixels, not a blank image');
+  // ComfyUI's own output went to the worker's log: its server start, and this prompt's run.
+  const log = fs.readFileSync(path.join(hive!.home, 'logs', `${workerId}.log`), 'utf8');
+  t.regex(log, /To see the GUI go to: http:\/\/127\.0\.0\.1:\d+/);
+  t.regex(log, /Prompt executed in [\d.]+ seconds/);
   const fetched = await fetch(`${hive!.url}${output.url}`);
   t.is(fetched.status, 200);
   t.is(fetched.headers.get('content-type'), 'image/png');

@@ -158,6 +158,11 @@ serial('spawn on the default model: ollama serve on loopback with a private stor
   });
   t.is(chat.status, 200, JSON.stringify(chat.body));
   t.true(chat.body.usage.completion_tokens > 0);
+
+  // What the engine itself prints goes to the worker's log (0600, under the hive's home).
+  const logFile = path.join(hive.home, 'logs', `${worker.worker_id}.log`);
+  t.is(fs.statSync(logFile).mode & 0o777, 0o600);
+  t.true(fs.readFileSync(logFile, 'utf8').includes(`msg="Listening on ${host}`), "ollama serve's own output in the worker's log");
 });
 
 serial("the heartbeat mirrors /api/ps and /api/tags: loaded models, their memory and expiry, every model's name", async t => {

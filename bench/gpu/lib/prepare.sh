@@ -29,7 +29,7 @@ gpu_pack_llama_assets() {
 }
 
 # Gemma 3 270M in slices: <base>/g-first fills <base> up to 58 MiB, the rest go to <dir>/g0, g1, …
-# (60 MiB each, one upload each); <base>/gemma.sha256 checks the reassembly there.
+# (55 MiB each, one upload each); <base>/gemma.sha256 checks the reassembly there.
 gpu_slice_gemma() {
   local dir="$1" base="$2"
   local model="${RBEE_GEMMA:-$gpu_cache/models/default/gemma-3-270m-q4_k_m.gguf}" used first f
@@ -39,7 +39,8 @@ gpu_slice_gemma() {
   (( first > 0 )) || first=0
   head -c "$first" "$model" > "$base/g-first"
   mkdir -p "$dir/split"
-  tail -c +$(( first + 1 )) "$model" | split -b 62914560 -d -a 1 - "$dir/split/g"
+  # 55 MiB: a slice plus the checkout (~4.5 MiB) stays under the device tool's 64 MiB a call.
+  tail -c +$(( first + 1 )) "$model" | split -b 57671680 -d -a 1 - "$dir/split/g"
   for f in "$dir"/split/g*; do mkdir -p "$dir/$(basename "$f")" && mv "$f" "$dir/$(basename "$f")/"; done
   rmdir "$dir/split"
 }
