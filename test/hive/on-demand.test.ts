@@ -133,8 +133,12 @@ test('idle timeout: the model is stopped after it, and the next request starts i
   await waitFor(async () => (await stateOf(hive, 'tiny')).state === 'cold', 60_000, 'the idle stop');
   const {decisions} = await catalogue(hive);
   t.like(decisions.at(-1), {action: 'stopped-idle', model: 'tiny', worker_id: first});
-  t.is((await infer(hive, 'tiny')).status, 200);
+  // The next request, from the CLI: `rbee infer --model` on the cold name waits for its start.
+  const cli = await rbee(['--json', 'infer', '--model', 'tiny', '--max-tokens', '4', '--temperature', '0', '--no-stream', 'Hello'], {hive, timeout: 120_000});
+  t.is(cli.exitCode, 0, String(cli.stderr));
+  t.like(JSON.parse(String(cli.stdout)), {tokens_generated: 4});
   t.not((await stateOf(hive, 'tiny')).worker_id, first);
+  t.like((await catalogue(hive)).decisions.at(-1), {action: 'started-for-request', model: 'tiny'});
 });
 
 test('a group entry: the first request starts a worker group, its idle timeout stops the whole group', async t => {
