@@ -78,6 +78,11 @@ export const environmentSettings = [
     description: 'candle graph path: `graph` evaluates every prompt on the batch-8 decode graph instead of the chunked f16 GEMM prefill',
     fallback: 'GEMM prefill for prompts over 32 tokens',
   },
+  {
+    name: 'RBEE_CANDLE_MMQ',
+    description: 'candle graph path: `off` keeps decode batches over 8 rows on the mat-vec kernels (an A/B switch; the tokens are the same)',
+    fallback: 'MMQ kernels for K-quant weights at 16 and 32 rows',
+  },
   {name: 'RBEE_CANDLE_PREFILL_CHUNK', description: 'candle graph path: prompt tokens per GEMM prefill chunk (16..4096)', fallback: '512'},
   {name: 'RBEE_CANDLE_KV_DTYPE', description: 'candle tensor-path KV cache type: f32 or f16', fallback: 'f32'},
   {

@@ -175,7 +175,7 @@ test.serial('spawn --wait under the default restart policy says why the worker f
     child.kill('SIGKILL');
   });
   await waitFor(() => /the hive restarts it/.test(stderr) || child.exitCode !== null, 60_000, `the failure's cause on stderr (stderr: ${stderr})`);
-  t.is(child.exitCode, null, 'said while still waiting, not at the end');
+  t.is(child.exitCode, null, `said while still waiting, not at the end (stderr: ${stderr})`);
   t.regex(stderr, /worker (worker-[0-9a-f]+) failed: .*adapter acme:throwing-start failed to start: engine binary \/opt\/acme\/engine is missing/);
   const id = /worker (worker-[0-9a-f]+) failed/.exec(stderr)![1]!;
   child.kill('SIGINT');
