@@ -7,7 +7,7 @@
  *   node bench/gpu-hive-parallel.ts --model M.gguf [--device cuda:0] [--parallel 8] [--tokens 64]
  *       [--context 1024] [--out dir] [--name stem]
  *
- * On a GPU machine with no Node toolchain it runs bundled (bench/gpu/hive-parallel-on-gpu.sh).
+ * On a GPU machine with no Node toolchain it runs bundled: `bash bench/gpu/batching-on-gpu.sh hivebench`.
  * The CUDA .node reaches the worker through NAPI_RS_NATIVE_LIBRARY_PATH (the hive passes its
  * environment on; only RBEE_* settings are left out of the bench's hive).
  */
@@ -17,7 +17,7 @@ import {fileURLToPath, pathToFileURL} from 'node:url';
 
 import {parseArgsOrUsage} from './lib/args.js';
 import {cleanupAll, installExitHandlers} from './lib/cleanup.js';
-import {gpuOfDevice, nvidiaGpus} from './lib/gpu-info.js';
+import {gpuCardSlug, gpuOfDevice, nvidiaGpus} from './lib/gpu-info.js';
 import {startHiveProcess, type HiveProcess} from './lib/hive-process.js';
 import {waitUntilReady} from './lib/hive-workers.js';
 import {localDate, machineInfo} from './lib/machine.js';
@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     streams: prompts.map(i => ({alone: alone[i], together: together[i], equal: alone[i]!.text === together[i]!.text})),
   };
   const out = values.out ?? fileURLToPath(new URL('./results/', import.meta.url));
-  const card = gpu === null ? 'cpu' : /H200/i.test(gpu.name) ? 'gpu-h200' : /H100/i.test(gpu.name) ? 'gpu-h100' : 'gpu';
+  const card = gpu === null ? 'cpu' : `gpu-${gpuCardSlug(gpu)}`;
   const stem = values.name ?? `${localDate(started)}-${card}-hive-parallel`;
   fs.mkdirSync(out, {recursive: true});
   fs.writeFileSync(path.join(out, `${stem}.json`), `${JSON.stringify(document, null, 2)}\n`);

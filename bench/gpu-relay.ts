@@ -21,9 +21,9 @@ import {parseArgsOrUsage} from './lib/args.js';
 import {cleanupAll, installExitHandlers} from './lib/cleanup.js';
 import {profilesOf, summarizeProfile, type ProfileSummary, type Span} from './lib/cpu-profile.js';
 import {repoRoot} from './lib/hive-process.js';
-import {gpuOfDevice, nvidiaGpus, type GpuInfo} from './lib/gpu-info.js';
+import {gpuCardSlug, gpuOfDevice, nvidiaGpus, type GpuInfo} from './lib/gpu-info.js';
 import {llamaServerOverheadTables, type ConcurrencyResult, type LlamaServerOverheadResult} from './lib/llama-server-overhead-report.js';
-import {fileSlug, localDate, machineInfo, machineSlug, modelInfo, type MachineInfo, type ModelInfo} from './lib/machine.js';
+import {localDate, machineInfo, machineSlug, modelInfo, type MachineInfo, type ModelInfo} from './lib/machine.js';
 import {median, round} from './lib/stats.js';
 import {fmt, fmtRatio, renderMarkdown, renderText, type Table} from './lib/table.js';
 import {runLlamaServerOverhead, type LlamaServerOverheadOptions} from './llama-server-overhead.js';
@@ -365,7 +365,7 @@ async function main(): Promise<void> {
   }
   const gpu = values.device === 'cpu' ? null : gpuOfDevice(values.device, nvidiaGpus());
   const model = modelInfo(path.basename(values.model), path.resolve(values.model));
-  const card = gpu === null ? null : /H200/i.test(gpu.name) ? 'h200' : /H100/i.test(gpu.name) ? 'h100' : fileSlug(gpu.name);
+  const card = gpu === null ? null : gpuCardSlug(gpu);
   const stem = values.name ?? `${localDate(started)}-${card === null ? machineSlug(machine) : `gpu-${card}`}-relay`;
   log(
     `${gpu?.name ?? 'no GPU'} (${values.device}), ${machine.cpu_model} × ${machine.cores}; ${model.file}; streams ${streams.join(', ')}; ${rounds} rounds; ${maxTokens} tokens`,

@@ -4,6 +4,7 @@
  * against the card's peak (the "roofline").
  */
 import {execFileSync} from 'node:child_process';
+import {fileSlug} from './machine.js';
 
 export type GpuInfo = {index: number; name: string; driver: string; memory_mib: number | null};
 
@@ -62,4 +63,9 @@ const peakBandwidthTBps: ReadonlyArray<[RegExp, number]> = [
 
 export function memoryRooflineTBps(gpuName: string): number | null {
   return peakBandwidthTBps.find(([pattern]) => pattern.test(gpuName))?.[1] ?? null;
+}
+
+/** The card in a results file's name: h100, h200, else the GPU's name as a slug. */
+export function gpuCardSlug(gpu: GpuInfo): string {
+  return /H200/i.test(gpu.name) ? 'h200' : /H100/i.test(gpu.name) ? 'h100' : fileSlug(gpu.name);
 }
