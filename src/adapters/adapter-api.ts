@@ -217,6 +217,12 @@ export type RbeeAdapter = {
   description?: string;
   /** What `--model` must name for this engine: a GGUF file (the default), a model folder, or either. */
   modelFormat?: 'gguf' | 'directory' | 'any';
+  /**
+   * The adapter option that names the engine program (or install folder) it runs: `rbee worker
+   * spawn --type <type> --engine <path>` sets it for one worker, like `--adapter-option <it>=<path>`.
+   * Left out: the type has no engine to choose (`--engine` is refused).
+   */
+  engineOption?: string;
   /** Whether it can run as a member of a worker group (`rbee worker spawn-group`): it reads `context.group`. */
   groups?: boolean;
   /**
@@ -281,6 +287,10 @@ const AdapterShapeSchema = z.object({
   adapterType: z.string().min(1).optional(),
   description: z.string().optional(),
   modelFormat: z.enum(['gguf', 'directory', 'any']).optional(),
+  engineOption: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_-]{0,63}$/, 'an option name: letters, digits, "_" or "-"')
+    .optional(),
   groups: z.boolean().optional(),
   checkGroup: hook.optional(),
   // A function, or a declaration: checked on its own below, so a bad one is named by its field.

@@ -155,6 +155,9 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
         }),
       ),
     modelFormats: Object.fromEntries(options.adapters.adapters.map(loaded => [loaded.adapter.type, loaded.adapter.modelFormat ?? 'gguf'])),
+    engineOptions: Object.fromEntries(
+      options.adapters.adapters.flatMap(loaded => (loaded.adapter.engineOption === undefined ? [] : [[loaded.adapter.type, loaded.adapter.engineOption]])),
+    ),
     checkAdapterOptions: async (type, adapterOptions) => {
       await options.adapters.adapters.find(loaded => loaded.adapter.type === type)?.withOptions(adapterOptions);
     },

@@ -2,6 +2,7 @@
  * What a spawn must pass before a worker is recorded: a known type and device, a model file the
  * hive may open, and (unless forced) enough free memory for it.
  */
+import path from 'node:path';
 import {RbeeError} from '../errors.js';
 import {resolveModel, type ModelFormat, type ModelProgress, type ResolvedModel} from '../models/resolve-model.js';
 import type {DeviceInfo, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
@@ -17,6 +18,8 @@ export type SpawnCheckOptions = {
   /** The device backends each worker type's adapter declares, asked at each spawn (an adapter may probe its engine). */
   workerTypeSupport: (spawnOptions?: {type: string; adapterOptions: Record<string, unknown>}) => Promise<WorkerTypeSupport[]>;
   modelFormats: Record<string, ModelFormat>;
+  /** The adapter option each worker type takes its engine program from (`engine` in a spawn), where it has one. */
+  engineOptions: Record<string, string>;
   /** Builds the type's adapter with a spawn's `adapter_options`, so the adapter's own checks refuse a bad one (throws). */
   checkAdapterOptions?: (type: string, options: Record<string, unknown>) => Promise<void>;
   modelsDir: string;
@@ -69,6 +72,35 @@ export async function chooseWorkerType(
   }
   checkRunsOn(spec.type, spec.device, offers);
   return spec.type;
+}
+
+/**
+ * A spawn's `engine` as the adapter option its type declares for it; the request comes back
+ * without `engine`, so what is recorded and restarted is the plain adapter options.
+ */
+export function applyEngine<T extends Pick<SpawnWorkerRequestBody, 'type' | 'engine' | 'adapter_options'>>(
+  request: T,
+  options: Pick<SpawnCheckOptions, 'engineOptions'>,
+): Omit<T, 'engine'> {
+  const {engine, ...rest} = request;
+  if (engine === undefined) {
+    return rest;
+  }
+  if (request.type === undefined) {
+    throw new RbeeError('invalid_request', 'engine: name the worker type it is the engine of (type, or --type)');
+  }
+  const option = options.engineOptions[request.type];
+  if (option === undefined) {
+    throw new RbeeError('invalid_request', `engine: worker type "${request.type}" runs no engine program of its own to choose`);
+  }
+  if (!path.isAbsolute(engine)) {
+    throw new RbeeError('invalid_request', `engine: an absolute path, got "${engine}"`);
+  }
+  const given = request.adapter_options?.[option];
+  if (given !== undefined && given !== engine) {
+    throw new RbeeError('invalid_request', `engine: adapter_options.${option} already names another engine ("${String(given)}")`);
+  }
+  return {...rest, adapter_options: {...request.adapter_options, [option]: engine}};
 }
 
 /** Resolves (downloading if need be) and checks the model file against the allowed folders. */

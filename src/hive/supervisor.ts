@@ -22,6 +22,7 @@ import {RestartScheduler} from './restart-scheduler.js';
 import {defaultRestartLimits, type EndKind, type RestartLimits} from './restart-policy.js';
 import {
   admitOrThrow,
+  applyEngine,
   checkAdapterOptions,
   checkTypeAndDevice,
   chooseWorkerType,
@@ -237,7 +238,8 @@ export class Supervisor {
   }
 
   /** Checks a spawn request; with `dry_run`, answers the plan; otherwise records the worker and starts it. */
-  async spawn(request: SpawnWorkerRequestBody): Promise<WorkerView | SpawnPlan> {
+  async spawn(body: SpawnWorkerRequestBody): Promise<WorkerView | SpawnPlan> {
+    const request = applyEngine(body, this.#options);
     checkTypeAndDevice(request, this.#options);
     const spec: SpawnWorkerRequest = {...request, type: await chooseWorkerType(request, this.#options)};
     await checkAdapterOptions(spec, this.#options);

@@ -78,3 +78,43 @@ test.serial("a spawn's own adapter options count: an engine program given with t
   t.is(response.status, 200, JSON.stringify(response.body));
   t.is(response.body.type, 'tensorrt-llm');
 });
+
+test.serial('--engine: the program goes to the option the adapter declares for it, resolved from where the CLI runs', async t => {
+  const direct = await postJson(`${hive.url}/v1/workers`, {model: 'default', type: 'tensorrt-llm', device: 'cuda:0', engine: process.execPath, dry_run: true});
+  t.is(direct.status, 200, JSON.stringify(direct.body));
+  t.is(direct.body.type, 'tensorrt-llm');
+  // A relative path names a file beside the CLI, not beside the hive: the adapter's refusal shows the absolute path.
+  const cli = await rbee(
+    ['--json', 'worker', 'spawn', '--type', 'tensorrt-llm', '--device', 'cuda:0', '--model', 'default', '--engine', 'no-such-engine', '--dry-run'],
+    {
+      hive,
+      cwd: project,
+    },
+  );
+  t.is(cli.exitCode, 2, String(cli.stdout));
+  t.regex(
+    JSON.parse(String(cli.stdout)).error.message,
+    new RegExp(`no trtllm-serve program "${path.join(project, 'no-such-engine').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`),
+  );
+});
+
+test.serial(
+  '--engine refused with the field named: no type, a type with no engine of its own, a relative path, a second engine in adapter_options',
+  async t => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{engine: process.execPath}, /^engine: name the worker type it is the engine of/],
+      [{engine: process.execPath, type: 'candle'}, /^engine: worker type "candle" runs no engine program of its own to choose$/],
+      [{engine: 'bin/trtllm-serve', type: 'tensorrt-llm'}, /^engine: an absolute path, got "bin\/trtllm-serve"$/],
+      [
+        {engine: process.execPath, type: 'tensorrt-llm', adapter_options: {command: '/usr/bin/true'}},
+        /^engine: adapter_options\.command already names another engine/,
+      ],
+    ];
+    for (const [fields, message] of cases) {
+      const response = await postJson(`${hive.url}/v1/workers`, {model: 'default', device: 'cuda:0', dry_run: true, ...fields});
+      t.is(response.status, 400, JSON.stringify(fields));
+      t.is(response.body.error.code, 'invalid_request');
+      t.regex(response.body.error.message, message);
+    }
+  },
+);

@@ -124,6 +124,7 @@ export default function comfyui(options?: ComfyUiOptions): RbeeAdapter {
     adapterType: 'comfyui',
     // `--model` names a folder: a ComfyUI checkout, its venv, or an rbee install of it.
     modelFormat: 'directory',
+    engineOption: 'comfyDir',
     backends,
     // A first start imports torch and every node module: slow on a loaded CPU.
     readyTimeoutMs: 300_000,

@@ -112,6 +112,7 @@ export default function llamacpp(options?: LlamaCppOptions): RbeeAdapter {
   return defineAdapter({
     name,
     type: 'llamacpp',
+    engineOption: 'serverPath',
     adapterType: 'llama.cpp',
     description: useServer ? 'llama.cpp through a llama-server subprocess' : 'llama.cpp in process (node-llama-cpp)',
     // Groups: llama-server on the coordinator drives a ggml-rpc-server on each shard's device.

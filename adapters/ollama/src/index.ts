@@ -98,6 +98,7 @@ export default function ollama(options?: OllamaOptions): RbeeAdapter {
     type: 'ollama',
     adapterType: 'ollama',
     modelFormat: 'gguf',
+    engineOption: 'command',
     backends: () => backendsOf(settings.command),
     description: 'Ollama through an `ollama serve` subprocess (several models per worker, loaded and unloaded on demand)',
     async start(context: AdapterContext) {

@@ -59,6 +59,7 @@ export default function tensorrtLlm(options?: TrtllmOptions): RbeeAdapter {
     adapterType: 'tensorrt-llm',
     // A Hugging Face checkpoint folder or a built engine folder (or a file trtllm-serve accepts).
     modelFormat: 'any',
+    engineOption: 'command',
     backends: () => backendsOf(command),
     description: `TensorRT-LLM through a \`${command}\` subprocess (OpenAI API, in-flight batching)`,
     async start(context: AdapterContext) {

@@ -68,6 +68,7 @@ export default function vllm(options?: VllmOptions): RbeeAdapter {
     adapterType: 'vllm',
     // A Hugging Face model folder, as vLLM usually loads, or a GGUF file.
     modelFormat: 'any',
+    engineOption: 'command',
     backends: () => backendsOf(command),
     description: `vLLM through a \`${command} serve\` subprocess (OpenAI API, continuous batching)`,
     async start(context: AdapterContext) {

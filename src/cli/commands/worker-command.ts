@@ -1,3 +1,4 @@
+import path from 'node:path';
 import {Command, Option} from 'commander';
 import {RbeeError} from '../../errors.js';
 import {baseModelNotice} from '../../models/base-model.js';
@@ -30,6 +31,7 @@ type SpawnOptions = {
   wait?: boolean;
   timeout: number;
   adapterOption?: Record<string, string | number | boolean | null>;
+  engine?: string;
 };
 
 function describePlan(plan: SpawnPlan): string {
@@ -102,6 +104,10 @@ export function workerCommand(): Command {
       "an option for the worker type's adapter, over the config's (repeatable; checked by the adapter)",
       keyValueFlag('--adapter-option'),
     )
+    .option(
+      '--engine <path>',
+      "the engine program (or install folder) the worker type's adapter runs: a llama-server build, an ollama binary, a ComfyUI folder, … (needs --type)",
+    )
     .option('--max-queue <n>', 'requests that may wait beyond --parallel before a 503', integerFlagIn('--max-queue', limits.maxQueue))
     .option(
       '--ready-timeout <ms>',
@@ -125,6 +131,8 @@ export function workerCommand(): Command {
         ...(options.readyTimeout === undefined ? {} : {ready_timeout_ms: options.readyTimeout}),
         ...lifetimeFields(options),
         ...(options.adapterOption === undefined ? {} : {adapter_options: options.adapterOption}),
+        // The hive runs elsewhere (another working directory): the path goes absolute from here.
+        ...(options.engine === undefined ? {} : {engine: path.resolve(options.engine)}),
         restart: options.restart as RestartPolicy,
         force: options.force === true,
       };

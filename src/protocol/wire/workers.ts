@@ -30,6 +30,11 @@ export const SpawnWorkerRequestSchema = z.strictObject({
   /** How long the engine may take to become ready, in all (default: its adapter's, else 10 min). */
   ready_timeout_ms: integerIn(limits.readyTimeoutMs).optional(),
   adapter_options: AdapterOptionsSchema.optional(),
+  /**
+   * The engine program (or install folder) the type's adapter runs, an absolute path: set as the
+   * adapter option its adapter declares for it (`engineOption`). Needs `type`.
+   */
+  engine: z.string().min(1).max(4_096).optional(),
   /** One more name requests may use for its model (a catalogue entry's name, say). */
   name: id.optional(),
   /** Stopped after this long without a request through the hive (left out: never). */

@@ -132,6 +132,7 @@ export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
     groupTypes: options.groupTypes ?? [],
     workerTypeSupport: async () => [{type: 'llamacpp', backends: options.backends ?? {cpu: {}}}],
     modelFormats: {llamacpp: 'gguf'},
+    engineOptions: {},
     modelsDir: path.join(home, 'models'),
     allowedModelDirs: null,
     devices: options.devices ?? [{id: 'cpu', name: 'test cpu', memory_total: 8 * 2 ** 30, memory_used: 0}],
