@@ -133,6 +133,11 @@ test('idle timeout: the model is stopped after it, and the next request starts i
   await waitFor(async () => (await stateOf(hive, 'tiny')).state === 'cold', 60_000, 'the idle stop');
   const {decisions} = await catalogue(hive);
   t.like(decisions.at(-1), {action: 'stopped-idle', model: 'tiny', worker_id: first});
+  // `rbee status` says what is cold and why.
+  const status = await rbee(['status'], {hive});
+  t.is(status.exitCode, 0, String(status.stderr));
+  t.regex(String(status.stdout), /catalogue: tiny cold/);
+  t.regex(String(status.stdout), new RegExp(`recent decisions:\\n(  .*\\n)*  \\S+ stopped-idle tiny \\(${first}\\) on cpu: .*idle`));
   // The next request, from the CLI: `rbee infer --model` on the cold name waits for its start.
   const cli = await rbee(['--json', 'infer', '--model', 'tiny', '--max-tokens', '4', '--temperature', '0', '--no-stream', 'Hello'], {hive, timeout: 120_000});
   t.is(cli.exitCode, 0, String(cli.stderr));
@@ -198,4 +203,23 @@ test('config errors name the key: unknown type, bad duration, names that differ 
     t.not(started.exitCode, 0, JSON.stringify(config));
     t.regex(String(started.stderr), message);
   }
+});
+
+test("hand-spawned workers: stopped when idle only with --idle-timeout, and the decision is an event like the catalogue's", async t => {
+  t.timeout(5 * 60_000);
+  const hive = await hiveWith(t, {});
+  const model = writeTinyGguf('qwen2');
+  const spawn = async (extra: string[]) => {
+    const cli = await rbee(['--json', 'worker', 'spawn', '--model', model, '--threads', '1', '--context-size', '256', '--wait', ...extra], {hive});
+    t.is(cli.exitCode, 0, String(cli.stderr));
+    return JSON.parse(String(cli.stdout)).worker_id as string;
+  };
+  const kept = await spawn([]);
+  const idle = await spawn(['--idle-timeout', '2s']);
+  const client = new HiveClient({url: hive.url});
+  await waitFor(async () => (await client.getWorker(idle)).state === 'stopped', 60_000, 'the idle stop');
+  t.regex((await client.getWorker(idle)).reason ?? '', /^idle: no request for \d+ s/);
+  t.like((await catalogue(hive)).decisions.at(-1), {action: 'stopped-idle', worker_id: idle});
+  // The one spawned without a timeout has been idle longer and is left alone.
+  t.is((await client.getWorker(kept)).state, 'ready');
 });

@@ -440,3 +440,33 @@ test('with two workers the table is two lines tall and the detail pane takes the
     ui.unmount();
   }
 });
+
+test("a models-on-demand decision shows in the event line and in the worker's detail pane", async t => {
+  const hive = fakeHive(twoWorkers());
+  const ui = start(hive, {columns: 160, rows: 40});
+  try {
+    await ui.waitForFrame(/› worker-aaaa1111/);
+    hive.emit({
+      type: 'autoscale',
+      at: iso(Date.now()),
+      action: 'evicted-for',
+      model: 'gemma-3-270m-q4_k_m',
+      worker_id: 'worker-aaaa1111',
+      device: 'cpu',
+      for: 'qwen-big',
+      reason: 'idle for 3m, least recently used on cpu; qwen-big needs 2.1G more',
+      figures: null,
+    });
+    const frame = await ui.waitForFrame(/gemma-3-270m-q4_k_m stopped to make room for qwen-big on cpu ·/);
+    t.regex(
+      frame,
+      /│ On demand: gemma-3-270m-q4_k_m stopped to make room for qwen-big on cpu at \d\d:\d\d:\d\d — idle for 3m, least recently used on cpu; qwen-big needs 2\.1G more\./,
+    );
+    // The other worker's pane says nothing of it.
+    ui.press('j');
+    await ui.waitForFrame(/› worker-bbbb2222/);
+    t.notRegex(ui.frame(), /On demand:/);
+  } finally {
+    ui.unmount();
+  }
+});
