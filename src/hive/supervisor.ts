@@ -75,9 +75,14 @@ export type SupervisorOptions = SpawnCheckOptions & {
 export type SupervisorEvent = {type: 'spawned' | 'state' | 'restart'; record: WorkerView} | {type: 'group'; change: 'spawned' | 'health'; group: GroupRecord};
 
 /**
- * Spares start when the hive is quiet (no worker starting, no request in flight or held for a
- * start): a spare's boot is CPU taken from whatever runs. A busy hive still gets its spare this long after it went
- * missing, once no worker is starting; a hive with a worker starting, after the longer wait.
+ * Spares start when the hive is quiet (no worker booting, no request in flight or held for a
+ * start): a spare's boot is CPU taken from whatever runs. A worker whose process has booted and
+ * heartbeated (its engine is loading) does not hold a spare back: a start that took the spare
+ * is often followed at once by another (a swap under maxLoadedModels, a request for a second
+ * model), and that one waits for the whole boot of a spare started after the first was done
+ * (bench/results/2026-12-06-cpu-vm-on-demand.md: +290 ms on a swap). A busy hive still gets its
+ * spare this long after it went missing, once no worker is booting; a hive with a worker
+ * booting, after the longer wait.
  */
 const spareWhileBusyAfterMs = 5_000;
 const spareWhileStartingAfterMs = 30_000;
@@ -216,7 +221,7 @@ export class Supervisor {
     // would take CPU from that first request.
     let busy = this.#options.requestsHeld?.() ?? false;
     for (const worker of this.#table.values()) {
-      starting ||= worker.state === 'starting';
+      starting ||= worker.state === 'starting' && worker.lastHeartbeatAt === null;
       busy ||= worker.inFlight > 0;
     }
     if ((!starting && (!busy || lackingFor >= spareWhileBusyAfterMs)) || lackingFor >= spareWhileStartingAfterMs) {

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import {HeartbeatSchema} from '../../src/protocol/wire.js';
+import type {SpareWorkers} from '../../src/hive/spare-workers.js';
 import {FakeProcesses, setup, until} from './helpers/supervisor-harness.js';
 
 test('spawned, launched with its own secret and port, ready on its first ready heartbeat', async t => {
@@ -191,4 +192,33 @@ test('a restarted hive re-adopts the live worker from the store and fails the on
   processes.of(alive.id)[0]!.exit({code: 1, signal: null});
   await until(() => processes.of(alive.id).length === 2, 'the restart of the adopted worker');
   t.is(processes.of(alive.id)[1]!.options.env.RBEE_WORKER_SECRET, secret);
+});
+
+test('spares: none starts while a worker boots; one starts as soon as the worker has heartbeated (its engine loading), so a second start right after finds it', async t => {
+  const refills: string[] = [];
+  let lacking: number | null = null;
+  // What the supervisor asks of its spares: a type wanted from the first spawn, lacking one until refilled.
+  const spares = {
+    want: () => {
+      lacking ??= Date.now();
+    },
+    lackingForMs: () => (lacking === null ? null : Date.now() - lacking),
+    refill: () => {
+      refills.push(supervisor.get(worker.id).state);
+      lacking = null;
+    },
+    take: () => null,
+    assign: () => null,
+    discard: () => undefined,
+    close: async () => undefined,
+  } as unknown as SpareWorkers;
+  const {supervisor, processes, spawn, beat} = setup(t, {spares, heartbeatIntervalMs: 60});
+  const worker = await spawn();
+  await until(() => processes.of(worker.id).length === 1, 'the launch');
+  // Several watch ticks while the process boots (no heartbeat yet): no spare.
+  await new Promise(resolve => setTimeout(resolve, 200));
+  t.deepEqual(refills, []);
+  beat(worker, 'starting');
+  await until(() => refills.length === 1, 'the refill');
+  t.deepEqual(refills, ['starting'], 'while the engine loads, not after it is ready');
 });

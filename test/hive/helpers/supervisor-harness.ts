@@ -9,6 +9,7 @@ import path from 'node:path';
 import type {ExecutionContext} from 'ava';
 import {StateStore} from '../../../src/hive/state-store.js';
 import {Supervisor, type SupervisorEvent} from '../../../src/hive/supervisor.js';
+import type {SpareWorkers} from '../../../src/hive/spare-workers.js';
 import type {LaunchOptions, ProcessEnd, WatchedProcess, WorkerProcesses} from '../../../src/hive/worker-process.js';
 import type {WorkerView} from '../../../src/hive/worker-record.js';
 import {
@@ -115,6 +116,8 @@ export type HarnessOptions = {
   groupTypes?: string[];
   /** Where the stand-in llamacpp type runs (the CPU only, by default). */
   backends?: Record<string, object>;
+  /** Spare worker processes (a stand-in: the supervisor's calls are what a test reads). */
+  spares?: SpareWorkers;
 };
 
 export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
@@ -152,6 +155,7 @@ export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
     onEvent: event => events.push(event.type === 'group' ? event : {...event, record: {...event.record}}),
     processes,
     ports: async () => nextPort++,
+    spares: options.spares,
   });
   let closed = false;
   const close = async () => {
