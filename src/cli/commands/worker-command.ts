@@ -59,7 +59,9 @@ async function waitUntilReady(client: HiveClient, worker: WorkerInfo, timeoutSec
   let current = worker;
   let toldFailure: string | null = null;
   try {
-    while (current.state === 'starting') {
+    // A failed worker whose process is still going down (pid set) is not settled: its restart
+    // policy decides once the process is gone, and under load that takes a moment.
+    while (current.state === 'starting' || (current.state === 'failed' && current.pid !== null)) {
       if (current.last_failure !== null && current.last_failure !== toldFailure) {
         toldFailure = current.last_failure;
         bar.done();
