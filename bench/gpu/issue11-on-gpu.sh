@@ -11,6 +11,13 @@
 #                                                        # synthetic 8B model in the background
 #   bash <dir>/base/issue11-on-gpu.sh part <dir>/gN      # THERE: one slice of the Gemma model
 #   bash <dir>/base/issue11-on-gpu.sh bench <out> [--runs N]  # THERE: wait for both, then agreement and speed
+#   bash <dir>/base/issue11-on-gpu.sh serve <out>       # THERE: the 8B shape served: 8 and 32 streams against
+#                                                        # llama-server -np 8 / -np 32 (batching.mjs), TTFT of a
+#                                                        # 512-token prompt and GPU memory at context 8192 (ttft-vram.mjs)
+#
+# RBEE_I11_NO_GEMMA=1 (prepare): no Gemma slices (bench then skips agreement and Gemma's speed).
+# RBEE_I11_GEMMS="tf32 bf16" (bench, serve): the GEMM prefill's operand types to run
+# (RBEE_CANDLE_PREFILL_GEMM), each a run of its own; default tf32.
 #
 # The device tool copies one folder per call (64 MiB); the machine keeps /root/i11 between calls
 # while it stays warm, and a background job started with setsid runs on between them.
@@ -35,11 +42,12 @@ case "$stage" in
     (cd "$root" && npx esbuild bench/candle-engine.ts --bundle --platform=node --format=esm --target=node20 --external:node-llama-cpp \
       --external:../../native/index.js "--banner:js=import {createRequire} from 'node:module'; const require = createRequire(import.meta.url);" \
       --outfile="$base/candle-bench.mjs" --log-level=warning)
-    cp "$root/bench/gpu/issue11-on-gpu.sh" "$root/bench/gpu/llama-agreement.mjs" "$root/bench/gpu/graph-decode.mjs" "$root/bench/synthetic-gguf.py" "$base/"
+    cp "$root/bench/gpu/issue11-on-gpu.sh" "$root/bench/gpu/llama-agreement.mjs" "$root/bench/gpu/graph-decode.mjs" "$root/bench/gpu/batching.mjs" \
+      "$root/bench/gpu/ttft-vram.mjs" "$root/bench/synthetic-gguf.py" "$base/"
     cp -r "$root/bench/gpu/llama-ref" "$base/llama-ref"
     git -C "$root" rev-parse HEAD > "$base/COMMIT"
     gpu_pack_llama_assets "$root" "$base"
-    gpu_slice_gemma "$dir" "$base"
+    [[ "${RBEE_I11_NO_GEMMA:-0}" == 1 ]] || gpu_slice_gemma "$dir" "$base"
     du -sh "$dir"/* >&2
     ;;
   setup)
@@ -51,8 +59,11 @@ case "$stage" in
     cp "$base/loader.js" native/index.js
     printf '{"type": "module"}\n' > native/package.json
     cp "$base/candle-bench.mjs" bench/.work/
-    cp "$base"/*.mjs "$base"/*.py "$base/issue11-on-gpu.sh" "$base/COMMIT" "$base/BUILD-INFO" "$base/gemma.sha256" .
-    cp "$base/g-first" model/a
+    cp "$base"/*.mjs "$base"/*.py "$base/issue11-on-gpu.sh" "$base/COMMIT" "$base/BUILD-INFO" .
+    if [[ -f "$base/g-first" ]]; then
+      cp "$base/gemma.sha256" .
+      cp "$base/g-first" model/a
+    fi
     xz -dc "$base/ggml-vocab-llama-bpe.gguf.xz" > ggml-vocab-llama-bpe.gguf
     tar -xJf "$base/gguf-py.tar.xz"
     tar -xJf "$base"/llama.cpp-*.tar.xz
@@ -102,9 +113,12 @@ case "$stage" in
     bin="$work/llama.cpp/build/bin"
     # What is done so far goes back even if the call runs out of time later.
     pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
-    cat model/a model/g? > gemma-3-270m-q4_k_m.gguf
-    if [[ "$(sha256sum gemma-3-270m-q4_k_m.gguf | cut -d' ' -f1)" != "$(cat gemma.sha256)" ]]; then
-      log "the Gemma slices do not add up to the model (sha256 differs)"
+    if [[ -f gemma.sha256 ]]; then
+      cat model/a model/g? > gemma-3-270m-q4_k_m.gguf
+      if [[ "$(sha256sum gemma-3-270m-q4_k_m.gguf | cut -d' ' -f1)" != "$(cat gemma.sha256)" ]]; then
+        log "the Gemma slices do not add up to the model (sha256 differs)"
+        rm -f gemma-3-270m-q4_k_m.gguf
+      fi
     fi
     {
       nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv
@@ -116,36 +130,63 @@ case "$stage" in
     cat "$out/machine.txt"
     pack
     gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oiE 'h100|h200|a100|l40s' | head -1 | tr 'A-Z' 'a-z')"
-    speed() {  # <model basename> [env...]: graph path vs llama-bench (pp512, tg128), alternating, medians
-      local m="$1"
-      shift
+    gemms="${RBEE_I11_GEMMS:-tf32}"
+    speed() {  # <model basename> <label suffix> [env...]: graph path vs llama-bench (pp512, tg128), alternating, medians
+      local m="$1" suffix="$2"
+      shift 2
       env "$@" timeout 240 ./node20 bench/.work/candle-bench.mjs --device cuda:0 --forward graph --peer "llama-bench:$bin/llama-bench" \
         --model "$m.gguf" --threads 8 --prompt-tokens 512 --decode-tokens 128 --runs "$runs" --quiet-wait-ms 1000 --retries 0 \
-        --label "${gpu:-gpu}-$m-graph" --out "$out" > "$out/bench-$m.log" 2>&1
+        --label "${gpu:-gpu}-$m-graph$suffix" --out "$out" > "$out/bench-$m$suffix.log" 2>&1
       local rc=$?
-      tail -22 "$out/bench-$m.log"
+      tail -22 "$out/bench-$m$suffix.log"
       pack
       return $rc
     }
-    # 1. The 8B shape first (the figure the default hangs on); should the GEMM prefill fail, again
-    #    with every prompt on the batch-8 decode graph, so the decode comparison still happens.
-    if ! speed synthetic-8b; then
-      mv "$out/bench-synthetic-8b.log" "$out/bench-synthetic-8b-failed.log"
-      speed synthetic-8b RBEE_CANDLE_PREFILL=graph
-    fi
+    # 1. The 8B shape first (the figure the default hangs on), once per GEMM prefill type; should
+    #    the GEMM prefill fail, again with every prompt on the batch-8 decode graph, so the decode
+    #    comparison still happens.
+    for g in $gemms; do
+      if ! speed synthetic-8b "-$g" RBEE_CANDLE_PREFILL_GEMM="$g"; then
+        mv "$out/bench-synthetic-8b-$g.log" "$out/bench-synthetic-8b-$g-failed.log"
+        speed synthetic-8b "-$g-batch8" RBEE_CANDLE_PREFILL=graph
+      fi
+    done
     # 2. Greedy agreement with llama.cpp's CUDA build, Gemma 3 270M: graph path (GEMM prefill for
     #    prompts over 8 tokens) and tensor path; then its speed.
     if [[ -f gemma-3-270m-q4_k_m.gguf && "${SKIP_GEMMA:-0}" != 1 ]]; then
       timeout 200 ./node20 llama-agreement.mjs native/index.js gemma-3-270m-q4_k_m.gguf "$bin/rbee-llama-ref" "$out/agreement-gemma.json" \
         --tokens 32 --forwards graph,tensor 2>&1 | tee "$out/agreement-gemma.log"
       pack
-      speed gemma-3-270m-q4_k_m
+      speed gemma-3-270m-q4_k_m ""
     fi
     # 3. Graph path vs tensor path on the 8B shape (decode, prompt of 16 and 1000 tokens, the
     #    prefill check: GEMM prefill vs one token a replay).
-    timeout 200 ./node20 graph-decode.mjs native/index.js synthetic-8b.gguf "$out/graph-decode-8b.json" --tokens 64 --runs 2 --ctx 2048 \
-      > "$out/graph-decode-8b.log" 2>&1
-    cat "$out/graph-decode-8b.log"
+    for g in $gemms; do
+      RBEE_CANDLE_PREFILL_GEMM="$g" timeout 200 ./node20 graph-decode.mjs native/index.js synthetic-8b.gguf "$out/graph-decode-8b-$g.json" \
+        --tokens 64 --runs 2 --ctx 2048 > "$out/graph-decode-8b-$g.log" 2>&1
+      cat "$out/graph-decode-8b-$g.log"
+      pack
+    done
+    ls -la "$out" "$final"
+    ;;
+  serve)
+    # Into $work/res beside bench's results (one results.tar.xz for both).
+    final="${2:?out}"
+    mkdir -p "$final"
+    final="$(cd "$final" && pwd)"
+    out="$work/res"
+    mkdir -p "$out"
+    cd "$work"
+    bin="$work/llama.cpp/build/bin"
+    pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
+    [[ -f synthetic-8b.gguf && -x "$bin/llama-server" ]] || { log "run setup and bench first (no model or llama-server)"; exit 1; }
+    for g in ${RBEE_I11_GEMMS:-tf32}; do
+      RBEE_CANDLE_PREFILL_GEMM="$g" timeout 150 ./node20 ttft-vram.mjs native/index.js synthetic-8b.gguf "$out/ttft-vram-8b-$g.json" \
+        --llama-server "$bin" --ctx 8192 --prompt 512 --rounds 9 2>&1 | tee "$out/ttft-vram-8b-$g.log"
+      pack
+    done
+    timeout 400 ./node20 batching.mjs native/index.js synthetic-8b.gguf "$out/batching-8b.json" --llama-server "$bin" \
+      --check-tokens 32 --tokens 128 --streams 8,32 2>&1 | tee "$out/batching-8b.log"
     pack
     ls -la "$out" "$final"
     ;;

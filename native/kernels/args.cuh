@@ -8,6 +8,7 @@
 // what its arguments name, so a decode step can be split over GPUs by offsetting pointers
 // (rows of a weight, heads of an attention layer, slots of a cache).
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
 
@@ -180,8 +181,11 @@ extern "C" __global__ void rbee_embed_rows(int type, const uint8_t* table, long 
                                            float scale, float* out, int ldo);
 // grid: rows; block: 256. Greedy token of each row from the head's per-block partials (ties: the
 // lower id). Writes token[r] (and the value when val_out is given); advances pos[r] when given.
-// prefill.cu: around the prefill chunk's cuBLAS GEMMs. grid: (ceil(K / 256), rows); block: 256.
+// prefill.cu: around the prefill chunk's cuBLAS GEMMs. Dequantization: grid (ceil(K / 2048), rows),
+// block 256, K a multiple of 32, out 16-byte aligned; the others: grid (ceil(K / 256), rows), block 256.
 extern "C" __global__ void rbee_dequant_f32(int type, const uint8_t* w, long long row_bytes, int K, float* out);
+extern "C" __global__ void rbee_dequant_bf16(int type, const uint8_t* w, long long row_bytes, int K, __nv_bfloat16* out);
+extern "C" __global__ void rbee_f32_to_bf16(const float* x, long long n, __nv_bfloat16* y);
 extern "C" __global__ void rbee_glu_f32(const float* gu, int F, int act, float* y);
 extern "C" __global__ void rbee_add_bias(float* x, int ldx, const float* b, int K);
 extern "C" __global__ void rbee_argmax_final(const float* part_val, const int* part_idx, int nparts, int ld, int* token,

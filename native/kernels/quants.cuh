@@ -238,6 +238,58 @@ struct TQ6_K {
   }
 };
 
+// Eight consecutive values e0..e0+7 of a block (e0 a multiple of 8), each bit-identical to
+// T::value: the prefill's dequantization, one thread per eight values. The K-quant traits have
+// their own (one scale decode and one 8-byte read per eight values); the 32-value types share
+// this one (their blocks are only 2-byte aligned, and a unit has one scale).
+template <class T>
+__device__ __forceinline__ void values8(const uint8_t* blk, int e0, float (&v)[8]) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i) v[i] = T::value(blk, e0 + i);
+}
+
+template <bool FIVE>
+__device__ __forceinline__ void values8_k45(const uint8_t* blk, int e0, float (&v)[8]) {
+  const int u = e0 / 32, l0 = e0 % 32, j = u / 2;
+  const uint8_t* s = blk + 4;
+  int sc, m;
+  if (u < 4) {
+    sc = s[u] & 63;
+    m = s[u + 4] & 63;
+  } else {
+    sc = (s[u + 4] & 0xF) | ((s[u - 4] >> 6) << 4);
+    m = (s[u + 4] >> 4) | ((s[u] >> 6) << 4);
+  }
+  const float d1 = half_at(blk) * (float)sc, m1 = half_at(blk + 2) * (float)m;
+  // 16-byte aligned rows and 144/176-byte blocks: these 8 bytes are 8-byte aligned.
+  const uint2 qs = *reinterpret_cast<const uint2*>(blk + (FIVE ? 48 : 16) + 32 * j + l0);
+  uint2 qh = make_uint2(0, 0);
+  if (FIVE) qh = *reinterpret_cast<const uint2*>(blk + 16 + l0);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const unsigned b = ((i < 4 ? qs.x : qs.y) >> (8 * (i & 3))) & 0xFF;
+    int q = (u & 1) ? (int)(b >> 4) : (int)(b & 15);
+    if (FIVE) q += (int)(((((i < 4 ? qh.x : qh.y) >> (8 * (i & 3))) & 0xFF) >> u) & 1) * 16;
+    v[i] = d1 * (float)q - m1;
+  }
+}
+template <>
+__device__ __forceinline__ void values8<TQ4_K>(const uint8_t* blk, int e0, float (&v)[8]) { values8_k45<false>(blk, e0, v); }
+template <>
+__device__ __forceinline__ void values8<TQ5_K>(const uint8_t* blk, int e0, float (&v)[8]) { values8_k45<true>(blk, e0, v); }
+template <>
+__device__ __forceinline__ void values8<TQ6_K>(const uint8_t* blk, int e0, float (&v)[8]) {
+  const int h = e0 / 128, r = e0 % 128, c = r / 32, l0 = r % 32;
+  const float f = half_at(blk + 208) * (float)(int8_t)blk[192 + 8 * h + 2 * c + l0 / 16];
+  const uint8_t* ql = blk + 64 * h + 32 * (c & 1) + l0;
+  const uint8_t* qh = blk + 128 + 32 * h + l0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int q = ((c >= 2 ? (ql[i] >> 4) : (ql[i] & 15)) | (((qh[i] >> (2 * c)) & 3) << 4)) - 32;
+    v[i] = f * (float)q;
+  }
+}
+
 // Calls f(T{}) with the traits of the runtime type id (host side, to pick an instantiation);
 // false when there is no kernel for that type.
 template <class F>

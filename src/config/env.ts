@@ -75,13 +75,18 @@ export const environmentSettings = [
   },
   {
     name: 'RBEE_CANDLE_PREFILL',
-    description: 'candle graph path: `graph` evaluates every prompt on the batch-8 decode graph instead of the chunked f16 GEMM prefill',
+    description: 'candle graph path: `graph` evaluates every prompt on the batch-8 decode graph instead of the chunked GEMM prefill',
     fallback: 'GEMM prefill for prompts over 32 tokens',
   },
   {
     name: 'RBEE_CANDLE_MMQ',
     description: 'candle graph path: `off` keeps decode batches over 8 rows on the mat-vec kernels (an A/B switch; the tokens are the same)',
     fallback: 'MMQ kernels for K-quant weights at 16 and 32 rows',
+  },
+  {
+    name: 'RBEE_CANDLE_PREFILL_GEMM',
+    description: "candle graph path: the GEMM prefill's operands, bf16 or tf32 (f32 weights and activations, TF32 tensor cores)",
+    fallback: 'bf16',
   },
   {name: 'RBEE_CANDLE_PREFILL_CHUNK', description: 'candle graph path: prompt tokens per GEMM prefill chunk (16..4096)', fallback: '512'},
   {name: 'RBEE_CANDLE_KV_DTYPE', description: 'candle tensor-path KV cache type: f32 or f16', fallback: 'f32'},

@@ -4,7 +4,10 @@
 // as a CUDA graph and replayed. Writes a log to stdout and a JSON summary to argv[1].
 //
 //   harness <summary.json> [--quick]      (run.sh builds and runs it)
+//   harness <summary.json> --mmq | --prefill   (only those kernels' checks and timings)
 //   harness --cpu-selftest                (only the CPU references' own consistency; no GPU)
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -19,6 +22,7 @@
 
 #include "args.cuh"
 #include "common.cuh"
+#include "quants.cuh"
 #include "ref.h"
 
 using namespace rbee;
@@ -1196,6 +1200,183 @@ static void timings(bool quick) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The GEMM prefill (prefill.cu): dequantization to f32 / bf16 (bit-exact against the CPU's block
+// decoding), and what a 512-token chunk of the 8B shape costs in dequantization and cuBLAS GEMMs
+
+// The per-element dequantization the prefill used before 2026-12-06 (one thread a value, every
+// scale decoded again per value): kept here only as the timing baseline.
+__global__ void old_dequant_f32(int type, const uint8_t* w, long long row_bytes, int K, float* out) {
+  const int e = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y;
+  if (e >= K) return;
+  const uint8_t* row = w + (size_t)r * row_bytes;
+  float v = 0.0f;
+  switch (type) {
+    case Q4_K: v = TQ4_K::value(row + (size_t)(e / 256) * TQ4_K::BYTES, e % 256); break;
+    case Q6_K: v = TQ6_K::value(row + (size_t)(e / 256) * TQ6_K::BYTES, e % 256); break;
+    default: break;
+  }
+  out[(size_t)r * K + e] = v;
+}
+
+static uint16_t bf16_bits(float f) {  // round to nearest even, as __float2bfloat16_rn (finite f)
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+static void check_dequant() {
+  std::printf("\n== prefill dequantization (bit-exact: f32 = the block's value, bf16 = it rounded to nearest even) ==\n");
+  Rng rng(77);
+  for (int type : {Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K}) {
+    const int K = 2304, rows = 41;  // K not a multiple of the 2048 values a block of threads takes
+    const size_t rb = (size_t)K / ref::block_values(type) * ref::block_bytes(type);
+    const size_t row_stride = (rb + 15) / 16 * 16;  // rows 16-byte aligned, as uploaded GGUF tensors are
+    std::vector<uint8_t> w(rows * row_stride);
+    for (int r = 0; r < rows; ++r) random_blocks(type, &w[r * row_stride], rb / ref::block_bytes(type), rng, 0.02f);
+    Dev<uint8_t> dw(w.size());
+    dw.up(w);
+    Dev<float> o32((size_t)rows * K);
+    Dev<__nv_bfloat16> o16((size_t)rows * K);
+    const dim3 grid((K + 2047) / 2048, rows);
+    rbee_dequant_f32<<<grid, 256>>>(type, dw.p, (long long)row_stride, K, o32.p);
+    rbee_dequant_bf16<<<grid, 256>>>(type, dw.p, (long long)row_stride, K, o16.p);
+    CK(cudaDeviceSynchronize());
+    auto g32 = o32.down();
+    auto g16 = o16.down();
+    size_t bad32 = 0, bad16 = 0;
+    const int qk = ref::block_values(type);
+    for (int r = 0; r < rows; ++r)
+      for (int e = 0; e < K; ++e) {
+        const float want = ref::dequant(type, &w[r * row_stride + (size_t)(e / qk) * ref::block_bytes(type)], e % qk);
+        const size_t i = (size_t)r * K + e;
+        bad32 += std::memcmp(&want, &g32[i], 4) != 0;
+        uint16_t got16;
+        std::memcpy(&got16, &g16[i], 2);
+        bad16 += got16 != bf16_bits(want);
+      }
+    check(fmt("%s dequant_f32", ref::type_name(type)), bad32 == 0, fmt("%zu of %d mismatches", bad32, rows * K));
+    check(fmt("%s dequant_bf16", ref::type_name(type)), bad16 == 0, fmt("%zu of %d mismatches", bad16, rows * K));
+  }
+  // f32 -> bf16 activations
+  {
+    std::vector<float> x(5000);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = (rng.uni() - 0.5f) * std::ldexp(1.0f, (int)(i % 40) - 20);
+    Dev<float> dx(x.size());
+    dx.up(x);
+    Dev<__nv_bfloat16> dy(x.size());
+    rbee_f32_to_bf16<<<(x.size() + 255) / 256, 256>>>(dx.p, (long long)x.size(), dy.p);
+    CK(cudaDeviceSynchronize());
+    auto y = dy.down();
+    size_t bad = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      uint16_t got;
+      std::memcpy(&got, &y[i], 2);
+      bad += got != bf16_bits(x[i]);
+    }
+    check("f32_to_bf16", bad == 0, fmt("%zu of %zu mismatches", bad, x.size()));
+  }
+}
+
+// Times `fn(stream)` eagerly (cuBLAS calls are not all capturable with every workspace), median of 5.
+static double time_eager(const std::function<void(cudaStream_t)>& fn, int reps = 5) {
+  cudaStream_t st;
+  CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  fn(st);  // warm-up (cuBLAS picks its kernels)
+  CK(cudaStreamSynchronize(st));
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    CK(cudaEventRecord(e0, st));
+    fn(st);
+    CK(cudaEventRecord(e1, st));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    t.push_back(ms * 1000.0);
+  }
+  std::sort(t.begin(), t.end());
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
+  CK(cudaStreamDestroy(st));
+  return t[t.size() / 2];
+}
+
+#define CB(x)                                                                 \
+  do {                                                                        \
+    cublasStatus_t s_ = (x);                                                  \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                        \
+      std::fprintf(stderr, "cuBLAS error %d at %s:%d\n", (int)s_, __FILE__, __LINE__); \
+      std::exit(2);                                                           \
+    }                                                                         \
+  } while (0)
+
+static void time_prefill() {
+  std::printf("\n== prefill of one 512-token chunk, 8B shape (random weights): dequantization and cuBLAS GEMMs per layer ==\n");
+  const int T = 512;
+  struct Group { const char* name; int type, rows, K; };
+  // Q4_K_M: Q6_K for V and for down in half the layers; both downs timed.
+  const Group groups[] = {{"qkv", Q4_K, 6144, 4096}, {"o", Q4_K, 4096, 4096}, {"gate+up", Q4_K, 28672, 4096},
+                          {"down", Q4_K, 4096, 14336}, {"down (Q6_K)", Q6_K, 4096, 14336}};
+  cublasHandle_t h;
+  CB(cublasCreate(&h));
+  size_t max_elems = 0;
+  for (auto& g : groups) max_elems = std::max(max_elems, (size_t)g.rows * g.K);
+  Dev<float> w32(max_elems);
+  Dev<__nv_bfloat16> w16(max_elems);
+  Dev<float> x32((size_t)T * 14336), out((size_t)T * 28672);
+  Dev<__nv_bfloat16> x16((size_t)T * 14336);
+  fill_float<<<256, 256>>>(x32.p, x32.n, 14336, 0.0f, 1.0f);
+  rbee_f32_to_bf16<<<(x32.n + 255) / 256, 256>>>(x32.p, (long long)x32.n, x16.p);
+  double per_layer[4] = {0, 0, 0, 0};  // old dequant + TF32, new f32 dequant + TF32, bf16 dequant + bf16, max(bf16 dequant, gemm)
+  for (const auto& g : groups) {
+    const size_t bytes = (size_t)g.rows * g.K / 256 * block_bytes(g.type);
+    WeightPool pool(g.type, bytes, 4242 + g.rows, 0.002f);
+    const long long rb = (long long)(g.K / 256 * block_bytes(g.type));
+    const dim3 grid_old((g.K + 255) / 256, g.rows), grid_new((g.K + 2047) / 2048, g.rows);
+    const double t_old = time_eager([&](cudaStream_t st) { old_dequant_f32<<<grid_old, 256, 0, st>>>(g.type, pool.at(0), rb, g.K, w32.p); });
+    const double t_f32 = time_eager([&](cudaStream_t st) { rbee_dequant_f32<<<grid_new, 256, 0, st>>>(g.type, pool.at(0), rb, g.K, w32.p); });
+    const double t_bf16 = time_eager([&](cudaStream_t st) { rbee_dequant_bf16<<<grid_new, 256, 0, st>>>(g.type, pool.at(0), rb, g.K, w16.p); });
+    const float alpha = 1.0f, beta = 0.0f;
+    const double t_tf32 = time_eager([&](cudaStream_t st) {
+      CB(cublasSetStream(h, st));
+      CB(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, g.rows, T, g.K, &alpha, w32.p, CUDA_R_32F, g.K, x32.p, CUDA_R_32F, g.K, &beta, out.p,
+                      CUDA_R_32F, g.rows, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+    });
+    const double t_gbf16 = time_eager([&](cudaStream_t st) {
+      CB(cublasSetStream(h, st));
+      CB(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, g.rows, T, g.K, &alpha, w16.p, CUDA_R_16BF, g.K, x16.p, CUDA_R_16BF, g.K, &beta, out.p,
+                      CUDA_R_32F, g.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    });
+    const double flops = 2.0 * g.rows * (double)g.K * T;
+    const std::string shape = fmt("%s %dx%d", ref::type_name(g.type), g.rows, g.K);
+    report("llama8b", fmt("prefill dequant f32, old (%s)", g.name), shape, T, t_old, bytes + 4.0 * g.rows * g.K);
+    report("llama8b", fmt("prefill dequant f32 (%s)", g.name), shape, T, t_f32, bytes + 4.0 * g.rows * g.K);
+    report("llama8b", fmt("prefill dequant bf16 (%s)", g.name), shape, T, t_bf16, bytes + 2.0 * g.rows * g.K);
+    report("llama8b", fmt("prefill GEMM TF32 (%s)", g.name), shape, T, t_tf32, 4.0 * g.rows * g.K, fmt("%.0f TFLOP/s", flops / t_tf32 / 1e6));
+    report("llama8b", fmt("prefill GEMM bf16 (%s)", g.name), shape, T, t_gbf16, 2.0 * g.rows * g.K, fmt("%.0f TFLOP/s", flops / t_gbf16 / 1e6));
+    // Q4_K_M's layers: half with a Q4_K down, half with a Q6_K one.
+    const double share = std::string(g.name).rfind("down", 0) == 0 ? 0.5 : 1.0;
+    per_layer[0] += share * (t_old + t_tf32);
+    per_layer[1] += share * (t_f32 + t_tf32);
+    per_layer[2] += share * (t_bf16 + t_gbf16);
+    per_layer[3] += share * std::max(t_bf16, t_gbf16);
+  }
+  CB(cublasDestroy(h));
+  const char* what[4] = {"old f32 dequant + TF32 GEMM, in turn", "f32 dequant + TF32 GEMM, in turn", "bf16 dequant + bf16 GEMM, in turn",
+                         "bf16, dequant hidden under the GEMM (bound)"};
+  for (int i = 0; i < 4; ++i) {
+    const double chunk_ms = 32 * per_layer[i] / 1000.0;
+    std::printf("  products of one layer: %-46s %8.1f us; x32 layers = %6.1f ms a 512-token chunk (%.0f tok/s before norms, attention, head)\n",
+                what[i], per_layer[i], chunk_ms, T / (chunk_ms / 1000.0));
+    S.timings.push_back(fmt("{\"model\":\"llama8b\",\"kernel\":\"prefill products per layer: %s\",\"shape\":\"T=512\",\"batch\":%d,\"us\":%.3f,"
+                            "\"bytes\":0,\"gbs\":0,\"pct_peak\":0,\"note\":\"x32 layers %.1f ms\"}",
+                            what[i], T, per_layer[i], chunk_ms));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // MMQ (mmq.cu): batches of 9..32 columns, each column bit-identical to rbee_mmvq_<type>_1 alone
 
 typedef void (*MmqFn)(MmvqArgs);
@@ -1926,6 +2107,7 @@ int main(int argc, char** argv) {
   const std::string out = argc > 1 ? argv[1] : "summary.json";
   const bool quick = argc > 2 && std::string(argv[2]) == "--quick";
   const bool mmq_only = argc > 2 && std::string(argv[2]) == "--mmq";
+  const bool prefill_only = argc > 2 && std::string(argv[2]) == "--prefill";
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   g_sms = prop.multiProcessorCount;
@@ -1942,6 +2124,9 @@ int main(int argc, char** argv) {
   if (mmq_only) {
     check_mmq();
     time_mmq();
+  } else if (prefill_only) {
+    check_dequant();
+    time_prefill();
   } else {
   check_norm();
   check_mmvq();
@@ -1953,6 +2138,8 @@ int main(int argc, char** argv) {
   step_bench(quick);
   check_mmq();
   time_mmq();
+  check_dequant();
+  time_prefill();
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("\n%d checks passed, %d failed; %.1f s\n", S.passed, S.failed, secs);

@@ -7,6 +7,7 @@
 #   bash bench/gpu/kernels/run.sh            # from the repo root; writes into $OUT (default ./out)
 #   bash bench/gpu/kernels/run.sh --quick    # fewer timings (batch 1 only, 8 decode steps)
 #   bash bench/gpu/kernels/run.sh --mmq      # only the MMQ kernels' checks and timings
+#   bash bench/gpu/kernels/run.sh --prefill  # only the GEMM prefill's dequantization and GEMM timings
 #
 # Output: $OUT/kernels.log (everything printed), $OUT/kernels-summary.json (checks, timings,
 # steps). It also compiles every kernel for sm_80, sm_86, sm_89 (cubin) and compute_80 (PTX), so a
@@ -34,7 +35,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT
-kernels=(norm mmvq mmq rope attention sample)
+kernels=(norm mmvq mmq rope attention sample prefill)
 # --fmad=false: the kernels' float arithmetic is written out (fmaf where fused); see common.cuh.
 flags=(-std=c++17 -O3 --fmad=false -I"$root/native/kernels")
 
@@ -63,7 +64,7 @@ if (( failed > 0 )); then
   cat "$build"/archs/*.log 2>/dev/null || true
   exit 4
 fi
-"$nvcc" -arch="sm_$arch" "$build"/*.o -o "$build/harness"
+"$nvcc" -arch="sm_$arch" "$build"/*.o -lcublas -o "$build/harness"
 echo "[kernels] built in $(( $(date +%s) - started ))s: sm_$arch harness; sm_80/86/89 cubins and compute_80 PTX of every kernel compiled:"
 ls -1 "$build/archs" | grep -v '\.log$' | tr '\n' ' '
 echo

@@ -77,6 +77,9 @@ const MODULES: [(&str, &[u8]); 7] = [
     ("mmq", include_bytes!(concat!(env!("OUT_DIR"), "/mmq.fatbin"))),
 ];
 
+/// prefill.cu's kernels (the GEMM prefill's helpers).
+const PREFILL_KERNELS: [&str; 5] = ["rbee_dequant_f32", "rbee_dequant_bf16", "rbee_f32_to_bf16", "rbee_glu_f32", "rbee_add_bias"];
+
 fn module_of(kernel: &str) -> usize {
     if kernel.starts_with("rbee_rmsnorm") || kernel.starts_with("rbee_quantize") {
         0
@@ -86,7 +89,7 @@ fn module_of(kernel: &str) -> usize {
         2
     } else if kernel.starts_with("rbee_attn") {
         3
-    } else if ["rbee_dequant_f32", "rbee_glu_f32", "rbee_add_bias"].contains(&kernel) {
+    } else if PREFILL_KERNELS.contains(&kernel) {
         5
     } else if kernel.starts_with("rbee_mmq") || kernel == "rbee_glu_q8_1" {
         6
@@ -323,7 +326,7 @@ impl GraphDecoder {
         }
         let mut n_ff = 0;
         // Elements of the largest weight group a prefill GEMM reads (Q+K+V, gate+up, o, down).
-        let mut w16 = 0;
+        let mut largest_group = 0;
         for il in 0..config.n_layer {
             let mut qkv = 0;
             let mut gate_up = 0;
@@ -336,18 +339,21 @@ impl GraphDecoder {
                 match part {
                     "attn_q" | "attn_k" | "attn_v" => qkv += elements,
                     "ffn_gate" | "ffn_up" => gate_up += elements,
-                    _ => w16 = usize::max(w16, elements),
+                    _ => largest_group = usize::max(largest_group, elements),
                 }
                 weights += shape.bytes();
             }
-            w16 = w16.max(qkv).max(gate_up);
+            largest_group = largest_group.max(qkv).max(gate_up);
         }
         let chunk = prefill::prefill_chunk_size()?;
         let sizes = BufferSizes::new(&config, n_ff, batch, max_split, sms);
         let attn = config.n_head * config.head_dim;
         let qkv_width = (config.n_head + 2 * config.n_head_kv) * config.head_dim;
         let gemma = config.arch == Arch::Gemma3;
-        let prefill_bytes = prefill::prefill_bytes(config.n_embd, attn, qkv_width, n_ff, config.n_head, config.head_dim, chunk, w16, gemma);
+        let gemm = prefill::GemmType::from_env()?;
+        let prefill_shape =
+            prefill::PrefillShape { d: config.n_embd, attn, qkv_width, n_ff, n_head: config.n_head, head_dim: config.head_dim, largest_group, gemma };
+        let prefill_bytes = prefill::prefill_bytes(&prefill_shape, chunk, gemm);
         let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, slots), buffers: sizes.bytes() + prefill_bytes };
         let (free, total) = cu("memory info", result::mem_get_info())?;
         // The modules, the graph and the driver's own allocations take some too.
@@ -475,11 +481,11 @@ impl GraphDecoder {
                 kernels.require(&name)?;
             }
         }
-        for name in ["rbee_dequant_f32", "rbee_glu_f32", "rbee_add_bias"] {
+        for name in PREFILL_KERNELS {
             kernels.require(name)?;
         }
         decoder.kernels = kernels;
-        decoder.prefill = Some(prefill::Prefill::new(&decoder, chunk)?);
+        decoder.prefill = Some(prefill::Prefill::new(&decoder, chunk, gemm)?);
         for &rows in &buckets {
             decoder.capture(rows)?;
         }

@@ -1,29 +1,109 @@
 //! The prompt on the graph path, a chunk of up to `Prefill::chunk` tokens at a time: each
-//! layer's products go to cuBLAS as TF32 GEMMs over the whole chunk (the quantized weights are
-//! dequantized into one f32 scratch matrix just before their GEMM; f16 operands overflowed on the
-//! synthetic 8B model's FFN activations), and the rest — norms, RoPE
-//! with the KV-cache write, attention, Gemma's post norms — is the decode step's own kernels over
-//! the chunk's rows. The chunk writes K/V into the decode path's cache, so decode carries on from
+//! layer's products go to cuBLAS as GEMMs over the whole chunk, and the rest — norms, RoPE with
+//! the KV-cache write, attention, Gemma's post norms — is the decode step's own kernels over the
+//! chunk's rows. The chunk writes K/V into the decode path's cache, so decode carries on from
 //! it; the last token's residual row is copied into the decode buffers and the decode step's
 //! tail (final norm, head, argmax) gives its logits and greedy token.
 //!
+//! The GEMMs read dequantized weights: a weight group (Q+K+V, o, gate+up, down) is dequantized
+//! in pieces of rows into two scratch buffers that take turns, on a second stream, so the
+//! dequantization of the next piece (memory-bound) runs under the GEMM of this one
+//! (compute-bound), and the scratch stays `PIECE_BYTES` twice whatever the model. The operands
+//! are bf16 (the default) or TF32 on f32 (`RBEE_CANDLE_PREFILL_GEMM=tf32`); f16 overflowed on
+//! the synthetic 8B model's FFN activations, both of these keep f32's range.
+//!
 //! Launched eagerly (a few hundred launches a chunk, against tens of milliseconds of GEMMs), on
-//! the decoder's stream, so it is ordered with the decode graph's replays.
+//! the decoder's stream (the dequantization on its own, joined by events), so it is ordered
+//! with the decode graph's replays.
+
+use std::cell::Cell;
+use std::sync::Arc;
 
 use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
-use candle_core::cuda_backend::cudarc::driver::{result, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{result, sys, CudaEvent, CudaStream, LaunchConfig, PushKernelArg};
 
 use super::{cu, ptr, DeviceBuffer, GraphDecoder, Mat};
 use crate::error::{EngineError, EngineResult};
 use crate::model::config::Activation;
 use crate::model::graph::args::{AttnArgs, AttnReduceArgs, NormArgs, RopeArgs};
 
+/// The operands of the prefill GEMMs (f32 accumulation either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum GemmType {
+    /// f32 weights and activations, multiplied as TF32 (10-bit mantissas).
+    Tf32,
+    /// bf16 weights and activations (8-bit mantissas): half the bytes dequantized and twice
+    /// the tensor-core rate.
+    Bf16,
+}
+
+impl GemmType {
+    /// `RBEE_CANDLE_PREFILL_GEMM` (tf32 or bf16), else bf16: on an H100 with the 8B shape the bf16
+    /// prefill took a 512-token prompt at 1.37x llama.cpp's speed where TF32 managed 0.94x, and
+    /// scored the prompt as closely (bench/results/2026-12-06-gpu-h100-prefill-ttft-vram.md).
+    pub(super) fn from_env() -> EngineResult<Self> {
+        match std::env::var("RBEE_CANDLE_PREFILL_GEMM").as_deref() {
+            Err(_) | Ok("") | Ok("bf16") => Ok(Self::Bf16),
+            Ok("tf32") => Ok(Self::Tf32),
+            Ok(other) => Err(EngineError::invalid_request(format!("RBEE_CANDLE_PREFILL_GEMM: expected tf32 or bf16, got \"{other}\""))),
+        }
+    }
+
+    fn element_bytes(self) -> usize {
+        match self {
+            Self::Tf32 => 4,
+            Self::Bf16 => 2,
+        }
+    }
+
+    fn cuda_type(self) -> blas_sys::cudaDataType_t {
+        match self {
+            Self::Tf32 => blas_sys::cudaDataType_t::CUDA_R_32F,
+            Self::Bf16 => blas_sys::cudaDataType_t::CUDA_R_16BF,
+        }
+    }
+
+    fn compute_type(self) -> blas_sys::cublasComputeType_t {
+        match self {
+            Self::Tf32 => blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32,
+            Self::Bf16 => blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+        }
+    }
+
+    fn dequant_kernel(self) -> &'static str {
+        match self {
+            Self::Tf32 => "rbee_dequant_f32",
+            Self::Bf16 => "rbee_dequant_bf16",
+        }
+    }
+}
+
+/// Bytes of each of the two dequantization buffers (or the largest weight group, when smaller).
+/// 64 MiB holds 4096 rows of an 8B model's 4096-wide f32 weights: GEMMs that size still run at
+/// full rate, and the two buffers take 0.13 GB where the whole gate+up in f32 took 0.47 GB.
+pub(super) const PIECE_BYTES: usize = 64 << 20;
+
+/// Elements of one dequantization buffer.
+fn piece_elements(largest_group: usize, gemm: GemmType) -> usize {
+    largest_group.min(PIECE_BYTES / gemm.element_bytes())
+}
+
 /// The chunk's buffers (rows = chunk tokens), allocated at load beside the decode buffers.
 pub(super) struct Prefill {
     pub chunk: usize,
+    gemm: GemmType,
     blas: CudaBlas,
-    /// The largest weight group of a layer (Q+K+V, gate+up, o, down), dequantized to f32.
-    w32: DeviceBuffer,
+    /// Two dequantization buffers taking turns, `piece` elements each.
+    scratch: [DeviceBuffer; 2],
+    piece: usize,
+    /// The dequantization's stream; `filled[i]` is recorded there after a piece lands in
+    /// `scratch[i]`, `freed[i]` on the decoder's stream after the GEMM that read it.
+    side: Arc<CudaStream>,
+    filled: [CudaEvent; 2],
+    freed: [CudaEvent; 2],
+    turn: Cell<usize>,
+    /// bf16 GEMMs: the input rows rounded to bf16, [rows][max(d, attn, F)].
+    act16: Option<DeviceBuffer>,
     x: DeviceBuffer,
     branch: Option<DeviceBuffer>,
     /// f32 norm / attention output, [rows][max(d, attn)].
@@ -40,13 +120,30 @@ pub(super) struct Prefill {
     slot: DeviceBuffer,
 }
 
+/// A model's sizes as the prefill buffers see them.
+pub(super) struct PrefillShape {
+    pub d: usize,
+    pub attn: usize,
+    pub qkv_width: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub head_dim: usize,
+    /// Elements of the largest weight group one GEMM reads (Q+K+V, gate+up, o, down).
+    pub largest_group: usize,
+    pub gemma: bool,
+}
+
 /// Bytes of a chunk's buffers (for the VRAM check before anything is allocated).
-pub(super) fn prefill_bytes(d: usize, attn: usize, qkv_width: usize, n_ff: usize, n_head: usize, hd: usize, chunk: usize, w32: usize, gemma: bool) -> usize {
-    4 * w32 + 4 * chunk * (d * (1 + usize::from(gemma)) + d.max(attn) + qkv_width + 3 * n_ff + n_head * hd + 2 * n_head + 3)
+pub(super) fn prefill_bytes(s: &PrefillShape, chunk: usize, gemm: GemmType) -> usize {
+    let eb = gemm.element_bytes();
+    let act16 = if gemm == GemmType::Bf16 { 2 * chunk * s.d.max(s.attn).max(s.n_ff) } else { 0 };
+    2 * eb * piece_elements(s.largest_group, gemm)
+        + act16
+        + 4 * chunk * (s.d * (1 + usize::from(s.gemma)) + s.d.max(s.attn) + s.qkv_width + 3 * s.n_ff + s.n_head * s.head_dim + 2 * s.n_head + 3)
 }
 
 impl Prefill {
-    pub(super) fn new(dec: &GraphDecoder, chunk: usize) -> EngineResult<Self> {
+    pub(super) fn new(dec: &GraphDecoder, chunk: usize, gemm: GemmType) -> EngineResult<Self> {
         let cfg = &dec.config;
         let (d, hd, nh, nkv, f) = (cfg.n_embd, cfg.head_dim, cfg.n_head, cfg.n_head_kv, dec.n_ff);
         let attn = nh * hd;
@@ -54,10 +151,20 @@ impl Prefill {
         let ctx = &dec.ctx;
         let blas = CudaBlas::new(dec.stream.clone()).map_err(|e| EngineError::internal(format!("cublas: {e}")))?;
         let f32s = |n: usize| DeviceBuffer::zeroed(ctx, 4 * n);
+        let piece = piece_elements(largest_group(dec), gemm);
+        let scratch = || DeviceBuffer::zeroed(ctx, gemm.element_bytes() * piece);
+        let event = || cu("event", ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)));
         Ok(Self {
             chunk,
+            gemm,
             blas,
-            w32: f32s(w32_elements(dec))?,
+            scratch: [scratch()?, scratch()?],
+            piece,
+            side: cu("stream", ctx.new_stream())?,
+            filled: [event()?, event()?],
+            freed: [event()?, event()?],
+            turn: Cell::new(0),
+            act16: if gemm == GemmType::Bf16 { Some(DeviceBuffer::zeroed(ctx, 2 * chunk * d.max(attn).max(f))?) } else { None },
             x: f32s(chunk * d)?,
             branch: if dec.gemma() { Some(f32s(chunk * d)?) } else { None },
             y: f32s(chunk * d.max(attn))?,
@@ -74,7 +181,7 @@ impl Prefill {
 }
 
 /// Elements of the largest weight group one GEMM reads.
-pub(super) fn w32_elements(dec: &GraphDecoder) -> usize {
+fn largest_group(dec: &GraphDecoder) -> usize {
     dec.layers
         .iter()
         .map(|l| {
@@ -88,9 +195,9 @@ pub(super) fn w32_elements(dec: &GraphDecoder) -> usize {
 
 /// Launches a 256-thread kernel with plain arguments (locals: the builder borrows them).
 macro_rules! launch256 {
-    ($dec:expr, $name:expr, $grid:expr, $($arg:ident),*) => {{
+    ($stream:expr, $dec:expr, $name:expr, $grid:expr, $($arg:ident),*) => {{
         let function = $dec.kernels.get($name)?;
-        let mut builder = $dec.stream.launch_builder(function);
+        let mut builder = $stream.launch_builder(function);
         $( builder.arg(&$arg); )*
         cu($name, unsafe { builder.launch(LaunchConfig { grid_dim: $grid, block_dim: (256, 1, 1), shared_mem_bytes: 0 }) }).map(|_| ())
     }};
@@ -101,22 +208,58 @@ fn grid256(k: usize, rows: usize) -> (u32, u32, u32) {
 }
 
 impl GraphDecoder {
-    /// Dequantizes `mats` (same K) one after another into the f32 scratch.
-    fn dequant(&self, p: &Prefill, mats: &[&Mat]) -> EngineResult<()> {
-        let mut offset = 0u64;
-        for m in mats {
-            let (qtype, w, row_bytes, k, out) = (m.shape.qtype.id(), m.buffer.ptr, m.shape.row_bytes() as i64, m.shape.k as i32, p.w32.ptr + offset);
-            launch256!(self, "rbee_dequant_f32", grid256(m.shape.k, m.shape.rows), qtype, w, row_bytes, k, out)?;
-            offset += 4 * (m.shape.rows * m.shape.k) as u64;
+    /// out[t][r] (+)= sum_k W[r][k] * x[t][k] for t < rows, W the rows of `mats` (same K) one
+    /// after another and x f32 rows k wide; out row-major with stride `ldo`. The weights go
+    /// through the scratch buffers a piece of rows at a time (see the module's comment).
+    #[allow(clippy::too_many_arguments)]
+    fn product(&self, p: &Prefill, mats: &[&Mat], rows: usize, x: u64, out: u64, ldo: usize, accumulate: bool) -> EngineResult<()> {
+        let k = mats[0].shape.k;
+        let operand = match &p.act16 {
+            Some(act16) => {
+                let (n, y) = ((rows * k) as i64, act16.ptr);
+                launch256!(self.stream, self, "rbee_f32_to_bf16", ((rows * k).div_ceil(256) as u32, 1, 1), x, n, y)?;
+                y
+            }
+            None => x,
+        };
+        let total: usize = mats.iter().map(|m| m.shape.rows).sum();
+        // At most 65535 rows a piece: the dequantization's grid has a block row per weight row.
+        let per_piece = (p.piece / k).clamp(1, total).min(65_535);
+        let kernel = p.gemm.dequant_kernel();
+        let eb = p.gemm.element_bytes() as u64;
+        let mut first = 0;
+        while first < total {
+            let n = per_piece.min(total - first);
+            let turn = p.turn.get();
+            p.turn.set(turn ^ 1);
+            cu("prefill wait", p.side.wait(&p.freed[turn]))?;
+            // The rows first..first+n of the concatenation, mat by mat.
+            let (mut before, mut written) = (0, 0);
+            for m in mats {
+                let (lo, hi) = (first.max(before), (first + n).min(before + m.shape.rows));
+                if lo < hi {
+                    let (qtype, row_bytes, kk) = (m.shape.qtype.id(), m.shape.row_bytes() as i64, k as i32);
+                    let (w, dst) = (m.buffer.ptr + ((lo - before) * m.shape.row_bytes()) as u64, p.scratch[turn].ptr + eb * (written * k) as u64);
+                    launch256!(p.side, self, kernel, (k.div_ceil(2048) as u32, (hi - lo) as u32, 1), qtype, w, row_bytes, kk, dst)?;
+                    written += hi - lo;
+                }
+                before += m.shape.rows;
+            }
+            cu("prefill record", p.filled[turn].record(&p.side))?;
+            cu("prefill wait", self.stream.wait(&p.filled[turn]))?;
+            self.gemm(p, p.scratch[turn].ptr, n, rows, k, operand, out + 4 * first as u64, ldo, accumulate)?;
+            cu("prefill record", p.freed[turn].record(&self.stream))?;
+            first += n;
         }
         Ok(())
     }
 
-    /// out[t][r] (+)= sum_k W32[r][k] * x[t][k], for t < rows (row-major both; x rows are k wide).
+    /// out[t][r] (+)= sum_k W[r][k] * x[t][k], for r < m, t < rows (row-major both, W and x in
+    /// the GEMM type, rows k wide; out f32 with stride ldo).
     #[allow(clippy::too_many_arguments)]
-    fn gemm(&self, p: &Prefill, m: usize, rows: usize, k: usize, x: u64, out: u64, ldo: usize, accumulate: bool) -> EngineResult<()> {
+    fn gemm(&self, p: &Prefill, w: u64, m: usize, rows: usize, k: usize, x: u64, out: u64, ldo: usize, accumulate: bool) -> EngineResult<()> {
         let (alpha, beta) = (1.0f32, if accumulate { 1.0f32 } else { 0.0f32 });
-        // Column-major view: W32 is k x m (lda k), x is k x rows (ldb k), out is m x rows (ldc ldo).
+        // Column-major view: W is k x m (lda k), x is k x rows (ldb k), out is m x rows (ldc ldo).
         unsafe {
             blas::gemm_ex(
                 *p.blas.handle(),
@@ -126,17 +269,17 @@ impl GraphDecoder {
                 rows as i32,
                 k as i32,
                 (&alpha as *const f32).cast(),
-                p.w32.ptr as *const std::ffi::c_void,
-                blas_sys::cudaDataType_t::CUDA_R_32F,
+                w as *const std::ffi::c_void,
+                p.gemm.cuda_type(),
                 k as i32,
                 x as *const std::ffi::c_void,
-                blas_sys::cudaDataType_t::CUDA_R_32F,
+                p.gemm.cuda_type(),
                 k as i32,
                 (&beta as *const f32).cast(),
                 out as *mut std::ffi::c_void,
                 blas_sys::cudaDataType_t::CUDA_R_32F,
                 ldo as i32,
-                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32,
+                p.gemm.compute_type(),
                 blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )
         }
@@ -185,7 +328,7 @@ impl GraphDecoder {
         let emb = &self.embeddings;
         let (qtype, table, row_bytes, k, scale, out, ldo, toks) =
             (emb.shape.qtype.id(), emb.buffer.ptr, emb.shape.row_bytes() as i64, d as i32, cfg.embed_scale.unwrap_or(1.0), p.x.ptr, d as i32, p.tokens.ptr);
-        launch256!(self, "rbee_embed_rows", grid256(d, rows), qtype, table, row_bytes, toks, k, scale, out, ldo)?;
+        launch256!(self.stream, self, "rbee_embed_rows", grid256(d, rows), qtype, table, row_bytes, toks, k, scale, out, ldo)?;
 
         let outs = [p.qkv.ptr, p.qkv.ptr + 4 * (nh * hd) as u64, p.qkv.ptr + 4 * ((nh + nkv) * hd) as u64];
         let q_factor = cfg.q_scale.unwrap_or(1.0) * cfg.kq_scale;
@@ -193,12 +336,11 @@ impl GraphDecoder {
             let swa = cfg.is_swa(il);
             let pre = if gemma && il > 0 { Some((branch, ptr(&self.layers[il - 1].post_ffn_norm))) } else { None };
             self.norm_rows(rows, p.x.ptr, pre, layer.attn_norm.ptr, p.y.ptr)?;
-            self.dequant(p, &[&layer.qkv[0], &layer.qkv[1], &layer.qkv[2]])?;
-            self.gemm(p, qkv_ld, rows, d, p.y.ptr, p.qkv.ptr, qkv_ld, false)?;
+            self.product(p, &[&layer.qkv[0], &layer.qkv[1], &layer.qkv[2]], rows, p.y.ptr, p.qkv.ptr, qkv_ld, false)?;
             for (i, bias) in layer.qkv_bias.iter().enumerate() {
                 if let Some(bias) = bias {
                     let (x, ldx, bp, k) = (outs[i], qkv_ld as i32, bias.ptr, layer.qkv[i].shape.rows as i32);
-                    launch256!(self, "rbee_add_bias", grid256(layer.qkv[i].shape.rows, rows), x, ldx, bp, k)?;
+                    launch256!(self.stream, self, "rbee_add_bias", grid256(layer.qkv[i].shape.rows, rows), x, ldx, bp, k)?;
                 }
             }
             let cache_offset = 2 * (il * self.layer_stride) as u64;
@@ -264,18 +406,15 @@ impl GraphDecoder {
                 pad: 0,
             };
             self.launch(&format!("rbee_attn_reduce_{hd}"), (nh as u32, rows as u32, 1), hd as u32, 0, &reduce)?;
-            self.dequant(p, &[&layer.o])?;
             // Into the residual (llama family, beta 1) or into `branch` for Gemma's post norm.
             let (out, accumulate) = if gemma { (branch, false) } else { (p.x.ptr, true) };
-            self.gemm(p, d, rows, attn_width, p.y.ptr, out, d, accumulate)?;
+            self.product(p, &[&layer.o], rows, p.y.ptr, out, d, accumulate)?;
             let pre = if gemma { Some((branch, ptr(&layer.post_attn_norm))) } else { None };
             self.norm_rows(rows, p.x.ptr, pre, layer.ffn_norm.ptr, p.y.ptr)?;
-            self.dequant(p, &[&layer.gate, &layer.up])?;
-            self.gemm(p, 2 * f, rows, d, p.y.ptr, p.gu.ptr, 2 * f, false)?;
+            self.product(p, &[&layer.gate, &layer.up], rows, p.y.ptr, p.gu.ptr, 2 * f, false)?;
             let (gu, f32_, act, h) = (p.gu.ptr, f as i32, i32::from(cfg.activation == Activation::Gelu), p.h.ptr);
-            launch256!(self, "rbee_glu_f32", grid256(f, rows), gu, f32_, act, h)?;
-            self.dequant(p, &[&layer.down])?;
-            self.gemm(p, d, rows, f, p.h.ptr, out, d, accumulate)?;
+            launch256!(self.stream, self, "rbee_glu_f32", grid256(f, rows), gu, f32_, act, h)?;
+            self.product(p, &[&layer.down], rows, p.h.ptr, out, d, accumulate)?;
         }
         Ok(())
     }
