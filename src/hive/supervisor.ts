@@ -77,12 +77,12 @@ export type SupervisorEvent = {type: 'spawned' | 'state' | 'restart'; record: Wo
 /**
  * Spares start when the hive is quiet (no worker booting, no request in flight or held for a
  * start): a spare's boot is CPU taken from whatever runs. A worker whose process has booted and
- * heartbeated (its engine is loading) does not hold a spare back: a start that took the spare
- * is often followed at once by another (a swap under maxLoadedModels, a request for a second
- * model), and that one waits for the whole boot of a spare started after the first was done
- * (bench/results/2026-12-06-cpu-vm-on-demand.md: +290 ms on a swap). A busy hive still gets its
- * spare this long after it went missing, once no worker is booting; a hive with a worker
- * booting, after the longer wait.
+ * heartbeated (its engine is loading), and the requests held for it, do not hold a spare back: a
+ * start that took the spare is often followed at once by another (a swap under maxLoadedModels,
+ * a request for a second model), and that one waited for the whole boot of a spare started
+ * after the first was done (bench/results/2026-12-06-cpu-vm-on-demand.md: +290 ms on a swap).
+ * A busy hive still gets its spare this long after it went missing, once no worker is booting;
+ * a hive with a worker booting, after the longer wait.
  */
 const spareWhileBusyAfterMs = 5_000;
 const spareWhileStartingAfterMs = 30_000;
@@ -217,13 +217,17 @@ export class Supervisor {
       return;
     }
     let starting = false;
-    // A request held for a starting model goes in flight the moment it serves: a spare's boot then
-    // would take CPU from that first request.
-    let busy = this.#options.requestsHeld?.() ?? false;
+    let loading = false;
+    let busy = false;
     for (const worker of this.#table.values()) {
       starting ||= worker.state === 'starting' && worker.lastHeartbeatAt === null;
+      loading ||= worker.state === 'starting' && worker.lastHeartbeatAt !== null;
       busy ||= worker.inFlight > 0;
     }
+    // A request held for a model goes in flight the moment it serves: a spare's boot then would
+    // take CPU from that first request. While the model's engine is still loading, the request
+    // waits for the load whatever a spare does, and the spare is ready well before the engine.
+    busy ||= !loading && (this.#options.requestsHeld?.() ?? false);
     if ((!starting && (!busy || lackingFor >= spareWhileBusyAfterMs)) || lackingFor >= spareWhileStartingAfterMs) {
       spares.refill();
     }

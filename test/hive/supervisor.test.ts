@@ -194,7 +194,7 @@ test('a restarted hive re-adopts the live worker from the store and fails the on
   t.is(processes.of(alive.id)[1]!.options.env.RBEE_WORKER_SECRET, secret);
 });
 
-test('spares: none starts while a worker boots; one starts as soon as the worker has heartbeated (its engine loading), so a second start right after finds it', async t => {
+test('spares: none starts while a worker boots; one starts as soon as the worker has heartbeated (its engine loading), though a request waits for it, so a second start right after finds it', async t => {
   const refills: string[] = [];
   let lacking: number | null = null;
   // What the supervisor asks of its spares: a type wanted from the first spawn, lacking one until refilled.
@@ -212,13 +212,17 @@ test('spares: none starts while a worker boots; one starts as soon as the worker
     discard: () => undefined,
     close: async () => undefined,
   } as unknown as SpareWorkers;
-  const {supervisor, processes, spawn, beat} = setup(t, {spares, heartbeatIntervalMs: 60});
+  // A request is held for the model all along (models on demand): it waits for the engine's load, not for the spare.
+  const {supervisor, processes, spawn, beat} = setup(t, {spares, heartbeatIntervalMs: 60, requestsHeld: () => true});
   const worker = await spawn();
   await until(() => processes.of(worker.id).length === 1, 'the launch');
   // Several watch ticks while the process boots (no heartbeat yet): no spare.
   await new Promise(resolve => setTimeout(resolve, 200));
   t.deepEqual(refills, []);
+  const heard = Date.now();
   beat(worker, 'starting');
   await until(() => refills.length === 1, 'the refill');
   t.deepEqual(refills, ['starting'], 'while the engine loads, not after it is ready');
+  // Well before the 5 s after which a busy hive gets its spare anyway.
+  t.true(Date.now() - heard < 4_000, `refilled ${Date.now() - heard} ms after the heartbeat`);
 });

@@ -118,6 +118,8 @@ export type HarnessOptions = {
   backends?: Record<string, object>;
   /** Spare worker processes (a stand-in: the supervisor's calls are what a test reads). */
   spares?: SpareWorkers;
+  /** Whether requests are held for a model's start (models on demand). */
+  requestsHeld?: () => boolean;
 };
 
 export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
@@ -156,6 +158,7 @@ export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
     processes,
     ports: async () => nextPort++,
     spares: options.spares,
+    ...(options.requestsHeld === undefined ? {} : {requestsHeld: options.requestsHeld}),
   });
   let closed = false;
   const close = async () => {
