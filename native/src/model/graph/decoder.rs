@@ -23,43 +23,15 @@ use crate::model::config::{Activation, Arch, Config};
 use crate::model::decoder::StepOutput;
 use crate::model::{Loader, Segment};
 
+#[path = "memory.rs"]
+mod memory;
 #[path = "prefill.rs"]
 mod prefill;
 
+use memory::{DeviceArena, DeviceBuffer};
+
 fn cu<T>(what: &str, result: Result<T, DriverError>) -> EngineResult<T> {
     result.map_err(|e| EngineError::internal(format!("cuda {what}: {e}")))
-}
-
-/// One cuMemAlloc'd region, freed on drop.
-struct DeviceBuffer {
-    ptr: u64,
-    ctx: Arc<CudaContext>,
-}
-
-impl DeviceBuffer {
-    fn zeroed(ctx: &Arc<CudaContext>, bytes: usize) -> EngineResult<Self> {
-        cu("bind", ctx.bind_to_thread())?;
-        // 16 bytes of slack: the word loads of the 2-byte-aligned block types (Q4_0, Q5_0, Q8_0,
-        // Q6_K) may touch the 4-byte word holding a row's last bytes, and nothing is 0 bytes.
-        let n = bytes + 16;
-        let ptr = cu("alloc", unsafe { result::malloc_sync(n) })?;
-        let buffer = Self { ptr, ctx: ctx.clone() };
-        cu("memset", unsafe { result::memset_d8_sync(ptr, 0, n) })?;
-        Ok(buffer)
-    }
-
-    fn upload<T>(ctx: &Arc<CudaContext>, data: &[T]) -> EngineResult<Self> {
-        let buffer = Self::zeroed(ctx, std::mem::size_of_val(data))?;
-        cu("upload", unsafe { result::memcpy_htod_sync(buffer.ptr, data) })?;
-        Ok(buffer)
-    }
-}
-
-impl Drop for DeviceBuffer {
-    fn drop(&mut self) {
-        let _ = self.ctx.bind_to_thread();
-        let _ = unsafe { result::free_sync(self.ptr) };
-    }
 }
 
 fn ptr(buffer: &Option<DeviceBuffer>) -> u64 {
@@ -171,16 +143,16 @@ struct Buffers {
 }
 
 impl Buffers {
-    fn new(ctx: &Arc<CudaContext>, sizes: &BufferSizes, batch: usize) -> EngineResult<Self> {
-        let f32s = |n: usize| DeviceBuffer::zeroed(ctx, 4 * n);
+    fn new(mem: &Arc<DeviceArena>, sizes: &BufferSizes, batch: usize) -> EngineResult<Self> {
+        let f32s = |n: usize| mem.zeroed(4 * n);
         Ok(Self {
             x: f32s(sizes.x)?,
             branch: if sizes.branch > 0 { Some(f32s(sizes.branch)?) } else { None },
             qkv: f32s(sizes.qkv)?,
             logits: f32s(sizes.logits)?,
-            xq: DeviceBuffer::zeroed(ctx, sizes.xq)?,
-            aq: DeviceBuffer::zeroed(ctx, sizes.aq)?,
-            hq: DeviceBuffer::zeroed(ctx, sizes.hq)?,
+            xq: mem.zeroed(sizes.xq)?,
+            aq: mem.zeroed(sizes.aq)?,
+            hq: mem.zeroed(sizes.hq)?,
             xds: f32s(sizes.xds)?,
             ads: f32s(sizes.ads)?,
             hds: f32s(sizes.hds)?,
@@ -193,7 +165,7 @@ impl Buffers {
             pos: f32s(batch)?,
             // Each row's KV-cache slot: a step's rows are decoding streams' tokens and prompt
             // slices, each in its own stream's slot.
-            slot: DeviceBuffer::zeroed(ctx, 4 * batch)?,
+            slot: mem.zeroed(4 * batch)?,
         })
     }
 }
@@ -201,6 +173,8 @@ impl Buffers {
 pub struct GraphDecoder {
     pub config: Config,
     ctx: Arc<CudaContext>,
+    /// Where every device buffer below lives (memory.rs).
+    mem: Arc<DeviceArena>,
     stream: Arc<CudaStream>,
     kernels: Kernels,
     sms: usize,
@@ -245,7 +219,7 @@ struct Footprint {
 }
 
 /// The raw blocks of one weight matrix, read straight from the file into device memory.
-fn matrix<R: Read + Seek>(loader: &mut Loader<'_, R>, ctx: &Arc<CudaContext>, name: &str) -> EngineResult<Mat> {
+fn matrix<R: Read + Seek>(loader: &mut Loader<'_, R>, mem: &Arc<DeviceArena>, name: &str) -> EngineResult<Mat> {
     let shape = matrix_shape(loader.content, name)?;
     let info = &loader.content.tensor_infos[name];
     let mut data = vec![0u8; shape.bytes()];
@@ -255,7 +229,7 @@ fn matrix<R: Read + Seek>(loader: &mut Loader<'_, R>, ctx: &Arc<CudaContext>, na
         .seek(SeekFrom::Start(start))
         .and_then(|_| loader.reader.read_exact(&mut data))
         .map_err(|e| EngineError::invalid_gguf(format!("tensor {name}: {e}")))?;
-    let buffer = DeviceBuffer::upload(ctx, &data)?;
+    let buffer = mem.upload(&data)?;
     loader.bytes += data.len();
     loader.loaded += 1;
     (loader.progress)(loader.loaded as f64 / loader.total.max(1) as f64);
@@ -267,14 +241,14 @@ fn matrix_shape(content: &Content, name: &str) -> EngineResult<MatShape> {
     MatShape::new(name, info.ggml_dtype, info.shape.dims())
 }
 
-fn vector<R: Read + Seek>(loader: &mut Loader<'_, R>, ctx: &Arc<CudaContext>, name: &str) -> EngineResult<DeviceBuffer> {
+fn vector<R: Read + Seek>(loader: &mut Loader<'_, R>, mem: &Arc<DeviceArena>, name: &str) -> EngineResult<DeviceBuffer> {
     let values = loader.vector(name)?;
-    DeviceBuffer::upload(ctx, &values)
+    mem.upload(&values)
 }
 
-fn optional_vector<R: Read + Seek>(loader: &mut Loader<'_, R>, ctx: &Arc<CudaContext>, name: &str) -> EngineResult<Option<DeviceBuffer>> {
+fn optional_vector<R: Read + Seek>(loader: &mut Loader<'_, R>, mem: &Arc<DeviceArena>, name: &str) -> EngineResult<Option<DeviceBuffer>> {
     if loader.has(name) {
-        vector(loader, ctx, name).map(Some)
+        vector(loader, mem, name).map(Some)
     } else {
         Ok(None)
     }
@@ -374,43 +348,49 @@ impl GraphDecoder {
             ));
         }
 
+        // Everything below in one allocation: the matrices and buffers counted above, the f32
+        // vectors (norms, biases, rope factors) and each piece's alignment.
+        let vector_bytes: usize =
+            content.tensor_infos.values().filter(|info| info.shape.dims().len() == 1).map(|info| 4 * info.shape.elem_count()).sum::<usize>() + 4 * config.n_rot;
+        let pieces = content.tensor_infos.len() + 64;
+        let mem = DeviceArena::new(&ctx, need.weights + need.cache + need.buffers + vector_bytes + pieces * DeviceArena::footprint(0))?;
         let mut kernels = Kernels::load(&ctx)?;
         let stream = cu("stream", ctx.new_stream())?;
         let total_tensors = content.tensor_infos.len();
         let mut loader = Loader { content, reader, device, bytes: 0, loaded: 0, total: total_tensors, progress };
-        let embeddings = matrix(&mut loader, &ctx, "token_embd.weight")?;
-        let output = if loader.has("output.weight") { Some(matrix(&mut loader, &ctx, "output.weight")?) } else { None };
-        let output_norm = vector(&mut loader, &ctx, "output_norm.weight")?;
-        let freq_factors = optional_vector(&mut loader, &ctx, "rope_freqs.weight")?;
-        let mut inv = vec![DeviceBuffer::upload(&ctx, &inv_freq(config.n_rot, config.rope_base))?];
+        let embeddings = matrix(&mut loader, &mem, "token_embd.weight")?;
+        let output = if loader.has("output.weight") { Some(matrix(&mut loader, &mem, "output.weight")?) } else { None };
+        let output_norm = vector(&mut loader, &mem, "output_norm.weight")?;
+        let freq_factors = optional_vector(&mut loader, &mem, "rope_freqs.weight")?;
+        let mut inv = vec![mem.upload(&inv_freq(config.n_rot, config.rope_base))?];
         if config.swa_window.is_some() {
-            inv.push(DeviceBuffer::upload(&ctx, &inv_freq(config.n_rot, config.rope_base_swa))?);
+            inv.push(mem.upload(&inv_freq(config.n_rot, config.rope_base_swa))?);
         }
         let mut layers = Vec::with_capacity(config.n_layer);
         for il in 0..config.n_layer {
             let p = format!("blk.{il}");
             let name = |part: &str| format!("{p}.{part}");
             let layer = Layer {
-                attn_norm: vector(&mut loader, &ctx, &name("attn_norm.weight"))?,
+                attn_norm: vector(&mut loader, &mem, &name("attn_norm.weight"))?,
                 qkv: [
-                    matrix(&mut loader, &ctx, &name("attn_q.weight"))?,
-                    matrix(&mut loader, &ctx, &name("attn_k.weight"))?,
-                    matrix(&mut loader, &ctx, &name("attn_v.weight"))?,
+                    matrix(&mut loader, &mem, &name("attn_q.weight"))?,
+                    matrix(&mut loader, &mem, &name("attn_k.weight"))?,
+                    matrix(&mut loader, &mem, &name("attn_v.weight"))?,
                 ],
                 qkv_bias: [
-                    optional_vector(&mut loader, &ctx, &name("attn_q.bias"))?,
-                    optional_vector(&mut loader, &ctx, &name("attn_k.bias"))?,
-                    optional_vector(&mut loader, &ctx, &name("attn_v.bias"))?,
+                    optional_vector(&mut loader, &mem, &name("attn_q.bias"))?,
+                    optional_vector(&mut loader, &mem, &name("attn_k.bias"))?,
+                    optional_vector(&mut loader, &mem, &name("attn_v.bias"))?,
                 ],
-                q_norm: optional_vector(&mut loader, &ctx, &name("attn_q_norm.weight"))?,
-                k_norm: optional_vector(&mut loader, &ctx, &name("attn_k_norm.weight"))?,
-                o: matrix(&mut loader, &ctx, &name("attn_output.weight"))?,
-                post_attn_norm: optional_vector(&mut loader, &ctx, &name("post_attention_norm.weight"))?,
-                ffn_norm: vector(&mut loader, &ctx, &name("ffn_norm.weight"))?,
-                gate: matrix(&mut loader, &ctx, &name("ffn_gate.weight"))?,
-                up: matrix(&mut loader, &ctx, &name("ffn_up.weight"))?,
-                down: matrix(&mut loader, &ctx, &name("ffn_down.weight"))?,
-                post_ffn_norm: optional_vector(&mut loader, &ctx, &name("post_ffw_norm.weight"))?,
+                q_norm: optional_vector(&mut loader, &mem, &name("attn_q_norm.weight"))?,
+                k_norm: optional_vector(&mut loader, &mem, &name("attn_k_norm.weight"))?,
+                o: matrix(&mut loader, &mem, &name("attn_output.weight"))?,
+                post_attn_norm: optional_vector(&mut loader, &mem, &name("post_attention_norm.weight"))?,
+                ffn_norm: vector(&mut loader, &mem, &name("ffn_norm.weight"))?,
+                gate: matrix(&mut loader, &mem, &name("ffn_gate.weight"))?,
+                up: matrix(&mut loader, &mem, &name("ffn_up.weight"))?,
+                down: matrix(&mut loader, &mem, &name("ffn_down.weight"))?,
+                post_ffn_norm: optional_vector(&mut loader, &mem, &name("post_ffw_norm.weight"))?,
             };
             for bias in ["attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias"] {
                 if loader.has(&name(bias)) {
@@ -444,13 +424,14 @@ impl GraphDecoder {
         let slot_stride = config.n_head_kv * capacity * config.head_dim;
         let layer_stride = slots * slot_stride;
         let cache_half = 2 * layer_stride * config.n_layer;
-        let k_cache = DeviceBuffer::zeroed(&ctx, cache_half)?;
-        let v_cache = DeviceBuffer::zeroed(&ctx, cache_half)?;
-        let buffers = Buffers::new(&ctx, &sizes, batch)?;
+        let k_cache = mem.zeroed(cache_half)?;
+        let v_cache = mem.zeroed(cache_half)?;
+        let buffers = Buffers::new(&mem, &sizes, batch)?;
 
         let mut decoder = Self {
             config,
             ctx,
+            mem,
             stream,
             kernels: Kernels { modules: Vec::new(), functions: HashMap::new() },
             sms,

@@ -150,9 +150,10 @@ impl Prefill {
         let qkv_width = (nh + 2 * nkv) * hd;
         let ctx = &dec.ctx;
         let blas = CudaBlas::new(dec.stream.clone()).map_err(|e| EngineError::internal(format!("cublas: {e}")))?;
-        let f32s = |n: usize| DeviceBuffer::zeroed(ctx, 4 * n);
+        let mem = &dec.mem;
+        let f32s = |n: usize| mem.zeroed(4 * n);
         let piece = piece_elements(largest_group(dec), gemm);
-        let scratch = || DeviceBuffer::zeroed(ctx, gemm.element_bytes() * piece);
+        let scratch = || mem.zeroed(gemm.element_bytes() * piece);
         let event = || cu("event", ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)));
         Ok(Self {
             chunk,
@@ -164,7 +165,7 @@ impl Prefill {
             filled: [event()?, event()?],
             freed: [event()?, event()?],
             turn: Cell::new(0),
-            act16: if gemm == GemmType::Bf16 { Some(DeviceBuffer::zeroed(ctx, 2 * chunk * d.max(attn).max(f))?) } else { None },
+            act16: if gemm == GemmType::Bf16 { Some(mem.zeroed(2 * chunk * d.max(attn).max(f))?) } else { None },
             x: f32s(chunk * d)?,
             branch: if dec.gemma() { Some(f32s(chunk * d)?) } else { None },
             y: f32s(chunk * d.max(attn))?,
@@ -175,7 +176,7 @@ impl Prefill {
             part_ml: f32s(2 * chunk * nh)?,
             tokens: f32s(chunk)?,
             pos: f32s(chunk)?,
-            slot: DeviceBuffer::zeroed(ctx, 4 * chunk)?,
+            slot: mem.zeroed(4 * chunk)?,
         })
     }
 }
