@@ -38,7 +38,7 @@ case "$stage" in
     # shellcheck source=bench/gpu/lib/prepare.sh
     source "$root/bench/gpu/lib/prepare.sh"
     gpu_pack_candle "$root" "$base" || exit 1
-    cp "$root/bench/gpu/batching-on-gpu.sh" "$root/bench/gpu/batching.mjs" "$root/bench/synthetic-gguf.py" "$base/"
+    cp "$root/bench/gpu/batching-on-gpu.sh" "$root/bench/gpu/batching.mjs" "$root/bench/gpu/llama-server.mjs" "$root/bench/synthetic-gguf.py" "$base/"
     git -C "$root" rev-parse HEAD > "$base/COMMIT"
     gpu_pack_llama_assets "$root" "$base"
     gpu_slice_gemma "$dir" "$base"

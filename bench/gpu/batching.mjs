@@ -17,11 +17,10 @@
 // With --llama-server: the same N prompts through llama-server -np N (context --ctx a slot,
 // -c N*ctx, all layers on the GPU, ignore_eos, greedy), same rounds, after the candle figures
 // (the candle model closed first).
-import {spawn} from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {pathToFileURL} from 'node:url';
-import {setTimeout as sleep} from 'node:timers/promises';
+import {startLlamaServer} from './llama-server.mjs';
 
 const [loaderPath, modelPath, outPath, ...rest] = process.argv.slice(2);
 if (!loaderPath || !modelPath || !outPath) {
@@ -175,24 +174,9 @@ summary.memoryAfter = model.memory();
 model.close();
 
 async function llamaServer(n) {
-  const port = 18180 + n;
-  const args = ['-m', modelPath, '-c', String(n * ctx), '-np', String(n), '-ngl', '999', '--host', '127.0.0.1', '--port', String(port)];
-  const child = spawn(path.join(llamaDir, 'llama-server'), args, {env: {...process.env, LD_LIBRARY_PATH: llamaDir}, stdio: ['ignore', 'ignore', 'pipe']});
-  let stderr = '';
-  child.stderr.on('data', d => (stderr = (stderr + d).slice(-4000)));
-  const url = `http://127.0.0.1:${port}`;
+  const server = await startLlamaServer(llamaDir, ['-m', modelPath, '-c', String(n * ctx), '-np', String(n), '-ngl', '999'], 18180 + n);
+  const {url, args} = server;
   try {
-    const deadline = Date.now() + 120000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`llama-server exited ${child.exitCode}: ${stderr.slice(-800)}`);
-      const ok = await fetch(`${url}/health`).then(
-        r => r.ok,
-        () => false,
-      );
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error(`llama-server not healthy in 120 s: ${stderr.slice(-800)}`);
-      await sleep(100);
-    }
     const complete = async (tokens, nPredict) => {
       const response = await fetch(`${url}/completion`, {
         method: 'POST',
@@ -215,8 +199,7 @@ async function llamaServer(n) {
     const best = runs.reduce((a, b) => (a.aggregateTokS > b.aggregateTokS ? a : b));
     return {streams: n, tokensEach: decodeTokens, args, runs, best};
   } finally {
-    child.kill('SIGTERM');
-    await new Promise(resolve => (child.exitCode !== null ? resolve() : child.once('exit', resolve)));
+    await server.stop();
   }
 }
 

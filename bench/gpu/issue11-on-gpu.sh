@@ -43,7 +43,7 @@ case "$stage" in
       --external:../../native/index.js "--banner:js=import {createRequire} from 'node:module'; const require = createRequire(import.meta.url);" \
       --outfile="$base/candle-bench.mjs" --log-level=warning)
     cp "$root/bench/gpu/issue11-on-gpu.sh" "$root/bench/gpu/llama-agreement.mjs" "$root/bench/gpu/graph-decode.mjs" "$root/bench/gpu/batching.mjs" \
-      "$root/bench/gpu/ttft-vram.mjs" "$root/bench/synthetic-gguf.py" "$base/"
+      "$root/bench/gpu/ttft-vram.mjs" "$root/bench/gpu/llama-server.mjs" "$root/bench/synthetic-gguf.py" "$base/"
     cp -r "$root/bench/gpu/llama-ref" "$base/llama-ref"
     git -C "$root" rev-parse HEAD > "$base/COMMIT"
     gpu_pack_llama_assets "$root" "$base"

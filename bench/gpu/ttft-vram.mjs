@@ -19,7 +19,7 @@ import {execFileSync, spawn} from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {fileURLToPath, pathToFileURL} from 'node:url';
-import {setTimeout as sleep} from 'node:timers/promises';
+import {startLlamaServer} from './llama-server.mjs';
 
 const [loaderPath, modelPath, outPath, ...rest] = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -98,30 +98,13 @@ async function steady() {
 }
 
 async function llamaSide() {
-  const port = 18300 + (process.pid % 500);
-  const args = ['-m', modelPath, '-c', String(ctx), '-np', '1', '-ngl', '999', '--host', '127.0.0.1', '--port', String(port)];
-  const child = spawn(path.join(llamaDir, 'llama-server'), args, {env: {...process.env, LD_LIBRARY_PATH: llamaDir}, stdio: ['ignore', 'ignore', 'pipe']});
-  let stderr = '';
-  child.stderr.on('data', d => (stderr = (stderr + d).slice(-4000)));
-  const url = `http://127.0.0.1:${port}`;
+  const server = await startLlamaServer(llamaDir, ['-m', modelPath, '-c', String(ctx), '-np', '1', '-ngl', '999'], 18300 + (process.pid % 500));
+  const {url} = server;
   try {
-    const deadline = Date.now() + 120000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`llama-server exited ${child.exitCode}: ${stderr.slice(-800)}`);
-      if (
-        await fetch(`${url}/health`).then(
-          r => r.ok,
-          () => false,
-        )
-      )
-        break;
-      if (Date.now() > deadline) throw new Error(`llama-server not healthy in 120 s: ${stderr.slice(-800)}`);
-      await sleep(100);
-    }
     const ms = [];
     let memory = null;
     for (const [round, tokens] of prompts().entries()) {
-      if (round === warmup) memory = readMemory(child.pid);
+      if (round === warmup) memory = readMemory(server.pid);
       const t = performance.now();
       const response = await fetch(`${url}/completion`, {
         method: 'POST',
@@ -133,10 +116,9 @@ async function llamaSide() {
       ms.push(performance.now() - t);
       if ((body.tokens_evaluated ?? promptTokens) < promptTokens) throw new Error(`llama-server evaluated ${body.tokens_evaluated} prompt tokens`);
     }
-    return {args, ttftMs: ms.slice(warmup), ...memory};
+    return {args: server.args, ttftMs: ms.slice(warmup), ...memory};
   } finally {
-    child.kill('SIGTERM');
-    await new Promise(resolve => (child.exitCode !== null ? resolve() : child.once('exit', resolve)));
+    await server.stop();
   }
 }
 

@@ -163,8 +163,8 @@ struct TQK45 {
     const float mins = fmaf(w.m[0], ds[0].y, w.m[1] * ds[1].y);
     return w.d * dot - w.dmin * mins;
   }
-  __device__ static float value(const uint8_t* blk, int e) {
-    const int u = e / 32, l = e % 32, j = u / 2;
+  // Unit u's scale and min as floats, d * sc and dmin * m, from the block's 12 scale bytes.
+  __device__ static void unit_scale(const uint8_t* blk, int u, float& d1, float& m1) {
     const uint8_t* s = blk + 4;
     int sc, m;
     if (u < 4) {
@@ -174,10 +174,16 @@ struct TQK45 {
       sc = (s[u + 4] & 0xF) | ((s[u - 4] >> 6) << 4);
       m = (s[u + 4] >> 4) | ((s[u] >> 6) << 4);
     }
+    d1 = half_at(blk) * (float)sc;
+    m1 = half_at(blk + 2) * (float)m;
+  }
+  __device__ static float value(const uint8_t* blk, int e) {
+    const int u = e / 32, l = e % 32, j = u / 2;
     const uint8_t b = blk[(FIVE ? 48 : 16) + 32 * j + l];
     int q = (u & 1) ? (b >> 4) : (b & 15);
     if (FIVE) q += ((blk[16 + l] >> u) & 1) * 16;
-    const float d1 = half_at(blk) * (float)sc, m1 = half_at(blk + 2) * (float)m;
+    float d1, m1;
+    unit_scale(blk, u, d1, m1);
     return d1 * (float)q - m1;
   }
 };
@@ -251,16 +257,8 @@ __device__ __forceinline__ void values8(const uint8_t* blk, int e0, float (&v)[8
 template <bool FIVE>
 __device__ __forceinline__ void values8_k45(const uint8_t* blk, int e0, float (&v)[8]) {
   const int u = e0 / 32, l0 = e0 % 32, j = u / 2;
-  const uint8_t* s = blk + 4;
-  int sc, m;
-  if (u < 4) {
-    sc = s[u] & 63;
-    m = s[u + 4] & 63;
-  } else {
-    sc = (s[u + 4] & 0xF) | ((s[u - 4] >> 6) << 4);
-    m = (s[u + 4] >> 4) | ((s[u] >> 6) << 4);
-  }
-  const float d1 = half_at(blk) * (float)sc, m1 = half_at(blk + 2) * (float)m;
+  float d1, m1;
+  TQK45<FIVE>::unit_scale(blk, u, d1, m1);
   // 16-byte aligned rows and 144/176-byte blocks: these 8 bytes are 8-byte aligned.
   const uint2 qs = *reinterpret_cast<const uint2*>(blk + (FIVE ? 48 : 16) + 32 * j + l0);
   uint2 qh = make_uint2(0, 0);
