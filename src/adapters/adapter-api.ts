@@ -223,6 +223,12 @@ export type RbeeAdapter = {
    * Left out: the type has no engine to choose (`--engine` is refused).
    */
   engineOption?: string;
+  /**
+   * Whether `--model engine:<name>` may name a model the engine keeps in a store of its own
+   * (Ollama's): the adapter then gets `modelName` <name> and an empty `modelPath`, and says itself,
+   * failing its start, when the store has no such model. rbee has no file to check or size it by.
+   */
+  engineModels?: boolean;
   /** Whether it can run as a member of a worker group (`rbee worker spawn-group`): it reads `context.group`. */
   groups?: boolean;
   /**
@@ -291,6 +297,7 @@ const AdapterShapeSchema = z.object({
     .string()
     .regex(/^[A-Za-z_][A-Za-z0-9_-]{0,63}$/, 'an option name: letters, digits, "_" or "-"')
     .optional(),
+  engineModels: z.boolean().optional(),
   groups: z.boolean().optional(),
   checkGroup: hook.optional(),
   // A function, or a declaration: checked on its own below, so a bad one is named by its field.

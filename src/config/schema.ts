@@ -22,7 +22,12 @@ const AdapterEntrySchema = z.union([
 export const CatalogueEntrySchema = z
   .strictObject({
     /** What `rbee worker spawn --model` takes: a path, `hf:…`, or a name in the model store ("default"). */
-    model: z.string().min(1).max(4_096),
+    model: z
+      .string()
+      .min(1)
+      .max(4_096)
+      // Room is planned from the model file's size, which an engine's own model has none of.
+      .refine(model => !model.startsWith('engine:'), 'engine:<name> models can be spawned by hand, not put in the catalogue (no file to plan room with)'),
     type: z.string().min(1).max(214).optional(),
     /** A device, or "auto": the device with the most free memory that fits the model's estimate, the CPU last. */
     device: z.union([z.literal('auto'), DeviceSchema]).default('auto'),

@@ -155,6 +155,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
         }),
       ),
     modelFormats: Object.fromEntries(options.adapters.adapters.map(loaded => [loaded.adapter.type, loaded.adapter.modelFormat ?? 'gguf'])),
+    engineModelTypes: options.adapters.adapters.flatMap(loaded => (loaded.adapter.engineModels === true ? [loaded.adapter.type] : [])),
     engineOptions: Object.fromEntries(
       options.adapters.adapters.flatMap(loaded => (loaded.adapter.engineOption === undefined ? [] : [[loaded.adapter.type, loaded.adapter.engineOption]])),
     ),

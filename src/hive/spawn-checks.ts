@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import {RbeeError} from '../errors.js';
+import {parseModelRef} from '../models/model-ref.js';
 import {resolveModel, type ModelFormat, type ModelProgress, type ResolvedModel} from '../models/resolve-model.js';
 import type {DeviceInfo, SpawnPlan, SpawnWorkerRequest, SpawnWorkerRequestBody} from '../protocol/wire.js';
 import {workerDefaults} from '../worker/worker-defaults.js';
@@ -20,6 +21,8 @@ export type SpawnCheckOptions = {
   modelFormats: Record<string, ModelFormat>;
   /** The adapter option each worker type takes its engine program from (`engine` in a spawn), where it has one. */
   engineOptions: Record<string, string>;
+  /** Worker types whose engine keeps models of its own, which `engine:<name>` may name. */
+  engineModelTypes: string[];
   /** Builds the type's adapter with a spawn's `adapter_options`, so the adapter's own checks refuse a bad one (throws). */
   checkAdapterOptions?: (type: string, options: Record<string, unknown>) => Promise<void>;
   modelsDir: string;
@@ -103,6 +106,25 @@ export function applyEngine<T extends Pick<SpawnWorkerRequestBody, 'type' | 'eng
   return {...rest, adapter_options: {...request.adapter_options, [option]: engine}};
 }
 
+/**
+ * A spawn's `engine:<name>` model, for a type whose engine keeps models of its own: the name, no
+ * file. Null for any other reference; a 400 for a type that loads files.
+ */
+export function engineModel(spec: Pick<SpawnWorkerRequest, 'model' | 'type'>, options: Pick<SpawnCheckOptions, 'engineModelTypes'>): ResolvedModel | null {
+  const reference = parseModelRef(spec.model);
+  if (reference.kind !== 'engine') {
+    return null;
+  }
+  if (!options.engineModelTypes.includes(spec.type)) {
+    const takers = options.engineModelTypes.length === 0 ? 'none is loaded' : `those that do: ${options.engineModelTypes.join(', ')}`;
+    throw new RbeeError(
+      'invalid_request',
+      `model: worker type "${spec.type}" loads model files; ${spec.model} names a model in an engine's own store (${takers})`,
+    );
+  }
+  return {ref: spec.model, kind: 'engine', path: '', name: reference.name};
+}
+
 /** Resolves (downloading if need be) and checks the model file against the allowed folders. */
 export async function resolveAllowedModel(
   reference: string,
@@ -142,6 +164,15 @@ export async function admitOrThrow(spec: SpawnWorkerRequest, modelPath: string, 
 
 export async function planSpawn(spec: SpawnWorkerRequest, local: ResolvedModel | null, reserved: number, options: SpawnCheckOptions): Promise<SpawnPlan> {
   const base = {dry_run: true as const, model: local?.name ?? spec.model, model_path: local?.path ?? null, device: spec.device, type: spec.type};
+  if (local?.kind === 'engine') {
+    return {
+      ...base,
+      estimate: null,
+      free_memory: await (options.memoryProbe ?? freeMemory)(spec.device),
+      fits: true,
+      reason: "a model in the engine's own store: its size is the engine's to know",
+    };
+  }
   if (local === null) {
     return {
       ...base,

@@ -23,6 +23,7 @@ import {defaultRestartLimits, type EndKind, type RestartLimits} from './restart-
 import {
   admitOrThrow,
   applyEngine,
+  engineModel,
   checkAdapterOptions,
   checkTypeAndDevice,
   chooseWorkerType,
@@ -254,11 +255,11 @@ export class Supervisor {
     await checkAdapterOptions(spec, this.#options);
     const reference = parseModelRef(spec.model);
     // A local file is checked before answering, so a typo is a 4xx and not a failed worker.
-    const local = reference.kind === 'path' ? await resolveAllowedModel(spec.model, spec.type, this.#options) : null;
+    const local = reference.kind === 'path' ? await resolveAllowedModel(spec.model, spec.type, this.#options) : engineModel(spec, this.#options);
     if (spec.dry_run) {
       return planSpawn(spec, local, this.#table.reservedOn(spec.device, null), this.#options);
     }
-    if (local !== null) {
+    if (local !== null && local.kind !== 'engine') {
       await admitOrThrow(spec, local.path, this.#table.reservedOn(spec.device, null), this.#options);
     }
     traceStartup('hive', 'spawn checked');
@@ -270,7 +271,7 @@ export class Supervisor {
         id: spare?.workerId ?? `worker-${randomUUID().slice(0, 8)}`,
         spec,
         modelName: local?.name ?? spec.model,
-        modelPath: local?.path ?? null,
+        modelPath: local === null || local.kind === 'engine' ? null : local.path,
         port,
         secret: randomSecret(),
       }),
@@ -506,7 +507,8 @@ export class Supervisor {
       await this.#launch(id, {path: worker.modelPath ?? worker.spec.model, name: worker.modelName});
       return;
     }
-    let model = local;
+    // An engine's own model (`engine:<name>`) again after a restart: nothing to resolve or size.
+    let model = local ?? engineModel(worker.spec, this.#options);
     if (model === null) {
       try {
         model = await resolveAllowedModel(worker.spec.model, worker.spec.type, this.#options, progress => {

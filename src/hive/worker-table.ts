@@ -88,8 +88,9 @@ export class WorkerTable {
   resolved(id: string, model: {name: string; path: string}): void {
     const record = this.#record(id);
     record.modelName = model.name;
-    record.modelPath = model.path;
-    record.aliases = record.group?.membership.role === 'shard' ? new Set() : modelAliases(record.spec, model.name, model.path);
+    // An engine's own model (`engine:<name>`) has no file.
+    record.modelPath = model.path === '' ? null : model.path;
+    record.aliases = record.group?.membership.role === 'shard' ? new Set() : modelAliases(record.spec, model.name, record.modelPath);
   }
 
   /** The download or load moved; a starting worker that stops moving has stalled. */

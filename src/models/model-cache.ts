@@ -92,7 +92,14 @@ export function findCachedModel(modelsDir: string, refOrPath: string): CachedMod
   let wanted: string | null = null;
   try {
     const parsed = parseModelRef(refOrPath);
-    wanted = parsed.kind === 'default' ? defaultModelPath(modelsDir) : parsed.kind === 'hf' ? hfModelCachePath(parsed, modelsDir) : path.resolve(parsed.path);
+    wanted =
+      parsed.kind === 'default'
+        ? defaultModelPath(modelsDir)
+        : parsed.kind === 'hf'
+          ? hfModelCachePath(parsed, modelsDir)
+          : parsed.kind === 'engine'
+            ? null
+            : path.resolve(parsed.path);
   } catch {
     wanted = path.resolve(refOrPath);
   }

@@ -1,6 +1,7 @@
 /**
  * Model references as users type them: `default`, `hf:org/repo[@revision]:path/file.gguf[#sha256=…]`,
- * or a local path. Parsing is strict for `hf:` because the parts end up in a URL and in a cache
+ * `engine:<name>` (a model the engine keeps in a store of its own, Ollama's, by that name: no file
+ * for rbee to open), or a local path. Parsing is strict for `hf:` because the parts end up in a URL and in a cache
  * path on disk: a sloppy reference must fail here, with a message that says what is wrong,
  * rather than as a confusing 404 or a file written outside the cache.
  */
@@ -10,7 +11,11 @@ import {RbeeError} from '../errors.js';
 export type DefaultModelRef = {kind: 'default'};
 export type PathModelRef = {kind: 'path'; path: string};
 export type HfModelRef = {kind: 'hf'; repo: string; file: string; revision: string; sha256?: string};
-export type ModelRef = DefaultModelRef | PathModelRef | HfModelRef;
+export type EngineModelRef = {kind: 'engine'; name: string};
+export type ModelRef = DefaultModelRef | PathModelRef | HfModelRef | EngineModelRef;
+
+// Ollama's names: `model`, `model:tag`, `namespace/model:tag`, `host/namespace/model:tag`.
+const engineNamePattern = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
 
 const hfSyntax = 'hf:<org>/<repo>[@revision]:<path/to/file>.gguf[#sha256=<64 hex>]';
 // Hugging Face repository and file names; anything else would need escaping we'd rather not guess.
@@ -30,6 +35,16 @@ export function parseModelRef(ref: string): ModelRef {
   }
   if (trimmed.startsWith('hf:')) {
     return parseHfRef(trimmed);
+  }
+  if (trimmed.startsWith('engine:')) {
+    const name = trimmed.slice('engine:'.length);
+    if (!engineNamePattern.test(name) || name.split('/').some(segment => segment === '' || segment === '..' || segment === '.')) {
+      throw new RbeeError(
+        'invalid_request',
+        `invalid model reference "${ref}": expected engine:<name>, a name of letters, digits, ".", "_", ":", "-" and "/" (up to 200)`,
+      );
+    }
+    return {kind: 'engine', name};
   }
   return {kind: 'path', path: path.resolve(trimmed)};
 }

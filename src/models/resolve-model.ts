@@ -12,7 +12,8 @@ import {modelNameFromFile, parseModelRef, type ModelRef} from './model-ref.js';
 
 export type ModelProgress = {phase: 'downloading' | 'assembling' | 'verifying'; done: number; total: number | null};
 
-export type ResolvedModel = {ref: string; kind: 'default' | 'path' | 'hf'; path: string; name: string};
+/** `path` is empty for an engine's own model (`engine:<name>`): there is no file. */
+export type ResolvedModel = {ref: string; kind: 'default' | 'path' | 'hf' | 'engine'; path: string; name: string};
 
 /** What the engine loads: one GGUF file (llama.cpp), a model folder (vLLM, TensorRT-LLM), or either. */
 export type ModelFormat = 'gguf' | 'directory' | 'any';
@@ -60,6 +61,11 @@ export async function resolveModel(ref: string, options: ResolveModelOptions): P
     case 'path':
       file = parsed.path;
       break;
+    case 'engine':
+      throw new RbeeError(
+        'invalid_request',
+        `${ref} names a model in an engine's own store, not a file rbee can open: only a worker type whose engine keeps such a store takes it (rbee worker spawn --type ollama --model ${ref} …)`,
+      );
   }
   const format = options.format ?? 'gguf';
   if (format !== 'gguf' && parsed.kind === 'path' && (await isDirectory(file))) {
@@ -147,5 +153,7 @@ export function describeModelRef(ref: string | ModelRef): string {
       return `${parsed.file} from Hugging Face ${parsed.repo}${parsed.revision === 'main' ? '' : `@${parsed.revision}`}`;
     case 'path':
       return `local file ${parsed.path}`;
+    case 'engine':
+      return `${parsed.name} from the engine's own store`;
   }
 }

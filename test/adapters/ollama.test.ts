@@ -261,3 +261,69 @@ serial('stopping the worker leaves no process and removes its store', async t =>
   await waitFor(() => tree.every(pid => !isAlive(pid)), 10_000, 'the worker, ollama serve and its runners to exit');
   t.false(fs.existsSync(store));
 });
+
+serial('--model engine:<name> serves a model already in an Ollama store, by its own name; a name the store lacks fails the start saying so', async t => {
+  const model = await defaultModelPath();
+  const store = path.join(project!, 'store');
+  fs.mkdirSync(store, {mode: 0o700});
+  const spawn = (args: string[]) =>
+    rbee(
+      [
+        '--json',
+        'worker',
+        'spawn',
+        '--type',
+        'ollama',
+        '--threads',
+        '1',
+        '--parallel',
+        '1',
+        '--context-size',
+        '1024',
+        '--restart',
+        'never',
+        '--wait',
+        '--timeout',
+        '240',
+        ...args,
+      ],
+      {hive, timeout: 250_000},
+    );
+  // A first worker fills the store (a given store is the user's: it stays), and says what Ollama named the model.
+  const filler = await spawn(['--model', model, '--adapter-option', `modelsDir=${store}`, '--adapter-option', 'preload=false']);
+  t.is(filler.exitCode, 0, String(filler.stderr));
+  const fillerInfo = JSON.parse(String(filler.stdout)) as Worker;
+  const names = (await getJson(`http://${serveOf(fillerInfo.pid).env.get('OLLAMA_HOST')}/api/tags`)).body.models.map(
+    (entry: {name: string}) => entry.name,
+  ) as string[];
+  // The hive's config imports the second model into every ollama worker's store too.
+  const name = names.find(entry => !entry.startsWith(second)) ?? '';
+  t.not(name, '', names.join(', '));
+  await rbee(['worker', 'stop', fillerInfo.worker_id], {hive});
+  t.true(fs.existsSync(store), 'a store given as an option is left in place');
+
+  const served = await spawn(['--model', `engine:${name}`, '--adapter-option', `modelsDir=${store}`]);
+  t.is(served.exitCode, 0, String(served.stderr));
+  const info = JSON.parse(String(served.stdout)) as Worker & {model_path: string | null};
+  t.is(info.model_path, null, 'no file behind it');
+  const routed = InferResponseSchema.parse((await postJson(`${hive!.url}/v1/infer`, {...greedy, model: `engine:${name}`})).body);
+  t.is(routed.tokens_generated, 16);
+  const loaded = async () => ((await workerInfo(info.worker_id)).last_heartbeat?.loaded_models ?? []) as string[];
+  await waitFor(
+    async () => (await loaded()).some(entry => entry === name || entry === name.replace(/:latest$/, '')),
+    30_000,
+    'the model loaded, in the heartbeat',
+  );
+  await rbee(['worker', 'stop', info.worker_id], {hive});
+
+  const missing = await spawn(['--model', 'engine:no-such-model:1b', '--adapter-option', `modelsDir=${store}`]);
+  t.is(missing.exitCode, 1, String(missing.stdout));
+  t.regex(JSON.parse(String(missing.stdout)).error.message, /the Ollama store at .*\/store has no model "no-such-model:1b" \(it has: /);
+  // A type that loads files refuses the reference before anything starts.
+  const refused = await postJson(`${hive!.url}/v1/workers`, {type: 'llamacpp', model: `engine:${name}`});
+  t.is(refused.status, 400);
+  t.regex(
+    refused.body.error.message,
+    /^model: worker type "llamacpp" loads model files; engine:.* names a model in an engine's own store \(those that do: .*ollama/,
+  );
+});

@@ -51,3 +51,10 @@ test(
   'throw new Error("no GPU named in RBEE_GPUS");\nexport default {};\n',
   /failed to load: no GPU named in RBEE_GPUS$/,
 );
+test(
+  "a catalogue entry on an engine's own model (engine:<name>) is refused: no file to plan room with",
+  rejects,
+  'rbee.config.json',
+  JSON.stringify({models: {llama: {model: 'engine:llama3.2:1b', type: 'ollama'}}}),
+  /`models\.llama\.model`.*engine:<name> models can be spawned by hand, not put in the catalogue/,
+);

@@ -2,7 +2,7 @@ import path from 'node:path';
 import test from 'ava';
 import {RbeeError} from '../../src/errors.js';
 import {parseModelRef} from '../../src/models/model-ref.js';
-import {describeModelRef} from '../../src/models/resolve-model.js';
+import {describeModelRef, resolveModel} from '../../src/models/resolve-model.js';
 
 const digest = 'ab'.repeat(32);
 
@@ -69,4 +69,16 @@ test('describes references for humans', t => {
   t.is(describeModelRef('hf:org/repo@v2:m.gguf'), 'm.gguf from Hugging Face org/repo@v2');
   t.is(describeModelRef('/tmp/m.gguf'), 'local file /tmp/m.gguf');
   t.is(describeModelRef('hf:broken'), 'hf:broken');
+});
+
+test("engine:<name> names a model in an engine's own store, kept as typed; resolving it as a file is refused with what takes it", async t => {
+  t.deepEqual(parseModelRef('engine:llama3.2:1b'), {kind: 'engine', name: 'llama3.2:1b'});
+  t.deepEqual(parseModelRef('engine:acme/coder:7b-q4'), {kind: 'engine', name: 'acme/coder:7b-q4'});
+  for (const bad of ['engine:', 'engine:../x', 'engine:a//b', 'engine:has space', 'engine:-dash']) {
+    const error = t.throws(() => parseModelRef(bad), {instanceOf: RbeeError}, bad);
+    t.regex(error?.message ?? '', /expected engine:<name>/);
+  }
+  t.is(describeModelRef('engine:llama3.2:1b'), "llama3.2:1b from the engine's own store");
+  const error = await t.throwsAsync(resolveModel('engine:llama3.2:1b', {modelsDir: '/nonexistent'}), {instanceOf: RbeeError});
+  t.regex(error?.message ?? '', /engine:llama3\.2:1b names a model in an engine's own store, not a file rbee can open: .*--type ollama/);
 });

@@ -9,6 +9,7 @@
  *   rbee worker spawn --type ollama --model default --adapter-option keepAlive=30m
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {z} from 'zod';
 import {RbeeError, defineAdapter, findExecutable, findOllama, parseAdapterOptions, type AdapterBackends, type AdapterContext, type RbeeAdapter} from 'rbee';
@@ -50,6 +51,18 @@ export function ollamaProgram(command: string | undefined, env: NodeJS.ProcessEn
     return {program: cached.binary, source: `the cached build (${cached.binary})`};
   }
   return {program: findExecutable('ollama', env), source: '`ollama` on PATH'};
+}
+
+/** Ollama's own model store, as `ollama serve` finds it: OLLAMA_MODELS, else ~/.ollama/models. */
+export function ollamaStore(env: NodeJS.ProcessEnv = process.env): string {
+  const dir = env.OLLAMA_MODELS !== undefined && env.OLLAMA_MODELS !== '' ? env.OLLAMA_MODELS : path.join(os.homedir(), '.ollama', 'models');
+  if (!fs.existsSync(dir)) {
+    throw new RbeeError(
+      'model_not_found',
+      `no Ollama model store at ${dir}: give one with --adapter-option modelsDir=<folder> (the OLLAMA_MODELS of an Ollama)`,
+    );
+  }
+  return dir;
 }
 
 /** The one-line error for an ollama that cannot run, with the exact command that installs one. */
@@ -99,6 +112,7 @@ export default function ollama(options?: OllamaOptions): RbeeAdapter {
     adapterType: 'ollama',
     modelFormat: 'gguf',
     engineOption: 'command',
+    engineModels: true,
     backends: () => backendsOf(settings.command),
     description: 'Ollama through an `ollama serve` subprocess (several models per worker, loaded and unloaded on demand)',
     async start(context: AdapterContext) {
@@ -108,7 +122,8 @@ export default function ollama(options?: OllamaOptions): RbeeAdapter {
       }
       engine = await OllamaEngine.start(context, {
         binary: program,
-        modelsDir: settings.modelsDir,
+        // `engine:<name>` serves from an existing store: the `modelsDir` option, else Ollama's own.
+        modelsDir: settings.modelsDir ?? (context.modelPath === '' ? ollamaStore() : undefined),
         keepAlive: String(settings.keepAlive),
         models: settings.models,
         preload: settings.preload,

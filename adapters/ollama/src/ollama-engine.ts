@@ -45,6 +45,11 @@ const startupTimeoutMs = 60_000;
 /** How often a starting `ollama serve` is asked: a refused loopback connection costs next to nothing, and every ms it answers sooner is spawn-to-ready time. */
 const answerPollMs = 20;
 
+/** Whether the worker's model is one of the store's own (`--model engine:<name>`): no file to import. */
+function isStoreModel(context: AdapterContext): boolean {
+  return context.modelPath === '';
+}
+
 export class OllamaEngine {
   readonly #base: string;
   readonly #engine: WatchedEngine;
@@ -65,7 +70,8 @@ export class OllamaEngine {
     this.#base = `http://127.0.0.1:${port}`;
     this.#env = env;
     this.#engine = engine;
-    this.#names.set(context.modelName, ollamaModelName(context.modelName));
+    // An `engine:<name>` model is already in the store under its own name; a GGUF gets an Ollama-safe one.
+    this.#names.set(context.modelName, isStoreModel(context) ? context.modelName : ollamaModelName(context.modelName));
     for (const name of Object.keys(launch.models)) {
       this.#names.set(name, ollamaModelName(name));
     }
@@ -132,10 +138,19 @@ export class OllamaEngine {
 
   async #prepare(): Promise<void> {
     await this.#untilAnswering();
-    const imports: Array<[string, string]> = [[this.#context.modelName, this.#context.modelPath], ...Object.entries(this.#launch.models)];
+    const imports: Array<[string, string]> = [
+      ...(isStoreModel(this.#context) ? [] : [[this.#context.modelName, this.#context.modelPath] as [string, string]]),
+      ...Object.entries(this.#launch.models),
+    ];
     const present = new Set(
       (parseTags(await engineJson(`${this.#base}/api/tags`, {timeoutMs: 5_000})).models ?? []).map(model => withoutLatestTag(model.name)),
     );
+    if (isStoreModel(this.#context) && !present.has(withoutLatestTag(this.#context.modelName))) {
+      throw new RbeeError(
+        'model_not_found',
+        `the Ollama store at ${this.#env.OLLAMA_MODELS} has no model "${this.#context.modelName}" (it has: ${[...present].join(', ') || 'none'}): \`ollama pull\` or \`ollama create\` it there, or give a GGUF`,
+      );
+    }
     for (const [index, [name, file]] of imports.entries()) {
       const ollamaName = this.#names.get(name)!;
       if (!present.has(ollamaName)) {

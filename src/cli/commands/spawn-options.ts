@@ -31,7 +31,7 @@ export function timeoutOption(): Option {
 
 /** The model as the hive must see it: the hive runs elsewhere (another working directory), so a path goes absolute. */
 export function modelReference(model: string): string {
-  return model === 'default' || model.startsWith('hf:') ? model : path.resolve(model);
+  return model === 'default' || model.startsWith('hf:') || model.startsWith('engine:') ? model : path.resolve(model);
 }
 
 export function shapeFields(options: SpawnShape): {context_size?: number; threads?: number; parallel?: number} {

@@ -138,6 +138,7 @@ export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
     workerTypeSupport: async () => [{type: 'llamacpp', backends: options.backends ?? {cpu: {}}}],
     modelFormats: {llamacpp: 'gguf'},
     engineOptions: {},
+    engineModelTypes: [],
     modelsDir: path.join(home, 'models'),
     allowedModelDirs: null,
     devices: options.devices ?? [{id: 'cpu', name: 'test cpu', memory_total: 8 * 2 ** 30, memory_used: 0}],
