@@ -88,6 +88,11 @@ export const environmentSettings = [
     description: "candle graph path: the GEMM prefill's operands, bf16 or tf32 (f32 weights and activations, TF32 tensor cores)",
     fallback: 'bf16',
   },
+  {
+    name: 'RBEE_CANDLE_VRAM_TRACE',
+    description: "candle graph path: print the GPU memory in use after each step of a model's load (and its first prompt chunk) to stderr",
+    fallback: 'off',
+  },
   {name: 'RBEE_CANDLE_PREFILL_CHUNK', description: 'candle graph path: prompt tokens per GEMM prefill chunk (16..4096)', fallback: '512'},
   {name: 'RBEE_CANDLE_KV_DTYPE', description: 'candle tensor-path KV cache type: f32 or f16', fallback: 'f32'},
   {

@@ -28,7 +28,7 @@ mod memory;
 #[path = "prefill.rs"]
 mod prefill;
 
-use memory::{DeviceArena, DeviceBuffer};
+use memory::{trace_vram, vram_tracing, DeviceArena, DeviceBuffer};
 
 fn cu<T>(what: &str, result: Result<T, DriverError>) -> EngineResult<T> {
     result.map_err(|e| EngineError::internal(format!("cuda {what}: {e}")))
@@ -329,6 +329,7 @@ impl GraphDecoder {
             prefill::PrefillShape { d: config.n_embd, attn, qkv_width, n_ff, n_head: config.n_head, head_dim: config.head_dim, largest_group, gemma };
         let prefill_bytes = prefill::prefill_bytes(&prefill_shape, chunk, gemm);
         let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, slots), buffers: sizes.bytes() + prefill_bytes };
+        trace_vram("the CUDA context and Candle's device (before the graph decoder)");
         let (free, total) = cu("memory info", result::mem_get_info())?;
         // The modules, the graph and the driver's own allocations take some too.
         let margin = 256 << 20;
@@ -354,7 +355,9 @@ impl GraphDecoder {
             content.tensor_infos.values().filter(|info| info.shape.dims().len() == 1).map(|info| 4 * info.shape.elem_count()).sum::<usize>() + 4 * config.n_rot;
         let pieces = content.tensor_infos.len() + 64;
         let mem = DeviceArena::new(&ctx, need.weights + need.cache + need.buffers + vector_bytes + pieces * DeviceArena::footprint(0))?;
+        trace_vram("the arena (weights, KV cache, buffers)");
         let mut kernels = Kernels::load(&ctx)?;
+        trace_vram("the kernel modules");
         let stream = cu("stream", ctx.new_stream())?;
         let total_tensors = content.tensor_infos.len();
         let mut loader = Loader { content, reader, device, bytes: 0, loaded: 0, total: total_tensors, progress };
@@ -467,9 +470,11 @@ impl GraphDecoder {
         }
         decoder.kernels = kernels;
         decoder.prefill = Some(prefill::Prefill::new(&decoder, chunk, gemm)?);
+        trace_vram("the prefill's cuBLAS handle and stream");
         for &rows in &buckets {
             decoder.capture(rows)?;
         }
+        trace_vram("capturing the decode graphs");
         Ok(decoder)
     }
 

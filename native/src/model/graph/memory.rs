@@ -92,3 +92,18 @@ impl Drop for DeviceBuffer {
         }
     }
 }
+
+/// With `RBEE_CANDLE_VRAM_TRACE` set, one stderr line with the device memory in use (the driver's
+/// figure, all processes): read between the load's steps, it says what each step holds.
+pub(super) fn trace_vram(stage: &str) {
+    if !vram_tracing() {
+        return;
+    }
+    if let Ok((free, total)) = result::mem_get_info() {
+        eprintln!("[rbee vram] {:>8.1} MiB in use after {stage}", (total - free) as f64 / 1048576.0);
+    }
+}
+
+pub(super) fn vram_tracing() -> bool {
+    std::env::var_os("RBEE_CANDLE_VRAM_TRACE").is_some_and(|v| !v.is_empty())
+}

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use candle_core::cuda_backend::cudarc::driver::{result, sys, CudaEvent, CudaStream, LaunchConfig, PushKernelArg};
 
-use super::{cu, ptr, DeviceBuffer, GraphDecoder, Mat};
+use super::{cu, ptr, trace_vram, vram_tracing, DeviceBuffer, GraphDecoder, Mat};
 use crate::error::{EngineError, EngineResult};
 use crate::model::config::Activation;
 use crate::model::graph::args::{AttnArgs, AttnReduceArgs, NormArgs, RopeArgs};
@@ -102,6 +102,8 @@ pub(super) struct Prefill {
     filled: [CudaEvent; 2],
     freed: [CudaEvent; 2],
     turn: Cell<usize>,
+    /// Whether a chunk has run (cuBLAS takes its workspace at its first GEMM: traced once).
+    ran: Cell<bool>,
     /// bf16 GEMMs: the input rows rounded to bf16, [rows][max(d, attn, F)].
     act16: Option<DeviceBuffer>,
     x: DeviceBuffer,
@@ -165,6 +167,7 @@ impl Prefill {
             filled: [event()?, event()?],
             freed: [event()?, event()?],
             turn: Cell::new(0),
+            ran: Cell::new(false),
             act16: if gemm == GemmType::Bf16 { Some(mem.zeroed(2 * chunk * d.max(attn).max(f))?) } else { None },
             x: f32s(chunk * d)?,
             branch: if dec.gemma() { Some(f32s(chunk * d)?) } else { None },
@@ -434,6 +437,10 @@ impl GraphDecoder {
         for (c, chunk) in tokens.chunks(p.chunk).enumerate() {
             self.prefill_chunk(p, chunk, start + c * p.chunk, slot)?;
             rows = chunk.len();
+            if !p.ran.replace(true) && vram_tracing() {
+                cu("prefill sync", self.stream.synchronize())?;
+                trace_vram("the first prefill chunk (cuBLAS's workspace)");
+            }
         }
         // The last token's residual row (and Gemma's pending FFN branch) into the decode buffers,
         // then the decode step's tail: final norm, head, argmax.
