@@ -163,25 +163,20 @@ export async function admitOrThrow(spec: SpawnWorkerRequest, modelPath: string, 
 }
 
 export async function planSpawn(spec: SpawnWorkerRequest, local: ResolvedModel | null, reserved: number, options: SpawnCheckOptions): Promise<SpawnPlan> {
-  const base = {dry_run: true as const, model: local?.name ?? spec.model, model_path: local?.path ?? null, device: spec.device, type: spec.type};
-  if (local?.kind === 'engine') {
+  const file = local === null || local.kind === 'engine' ? null : local.path;
+  const base = {dry_run: true as const, model: local?.name ?? spec.model, model_path: file, device: spec.device, type: spec.type};
+  if (file === null) {
     return {
       ...base,
       estimate: null,
       free_memory: await (options.memoryProbe ?? freeMemory)(spec.device),
       fits: true,
-      reason: "a model in the engine's own store: its size is the engine's to know",
+      reason:
+        local === null
+          ? 'the model is not downloaded yet: it is estimated after the download'
+          : "a model in the engine's own store: its size is the engine's to know",
     };
   }
-  if (local === null) {
-    return {
-      ...base,
-      estimate: null,
-      free_memory: await (options.memoryProbe ?? freeMemory)(spec.device),
-      fits: true,
-      reason: 'the model is not downloaded yet: it is estimated after the download',
-    };
-  }
-  const verdict = await admit({modelPath: local.path, spec, ...workerShape(spec, options), reserved, ...probe(options)});
+  const verdict = await admit({modelPath: file, spec, ...workerShape(spec, options), reserved, ...probe(options)});
   return {...base, estimate: verdict.estimate, free_memory: verdict.freeMemory, fits: verdict.fits, reason: verdict.reason};
 }

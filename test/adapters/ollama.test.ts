@@ -81,6 +81,12 @@ function ggufVariant(source: string, target: string): void {
 
 const greedy = {prompt: 'The capital of France is', max_tokens: 16, temperature: 0, seed: 3};
 
+/** `rbee worker spawn --type ollama … --wait` with the shape every worker here has (1 thread, 1 slot, context 1024). */
+function spawnOllama(args: string[]) {
+  const shape = ['--threads', '1', '--parallel', '1', '--context-size', '1024', '--wait', '--timeout', '240'];
+  return rbee(['--json', 'worker', 'spawn', '--type', 'ollama', ...shape, ...args], {hive, timeout: 250_000});
+}
+
 serial('spawn on the default model: ollama serve on loopback with a private store, greedy 16 tokens through the hive equal Ollama’s own', async t => {
   t.not(installed, null, 'ollama is built (rbee engines install ollama)');
   const model = await defaultModelPath();
@@ -89,29 +95,7 @@ serial('spawn on the default model: ollama serve on loopback with a private stor
   ggufVariant(model, variant);
   fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: {ollama: {models: {[second]: variant}, keepAlive: '10m'}}}));
   hive = await startHive({cwd: project, args: ['--heartbeat-interval', '300']});
-  const spawned = await rbee(
-    [
-      '--json',
-      'worker',
-      'spawn',
-      '--type',
-      'ollama',
-      '--model',
-      model,
-      '--threads',
-      '1',
-      '--parallel',
-      '1',
-      '--context-size',
-      '1024',
-      '--restart',
-      'on-failure',
-      '--wait',
-      '--timeout',
-      '240',
-    ],
-    {hive, timeout: 250_000},
-  );
+  const spawned = await spawnOllama(['--model', model, '--restart', 'on-failure']);
   t.is(spawned.exitCode, 0, String(spawned.stderr));
   worker = JSON.parse(String(spawned.stdout)) as Worker;
   const serve = serveOf(worker.pid);
@@ -266,29 +250,7 @@ serial('--model engine:<name> serves a model already in an Ollama store, by its 
   const model = await defaultModelPath();
   const store = path.join(project!, 'store');
   fs.mkdirSync(store, {mode: 0o700});
-  const spawn = (args: string[]) =>
-    rbee(
-      [
-        '--json',
-        'worker',
-        'spawn',
-        '--type',
-        'ollama',
-        '--threads',
-        '1',
-        '--parallel',
-        '1',
-        '--context-size',
-        '1024',
-        '--restart',
-        'never',
-        '--wait',
-        '--timeout',
-        '240',
-        ...args,
-      ],
-      {hive, timeout: 250_000},
-    );
+  const spawn = (args: string[]) => spawnOllama(['--restart', 'never', ...args]);
   // A first worker fills the store (a given store is the user's: it stays), and says what Ollama named the model.
   const filler = await spawn(['--model', model, '--adapter-option', `modelsDir=${store}`, '--adapter-option', 'preload=false']);
   t.is(filler.exitCode, 0, String(filler.stderr));
@@ -302,6 +264,11 @@ serial('--model engine:<name> serves a model already in an Ollama store, by its 
   await rbee(['worker', 'stop', fillerInfo.worker_id], {hive});
   t.true(fs.existsSync(store), 'a store given as an option is left in place');
 
+  // A dry run says there is no file to size it by.
+  const plan = await postJson(`${hive!.url}/v1/workers`, {type: 'ollama', model: `engine:${name}`, adapter_options: {modelsDir: store}, dry_run: true});
+  t.is(plan.status, 200, JSON.stringify(plan.body));
+  t.like(plan.body, {model: name, model_path: null, estimate: null, fits: true});
+  t.regex(plan.body.reason, /a model in the engine's own store/);
   const served = await spawn(['--model', `engine:${name}`, '--adapter-option', `modelsDir=${store}`]);
   t.is(served.exitCode, 0, String(served.stderr));
   const info = JSON.parse(String(served.stdout)) as Worker & {model_path: string | null};
