@@ -469,7 +469,7 @@ impl GraphDecoder {
             kernels.require(name)?;
         }
         decoder.kernels = kernels;
-        decoder.prefill = Some(prefill::Prefill::new(&decoder, chunk, gemm)?);
+        decoder.prefill = Some(prefill::Prefill::new(&decoder, &prefill_shape, chunk, gemm)?);
         trace_vram("the prefill's cuBLAS handle and stream");
         for &rows in &buckets {
             decoder.capture(rows)?;

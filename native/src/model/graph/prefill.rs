@@ -123,6 +123,7 @@ pub(super) struct Prefill {
 }
 
 /// A model's sizes as the prefill buffers see them.
+#[derive(Clone, Copy)]
 pub(super) struct PrefillShape {
     pub d: usize,
     pub attn: usize,
@@ -145,16 +146,14 @@ pub(super) fn prefill_bytes(s: &PrefillShape, chunk: usize, gemm: GemmType) -> u
 }
 
 impl Prefill {
-    pub(super) fn new(dec: &GraphDecoder, chunk: usize, gemm: GemmType) -> EngineResult<Self> {
-        let cfg = &dec.config;
-        let (d, hd, nh, nkv, f) = (cfg.n_embd, cfg.head_dim, cfg.n_head, cfg.n_head_kv, dec.n_ff);
-        let attn = nh * hd;
-        let qkv_width = (nh + 2 * nkv) * hd;
+    /// The buffers `prefill_bytes(shape, chunk, gemm)` counted, from the shape the load measured.
+    pub(super) fn new(dec: &GraphDecoder, shape: &PrefillShape, chunk: usize, gemm: GemmType) -> EngineResult<Self> {
+        let PrefillShape { d, attn, qkv_width, n_ff: f, n_head: nh, head_dim: hd, largest_group, gemma } = *shape;
         let ctx = &dec.ctx;
         let blas = CudaBlas::new(dec.stream.clone()).map_err(|e| EngineError::internal(format!("cublas: {e}")))?;
         let mem = &dec.mem;
         let f32s = |n: usize| mem.zeroed(4 * n);
-        let piece = piece_elements(largest_group(dec), gemm);
+        let piece = piece_elements(largest_group, gemm);
         let scratch = || mem.zeroed(gemm.element_bytes() * piece);
         let event = || cu("event", ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)));
         Ok(Self {
@@ -170,7 +169,7 @@ impl Prefill {
             ran: Cell::new(false),
             act16: if gemm == GemmType::Bf16 { Some(mem.zeroed(2 * chunk * d.max(attn).max(f))?) } else { None },
             x: f32s(chunk * d)?,
-            branch: if dec.gemma() { Some(f32s(chunk * d)?) } else { None },
+            branch: if gemma { Some(f32s(chunk * d)?) } else { None },
             y: f32s(chunk * d.max(attn))?,
             h: f32s(chunk * f)?,
             qkv: f32s(chunk * qkv_width)?,
@@ -182,19 +181,6 @@ impl Prefill {
             slot: mem.zeroed(4 * chunk)?,
         })
     }
-}
-
-/// Elements of the largest weight group one GEMM reads.
-fn largest_group(dec: &GraphDecoder) -> usize {
-    dec.layers
-        .iter()
-        .map(|l| {
-            let qkv: usize = l.qkv.iter().map(|m| m.shape.rows * m.shape.k).sum();
-            let gu = (l.gate.shape.rows + l.up.shape.rows) * l.gate.shape.k;
-            qkv.max(gu).max(l.o.shape.rows * l.o.shape.k).max(l.down.shape.rows * l.down.shape.k)
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 /// Launches a 256-thread kernel with plain arguments (locals: the builder borrows them).
