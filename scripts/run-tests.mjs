@@ -13,12 +13,18 @@
 //   node scripts/run-tests.mjs test/hive/fuzz.test.ts # only these files (cargo tests skipped)
 //   node scripts/run-tests.mjs --unit                 # the fast inner loop: no real engines or models
 //
+// Files start longest first, by the seconds each took on this machine last time (recorded in
+// ~/.cache/rbee/test-durations.json), so the slow real-engine files do not run alone at the end.
+//
 // Environment: RBEE_SKIP_CARGO_TESTS=1 (ava only), RBEE_TEST_JOBS (files at a time, default 2),
-// RBEE_TEST_FILE_TIMEOUT (seconds a file may take before it is killed, default 1200).
+// RBEE_TEST_FILE_TIMEOUT (seconds a file may take before it is killed, default 1200),
+// RBEE_TEST_DURATIONS (where the durations are kept).
 import {spawn, spawnSync} from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
-import {parseAvaOutput, testFiles, unitTestFiles} from './test-files.mjs';
+import fs from 'node:fs';
+import {isIntegrationTest, orderByDuration, parseAvaOutput, readDurations, testFiles, unitTestFiles, writeDurations} from './test-files.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -58,7 +64,20 @@ function runCargoTests() {
   }
 }
 
-const files = named.length > 0 ? named : unitOnly ? unitTestFiles(root) : testFiles(root);
+const durationsFile = process.env.RBEE_TEST_DURATIONS ?? path.join(os.homedir(), '.cache', 'rbee', 'test-durations.json');
+// With no record yet (a fresh machine), the integration files, which start real engines, go first.
+const chosen = named.length > 0 ? named : unitOnly ? unitTestFiles(root) : testFiles(root);
+const integrationFirst = chosen.filter(file => isIntegrationFile(file)).concat(chosen.filter(file => !isIntegrationFile(file)));
+const files = orderByDuration(integrationFirst, readDurations(durationsFile));
+const measured = {};
+
+function isIntegrationFile(file) {
+  try {
+    return isIntegrationTest(fs.readFileSync(path.join(root, file), 'utf8'));
+  } catch {
+    return false;
+  }
+}
 const jobs = Math.max(1, Number(process.env.RBEE_TEST_JOBS ?? 2) || 2);
 const fileTimeoutMs = (Number(process.env.RBEE_TEST_FILE_TIMEOUT ?? 1200) || 1200) * 1000;
 const avaCli = path.join(root, 'node_modules/ava/entrypoints/cli.mjs');
@@ -105,6 +124,7 @@ function runFile(file) {
 }
 
 function report({file, output, counts, notes, seconds}) {
+  measured[file] = Math.round(seconds * 10) / 10;
   process.stdout.write(`\n# ${file}\n`);
   process.stdout.write(output.endsWith('\n') ? output : `${output}\n`);
   process.stdout.write(
@@ -125,6 +145,11 @@ await Promise.all(
   }),
 );
 
+try {
+  writeDurations(durationsFile, measured);
+} catch (error) {
+  process.stdout.write(`(the test durations were not recorded in ${durationsFile}: ${error.message})\n`);
+}
 if (files.length === 0) {
   process.stdout.write('no test files\n');
   totals.fail += 1;

@@ -83,3 +83,35 @@ export function parseAvaOutput(output) {
   }
   return counts;
 }
+
+/**
+ * The order to start files in: longest first by the seconds each took last time (`durations`, file →
+ * seconds), so that with a few files at a time the slow real-engine files do not start last and run
+ * alone at the end. Files with no record (new ones, a first run) go first, in the given order:
+ * they may be slow, and a fresh machine keeps the alphabetical order.
+ */
+export function orderByDuration(files, durations) {
+  const known = files.filter(file => Number.isFinite(durations[file]));
+  const unknown = files.filter(file => !Number.isFinite(durations[file]));
+  return [...unknown, ...known.sort((a, b) => durations[b] - durations[a])];
+}
+
+/** Recorded durations (file → seconds) from `file`; none when it is missing or unreadable. */
+export function readDurations(file) {
+  try {
+    const parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
+    return Object.fromEntries(Object.entries(parsed).filter(([, seconds]) => typeof seconds === 'number' && Number.isFinite(seconds) && seconds >= 0));
+  } catch {
+    return {};
+  }
+}
+
+/** Merges `measured` into the record in `file` (owner-only: it sits in the user's cache). */
+export function writeDurations(file, measured) {
+  const merged = {...readDurations(file), ...measured};
+  fs.mkdirSync(path.dirname(file), {recursive: true, mode: 0o700});
+  const temporary = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(temporary, `${JSON.stringify(merged, null, 1)}\n`, {mode: 0o600});
+  fs.renameSync(temporary, file);
+}

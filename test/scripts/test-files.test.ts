@@ -4,10 +4,12 @@
  * hence the default reporter), and a file whose worker exits mid-test.
  */
 import {spawnSync} from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import test from 'ava';
-import {parseAvaOutput, unitTestFiles} from '../../scripts/test-files.mjs';
+import {orderByDuration, parseAvaOutput, readDurations, unitTestFiles, writeDurations} from '../../scripts/test-files.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const fixtures = path.join(root, 'test/fixtures/ava-runs');
@@ -58,4 +60,25 @@ test('the unit set holds no test that starts processes or needs the prepared ass
   t.false(unit.includes('test/hive/supervision.test.ts'));
   t.false(unit.includes('test/native/correctness.test.ts'));
   t.false(unit.includes('test/scripts/test-files.test.ts'), 'this file runs ava processes');
+});
+
+test('files start longest first by their last recorded time; files never timed start before them, in the given order', t => {
+  const files = ['a.test.ts', 'b.test.ts', 'c.test.ts', 'd.test.ts', 'e.test.ts'];
+  t.deepEqual(orderByDuration(files, {'a.test.ts': 3, 'c.test.ts': 120.5, 'd.test.ts': 40}), ['b.test.ts', 'e.test.ts', 'c.test.ts', 'd.test.ts', 'a.test.ts']);
+  t.deepEqual(orderByDuration(files, {}), files);
+});
+
+test('recorded durations: merged with the last record, owner-only, and a damaged record reads as none', t => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-durations-'));
+  t.teardown(() => fs.rmSync(dir, {recursive: true, force: true}));
+  const file = path.join(dir, 'cache', 'test-durations.json');
+  t.deepEqual(readDurations(file), {});
+  writeDurations(file, {'a.test.ts': 12.5, 'b.test.ts': 3});
+  writeDurations(file, {'b.test.ts': 4});
+  t.deepEqual(readDurations(file), {'a.test.ts': 12.5, 'b.test.ts': 4});
+  t.is(fs.statSync(file).mode & 0o777, 0o600);
+  fs.writeFileSync(file, '{"a.test.ts": "slow", "b.test.ts": -1, "c.test.ts": 7}');
+  t.deepEqual(readDurations(file), {'c.test.ts': 7});
+  fs.writeFileSync(file, 'not json');
+  t.deepEqual(readDurations(file), {});
 });
