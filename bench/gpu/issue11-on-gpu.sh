@@ -11,6 +11,10 @@
 #                                                        # synthetic 8B model in the background
 #   bash <dir>/base/issue11-on-gpu.sh part <dir>/gN      # THERE: one slice of the Gemma model
 #   bash <dir>/base/issue11-on-gpu.sh bench <out> [--runs N]  # THERE: wait for both, then agreement and speed
+#   bash <dir>/base/issue11-on-gpu.sh diag <out>        # THERE: where the VRAM goes (RBEE_CANDLE_VRAM_TRACE on the
+#                                                        # 8B shape at context 8192) and greedy agreement against
+#                                                        # three llama.cpp runs (prompt batched, a token at a time,
+#                                                        # flash attention off) for graph, graph-serial and tensor
 #   bash <dir>/base/issue11-on-gpu.sh serve <out>       # THERE: the 8B shape served: 8 and 32 streams against
 #                                                        # llama-server -np 8 / -np 32 (batching.mjs), TTFT of a
 #                                                        # 512-token prompt and GPU memory at context 8192 (ttft-vram.mjs)
@@ -26,6 +30,33 @@ set -uo pipefail
 stage="${1:?stage: prepare <dir> | setup <base> | part <slice> | bench <out>}"
 work=/root/i11
 log() { echo "[i11 $(date +%H:%M:%S)] $*"; }
+# Waits (in $work) for setup's llama.cpp build and synthetic 8B model.
+wait_ready() {
+  for what in "llama.cpp/build/ok:llama-build.log" "synthetic-8b.gguf:synthetic.log"; do
+    file="${what%%:*}"
+    logf="${what##*:}"
+    waited=0
+    while [[ ! -f "$file" ]]; do
+      if ! pgrep -f "cmake|ninja|synthetic-gguf" > /dev/null; then
+        log "$file did not appear:"
+        tail -30 "$logf"
+        break
+      fi
+      sleep 3
+      waited=$((waited + 3))
+    done
+    log "$file ready (waited ${waited}s)"
+  done
+}
+# Joins the Gemma slices (in $work) and checks the sum.
+join_gemma() {
+  [[ -f gemma.sha256 && ! -f gemma-3-270m-q4_k_m.gguf ]] || return 0
+  cat model/a model/g? > gemma-3-270m-q4_k_m.gguf
+  if [[ "$(sha256sum gemma-3-270m-q4_k_m.gguf | cut -d' ' -f1)" != "$(cat gemma.sha256)" ]]; then
+    log "the Gemma slices do not add up to the model (sha256 differs)"
+    rm -f gemma-3-270m-q4_k_m.gguf
+  fi
+}
 
 case "$stage" in
   prepare)
@@ -94,32 +125,12 @@ case "$stage" in
     out="$work/res"
     rm -rf "$out" && mkdir -p "$out"
     cd "$work"
-    for what in "llama.cpp/build/ok:llama-build.log" "synthetic-8b.gguf:synthetic.log"; do
-      file="${what%%:*}"
-      logf="${what##*:}"
-      waited=0
-      while [[ ! -f "$file" ]]; do
-        if ! pgrep -f "cmake|ninja|synthetic-gguf" > /dev/null; then
-          log "$file did not appear:"
-          tail -30 "$logf"
-          break
-        fi
-        sleep 3
-        waited=$((waited + 3))
-      done
-      log "$file ready (waited ${waited}s)"
-    done
+    wait_ready
     cp llama-build.log "$out/" 2>/dev/null
     bin="$work/llama.cpp/build/bin"
     # What is done so far goes back even if the call runs out of time later.
     pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
-    if [[ -f gemma.sha256 ]]; then
-      cat model/a model/g? > gemma-3-270m-q4_k_m.gguf
-      if [[ "$(sha256sum gemma-3-270m-q4_k_m.gguf | cut -d' ' -f1)" != "$(cat gemma.sha256)" ]]; then
-        log "the Gemma slices do not add up to the model (sha256 differs)"
-        rm -f gemma-3-270m-q4_k_m.gguf
-      fi
-    fi
+    join_gemma
     {
       nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv
       echo "rbee commit $(cat COMMIT); .node: $(tr '\n' ' ' < BUILD-INFO)"
@@ -167,6 +178,27 @@ case "$stage" in
       cat "$out/graph-decode-8b-$g.log"
       pack
     done
+    ls -la "$out" "$final"
+    ;;
+  diag)
+    final="${2:?out}"
+    mkdir -p "$final"
+    final="$(cd "$final" && pwd)"
+    out="$work/res"
+    mkdir -p "$out"
+    cd "$work"
+    wait_ready
+    join_gemma
+    bin="$work/llama.cpp/build/bin"
+    pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
+    RBEE_CANDLE_VRAM_TRACE=1 RBEE_CANDLE_PREFILL_GEMM=bf16 timeout 150 ./node20 ttft-vram.mjs native/index.js synthetic-8b.gguf \
+      "$out/ttft-vram-8b-trace.json" --llama-server "$bin" --ctx 8192 --prompt 512 --rounds 3 2>&1 | tee "$out/ttft-vram-8b-trace.log"
+    pack
+    if [[ -f gemma-3-270m-q4_k_m.gguf ]]; then
+      timeout 300 ./node20 llama-agreement.mjs native/index.js gemma-3-270m-q4_k_m.gguf "$bin/rbee-llama-ref" "$out/agreement-diag.json" \
+        --tokens 32 --forwards graph,graph-serial,tensor --refs batch,serial,nofa 2>&1 | tee "$out/agreement-diag.log"
+      pack
+    fi
     ls -la "$out" "$final"
     ;;
   serve)

@@ -7,6 +7,13 @@
 // binding, no dependencies, so it runs from the unpacked device bundle.
 //
 //   node llama-agreement.mjs <napi loader> <model.gguf> <rbee-llama-ref> <out.json> [--tokens 32] [--forwards graph,tensor]
+//     [--refs batch,serial,nofa]
+//
+// --forwards: candle paths; `graph-serial` is the graph path with every prompt on the decode graph
+// (RBEE_CANDLE_PREFILL=graph), the same arithmetic as its decode steps.
+// --refs: llama.cpp runs (rbee-llama-ref's modes; the first is the reference the teacher forcing
+// scores): `serial` feeds the prompt a token at a time, so llama.cpp's prompt takes its decode
+// kernels too. Every ref is also compared with the first: how far llama.cpp agrees with itself.
 import {spawnSync} from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,6 +30,7 @@ const option = (name, fallback) => {
 };
 const maxTokens = Number(option('--tokens', '32'));
 const forwards = option('--forwards', 'graph,tensor').split(',');
+const refModes = option('--refs', 'batch').split(',');
 const binding = await import(pathToFileURL(path.resolve(loaderPath)).href);
 
 // bench/lib/agreement-prompts.ts's prompts (kept in step by hand: this file runs without the repo).
@@ -46,7 +54,11 @@ function generate(model, tokens) {
   });
 }
 
-async function load(forward) {
+async function load(name) {
+  const forward = name === 'graph-serial' ? 'graph' : name;
+  // Read by the engine at each prompt (std::env), so it applies to this model's calls only.
+  if (name === 'graph-serial') process.env.RBEE_CANDLE_PREFILL = 'graph';
+  else delete process.env.RBEE_CANDLE_PREFILL;
   const model = await binding.Model.load({path: modelPath, device: 'cuda:0', contextSize: 2048, forward});
   if (!(model instanceof binding.Model)) throw new Error(`load ${forward}: ${model.code}: ${model.message}`);
   return model;
@@ -59,20 +71,42 @@ first.close();
 const promptsFile = `${outPath}.prompts.txt`;
 fs.writeFileSync(promptsFile, `${prompts.map(ids => ids.join(' ')).join('\n')}\n`);
 
-// 2. llama.cpp's greedy tokens.
-const refFile = `${outPath}.llama.json`;
-const t0 = performance.now();
-const ran = spawnSync(refBinary, [modelPath, String(maxTokens), promptsFile, refFile], {encoding: 'utf8', timeout: 300_000});
-if (ran.status !== 0) {
-  console.log(`[agreement] rbee-llama-ref failed (${ran.status ?? ran.signal}): ${(ran.stderr ?? '').slice(-3000)}`);
-  process.exit(1);
+// 2. llama.cpp's greedy tokens, once per mode.
+const references = {};
+const backendLine = [];
+for (const mode of refModes) {
+  const refFile = `${outPath}.llama-${mode}.json`;
+  const t0 = performance.now();
+  const ran = spawnSync(refBinary, [modelPath, String(maxTokens), promptsFile, refFile, mode], {encoding: 'utf8', timeout: 300_000});
+  if (ran.status !== 0) {
+    console.log(`[agreement] rbee-llama-ref ${mode} failed (${ran.status ?? ran.signal}): ${(ran.stderr ?? '').slice(-3000)}`);
+    process.exit(1);
+  }
+  references[mode] = JSON.parse(fs.readFileSync(refFile, 'utf8'));
+  if (backendLine.length === 0) backendLine.push(...(ran.stderr.match(/.*(CUDA0|ggml_cuda_init|using device).*/g) ?? []).slice(0, 3));
+  console.log(`[agreement] llama.cpp reference (${mode}) in ${(performance.now() - t0).toFixed(0)} ms; ${backendLine.join(' | ')}`);
 }
-const reference = JSON.parse(fs.readFileSync(refFile, 'utf8'));
-const backendLine = (ran.stderr.match(/.*(CUDA0|ggml_cuda_init|using device).*/g) ?? []).slice(0, 3);
-console.log(`[agreement] llama.cpp reference in ${(performance.now() - t0).toFixed(0)} ms; ${backendLine.join(' | ')}`);
+const reference = references[refModes[0]];
+const sameTokens = (a, b) => a.reduce((n, t, p) => n + (t === b[p] ? 1 : 0), 0);
+const llamaSelf = {};
+for (const mode of refModes.slice(1)) {
+  const agreed = references[mode].prompts.reduce((n, entry, i) => n + sameTokens(entry.tokens, reference.prompts[i].tokens), 0);
+  llamaSelf[mode] = {agreed, of: reference.prompts.length * maxTokens};
+  console.log(`[agreement] llama.cpp ${mode} vs llama.cpp ${refModes[0]}: greedy ${agreed}/${reference.prompts.length * maxTokens}`);
+}
 
 // 3. Each forward path against it.
-const summary = {model: path.basename(modelPath), maxTokens, reference: reference.engine, llamaBackend: backendLine, prompts, paths: {}, errors: []};
+const summary = {
+  model: path.basename(modelPath),
+  maxTokens,
+  reference: reference.engine,
+  refModes,
+  llamaBackend: backendLine,
+  llamaSelf,
+  prompts,
+  paths: {},
+  errors: [],
+};
 for (const forward of forwards) {
   try {
     const model = await load(forward);
@@ -81,6 +115,7 @@ for (const forward of forwards) {
       greedyOf = 0,
       forced = 0,
       forcedOf = 0;
+    const byRef = Object.fromEntries(refModes.map(mode => [mode, 0]));
     for (const [i, entry] of reference.prompts.entries()) {
       const expected = entry.tokens;
       const result = await generate(model, entry.prompt_tokens);
@@ -91,6 +126,7 @@ for (const forward of forwards) {
         if (result.tokens[p] === expected[p]) agreed++;
         else firstDivergence ??= p;
       }
+      for (const mode of refModes) byRef[mode] += sameTokens(references[mode].prompts[i].tokens, result.tokens);
       const dists = await model.nextTokenProbabilities(entry.prompt_tokens, expected, 2);
       if (!Array.isArray(dists)) throw new Error(`nextTokenProbabilities: ${dists.code}: ${dists.message}`);
       const top1 = dists.filter((dist, p) => dist[0].token === expected[p]).length;
@@ -116,8 +152,12 @@ for (const forward of forwards) {
         `[agreement] ${forward} prompt ${i} (${entry.prompt_tokens.length} tokens): greedy ${agreed}/${expected.length}${firstDivergence === null ? '' : ` (first divergence at ${firstDivergence}: candle ${result.tokens[firstDivergence]}, llama ${expected[firstDivergence]}, llama's top-1 margin ${entry.top1_margin[firstDivergence]})`}; teacher-forced top-1 ${top1}/${dists.length}`,
       );
     }
-    summary.paths[forward] = {forward: model.info.forward, greedy, greedyOf, teacherForced: forced, teacherForcedOf: forcedOf, rows};
-    console.log(`[agreement] ${forward}: greedy ${greedy}/${greedyOf}, teacher-forced top-1 ${forced}/${forcedOf}`);
+    summary.paths[forward] = {forward: model.info.forward, greedy, greedyOf, greedyByRef: byRef, teacherForced: forced, teacherForcedOf: forcedOf, rows};
+    const others = refModes
+      .slice(1)
+      .map(mode => `, vs llama.cpp ${mode} ${byRef[mode]}/${greedyOf}`)
+      .join('');
+    console.log(`[agreement] ${forward}: greedy ${greedy}/${greedyOf}${others}, teacher-forced top-1 ${forced}/${forcedOf}`);
     model.close();
   } catch (error) {
     console.log(`[agreement] ${forward}: FAILED: ${error.message}`);

@@ -21,6 +21,10 @@
 # with this model, so a 64-stream batch of 256 tokens takes ~33 s; the defaults (64 tokens, no worker-direct side)
 # keep the bench near 3 min. Give the last call its whole 600 s; the results are written before the profile run.
 # Each upload folder holds a copy of this script, so a call needs nothing from the checkout it lands in.
+#
+# RBEE_RELAY_WITH_I11=1 (prepare): for a machine that already ran issue11-on-gpu.sh's setup and
+# parts (/root/i11: Node, Gemma 3 270M, llama.cpp built with CUDA graphs on, same commit): one
+# upload, the hive and the bench; bench takes the rest from /root/i11.
 set -uo pipefail
 
 work="${RBEE_RELAY_WORK:-/root/rbee-relay}"
@@ -46,6 +50,13 @@ case "$stage" in
     RBEE_DEVICE_HIVE_EXTRA="bench/.work/gpu-relay.mjs bench/.work/gpu-relay.commit bench/lib/cpu-prof-preload.mjs" RBEE_DEVICE_LIMIT_MIB=0 \
       bash scripts/device-bundle.sh --out .device-relay node llama.cpp hive
     rm -rf "$upload" && mkdir -p "$upload/1"
+    if [[ "${RBEE_RELAY_WITH_I11:-0}" == 1 ]]; then
+      cp .device-relay/rbee-hive.tar.xz bench/gpu/relay-on-gpu.sh "$upload/1/"
+      printf 'parts=0\ni11=/root/i11\nmodel=gemma-3-270m-q4_k_m.gguf\n' > "$upload/1/PAYLOAD"
+      du -sh "$upload"/* >&2
+      log "1 upload in $upload: call 'part .relay-up/1' after issue11-on-gpu.sh's setup and parts, then 'bench \$OUT'"
+      exit 0
+    fi
     if [[ -n "${RBEE_RELAY_LLAMA_BIN:-}" ]]; then
       # A build brought back by 'pack' earlier (same llama.cpp commit): no build there at all.
       cp "$RBEE_RELAY_LLAMA_BIN" "$upload/1/llama-cuda-bin.tar.xz"
@@ -78,8 +89,15 @@ case "$stage" in
   part)
     from="${2:?upload folder}"
     mkdir -p "$work/parts"
-    cp "$from"/part-* "$work/parts/"
+    cp "$from"/part-* "$work/parts/" 2>/dev/null
     cp "$from/PAYLOAD" "$from/relay-on-gpu.sh" "$work/"
+    i11="$(sed -n 's/^i11=//p' "$work/PAYLOAD")"
+    if [[ -n "$i11" ]]; then
+      [[ -x "$i11/node20" && -f "$i11/gemma-3-270m-q4_k_m.gguf" || -f "$i11/model/a" ]] || { log "no issue11 setup in $i11"; exit 1; }
+      cp "$from/rbee-hive.tar.xz" "$work/"
+      log "hive bundle here; Node, model and llama.cpp from $i11"
+      exit 0
+    fi
     if [[ -f "$from/llama-cuda-bin.tar.xz" && ! -d "$work/llama.cpp" ]]; then
       log "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); $(nproc) cores; prebuilt llama.cpp"
       mkdir -p "$work/llama.cpp/build" && tar -C "$work/llama.cpp/build" -xJf "$from/llama-cuda-bin.tar.xz" && touch "$work/llama.cpp/build/ok"
@@ -106,6 +124,14 @@ case "$stage" in
     want="$(sed -n 's/^parts=//p' PAYLOAD)"
     have="$(ls parts | wc -l)"
     [[ "$have" == "$want" ]] || { log "only $have of $want slices here (a fresh machine loses them: start again at part 1)"; exit 1; }
+    i11="$(sed -n 's/^i11=//p' PAYLOAD)"
+    if [[ -n "$i11" && ! -f payload.ok ]]; then
+      # issue11-on-gpu.sh joins the Gemma slices in its bench or diag stage.
+      [[ -f "$i11/gemma-3-270m-q4_k_m.gguf" ]] || { log "run issue11-on-gpu.sh diag or bench first (no joined Gemma model)"; exit 1; }
+      ln -sf "$i11/node20" node20 && ln -sf "$i11/gemma-3-270m-q4_k_m.gguf" model.gguf && ln -sfn "$i11/llama.cpp" llama.cpp
+      mkdir -p rbee && tar -C rbee -xJf rbee-hive.tar.xz
+      touch payload.ok
+    fi
     if [[ ! -f payload.ok ]]; then
       sha="$(cat parts/part-* | sha256sum | cut -d' ' -f1)"
       [[ "$sha" == "$(sed -n 's/^sha256=//p' PAYLOAD)" ]] || { log "payload sha256 mismatch"; exit 1; }

@@ -4,8 +4,13 @@
 // very same ids whatever their tokenizers do; the continuation runs its full length (an
 // end-of-generation token does not stop it), like the candle side's `maxTokens`.
 //
-//   rbee-llama-ref <model.gguf> <n_predict> <prompts.txt> <out.json>
+//   rbee-llama-ref <model.gguf> <n_predict> <prompts.txt> <out.json> [batch|serial|nofa]
 //   prompts.txt: one prompt a line, token ids separated by spaces
+//   batch (default): the prompt in one llama_decode, as every llama.cpp tool does it;
+//   serial: the prompt one token a llama_decode, so the prompt takes the decode kernels (MMVQ and
+//     the vector flash attention) instead of the batched ones (MMQ and the MMA flash attention):
+//     how much of a disagreement is the prompt's arithmetic;
+//   nofa: batch with flash attention off.
 //
 // Built inside llama.cpp's tree (bench/gpu/llama-ref/CMakeLists.txt, added as tools/rbee-ref).
 #include "llama.h"
@@ -18,8 +23,9 @@
 #include <vector>
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: %s <model.gguf> <n_predict> <prompts.txt> <out.json>\n", argv[0]);
+  const std::string mode = argc == 6 ? argv[5] : "batch";
+  if ((argc != 5 && argc != 6) || (mode != "batch" && mode != "serial" && mode != "nofa")) {
+    std::fprintf(stderr, "usage: %s <model.gguf> <n_predict> <prompts.txt> <out.json> [batch|serial|nofa]\n", argv[0]);
     return 2;
   }
   const int n_predict = std::atoi(argv[2]);
@@ -48,18 +54,26 @@ int main(int argc, char** argv) {
 
   FILE* out = std::fopen(argv[4], "w");
   if (out == nullptr) return 1;
-  std::fprintf(out, "{\"engine\": \"llama.cpp rbee-llama-ref (libllama, n_gpu_layers 999, default context params)\", \"n_predict\": %d, \"prompts\": [\n", n_predict);
+  std::fprintf(out, "{\"engine\": \"llama.cpp rbee-llama-ref (libllama, n_gpu_layers 999, default context params)\", \"mode\": \"%s\", \"n_predict\": %d, \"prompts\": [\n",
+               mode.c_str(), n_predict);
   for (size_t p = 0; p < prompts.size(); ++p) {
     // A fresh context per prompt: nothing of the last one stays in the KV cache.
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = 2048;
     cp.n_batch = 2048;
+    if (mode == "nofa") cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     llama_context* ctx = llama_init_from_model(model, cp);
     if (ctx == nullptr) return 1;
     std::vector<llama_token> prompt = prompts[p];
     std::vector<llama_token> generated;
     std::vector<float> margins;
-    if (llama_decode(ctx, llama_batch_get_one(prompt.data(), (int32_t)prompt.size())) != 0) return 1;
+    if (mode == "serial") {
+      for (llama_token& token : prompt) {
+        if (llama_decode(ctx, llama_batch_get_one(&token, 1)) != 0) return 1;
+      }
+    } else if (llama_decode(ctx, llama_batch_get_one(prompt.data(), (int32_t)prompt.size())) != 0) {
+      return 1;
+    }
     for (int i = 0; i < n_predict; ++i) {
       const float* logits = llama_get_logits_ith(ctx, -1);
       int best = 0, second = -1;

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use candle_core::cuda_backend::cudarc::driver::{result, CudaContext};
+use candle_core::cuda_backend::cudarc::driver::{result, sys, CudaContext};
 
 use super::cu;
 use crate::error::EngineResult;
@@ -76,6 +76,8 @@ enum Owner {
     Arena(#[allow(dead_code)] Arc<DeviceArena>),
     /// An allocation of its own, freed with it.
     Own(Arc<CudaContext>),
+    /// Page-locked host memory mapped into the device's address space (its host address).
+    Host(Arc<CudaContext>, usize),
 }
 
 /// A device region the kernels get the address of.
@@ -84,11 +86,42 @@ pub(super) struct DeviceBuffer {
     owner: Owner,
 }
 
+impl DeviceBuffer {
+    /// `data` in page-locked host memory that kernels read over the bus: for tables a step reads
+    /// a few rows of (an untied model's token embeddings, as llama.cpp keeps them on the host),
+    /// so they take no VRAM. Followed by `SLACK` zero bytes, as an arena's pieces are.
+    pub(super) fn host_mapped(ctx: &Arc<CudaContext>, data: &[u8]) -> EngineResult<Self> {
+        const PORTABLE: u32 = 0x01;
+        const DEVICEMAP: u32 = 0x02;
+        cu("bind", ctx.bind_to_thread())?;
+        let host = cu("host alloc", unsafe { result::malloc_host(data.len() + SLACK, PORTABLE | DEVICEMAP) })?;
+        // Owned from here, so an error below frees it.
+        let mut buffer = Self { ptr: 0, owner: Owner::Host(ctx.clone(), host as usize) };
+        // SAFETY: `host` holds data.len() + SLACK bytes, page-locked and not shared yet.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), host.cast::<u8>(), data.len());
+            std::ptr::write_bytes(host.cast::<u8>().add(data.len()), 0, SLACK);
+        }
+        let mut device = 0;
+        let status = unsafe { sys::cuMemHostGetDevicePointer_v2(&mut device, host, 0) };
+        cu("host map", status.result())?;
+        buffer.ptr = device;
+        Ok(buffer)
+    }
+}
+
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
-        if let Owner::Own(ctx) = &self.owner {
-            let _ = ctx.bind_to_thread();
-            let _ = unsafe { result::free_sync(self.ptr) };
+        match &self.owner {
+            Owner::Own(ctx) => {
+                let _ = ctx.bind_to_thread();
+                let _ = unsafe { result::free_sync(self.ptr) };
+            }
+            Owner::Host(ctx, host) => {
+                let _ = ctx.bind_to_thread();
+                let _ = unsafe { result::free_host(*host as *mut std::ffi::c_void) };
+            }
+            Owner::Arena(_) => {}
         }
     }
 }
