@@ -14,6 +14,7 @@ activations stay finite through every layer.
 
   python3 bench/synthetic-gguf.py --vocab <llama.cpp>/models/ggml-vocab-llama-bpe.gguf --out 8b.gguf
   python3 bench/synthetic-gguf.py --vocab ... --out tiny.gguf --layers 2 --embd 256 --ffn 512 --heads 4 --kv-heads 2
+  --ffn-type f16: gate/up/down as F16 (a type the candle graph path has no kernel for: its bad-input check)
 
 Needs numpy and llama.cpp's gguf-py on PYTHONPATH.
 """
@@ -60,6 +61,7 @@ def main() -> int:
     parser.add_argument('--heads', type=int)
     parser.add_argument('--kv-heads', type=int)
     parser.add_argument('--seed', type=int, default=1)
+    parser.add_argument('--ffn-type', choices=['q4_k_m', 'f16'], default='q4_k_m')
     args = parser.parse_args()
 
     reader = gguf.GGUFReader(args.vocab)
@@ -102,9 +104,13 @@ def main() -> int:
         writer.add_tensor(f'{prefix}.attn_v.weight', (q6_k if high else q4_k)(kv_heads * head_dim, embd, rng), raw_dtype=q6 if high else q4)
         writer.add_tensor(f'{prefix}.attn_output.weight', q4_k(embd, embd, rng), raw_dtype=q4)
         writer.add_tensor(f'{prefix}.ffn_norm.weight', norm)
-        writer.add_tensor(f'{prefix}.ffn_gate.weight', q4_k(ffn, embd, rng), raw_dtype=q4)
-        writer.add_tensor(f'{prefix}.ffn_up.weight', q4_k(ffn, embd, rng), raw_dtype=q4)
-        writer.add_tensor(f'{prefix}.ffn_down.weight', (q6_k if high else q4_k)(embd, ffn, rng), raw_dtype=q6 if high else q4)
+        if args.ffn_type == 'f16':
+            for part, shape in (('ffn_gate', (ffn, embd)), ('ffn_up', (ffn, embd)), ('ffn_down', (embd, ffn))):
+                writer.add_tensor(f'{prefix}.{part}.weight', (rng.standard_normal(shape) * 0.02).astype(np.float16))
+        else:
+            writer.add_tensor(f'{prefix}.ffn_gate.weight', q4_k(ffn, embd, rng), raw_dtype=q4)
+            writer.add_tensor(f'{prefix}.ffn_up.weight', q4_k(ffn, embd, rng), raw_dtype=q4)
+            writer.add_tensor(f'{prefix}.ffn_down.weight', (q6_k if high else q4_k)(embd, ffn, rng), raw_dtype=q6 if high else q4)
     writer.add_tensor('output_norm.weight', norm)
     writer.add_tensor('output.weight', q6_k(vocab, embd, rng), raw_dtype=q6)
 

@@ -14,7 +14,8 @@
 #   bash <dir>/base/issue11-on-gpu.sh diag <out>        # THERE: where the VRAM goes (RBEE_CANDLE_VRAM_TRACE on the
 #                                                        # 8B shape at context 8192) and greedy agreement against
 #                                                        # three llama.cpp runs (prompt batched, a token at a time,
-#                                                        # flash attention off) for graph, graph-serial and tensor
+#                                                        # flash attention off) for graph, graph-serial and tensor;
+#                                                        # bad input on the GPU path (bad-input.mjs)
 #   bash <dir>/base/issue11-on-gpu.sh serve <out>       # THERE: the 8B shape served: 8 and 32 streams against
 #                                                        # llama-server -np 8 / -np 32 (batching.mjs), TTFT of a
 #                                                        # 512-token prompt and GPU memory at context 8192 (ttft-vram.mjs)
@@ -74,7 +75,7 @@ case "$stage" in
       --external:../../native/index.js "--banner:js=import {createRequire} from 'node:module'; const require = createRequire(import.meta.url);" \
       --outfile="$base/candle-bench.mjs" --log-level=warning)
     cp "$root/bench/gpu/issue11-on-gpu.sh" "$root/bench/gpu/llama-agreement.mjs" "$root/bench/gpu/graph-decode.mjs" "$root/bench/gpu/batching.mjs" \
-      "$root/bench/gpu/ttft-vram.mjs" "$root/bench/gpu/llama-server.mjs" "$root/bench/synthetic-gguf.py" "$base/"
+      "$root/bench/gpu/ttft-vram.mjs" "$root/bench/gpu/llama-server.mjs" "$root/bench/gpu/bad-input.mjs" "$root/bench/synthetic-gguf.py" "$base/"
     cp -r "$root/bench/gpu/llama-ref" "$base/llama-ref"
     git -C "$root" rev-parse HEAD > "$base/COMMIT"
     gpu_pack_llama_assets "$root" "$base"
@@ -195,6 +196,11 @@ case "$stage" in
       "$out/ttft-vram-8b-trace.json" --llama-server "$bin" --ctx 8192 --prompt 512 --rounds 3 2>&1 | tee "$out/ttft-vram-8b-trace.log"
     pack
     if [[ -f gemma-3-270m-q4_k_m.gguf ]]; then
+      PYTHONPATH="$work/gguf-py" python3 synthetic-gguf.py --vocab ggml-vocab-llama-bpe.gguf --out tiny-f16.gguf --layers 2 --embd 256 --ffn 512 \
+        --heads 4 --kv-heads 2 --ffn-type f16 > "$out/bad-input.log" 2>&1
+      timeout 120 ./node20 bad-input.mjs native/index.js "$out/bad-input.json" --big synthetic-8b.gguf --small gemma-3-270m-q4_k_m.gguf \
+        --f16 tiny-f16.gguf 2>&1 | tee -a "$out/bad-input.log"
+      pack
       timeout 300 ./node20 llama-agreement.mjs native/index.js gemma-3-270m-q4_k_m.gguf "$bin/rbee-llama-ref" "$out/agreement-diag.json" \
         --tokens 32 --forwards graph,graph-serial,tensor --refs batch,serial,nofa 2>&1 | tee "$out/agreement-diag.log"
       pack
