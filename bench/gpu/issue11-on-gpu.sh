@@ -21,6 +21,7 @@
 #                                                        # 512-token prompt and GPU memory at context 8192 (ttft-vram.mjs)
 #
 # RBEE_I11_NO_GEMMA=1 (prepare): no Gemma slices (bench then skips agreement and Gemma's speed).
+# RBEE_I11_PDL_AB=1 (bench): the 8B speed also with RBEE_CANDLE_PDL=off.
 # RBEE_I11_GEMMS="tf32 bf16" (bench, serve): the GEMM prefill's operand types to run
 # (RBEE_CANDLE_PREFILL_GEMM), each a run of its own; default tf32.
 #
@@ -157,6 +158,11 @@ case "$stage" in
     # 1. The 8B shape first (the figure the default hangs on), once per GEMM prefill type; should
     #    the GEMM prefill fail, again with every prompt on the batch-8 decode graph, so the decode
     #    comparison still happens.
+    # RBEE_I11_PDL_AB=1: the 8B shape once more with the decode graph's kernels launched one after
+    # another (RBEE_CANDLE_PDL=off), for the programmatic dependent launches' share.
+    if [[ "${RBEE_I11_PDL_AB:-0}" == 1 ]]; then
+      speed synthetic-8b "-pdl-off" RBEE_CANDLE_PDL=off RBEE_CANDLE_PREFILL_GEMM="${gemms%% *}"
+    fi
     for g in $gemms; do
       if ! speed synthetic-8b "-$g" RBEE_CANDLE_PREFILL_GEMM="$g"; then
         mv "$out/bench-synthetic-8b-$g.log" "$out/bench-synthetic-8b-$g-failed.log"

@@ -195,9 +195,9 @@ __device__ __forceinline__ void attn_reduce(const AttnReduceArgs& a) {
 
 using namespace rbee;
 
-extern "C" __global__ void __launch_bounds__(ATTN_THREADS) rbee_attn_split_64(AttnArgs a) { attn_split<64>(a); }
-extern "C" __global__ void __launch_bounds__(ATTN_THREADS) rbee_attn_split_128(AttnArgs a) { attn_split<128>(a); }
-extern "C" __global__ void __launch_bounds__(ATTN_THREADS) rbee_attn_split_256(AttnArgs a) { attn_split<256>(a); }
-extern "C" __global__ void __launch_bounds__(64) rbee_attn_reduce_64(AttnReduceArgs a) { attn_reduce<64>(a); }
-extern "C" __global__ void __launch_bounds__(128) rbee_attn_reduce_128(AttnReduceArgs a) { attn_reduce<128>(a); }
-extern "C" __global__ void __launch_bounds__(256) rbee_attn_reduce_256(AttnReduceArgs a) { attn_reduce<256>(a); }
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS) rbee_attn_split_64(AttnArgs a) { pdl_enter(); attn_split<64>(a); }
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS) rbee_attn_split_128(AttnArgs a) { pdl_enter(); attn_split<128>(a); }
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS) rbee_attn_split_256(AttnArgs a) { pdl_enter(); attn_split<256>(a); }
+extern "C" __global__ void __launch_bounds__(64) rbee_attn_reduce_64(AttnReduceArgs a) { pdl_enter(); attn_reduce<64>(a); }
+extern "C" __global__ void __launch_bounds__(128) rbee_attn_reduce_128(AttnReduceArgs a) { pdl_enter(); attn_reduce<128>(a); }
+extern "C" __global__ void __launch_bounds__(256) rbee_attn_reduce_256(AttnReduceArgs a) { pdl_enter(); attn_reduce<256>(a); }

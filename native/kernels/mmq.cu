@@ -220,6 +220,7 @@ using namespace rbee;
 
 // grid: (F / 32, columns); block: 32.
 extern "C" __global__ void __launch_bounds__(WARP) rbee_glu_q8_1(GluEpilogueArgs a) {
+  pdl_enter();
   const int f = blockIdx.x * QK8_1 + threadIdx.x, c = blockIdx.y;
   const float v = glu_act(a.g[(size_t)c * a.ldg + f], a.u[(size_t)c * a.ldg + f], a.act);
   if (a.y) a.y[(size_t)c * a.ldy + f] = v;
@@ -228,6 +229,7 @@ extern "C" __global__ void __launch_bounds__(WARP) rbee_glu_q8_1(GluEpilogueArgs
 
 #define RBEE_MMQ(name, T, W, NC)                                                                         \
   extern "C" __global__ void __launch_bounds__(MMQ_THREADS) rbee_mmq_##name##_w##W##_c##NC(MmvqArgs a) { \
+    pdl_enter();                                                                                         \
     mmq_body<T, W, NC>(a);                                                                               \
   }
 #define RBEE_MMQ_TYPE(name, T) \

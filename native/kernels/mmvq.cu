@@ -211,9 +211,11 @@ using namespace rbee;
 
 #define RBEE_MMVQ_NC(name, T, NC)                                                                        \
   extern "C" __global__ void __launch_bounds__(MMVQ_THREADS) rbee_mmvq_##name##_##NC(MmvqArgs a) {       \
+    pdl_enter();                                                                                         \
     mmvq_body<T, NC>(a);                                                                                 \
   }                                                                                                      \
   extern "C" __global__ void __launch_bounds__(GLU_THREADS, (NC) <= 4 ? 2 : 1) rbee_mmvq_glu_##name##_##NC(GluArgs a) {     \
+    pdl_enter();                                                                                         \
     glu_body<T, NC>(a);                                                                                  \
   }
 

@@ -41,6 +41,7 @@ using namespace rbee;
 extern "C" __global__ void __launch_bounds__(NORM_THREADS) rbee_rmsnorm_q8_1(NormArgs a) {
   extern __shared__ float row[];
   __shared__ float red[NORM_THREADS / WARP];
+  pdl_enter();
   const int r = blockIdx.x;
   float* x = a.x + (size_t)r * a.ldx;
   if (a.pre) {
@@ -73,6 +74,7 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS) rbee_rmsnorm_q8_1(Nor
 // x [rows][ldx] f32 -> q8_1 planes. grid: (ceil(K/32/8), rows); block: 256 (a warp per block of 32).
 extern "C" __global__ void __launch_bounds__(256)
     rbee_quantize_q8_1(const float* x, int ldx, int K, int8_t* yq, int ldyq, half2* yds, int ldyds) {
+  pdl_enter();
   const int b = blockIdx.x * 8 + (threadIdx.x >> 5), r = blockIdx.y;
   if (b >= K / QK8_1) return;
   const float v = x[(size_t)r * ldx + b * QK8_1 + (threadIdx.x & 31)];

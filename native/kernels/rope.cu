@@ -7,6 +7,7 @@ using namespace rbee;
 
 extern "C" __global__ void __launch_bounds__(128) rbee_rope_kv(RopeArgs a) {
   __shared__ float red[4];
+  pdl_enter();
   const int r = blockIdx.y, head = blockIdx.x, i = threadIdx.x;
   const int hd = a.hd, half_rot = a.n_rot / 2;
   const int p = a.pos[r], slot = a.slot[r];

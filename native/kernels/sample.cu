@@ -13,6 +13,7 @@ __device__ __forceinline__ float table_value(const uint8_t* row, int e) {
 
 extern "C" __global__ void __launch_bounds__(256) rbee_embed_rows(int type, const uint8_t* table, long long row_bytes,
                                                                   const int* tokens, int K, float scale, float* out, int ldo) {
+  pdl_enter();
   const int e = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y;
   if (e >= K) return;
   const uint8_t* row = table + (size_t)tokens[r] * row_bytes;
@@ -38,6 +39,7 @@ extern "C" __global__ void __launch_bounds__(256) rbee_argmax_final(const float*
                                                                     int* token, float* val_out, int* pos) {
   __shared__ float sv[8];
   __shared__ int si[8];
+  pdl_enter();
   const int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float bv = -INFINITY;
   int bi = -1;

@@ -84,6 +84,11 @@ export const environmentSettings = [
     fallback: 'MMQ kernels for K-quant weights at 16 and 32 rows',
   },
   {
+    name: 'RBEE_CANDLE_PDL',
+    description: "candle graph path: `off` launches the decode graph's kernels one after another instead of as programmatic dependent launches (an A/B switch; the tokens are the same)",
+    fallback: 'programmatic dependent launches on compute capability 9.0 and newer',
+  },
+  {
     name: 'RBEE_CANDLE_PREFILL_GEMM',
     description: "candle graph path: the GEMM prefill's operands, bf16 or tf32 (f32 weights and activations, TF32 tensor cores)",
     fallback: 'bf16',

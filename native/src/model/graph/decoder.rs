@@ -6,12 +6,11 @@
 //! passes raw device addresses to the kernels (no cudarc event tracking inside a capture).
 
 use std::collections::HashMap;
+use std::ffi::c_void;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use candle_core::cuda_backend::cudarc::driver::{
-    result, sys, CudaContext, CudaFunction, CudaGraph, CudaModule, CudaStream, DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
-};
+use candle_core::cuda_backend::cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaGraph, CudaModule, CudaStream, DeviceRepr, DriverError};
 use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
@@ -32,6 +31,11 @@ use memory::{trace_vram, vram_tracing, DeviceArena, DeviceBuffer};
 
 fn cu<T>(what: &str, result: Result<T, DriverError>) -> EngineResult<T> {
     result.map_err(|e| EngineError::internal(format!("cuda {what}: {e}")))
+}
+
+/// A kernel parameter's address, for cuLaunchKernelEx's parameter array.
+fn param<T>(value: &mut T) -> *mut c_void {
+    std::ptr::from_mut(value).cast()
 }
 
 fn ptr(buffer: &Option<DeviceBuffer>) -> u64 {
@@ -205,6 +209,8 @@ pub struct GraphDecoder {
     /// smallest bucket that holds them.
     graphs: HashMap<usize, Graph>,
     kernels_per_step: usize,
+    /// Kernels launched as programmatic dependent launches (plan::pdl_enabled).
+    pdl: bool,
     /// The GEMM prefill's buffers (None while loading).
     prefill: Option<prefill::Prefill>,
     pub weight_bytes: usize,
@@ -296,6 +302,7 @@ impl GraphDecoder {
         let ctx = cuda.cuda_stream().context().clone();
         cu("bind", ctx.bind_to_thread())?;
         let sms = cu("attribute", ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT))? as usize;
+        let pdl = plan::pdl_enabled(cu("attribute", ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR))?);
         let capacity = context_size.max(1);
         let slots = slots.max(1);
         let buckets = plan::batch_buckets(slots);
@@ -475,6 +482,7 @@ impl GraphDecoder {
             buffers,
             graphs: HashMap::new(),
             kernels_per_step: 0,
+            pdl,
             prefill: None,
             weight_bytes,
             cache_bytes: 2 * cache_half,
@@ -553,11 +561,35 @@ impl GraphDecoder {
     }
 
     fn launch<A: DeviceRepr>(&self, name: &str, grid: (u32, u32, u32), block: u32, shared: u32, args: &A) -> EngineResult<()> {
+        let mut params = [std::ptr::from_ref(args).cast_mut().cast::<c_void>()];
+        // SAFETY: every kernel launched this way takes one argument struct, `A` mirrors it (args.rs).
+        unsafe { self.launch_params(name, grid, block, shared, &mut params) }
+    }
+
+    /// Launches a decode kernel on the decode stream; with `pdl`, as a programmatic dependent
+    /// launch (common.cuh's pdl_enter), which stream capture keeps as the graph's edge.
+    ///
+    /// # Safety
+    /// `params` must point at the kernel's arguments, in order and of its types.
+    unsafe fn launch_params(&self, name: &str, grid: (u32, u32, u32), block: u32, shared: u32, params: &mut [*mut c_void]) -> EngineResult<()> {
         let function = self.kernels.get(name)?;
-        let mut builder = self.stream.launch_builder(function);
-        builder.arg(args);
-        let config = LaunchConfig { grid_dim: grid, block_dim: (block, 1, 1), shared_mem_bytes: shared };
-        cu(name, unsafe { builder.launch(config) }).map(|_| ())
+        let mut attribute: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attribute.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attribute.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: grid.0,
+            gridDimY: grid.1,
+            gridDimZ: grid.2,
+            blockDimX: block,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: shared,
+            hStream: self.stream.cu_stream(),
+            attrs: if self.pdl { &mut attribute } else { std::ptr::null_mut() },
+            numAttrs: u32::from(self.pdl),
+        };
+        let status = unsafe { sys::cuLaunchKernelEx(&config, function.cu_function(), params.as_mut_ptr(), std::ptr::null_mut()) };
+        cu(name, status.result())
     }
 
     fn norm(&self, rows: usize, weight: u64, pre: Option<(u64, u64)>) -> EngineResult<()> {
@@ -698,12 +730,12 @@ impl GraphDecoder {
         let mut kernels = 0;
 
         let emb = &self.embeddings;
-        let function = self.kernels.get("rbee_embed_rows")?;
-        let (qtype, row_bytes, k, scale, ldo) = (emb.shape.qtype.id(), emb.shape.row_bytes() as i64, d as i32, cfg.embed_scale.unwrap_or(1.0), d as i32);
-        let mut builder = self.stream.launch_builder(function);
-        builder.arg(&qtype).arg(&emb.buffer.ptr).arg(&row_bytes).arg(&b.tokens.ptr).arg(&k).arg(&scale).arg(&b.x.ptr).arg(&ldo);
-        let grid = (d.div_ceil(256) as u32, rows as u32, 1);
-        cu("rbee_embed_rows", unsafe { builder.launch(LaunchConfig { grid_dim: grid, block_dim: (256, 1, 1), shared_mem_bytes: 0 }) })?;
+        let (mut qtype, mut table, mut row_bytes, mut toks) = (emb.shape.qtype.id(), emb.buffer.ptr, emb.shape.row_bytes() as i64, b.tokens.ptr);
+        let (mut k, mut scale, mut out, mut ldo) = (d as i32, cfg.embed_scale.unwrap_or(1.0), b.x.ptr, d as i32);
+        let mut params =
+            [param(&mut qtype), param(&mut table), param(&mut row_bytes), param(&mut toks), param(&mut k), param(&mut scale), param(&mut out), param(&mut ldo)];
+        // SAFETY: rbee_embed_rows(int, const uint8_t*, long long, const int*, int, float, float*, int).
+        unsafe { self.launch_params("rbee_embed_rows", (d.div_ceil(256) as u32, rows as u32, 1), 256, 0, &mut params)? };
         kernels += 1;
 
         let outs = [b.qkv.ptr, b.qkv.ptr + 4 * (nh * hd) as u64, b.qkv.ptr + 4 * ((nh + nkv) * hd) as u64];
@@ -864,11 +896,11 @@ impl GraphDecoder {
         let vocab = cfg.n_vocab as i32;
         let (grid, launches) =
             self.mmvq(rows, &[(self.head(), b.logits.ptr, 0, vocab, 0)], b.xq.ptr, b.xds.ptr, d, Some((b.argmax_val.ptr, b.argmax_idx.ptr)))?;
-        let function = self.kernels.get("rbee_argmax_final")?;
-        let (nparts, ld, no_value) = (grid as i32, grid as i32, 0u64);
-        let mut builder = self.stream.launch_builder(function);
-        builder.arg(&b.argmax_val.ptr).arg(&b.argmax_idx.ptr).arg(&nparts).arg(&ld).arg(&b.tokens.ptr).arg(&no_value).arg(&b.pos.ptr);
-        cu("rbee_argmax_final", unsafe { builder.launch(LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }) })?;
+        let (mut val, mut idx, mut nparts, mut ld) = (b.argmax_val.ptr, b.argmax_idx.ptr, grid as i32, grid as i32);
+        let (mut token, mut no_value, mut pos) = (b.tokens.ptr, 0u64, b.pos.ptr);
+        let mut params = [param(&mut val), param(&mut idx), param(&mut nparts), param(&mut ld), param(&mut token), param(&mut no_value), param(&mut pos)];
+        // SAFETY: rbee_argmax_final(const float*, const int*, int, int, int*, float*, int*).
+        unsafe { self.launch_params("rbee_argmax_final", (rows as u32, 1, 1), 256, 0, &mut params)? };
         Ok(2 + launches)
     }
 

@@ -50,6 +50,13 @@ pub fn mmq_enabled() -> bool {
     std::env::var("RBEE_CANDLE_MMQ").map_or(true, |v| v != "off")
 }
 
+/// Whether the decode graph's kernels go as programmatic dependent launches (common.cuh's
+/// pdl_enter): on compute capability 9.0 and newer, unless `RBEE_CANDLE_PDL=off` (an A/B switch
+/// for benches; the arithmetic is the same either way).
+pub fn pdl_enabled(compute_major: i32) -> bool {
+    compute_major >= 9 && std::env::var("RBEE_CANDLE_PDL").map_or(true, |v| v != "off")
+}
+
 /// A weight type with a kernel (the ggml type id is the kernels' `QType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QType {
