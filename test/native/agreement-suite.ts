@@ -14,7 +14,8 @@
 import type {ExecutionContext} from 'ava';
 import type {Token} from 'node-llama-cpp';
 import {agreementPrompts} from '../../bench/lib/agreement-prompts.js';
-import {llamaCppTeacherReference, referenceLlama} from '../../bench/lib/llama-cpp-reference.js';
+import {cachedTeacherReference} from '../../bench/lib/cached-teacher-reference.js';
+import {referenceLlama} from '../../bench/lib/llama-cpp-reference.js';
 import {loadNativeModel, nativeGgmlSimdLevel} from '../../src/native/index.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 import {nativeTest} from './native-helpers.js';
@@ -58,7 +59,9 @@ export async function agreementSuite(cpuVariant?: string): Promise<void> {
     // Two engines over hundreds of positions: minutes on a loaded 2-core machine, past ava's 3 min of silence.
     t.timeout(20 * 60_000, 'teacher forcing against llama.cpp');
     const modelPath = await defaultModelPath();
-    const reference = await llamaCppTeacherReference(modelPath, prompts, maxTokens, cpuVariant === undefined ? {} : {cpuVariant});
+    // llama.cpp's answer for this model, build and prompts is the same every run: computed once per machine.
+    const reference = await cachedTeacherReference(modelPath, prompts, maxTokens, cpuVariant === undefined ? {} : {cpuVariant});
+    t.log(`llama.cpp's ${reference.cpuVariant} build: reference ${reference.source}`);
     const model = await loadNativeModel({path: modelPath, contextSize: 2048, threads: 2});
     let agreed = 0;
     let positions = 0;
