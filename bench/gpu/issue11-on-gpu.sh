@@ -50,6 +50,17 @@ wait_ready() {
     log "$file ready (waited ${waited}s)"
   done
 }
+# Results go into $work/res (kept between calls, beside earlier stages'), packed by `pack` into
+# <out>/results.tar.xz (the device tool brings back 8 files at most); cd to $work, $bin is llama.cpp's.
+results_into() {
+  mkdir -p "$1"
+  final="$(cd "$1" && pwd)"
+  out="$work/res"
+  mkdir -p "$out"
+  cd "$work" || exit 1
+  bin="$work/llama.cpp/build/bin"
+}
+pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
 # Joins the Gemma slices (in $work) and checks the sum.
 join_gemma() {
   [[ -f gemma.sha256 && ! -f gemma-3-270m-q4_k_m.gguf ]] || return 0
@@ -118,20 +129,12 @@ case "$stage" in
     log "slices: $(ls "$work/model" | tr '\n' ' '); build: $(tail -c 200 "$work/llama-build.log" | tr '\r\n' '  ' | tail -c 100)"
     ;;
   bench)
-    # The device tool brings back 8 files at most: everything goes into $work/res, packed at the end.
-    final="${2:?out}"
+    # What is done so far goes back (pack) even if the call runs out of time later.
+    results_into "${2:?out}"
     runs=5
     [[ "${3:-}" == "--runs" ]] && runs="${4:?runs}"
-    mkdir -p "$final"
-    final="$(cd "$final" && pwd)"
-    out="$work/res"
-    rm -rf "$out" && mkdir -p "$out"
-    cd "$work"
     wait_ready
     cp llama-build.log "$out/" 2>/dev/null
-    bin="$work/llama.cpp/build/bin"
-    # What is done so far goes back even if the call runs out of time later.
-    pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
     join_gemma
     {
       nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv
@@ -188,16 +191,9 @@ case "$stage" in
     ls -la "$out" "$final"
     ;;
   diag)
-    final="${2:?out}"
-    mkdir -p "$final"
-    final="$(cd "$final" && pwd)"
-    out="$work/res"
-    mkdir -p "$out"
-    cd "$work"
+    results_into "${2:?out}"
     wait_ready
     join_gemma
-    bin="$work/llama.cpp/build/bin"
-    pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
     RBEE_CANDLE_VRAM_TRACE=1 RBEE_CANDLE_PREFILL_GEMM=bf16 timeout 150 ./node20 ttft-vram.mjs native/index.js synthetic-8b.gguf \
       "$out/ttft-vram-8b-trace.json" --llama-server "$bin" --ctx 8192 --prompt 512 --rounds 3 2>&1 | tee "$out/ttft-vram-8b-trace.log"
     pack
@@ -215,14 +211,7 @@ case "$stage" in
     ;;
   serve)
     # Into $work/res beside bench's results (one results.tar.xz for both).
-    final="${2:?out}"
-    mkdir -p "$final"
-    final="$(cd "$final" && pwd)"
-    out="$work/res"
-    mkdir -p "$out"
-    cd "$work"
-    bin="$work/llama.cpp/build/bin"
-    pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
+    results_into "${2:?out}"
     [[ -f synthetic-8b.gguf && -x "$bin/llama-server" ]] || { log "run setup and bench first (no model or llama-server)"; exit 1; }
     for g in ${RBEE_I11_GEMMS:-tf32}; do
       RBEE_CANDLE_PREFILL_GEMM="$g" timeout 150 ./node20 ttft-vram.mjs native/index.js synthetic-8b.gguf "$out/ttft-vram-8b-$g.json" \
