@@ -8,7 +8,7 @@
 // --big: a model to load at a context whose KV cache cannot fit the card (the 8B shape at 4M
 //   positions): `insufficient_vram` before anything is loaded, quickly, and the process holds no
 //   more GPU memory after it than its CUDA context did before it.
-// --small: a model (Gemma 3 270M) loaded at a context of 256: a prompt longer than that is
+// --small: a small model (Gemma 3 270M, or a tiny synthetic one) loaded at a context of 256: a prompt longer than that is
 //   refused with `prompt_too_long` naming the limit, and the model still answers afterwards.
 // --f16: a model whose FFN matrices are F16, a type the graph path has no kernel for: asked for
 //   the graph path it fails naming the type; left to choose, it loads on the tensor path.

@@ -16,6 +16,8 @@
 #                                                        # three llama.cpp runs (prompt batched, a token at a time,
 #                                                        # flash attention off) for graph, graph-serial and tensor;
 #                                                        # bad input on the GPU path (bad-input.mjs)
+#   bash <dir>/base/issue11-on-gpu.sh quick <out> [runs] # THERE, right after setup (no Gemma): bad input with tiny
+#                                                        # models, the VRAM trace, the 8B speed with PDL on and off
 #   bash <dir>/base/issue11-on-gpu.sh serve <out>       # THERE: the 8B shape served: 8 and 32 streams against
 #                                                        # llama-server -np 8 / -np 32 (batching.mjs), TTFT of a
 #                                                        # 512-token prompt and GPU memory at context 8192 (ttft-vram.mjs)
@@ -29,7 +31,7 @@
 # while it stays warm, and a background job started with setsid runs on between them.
 set -uo pipefail
 
-stage="${1:?stage: prepare <dir> | setup <base> | part <slice> | bench <out>}"
+stage="${1:?stage: prepare <dir> | setup <base> | part <slice> | quick <out> | bench <out> | diag <out> | serve <out>}"
 work=/root/i11
 log() { echo "[i11 $(date +%H:%M:%S)] $*"; }
 # Waits (in $work) for setup's llama.cpp build and synthetic 8B model.
@@ -61,6 +63,30 @@ results_into() {
   bin="$work/llama.cpp/build/bin"
 }
 pack() { tar -C "$work" -cJf "$final/results.tar.xz.tmp" res && mv "$final/results.tar.xz.tmp" "$final/results.tar.xz"; }
+# The machine, the builds and the GPU's short name ($gpu), into $out/machine.txt.
+machine_info() {
+  {
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv
+    echo "rbee commit $(cat COMMIT); .node: $(tr '\n' ' ' < BUILD-INFO)"
+    echo "llama.cpp $(cat llama.cpp/COMMIT); nvcc $(nvcc --version | tail -2 | head -1)"
+    grep -E "CUDA_GRAPHS|CMAKE_CUDA_ARCHITECTURES|GGML_NATIVE" llama.cpp/build/CMakeCache.txt
+    lscpu | grep -E "Model name|^CPU\(s\)"
+  } > "$out/machine.txt" 2>&1
+  cat "$out/machine.txt"
+  gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oiE 'h100|h200|a100|l40s' | head -1 | tr 'A-Z' 'a-z')"
+}
+# <model basename> <label suffix> [env...]: graph path vs llama-bench (pp512, tg128), alternating, medians ($runs rounds).
+speed() {
+  local m="$1" suffix="$2"
+  shift 2
+  env "$@" timeout 240 ./node20 bench/.work/candle-bench.mjs --device cuda:0 --forward graph --peer "llama-bench:$bin/llama-bench" \
+    --model "$m.gguf" --threads 8 --prompt-tokens 512 --decode-tokens 128 --runs "$runs" --quiet-wait-ms 1000 --retries 0 \
+    --label "${gpu:-gpu}-$m-graph$suffix" --out "$out" > "$out/bench-$m$suffix.log" 2>&1
+  local rc=$?
+  tail -22 "$out/bench-$m$suffix.log"
+  pack
+  return $rc
+}
 # Joins the Gemma slices (in $work) and checks the sum.
 join_gemma() {
   [[ -f gemma.sha256 && ! -f gemma-3-270m-q4_k_m.gguf ]] || return 0
@@ -136,28 +162,9 @@ case "$stage" in
     wait_ready
     cp llama-build.log "$out/" 2>/dev/null
     join_gemma
-    {
-      nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv
-      echo "rbee commit $(cat COMMIT); .node: $(tr '\n' ' ' < BUILD-INFO)"
-      echo "llama.cpp $(cat llama.cpp/COMMIT); nvcc $(nvcc --version | tail -2 | head -1)"
-      grep -E "CUDA_GRAPHS|CMAKE_CUDA_ARCHITECTURES|GGML_NATIVE" llama.cpp/build/CMakeCache.txt
-      lscpu | grep -E "Model name|^CPU\(s\)"
-    } > "$out/machine.txt" 2>&1
-    cat "$out/machine.txt"
+    machine_info
     pack
-    gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -oiE 'h100|h200|a100|l40s' | head -1 | tr 'A-Z' 'a-z')"
     gemms="${RBEE_I11_GEMMS:-tf32}"
-    speed() {  # <model basename> <label suffix> [env...]: graph path vs llama-bench (pp512, tg128), alternating, medians
-      local m="$1" suffix="$2"
-      shift 2
-      env "$@" timeout 240 ./node20 bench/.work/candle-bench.mjs --device cuda:0 --forward graph --peer "llama-bench:$bin/llama-bench" \
-        --model "$m.gguf" --threads 8 --prompt-tokens 512 --decode-tokens 128 --runs "$runs" --quiet-wait-ms 1000 --retries 0 \
-        --label "${gpu:-gpu}-$m-graph$suffix" --out "$out" > "$out/bench-$m$suffix.log" 2>&1
-      local rc=$?
-      tail -22 "$out/bench-$m$suffix.log"
-      pack
-      return $rc
-    }
     # 1. The 8B shape first (the figure the default hangs on), once per GEMM prefill type; should
     #    the GEMM prefill fail, again with every prompt on the batch-8 decode graph, so the decode
     #    comparison still happens.
@@ -188,6 +195,29 @@ case "$stage" in
       cat "$out/graph-decode-8b-$g.log"
       pack
     done
+    ls -la "$out" "$final"
+    ;;
+  quick)
+    # A short call for a machine that may not come twice: no Gemma needed. Bad input (tiny synthetic
+    # models stand in for Gemma), where the VRAM goes, and the 8B speed with and without the
+    # programmatic dependent launches.
+    results_into "${2:?out}"
+    runs="${3:-5}"
+    wait_ready
+    machine_info
+    pack
+    PYTHONPATH="$work/gguf-py" python3 synthetic-gguf.py --vocab ggml-vocab-llama-bpe.gguf --out tiny-q4.gguf --layers 2 --embd 256 --ffn 512 \
+      --heads 4 --kv-heads 2 > "$out/bad-input.log" 2>&1
+    PYTHONPATH="$work/gguf-py" python3 synthetic-gguf.py --vocab ggml-vocab-llama-bpe.gguf --out tiny-f16.gguf --layers 2 --embd 256 --ffn 512 \
+      --heads 4 --kv-heads 2 --ffn-type f16 >> "$out/bad-input.log" 2>&1
+    timeout 120 ./node20 bad-input.mjs native/index.js "$out/bad-input.json" --big synthetic-8b.gguf --small tiny-q4.gguf \
+      --f16 tiny-f16.gguf 2>&1 | tee -a "$out/bad-input.log"
+    pack
+    RBEE_CANDLE_VRAM_TRACE=1 RBEE_CANDLE_PREFILL_GEMM=bf16 timeout 150 ./node20 ttft-vram.mjs native/index.js synthetic-8b.gguf \
+      "$out/ttft-vram-8b-trace.json" --llama-server "$bin" --ctx 8192 --prompt 512 --rounds 5 2>&1 | tee "$out/ttft-vram-8b-trace.log"
+    pack
+    speed synthetic-8b "-pdl-on" RBEE_CANDLE_PREFILL_GEMM=bf16
+    speed synthetic-8b "-pdl-off" RBEE_CANDLE_PDL=off RBEE_CANDLE_PREFILL_GEMM=bf16
     ls -la "$out" "$final"
     ;;
   diag)
