@@ -35,8 +35,13 @@ stage="${1:?stage: prepare <dir> | setup <base> | part <slice> | quick <out> | b
 work=/root/i11
 log() { echo "[i11 $(date +%H:%M:%S)] $*"; }
 # Waits (in $work) for setup's llama.cpp build and synthetic 8B model.
+# RBEE_I11_NO_LLAMA=1: candle alone, no waiting for the llama.cpp build (and no llama.cpp peer in
+# quick's measurements): for a call that must be short.
+no_llama="${RBEE_I11_NO_LLAMA:-0}"
 wait_ready() {
-  for what in "llama.cpp/build/ok:llama-build.log" "synthetic-8b.gguf:synthetic.log"; do
+  local wanted=("llama.cpp/build/ok:llama-build.log" "synthetic-8b.gguf:synthetic.log")
+  [[ "$no_llama" == 1 ]] && wanted=("synthetic-8b.gguf:synthetic.log")
+  for what in "${wanted[@]}"; do
     file="${what%%:*}"
     logf="${what##*:}"
     waited=0
@@ -79,7 +84,9 @@ machine_info() {
 speed() {
   local m="$1" suffix="$2"
   shift 2
-  env "$@" timeout 240 ./node20 bench/.work/candle-bench.mjs --device cuda:0 --forward graph --peer "llama-bench:$bin/llama-bench" \
+  local peer=(--peer "llama-bench:$bin/llama-bench")
+  [[ "$no_llama" == 1 ]] && peer=()
+  env "$@" timeout 240 ./node20 bench/.work/candle-bench.mjs --device cuda:0 --forward graph "${peer[@]}" \
     --model "$m.gguf" --threads 8 --prompt-tokens 512 --decode-tokens 128 --runs "$runs" --quiet-wait-ms 1000 --retries 0 \
     --label "${gpu:-gpu}-$m-graph$suffix" --out "$out" > "$out/bench-$m$suffix.log" 2>&1
   local rc=$?
@@ -141,7 +148,7 @@ case "$stage" in
     echo 'add_subdirectory(rbee-ref)' >> llama.cpp/tools/CMakeLists.txt
     log "node $(./node20 --version); $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); $(nvcc --version | tail -2 | head -1); cores $(nproc)"
     cd "$work/llama.cpp"
-    setsid nohup bash -c "cmake -B build -G Ninja -DGGML_CUDA=ON -DGGML_CUDA_GRAPHS=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
+    [[ "$no_llama" == 1 ]] || setsid nohup bash -c "cmake -B build -G Ninja -DGGML_CUDA=ON -DGGML_CUDA_GRAPHS=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
         -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
         -DLLAMA_USE_PREBUILT_UI=OFF && cmake --build build -j 16 --target llama-bench llama-server rbee-llama-ref && touch build/ok" \
       > "$work/llama-build.log" 2>&1 < /dev/null &
@@ -213,8 +220,10 @@ case "$stage" in
     timeout 120 ./node20 bad-input.mjs native/index.js "$out/bad-input.json" --big synthetic-8b.gguf --small tiny-q4.gguf \
       --f16 tiny-f16.gguf 2>&1 | tee -a "$out/bad-input.log"
     pack
+    server=(--llama-server "$bin")
+    [[ "$no_llama" == 1 ]] && server=()
     RBEE_CANDLE_VRAM_TRACE=1 RBEE_CANDLE_PREFILL_GEMM=bf16 timeout 150 ./node20 ttft-vram.mjs native/index.js synthetic-8b.gguf \
-      "$out/ttft-vram-8b-trace.json" --llama-server "$bin" --ctx 8192 --prompt 512 --rounds 5 2>&1 | tee "$out/ttft-vram-8b-trace.log"
+      "$out/ttft-vram-8b-trace.json" "${server[@]}" --ctx 8192 --prompt 512 --rounds 5 2>&1 | tee "$out/ttft-vram-8b-trace.log"
     pack
     speed synthetic-8b "-pdl-on" RBEE_CANDLE_PREFILL_GEMM=bf16
     speed synthetic-8b "-pdl-off" RBEE_CANDLE_PDL=off RBEE_CANDLE_PREFILL_GEMM=bf16
