@@ -23,7 +23,7 @@
 #                                                        # 512-token prompt and GPU memory at context 8192 (ttft-vram.mjs)
 #
 # RBEE_I11_NO_GEMMA=1 (prepare): no Gemma slices (bench then skips agreement and Gemma's speed).
-# RBEE_I11_PDL_AB=1 (bench): the 8B speed also with RBEE_CANDLE_PDL=off.
+# RBEE_I11_PDL_AB=1 (bench): the 8B speed also with RBEE_CANDLE_PDL=on.
 # RBEE_I11_GEMMS="tf32 bf16" (bench, serve): the GEMM prefill's operand types to run
 # (RBEE_CANDLE_PREFILL_GEMM), each a run of its own; default tf32.
 #
@@ -175,10 +175,10 @@ case "$stage" in
     # 1. The 8B shape first (the figure the default hangs on), once per GEMM prefill type; should
     #    the GEMM prefill fail, again with every prompt on the batch-8 decode graph, so the decode
     #    comparison still happens.
-    # RBEE_I11_PDL_AB=1: the 8B shape once more with the decode graph's kernels launched one after
-    # another (RBEE_CANDLE_PDL=off), for the programmatic dependent launches' share.
+    # RBEE_I11_PDL_AB=1: the 8B shape once more with the decode graph's kernels as programmatic
+    # dependent launches (RBEE_CANDLE_PDL=on), for their share.
     if [[ "${RBEE_I11_PDL_AB:-0}" == 1 ]]; then
-      speed synthetic-8b "-pdl-off" RBEE_CANDLE_PDL=off RBEE_CANDLE_PREFILL_GEMM="${gemms%% *}"
+      speed synthetic-8b "-pdl-on" RBEE_CANDLE_PDL=on RBEE_CANDLE_PREFILL_GEMM="${gemms%% *}"
     fi
     for g in $gemms; do
       if ! speed synthetic-8b "-$g" RBEE_CANDLE_PREFILL_GEMM="$g"; then
@@ -225,7 +225,7 @@ case "$stage" in
     RBEE_CANDLE_VRAM_TRACE=1 RBEE_CANDLE_PREFILL_GEMM=bf16 timeout 150 ./node20 ttft-vram.mjs native/index.js synthetic-8b.gguf \
       "$out/ttft-vram-8b-trace.json" "${server[@]}" --ctx 8192 --prompt 512 --rounds 5 2>&1 | tee "$out/ttft-vram-8b-trace.log"
     pack
-    speed synthetic-8b "-pdl-on" RBEE_CANDLE_PREFILL_GEMM=bf16
+    speed synthetic-8b "-pdl-on" RBEE_CANDLE_PDL=on RBEE_CANDLE_PREFILL_GEMM=bf16
     speed synthetic-8b "-pdl-off" RBEE_CANDLE_PDL=off RBEE_CANDLE_PREFILL_GEMM=bf16
     ls -la "$out" "$final"
     ;;

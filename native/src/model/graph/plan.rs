@@ -51,10 +51,10 @@ pub fn mmq_enabled() -> bool {
 }
 
 /// Whether the decode graph's kernels go as programmatic dependent launches (common.cuh's
-/// pdl_enter): on compute capability 9.0 and newer, unless `RBEE_CANDLE_PDL=off` (an A/B switch
-/// for benches; the arithmetic is the same either way).
+/// pdl_enter): with `RBEE_CANDLE_PDL=on`, on compute capability 9.0 and newer. Off by default
+/// until a GPU run has measured it (the arithmetic is the same either way).
 pub fn pdl_enabled(compute_major: i32) -> bool {
-    compute_major >= 9 && std::env::var("RBEE_CANDLE_PDL").map_or(true, |v| v != "off")
+    compute_major >= 9 && std::env::var("RBEE_CANDLE_PDL").is_ok_and(|v| v == "on")
 }
 
 /// A weight type with a kernel (the ggml type id is the kernels' `QType`).
