@@ -5,9 +5,9 @@
 //   node bad-input.mjs <napi loader (native/index.js)> <out.json> --big <model.gguf> --small <model.gguf>
 //        [--f16 <model.gguf>]
 //
-// --big: a model to load at a context whose KV cache cannot fit the card (the 8B shape at 4M
-//   positions): `insufficient_vram` before anything is loaded, quickly, and the process holds no
-//   more GPU memory after it than its CUDA context did before it.
+// --big: a model to load with a KV cache that cannot fit the card (the 8B shape, 64 slots of 32,768
+//   positions: 256 GiB): `insufficient_vram` before anything is loaded, quickly, and the process
+//   holds no more GPU memory after it than its CUDA context did before it.
 // --small: a small model (Gemma 3 270M, or a tiny synthetic one) loaded at a context of 256: a prompt longer than that is
 //   refused with `prompt_too_long` naming the limit, and the model still answers afterwards.
 // --f16: a model whose FFN matrices are F16, a type the graph path has no kernel for: asked for
@@ -64,7 +64,9 @@ function generate(model, tokens, maxTokens) {
   const warm = await load({path: flag('--small'), contextSize: 256});
   if (warm.model instanceof binding.Model) warm.model.close();
   const before = processMiB();
-  const {model, ms} = await load({path: flag('--big'), contextSize: 4 * 1048576, forward: 'graph'});
+  // 64 slots of 32,768 positions: within the model's limits (4x the 8,192 it was trained for), a
+  // KV cache no card holds.
+  const {model, ms} = await load({path: flag('--big'), contextSize: 32768, parallel: 64, forward: 'graph'});
   const after = processMiB();
   const refused = !(model instanceof binding.Model);
   if (!refused) model.close();

@@ -16,7 +16,7 @@
 #                                                        # three llama.cpp runs (prompt batched, a token at a time,
 #                                                        # flash attention off) for graph, graph-serial and tensor;
 #                                                        # bad input on the GPU path (bad-input.mjs)
-#   bash <dir>/base/issue11-on-gpu.sh quick <out> [runs] # THERE, right after setup (no Gemma): bad input with tiny
+#   bash <dir>/base/issue11-on-gpu.sh quick <out> [runs] # THERE, after setup (no Gemma needed): bad input with tiny
 #                                                        # models, the VRAM trace, the 8B speed with PDL on and off
 #   bash <dir>/base/issue11-on-gpu.sh serve <out>       # THERE: the 8B shape served: 8 and 32 streams against
 #                                                        # llama-server -np 8 / -np 32 (batching.mjs), TTFT of a
@@ -35,8 +35,8 @@ stage="${1:?stage: prepare <dir> | setup <base> | part <slice> | quick <out> | b
 work=/root/i11
 log() { echo "[i11 $(date +%H:%M:%S)] $*"; }
 # Waits (in $work) for setup's llama.cpp build and synthetic 8B model.
-# RBEE_I11_NO_LLAMA=1: candle alone, no waiting for the llama.cpp build (and no llama.cpp peer in
-# quick's measurements): for a call that must be short.
+# RBEE_I11_NO_LLAMA=1: candle alone, no llama.cpp build (quick then has no peer: TTFT and memory
+# of candle only, PDL on/off from graph-decode.mjs): for a call that must be short.
 no_llama="${RBEE_I11_NO_LLAMA:-0}"
 wait_ready() {
   local wanted=("llama.cpp/build/ok:llama-build.log" "synthetic-8b.gguf:synthetic.log")
@@ -225,8 +225,17 @@ case "$stage" in
     RBEE_CANDLE_VRAM_TRACE=1 RBEE_CANDLE_PREFILL_GEMM=bf16 timeout 150 ./node20 ttft-vram.mjs native/index.js synthetic-8b.gguf \
       "$out/ttft-vram-8b-trace.json" "${server[@]}" --ctx 8192 --prompt 512 --rounds 5 2>&1 | tee "$out/ttft-vram-8b-trace.log"
     pack
-    speed synthetic-8b "-pdl-on" RBEE_CANDLE_PDL=on RBEE_CANDLE_PREFILL_GEMM=bf16
-    speed synthetic-8b "-pdl-off" RBEE_CANDLE_PDL=off RBEE_CANDLE_PREFILL_GEMM=bf16
+    if [[ "$no_llama" == 1 ]]; then
+      # No llama-bench to pace against: the graph path's own decode (graph-decode.mjs), alternating.
+      for p in on off on off; do
+        RBEE_CANDLE_PDL=$p timeout 90 ./node20 graph-decode.mjs native/index.js synthetic-8b.gguf "$out/graph-decode-8b-pdl-$p.json" \
+          --tokens 128 --runs 3 --ctx 2048 2>&1 | tee -a "$out/graph-decode-8b-pdl-$p.log" | grep "graph short\|graph long\|identical"
+        pack
+      done
+    else
+      speed synthetic-8b "-pdl-on" RBEE_CANDLE_PDL=on RBEE_CANDLE_PREFILL_GEMM=bf16
+      speed synthetic-8b "-pdl-off" RBEE_CANDLE_PDL=off RBEE_CANDLE_PREFILL_GEMM=bf16
+    fi
     ls -la "$out" "$final"
     ;;
   diag)

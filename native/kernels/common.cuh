@@ -21,12 +21,12 @@ namespace rbee {
 constexpr int WARP = 32;
 constexpr int QK8_1 = 32;
 
-// Programmatic dependent launch (sm_90 and newer). The decode graph can launch each kernel while the
-// one before it still runs (RBEE_CANDLE_PDL), so its blocks are already resident when that one
+// Programmatic dependent launch (sm_90 and newer). The decode graph launches each kernel while the
+// one before it still runs (unless RBEE_CANDLE_PDL=off), so its blocks are already resident when that one
 // ends and the ~1 us gap between two kernels of a graph hides under the previous one's tail. Every
 // kernel therefore starts here: wait until the previous grid has completed and its writes are
 // visible (which it did only after its own predecessor, so every earlier kernel is done too), then
-// let the next grid launch. Launched without the attribute (the default, GPUs before sm_90) the wait
+// let the next grid launch. Launched without the attribute (PDL off, GPUs before sm_90) the wait
 // returns at once. Nothing is read or written before it.
 __device__ __forceinline__ void pdl_enter() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

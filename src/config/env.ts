@@ -86,8 +86,8 @@ export const environmentSettings = [
   {
     name: 'RBEE_CANDLE_PDL',
     description:
-      "candle graph path: `on` launches the decode graph's kernels as programmatic dependent launches (compute capability 9.0+; the tokens are the same)",
-    fallback: 'off (not yet measured on a GPU)',
+      "candle graph path: `off` launches the decode graph's kernels one after another instead of as programmatic dependent launches (an A/B switch; the tokens are the same)",
+    fallback: 'programmatic dependent launches on compute capability 9.0 and newer',
   },
   {
     name: 'RBEE_CANDLE_PREFILL_GEMM',

@@ -51,10 +51,11 @@ pub fn mmq_enabled() -> bool {
 }
 
 /// Whether the decode graph's kernels go as programmatic dependent launches (common.cuh's
-/// pdl_enter): with `RBEE_CANDLE_PDL=on`, on compute capability 9.0 and newer. Off by default
-/// until a GPU run has measured it (the arithmetic is the same either way).
+/// pdl_enter): on compute capability 9.0 and newer, unless `RBEE_CANDLE_PDL=off` (an A/B switch;
+/// the arithmetic is the same either way). On an H100 they made the 8B shape's decode 3.4 %
+/// faster (bench/results/2026-12-07-gpu-h100-vram-pdl-bad-input.md).
 pub fn pdl_enabled(compute_major: i32) -> bool {
-    compute_major >= 9 && std::env::var("RBEE_CANDLE_PDL").is_ok_and(|v| v == "on")
+    compute_major >= 9 && std::env::var("RBEE_CANDLE_PDL").map_or(true, |v| v != "off")
 }
 
 /// A weight type with a kernel (the ggml type id is the kernels' `QType`).
