@@ -352,8 +352,8 @@ impl GraphDecoder {
         let gemm = prefill::GemmType::from_env()?;
         let prefill_shape =
             prefill::PrefillShape { d: config.n_embd, attn, qkv_width, n_ff, n_head: config.n_head, head_dim: config.head_dim, largest_group, gemma };
-        let prefill_bytes = prefill::prefill_bytes(&prefill_shape, chunk, gemm);
-        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, slots), buffers: sizes.bytes() + prefill_bytes };
+        let prefill_sizes = prefill::PrefillSizes::new(&prefill_shape, chunk, gemm);
+        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, slots), buffers: sizes.bytes() + prefill_sizes.total() };
         trace_vram("the CUDA context and Candle's device (before the graph decoder)");
         let (free, total) = cu("memory info", result::mem_get_info())?;
         // The modules, the graph and the driver's own allocations take some too.
@@ -498,7 +498,7 @@ impl GraphDecoder {
             kernels.require(name)?;
         }
         decoder.kernels = kernels;
-        decoder.prefill = Some(prefill::Prefill::new(&decoder, &prefill_shape, chunk, gemm)?);
+        decoder.prefill = Some(prefill::Prefill::new(&decoder, &prefill_sizes, chunk, gemm)?);
         trace_vram("the prefill's cuBLAS handle and stream");
         for &rows in &buckets {
             decoder.capture(rows)?;

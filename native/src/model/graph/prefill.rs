@@ -136,49 +136,81 @@ pub(super) struct PrefillShape {
     pub gemma: bool,
 }
 
-/// Bytes of a chunk's buffers (for the VRAM check before anything is allocated).
-pub(super) fn prefill_bytes(s: &PrefillShape, chunk: usize, gemm: GemmType) -> usize {
-    let eb = gemm.element_bytes();
-    let act16 = if gemm == GemmType::Bf16 { 2 * chunk * s.d.max(s.attn).max(s.n_ff) } else { 0 };
-    2 * eb * piece_elements(s.largest_group, gemm)
-        + act16
-        + 4 * chunk * (s.d * (1 + usize::from(s.gemma)) + s.d.max(s.attn) + s.qkv_width + 3 * s.n_ff + s.n_head * s.head_dim + 2 * s.n_head + 3)
+/// The bytes of each of a chunk's buffers: what the VRAM check counts before anything is
+/// allocated (`total`), and what `Prefill::new` then allocates.
+#[derive(Clone, Copy)]
+pub(super) struct PrefillSizes {
+    /// Each of the two dequantization buffers.
+    scratch: usize,
+    /// 0 where there is none (TF32 GEMMs; a model without Gemma's post norms).
+    act16: usize,
+    branch: usize,
+    x: usize,
+    y: usize,
+    h: usize,
+    qkv: usize,
+    gu: usize,
+    part_o: usize,
+    part_ml: usize,
+    /// tokens, positions and slots: one 4-byte value a row each.
+    per_row: usize,
+}
+
+impl PrefillSizes {
+    pub(super) fn new(s: &PrefillShape, chunk: usize, gemm: GemmType) -> Self {
+        let f32s = |n: usize| 4 * chunk * n;
+        Self {
+            scratch: gemm.element_bytes() * piece_elements(s.largest_group, gemm),
+            act16: if gemm == GemmType::Bf16 { 2 * chunk * s.d.max(s.attn).max(s.n_ff) } else { 0 },
+            branch: if s.gemma { f32s(s.d) } else { 0 },
+            x: f32s(s.d),
+            y: f32s(s.d.max(s.attn)),
+            h: f32s(s.n_ff),
+            qkv: f32s(s.qkv_width),
+            gu: f32s(2 * s.n_ff),
+            part_o: f32s(s.n_head * s.head_dim),
+            part_ml: f32s(2 * s.n_head),
+            per_row: f32s(1),
+        }
+    }
+
+    pub(super) fn total(&self) -> usize {
+        let Self { scratch, act16, branch, x, y, h, qkv, gu, part_o, part_ml, per_row } = *self;
+        2 * scratch + act16 + branch + x + y + h + qkv + gu + part_o + part_ml + 3 * per_row
+    }
 }
 
 impl Prefill {
-    /// The buffers `prefill_bytes(shape, chunk, gemm)` counted, from the shape the load measured.
-    pub(super) fn new(dec: &GraphDecoder, shape: &PrefillShape, chunk: usize, gemm: GemmType) -> EngineResult<Self> {
-        let PrefillShape { d, attn, qkv_width, n_ff: f, n_head: nh, head_dim: hd, largest_group, gemma } = *shape;
+    /// The buffers `sizes` counted (PrefillSizes::new of the shape the load measured).
+    pub(super) fn new(dec: &GraphDecoder, sizes: &PrefillSizes, chunk: usize, gemm: GemmType) -> EngineResult<Self> {
         let ctx = &dec.ctx;
         let blas = CudaBlas::new(dec.stream.clone()).map_err(|e| EngineError::internal(format!("cublas: {e}")))?;
         let mem = &dec.mem;
-        let f32s = |n: usize| mem.zeroed(4 * n);
-        let piece = piece_elements(largest_group, gemm);
-        let scratch = || mem.zeroed(gemm.element_bytes() * piece);
+        let some = |bytes: usize| if bytes == 0 { Ok(None) } else { mem.zeroed(bytes).map(Some) };
         let event = || cu("event", ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)));
         Ok(Self {
             chunk,
             gemm,
             blas,
-            scratch: [scratch()?, scratch()?],
-            piece,
+            scratch: [mem.zeroed(sizes.scratch)?, mem.zeroed(sizes.scratch)?],
+            piece: sizes.scratch / gemm.element_bytes(),
             side: cu("stream", ctx.new_stream())?,
             filled: [event()?, event()?],
             freed: [event()?, event()?],
             turn: Cell::new(0),
             ran: Cell::new(false),
-            act16: if gemm == GemmType::Bf16 { Some(mem.zeroed(2 * chunk * d.max(attn).max(f))?) } else { None },
-            x: f32s(chunk * d)?,
-            branch: if gemma { Some(f32s(chunk * d)?) } else { None },
-            y: f32s(chunk * d.max(attn))?,
-            h: f32s(chunk * f)?,
-            qkv: f32s(chunk * qkv_width)?,
-            gu: f32s(chunk * 2 * f)?,
-            part_o: f32s(chunk * nh * hd)?,
-            part_ml: f32s(2 * chunk * nh)?,
-            tokens: f32s(chunk)?,
-            pos: f32s(chunk)?,
-            slot: mem.zeroed(4 * chunk)?,
+            act16: some(sizes.act16)?,
+            x: mem.zeroed(sizes.x)?,
+            branch: some(sizes.branch)?,
+            y: mem.zeroed(sizes.y)?,
+            h: mem.zeroed(sizes.h)?,
+            qkv: mem.zeroed(sizes.qkv)?,
+            gu: mem.zeroed(sizes.gu)?,
+            part_o: mem.zeroed(sizes.part_o)?,
+            part_ml: mem.zeroed(sizes.part_ml)?,
+            tokens: mem.zeroed(sizes.per_row)?,
+            pos: mem.zeroed(sizes.per_row)?,
+            slot: mem.zeroed(sizes.per_row)?,
         })
     }
 }
