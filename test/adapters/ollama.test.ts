@@ -199,6 +199,8 @@ serial('two models in one worker, each by name; unload_model frees one (next hea
 });
 
 serial('engine kill -9: the worker is failed within 1 s, restarted by its policy, and serves again', async t => {
+  // The restart loads the model into a new Ollama: minutes on a loaded 2-core machine, past ava's 3 min of silence.
+  t.timeout(6 * 60_000, 'a restarted Ollama loads its model again');
   const serve = serveOf(worker!.pid);
   // The hive's own event stream says when it failed the worker (its clock is this machine's): no polling latency in the figure.
   const follow = new AbortController();
@@ -225,7 +227,8 @@ serial('engine kill -9: the worker is failed within 1 s, restarted by its policy
   await waitFor(
     async () => {
       const info = await workerInfo(worker!.worker_id);
-      return info.restarts === 1 && info.state === 'ready';
+      // At least one restart: under load a first restart may itself fail and be retried by the policy.
+      return info.restarts >= 1 && info.state === 'ready';
     },
     240_000,
     'the restart policy to bring it back',

@@ -48,7 +48,9 @@ async function infer(prompt: string, maxTokens: number): Promise<{text: string; 
   const began = performance.now();
   const answer = await postJson(`${worker!.url}/v1/infer`, {prompt, max_tokens: maxTokens, temperature: 0}, {headers: auth});
   if (answer.status !== 200) {
-    throw new Error(`infer answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+    // The hive's record of the worker says why it stopped taking requests (a missed heartbeat, say).
+    const record = (await getJson(`${hive!.url}/v1/workers/${worker!.worker_id}`)).body as {state?: string; reason?: string | null; restarts?: number};
+    throw new Error(`infer answered ${answer.status}: ${JSON.stringify(answer.body)}; the hive has the worker ${JSON.stringify({state: record.state, reason: record.reason, restarts: record.restarts})}`);
   }
   return {text: InferResponseSchema.parse(answer.body).text, ms: performance.now() - began};
 }
