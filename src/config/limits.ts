@@ -16,6 +16,7 @@ export const limits = {
   maxQueue: {min: 0, max: 100_000},
   heartbeatIntervalMs: {min: 50, max: 600_000},
   orphanTimeoutMs: {min: 100, max: 86_400_000},
+  missedHeartbeats: {min: 2, max: 1_000},
   loadStallTimeoutMs: {min: 1_000, max: 86_400_000},
   workerTimeoutMs: {min: 50, max: 600_000},
   stopGraceMs: {min: 0, max: 600_000},

@@ -73,6 +73,8 @@ export const ConfigSchema = z.strictObject({
       token: ApiTokenSchema.optional(),
       heartbeatIntervalMs: integerIn(limits.heartbeatIntervalMs).optional(),
       orphanTimeoutMs: integerIn(limits.orphanTimeoutMs).optional(),
+      /** Heartbeat intervals a worker may miss before the hive fails it (workers wait as many for their hive). */
+      missedHeartbeats: integerIn(limits.missedHeartbeats).optional(),
       loadStallTimeoutMs: integerIn(limits.loadStallTimeoutMs).optional(),
       /** How long a worker may leave a request unanswered before the hive checks it and retries elsewhere. */
       workerTimeoutMs: integerIn(limits.workerTimeoutMs).optional(),

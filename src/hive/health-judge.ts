@@ -1,11 +1,11 @@
 import {defaults} from '../config/limits.js';
 import type {WorkerView} from './worker-record.js';
 
-export type HealthLimits = {heartbeatIntervalMs: number; loadStallTimeoutMs: number};
+export type HealthLimits = {heartbeatIntervalMs: number; loadStallTimeoutMs: number; missedHeartbeats: number};
 
 /**
  * Why a worker the hive thinks is running must be failed now, or null. Missed heartbeats
- * (3 intervals) catch a live but hung worker; a starting worker whose download or load has not
+ * (`missedHeartbeats` intervals, 3 by default) catch a live but hung worker; a starting worker whose download or load has not
  * moved for the stall timeout has stalled, however long the whole load may take.
  */
 export function judgeHealth(record: WorkerView, now: number, limits: HealthLimits): string | null {
@@ -22,7 +22,7 @@ export function judgeHealth(record: WorkerView, now: number, limits: HealthLimit
   const last = (record.lastHeartbeatAt ?? record.launchedAt).getTime();
   // Before its first heartbeat a worker is still starting Node and binding its port; while it loads,
   // loading may starve its heartbeats on a busy machine, and the stall watchdog above bounds a stuck load.
-  const missed = defaults.missedHeartbeats * interval;
+  const missed = limits.missedHeartbeats * interval;
   const limit = record.lastHeartbeatAt === null || record.state === 'starting' ? Math.max(missed, defaults.firstHeartbeatGraceMs) : missed;
-  return now - last > limit ? `missed ${defaults.missedHeartbeats} heartbeats (none for ${now - last} ms)` : null;
+  return now - last > limit ? `missed ${limits.missedHeartbeats} heartbeats (none for ${now - last} ms)` : null;
 }

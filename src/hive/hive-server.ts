@@ -33,7 +33,6 @@ import {ModelsOnDemand, type OnDemandSettings} from './models-on-demand.js';
 import type {CatalogueEntry} from '../config/schema.js';
 import type {RestartLimits} from './restart-policy.js';
 import type {AdapterSet} from '../adapters/load-adapters.js';
-import {orphanIntervals} from '../worker/worker-defaults.js';
 import {defaults} from '../config/limits.js';
 
 export type HiveOptions = {
@@ -44,6 +43,8 @@ export type HiveOptions = {
   heartbeatIntervalMs: number;
   /** Workers exit when the hive has not answered them for this long; a restarted hive must be back sooner. */
   orphanTimeoutMs?: number | undefined;
+  /** Heartbeat intervals a worker may miss before it is failed (default 3). */
+  missedHeartbeats?: number | undefined;
   loadStallTimeoutMs?: number | undefined;
   /** How long a worker may leave a request unanswered before the hive checks it is alive (then retries elsewhere). */
   workerTimeoutMs?: number | undefined;
@@ -169,7 +170,8 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),
     devices,
     heartbeatIntervalMs: options.heartbeatIntervalMs,
-    orphanTimeoutMs: options.orphanTimeoutMs ?? orphanIntervals * options.heartbeatIntervalMs,
+    missedHeartbeats: options.missedHeartbeats ?? defaults.missedHeartbeats,
+    orphanTimeoutMs: options.orphanTimeoutMs ?? (options.missedHeartbeats ?? defaults.missedHeartbeats) * options.heartbeatIntervalMs,
     loadStallTimeoutMs: options.loadStallTimeoutMs ?? defaults.loadStallTimeoutMs,
     stopGraceMs: options.stopGraceMs,
     ...(options.restartLimits === undefined ? {} : {restartLimits: options.restartLimits}),

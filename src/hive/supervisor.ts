@@ -52,8 +52,10 @@ export type SupervisorOptions = SpawnCheckOptions & {
   configPath: string | null;
   logsDir: string;
   heartbeatIntervalMs: number;
-  /** A worker exits when its hive has not answered for this long (default: 3 intervals). */
+  /** A worker exits when its hive has not answered for this long (default: `missedHeartbeats` intervals). */
   orphanTimeoutMs: number;
+  /** Heartbeat intervals a worker may miss before it is failed; a worker waits as many for its hive. */
+  missedHeartbeats: number;
   /** A starting worker whose download or load shows no progress for this long has stalled. */
   loadStallTimeoutMs: number;
   /** SIGTERM, then this long to finish in-flight work, then SIGKILL of the whole group. */

@@ -1,11 +1,12 @@
 import type {ResolvedModel} from '../models/resolve-model.js';
-import {orphanIntervals, workerDefaults} from '../worker/worker-defaults.js';
+import {workerDefaults} from '../worker/worker-defaults.js';
 import type {WorkerView} from './worker-record.js';
 
 export type WorkerArgOptions = {
   hiveUrl: () => string;
   heartbeatIntervalMs: number;
   orphanTimeoutMs: number;
+  missedHeartbeats: number;
   configPath: string | null;
   defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined; readyTimeoutMs?: number | undefined};
 };
@@ -36,7 +37,7 @@ export function workerRunArgs(record: WorkerView, model: Pick<ResolvedModel, 'pa
     String(interval),
     // A worker must not give up on its hive sooner than the hive would on it.
     '--orphan-timeout',
-    String(Math.max(options.orphanTimeoutMs, orphanIntervals * interval)),
+    String(Math.max(options.orphanTimeoutMs, options.missedHeartbeats * interval)),
     '--context-size',
     String(spec.context_size ?? defaults.contextSize ?? workerDefaults.contextSize),
     '--parallel',

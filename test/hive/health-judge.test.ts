@@ -3,7 +3,7 @@ import {judgeHealth} from '../../src/hive/health-judge.js';
 import {createWorkerRecord} from '../../src/hive/worker-record.js';
 import {WorkerSpecSchema} from '../../src/protocol/wire.js';
 
-const limits = {heartbeatIntervalMs: 1_000, loadStallTimeoutMs: 10_000};
+const limits = {heartbeatIntervalMs: 1_000, loadStallTimeoutMs: 10_000, missedHeartbeats: 3};
 const now = Date.parse('2026-11-27T12:00:00Z');
 const ago = (ms: number) => new Date(now - ms);
 const record = (fields: Parameters<typeof createWorkerRecord>[0] extends infer F ? Partial<F> : never) =>
@@ -20,6 +20,12 @@ const record = (fields: Parameters<typeof createWorkerRecord>[0] extends infer F
 test('a ready worker heard from within 3 intervals is healthy; past them it has missed 3 heartbeats', t => {
   t.is(judgeHealth(record({state: 'ready', pid: 10, launchedAt: ago(60_000), lastHeartbeatAt: ago(2_900)}), now, limits), null);
   t.regex(judgeHealth(record({state: 'ready', pid: 10, launchedAt: ago(60_000), lastHeartbeatAt: ago(3_100)}), now, limits) ?? '', /missed 3 heartbeats/);
+});
+
+test('--missed-heartbeats widens the window: 10 intervals on a loaded machine', t => {
+  const wide = {...limits, missedHeartbeats: 10};
+  t.is(judgeHealth(record({state: 'ready', pid: 10, launchedAt: ago(60_000), lastHeartbeatAt: ago(9_900)}), now, wide), null);
+  t.regex(judgeHealth(record({state: 'ready', pid: 10, launchedAt: ago(60_000), lastHeartbeatAt: ago(10_100)}), now, wide) ?? '', /missed 10 heartbeats/);
 });
 
 test('a worker gets a start-up grace before its first heartbeat', t => {

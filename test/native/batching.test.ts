@@ -30,7 +30,8 @@ async function startWorker(): Promise<{worker_id: string; url: string; pid: numb
   if (worker !== undefined) {
     return worker;
   }
-  hive = await startHive({cwd: tempHome('rbee-candle-batch-'), args: ['--heartbeat-interval', '200']});
+  // Fast heartbeats to see the batch in them; 20 of them (4 s) before either side gives up on the other, on a loaded machine.
+  hive = await startHive({cwd: tempHome('rbee-candle-batch-'), args: ['--heartbeat-interval', '200', '--missed-heartbeats', '20']});
   const model = await defaultModelPath();
   const spawned = await rbee(
     ['--json', 'worker', 'spawn', '--type', 'candle', '--model', model, '--threads', '2', '--parallel', '4', '--context-size', '512', '--restart', 'never', '--wait', '--timeout', '120'],

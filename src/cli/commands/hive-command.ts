@@ -16,6 +16,7 @@ type StartOptions = {
   port?: number;
   heartbeatInterval?: number;
   orphanTimeout?: number;
+  missedHeartbeats?: number;
   loadStallTimeout?: number;
   workerTimeout?: number;
   stopGrace?: number;
@@ -45,8 +46,13 @@ function startCommand(): Command {
     )
     .option(
       '--orphan-timeout <ms>',
-      'workers exit when the hive is silent this long (default: 3 intervals)',
+      'workers exit when the hive is silent this long (default: --missed-heartbeats intervals)',
       integerFlagIn('--orphan-timeout', limits.orphanTimeoutMs),
+    )
+    .option(
+      '--missed-heartbeats <n>',
+      'heartbeat intervals a worker may miss before the hive fails it, and a worker waits for a silent hive (default 3)',
+      integerFlagIn('--missed-heartbeats', limits.missedHeartbeats),
     )
     .option(
       '--load-stall-timeout <ms>',
@@ -115,6 +121,7 @@ function startCommand(): Command {
           config.hive.heartbeatIntervalMs ??
           defaults.heartbeatIntervalMs,
         orphanTimeoutMs: options.orphanTimeout ?? config.hive.orphanTimeoutMs,
+        missedHeartbeats: options.missedHeartbeats ?? config.hive.missedHeartbeats,
         loadStallTimeoutMs: options.loadStallTimeout ?? config.hive.loadStallTimeoutMs,
         workerTimeoutMs: options.workerTimeout ?? config.hive.workerTimeoutMs,
         stopGraceMs: options.stopGrace ?? config.hive.stopGraceMs ?? defaults.stopGraceMs,

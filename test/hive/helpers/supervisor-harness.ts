@@ -148,6 +148,7 @@ export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
     logsDir: path.join(home, 'logs'),
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 200,
     orphanTimeoutMs: 600,
+    missedHeartbeats: 3,
     loadStallTimeoutMs: 60_000,
     stopGraceMs: 1_000,
     restartLimits: {baseDelayMs: 10, maxDelayMs: 40, maxRestarts: 2, windowMs: 60_000},
