@@ -8,7 +8,8 @@ export default defineConfig({
     port: 7833,
     // token: 'a-long-random-secret-string', // or RBEE_TOKEN
     heartbeatIntervalMs: 5000, // how often workers report to the hive
-    orphanTimeoutMs: 15000, // a worker whose hive is silent this long exits (default: 3 intervals)
+    missedHeartbeats: 3, // a worker silent this many intervals is failed; a worker waits as many for a silent hive
+    orphanTimeoutMs: 15000, // a worker whose hive is silent this long exits (default: missedHeartbeats intervals)
     loadStallTimeoutMs: 120000, // a download or model load with no progress this long has failed
     stopGraceMs: 10000, // a stopping worker may finish this long before SIGKILL
     // modelDirs: ['/srv/models'], // model files must lie in these folders (RBEE_MODEL_DIRS)
