@@ -15,6 +15,7 @@ import {createRequire} from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import {z} from 'zod';
+import {hashFile} from '../../src/models/download.js';
 import {llamaCppTeacherReference, referenceLlama, type TeacherReference} from './llama-cpp-reference.js';
 
 const recordSchema = z.strictObject({
@@ -35,20 +36,13 @@ export type CachedTeacherReference = TeacherReference[] & {cpuVariant: string; s
 
 const fileHashes = new Map<string, string>();
 
-function sha256OfFile(file: string): string {
+/** The model file's sha256 (src/models/download.ts's hashFile), once per file version in this process. */
+async function sha256OfFile(file: string): Promise<string> {
   const stat = fs.statSync(file);
   const memo = `${file}:${stat.size}:${stat.mtimeMs}`;
   let hash = fileHashes.get(memo);
   if (hash === undefined) {
-    const digest = createHash('sha256');
-    const fd = fs.openSync(file, 'r');
-    try {
-      const chunk = Buffer.alloc(8 << 20);
-      for (let read; (read = fs.readSync(fd, chunk, 0, chunk.length, null)) > 0;) digest.update(chunk.subarray(0, read));
-    } finally {
-      fs.closeSync(fd);
-    }
-    hash = digest.digest('hex');
+    hash = await hashFile(file);
     fileHashes.set(memo, hash);
   }
   return hash;
@@ -82,7 +76,7 @@ export async function cachedTeacherReference(
   await llama.dispose();
   const top = options.top ?? 8;
   const key = JSON.stringify({
-    model: sha256OfFile(modelPath),
+    model: await sha256OfFile(modelPath),
     nodeLlamaCpp: nodeLlamaCppVersion(),
     cpuVariant,
     prompts,
