@@ -24,7 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import fs from 'node:fs';
-import {isIntegrationTest, orderByDuration, parseAvaOutput, readDurations, testFiles, unitTestFiles, writeDurations} from './test-files.mjs';
+import {failureDetails, isIntegrationTest, orderByDuration, parseAvaOutput, readDurations, testFiles, unitTestFiles, writeDurations} from './test-files.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -32,6 +32,8 @@ const unitOnly = args.includes('--unit');
 const named = args.filter(arg => arg !== '--unit');
 const totals = {pass: 0, fail: 0, skip: 0};
 const failures = [];
+// What ava said about each failing file, repeated at the end: CI logs are often read from the tail.
+const details = [];
 
 if (process.env.RBEE_SKIP_CARGO_TESTS !== '1' && named.length === 0 && !unitOnly) {
   runCargoTests();
@@ -134,6 +136,14 @@ function report({file, output, counts, notes, seconds}) {
   totals.fail += counts.fail;
   totals.skip += counts.skip;
   failures.push(...counts.failed.map(title => (title.startsWith(file) ? title : `${file} › ${title}`)));
+  if (counts.fail > 0) {
+    const lines = failureDetails(output);
+    details.push(
+      `# ${file}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`,
+      ...(lines.length > 0 ? lines : ["  (ava printed no details: see the file's output above)"]),
+      '',
+    );
+  }
 }
 
 const queue = [...files];
@@ -153,6 +163,9 @@ try {
 if (files.length === 0) {
   process.stdout.write('no test files\n');
   totals.fail += 1;
+}
+if (details.length > 0) {
+  process.stdout.write(`\nFailure details:\n${details.join('\n')}`);
 }
 if (failures.length > 0) {
   process.stdout.write(`\nFailed:\n${failures.map(title => `  ${title}`).join('\n')}\n`);

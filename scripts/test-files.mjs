@@ -85,6 +85,27 @@ export function parseAvaOutput(output) {
 }
 
 /**
+ * What ava printed about a file's failures (assertion, reason, stack): the lines between the first
+ * "─" rule, which ends the per-test lines, and the last. At most `maxLines` lines of at most 240
+ * characters: a test's message may carry a whole engine log, and the summary must stay readable.
+ */
+export function failureDetails(output, maxLines = 60) {
+  const lines = output.split('\n');
+  const rules = lines.flatMap((line, index) => (/^ {2}─\s*$/.test(line) ? [index] : []));
+  if (rules.length < 2) {
+    return [];
+  }
+  const section = lines.slice(rules[0] + 1, rules.at(-1)).map(line => (line.length > 240 ? `${line.slice(0, 240)}…` : line));
+  while (section.length > 0 && section[0].trim() === '') {
+    section.shift();
+  }
+  while (section.length > 0 && section.at(-1).trim() === '') {
+    section.pop();
+  }
+  return section.length > maxLines ? [...section.slice(0, maxLines), `  … ${section.length - maxLines} more lines in the file's own output above`] : section;
+}
+
+/**
  * The order to start files in: longest first by the seconds each took last time (`durations`, file →
  * seconds), so that with a few files at a time the slow real-engine files do not start last and run
  * alone at the end. Files with no record (new ones, a first run) go first, in the given order:

@@ -116,6 +116,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
       group: options.group,
       shardKeys: options.shardKeys ?? {},
       groupProbeTimeoutMs: Math.max(50, Math.min(1_500, Math.floor(options.heartbeatIntervalMs / 3))),
+      engineReportTimeoutMs: Math.max(100, Math.min(2_500, Math.floor(options.heartbeatIntervalMs / 2))),
     },
     adapter,
     context,

@@ -17,6 +17,11 @@ export type WorkerRuntimeOptions = {
   shardKeys?: Record<string, string> | undefined;
   /** How long a coordinator waits for each shard's /health: well inside one heartbeat interval. */
   groupProbeTimeoutMs?: number | undefined;
+  /**
+   * How long a heartbeat waits for the adapter's figures before it goes with the last ones: an engine
+   * slow to answer (busy loading, a starved machine) must not delay the heartbeat past the hive's limit.
+   */
+  engineReportTimeoutMs?: number | undefined;
 };
 
 /** The worker's state, shared by its HTTP server and its heartbeat loop. */
@@ -32,6 +37,9 @@ export class WorkerRuntime {
   /** null until the adapter reports progress: only then can the hive tell a stalled load from a slow one. */
   #loadProgress: number | null = null;
   #lastVram: {vram_used: number; vram_total: number} | null = null;
+  /** The adapter's last figures, and its report still being gathered (one at a time, however slow). */
+  #lastEngine: AdapterHeartbeat = {};
+  #engineReport: Promise<AdapterHeartbeat> | null = null;
   readonly #cpu = createCpuMeter();
 
   constructor(options: WorkerRuntimeOptions, adapter: RbeeAdapter, context: AdapterContext) {
@@ -97,15 +105,43 @@ export class WorkerRuntime {
     }
   }
 
-  async heartbeat(): Promise<Heartbeat> {
-    let engine: AdapterHeartbeat = {};
-    if (this.#ready && this.#failure === null && this.adapter.heartbeat !== undefined) {
-      try {
-        engine = await this.adapter.heartbeat(this.context);
-      } catch (error) {
-        engine = {error: `adapter ${this.adapter.name} heartbeat failed: ${(error as Error).message}`};
-      }
+  /**
+   * The adapter's heartbeat figures, or its last ones when it has not answered within
+   * `engineReportTimeoutMs`; the report it owes lands in the next heartbeat, an error included.
+   */
+  async #engineFigures(): Promise<AdapterHeartbeat> {
+    const adapter = this.adapter;
+    if (adapter.heartbeat === undefined) {
+      return {};
     }
+    this.#engineReport ??= (async () => {
+      try {
+        return await adapter.heartbeat!(this.context);
+      } catch (error) {
+        return {error: `adapter ${adapter.name} heartbeat failed: ${(error as Error).message}`};
+      }
+    })().then(report => {
+      this.#lastEngine = report;
+      this.#engineReport = null;
+      return report;
+    });
+    const limit = this.options.engineReportTimeoutMs;
+    if (limit === undefined) {
+      return this.#engineReport;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<AdapterHeartbeat>(resolve => {
+      timer = setTimeout(() => resolve(this.#lastEngine), limit);
+    });
+    try {
+      return await Promise.race([this.#engineReport, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async heartbeat(): Promise<Heartbeat> {
+    const engine: AdapterHeartbeat = this.#ready && this.#failure === null ? await this.#engineFigures() : {};
     if (engine.error !== undefined) {
       this.fail(engine.error);
     }

@@ -28,9 +28,18 @@ export function tempHome(prefix = 'rbee-test-'): string {
 /** Which Node runs the CLI, and which bin/rbee.js (another Node major, an installed copy): this one's by default. */
 export type CliRuntime = {node?: string; bin?: string};
 
+/**
+ * Tests run hives with heartbeat intervals of a few hundred ms; at the default 3 missed intervals a
+ * worker on a loaded 2-core CI machine (an engine loading beside another test's) could be failed
+ * under a test that is not about health. A test that measures hang detection passes its own.
+ */
+const testMissedHeartbeats = ['--missed-heartbeats', '10'];
+
 export async function startHive(options: {args?: string[]; env?: NodeJS.ProcessEnv; home?: string; cwd?: string} & CliRuntime = {}): Promise<RunningHive> {
   const home = options.home ?? tempHome();
-  const child = spawn(options.node ?? process.execPath, [options.bin ?? rbeeBin, '--json', 'hive', 'start', '--port', '0', ...(options.args ?? [])], {
+  const args = options.args ?? [];
+  const health = args.includes('--missed-heartbeats') ? [] : testMissedHeartbeats;
+  const child = spawn(options.node ?? process.execPath, [options.bin ?? rbeeBin, '--json', 'hive', 'start', '--port', '0', ...health, ...args], {
     env: {...process.env, RBEE_HOME: home, ...options.env},
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(options.cwd === undefined ? {} : {cwd: options.cwd}),

@@ -15,7 +15,7 @@ let modelPath: string;
 
 test.before(async () => {
   modelPath = await defaultModelPath();
-  hive = await startHive({args: ['--heartbeat-interval', String(interval), '--stop-grace', '3000']});
+  hive = await startHive({args: ['--heartbeat-interval', String(interval), '--missed-heartbeats', '3', '--stop-grace', '3000']});
 });
 
 test.after.always(async () => {

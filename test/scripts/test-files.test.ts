@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import test from 'ava';
-import {orderByDuration, parseAvaOutput, readDurations, unitTestFiles, writeDurations} from '../../scripts/test-files.mjs';
+import {failureDetails, orderByDuration, parseAvaOutput, readDurations, unitTestFiles, writeDurations} from '../../scripts/test-files.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const fixtures = path.join(root, 'test/fixtures/ava-runs');
@@ -29,12 +29,21 @@ test('a mixed file: passes, failures, skips, todos and known failures are each c
   t.is(status, 1);
   const counts = parseAvaOutput(output);
   t.is(counts.pass, 2, output);
-  t.is(counts.fail, 1, output);
+  t.is(counts.fail, 2, output);
   t.is(counts.skip, 2, output);
-  t.deepEqual(
-    counts.failed.map(title => title.split(' ')[0]),
-    ['fails'],
-  );
+  t.deepEqual(counts.failed.map(title => title.split(' ')[0]).sort(), ['fails', 'rejects']);
+});
+
+test("a failing file's details: each failure's assertion and reason, none of the per-test lines, bounded", t => {
+  const {output} = avaRun('mixed.fixture.mjs');
+  const details = failureDetails(output).join('\n');
+  t.regex(details, /Difference \(- actual, \+ expected\)/, output);
+  t.regex(details, /Rejected promise returned by test[\s\S]*the reason, named/, output);
+  t.notRegex(details, /✔ passes/);
+  const short = failureDetails(output, 3);
+  t.is(short.length, 4);
+  t.regex(short[3]!, /more lines in the file's own output above/);
+  t.deepEqual(failureDetails('  ✔ passes\n  ─\n\n  1 test passed\n'), [], 'a passing file has none');
 });
 
 test('a file that hangs: every test still pending at the timeout counts as failed, logs are not counted', t => {
