@@ -36,7 +36,7 @@ fn build_cuda_kernels() {
         gencode.push("-gencode".to_string());
         gencode.push(format!("arch=compute_{arch},code=sm_{arch}"));
     }
-    let handles: Vec<_> = ["norm", "mmvq", "mmq", "rope", "attention", "sample", "prefill"]
+    let handles: Vec<_> = ["norm", "mmvq", "mmq", "rope", "attention", "sample", "prefill", "tp"]
         .into_iter()
         .map(|name| {
             let (nvcc, dir, out, gencode) = (nvcc.clone(), dir.clone(), out.clone(), gencode.clone());

@@ -157,13 +157,14 @@ export interface LoadOptions {
    */
   forward?: string
   /**
-   * Rank 0 of a tensor-parallel group on the CPU (the ggml path, sharded), or, with only
-   * `blocks`, one process computing exactly what such a group computes.
+   * Rank 0 of a tensor-parallel group: on the CPU the ggml path, sharded; on cuda:N the graph
+   * path, one GPU a rank (its shards opened with the same device kind and `parallel`). With
+   * only `blocks` (CPU), one process computing exactly what such a group computes.
    */
   tensorParallel?: TensorParallelOptions
   /**
    * Streams served at once, batched (each with a KV cache of `contextSize`); default 1. A
-   * tensor-parallel rank serves one (`info.parallel` says what the model got).
+   * tensor-parallel group on the CPU serves one (`info.parallel` says what the model got).
    */
   parallel?: number
 }
@@ -221,6 +222,10 @@ export interface ShardOptions {
   secret: string
   /** Must be the coordinator's (default min(the model's training context, 4096)). */
   contextSize?: number
+  /** "cpu" (default) or "cuda:N": a CUDA shard runs the graph path on that GPU. */
+  device?: string
+  /** Streams its coordinator serves (default 1): a CUDA shard's graphs must be its coordinator's. */
+  parallel?: number
   threads?: number
   /** The deadline of each collective (default 5000 ms). */
   timeoutMs?: number

@@ -18,6 +18,9 @@
 #                                                        # bad input on the GPU path (bad-input.mjs)
 #   bash <dir>/base/issue11-on-gpu.sh quick <out> [runs] # THERE, after setup (no Gemma needed): bad input with tiny
 #                                                        # models, the VRAM trace, the 8B speed with PDL on and off
+#   bash <dir>/base/issue11-on-gpu.sh tp <out>          # THERE, after setup (issue 14): tensor-parallel candle ranks
+#                                                        # (tp-check.mjs) on the machine's GPUs, or two ranks on one
+#                                                        # GPU: agreement with one GPU, batching, a shard killed
 #   bash <dir>/base/issue11-on-gpu.sh serve <out>       # THERE: the 8B shape served: 8 and 32 streams against
 #                                                        # llama-server -np 8 / -np 32 (batching.mjs), TTFT of a
 #                                                        # 512-token prompt and GPU memory at context 8192 (ttft-vram.mjs)
@@ -31,7 +34,7 @@
 # while it stays warm, and a background job started with setsid runs on between them.
 set -uo pipefail
 
-stage="${1:?stage: prepare <dir> | setup <base> | part <slice> | quick <out> | bench <out> | diag <out> | serve <out>}"
+stage="${1:?stage: prepare <dir> | setup <base> | part <slice> | quick <out> | bench <out> | diag <out> | serve <out> | tp <out>}"
 work=/root/i11
 log() { echo "[i11 $(date +%H:%M:%S)] $*"; }
 # Waits (in $work) for setup's llama.cpp build and synthetic 8B model.
@@ -120,7 +123,7 @@ case "$stage" in
       --external:../../native/index.js "--banner:js=import {createRequire} from 'node:module'; const require = createRequire(import.meta.url);" \
       --outfile="$base/candle-bench.mjs" --log-level=warning)
     cp "$root/bench/gpu/issue11-on-gpu.sh" "$root/bench/gpu/llama-agreement.mjs" "$root/bench/gpu/graph-decode.mjs" "$root/bench/gpu/batching.mjs" \
-      "$root/bench/gpu/ttft-vram.mjs" "$root/bench/gpu/llama-server.mjs" "$root/bench/gpu/bad-input.mjs" "$root/bench/synthetic-gguf.py" "$base/"
+      "$root/bench/gpu/ttft-vram.mjs" "$root/bench/gpu/llama-server.mjs" "$root/bench/gpu/bad-input.mjs" "$root/bench/gpu/tp-check.mjs" "$root/bench/synthetic-gguf.py" "$base/"
     cp -r "$root/bench/gpu/llama-ref" "$base/llama-ref"
     git -C "$root" rev-parse HEAD > "$base/COMMIT"
     gpu_pack_llama_assets "$root" "$base"
@@ -235,6 +238,31 @@ case "$stage" in
     else
       speed synthetic-8b "-pdl-on" RBEE_CANDLE_PDL=on RBEE_CANDLE_PREFILL_GEMM=bf16
       speed synthetic-8b "-pdl-off" RBEE_CANDLE_PDL=off RBEE_CANDLE_PREFILL_GEMM=bf16
+    fi
+    ls -la "$out" "$final"
+    ;;
+  tp)
+    # Issue 14 where only one GPU is lent: two ranks on it check the split arithmetic, the
+    # exchange kernels and a killed shard (speed needs one GPU a rank: then --devices names them).
+    results_into "${2:?out}"
+    wait_ready
+    machine_info
+    gpus="$(nvidia-smi -L | wc -l)"
+    devices="cuda:0,cuda:0"
+    [[ "$gpus" -ge 2 ]] && devices="cuda:0,cuda:1"
+    PYTHONPATH="$work/gguf-py" python3 synthetic-gguf.py --vocab ggml-vocab-llama-bpe.gguf --out tiny-tp.gguf --layers 2 --embd 512 --ffn 1024 \
+      --heads 8 --kv-heads 2 > "$out/tp-tiny.log" 2>&1
+    timeout 120 ./node20 tp-check.mjs native/index.js tiny-tp.gguf "$out/tp-tiny.json" --devices "$devices" --tokens 32 --runs 2 \
+      --parallel 4 2>&1 | tee -a "$out/tp-tiny.log"
+    pack
+    timeout 300 ./node20 tp-check.mjs native/index.js synthetic-8b.gguf "$out/tp-8b.json" --devices "$devices" --tokens 64 --runs 2 \
+      --timeout-ms 5000 2>&1 | tee "$out/tp-8b.log"
+    pack
+    join_gemma
+    if [[ -s gemma-3-270m-q4_k_m.gguf ]]; then
+      timeout 200 ./node20 tp-check.mjs native/index.js gemma-3-270m-q4_k_m.gguf "$out/tp-gemma.json" --devices "$devices" --tokens 64 --runs 2 \
+        2>&1 | tee "$out/tp-gemma.log"
+      pack
     fi
     ls -la "$out" "$final"
     ;;

@@ -128,6 +128,31 @@ struct GluEpilogueArgs {
   int pad;
 };
 
+// Tensor parallelism (tp.cu): the largest group.
+constexpr int TP_MAX_WORLD = 8;
+
+// rbee_tp_reduce — grid: up to 32 blocks; block: 256.
+//   dst[i] = (add ? dst[i] : 0) + ((part[0][i] + part[1][i]) + ... + part[world - 1][i]), i < n.
+// rbee_tp_argmax — grid: rows; block: 32.
+//   rank 0: the greedy token of each row from every rank's best (value, vocabulary-local id) of
+//   its slice, part[r][row] and part_idx[r][row], with rank r's slice starting at off[r]: the
+//   largest value, the lowest id on ties, as rbee_argmax_final picks over one GPU's partials;
+//   token[row] = it, pos[row] += 1. Other ranks publish their best and return.
+struct TpArgs {
+  unsigned long long* counter[TP_MAX_WORLD];  // each rank's published-exchange counter (peer memory)
+  const float* part[TP_MAX_WORLD];            // each rank's part of this exchange (peer memory)
+  const int* part_idx[TP_MAX_WORLD];          // argmax: each rank's best ids
+  float* dst;                                 // reduce
+  int* token;                                 // argmax (rank 0)
+  int* pos;                                   //   optional
+  int* err;                                   // this rank's error word
+  const unsigned long long* seq;              // the launch's sequence number (device memory)
+  long long timeout_ns;
+  int world, rank, index, per_launch;         // this exchange's index among the launch's `per_launch`
+  int n, add, rows, pad;
+  int off[TP_MAX_WORLD];
+};
+
 }  // namespace rbee
 
 #define RBEE_DECLARE_MMVQ(name)                                                                      \
@@ -190,3 +215,6 @@ extern "C" __global__ void rbee_glu_f32(const float* gu, int F, int act, float* 
 extern "C" __global__ void rbee_add_bias(float* x, int ldx, const float* b, int K);
 extern "C" __global__ void rbee_argmax_final(const float* part_val, const int* part_idx, int nparts, int ld, int* token,
                                              float* val_out, int* pos);
+// tp.cu: the tensor-parallel exchanges of a decode step (TpArgs above).
+extern "C" __global__ void rbee_tp_reduce(rbee::TpArgs);
+extern "C" __global__ void rbee_tp_argmax(rbee::TpArgs);

@@ -17,11 +17,12 @@ pub struct LoadOptions {
     /// device) or graph (rbee's CUDA kernels as one CUDA graph per token, CUDA builds only).
     /// Default: RBEE_CANDLE_FORWARD, else ggml on the CPU, graph on CUDA (tensor where the graph path has no kernels for the model) and tensor on Metal.
     pub forward: Option<String>,
-    /// Rank 0 of a tensor-parallel group on the CPU (the ggml path, sharded), or, with only
-    /// `blocks`, one process computing exactly what such a group computes.
+    /// Rank 0 of a tensor-parallel group: on the CPU the ggml path, sharded; on cuda:N the graph
+    /// path, one GPU a rank (its shards opened with the same device kind and `parallel`). With
+    /// only `blocks` (CPU), one process computing exactly what such a group computes.
     pub tensor_parallel: Option<TensorParallelOptions>,
     /// Streams served at once, batched (each with a KV cache of `contextSize`); default 1. A
-    /// tensor-parallel rank serves one (`info.parallel` says what the model got).
+    /// tensor-parallel group on the CPU serves one (`info.parallel` says what the model got).
     pub parallel: Option<u32>,
 }
 

@@ -34,6 +34,10 @@ pub struct ShardOptions {
     pub secret: String,
     /// Must be the coordinator's (default min(the model's training context, 4096)).
     pub context_size: Option<u32>,
+    /// "cpu" (default) or "cuda:N": a CUDA shard runs the graph path on that GPU.
+    pub device: Option<String>,
+    /// Streams its coordinator serves (default 1): a CUDA shard's graphs must be its coordinator's.
+    pub parallel: Option<u32>,
     pub threads: Option<u32>,
     /// The deadline of each collective (default 5000 ms).
     pub timeout_ms: Option<u32>,
@@ -99,6 +103,12 @@ impl Shard {
                         endpoint: options.endpoint,
                         secret: options.secret,
                         context_size: options.context_size.map(|c| c as usize),
+                        device: options.device.unwrap_or_else(|| "cpu".to_string()),
+                        parallel: match options.parallel {
+                            None => 1,
+                            Some(p) if (1..=crate::engine::MAX_PARALLEL as u32).contains(&p) => p as usize,
+                            Some(p) => return Err(EngineError::invalid_request(format!("parallel: {p} is outside 1..{}", crate::engine::MAX_PARALLEL))),
+                        },
                         timeout: duration(options.timeout_ms, DEFAULT_TIMEOUT, "timeoutMs")?,
                         wait: duration(options.wait_ms, DEFAULT_WAIT, "waitMs")?,
                     };

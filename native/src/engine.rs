@@ -212,14 +212,24 @@ impl Engine {
                 }
                 other => other?,
             },
-            Some(tp) => {
-                if !device.is_cpu() || forward != ForwardPath::Ggml {
-                    return Err(EngineError::new(
-                        ErrorCode::DeviceUnavailable,
-                        "tensor-parallel groups run the ggml path on the CPU only (NCCL groups on GPUs are not built yet)",
-                    ));
-                }
+            Some(tp) if device.is_cpu() && forward == ForwardPath::Ggml => {
                 Decoder::Sharded(Box::new(crate::model::shard::launch::load_coordinator(tp, Path::new(&options.path), config.clone(), context_size, progress)?))
+            }
+            #[cfg(feature = "cuda")]
+            Some(tp) if device.is_cuda() && forward == ForwardPath::Graph => Decoder::Graph(Box::new(crate::model::shard::launch::load_graph_coordinator(
+                tp,
+                Path::new(&options.path),
+                config.clone(),
+                &device,
+                context_size,
+                parallel,
+                progress,
+            )?)),
+            Some(_) => {
+                return Err(EngineError::new(
+                    ErrorCode::DeviceUnavailable,
+                    "tensor-parallel groups run the ggml path on the CPU or the graph path on CUDA GPUs (cuda:N)",
+                ));
             }
         };
         let info = ModelInfo {

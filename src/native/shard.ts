@@ -13,6 +13,10 @@ export type NativeShardOptions = {
   endpoint: string;
   secret: string;
   contextSize?: number;
+  /** "cpu" (default: the ggml path) or "cuda:N" (the graph path on that GPU). */
+  device?: string;
+  /** Streams the coordinator serves (default 1): a GPU rank's graphs must be its coordinator's. */
+  parallel?: number;
   threads?: number;
   timeoutMs?: number;
   waitMs?: number;

@@ -5,7 +5,8 @@
  * adapter, and `start` then fails with an error that says how to build it.
  *
  *   rbee worker spawn --type candle --model default --device cpu
- *   rbee worker spawn-group --type candle --model ./m.gguf --devices cpu,cpu   (tensor parallel, 2 ranks)
+ *   rbee worker spawn-group --type candle --model ./m.gguf --devices cpu,cpu         (tensor parallel, 2 ranks)
+ *   rbee worker spawn-group --type candle --model ./m.gguf --devices cuda:0,cuda:1   (one GPU a rank)
  */
 import {z} from 'zod';
 import {
@@ -25,7 +26,7 @@ import {
   type NativeShard,
   type RbeeAdapter,
 } from 'rbee';
-import {checkCandleGroup, coordinatorOptions, startShard} from './tensor-parallel.js';
+import {checkCandleGroup, coordinatorOptions, engineDevice, startShard} from './tensor-parallel.js';
 
 const name = 'rbee:candle';
 
@@ -108,7 +109,7 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
     description: "rbee's Rust/Candle engine in process (GGUF; build it with `npm run build:native`)",
     modelFormat: 'gguf',
     backends: builtBackends,
-    // Groups: tensor parallelism on the CPU, each rank reading its slice of the GGUF (native/src/model/shard).
+    // Groups: tensor parallelism on the CPU or over CUDA GPUs, each rank reading its slice of the GGUF (native/src/model/shard).
     groups: true,
     checkGroup: checkCandleGroup,
     async start(context: AdapterContext) {
@@ -121,7 +122,7 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
       }
       model = await loadNativeModel({
         path: context.modelPath,
-        device: context.device,
+        device: engineDevice(context.device),
         contextSize: context.contextSize,
         // One slot (KV cache) per request the worker admits at once: --parallel N runs N streams.
         parallel: context.parallel,

@@ -1,18 +1,24 @@
 /**
- * The candle engine in a worker group: tensor parallelism on the CPU, one rank per member. The
+ * The candle engine in a worker group: tensor parallelism, one rank per member, on the CPU (the
+ * ggml path over loopback) or on CUDA GPUs (the graph path, one GPU a rank). The
  * coordinator (rank 0) loads its slice as a model that drives the shards' slices (it owns the
  * tokenizer, sampling and the HTTP endpoint); each shard loads its own slice, listens on the
  * endpoint the hive gave it, and runs the coordinator's steps until the group ends.
  */
 import {RbeeError, checkNativeTensorParallel, openNativeShard, type AdapterContext, type AdapterGroup, type NativeShard, type NativeTensorParallel} from 'rbee';
 
-/** Refuses, before anything starts, a group candle cannot form: a GPU in it, or a model whose shapes do not split. */
+/**
+ * Refuses, before anything starts, a group candle cannot form: CPU and GPU ranks mixed (a group is
+ * all "cpu", the ggml path over loopback, or all "cuda:N", the graph path with one GPU a rank), or
+ * a model whose shapes do not split.
+ */
 export async function checkCandleGroup(group: {modelPath: string; devices: string[]}): Promise<void> {
-  const gpu = group.devices.find(device => device !== 'cpu');
-  if (gpu !== undefined) {
+  const cpu = group.devices.filter(device => device === 'cpu').length;
+  const cuda = group.devices.filter(device => /^cuda:\d+$/.test(device)).length;
+  if (cpu !== group.devices.length && cuda !== group.devices.length) {
     throw new RbeeError(
       'invalid_request',
-      `devices: candle groups run on the CPU today (tensor parallelism over loopback); ${gpu} needs the NCCL collectives, which are not built yet`,
+      `devices: a candle group runs on the CPU (every device "cpu") or on CUDA GPUs (every device cuda:N), not on ${group.devices.join(',')}`,
       {field: 'devices'},
     );
   }
@@ -24,6 +30,25 @@ export async function checkCandleGroup(group: {modelPath: string; devices: strin
       cause: error,
     });
   }
+}
+
+/**
+ * The device as the engine in this process numbers it. The hive narrows a GPU worker's
+ * CUDA_VISIBLE_DEVICES to its own card, which the process then sees as cuda:0; a worker started
+ * by hand, with no such narrowing, keeps its cuda:N. A card the list does not name is left as
+ * given, and the engine says it is not available.
+ */
+export function engineDevice(device: string, env: NodeJS.ProcessEnv = process.env): string {
+  const cuda = /^cuda:(\d+)$/.exec(device);
+  const visible = env.CUDA_VISIBLE_DEVICES;
+  if (cuda === null || visible === undefined || visible.trim() === '') {
+    return device;
+  }
+  const ordinal = visible
+    .split(',')
+    .map(entry => entry.trim())
+    .indexOf(cuda[1]!);
+  return ordinal < 0 ? device : `cuda:${ordinal}`;
 }
 
 /** The coordinator's load option: its shards' endpoints, shard 1 first, and the launch's secret. */
@@ -53,6 +78,9 @@ export async function startShard(
     endpoint: group.endpoint,
     secret: group.secret,
     contextSize: context.contextSize,
+    device: engineDevice(context.device),
+    // A GPU rank captures the coordinator's graphs: one per batch size its streams need.
+    parallel: context.parallel,
     ...(options.threads === undefined ? {} : {threads: options.threads}),
     ...(options.timeoutMs === undefined ? {} : {timeoutMs: options.timeoutMs}),
     onProgress: fraction => context.reportLoadProgress(fraction),

@@ -165,6 +165,33 @@ pub struct AttnReduceArgs {
     pub pad: i32,
 }
 
+/// The largest tensor-parallel group the exchange kernels take (args.cuh's TP_MAX_WORLD).
+pub const TP_MAX_WORLD: usize = 8;
+
+/// rbee_tp_reduce (grid: up to 32 blocks; block: 256) and rbee_tp_argmax (grid: rows; block: 32).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TpArgs {
+    pub counter: [u64; TP_MAX_WORLD],
+    pub part: [u64; TP_MAX_WORLD],
+    pub part_idx: [u64; TP_MAX_WORLD],
+    pub dst: u64,
+    pub token: u64,
+    pub pos: u64,
+    pub err: u64,
+    pub seq: u64,
+    pub timeout_ns: i64,
+    pub world: i32,
+    pub rank: i32,
+    pub index: i32,
+    pub per_launch: i32,
+    pub n: i32,
+    pub add: i32,
+    pub rows: i32,
+    pub pad: i32,
+    pub off: [i32; TP_MAX_WORLD],
+}
+
 #[cfg(feature = "cuda")]
 mod device_repr {
     use candle_core::cuda_backend::cudarc::driver::DeviceRepr;
@@ -176,6 +203,7 @@ mod device_repr {
     unsafe impl DeviceRepr for super::RopeArgs {}
     unsafe impl DeviceRepr for super::AttnArgs {}
     unsafe impl DeviceRepr for super::AttnReduceArgs {}
+    unsafe impl DeviceRepr for super::TpArgs {}
 }
 
 #[cfg(test)]
@@ -236,5 +264,17 @@ mod tests {
         assert_eq!(size_of::<AttnArgs>(), 96);
         assert_eq!(offset_of!(AttnReduceArgs, n_head), 40);
         assert_eq!(size_of::<AttnReduceArgs>(), 64);
+    }
+
+    #[test]
+    fn tp_args_match_the_c_layout() {
+        assert_eq!(offset_of!(TpArgs, part), 64);
+        assert_eq!(offset_of!(TpArgs, dst), 192);
+        assert_eq!(offset_of!(TpArgs, seq), 224);
+        assert_eq!(offset_of!(TpArgs, timeout_ns), 232);
+        assert_eq!(offset_of!(TpArgs, world), 240);
+        assert_eq!(offset_of!(TpArgs, n), 256);
+        assert_eq!(offset_of!(TpArgs, off), 272);
+        assert_eq!(size_of::<TpArgs>(), 304);
     }
 }

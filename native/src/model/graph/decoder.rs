@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use candle_core::cuda_backend::cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaGraph, CudaModule, CudaStream, DriverError};
 use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
@@ -20,14 +22,19 @@ use super::plan::{self, BufferSizes, MatShape, QType};
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::model::config::{Activation, Arch, Config};
 use crate::model::decoder::StepOutput;
+use crate::model::shard::plan::{share, ShardPlan};
 use crate::model::{Loader, Segment};
 
+#[path = "exchange.rs"]
+mod exchange;
 #[path = "launches.rs"]
 mod launches;
 #[path = "memory.rs"]
 mod memory;
 #[path = "prefill.rs"]
 mod prefill;
+#[path = "tp.rs"]
+mod tp;
 
 use memory::{trace_vram, vram_tracing, DeviceArena, DeviceBuffer};
 
@@ -45,7 +52,7 @@ fn ptr(buffer: &Option<DeviceBuffer>) -> u64 {
 }
 
 /// The kernels' fatbins (build.rs), one module per .cu file.
-const MODULES: [(&str, &[u8]); 7] = [
+const MODULES: [(&str, &[u8]); 8] = [
     ("norm", include_bytes!(concat!(env!("OUT_DIR"), "/norm.fatbin"))),
     ("mmvq", include_bytes!(concat!(env!("OUT_DIR"), "/mmvq.fatbin"))),
     ("rope", include_bytes!(concat!(env!("OUT_DIR"), "/rope.fatbin"))),
@@ -53,6 +60,7 @@ const MODULES: [(&str, &[u8]); 7] = [
     ("sample", include_bytes!(concat!(env!("OUT_DIR"), "/sample.fatbin"))),
     ("prefill", include_bytes!(concat!(env!("OUT_DIR"), "/prefill.fatbin"))),
     ("mmq", include_bytes!(concat!(env!("OUT_DIR"), "/mmq.fatbin"))),
+    ("tp", include_bytes!(concat!(env!("OUT_DIR"), "/tp.fatbin"))),
 ];
 
 /// prefill.cu's kernels (the GEMM prefill's helpers).
@@ -71,6 +79,8 @@ fn module_of(kernel: &str) -> usize {
         5
     } else if kernel.starts_with("rbee_mmq") || kernel == "rbee_glu_q8_1" {
         6
+    } else if kernel.starts_with("rbee_tp_") {
+        7
     } else {
         4
     }
@@ -213,8 +223,11 @@ pub struct GraphDecoder {
     kernels_per_step: usize,
     /// Kernels launched as programmatic dependent launches (plan::pdl_enabled).
     pdl: bool,
-    /// The GEMM prefill's buffers (None while loading).
+    /// The GEMM prefill's buffers (None while loading, and in a tensor-parallel group, whose
+    /// prompts go through the decode graphs).
     prefill: Option<prefill::Prefill>,
+    /// This process's rank of a tensor-parallel group (tp.rs); None alone.
+    tp: Option<tp::TpRank>,
     pub weight_bytes: usize,
     cache_bytes: usize,
 }
@@ -226,16 +239,75 @@ struct Footprint {
     buffers: usize,
 }
 
-/// The raw blocks of one weight matrix, read straight from the file into device memory.
-fn matrix<R: Read + Seek>(loader: &mut Loader<'_, R>, mem: &Arc<DeviceArena>, name: &str) -> EngineResult<Mat> {
-    let (shape, data) = read_matrix(loader, name)?;
-    Ok(Mat { buffer: mem.upload(&data)?, shape })
+/// The part of a weight matrix (or of a bias) a process holds: all of it, or in a
+/// tensor-parallel group its output rows (column-parallel) or input columns (row-parallel: whole
+/// quantization blocks of every row, shard::plan checks they are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    All,
+    Rows(Range<usize>),
+    Cols(Range<usize>),
 }
 
-/// A matrix in mapped host memory (DeviceBuffer::host_mapped): no VRAM.
-fn host_matrix<R: Read + Seek>(loader: &mut Loader<'_, R>, ctx: &Arc<CudaContext>, name: &str) -> EngineResult<Mat> {
-    let (shape, data) = read_matrix(loader, name)?;
-    Ok(Mat { buffer: DeviceBuffer::host_mapped(ctx, &data)?, shape })
+impl Part {
+    /// Which part of tensor `name` the rank of `plan` holds (all of everything without one).
+    fn of(name: &str, plan: Option<&ShardPlan>, head_dim: usize) -> Part {
+        let Some(p) = plan else { return Part::All };
+        let heads = p.heads.start * head_dim..p.heads.end * head_dim;
+        let kv = p.kv_heads.start * head_dim..p.kv_heads.end * head_dim;
+        let kind = name.split('.').rev().nth(1).unwrap_or("");
+        match kind {
+            "attn_q" => Part::Rows(heads),
+            "attn_k" | "attn_v" => Part::Rows(kv),
+            "attn_output" => Part::Cols(heads),
+            "ffn_gate" | "ffn_up" => Part::Rows(p.ff.clone()),
+            "ffn_down" => Part::Cols(p.ff.clone()),
+            "output" => Part::Rows(p.vocab.clone()),
+            _ => Part::All,
+        }
+    }
+
+    fn shape(&self, full: MatShape) -> MatShape {
+        match self {
+            Part::All => full,
+            Part::Rows(rows) => MatShape { rows: rows.len(), ..full },
+            Part::Cols(cols) => MatShape { k: cols.len(), ..full },
+        }
+    }
+
+    /// This part of a matrix's raw blocks (`full` describes `data`).
+    fn of_blocks(&self, name: &str, full: MatShape, data: Vec<u8>) -> EngineResult<Vec<u8>> {
+        let row_bytes = full.row_bytes();
+        match self {
+            Part::All => Ok(data),
+            Part::Rows(rows) if rows.end <= full.rows => Ok(data[rows.start * row_bytes..rows.end * row_bytes].to_vec()),
+            Part::Cols(cols) if cols.end <= full.k && cols.start % full.qtype.block_values() == 0 && cols.len() % full.qtype.block_values() == 0 => {
+                let (bv, bb) = (full.qtype.block_values(), full.qtype.block_bytes());
+                let (first, last) = (cols.start / bv * bb, cols.end / bv * bb);
+                let mut out = Vec::with_capacity(full.rows * (last - first));
+                for row in data.chunks_exact(row_bytes) {
+                    out.extend_from_slice(&row[first..last]);
+                }
+                Ok(out)
+            }
+            _ => Err(EngineError::invalid_gguf(format!("tensor {name}: {self:?} is not a whole-block part of {full:?}"))),
+        }
+    }
+
+    fn of_vector(&self, name: &str, values: Vec<f32>) -> EngineResult<Vec<f32>> {
+        match self {
+            Part::All => Ok(values),
+            Part::Rows(rows) if rows.end <= values.len() => Ok(values[rows.clone()].to_vec()),
+            _ => Err(EngineError::invalid_gguf(format!("tensor {name}: {self:?} of a vector of {}", values.len()))),
+        }
+    }
+}
+
+/// The raw blocks of (a part of) one weight matrix, read straight from the file into device memory.
+fn matrix<R: Read + Seek>(loader: &mut Loader<'_, R>, mem: &Arc<DeviceArena>, name: &str, part: &Part) -> EngineResult<Mat> {
+    let (full, data) = read_matrix(loader, name)?;
+    let data = part.of_blocks(name, full, data)?;
+    Ok(Mat { buffer: mem.upload(&data)?, shape: part.shape(full) })
 }
 
 /// The raw blocks of one weight matrix, read from the file (progress counted).
@@ -265,9 +337,10 @@ fn vector<R: Read + Seek>(loader: &mut Loader<'_, R>, mem: &Arc<DeviceArena>, na
     mem.upload(&values)
 }
 
-fn optional_vector<R: Read + Seek>(loader: &mut Loader<'_, R>, mem: &Arc<DeviceArena>, name: &str) -> EngineResult<Option<DeviceBuffer>> {
+fn optional_vector<R: Read + Seek>(loader: &mut Loader<'_, R>, mem: &Arc<DeviceArena>, name: &str, part: &Part) -> EngineResult<Option<DeviceBuffer>> {
     if loader.has(name) {
-        vector(loader, mem, name).map(Some)
+        let values = part.of_vector(name, loader.vector(name)?)?;
+        mem.upload(&values).map(Some)
     } else {
         Ok(None)
     }
@@ -296,11 +369,50 @@ impl GraphDecoder {
         slots: usize,
         progress: &mut dyn FnMut(f64),
     ) -> EngineResult<Self> {
+        Self::load_part(config, content, reader, device, context_size, slots, None, progress)
+    }
+
+    /// Rank `plan.rank` of a tensor-parallel group: its slice of every matrix (shard::plan), a
+    /// KV cache of its heads, and an exchange buffer the other ranks map. Its graphs are
+    /// captured once the group has joined (`join`); `timeout` bounds every exchange's wait.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_rank<R: Read + Seek>(
+        config: Config,
+        content: &Content,
+        reader: &mut R,
+        device: &Device,
+        context_size: usize,
+        slots: usize,
+        plan: ShardPlan,
+        timeout: Duration,
+        progress: &mut dyn FnMut(f64),
+    ) -> EngineResult<Self> {
+        Self::load_part(config, content, reader, device, context_size, slots, Some((plan, timeout)), progress)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn load_part<R: Read + Seek>(
+        config: Config,
+        content: &Content,
+        reader: &mut R,
+        device: &Device,
+        context_size: usize,
+        slots: usize,
+        tp: Option<(ShardPlan, Duration)>,
+        progress: &mut dyn FnMut(f64),
+    ) -> EngineResult<Self> {
         let cuda = match device {
             Device::Cuda(cuda) => cuda,
             _ => return Err(EngineError::new(ErrorCode::DeviceUnavailable, "the graph forward path runs on a CUDA device (cuda:N) only")),
         };
+        let shard = tp.as_ref().map(|(p, _)| p);
+        // A rank computes its heads only: its attention is a model of fewer heads.
+        let config = match shard {
+            Some(p) => p.local_config(&config),
+            None => config,
+        };
         plan::check_config(&config)?;
+        let part = |name: &str| Part::of(name, shard, config.head_dim);
         let ctx = cuda.cuda_stream().context().clone();
         cu("bind", ctx.bind_to_thread())?;
         let sms = cu("attribute", ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT))? as usize;
@@ -317,25 +429,29 @@ impl GraphDecoder {
         // An untied model's token embeddings stay in host memory, as llama.cpp keeps them: a step
         // reads one row a token over the bus, and an 8B model's VRAM is ~280 MiB less. A tied
         // table is also the output head, which reads all of it every step: on the GPU.
-        let host_embeddings = content.tensor_infos.contains_key("output.weight");
-        let embed_bytes = matrix_shape(content, "token_embd.weight")?.bytes();
-        let mut weights = if host_embeddings { 0 } else { embed_bytes };
-        if host_embeddings {
-            weights += matrix_shape(content, "output.weight")?.bytes();
-        }
+        // A rank keeps the whole table on the host for the lookup, and its vocabulary rows of the
+        // head (tied or not) on the GPU.
+        let untied = content.tensor_infos.contains_key("output.weight");
+        let host_embeddings = untied || shard.is_some();
+        let embed_shape = matrix_shape(content, "token_embd.weight")?;
+        let embed_bytes = embed_shape.bytes();
+        let head_part = shard.map_or(Part::All, |p| Part::Rows(p.vocab.clone()));
+        let head_shape = head_part.shape(if untied { matrix_shape(content, "output.weight")? } else { embed_shape });
+        let mut weights = if host_embeddings { head_shape.bytes() } else { embed_bytes };
         let mut n_ff = 0;
         // Elements of the largest weight group a prefill GEMM reads (Q+K+V, gate+up, o, down).
         let mut largest_group = 0;
         for il in 0..config.n_layer {
             let mut qkv = 0;
             let mut gate_up = 0;
-            for part in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] {
-                let shape = matrix_shape(content, &format!("blk.{il}.{part}.weight"))?;
-                if part == "ffn_gate" {
+            for kind in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] {
+                let name = format!("blk.{il}.{kind}.weight");
+                let shape = part(&name).shape(matrix_shape(content, &name)?);
+                if kind == "ffn_gate" {
                     n_ff = shape.rows;
                 }
                 let elements = shape.rows * shape.k;
-                match part {
+                match kind {
                     "attn_q" | "attn_k" | "attn_v" => qkv += elements,
                     "ffn_gate" | "ffn_up" => gate_up += elements,
                     _ => largest_group = usize::max(largest_group, elements),
@@ -345,7 +461,11 @@ impl GraphDecoder {
             largest_group = largest_group.max(qkv).max(gate_up);
         }
         let chunk = prefill::prefill_chunk_size()?;
-        let sizes = BufferSizes::new(&config, n_ff, batch, max_split, sms);
+        let mut sizes = BufferSizes::new(&config, n_ff, batch, max_split, sms);
+        if shard.is_some() {
+            // A rank's logits are its vocabulary slice, in its exchange buffer.
+            sizes.logits = 0;
+        }
         let attn = config.n_head * config.head_dim;
         let qkv_width = (config.n_head + 2 * config.n_head_kv) * config.head_dim;
         let gemma = config.arch == Arch::Gemma3;
@@ -353,7 +473,15 @@ impl GraphDecoder {
         let prefill_shape =
             prefill::PrefillShape { d: config.n_embd, attn, qkv_width, n_ff, n_head: config.n_head, head_dim: config.head_dim, largest_group, gemma };
         let prefill_sizes = prefill::PrefillSizes::new(&prefill_shape, chunk, gemm);
-        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, slots), buffers: sizes.bytes() + prefill_sizes.total() };
+        // A group's prompts go through the decode graphs (no GEMM prefill); its exchange buffer is
+        // an allocation of its own.
+        let tp_layout = shard.map(|p| plan::TpLayout {
+            rows: batch,
+            n_embd: config.n_embd,
+            vocab_ld: (0..p.world).map(|r| share(config.n_vocab, r, p.world).len()).max().unwrap_or(0),
+        });
+        let step_buffers = sizes.bytes() + tp_layout.map_or(prefill_sizes.total(), |l| l.bytes());
+        let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, slots), buffers: step_buffers };
         trace_vram("the CUDA context and Candle's device (before the graph decoder)");
         let (free, total) = cu("memory info", result::mem_get_info())?;
         // The modules, the graph and the driver's own allocations take some too.
@@ -386,13 +514,23 @@ impl GraphDecoder {
         let stream = cu("stream", ctx.new_stream())?;
         let total_tensors = content.tensor_infos.len();
         let mut loader = Loader { content, reader, device, bytes: 0, loaded: 0, total: total_tensors, progress };
-        let embeddings = if host_embeddings { host_matrix(&mut loader, &ctx, "token_embd.weight")? } else { matrix(&mut loader, &mem, "token_embd.weight")? };
+        let (_, embed_data) = read_matrix(&mut loader, "token_embd.weight")?;
+        // A rank of a tied model: its vocabulary rows of the table are its slice of the head.
+        let tied_head = match (&head_part, untied) {
+            (Part::Rows(_), false) => {
+                Some(Mat { buffer: mem.upload(&head_part.of_blocks("token_embd.weight", embed_shape, embed_data.clone())?)?, shape: head_shape })
+            }
+            _ => None,
+        };
+        let embeddings =
+            Mat { buffer: if host_embeddings { DeviceBuffer::host_mapped(&ctx, &embed_data)? } else { mem.upload(&embed_data)? }, shape: embed_shape };
+        drop(embed_data);
         if host_embeddings {
             trace_vram(&format!("the token embeddings ({:.1} MiB, in mapped host memory)", embed_bytes as f64 / 1048576.0));
         }
-        let output = if loader.has("output.weight") { Some(matrix(&mut loader, &mem, "output.weight")?) } else { None };
+        let output = if untied { Some(matrix(&mut loader, &mem, "output.weight", &head_part)?) } else { tied_head };
         let output_norm = vector(&mut loader, &mem, "output_norm.weight")?;
-        let freq_factors = optional_vector(&mut loader, &mem, "rope_freqs.weight")?;
+        let freq_factors = optional_vector(&mut loader, &mem, "rope_freqs.weight", &Part::All)?;
         let mut inv = vec![mem.upload(&inv_freq(config.n_rot, config.rope_base))?];
         if config.swa_window.is_some() {
             inv.push(mem.upload(&inv_freq(config.n_rot, config.rope_base_swa))?);
@@ -404,24 +542,24 @@ impl GraphDecoder {
             let layer = Layer {
                 attn_norm: vector(&mut loader, &mem, &name("attn_norm.weight"))?,
                 qkv: [
-                    matrix(&mut loader, &mem, &name("attn_q.weight"))?,
-                    matrix(&mut loader, &mem, &name("attn_k.weight"))?,
-                    matrix(&mut loader, &mem, &name("attn_v.weight"))?,
+                    matrix(&mut loader, &mem, &name("attn_q.weight"), &part(&name("attn_q.weight")))?,
+                    matrix(&mut loader, &mem, &name("attn_k.weight"), &part(&name("attn_k.weight")))?,
+                    matrix(&mut loader, &mem, &name("attn_v.weight"), &part(&name("attn_v.weight")))?,
                 ],
                 qkv_bias: [
-                    optional_vector(&mut loader, &mem, &name("attn_q.bias"))?,
-                    optional_vector(&mut loader, &mem, &name("attn_k.bias"))?,
-                    optional_vector(&mut loader, &mem, &name("attn_v.bias"))?,
+                    optional_vector(&mut loader, &mem, &name("attn_q.bias"), &part(&name("attn_q.bias")))?,
+                    optional_vector(&mut loader, &mem, &name("attn_k.bias"), &part(&name("attn_k.bias")))?,
+                    optional_vector(&mut loader, &mem, &name("attn_v.bias"), &part(&name("attn_v.bias")))?,
                 ],
-                q_norm: optional_vector(&mut loader, &mem, &name("attn_q_norm.weight"))?,
-                k_norm: optional_vector(&mut loader, &mem, &name("attn_k_norm.weight"))?,
-                o: matrix(&mut loader, &mem, &name("attn_output.weight"))?,
-                post_attn_norm: optional_vector(&mut loader, &mem, &name("post_attention_norm.weight"))?,
+                q_norm: optional_vector(&mut loader, &mem, &name("attn_q_norm.weight"), &Part::All)?,
+                k_norm: optional_vector(&mut loader, &mem, &name("attn_k_norm.weight"), &Part::All)?,
+                o: matrix(&mut loader, &mem, &name("attn_output.weight"), &part(&name("attn_output.weight")))?,
+                post_attn_norm: optional_vector(&mut loader, &mem, &name("post_attention_norm.weight"), &Part::All)?,
                 ffn_norm: vector(&mut loader, &mem, &name("ffn_norm.weight"))?,
-                gate: matrix(&mut loader, &mem, &name("ffn_gate.weight"))?,
-                up: matrix(&mut loader, &mem, &name("ffn_up.weight"))?,
-                down: matrix(&mut loader, &mem, &name("ffn_down.weight"))?,
-                post_ffn_norm: optional_vector(&mut loader, &mem, &name("post_ffw_norm.weight"))?,
+                gate: matrix(&mut loader, &mem, &name("ffn_gate.weight"), &part(&name("ffn_gate.weight")))?,
+                up: matrix(&mut loader, &mem, &name("ffn_up.weight"), &part(&name("ffn_up.weight")))?,
+                down: matrix(&mut loader, &mem, &name("ffn_down.weight"), &part(&name("ffn_down.weight")))?,
+                post_ffn_norm: optional_vector(&mut loader, &mem, &name("post_ffw_norm.weight"), &Part::All)?,
             };
             for bias in ["attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias"] {
                 if loader.has(&name(bias)) {
@@ -448,7 +586,8 @@ impl GraphDecoder {
         }
         let weight_bytes = loader.bytes;
         let head_rows = output.as_ref().map_or(embeddings.shape.rows, |m| m.shape.rows);
-        if head_rows != config.n_vocab {
+        let vocab_rows = shard.map_or(config.n_vocab, |p| p.vocab.len());
+        if head_rows != vocab_rows || embeddings.shape.rows != config.n_vocab {
             return Err(EngineError::invalid_gguf(format!("the output head has {head_rows} rows for a vocabulary of {}", config.n_vocab)));
         }
 
@@ -458,6 +597,10 @@ impl GraphDecoder {
         let k_cache = mem.zeroed(cache_half)?;
         let v_cache = mem.zeroed(cache_half)?;
         let buffers = Buffers::new(&mem, &sizes, batch)?;
+        let tp = match (tp, tp_layout) {
+            (Some((plan, timeout)), Some(layout)) => Some(tp::TpRank::new(&ctx, &mem, plan, layout, timeout)?),
+            _ => None,
+        };
 
         let mut decoder = Self {
             config,
@@ -486,6 +629,7 @@ impl GraphDecoder {
             kernels_per_step: 0,
             pdl,
             prefill: None,
+            tp,
             weight_bytes,
             cache_bytes: 2 * cache_half,
         };
@@ -494,16 +638,21 @@ impl GraphDecoder {
                 kernels.require(&name)?;
             }
         }
+        if decoder.tp.is_some() {
+            for name in tp::TP_KERNELS {
+                kernels.require(name)?;
+            }
+            decoder.kernels = kernels;
+            // Captured at `join`, once the peers' exchange buffers are mapped.
+            return Ok(decoder);
+        }
         for name in PREFILL_KERNELS {
             kernels.require(name)?;
         }
         decoder.kernels = kernels;
         decoder.prefill = Some(prefill::Prefill::new(&decoder, &prefill_sizes, chunk, gemm)?);
         trace_vram("the prefill's cuBLAS handle and stream");
-        for &rows in &buckets {
-            decoder.capture(rows)?;
-        }
-        trace_vram("capturing the decode graphs");
+        decoder.capture_all()?;
         Ok(decoder)
     }
 
@@ -662,9 +811,12 @@ impl GraphDecoder {
             };
             self.launch(&format!("rbee_attn_reduce_{hd}"), (nh as u32, rows as u32, 1), hd as u32, 0, &reduce)?;
             kernels += 3;
-            // o-projection: into the residual (llama family) or into `branch` for Gemma's post norm.
+            // o-projection: into the residual (llama family) or into `branch` for Gemma's post norm;
+            // in a group, this rank's part first, then the sum of every rank's (tp.rs).
             let (out, res) = if gemma { (branch, 0) } else { (b.x.ptr, b.x.ptr) };
-            kernels += self.mmvq(rows, &[(&layer.o, out, res, d as i32, d as i32)], b.aq.ptr, b.ads.ptr, attn_width, None)?.1;
+            let (o_out, o_res) = self.tp_part(2 * il).unwrap_or((out, res));
+            kernels += self.mmvq(rows, &[(&layer.o, o_out, o_res, d as i32, d as i32)], b.aq.ptr, b.ads.ptr, attn_width, None)?.1;
+            kernels += self.tp_reduce(rows, 2 * il, out, !gemma)?;
             let pre = if gemma { Some((branch, ptr(&layer.post_attn_norm))) } else { None };
             self.norm(rows, layer.ffn_norm.ptr, pre)?;
             if let Some(n) = self.glu_mmq(rows, layer)? {
@@ -695,8 +847,9 @@ impl GraphDecoder {
                     kernels += 1;
                 }
             }
-            kernels += self.mmvq(rows, &[(&layer.down, out, res, d as i32, d as i32)], b.hq.ptr, b.hds.ptr, self.n_ff, None)?.1;
-            kernels += 1;
+            let (down_out, down_res) = self.tp_part(2 * il + 1).unwrap_or((out, res));
+            kernels += self.mmvq(rows, &[(&layer.down, down_out, down_res, d as i32, d as i32)], b.hq.ptr, b.hds.ptr, self.n_ff, None)?.1;
+            kernels += 1 + self.tp_reduce(rows, 2 * il + 1, out, !gemma)?;
         }
         kernels += self.enqueue_head(rows)?;
         Ok(kernels)
@@ -710,6 +863,9 @@ impl GraphDecoder {
         let d = cfg.n_embd;
         let pre = if self.gemma() { self.layers.last().map(|l| (branch, ptr(&l.post_ffn_norm))) } else { None };
         self.norm(rows, self.output_norm.ptr, pre)?;
+        if self.tp.is_some() {
+            return Ok(1 + self.tp_head(rows)?);
+        }
         let vocab = cfg.n_vocab as i32;
         let (grid, launches) =
             self.mmvq(rows, &[(self.head(), b.logits.ptr, 0, vocab, 0)], b.xq.ptr, b.xds.ptr, d, Some((b.argmax_val.ptr, b.argmax_idx.ptr)))?;
@@ -719,6 +875,15 @@ impl GraphDecoder {
         // SAFETY: rbee_argmax_final(const float*, const int*, int, int, int*, float*, int*).
         unsafe { self.launch_params("rbee_argmax_final", (rows as u32, 1, 1), 256, 0, &mut params)? };
         Ok(2 + launches)
+    }
+
+    /// Captures the decode step of every batch bucket.
+    fn capture_all(&mut self) -> EngineResult<()> {
+        for rows in self.buckets.clone() {
+            self.capture(rows)?;
+        }
+        trace_vram("capturing the decode graphs");
+        Ok(())
     }
 
     fn capture(&mut self, rows: usize) -> EngineResult<()> {
@@ -807,6 +972,9 @@ impl GraphDecoder {
             cu("tokens in", unsafe { result::memcpy_htod_async(b.tokens.ptr, &input[..bucket], stream) })?;
             cu("positions in", unsafe { result::memcpy_htod_async(b.pos.ptr, &input[bucket..2 * bucket], stream) })?;
             cu("slots in", unsafe { result::memcpy_htod_async(b.slot.ptr, &input[2 * bucket..], stream) })?;
+            if self.tp.is_some() {
+                self.tp_send_launch(bucket, &input)?;
+            }
             let graph = self.graphs.get(&bucket).ok_or_else(|| EngineError::internal(format!("no decode graph for batch {bucket}")))?;
             cu("graph launch", graph.0.launch())?;
             let mut here = Vec::new();
@@ -839,11 +1007,20 @@ impl GraphDecoder {
                 None
             } else {
                 let mut values = vec![0f32; vocab];
-                cu("logits out", unsafe { result::memcpy_dtoh_async(&mut values[..], self.buffers.logits.ptr + (4 * vocab * row) as u64, stream) })?;
+                if self.tp.is_some() {
+                    self.tp_logits_out(row, &mut values)?;
+                } else {
+                    cu("logits out", unsafe { result::memcpy_dtoh_async(&mut values[..], self.buffers.logits.ptr + (4 * vocab * row) as u64, stream) })?;
+                }
                 Some(values)
             });
         }
+        let mut tp_error = [0i32];
+        if let Some(tp) = &self.tp {
+            cu("error word out", unsafe { result::memcpy_dtoh_async(&mut tp_error[..], tp.error_word(), stream) })?;
+        }
         cu("sync", self.stream.synchronize())?;
+        self.tp_check(tp_error[0])?;
         want.iter()
             .zip(logits)
             .map(|(&(row, _), logits)| match logits {

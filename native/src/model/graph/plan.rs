@@ -312,6 +312,59 @@ pub fn kernels_per_step(qkv_launches_per_layer: &[usize]) -> usize {
     1 + qkv_launches_per_layer.iter().map(|q| 8 + q).sum::<usize>() + 3
 }
 
+/// A tensor-parallel rank's exchange buffer (kernels/tp.cu), one device allocation that every
+/// other rank of the group maps (CUDA IPC): the same layout on every rank, so a peer's piece is
+/// its base plus the same offset. Byte offsets, each piece 256-byte aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TpLayout {
+    /// Rows of the largest decode bucket.
+    pub rows: usize,
+    pub n_embd: usize,
+    /// The widest rank's vocabulary slice: the row stride of every rank's logits.
+    pub vocab_ld: usize,
+}
+
+impl TpLayout {
+    /// The rank's published-exchange counter (u64).
+    pub const COUNTER: usize = 0;
+    /// The rank's error word (i32): set when an exchange gave up waiting.
+    pub const ERROR: usize = 8;
+    const HEADER: usize = 256;
+
+    fn align(bytes: usize) -> usize {
+        bytes.next_multiple_of(256)
+    }
+
+    /// The part (f32 [rows][n_embd]) of exchanges with index parity `k`: parts are double buffered.
+    pub fn part(&self, k: usize) -> usize {
+        Self::HEADER + (k % 2) * Self::align(4 * self.rows * self.n_embd)
+    }
+
+    /// The rank's slice of the logits, f32 [rows][vocab_ld].
+    pub fn logits(&self) -> usize {
+        Self::HEADER + 2 * Self::align(4 * self.rows * self.n_embd)
+    }
+
+    /// The rank's best value (f32) and vocabulary-local id (i32) per row, of its slice.
+    pub fn best_val(&self) -> usize {
+        self.logits() + Self::align(4 * self.rows * self.vocab_ld)
+    }
+
+    pub fn best_idx(&self) -> usize {
+        self.best_val() + Self::align(4 * self.rows)
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.best_idx() + Self::align(4 * self.rows)
+    }
+}
+
+/// The exchanges of one decode launch: after the O and the down projection of every layer, and
+/// the greedy pick over the vocabulary slices.
+pub fn tp_exchanges(n_layer: usize) -> usize {
+    2 * n_layer + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,5 +493,20 @@ mod tests {
             activation: Activation::Silu,
             train_context: 8192,
         }
+    }
+
+    #[test]
+    fn tp_layout_pieces_are_aligned_and_apart() {
+        let layout = TpLayout { rows: 32, n_embd: 4096, vocab_ld: 64128 };
+        let pieces = [TpLayout::COUNTER, TpLayout::ERROR, layout.part(0), layout.part(1), layout.logits(), layout.best_val(), layout.best_idx()];
+        assert_eq!(layout.part(2), layout.part(0), "parts alternate by exchange parity");
+        assert_eq!(layout.part(1) - layout.part(0), 4 * 32 * 4096);
+        assert_eq!(layout.best_val() - layout.logits(), (4 * 32 * 64128usize).next_multiple_of(256));
+        for pair in pieces[2..].windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert_eq!(pair[1] % 256, 0);
+        }
+        assert!(layout.bytes() >= layout.best_idx() + 4 * 32);
+        assert_eq!(tp_exchanges(32), 65);
     }
 }

@@ -21,6 +21,7 @@ const MAGIC: &[u8; 8] = b"rbeeTP01";
 const TAG_STEP: u8 = 1;
 const TAG_DATA: u8 = 2;
 const TAG_CLOSE: u8 = 3;
+const TAG_LAUNCH: u8 = 4;
 /// A handshake, or a secret, larger than this is not one.
 const MAX_SECRET: usize = 256;
 /// How long an accepted connection has to prove the secret before the shard drops it.
@@ -31,6 +32,38 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Step {
     pub tokens: Vec<u32>,
     pub start: usize,
+}
+
+/// What a GPU shard is asked to run: one replay of its decode graph for `bucket` rows, with the
+/// coordinator's input for it (each row's token, then each row's position, then each row's slot)
+/// and the launch's sequence number, which numbers the graph's exchanges (kernels/tp.cu).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub seq: u64,
+    pub bucket: usize,
+    pub input: Vec<i32>,
+}
+
+impl Launch {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + 4 * self.input.len());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&(self.bucket as u32).to_le_bytes());
+        for v in &self.input {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    fn decode(payload: &[u8]) -> Option<Self> {
+        if payload.len() < 12 || !payload.len().is_multiple_of(4) {
+            return None;
+        }
+        let seq = u64::from_le_bytes(payload[0..8].try_into().ok()?);
+        let bucket = u32::from_le_bytes(payload[8..12].try_into().ok()?) as usize;
+        let input: Vec<i32> = payload[12..].chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        (input.len() == 3 * bucket).then_some(Self { seq, bucket, input })
+    }
 }
 
 pub struct Communicator {
@@ -280,6 +313,33 @@ impl Communicator {
         }
     }
 
+    /// Rank 0: sends the next graph launch to every shard.
+    pub fn send_launch(&mut self, launch: &Launch) -> EngineResult<()> {
+        self.check()?;
+        let payload = launch.encode();
+        for rank in 1..self.world {
+            if let Err(e) = write_frame(&mut self.links[rank - 1], TAG_LAUNCH, &payload, self.timeout) {
+                return Err(self.fail(format!("sending a launch to shard {rank}: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A GPU shard: waits (without a deadline, as `receive_step`) for the next graph launch;
+    /// None once the coordinator closed the group.
+    pub fn receive_launch(&mut self) -> EngineResult<Option<Launch>> {
+        self.check()?;
+        match read_frame_within(&mut self.links[0], None, 12 + 12 * 1024) {
+            Ok((TAG_LAUNCH, payload)) => match Launch::decode(&payload) {
+                Some(launch) => Ok(Some(launch)),
+                None => Err(self.fail("a malformed launch from the coordinator".to_string())),
+            },
+            Ok((TAG_CLOSE, _)) => Ok(None),
+            Ok((tag, _)) => Err(self.fail(format!("unexpected message {tag} from the coordinator"))),
+            Err(e) => Err(self.fail(format!("the coordinator is gone: {e}"))),
+        }
+    }
+
     /// Rank 0: tells the shards the group is over.
     pub fn close(&mut self) {
         if self.rank == 0 && self.failed.is_none() {
@@ -295,7 +355,12 @@ impl Communicator {
 
     /// Every rank's `data`, in rank order, on every rank.
     pub fn all_gather(&mut self, data: &[f32]) -> EngineResult<Vec<Vec<f32>>> {
-        let parts = self.collect(data, "all-gather")?;
+        Ok(self.all_gather_bytes(&f32_bytes(data), "all-gather")?.iter().map(|part| bytes_f32(part)).collect())
+    }
+
+    /// Every rank's bytes, in rank order, on every rank (`what` names the exchange in errors).
+    pub fn all_gather_bytes(&mut self, data: &[u8], what: &str) -> EngineResult<Vec<Vec<u8>>> {
+        let parts = self.collect(data, what)?;
         let deadline = Instant::now() + self.timeout;
         if self.rank == 0 {
             let parts = parts.expect("rank 0 collects");
@@ -304,40 +369,40 @@ impl Communicator {
                 payload.extend_from_slice(&(part.len() as u32).to_le_bytes());
             }
             for part in &parts {
-                payload.extend_from_slice(&f32_bytes(part));
+                payload.extend_from_slice(part);
             }
             for rank in 1..self.world {
                 if let Err(e) = write_frame(&mut self.links[rank - 1], TAG_DATA, &payload, self.timeout) {
-                    return Err(self.fail(format!("all-gather: sending to shard {rank}: {e}")));
+                    return Err(self.fail(format!("{what}: sending to shard {rank}: {e}")));
                 }
             }
             return Ok(parts);
         }
         let payload = match read_frame(&mut self.links[0], Some(deadline)) {
             Ok((TAG_DATA, payload)) => payload,
-            Ok((tag, _)) => return Err(self.fail(format!("all-gather: unexpected message {tag} from the coordinator"))),
-            Err(e) => return Err(self.fail(format!("all-gather: the coordinator: {e}"))),
+            Ok((tag, _)) => return Err(self.fail(format!("{what}: unexpected message {tag} from the coordinator"))),
+            Err(e) => return Err(self.fail(format!("{what}: the coordinator: {e}"))),
         };
-        let count = u32::from_le_bytes(payload[0..4].try_into().unwrap_or_default()) as usize;
+        let count = u32::from_le_bytes(payload.get(0..4).and_then(|b| b.try_into().ok()).unwrap_or_default()) as usize;
         if count != self.world || payload.len() < 4 + 4 * count {
-            return Err(self.fail("all-gather: a malformed answer from the coordinator".to_string()));
+            return Err(self.fail(format!("{what}: a malformed answer from the coordinator")));
         }
         let lens: Vec<usize> = (0..count).map(|i| u32::from_le_bytes(payload[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
         let mut at = 4 + 4 * count;
         let mut parts = Vec::with_capacity(count);
         for len in lens {
-            let Some(bytes) = payload.get(at..at + 4 * len) else {
-                return Err(self.fail("all-gather: a short answer from the coordinator".to_string()));
+            let Some(bytes) = payload.get(at..at + len) else {
+                return Err(self.fail(format!("{what}: a short answer from the coordinator")));
             };
-            parts.push(bytes_f32(bytes));
-            at += 4 * len;
+            parts.push(bytes.to_vec());
+            at += len;
         }
         Ok(parts)
     }
 
     /// Every rank's `data` on rank 0, in rank order; None on the shards.
     pub fn gather(&mut self, data: &[f32]) -> EngineResult<Option<Vec<Vec<f32>>>> {
-        self.collect(data, "gather")
+        Ok(self.collect(&f32_bytes(data), "gather")?.map(|parts| parts.iter().map(|part| bytes_f32(part)).collect()))
     }
 
     /// The sum of every rank's `data`, added in rank order on every rank alike.
@@ -346,11 +411,11 @@ impl Communicator {
         Ok(sum_in_rank_order(&parts))
     }
 
-    fn collect(&mut self, data: &[f32], what: &str) -> EngineResult<Option<Vec<Vec<f32>>>> {
+    fn collect(&mut self, data: &[u8], what: &str) -> EngineResult<Option<Vec<Vec<u8>>>> {
         self.check()?;
         let deadline = Instant::now() + self.timeout;
         if self.rank != 0 {
-            if let Err(e) = write_frame(&mut self.links[0], TAG_DATA, &f32_bytes(data), self.timeout) {
+            if let Err(e) = write_frame(&mut self.links[0], TAG_DATA, data, self.timeout) {
                 return Err(self.fail(format!("{what}: sending to the coordinator: {e}")));
             }
             return Ok(None);
@@ -359,7 +424,7 @@ impl Communicator {
         parts.push(data.to_vec());
         for rank in 1..self.world {
             match read_frame(&mut self.links[rank - 1], Some(deadline)) {
-                Ok((TAG_DATA, payload)) => parts.push(bytes_f32(&payload)),
+                Ok((TAG_DATA, payload)) => parts.push(payload),
                 Ok((tag, _)) => return Err(self.fail(format!("{what}: unexpected message {tag} from shard {rank}"))),
                 Err(e) if e.kind() == ErrorKind::TimedOut => {
                     return Err(self.fail(format!("{what}: shard {rank} did not answer within {} ms", self.timeout.as_millis())))

@@ -92,6 +92,12 @@ impl ShardPlan {
         Ok(plan)
     }
 
+    /// The model as this rank computes it: its query and KV heads only (the vocabulary, the
+    /// embedding width and everything else as the whole model's).
+    pub fn local_config(&self, config: &Config) -> Config {
+        Config { n_head: self.heads.len(), n_head_kv: self.kv_heads.len(), ..config.clone() }
+    }
+
     /// Which rank holds vocabulary row `id`.
     pub fn vocab_owner(n_vocab: usize, world: usize, id: usize) -> usize {
         (0..world).find(|r| share(n_vocab, *r, world).contains(&id)).unwrap_or(world - 1)

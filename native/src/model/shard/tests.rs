@@ -12,6 +12,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 
 use super::comm::{Communicator, Step};
+use super::launch::GGML;
 use super::plan::ShardPlan;
 use super::source::SlicedGguf;
 use super::transformer::{fingerprint, Role, ShardedTransformer};
@@ -73,7 +74,7 @@ fn spawn_shards(bytes: &Arc<Vec<u8>>, world: usize) -> (Vec<String>, Vec<std::th
         handles.push(std::thread::spawn(move || {
             let mut src = source(&bytes);
             let config = config_of(&src);
-            let print = fingerprint(&config, &src, world, CONTEXT);
+            let print = fingerprint(&config, &src.content, world, CONTEXT, GGML);
             let mut model = ShardedTransformer::load(config, &mut src, Role::Rank { rank, world }, CONTEXT, &mut |_| {}).map_err(|e| e.message)?;
             let comm =
                 Communicator::accept(&listener, rank, world, SECRET, print, Duration::from_secs(5), Duration::from_secs(30), &NEVER).map_err(|e| e.message)?;
@@ -88,7 +89,7 @@ fn group(bytes: &Arc<Vec<u8>>, world: usize) -> Vec<Vec<f32>> {
     let (endpoints, handles) = spawn_shards(bytes, world);
     let mut src = source(bytes);
     let config = config_of(&src);
-    let print = fingerprint(&config, &src, world, CONTEXT);
+    let print = fingerprint(&config, &src.content, world, CONTEXT, GGML);
     let mut model = ShardedTransformer::load(config, &mut src, Role::Rank { rank: 0, world }, CONTEXT, &mut |_| {}).unwrap();
     model.attach(Communicator::connect(&endpoints, SECRET, print, Duration::from_secs(5), Duration::from_secs(30)).unwrap()).unwrap();
     let logits = run(&mut |t, s| model.forward(t, s).unwrap(), 6);
@@ -163,7 +164,7 @@ fn each_rank_holds_only_its_slice() {
     // The slices a rank copies are about a quarter of the matrices (norms are whole on every rank).
     let (endpoints, handles) = spawn_shards(&bytes, 4);
     let mut src = source(&bytes);
-    let print = fingerprint(&config, &src, 4, CONTEXT);
+    let print = fingerprint(&config, &src.content, 4, CONTEXT, GGML);
     let mut rank0 = ShardedTransformer::load(config, &mut src, Role::Rank { rank: 0, world: 4 }, CONTEXT, &mut |_| {}).unwrap();
     rank0.attach(Communicator::connect(&endpoints, SECRET, print, Duration::from_secs(5), Duration::from_secs(30)).unwrap()).unwrap();
     assert!(rank0.weight_bytes * 3 < one.weight_bytes, "{} of {}", rank0.weight_bytes, one.weight_bytes);

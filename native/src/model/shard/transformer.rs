@@ -5,6 +5,8 @@
 
 use std::ops::Range;
 
+use candle_core::quantized::gguf_file::Content;
+
 use crate::error::{EngineError, EngineResult};
 use crate::ggml_math;
 use crate::model::attention::{self, AttentionShape, LayerCache};
@@ -142,11 +144,12 @@ fn norm_rows(x: &[f32], weight: &[f32], eps: f32, width: usize) -> Vec<f32> {
     out
 }
 
-/// What every member of a group must agree on: the model's shape and tensors, and the layout.
-pub fn fingerprint(config: &Config, src: &SlicedGguf, world: usize, context_size: usize) -> u64 {
-    let mut names: Vec<_> = src.content.tensor_infos.iter().map(|(n, i)| format!("{n}:{:?}:{:?}:{}", i.shape.dims(), i.ggml_dtype, i.offset)).collect();
+/// What every member of a group must agree on: the model's shape and tensors, the layout, and
+/// the engine every rank runs (`engine`: launch.rs's GGML, or the graph path and its streams).
+pub fn fingerprint(config: &Config, content: &Content, world: usize, context_size: usize, engine: &str) -> u64 {
+    let mut names: Vec<_> = content.tensor_infos.iter().map(|(n, i)| format!("{n}:{:?}:{:?}:{}", i.shape.dims(), i.ggml_dtype, i.offset)).collect();
     names.sort();
-    let text = format!("{config:?}|{world}|{context_size}|{}", names.join(","));
+    let text = format!("{engine}|{config:?}|{world}|{context_size}|{}", names.join(","));
     // FNV-1a: a checksum against a wrong file, not a defence against anyone.
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
