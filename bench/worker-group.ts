@@ -1,18 +1,20 @@
 /**
  * (g) Worker groups: what spreading one model over several devices costs, against one worker
  * holding it all, both through the same hive in the same run. The group is `rbee worker
- * spawn-group` (llama-server on the coordinator over a ggml-rpc-server per shard); the peer is one
- * llamacpp worker on the first device with the same engine (llama-server), so the difference is the
- * sharding and nothing else.
+ * spawn-group --type <type>`: llamacpp (llama-server on the coordinator over a ggml-rpc-server per
+ * shard, layers split) or candle (tensor parallel, a rank per device); the peer is one worker of the
+ * same type on the first device, so the difference is the sharding and nothing else.
  *
  *   spawn → ready   the hive's spawn answer to `healthy` (group) / `ready` (worker), model cached
  *   decode tok/s    streamed greedy generations through the hive (first token to done), median
  *   ttft ms         request to first token (prompt read + first step), median
  *   memory          per device: GPU memory used (nvidia-smi) above what it was before the spawn;
  *                   on the CPU, the resident memory of the member processes and their engines
+ *   aggregate tok/s with --streams N (> 1): N streamed generations at once (both spawned with
+ *                   --parallel N), tokens of all of them over the wall time, median over the runs
  *
- *   node --import tsx bench/worker-group.ts --model <gguf> --devices cuda:0,cuda:1 [--runs 5] [--max-tokens 128]
- *     [--threads N] [--label name] [--out bench/results]
+ *   node --import tsx bench/worker-group.ts --model <gguf> --devices cuda:0,cuda:1 [--type llamacpp|candle] [--streams 1]
+ *     [--runs 5] [--max-tokens 128] [--threads N] [--label name] [--out bench/results]
  * The engines are found as the adapter finds them (RBEE_LLAMA_SERVER / RBEE_GGML_RPC_SERVER, PATH, or
  * `rbee engines install llama.cpp`'s cache).
  */
@@ -38,6 +40,8 @@ type Run = {
   ttft_ms: number[];
   tokens_generated: number[];
   memory_bytes: Record<string, number>;
+  /** With --streams N > 1: tokens of N concurrent streams over their wall time, per run. */
+  aggregate_tokens_per_second: number[];
   text: string;
 };
 
@@ -46,8 +50,8 @@ function usage(message?: string): never {
     process.stderr.write(`bench:group: ${message}\n`);
   }
   process.stderr.write(
-    'usage: node --import tsx bench/worker-group.ts --model <gguf> [--devices cpu,cpu | cuda:0,cuda:1,...] [--runs 5]\n' +
-      '       [--max-tokens 128] [--threads N] [--label name] [--out folder]\n',
+    'usage: node --import tsx bench/worker-group.ts --model <gguf> [--devices cpu,cpu | cuda:0,cuda:1,...] [--type llamacpp|candle]\n' +
+      '       [--streams 1] [--runs 5] [--max-tokens 128] [--threads N] [--label name] [--out folder]\n',
   );
   process.exit(message === undefined ? 0 : 2);
 }
@@ -57,6 +61,8 @@ const args = parseArgsOrUsage(
   {
     model: {type: 'string'},
     devices: {type: 'string', default: 'cpu,cpu'},
+    type: {type: 'string', default: 'llamacpp'},
+    streams: {type: 'string', default: '1'},
     runs: {type: 'string', default: '5'},
     'max-tokens': {type: 'string', default: '128'},
     threads: {type: 'string'},
@@ -68,6 +74,13 @@ const args = parseArgsOrUsage(
 );
 
 const prompt = 'Write a short story about a lighthouse keeper who finds a message in a bottle.';
+const streams = Number(args.streams);
+if (!Number.isInteger(streams) || streams < 1 || streams > 64) {
+  usage('--streams: a whole number from 1 to 64');
+}
+if (args.type !== 'llamacpp' && args.type !== 'candle') {
+  usage('--type: llamacpp or candle');
+}
 
 function gpuMemoryUsed(): Map<string, number> {
   const used = new Map<string, number>();
@@ -130,7 +143,7 @@ async function measure(hive: HiveProcess, setup: Setup, devices: string[], model
   const before = gpuMemoryUsed();
   const threads = args.threads === undefined ? {} : {threads: Number(args.threads)};
   const began = performance.now();
-  const shape = {context_size: 2048, parallel: 1, restart: 'never' as const, force: true, ...threads};
+  const shape = {type: args.type, context_size: 2048, parallel: streams, restart: 'never' as const, force: true, ...threads};
   const {client} = hive;
   let memberIds: string[];
   let stop: () => Promise<unknown>;
@@ -145,7 +158,7 @@ async function measure(hive: HiveProcess, setup: Setup, devices: string[], model
     memberIds = [group.coordinator.worker_id, ...group.workers.map(shard => shard.worker_id)];
     stop = () => client.stopGroup(group.group_id, {timeoutMs: 120_000});
   } else {
-    const spawned = await client.spawnWorker({model, device: devices[0], type: 'llamacpp', ...shape}, {timeoutMs: 60_000});
+    const spawned = await client.spawnWorker({model, device: devices[0], ...shape}, {timeoutMs: 60_000});
     const worker = await pollReady(
       `worker ${spawned.worker_id}`,
       () => client.getWorker(spawned.worker_id),
@@ -167,6 +180,7 @@ async function measure(hive: HiveProcess, setup: Setup, devices: string[], model
     ttft_ms: [],
     tokens_generated: [],
     memory_bytes: {},
+    aggregate_tokens_per_second: [],
     text: '',
   };
   // One warm-up generation (CUDA graphs, caches), then the measured ones.
@@ -177,6 +191,14 @@ async function measure(hive: HiveProcess, setup: Setup, devices: string[], model
       run.ttft_ms.push(round(timing.ttftMs, 1));
       run.tokens_generated.push(timing.tokensGenerated);
     }
+  }
+  for (let index = 0; streams > 1 && index < Number(args.runs); index++) {
+    const started = performance.now();
+    const all = await Promise.all(
+      Array.from({length: streams}, () => streamInfer(client, {prompt, max_tokens: Number(args['max-tokens']), temperature: 0})),
+    );
+    const tokens = all.reduce((sum, timing) => sum + timing.tokensGenerated, 0);
+    run.aggregate_tokens_per_second.push(round(tokens / ((performance.now() - started) / 1000), 1));
   }
   const answer = await client.infer({prompt, max_tokens: 24, temperature: 0}, {timeoutMs: 60_000});
   run.text = answer.text;
@@ -211,8 +233,8 @@ async function main(): Promise<void> {
     usage('--model <gguf> is required and must exist');
   }
   const devices = args.devices.split(',').map(device => device.trim());
-  // The single worker runs llama-server too, like the coordinator (a set RBEE_LLAMA_SERVER selects it): the same engine on both sides.
-  const hive = await startHiveProcess({args: ['--heartbeat-interval', '1000'], env: await engineEnv()});
+  // llamacpp: the single worker runs llama-server too, like the coordinator (a set RBEE_LLAMA_SERVER selects it): the same engine on both sides.
+  const hive = await startHiveProcess({args: ['--heartbeat-interval', '1000'], env: args.type === 'llamacpp' ? await engineEnv() : {}});
   const runs: Run[] = [];
   try {
     runs.push(await measure(hive, 'single worker', devices.slice(0, 1), model));
@@ -222,22 +244,33 @@ async function main(): Promise<void> {
   }
   const [single, group] = runs as [Run, Run];
   const decode = (run: Run) => median(run.decode_tokens_per_second);
+  const aggregate = (run: Run) => median(run.aggregate_tokens_per_second);
   const gib = (bytes: number | undefined) => (bytes === undefined ? '-' : `${fmt(bytes / 2 ** 30, 2)} GiB`);
   const gpus = nvidiaGpus();
   const where = gpus.length > 0 ? `${gpus.length} × ${gpus[0]!.name}` : `${machineInfo().cpu_model}, ${machineInfo().cores} cores (CPU only)`;
   const table: Table = {
-    title: `Worker group vs one worker, ${path.basename(model)} — ${where}`,
-    header: ['setup', 'devices', 'spawn → ready', 'decode tok/s (median)', 'ttft ms (median)', ...[...new Set(devices)].map(device => `memory ${device}`)],
+    title: `Worker group vs one worker (${args.type}), ${path.basename(model)} — ${where}`,
+    header: [
+      'setup',
+      'devices',
+      'spawn → ready',
+      'decode tok/s (median)',
+      'ttft ms (median)',
+      ...(streams > 1 ? [`aggregate tok/s at ${streams} streams`] : []),
+      ...[...new Set(devices)].map(device => `memory ${device}`),
+    ],
     rows: runs.map(run => [
       run.setup,
       run.devices.join(','),
       `${fmt(run.spawn_to_ready_ms / 1000, 1)} s`,
       fmt(decode(run)),
       fmt(median(run.ttft_ms)),
+      ...(streams > 1 ? [fmt(aggregate(run))] : []),
       ...[...new Set(devices)].map(device => gib(run.memory_bytes[device])),
     ]),
     notes: [
       `group / single decode: ${fmtRatio(ratio(decode(group), decode(single)))}; ${args.runs} measured generations of ${args['max-tokens']} tokens each (greedy), after one warm-up`,
+      ...(streams > 1 ? [`group / single aggregate at ${streams} streams: ${fmtRatio(ratio(aggregate(group), aggregate(single)))}`] : []),
       `same greedy text from both: ${single.text === group.text ? 'yes' : `no (single: ${JSON.stringify(single.text)}, group: ${JSON.stringify(group.text)})`}`,
     ],
   };
@@ -250,7 +283,10 @@ async function main(): Promise<void> {
       model: path.basename(model),
       model_bytes: fs.statSync(model).size,
       runs,
+      type: args.type,
+      streams,
       group_over_single_decode: ratio(decode(group), decode(single)),
+      ...(streams > 1 ? {group_over_single_aggregate: ratio(aggregate(group), aggregate(single))} : {}),
     };
     fs.writeFileSync(path.join(args.out, `${label}.json`), `${JSON.stringify(result, null, 2)}\n`);
     fs.writeFileSync(path.join(args.out, `${label}.md`), `${renderMarkdown(table)}\n`);

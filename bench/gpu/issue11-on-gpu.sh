@@ -249,14 +249,16 @@ case "$stage" in
     machine_info
     gpus="$(nvidia-smi -L | wc -l)"
     devices="cuda:0,cuda:0"
-    [[ "$gpus" -ge 2 ]] && devices="cuda:0,cuda:1"
+    streams=1
+    # One GPU a rank: also the aggregate at 8 streams.
+    [[ "$gpus" -ge 2 ]] && devices="cuda:0,cuda:1" && streams=8
     PYTHONPATH="$work/gguf-py" python3 synthetic-gguf.py --vocab ggml-vocab-llama-bpe.gguf --out tiny-tp.gguf --layers 2 --embd 512 --ffn 1024 \
       --heads 8 --kv-heads 2 > "$out/tp-tiny.log" 2>&1
     timeout 120 ./node20 tp-check.mjs native/index.js tiny-tp.gguf "$out/tp-tiny.json" --devices "$devices" --tokens 32 --runs 2 \
       --parallel 4 2>&1 | tee -a "$out/tp-tiny.log"
     pack
-    timeout 300 ./node20 tp-check.mjs native/index.js synthetic-8b.gguf "$out/tp-8b.json" --devices "$devices" --tokens 64 --runs 2 \
-      --timeout-ms 5000 2>&1 | tee "$out/tp-8b.log"
+    timeout 300 ./node20 tp-check.mjs native/index.js synthetic-8b.gguf "$out/tp-8b.json" --devices "$devices" --tokens 64 --runs 3 \
+      --parallel "$streams" --timeout-ms 5000 2>&1 | tee "$out/tp-8b.log"
     pack
     join_gemma
     if [[ -s gemma-3-270m-q4_k_m.gguf ]]; then

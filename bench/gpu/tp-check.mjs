@@ -10,8 +10,9 @@
 //
 // What it records, per prompt: the single GPU's greedy tokens and the group's, how many agree
 // before the first difference (the group adds the ranks' O and down products in another order, so
-// a late divergence is expected, an early one is a bug), decode tok/s of each; with --parallel > 1,
-// the group's streams batched; then a shard killed with SIGKILL mid-generation, and how long the
+// a late divergence is expected, an early one is a bug), decode tok/s of each; with --parallel N > 1,
+// whether N batched streams of the group each get what one gets alone, and the aggregate tok/s of N
+// streams at once on the group and on the single GPU; then a shard killed with SIGKILL mid-generation, and how long the
 // coordinator took to fail the request (the goal: within the exchange timeout, no hang).
 import {spawn} from 'node:child_process';
 import crypto from 'node:crypto';
@@ -76,6 +77,17 @@ async function timed(model, tokens) {
 }
 
 const median = values => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+// `parallel` streams at once (the short prompt each), tokens of all over the wall time; median of the runs.
+async function aggregate(model) {
+  const rates = [];
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    const all = await Promise.all(Array.from({length: parallel}, () => generate(model, prompts[0].tokens)));
+    rates.push(all.reduce((sum, result) => sum + result.tokensGenerated, 0) / ((performance.now() - t0) / 1000));
+  }
+  return median(rates);
+}
 const vocab = 30000;
 const prompt = (n, seed) => Array.from({length: n}, (_, i) => 2 + ((i * 7919 + seed * 104729) % vocab));
 const prompts = [
@@ -111,7 +123,7 @@ async function startShards(secret) {
 const summary = {model: path.basename(modelPath), devices, world, maxTokens, parallel, ctx, runs, timeoutMs, prompts: [], errors: []};
 try {
   // The reference: the graph path on one GPU.
-  const single = await binding.Model.load({path: modelPath, device: devices[0], contextSize: ctx, forward: 'graph'});
+  const single = await binding.Model.load({path: modelPath, device: devices[0], contextSize: ctx, forward: 'graph', parallel});
   if (!(single instanceof binding.Model)) throw new Error(`single load: ${single.code}: ${single.message}`);
   const reference = {};
   for (const p of prompts) {
@@ -119,6 +131,7 @@ try {
     for (let r = 0; r < runs; r++) samples.push(await timed(single, p.tokens));
     reference[p.name] = {tokens: samples[0].tokens, decodeTokS: median(samples.map(s => s.decodeTokS))};
   }
+  const singleAggregate = parallel > 1 ? await aggregate(single) : null;
   single.close();
 
   const secret = crypto.randomBytes(24).toString('hex');
@@ -166,6 +179,8 @@ try {
     const batch = await Promise.all(Array.from({length: parallel}, () => generate(group, prompts[0].tokens)));
     summary.batched = {streams: parallel, sameAsAlone: batch.filter(r => Array.from(r.tokens).join(',') === alone.join(',')).length};
     log(`batched: ${summary.batched.sameAsAlone}/${parallel} streams got the tokens they get alone`);
+    summary.aggregate = {streams: parallel, singleTokS: singleAggregate, groupTokS: await aggregate(group)};
+    log(`aggregate at ${parallel} streams: ${summary.aggregate.singleTokS.toFixed(1)} vs ${summary.aggregate.groupTokS.toFixed(1)} tok/s (single, group)`);
   }
   // A shard killed mid-generation: the coordinator's request must fail, within the exchange timeout.
   const victim = shards[shards.length - 1];

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::io::{Read, Seek, SeekFrom};
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 
 use super::args::{AttnArgs, AttnReduceArgs, GluArgs, RopeArgs};
-use super::plan::{self, BufferSizes, MatShape, QType};
+use super::plan::{self, BufferSizes, MatShape, Part, QType};
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::model::config::{Activation, Arch, Config};
 use crate::model::decoder::StepOutput;
@@ -239,92 +238,32 @@ struct Footprint {
     buffers: usize,
 }
 
-/// The part of a weight matrix (or of a bias) a process holds: all of it, or in a
-/// tensor-parallel group its output rows (column-parallel) or input columns (row-parallel: whole
-/// quantization blocks of every row, shard::plan checks they are).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    All,
-    Rows(Range<usize>),
-    Cols(Range<usize>),
-}
-
-impl Part {
-    /// Which part of tensor `name` the rank of `plan` holds (all of everything without one).
-    fn of(name: &str, plan: Option<&ShardPlan>, head_dim: usize) -> Part {
-        let Some(p) = plan else { return Part::All };
-        let heads = p.heads.start * head_dim..p.heads.end * head_dim;
-        let kv = p.kv_heads.start * head_dim..p.kv_heads.end * head_dim;
-        let kind = name.split('.').rev().nth(1).unwrap_or("");
-        match kind {
-            "attn_q" => Part::Rows(heads),
-            "attn_k" | "attn_v" => Part::Rows(kv),
-            "attn_output" => Part::Cols(heads),
-            "ffn_gate" | "ffn_up" => Part::Rows(p.ff.clone()),
-            "ffn_down" => Part::Cols(p.ff.clone()),
-            "output" => Part::Rows(p.vocab.clone()),
-            _ => Part::All,
-        }
-    }
-
-    fn shape(&self, full: MatShape) -> MatShape {
-        match self {
-            Part::All => full,
-            Part::Rows(rows) => MatShape { rows: rows.len(), ..full },
-            Part::Cols(cols) => MatShape { k: cols.len(), ..full },
-        }
-    }
-
-    /// This part of a matrix's raw blocks (`full` describes `data`).
-    fn of_blocks(&self, name: &str, full: MatShape, data: Vec<u8>) -> EngineResult<Vec<u8>> {
-        let row_bytes = full.row_bytes();
-        match self {
-            Part::All => Ok(data),
-            Part::Rows(rows) if rows.end <= full.rows => Ok(data[rows.start * row_bytes..rows.end * row_bytes].to_vec()),
-            Part::Cols(cols) if cols.end <= full.k && cols.start % full.qtype.block_values() == 0 && cols.len() % full.qtype.block_values() == 0 => {
-                let (bv, bb) = (full.qtype.block_values(), full.qtype.block_bytes());
-                let (first, last) = (cols.start / bv * bb, cols.end / bv * bb);
-                let mut out = Vec::with_capacity(full.rows * (last - first));
-                for row in data.chunks_exact(row_bytes) {
-                    out.extend_from_slice(&row[first..last]);
-                }
-                Ok(out)
-            }
-            _ => Err(EngineError::invalid_gguf(format!("tensor {name}: {self:?} is not a whole-block part of {full:?}"))),
-        }
-    }
-
-    fn of_vector(&self, name: &str, values: Vec<f32>) -> EngineResult<Vec<f32>> {
-        match self {
-            Part::All => Ok(values),
-            Part::Rows(rows) if rows.end <= values.len() => Ok(values[rows.clone()].to_vec()),
-            _ => Err(EngineError::invalid_gguf(format!("tensor {name}: {self:?} of a vector of {}", values.len()))),
-        }
-    }
-}
-
 /// The raw blocks of (a part of) one weight matrix, read straight from the file into device memory.
 fn matrix<R: Read + Seek>(loader: &mut Loader<'_, R>, mem: &Arc<DeviceArena>, name: &str, part: &Part) -> EngineResult<Mat> {
-    let (full, data) = read_matrix(loader, name)?;
-    let data = part.of_blocks(name, full, data)?;
-    Ok(Mat { buffer: mem.upload(&data)?, shape: part.shape(full) })
+    let (shape, data) = read_matrix(loader, name, part)?;
+    Ok(Mat { buffer: mem.upload(&data)?, shape })
 }
 
-/// The raw blocks of one weight matrix, read from the file (progress counted).
-fn read_matrix<R: Read + Seek>(loader: &mut Loader<'_, R>, name: &str) -> EngineResult<(MatShape, Vec<u8>)> {
-    let shape = matrix_shape(loader.content, name)?;
-    let info = &loader.content.tensor_infos[name];
-    let mut data = vec![0u8; shape.bytes()];
-    let start = loader.content.tensor_data_offset + info.offset;
-    loader
-        .reader
-        .seek(SeekFrom::Start(start))
-        .and_then(|_| loader.reader.read_exact(&mut data))
-        .map_err(|e| EngineError::invalid_gguf(format!("tensor {name}: {e}")))?;
+/// The raw blocks of (a part of) one weight matrix, read from the file (progress counted): a rank
+/// of a group reads only the bytes of its part.
+fn read_matrix<R: Read + Seek>(loader: &mut Loader<'_, R>, name: &str, part: &Part) -> EngineResult<(MatShape, Vec<u8>)> {
+    let full = matrix_shape(loader.content, name)?;
+    let runs = part.runs(name, full)?;
+    let start = loader.content.tensor_data_offset + loader.content.tensor_infos[name].offset;
+    let mut data = vec![0u8; runs.iter().map(|r| r.1).sum()];
+    let mut at = 0;
+    for (offset, bytes) in runs {
+        loader
+            .reader
+            .seek(SeekFrom::Start(start + offset as u64))
+            .and_then(|_| loader.reader.read_exact(&mut data[at..at + bytes]))
+            .map_err(|e| EngineError::invalid_gguf(format!("tensor {name}: {e}")))?;
+        at += bytes;
+    }
     loader.bytes += data.len();
     loader.loaded += 1;
     (loader.progress)(loader.loaded as f64 / loader.total.max(1) as f64);
-    Ok((shape, data))
+    Ok((part.shape(full), data))
 }
 
 fn matrix_shape(content: &Content, name: &str) -> EngineResult<MatShape> {
@@ -514,11 +453,11 @@ impl GraphDecoder {
         let stream = cu("stream", ctx.new_stream())?;
         let total_tensors = content.tensor_infos.len();
         let mut loader = Loader { content, reader, device, bytes: 0, loaded: 0, total: total_tensors, progress };
-        let (_, embed_data) = read_matrix(&mut loader, "token_embd.weight")?;
+        let (_, embed_data) = read_matrix(&mut loader, "token_embd.weight", &Part::All)?;
         // A rank of a tied model: its vocabulary rows of the table are its slice of the head.
         let tied_head = match (&head_part, untied) {
             (Part::Rows(_), false) => {
-                Some(Mat { buffer: mem.upload(&head_part.of_blocks("token_embd.weight", embed_shape, embed_data.clone())?)?, shape: head_shape })
+                Some(Mat { buffer: mem.upload(&head_part.of_blocks("token_embd.weight", embed_shape, &embed_data)?)?, shape: head_shape })
             }
             _ => None,
         };

@@ -3,10 +3,13 @@
 //! launches, warps per row, the head's argmax grid, the attention split count, and the sizes of
 //! the static buffers per batch bucket. Plain data, so it is tested without a GPU.
 
+use std::ops::Range;
+
 use candle_core::quantized::GgmlDType;
 
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::model::config::Config;
+use crate::model::shard::plan::ShardPlan;
 
 /// The batch sizes a decode graph can be captured for (one graph each).
 pub const BATCH_BUCKETS: [usize; 6] = [1, 2, 4, 8, 16, 32];
@@ -312,6 +315,78 @@ pub fn kernels_per_step(qkv_launches_per_layer: &[usize]) -> usize {
     1 + qkv_launches_per_layer.iter().map(|q| 8 + q).sum::<usize>() + 3
 }
 
+/// The part of a weight matrix (or of a bias) a process holds: all of it, or in a
+/// tensor-parallel group its output rows (column-parallel) or input columns (row-parallel: whole
+/// quantization blocks of every row, shard::plan checks they are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    All,
+    Rows(Range<usize>),
+    Cols(Range<usize>),
+}
+
+impl Part {
+    /// Which part of tensor `name` the rank of `plan` holds (all of everything without one).
+    pub fn of(name: &str, plan: Option<&ShardPlan>, head_dim: usize) -> Part {
+        let Some(p) = plan else { return Part::All };
+        let heads = p.heads.start * head_dim..p.heads.end * head_dim;
+        let kv = p.kv_heads.start * head_dim..p.kv_heads.end * head_dim;
+        let kind = name.split('.').rev().nth(1).unwrap_or("");
+        match kind {
+            "attn_q" => Part::Rows(heads),
+            "attn_k" | "attn_v" => Part::Rows(kv),
+            "attn_output" => Part::Cols(heads),
+            "ffn_gate" | "ffn_up" => Part::Rows(p.ff.clone()),
+            "ffn_down" => Part::Cols(p.ff.clone()),
+            "output" => Part::Rows(p.vocab.clone()),
+            _ => Part::All,
+        }
+    }
+
+    pub fn shape(&self, full: MatShape) -> MatShape {
+        match self {
+            Part::All => full,
+            Part::Rows(rows) => MatShape { rows: rows.len(), ..full },
+            Part::Cols(cols) => MatShape { k: cols.len(), ..full },
+        }
+    }
+
+    /// Where this part of a matrix lies in its raw blocks (`full`): (byte offset, bytes) runs,
+    /// one for whole rows, one a row for a range of columns.
+    pub fn runs(&self, name: &str, full: MatShape) -> EngineResult<Vec<(usize, usize)>> {
+        let row_bytes = full.row_bytes();
+        let whole_blocks = |cols: &Range<usize>| cols.start.is_multiple_of(full.qtype.block_values()) && cols.len().is_multiple_of(full.qtype.block_values());
+        match self {
+            Part::All => Ok(vec![(0, full.bytes())]),
+            Part::Rows(rows) if rows.end <= full.rows => Ok(vec![(rows.start * row_bytes, rows.len() * row_bytes)]),
+            Part::Cols(cols) if cols.end <= full.k && whole_blocks(cols) => {
+                let (bv, bb) = (full.qtype.block_values(), full.qtype.block_bytes());
+                let (first, bytes) = (cols.start / bv * bb, cols.len() / bv * bb);
+                Ok((0..full.rows).map(|row| (row * row_bytes + first, bytes)).collect())
+            }
+            _ => Err(EngineError::invalid_gguf(format!("tensor {name}: {self:?} is not a whole-block part of {full:?}"))),
+        }
+    }
+
+    /// This part of a matrix's raw blocks, cut out of all of them (`full` describes `data`).
+    pub fn of_blocks(&self, name: &str, full: MatShape, data: &[u8]) -> EngineResult<Vec<u8>> {
+        let runs = self.runs(name, full)?;
+        let mut out = Vec::with_capacity(runs.iter().map(|r| r.1).sum());
+        for (offset, bytes) in runs {
+            out.extend_from_slice(&data[offset..offset + bytes]);
+        }
+        Ok(out)
+    }
+
+    pub fn of_vector(&self, name: &str, values: Vec<f32>) -> EngineResult<Vec<f32>> {
+        match self {
+            Part::All => Ok(values),
+            Part::Rows(rows) if rows.end <= values.len() => Ok(values[rows.clone()].to_vec()),
+            _ => Err(EngineError::invalid_gguf(format!("tensor {name}: {self:?} of a vector of {}", values.len()))),
+        }
+    }
+}
+
 /// A tensor-parallel rank's exchange buffer (kernels/tp.cu), one device allocation that every
 /// other rank of the group maps (CUDA IPC): the same layout on every rank, so a peer's piece is
 /// its base plus the same offset. Byte offsets, each piece 256-byte aligned.
@@ -508,5 +583,44 @@ mod tests {
         }
         assert!(layout.bytes() >= layout.best_idx() + 4 * 32);
         assert_eq!(tp_exchanges(32), 65);
+    }
+
+    #[test]
+    fn a_rank_holds_whole_heads_rows_and_block_columns() {
+        let plan = ShardPlan { rank: 1, world: 2, heads: 16..32, kv_heads: 4..8, ff: 7168..14336, vocab: 64128..128256 };
+        let part = |name: &str| Part::of(name, Some(&plan), 128);
+        assert_eq!(part("blk.3.attn_q.weight"), Part::Rows(2048..4096));
+        assert_eq!(part("blk.3.attn_k.weight"), Part::Rows(512..1024));
+        assert_eq!(part("blk.3.attn_v.bias"), Part::Rows(512..1024));
+        assert_eq!(part("blk.3.attn_output.weight"), Part::Cols(2048..4096));
+        assert_eq!(part("blk.3.ffn_up.weight"), Part::Rows(7168..14336));
+        assert_eq!(part("blk.3.ffn_down.weight"), Part::Cols(7168..14336));
+        assert_eq!(part("output.weight"), Part::Rows(64128..128256));
+        for whole in ["token_embd.weight", "output_norm.weight", "blk.3.attn_q_norm.weight", "blk.3.ffn_norm.weight"] {
+            assert_eq!(part(whole), Part::All, "{whole}");
+        }
+        assert_eq!(Part::of("blk.3.attn_q.weight", None, 128), Part::All, "alone: everything");
+    }
+
+    #[test]
+    fn a_part_reads_only_its_bytes_and_cuts_what_it_reads() {
+        // 3 rows of 512 Q4_K values: 2 blocks of 144 bytes a row, each byte its own offset mod 251.
+        let full = MatShape { qtype: QType::Q4K, rows: 3, k: 512 };
+        let data: Vec<u8> = (0..full.bytes()).map(|i| (i % 251) as u8).collect();
+        let cols = Part::Cols(256..512);
+        assert_eq!(cols.runs("w", full).unwrap(), vec![(144, 144), (432, 144), (720, 144)]);
+        assert_eq!(cols.shape(full), MatShape { qtype: QType::Q4K, rows: 3, k: 256 });
+        let cut = cols.of_blocks("w", full, &data).unwrap();
+        assert_eq!(cut.len(), 3 * 144);
+        assert_eq!(&cut[144..288], &data[432..576], "row 1's second block");
+        let rows = Part::Rows(1..3);
+        assert_eq!(rows.runs("w", full).unwrap(), vec![(288, 576)]);
+        assert_eq!(rows.of_blocks("w", full, &data).unwrap(), data[288..].to_vec());
+        assert_eq!(Part::All.runs("w", full).unwrap(), vec![(0, full.bytes())]);
+        // Not whole blocks, or past the matrix: refused, naming the tensor.
+        assert!(Part::Cols(128..512).runs("blk.0.ffn_down.weight", full).unwrap_err().message.contains("blk.0.ffn_down.weight"));
+        assert!(Part::Rows(2..4).runs("w", full).is_err());
+        assert_eq!(Part::Rows(1..3).of_vector("b", vec![1.0, 2.0, 3.0]).unwrap(), vec![2.0, 3.0]);
+        assert!(Part::Rows(1..4).of_vector("b", vec![1.0, 2.0, 3.0]).is_err());
     }
 }
