@@ -15,6 +15,7 @@ import {createRequire} from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import {z} from 'zod';
+import {writePrivateFileAtomically} from '../../src/config/private-home.js';
 import {hashFile} from '../../src/models/download.js';
 import {llamaCppTeacherReference, referenceLlama, type TeacherReference} from './llama-cpp-reference.js';
 
@@ -100,9 +101,6 @@ export async function cachedTeacherReference(
     top,
   });
   const record = {key, recordedAt: new Date().toISOString(), cpuVariant: references.cpuVariant, references: [...references]};
-  fs.mkdirSync(dir, {recursive: true, mode: 0o700});
-  const temporary = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(temporary, `${JSON.stringify(record)}\n`, {mode: 0o600});
-  fs.renameSync(temporary, file);
+  writePrivateFileAtomically(file, `${JSON.stringify(record)}\n`);
   return Object.assign([...references], {cpuVariant: references.cpuVariant, source: 'computed now'});
 }

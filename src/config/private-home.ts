@@ -3,6 +3,7 @@
  * secret hashes), worker logs (prompts may appear in them), the model cache. So the home is 0700
  * and every file rbee writes in it 0600, whatever the umask, and a home found wider is narrowed.
  */
+import {randomUUID} from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {RbeeError} from '../errors.js';
@@ -92,4 +93,20 @@ export function ensurePrivateFile(file: string): void {
 export function writePrivateFile(file: string, data: string): void {
   fs.writeFileSync(file, data, {mode: privateFileMode});
   fs.chmodSync(file, privateFileMode);
+}
+
+/**
+ * Writes `text` to `file` as its owner's alone (0600, its folder made 0700 when missing), whole or
+ * not at all: a reader sees the old content or the new, never half of it.
+ */
+export function writePrivateFileAtomically(file: string, text: string): void {
+  fs.mkdirSync(path.dirname(file), {recursive: true, mode: privateDirMode});
+  const temporary = `${file}.${process.pid}.${randomUUID()}.tmp`;
+  try {
+    fs.writeFileSync(temporary, text, {mode: privateFileMode});
+    fs.renameSync(temporary, file);
+  } catch (error) {
+    fs.rmSync(temporary, {force: true});
+    throw error;
+  }
 }

@@ -6,8 +6,8 @@
  * the size or mtime no longer match.
  */
 import fs from 'node:fs/promises';
-import {randomUUID} from 'node:crypto';
 import {z} from 'zod';
+import {writePrivateFileAtomically} from '../config/private-home.js';
 import {RbeeError} from '../errors.js';
 import {hashFile} from './download.js';
 
@@ -38,10 +38,7 @@ export async function readCacheChecksum(file: string): Promise<CacheChecksum | n
 
 /** Records `sidecar` for `file` atomically (a reader sees the old one or the new one), 0600. */
 export async function writeCacheChecksum(file: string, sidecar: CacheChecksum): Promise<void> {
-  const target = checksumSidecarPath(file);
-  const temp = `${target}.${process.pid}.${randomUUID()}.tmp`;
-  await fs.writeFile(temp, `${JSON.stringify(sidecar)}\n`, {mode: 0o600});
-  await fs.rename(temp, target);
+  writePrivateFileAtomically(checksumSidecarPath(file), `${JSON.stringify(sidecar)}\n`);
 }
 
 function damaged(file: string, why: string, pullCommand: string): RbeeError {
