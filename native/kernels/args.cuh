@@ -146,6 +146,7 @@ struct TpArgs {
   int* token;                                 // argmax (rank 0)
   int* pos;                                   //   optional
   int* err;                                   // this rank's error word
+  const int* abort;                           // optional: host-mapped, non-zero when the host gives up on the group
   const unsigned long long* seq;              // the launch's sequence number (device memory)
   long long timeout_ns;
   int world, rank, index, per_launch;         // this exchange's index among the launch's `per_launch`

@@ -14,10 +14,11 @@
 // e + 2, which it reaches only after every peer has published e + 1, i.e. after every peer has
 // finished reading e.
 //
-// A peer that never publishes (dead, stuck) must not hang the GPU: the wait gives up after
-// `timeout_ns` (the %globaltimer clock), sets the rank's error word, and every later exchange of
-// the step returns at once. The host reads the error word with the step's output and fails the
-// group. Nothing is written after a timeout, so the step's output is garbage and is not used.
+// A peer that never publishes (dead, stuck) must not hang the GPU: the wait gives up when the host
+// raises the abort word (rank 0 watches its links to the shards: a shard's process that ends
+// closes its socket) or after `timeout_ns` (the %globaltimer clock), sets the rank's error word,
+// and every later exchange returns at once. The host reads the error word with the step's output
+// and fails the group: the step's output (what the blocks that did not wait wrote) is not used.
 #include "args.cuh"
 #include "common.cuh"
 
@@ -55,11 +56,12 @@ __device__ bool tp_sync(const TpArgs& a, bool wait) {
       for (int r = 0; r < a.world && good; ++r) {
         if (r == a.rank) continue;
         while (load_acquire(a.counter[r]) < e) {
-          if (global_ns() - start > (unsigned long long)a.timeout_ns) {
+          if ((a.abort && *(volatile const int*)a.abort) || global_ns() - start > (unsigned long long)a.timeout_ns) {
             atomicExch(a.err, 1);
             good = 0;
             break;
           }
+          __nanosleep(32);
         }
       }
     }

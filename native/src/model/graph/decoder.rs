@@ -419,13 +419,14 @@ impl GraphDecoder {
             n_embd: config.n_embd,
             vocab_ld: (0..p.world).map(|r| share(config.n_vocab, r, p.world).len()).max().unwrap_or(0),
         });
-        let step_buffers = sizes.bytes() + tp_layout.map_or(prefill_sizes.total(), |l| l.bytes());
+        let step_buffers = sizes.bytes() + if shard.is_some() { 0 } else { prefill_sizes.total() };
         let need = Footprint { weights, cache: plan::kv_cache_bytes(&config, capacity, slots), buffers: step_buffers };
+        let exchange_bytes = tp_layout.map_or(0, |l| l.bytes());
         trace_vram("the CUDA context and Candle's device (before the graph decoder)");
         let (free, total) = cu("memory info", result::mem_get_info())?;
         // The modules, the graph and the driver's own allocations take some too.
         let margin = 256 << 20;
-        let needed = need.weights + need.cache + need.buffers + margin;
+        let needed = need.weights + need.cache + need.buffers + exchange_bytes + margin;
         if needed > free {
             return Err(EngineError::new(
                 ErrorCode::InsufficientVram,
@@ -434,7 +435,7 @@ impl GraphDecoder {
                     gib(needed),
                     gib(need.weights),
                     gib(need.cache),
-                    gib(need.buffers + margin),
+                    gib(need.buffers + exchange_bytes + margin),
                     gib(free),
                     gib(total)
                 ),
@@ -527,7 +528,10 @@ impl GraphDecoder {
         let head_rows = output.as_ref().map_or(embeddings.shape.rows, |m| m.shape.rows);
         let vocab_rows = shard.map_or(config.n_vocab, |p| p.vocab.len());
         if head_rows != vocab_rows || embeddings.shape.rows != config.n_vocab {
-            return Err(EngineError::invalid_gguf(format!("the output head has {head_rows} rows for a vocabulary of {}", config.n_vocab)));
+            return Err(EngineError::invalid_gguf(format!(
+                "the output head has {head_rows} rows for {vocab_rows} vocabulary rows (of {}; the table has {})",
+                config.n_vocab, embeddings.shape.rows
+            )));
         }
 
         let slot_stride = config.n_head_kv * capacity * config.head_dim;
@@ -911,6 +915,9 @@ impl GraphDecoder {
             cu("tokens in", unsafe { result::memcpy_htod_async(b.tokens.ptr, &input[..bucket], stream) })?;
             cu("positions in", unsafe { result::memcpy_htod_async(b.pos.ptr, &input[bucket..2 * bucket], stream) })?;
             cu("slots in", unsafe { result::memcpy_htod_async(b.slot.ptr, &input[2 * bucket..], stream) })?;
+            if !self.graphs.contains_key(&bucket) {
+                return Err(EngineError::internal(format!("no decode graph for batch {bucket}")));
+            }
             if self.tp.is_some() {
                 self.tp_send_launch(bucket, &input)?;
             }

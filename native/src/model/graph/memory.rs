@@ -110,6 +110,16 @@ impl DeviceBuffer {
     }
 }
 
+impl DeviceBuffer {
+    /// The host address of a `host_mapped` buffer (None for device memory).
+    pub(super) fn host_address(&self) -> Option<usize> {
+        match self.owner {
+            Owner::Host(_, host) => Some(host),
+            _ => None,
+        }
+    }
+}
+
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
         match &self.owner {

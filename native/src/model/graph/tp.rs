@@ -11,12 +11,16 @@
 //! input and sequence number (shard::comm's Launch), and the shards replay the same graph.
 //!
 //! Prompts go through the decode graphs in rows of the largest bucket (no GEMM prefill in a
-//! group yet). Every exchange waits at most the group's timeout: a rank that is gone or stuck
-//! fails the step, and every later one, on every rank that waits for it.
+//! group yet). Every exchange waits at most the group's timeout (capped at KERNEL_WAIT_CAP: a
+//! spinning GPU holds its host thread): a rank that is gone or stuck fails the step, and every
+//! later one, on every rank that waits for it. Rank 0 fails at once when a shard's process ends:
+//! a thread per shard link raises the abort word the exchange kernels poll.
 
+use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
-use candle_core::cuda_backend::cudarc::driver::result;
+use candle_core::cuda_backend::cudarc::driver::{result, CudaContext};
 
 use super::exchange::{Exchange, HANDLE_BYTES};
 use super::memory::{DeviceArena, DeviceBuffer};
@@ -26,18 +30,21 @@ use crate::error::{EngineError, EngineResult};
 use crate::model::graph::args::{TpArgs, TP_MAX_WORLD};
 use crate::model::shard::comm::{Communicator, Launch};
 use crate::model::shard::plan::{share, ShardPlan};
-use std::sync::Arc;
-
-use candle_core::cuda_backend::cudarc::driver::CudaContext;
 
 /// tp.cu's kernels.
 pub(super) const TP_KERNELS: [&str; 2] = ["rbee_tp_reduce", "rbee_tp_argmax"];
 
+/// The longest an exchange kernel waits, whatever the group's timeout.
+const KERNEL_WAIT_CAP: Duration = Duration::from_secs(30);
+
 pub(super) struct TpRank {
+    /// The links to the other ranks (None until `join`). Before `exchange`: dropped first, so the
+    /// shards hear the group close before this rank's buffer, which they map, is freed.
+    comm: Option<Communicator>,
     plan: ShardPlan,
     exchange: Exchange,
-    /// The links to the other ranks (None until `join`).
-    comm: Option<Communicator>,
+    /// Host-mapped: raised (rank 0) when a shard's link closes; the exchange kernels poll it.
+    abort: Arc<DeviceBuffer>,
     /// The last launch's sequence number: the coordinator's count, on every rank.
     seq: u64,
     /// Where the exchange kernels read it.
@@ -55,7 +62,8 @@ impl TpRank {
             return Err(EngineError::invalid_request(format!("a tensor-parallel group of {} GPUs: at most {TP_MAX_WORLD}", plan.world)));
         }
         let exchange = Exchange::new(ctx, layout, plan.rank)?;
-        Ok(Self { plan, exchange, comm: None, seq: 0, seq_buf: mem.zeroed(8)?, timeout })
+        let abort = Arc::new(DeviceBuffer::host_mapped(ctx, &[0u8; 4])?);
+        Ok(Self { comm: None, plan, exchange, abort, seq: 0, seq_buf: mem.zeroed(8)?, timeout })
     }
 
     /// Where the exchange kernels flag a wait that gave up (TpLayout::ERROR).
@@ -66,8 +74,9 @@ impl TpRank {
 
 impl GraphDecoder {
     /// Joins the group over `comm` (rank 0's links to the shards, or a shard's to rank 0): every
-    /// rank's exchange buffer handle to every rank, the peers' buffers mapped, then the graphs
-    /// captured, whose exchange kernels hold the peers' addresses.
+    /// rank's exchange buffer handle to every rank, the peers' buffers mapped, the graphs captured
+    /// (their exchange kernels hold the peers' addresses), then every rank's word that it is ready,
+    /// so that no rank starts a step a peer cannot run: a rank that failed fails every rank's join.
     pub fn join(&mut self, mut comm: Communicator) -> EngineResult<()> {
         let tp = self.tp.as_mut().ok_or_else(|| EngineError::internal("join: this decoder is not a rank of a tensor-parallel group"))?;
         if comm.rank != tp.plan.rank || comm.world != tp.plan.world {
@@ -85,17 +94,32 @@ impl GraphDecoder {
             }
             handles.push(message[..HANDLE_BYTES].to_vec());
         }
-        tp.exchange.open(&handles)?;
+        let opened = tp.exchange.open(&handles);
+        let ready = opened.and_then(|()| self.capture_all());
+        let word = match &ready {
+            Ok(()) => vec![0u8],
+            Err(error) => [vec![1u8], error.message.as_bytes().to_vec()].concat(),
+        };
+        let words = comm.all_gather_bytes(&word, "ready")?;
+        ready?;
+        if let Some((rank, word)) = words.iter().enumerate().find(|(_, word)| word.first() != Some(&0)) {
+            return Err(group_error(format!("rank {rank} could not join: {}", String::from_utf8_lossy(word.get(1..).unwrap_or_default()))));
+        }
+        let tp = self.tp.as_mut().ok_or_else(|| EngineError::internal("join: no rank"))?;
+        if comm.rank == 0 {
+            watch_shards(&comm, &tp.abort)?;
+        }
         tp.comm = Some(comm);
-        self.capture_all()
+        Ok(())
     }
 
     fn tp_args(&self, tp: &TpRank, index: usize) -> TpArgs {
         let world = tp.plan.world;
         let mut args = TpArgs {
             err: tp.error_word(),
+            abort: tp.abort.ptr,
             seq: tp.seq_buf.ptr,
-            timeout_ns: i64::try_from(tp.timeout.as_nanos()).unwrap_or(i64::MAX),
+            timeout_ns: i64::try_from(tp.timeout.min(KERNEL_WAIT_CAP).as_nanos()).unwrap_or(i64::MAX),
             world: world as i32,
             rank: tp.plan.rank as i32,
             index: index as i32,
@@ -196,9 +220,9 @@ impl GraphDecoder {
     pub(super) fn tp_check(&self, error: i32) -> EngineResult<()> {
         match &self.tp {
             Some(tp) if error != 0 => Err(group_error(format!(
-                "rank {} waited more than {} ms for another rank's part of an exchange: a rank is gone or stuck",
+                "rank {} gave up waiting for another rank's part of an exchange (a shard's link closed, or more than {} ms): a rank is gone or stuck",
                 tp.plan.rank,
-                tp.timeout.as_millis()
+                tp.timeout.min(KERNEL_WAIT_CAP).as_millis()
             ))),
             _ => Ok(()),
         }
@@ -254,4 +278,25 @@ impl GraphDecoder {
         cu("sync", self.stream.synchronize())?;
         self.tp_check(error[0])
     }
+}
+
+/// Rank 0: a thread per shard link that raises `abort` when the link closes (the shard's process
+/// ended, or the group closed), so the exchange kernels stop waiting for a rank that is gone.
+fn watch_shards(comm: &Communicator, abort: &Arc<DeviceBuffer>) -> EngineResult<()> {
+    for (index, mut link) in comm.watch_links()?.into_iter().enumerate() {
+        let abort = abort.clone();
+        std::thread::Builder::new()
+            .name(format!("rbee-tp-watch-{}", index + 1))
+            .spawn(move || {
+                let mut byte = [0u8; 1];
+                // Shards send nothing after joining: any read that returns is the link's end.
+                while matches!(link.read(&mut byte), Ok(n) if n > 0) {}
+                if let Some(host) = abort.host_address() {
+                    // SAFETY: `abort` (kept alive by this thread's Arc) is 4 bytes of page-locked host memory.
+                    unsafe { std::ptr::write_volatile(host as *mut i32, 1) };
+                }
+            })
+            .map_err(|e| group_error(format!("cannot start the thread that watches shard {}: {e}", index + 1)))?;
+    }
+    Ok(())
 }

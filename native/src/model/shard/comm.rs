@@ -340,6 +340,13 @@ impl Communicator {
         }
     }
 
+    /// Rank 0: a second handle on each shard's link, for a thread that only waits for the link to
+    /// close (a shard's process that ends closes its socket): shards send nothing after joining.
+    pub fn watch_links(&self) -> EngineResult<Vec<TcpStream>> {
+        self.check()?;
+        self.links.iter().map(|link| link.try_clone().map_err(|e| comm_error(format!("watching a link: {e}")))).collect()
+    }
+
     /// Rank 0: tells the shards the group is over.
     pub fn close(&mut self) {
         if self.rank == 0 && self.failed.is_none() {
