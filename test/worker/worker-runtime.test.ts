@@ -1,24 +1,9 @@
 import test from 'ava';
-import type {AdapterContext, AdapterHeartbeat, RbeeAdapter} from '../../src/adapters/adapter-api.js';
+import type {AdapterHeartbeat, RbeeAdapter} from '../../src/adapters/adapter-api.js';
 import {WorkerRuntime} from '../../src/worker/worker-runtime.js';
+import {testAdapterContext} from '../helpers/adapter-context.js';
 
-const context: AdapterContext = {
-  workerId: 'worker-slow',
-  modelPath: '/models/m',
-  modelName: 'm',
-  device: 'cpu',
-  contextSize: 1_024,
-  threads: 1,
-  parallel: 1,
-  log: () => undefined,
-  freePort: async () => 0,
-  spawnEngine: () => {
-    throw new Error('no engines here');
-  },
-  reportLoadProgress: () => undefined,
-  reportFailure: () => undefined,
-  engineKey: 'engine-key-of-worker-slow',
-};
+const context = testAdapterContext({workerId: 'worker-slow', contextSize: 1_024});
 
 /** An adapter whose heartbeat answers only when the test says so, counting how often it was asked. */
 function slowEngine() {

@@ -5,10 +5,11 @@
  * refused, OpenAI clients get OpenAI's error shape and the usage chunk they ask for.
  */
 import test from 'ava';
-import type {AdapterContext, RbeeAdapter} from '../../src/adapters/adapter-api.js';
+import type {RbeeAdapter} from '../../src/adapters/adapter-api.js';
 import {OpenAiErrorBodySchema, ErrorBodySchema, ChatCompletionChunkSchema} from '../../src/protocol/wire.js';
 import {WorkerRuntime} from '../../src/worker/worker-runtime.js';
 import {createWorkerServer} from '../../src/worker/worker-server.js';
+import {testAdapterContext} from '../helpers/adapter-context.js';
 
 type Factory = (options?: Record<string, unknown>) => RbeeAdapter;
 /** Plugins are plain JS packages, loaded as the worker loads them: by URL, untyped. */
@@ -21,23 +22,7 @@ const wordsAdapter = await plugin('adapter-words/index.js');
 type Served = {url: string; close: () => Promise<void>};
 
 async function serve(adapter: RbeeAdapter, shape: {parallel?: number; maxQueue?: number; contextSize?: number} = {}): Promise<Served> {
-  const context: AdapterContext = {
-    workerId: 'worker-test',
-    modelPath: '/models/m',
-    modelName: 'm',
-    device: 'cpu',
-    contextSize: shape.contextSize ?? 4_096,
-    threads: 1,
-    parallel: shape.parallel ?? 1,
-    log: () => undefined,
-    freePort: async () => 0,
-    spawnEngine: () => {
-      throw new Error('no engines here');
-    },
-    reportLoadProgress: () => undefined,
-    reportFailure: () => undefined,
-    engineKey: 'engine-key-of-worker-test',
-  };
+  const context = testAdapterContext({contextSize: shape.contextSize ?? 4_096, parallel: shape.parallel ?? 1});
   const runtime = new WorkerRuntime(
     {workerId: 'worker-test', modelName: 'm', device: 'cpu', parallel: shape.parallel ?? 1, maxQueue: shape.maxQueue ?? 8},
     adapter,

@@ -140,7 +140,7 @@ impl Decoder {
             ForwardPath::Ggml => Decoder::Ggml(Transformer::load(config, content, reader, device, context_size, slots, progress)?),
             ForwardPath::Tensor => Decoder::Tensor(TensorTransformer::load(config, content, reader, device, context_size, slots, progress)?),
             #[cfg(feature = "cuda")]
-            ForwardPath::Graph => Decoder::Graph(Box::new(GraphDecoder::load(config, content, reader, device, context_size, slots, progress)?)),
+            ForwardPath::Graph => Decoder::Graph(Box::new(GraphDecoder::load(config, content, reader, device, context_size, slots, None, progress)?)),
             #[cfg(not(feature = "cuda"))]
             ForwardPath::Graph => {
                 return Err(EngineError::new(

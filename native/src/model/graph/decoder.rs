@@ -299,38 +299,12 @@ fn inv_freq(n_rot: usize, base: f32) -> Vec<f32> {
 }
 
 impl GraphDecoder {
+    /// Loads the model for `slots` streams of `context_size` positions. In a tensor-parallel
+    /// group (`tp`: this rank's plan and the longest an exchange may wait), only this rank's slice
+    /// of every matrix (shard::plan), a KV cache of its heads and an exchange buffer the other
+    /// ranks map; its graphs are captured once the group has joined (`join`).
+    #[allow(clippy::too_many_arguments)]
     pub fn load<R: Read + Seek>(
-        config: Config,
-        content: &Content,
-        reader: &mut R,
-        device: &Device,
-        context_size: usize,
-        slots: usize,
-        progress: &mut dyn FnMut(f64),
-    ) -> EngineResult<Self> {
-        Self::load_part(config, content, reader, device, context_size, slots, None, progress)
-    }
-
-    /// Rank `plan.rank` of a tensor-parallel group: its slice of every matrix (shard::plan), a
-    /// KV cache of its heads, and an exchange buffer the other ranks map. Its graphs are
-    /// captured once the group has joined (`join`); `timeout` bounds every exchange's wait.
-    #[allow(clippy::too_many_arguments)]
-    pub fn load_rank<R: Read + Seek>(
-        config: Config,
-        content: &Content,
-        reader: &mut R,
-        device: &Device,
-        context_size: usize,
-        slots: usize,
-        plan: ShardPlan,
-        timeout: Duration,
-        progress: &mut dyn FnMut(f64),
-    ) -> EngineResult<Self> {
-        Self::load_part(config, content, reader, device, context_size, slots, Some((plan, timeout)), progress)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn load_part<R: Read + Seek>(
         config: Config,
         content: &Content,
         reader: &mut R,

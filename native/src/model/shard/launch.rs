@@ -90,7 +90,7 @@ pub fn load_graph_coordinator(
     let mut file = crate::gguf::open(path)?;
     let plan = ShardPlan::new(&config, &file.content.tensor_infos, 0, world)?;
     let print = fingerprint(&config, &file.content, world, context_size, &graph_engine(slots));
-    let mut decoder = GraphDecoder::load_rank(config, &file.content, &mut file.reader, device, context_size, slots, plan, *timeout, progress)?;
+    let mut decoder = GraphDecoder::load(config, &file.content, &mut file.reader, device, context_size, slots, Some((plan, *timeout)), progress)?;
     decoder.join(Communicator::connect(shards, secret, print, *timeout, *wait)?)?;
     Ok(decoder)
 }
@@ -168,7 +168,7 @@ fn open_graph_shard(options: &ShardOptions, device: &Device, progress: &mut dyn 
     let slots = options.parallel.max(1);
     let print = fingerprint(&config, &file.content, options.world, context_size, &graph_engine(slots));
     let plan = ShardPlan::new(&config, &file.content.tensor_infos, options.rank, options.world)?;
-    let decoder = GraphDecoder::load_rank(config, &file.content, &mut file.reader, device, context_size, slots, plan, options.timeout, progress)?;
+    let decoder = GraphDecoder::load(config, &file.content, &mut file.reader, device, context_size, slots, Some((plan, options.timeout)), progress)?;
     let (weights, cache) = (decoder.weight_bytes, decoder.cache_bytes());
     Ok((ShardModel::Graph(Box::new(decoder)), print, weights, cache))
 }
