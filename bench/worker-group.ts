@@ -194,9 +194,7 @@ async function measure(hive: HiveProcess, setup: Setup, devices: string[], model
   }
   for (let index = 0; streams > 1 && index < Number(args.runs); index++) {
     const started = performance.now();
-    const all = await Promise.all(
-      Array.from({length: streams}, () => streamInfer(client, {prompt, max_tokens: Number(args['max-tokens']), temperature: 0})),
-    );
+    const all = await Promise.all(Array.from({length: streams}, () => streamInfer(client, {prompt, max_tokens: Number(args['max-tokens']), temperature: 0})));
     const tokens = all.reduce((sum, timing) => sum + timing.tokensGenerated, 0);
     run.aggregate_tokens_per_second.push(round(tokens / ((performance.now() - started) / 1000), 1));
   }

@@ -6,7 +6,7 @@
 // dependencies, so it runs from scripts/device-bundle.sh's unpacked files.
 //
 //   node tp-check.mjs <napi loader (native/index.js)> <model.gguf> <out.json>
-//        [--devices cuda:0,cuda:0] [--tokens 64] [--parallel 1] [--ctx 2048] [--runs 3] [--timeout-ms 2000]
+//        [--devices cuda:0,cuda:0] [--tokens 64] [--parallel 1] [--ctx 2048] [--runs 3] [--timeout-ms 2000] [--forward graph]
 //
 // What it records, per prompt: the single GPU's greedy tokens and the group's, how many agree
 // before the first difference (the group adds the ranks' O and down products in another order, so
@@ -57,6 +57,8 @@ const parallel = Number(flag('--parallel', 1));
 const ctx = Number(flag('--ctx', 2048));
 const runs = Number(flag('--runs', 3));
 const timeoutMs = Number(flag('--timeout-ms', 2000));
+// graph on GPUs; ggml for CPU ranks (--devices cpu,cpu), which checks this script where no GPU is.
+const forward = flag('--forward', 'graph');
 const world = devices.length;
 const log = message => console.log(`[tp-check] ${message}`);
 
@@ -123,7 +125,7 @@ async function startShards(secret) {
 const summary = {model: path.basename(modelPath), devices, world, maxTokens, parallel, ctx, runs, timeoutMs, prompts: [], errors: []};
 try {
   // The reference: the graph path on one GPU.
-  const single = await binding.Model.load({path: modelPath, device: devices[0], contextSize: ctx, forward: 'graph', parallel});
+  const single = await binding.Model.load({path: modelPath, device: devices[0], contextSize: ctx, forward, parallel});
   if (!(single instanceof binding.Model)) throw new Error(`single load: ${single.code}: ${single.message}`);
   const reference = {};
   for (const p of prompts) {
@@ -141,7 +143,7 @@ try {
     path: modelPath,
     device: devices[0],
     contextSize: ctx,
-    forward: 'graph',
+    forward,
     parallel,
     tensorParallel: {shards: shards.map(s => s.endpoint), secret, timeoutMs},
   });
