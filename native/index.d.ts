@@ -69,6 +69,8 @@ export declare class Shard {
   /** Bytes of weights this rank copied out of the file. */
   get weightBytes(): number
   get cacheBytes(): number
+  /** Resident memory of the process, the rank's own bytes, and its GPU's memory on a CUDA device. */
+  memory(): MemoryInfo
 }
 
 /**

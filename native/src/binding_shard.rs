@@ -13,6 +13,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
 use crate::binding_load_options::TensorParallelOptions;
+use crate::binding_memory_info::MemoryInfo;
 use crate::binding_native_error::{panic_message, NativeError};
 use crate::error::{EngineError, EngineResult, ErrorCode};
 use crate::model::shard::launch::{open_shard, OpenShard, ShardOptions as EngineShardOptions, TensorParallel, DEFAULT_TIMEOUT, DEFAULT_WAIT};
@@ -80,6 +81,7 @@ pub struct Shard {
     cancel: Arc<AtomicBool>,
     weight_bytes: f64,
     cache_bytes: f64,
+    device: candle_core::Device,
 }
 
 #[napi]
@@ -123,6 +125,7 @@ impl Shard {
                         Ok(Ok(shard)) => Either::A(Shard {
                             weight_bytes: shard.weight_bytes as f64,
                             cache_bytes: shard.cache_bytes as f64,
+                            device: shard.device.clone(),
                             open: Arc::new(Mutex::new(Some(shard))),
                             cancel: Arc::new(AtomicBool::new(false)),
                         }),
@@ -173,6 +176,19 @@ impl Shard {
     #[napi(getter)]
     pub fn cache_bytes(&self) -> f64 {
         self.cache_bytes
+    }
+
+    /// Resident memory of the process, the rank's own bytes, and its GPU's memory on a CUDA device.
+    #[napi]
+    pub fn memory(&self) -> MemoryInfo {
+        let vram = crate::memory::vram_bytes(&self.device);
+        MemoryInfo {
+            rss: crate::memory::rss_bytes() as f64,
+            vram_used: vram.map(|(used, _)| used as f64),
+            vram_total: vram.map(|(_, total)| total as f64),
+            weight_bytes: self.weight_bytes,
+            kv_cache_bytes: self.cache_bytes,
+        }
     }
 }
 

@@ -26,6 +26,8 @@ export type NativeShardOptions = {
 export type NativeShard = {
   readonly weightBytes: number;
   readonly cacheBytes: number;
+  /** The process's resident memory, and its GPU's memory (used, total) when the rank runs on one. */
+  memory(): {rss: number; vramUsed: number | null; vramTotal: number | null};
   /** Settles when the group ends: resolves when the coordinator closed it, rejects when it failed. */
   serve(): Promise<void>;
   /** Stops waiting for a coordinator (a shard already serving ends with its process). */
@@ -42,6 +44,10 @@ export async function openNativeShard(options: NativeShardOptions): Promise<Nati
   return {
     weightBytes: opened.weightBytes,
     cacheBytes: opened.cacheBytes,
+    memory() {
+      const memory = opened.memory();
+      return {rss: memory.rss, vramUsed: memory.vramUsed ?? null, vramTotal: memory.vramTotal ?? null};
+    },
     async serve() {
       const ended = await opened.serve();
       if (ended !== null) {

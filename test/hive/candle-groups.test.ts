@@ -109,6 +109,9 @@ for (const ranks of [2, 4]) {
     t.is(shardBeat.role, 'shard');
     t.is(shardBeat.coordinator, coordinatorId);
     t.is(shardBeat.group_id, spawned.group_id);
+    // Its own memory (the coordinator sums its group's): the process's resident set; no GPU here.
+    t.true((shardBeat.ram_used ?? 0) > 0);
+    t.is(shardBeat.vram_used, 0);
     const toShard = await postJson(`${members[1]!.url}/v1/infer`, {prompt: 'x', max_tokens: 2}, {headers: await workerAuth(target.url, members[1]!.worker_id)});
     t.true(toShard.status >= 400, 'a shard serves no requests of its own');
     const plain = await reference(null);

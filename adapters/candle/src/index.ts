@@ -157,12 +157,14 @@ export default function candle(options?: CandleOptions): RbeeAdapter {
     },
     async heartbeat(context: AdapterContext) {
       if (shard !== null) {
+        // A GPU rank's card, as a lone worker reports its own (the coordinator sums its group's).
+        const memory = shard.memory();
         return {
           backend: deviceBackend(context.device),
           ...(threads === undefined ? {} : {threads}),
-          ram_used: process.memoryUsage().rss,
-          vram_used: 0,
-          vram_total: 0,
+          ram_used: memory.rss,
+          vram_used: memory.vramUsed ?? 0,
+          vram_total: memory.vramTotal ?? 0,
         };
       }
       const memory = loaded().memory();

@@ -125,6 +125,8 @@ pub struct OpenShard {
     options: ShardOptions,
     pub weight_bytes: usize,
     pub cache_bytes: usize,
+    /// Where the rank computes (its GPU's memory goes in the shard's heartbeat).
+    pub device: Device,
 }
 
 pub fn open_shard(options: ShardOptions, progress: &mut dyn FnMut(f64)) -> EngineResult<OpenShard> {
@@ -152,7 +154,7 @@ pub fn open_shard(options: ShardOptions, progress: &mut dyn FnMut(f64)) -> Engin
     };
     let listener =
         TcpListener::bind(addr).map_err(|e| EngineError::invalid_request(format!("shard {}: cannot listen on {}: {e}", options.rank, options.endpoint)))?;
-    Ok(OpenShard { weight_bytes, cache_bytes, model, listener, fingerprint: print, options })
+    Ok(OpenShard { weight_bytes, cache_bytes, device, model, listener, fingerprint: print, options })
 }
 
 /// The coordinator's formula (engine.rs): the same spec gives the same cache on every rank.
