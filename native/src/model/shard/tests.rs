@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use candle_core::quantized::gguf_file::Content;
 use candle_core::Device;
 
-use super::comm::{Communicator, Step};
+use super::comm::{Communicator, Launch, Step};
 use super::launch::GGML;
 use super::plan::ShardPlan;
 use super::source::SlicedGguf;
@@ -286,4 +286,60 @@ fn only_the_coordinator_with_the_secret_and_the_same_model_joins() {
     assert!(error.message.contains("different model"), "{}", error.message);
     assert!(shard.join().unwrap().map(|_| ()).unwrap_err().message.contains("different model"));
     assert!(super::comm::loopback_endpoint("10.0.0.1:5000").is_err() && super::comm::loopback_endpoint("127.0.0.1:5000").is_ok());
+}
+
+#[test]
+fn gpu_ranks_get_every_launch_in_order_and_every_rank_s_bytes() {
+    // What the graph decoder's ranks (graph/tp.rs) exchange over these links: the exchange buffers'
+    // handles and ready words (all-gathers of bytes), then each replay's input, in order.
+    let (mut root, shards) = pair(3, Duration::from_secs(5));
+    let workers: Vec<_> = shards
+        .into_iter()
+        .map(|mut c| {
+            std::thread::spawn(move || {
+                let handles = c.all_gather_bytes(&[c.rank as u8; 3], "exchange handles").unwrap();
+                let first = c.receive_launch().unwrap();
+                let second = c.receive_launch().unwrap();
+                (handles, first, second, c.receive_launch().unwrap())
+            })
+        })
+        .collect();
+    let handles = root.all_gather_bytes(&[9u8; 2], "exchange handles").unwrap();
+    assert_eq!(handles, vec![vec![9, 9], vec![1, 1, 1], vec![2, 2, 2]]);
+    let first = Launch { seq: 1, bucket: 2, input: vec![11, 12, 0, 1, 0, 1] };
+    let second = Launch { seq: 2, bucket: 1, input: vec![13, 2, 0] };
+    root.send_launch(&first).unwrap();
+    root.send_launch(&second).unwrap();
+    root.close();
+    for worker in workers {
+        let (gathered, got_first, got_second, end) = worker.join().unwrap();
+        assert_eq!(gathered, handles);
+        assert_eq!(got_first, Some(first.clone()));
+        assert_eq!(got_second, Some(second.clone()));
+        assert_eq!(end, None, "the coordinator closed the group");
+    }
+}
+
+#[test]
+fn a_malformed_launch_fails_the_shard_and_a_closed_link_is_seen_by_its_watcher() {
+    use std::io::Read;
+    let (root, mut shards) = pair(2, Duration::from_secs(5));
+    let mut watched = root.watch_links().unwrap();
+    assert_eq!(watched.len(), 1);
+    let mut shard = shards.pop().unwrap();
+    // A launch whose input is not three values a row: refused, and the shard's links close.
+    let mut bad = vec![4u8];
+    let payload = [1u64.to_le_bytes().to_vec(), 2u32.to_le_bytes().to_vec(), 7i32.to_le_bytes().to_vec()].concat();
+    bad.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bad.extend_from_slice(&payload);
+    // Written on the coordinator's side of the link, as its send_launch frames it.
+    {
+        use std::io::Write;
+        watched[0].write_all(&bad).unwrap();
+    }
+    assert!(shard.receive_launch().unwrap_err().message.contains("malformed launch"));
+    // The shard failed and closed its end: the coordinator's watcher reads the end of the link.
+    let mut byte = [0u8; 1];
+    assert_eq!(watched[0].read(&mut byte).unwrap_or(0), 0);
+    drop(root);
 }
