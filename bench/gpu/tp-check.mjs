@@ -10,7 +10,8 @@
 //
 // What it records, per prompt: the single GPU's greedy tokens and the group's, how many agree
 // before the first difference (the group adds the ranks' O and down products in another order, so
-// a late divergence is expected, an early one is a bug), decode tok/s of each; with --parallel N > 1,
+// a late divergence is expected, an early one is a bug), the group's teacher-forced top-1 on the
+// single GPU's tokens (near all of them unless something is wrong), decode tok/s of each; with --parallel N > 1,
 // whether N batched streams of the group each get what one gets alone, and the aggregate tok/s of N
 // streams at once on the group and on the single GPU; then a shard killed with SIGKILL mid-generation, and how long the
 // coordinator took to fail the request (the goal: within the exchange timeout, no hang).
@@ -159,11 +160,18 @@ try {
     let same = 0;
     while (same < Math.min(ref.tokens.length, got.length) && ref.tokens[same] === got[same]) same++;
     const repeatable = samples.every(s => s.tokens.join(',') === got.join(','));
+    // Teacher-forced: the group fed the single GPU's greedy tokens; where its own top choice is
+    // the same token. Robust to a near-tie that sends the free-running texts apart.
+    const forced = await group.nextTokenProbabilities(p.tokens, ref.tokens, 2);
+    if (!Array.isArray(forced)) throw new Error(`nextTokenProbabilities: ${forced.code}: ${forced.message}`);
+    const forcedTop1 = forced.filter((dist, i) => dist[0]?.token === ref.tokens[i]).length;
     const entry = {
       name: p.name,
       promptTokens: p.tokens.length,
       agreeBeforeFirstDifference: same,
       of: ref.tokens.length,
+      teacherForcedTop1: forcedTop1,
+      firstDifference: same < ref.tokens.length ? {index: same, single: ref.tokens[same], group: got[same], groupTop2: forced[same]} : null,
       groupRepeatable: repeatable,
       singleDecodeTokS: ref.decodeTokS,
       groupDecodeTokS: median(samples.map(s => s.decodeTokS)),
@@ -172,7 +180,7 @@ try {
     };
     summary.prompts.push(entry);
     log(
-      `${p.name}: ${same}/${ref.tokens.length} tokens agree before the first difference; repeatable ${repeatable}; decode ${entry.singleDecodeTokS.toFixed(1)} vs ${entry.groupDecodeTokS.toFixed(1)} tok/s (single, group)`,
+      `${p.name}: ${same}/${ref.tokens.length} tokens agree before the first difference, teacher-forced top-1 ${forcedTop1}/${ref.tokens.length}; repeatable ${repeatable}; decode ${entry.singleDecodeTokS.toFixed(1)} vs ${entry.groupDecodeTokS.toFixed(1)} tok/s (single, group)`,
     );
   }
   if (parallel > 1) {

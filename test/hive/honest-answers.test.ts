@@ -37,7 +37,16 @@ let hive: RunningHive;
 const stopped: number[] = [];
 
 test.before(async () => {
-  hive = await startHive({cwd: project, args: ['--heartbeat-interval', '300', '--worker-timeout', '300', '--load-stall-timeout', '3000']});
+  // --worker-timeout: how long a request waits before the hive asks the worker's /health (and as
+  // long again for that answer) before it calls the worker hung. Short enough for the SIGSTOP test
+  // to answer in seconds, long enough that a worker slowed by a loaded machine is not called hung
+  // (at 300 ms, CI once sent a sequential request to the twin of a worker that was only slow).
+  // --missed-heartbeats 30 (9 s): the hung worker's requests must reach its twin well before its
+  // missed heartbeats would fail it.
+  hive = await startHive({
+    cwd: project,
+    args: ['--heartbeat-interval', '300', '--missed-heartbeats', '30', '--worker-timeout', '1500', '--load-stall-timeout', '3000'],
+  });
 });
 
 test.after.always(async () => {
@@ -91,8 +100,10 @@ test.serial('a worker that hangs (SIGSTOP): requests it got go to its twin at on
     t.is(answer.status, 200, JSON.stringify(answer.body));
     t.is(InferResponseSchema.parse(answer.body).worker_id, twin!.worker_id);
   }
-  t.true(took < 8_000, `answered in ${took} ms`);
-  process.kill(hung!.pid!, 'SIGCONT');
+  t.true(took < 8_000, `answered in ${took} ms, before the 9 s of missed heartbeats`);
+  if (isAlive(hung!.pid!)) {
+    process.kill(hung!.pid!, 'SIGCONT');
+  }
 });
 
 test.serial('a streamed request over the queue limit gets 503 + Retry-After from the hive, like a plain one', async t => {
