@@ -871,7 +871,6 @@ impl GraphDecoder {
             wanted.push((rows.len() - 1, i));
         }
         let max = self.max_bucket();
-        let stream = self.stream.cu_stream();
         let mut next = 0;
         for (c, chunk) in rows.chunks(max).enumerate() {
             let first = c * max;
@@ -884,11 +883,7 @@ impl GraphDecoder {
                     input[field * bucket + r] = value;
                 }
             }
-            // Pageable copies: staged when the call returns, ordered before the replay.
-            let b = &self.buffers;
-            cu("tokens in", unsafe { result::memcpy_htod_async(b.tokens.ptr, &input[..bucket], stream) })?;
-            cu("positions in", unsafe { result::memcpy_htod_async(b.pos.ptr, &input[bucket..2 * bucket], stream) })?;
-            cu("slots in", unsafe { result::memcpy_htod_async(b.slot.ptr, &input[2 * bucket..], stream) })?;
+            self.input_in(bucket, &input)?;
             if !self.graphs.contains_key(&bucket) {
                 return Err(EngineError::internal(format!("no decode graph for batch {bucket}")));
             }
@@ -912,6 +907,16 @@ impl GraphDecoder {
             }
         }
         outputs.into_iter().map(|o| o.ok_or_else(|| EngineError::internal("a segment of the step has no output"))).collect()
+    }
+
+    /// A replay's input into the decode buffers: `input` holds each of `bucket` rows' token, then
+    /// each row's position, then each row's slot. Pageable copies: staged when the call returns,
+    /// ordered before the replay.
+    fn input_in(&self, bucket: usize, input: &[i32]) -> EngineResult<()> {
+        let (b, stream) = (&self.buffers, self.stream.cu_stream());
+        cu("tokens in", unsafe { result::memcpy_htod_async(b.tokens.ptr, &input[..bucket], stream) })?;
+        cu("positions in", unsafe { result::memcpy_htod_async(b.pos.ptr, &input[bucket..2 * bucket], stream) })?;
+        cu("slots in", unsafe { result::memcpy_htod_async(b.slot.ptr, &input[2 * bucket..3 * bucket], stream) })
     }
 
     /// Waits for the step and reads each wanted row's greedy token or logits (of `rows` rows

@@ -266,10 +266,7 @@ impl GraphDecoder {
         let seq = [tp.seq];
         let error_word = tp.error_word();
         cu("bind", self.ctx.bind_to_thread())?;
-        let b = &self.buffers;
-        cu("tokens in", unsafe { result::memcpy_htod_async(b.tokens.ptr, tokens, stream) })?;
-        cu("positions in", unsafe { result::memcpy_htod_async(b.pos.ptr, positions, stream) })?;
-        cu("slots in", unsafe { result::memcpy_htod_async(b.slot.ptr, slots, stream) })?;
+        self.input_in(bucket, &launch.input)?;
         cu("sequence in", unsafe { result::memcpy_htod_async(self.tp.as_ref().map_or(0, |t| t.seq_buf.ptr), &seq[..], stream) })?;
         let graph = self.graphs.get(&bucket).ok_or_else(|| EngineError::internal(format!("no decode graph for batch {bucket}")))?;
         cu("graph launch", graph.0.launch())?;
