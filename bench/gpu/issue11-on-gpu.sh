@@ -13,8 +13,9 @@
 #   bash <dir>/base/issue11-on-gpu.sh bench <out> [--runs N]  # THERE: wait for both, then agreement and speed
 #   bash <dir>/base/issue11-on-gpu.sh diag <out>        # THERE: where the VRAM goes (RBEE_CANDLE_VRAM_TRACE on the
 #                                                        # 8B shape at context 8192) and greedy agreement against
-#                                                        # three llama.cpp runs (prompt batched, a token at a time,
-#                                                        # flash attention off) for graph, graph-serial and tensor;
+#                                                        # four llama.cpp runs (prompt batched, a token at a time,
+#                                                        # flash attention off, its CPU backend) for graph,
+#                                                        # graph-serial, tensor and the engine's CPU (ggml) path;
 #                                                        # bad input on the GPU path (bad-input.mjs)
 #   bash <dir>/base/issue11-on-gpu.sh quick <out> [runs] # THERE, after setup (no Gemma needed): bad input with tiny
 #                                                        # models, the VRAM trace, the 8B speed with PDL on and off
@@ -282,7 +283,7 @@ case "$stage" in
         --f16 tiny-f16.gguf 2>&1 | tee -a "$out/bad-input.log"
       pack
       timeout 300 ./node20 llama-agreement.mjs native/index.js gemma-3-270m-q4_k_m.gguf "$bin/rbee-llama-ref" "$out/agreement-diag.json" \
-        --tokens 32 --forwards graph,graph-serial,tensor --refs batch,serial,nofa 2>&1 | tee "$out/agreement-diag.log"
+        --tokens 32 --forwards graph,graph-serial,tensor,cpu --refs batch,serial,nofa,cpu 2>&1 | tee "$out/agreement-diag.log"
       pack
     fi
     ls -la "$out" "$final"

@@ -10,10 +10,11 @@
 //     [--refs batch,serial,nofa]
 //
 // --forwards: candle paths; `graph-serial` is the graph path with every prompt on the decode graph
-// (RBEE_CANDLE_PREFILL=graph), the same arithmetic as its decode steps.
+// (RBEE_CANDLE_PREFILL=graph), the same arithmetic as its decode steps; `cpu` is the engine on
+// the CPU (the ggml forward, llama.cpp's CPU arithmetic).
 // --refs: llama.cpp runs (rbee-llama-ref's modes; the first is the reference the teacher forcing
 // scores): `serial` feeds the prompt a token at a time, so llama.cpp's prompt takes its decode
-// kernels too. Every ref is also compared with the first: how far llama.cpp agrees with itself.
+// kernels too; `cpu` is llama.cpp's CPU backend. Every ref is also compared with the first: how far llama.cpp agrees with itself.
 import {spawnSync} from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -59,7 +60,8 @@ async function load(name) {
   // Read by the engine at each prompt (std::env), so it applies to this model's calls only.
   if (name === 'graph-serial') process.env.RBEE_CANDLE_PREFILL = 'graph';
   else delete process.env.RBEE_CANDLE_PREFILL;
-  const model = await binding.Model.load({path: modelPath, device: 'cuda:0', contextSize: 2048, forward});
+  const options = name === 'cpu' ? {device: 'cpu', forward: 'ggml'} : {device: 'cuda:0', forward};
+  const model = await binding.Model.load({path: modelPath, contextSize: 2048, ...options});
   if (!(model instanceof binding.Model)) throw new Error(`load ${forward}: ${model.code}: ${model.message}`);
   return model;
 }

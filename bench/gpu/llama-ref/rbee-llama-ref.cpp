@@ -4,13 +4,15 @@
 // very same ids whatever their tokenizers do; the continuation runs its full length (an
 // end-of-generation token does not stop it), like the candle side's `maxTokens`.
 //
-//   rbee-llama-ref <model.gguf> <n_predict> <prompts.txt> <out.json> [batch|serial|nofa]
+//   rbee-llama-ref <model.gguf> <n_predict> <prompts.txt> <out.json> [batch|serial|nofa|cpu]
 //   prompts.txt: one prompt a line, token ids separated by spaces
 //   batch (default): the prompt in one llama_decode, as every llama.cpp tool does it;
 //   serial: the prompt one token a llama_decode, so the prompt takes the decode kernels (MMVQ and
 //     the vector flash attention) instead of the batched ones (MMQ and the MMA flash attention):
 //     how much of a disagreement is the prompt's arithmetic;
-//   nofa: batch with flash attention off.
+//   nofa: batch with flash attention off;
+//   cpu: batch on llama.cpp's CPU backend alone (the CUDA build's own CPU kernels): how far
+//     llama.cpp's CUDA arithmetic agrees with its CPU arithmetic, which rbee's CPU path replays.
 //
 // Built inside llama.cpp's tree (bench/gpu/llama-ref/CMakeLists.txt, added as tools/rbee-ref).
 #include "llama.h"
@@ -24,8 +26,8 @@
 
 int main(int argc, char** argv) {
   const std::string mode = argc == 6 ? argv[5] : "batch";
-  if ((argc != 5 && argc != 6) || (mode != "batch" && mode != "serial" && mode != "nofa")) {
-    std::fprintf(stderr, "usage: %s <model.gguf> <n_predict> <prompts.txt> <out.json> [batch|serial|nofa]\n", argv[0]);
+  if ((argc != 5 && argc != 6) || (mode != "batch" && mode != "serial" && mode != "nofa" && mode != "cpu")) {
+    std::fprintf(stderr, "usage: %s <model.gguf> <n_predict> <prompts.txt> <out.json> [batch|serial|nofa|cpu]\n", argv[0]);
     return 2;
   }
   const int n_predict = std::atoi(argv[2]);
@@ -44,7 +46,9 @@ int main(int argc, char** argv) {
 
   llama_backend_init();
   llama_model_params mp = llama_model_default_params();
-  mp.n_gpu_layers = 999;
+  // cpu: nothing on the GPU, not even a large batch's products (op_offload) or the KV cache.
+  const bool cpu = mode == "cpu";
+  mp.n_gpu_layers = cpu ? 0 : 999;
   llama_model* model = llama_model_load_from_file(argv[1], mp);
   if (model == nullptr) {
     std::fprintf(stderr, "cannot load %s\n", argv[1]);
@@ -54,14 +58,18 @@ int main(int argc, char** argv) {
 
   FILE* out = std::fopen(argv[4], "w");
   if (out == nullptr) return 1;
-  std::fprintf(out, "{\"engine\": \"llama.cpp rbee-llama-ref (libllama, n_gpu_layers 999, default context params)\", \"mode\": \"%s\", \"n_predict\": %d, \"prompts\": [\n",
-               mode.c_str(), n_predict);
+  std::fprintf(out, "{\"engine\": \"llama.cpp rbee-llama-ref (libllama, n_gpu_layers %d, default context params)\", \"mode\": \"%s\", \"n_predict\": %d, \"prompts\": [\n",
+               mp.n_gpu_layers, mode.c_str(), n_predict);
   for (size_t p = 0; p < prompts.size(); ++p) {
     // A fresh context per prompt: nothing of the last one stays in the KV cache.
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = 2048;
     cp.n_batch = 2048;
     if (mode == "nofa") cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    if (cpu) {
+      cp.op_offload = false;
+      cp.offload_kqv = false;
+    }
     llama_context* ctx = llama_init_from_model(model, cp);
     if (ctx == nullptr) return 1;
     std::vector<llama_token> prompt = prompts[p];
