@@ -42,7 +42,7 @@ export {engineMemory, groupVram, processTree, processTreeRss} from './adapters/p
 export {findLlamaCpp, type LlamaCppInstall} from './engines/llama-cpp-build.js';
 export {findOllama, ollamaVersion, type OllamaInstall} from './engines/ollama-build.js';
 export {comfyuiInstallCommand, findComfyUi, type ComfyUiInstall} from './engines/comfyui-install.js';
-export {outputUrl, parseOutputPath, type WorkflowEvent, type WorkflowGraph, type WorkflowOutputFile} from './protocol/wire.js';
+export {cudaIndex, outputUrl, parseOutputPath, type WorkflowEvent, type WorkflowGraph, type WorkflowOutputFile} from './protocol/wire.js';
 export {
   loadNativeBinding,
   loadNativeModel,

@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import type {AdapterHeartbeat} from './adapter-api.js';
+import {cudaIndex} from '../protocol/wire.js';
 import {processRss} from './engine-http.js';
 import {gpuTotalMemory, nvidiaComputeApps} from './nvidia-smi.js';
 
@@ -76,8 +77,8 @@ export async function groupVram(pid: number, gpuIndex: number | undefined): Prom
  * VRAM its worker's process group holds on the card and the card's total. Absent figures stay absent.
  */
 export async function engineMemory(pid: number, device: string): Promise<Pick<AdapterHeartbeat, 'ram_used' | 'vram_used' | 'vram_total'>> {
-  const cuda = /^cuda:(\d+)$/.exec(device);
-  const [ramUsed, vram] = await Promise.all([processTreeRss(pid), cuda === null ? undefined : groupVram(pid, Number(cuda[1]))]);
+  const cuda = cudaIndex(device);
+  const [ramUsed, vram] = await Promise.all([processTreeRss(pid), cuda === undefined ? undefined : groupVram(pid, cuda)]);
   return {
     ...(ramUsed === undefined ? {} : {ram_used: ramUsed}),
     ...(vram === undefined ? {} : {vram_used: vram.used, ...(vram.total === undefined ? {} : {vram_total: vram.total})}),

@@ -8,7 +8,7 @@ import os from 'node:os';
 import {gpuFreeMemory} from '../adapters/nvidia-smi.js';
 import {RbeeError} from '../errors.js';
 import {EstimateCache, fileIdentity} from './estimate-cache.js';
-import type {SpawnWorkerRequest} from '../protocol/wire.js';
+import {cudaIndex, type SpawnWorkerRequest} from '../protocol/wire.js';
 
 export type MemoryEstimate = {weights: number; context: number; total: number};
 
@@ -67,9 +67,9 @@ async function estimateGguf(options: {modelPath: string; device: string; context
 
 /** Memory the device can still give: MemAvailable for the CPU, the driver's free figure for a GPU. */
 export async function freeMemory(device: string): Promise<number> {
-  const cuda = /^cuda:(\d+)$/.exec(device);
-  if (cuda !== null) {
-    return (await gpuFreeMemory(Number(cuda[1]))) ?? 0;
+  const cuda = cudaIndex(device);
+  if (cuda !== undefined) {
+    return (await gpuFreeMemory(cuda)) ?? 0;
   }
   try {
     const available = /^MemAvailable:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'));

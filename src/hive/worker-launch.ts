@@ -5,6 +5,7 @@
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import type {ResolvedModel} from '../models/resolve-model.js';
+import {cudaIndex} from '../protocol/wire.js';
 import {groupSecretVariable, shardKeysVariable} from '../worker/worker-auth.js';
 import {workerRunArgs, type WorkerArgOptions} from './worker-command-line.js';
 import type {LaunchOptions} from './worker-process.js';
@@ -38,7 +39,7 @@ export function workerLaunchOptions(
   },
   options: WorkerArgOptions & {logsDir: string; env?: NodeJS.ProcessEnv},
 ): LaunchOptions {
-  const cuda = /^cuda:(\d+)$/.exec(worker.spec.device);
+  const cuda = cudaIndex(worker.spec.device);
   return {
     command: process.execPath,
     args: [rbeeBin, ...workerRunArgs(worker, model, options)],
@@ -50,7 +51,7 @@ export function workerLaunchOptions(
       ...(credentials.groupSecret === undefined ? {} : {[groupSecretVariable]: credentials.groupSecret}),
       // One worker, one device: a GPU worker sees its card only, a CPU worker none (a CUDA build of an
       // engine would otherwise take memory on every card it can see, unaccounted).
-      ...(cuda !== null ? {CUDA_VISIBLE_DEVICES: cuda[1]} : worker.spec.device === 'cpu' ? {CUDA_VISIBLE_DEVICES: ''} : {}),
+      ...(cuda !== undefined ? {CUDA_VISIBLE_DEVICES: String(cuda)} : worker.spec.device === 'cpu' ? {CUDA_VISIBLE_DEVICES: ''} : {}),
     },
   };
 }

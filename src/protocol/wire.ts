@@ -106,7 +106,7 @@ export {
   type SpareInfo,
   SpareInfoSchema,
 } from './wire/hive.js';
-export {DeviceSchema, type RestartPolicy, RestartPolicySchema} from './wire/fields.js';
+export {DeviceSchema, cudaIndex, type RestartPolicy, RestartPolicySchema} from './wire/fields.js';
 export {
   type AutoscaleAction,
   AutoscaleActionSchema,

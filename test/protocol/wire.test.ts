@@ -13,6 +13,7 @@ import {
   SpawnGroupAnswerSchema,
   SpawnGroupRequestSchema,
   SpawnWorkerRequestSchema,
+  cudaIndex,
 } from '../../src/protocol/wire.js';
 
 const roundTrip = test.macro({
@@ -156,6 +157,14 @@ test('infer response', roundTrip, InferResponseSchema, {
   prompt_tokens: 2,
   finish_reason: 'stop',
   duration_ms: 12,
+});
+
+test('cudaIndex reads N of cuda:N only', t => {
+  t.is(cudaIndex('cuda:0'), 0);
+  t.is(cudaIndex('cuda:12'), 12);
+  for (const device of ['cpu', 'metal', 'cuda:', 'cuda:1,2', 'cuda:x', ' cuda:1']) {
+    t.is(cudaIndex(device), undefined, device);
+  }
 });
 
 test('spawn request gets its defaults', t => {

@@ -5,7 +5,16 @@
  * tokenizer, sampling and the HTTP endpoint); each shard loads its own slice, listens on the
  * endpoint the hive gave it, and runs the coordinator's steps until the group ends.
  */
-import {RbeeError, checkNativeTensorParallel, openNativeShard, type AdapterContext, type AdapterGroup, type NativeShard, type NativeTensorParallel} from 'rbee';
+import {
+  RbeeError,
+  checkNativeTensorParallel,
+  cudaIndex,
+  openNativeShard,
+  type AdapterContext,
+  type AdapterGroup,
+  type NativeShard,
+  type NativeTensorParallel,
+} from 'rbee';
 
 /**
  * Refuses, before anything starts, a group candle cannot form: CPU and GPU ranks mixed (a group is
@@ -39,15 +48,15 @@ export async function checkCandleGroup(group: {modelPath: string; devices: strin
  * given, and the engine says it is not available.
  */
 export function engineDevice(device: string, env: NodeJS.ProcessEnv = process.env): string {
-  const cuda = /^cuda:(\d+)$/.exec(device);
+  const cuda = cudaIndex(device);
   const visible = env.CUDA_VISIBLE_DEVICES;
-  if (cuda === null || visible === undefined || visible.trim() === '') {
+  if (cuda === undefined || visible === undefined || visible.trim() === '') {
     return device;
   }
   const ordinal = visible
     .split(',')
     .map(entry => entry.trim())
-    .indexOf(cuda[1]!);
+    .indexOf(String(cuda));
   return ordinal < 0 ? device : `cuda:${ordinal}`;
 }
 

@@ -5,6 +5,7 @@
  */
 import {
   WatchedEngine,
+  cudaIndex,
   engineAuthorization,
   engineJson,
   groupVram,
@@ -157,10 +158,7 @@ export class VllmEngine {
   }
 
   async #vram(): Promise<{used: number; total: number | undefined} | undefined> {
-    const match = /^cuda:(\d+)$/.exec(this.#context.device);
-    if (match === null) {
-      return undefined;
-    }
-    return groupVram(this.#engine.pid, Number(match[1]));
+    const cuda = cudaIndex(this.#context.device);
+    return cuda === undefined ? undefined : groupVram(this.#engine.pid, cuda);
   }
 }
