@@ -16,7 +16,6 @@
 //! later one, on every rank that waits for it. Rank 0 fails at once when a shard's process ends:
 //! a thread per shard link raises the abort word the exchange kernels poll.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -285,9 +284,7 @@ fn watch_shards(comm: &Communicator, abort: &Arc<DeviceBuffer>) -> EngineResult<
         std::thread::Builder::new()
             .name(format!("rbee-tp-watch-{}", index + 1))
             .spawn(move || {
-                let mut byte = [0u8; 1];
-                // Shards send nothing after joining: any read that returns is the link's end.
-                while matches!(link.read(&mut byte), Ok(n) if n > 0) {}
+                Communicator::wait_for_end(&mut link);
                 if let Some(host) = abort.host_address() {
                     // SAFETY: `abort` (kept alive by this thread's Arc) is 4 bytes of page-locked host memory.
                     unsafe { std::ptr::write_volatile(host as *mut i32, 1) };

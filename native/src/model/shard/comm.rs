@@ -347,6 +347,23 @@ impl Communicator {
         self.links.iter().map(|link| link.try_clone().map_err(|e| comm_error(format!("watching a link: {e}")))).collect()
     }
 
+    /// Blocks until `link` (one of `watch_links`) ends: its peer closed it, or it failed. Clones
+    /// of a link share its socket, so the read timeout the communicator's own last read left on
+    /// it applies here too: running out of it is not the end of the link.
+    pub fn wait_for_end(link: &mut TcpStream) {
+        let mut byte = [0u8; 1];
+        loop {
+            match link.read(&mut byte) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // A short timeout left on the socket would make this a busy loop: pace it.
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Rank 0: tells the shards the group is over.
     pub fn close(&mut self) {
         if self.rank == 0 && self.failed.is_none() {

@@ -343,3 +343,28 @@ fn a_malformed_launch_fails_the_shard_and_a_closed_link_is_seen_by_its_watcher()
     assert_eq!(watched[0].read(&mut byte).unwrap_or(0), 0);
     drop(root);
 }
+
+#[test]
+fn a_watcher_outlasts_the_read_timeout_its_link_was_left_with() {
+    // The join's last all-gather leaves rank 0's links with a read timeout (the clones a watcher
+    // reads share the socket): the watcher must not take its expiry for a closed link, which
+    // raised the abort word of a healthy group on the first H100 run.
+    let timeout = Duration::from_millis(100);
+    let (mut root, mut shards) = pair(2, timeout);
+    let mut shard = shards.pop().unwrap();
+    let worker = std::thread::spawn(move || {
+        shard.all_gather_bytes(&[1u8], "ready").unwrap();
+        shard
+    });
+    root.all_gather_bytes(&[0u8], "ready").unwrap();
+    let shard = worker.join().unwrap();
+    let mut link = root.watch_links().unwrap().pop().unwrap();
+    let (ended, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        Communicator::wait_for_end(&mut link);
+        let _ = ended.send(());
+    });
+    assert!(seen.recv_timeout(timeout * 5).is_err(), "the link is still open: the watcher must still be waiting");
+    drop(shard);
+    assert!(seen.recv_timeout(Duration::from_secs(5)).is_ok(), "the shard's end closed its link");
+}
