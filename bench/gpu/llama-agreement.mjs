@@ -76,25 +76,36 @@ fs.writeFileSync(promptsFile, `${prompts.map(ids => ids.join(' ')).join('\n')}\n
 // 2. llama.cpp's greedy tokens, once per mode.
 const references = {};
 const backendLine = [];
-for (const mode of refModes) {
-  const refFile = `${outPath}.llama-${mode}.json`;
+// One rbee-llama-ref run; with `forcedFile`, teacher-forced on that file's continuations.
+function llamaRun(mode, refFile, forcedFile) {
   const t0 = performance.now();
-  const ran = spawnSync(refBinary, [modelPath, String(maxTokens), promptsFile, refFile, mode], {encoding: 'utf8', timeout: 300_000});
+  const args = [modelPath, String(maxTokens), promptsFile, refFile, mode, ...(forcedFile ? [forcedFile] : [])];
+  const ran = spawnSync(refBinary, args, {encoding: 'utf8', timeout: 300_000});
   if (ran.status !== 0) {
     console.log(`[agreement] rbee-llama-ref ${mode} failed (${ran.status ?? ran.signal}): ${(ran.stderr ?? '').slice(-3000)}`);
     process.exit(1);
   }
-  references[mode] = JSON.parse(fs.readFileSync(refFile, 'utf8'));
   if (backendLine.length === 0) backendLine.push(...(ran.stderr.match(/.*(CUDA0|ggml_cuda_init|using device).*/g) ?? []).slice(0, 3));
-  console.log(`[agreement] llama.cpp reference (${mode}) in ${(performance.now() - t0).toFixed(0)} ms; ${backendLine.join(' | ')}`);
+  console.log(
+    `[agreement] llama.cpp ${forcedFile ? 'teacher-forced ' : 'reference '}(${mode}) in ${(performance.now() - t0).toFixed(0)} ms; ${backendLine.join(' | ')}`,
+  );
+  return JSON.parse(fs.readFileSync(refFile, 'utf8'));
 }
+for (const mode of refModes) references[mode] = llamaRun(mode, `${outPath}.llama-${mode}.json`);
 const reference = references[refModes[0]];
 const sameTokens = (a, b) => a.reduce((n, t, p) => n + (t === b[p] ? 1 : 0), 0);
+// How far llama.cpp agrees with itself: each other mode's greedy text against the first's, and
+// its top-1 at each position of the first's text (teacher-forced, as the candle paths are scored).
+const forcedFile = `${outPath}.llama-${refModes[0]}.continuations.txt`;
+fs.writeFileSync(forcedFile, `${reference.prompts.map(entry => entry.tokens.join(' ')).join('\n')}\n`);
 const llamaSelf = {};
 for (const mode of refModes.slice(1)) {
+  const of = reference.prompts.length * maxTokens;
   const agreed = references[mode].prompts.reduce((n, entry, i) => n + sameTokens(entry.tokens, reference.prompts[i].tokens), 0);
-  llamaSelf[mode] = {agreed, of: reference.prompts.length * maxTokens};
-  console.log(`[agreement] llama.cpp ${mode} vs llama.cpp ${refModes[0]}: greedy ${agreed}/${reference.prompts.length * maxTokens}`);
+  const scored = llamaRun(mode, `${outPath}.llama-${mode}-forced.json`, forcedFile);
+  const forced = scored.prompts.reduce((n, entry, i) => n + sameTokens(entry.tokens, reference.prompts[i].tokens), 0);
+  llamaSelf[mode] = {agreed, teacherForced: forced, of};
+  console.log(`[agreement] llama.cpp ${mode} vs llama.cpp ${refModes[0]}: greedy ${agreed}/${of}, teacher-forced top-1 ${forced}/${of}`);
 }
 
 // 3. Each forward path against it.

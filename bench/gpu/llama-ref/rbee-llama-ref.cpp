@@ -4,8 +4,11 @@
 // very same ids whatever their tokenizers do; the continuation runs its full length (an
 // end-of-generation token does not stop it), like the candle side's `maxTokens`.
 //
-//   rbee-llama-ref <model.gguf> <n_predict> <prompts.txt> <out.json> [batch|serial|nofa|cpu]
+//   rbee-llama-ref <model.gguf> <n_predict> <prompts.txt> <out.json> [batch|serial|nofa|cpu] [forced.txt]
 //   prompts.txt: one prompt a line, token ids separated by spaces
+//   forced.txt (teacher forcing): a continuation a line, one per prompt; each step is fed the
+//     continuation's token instead of its own choice, so "tokens" are this run's top-1 at each
+//     position of that text (how another llama.cpp run's text scores here)
 //   batch (default): the prompt in one llama_decode, as every llama.cpp tool does it;
 //   serial: the prompt one token a llama_decode, so the prompt takes the decode kernels (MMVQ and
 //     the vector flash attention) instead of the batched ones (MMQ and the MMA flash attention):
@@ -24,24 +27,39 @@
 #include <string>
 #include <vector>
 
-int main(int argc, char** argv) {
-  const std::string mode = argc == 6 ? argv[5] : "batch";
-  if ((argc != 5 && argc != 6) || (mode != "batch" && mode != "serial" && mode != "nofa" && mode != "cpu")) {
-    std::fprintf(stderr, "usage: %s <model.gguf> <n_predict> <prompts.txt> <out.json> [batch|serial|nofa|cpu]\n", argv[0]);
-    return 2;
-  }
-  const int n_predict = std::atoi(argv[2]);
-  std::vector<std::vector<llama_token>> prompts;
-  std::ifstream in(argv[3]);
+// One vector of token ids a non-empty line.
+static std::vector<std::vector<llama_token>> read_lines(const char* file) {
+  std::vector<std::vector<llama_token>> lines;
+  std::ifstream in(file);
   for (std::string line; std::getline(in, line);) {
     std::istringstream words(line);
     std::vector<llama_token> ids;
     for (long id; words >> id;) ids.push_back((llama_token)id);
-    if (!ids.empty()) prompts.push_back(ids);
+    if (!ids.empty()) lines.push_back(ids);
   }
+  return lines;
+}
+
+int main(int argc, char** argv) {
+  const std::string mode = argc >= 6 ? argv[5] : "batch";
+  if ((argc < 5 || argc > 7) || (mode != "batch" && mode != "serial" && mode != "nofa" && mode != "cpu")) {
+    std::fprintf(stderr, "usage: %s <model.gguf> <n_predict> <prompts.txt> <out.json> [batch|serial|nofa|cpu] [forced.txt]\n", argv[0]);
+    return 2;
+  }
+  const int n_predict = std::atoi(argv[2]);
+  const std::vector<std::vector<llama_token>> prompts = read_lines(argv[3]);
   if (prompts.empty() || n_predict < 1) {
     std::fprintf(stderr, "no prompts in %s or n_predict < 1\n", argv[3]);
     return 2;
+  }
+  const std::vector<std::vector<llama_token>> forced = argc == 7 ? read_lines(argv[6]) : std::vector<std::vector<llama_token>>();
+  if (argc == 7) {
+    bool fits = forced.size() == prompts.size();
+    for (const auto& line : forced) fits = fits && (int)line.size() >= n_predict;
+    if (!fits) {
+      std::fprintf(stderr, "%s needs a continuation of at least %d tokens for each of the %zu prompts\n", argv[6], n_predict, prompts.size());
+      return 2;
+    }
   }
 
   llama_backend_init();
@@ -58,8 +76,8 @@ int main(int argc, char** argv) {
 
   FILE* out = std::fopen(argv[4], "w");
   if (out == nullptr) return 1;
-  std::fprintf(out, "{\"engine\": \"llama.cpp rbee-llama-ref (libllama, n_gpu_layers %d, default context params)\", \"mode\": \"%s\", \"n_predict\": %d, \"prompts\": [\n",
-               mp.n_gpu_layers, mode.c_str(), n_predict);
+  std::fprintf(out, "{\"engine\": \"llama.cpp rbee-llama-ref (libllama, n_gpu_layers %d, default context params)\", \"mode\": \"%s\", \"teacher_forced\": %s, \"n_predict\": %d, \"prompts\": [\n",
+               mp.n_gpu_layers, mode.c_str(), forced.empty() ? "false" : "true", n_predict);
   for (size_t p = 0; p < prompts.size(); ++p) {
     // A fresh context per prompt: nothing of the last one stays in the KV cache.
     llama_context_params cp = llama_context_default_params();
@@ -95,7 +113,7 @@ int main(int argc, char** argv) {
       }
       generated.push_back(best);
       margins.push_back(logits[best] - logits[second]);
-      llama_token next = best;
+      llama_token next = forced.empty() ? best : forced[p][i];
       if (i + 1 < n_predict && llama_decode(ctx, llama_batch_get_one(&next, 1)) != 0) return 1;
     }
     std::fprintf(out, " {\"prompt_tokens\": [");
