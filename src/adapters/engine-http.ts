@@ -8,6 +8,7 @@ import {RbeeError} from '../errors.js';
 import type {GenerateResult} from '../worker/engine.js';
 import type {AdapterInferRequest} from './adapter-api.js';
 import {readSse} from '../protocol/sse-reader.js';
+import {httpRequest} from '../http/http-request.js';
 
 /** The `Authorization` header for an engine started with `apiKey` (none without one). */
 export function engineAuthorization(apiKey: string | undefined): Record<string, string> {
@@ -42,13 +43,13 @@ export async function engineSse(
   body: unknown,
   options: {signal: AbortSignal; onData: (data: string) => void; isEnd?: (data: string) => boolean; apiKey?: string},
 ): Promise<void> {
-  const response = await fetch(url, {
+  const response = await httpRequest(url, {
     method: 'POST',
     headers: {'content-type': 'application/json', accept: 'text/event-stream', ...engineAuthorization(options.apiKey)},
     body: JSON.stringify(body),
     signal: options.signal,
   });
-  if (!response.ok || response.body === null) {
+  if (!response.ok) {
     throw new RbeeError('upstream_error', `${url} answered ${response.status}: ${(await response.text()).slice(0, 300)}`);
   }
   let ended = false;

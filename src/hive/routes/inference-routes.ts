@@ -9,6 +9,7 @@ import {RbeeError} from '../../errors.js';
 import {baseModelNotice, isDefaultBaseModel} from '../../models/base-model.js';
 import {clientGoneSignal} from '../../http/client-gone.js';
 import {isOpenAiRoute, toOpenAiError} from '../../http/error-handling.js';
+import {httpRequest, type HttpAnswer} from '../../http/http-request.js';
 import {validateBody} from '../../http/validate-body.js';
 import {ChatCompletionRequestSchema, CompletionRequestSchema, InferRequestSchema, type ModelList} from '../../protocol/wire.js';
 import {Router, servedModels} from '../router.js';
@@ -17,7 +18,7 @@ import type {ModelsOnDemand} from '../models-on-demand.js';
 import type {RelayedTokens} from '../relayed-tokens.js';
 import type {Supervisor} from '../supervisor.js';
 import {workerAuthorization, workerUrl, type WorkerView} from '../worker-record.js';
-import {relayStream, type StreamingResponse} from './sse-relay.js';
+import {relayStream} from './sse-relay.js';
 import {traceStartup} from '../../startup-trace.js';
 
 type Routed = {model?: string | undefined; stream?: boolean | undefined};
@@ -52,31 +53,25 @@ export function workerFetch(
   worker: WorkerView,
   path: string,
   init: {method: 'GET' | 'POST' | 'DELETE'; body?: Buffer; signal: AbortSignal},
-): Promise<Response> {
+): Promise<HttpAnswer> {
   const headers: Record<string, string> = {
     ...(init.body === undefined ? {} : {'content-type': 'application/json'}),
     ...workerAuthorization(worker),
   };
-  return fetch(`${workerUrl(worker)}${path}`, {
-    method: init.method,
-    headers,
-    // A Buffer is a Uint8Array; only its type's buffer parameter (ArrayBufferLike) keeps it from being a BodyInit.
-    ...(init.body === undefined ? {} : {body: init.body as Uint8Array<ArrayBuffer>}),
-    signal: init.signal,
-  });
+  return httpRequest(`${workerUrl(worker)}${path}`, {method: init.method, headers, ...(init.body === undefined ? {} : {body: init.body}), signal: init.signal});
 }
 
 async function answersHealth(worker: WorkerView, timeoutMs: number): Promise<boolean> {
   try {
     const response = await workerFetch(worker, '/health', {method: 'GET', signal: AbortSignal.timeout(timeoutMs)});
-    await response.body?.cancel();
+    response.cancel();
     return true; // any answer, 503 included: the process is alive and serving HTTP
   } catch {
     return false;
   }
 }
 
-type Sent = {kind: 'response'; response: Response} | {kind: 'failed'; error: RbeeError; hung: boolean};
+type Sent = {kind: 'response'; response: HttpAnswer} | {kind: 'failed'; error: RbeeError; hung: boolean};
 
 /**
  * POSTs the request to a worker and waits for its answer to begin, watching the worker meanwhile:
@@ -117,7 +112,7 @@ async function sendToWorker(worker: WorkerView, path: string, body: Buffer, canc
   }
 }
 
-async function relayWhole(reply: FastifyReply, worker: WorkerView, upstream: Response, tap: TokenTap): Promise<void> {
+async function relayWhole(reply: FastifyReply, worker: WorkerView, upstream: HttpAnswer, tap: TokenTap): Promise<void> {
   let text: string;
   try {
     text = await upstream.text();
@@ -127,13 +122,13 @@ async function relayWhole(reply: FastifyReply, worker: WorkerView, upstream: Res
   if (upstream.ok) {
     tap(answerTokens(text));
   }
-  const retryAfter = upstream.headers.get('retry-after');
-  if (retryAfter !== null) {
+  const retryAfter = upstream.header('retry-after');
+  if (retryAfter !== undefined) {
     void reply.header('retry-after', retryAfter);
   }
   await reply
     .status(upstream.status)
-    .header('content-type', upstream.headers.get('content-type') ?? 'application/json')
+    .header('content-type', upstream.header('content-type') ?? 'application/json')
     .send(text);
 }
 
@@ -221,14 +216,14 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
       if (upstream.status === 503) {
         const other = next();
         if (other !== null) {
-          await upstream.body?.cancel();
+          upstream.cancel();
           return other;
         }
       }
       status = upstream.status;
-      if (streamed && upstream.ok && upstream.body !== null) {
+      if (streamed && upstream.ok) {
         const openAi = isOpenAiRoute(path);
-        await relayStream(upstream as StreamingResponse, reply, {
+        await relayStream(upstream, reply, {
           openAi,
           onChunk: chunk => tap(streamTokens(path, chunk)),
           cutOff: reason => {

@@ -8,10 +8,9 @@
  */
 import type {ServerResponse} from 'node:http';
 import type {FastifyReply} from 'fastify';
+import type {HttpAnswer} from '../../http/http-request.js';
 import {writeSse} from '../../http/sse.js';
 import {StreamEndWatch} from './stream-end.js';
-
-export type StreamingResponse = Response & {body: ReadableStream<Uint8Array>};
 
 export type RelayOptions = {
   /** Which end markers count: the OpenAI routes' (`[DONE]`, an error object) or rbee's (`done`, `error` events). */
@@ -24,21 +23,22 @@ export type RelayOptions = {
   cutOff: (reason: string) => unknown;
 };
 
-export async function relayStream(upstream: StreamingResponse, reply: FastifyReply, options: RelayOptions): Promise<void> {
+export async function relayStream(upstream: HttpAnswer, reply: FastifyReply, options: RelayOptions): Promise<void> {
   const raw = reply.raw;
   reply.hijack();
+  // No flushHeaders: the headers leave with the first event, in one write (a worker opens its
+  // stream only with its first event anyway), which is a syscall less on the way to the first token.
   raw.writeHead(upstream.status, {
-    'content-type': upstream.headers.get('content-type') ?? 'text/event-stream',
+    'content-type': upstream.header('content-type') ?? 'text/event-stream',
     'cache-control': 'no-cache, no-transform',
     connection: 'keep-alive',
     ...options.headers,
   });
-  raw.flushHeaders();
-  const reader = upstream.body.getReader();
+  const chunks = upstream.body[Symbol.asyncIterator]();
   // The worker's stream is cancelled when the client goes, even while the relay waits on a read.
   const onClose = () => {
     if (!raw.writableFinished) {
-      reader.cancel(new Error('client closed the connection')).catch(() => undefined);
+      upstream.cancel();
     }
   };
   raw.on('close', onClose);
@@ -46,8 +46,8 @@ export async function relayStream(upstream: StreamingResponse, reply: FastifyRep
   let broke: string | null = null;
   try {
     for (;;) {
-      const {done, value} = await reader.read();
-      if (done || raw.destroyed) {
+      const {done, value} = (await chunks.next()) as IteratorResult<Buffer>;
+      if (done === true || raw.destroyed) {
         break;
       }
       end.push(value);
@@ -63,7 +63,7 @@ export async function relayStream(upstream: StreamingResponse, reply: FastifyRep
   }
   if (raw.destroyed) {
     // A break-off by the client is not the worker's failure; the stream is dropped, not reported.
-    await reader.cancel(new Error('client closed the connection')).catch(() => undefined);
+    upstream.cancel();
   } else if (broke !== null || !end.ended(options.openAi)) {
     writeSse(raw, options.cutOff(broke ?? 'the connection closed'));
   }

@@ -5,17 +5,16 @@
  * workflows only.
  */
 import crypto from 'node:crypto';
-import {Readable} from 'node:stream';
-import type {ReadableStream as NodeReadableStream} from 'node:stream/web';
 import type {FastifyInstance, FastifyReply} from 'fastify';
 import {RbeeError} from '../../errors.js';
 import {clientGoneSignal} from '../../http/client-gone.js';
+import type {HttpAnswer} from '../../http/http-request.js';
 import {validateBody} from '../../http/validate-body.js';
 import {parseOutputPath, WorkflowRequestSchema} from '../../protocol/wire.js';
 import type {Supervisor} from '../supervisor.js';
 import {isServing, type WorkerView} from '../worker-record.js';
 import {workerFetch} from './inference-routes.js';
-import {relayStream, type StreamingResponse} from './sse-relay.js';
+import {relayStream} from './sse-relay.js';
 
 export type WorkflowRouteOptions = {
   /** The worker types whose adapter runs workflows. */
@@ -74,7 +73,7 @@ export function registerWorkflowRoutes(app: FastifyInstance, supervisor: Supervi
   }
 
   /** A worker that does not answer (gone, restarting) is the worker's failure, said so: never a bare "fetch failed". */
-  async function askWorker(worker: WorkerView, path: string, method: 'GET' | 'DELETE', signal: AbortSignal): Promise<Response> {
+  async function askWorker(worker: WorkerView, path: string, method: 'GET' | 'DELETE', signal: AbortSignal): Promise<HttpAnswer> {
     try {
       return await workerFetch(worker, path, {method, signal});
     } catch (error) {
@@ -84,10 +83,10 @@ export function registerWorkflowRoutes(app: FastifyInstance, supervisor: Supervi
     }
   }
 
-  async function relayWhole(reply: FastifyReply, upstream: Response): Promise<void> {
+  async function relayWhole(reply: FastifyReply, upstream: HttpAnswer): Promise<void> {
     await reply
       .status(upstream.status)
-      .header('content-type', upstream.headers.get('content-type') ?? 'application/json')
+      .header('content-type', upstream.header('content-type') ?? 'application/json')
       .send(await upstream.text());
   }
 
@@ -102,7 +101,7 @@ export function registerWorkflowRoutes(app: FastifyInstance, supervisor: Supervi
     const clientGone = clientGoneSignal(reply.raw);
     const release = supervisor.requestStarted(worker.id);
     try {
-      let upstream: Response;
+      let upstream: HttpAnswer;
       try {
         upstream = await workerFetch(worker, '/v1/workflows', {
           method: 'POST',
@@ -112,11 +111,11 @@ export function registerWorkflowRoutes(app: FastifyInstance, supervisor: Supervi
       } catch (error) {
         throw new RbeeError('upstream_error', `worker ${worker.id} did not answer: ${(error as Error).message}`, {cause: error});
       }
-      if (!upstream.ok || upstream.body === null) {
+      if (!upstream.ok) {
         await relayWhole(reply, upstream);
         return;
       }
-      await relayStream(upstream as StreamingResponse, reply, {
+      await relayStream(upstream, reply, {
         openAi: false,
         headers: {'x-rbee-workflow-id': workflowId},
         // A stream cut off without `done` or `error` (the worker died) never reads as a finished workflow.
@@ -144,14 +143,14 @@ export function registerWorkflowRoutes(app: FastifyInstance, supervisor: Supervi
       method: 'GET',
       signal: clientGoneSignal(reply.raw),
     });
-    if (!upstream.ok || upstream.body === null) {
+    if (!upstream.ok) {
       await relayWhole(reply, upstream);
       return;
     }
     return reply
       .status(200)
-      .type(upstream.headers.get('content-type') ?? 'application/octet-stream')
-      .send(Readable.fromWeb(upstream.body as NodeReadableStream<Uint8Array>));
+      .type(upstream.header('content-type') ?? 'application/octet-stream')
+      .send(upstream.body);
   });
 
   app.delete('/v1/workflows/:id', async (request, reply) => {
