@@ -1,0 +1,160 @@
+/**
+ * What rbee's relay adds to the time to first token, with the engine's own time taken out: an
+ * engine that answers at once (the OpenAI-compatible stand-in of the tests, behind the
+ * tensorrt-llm adapter, ticking every --tick-ms) asked three ways, request by request in turn:
+ * straight (its /v1/completions), the worker directly (/v1/infer on the worker's port, with the
+ * worker's key) and through the hive (/v1/infer). One stream at a time, 8 tokens each; TTFT is
+ * request sent → the first token's bytes. The differences of the medians (and the medians of
+ * the per-round differences) are what the worker and the hive add; issue 10 §6's H100 run
+ * measures the same against llama-server, where the engine's own time varies far more.
+ *
+ *   npm run build && node --import tsx bench/relay-latency.ts [--rounds 300] [--tick-ms 2] [--out <file.json>]
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import {fileURLToPath} from 'node:url';
+import {workerKeyOf} from '../src/http/secrets.js';
+import {fakeNvidiaSmi} from '../test/helpers/fake-nvidia-smi.js';
+import {descendants} from '../test/helpers/process-tree.js';
+import {rbee, startHive, tempHome} from '../test/helpers/rbee-process.js';
+import {defaultModelPath} from '../test/helpers/test-model.js';
+import {parseArgsOrUsage} from './lib/args.js';
+import {machineInfo} from './lib/machine.js';
+import {median, round, summarize} from './lib/stats.js';
+
+function usage(message?: string): never {
+  if (message !== undefined) {
+    process.stderr.write(`relay-latency: ${message}\n`);
+  }
+  process.stderr.write('usage: node --import tsx bench/relay-latency.ts [--rounds N] [--tick-ms MS] [--out file.json]\n');
+  process.exit(message === undefined ? 0 : 2);
+}
+
+const values = parseArgsOrUsage(
+  process.argv.slice(2),
+  {rounds: {type: 'string'}, 'tick-ms': {type: 'string'}, out: {type: 'string'}, help: {type: 'boolean', short: 'h', default: false}},
+  usage,
+);
+if (values.help) {
+  usage();
+}
+const rounds = Number(values.rounds ?? 300);
+const tickMs = Number(values['tick-ms'] ?? 2);
+if (!Number.isInteger(rounds) || rounds < 10 || !(tickMs > 0)) {
+  usage('--rounds must be an integer ≥ 10 and --tick-ms a positive number');
+}
+
+const standin = fileURLToPath(new URL('../test/fixtures/standins/trtllm-standin.mjs', import.meta.url));
+fs.chmodSync(standin, 0o755);
+const project = tempHome('rbee-relay-latency-');
+fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: {'tensorrt-llm': {command: standin}}}));
+// The adapter runs on NVIDIA GPUs only: the hive is shown one card by a stand-in nvidia-smi.
+const nvidiaSmi = fakeNvidiaSmi({gpus: [{name: 'stand-in GPU', totalMiB: 81_559, usedMiB: 500}]});
+const hive = await startHive({cwd: project, env: {RBEE_STANDIN_TOKEN_MS: String(tickMs), RBEE_NVIDIA_SMI: nvidiaSmi}});
+
+/** Request sent → the first token's bytes (a `text` or `token` field in the stream), ms. */
+async function firstToken(url: string, body: unknown, headers: Record<string, string> = {}): Promise<number> {
+  const t0 = performance.now();
+  const response = await fetch(url, {method: 'POST', headers: {'content-type': 'application/json', ...headers}, body: JSON.stringify(body)});
+  if (!response.ok || response.body === null) {
+    throw new Error(`${url} answered ${response.status}: ${await response.text()}`);
+  }
+  let first: number | undefined;
+  let seen = '';
+  for await (const chunk of response.body) {
+    if (first === undefined) {
+      seen += Buffer.from(chunk).toString();
+      if (/"(text|token)"/.test(seen)) {
+        first = performance.now() - t0;
+      }
+    }
+  }
+  if (first === undefined) {
+    throw new Error(`${url}: no token in the answer`);
+  }
+  return first;
+}
+
+try {
+  const spawned = await rbee(
+    [
+      '--json',
+      'worker',
+      'spawn',
+      '--type',
+      'tensorrt-llm',
+      '--device',
+      'cuda:0',
+      '--model',
+      await defaultModelPath(),
+      '--restart',
+      'never',
+      '--wait',
+      '--timeout',
+      '60',
+    ],
+    {hive},
+  );
+  if (spawned.exitCode !== 0) {
+    throw new Error(`spawn failed: ${String(spawned.stderr)}`);
+  }
+  const worker = JSON.parse(String(spawned.stdout)) as {worker_id: string; url: string; pid: number};
+  const commandLine = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  const engine = descendants(worker.pid).find(pid => commandLine(pid).some(arg => arg.endsWith('trtllm-standin.mjs')));
+  if (engine === undefined) {
+    throw new Error('no stand-in engine under the worker');
+  }
+  const engineArgs = commandLine(engine);
+  const engineUrl = `http://127.0.0.1:${engineArgs[engineArgs.indexOf('--port') + 1]}`;
+  // The worker's key derives from the secret its hive handed it at spawn (its environment at exec).
+  const secret = fs
+    .readFileSync(`/proc/${worker.pid}/environ`, 'utf8')
+    .split('\0')
+    .find(entry => entry.startsWith('RBEE_WORKER_SECRET='))
+    ?.slice('RBEE_WORKER_SECRET='.length);
+  if (secret === undefined) {
+    throw new Error("cannot read the worker's secret");
+  }
+  const prompt = 'Hello there';
+  const ways = {
+    straight: () => firstToken(`${engineUrl}/v1/completions`, {model: 'm', prompt, max_tokens: 8, stream: true}),
+    worker: () => firstToken(`${worker.url}/v1/infer`, {prompt, max_tokens: 8, stream: true}, {authorization: `Bearer ${workerKeyOf(secret)}`}),
+    hive: () => firstToken(`${hive.url}/v1/infer`, {prompt, max_tokens: 8, stream: true}),
+  };
+  const samples: Record<keyof typeof ways, number[]> = {straight: [], worker: [], hive: []};
+  for (let r = 0; r < 30 + rounds; r++) {
+    for (const [name, ask] of Object.entries(ways) as [keyof typeof ways, () => Promise<number>][]) {
+      const ms = await ask();
+      if (r >= 30) {
+        samples[name].push(ms);
+      }
+    }
+  }
+  const paired = (a: number[], b: number[]) => median(a.map((value, i) => value - b[i]!));
+  const result = {
+    date: new Date().toISOString(),
+    machine: machineInfo(),
+    command: `node --import tsx bench/relay-latency.ts --rounds ${rounds} --tick-ms ${tickMs}`,
+    rounds,
+    tickMs,
+    ttftMs: Object.fromEntries(Object.entries(samples).map(([name, values]) => [name, summarize(values)])),
+    addedMs: {
+      worker: round(median(samples.worker) - median(samples.straight), 3),
+      hive: round(median(samples.hive) - median(samples.worker), 3),
+      total: round(median(samples.hive) - median(samples.straight), 3),
+      totalPaired: round(paired(samples.hive, samples.straight), 3),
+    },
+  };
+  console.log(
+    `TTFT medians over ${rounds} rounds (ms): straight ${round(median(samples.straight), 3)}, worker ${round(median(samples.worker), 3)}, hive ${round(median(samples.hive), 3)}`,
+  );
+  console.log(
+    `added by the worker ${result.addedMs.worker} ms, by the hive ${result.addedMs.hive} ms; in all ${result.addedMs.total} ms (paired by round ${result.addedMs.totalPaired} ms)`,
+  );
+  if (values.out !== undefined) {
+    fs.writeFileSync(values.out, `${JSON.stringify(result, null, 1)}\n`);
+    console.log(`wrote ${values.out}`);
+  }
+} finally {
+  await hive.stop();
+}
