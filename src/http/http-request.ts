@@ -41,6 +41,19 @@ function aborted(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error(`aborted: ${String(signal.reason)}`);
 }
 
+/**
+ * A kept-alive connection can be closed by its server just as the next request goes out on it:
+ * llama-server (cpp-httplib) drops the connection right after each streamed answer, and a server's
+ * idle timeout can fire as a request is written. The server never read that request, so it is sent
+ * again, on another connection; only a failure on a reused connection before any answer qualifies.
+ */
+const MAX_SENDS = 3;
+
+function connectionDroppedBeforeAnswer(request: http.ClientRequest, error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return request.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE');
+}
+
 export function httpRequest(url: string, init: HttpRequestInit): Promise<HttpAnswer> {
   const target = new URL(url);
   const protocol = target.protocol;
@@ -52,16 +65,31 @@ export function httpRequest(url: string, init: HttpRequestInit): Promise<HttpAns
     return Promise.reject(aborted(signal));
   }
   return new Promise((resolve, reject) => {
-    const request = (protocol === 'https:' ? https : http).request(target, {method: init.method, headers: init.headers, agent: agents[protocol]}, response => {
-      resolve(answerOf(response));
-    });
-    // Before the answer this fails the request; after it, destroying the request ends its body with the error.
-    const onAbort = () => request.destroy(aborted(signal!));
-    signal?.addEventListener('abort', onAbort, {once: true});
-    request.once('close', () => signal?.removeEventListener('abort', onAbort));
-    // `on`, not `once`: a request destroyed after its answer began errs again, and an error nobody hears kills the process.
-    request.on('error', reject);
-    request.end(init.body);
+    const send = (sends: number) => {
+      let answered = false;
+      const request = (protocol === 'https:' ? https : http).request(
+        target,
+        {method: init.method, headers: init.headers, agent: agents[protocol]},
+        response => {
+          answered = true;
+          resolve(answerOf(response));
+        },
+      );
+      // Before the answer this fails the request; after it, destroying the request ends its body with the error.
+      const onAbort = () => request.destroy(aborted(signal!));
+      signal?.addEventListener('abort', onAbort, {once: true});
+      request.once('close', () => signal?.removeEventListener('abort', onAbort));
+      // `on`, not `once`: a request destroyed after its answer began errs again, and an error nobody hears kills the process.
+      request.on('error', error => {
+        if (!answered && sends < MAX_SENDS && signal?.aborted !== true && connectionDroppedBeforeAnswer(request, error)) {
+          send(sends + 1);
+        } else {
+          reject(error);
+        }
+      });
+      request.end(init.body);
+    };
+    send(1);
   });
 }
 

@@ -46,6 +46,40 @@ test('a POST is answered with its status, headers and body; the next request reu
   t.is(ports[0], ports[1], 'one kept-alive connection for both requests');
 });
 
+test('a kept-alive connection its server dropped as the next request went out: that request goes again on a new connection', async t => {
+  // Like llama-server, which closes its connection after every streamed answer: a request sent on the
+  // connection before its close is seen gets a reset, and the server never read it.
+  const seen: Array<{port: number; nth: number}> = [];
+  const counts = new WeakMap<object, number>();
+  const url = await serve(t, (request, response) => {
+    const nth = (counts.get(request.socket) ?? 0) + 1;
+    counts.set(request.socket, nth);
+    seen.push({port: request.socket.remotePort!, nth});
+    if (nth > 1) {
+      request.socket.destroy();
+      return;
+    }
+    request.resume();
+    request.on('end', () => response.end('fine'));
+  });
+  t.is(await (await httpRequest(url, {method: 'POST', body: 'one'})).text(), 'fine');
+  t.is(await (await httpRequest(url, {method: 'POST', body: 'two'})).text(), 'fine');
+  t.is(seen.length, 3);
+  t.is(seen[1]!.port, seen[0]!.port, 'the second request went out on the kept-alive connection');
+  t.not(seen[2]!.port, seen[0]!.port, 'and again on a new one');
+});
+
+test('a connection reset on a new connection is not retried: the server may have read the request', async t => {
+  let requests = 0;
+  const url = await serve(t, request => {
+    requests++;
+    request.socket.destroy();
+  });
+  const error = await t.throwsAsync(httpRequest(url, {method: 'POST', body: 'x'}));
+  t.is((error as NodeJS.ErrnoException).code, 'ECONNRESET');
+  t.is(requests, 1);
+});
+
 test('a 4xx/5xx is an answer, not an error: ok is false and the body is readable', async t => {
   const url = await serve(t, (_request, response) => {
     response.writeHead(503, {'content-type': 'application/json'});
