@@ -7,6 +7,7 @@
  * the hive's memory).
  */
 import type {ServerResponse} from 'node:http';
+import type {Readable} from 'node:stream';
 import type {FastifyReply} from 'fastify';
 import type {HttpAnswer} from '../../http/http-request.js';
 import {writeSse} from '../../http/sse.js';
@@ -34,7 +35,6 @@ export async function relayStream(upstream: HttpAnswer, reply: FastifyReply, opt
     connection: 'keep-alive',
     ...options.headers,
   });
-  const chunks = upstream.body[Symbol.asyncIterator]();
   // The worker's stream is cancelled when the client goes, even while the relay waits on a read.
   const onClose = () => {
     if (!raw.writableFinished) {
@@ -43,24 +43,11 @@ export async function relayStream(upstream: HttpAnswer, reply: FastifyReply, opt
   };
   raw.on('close', onClose);
   const end = new StreamEndWatch();
-  let broke: string | null = null;
-  try {
-    for (;;) {
-      const {done, value} = (await chunks.next()) as IteratorResult<Buffer>;
-      if (done === true || raw.destroyed) {
-        break;
-      }
-      end.push(value);
-      options.onChunk?.(value);
-      if (!raw.write(value)) {
-        await drained(raw);
-      }
-    }
-  } catch (error) {
-    broke = (error as Error).message;
-  } finally {
-    raw.off('close', onClose);
-  }
+  const broke = await pass(upstream.body, raw, chunk => {
+    end.push(chunk);
+    options.onChunk?.(chunk);
+  });
+  raw.off('close', onClose);
   if (raw.destroyed) {
     // A break-off by the client is not the worker's failure; the stream is dropped, not reported.
     upstream.cancel();
@@ -70,18 +57,45 @@ export async function relayStream(upstream: HttpAnswer, reply: FastifyReply, opt
   raw.end();
 }
 
-/** Resolves once the client took what was written, or is gone. */
-function drained(raw: ServerResponse): Promise<void> {
-  if (raw.destroyed) {
-    return Promise.resolve();
-  }
+/**
+ * Writes the body's chunks to the client as they come: each 'readable' event, what the body holds
+ * goes out in the same tick (an async iterator would take a promise round per chunk), and no chunk
+ * is read while the client's socket is full, so nothing is pulled from the worker that the client
+ * has not taken. Resolves with why the body broke off, or null when it ended or the client went.
+ */
+function pass(body: Readable, raw: ServerResponse, onChunk: (chunk: Buffer) => void): Promise<string | null> {
   return new Promise(resolve => {
-    const done = () => {
-      raw.off('drain', done);
-      raw.off('close', done);
-      resolve();
+    let settled = false;
+    const settle = (reason: string | null) => {
+      if (!settled) {
+        settled = true;
+        body.off('readable', pump);
+        raw.off('drain', pump);
+        raw.off('close', onGone);
+        resolve(reason);
+      }
     };
-    raw.on('drain', done);
-    raw.on('close', done);
+    function pump() {
+      while (!settled && !raw.writableNeedDrain) {
+        if (raw.destroyed) {
+          settle(null);
+          return;
+        }
+        const chunk = body.read() as Buffer | null;
+        if (chunk === null) {
+          return; // more comes with the next 'readable' (or the body's end)
+        }
+        onChunk(chunk);
+        raw.write(chunk);
+      }
+    }
+    const onGone = () => settle(null);
+    raw.on('drain', pump);
+    raw.on('close', onGone);
+    body.on('readable', pump);
+    body.once('end', () => settle(null));
+    body.once('error', error => settle(error.message));
+    // Destroyed without an error (cancelled) or cut off: a body that closes before its end broke off.
+    body.once('close', () => settle(body.readableEnded ? null : 'the connection closed'));
   });
 }
