@@ -52,6 +52,7 @@ export async function relayStream(upstream: HttpAnswer, reply: FastifyReply, opt
     // A break-off by the client is not the worker's failure; the stream is dropped, not reported.
     upstream.cancel();
   } else if (broke !== null || !end.ended(options.openAi)) {
+    upstream.cancel(); // a body still open (the relay itself failed) is dropped, the worker stops generating
     writeSse(raw, options.cutOff(broke ?? 'the connection closed'));
   }
   raw.end();
@@ -85,7 +86,13 @@ function pass(body: Readable, raw: ServerResponse, onChunk: (chunk: Buffer) => v
         if (chunk === null) {
           return; // more comes with the next 'readable' (or the body's end)
         }
-        onChunk(chunk);
+        try {
+          onChunk(chunk);
+        } catch (error) {
+          // Thrown in an event handler it would take the hive down: the stream ends here instead.
+          settle(`the relay failed: ${(error as Error).message}`);
+          return;
+        }
         raw.write(chunk);
       }
     }

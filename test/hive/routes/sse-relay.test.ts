@@ -106,6 +106,33 @@ test('an upstream that breaks mid-stream ends the client stream with the cut-off
   t.true(response.complete);
 });
 
+test('a relay that fails on a chunk (its token count throws) ends the client stream with the cut-off event and cancels the upstream', async t => {
+  let cancelled = false;
+  const {app, url} = await serve(
+    () =>
+      new ReadableStream<Uint8Array>({
+        start: controller => controller.enqueue(encoder.encode('data: {"type":"token","text":"a"}\n\n')),
+        pull: () => new Promise(() => undefined),
+        cancel: () => {
+          cancelled = true;
+        },
+      }),
+    {
+      onChunk: () => {
+        throw new Error('count failed');
+      },
+    },
+  );
+  t.teardown(() => app.close());
+  const text = await readAll(await get(url));
+  t.deepEqual(
+    text.split('\n\n').filter(block => block !== ''),
+    ['data: {"type":"error","error":{"code":"worker_failed","message":"the relay failed: count failed"}}'],
+  );
+  await waitFor(() => cancelled, 10_000, 'the upstream to be cancelled');
+  t.true(cancelled);
+});
+
 test('a stream that ends without its end marker gets the cut-off event; one with it does not', async t => {
   for (const [body, cut] of [
     ['data: {"type":"token","text":"a"}\n\n', true],
