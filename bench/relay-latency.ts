@@ -8,7 +8,12 @@
  * the per-round differences) are what the worker and the hive add; issue 10 §6's H100 run
  * measures the same against llama-server, where the engine's own time varies far more.
  *
- *   npm run build && node --import tsx bench/relay-latency.ts [--rounds 300] [--tick-ms 2] [--out <file.json>]
+ * With --trace the hive and the worker run with RBEE_STARTUP_TRACE=1 and their marks give each
+ * request through the hive a timeline (received, relayed, the worker's steps, the first bytes relayed):
+ * the medians say where the relay's time goes. The marks are synchronous writes to stderr, so a traced
+ * run adds a little to what it measures; compare its steps, not its totals, with an untraced run.
+ *
+ *   npm run build && node --import tsx bench/relay-latency.ts [--rounds 300] [--tick-ms 2] [--trace] [--out <file.json>]
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,18 +26,25 @@ import {defaultModelPath} from '../test/helpers/test-model.js';
 import {parseArgsOrUsage} from './lib/args.js';
 import {machineInfo} from './lib/machine.js';
 import {median, round, summarize} from './lib/stats.js';
+import {epochNow, parseTrace, type TraceMark} from './lib/startup-timeline.js';
 
 function usage(message?: string): never {
   if (message !== undefined) {
     process.stderr.write(`relay-latency: ${message}\n`);
   }
-  process.stderr.write('usage: node --import tsx bench/relay-latency.ts [--rounds N] [--tick-ms MS] [--out file.json]\n');
+  process.stderr.write('usage: node --import tsx bench/relay-latency.ts [--rounds N] [--tick-ms MS] [--trace] [--out file.json]\n');
   process.exit(message === undefined ? 0 : 2);
 }
 
 const values = parseArgsOrUsage(
   process.argv.slice(2),
-  {rounds: {type: 'string'}, 'tick-ms': {type: 'string'}, out: {type: 'string'}, help: {type: 'boolean', short: 'h', default: false}},
+  {
+    rounds: {type: 'string'},
+    'tick-ms': {type: 'string'},
+    trace: {type: 'boolean', default: false},
+    out: {type: 'string'},
+    help: {type: 'boolean', short: 'h', default: false},
+  },
   usage,
 );
 if (values.help) {
@@ -50,10 +62,14 @@ const project = tempHome('rbee-relay-latency-');
 fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: {'tensorrt-llm': {command: standin}}}));
 // The adapter runs on NVIDIA GPUs only: the hive is shown one card by a stand-in nvidia-smi.
 const nvidiaSmi = fakeNvidiaSmi({gpus: [{name: 'stand-in GPU', totalMiB: 81_559, usedMiB: 500}]});
-const hive = await startHive({cwd: project, env: {RBEE_STANDIN_TOKEN_MS: String(tickMs), RBEE_NVIDIA_SMI: nvidiaSmi}});
+const hive = await startHive({
+  cwd: project,
+  env: {RBEE_STANDIN_TOKEN_MS: String(tickMs), RBEE_NVIDIA_SMI: nvidiaSmi, ...(values.trace ? {RBEE_STARTUP_TRACE: '1'} : {})},
+});
 
-/** Request sent → the first token's bytes (a `text` or `token` field in the stream), ms. */
-async function firstToken(url: string, body: unknown, headers: Record<string, string> = {}): Promise<number> {
+/** Request sent → the first token's bytes (a `text` or `token` field in the stream), ms; `sentAt`, on the trace marks' clock. */
+async function firstToken(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ms: number; sentAt: number}> {
+  const sentAt = epochNow();
   const t0 = performance.now();
   const response = await fetch(url, {method: 'POST', headers: {'content-type': 'application/json', ...headers}, body: JSON.stringify(body)});
   if (!response.ok || response.body === null) {
@@ -72,7 +88,34 @@ async function firstToken(url: string, body: unknown, headers: Record<string, st
   if (first === undefined) {
     throw new Error(`${url}: no token in the answer`);
   }
-  return first;
+  return {ms: first, sentAt};
+}
+
+/**
+ * Each traced request's steps (the first mark of each, hive's and worker's, between its sending and
+ * its first token), as medians of ms since it was sent, in time order.
+ */
+function requestTimeline(
+  marks: Array<TraceMark & {source: 'hive' | 'worker'}>,
+  requests: Array<{sentAt: number; ms: number}>,
+): Array<{step: string; ms: number; seen: number}> {
+  const byStep = new Map<string, number[]>();
+  for (const request of requests) {
+    const seen = new Set<string>();
+    for (const mark of marks) {
+      if (mark.at < request.sentAt || mark.at > request.sentAt + request.ms) {
+        continue;
+      }
+      const step = `${mark.source}: ${mark.step}`;
+      if (!seen.has(step)) {
+        seen.add(step);
+        byStep.set(step, [...(byStep.get(step) ?? []), mark.at - request.sentAt]);
+      }
+    }
+  }
+  const steps = [...byStep].map(([step, values]) => ({step, ms: round(median(values), 3), seen: values.length}));
+  steps.push({step: 'client: first token', ms: round(median(requests.map(request => request.ms)), 3), seen: requests.length});
+  return steps.sort((a, b) => a.ms - b.ms);
 }
 
 try {
@@ -122,17 +165,33 @@ try {
     hive: () => firstToken(`${hive.url}/v1/infer`, {prompt, max_tokens: 8, stream: true}),
   };
   const samples: Record<keyof typeof ways, number[]> = {straight: [], worker: [], hive: []};
+  const throughHive: Array<{sentAt: number; ms: number}> = [];
   for (let r = 0; r < 30 + rounds; r++) {
-    for (const [name, ask] of Object.entries(ways) as [keyof typeof ways, () => Promise<number>][]) {
-      const ms = await ask();
+    for (const [name, ask] of Object.entries(ways) as [keyof typeof ways, () => Promise<{ms: number; sentAt: number}>][]) {
+      const answer = await ask();
       if (r >= 30) {
-        samples[name].push(ms);
+        samples[name].push(answer.ms);
+        if (name === 'hive') {
+          throughHive.push(answer);
+        }
       }
     }
+  }
+  let timeline: ReturnType<typeof requestTimeline> | undefined;
+  if (values.trace) {
+    const workerLog = fs.readFileSync(path.join(hive.home, 'logs', `${worker.worker_id}.log`), 'utf8');
+    const marks = [
+      ...parseTrace(hive.stderr()).map(mark => ({...mark, source: 'hive' as const})),
+      ...parseTrace(workerLog)
+        .filter(mark => mark.subject === worker.worker_id)
+        .map(mark => ({...mark, source: 'worker' as const})),
+    ];
+    timeline = requestTimeline(marks, throughHive);
   }
   const paired = (a: number[], b: number[]) => median(a.map((value, i) => value - b[i]!));
   const result = {
     date: new Date().toISOString(),
+    traced: values.trace,
     machine: machineInfo(),
     command: `node --import tsx bench/relay-latency.ts --rounds ${rounds} --tick-ms ${tickMs}`,
     rounds,
@@ -144,6 +203,7 @@ try {
       total: round(median(samples.hive) - median(samples.straight), 3),
       totalPaired: round(paired(samples.hive, samples.straight), 3),
     },
+    ...(timeline === undefined ? {} : {timeline}),
   };
   console.log(
     `TTFT medians over ${rounds} rounds (ms): straight ${round(median(samples.straight), 3)}, worker ${round(median(samples.worker), 3)}, hive ${round(median(samples.hive), 3)}`,
@@ -151,6 +211,16 @@ try {
   console.log(
     `added by the worker ${result.addedMs.worker} ms, by the hive ${result.addedMs.hive} ms; in all ${result.addedMs.total} ms (paired by round ${result.addedMs.totalPaired} ms)`,
   );
+  if (timeline !== undefined) {
+    console.log('a request through the hive, medians of ms since it was sent (RBEE_STARTUP_TRACE marks):');
+    let previous = 0;
+    for (const step of timeline) {
+      console.log(
+        `  ${step.ms.toFixed(3).padStart(8)}  +${(step.ms - previous).toFixed(3)}  ${step.step}${step.seen < throughHive.length ? ` (in ${step.seen})` : ''}`,
+      );
+      previous = step.ms;
+    }
+  }
   if (values.out !== undefined) {
     fs.writeFileSync(values.out, `${JSON.stringify(result, null, 1)}\n`);
     console.log(`wrote ${values.out}`);

@@ -17,6 +17,7 @@ import {chatChunk, chatCompletion, openAiId, textCompletion, toEngineMessages, u
 import type {WorkerRuntime} from './worker-runtime.js';
 import {requireWorkerKey} from './worker-auth.js';
 import {registerWorkflowRoutes} from './workflow-routes.js';
+import {traceStartup} from '../startup-trace.js';
 
 type Sampling = {
   model?: string | undefined;
@@ -93,11 +94,18 @@ export function createWorkerServer(runtime: WorkerRuntime, auth: {key: string | 
    * a third party's plugin); a bad piece stops the generation and fails the request naming the plugin.
    */
   async function generate(job: Job, sampling: Sampling, signal: AbortSignal, onText?: (text: string) => void): Promise<GenerateResult> {
+    const workerId = runtime.options.workerId;
+    traceStartup(workerId, 'request received');
     runtime.assertServing();
     await checkContextFits(job);
     const adapterName = runtime.adapter.name;
     const badEvent = new AbortController();
+    let first = true;
     const request = inferRequest(job, sampling, AbortSignal.any([signal, badEvent.signal]), text => {
+      if (first) {
+        first = false;
+        traceStartup(workerId, 'first token from the engine');
+      }
       const problem = badEvent.signal.aborted ? null : checkStreamedText(adapterName, text);
       if (problem !== null) {
         badEvent.abort(problem);
@@ -107,7 +115,10 @@ export function createWorkerServer(runtime: WorkerRuntime, auth: {key: string | 
     });
     let answer: unknown;
     try {
-      answer = await runtime.queue.run(() => runtime.adapter.infer(request, runtime.context), signal);
+      answer = await runtime.queue.run(() => {
+        traceStartup(workerId, 'adapter called');
+        return runtime.adapter.infer(request, runtime.context);
+      }, signal);
     } catch (error) {
       throw badEvent.signal.aborted ? badEvent.signal.reason : error;
     }

@@ -223,9 +223,16 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
       status = upstream.status;
       if (streamed && upstream.ok) {
         const openAi = isOpenAiRoute(path);
+        let relayed = false;
         await relayStream(upstream, reply, {
           openAi,
-          onChunk: chunk => tap(streamTokens(path, chunk)),
+          onChunk: chunk => {
+            if (!relayed) {
+              relayed = true;
+              traceStartup(worker.id, "the answer's first bytes relayed");
+            }
+            tap(streamTokens(path, chunk));
+          },
           cutOff: reason => {
             const error = new RbeeError(
               'worker_failed',
@@ -247,6 +254,7 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
 
   function route<S extends z.ZodType<Routed>>(scope: FastifyInstance, path: string, schema: S, what: string): void {
     scope.post(path, async (request: RawBodyRequest, reply) => {
+      traceStartup('hive', 'request received');
       const body = validateBody(schema, request.body, what);
       const raw = request.rawBody ?? Buffer.from(JSON.stringify(request.body));
       const clientGone = clientGoneSignal(reply.raw);
