@@ -103,7 +103,8 @@ export const environmentSettings = [
   {name: 'RBEE_CANDLE_KV_DTYPE', description: 'candle tensor-path KV cache type: f32 or f16', fallback: 'f32'},
   {
     name: 'RBEE_STARTUP_TRACE',
-    description: "the hive and its workers log a timestamped line per step of a worker's start and of each request's way to its first token (1, true or yes); the benches read them",
+    description:
+      "the hive and its workers log a timestamped line per step of a worker's start and of each request's way to its first token (1, true or yes); the benches read them",
     fallback: 'off',
   },
   {name: 'RBEE_CANDLE_PARALLEL_MIN_WORK', description: 'candle CPU: smallest matrix product (weights x rows) split over threads', fallback: '8388608'},
