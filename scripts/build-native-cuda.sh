@@ -6,6 +6,9 @@
 #   scripts/build-native-cuda.sh --head    # from a clean checkout of HEAD (a git worktree in
 #                                          # $RBEE_CUDA_WORKTREE, default /tmp/rbee-cuda) while native/src is mid-edit
 #   scripts/device-bundle.sh               # then: what a bare GPU machine needs, in .device/
+#   scripts/build-native-cuda.sh clippy    # clippy on every target with the cuda feature, warnings as errors
+#                                          # (npm run lint:rust:cuda; CI runs it: the CUDA path has no GPU in CI,
+#                                          # so this is what keeps it compiling between GPU sessions)
 #
 # Why it looks like this:
 #   - The toolkit comes from PyPI wheels (scripts/cuda-toolchain.sh, cached in ~/.cache/rbee/cuda-13.0).
@@ -35,6 +38,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${RBEE_CACHE:-$HOME/.cache/rbee}"
 
 src="$root"
+clippy=0
+if [[ "${1:-}" == "clippy" ]]; then
+  shift
+  clippy=1
+fi
 if [[ "${1:-}" == "--head" ]]; then
   shift
   src="${RBEE_CUDA_WORKTREE:-/tmp/rbee-cuda}"
@@ -57,7 +65,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 napi="$root/node_modules/.bin/napi"
-if [[ ! -x "$napi" ]]; then
+if [[ "$clippy" == 0 && ! -x "$napi" ]]; then
   echo "build-native-cuda: @napi-rs/cli is not installed; run npm ci first" >&2
   exit 1
 fi
@@ -68,6 +76,12 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$CARGO_BUILD_JOBS}"   # parallel nvcc in candle-kernels' build script
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-cpu=${RBEE_NATIVE_TARGET_CPU:-x86-64-v3}"
 host="$(rustc -vV | sed -n 's/^host: //p')"
+if [[ "$clippy" == 1 ]]; then
+  # The same target dir and flags as the build: the two share compiled dependencies (candle-kernels'
+  # CUDA kernels, the slow part, are compiled once by its build script for either).
+  cd "$src/native"
+  exec nice -n 10 cargo clippy --release --target "$host" --features cuda --all-targets "$@" -- -D warnings
+fi
 out="$root/native/cuda"
 mkdir -p "$out"
 
