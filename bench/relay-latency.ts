@@ -109,7 +109,9 @@ function requestTimeline(
       const step = `${mark.source}: ${mark.step}`;
       if (!seen.has(step)) {
         seen.add(step);
-        byStep.set(step, [...(byStep.get(step) ?? []), mark.at - request.sentAt]);
+        const times = byStep.get(step) ?? [];
+        times.push(mark.at - request.sentAt);
+        byStep.set(step, times);
       }
     }
   }

@@ -35,19 +35,12 @@ export async function relayStream(upstream: HttpAnswer, reply: FastifyReply, opt
     connection: 'keep-alive',
     ...options.headers,
   });
-  // The worker's stream is cancelled when the client goes, even while the relay waits on a read.
-  const onClose = () => {
-    if (!raw.writableFinished) {
-      upstream.cancel();
-    }
-  };
-  raw.on('close', onClose);
   const end = new StreamEndWatch();
+  // pass() returns as soon as the client goes, even while it waits on the worker: its stream is cancelled below.
   const broke = await pass(upstream.body, raw, chunk => {
     end.push(chunk);
     options.onChunk?.(chunk);
   });
-  raw.off('close', onClose);
   if (raw.destroyed) {
     // A break-off by the client is not the worker's failure; the stream is dropped, not reported.
     upstream.cancel();
