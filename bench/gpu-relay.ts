@@ -75,6 +75,9 @@ function usage(message?: string): never {
       '  --context N       context per slot (default 1024; llama-server --ctx-size N × parallel, both sides)',
       "  --threads N       the worker's threads (default: llama-server's own)",
       "  --profile         then a short run with V8's CPU profiler in the hive and worker: top frames",
+      '  --ttft-rounds N   then N rounds of one short request a side, back to back (default 200; 0: none)',
+      '  --ttft-tokens N   tokens of each of those requests (default 4)',
+      "  --trace           the hive and worker mark each request's steps (RBEE_STARTUP_TRACE=1): the probe's timeline",
       '  --skip-worker-direct  leave out the worker asked at its own port (the breakdown); a third less time',
       '  --smoke           a check that the pipeline works on a busy machine: no waiting for quiet, no re-runs (numbers mean little)',
       '  --name STEM       results file stem (default <date>-gpu-<card>-relay, or <date>-<machine>-relay without a GPU)',
@@ -145,9 +148,9 @@ function verdictOf(entry: ConcurrencyResult): Verdict {
 
 function goalTable(document: Document): Table {
   const label = (concurrency: number) => `${concurrency} stream${concurrency === 1 ? '' : 's'}`;
+  const mark = (ok: boolean) => (ok ? 'yes' : 'NO');
   const rows = document.verdicts.flatMap(verdict => {
     const entry = document.overhead.concurrency.find(item => item.concurrency === verdict.concurrency)!;
-    const mark = (ok: boolean) => (ok ? 'yes' : 'NO');
     return [
       [
         `${label(verdict.concurrency)}: aggregate tok/s`,
@@ -175,6 +178,17 @@ function goalTable(document: Document): Table {
       ],
     ];
   });
+  const probe = document.overhead.ttft_probe;
+  if (probe !== null) {
+    rows.push([
+      `1 stream, back to back (${probe.rounds} rounds): TTFT ms`,
+      fmt(probe.ttft_ms.peer.median, 2),
+      fmt(probe.ttft_ms.rbee.median, 2),
+      `${probe.added_ms_paired.total >= 0 ? '+' : ''}${fmt(probe.added_ms_paired.total, 2)} ms paired (the worker ${fmt(probe.added_ms_paired.worker, 2)}, the hive ${fmt(probe.added_ms_paired.hive, 2)})`,
+      `≤ +${goal.ttft_delta_ms} ms`,
+      probe.traced ? 'traced: see the untraced run' : mark(probe.added_ms_paired.total <= goal.ttft_delta_ms),
+    ]);
+  }
   return {
     title: `Through the hive vs straight to llama-server: the goal (issue 10 §6), medians of ${document.overhead.config.rounds_done} alternating rounds`,
     header: ['measure', 'straight', 'via hive', 'hive vs straight', 'goal', 'met'],
@@ -296,6 +310,8 @@ async function profileRun(base: LlamaServerOverheadOptions, streams: number, log
     rounds,
     concurrencies: [streams],
     workerDirect: false,
+    trace: false,
+    ttftProbe: undefined,
     // Node 20 refuses --cpu-prof in NODE_OPTIONS; a preload that runs the same profiler is allowed, and reaches the worker too.
     hiveEnv: {NODE_OPTIONS: `--import=${pathToFileURL(path.join(repoRoot, 'bench', 'lib', 'cpu-prof-preload.mjs')).href}`, RBEE_BENCH_CPU_PROF_DIR: dir},
     onBatch: span => {
@@ -330,6 +346,9 @@ async function main(): Promise<void> {
       context: {type: 'string'},
       threads: {type: 'string'},
       profile: {type: 'boolean', default: false},
+      'ttft-rounds': {type: 'string'},
+      'ttft-tokens': {type: 'string'},
+      trace: {type: 'boolean', default: false},
       smoke: {type: 'boolean', default: false},
       'skip-worker-direct': {type: 'boolean', default: false},
       name: {type: 'string'},
@@ -352,6 +371,8 @@ async function main(): Promise<void> {
   const maxTokens = positiveInteger('max-tokens', values['max-tokens'], 256);
   const contextSize = positiveInteger('context', values.context, 1024);
   const threads = values.threads === undefined ? undefined : positiveInteger('threads', values.threads, 1);
+  const ttftRounds = values['ttft-rounds'] === '0' ? 0 : positiveInteger('ttft-rounds', values['ttft-rounds'], 200);
+  const ttftTokens = positiveInteger('ttft-tokens', values['ttft-tokens'], 4);
   const log = (message: string) => process.stderr.write(`[gpu-relay ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
   installExitHandlers((15 + rounds * 3) * 60_000);
 
@@ -384,6 +405,8 @@ async function main(): Promise<void> {
     maxTokens,
     log,
     workerDirect: !values['skip-worker-direct'],
+    ...(ttftRounds === 0 ? {} : {ttftProbe: {rounds: ttftRounds, warmupRounds: 20, maxTokens: ttftTokens}}),
+    trace: values.trace,
     ...(values.smoke ? {quietWaitMs: 0, retryDisturbed: 0} : {}),
   };
   const overhead = await runLlamaServerOverhead(options);

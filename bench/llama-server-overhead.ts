@@ -55,6 +55,8 @@ import {
 import {localDate, machineInfo, machineSlug, modelInfo, type MachineInfo, type ModelInfo} from './lib/machine.js';
 import {ownCpuSeconds, processCpuSeconds} from './lib/proc-cpu.js';
 import {timedStream} from './lib/sse-timing.js';
+import {requestMarks} from './lib/startup-timeline.js';
+import {runTtftProbe} from './lib/ttft-probe.js';
 import {median, round} from './lib/stats.js';
 import {renderMarkdown, renderText} from './lib/table.js';
 import {prompt} from './routing-overhead.js';
@@ -97,6 +99,10 @@ export type LlamaServerOverheadOptions = {
   budgetMs?: number;
   /** Per stream (default 600 s); the caller's deadline bounds the whole run anyway. */
   streamTimeoutMs?: number;
+  /** After the rounds, short requests one at a time, each side in turn, back to back (bench/lib/ttft-probe.ts). */
+  ttftProbe?: {rounds: number; warmupRounds: number; maxTokens: number};
+  /** The hive and its worker mark each request's steps (RBEE_STARTUP_TRACE=1): the probe's timeline. */
+  trace?: boolean;
 };
 
 const disturbedCores = 0.25;
@@ -147,7 +153,8 @@ async function startRbee(
   serverArgv: string[];
   serverKey: string | undefined;
 }> {
-  const hive = await startHiveProcess({args: ['--config', configFile], ...(options.hiveEnv === undefined ? {} : {env: options.hiveEnv})});
+  const env = {...options.hiveEnv, ...(options.trace === true ? {RBEE_STARTUP_TRACE: '1'} : {})};
+  const hive = await startHiveProcess({args: ['--config', configFile], env});
   options.log(`hive ${hive.url} (pid ${hive.pid}), config ${configFile}`);
   try {
     const began = performance.now();
@@ -417,6 +424,19 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
       roundsDone++;
     }
 
+    const ttftProbe =
+      options.ttftProbe === undefined
+        ? null
+        : await runTtftProbe({
+            ...options.ttftProbe,
+            targets: {peer: target.peer, worker: target.worker, rbee: target.rbee},
+            marks:
+              options.trace === true
+                ? () => requestMarks({hiveStderr: running.rbee.hive.stderr(), hiveHome: running.rbee.hive.home, workerId: running.rbee.workerId})
+                : null,
+            log: options.log,
+          });
+
     const results: ConcurrencyResult[] = [];
     for (const concurrency of options.concurrencies) {
       const batches = batchesOf.get(concurrency)!;
@@ -487,6 +507,7 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
       },
       adapter_args: {expected, matched},
       concurrency: results,
+      ttft_probe: ttftProbe,
       stop_ms: stopMs,
       leaks,
     };

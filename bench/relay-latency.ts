@@ -26,7 +26,7 @@ import {defaultModelPath} from '../test/helpers/test-model.js';
 import {parseArgsOrUsage} from './lib/args.js';
 import {machineInfo} from './lib/machine.js';
 import {median, round, summarize} from './lib/stats.js';
-import {epochNow, parseTrace, type TraceMark} from './lib/startup-timeline.js';
+import {epochNow, requestMarks, requestTimeline} from './lib/startup-timeline.js';
 
 function usage(message?: string): never {
   if (message !== undefined) {
@@ -91,35 +91,6 @@ async function firstToken(url: string, body: unknown, headers: Record<string, st
   return {ms: first, sentAt};
 }
 
-/**
- * Each traced request's steps (the first mark of each, hive's and worker's, between its sending and
- * its first token), as medians of ms since it was sent, in time order.
- */
-function requestTimeline(
-  marks: Array<TraceMark & {source: 'hive' | 'worker'}>,
-  requests: Array<{sentAt: number; ms: number}>,
-): Array<{step: string; ms: number; seen: number}> {
-  const byStep = new Map<string, number[]>();
-  for (const request of requests) {
-    const seen = new Set<string>();
-    for (const mark of marks) {
-      if (mark.at < request.sentAt || mark.at > request.sentAt + request.ms) {
-        continue;
-      }
-      const step = `${mark.source}: ${mark.step}`;
-      if (!seen.has(step)) {
-        seen.add(step);
-        const times = byStep.get(step) ?? [];
-        times.push(mark.at - request.sentAt);
-        byStep.set(step, times);
-      }
-    }
-  }
-  const steps = [...byStep].map(([step, values]) => ({step, ms: round(median(values), 3), seen: values.length}));
-  steps.push({step: 'client: first token', ms: round(median(requests.map(request => request.ms)), 3), seen: requests.length});
-  return steps.sort((a, b) => a.ms - b.ms);
-}
-
 try {
   const spawned = await rbee(
     [
@@ -181,14 +152,7 @@ try {
   }
   let timeline: ReturnType<typeof requestTimeline> | undefined;
   if (values.trace) {
-    const workerLog = fs.readFileSync(path.join(hive.home, 'logs', `${worker.worker_id}.log`), 'utf8');
-    const marks = [
-      ...parseTrace(hive.stderr()).map(mark => ({...mark, source: 'hive' as const})),
-      ...parseTrace(workerLog)
-        .filter(mark => mark.subject === worker.worker_id)
-        .map(mark => ({...mark, source: 'worker' as const})),
-    ];
-    timeline = requestTimeline(marks, throughHive);
+    timeline = requestTimeline(requestMarks({hiveStderr: hive.stderr(), hiveHome: hive.home, workerId: worker.worker_id}), throughHive);
   }
   const paired = (a: number[], b: number[]) => median(a.map((value, i) => value - b[i]!));
   const result = {

@@ -2,7 +2,7 @@
  * Timeline marks (RBEE_STARTUP_TRACE=1): one `[trace] <epoch ms> <subject> <step>` line on stderr
  * per step of a worker's start, and of each inference request on its way through the hive and the
  * worker to the first token, in the hive and in the worker (whose stderr is its log).
- * Epoch ms with sub-ms digits, one clock for every process of the machine, so a bench can put the
+ * Epoch ms to the µs, one clock for every process of the machine, so a bench can put the
  * hive's, the worker's and its own marks on one timeline and show where a cold start's time goes.
  */
 import {envFlag} from './config/env.js';
@@ -16,6 +16,6 @@ export function epochMs(): number {
 
 export function traceStartup(subject: string, step: string): void {
   if (tracing) {
-    process.stderr.write(`[trace] ${epochMs().toFixed(1)} ${subject} ${step}\n`);
+    process.stderr.write(`[trace] ${epochMs().toFixed(3)} ${subject} ${step}\n`);
   }
 }

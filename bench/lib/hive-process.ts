@@ -60,13 +60,21 @@ export async function startHiveProcess(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
-  let stderr = '';
+  // The last 4 MiB of stderr (a traced run writes a line per request step), kept as chunks: no copy per write.
+  const stderrChunks: string[] = [];
+  let stderrBytes = 0;
   child.stdout.on('data', chunk => {
     stdout += String(chunk);
   });
   child.stderr.on('data', chunk => {
-    stderr = (stderr + String(chunk)).slice(-65_536);
+    const text = String(chunk);
+    stderrChunks.push(text);
+    stderrBytes += text.length;
+    while (stderrBytes > 4 * 1_048_576 && stderrChunks.length > 1) {
+      stderrBytes -= stderrChunks.shift()!.length;
+    }
   });
+  const stderr = () => stderrChunks.join('');
   let exited = false;
   const exit = new Promise<void>(resolve =>
     child.once('exit', () => {
@@ -133,11 +141,11 @@ export async function startHiveProcess(
   while (started === null) {
     if (exited) {
       unregister();
-      throw new Error(`the hive exited at start: ${stderr}`);
+      throw new Error(`the hive exited at start: ${stderr()}`);
     }
     if (performance.now() > deadline) {
       await stop();
-      throw new Error(`the hive did not start within ${startTimeoutMs} ms: ${stderr}`);
+      throw new Error(`the hive did not start within ${startTimeoutMs} ms: ${stderr()}`);
     }
     try {
       started = JSON.parse(stdout) as {url: string; pid: number};
@@ -156,7 +164,7 @@ export async function startHiveProcess(
     pid: started.pid,
     home,
     child,
-    stderr: () => stderr,
+    stderr,
     trackWorker(pid) {
       if (typeof pid === 'number' && pid > 0) {
         workers.add(pid);

@@ -4,6 +4,7 @@
  * gpu-relay.ts (the same comparison on a GPU machine).
  */
 import type {TimedStream} from './sse-timing.js';
+import {ttftProbeTables, type TtftProbeResult} from './ttft-probe.js';
 import {median, ratio, round, roundSummary, summarize, type Summary} from './stats.js';
 import {fmt, fmtRatio, type Table} from './table.js';
 
@@ -85,6 +86,8 @@ export type LlamaServerOverheadResult = {
   /** The adapter's llama-server arguments as bench expected them from adapters/llamacpp (port aside). */
   adapter_args: {expected: string[]; matched: boolean};
   concurrency: ConcurrencyResult[];
+  /** Short requests one at a time, back to back, after the rounds (none unless asked). */
+  ttft_probe: TtftProbeResult | null;
   stop_ms: {peer: number; hive: number};
   leaks: string[];
 };
@@ -293,6 +296,9 @@ export function llamaServerOverheadTables(result: LlamaServerOverheadResult): Ta
         "CPU s/batch from /proc/<pid>/stat; the worker direct side runs no hive code, so its hive CPU is the idle hive's.",
       ],
     });
+  }
+  if (result.ttft_probe !== null) {
+    tables.push(...ttftProbeTables(result.ttft_probe));
   }
   return tables;
 }

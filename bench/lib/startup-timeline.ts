@@ -81,6 +81,52 @@ export function medianTimeline(timelines: TimelineStep[][]): Array<TimelineStep 
   return [...byStep.entries()].map(([step, values]) => ({step, ms: Math.round(median(values) * 10) / 10, seen: values.length})).sort((a, b) => a.ms - b.ms);
 }
 
+/** A hive's and its worker's request marks, each named by where it was taken (the worker's from its log in the hive's home). */
+export function requestMarks(options: {hiveStderr: string; hiveHome: string; workerId: string}): Array<TraceMark & {source: 'hive' | 'worker'}> {
+  let workerLog = '';
+  try {
+    workerLog = fs.readFileSync(path.join(options.hiveHome, 'logs', `${options.workerId}.log`), 'utf8');
+  } catch {
+    // No log: the hive's marks alone.
+  }
+  return [
+    ...parseTrace(options.hiveStderr).map(mark => ({...mark, source: 'hive' as const})),
+    ...parseTrace(workerLog)
+      .filter(mark => mark.subject === options.workerId)
+      .map(mark => ({...mark, source: 'worker' as const})),
+  ];
+}
+
+/**
+ * Each request's steps (the first mark of each step, hive's and worker's, between its sending at
+ * `sentAt` on the marks' clock and its first token `ms` later), as medians of ms since it was sent,
+ * in time order, ending with the client's first token.
+ */
+export function requestTimeline(
+  marks: ReadonlyArray<TraceMark & {source: 'hive' | 'worker'}>,
+  requests: ReadonlyArray<{sentAt: number; ms: number}>,
+): Array<TimelineStep & {seen: number}> {
+  const byStep = new Map<string, number[]>();
+  for (const request of requests) {
+    const seen = new Set<string>();
+    for (const mark of marks) {
+      if (mark.at < request.sentAt || mark.at > request.sentAt + request.ms) {
+        continue;
+      }
+      const step = `${mark.source}: ${mark.step}`;
+      if (!seen.has(step)) {
+        seen.add(step);
+        const times = byStep.get(step) ?? [];
+        times.push(mark.at - request.sentAt);
+        byStep.set(step, times);
+      }
+    }
+  }
+  const steps = [...byStep].map(([step, values]) => ({step, ms: Math.round(median(values) * 1000) / 1000, seen: values.length}));
+  steps.push({step: 'client: first token', ms: Math.round(median(requests.map(request => request.ms)) * 1000) / 1000, seen: requests.length});
+  return steps.sort((a, b) => a.ms - b.ms);
+}
+
 /** Rows for a table: each step, when it happened, and the time since the step before. */
 export function timelineRows(steps: ReadonlyArray<TimelineStep>): string[][] {
   return steps.map((step, index) => [step.step, step.ms.toFixed(0), index === 0 ? '' : `+${(step.ms - steps[index - 1]!.ms).toFixed(0)}`]);
