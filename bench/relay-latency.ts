@@ -32,7 +32,7 @@ function usage(message?: string): never {
   if (message !== undefined) {
     process.stderr.write(`relay-latency: ${message}\n`);
   }
-  process.stderr.write('usage: node --import tsx bench/relay-latency.ts [--rounds N] [--tick-ms MS] [--trace] [--out file.json]\n');
+  process.stderr.write('usage: node --import tsx bench/relay-latency.ts [--rounds N] [--warmup N] [--tick-ms MS] [--trace] [--out file.json]\n');
   process.exit(message === undefined ? 0 : 2);
 }
 
@@ -40,6 +40,7 @@ const values = parseArgsOrUsage(
   process.argv.slice(2),
   {
     rounds: {type: 'string'},
+    warmup: {type: 'string'},
     'tick-ms': {type: 'string'},
     trace: {type: 'boolean', default: false},
     out: {type: 'string'},
@@ -52,8 +53,9 @@ if (values.help) {
 }
 const rounds = Number(values.rounds ?? 300);
 const tickMs = Number(values['tick-ms'] ?? 2);
-if (!Number.isInteger(rounds) || rounds < 10 || !(tickMs > 0)) {
-  usage('--rounds must be an integer ≥ 10 and --tick-ms a positive number');
+const warmup = Number(values.warmup ?? 30);
+if (!Number.isInteger(rounds) || rounds < 10 || !Number.isInteger(warmup) || warmup < 0 || !(tickMs > 0)) {
+  usage('--rounds must be an integer ≥ 10, --warmup one ≥ 0 and --tick-ms a positive number');
 }
 
 const standin = fileURLToPath(new URL('../test/fixtures/standins/trtllm-standin.mjs', import.meta.url));
@@ -139,10 +141,10 @@ try {
   };
   const samples: Record<keyof typeof ways, number[]> = {straight: [], worker: [], hive: []};
   const throughHive: Array<{sentAt: number; ms: number}> = [];
-  for (let r = 0; r < 30 + rounds; r++) {
+  for (let r = 0; r < warmup + rounds; r++) {
     for (const [name, ask] of Object.entries(ways) as [keyof typeof ways, () => Promise<{ms: number; sentAt: number}>][]) {
       const answer = await ask();
-      if (r >= 30) {
+      if (r >= warmup) {
         samples[name].push(answer.ms);
         if (name === 'hive') {
           throughHive.push(answer);
@@ -159,7 +161,7 @@ try {
     date: new Date().toISOString(),
     traced: values.trace,
     machine: machineInfo(),
-    command: `node --import tsx bench/relay-latency.ts --rounds ${rounds} --tick-ms ${tickMs}`,
+    command: `node --import tsx bench/relay-latency.ts --rounds ${rounds} --warmup ${warmup} --tick-ms ${tickMs}`,
     rounds,
     tickMs,
     ttftMs: Object.fromEntries(Object.entries(samples).map(([name, values]) => [name, summarize(values)])),
