@@ -77,6 +77,7 @@ function usage(message?: string): never {
       "  --profile         then a short run with V8's CPU profiler in the hive and worker: top frames",
       '  --ttft-rounds N   then N rounds of one short request a side, back to back (default 200; 0: none)',
       '  --ttft-tokens N   tokens of each of those requests (default 4)',
+      "  --ttft-warmup N   rounds before those, not counted (default 500: a serving hive's request path runs V8's optimized code)",
       "  --trace           the hive and worker mark each request's steps (RBEE_STARTUP_TRACE=1): the probe's timeline",
       '  --skip-worker-direct  leave out the worker asked at its own port (the breakdown); a third less time',
       '  --smoke           a check that the pipeline works on a busy machine: no waiting for quiet, no re-runs (numbers mean little)',
@@ -348,6 +349,7 @@ async function main(): Promise<void> {
       profile: {type: 'boolean', default: false},
       'ttft-rounds': {type: 'string'},
       'ttft-tokens': {type: 'string'},
+      'ttft-warmup': {type: 'string'},
       trace: {type: 'boolean', default: false},
       smoke: {type: 'boolean', default: false},
       'skip-worker-direct': {type: 'boolean', default: false},
@@ -373,6 +375,7 @@ async function main(): Promise<void> {
   const threads = values.threads === undefined ? undefined : positiveInteger('threads', values.threads, 1);
   const ttftRounds = values['ttft-rounds'] === '0' ? 0 : positiveInteger('ttft-rounds', values['ttft-rounds'], 200);
   const ttftTokens = positiveInteger('ttft-tokens', values['ttft-tokens'], 4);
+  const ttftWarmup = values['ttft-warmup'] === '0' ? 0 : positiveInteger('ttft-warmup', values['ttft-warmup'], 500);
   const log = (message: string) => process.stderr.write(`[gpu-relay ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
   installExitHandlers((15 + rounds * 3) * 60_000);
 
@@ -405,7 +408,7 @@ async function main(): Promise<void> {
     maxTokens,
     log,
     workerDirect: !values['skip-worker-direct'],
-    ...(ttftRounds === 0 ? {} : {ttftProbe: {rounds: ttftRounds, warmupRounds: 20, maxTokens: ttftTokens}}),
+    ...(ttftRounds === 0 ? {} : {ttftProbe: {rounds: ttftRounds, warmupRounds: ttftWarmup, maxTokens: ttftTokens}}),
     trace: values.trace,
     ...(values.smoke ? {quietWaitMs: 0, retryDisturbed: 0} : {}),
   };
