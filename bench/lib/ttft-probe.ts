@@ -2,7 +2,9 @@
  * The relay's share of the time to first token, read from many short requests instead of a few
  * long batches: one request at a time, each side in turn (straight to the engine, the worker at
  * its own port, through the hive), back to back with no wait for quiet between them, after a
- * warm-up that is not counted. What the worker and the hive add is the median of each round's
+ * warm-up that is not counted (a serving hive runs V8's optimized code for its request path; the
+ * first few hundred requests do not: on the 2-core VM rbee adds ~1 ms more after 30 requests than
+ * after 3,000). What the worker and the hive add is the median of each round's
  * paired difference, so the engine's own drift (llama-server's first token varies by milliseconds)
  * falls out. With the hive and worker tracing (RBEE_STARTUP_TRACE=1), each request through the
  * hive also gets its timeline: the medians say which step the added time sits in.
