@@ -32,6 +32,7 @@ import {
   type SpawnCheckOptions,
 } from './spawn-checks.js';
 import type {StateStore} from './state-store.js';
+import {activityOf, SpareRefill} from './spare-refill.js';
 import type {Spare, SpareWorkers} from './spare-workers.js';
 import {WorkerGroups} from './worker-groups.js';
 import {workerLaunchOptions, workerLogFile} from './worker-launch.js';
@@ -77,19 +78,6 @@ export type SupervisorOptions = SpawnCheckOptions & {
 
 export type SupervisorEvent = {type: 'spawned' | 'state' | 'restart'; record: WorkerView} | {type: 'group'; change: 'spawned' | 'health'; group: GroupRecord};
 
-/**
- * Spares start when the hive is quiet (no worker booting, no request in flight or held for a
- * start): a spare's boot is CPU taken from whatever runs. A worker whose process has booted and
- * heartbeated (its engine is loading), and the requests held for it, do not hold a spare back: a
- * start that took the spare is often followed at once by another (a swap under maxLoadedModels,
- * a request for a second model), and that one waited for the whole boot of a spare started
- * after the first was done (bench/results/2026-12-06-cpu-vm-on-demand.md: +290 ms on a swap).
- * A busy hive still gets its spare this long after it went missing, once no worker is booting;
- * a hive with a worker booting, after the longer wait.
- */
-const spareWhileBusyAfterMs = 5_000;
-const spareWhileStartingAfterMs = 30_000;
-
 /** Why a worker's current process is ending, set by whoever ends it, read when it exits. */
 type Ending = {kind: 'requested' | 'failure'; reason: string};
 
@@ -105,9 +93,9 @@ export class Supervisor {
   readonly #pendingCommands = new Map<string, HiveCommand[]>();
   /** Who follows the workers' changes in this process (the requests waiting for a model to start). */
   readonly #changeListeners = new Set<() => void>();
-  #refillPending = false;
   /** Spares taken for workers not launched yet. */
   readonly #sparesTaken = new Map<string, Spare>();
+  readonly #spareRefill: SpareRefill;
   readonly #watchdog: NodeJS.Timeout;
   readonly #watchPeriodMs: number;
   #lastWatchAt: number;
@@ -117,13 +105,14 @@ export class Supervisor {
     this.#processes = options.processes ?? osWorkerProcesses;
     this.#ports = options.ports ?? freePort;
     this.#restarts = new RestartScheduler(options.restartLimits ?? defaultRestartLimits);
+    this.#spareRefill = new SpareRefill(options.spares, () => activityOf(this.#table.values(), options.requestsHeld?.() ?? false));
     this.#table = new WorkerTable({
       store: options.store,
       onChange: change => {
         this.#options.onEvent?.({type: change.type, record: change.worker});
         if (change.type === 'state') {
           this.#groups.onMemberChange(change.worker);
-          this.#refillSpares();
+          this.#spareRefill.poke();
         }
         // After the group's health follows its member: whether a group's coordinator serves depends on it.
         this.#changed();
@@ -149,7 +138,7 @@ export class Supervisor {
     this.#lastWatchAt = Date.now();
     this.#watchdog = setInterval(() => {
       this.#watch();
-      this.#refillSpares();
+      this.#spareRefill.poke();
     }, this.#watchPeriodMs);
     this.#watchdog.unref();
   }
@@ -188,52 +177,13 @@ export class Supervisor {
     const done = this.#table.requestStarted(id);
     return () => {
       done();
-      this.#refillSpares();
+      this.#spareRefill.poke();
     };
   }
 
   /** Spare worker processes: kept for `type` from now on (started when the hive is quiet). */
   wantSpare(type: string): void {
-    this.#options.spares?.want(type);
-    this.#refillSpares();
-  }
-
-  /**
-   * Looks at whether spares may start once the current work is done (a heartbeat's answer, a
-   * state change's listeners): starting a process blocks this thread for a few ms.
-   */
-  #refillSpares(): void {
-    if (this.#options.spares === undefined || this.#refillPending) {
-      return;
-    }
-    this.#refillPending = true;
-    setImmediate(() => {
-      this.#refillPending = false;
-      this.#refillSparesNow();
-    });
-  }
-
-  #refillSparesNow(): void {
-    const spares = this.#options.spares;
-    const lackingFor = spares?.lackingForMs();
-    if (spares === undefined || lackingFor === null || lackingFor === undefined) {
-      return;
-    }
-    let starting = false;
-    let loading = false;
-    let busy = false;
-    for (const worker of this.#table.values()) {
-      starting ||= worker.state === 'starting' && worker.lastHeartbeatAt === null;
-      loading ||= worker.state === 'starting' && worker.lastHeartbeatAt !== null;
-      busy ||= worker.inFlight > 0;
-    }
-    // A request held for a model goes in flight the moment it serves: a spare's boot then would
-    // take CPU from that first request. While the model's engine is still loading, the request
-    // waits for the load whatever a spare does, and the spare is ready well before the engine.
-    busy ||= !loading && (this.#options.requestsHeld?.() ?? false);
-    if ((!starting && (!busy || lackingFor >= spareWhileBusyAfterMs)) || lackingFor >= spareWhileStartingAfterMs) {
-      spares.refill();
-    }
+    this.#spareRefill.want(type);
   }
 
   /**
