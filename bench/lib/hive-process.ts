@@ -60,7 +60,7 @@ export async function startHiveProcess(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
-  // The last 4 MiB of stderr (a traced run writes a line per request step), kept as chunks: no copy per write.
+  // The last ~4 M characters of stderr (a traced run writes a line per request step), kept as chunks: no copy per write.
   const stderrChunks: string[] = [];
   let stderrBytes = 0;
   child.stdout.on('data', chunk => {

@@ -1,13 +1,14 @@
-//! The decode step's kernel launches (products, norm, the GLU epilogue), as programmatic
-//! dependent launches where the GPU has them: what `enqueue_step` strings together.
+//! The decode step's kernel launches (products, norm, the GLU epilogue, RoPE into the KV cache,
+//! which the GEMM prefill shares), as programmatic dependent launches where the GPU has them:
+//! what `enqueue_step` strings together.
 
 use std::ffi::c_void;
 
 use candle_core::cuda_backend::cudarc::driver::{sys, DeviceRepr};
 
-use super::super::args::{GluEpilogueArgs, MmvqArgs, MmvqSeg, NormArgs};
+use super::super::args::{GluEpilogueArgs, MmvqArgs, MmvqSeg, NormArgs, RopeArgs};
 use super::super::plan;
-use super::{cu, GraphDecoder, Layer, Mat};
+use super::{cu, ptr, GraphDecoder, Layer, Mat};
 use crate::error::EngineResult;
 use crate::model::config::Activation;
 
@@ -212,5 +213,56 @@ impl GraphDecoder {
         };
         self.launch("rbee_glu_q8_1", ((f / 32) as u32, rows as u32, 1), 32, 0, &epilogue)?;
         Ok(Some(2))
+    }
+}
+
+/// Where RoPE finds a step's (or a prefill chunk's) rows: the QKV products (Q at `qkv`, K and V
+/// at `k` and `v`, each row `ld` floats apart) and each row's position and KV-cache slot.
+pub(super) struct RopeRows {
+    pub qkv: u64,
+    pub k: u64,
+    pub v: u64,
+    pub pos: u64,
+    pub slot: u64,
+    pub ld: i32,
+}
+
+impl GraphDecoder {
+    /// RoPE (and Gemma's Q/K norms) of `rows` rows of layer `il`, Q in place, K and V into the
+    /// layer's KV cache; returns the arguments, whose cache addresses the attention reads.
+    pub(super) fn rope_kv(&self, layer: &Layer, il: usize, rows: usize, at: &RopeRows) -> EngineResult<RopeArgs> {
+        let cfg = &self.config;
+        let (nh, nkv, hd) = (cfg.n_head, cfg.n_head_kv, cfg.head_dim);
+        let swa = cfg.is_swa(il);
+        let cache_offset = 2 * (il * self.layer_stride) as u64;
+        let rope = RopeArgs {
+            q: at.qkv,
+            k: at.k,
+            v: at.v,
+            q_out: at.qkv,
+            k_cache: self.k_cache.ptr + cache_offset,
+            v_cache: self.v_cache.ptr + cache_offset,
+            pos: at.pos,
+            slot: at.slot,
+            inv_freq: self.inv_freq[usize::from(swa && self.inv_freq.len() > 1)].ptr,
+            freq_factors: ptr(&self.freq_factors),
+            q_norm: ptr(&layer.q_norm),
+            k_norm: ptr(&layer.k_norm),
+            slot_stride: self.slot_stride as i64,
+            ldq: at.ld,
+            ldk: at.ld,
+            ldv: at.ld,
+            ldqo: at.ld,
+            n_head: nh as i32,
+            n_kv: nkv as i32,
+            hd: hd as i32,
+            n_rot: cfg.n_rot as i32,
+            cap: self.capacity as i32,
+            neox: i32::from(cfg.rope_neox),
+            freq_scale: if swa { 1.0 } else { cfg.rope_freq_scale },
+            eps: cfg.eps,
+        };
+        self.launch("rbee_rope_kv", ((nh + 2 * nkv) as u32, rows as u32, 1), (hd / 2) as u32, 0, &rope)?;
+        Ok(rope)
     }
 }

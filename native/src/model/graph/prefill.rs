@@ -22,10 +22,11 @@ use std::sync::Arc;
 use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use candle_core::cuda_backend::cudarc::driver::{result, sys, CudaEvent, CudaStream, LaunchConfig, PushKernelArg};
 
+use super::launches::RopeRows;
 use super::{cu, ptr, trace_vram, vram_tracing, DeviceBuffer, GraphDecoder, Mat};
 use crate::error::{EngineError, EngineResult};
 use crate::model::config::Activation;
-use crate::model::graph::args::{AttnArgs, AttnReduceArgs, NormArgs, RopeArgs};
+use crate::model::graph::args::{AttnArgs, AttnReduceArgs, NormArgs};
 
 /// The operands of the prefill GEMMs (f32 accumulation either way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -365,35 +366,8 @@ impl GraphDecoder {
                     launch256!(self.stream, self, "rbee_add_bias", grid256(layer.qkv[i].shape.rows, rows), x, ldx, bp, k)?;
                 }
             }
-            let cache_offset = 2 * (il * self.layer_stride) as u64;
-            let rope = RopeArgs {
-                q: p.qkv.ptr,
-                k: outs[1],
-                v: outs[2],
-                q_out: p.qkv.ptr,
-                k_cache: self.k_cache.ptr + cache_offset,
-                v_cache: self.v_cache.ptr + cache_offset,
-                pos: p.pos.ptr,
-                slot: p.slot.ptr,
-                inv_freq: self.inv_freq[usize::from(swa && self.inv_freq.len() > 1)].ptr,
-                freq_factors: ptr(&self.freq_factors),
-                q_norm: ptr(&layer.q_norm),
-                k_norm: ptr(&layer.k_norm),
-                slot_stride: self.slot_stride as i64,
-                ldq: qkv_ld as i32,
-                ldk: qkv_ld as i32,
-                ldv: qkv_ld as i32,
-                ldqo: qkv_ld as i32,
-                n_head: nh as i32,
-                n_kv: nkv as i32,
-                hd: hd as i32,
-                n_rot: cfg.n_rot as i32,
-                cap: self.capacity as i32,
-                neox: i32::from(cfg.rope_neox),
-                freq_scale: if swa { 1.0 } else { cfg.rope_freq_scale },
-                eps: cfg.eps,
-            };
-            self.launch("rbee_rope_kv", ((nh + 2 * nkv) as u32, rows as u32, 1), (hd / 2) as u32, 0, &rope)?;
+            let rope =
+                self.rope_kv(layer, il, rows, &RopeRows { qkv: p.qkv.ptr, k: outs[1], v: outs[2], pos: p.pos.ptr, slot: p.slot.ptr, ld: qkv_ld as i32 })?;
             // One split per row: the chunk's rows and KV heads are blocks enough.
             let att = AttnArgs {
                 q: p.qkv.ptr,

@@ -3,7 +3,8 @@
 
 use candle_core::cuda_backend::cudarc::driver::{result, sys};
 
-use super::super::args::{AttnArgs, AttnReduceArgs, GluArgs, RopeArgs};
+use super::super::args::{AttnArgs, AttnReduceArgs, GluArgs};
+use super::launches::RopeRows;
 use super::{cu, param, plan, prefill, ptr, trace_vram, Graph, GraphDecoder};
 use crate::error::{EngineError, EngineResult};
 use crate::model::config::Activation;
@@ -48,35 +49,7 @@ impl GraphDecoder {
                 let segs: Vec<_> = (first..first + count).map(|i| (&layer.qkv[i], outs[i], ptr(&layer.qkv_bias[i]), qkv_ld, 0)).collect();
                 kernels += self.mmvq(rows, &segs, b.xq.ptr, b.xds.ptr, d, None)?.1;
             }
-            let cache_offset = 2 * (il * self.layer_stride) as u64;
-            let rope = RopeArgs {
-                q: b.qkv.ptr,
-                k: outs[1],
-                v: outs[2],
-                q_out: b.qkv.ptr,
-                k_cache: self.k_cache.ptr + cache_offset,
-                v_cache: self.v_cache.ptr + cache_offset,
-                pos: b.pos.ptr,
-                slot: b.slot.ptr,
-                inv_freq: self.inv_freq[usize::from(swa && self.inv_freq.len() > 1)].ptr,
-                freq_factors: ptr(&self.freq_factors),
-                q_norm: ptr(&layer.q_norm),
-                k_norm: ptr(&layer.k_norm),
-                slot_stride: self.slot_stride as i64,
-                ldq: qkv_ld,
-                ldk: qkv_ld,
-                ldv: qkv_ld,
-                ldqo: qkv_ld,
-                n_head: nh as i32,
-                n_kv: nkv as i32,
-                hd: hd as i32,
-                n_rot: cfg.n_rot as i32,
-                cap: self.capacity as i32,
-                neox: i32::from(cfg.rope_neox),
-                freq_scale: if swa { 1.0 } else { cfg.rope_freq_scale },
-                eps: cfg.eps,
-            };
-            self.launch("rbee_rope_kv", ((nh + 2 * nkv) as u32, rows as u32, 1), (hd / 2) as u32, 0, &rope)?;
+            let rope = self.rope_kv(layer, il, rows, &RopeRows { qkv: b.qkv.ptr, k: outs[1], v: outs[2], pos: b.pos.ptr, slot: b.slot.ptr, ld: qkv_ld })?;
             let attn = AttnArgs {
                 q: b.qkv.ptr,
                 k_cache: rope.k_cache,
