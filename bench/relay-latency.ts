@@ -8,6 +8,8 @@
  * the per-round differences) are what the worker and the hive add; issue 10 §6's H100 run
  * measures the same against llama-server, where the engine's own time varies far more.
  *
+ * --no-links: the hive asks the worker over HTTP (RBEE_NO_WORKER_LINKS), for the links' share.
+ *
  * With --trace the hive and the worker run with RBEE_STARTUP_TRACE=1 and their marks give each
  * request through the hive a timeline (received, relayed, the worker's steps, the first bytes relayed):
  * the medians say where the relay's time goes. The marks are synchronous writes to stderr, so a traced
@@ -32,7 +34,7 @@ function usage(message?: string): never {
   if (message !== undefined) {
     process.stderr.write(`relay-latency: ${message}\n`);
   }
-  process.stderr.write('usage: node --import tsx bench/relay-latency.ts [--rounds N] [--warmup N] [--tick-ms MS] [--trace] [--out file.json]\n');
+  process.stderr.write('usage: node --import tsx bench/relay-latency.ts [--rounds N] [--warmup N] [--tick-ms MS] [--trace] [--no-links] [--out file.json]\n');
   process.exit(message === undefined ? 0 : 2);
 }
 
@@ -43,6 +45,7 @@ const values = parseArgsOrUsage(
     warmup: {type: 'string'},
     'tick-ms': {type: 'string'},
     trace: {type: 'boolean', default: false},
+    'no-links': {type: 'boolean', default: false},
     out: {type: 'string'},
     help: {type: 'boolean', short: 'h', default: false},
   },
@@ -66,7 +69,12 @@ fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: 
 const nvidiaSmi = fakeNvidiaSmi({gpus: [{name: 'stand-in GPU', totalMiB: 81_559, usedMiB: 500}]});
 const hive = await startHive({
   cwd: project,
-  env: {RBEE_STANDIN_TOKEN_MS: String(tickMs), RBEE_NVIDIA_SMI: nvidiaSmi, ...(values.trace ? {RBEE_STARTUP_TRACE: '1'} : {})},
+  env: {
+    RBEE_STANDIN_TOKEN_MS: String(tickMs),
+    RBEE_NVIDIA_SMI: nvidiaSmi,
+    ...(values.trace ? {RBEE_STARTUP_TRACE: '1'} : {}),
+    ...(values['no-links'] ? {RBEE_NO_WORKER_LINKS: '1'} : {}),
+  },
 });
 
 /** Request sent → the first token's bytes (a `text` or `token` field in the stream), ms; `sentAt`, on the trace marks' clock. */
@@ -161,7 +169,8 @@ try {
     date: new Date().toISOString(),
     traced: values.trace,
     machine: machineInfo(),
-    command: `node --import tsx bench/relay-latency.ts --rounds ${rounds} --warmup ${warmup} --tick-ms ${tickMs}`,
+    command: `node --import tsx bench/relay-latency.ts --rounds ${rounds} --warmup ${warmup} --tick-ms ${tickMs}${values['no-links'] ? ' --no-links' : ''}`,
+    links: !values['no-links'],
     rounds,
     tickMs,
     ttftMs: Object.fromEntries(Object.entries(samples).map(([name, values]) => [name, summarize(values)])),

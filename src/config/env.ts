@@ -107,6 +107,11 @@ export const environmentSettings = [
       "the hive and its workers log a timestamped line per step of a worker's start and of each request's way to its first token (1, true or yes); the benches read them",
     fallback: 'off',
   },
+  {
+    name: 'RBEE_NO_WORKER_LINKS',
+    description: 'the hive sends generation requests to its workers over HTTP, not over their Unix-socket links (1, true or yes)',
+    fallback: 'off',
+  },
   {name: 'RBEE_CANDLE_PARALLEL_MIN_WORK', description: 'candle CPU: smallest matrix product (weights x rows) split over threads', fallback: '8388608'},
 ] as const satisfies readonly Setting[];
 

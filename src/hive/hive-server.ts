@@ -18,6 +18,8 @@ import {listDevices} from './devices.js';
 import {servedModels} from './router.js';
 import {registerHeartbeatRoutes} from './routes/heartbeat-routes.js';
 import {registerInferenceRoutes} from './routes/inference-routes.js';
+import {WorkerLinks} from './worker-links.js';
+import {envFlag} from '../config/env.js';
 import {registerWorkerRoutes} from './routes/worker-routes.js';
 import {registerWorkflowRoutes} from './routes/workflow-routes.js';
 import {Supervisor, workerEnvironment} from './supervisor.js';
@@ -129,6 +131,12 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
   const relayed: RelayedTokens = new RelayedTokens(id => supervisor.workers.has(id));
   const modelsDir = path.join(options.rbeeHome, 'models');
   const logsDir = path.join(options.rbeeHome, 'logs');
+  // Links are the fast path of generation requests; HTTP serves them too (and everything else).
+  const linksDir = envFlag('RBEE_NO_WORKER_LINKS', options.env ?? process.env) ? null : path.join(options.rbeeHome, 'links');
+  if (linksDir !== null) {
+    ensurePrivateDir(linksDir, "the workers' links folder");
+  }
+  const links = linksDir === null ? undefined : new WorkerLinks(linksDir);
   const spares =
     options.spareWorkers === false
       ? undefined
@@ -165,6 +173,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     },
     configPath: options.configPath,
     logsDir,
+    linksDir,
     spares,
     requestsHeld: () => onDemandRef?.holding() ?? false,
     allowedModelDirs: options.modelDirs ?? (isLoopback(options.host) ? null : [modelsDir]),
@@ -246,6 +255,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
       await supervisor.stopAll(reason);
       events.close();
       await app.close();
+      links?.close();
       store.close();
       lock.release();
       markClosed();
@@ -308,6 +318,7 @@ async function startLockedHive(options: HiveOptions, lock: HomeLock): Promise<Hi
     events: {active: () => events.clients > 0, publish: event => events.publish(event)},
     onDemand,
     relayed,
+    links,
   });
 
   try {

@@ -52,6 +52,8 @@ export type SupervisorOptions = SpawnCheckOptions & {
   /** The hive's config file, passed to workers for their adapter plugins. */
   configPath: string | null;
   logsDir: string;
+  /** Where workers serve the hive's links; null: HTTP only. */
+  linksDir: string | null;
   heartbeatIntervalMs: number;
   /** A worker exits when its hive has not answered for this long (default: `missedHeartbeats` intervals). */
   orphanTimeoutMs: number;

@@ -1,5 +1,6 @@
 import type {ResolvedModel} from '../models/resolve-model.js';
 import {workerDefaults} from '../worker/worker-defaults.js';
+import {workerLinkPath} from './worker-links.js';
 import type {WorkerView} from './worker-record.js';
 
 export type WorkerArgOptions = {
@@ -8,6 +9,8 @@ export type WorkerArgOptions = {
   orphanTimeoutMs: number;
   missedHeartbeats: number;
   configPath: string | null;
+  /** Where workers serve the hive's links (worker-links.ts); null: no links, HTTP only. */
+  linksDir: string | null;
   defaults: {contextSize?: number | undefined; threads?: number | undefined; parallel?: number | undefined; readyTimeoutMs?: number | undefined};
 };
 
@@ -50,6 +53,8 @@ export function workerRunArgs(record: WorkerView, model: Pick<ResolvedModel, 'pa
   if (readyTimeout !== undefined) args.push('--ready-timeout', String(readyTimeout));
   if (spec.adapter_options !== undefined) args.push('--adapter-options', JSON.stringify(spec.adapter_options));
   if (options.configPath !== null) args.push('--config', options.configPath);
+  const link = options.linksDir === null ? null : workerLinkPath(options.linksDir, record.id);
+  if (link !== null) args.push('--link', link);
   if (record.group !== null) args.push('--group', JSON.stringify(record.group.membership));
   return args;
 }

@@ -58,20 +58,28 @@ export function frameworkErrorHandler(error: FastifyError, _request: FastifyRequ
   void reply.status(400).send(rbeeError.toJSON());
 }
 
+/** How an error is answered on `url`: its status, body and headers (a 503 says when to come back). */
+export function errorReply(error: unknown, url: string | undefined): {status: number; body: unknown; headers: Record<string, string>; error: RbeeError} {
+  const rbeeError = isRbeeError(error) ? error : fromFastify(error as FastifyErrorLike);
+  return {
+    status: rbeeError.status,
+    body: errorBody(rbeeError, url),
+    headers: rbeeError.status === 503 ? {'retry-after': '1'} : {},
+    error: rbeeError,
+  };
+}
+
 /**
  * Every error leaves as `{error: {code, message}}` with a 4xx for the caller's mistakes, so a
  * client can tell them apart from our failures, and no route can leak a stack trace.
  */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyErrorLike, request, reply) => {
-    const rbeeError = isRbeeError(error) ? error : fromFastify(error);
-    if (rbeeError.status >= 500) {
-      request.log.error({err: error}, rbeeError.message);
+    const answer = errorReply(error, request.routeOptions.url ?? request.url);
+    if (answer.status >= 500) {
+      request.log.error({err: error}, answer.error.message);
     }
-    if (rbeeError.status === 503) {
-      void reply.header('retry-after', '1');
-    }
-    void reply.status(rbeeError.status).send(errorBody(rbeeError, request.routeOptions.url ?? request.url));
+    void reply.status(answer.status).headers(answer.headers).send(answer.body);
   });
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send(new RbeeError('not_found', `no route ${request.method} ${request.url}`).toJSON());

@@ -136,3 +136,4 @@ export {
   type WorkflowRequest,
   WorkflowRequestSchema,
 } from './wire/workflows.js';
+export {type LinkAnswerHead, LinkAnswerHeadSchema} from './wire/link.js';

@@ -27,6 +27,8 @@ export type WorkerOptions = {
   secret: string;
   /** What the worker's HTTP server demands of every request; null: standalone, loopback only. */
   key: string | null;
+  /** The Unix socket of the hive's link (worker-link.ts), when the hive gave one. */
+  link?: string | undefined;
   /** A coordinator's keys to its shards' ports, by worker id. */
   shardKeys?: Record<string, string> | undefined;
   /** The group launch's shared secret (RBEE_GROUP_SECRET), for the adapter's own rank connections. */
@@ -123,6 +125,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
   );
   const worker = runtime;
   let server: {close(): Promise<unknown>} | null = null;
+  let link: {close(): Promise<unknown>} | null = null;
   let heartbeat: HeartbeatLoop | null = null;
   let exiting = false;
 
@@ -140,7 +143,7 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     await heartbeat?.beatNow();
     heartbeat?.stop();
     traceStartup(options.workerId, 'stopping: last heartbeat answered');
-    await server?.close().catch(() => undefined);
+    await Promise.all([server?.close().catch(() => undefined), link?.close()]);
     traceStartup(options.workerId, 'stopping: http server closed');
     await adapter.stop(context).catch(error => log(`${adapter.name} stop failed: ${(error as Error).message}`));
     await stopAllEngines(3_000);
@@ -209,6 +212,9 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     server = app;
     await app.listen({host: options.host, port: options.port});
     traceStartup(options.workerId, 'http server listening');
+    if (options.link !== undefined && options.key !== null) {
+      link = await serveLink(options.link, options.key);
+    }
   } catch (error) {
     const reason = `cannot serve on ${options.host}:${options.port}: ${(error as Error).message}`;
     worker.fail(reason);
@@ -224,6 +230,20 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
   }
   await heartbeat?.beatNow();
   traceStartup(options.workerId, 'ready heartbeat answered');
+
+  /** The hive's link, or null (logged) when it cannot be served: the hive then uses the HTTP port. */
+  async function serveLink(socketPath: string, key: string): Promise<{close(): Promise<unknown>} | null> {
+    const [{serveWorkerLink}, {inferenceHandlers}] = await Promise.all([import('./worker-link.js'), import('./inference-handlers.js')]);
+    const handlers = inferenceHandlers(worker);
+    try {
+      const served = await serveWorkerLink(socketPath, key, (path, body, answer) => handlers[path](body, answer), log);
+      traceStartup(options.workerId, 'hive link listening');
+      return served;
+    } catch (error) {
+      log(`cannot serve the hive's link on ${socketPath} (${(error as Error).message}): requests come by HTTP`);
+      return null;
+    }
+  }
 
   /** The adapter's start, then `ready()` until it says yes; false (the worker failed) if it never does. */
   async function startEngine(): Promise<boolean> {

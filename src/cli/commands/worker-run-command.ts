@@ -1,3 +1,4 @@
+import path from 'node:path';
 import {Command} from 'commander';
 import type {z} from 'zod';
 import {RbeeError} from '../../errors.js';
@@ -19,6 +20,7 @@ type RunOptions = {
   host: string;
   port: number;
   hiveUrl?: string;
+  link?: string;
   heartbeatInterval: number;
   orphanTimeout?: number;
   contextSize: number;
@@ -80,6 +82,7 @@ export function workerRunCommand(): Command {
     .option('--host <address>', 'address to serve on', '127.0.0.1')
     .requiredOption('--port <port>', 'port to serve on', integerFlagIn('--port', limits.port))
     .option('--hive-url <url>', 'hive to heartbeat to (none: standalone)')
+    .option('--link <socket>', "a Unix socket to take the hive's requests on, besides the port (the hive sets it)")
     .option(
       '--heartbeat-interval <ms>',
       'heartbeat interval',
@@ -115,6 +118,11 @@ export function workerRunCommand(): Command {
       if (options.hiveUrl !== undefined && credentials.key === null) {
         throw new RbeeError('invalid_request', `${workerSecretVariable} must be set when --hive-url is given`);
       }
+      if (options.link !== undefined && (credentials.key === null || !path.isAbsolute(options.link))) {
+        throw new RbeeError('invalid_request', `--link ${options.link}: an absolute socket path, for a worker of a hive (${workerSecretVariable} set)`, {
+          field: 'link',
+        });
+      }
       if (credentials.key === null && !isLoopback(options.host)) {
         throw new RbeeError('invalid_request', `--host ${options.host}: a worker without ${workerSecretVariable} (and so without a key) serves loopback only`);
       }
@@ -137,6 +145,7 @@ export function workerRunCommand(): Command {
           hiveUrl: options.hiveUrl,
           secret: credentials.secret,
           key: credentials.key,
+          link: options.link,
           shardKeys: credentials.shardKeys,
           groupSecret: credentials.groupSecret,
           heartbeatIntervalMs: options.heartbeatInterval,

@@ -17,7 +17,8 @@ import {answerTokens, streamTokens, type RequestEventSink} from '../request-even
 import type {ModelsOnDemand} from '../models-on-demand.js';
 import type {RelayedTokens} from '../relayed-tokens.js';
 import type {Supervisor} from '../supervisor.js';
-import {workerAuthorization, workerUrl, type WorkerView} from '../worker-record.js';
+import {workerAuthorization, workerKey, workerUrl, type WorkerView} from '../worker-record.js';
+import type {WorkerLinks} from '../worker-links.js';
 import {relayStream} from './sse-relay.js';
 import {traceStartup} from '../../startup-trace.js';
 
@@ -37,6 +38,8 @@ export type InferenceRouteOptions = {
   onDemand?: ModelsOnDemand | undefined;
   /** Where the tokens relayed are counted, per worker (what `rbee worker list` shows at once). */
   relayed?: RelayedTokens | undefined;
+  /** The workers' links: generation requests go by them where a worker serves one, else by HTTP. */
+  links?: WorkerLinks | undefined;
 };
 
 /** Called with the tokens relayed so far (a whole answer once, a stream as it goes). */
@@ -79,7 +82,14 @@ type Sent = {kind: 'response'; response: HttpAnswer} | {kind: 'failed'; error: R
  * not answer that either (SIGSTOPped, wedged) is given up on at once rather than at its missed
  * heartbeats. `cancel` aborts the request (and, later, the relay of its answer) when the client goes.
  */
-async function sendToWorker(worker: WorkerView, path: string, body: Buffer, cancel: AbortController, timeoutMs: number): Promise<Sent> {
+async function sendToWorker(
+  worker: WorkerView,
+  path: string,
+  body: Buffer,
+  cancel: AbortController,
+  timeoutMs: number,
+  links: WorkerLinks | undefined,
+): Promise<Sent> {
   let answered = false;
   let hung = false;
   let timer: NodeJS.Timeout | undefined;
@@ -100,7 +110,8 @@ async function sendToWorker(worker: WorkerView, path: string, body: Buffer, canc
   };
   watch();
   try {
-    return {kind: 'response', response: await workerFetch(worker, path, {method: 'POST', body, signal: cancel.signal})};
+    const linked = links === undefined ? null : await links.request({id: worker.id, key: workerKey(worker)}, path, body, cancel.signal);
+    return {kind: 'response', response: linked ?? (await workerFetch(worker, path, {method: 'POST', body, signal: cancel.signal}))};
   } catch (error) {
     const message = hung
       ? `worker ${worker.id} did not answer within ${timeoutMs} ms, nor did its /health: it looks hung`
@@ -198,7 +209,7 @@ export function registerInferenceRoutes(app: FastifyInstance, supervisor: Superv
     event('started');
     try {
       traceStartup(worker.id, 'request relayed by the hive');
-      const sent = await sendToWorker(worker, path, raw, cancel, options.workerTimeoutMs);
+      const sent = await sendToWorker(worker, path, raw, cancel, options.workerTimeoutMs, options.links);
       traceStartup(worker.id, "worker's answer began");
       if (sent.kind === 'failed') {
         if (sent.hung) {

@@ -146,6 +146,7 @@ export function setup(t: ExecutionContext, options: HarnessOptions = {}) {
     hiveUrl: () => 'http://127.0.0.1:1',
     configPath: null,
     logsDir: path.join(home, 'logs'),
+    linksDir: null,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 200,
     orphanTimeoutMs: 600,
     missedHeartbeats: 3,
