@@ -236,7 +236,15 @@ export async function runWorker(options: WorkerOptions, adapter: RbeeAdapter): P
     const [{serveWorkerLink}, {inferenceHandlers}] = await Promise.all([import('./worker-link.js'), import('./inference-handlers.js')]);
     const handlers = inferenceHandlers(worker);
     try {
-      const served = await serveWorkerLink(socketPath, key, (path, body, answer) => handlers[path](body, answer), log);
+      const served = await serveWorkerLink(
+        socketPath,
+        key,
+        (path, body, answer) => {
+          traceStartup(options.workerId, 'request came by the hive link');
+          return handlers[path](body, answer);
+        },
+        log,
+      );
       traceStartup(options.workerId, 'hive link listening');
       return served;
     } catch (error) {
