@@ -44,6 +44,7 @@ function usage(message?: string): never {
       '  --ttft-tokens N   tokens of each of those requests (default 4)',
       "  --ttft-warmup N   rounds before those, not counted (default 500: a serving hive's request path runs V8's optimized code)",
       "  --trace           the hive and worker mark each request's steps (RBEE_STARTUP_TRACE=1): the probe's timeline",
+      "  --no-links        the hive asks its worker over HTTP, not its Unix-socket link (RBEE_NO_WORKER_LINKS=1): the links' share",
       '  --skip-worker-direct  leave out the worker asked at its own port (the breakdown); a third less time',
       '  --smoke           a check that the pipeline works on a busy machine: no waiting for quiet, no re-runs (numbers mean little)',
       '  --name STEM       results file stem (default <date>-gpu-<card>-relay, or <date>-<machine>-relay without a GPU)',
@@ -75,7 +76,11 @@ async function profileRun(base: LlamaServerOverheadOptions, streams: number, log
     trace: false,
     ttftProbe: undefined,
     // Node 20 refuses --cpu-prof in NODE_OPTIONS; a preload that runs the same profiler is allowed, and reaches the worker too.
-    hiveEnv: {NODE_OPTIONS: `--import=${pathToFileURL(path.join(repoRoot, 'bench', 'lib', 'cpu-prof-preload.mjs')).href}`, RBEE_BENCH_CPU_PROF_DIR: dir},
+    hiveEnv: {
+      ...base.hiveEnv,
+      NODE_OPTIONS: `--import=${pathToFileURL(path.join(repoRoot, 'bench', 'lib', 'cpu-prof-preload.mjs')).href}`,
+      RBEE_BENCH_CPU_PROF_DIR: dir,
+    },
     onBatch: span => {
       if (span.side === 'rbee' && span.round >= 0) {
         spans.push({fromNs: span.fromNs, toNs: span.toNs});
@@ -112,6 +117,7 @@ async function main(): Promise<void> {
       'ttft-tokens': {type: 'string'},
       'ttft-warmup': {type: 'string'},
       trace: {type: 'boolean', default: false},
+      'no-links': {type: 'boolean', default: false},
       smoke: {type: 'boolean', default: false},
       'skip-worker-direct': {type: 'boolean', default: false},
       name: {type: 'string'},
@@ -171,6 +177,7 @@ async function main(): Promise<void> {
     workerDirect: !values['skip-worker-direct'],
     ...(ttftRounds === 0 ? {} : {ttftProbe: {rounds: ttftRounds, warmupRounds: ttftWarmup, maxTokens: ttftTokens}}),
     trace: values.trace,
+    ...(values['no-links'] ? {hiveEnv: {RBEE_NO_WORKER_LINKS: '1'}} : {}),
     ...(values.smoke ? {quietWaitMs: 0, retryDisturbed: 0} : {}),
   };
   const overhead = await runLlamaServerOverhead(options);
