@@ -32,12 +32,28 @@ export function randomSecret(): string {
 }
 
 /**
+ * Keys already derived, by secret: the hive derives a worker's key for every request it relays (an
+ * HMAC each, tens of µs of every answer's first token on a small machine). Bounded: secrets of
+ * workers long gone are dropped with the rest when it fills.
+ */
+const workerKeys = new Map<string, string>();
+const maxWorkerKeys = 1_024;
+
+/**
  * The key a worker's own HTTP server demands, derived from the heartbeat secret the hive gave it:
  * whoever holds the key (the hive's proxy, a coordinator probing its shard) cannot derive the secret
  * from it and forge the worker's heartbeats.
  */
 export function workerKeyOf(secret: string): string {
-  return createHmac('sha256', secret).update('rbee worker key v1').digest('hex');
+  let key = workerKeys.get(secret);
+  if (key === undefined) {
+    key = createHmac('sha256', secret).update('rbee worker key v1').digest('hex');
+    if (workerKeys.size >= maxWorkerKeys) {
+      workerKeys.clear();
+    }
+    workerKeys.set(secret, key);
+  }
+  return key;
 }
 
 /** The bearer credential of an `Authorization` header, if any. */
