@@ -12,7 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import {Readable} from 'node:stream';
 import {RbeeError} from '../errors.js';
-import type {HttpAnswer} from '../http/http-request.js';
+import {bodyText, type HttpAnswer} from '../http/http-request.js';
 import {encodeFrame, encodeRequest, FrameReader, FrameType, type Frame} from '../http/link-frames.js';
 import {parseWire} from '../protocol/parse.js';
 import {LinkAnswerHeadSchema} from '../protocol/wire.js';
@@ -247,13 +247,7 @@ export class WorkerLinks {
       ok: head.value.status >= 200 && head.value.status < 300,
       header: name => headers[name.toLowerCase()],
       body,
-      async text() {
-        const chunks: Buffer[] = [];
-        for await (const chunk of body) {
-          chunks.push(chunk as Buffer);
-        }
-        return Buffer.concat(chunks).toString('utf8');
-      },
+      text: () => bodyText(body),
       cancel() {
         if (!ended) {
           signal.removeEventListener('abort', onAbort);

@@ -93,6 +93,15 @@ export function httpRequest(url: string, init: HttpRequestInit): Promise<HttpAns
   });
 }
 
+/** A whole body as UTF-8 text; a body cut off throws. */
+export async function bodyText(body: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) {
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 function answerOf(response: IncomingMessage): HttpAnswer {
   const status = response.statusCode ?? 0;
   // A body cut off (its connection reset, the request aborted) fails whoever reads it: `for await`
@@ -106,13 +115,7 @@ function answerOf(response: IncomingMessage): HttpAnswer {
       return Array.isArray(value) ? value[0] : value;
     },
     body: response,
-    async text() {
-      const chunks: Buffer[] = [];
-      for await (const chunk of response) {
-        chunks.push(chunk as Buffer);
-      }
-      return Buffer.concat(chunks).toString('utf8');
-    },
+    text: () => bodyText(response),
     cancel() {
       response.destroy();
     },

@@ -33,7 +33,22 @@ test.after.always(async () => {
 
 async function spawnWorker(): Promise<{worker_id: string; url: string}> {
   const spawned = await rbee(
-    ['--json', 'worker', 'spawn', '--type', 'tensorrt-llm', '--device', 'cuda:0', '--model', await defaultModelPath(), '--restart', 'never', '--wait', '--timeout', '60'],
+    [
+      '--json',
+      'worker',
+      'spawn',
+      '--type',
+      'tensorrt-llm',
+      '--device',
+      'cuda:0',
+      '--model',
+      await defaultModelPath(),
+      '--restart',
+      'never',
+      '--wait',
+      '--timeout',
+      '60',
+    ],
     {hive},
   );
   if (spawned.exitCode !== 0) {
