@@ -113,22 +113,37 @@ function serveConnection(socket: net.Socket, key: string, handle: Handle, log: (
   const reader = new FrameReader();
   let authorized = false;
   let busy = false;
-  // A connection that sends a request before the last one is answered is not a hive's: it is dropped.
+  // A connection that does not send its key soon is closed: only the hive's stay open.
   const helloTimer = setTimeout(() => socket.destroy(), helloTimeoutMs);
   helloTimer.unref();
+  let refused = false;
+  /** Answers 401 (to the request the hive sends with its key) and closes: nothing more is read. */
+  const refuse = () => {
+    refused = true;
+    clearTimeout(helloTimer);
+    const error = new RbeeError('unauthorized', 'this worker link answers only its hive: open the connection with the worker key');
+    wholeAnswer(socket, 401, error.toJSON());
+    socket.end();
+  };
   const onFrame = (frame: Frame) => {
-    if (frame.type === FrameType.hello) {
-      authorized = sameSecret(frame.payload.toString('utf8'), key);
-      clearTimeout(helloTimer);
+    if (refused) {
       return;
     }
+    if (frame.type === FrameType.hello && !authorized) {
+      clearTimeout(helloTimer);
+      if (sameSecret(frame.payload.toString('utf8'), key)) {
+        authorized = true;
+      } else {
+        refuse();
+      }
+      return;
+    }
+    // A request before the last one was answered, or a frame only a worker sends: not a hive's connection.
     if (frame.type !== FrameType.request || busy) {
       throw new RbeeError('invalid_request', busy ? 'a request before the last one was answered' : `frame type ${frame.type} from the hive`);
     }
     if (!authorized) {
-      const error = new RbeeError('unauthorized', 'this worker link answers only its hive: open the connection with the worker key');
-      wholeAnswer(socket, 401, error.toJSON());
-      socket.end();
+      refuse();
       return;
     }
     const {path, body} = decodeRequest(frame.payload);

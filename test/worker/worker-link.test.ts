@@ -123,6 +123,15 @@ test('a connection without the worker key is answered 401 and closed; nothing is
   t.is(answer!.status, 401);
   t.like(JSON.parse(await answer!.text()), {error: {code: 'unauthorized'}});
   t.is(handled, 0);
+  // A wrong key alone is enough to be answered and closed: such a connection is not left open.
+  const {socketPath} = await setup(t, async () => t.fail('not handled'));
+  const socket = net.createConnection(socketPath);
+  t.teardown(() => socket.destroy());
+  const received: Buffer[] = [];
+  socket.on('data', chunk => received.push(chunk));
+  socket.write(encodeFrame(FrameType.hello, 'wrong'));
+  await new Promise(resolve => socket.once('close', resolve));
+  t.regex(Buffer.concat(received).toString(), /"status":401/);
 });
 
 test('cancelling an answer mid-stream aborts the generation on the worker', async t => {
