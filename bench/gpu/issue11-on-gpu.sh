@@ -152,10 +152,14 @@ case "$stage" in
     echo 'add_subdirectory(rbee-ref)' >> llama.cpp/tools/CMakeLists.txt
     log "node $(./node20 --version); $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader); $(nvcc --version | tail -2 | head -1); cores $(nproc)"
     cd "$work/llama.cpp"
-    [[ "$no_llama" == 1 ]] || setsid nohup bash -c "cmake -B build -G Ninja -DGGML_CUDA=ON -DGGML_CUDA_GRAPHS=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
-        -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-        -DLLAMA_USE_PREBUILT_UI=OFF && cmake --build build -j 16 --target llama-bench llama-server rbee-llama-ref && touch build/ok" \
-      > "$work/llama-build.log" 2>&1 < /dev/null &
+    # An `if`, not `[[ … ]] || … &`: a backgrounded list runs in a subshell that keeps this script's stdout open until
+    # the build ends, so a caller reading that output (`| tail`) would wait for the whole build.
+    if [[ "$no_llama" != 1 ]]; then
+      setsid nohup bash -c "cmake -B build -G Ninja -DGGML_CUDA=ON -DGGML_CUDA_GRAPHS=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
+          -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+          -DLLAMA_USE_PREBUILT_UI=OFF && cmake --build build -j 16 --target llama-bench llama-server rbee-llama-ref && touch build/ok" \
+        > "$work/llama-build.log" 2>&1 < /dev/null &
+    fi
     cd "$work"
     setsid nohup bash -c "PYTHONPATH=$work/gguf-py python3 synthetic-gguf.py --vocab ggml-vocab-llama-bpe.gguf --out synthetic-8b.gguf.tmp \
       && mv synthetic-8b.gguf.tmp synthetic-8b.gguf" > "$work/synthetic.log" 2>&1 < /dev/null &
