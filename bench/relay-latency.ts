@@ -8,7 +8,9 @@
  * the per-round differences) are what the worker and the hive add; issue 10 §6's H100 run
  * measures the same against llama-server, where the engine's own time varies far more.
  *
- * --no-links: the hive asks the worker over HTTP (RBEE_NO_WORKER_LINKS), for the links' share.
+ * --no-links: the hive asks the worker over HTTP (RBEE_NO_WORKER_LINKS), for the links' share. It also
+ * prints the CPU time the hive and the worker spent per request of each way (/proc/<pid>/stat, summed
+ * over the rounds): a cost the machine's scheduling noise does not blur as it does the latencies.
  *
  * With --trace the hive and the worker run with RBEE_STARTUP_TRACE=1 and their marks give each
  * request through the hive a timeline (received, relayed, the worker's steps, the first bytes relayed):
@@ -27,6 +29,7 @@ import {rbee, startHive, tempHome} from '../test/helpers/rbee-process.js';
 import {defaultModelPath} from '../test/helpers/test-model.js';
 import {parseArgsOrUsage} from './lib/args.js';
 import {machineInfo} from './lib/machine.js';
+import {processCpuSeconds} from './lib/proc-cpu.js';
 import {median, round, summarize} from './lib/stats.js';
 import {epochNow, requestMarks, requestTimeline} from './lib/startup-timeline.js';
 
@@ -148,11 +151,20 @@ try {
     hive: () => firstToken(`${hive.url}/v1/infer`, {prompt, max_tokens: 8, stream: true}),
   };
   const samples: Record<keyof typeof ways, number[]> = {straight: [], worker: [], hive: []};
+  // CPU seconds the hive and the worker spent on each way's requests (clock ticks: summed over many requests, not one).
+  const cpu: Record<keyof typeof ways, {hive: number; worker: number}> = {
+    straight: {hive: 0, worker: 0},
+    worker: {hive: 0, worker: 0},
+    hive: {hive: 0, worker: 0},
+  };
   const throughHive: Array<{sentAt: number; ms: number}> = [];
   for (let r = 0; r < warmup + rounds; r++) {
     for (const [name, ask] of Object.entries(ways) as [keyof typeof ways, () => Promise<{ms: number; sentAt: number}>][]) {
+      const before = {hive: processCpuSeconds(hive.pid), worker: processCpuSeconds(worker.pid)};
       const answer = await ask();
       if (r >= warmup) {
+        cpu[name].hive += processCpuSeconds(hive.pid) - before.hive;
+        cpu[name].worker += processCpuSeconds(worker.pid) - before.worker;
         samples[name].push(answer.ms);
         if (name === 'hive') {
           throughHive.push(answer);
@@ -180,6 +192,10 @@ try {
       total: round(median(samples.hive) - median(samples.straight), 3),
       totalPaired: round(paired(samples.hive, samples.straight), 3),
     },
+    /** CPU ms per request of each way, hive and worker processes (utime + stime). */
+    cpuMsPerRequest: Object.fromEntries(
+      Object.entries(cpu).map(([name, spent]) => [name, {hive: round((spent.hive * 1000) / rounds, 3), worker: round((spent.worker * 1000) / rounds, 3)}]),
+    ),
     ...(timeline === undefined ? {} : {timeline}),
   };
   console.log(
@@ -187,6 +203,9 @@ try {
   );
   console.log(
     `added by the worker ${result.addedMs.worker} ms, by the hive ${result.addedMs.hive} ms; in all ${result.addedMs.total} ms (paired by round ${result.addedMs.totalPaired} ms)`,
+  );
+  console.log(
+    `CPU ms per request: through the hive: hive ${result.cpuMsPerRequest.hive!.hive}, worker ${result.cpuMsPerRequest.hive!.worker}; at the worker's port: worker ${result.cpuMsPerRequest.worker!.worker}`,
   );
   if (timeline !== undefined) {
     console.log('a request through the hive, medians of ms since it was sent (RBEE_STARTUP_TRACE marks):');
