@@ -20,13 +20,11 @@
  *   npm run build && node --import tsx bench/relay-latency.ts [--rounds 300] [--tick-ms 2] [--trace] [--out <file.json>]
  */
 import fs from 'node:fs';
-import path from 'node:path';
-import {fileURLToPath} from 'node:url';
 import {workerKeyOf} from '../src/http/secrets.js';
 import {fakeNvidiaSmi} from '../test/helpers/fake-nvidia-smi.js';
 import {descendants} from '../test/helpers/process-tree.js';
-import {rbee, startHive, tempHome} from '../test/helpers/rbee-process.js';
-import {defaultModelPath} from '../test/helpers/test-model.js';
+import {startHive} from '../test/helpers/rbee-process.js';
+import {spawnStandinWorker, standinProject} from '../test/helpers/trtllm-standin.js';
 import {parseArgsOrUsage} from './lib/args.js';
 import {machineInfo} from './lib/machine.js';
 import {processCpuSeconds} from './lib/proc-cpu.js';
@@ -64,10 +62,7 @@ if (!Number.isInteger(rounds) || rounds < 10 || !Number.isInteger(warmup) || war
   usage('--rounds must be an integer ≥ 10, --warmup one ≥ 0 and --tick-ms a positive number');
 }
 
-const standin = fileURLToPath(new URL('../test/fixtures/standins/trtllm-standin.mjs', import.meta.url));
-fs.chmodSync(standin, 0o755);
-const project = tempHome('rbee-relay-latency-');
-fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: {'tensorrt-llm': {command: standin}}}));
+const project = standinProject('rbee-relay-latency-');
 // The adapter runs on NVIDIA GPUs only: the hive is shown one card by a stand-in nvidia-smi.
 const nvidiaSmi = fakeNvidiaSmi({gpus: [{name: 'stand-in GPU', totalMiB: 81_559, usedMiB: 500}]});
 const hive = await startHive({
@@ -105,29 +100,7 @@ async function firstToken(url: string, body: unknown, headers: Record<string, st
 }
 
 try {
-  const spawned = await rbee(
-    [
-      '--json',
-      'worker',
-      'spawn',
-      '--type',
-      'tensorrt-llm',
-      '--device',
-      'cuda:0',
-      '--model',
-      await defaultModelPath(),
-      '--restart',
-      'never',
-      '--wait',
-      '--timeout',
-      '60',
-    ],
-    {hive},
-  );
-  if (spawned.exitCode !== 0) {
-    throw new Error(`spawn failed: ${String(spawned.stderr)}`);
-  }
-  const worker = JSON.parse(String(spawned.stdout)) as {worker_id: string; url: string; pid: number};
+  const worker = await spawnStandinWorker(hive);
   const commandLine = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
   const engine = descendants(worker.pid).find(pid => commandLine(pid).some(arg => arg.endsWith('trtllm-standin.mjs')));
   if (engine === undefined) {

@@ -9,7 +9,6 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import {fileURLToPath} from 'node:url';
 import test from 'ava';
 import {execa} from 'execa';
 import {HeartbeatSchema, InferResponseSchema, InferStreamEventSchema, type Heartbeat} from '../../src/protocol/wire.js';
@@ -18,19 +17,16 @@ import {getJson, postJson, postStream, rbee, rbeeBin, startHive, tempHome, worke
 import {defaultModelPath} from '../helpers/test-model.js';
 import {fakeNvidiaSmi} from '../helpers/fake-nvidia-smi.js';
 import {heartbeatSink} from '../helpers/heartbeat-sink.js';
+import {spawnStandinWorker, standinProject, type StandinWorker} from '../helpers/trtllm-standin.js';
 
-const standin = fileURLToPath(new URL('../fixtures/standins/trtllm-standin.mjs', import.meta.url));
-// `command` is spawned directly: the stand-in runs through its shebang.
-fs.chmodSync(standin, 0o755);
-const project = tempHome('rbee-trtllm-standin-');
 // Extra args come last and win: the engine batches one request at a time while the worker admits
 // --parallel, so requests visibly queue in the engine.
-fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: {'tensorrt-llm': {command: standin, args: ['--max_batch_size', '1']}}}));
+const project = standinProject('rbee-trtllm-standin-', ['--max_batch_size', '1']);
 const gpuMemUsage = 3 * 1024 ** 3;
 let hive: RunningHive | undefined;
 const enginesSeen = new Set<number>();
 
-type Worker = {worker_id: string; url: string; pid: number; model: string};
+type Worker = StandinWorker;
 
 test.before(async () => {
   // TensorRT-LLM runs on NVIDIA GPUs only (its adapter declares cuda alone): the hive is shown one
@@ -68,32 +64,6 @@ function engineOf(worker: Worker): {pid: number; args: string[]; url: string} {
   return {pid, args: rest, url: `http://127.0.0.1:${rest[rest.indexOf('--port') + 1]}`};
 }
 
-async function spawnWorker(t: {is: (a: unknown, b: unknown, m?: string) => void}, extra: string[] = []): Promise<Worker> {
-  const model = await defaultModelPath();
-  const spawned = await rbee(
-    [
-      '--json',
-      'worker',
-      'spawn',
-      '--type',
-      'tensorrt-llm',
-      '--device',
-      'cuda:0',
-      '--model',
-      model,
-      '--restart',
-      'never',
-      '--wait',
-      '--timeout',
-      '60',
-      ...extra,
-    ],
-    {hive},
-  );
-  t.is(spawned.exitCode, 0, String(spawned.stderr));
-  return JSON.parse(String(spawned.stdout)) as Worker;
-}
-
 async function workerInfo(id: string) {
   return (await getJson(`${hive!.url}/v1/workers/${id}`)).body;
 }
@@ -101,7 +71,7 @@ async function workerInfo(id: string) {
 let first: Worker | undefined;
 
 test.serial("stand-in trtllm-serve: spawn --type tensorrt-llm runs `trtllm-serve <model>` with the worker's shape and iteration stats on", async t => {
-  first = await spawnWorker(t, ['--parallel', '2', '--context-size', '1024']);
+  first = await spawnStandinWorker(hive!, ['--parallel', '2', '--context-size', '1024']);
   const engine = engineOf(first);
   const model = await defaultModelPath();
   const port = engine.args[engine.args.indexOf('--port') + 1]!;
@@ -224,7 +194,7 @@ test.serial('stand-in trtllm-serve: stopping the worker stops the engine, remove
 });
 
 test.serial('stand-in trtllm-serve: an engine that dies mid-request answers engine_error naming the exit, and the hive fails the worker', async t => {
-  const worker = await spawnWorker(t);
+  const worker = await spawnStandinWorker(hive!);
   const engine = engineOf(worker);
   const crashed = await postJson(
     `${worker.url}/v1/infer`,
@@ -241,7 +211,7 @@ test.serial('stand-in trtllm-serve: an engine that dies mid-request answers engi
 });
 
 test.serial('stand-in trtllm-serve: an engine killed under the worker makes the hive fail the worker', async t => {
-  const worker = await spawnWorker(t);
+  const worker = await spawnStandinWorker(hive!);
   process.kill(engineOf(worker).pid, 'SIGKILL');
   await waitFor(async () => (await workerInfo(worker.worker_id)).state === 'failed', 10_000, 'the hive to see the engine die');
   t.regex((await workerInfo(worker.worker_id)).reason ?? '', /trtllm-serve \(pid \d+\) was killed by SIGKILL/);

@@ -8,17 +8,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import {fileURLToPath} from 'node:url';
 import test from 'ava';
 import {fakeNvidiaSmi} from '../helpers/fake-nvidia-smi.js';
-import {postJson, postStream, rbee, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
+import {postJson, postStream, rbee, startHive, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
+import {spawnStandinWorker, standinProject} from '../helpers/trtllm-standin.js';
 import {waitFor} from '../helpers/process-tree.js';
-import {defaultModelPath} from '../helpers/test-model.js';
 
-const standin = fileURLToPath(new URL('../fixtures/standins/trtllm-standin.mjs', import.meta.url));
-fs.chmodSync(standin, 0o755);
-const project = tempHome('rbee-worker-links-');
-fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: {'tensorrt-llm': {command: standin}}}));
+const project = standinProject('rbee-worker-links-');
 const nvidiaSmi = fakeNvidiaSmi({gpus: [{name: 'NVIDIA H100 80GB HBM3', totalMiB: 81_559, usedMiB: 500}]});
 
 let hive: RunningHive;
@@ -31,32 +27,6 @@ test.after.always(async () => {
   await hive?.stop();
 });
 
-async function spawnWorker(): Promise<{worker_id: string; url: string}> {
-  const spawned = await rbee(
-    [
-      '--json',
-      'worker',
-      'spawn',
-      '--type',
-      'tensorrt-llm',
-      '--device',
-      'cuda:0',
-      '--model',
-      await defaultModelPath(),
-      '--restart',
-      'never',
-      '--wait',
-      '--timeout',
-      '60',
-    ],
-    {hive},
-  );
-  if (spawned.exitCode !== 0) {
-    throw new Error(`spawn failed: ${String(spawned.stderr)}`);
-  }
-  return JSON.parse(String(spawned.stdout)) as {worker_id: string; url: string};
-}
-
 /** How many requests the worker took by its link so far (its log's trace marks). */
 function byLink(workerId: string): number {
   const log = fs.readFileSync(path.join(hive.home, 'logs', `${workerId}.log`), 'utf8');
@@ -64,7 +34,7 @@ function byLink(workerId: string): number {
 }
 
 test.serial("the hive's requests come by the worker's link, private to its owner; the worker's port still takes HTTP", async t => {
-  const worker = await spawnWorker();
+  const worker = await spawnStandinWorker(hive);
   const links = path.join(hive.home, 'links');
   const socket = path.join(links, `${worker.worker_id}.sock`);
   t.is(fs.statSync(links).mode & 0o777, 0o700);
@@ -87,7 +57,7 @@ test.serial("the hive's requests come by the worker's link, private to its owner
 });
 
 test.serial("a link that is gone: the hive's requests go over HTTP and are answered as before", async t => {
-  const worker = await spawnWorker();
+  const worker = await spawnStandinWorker(hive);
   const before = byLink(worker.worker_id);
   fs.rmSync(path.join(hive.home, 'links', `${worker.worker_id}.sock`));
   const streamed = await postStream(`${hive.url}/v1/infer`, {prompt: 'hi', max_tokens: 3, stream: true});
