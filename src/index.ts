@@ -36,7 +36,7 @@ export {
   type ComputeApp,
   type NvidiaGpu,
 } from './adapters/nvidia-smi.js';
-export {readSse, type SseEvent} from './protocol/sse-reader.js';
+export {readSse, SseParser, type SseEvent} from './protocol/sse-reader.js';
 export {WatchedEngine, type WatchedEngineOptions} from './adapters/watched-engine.js';
 export {engineMemory, groupVram, processTree, processTreeRss} from './adapters/process-memory.js';
 export {findLlamaCpp, type LlamaCppInstall} from './engines/llama-cpp-build.js';

@@ -10,4 +10,4 @@ export {parseWire, type FieldIssue, type ParseResult} from './parse.js';
 export {isRbeeError, RbeeError, toRbeeError, type ErrorCode} from './errors.js';
 export {HiveClient, type CallOptions, type EventStreamOptions, type HiveClientOptions, type StreamOptions} from './hive-client.js';
 export {hiveRoutes, routePath, type HiveRoute, type HiveRouteName, type HttpMethod, type RouteParams} from './hive-routes.js';
-export {readSse, type SseEvent} from './sse-reader.js';
+export {readSse, SseParser, type SseEvent} from './sse-reader.js';

@@ -20,36 +20,41 @@ export type SseEvent = {
 };
 
 /**
- * Yields each event of `body` as its closing blank line arrives. Comments (`: keep-alive`) yield
- * nothing. An event cut off by the end of the stream is dropped, as the standard says: the caller
- * decides whether a stream without its end marker is complete. Breaking out of the loop cancels
- * the body.
+ * The SSE parser, fed chunk by chunk: `push` returns the events each chunk completes, `end` those the
+ * stream's end completes. For a reader that takes a stream's chunks as they come (an adapter
+ * relaying its engine's tokens) without a promise per chunk.
  */
-export async function* readSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<SseEvent, void, undefined> {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  let lastId: string | undefined;
-  let data: string[] = [];
-  let event = '';
-  let extra: Record<string, string> = {};
+export class SseParser {
+  readonly #decoder = new TextDecoder();
+  #buffer = '';
+  #lastId: string | undefined;
+  #data: string[] = [];
+  #event = '';
+  #extra: Record<string, string> = {};
 
-  /** Splits off the buffer's complete lines, passing each to `take`; returns the events they completed. */
-  function drain(final: boolean): SseEvent[] {
+  push(chunk: Uint8Array): SseEvent[] {
+    this.#buffer += this.#decoder.decode(chunk, {stream: true});
+    return this.#drain(false);
+  }
+
+  /** The stream ended: what its last bytes complete (an event cut off without its blank line is dropped). */
+  end(): SseEvent[] {
+    this.#buffer += this.#decoder.decode();
+    return this.#drain(true);
+  }
+
+  /** Splits off the buffer's complete lines, passing each to `#take`; returns the events they completed. */
+  #drain(final: boolean): SseEvent[] {
     const complete: SseEvent[] = [];
-    const line = (text: string) => {
-      const event = take(text);
-      if (event !== undefined) {
-        complete.push(event);
-      }
-    };
+    const buffer = this.#buffer;
     let start = 0;
     if (!buffer.includes('\r')) {
       // The usual stream ends its lines with "\n" alone: the native search, not a loop over characters.
       for (let end = buffer.indexOf('\n'); end !== -1; end = buffer.indexOf('\n', start)) {
-        line(buffer.slice(start, end));
+        this.#take(buffer.slice(start, end), complete);
         start = end + 1;
       }
-      buffer = buffer.slice(start);
+      this.#buffer = buffer.slice(start);
       return complete;
     }
     for (let index = 0; index < buffer.length; index++) {
@@ -61,27 +66,28 @@ export async function* readSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<
       if (char === 13 && index === buffer.length - 1 && !final) {
         break;
       }
-      line(buffer.slice(start, index));
+      this.#take(buffer.slice(start, index), complete);
       if (char === 13 && buffer.charCodeAt(index + 1) === 10) {
         index++;
       }
       start = index + 1;
     }
-    buffer = buffer.slice(start);
+    this.#buffer = buffer.slice(start);
     return complete;
   }
 
-  function take(line: string): SseEvent | undefined {
+  #take(line: string, complete: SseEvent[]): void {
     if (line === '') {
-      const hasExtra = Object.keys(extra).length > 0;
-      const dispatched = data.length > 0 || hasExtra ? {event: event === '' ? 'message' : event, data: data.join('\n'), id: lastId, extra} : undefined;
-      data = [];
-      event = '';
-      extra = {};
-      return dispatched;
+      if (this.#data.length > 0 || Object.keys(this.#extra).length > 0) {
+        complete.push({event: this.#event === '' ? 'message' : this.#event, data: this.#data.join('\n'), id: this.#lastId, extra: this.#extra});
+      }
+      this.#data = [];
+      this.#event = '';
+      this.#extra = {};
+      return;
     }
     if (line.startsWith(':')) {
-      return undefined;
+      return;
     }
     const colon = line.indexOf(':');
     const field = colon === -1 ? line : line.slice(0, colon);
@@ -90,27 +96,29 @@ export async function* readSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<
       value = value.slice(1);
     }
     if (field === 'data') {
-      data.push(value);
+      this.#data.push(value);
     } else if (field === 'event') {
-      event = value;
+      this.#event = value;
     } else if (field === 'id') {
       if (!value.includes('\0')) {
-        lastId = value;
+        this.#lastId = value;
       }
     } else if (field !== 'retry') {
-      extra[field] = value;
+      this.#extra[field] = value;
     }
-    return undefined;
   }
+}
 
+/**
+ * Yields each event of `body` as its closing blank line arrives. Comments (`: keep-alive`) yield
+ * nothing. An event cut off by the end of the stream is dropped, as the standard says: the caller
+ * decides whether a stream without its end marker is complete. Breaking out of the loop cancels
+ * the body.
+ */
+export async function* readSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<SseEvent, void, undefined> {
+  const parser = new SseParser();
   for await (const chunk of body) {
-    buffer += decoder.decode(chunk, {stream: true});
-    for (const event of drain(false)) {
-      yield event;
-    }
+    yield* parser.push(chunk);
   }
-  buffer += decoder.decode();
-  for (const event of drain(true)) {
-    yield event;
-  }
+  yield* parser.end();
 }

@@ -116,17 +116,29 @@ export function inferenceHandlers(runtime: WorkerRuntime): Record<InferencePath,
     runtime.assertServing();
     await checkContextFits(job);
     const adapterName = runtime.adapter.name;
-    const badEvent = new AbortController();
+    // The adapter's signal: the caller gone, or a bad piece from the plugin. One controller fed by
+    // both (AbortSignal.any costs tens of µs a request, on the way to the first token).
+    const stop = new AbortController();
+    let bad: RbeeError | null = null;
+    const onGone = () => stop.abort(signal.reason);
+    if (signal.aborted) {
+      onGone();
+    } else {
+      signal.addEventListener('abort', onGone, {once: true});
+    }
     let first = true;
-    const request = inferRequest(job, sampling, AbortSignal.any([signal, badEvent.signal]), text => {
+    const request = inferRequest(job, sampling, stop.signal, text => {
       if (first) {
         first = false;
         traceStartup(workerId, 'first token from the engine');
       }
-      const problem = badEvent.signal.aborted ? null : checkStreamedText(adapterName, text);
-      if (problem !== null) {
-        badEvent.abort(problem);
-      } else if (!badEvent.signal.aborted) {
+      if (bad !== null) {
+        return;
+      }
+      bad = checkStreamedText(adapterName, text);
+      if (bad !== null) {
+        stop.abort(bad);
+      } else {
         onText?.(text);
       }
     });
@@ -137,10 +149,12 @@ export function inferenceHandlers(runtime: WorkerRuntime): Record<InferencePath,
         return runtime.adapter.infer(request, runtime.context);
       }, signal);
     } catch (error) {
-      throw badEvent.signal.aborted ? badEvent.signal.reason : error;
+      throw bad ?? error;
+    } finally {
+      signal.removeEventListener('abort', onGone);
     }
-    if (badEvent.signal.aborted) {
-      throw badEvent.signal.reason;
+    if (bad !== null) {
+      throw bad;
     }
     const result = checkInferResult(adapterName, answer);
     runtime.stats.recordRequest(result.tokensGenerated);

@@ -73,3 +73,41 @@ test('engineSse with an end marker: a native stream (llama-server /completion) e
   // Without an end marker to check, a plugin's reader keeps its old meaning.
   await t.notThrowsAsync(engineSse(server.url, {}, {signal: AbortSignal.timeout(10_000), onData: () => undefined}));
 });
+
+test('engineSse: a reader that fails on an event stops the stream there, and the engine sees its client go', async t => {
+  let closedBeforeEnd: (() => void) | undefined;
+  const gone = new Promise<void>(resolve => {
+    closedBeforeEnd = resolve;
+  });
+  const server = await startFixtureServer((_request, response) => {
+    response.writeHead(200, {'content-type': 'text/event-stream'});
+    response.write('data: one\n\ndata: two\n\n');
+    // Never ends by itself: only the client's going stops it.
+    const timer = setInterval(() => response.write('data: more\n\n'), 20);
+    response.on('close', () => {
+      clearInterval(timer);
+      closedBeforeEnd!();
+    });
+  });
+  t.teardown(server.close);
+  const seen: string[] = [];
+  const error = await t.throwsAsync(
+    engineSse(
+      server.url,
+      {},
+      {
+        signal: AbortSignal.timeout(10_000),
+        onData: data => {
+          seen.push(data);
+          if (data === 'two') {
+            throw new Error('the reader refused "two"');
+          }
+        },
+      },
+    ),
+  );
+  t.true(isRbeeError(error) && error.code === 'engine_error', String(error));
+  t.regex(error!.message, /refused "two"/);
+  t.deepEqual(seen, ['one', 'two'], 'nothing after the failing event reached the reader');
+  await gone;
+});

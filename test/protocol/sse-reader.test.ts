@@ -1,6 +1,6 @@
 /** The one SSE reader: events as the standard parses them, however the bytes are cut into chunks. */
 import test from 'ava';
-import {readSse, type SseEvent} from '../../src/protocol/sse-reader.js';
+import {readSse, SseParser, type SseEvent} from '../../src/protocol/sse-reader.js';
 
 async function* chunks(parts: Array<string | Uint8Array>): AsyncGenerator<Uint8Array> {
   for (const part of parts) {
@@ -67,4 +67,23 @@ test('cut in two at every byte (mid-line, mid-CRLF, mid-character), the events a
   for (let cut = 1; cut < bytes.length; cut++) {
     t.deepEqual(await read([bytes.subarray(0, cut), bytes.subarray(cut)]), whole, `cut at byte ${cut}`);
   }
+});
+
+test('SseParser, fed chunk by chunk, gives the events readSse gives, each with the chunk that completes it', t => {
+  const parser = new SseParser();
+  const bytes = new TextEncoder().encode(stream);
+  const seen: Array<{at: number; data: string}> = [];
+  bytes.forEach((byte, at) => {
+    for (const event of parser.push(Uint8Array.of(byte))) {
+      seen.push({at, data: event.data});
+    }
+  });
+  t.deepEqual(parser.end(), [], 'the cut-off last event is dropped at the end');
+  t.deepEqual(
+    seen.map(event => event.data),
+    ['{"a":1}', 'first\nsecond', 'crlf', 'cr', ''],
+  );
+  // An event comes out with the byte that ends its blank line, not later.
+  const firstEnd = new TextEncoder().encode(': keep-alive\n\ndata: {"a":1}\n\n').length - 1;
+  t.is(seen[0]!.at, firstEnd);
 });
