@@ -13,9 +13,7 @@ import path from 'node:path';
 import {Readable} from 'node:stream';
 import {RbeeError} from '../errors.js';
 import {bodyText, type HttpAnswer} from '../http/http-request.js';
-import {encodeFrame, encodeRequest, FrameReader, FrameType, type Frame} from '../http/link-frames.js';
-import {parseWire} from '../protocol/parse.js';
-import {LinkAnswerHeadSchema} from '../protocol/wire.js';
+import {decodeHead, encodeFrame, encodeRequest, FrameReader, FrameType, type Frame, type LinkAnswerHead} from '../http/link-frames.js';
 
 /** The longest socket path every platform takes (sun_path holds 108 bytes on Linux, 104 on macOS). */
 const maxSocketPath = 100;
@@ -196,15 +194,11 @@ export class WorkerLinks {
     if (headFrame.type !== FrameType.head) {
       throw new RbeeError('invalid_response', `worker ${workerId}'s link answered with frame type ${headFrame.type} before its head`);
     }
-    let value: unknown;
+    let head: LinkAnswerHead;
     try {
-      value = JSON.parse(headFrame.payload.toString('utf8'));
+      head = decodeHead(headFrame.payload);
     } catch (error) {
-      throw new RbeeError('invalid_response', `worker ${workerId}'s link sent a head that is not JSON`, {cause: error});
-    }
-    const head = parseWire(LinkAnswerHeadSchema, value, `worker ${workerId}'s link answer`);
-    if (!head.ok) {
-      throw new RbeeError('invalid_response', head.message);
+      throw new RbeeError('invalid_response', `worker ${workerId}'s link answer: ${(error as Error).message}`, {cause: error});
     }
     const {socket} = connection;
     let ended = false;
@@ -241,10 +235,10 @@ export class WorkerLinks {
         body.destroy(error);
       },
     };
-    const headers = head.value.headers;
+    const {status, headers} = head;
     return {
-      status: head.value.status,
-      ok: head.value.status >= 200 && head.value.status < 300,
+      status,
+      ok: status >= 200 && status < 300,
       header: name => headers[name.toLowerCase()],
       body,
       text: () => bodyText(body),

@@ -136,4 +136,3 @@ export {
   type WorkflowRequest,
   WorkflowRequestSchema,
 } from './wire/workflows.js';
-export {type LinkAnswerHead, LinkAnswerHeadSchema} from './wire/link.js';

@@ -13,9 +13,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import {RbeeError} from '../errors.js';
 import {errorReply} from '../http/error-handling.js';
-import {decodeRequest, encodeFrame, FrameReader, FrameType, type Frame} from '../http/link-frames.js';
+import {decodeRequest, encodeFrame, encodeHead, FrameReader, FrameType, type Frame} from '../http/link-frames.js';
 import {sameSecret} from '../http/secrets.js';
-import type {LinkAnswerHead} from '../protocol/wire.js';
 import {isInferencePath, type Answer, type InferencePath} from './inference-handlers.js';
 
 type Handle = (path: InferencePath, body: unknown, answer: Answer) => Promise<void>;
@@ -26,8 +25,7 @@ const helloTimeoutMs = 5_000;
 export type WorkerLink = {close(): Promise<void>};
 
 function head(status: number, headers: Record<string, string>): Buffer {
-  const value: LinkAnswerHead = {status, headers};
-  return encodeFrame(FrameType.head, JSON.stringify(value));
+  return encodeHead({status, headers});
 }
 
 const jsonHeaders = {'content-type': 'application/json; charset=utf-8'};

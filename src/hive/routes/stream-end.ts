@@ -8,21 +8,28 @@ const headLength = 16;
 const marker = Buffer.from('\ndata: ');
 
 export class StreamEndWatch {
-  /** The stream's first event has no newline before it. */
+  /** The last bytes seen, fewer than the marker's: a marker cut by a chunk boundary is found with the next chunk. The stream's first event has no newline before it. */
   #carry = Buffer.from('\n');
   #head: string | null = null;
 
   push(chunk: Uint8Array): void {
     const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    const joined = this.#carry.length === 0 ? bytes : Buffer.concat([this.#carry, bytes]);
-    const at = joined.lastIndexOf(marker);
-    if (at !== -1) {
-      this.#head = joined.subarray(at + marker.length, at + marker.length + headLength).toString('latin1');
+    // The chunk is searched in place; only the few bytes around its start are joined with the carry.
+    const at = bytes.lastIndexOf(marker);
+    let begin = at === -1 ? -1 : at + marker.length;
+    if (begin === -1) {
+      const seam = Buffer.concat([this.#carry, bytes.subarray(0, marker.length - 1)]);
+      const inSeam = seam.lastIndexOf(marker);
+      // A marker found there ends inside this chunk (the carry is shorter than a marker): its event's head starts there.
+      begin = inSeam === -1 ? -1 : inSeam + marker.length - this.#carry.length;
+    }
+    if (begin !== -1) {
+      this.#head = bytes.subarray(begin, begin + headLength).toString('latin1');
     } else if (this.#head !== null && this.#head.length < headLength) {
       this.#head += bytes.subarray(0, headLength - this.#head.length).toString('latin1');
     }
-    // A marker split across chunks is found in the next push.
-    this.#carry = Buffer.from(joined.subarray(Math.max(0, joined.length - (marker.length - 1))));
+    const keep = marker.length - 1;
+    this.#carry = bytes.length >= keep ? Buffer.from(bytes.subarray(bytes.length - keep)) : Buffer.concat([this.#carry, bytes]).subarray(-keep);
   }
 
   /** rbee's /v1/infer ends with a `done` or `error` event; the OpenAI routes with `[DONE]` or an error object. */
