@@ -47,7 +47,7 @@ case "$stage" in
       "--banner:js=import {createRequire as bannerCreateRequire} from 'node:module'; const require = bannerCreateRequire(import.meta.url);" \
       --outfile=bench/.work/gpu-relay.mjs
     git describe --always --dirty > bench/.work/gpu-relay.commit
-    RBEE_DEVICE_HIVE_EXTRA="bench/.work/gpu-relay.mjs bench/.work/gpu-relay.commit bench/lib/cpu-prof-preload.mjs" RBEE_DEVICE_LIMIT_MIB=0 \
+    RBEE_DEVICE_HIVE_EXTRA="bench/.work/gpu-relay.mjs bench/.work/gpu-relay.commit bench/lib/cpu-prof-preload.mjs bench/relay-floor.mjs" RBEE_DEVICE_LIMIT_MIB=0 \
       bash scripts/device-bundle.sh --out .device-relay node llama.cpp hive
     rm -rf "$upload" && mkdir -p "$upload/1"
     if [[ "${RBEE_RELAY_WITH_I11:-0}" == 1 ]]; then
