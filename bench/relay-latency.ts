@@ -22,7 +22,7 @@
 import fs from 'node:fs';
 import {workerKeyOf} from '../src/http/secrets.js';
 import {fakeNvidiaSmi} from '../test/helpers/fake-nvidia-smi.js';
-import {descendants} from '../test/helpers/process-tree.js';
+import {StandinEngines} from '../test/helpers/standin-engines.js';
 import {startHive} from '../test/helpers/rbee-process.js';
 import {spawnStandinWorker, standinProject} from '../test/helpers/trtllm-standin.js';
 import {parseArgsOrUsage} from './lib/args.js';
@@ -101,13 +101,7 @@ async function firstToken(url: string, body: unknown, headers: Record<string, st
 
 try {
   const worker = await spawnStandinWorker(hive);
-  const commandLine = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  const engine = descendants(worker.pid).find(pid => commandLine(pid).some(arg => arg.endsWith('trtllm-standin.mjs')));
-  if (engine === undefined) {
-    throw new Error('no stand-in engine under the worker');
-  }
-  const engineArgs = commandLine(engine);
-  const engineUrl = `http://127.0.0.1:${engineArgs[engineArgs.indexOf('--port') + 1]}`;
+  const engineUrl = new StandinEngines('trtllm-standin.mjs').of(worker).url;
   // The worker's key derives from the secret its hive handed it at spawn (its environment at exec).
   const secret = fs
     .readFileSync(`/proc/${worker.pid}/environ`, 'utf8')

@@ -14,6 +14,7 @@ import {execa} from 'execa';
 import {HeartbeatSchema, InferResponseSchema, InferStreamEventSchema, type Heartbeat} from '../../src/protocol/wire.js';
 import {descendants, isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
 import {getJson, postJson, postStream, rbee, rbeeBin, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
+import {StandinEngines} from '../helpers/standin-engines.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 import {fakeNvidiaSmi} from '../helpers/fake-nvidia-smi.js';
 import {heartbeatSink} from '../helpers/heartbeat-sink.js';
@@ -24,7 +25,7 @@ import {spawnStandinWorker, standinProject, type StandinWorker} from '../helpers
 const project = standinProject('rbee-trtllm-standin-', ['--max_batch_size', '1']);
 const gpuMemUsage = 3 * 1024 ** 3;
 let hive: RunningHive | undefined;
-const enginesSeen = new Set<number>();
+const engines = new StandinEngines('trtllm-standin.mjs');
 
 type Worker = StandinWorker;
 
@@ -41,28 +42,10 @@ test.before(async () => {
 
 test.after.always(async () => {
   await hive?.stop();
-  for (const pid of enginesSeen) {
-    if (isAlive(pid)) {
-      process.kill(pid, 'SIGKILL');
-    }
-  }
+  engines.killLeftovers();
 });
 
-function cmdline(pid: number): string[] {
-  return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-}
-
-/** The stand-in engine under a worker: its pid, its arguments after the script, its URL. */
-function engineOf(worker: Worker): {pid: number; args: string[]; url: string} {
-  const [pid] = descendants(worker.pid).filter(candidate => cmdline(candidate).some(arg => arg.endsWith('trtllm-standin.mjs')));
-  if (pid === undefined) {
-    throw new Error(`no stand-in engine under worker ${worker.worker_id}`);
-  }
-  enginesSeen.add(pid);
-  const args = cmdline(pid);
-  const rest = args.slice(args.findIndex(arg => arg.endsWith('trtllm-standin.mjs')) + 1);
-  return {pid, args: rest, url: `http://127.0.0.1:${rest[rest.indexOf('--port') + 1]}`};
-}
+const engineOf = (worker: Worker) => engines.of(worker);
 
 async function workerInfo(id: string) {
   return (await getJson(`${hive!.url}/v1/workers/${id}`)).body;

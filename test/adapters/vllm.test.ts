@@ -15,6 +15,7 @@ import test from 'ava';
 import {HeartbeatSchema, InferResponseSchema, InferStreamEventSchema, type Heartbeat} from '../../src/protocol/wire.js';
 import {descendants, isAlive, processesMentioning, waitFor} from '../helpers/process-tree.js';
 import {getJson, postJson, postStream, rbee, rbeeBin, startHive, tempHome, workerAuth, type RunningHive} from '../helpers/rbee-process.js';
+import {StandinEngines} from '../helpers/standin-engines.js';
 import {defaultModelPath} from '../helpers/test-model.js';
 import {heartbeatSink} from '../helpers/heartbeat-sink.js';
 
@@ -26,7 +27,7 @@ const project = tempHome('rbee-vllm-standin-');
 // worker admits --parallel, so requests visibly wait in the engine.
 fs.writeFileSync(path.join(project, 'rbee.config.json'), JSON.stringify({types: {vllm: {command: standin, args: ['--max-num-seqs', '1']}}}));
 let hive: RunningHive | undefined;
-const enginesSeen = new Set<number>();
+const engines = new StandinEngines('vllm-standin.mjs');
 
 type Worker = {worker_id: string; url: string; pid: number; model: string};
 
@@ -36,28 +37,10 @@ test.before(async () => {
 
 test.after.always(async () => {
   await hive?.stop();
-  for (const pid of enginesSeen) {
-    if (isAlive(pid)) {
-      process.kill(pid, 'SIGKILL');
-    }
-  }
+  engines.killLeftovers();
 });
 
-function cmdline(pid: number): string[] {
-  return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-}
-
-/** The stand-in engine under a worker: its pid, its arguments after the script, its URL. */
-function engineOf(worker: Worker): {pid: number; args: string[]; url: string} {
-  const [pid] = descendants(worker.pid).filter(candidate => cmdline(candidate).some(arg => arg.endsWith('vllm-standin.mjs')));
-  if (pid === undefined) {
-    throw new Error(`no stand-in engine under worker ${worker.worker_id}`);
-  }
-  enginesSeen.add(pid);
-  const args = cmdline(pid);
-  const rest = args.slice(args.findIndex(arg => arg.endsWith('vllm-standin.mjs')) + 1);
-  return {pid, args: rest, url: `http://127.0.0.1:${rest[rest.indexOf('--port') + 1]}`};
-}
+const engineOf = (worker: Worker) => engines.of(worker);
 
 async function spawnWorker(t: {is: (a: unknown, b: unknown, m?: string) => void}, extra: string[] = []): Promise<Worker> {
   const model = await defaultModelPath();
