@@ -15,7 +15,7 @@
  * its code, the lean relay's own overhead is the machine's (wake-ups, caches gone cold while a
  * process sleeps between steps). Needs Node only: no repo, no packages.
  *
- *   node bench/relay-floor.mjs [--rounds 2000] [--warmup 1000] [--out file.json]
+ *   node bench/relay-floor.mjs [--rounds 2000] [--warmup 1000] [--engine http://127.0.0.1:PORT] [--out file.json]
  */
 import {spawn} from 'node:child_process';
 import fs from 'node:fs';
@@ -73,10 +73,11 @@ const roles = {
         process.send(this.address().port);
       });
   },
-  pipe(target) {
+  pipe(targetOrigin) {
+    const target = new URL(targetOrigin);
     net
       .createServer(client => {
-        const upstream = net.connect(Number(target), '127.0.0.1');
+        const upstream = net.connect(Number(target.port), target.hostname);
         client.setNoDelay(true);
         upstream.setNoDelay(true);
         client.pipe(upstream).pipe(client);
@@ -87,7 +88,8 @@ const roles = {
         process.send(this.address().port);
       });
   },
-  worker(enginePort, socketPath) {
+  worker(engineOrigin, socketPath) {
+    const engine = new URL(engineOrigin);
     const agent = new http.Agent({keepAlive: true});
     net
       .createServer(link => {
@@ -99,7 +101,7 @@ const roles = {
               throw new Error('prompt must be a string');
             }
             const upstream = http.request(
-              {host: '127.0.0.1', port: Number(enginePort), method: 'POST', path: '/v1/completions', agent, headers: {'content-type': 'application/json'}},
+              {host: engine.hostname, port: Number(engine.port), method: 'POST', path: '/v1/completions', agent, headers: {'content-type': 'application/json'}},
               response => {
                 let first = true;
                 let text = '';
@@ -120,7 +122,7 @@ const roles = {
                 response.on('end', () => link.write(frame(end, '')));
               },
             );
-            upstream.end(JSON.stringify({prompt: body.prompt, stream: true}));
+            upstream.end(JSON.stringify({prompt: body.prompt, max_tokens: body.max_tokens, stream: true}));
           }),
         );
       })
@@ -167,9 +169,11 @@ const [role, ...roleArgs] = process.argv.slice(2);
 if (role in roles) {
   roles[role](...roleArgs);
 } else {
-  const {values} = parseArgs({options: {rounds: {type: 'string'}, warmup: {type: 'string'}, out: {type: 'string'}, help: {type: 'boolean', short: 'h'}}});
+  const {values} = parseArgs({
+    options: {rounds: {type: 'string'}, warmup: {type: 'string'}, engine: {type: 'string'}, out: {type: 'string'}, help: {type: 'boolean', short: 'h'}},
+  });
   if (values.help) {
-    process.stdout.write('usage: node bench/relay-floor.mjs [--rounds 2000] [--warmup 1000] [--out file.json]\n');
+    process.stdout.write('usage: node bench/relay-floor.mjs [--rounds 2000] [--warmup 1000] [--engine http://127.0.0.1:PORT] [--out file.json]\n');
     process.exit(0);
   }
   const rounds = Number(values.rounds ?? 2000);
@@ -177,6 +181,18 @@ if (role in roles) {
   if (!Number.isInteger(rounds) || rounds < 10 || !Number.isInteger(warmup) || warmup < 0) {
     process.stderr.write('relay-floor: --rounds must be an integer ≥ 10 and --warmup one ≥ 0\n');
     process.exit(2);
+  }
+  let external;
+  if (values.engine !== undefined) {
+    try {
+      external = new URL(values.engine);
+    } catch {
+      external = undefined;
+    }
+    if (external?.protocol !== 'http:' || external.port === '') {
+      process.stderr.write('relay-floor: --engine must be an http:// URL with a port (an OpenAI-compatible server: POST /v1/completions, streamed)\n');
+      process.exit(2);
+    }
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-relay-floor-'));
   const children = [];
@@ -195,31 +211,28 @@ if (role in roles) {
   };
   process.on('exit', cleanup);
   try {
-    const enginePort = await start(['engine']);
-    const pipePort = await start(['pipe', String(enginePort)]);
-    const socketPath = await start(['worker', String(enginePort), path.join(dir, 'worker.sock')]);
-    const hivePort = await start(['hive', socketPath]);
+    const engine = external?.origin ?? `http://127.0.0.1:${await start(['engine'])}`;
+    const pipe = `http://127.0.0.1:${await start(['pipe', engine])}`;
+    const socketPath = await start(['worker', engine, path.join(dir, 'worker.sock')]);
+    const hive = `http://127.0.0.1:${await start(['hive', socketPath])}`;
     const agent = new http.Agent({keepAlive: true, maxSockets: 1});
     const body = JSON.stringify({prompt: 'The honey bee is a social insect', max_tokens: 4, stream: true});
-    const ttft = port =>
+    const ttft = origin =>
       new Promise((resolve, reject) => {
         const sent = performance.now();
-        const asked = http.request(
-          {host: '127.0.0.1', port, method: 'POST', path: '/v1/completions', agent, headers: {'content-type': 'application/json'}},
-          response => {
-            let first;
-            response.on('data', () => {
-              first ??= performance.now() - sent;
-            });
-            response.on('end', () => (first === undefined ? reject(new Error(`port ${port}: an empty answer`)) : resolve(first)));
-            response.on('error', reject);
-          },
-        );
+        const asked = http.request(`${origin}/v1/completions`, {method: 'POST', agent, headers: {'content-type': 'application/json'}}, response => {
+          let first;
+          response.on('data', () => {
+            first ??= performance.now() - sent;
+          });
+          response.on('end', () => (first === undefined ? reject(new Error(`${origin}: an empty answer`)) : resolve(first)));
+          response.on('error', reject);
+        });
         asked.on('error', reject);
-        asked.setTimeout(10_000, () => asked.destroy(new Error(`port ${port}: no answer in 10 s`)));
+        asked.setTimeout(10_000, () => asked.destroy(new Error(`${origin}: no answer in 10 s`)));
         asked.end(body);
       });
-    const sides = {straight: enginePort, pipe: pipePort, 'lean relay': hivePort};
+    const sides = {straight: engine, pipe, 'lean relay': hive};
     const samples = {straight: [], pipe: [], 'lean relay': []};
     const names = Object.keys(sides);
     for (let round = 0; round < warmup + rounds; round++) {
@@ -241,6 +254,7 @@ if (role in roles) {
       date: new Date().toISOString(),
       node: process.version,
       cpu: `${os.cpus()[0]?.model ?? 'unknown'} × ${os.availableParallelism()}`,
+      engine: external === undefined ? 'built in (answers at once)' : external.origin,
       rounds,
       warmup,
       ttft_median_ms: Object.fromEntries(names.map(name => [name, Number(median(samples[name]).toFixed(3))])),
