@@ -15,7 +15,8 @@
  * its code, the lean relay's own overhead is the machine's (wake-ups, caches gone cold while a
  * process sleeps between steps). Needs Node only: no repo, no packages.
  *
- *   node bench/relay-floor.mjs [--rounds 2000] [--warmup 1000] [--engine http://127.0.0.1:PORT] [--out file.json]
+ *   node bench/relay-floor.mjs [--rounds 2000] [--warmup 1000] [--engine http://127.0.0.1:PORT [--model NAME]] [--out file.json]
+ * --model: the name a server that wants one (vLLM) serves its model as; llama-server takes any.
  */
 import {spawn} from 'node:child_process';
 import fs from 'node:fs';
@@ -122,7 +123,7 @@ const roles = {
                 response.on('end', () => link.write(frame(end, '')));
               },
             );
-            upstream.end(JSON.stringify({prompt: body.prompt, max_tokens: body.max_tokens, stream: true}));
+            upstream.end(JSON.stringify({model: body.model, prompt: body.prompt, max_tokens: body.max_tokens, stream: true}));
           }),
         );
       })
@@ -170,10 +171,19 @@ if (role in roles) {
   roles[role](...roleArgs);
 } else {
   const {values} = parseArgs({
-    options: {rounds: {type: 'string'}, warmup: {type: 'string'}, engine: {type: 'string'}, out: {type: 'string'}, help: {type: 'boolean', short: 'h'}},
+    options: {
+      rounds: {type: 'string'},
+      warmup: {type: 'string'},
+      engine: {type: 'string'},
+      model: {type: 'string'},
+      out: {type: 'string'},
+      help: {type: 'boolean', short: 'h'},
+    },
   });
   if (values.help) {
-    process.stdout.write('usage: node bench/relay-floor.mjs [--rounds 2000] [--warmup 1000] [--engine http://127.0.0.1:PORT] [--out file.json]\n');
+    process.stdout.write(
+      'usage: node bench/relay-floor.mjs [--rounds 2000] [--warmup 1000] [--engine http://127.0.0.1:PORT [--model NAME]] [--out file.json]\n',
+    );
     process.exit(0);
   }
   const rounds = Number(values.rounds ?? 2000);
@@ -216,7 +226,7 @@ if (role in roles) {
     const socketPath = await start(['worker', engine, path.join(dir, 'worker.sock')]);
     const hive = `http://127.0.0.1:${await start(['hive', socketPath])}`;
     const agent = new http.Agent({keepAlive: true, maxSockets: 1});
-    const body = JSON.stringify({prompt: 'The honey bee is a social insect', max_tokens: 4, stream: true});
+    const body = JSON.stringify({model: values.model, prompt: 'The honey bee is a social insect', max_tokens: 4, stream: true});
     const ttft = origin =>
       new Promise((resolve, reject) => {
         const sent = performance.now();
