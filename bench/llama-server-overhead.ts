@@ -56,6 +56,7 @@ import {localDate, machineInfo, machineSlug, modelInfo, type MachineInfo, type M
 import {ownCpuSeconds, processCpuSeconds} from './lib/proc-cpu.js';
 import {timedStream} from './lib/sse-timing.js';
 import {requestMarks} from './lib/startup-timeline.js';
+import {startLeanRelay} from './lib/lean-relay.js';
 import {runTtftProbe} from './lib/ttft-probe.js';
 import {median, round} from './lib/stats.js';
 import {renderMarkdown, renderText} from './lib/table.js';
@@ -100,7 +101,12 @@ export type LlamaServerOverheadOptions = {
   /** Per stream (default 600 s); the caller's deadline bounds the whole run anyway. */
   streamTimeoutMs?: number;
   /** After the rounds, short requests one at a time, each side in turn, back to back (bench/lib/ttft-probe.ts). */
-  ttftProbe?: {rounds: number; warmupRounds: number; maxTokens: number};
+  ttftProbe?: {
+    rounds: number;
+    warmupRounds: number;
+    maxTokens: number;
+    /** Also ask a lean two-process relay in front of the peer (lib/lean-relay.ts; default on). */ floor?: boolean;
+  };
   /** The hive and its worker mark each request's steps (RBEE_STARTUP_TRACE=1): the probe's timeline. */
   trace?: boolean;
 };
@@ -424,18 +430,30 @@ export async function runLlamaServerOverhead(options: LlamaServerOverheadOptions
       roundsDone++;
     }
 
-    const ttftProbe =
-      options.ttftProbe === undefined
-        ? null
-        : await runTtftProbe({
-            ...options.ttftProbe,
-            targets: {peer: target.peer, worker: target.worker, rbee: target.rbee},
-            marks:
-              options.trace === true
-                ? () => requestMarks({hiveStderr: running.rbee.hive.stderr(), hiveHome: running.rbee.hive.home, workerId: running.rbee.workerId})
-                : null,
-            log: options.log,
-          });
+    // The floor: what any relay of two Node processes adds in front of the same llama-server, same rounds.
+    const lean = options.ttftProbe === undefined || options.ttftProbe.floor === false ? null : await startLeanRelay(peer.url);
+    let ttftProbe: Awaited<ReturnType<typeof runTtftProbe>> | null;
+    try {
+      ttftProbe =
+        options.ttftProbe === undefined
+          ? null
+          : await runTtftProbe({
+              ...options.ttftProbe,
+              targets: {
+                peer: target.peer,
+                worker: target.worker,
+                rbee: target.rbee,
+                ...(lean === null ? {} : {floor: {url: `${lean.url}/v1/infer`, body: target.rbee.body, format: 'rbee' as const}}),
+              },
+              marks:
+                options.trace === true
+                  ? () => requestMarks({hiveStderr: running.rbee.hive.stderr(), hiveHome: running.rbee.hive.home, workerId: running.rbee.workerId})
+                  : null,
+              log: options.log,
+            });
+    } finally {
+      lean?.close();
+    }
 
     const results: ConcurrencyResult[] = [];
     for (const concurrency of options.concurrencies) {

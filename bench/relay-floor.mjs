@@ -106,21 +106,34 @@ const roles = {
               response => {
                 let first = true;
                 let text = '';
+                let tokens = 0;
+                const status = Buffer.alloc(2);
+                status.writeUInt16BE(response.statusCode ?? 502);
+                const send = out => {
+                  link.write(first ? Buffer.concat([frame(head, status), out]) : out);
+                  first = false;
+                };
                 response.setEncoding('utf8');
                 response.on('data', chunk => {
                   text += chunk;
+                  if (response.statusCode !== 200) {
+                    return; // an engine's refusal is passed on whole at the end
+                  }
                   for (let at = text.indexOf('\n\n'); at !== -1; at = text.indexOf('\n\n')) {
                     const event = text.slice('data: '.length, at);
                     text = text.slice(at + 2);
-                    if (event === '[DONE]') {
-                      continue;
+                    const piece = event === '[DONE]' ? undefined : JSON.parse(event).choices?.[0]?.text;
+                    if (typeof piece === 'string' && piece !== '') {
+                      tokens++;
+                      send(frame(data, `data: ${JSON.stringify({type: 'token', text: piece})}\n\n`));
                     }
-                    const out = frame(data, `data: ${JSON.stringify({type: 'token', text: JSON.parse(event).choices[0].text})}\n\n`);
-                    link.write(first ? Buffer.concat([frame(head, '{"status":200}'), out]) : out);
-                    first = false;
                   }
                 });
-                response.on('end', () => link.write(frame(end, '')));
+                // rbee's closing event, as a worker sends it: a client that waits for it can time this relay too.
+                response.on('end', () => {
+                  const done = `data: ${JSON.stringify({type: 'done', tokens_generated: tokens, finish_reason: 'length'})}\n\n`;
+                  send(Buffer.concat([frame(data, response.statusCode === 200 ? done : text), frame(end, '')]));
+                });
               },
             );
             upstream.end(JSON.stringify({model: body.model, prompt: body.prompt, max_tokens: body.max_tokens, stream: true}));
@@ -136,7 +149,7 @@ const roles = {
       'data',
       frameReader((type, payload) => {
         if (type === head) {
-          answering.writeHead(200, {'content-type': 'text/event-stream'});
+          answering.writeHead(payload.readUInt16BE(0), {'content-type': 'text/event-stream'});
         } else if (type === data) {
           answering.write(payload);
         } else if (type === end) {

@@ -1,10 +1,11 @@
 /**
  * What rbee's relay adds to the time to first token, with the engine's own time taken out: an
  * engine that answers at once (the OpenAI-compatible stand-in of the tests, behind the
- * tensorrt-llm adapter, ticking every --tick-ms) asked three ways, request by request in turn:
+ * tensorrt-llm adapter, ticking every --tick-ms) asked four ways, request by request in turn:
  * straight (its /v1/completions), the worker directly (/v1/infer on the worker's port, with the
- * worker's key) and through the hive (/v1/infer). One stream at a time, 8 tokens each; TTFT is
- * request sent → the first token's bytes. The differences of the medians (and the medians of
+ * worker's key), through the hive (/v1/infer), and through bench/relay-floor.mjs's lean two-process
+ * relay in front of the same engine (the floor: what any two Node processes in the path add). One
+ * stream at a time, 8 tokens each; TTFT is request sent → the first token's bytes. The differences of the medians (and the medians of
  * the per-round differences) are what the worker and the hive add; issue 10 §6's H100 run
  * measures the same against llama-server, where the engine's own time varies far more.
  *
@@ -26,6 +27,7 @@ import {StandinEngines} from '../test/helpers/standin-engines.js';
 import {startHive} from '../test/helpers/rbee-process.js';
 import {spawnStandinWorker, standinProject} from '../test/helpers/trtllm-standin.js';
 import {parseArgsOrUsage} from './lib/args.js';
+import {startLeanRelay, type LeanRelay} from './lib/lean-relay.js';
 import {machineInfo} from './lib/machine.js';
 import {processCpuSeconds} from './lib/proc-cpu.js';
 import {median, round, summarize} from './lib/stats.js';
@@ -99,6 +101,7 @@ async function firstToken(url: string, body: unknown, headers: Record<string, st
   return {ms: first, sentAt};
 }
 
+let lean: LeanRelay | undefined;
 try {
   const worker = await spawnStandinWorker(hive);
   const engineUrl = new StandinEngines('trtllm-standin.mjs').of(worker).url;
@@ -112,17 +115,22 @@ try {
     throw new Error("cannot read the worker's secret");
   }
   const prompt = 'Hello there';
+  // The floor, same rounds: bench/relay-floor.mjs's lean two-process relay in front of the same engine.
+  lean = await startLeanRelay(engineUrl);
+  const leanUrl = lean.url;
   const ways = {
     straight: () => firstToken(`${engineUrl}/v1/completions`, {model: 'm', prompt, max_tokens: 8, stream: true}),
     worker: () => firstToken(`${worker.url}/v1/infer`, {prompt, max_tokens: 8, stream: true}, {authorization: `Bearer ${workerKeyOf(secret)}`}),
     hive: () => firstToken(`${hive.url}/v1/infer`, {prompt, max_tokens: 8, stream: true}),
+    floor: () => firstToken(`${leanUrl}/v1/infer`, {prompt, max_tokens: 8, stream: true}),
   };
-  const samples: Record<keyof typeof ways, number[]> = {straight: [], worker: [], hive: []};
+  const samples: Record<keyof typeof ways, number[]> = {straight: [], worker: [], hive: [], floor: []};
   // CPU seconds the hive and the worker spent on each way's requests (clock ticks: summed over many requests, not one).
   const cpu: Record<keyof typeof ways, {hive: number; worker: number}> = {
     straight: {hive: 0, worker: 0},
     worker: {hive: 0, worker: 0},
     hive: {hive: 0, worker: 0},
+    floor: {hive: 0, worker: 0},
   };
   const throughHive: Array<{sentAt: number; ms: number}> = [];
   for (let r = 0; r < warmup + rounds; r++) {
@@ -158,6 +166,8 @@ try {
       hive: round(median(samples.hive) - median(samples.worker), 3),
       total: round(median(samples.hive) - median(samples.straight), 3),
       totalPaired: round(paired(samples.hive, samples.straight), 3),
+      /** What the lean two-process relay adds (paired by round): any relay of two Node processes, before rbee's code. */
+      floorPaired: round(paired(samples.floor, samples.straight), 3),
     },
     /** CPU ms per request of each way, hive and worker processes (utime + stime). */
     cpuMsPerRequest: Object.fromEntries(
@@ -170,6 +180,9 @@ try {
   );
   console.log(
     `added by the worker ${result.addedMs.worker} ms, by the hive ${result.addedMs.hive} ms; in all ${result.addedMs.total} ms (paired by round ${result.addedMs.totalPaired} ms)`,
+  );
+  console.log(
+    `the floor: a lean two-process relay (bench/relay-floor.mjs) in front of the same engine adds ${result.addedMs.floorPaired} ms (paired by round)`,
   );
   console.log(
     `CPU ms per request: through the hive: hive ${result.cpuMsPerRequest.hive!.hive}, worker ${result.cpuMsPerRequest.hive!.worker}; at the worker's port: worker ${result.cpuMsPerRequest.worker!.worker}`,
@@ -189,5 +202,6 @@ try {
     console.log(`wrote ${values.out}`);
   }
 } finally {
+  lean?.close();
   await hive.stop();
 }

@@ -14,7 +14,7 @@ import {timedStream, type StreamFormat} from './sse-timing.js';
 import {median, round, roundSummary, summarize, type Summary} from './stats.js';
 import {fmt, type Table} from './table.js';
 
-export type ProbeSide = 'peer' | 'worker' | 'rbee';
+export type ProbeSide = 'peer' | 'worker' | 'rbee' | 'floor';
 
 export type ProbeTarget = {url: string; body: Record<string, unknown>; format: StreamFormat; headers?: Record<string, string>};
 
@@ -22,17 +22,21 @@ export type TtftProbeResult = {
   rounds: number;
   warmup_rounds: number;
   max_tokens: number;
-  /** Request sent → first token event, ms, per side. */
-  ttft_ms: Record<ProbeSide, Summary>;
-  /** Medians over rounds of (side − peer) and (rbee − worker), ms. */
-  added_ms_paired: {worker: number; hive: number; total: number};
+  /** Request sent → first token event, ms, per side (`floor` only when it was asked). */
+  ttft_ms: Record<Exclude<ProbeSide, 'floor'>, Summary> & {floor?: Summary};
+  /**
+   * Medians over rounds of (side − peer) and (rbee − worker), ms; `floor`: what bench/relay-floor.mjs's
+   * lean two-process relay in front of the peer engine adds (what any two Node processes in the path cost).
+   */
+  added_ms_paired: {worker: number; hive: number; total: number; floor?: number};
   /** Through the hive, step by step (only when the hive and worker traced their requests). */
   timeline: Array<TimelineStep & {seen: number}> | null;
   traced: boolean;
 };
 
 export async function runTtftProbe(options: {
-  targets: Record<ProbeSide, ProbeTarget>;
+  /** `floor`: a lean relay in front of the peer (lib/lean-relay.ts), asked in the same rounds; optional. */
+  targets: Record<Exclude<ProbeSide, 'floor'>, ProbeTarget> & {floor?: ProbeTarget};
   rounds: number;
   warmupRounds: number;
   maxTokens: number;
@@ -40,13 +44,13 @@ export async function runTtftProbe(options: {
   marks: (() => Array<TraceMark & {source: 'hive' | 'worker'}>) | null;
   log: (message: string) => void;
 }): Promise<TtftProbeResult> {
-  const sides: ProbeSide[] = ['peer', 'worker', 'rbee'];
-  const samples: Record<ProbeSide, number[]> = {peer: [], worker: [], rbee: []};
+  const sides: ProbeSide[] = ['peer', 'worker', 'rbee', ...(options.targets.floor === undefined ? [] : (['floor'] as const))];
+  const samples: Record<ProbeSide, number[]> = {peer: [], worker: [], rbee: [], floor: []};
   const throughHive: Array<{sentAt: number; ms: number}> = [];
   for (let r = 0; r < options.warmupRounds + options.rounds; r++) {
     // Alternate the order so no side always follows the same one.
     for (const side of r % 2 === 0 ? sides : [...sides].reverse()) {
-      const {url, body, format, headers} = options.targets[side];
+      const {url, body, format, headers} = options.targets[side]!;
       const stream = await timedStream(
         url,
         {...body, ...(format === 'rbee' ? {max_tokens: options.maxTokens} : {n_predict: options.maxTokens})},
@@ -71,18 +75,21 @@ export async function runTtftProbe(options: {
       peer: roundSummary(summarize(samples.peer), 3),
       worker: roundSummary(summarize(samples.worker), 3),
       rbee: roundSummary(summarize(samples.rbee), 3),
+      ...(samples.floor.length === 0 ? {} : {floor: roundSummary(summarize(samples.floor), 3)}),
     },
     added_ms_paired: {
       worker: paired(samples.worker, samples.peer),
       hive: paired(samples.rbee, samples.worker),
       total: paired(samples.rbee, samples.peer),
+      ...(samples.floor.length === 0 ? {} : {floor: paired(samples.floor, samples.peer)}),
     },
     timeline: options.marks === null ? null : requestTimeline(options.marks(), throughHive),
     traced: options.marks !== null,
   };
   options.log(
     `TTFT probe, ${options.rounds} rounds: medians peer ${result.ttft_ms.peer.median} ms, worker ${result.ttft_ms.worker.median} ms, hive ${result.ttft_ms.rbee.median} ms; ` +
-      `added (paired) by the worker ${result.added_ms_paired.worker} ms, by the hive ${result.added_ms_paired.hive} ms, in all ${result.added_ms_paired.total} ms`,
+      `added (paired) by the worker ${result.added_ms_paired.worker} ms, by the hive ${result.added_ms_paired.hive} ms, in all ${result.added_ms_paired.total} ms` +
+      (result.added_ms_paired.floor === undefined ? '' : `; a lean two-process relay adds ${result.added_ms_paired.floor} ms`),
   );
   return result;
 }
@@ -110,9 +117,25 @@ export function ttftProbeTables(probe: TtftProbeResult): Table[] {
           fmt(probe.ttft_ms.rbee.min, 3),
           `${signedMs(probe.added_ms_paired.total)} (the hive alone ${signedMs(probe.added_ms_paired.hive)})`,
         ],
+        ...(probe.ttft_ms.floor === undefined || probe.added_ms_paired.floor === undefined
+          ? []
+          : [
+              [
+                'lean two-process relay (floor)',
+                fmt(probe.ttft_ms.floor.median, 3),
+                fmt(probe.ttft_ms.floor.p90, 3),
+                fmt(probe.ttft_ms.floor.min, 3),
+                signedMs(probe.added_ms_paired.floor),
+              ],
+            ]),
       ],
       notes: [
-        'each round asks the three sides in turn (order reversed every other round), no pause between requests; "paired" = the median over rounds of that round\'s difference.',
+        'each round asks the sides in turn (order reversed every other round), no pause between requests; "paired" = the median over rounds of that round\'s difference.',
+        ...(probe.ttft_ms.floor === undefined
+          ? []
+          : [
+              "floor = bench/relay-floor.mjs's lean relay (two Node processes doing the least a hive and a worker must, none of rbee's code) in front of the straight llama-server, asked by its OpenAI /v1/completions: what any such relay adds here.",
+            ]),
         ...(probe.traced
           ? ['tracing writes a line to stderr per step in the hive and the worker: compare its steps, not its totals, with an untraced run.']
           : []),
