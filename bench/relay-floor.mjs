@@ -101,42 +101,63 @@ const roles = {
             if (typeof body.prompt !== 'string') {
               throw new Error('prompt must be a string');
             }
-            const upstream = http.request(
-              {host: engine.hostname, port: Number(engine.port), method: 'POST', path: '/v1/completions', agent, headers: {'content-type': 'application/json'}},
-              response => {
-                let first = true;
-                let text = '';
-                let tokens = 0;
-                const status = Buffer.alloc(2);
-                status.writeUInt16BE(response.statusCode ?? 502);
-                const send = out => {
-                  link.write(first ? Buffer.concat([frame(head, status), out]) : out);
-                  first = false;
-                };
-                response.setEncoding('utf8');
-                response.on('data', chunk => {
-                  text += chunk;
-                  if (response.statusCode !== 200) {
-                    return; // an engine's refusal is passed on whole at the end
-                  }
-                  for (let at = text.indexOf('\n\n'); at !== -1; at = text.indexOf('\n\n')) {
-                    const event = text.slice('data: '.length, at);
-                    text = text.slice(at + 2);
-                    const piece = event === '[DONE]' ? undefined : JSON.parse(event).choices?.[0]?.text;
-                    if (typeof piece === 'string' && piece !== '') {
-                      tokens++;
-                      send(frame(data, `data: ${JSON.stringify({type: 'token', text: piece})}\n\n`));
+            const ask = retried => {
+              const upstream = http.request(
+                {
+                  host: engine.hostname,
+                  port: Number(engine.port),
+                  method: 'POST',
+                  path: '/v1/completions',
+                  agent,
+                  headers: {'content-type': 'application/json'},
+                },
+                response => {
+                  let first = true;
+                  let text = '';
+                  let tokens = 0;
+                  const status = Buffer.alloc(2);
+                  status.writeUInt16BE(response.statusCode ?? 502);
+                  const send = out => {
+                    link.write(first ? Buffer.concat([frame(head, status), out]) : out);
+                    first = false;
+                  };
+                  response.setEncoding('utf8');
+                  response.on('data', chunk => {
+                    text += chunk;
+                    if (response.statusCode !== 200) {
+                      return; // an engine's refusal is passed on whole at the end
                     }
-                  }
-                });
-                // rbee's closing event, as a worker sends it: a client that waits for it can time this relay too.
-                response.on('end', () => {
-                  const done = `data: ${JSON.stringify({type: 'done', tokens_generated: tokens, finish_reason: 'length'})}\n\n`;
-                  send(Buffer.concat([frame(data, response.statusCode === 200 ? done : text), frame(end, '')]));
-                });
-              },
-            );
-            upstream.end(JSON.stringify({model: body.model, prompt: body.prompt, max_tokens: body.max_tokens, stream: true}));
+                    for (let at = text.indexOf('\n\n'); at !== -1; at = text.indexOf('\n\n')) {
+                      const event = text.slice('data: '.length, at);
+                      text = text.slice(at + 2);
+                      const piece = event === '[DONE]' ? undefined : JSON.parse(event).choices?.[0]?.text;
+                      if (typeof piece === 'string' && piece !== '') {
+                        tokens++;
+                        send(frame(data, `data: ${JSON.stringify({type: 'token', text: piece})}\n\n`));
+                      }
+                    }
+                  });
+                  // rbee's closing event, as a worker sends it: a client that waits for it can time this relay too.
+                  response.on('end', () => {
+                    const done = `data: ${JSON.stringify({type: 'done', tokens_generated: tokens, finish_reason: 'length'})}\n\n`;
+                    send(Buffer.concat([frame(data, response.statusCode === 200 ? done : text), frame(end, '')]));
+                  });
+                },
+              );
+              // A server that closes a kept connection after each answer (llama-server does) resets the next
+              // request sent on it before reading it: sent again once, on a new connection, as rbee's worker does.
+              upstream.on('error', error => {
+                if (!retried && upstream.reusedSocket && error.code === 'ECONNRESET') {
+                  ask(true);
+                } else {
+                  const status = Buffer.alloc(2);
+                  status.writeUInt16BE(502);
+                  link.write(Buffer.concat([frame(head, status), frame(data, `the engine failed: ${error.message}`), frame(end, '')]));
+                }
+              });
+              upstream.end(JSON.stringify({model: body.model, prompt: body.prompt, max_tokens: body.max_tokens, stream: true}));
+            };
+            ask(false);
           }),
         );
       })
@@ -240,7 +261,9 @@ if (role in roles) {
     const hive = `http://127.0.0.1:${await start(['hive', socketPath])}`;
     const agent = new http.Agent({keepAlive: true, maxSockets: 1});
     const body = JSON.stringify({model: values.model, prompt: 'The honey bee is a social insect', max_tokens: 4, stream: true});
-    const ttft = origin =>
+    // A kept connection the server closed after its last answer (llama-server does) resets the next
+    // request before it is read: that request is sent again, once, on a new connection, and timed from there.
+    const ttft = (origin, retried = false) =>
       new Promise((resolve, reject) => {
         const sent = performance.now();
         const asked = http.request(`${origin}/v1/completions`, {method: 'POST', agent, headers: {'content-type': 'application/json'}}, response => {
@@ -251,7 +274,13 @@ if (role in roles) {
           response.on('end', () => (first === undefined ? reject(new Error(`${origin}: an empty answer`)) : resolve(first)));
           response.on('error', reject);
         });
-        asked.on('error', reject);
+        asked.on('error', error => {
+          if (!retried && asked.reusedSocket && error.code === 'ECONNRESET') {
+            ttft(origin, true).then(resolve, reject);
+          } else {
+            reject(error);
+          }
+        });
         asked.setTimeout(10_000, () => asked.destroy(new Error(`${origin}: no answer in 10 s`)));
         asked.end(body);
       });
