@@ -53,6 +53,13 @@ function frameReader(onFrame) {
   };
 }
 
+/** A HEAD frame's payload: the status, u16 (as rbee's link; the lean relay sends no headers). */
+function statusBytes(code) {
+  const bytes = Buffer.alloc(2);
+  bytes.writeUInt16BE(code);
+  return bytes;
+}
+
 const request = 2;
 const head = 3;
 const data = 4;
@@ -115,8 +122,7 @@ const roles = {
                   let first = true;
                   let text = '';
                   let tokens = 0;
-                  const status = Buffer.alloc(2);
-                  status.writeUInt16BE(response.statusCode ?? 502);
+                  const status = statusBytes(response.statusCode ?? 502);
                   const send = out => {
                     link.write(first ? Buffer.concat([frame(head, status), out]) : out);
                     first = false;
@@ -150,9 +156,7 @@ const roles = {
                 if (!retried && upstream.reusedSocket && error.code === 'ECONNRESET') {
                   ask(true);
                 } else {
-                  const status = Buffer.alloc(2);
-                  status.writeUInt16BE(502);
-                  link.write(Buffer.concat([frame(head, status), frame(data, `the engine failed: ${error.message}`), frame(end, '')]));
+                  link.write(Buffer.concat([frame(head, statusBytes(502)), frame(data, `the engine failed: ${error.message}`), frame(end, '')]));
                 }
               });
               upstream.end(JSON.stringify({model: body.model, prompt: body.prompt, max_tokens: body.max_tokens, stream: true}));

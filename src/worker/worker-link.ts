@@ -24,10 +24,6 @@ const helloTimeoutMs = 5_000;
 
 export type WorkerLink = {close(): Promise<void>};
 
-function head(status: number, headers: Record<string, string>): Buffer {
-  return encodeHead({status, headers});
-}
-
 const jsonHeaders = {'content-type': 'application/json; charset=utf-8'};
 const sseHeaders = {'content-type': 'text/event-stream; charset=utf-8'};
 
@@ -36,7 +32,9 @@ function wholeAnswer(socket: net.Socket, status: number, body: unknown, headers:
   if (socket.destroyed) {
     return;
   }
-  socket.write(Buffer.concat([head(status, {...jsonHeaders, ...headers}), encodeFrame(FrameType.data, JSON.stringify(body)), encodeFrame(FrameType.end)]));
+  socket.write(
+    Buffer.concat([encodeHead({status, headers: {...jsonHeaders, ...headers}}), encodeFrame(FrameType.data, JSON.stringify(body)), encodeFrame(FrameType.end)]),
+  );
 }
 
 /** Parses a request body as the HTTP routes' JSON parser would, with its error on bad JSON. */
@@ -79,7 +77,7 @@ async function serveRequest(socket: net.Socket, path: string, bodyBytes: Buffer,
         answered = true;
         // The head leaves with the first event, in one write: a wake-up of the hive less before the first token.
         if (!socket.destroyed) {
-          socket.write(Buffer.concat([head(200, sseHeaders), encodeFrame(FrameType.data, text)]));
+          socket.write(Buffer.concat([encodeHead({status: 200, headers: sseHeaders}), encodeFrame(FrameType.data, text)]));
         }
       } else if (!socket.destroyed) {
         socket.write(encodeFrame(FrameType.data, text));
